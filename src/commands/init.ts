@@ -1,0 +1,89 @@
+import {Flags} from '@oclif/core'
+import {fileURLToPath} from 'node:url'
+
+import {BaseCommand} from '../base-command.js'
+import {DHPARAM_BITS, DHPARAM_MODES} from '../lib/dhparam.js'
+import {InitResult, InitService} from '../lib/init.js'
+import {resolveInitRequest} from '../lib/init-request.js'
+import {inquirerPrompter, isInteractive} from '../lib/prompts.js'
+import {streamReporter, silentReporterFor} from '../lib/reporter.js'
+import {execaRunner} from '../lib/runner.js'
+import {TLS_MODES} from '../lib/settings.js'
+
+export default class Init extends BaseCommand<typeof Init> {
+  static override summary = 'Set up a secure JupyterHub: secrets, TLS, jupyterhub_config.py, the nginx site, the service.'
+
+  static override description = `Checks the machine, creates the secrets (0600 under srv/jupyterhub, directory 0700), gets a certificate, renders jupyterhub_config.py and the nginx site from templates, validates both (JupyterHub loads the config, nginx -t passes), and installs the service and the renewal schedule.
+Running it again is safe: no valid secret is replaced, unchanged files are left alone. Missing required values are asked for on a terminal; with --yes they are an error.`
+
+  static override examples = [
+    '<%= config.bin %> init --domain hub.example.org --email admin@example.org --admin alice --allow-user bob',
+    '<%= config.bin %> init --yes --domain hub.example.org --admin alice --tls manual --cert fullchain.pem --key privkey.pem',
+    '<%= config.bin %> init --prefix /tmp/hub --yes --domain localhost --admin alice --tls self-signed --dhparam ffdhe2048 --http-port 8080 --https-port 8443',
+    '<%= config.bin %> init --dry-run --domain hub.example.org --admin alice --tls self-signed',
+  ]
+
+  static override flags = {
+    domain: Flags.string({description: 'domain name of the hub (repeatable; the first is the primary)', multiple: true}),
+    email: Flags.string({description: 'contact e-mail for the certificate authority (required with --tls letsencrypt)'}),
+    admin: Flags.string({description: 'admin user (repeatable)', multiple: true}),
+    'allow-user': Flags.string({description: 'user allowed to log in (repeatable; admins always are)', multiple: true}),
+    authenticator: Flags.string({description: 'pam, dummy, shared-password (JupyterHub 5.1+) or a Python class', default: 'pam'}),
+    spawner: Flags.string({description: 'local (a system user per hub user; default as root) or simple (servers run as the hub\'s user; default otherwise)', options: ['local', 'simple']}),
+    tls: Flags.string({description: 'where the certificate comes from', options: [...TLS_MODES], default: 'letsencrypt'}),
+    cert: Flags.string({description: 'with --tls manual: the certificate chain (PEM, leaf first)'}),
+    key: Flags.string({description: 'with --tls manual: its private key (PEM)'}),
+    'http-port': Flags.string({description: 'port nginx answers ACME challenges and redirects on', default: '80'}),
+    'https-port': Flags.string({description: 'port nginx serves the hub on', default: '443'}),
+    'proxy-port': Flags.string({description: 'configurable-http-proxy\'s public port (loopback)', default: '8000'}),
+    'proxy-api-port': Flags.string({description: 'configurable-http-proxy\'s API port (loopback)', default: '8001'}),
+    'hub-port': Flags.string({description: 'the hub\'s own port (loopback)', default: '8081'}),
+    dhparam: Flags.string({description: 'generate fresh DH parameters, or write the RFC 7919 ffdhe2048 group at once', options: [...DHPARAM_MODES], default: 'generate'}),
+    'dhparam-bits': Flags.string({description: 'size of generated DH parameters', options: DHPARAM_BITS.map(String), default: '2048'}),
+    jupyterhub: Flags.string({description: 'the JupyterHub executable (default: jupyterhub on PATH)'}),
+    nginx: Flags.string({description: 'the nginx executable (default: nginx on PATH)'}),
+    systemd: Flags.boolean({description: 'install the jupyterhub.service unit when systemd runs (--no-systemd skips it)', allowNo: true, default: true}),
+    schedule: Flags.boolean({description: 'install the renewal timer, or cron job without systemd (--no-schedule skips it)', allowNo: true, default: true}),
+    yes: Flags.boolean({char: 'y', description: 'never ask: a missing required value is an error'}),
+    'dry-run': Flags.boolean({description: 'print every file it would write and every command it would run; write nothing'}),
+  }
+
+  async run(): Promise<InitResult> {
+    const {flags} = this
+    const interactive = !flags.yes && !this.jsonEnabled() && isInteractive()
+    const request = await resolveInitRequest(flags, interactive ? inquirerPrompter : undefined)
+    const titles = {preflight: 'Preflight checks', secrets: 'Secrets', certificate: 'Certificate', render: 'Render and validate configs', install: 'Install'}
+    const reporter = this.jsonEnabled() ? silentReporterFor() : streamReporter(process.stderr, titles)
+    const service = new InitService({
+      layout: this.layout,
+      runner: execaRunner,
+      reporter,
+      units: {node: process.execPath, hubctl: fileURLToPath(new URL('../../bin/run.js', import.meta.url))},
+      systemd: flags.systemd,
+      schedule: flags.schedule,
+      dryRun: flags['dry-run'],
+    })
+    const result = await service.run(request)
+    this.render(result)
+    return result
+  }
+
+  private render(result: InitResult): void {
+    for (const warning of result.warnings) this.logToStderr(`warning: ${warning}`)
+    if (result.dryRun) {
+      this.log('Dry run: nothing was written. It would write:')
+      for (const file of result.files) this.log(`  ${file.file}`)
+      this.log('and run:')
+      for (const command of result.commands) this.log(`  ${command}`)
+      return
+    }
+    const written = result.files.filter((f) => f.action === 'written')
+    this.log(`hubctl init done under ${result.prefix}: JupyterHub ${result.jupyterhub.version}, nginx ${result.nginx.version}.`)
+    this.log(`  secrets created: ${result.secrets.created.join(', ') || 'none'}; kept: ${result.secrets.kept.join(', ') || 'none'}`)
+    if (result.certificate) this.log(`  certificate: ${result.certificate.mode}, ${result.certificate.reused ? 'kept' : 'new'}, valid until ${result.certificate.notAfter}`)
+    this.log(`  files written: ${written.length} (${result.files.length - written.length} unchanged)`)
+    for (const command of result.commands) this.log(`  ran: ${command}`)
+    this.log('Next:')
+    for (const step of result.next) this.log(`  ${step}`)
+  }
+}

@@ -1,0 +1,60 @@
+import type {JupyterHubInstall} from './jupyterhub.js'
+import {Layout} from './layout.js'
+import {renderTemplate} from './render.js'
+import type {Settings} from './settings.js'
+import {usageError} from './errors.js'
+import {HUBCTL_VERSION} from './version.js'
+
+/** The scopes of hubctl's own service: restore routes, follow, start and stop user servers. Nothing more. */
+export const HUBCTL_SERVICE_SCOPES = ['proxy', 'list:users', 'read:users:activity', 'read:servers', 'servers']
+
+const AUTHENTICATORS: Record<string, {className: string; minMajor?: number; minMinor?: number}> = {
+  pam: {className: 'pam'},
+  dummy: {className: 'dummy'},
+  'shared-password': {className: 'shared-password', minMajor: 5, minMinor: 1},
+}
+
+const SPAWNERS = {
+  local: 'jupyterhub.spawner.LocalProcessSpawner',
+  simple: 'jupyterhub.spawner.SimpleLocalProcessSpawner',
+} as const
+
+/** The Python value of `authenticator_class` for an --authenticator choice, refusing what this JupyterHub lacks. */
+export function authenticatorClass(choice: string, install: Pick<JupyterHubInstall, 'major' | 'minor' | 'version'>): string {
+  const known = AUTHENTICATORS[choice]
+  if (known) {
+    const [major, minor] = [known.minMajor ?? 0, known.minMinor ?? 0]
+    if (install.major < major || (install.major === major && install.minor < minor)) {
+      throw usageError(`--authenticator ${choice} needs JupyterHub ${major}.${minor} or later, and this one is ${install.version}`, 'choose pam or dummy, or a newer JupyterHub with --jupyterhub')
+    }
+    return known.className
+  }
+  if (/^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$/.test(choice)) return choice
+  throw usageError(`--authenticator ${JSON.stringify(choice)} is not one hubctl knows`, `give ${Object.keys(AUTHENTICATORS).join(', ')}, or a Python class such as oauthenticator.GitHubOAuthenticator`)
+}
+
+/** jupyterhub_config.py for these settings and this JupyterHub version (allow rules changed in 5.0). */
+export async function renderHubConfig(layout: Layout, settings: Settings, install: JupyterHubInstall, extra: {dummyPasswordFile?: string} = {}): Promise<string> {
+  const allowed = [...new Set([...settings.admins, ...settings.allowedUsers])]
+  return renderTemplate('jupyterhub_config.py', {
+    hubctlVersion: HUBCTL_VERSION,
+    jupyterhubVersion: install.version,
+    configD: layout.hubConfigD,
+    srvDir: layout.srvDir,
+    hubPort: settings.ports.hub,
+    bindUrl: `http://127.0.0.1:${settings.ports.proxy}`,
+    cookieSecretFile: layout.cookieSecret,
+    dbUrl: `sqlite:///${layout.database}`,
+    proxyApiUrl: `http://127.0.0.1:${settings.ports.proxyApi}`,
+    proxyTokenFile: layout.proxyAuthToken,
+    authenticatorClass: authenticatorClass(settings.authenticator, install),
+    admins: settings.admins,
+    allowedUsers: allowed,
+    allowAllKnown: install.major >= 5,
+    dummyPasswordFile: extra.dummyPasswordFile,
+    spawnerClass: SPAWNERS[settings.spawner],
+    singleuser: install.singleuser,
+    apiTokenFile: layout.apiToken,
+    serviceScopes: HUBCTL_SERVICE_SCOPES,
+  }, 'python')
+}

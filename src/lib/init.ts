@@ -1,0 +1,275 @@
+import fs from 'node:fs/promises'
+
+import {ensureDir, readIfExists, writeFileAtomic} from './atomic.js'
+import {CertStore, CertificateInfo, inspectPair} from './certstore.js'
+import {FFDHE2048_PEM, generateDhparam} from './dhparam.js'
+import {ExitCode, HubctlError} from './errors.js'
+import {renderHubConfig} from './hubconfig.js'
+import type {InitRequest} from './init-request.js'
+import {detectJupyterHub, validateHubConfig} from './jupyterhub.js'
+import {Layout} from './layout.js'
+import {acquireLock} from './lock.js'
+import {Nginx, detectNginx} from './nginx.js'
+import {renderSite} from './site.js'
+import {checkDns, checkPorts, checkPrivileges} from './preflight.js'
+import {Runner} from './runner.js'
+import {SecretName, SecretStore, problemsError} from './secrets.js'
+import {proxyExecutable} from './proxy.js'
+import {makeSelfSigned} from './selfsigned.js'
+import {Settings, SettingsStore, SETTINGS_VERSION} from './settings.js'
+import {PlannedFile, UnitContext, enableUnits, planRenewalSchedule, planServiceUnit, systemdRuns, writePlanned} from './units.js'
+
+/** How init shows its steps: a live list on a terminal, plain lines otherwise, nothing with --json. */
+export interface Reporter {
+  start(step: string): void
+  progress(step: string, text: string): void
+  done(step: string, detail: string): void
+  warn(text: string): void
+}
+
+export const silentReporter: Reporter = {start() {}, progress() {}, done() {}, warn() {}}
+
+export interface InitDeps {
+  layout: Layout
+  runner: Runner
+  reporter?: Reporter
+  units: UnitContext
+  /** Install the systemd unit and the schedule (off with --no-systemd / --no-schedule). */
+  systemd?: boolean
+  schedule?: boolean
+  dryRun?: boolean
+  /** Resolves DNS names (tests pass a fake). */
+  lookup?: (name: string) => Promise<string[]>
+  /** Makes fresh DH parameters (tests may pass a faster one). */
+  makeDhparam?: (bits: number, onProgress: (text: string) => void) => Promise<string>
+  /** Issues a Let's Encrypt certificate (provided by the certificates module). */
+  obtainCertificate?: (settings: Settings) => Promise<CertificateInfo>
+}
+
+export interface InitResult {
+  dryRun: boolean
+  prefix: string
+  jupyterhub: {executable: string; version: string}
+  nginx: {executable: string; version: string}
+  secrets: {created: SecretName[]; kept: SecretName[]}
+  certificate?: {mode: string; subject: string; issuer: string; notAfter: string; serial: string; reused: boolean}
+  files: Array<{file: string; action: 'written' | 'unchanged' | 'would write'}>
+  commands: string[]
+  warnings: string[]
+  next: string[]
+}
+
+export const INIT_STEPS = ['preflight', 'secrets', 'certificate', 'render', 'install'] as const
+
+/**
+ * `hubctl init`: preflight → secrets → certificate → render and validate → install → summary.
+ * Everything that can be refused is refused before the first write; a second run changes no secret.
+ */
+export class InitService {
+  private readonly reporter: Reporter
+
+  constructor(private readonly deps: InitDeps) {
+    this.reporter = deps.reporter ?? silentReporter
+  }
+
+  async run(request: InitRequest): Promise<InitResult> {
+    const {layout, runner} = this.deps
+    const r = this.reporter
+    const files: InitResult['files'] = []
+    const commands: string[] = []
+    const warnings: string[] = []
+
+    // 1. preflight: nothing written yet.
+    r.start('preflight')
+    await checkPrivileges(layout)
+    const [jupyterhub, nginxInstall] = await Promise.all([detectJupyterHub(runner, request.jupyterhub), detectNginx(runner, request.nginx)])
+    const nginx = new Nginx(layout, nginxInstall, runner)
+    const nginxRunning = (await nginx.runningPid()) !== undefined
+    const previous = await new SettingsStore(layout).loadIfExists()
+    const stackRunning = await this.stackRunning()
+    warnings.push(...(await checkPorts([
+      {flag: '--http-port', port: request.ports.http, heldOk: nginxRunning},
+      {flag: '--https-port', port: request.ports.https, heldOk: nginxRunning},
+      {flag: '--proxy-port', port: request.ports.proxy, heldOk: stackRunning},
+      {flag: '--proxy-api-port', port: request.ports.proxyApi, heldOk: stackRunning},
+      {flag: '--hub-port', port: request.ports.hub, heldOk: stackRunning},
+    ])))
+    for (const domain of request.domains) {
+      const warning = await checkDns(domain, this.deps.lookup)
+      if (warning) warnings.push(warning)
+    }
+    if (request.cert) inspectPair({fullchain: request.cert.fullchain, privkey: request.cert.privkey}, {cert: `--cert ${request.cert.certFile}`, key: `--key ${request.cert.keyFile}`})
+    const settings = this.settingsFor(request, jupyterhub, nginxInstall.executable, previous)
+    // Rendering checks every value can be written safely, before anything is.
+    const hubConfig = await renderHubConfig(layout, settings, jupyterhub)
+    const site = await renderSite(layout, settings, nginxInstall)
+    const unitFiles = await this.plannedUnits()
+    r.done('preflight', `JupyterHub ${jupyterhub.version}, nginx ${nginxInstall.version}`)
+
+    const result: InitResult = {
+      dryRun: Boolean(this.deps.dryRun), prefix: layout.prefix,
+      jupyterhub: {executable: jupyterhub.executable, version: jupyterhub.version},
+      nginx: {executable: nginxInstall.executable, version: nginxInstall.version},
+      secrets: {created: [], kept: []}, files, commands, warnings, next: [],
+    }
+    if (this.deps.dryRun) return this.dryRun(result, settings, hubConfig, site, unitFiles, nginxRunning)
+
+    const lock = await acquireLock(layout.lockFile, 'init')
+    const abort = new AbortController()
+    try {
+      // 2. secrets; fresh DH parameters are searched for by worker threads while the next steps go on.
+      r.start('secrets')
+      const secrets = new SecretStore(layout)
+      const dhProblems = await secrets.checkOne('dhparam')
+      const dhMissing = dhProblems.length === 1 && dhProblems[0].problem.endsWith('is missing')
+      if (dhProblems.length > 0 && !dhMissing) throw problemsError(dhProblems)
+      const tokens = await secrets.generateMissing(() => Promise.reject(new Error('unused')), ['cookieSecret', 'proxyAuthToken', 'apiToken'])
+      const dhWrite = dhMissing ? this.dhparamSource(request, abort.signal).then((pem) => secrets.write('dhparam', pem)) : Promise.resolve()
+      dhWrite.catch(() => {}) // awaited below; no unhandled rejection meanwhile
+      result.secrets = {created: [...tokens.created, ...(dhMissing ? ['dhparam' as const] : [])], kept: [...tokens.kept, ...(dhMissing ? [] : ['dhparam' as const])]}
+      r.done('secrets', tokens.created.length > 0 ? `created ${tokens.created.join(', ')}${dhMissing ? '; DH parameters under way' : ''}` : `tokens present, none changed${dhMissing ? '; DH parameters under way' : ''}`)
+
+      // 3. certificate
+      r.start('certificate')
+      result.certificate = await this.certificate(request, settings)
+      r.done('certificate', `${result.certificate.reused ? 'kept' : 'installed'} ${result.certificate.mode} certificate for ${request.domains.join(', ')}, valid until ${result.certificate.notAfter}`)
+
+      // 4. render and validate: the hub config is loaded by the JupyterHub it is for; nginx -t runs on the site.
+      r.start('render')
+      await ensureDir(layout.etcDir, 0o755)
+      await fs.mkdir(layout.hubConfigD, {recursive: true, mode: 0o755})
+      await fs.mkdir(layout.logDir, {recursive: true, mode: 0o755})
+      files.push(await this.installHubConfig(hubConfig, jupyterhub))
+      if (dhMissing) r.progress('render', 'waiting for the DH parameters')
+      await dhWrite
+      await nginx.writeMainConf()
+      await nginx.ensureAcmeWebroot()
+      const siteResult = await nginx.installSite(site)
+      files.push({file: layout.nginxSite, action: siteResult.changed ? 'written' : 'unchanged'})
+      if (!layout.isSystem) files.push({file: layout.nginxMainConf, action: 'written'})
+      await new SettingsStore(layout).save(settings)
+      files.push({file: layout.settings, action: 'written'})
+      r.done('render', 'jupyterhub_config.py loaded by JupyterHub, nginx -t passed')
+
+      // 5. install
+      r.start('install')
+      await writePlanned(unitFiles)
+      files.push(...unitFiles.map((planned) => ({file: planned.file, action: 'written' as const})))
+      if (layout.isSystem && (await systemdRuns()) && unitFiles.length > 0) {
+        commands.push(...(await enableUnits(runner, this.deps.systemd === false ? [] : ['jupyterhub.service'], unitFiles.some((f) => f.file === layout.renewTimer) ? ['hubctl-renew.timer'] : [])))
+      }
+      if (nginxRunning && (await nginx.reloadIfRunning())) commands.push('nginx -s reload')
+      r.done('install', commands.length > 0 ? commands.join('; ') : 'files in place')
+    } finally {
+      abort.abort()
+      await lock.release()
+    }
+    result.next = this.nextSteps(settings)
+    return result
+  }
+
+  private settingsFor(request: InitRequest, jupyterhub: {executable: string; singleuser: string; version: string}, nginx: string, previous?: Settings): Settings {
+    const root = (process.getuid?.() ?? 0) === 0
+    return {
+      version: SETTINGS_VERSION,
+      domains: request.domains,
+      email: request.email,
+      admins: request.admins,
+      allowedUsers: request.allowedUsers,
+      authenticator: request.authenticator,
+      spawner: request.spawner ?? (root ? 'local' : 'simple'),
+      tls: {mode: request.tls, acme: previous?.tls.acme},
+      ports: request.ports,
+      dhparam: {mode: request.dhparam, bits: request.dhparamBits},
+      executables: {jupyterhub: jupyterhub.executable, singleuser: jupyterhub.singleuser, nginx, node: process.execPath, proxy: proxyExecutable()},
+      jupyterhubVersion: jupyterhub.version,
+      nginxSupervised: !this.deps.layout.isSystem,
+      proxyTls: false,
+    }
+  }
+
+  private dhparamSource(request: InitRequest, signal: AbortSignal): Promise<string> {
+    if (request.dhparam === 'ffdhe2048') return Promise.resolve(FFDHE2048_PEM)
+    const make = this.deps.makeDhparam ?? ((bits, onProgress) => generateDhparam(bits, {signal, onProgress: (p) => onProgress(`searching with ${p.workers} threads, ${Math.round(p.elapsedMs / 1000)}s`)}))
+    return make(request.dhparamBits, (text) => this.reporter.progress('render', `DH parameters: ${text}`))
+  }
+
+  private async certificate(request: InitRequest, settings: Settings): Promise<NonNullable<InitResult['certificate']>> {
+    const store = new CertStore(this.deps.layout)
+    const current = await store.currentInfo().catch(() => undefined)
+    const covers = current && request.domains.every((d) => current.domains.includes(d)) && new Date(current.notAfter).getTime() > Date.now() + 7 * 86_400_000
+    const summary = (info: CertificateInfo, reused: boolean) => ({mode: request.tls, subject: info.subject, issuer: info.issuer, notAfter: info.notAfter, serial: info.serial, reused})
+    if (request.tls === 'manual' && request.cert) {
+      if (current && current.fingerprint256 === inspectPair(request.cert).fingerprint256) return summary(current, true)
+      return summary(await store.install(request.cert), false)
+    }
+    if (request.tls === 'self-signed') {
+      if (current && covers && current.selfSigned) return summary(current, true)
+      return summary(await store.install(await makeSelfSigned(request.domains)), false)
+    }
+    if (current && covers && !current.selfSigned) return summary(current, true)
+    if (!this.deps.obtainCertificate) {
+      throw new HubctlError('Let\'s Encrypt issuance is not available in this build of hubctl', {exitCode: ExitCode.USAGE, fix: 'use --tls self-signed, or --tls manual with --cert and --key'})
+    }
+    return summary(await this.deps.obtainCertificate(settings), false)
+  }
+
+  /** Write the candidate config, have JupyterHub load it, then move it into place; a failing one never replaces a working one. */
+  private async installHubConfig(content: string, jupyterhub: Awaited<ReturnType<typeof detectJupyterHub>>): Promise<InitResult['files'][number]> {
+    const {layout, runner} = this.deps
+    if ((await readIfExists(layout.hubConfig)) === content) {
+      await validateHubConfig(runner, jupyterhub, layout.hubConfig)
+      return {file: layout.hubConfig, action: 'unchanged'}
+    }
+    await writeFileAtomic(layout.hubConfigCandidate, content, {mode: 0o644})
+    try {
+      await validateHubConfig(runner, jupyterhub, layout.hubConfigCandidate)
+      await fs.rename(layout.hubConfigCandidate, layout.hubConfig)
+    } finally {
+      await fs.rm(layout.hubConfigCandidate, {force: true})
+    }
+    return {file: layout.hubConfig, action: 'written'}
+  }
+
+  private async plannedUnits(): Promise<PlannedFile[]> {
+    const {layout, units} = this.deps
+    const withSystemd = await systemdRuns()
+    const planned: PlannedFile[] = []
+    if (this.deps.systemd !== false && withSystemd) planned.push(await planServiceUnit(layout, units))
+    if (this.deps.schedule !== false) planned.push(...(await planRenewalSchedule(layout, units, withSystemd)))
+    return planned
+  }
+
+  private async stackRunning(): Promise<boolean> {
+    const pid = Number((await readIfExists(this.deps.layout.pidFile))?.trim())
+    if (!Number.isInteger(pid) || pid <= 0) return false
+    try {
+      process.kill(pid, 0)
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  private dryRun(result: InitResult, settings: Settings, hubConfig: string, site: string, units: PlannedFile[], nginxRunning: boolean): InitResult {
+    const {layout} = this.deps
+    const secretFiles = Object.values(layout.secretFiles)
+    for (const file of [...secretFiles, layout.fullchain, layout.privkey, layout.hubConfig, layout.nginxSite, layout.nginxSiteLink, ...(layout.isSystem ? [] : [layout.nginxMainConf]), layout.settings, ...units.map((u) => u.file)]) {
+      result.files.push({file, action: 'would write'})
+    }
+    result.commands.push(`${settings.executables.jupyterhub} (load ${layout.hubConfig})`, `${settings.executables.nginx} -t`)
+    if (nginxRunning) result.commands.push(`${settings.executables.nginx} -s reload`)
+    if (layout.isSystem && units.length > 0) result.commands.push('systemctl daemon-reload', 'systemctl enable jupyterhub.service', 'systemctl enable --now hubctl-renew.timer')
+    void hubConfig
+    void site
+    result.next = this.nextSteps(settings)
+    return result
+  }
+
+  private nextSteps(settings: Settings): string[] {
+    const {layout} = this.deps
+    const port = settings.ports.https === 443 ? '' : `:${settings.ports.https}`
+    const start = layout.isSystem ? 'systemctl start jupyterhub (or: hubctl start)' : `hubctl start --prefix ${layout.prefix}`
+    return [start, `open https://${settings.domains[0]}${port}/ and log in as ${settings.admins[0]}`, `hubctl secrets check --prefix ${layout.prefix}`]
+  }
+}

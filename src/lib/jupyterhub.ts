@@ -1,0 +1,74 @@
+import fs from 'node:fs/promises'
+import path from 'node:path'
+
+import {ExitCode, HubctlError, preflightError} from './errors.js'
+import {Runner, which} from './runner.js'
+
+export const MIN_JUPYTERHUB = [3, 0] as const
+
+export interface JupyterHubInstall {
+  executable: string
+  version: string
+  major: number
+  minor: number
+  /** jupyterhub-singleuser beside the executable. */
+  singleuser: string
+  /** The Python interpreter of the executable's shebang (the one that has the jupyterhub package). */
+  python: string
+}
+
+/** Find the JupyterHub executable, its version, its singleuser and its Python; refuse what hubctl cannot configure. */
+export async function detectJupyterHub(runner: Runner, executable = 'jupyterhub'): Promise<JupyterHubInstall> {
+  const found = await which(executable)
+  if (!found) {
+    throw preflightError(`the JupyterHub executable "${executable}" was not found`, 'install JupyterHub (apt-get install jupyterhub, or pip install jupyterhub in a virtualenv) and pass its path with --jupyterhub')
+  }
+  const result = await runner.run(found, ['--version'], {timeoutMs: 60_000})
+  const version = /(\d+)\.(\d+)\.(\d+)\S*/.exec(result.stdout.trim())
+  if (result.notFound || result.exitCode !== 0 || !version) {
+    throw preflightError(`"${found} --version" failed${result.stderr ? `: ${lastLine(result.stderr)}` : ''}`, 'check that --jupyterhub names a working JupyterHub executable')
+  }
+  const [major, minor] = [Number(version[1]), Number(version[2])]
+  if (major < MIN_JUPYTERHUB[0]) {
+    throw preflightError(`JupyterHub ${version[0]} at ${found} is too old (hubctl supports ${MIN_JUPYTERHUB.join('.')} and later)`, 'upgrade JupyterHub, or pass a newer one with --jupyterhub')
+  }
+  const singleuser = path.join(path.dirname(found), 'jupyterhub-singleuser')
+  try {
+    await fs.access(singleuser)
+  } catch {
+    throw preflightError(`jupyterhub-singleuser is not beside ${found}`, 'install JupyterHub completely (the singleuser server comes with it) or pass another --jupyterhub')
+  }
+  return {executable: found, version: version[0], major, minor, singleuser, python: await shebangPython(found)}
+}
+
+async function shebangPython(executable: string): Promise<string> {
+  const head = (await fs.readFile(executable, 'utf8')).slice(0, 256)
+  const match = /^#!\s*(\S+)(?:\s+(\S+))?/.exec(head)
+  if (!match) return 'python3'
+  if (match[1].endsWith('/env')) return match[2] ?? 'python3'
+  return match[1]
+}
+
+const LOAD_CONFIG = `
+import sys
+from jupyterhub.app import JupyterHub
+app = JupyterHub()
+app.raise_config_file_errors = True
+app.load_config_file(sys.argv[1])
+print("ok")
+`
+
+/** Execute the rendered config with the JupyterHub it was made for: a syntax or runtime error fails here, not at start. */
+export async function validateHubConfig(runner: Runner, install: JupyterHubInstall, configFile: string): Promise<void> {
+  const result = await runner.run(install.python, ['-c', LOAD_CONFIG, configFile], {timeoutMs: 120_000})
+  if (result.exitCode !== 0 || !result.stdout.includes('ok')) {
+    throw new HubctlError(`JupyterHub ${install.version} cannot load ${configFile}: ${lastLine(result.stderr) || 'unknown error'}`, {
+      exitCode: ExitCode.VALIDATION,
+      fix: 'fix the file named in the error (your own additions live in jupyterhub_config.d/), then run the command again',
+    })
+  }
+}
+
+function lastLine(text: string): string {
+  return text.trim().split('\n').filter(Boolean).pop() ?? ''
+}

@@ -1,0 +1,92 @@
+import path from 'node:path'
+
+/**
+ * The one module that knows where every file lives. Every path is under `prefix`
+ * (default `/`); nothing else in hubctl joins paths by hand.
+ */
+export class Layout {
+  readonly prefix: string
+
+  constructor(prefix = '/') {
+    this.prefix = path.resolve(prefix)
+  }
+
+  /** True when hubctl manages the real system (prefix `/`), false for tests and local mode. */
+  get isSystem(): boolean {
+    return this.prefix === '/'
+  }
+
+  private at(...parts: string[]): string {
+    return path.join(this.prefix, ...parts)
+  }
+
+  // /srv/jupyterhub: runtime and security files
+  get srvDir(): string { return this.at('srv/jupyterhub') }
+  get cookieSecret(): string { return this.at('srv/jupyterhub/jupyterhub_cookie_secret') }
+  get proxyAuthToken(): string { return this.at('srv/jupyterhub/proxy_auth_token') }
+  get apiToken(): string { return this.at('srv/jupyterhub/hubctl_api_token') }
+  get dhparam(): string { return this.at('srv/jupyterhub/dhparam.pem') }
+  get database(): string { return this.at('srv/jupyterhub/jupyterhub.sqlite') }
+  get backupDir(): string { return this.at('srv/jupyterhub/backup') }
+  get lockFile(): string { return this.at('srv/jupyterhub/hubctl.lock') }
+  get runDir(): string { return this.at('srv/jupyterhub/run') }
+  get pidFile(): string { return this.at('srv/jupyterhub/run/hubctl.pid') }
+  get stateFile(): string { return this.at('srv/jupyterhub/run/state.json') }
+
+  // /srv/jupyterhub/ssl
+  get sslDir(): string { return this.at('srv/jupyterhub/ssl') }
+  get fullchain(): string { return this.at('srv/jupyterhub/ssl/fullchain.pem') }
+  get privkey(): string { return this.at('srv/jupyterhub/ssl/privkey.pem') }
+  /** Each certificate and its key live together in archive/<id>/; `current` and `previous` are links to one. */
+  get sslArchiveDir(): string { return this.at('srv/jupyterhub/ssl/archive') }
+  sslArchive(id: string): string { return this.at('srv/jupyterhub/ssl/archive', id) }
+  archivedFullchain(id: string): string { return this.at('srv/jupyterhub/ssl/archive', id, 'fullchain.pem') }
+  archivedPrivkey(id: string): string { return this.at('srv/jupyterhub/ssl/archive', id, 'privkey.pem') }
+  /** Link targets, relative to ssl/: fullchain.pem → current/fullchain.pem, current → archive/<id>. */
+  readonly sslLinkTargets = {fullchain: 'current/fullchain.pem', privkey: 'current/privkey.pem', archive: (id: string) => `archive/${id}`}
+  get sslCurrentLink(): string { return this.at('srv/jupyterhub/ssl/current') }
+  get sslPreviousLink(): string { return this.at('srv/jupyterhub/ssl/previous') }
+  get acmeAccountKey(): string { return this.at('srv/jupyterhub/ssl/acme_account_key.pem') }
+  get renewalState(): string { return this.at('srv/jupyterhub/ssl/renewal.json') }
+
+  // /etc/jupyterhub
+  get etcDir(): string { return this.at('etc/jupyterhub') }
+  get hubConfig(): string { return this.at('etc/jupyterhub/jupyterhub_config.py') }
+  /** Where a new config waits while JupyterHub loads it, before it replaces the live one. */
+  get hubConfigCandidate(): string { return this.at('etc/jupyterhub/.jupyterhub_config.py.candidate') }
+  get hubConfigD(): string { return this.at('etc/jupyterhub/jupyterhub_config.d') }
+  get settings(): string { return this.at('etc/jupyterhub/hubctl.json') }
+
+  // nginx
+  get nginxDir(): string { return this.at('etc/nginx') }
+  get nginxMainConf(): string { return this.at('etc/nginx/nginx.conf') }
+  get nginxSitesAvailable(): string { return this.at('etc/nginx/sites-available') }
+  get nginxSitesEnabled(): string { return this.at('etc/nginx/sites-enabled') }
+  get nginxSite(): string { return this.at('etc/nginx/sites-available/jupyterhub.conf') }
+  get nginxSiteLink(): string { return this.at('etc/nginx/sites-enabled/jupyterhub.conf') }
+  /** Where nginx serves /.well-known/acme-challenge/ from. */
+  get acmeWebroot(): string { return this.at('var/www/hubctl-acme') }
+  get acmeChallengeDir(): string { return this.at('var/www/hubctl-acme/.well-known/acme-challenge') }
+  /** pid and temp files of a prefix-local nginx (only when the prefix is not `/`). */
+  get nginxRunDir(): string { return this.at('var/lib/hubctl/nginx') }
+  get nginxPid(): string { return this.at('var/lib/hubctl/nginx/nginx.pid') }
+
+  // logs
+  get logDir(): string { return this.at('var/log/jupyterhub') }
+  get hubLog(): string { return this.at('var/log/jupyterhub/jupyterhub.log') }
+  get proxyLog(): string { return this.at('var/log/jupyterhub/proxy.log') }
+  get nginxAccessLog(): string { return this.at('var/log/jupyterhub/nginx-access.log') }
+  get nginxErrorLog(): string { return this.at('var/log/jupyterhub/nginx-error.log') }
+  get auditLog(): string { return this.at('var/log/jupyterhub/hubctl-audit.log') }
+
+  // service manager
+  get systemdUnit(): string { return this.at('etc/systemd/system/jupyterhub.service') }
+  get renewService(): string { return this.at('etc/systemd/system/hubctl-renew.service') }
+  get renewTimer(): string { return this.at('etc/systemd/system/hubctl-renew.timer') }
+  get cronFile(): string { return this.at('etc/cron.d/hubctl') }
+
+  /** The secret files, by name, in the order they are generated and checked. */
+  get secretFiles(): {cookieSecret: string; proxyAuthToken: string; apiToken: string; dhparam: string} {
+    return {cookieSecret: this.cookieSecret, proxyAuthToken: this.proxyAuthToken, apiToken: this.apiToken, dhparam: this.dhparam}
+  }
+}

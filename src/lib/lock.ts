@@ -1,0 +1,56 @@
+import {constants as fsConstants} from 'node:fs'
+import fs from 'node:fs/promises'
+import path from 'node:path'
+
+import {ExitCode, HubctlError, errnoCode} from './errors.js'
+
+export interface Lock {
+  release(): Promise<void>
+}
+
+/**
+ * One writer at a time under a prefix (init, cert renew, secrets rotate). The lock file holds the
+ * owner's pid and command; a lock whose process is gone is taken over.
+ */
+export async function acquireLock(file: string, what: string, options: {waitMs?: number; pollMs?: number} = {}): Promise<Lock> {
+  const deadline = Date.now() + (options.waitMs ?? 0)
+  await fs.mkdir(path.dirname(file), {recursive: true, mode: 0o700})
+  for (;;) {
+    try {
+      const handle = await fs.open(file, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY, 0o600)
+      await handle.writeFile(JSON.stringify({pid: process.pid, what, since: new Date().toISOString()}))
+      await handle.close()
+      return {release: async () => { await fs.rm(file, {force: true}) }}
+    } catch (error) {
+      if (errnoCode(error) !== 'EEXIST') throw error
+    }
+    const holder = await readHolder(file)
+    if (holder && !alive(holder.pid)) {
+      // The holder died (kill -9): take the lock over, atomically, by removing its file.
+      await fs.rm(file, {force: true})
+      continue
+    }
+    if (Date.now() >= deadline) {
+      throw new HubctlError(`another hubctl (${holder ? `pid ${holder.pid}, ${holder.what}` : 'starting'}) is changing this hub`, {exitCode: ExitCode.LOCKED, fix: 'wait for it to finish and run the command again'})
+    }
+    await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 200))
+  }
+}
+
+async function readHolder(file: string): Promise<{pid: number; what: string} | undefined> {
+  try {
+    const parsed = JSON.parse(await fs.readFile(file, 'utf8')) as {pid: number; what: string}
+    return Number.isInteger(parsed.pid) ? parsed : undefined
+  } catch {
+    return undefined
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return errnoCode(error) === 'EPERM'
+  }
+}

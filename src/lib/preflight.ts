@@ -1,0 +1,84 @@
+import {constants as fsConstants} from 'node:fs'
+import fs from 'node:fs/promises'
+import net from 'node:net'
+import os from 'node:os'
+
+import {ExitCode, HubctlError, errnoCode, preflightError} from './errors.js'
+import {Layout} from './layout.js'
+
+/** Root for the real system; for any other prefix, a directory we can create and write. */
+export async function checkPrivileges(layout: Layout, uid = process.getuid?.() ?? 0): Promise<void> {
+  if (layout.isSystem) {
+    if (uid !== 0) throw preflightError('hubctl must run as root to set up JupyterHub under /', 'run it with sudo, or give --prefix a directory of your own (tests, local mode)')
+    return
+  }
+  try {
+    await fs.mkdir(layout.prefix, {recursive: true})
+    await fs.access(layout.prefix, fsConstants.W_OK)
+  } catch (error) {
+    throw new HubctlError(`cannot write to --prefix ${layout.prefix} (${errnoCode(error)})`, {exitCode: ExitCode.PREFLIGHT, fix: 'choose a directory you can write, or run as root'})
+  }
+}
+
+/** Whether something listens on the port (tries to bind it on all addresses). */
+export async function portInUse(port: number, host = '0.0.0.0'): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer()
+    server.once('error', (error) => {
+      const code = errnoCode(error)
+      if (code === 'EADDRINUSE') resolve(true)
+      else if (code === 'EACCES') resolve(false) // privileged port as non-root: nginx binds it, not us
+      else reject(error)
+    })
+    server.listen({port, host, exclusive: true}, () => server.close(() => resolve(false)))
+  })
+}
+
+export interface PortCheck {
+  flag: string
+  port: number
+  /** Who may already hold it without it being a problem (nginx on 80/443, our own running stack). */
+  heldOk: boolean
+}
+
+export async function checkPorts(checks: PortCheck[]): Promise<string[]> {
+  const notes: string[] = []
+  for (const check of checks) {
+    if (!(await portInUse(check.port))) continue
+    if (check.heldOk) {
+      notes.push(`port ${check.port} (${check.flag}) is held by the running stack`)
+      continue
+    }
+    throw preflightError(`port ${check.port} (${check.flag}) is already in use by another program`, `stop that program (ss -ltnp 'sport = :${check.port}' names it) or choose another ${check.flag}`)
+  }
+  return notes
+}
+
+/**
+ * The domain must resolve, and should resolve to this machine (a NAT address is not on any
+ * interface, so that is only a warning). localhost needs no DNS.
+ */
+export async function checkDns(domain: string, lookup: (name: string) => Promise<string[]> = defaultLookup): Promise<string | undefined> {
+  if (domain === 'localhost' || domain.endsWith('.localhost')) return undefined
+  let addresses: string[]
+  try {
+    addresses = await lookup(domain)
+  } catch {
+    throw preflightError(`${domain} does not resolve in DNS`, `create an A (and AAAA) record for ${domain} pointing at this machine, wait for it to propagate, then run the command again`)
+  }
+  const local = new Set(Object.values(os.networkInterfaces()).flat().map((i) => i?.address).filter(Boolean))
+  if (!addresses.some((address) => local.has(address))) {
+    return `${domain} resolves to ${addresses.join(', ')}, which is not an address of this machine (fine behind NAT; otherwise fix the DNS record before asking for a certificate)`
+  }
+  return undefined
+}
+
+async function defaultLookup(name: string): Promise<string[]> {
+  const dns = await import('node:dns/promises')
+  return (await dns.lookup(name, {all: true})).map((entry) => entry.address)
+}
+
+/** Whether this machine has IPv6 (nginx cannot listen on [::] without it). */
+export function hasIpv6(): boolean {
+  return Object.values(os.networkInterfaces()).flat().some((i) => i?.family === 'IPv6' && i.address === '::1')
+}

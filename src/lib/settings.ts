@@ -1,0 +1,99 @@
+import fs from 'node:fs/promises'
+
+import {readIfExists, writeFileAtomic} from './atomic.js'
+import {ExitCode, HubctlError} from './errors.js'
+import {Layout} from './layout.js'
+
+export const SETTINGS_VERSION = 1
+
+export const TLS_MODES = ['letsencrypt', 'self-signed', 'manual'] as const
+export type TlsMode = (typeof TLS_MODES)[number]
+
+export const KEY_TYPES = ['ecdsa-p256', 'ecdsa-p384', 'rsa2048', 'rsa4096'] as const
+export type KeyType = (typeof KEY_TYPES)[number]
+
+export interface AcmeSettings {
+  directory: string
+  caCert?: string
+  eabKid?: string
+  /** Not a secret of the hub's, but a credential: kept out of hubctl.json, see acme.ts. */
+  keyType: KeyType
+  deployHooks: string[]
+}
+
+export interface Settings {
+  version: number
+  domains: string[]
+  email?: string
+  admins: string[]
+  allowedUsers: string[]
+  /** pam, dummy, shared-password, or a Python class name. */
+  authenticator: string
+  /** local (LocalProcessSpawner, root) or simple (SimpleLocalProcessSpawner, one user). */
+  spawner: 'local' | 'simple'
+  tls: {mode: TlsMode; acme?: AcmeSettings}
+  ports: {http: number; https: number; proxy: number; proxyApi: number; hub: number}
+  dhparam: {mode: 'generate' | 'ffdhe2048'; bits: number}
+  executables: {jupyterhub: string; singleuser: string; nginx?: string; node: string; proxy: string}
+  jupyterhubVersion: string
+  /** Whether hubctl start runs nginx itself (prefix other than /), or the system's nginx serves. */
+  nginxSupervised: boolean
+  /** The hub's own HTTPS when no nginx serves (local mode without nginx). */
+  proxyTls: boolean
+}
+
+/** hubctl.json: hubctl's settings, no secrets, 0644. */
+export class SettingsStore {
+  constructor(readonly layout: Layout) {}
+
+  async exists(): Promise<boolean> {
+    return (await readIfExists(this.layout.settings)) !== undefined
+  }
+
+  async load(): Promise<Settings> {
+    const text = await readIfExists(this.layout.settings)
+    if (text === undefined) {
+      throw new HubctlError(`${this.layout.settings} does not exist: hubctl has not set up a hub under ${this.layout.prefix}`, {exitCode: ExitCode.USAGE, fix: 'run `hubctl init` first (or give the --prefix you used)'})
+    }
+    return parseSettings(text, this.layout.settings)
+  }
+
+  async loadIfExists(): Promise<Settings | undefined> {
+    return (await this.exists()) ? this.load() : undefined
+  }
+
+  async save(settings: Settings): Promise<void> {
+    await fs.mkdir(this.layout.etcDir, {recursive: true, mode: 0o755})
+    await writeFileAtomic(this.layout.settings, `${JSON.stringify(settings, null, 2)}\n`, {mode: 0o644})
+  }
+}
+
+export function parseSettings(text: string, file: string): Settings {
+  let raw: unknown
+  try {
+    raw = JSON.parse(text)
+  } catch (error) {
+    throw new HubctlError(`${file} is not valid JSON (${(error as Error).message})`, {exitCode: ExitCode.USAGE, fix: `repair it by hand, or move it away and run \`hubctl init\` again`})
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new HubctlError(`${file} does not hold a JSON object`, {exitCode: ExitCode.USAGE, fix: 'move it away and run `hubctl init` again'})
+  }
+  const settings = migrate(raw as Record<string, unknown>, file)
+  const missing = ['domains', 'admins', 'allowedUsers', 'authenticator', 'tls', 'ports', 'dhparam', 'executables'].filter((key) => !(key in settings))
+  if (missing.length > 0) {
+    throw new HubctlError(`${file} lacks ${missing.join(', ')}`, {exitCode: ExitCode.USAGE, fix: 'run `hubctl init` again with the same flags to rewrite it'})
+  }
+  return settings as unknown as Settings
+}
+
+/** Bring settings written by an older hubctl to the current version; refuse a newer one. */
+function migrate(raw: Record<string, unknown>, file: string): Record<string, unknown> {
+  const version = raw.version
+  if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) {
+    throw new HubctlError(`${file} has no valid "version"`, {exitCode: ExitCode.USAGE, fix: 'move it away and run `hubctl init` again'})
+  }
+  if (version > SETTINGS_VERSION) {
+    throw new HubctlError(`${file} was written by a newer hubctl (settings version ${version}, this hubctl knows ${SETTINGS_VERSION})`, {exitCode: ExitCode.USAGE, fix: 'upgrade hubctl'})
+  }
+  return {spawner: 'local', nginxSupervised: false, proxyTls: false, ...raw, version: SETTINGS_VERSION}
+}
