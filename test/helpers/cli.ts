@@ -1,0 +1,81 @@
+import {execa} from 'execa'
+import fs from 'node:fs/promises'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
+export const BIN = path.join(ROOT, 'bin/run.js')
+/** The current JupyterHub from PyPI, in the virtualenv .ci/run makes. */
+export const VENV_JUPYTERHUB = process.env.HUBCTL_TEST_VENV_JUPYTERHUB ?? path.join(ROOT, '.venv/bin/jupyterhub')
+/** Debian's JupyterHub 3.0. */
+export const DEBIAN_JUPYTERHUB = '/usr/bin/jupyterhub'
+
+export interface CliResult {
+  exitCode: number
+  stdout: string
+  stderr: string
+}
+
+/** Run the built hubctl (npm test builds first) as a real process. */
+export async function hubctl(args: string[], options: {env?: Record<string, string>; input?: string; timeoutMs?: number} = {}): Promise<CliResult> {
+  const result = await execa(process.execPath, [BIN, ...args], {
+    reject: false,
+    env: {...options.env},
+    input: options.input,
+    stdin: options.input === undefined ? 'ignore' : undefined,
+    timeout: options.timeoutMs ?? 300_000,
+  })
+  return {exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr)}
+}
+
+export async function tempPrefix(label = 'hubctl'): Promise<string> {
+  return fs.mkdtemp(path.join(os.tmpdir(), `${label}-`))
+}
+
+/** A TCP port nobody listens on right now (the kernel picks it). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const {port} = server.address() as net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+/** Five distinct free ports as init flags. */
+export async function portFlags(): Promise<{flags: string[]; ports: {http: number; https: number; proxy: number; proxyApi: number; hub: number}}> {
+  const ports = {http: await freePort(), https: await freePort(), proxy: await freePort(), proxyApi: await freePort(), hub: await freePort()}
+  return {
+    ports,
+    flags: ['--http-port', String(ports.http), '--https-port', String(ports.https), '--proxy-port', String(ports.proxy), '--proxy-api-port', String(ports.proxyApi), '--hub-port', String(ports.hub)],
+  }
+}
+
+export async function modeOf(file: string): Promise<number> {
+  return (await fs.stat(file)).mode & 0o777
+}
+
+/** Every file's content under a directory (for "nothing changed" assertions). */
+export async function snapshot(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {}
+  async function walk(current: string): Promise<void> {
+    let entries
+    try {
+      entries = await fs.readdir(current, {withFileTypes: true})
+    } catch {
+      return
+    }
+    for (const entry of entries) {
+      const full = path.join(current, entry.name)
+      if (entry.isDirectory()) await walk(full)
+      else if (entry.isSymbolicLink()) out[path.relative(dir, full)] = `-> ${await fs.readlink(full)}`
+      else if (entry.isFile()) out[path.relative(dir, full)] = await fs.readFile(full, 'utf8')
+    }
+  }
+  await walk(dir)
+  return out
+}
