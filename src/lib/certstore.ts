@@ -105,7 +105,7 @@ export function certificateInfo(pem: string): CertificateInfo {
     notBefore: new Date(cert.validFrom).toISOString(),
     notAfter: new Date(cert.validTo).toISOString(),
     fingerprint256: cert.fingerprint256,
-    selfSigned: cert.checkIssued(cert),
+    selfSigned: cert.subject === cert.issuer && cert.verify(cert.publicKey),
   }
 }
 
