@@ -47,7 +47,14 @@ export async function which(program: string, pathEnv = process.env.PATH ?? ''): 
   const {access, stat} = await import('node:fs/promises')
   const {constants} = await import('node:fs')
   const path = await import('node:path')
-  if (program.includes('/')) return program
+  if (program.includes('/')) {
+    try {
+      await access(program, constants.X_OK)
+      return (await stat(program)).isFile() ? program : undefined
+    } catch {
+      return undefined
+    }
+  }
   const dirs = [...pathEnv.split(':').filter(Boolean), '/usr/local/sbin', '/usr/sbin', '/sbin']
   for (const dir of dirs) {
     const candidate = path.join(dir, program)

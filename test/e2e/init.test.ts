@@ -1,0 +1,138 @@
+import {expect} from 'chai'
+import {ChildProcess, execFileSync} from 'node:child_process'
+import fs from 'node:fs/promises'
+import path from 'node:path'
+
+import {Layout} from '../../src/lib/layout.js'
+import {proxyExecutable} from '../../src/lib/proxy.js'
+import {DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, modeOf, portFlags, snapshot, tempPrefix} from '../helpers/cli.js'
+import {httpStatus, spawnLogged, stopProcess, waitFor} from '../helpers/processes.js'
+
+const JUPYTERHUBS = [
+  {label: 'Debian JupyterHub 3.0', executable: DEBIAN_JUPYTERHUB, version: /^3\.0\./},
+  {label: 'current JupyterHub from PyPI', executable: VENV_JUPYTERHUB, version: /^[5-9]\./},
+]
+
+const BASE = ['--yes', '--domain', 'localhost', '--admin', 'alice', '--allow-user', 'bob', '--tls', 'self-signed', '--json']
+
+function nginxTest(layout: Layout): string {
+  return execFileSync('nginx', ['-t', '-p', `${layout.prefix}/`, '-c', layout.nginxMainConf, '-e', layout.nginxErrorLog], {encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe']}) ?? ''
+}
+
+for (const jupyterhub of JUPYTERHUBS) {
+  describe(`hubctl init with ${jupyterhub.label} (real JupyterHub, nginx, configurable-http-proxy)`, () => {
+    let layout: Layout
+    let ports: Awaited<ReturnType<typeof portFlags>>['ports']
+    let proxy: ChildProcess | undefined
+    let hub: ChildProcess | undefined
+
+    before(async () => {
+      layout = new Layout(await tempPrefix('hubctl-init'))
+      const allocated = await portFlags()
+      ports = allocated.ports
+      const result = await hubctl(['init', '--prefix', layout.prefix, ...BASE, '--dhparam', 'ffdhe2048', '--jupyterhub', jupyterhub.executable, ...allocated.flags])
+      expect(result.exitCode, result.stderr + result.stdout).to.equal(0)
+      const json = JSON.parse(result.stdout)
+      expect(json.jupyterhub.version).to.match(jupyterhub.version)
+      expect(json.secrets.created).to.have.members(['cookieSecret', 'proxyAuthToken', 'apiToken', 'dhparam'])
+    })
+
+    after(async () => {
+      await stopProcess(hub)
+      await stopProcess(proxy)
+      await fs.rm(layout.prefix, {recursive: true, force: true})
+    })
+
+    it('writes every file with its documented mode', async () => {
+      expect(await modeOf(layout.srvDir)).to.equal(0o700)
+      expect(await modeOf(layout.sslDir)).to.equal(0o700)
+      for (const file of [layout.cookieSecret, layout.proxyAuthToken, layout.apiToken, layout.dhparam, layout.fullchain, layout.privkey]) {
+        expect(await modeOf(file), file).to.equal(0o600)
+      }
+      expect(await modeOf(layout.hubConfig)).to.equal(0o644)
+      expect(await modeOf(layout.settings)).to.equal(0o644)
+      expect(await fs.readFile(layout.cookieSecret, 'utf8')).to.match(/^[0-9a-f]{64}\n$/)
+      expect((await fs.lstat(layout.nginxSiteLink)).isSymbolicLink()).to.equal(true)
+      expect((await fs.stat(layout.hubConfigD)).isDirectory()).to.equal(true)
+      expect(await fs.readFile(layout.cronFile, 'utf8')).to.match(/cert renew --prefix/)
+    })
+
+    it('keeps every secret value out of the rendered and world-readable files', async () => {
+      const secrets = await Promise.all([layout.cookieSecret, layout.proxyAuthToken, layout.apiToken].map(async (f) => (await fs.readFile(f, 'utf8')).trim()))
+      for (const file of [layout.hubConfig, layout.settings, layout.nginxSite, layout.nginxMainConf, layout.cronFile]) {
+        const text = await fs.readFile(file, 'utf8')
+        for (const secret of secrets) expect(text, file).not.to.include(secret)
+      }
+    })
+
+    it('renders an nginx site that `nginx -t` accepts, with TLS 1.2/1.3 only, HSTS and the DH parameters', async () => {
+      nginxTest(layout)
+      const site = await fs.readFile(layout.nginxSite, 'utf8')
+      expect(site).to.match(/ssl_protocols TLSv1\.2 TLSv1\.3;/)
+      expect(site).to.match(/Strict-Transport-Security "max-age=63072000"/)
+      expect(site).to.include(`ssl_dhparam ${layout.dhparam};`)
+      expect(site).to.include(`proxy_pass http://127.0.0.1:${ports.proxy};`)
+      expect(site).to.include('/.well-known/acme-challenge/')
+      expect(site).not.to.match(/ssl_stapling/)
+    })
+
+    it('renders a config this JupyterHub loads and starts with, behind configurable-http-proxy', async () => {
+      const token = (await fs.readFile(layout.proxyAuthToken, 'utf8')).trim()
+      proxy = spawnLogged(process.execPath, [proxyExecutable(), '--ip', '127.0.0.1', '--port', String(ports.proxy), '--api-ip', '127.0.0.1', '--api-port', String(ports.proxyApi), '--default-target', `http://127.0.0.1:${ports.hub}`], {
+        env: {...process.env, CONFIGPROXY_AUTH_TOKEN: token}, log: path.join(layout.logDir, 'proxy.log'),
+      })
+      await waitFor(async () => (await httpStatus(`http://127.0.0.1:${ports.proxyApi}/api/routes`, {headers: {Authorization: `token ${token}`}})) === 200, 'the proxy API')
+      hub = spawnLogged(jupyterhub.executable, ['-f', layout.hubConfig], {cwd: layout.srvDir, env: process.env, log: layout.hubLog})
+      // The hub registers its route in the proxy; /hub/health answers through it.
+      await waitFor(async () => (await httpStatus(`http://127.0.0.1:${ports.proxy}/hub/health`)) === 200, 'the hub through the proxy', 600)
+      const routes = await (await fetch(`http://127.0.0.1:${ports.proxyApi}/api/routes`, {headers: {Authorization: `token ${token}`}})).json() as Record<string, unknown>
+      expect(Object.keys(routes)).to.include('/')
+      // hubctl's service token works and holds the proxy scope.
+      const apiToken = (await fs.readFile(layout.apiToken, 'utf8')).trim()
+      expect(await httpStatus(`http://127.0.0.1:${ports.hub}/hub/api/proxy`, {headers: {Authorization: `token ${apiToken}`}})).to.equal(200)
+      expect(await httpStatus(`http://127.0.0.1:${ports.hub}/hub/api/proxy`, {headers: {Authorization: 'token wrong'}})).to.equal(403)
+      const db = await fs.stat(layout.database)
+      expect(db.isFile()).to.equal(true)
+    })
+
+    it('changes no secret and no file when run a second time', async () => {
+      const before = await snapshot(layout.srvDir)
+      const allocated = ['--http-port', String(ports.http), '--https-port', String(ports.https), '--proxy-port', String(ports.proxy), '--proxy-api-port', String(ports.proxyApi), '--hub-port', String(ports.hub)]
+      await stopProcess(hub)
+      await stopProcess(proxy)
+      const result = await hubctl(['init', '--prefix', layout.prefix, ...BASE, '--dhparam', 'ffdhe2048', '--jupyterhub', jupyterhub.executable, ...allocated])
+      expect(result.exitCode, result.stderr + result.stdout).to.equal(0)
+      const json = JSON.parse(result.stdout)
+      expect(json.secrets.created).to.deep.equal([])
+      expect(json.certificate.reused).to.equal(true)
+      const after = await snapshot(layout.srvDir)
+      delete before['jupyterhub.sqlite']
+      delete after['jupyterhub.sqlite']
+      expect(after).to.deep.equal(before)
+      expect(json.files.find((f: {file: string}) => f.file === layout.hubConfig).action).to.equal('unchanged')
+    })
+
+    it('passes `hubctl secrets check`', async () => {
+      const result = await hubctl(['secrets', 'check', '--prefix', layout.prefix, '--json'])
+      expect(result.exitCode, result.stderr).to.equal(0)
+      expect(JSON.parse(result.stdout).ok).to.equal(true)
+    })
+  })
+}
+
+describe('hubctl init: fresh DH parameters', () => {
+  it('generates parameters that `openssl dhparam -check` accepts, while the other steps run', async () => {
+    const layout = new Layout(await tempPrefix('hubctl-dh'))
+    try {
+      const {flags} = await portFlags()
+      const result = await hubctl(['init', '--prefix', layout.prefix, ...BASE, '--dhparam', 'generate', '--dhparam-bits', '2048', '--jupyterhub', DEBIAN_JUPYTERHUB, ...flags])
+      expect(result.exitCode, result.stderr).to.equal(0)
+      const out = execFileSync('openssl', ['dhparam', '-in', layout.dhparam, '-check', '-text', '-noout'], {encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe']})
+      expect(out).to.match(/2048 bit/)
+      expect(out).not.to.match(/GROUP: ffdhe2048/)
+      expect(await modeOf(layout.dhparam)).to.equal(0o600)
+    } finally {
+      await fs.rm(layout.prefix, {recursive: true, force: true})
+    }
+  })
+})
