@@ -1,0 +1,102 @@
+/**
+ * npm run bench: medians and ratios of hubctl against what an operator would use otherwise, on
+ * this machine, in one run. BENCH_RUNS sets the number of runs of each row (default 5).
+ */
+import {execa} from 'execa'
+import fs from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+
+import {BIN, DEBIAN_JUPYTERHUB, portFlags} from '../test/helpers/cli.js'
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 5)
+const only = process.argv.slice(2)
+
+interface Row {
+  name: string
+  hubctl: number[]
+  other?: {name: string; times: number[]}
+}
+
+async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const start = process.hrtime.bigint()
+  await fn()
+  return Number(process.hrtime.bigint() - start) / 1e6
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = Math.floor(sorted.length / 2)
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+
+async function run(command: string, args: string[]): Promise<void> {
+  const result = await execa(command, args, {reject: false, stdin: 'ignore'})
+  if (result.exitCode !== 0) throw new Error(`${command} ${args.join(' ')} failed: ${result.stderr}`)
+}
+
+async function tmp(): Promise<string> {
+  return fs.mkdtemp(path.join(os.tmpdir(), 'hubctl-bench-'))
+}
+
+async function initOnce(dhparam: string): Promise<number> {
+  const prefix = await tmp()
+  const {flags} = await portFlags()
+  try {
+    return await timed(() => run(process.execPath, [BIN, 'init', '--prefix', prefix, '--yes', '--domain', 'localhost', '--admin', 'alice', '--tls', 'self-signed', '--dhparam', dhparam, '--jupyterhub', DEBIAN_JUPYTERHUB, ...flags]))
+  } finally {
+    await fs.rm(prefix, {recursive: true, force: true})
+  }
+}
+
+const rows: Record<string, () => Promise<Row>> = {
+  async version() {
+    const hubctl: number[] = []
+    const other: number[] = []
+    for (let i = 0; i < RUNS; i++) {
+      hubctl.push(await timed(() => run(process.execPath, [BIN, '--version'])))
+      other.push(await timed(() => run(process.execPath, ['-e', '0'])))
+    }
+    return {name: 'hubctl --version (cold start)', hubctl, other: {name: 'node -e 0', times: other}}
+  },
+  async dhparam() {
+    const {generateDhparam} = await import('../src/lib/dhparam.js')
+    const hubctl: number[] = []
+    const other: number[] = []
+    const dir = await tmp()
+    for (let i = 0; i < RUNS; i++) {
+      hubctl.push(await timed(() => generateDhparam(2048)))
+      other.push(await timed(() => run('openssl', ['dhparam', '-out', path.join(dir, 'dh.pem'), '2048'])))
+    }
+    await fs.rm(dir, {recursive: true, force: true})
+    return {name: 'DH parameters, 2048 bits', hubctl, other: {name: 'openssl dhparam 2048', times: other}}
+  },
+  async 'init-ffdhe'() {
+    const hubctl: number[] = []
+    for (let i = 0; i < RUNS; i++) hubctl.push(await initOnce('ffdhe2048'))
+    return {name: 'hubctl init --tls self-signed --dhparam ffdhe2048', hubctl}
+  },
+  async 'init-generate'() {
+    const hubctl: number[] = []
+    for (let i = 0; i < RUNS; i++) hubctl.push(await initOnce('generate'))
+    return {name: 'hubctl init --tls self-signed --dhparam generate', hubctl}
+  },
+}
+
+const fmt = (ms: number) => (ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${ms.toFixed(0)} ms`)
+const results: Row[] = []
+for (const [key, row] of Object.entries(rows)) {
+  if (only.length > 0 && !only.includes(key)) continue
+  process.stderr.write(`bench: ${key}...\n`)
+  results.push(await row())
+}
+console.log(`hubctl bench on ${os.cpus().length} cores, ${RUNS} runs each, medians (min-max)`)
+console.log('| what | hubctl | instead | ratio |')
+console.log('|---|---|---|---|')
+for (const row of results) {
+  const h = median(row.hubctl)
+  const range = (t: number[]) => `${fmt(median(t))} (${fmt(Math.min(...t))}-${fmt(Math.max(...t))})`
+  const other = row.other ? `${row.other.name}: ${range(row.other.times)}` : '-'
+  const ratio = row.other ? `${(h / median(row.other.times)).toFixed(2)}x` : '-'
+  console.log(`| ${row.name} | ${range(row.hubctl)} | ${other} | ${ratio} |`)
+}
