@@ -1,7 +1,7 @@
 import {Command, Flags, Interfaces} from '@oclif/core'
 
 import {ExitCode, HubctlError} from './lib/errors.js'
-import {Layout} from './lib/layout.js'
+import {LOCAL_PREFIX, Layout} from './lib/layout.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 
@@ -34,7 +34,9 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       strict: this.ctor.strict,
     })
     this.flags = flags as BaseFlags<T>
-    this.layout = new Layout(this.flags.prefix)
+    // --local (init, start) without an explicit prefix means the local folder.
+    const local = (this.flags as {local?: boolean}).local === true && this.flags.prefix === '/'
+    this.layout = new Layout(local ? LOCAL_PREFIX : this.flags.prefix)
   }
 
   protected override async catch(error: Error & {exitCode?: number}): Promise<unknown> {

@@ -34,7 +34,7 @@ export function authenticatorClass(choice: string, install: Pick<JupyterHubInsta
 }
 
 /** jupyterhub_config.py for these settings and this JupyterHub version (allow rules changed in 5.0). */
-export async function renderHubConfig(layout: Layout, settings: Settings, install: JupyterHubInstall, extra: {dummyPasswordFile?: string} = {}): Promise<string> {
+export async function renderHubConfig(layout: Layout, settings: Settings, install: JupyterHubInstall): Promise<string> {
   const allowed = [...new Set([...settings.admins, ...settings.allowedUsers])]
   return renderTemplate('jupyterhub_config.py', {
     hubctlVersion: HUBCTL_VERSION,
@@ -51,9 +51,12 @@ export async function renderHubConfig(layout: Layout, settings: Settings, instal
     admins: settings.admins,
     allowedUsers: allowed,
     allowAllKnown: install.major >= 5,
-    dummyPasswordFile: extra.dummyPasswordFile,
+    // The generated login of local mode lives in its own 0600 file.
+    dummyPasswordFile: settings.authenticator === 'dummy' ? layout.loginPassword : undefined,
+    sharedPasswordFile: settings.authenticator === 'shared-password' ? layout.loginPassword : undefined,
     spawnerClass: SPAWNERS[settings.spawner],
     singleuser: install.singleuser,
+    allowRoot: settings.spawner === 'simple' && (process.getuid?.() ?? 0) === 0,
     apiTokenFile: layout.apiToken,
     serviceScopes: HUBCTL_SERVICE_SCOPES,
   }, 'python')

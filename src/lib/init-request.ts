@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises'
+import os from 'node:os'
 
 import {DHPARAM_BITS, DHPARAM_MODES, DhparamMode} from './dhparam.js'
 import {usageError} from './errors.js'
@@ -7,6 +8,8 @@ import {assertDistinctPorts, parseDomain, parseEmail, parsePort, parseUserName, 
 
 /** What `hubctl init` was asked, exactly as the flags gave it (strings, possibly missing). */
 export interface RawInitFlags {
+  /** Local mode: a hub on this machine, no root, no domain (localhost, self-signed, high ports). */
+  local?: boolean
   domain?: string[]
   email?: string
   admin?: string[]
@@ -33,11 +36,13 @@ export interface Prompter {
 }
 
 export interface InitRequest {
+  local: boolean
   domains: string[]
   email?: string
   admins: string[]
   allowedUsers: string[]
-  authenticator: string
+  /** undefined: chosen by init (pam; in local mode a generated shared password). */
+  authenticator?: string
   spawner?: 'local' | 'simple'
   tls: TlsMode
   cert?: {fullchain: string; privkey: string; certFile: string; keyFile: string}
@@ -65,6 +70,7 @@ export async function resolveInitRequest(flags: RawInitFlags, prompter?: Prompte
     })
   }
 
+  if (flags.local) flags = {...LOCAL_DEFAULTS, ...Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined))}
   const tls = (flags.tls ?? 'letsencrypt') as TlsMode
   if (!TLS_MODES.includes(tls)) throw usageError(`--tls ${JSON.stringify(flags.tls)} is not a TLS mode`, `give one of ${TLS_MODES.join(', ')}`)
 
@@ -109,11 +115,31 @@ export async function resolveInitRequest(flags: RawInitFlags, prompter?: Prompte
 
   return {
     domains, email, admins, allowedUsers, tls, cert, ports, dhparam, dhparamBits,
-    authenticator: flags.authenticator ?? 'pam',
-    spawner,
+    local: Boolean(flags.local),
+    authenticator: flags.authenticator ?? (flags.local ? undefined : 'pam'),
+    spawner: spawner ?? (flags.local ? 'simple' : undefined),
     jupyterhub: flags.jupyterhub ?? 'jupyterhub',
     nginx: flags.nginx ?? 'nginx',
   }
+}
+
+/** What --local means when a flag is not given. */
+export const LOCAL_DEFAULTS: RawInitFlags = {
+  domain: ['localhost'],
+  admin: [localUserName()],
+  tls: 'self-signed',
+  dhparam: 'ffdhe2048',
+  'http-port': 8080,
+  'https-port': 8443,
+  'proxy-port': 8000,
+  'proxy-api-port': 8001,
+  'hub-port': 8081,
+}
+
+/** The login name of local mode: yours when it is a valid hub user name, else "admin". */
+function localUserName(): string {
+  const name = os.userInfo().username.toLowerCase()
+  return /^[a-z_][a-z0-9_.-]{0,31}$/.test(name) && name !== 'root' ? name : 'admin'
 }
 
 async function readInput(file: string, flag: string): Promise<string> {

@@ -54,6 +54,8 @@ export interface InitResult {
   secrets: {created: SecretName[]; kept: SecretName[]}
   certificate?: {mode: string; subject: string; issuer: string; notAfter: string; serial: string; reused: boolean}
   files: Array<{file: string; action: 'written' | 'unchanged' | 'would write'}>
+  /** Local mode's generated login, shown once: only on the run that created it. */
+  login?: {url: string; user: string; password: string}
   commands: string[]
   warnings: string[]
   next: string[]
@@ -127,6 +129,10 @@ export class InitService {
       const dhWrite = dhMissing ? this.dhparamSource(request, abort.signal).then((pem) => secrets.write('dhparam', pem)) : Promise.resolve()
       dhWrite.catch(() => {}) // awaited below; no unhandled rejection meanwhile
       result.secrets = {created: [...tokens.created, ...(dhMissing ? ['dhparam' as const] : [])], kept: [...tokens.kept, ...(dhMissing ? [] : ['dhparam' as const])]}
+      if (settings.authenticator === 'dummy' || settings.authenticator === 'shared-password') {
+        const login = await secrets.ensureLoginPassword()
+        if (login.created) result.login = {url: this.url(settings), user: settings.admins[0], password: login.password}
+      }
       r.done('secrets', tokens.created.length > 0 ? `created ${tokens.created.join(', ')}${dhMissing ? '; DH parameters under way' : ''}` : `tokens present, none changed${dhMissing ? '; DH parameters under way' : ''}`)
 
       // 3. certificate
@@ -168,7 +174,7 @@ export class InitService {
     return result
   }
 
-  private settingsFor(request: InitRequest, jupyterhub: {executable: string; singleuser: string; version: string}, nginx: string, previous?: Settings): Settings {
+  private settingsFor(request: InitRequest, jupyterhub: {executable: string; singleuser: string; version: string; major: number; minor: number}, nginx: string, previous?: Settings): Settings {
     const root = (process.getuid?.() ?? 0) === 0
     return {
       version: SETTINGS_VERSION,
@@ -176,7 +182,7 @@ export class InitService {
       email: request.email,
       admins: request.admins,
       allowedUsers: request.allowedUsers,
-      authenticator: request.authenticator,
+      authenticator: request.authenticator ?? (request.local ? (jupyterhub.major > 5 || (jupyterhub.major === 5 && jupyterhub.minor >= 1) ? 'shared-password' : 'dummy') : 'pam'),
       spawner: request.spawner ?? (root ? 'local' : 'simple'),
       tls: {mode: request.tls, acme: previous?.tls.acme},
       ports: request.ports,
@@ -185,6 +191,7 @@ export class InitService {
       jupyterhubVersion: jupyterhub.version,
       nginxSupervised: !this.deps.layout.isSystem,
       proxyTls: false,
+      local: request.local,
     }
   }
 
@@ -266,10 +273,13 @@ export class InitService {
     return result
   }
 
+  private url(settings: Settings): string {
+    return `https://${settings.domains[0]}${settings.ports.https === 443 ? '' : `:${settings.ports.https}`}/`
+  }
+
   private nextSteps(settings: Settings): string[] {
     const {layout} = this.deps
-    const port = settings.ports.https === 443 ? '' : `:${settings.ports.https}`
     const start = layout.isSystem ? 'systemctl start jupyterhub (or: hubctl start)' : `hubctl start --prefix ${layout.prefix}`
-    return [start, `open https://${settings.domains[0]}${port}/ and log in as ${settings.admins[0]}`, `hubctl secrets check --prefix ${layout.prefix}`]
+    return [start, `open ${this.url(settings)} and log in as ${settings.admins[0]}`, `hubctl secrets check --prefix ${layout.prefix}`]
   }
 }

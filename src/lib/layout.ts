@@ -4,6 +4,9 @@ import path from 'node:path'
  * The one module that knows where every file lives. Every path is under `prefix`
  * (default `/`); nothing else in hubctl joins paths by hand.
  */
+/** Where `--local` puts its hub when no --prefix is given (relative to the working directory). */
+export const LOCAL_PREFIX = 'hubctl-local'
+
 export class Layout {
   readonly prefix: string
 
@@ -26,6 +29,8 @@ export class Layout {
   get proxyAuthToken(): string { return this.at('srv/jupyterhub/proxy_auth_token') }
   get apiToken(): string { return this.at('srv/jupyterhub/hubctl_api_token') }
   get dhparam(): string { return this.at('srv/jupyterhub/dhparam.pem') }
+  /** The generated login of local mode (dummy / shared-password authenticators). */
+  get loginPassword(): string { return this.at('srv/jupyterhub/login_password') }
   get database(): string { return this.at('srv/jupyterhub/jupyterhub.sqlite') }
   get backupDir(): string { return this.at('srv/jupyterhub/backup') }
   get lockFile(): string { return this.at('srv/jupyterhub/hubctl.lock') }

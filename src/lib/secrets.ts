@@ -2,7 +2,7 @@ import {randomBytes} from 'node:crypto'
 import {constants as fsConstants} from 'node:fs'
 import fs from 'node:fs/promises'
 
-import {ensureDir, writeFileAtomic} from './atomic.js'
+import {ensureDir, exists, writeFileAtomic} from './atomic.js'
 import {dhparamBits} from './dhparam.js'
 import {ExitCode, HubctlError, errnoCode} from './errors.js'
 import {Layout} from './layout.js'
@@ -165,6 +165,22 @@ export class SecretStore {
       await this.write(name, name === 'dhparam' ? await (dhparam as Promise<string>) : this.newToken())
     }
     return {created: missing, kept: names.filter((name) => !missing.includes(name))}
+  }
+
+  /**
+   * Local mode's login password (32 hex characters: SharedPasswordAuthenticator wants at least
+   * 32 for admins), 0600 beside the other secrets. Kept when it exists.
+   */
+  async ensureLoginPassword(): Promise<{password: string; created: boolean}> {
+    const file = this.layout.loginPassword
+    if (await exists(file)) {
+      const existing = (await readNoFollow(file)).trim()
+      if (/^[0-9a-f]{32}$/.test(existing)) return {password: existing, created: false}
+    }
+    const password = this.random(16).toString('hex')
+    await this.ensureDirectories()
+    await writeFileAtomic(file, `${password}\n`, {mode: SECRET_FILE_MODE, ...this.owner()})
+    return {password, created: true}
   }
 
   private missing(name: SecretName): SecretProblem {

@@ -40,6 +40,8 @@ export interface Settings {
   nginxSupervised: boolean
   /** The hub's own HTTPS when no nginx serves (local mode without nginx). */
   proxyTls: boolean
+  /** Local mode: one user, a generated login, servers as the hub's user. */
+  local?: boolean
 }
 
 /** hubctl.json: hubctl's settings, no secrets, 0644. */
