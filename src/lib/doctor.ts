@@ -1,0 +1,173 @@
+import fs from 'node:fs/promises'
+import {createRequire} from 'node:module'
+
+import {exists, readIfExists} from './atomic.js'
+import {CertStore} from './certstore.js'
+import {HubctlError} from './errors.js'
+import {detectJupyterHub, validateHubConfig} from './jupyterhub.js'
+import {Layout} from './layout.js'
+import {Nginx, detectNginx} from './nginx.js'
+import {checkDns, portInUse} from './preflight.js'
+import {Runner} from './runner.js'
+import {SecretStore} from './secrets.js'
+import {Settings, SettingsStore} from './settings.js'
+
+export type CheckStatus = 'pass' | 'warn' | 'fail'
+
+export interface CheckResult {
+  check: string
+  status: CheckStatus
+  message: string
+  /** The exact thing to do; present unless the check passed. */
+  fix?: string
+}
+
+export interface DoctorDeps {
+  layout: Layout
+  runner: Runner
+  now?: () => Date
+  lookup?: (name: string) => Promise<string[]>
+}
+
+/**
+ * `hubctl doctor`: one check per concern, each pass, warn or fail with the exact fix. A check that
+ * throws is itself reported as a failure, so one broken part never hides the others.
+ */
+export class Doctor {
+  private readonly now: () => Date
+  private settings?: Settings
+
+  constructor(private readonly deps: DoctorDeps) {
+    this.now = deps.now ?? (() => new Date())
+  }
+
+  async run(): Promise<{ok: boolean; checks: CheckResult[]}> {
+    const checks: CheckResult[] = []
+    const settingsCheck = await this.guard('settings', () => this.checkSettings())
+    checks.push(...[settingsCheck].flat())
+    const all: Array<[string, () => Promise<CheckResult | CheckResult[]>]> = [
+      ['secrets', () => this.checkSecrets()],
+      ['certificate', () => this.checkCertificate()],
+      ['renewal schedule', () => this.checkSchedule()],
+      ['versions', () => this.checkVersions()],
+      ['jupyterhub config', () => this.checkHubConfig()],
+      ['nginx config', () => this.checkNginx()],
+      ['dns', () => this.checkDns()],
+      ['ports', () => this.checkPorts()],
+    ]
+    for (const [name, fn] of all) {
+      if (!this.settings && name !== 'secrets') continue
+      const result = await this.guard(name, fn)
+      checks.push(...(Array.isArray(result) ? result : [result]))
+    }
+    return {ok: checks.every((c) => c.status !== 'fail'), checks}
+  }
+
+  private async guard(check: string, fn: () => Promise<CheckResult | CheckResult[]>): Promise<CheckResult | CheckResult[]> {
+    try {
+      return await fn()
+    } catch (error) {
+      const hubctl = error instanceof HubctlError ? error : undefined
+      return {check, status: 'fail', message: hubctl?.message ?? String((error as Error).message), fix: hubctl?.fix ?? 'run the command again with DEBUG=hubctl* and report it'}
+    }
+  }
+
+  async checkSettings(): Promise<CheckResult> {
+    this.settings = await new SettingsStore(this.deps.layout).load()
+    return {check: 'settings', status: 'pass', message: `${this.deps.layout.settings}: ${this.settings.domains.join(', ')}, TLS ${this.settings.tls.mode}`}
+  }
+
+  async checkSecrets(): Promise<CheckResult[]> {
+    const problems = await new SecretStore(this.deps.layout).check()
+    if (problems.length === 0) return [{check: 'secrets', status: 'pass', message: 'all present, well-formed, 0600 in a 0700 directory'}]
+    return problems.map((p) => ({check: 'secrets', status: 'fail' as const, message: p.problem, fix: p.fix}))
+  }
+
+  async checkCertificate(): Promise<CheckResult> {
+    const info = await new CertStore(this.deps.layout).currentInfo()
+    if (!info) return {check: 'certificate', status: 'fail', message: 'no certificate is installed', fix: 'run `hubctl cert obtain` (or `hubctl init` again)'}
+    const notBefore = Date.parse(info.notBefore)
+    const notAfter = Date.parse(info.notAfter)
+    const now = this.now().getTime()
+    const daysLeft = Math.floor((notAfter - now) / 86_400_000)
+    const missing = this.settings!.domains.filter((d) => !info.domains.includes(d))
+    if (now >= notAfter) return {check: 'certificate', status: 'fail', message: `the certificate expired on ${info.notAfter}`, fix: 'run `hubctl cert renew --force`'}
+    if (missing.length > 0) return {check: 'certificate', status: 'fail', message: `the certificate does not cover ${missing.join(', ')}`, fix: 'run `hubctl cert obtain` to get one for every domain'}
+    const renewAfter = notAfter - (notAfter - notBefore) / 3
+    const lastError = await this.lastRenewalError()
+    if (now >= renewAfter && lastError) return {check: 'certificate', status: 'fail', message: `${daysLeft} days left, past its renewal time, and the last renewal failed: ${lastError}`, fix: 'fix the cause, then run `hubctl cert renew`'}
+    if (now >= renewAfter) return {check: 'certificate', status: 'warn', message: `${daysLeft} days left: due for renewal`, fix: 'run `hubctl cert renew` (the schedule will, too)'}
+    if (info.selfSigned && this.settings!.tls.mode !== 'self-signed') return {check: 'certificate', status: 'warn', message: 'the certificate is self-signed: browsers will warn', fix: 'run `hubctl cert obtain`'}
+    return {check: 'certificate', status: 'pass', message: `${daysLeft} days left (until ${info.notAfter}), issued by ${info.issuer.split('\n').join(', ')}`}
+  }
+
+  private async lastRenewalError(): Promise<string | undefined> {
+    const text = await readIfExists(this.deps.layout.renewalState)
+    if (!text) return undefined
+    try {
+      const state = JSON.parse(text) as {lastAttempt?: {ok?: boolean; error?: string}; lastError?: string}
+      return state.lastAttempt?.ok === false ? state.lastAttempt.error ?? 'unknown error' : state.lastError
+    } catch {
+      return undefined
+    }
+  }
+
+  async checkSchedule(): Promise<CheckResult> {
+    const {layout} = this.deps
+    if (this.settings!.tls.mode !== 'letsencrypt') return {check: 'renewal schedule', status: 'pass', message: `not needed with --tls ${this.settings!.tls.mode}`}
+    if ((await exists(layout.renewTimer)) || (await exists(layout.cronFile))) return {check: 'renewal schedule', status: 'pass', message: 'installed'}
+    return {check: 'renewal schedule', status: 'fail', message: 'no renewal timer or cron job is installed: the certificate will expire', fix: 'run `hubctl init` again without --no-schedule'}
+  }
+
+  async checkVersions(): Promise<CheckResult[]> {
+    const {runner} = this.deps
+    const settings = this.settings!
+    const results: CheckResult[] = []
+    const nodeMajor = Number(process.versions.node.split('.')[0])
+    results.push(nodeMajor >= 20 ? {check: 'node', status: 'pass', message: `Node ${process.versions.node}`} : {check: 'node', status: 'fail', message: `Node ${process.versions.node} is older than 20`, fix: 'install Node 20 or later'})
+    const hub = await detectJupyterHub(runner, settings.executables.jupyterhub)
+    results.push(hub.version === settings.jupyterhubVersion
+      ? {check: 'jupyterhub', status: 'pass', message: `JupyterHub ${hub.version} at ${hub.executable}`}
+      : {check: 'jupyterhub', status: 'warn', message: `JupyterHub is now ${hub.version}, the config was rendered for ${settings.jupyterhubVersion}`, fix: 'run `hubctl init` again to render the config this version needs'})
+    const nginx = await detectNginx(runner, settings.executables.nginx)
+    results.push({check: 'nginx', status: 'pass', message: `nginx ${nginx.version}`})
+    const require = createRequire(import.meta.url)
+    const proxy = JSON.parse(await fs.readFile(require.resolve('configurable-http-proxy/package.json'), 'utf8')) as {version: string}
+    results.push({check: 'configurable-http-proxy', status: 'pass', message: `configurable-http-proxy ${proxy.version}`})
+    return results
+  }
+
+  async checkHubConfig(): Promise<CheckResult> {
+    const hub = await detectJupyterHub(this.deps.runner, this.settings!.executables.jupyterhub)
+    await validateHubConfig(this.deps.runner, hub, this.deps.layout.hubConfig)
+    return {check: 'jupyterhub config', status: 'pass', message: `JupyterHub ${hub.version} loads ${this.deps.layout.hubConfig}`}
+  }
+
+  async checkNginx(): Promise<CheckResult> {
+    const nginx = new Nginx(this.deps.layout, await detectNginx(this.deps.runner, this.settings!.executables.nginx), this.deps.runner)
+    const result = await nginx.test()
+    if (result.ok) return {check: 'nginx config', status: 'pass', message: 'nginx -t passes'}
+    return {check: 'nginx config', status: 'fail', message: `nginx -t fails: ${result.output.split('\n').find((l) => /emerg|error/.test(l)) ?? result.output}`, fix: 'fix what nginx names, then `nginx -t` again'}
+  }
+
+  async checkDns(): Promise<CheckResult[]> {
+    const results: CheckResult[] = []
+    for (const domain of this.settings!.domains) {
+      try {
+        const warning = await checkDns(domain, this.deps.lookup)
+        results.push(warning ? {check: 'dns', status: 'warn', message: warning, fix: `point ${domain} at this machine`} : {check: 'dns', status: 'pass', message: `${domain} resolves to this machine`})
+      } catch (error) {
+        const e = error as HubctlError
+        results.push({check: 'dns', status: 'fail', message: e.message, fix: e.fix})
+      }
+    }
+    return results
+  }
+
+  async checkPorts(): Promise<CheckResult> {
+    const ports = this.settings!.ports
+    const listening: string[] = []
+    for (const [name, port] of Object.entries(ports)) if (await portInUse(port)) listening.push(`${name} ${port}`)
+    return {check: 'ports', status: 'pass', message: listening.length > 0 ? `listening: ${listening.join(', ')}` : 'none of the hub\'s ports is in use (the stack is stopped)'}
+  }
+}
