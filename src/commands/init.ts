@@ -2,13 +2,16 @@ import {Flags} from '@oclif/core'
 import {fileURLToPath} from 'node:url'
 
 import {BaseCommand} from '../base-command.js'
+import {acmeSettingsFrom, readEabHmacKey} from '../lib/acme.js'
+import {CertService} from '../lib/renewal.js'
 import {DHPARAM_BITS, DHPARAM_MODES} from '../lib/dhparam.js'
-import {InitResult, InitService} from '../lib/init.js'
+import {InitDeps, InitResult, InitService} from '../lib/init.js'
 import {resolveInitRequest} from '../lib/init-request.js'
 import {inquirerPrompter, isInteractive} from '../lib/prompts.js'
 import {streamReporter, silentReporterFor} from '../lib/reporter.js'
 import {execaRunner} from '../lib/runner.js'
-import {TLS_MODES} from '../lib/settings.js'
+import {SettingsStore, TLS_MODES} from '../lib/settings.js'
+import {acmeFlags} from './cert/obtain.js'
 
 export default class Init extends BaseCommand<typeof Init> {
   static override summary = 'Set up a secure JupyterHub: secrets, TLS, jupyterhub_config.py, the nginx site, the service.'
@@ -21,6 +24,7 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
     '<%= config.bin %> init --yes --domain hub.example.org --admin alice --tls manual --cert fullchain.pem --key privkey.pem',
     '<%= config.bin %> init --prefix /tmp/hub --yes --domain localhost --admin alice --tls self-signed --dhparam ffdhe2048 --http-port 8080 --https-port 8443',
     '<%= config.bin %> init --dry-run --domain hub.example.org --admin alice --tls self-signed',
+    '<%= config.bin %> init --local',
   ]
 
   static override flags = {
@@ -28,24 +32,26 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
     email: Flags.string({description: 'contact e-mail for the certificate authority (required with --tls letsencrypt)'}),
     admin: Flags.string({description: 'admin user (repeatable)', multiple: true}),
     'allow-user': Flags.string({description: 'user allowed to log in (repeatable; admins always are)', multiple: true}),
-    authenticator: Flags.string({description: 'pam, dummy, shared-password (JupyterHub 5.1+) or a Python class', default: 'pam'}),
+    authenticator: Flags.string({description: 'pam, dummy, shared-password (JupyterHub 5.1+) or a Python class (default: pam; with --local see its help)'}),
     spawner: Flags.string({description: 'local (a system user per hub user; default as root) or simple (servers run as the hub\'s user; default otherwise)', options: ['local', 'simple']}),
-    tls: Flags.string({description: 'where the certificate comes from', options: [...TLS_MODES], default: 'letsencrypt'}),
+    tls: Flags.string({description: 'where the certificate comes from (default: letsencrypt; with --local see its help)', options: [...TLS_MODES]}),
     cert: Flags.string({description: 'with --tls manual: the certificate chain (PEM, leaf first)'}),
     key: Flags.string({description: 'with --tls manual: its private key (PEM)'}),
-    'http-port': Flags.string({description: 'port nginx answers ACME challenges and redirects on', default: '80'}),
-    'https-port': Flags.string({description: 'port nginx serves the hub on', default: '443'}),
+    'http-port': Flags.string({description: 'port nginx answers ACME challenges and redirects on (default: 80; with --local see its help)'}),
+    'https-port': Flags.string({description: 'port nginx serves the hub on (default: 443; with --local see its help)'}),
     'proxy-port': Flags.string({description: 'configurable-http-proxy\'s public port (loopback)', default: '8000'}),
     'proxy-api-port': Flags.string({description: 'configurable-http-proxy\'s API port (loopback)', default: '8001'}),
     'hub-port': Flags.string({description: 'the hub\'s own port (loopback)', default: '8081'}),
-    dhparam: Flags.string({description: 'generate fresh DH parameters, or write the RFC 7919 ffdhe2048 group at once', options: [...DHPARAM_MODES], default: 'generate'}),
-    'dhparam-bits': Flags.string({description: 'size of generated DH parameters', options: DHPARAM_BITS.map(String), default: '2048'}),
+    dhparam: Flags.string({description: 'generate fresh DH parameters, or write the RFC 7919 ffdhe2048 group at once (default: generate; with --local see its help)', options: [...DHPARAM_MODES]}),
+    'dhparam-bits': Flags.string({description: 'size of generated DH parameters (default: 2048; with --local see its help)', options: DHPARAM_BITS.map(String)}),
     jupyterhub: Flags.string({description: 'the JupyterHub executable (default: jupyterhub on PATH)'}),
     nginx: Flags.string({description: 'the nginx executable (default: nginx on PATH)'}),
     systemd: Flags.boolean({description: 'install the jupyterhub.service unit when systemd runs (--no-systemd skips it)', allowNo: true, default: true}),
     schedule: Flags.boolean({description: 'install the renewal timer, or cron job without systemd (--no-schedule skips it)', allowNo: true, default: true}),
+    local: Flags.boolean({description: 'a hub on this machine without root or a domain: prefix ./hubctl-local, localhost, self-signed TLS, ports 8080/8443, a generated login printed once'}),
     yes: Flags.boolean({char: 'y', description: 'never ask: a missing required value is an error'}),
     'dry-run': Flags.boolean({description: 'print every file it would write and every command it would run; write nothing'}),
+    ...acmeFlags,
   }
 
   async run(): Promise<InitResult> {
@@ -62,10 +68,21 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
       systemd: flags.systemd,
       schedule: flags.schedule,
       dryRun: flags['dry-run'],
+      obtainCertificate: request.tls === 'letsencrypt' ? await this.acmeIssuer(reporter) : undefined,
     })
     const result = await service.run(request)
     this.render(result)
     return result
+  }
+
+  /** With --tls letsencrypt: the ACME flags checked now, before init writes anything; the certificate in init's certificate step. */
+  private async acmeIssuer(reporter: ReturnType<typeof streamReporter>): Promise<NonNullable<InitDeps['obtainCertificate']>> {
+    const {flags} = this
+    const previous = await new SettingsStore(this.layout).loadIfExists().catch(() => undefined)
+    const acme = await acmeSettingsFrom(flags, previous?.tls.acme)
+    const hmacKey = await readEabHmacKey(flags['eab-hmac-key'])
+    const service = new CertService({layout: this.layout, runner: execaRunner, log: (line) => reporter.progress('certificate', line)})
+    return (settings) => service.obtainForInit(settings, acme, hmacKey)
   }
 
   private render(result: InitResult): void {
@@ -76,6 +93,10 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
       this.log('and run:')
       for (const command of result.commands) this.log(`  ${command}`)
       return
+    }
+    if (result.login) {
+      this.log(`Log in at ${result.login.url} as ${result.login.user} with the password ${result.login.password}`)
+      this.log('  (shown this once; it is kept 0600 in srv/jupyterhub/login_password)')
     }
     const written = result.files.filter((f) => f.action === 'written')
     this.log(`hubctl init done under ${result.prefix}: JupyterHub ${result.jupyterhub.version}, nginx ${result.nginx.version}.`)

@@ -1,0 +1,399 @@
+import {expect} from 'chai'
+import {ChildProcess, execFileSync} from 'node:child_process'
+import {X509Certificate, createPrivateKey} from 'node:crypto'
+import fs from 'node:fs/promises'
+import https from 'node:https'
+import path from 'node:path'
+
+import {Layout} from '../../src/lib/layout.js'
+import {DEBIAN_JUPYTERHUB, CliResult, freePort, hubctl, modeOf, portFlags, snapshot, tempPrefix} from '../helpers/cli.js'
+import {spawnLogged, stopProcess, waitFor} from '../helpers/processes.js'
+
+/**
+ * Certificates end to end against a real Pebble (Let's Encrypt's test CA) and pebble-challtestsrv
+ * (its DNS: every name resolves to 127.0.0.1), real nginx, the built hubctl. Pebble's HTTPS
+ * certificate is made here and given to hubctl with --acme-ca-cert: TLS is verified throughout.
+ */
+
+interface Pebble {
+  process: ChildProcess
+  directory: string
+  managementUrl: string
+  httpPort: number
+}
+
+const spawned: ChildProcess[] = []
+const cleanup: string[] = []
+
+async function makePebbleTls(dir: string): Promise<{ca: string; cert: string; key: string}> {
+  const f = (name: string) => path.join(dir, name)
+  const quiet = {stdio: 'ignore' as const}
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=hubctl test CA for Pebble', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign'], quiet)
+  execFileSync('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('pebble.key'), '-out', f('pebble.csr'), '-subj', '/CN=localhost'], quiet)
+  await fs.writeFile(f('ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n')
+  execFileSync('openssl', ['x509', '-req', '-in', f('pebble.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-days', '2', '-extfile', f('ext'), '-out', f('pebble.pem')], quiet)
+  return {ca: f('ca.pem'), cert: f('pebble.pem'), key: f('pebble.key')}
+}
+
+function httpsGet(url: string, ca: string): Promise<{status: number; body: string}> {
+  return new Promise((resolve, reject) => {
+    https.get(url, {ca, timeout: 5000}, (response) => {
+      const chunks: Buffer[] = []
+      response.on('data', (c: Buffer) => chunks.push(c))
+      response.on('end', () => resolve({status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8')}))
+    }).on('error', reject)
+  })
+}
+
+async function startChalltestsrv(dir: string): Promise<number> {
+  const dns = await freePort()
+  const management = await freePort()
+  // DNS only (every A query → 127.0.0.1, no AAAA); the challenge listeners are off.
+  const child = spawnLogged('pebble-challtestsrv', ['-defaultIPv4', '127.0.0.1', '-defaultIPv6', '', '-dns01', `127.0.0.1:${dns}`, '-http01', '', '-https01', '', '-tlsalpn01', '', '-management', `127.0.0.1:${management}`], {log: path.join(dir, 'challtestsrv.log')})
+  spawned.push(child)
+  await waitFor(async () => (await fs.readFile(path.join(dir, 'challtestsrv.log'), 'utf8')).includes('Starting management server'), 'pebble-challtestsrv')
+  return dns
+}
+
+async function startPebble(dir: string, name: string, tlsFiles: {ca: string; cert: string; key: string}, options: {httpPort: number; dnsPort: number; validitySeconds: number; eab?: Record<string, string>}): Promise<Pebble> {
+  const listen = await freePort()
+  const management = await freePort()
+  const config = path.join(dir, `${name}.json`)
+  await fs.writeFile(config, JSON.stringify({
+    pebble: {
+      listenAddress: `127.0.0.1:${listen}`,
+      managementListenAddress: `127.0.0.1:${management}`,
+      certificate: tlsFiles.cert,
+      privateKey: tlsFiles.key,
+      httpPort: options.httpPort,
+      tlsPort: await freePort(),
+      ocspResponderURL: '',
+      externalAccountBindingRequired: Boolean(options.eab),
+      ...(options.eab ? {externalAccountMACKeys: options.eab} : {}),
+      certificateValidityPeriod: options.validitySeconds,
+    },
+  }))
+  const child = spawnLogged('pebble', ['-config', config, '-dnsserver', `127.0.0.1:${options.dnsPort}`], {
+    // No random validation delay, no rejected nonces, and a real challenge for every order.
+    env: {...process.env, PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '0', PEBBLE_AUTHZREUSE: '0'},
+    log: path.join(dir, `${name}.log`),
+  })
+  spawned.push(child)
+  const directory = `https://127.0.0.1:${listen}/dir`
+  const ca = await fs.readFile(tlsFiles.ca, 'utf8')
+  await waitFor(async () => (await httpsGet(directory, ca)).status === 200, `pebble ${name}`)
+  return {process: child, directory, managementUrl: `https://127.0.0.1:${management}`, httpPort: options.httpPort}
+}
+
+async function startNginx(layout: Layout): Promise<ChildProcess> {
+  const child = spawnLogged('nginx', ['-p', `${layout.prefix}/`, '-c', layout.nginxMainConf, '-e', layout.nginxErrorLog, '-g', 'daemon off;'], {log: path.join(layout.prefix, 'nginx.out')})
+  spawned.push(child)
+  await waitFor(async () => Number((await fs.readFile(layout.nginxPid, 'utf8')).trim()) > 0, 'nginx pid file')
+  return child
+}
+
+/** The serial of the certificate a TLS server presents (what a browser would see). */
+function servedSerial(port: number): string {
+  let out = ''
+  try {
+    out = execFileSync('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'localhost'], {input: '', encoding: 'utf8', timeout: 10_000, stdio: ['pipe', 'pipe', 'ignore']})
+  } catch (error) {
+    out = String((error as {stdout?: string}).stdout ?? '')
+  }
+  const pem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(out)?.[0]
+  return pem ? new X509Certificate(pem).serialNumber : ''
+}
+
+async function liveSerial(layout: Layout): Promise<string> {
+  return new X509Certificate(await fs.readFile(layout.fullchain, 'utf8')).serialNumber
+}
+
+async function liveFiles(layout: Layout): Promise<Record<string, string>> {
+  const all = await snapshot(layout.sslDir)
+  // The certificates and keys (renewal.json records attempts; a first attempt makes the account key).
+  delete all['renewal.json']
+  delete all['acme_account_key.pem']
+  return all
+}
+
+function json(result: CliResult): Record<string, any> {
+  try {
+    return JSON.parse(result.stdout)
+  } catch {
+    throw new Error(`not JSON (exit ${result.exitCode}): ${result.stdout}\n${result.stderr}`)
+  }
+}
+
+function ok(result: CliResult): void {
+  expect(result.exitCode, `${result.stdout}\n${result.stderr}`).to.equal(0)
+}
+
+describe('hubctl cert against a real Pebble CA and nginx', function () {
+  let work: string
+  let tlsFiles: {ca: string; cert: string; key: string}
+  let dnsPort: number
+
+  before(async () => {
+    work = await tempPrefix('hubctl-pebble')
+    cleanup.push(work)
+    tlsFiles = await makePebbleTls(work)
+    dnsPort = await startChalltestsrv(work)
+  })
+
+  after(async () => {
+    for (const child of spawned.reverse()) await stopProcess(child)
+    for (const dir of cleanup) await fs.rm(dir, {recursive: true, force: true})
+  })
+
+  const acmeFlags = (pebble: Pebble) => ['--acme-directory', pebble.directory, '--acme-ca-cert', tlsFiles.ca]
+
+  /** A Pebble whose http-01 port is the hub's --http-port, and `hubctl init --tls letsencrypt` against it. */
+  async function initHub(label: string, validitySeconds: number): Promise<{layout: Layout; ports: Awaited<ReturnType<typeof portFlags>>['ports']; pebble: Pebble; init: Record<string, any>}> {
+    const layout = new Layout(await tempPrefix(label))
+    cleanup.push(layout.prefix)
+    // nginx's workers run as nobody: they must reach the webroot, as under / (mkdtemp makes 0700).
+    await fs.chmod(layout.prefix, 0o755)
+    const allocated = await portFlags()
+    const pebble = await startPebble(work, label, tlsFiles, {httpPort: allocated.ports.http, dnsPort, validitySeconds})
+    const result = await hubctl(['init', '--prefix', layout.prefix, '--yes', '--domain', 'localhost', '--email', 'admin@example.org', '--admin', 'alice', '--tls', 'letsencrypt', ...acmeFlags(pebble), '--dhparam', 'ffdhe2048', '--jupyterhub', DEBIAN_JUPYTERHUB, '--no-systemd', '--json', ...allocated.flags])
+    ok(result)
+    return {layout, ports: allocated.ports, pebble, init: json(result)}
+  }
+
+  describe('a 90-day certificate', () => {
+    let layout: Layout
+    let ports: Awaited<ReturnType<typeof portFlags>>['ports']
+    let pebble: Pebble
+    let init: Record<string, any>
+    let nginx: ChildProcess | undefined
+    let accountKey: string
+
+    before(async () => {
+      ;({layout, ports, pebble, init} = await initHub('hubctl-cert', 90 * 86_400))
+    })
+
+    after(async () => {
+      await stopProcess(nginx)
+    })
+
+    it('init --tls letsencrypt gets a Pebble certificate through hubctl\'s own listener; key and issuer match', async () => {
+      expect(init.certificate.mode).to.equal('letsencrypt')
+      expect(init.certificate.reused).to.equal(false)
+      const chain = await fs.readFile(layout.fullchain, 'utf8')
+      const leaf = new X509Certificate(chain)
+      expect(leaf.subjectAltName).to.equal('DNS:localhost')
+      const intermediate = new X509Certificate((await httpsGet(`${pebble.managementUrl}/intermediates/0`, await fs.readFile(tlsFiles.ca, 'utf8'))).body)
+      expect(leaf.issuer).to.equal(intermediate.subject)
+      expect(leaf.verify(intermediate.publicKey)).to.equal(true)
+      expect(init.certificate.issuer).to.equal(intermediate.subject)
+      const key = createPrivateKey(await fs.readFile(layout.privkey, 'utf8'))
+      expect(leaf.checkPrivateKey(key)).to.equal(true)
+      expect(key.asymmetricKeyType).to.equal('ec')
+      expect(key.asymmetricKeyDetails?.namedCurve).to.equal('prime256v1')
+      for (const file of [layout.fullchain, layout.privkey, layout.acmeAccountKey]) expect(await modeOf(file), file).to.equal(0o600)
+      expect(await modeOf(layout.sslDir)).to.equal(0o700)
+      // The account key is its own key, never the certificate's.
+      accountKey = await fs.readFile(layout.acmeAccountKey, 'utf8')
+      const account = createPrivateKey(accountKey)
+      expect(leaf.checkPrivateKey(account)).to.equal(false)
+      const settings = JSON.parse(await fs.readFile(layout.settings, 'utf8'))
+      expect(settings.tls).to.deep.equal({mode: 'letsencrypt', acme: {directory: pebble.directory, caCert: tlsFiles.ca, keyType: 'ecdsa-p256', deployHooks: []}})
+      const status = await hubctl(['cert', 'status', '--prefix', layout.prefix, '--json'])
+      ok(status)
+      expect(json(status)).to.include({installed: true, ok: true, serial: leaf.serialNumber, issuer: intermediate.subject, due: false})
+      expect(json(status).daysLeft).to.be.within(88, 90)
+    })
+
+    it('cert obtain with nginx running answers from nginx\'s webroot, and nginx serves the new certificate', async () => {
+      nginx = await startNginx(layout)
+      const before = await liveSerial(layout)
+      await waitFor(async () => servedSerial(ports.https) === before, 'nginx serving the first certificate')
+      const result = await hubctl(['cert', 'obtain', '--prefix', layout.prefix, '--json'])
+      ok(result)
+      const out = json(result)
+      expect(out).to.include({action: 'obtained', responder: 'webroot', nginxReloaded: true})
+      expect(out.serial).to.not.equal(before)
+      expect(await liveSerial(layout)).to.equal(out.serial)
+      await waitFor(async () => servedSerial(ports.https) === out.serial, 'nginx serving the new certificate')
+      // Pebble fetched the token from nginx (the access log), and the token file is gone again.
+      const access = await fs.readFile(layout.nginxAccessLog, 'utf8')
+      expect(access).to.match(/"GET \/\.well-known\/acme-challenge\/[A-Za-z0-9_-]+ HTTP\/1\.1" 200/)
+      expect(await fs.readdir(layout.acmeChallengeDir)).to.deep.equal([])
+    })
+
+    it('cert renew when nothing is due changes nothing, exits 0, and loads neither acme-client, execa nor node-forge', async () => {
+      const before = await snapshot(layout.sslDir)
+      // Every module the run loads, through a resolve hook (node:module register).
+      const trace = path.join(work, 'modules.txt')
+      const hooks = path.join(work, 'trace-hooks.mjs')
+      const hook = path.join(work, 'trace-register.mjs')
+      await fs.writeFile(hooks, `import fs from 'node:fs'\nexport async function resolve(specifier, context, next) {\n  const result = await next(specifier, context)\n  fs.appendFileSync(${JSON.stringify(trace)}, result.url + '\\n')\n  return result\n}\n`)
+      await fs.writeFile(hook, `import {register} from 'node:module'\nregister(${JSON.stringify(`file://${hooks}`)})\n`)
+      const result = await hubctl(['cert', 'renew', '--prefix', layout.prefix, '--json'], {env: {NODE_OPTIONS: `--import ${hook}`}})
+      ok(result)
+      expect(json(result).action).to.equal('not-due')
+      expect(await snapshot(layout.sslDir)).to.deep.equal(before)
+      const loaded = await fs.readFile(trace, 'utf8')
+      expect(loaded).to.include('/dist/commands/cert/renew.js')
+      expect(loaded).not.to.match(/acme-client|execa|node-forge/)
+      const text = await hubctl(['cert', 'renew', '--prefix', layout.prefix])
+      ok(text)
+      expect(text.stdout).to.match(/not due for renewal: \d+ days left; due on /)
+    })
+
+    it('cert renew --force gets a new serial, reloads nginx, which serves it', async () => {
+      const before = await liveSerial(layout)
+      const result = await hubctl(['cert', 'renew', '--prefix', layout.prefix, '--http-port', String(pebble.httpPort), '--force', '--no-random-sleep', '--json'])
+      ok(result)
+      const out = json(result)
+      expect(out).to.include({action: 'renewed', reason: 'forced (--force)', nginxReloaded: true})
+      expect(out.serial).to.not.equal(before)
+      expect(await liveSerial(layout)).to.equal(out.serial)
+      await waitFor(async () => servedSerial(ports.https) === out.serial, 'nginx serving the renewed certificate')
+      const state = JSON.parse(await fs.readFile(layout.renewalState, 'utf8'))
+      expect(state.lastSerial).to.equal(out.serial)
+      expect(state.lastError).to.equal(undefined)
+      expect(await modeOf(layout.renewalState)).to.equal(0o600)
+      // The same ACME account throughout: its key was made once.
+      expect(await fs.readFile(layout.acmeAccountKey, 'utf8')).to.equal(accountKey)
+    })
+
+    it('a renewal while another hubctl holds the lock exits 0 saying so, and changes nothing', async () => {
+      await fs.writeFile(layout.lockFile, JSON.stringify({pid: process.pid, what: 'test holding the lock'}), {mode: 0o600})
+      try {
+        const before = await liveFiles(layout)
+        const result = await hubctl(['cert', 'renew', '--prefix', layout.prefix, '--http-port', String(pebble.httpPort), '--force', '--no-random-sleep'])
+        ok(result)
+        expect(result.stdout).to.match(/not renewing now: another hubctl \(pid \d+, test holding the lock\)/)
+        expect(await liveFiles(layout)).to.deep.equal(before)
+      } finally {
+        await fs.rm(layout.lockFile, {force: true})
+      }
+    })
+
+    it('two renewals at once: one renews, the other waits for it or leaves it the work; both exit 0', async () => {
+      const args = ['cert', 'renew', '--prefix', layout.prefix, '--http-port', String(pebble.httpPort), '--force', '--no-random-sleep', '--json']
+      const results = await Promise.all([hubctl(args), hubctl(args)])
+      for (const result of results) ok(result)
+      const actions = results.map((r) => json(r).action)
+      for (const action of actions) expect(action).to.be.oneOf(['renewed', 'locked'])
+      expect(actions).to.include('renewed')
+      const renewed = results.map((r) => json(r)).filter((r) => r.action === 'renewed').map((r) => r.serial)
+      expect(new Set(renewed).size).to.equal(renewed.length)
+      const leaf = new X509Certificate(await fs.readFile(layout.fullchain, 'utf8'))
+      expect(renewed).to.include(leaf.serialNumber)
+      expect(leaf.checkPrivateKey(createPrivateKey(await fs.readFile(layout.privkey, 'utf8')))).to.equal(true)
+      await fs.access(layout.lockFile).then(() => expect.fail('the lock file was left behind'), () => {})
+    })
+
+    it('a failing --deploy-hook is reported with a non-zero exit; the hooks run with the renewed files named', async () => {
+      const marker = path.join(layout.prefix, 'hook-ran')
+      const before = await liveSerial(layout)
+      const result = await hubctl(['cert', 'renew', '--prefix', layout.prefix, '--http-port', String(pebble.httpPort), '--force', '--no-random-sleep',
+        '--deploy-hook', `echo "$RENEWED_DOMAINS $HUBCTL_FULLCHAIN" > ${marker}`, '--deploy-hook', 'echo hook-broke >&2; exit 3'])
+      expect(result.exitCode, result.stderr).to.equal(7)
+      expect(result.stderr).to.match(/deploy hook failed \(exit 3\): echo hook-broke >&2; exit 3\nhook-broke/)
+      expect(result.stdout).to.match(/renewed a certificate for localhost/)
+      expect(await liveSerial(layout)).to.not.equal(before)
+      expect((await fs.readFile(marker, 'utf8')).trim()).to.equal(`localhost ${layout.fullchain}`)
+      const settings = JSON.parse(await fs.readFile(layout.settings, 'utf8'))
+      expect(settings.tls.acme.deployHooks).to.have.length(2)
+    })
+
+    it('with the CA down, renewal fails with exit code 5 and the live files are untouched', async () => {
+      await stopProcess(pebble.process)
+      const before = await liveFiles(layout)
+      const served = servedSerial(ports.https)
+      const result = await hubctl(['cert', 'renew', '--prefix', layout.prefix, '--http-port', String(pebble.httpPort), '--force', '--no-random-sleep'])
+      expect(result.exitCode, result.stderr).to.equal(5)
+      expect(result.stderr).to.match(/hubctl: cannot reach the ACME server https:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\)/)
+      expect(result.stderr).not.to.match(/deploy hook/)
+      expect(await liveFiles(layout)).to.deep.equal(before)
+      expect(servedSerial(ports.https)).to.equal(served)
+      const state = JSON.parse(await fs.readFile(layout.renewalState, 'utf8'))
+      expect(state.lastError).to.match(/cannot reach the ACME server/)
+      // Not due yet, so status is still fine, but shows the failed attempt.
+      const status = await hubctl(['cert', 'status', '--prefix', layout.prefix, '--json'])
+      ok(status)
+      expect(json(status).lastError).to.match(/cannot reach the ACME server/)
+    })
+  })
+
+  describe('a short-lived certificate', () => {
+    let layout: Layout
+    let ports: Awaited<ReturnType<typeof portFlags>>['ports']
+    let pebble: Pebble
+    let nginx: ChildProcess | undefined
+
+    before(async () => {
+      // 4 s: Pebble issues notBefore = now, notAfter = now + 3 s; short-lived, so due at half (1.5 s).
+      ;({layout, ports, pebble} = await initHub('hubctl-cert-short', 4))
+      nginx = await startNginx(layout)
+    })
+
+    after(async () => {
+      await stopProcess(nginx)
+    })
+
+    it('is renewed by a plain `cert renew` once due, and nginx serves the new one', async () => {
+      const before = await liveSerial(layout)
+      await waitFor(async () => json(await hubctl(['cert', 'status', '--prefix', layout.prefix, '--json'])).due === true, 'the certificate to become due')
+      const result = await hubctl(['cert', 'renew', '--prefix', layout.prefix, '--http-port', String(pebble.httpPort), '--no-random-sleep', '--json'])
+      ok(result)
+      const out = json(result)
+      expect(out.action).to.equal('renewed')
+      expect(out.reason).to.match(/half of its lifetime remains|expired/)
+      expect(out.responder).to.equal('webroot')
+      expect(out.serial).to.not.equal(before)
+      await waitFor(async () => servedSerial(ports.https) === out.serial, 'nginx serving the renewed certificate')
+    })
+
+    it('cert status exits 1 once it is past its renewal time and the last attempt failed', async () => {
+      await stopProcess(pebble.process)
+      await waitFor(async () => json(await hubctl(['cert', 'status', '--prefix', layout.prefix, '--json'])).due === true, 'the certificate to become due')
+      const failed = await hubctl(['cert', 'renew', '--prefix', layout.prefix, '--http-port', String(pebble.httpPort), '--no-random-sleep'])
+      expect(failed.exitCode, failed.stderr).to.equal(5)
+      const status = await hubctl(['cert', 'status', '--prefix', layout.prefix])
+      expect(status.exitCode, status.stdout + status.stderr).to.equal(1)
+      expect(status.stderr).to.match(/problem: the certificate (expired|was due for renewal .* and the last attempt failed: cannot reach the ACME server)/)
+      expect(status.stdout).to.match(/last attempt: .*, failed: cannot reach the ACME server/)
+    })
+  })
+
+  describe('a CA that requires external account binding', () => {
+    const kid = 'hubctl-test-kid'
+    const hmac = 'zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W'
+    let layout: Layout
+    let pebble: Pebble
+
+    before(async () => {
+      layout = new Layout(await tempPrefix('hubctl-cert-eab'))
+      cleanup.push(layout.prefix)
+      const allocated = await portFlags()
+      pebble = await startPebble(work, 'hubctl-cert-eab', tlsFiles, {httpPort: allocated.ports.http, dnsPort, validitySeconds: 90 * 86_400, eab: {[kid]: hmac}})
+      ok(await hubctl(['init', '--prefix', layout.prefix, '--yes', '--domain', 'localhost', '--admin', 'alice', '--tls', 'self-signed', '--dhparam', 'ffdhe2048', '--jupyterhub', DEBIAN_JUPYTERHUB, '--no-systemd', '--json', ...allocated.flags]))
+    })
+
+    it('says so when the binding is missing, and works with --eab-kid and the HMAC key from the environment, which is never stored or printed', async () => {
+      const before = await liveFiles(layout)
+      const missing = await hubctl(['cert', 'obtain', '--prefix', layout.prefix, ...acmeFlags(pebble)])
+      expect(missing.exitCode, missing.stderr).to.equal(2)
+      expect(missing.stderr).to.match(/requires an external account binding.*--eab-kid/)
+      expect(await liveFiles(layout)).to.deep.equal(before)
+      const result = await hubctl(['cert', 'obtain', '--prefix', layout.prefix, ...acmeFlags(pebble), '--eab-kid', kid, '--key-type', 'rsa2048', '--json'], {env: {HUBCTL_EAB_HMAC_KEY: hmac}})
+      ok(result)
+      expect(json(result).action).to.equal('obtained')
+      expect(result.stdout + result.stderr).not.to.include(hmac)
+      const settingsText = await fs.readFile(layout.settings, 'utf8')
+      expect(settingsText).not.to.include(hmac)
+      expect(JSON.parse(settingsText).tls).to.deep.equal({mode: 'letsencrypt', acme: {directory: pebble.directory, caCert: tlsFiles.ca, keyType: 'rsa2048', eabKid: kid, deployHooks: []}})
+      const key = createPrivateKey(await fs.readFile(layout.privkey, 'utf8'))
+      expect(key.asymmetricKeyType).to.equal('rsa')
+      expect(key.asymmetricKeyDetails?.modulusLength).to.equal(2048)
+      // A renewal reuses the bound account: no HMAC key needed any more.
+      const renewed = await hubctl(['cert', 'renew', '--prefix', layout.prefix, '--force', '--no-random-sleep', '--json'])
+      ok(renewed)
+      expect(json(renewed).action).to.equal('renewed')
+    })
+  })
+})
