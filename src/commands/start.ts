@@ -1,0 +1,53 @@
+import {Flags} from '@oclif/core'
+import {fileURLToPath} from 'node:url'
+
+import {BaseCommand} from '../base-command.js'
+import {SettingsStore} from '../lib/settings.js'
+import {DetachResult, Supervisor, SupervisorEvent, SupervisorResult, claimPidFile, installSignalHandlers, startDetached} from '../lib/supervisor.js'
+
+export default class Start extends BaseCommand<typeof Start> {
+  static override summary = 'Run the hub: configurable-http-proxy, JupyterHub and (for a --prefix other than /) nginx, supervised.'
+
+  static override description = `Starts configurable-http-proxy (its token in its environment only), then JupyterHub, then nginx when hubctl runs it itself, and waits until /hub/health answers through the proxy. A program that exits is restarted with exponential backoff; after the proxy restarts the hub re-adds every route at once. Each program writes to its own log under var/log/jupyterhub; hubctl's own events go to standard output (with --json, one JSON object per line).
+SIGTERM or SIGINT stops the hub, then the proxy, then nginx; user servers keep running (use \`hubctl stop\` to stop them too). SIGHUP restarts the proxy and the hub (what \`hubctl restart\` sends).
+Runs in the foreground, as a service manager expects; --detach runs it in the background and returns once the hub is ready.`
+
+  static override examples = [
+    '<%= config.bin %> start',
+    '<%= config.bin %> start --detach --prefix /tmp/hub',
+    '<%= config.bin %> start --detach --json',
+  ]
+
+  static override flags = {
+    detach: Flags.boolean({char: 'd', description: 'run in the background (pid in srv/jupyterhub/run/hubctl.pid) and return once the hub is ready'}),
+  }
+
+  async run(): Promise<(SupervisorResult | DetachResult) & {detached: boolean} | undefined> {
+    const settings = await new SettingsStore(this.layout).load()
+    if (this.flags.detach) {
+      const bin = fileURLToPath(new URL('../../bin/run.js', import.meta.url))
+      const result = await startDetached(this.layout, {bin})
+      this.log(`hubctl supervises the hub under ${this.layout.prefix} in the background (pid ${result.pid}); ready in ${result.readySeconds}s.`)
+      this.log(`  events: ${result.log}`)
+      this.log(`  stop it with: hubctl stop --prefix ${this.layout.prefix}`)
+      return {...result, detached: true}
+    }
+    await claimPidFile(this.layout)
+    const json = this.jsonEnabled()
+    const print = (event: SupervisorEvent) => {
+      process.stdout.write(json ? `${JSON.stringify(event)}\n` : `${event.at} hubctl[${process.pid}] ${event.level}: ${event.message}\n`)
+    }
+    const supervisor = new Supervisor({layout: this.layout, settings, log: print})
+    const removeHandlers = installSignalHandlers(supervisor)
+    try {
+      const result = await supervisor.run()
+      if (json) process.stdout.write(`${JSON.stringify({event: 'exit', ...result, detached: false})}\n`)
+      return undefined
+    } finally {
+      removeHandlers()
+      // Idle keep-alive sockets of fetch() would hold the process for seconds after everything
+      // stopped (and `hubctl stop` waits for this pid): leave once oclif has written its output.
+      setTimeout(() => process.exit(), 500).unref()
+    }
+  }
+}

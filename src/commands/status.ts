@@ -1,0 +1,38 @@
+import {BaseCommand} from '../base-command.js'
+import {SettingsStore} from '../lib/settings.js'
+import {ChildStatus, StatusReport, stackStatus} from '../lib/supervisor.js'
+
+export default class Status extends BaseCommand<typeof Status> {
+  static override summary = 'Show what runs: supervisor, proxy, hub, nginx and the user servers.'
+
+  static override description = `Checks the recorded pids against the running processes, asks the hub for /hub/health, and lists user servers through the hub API. Works whether or not the hub runs, and exits 0 either way: read "running" and "healthy" (or the JSON) for the answer.`
+
+  static override examples = [
+    '<%= config.bin %> status',
+    '<%= config.bin %> status --prefix /tmp/hub --json',
+  ]
+
+  async run(): Promise<StatusReport> {
+    const settings = await new SettingsStore(this.layout).load()
+    const report = await stackStatus(this.layout, settings)
+    const line = (name: string, child: ChildStatus, extra = '') => {
+      const what = child.running ? `running, pid ${child.pid}${extra}` : 'stopped'
+      const restarts = child.restarts > 0 ? `, ${child.restarts} restart${child.restarts > 1 ? 's' : ''}${child.crashLoop ? ' (crash loop)' : ''}` : ''
+      this.log(`  ${name.padEnd(7)} ${what}${restarts}`)
+    }
+    this.log(`hubctl under ${report.prefix}: ${report.supervisor.running ? `supervised (pid ${report.supervisor.pid})` : report.running ? 'running WITHOUT a supervisor' : 'not running'}`)
+    line('proxy', report.proxy)
+    line('hub', report.hub, report.hub.healthy ? ', healthy' : ', NOT healthy')
+    if (report.nginx) line('nginx', report.nginx)
+    if (report.servers.length > 0) {
+      this.log('  user servers:')
+      for (const server of report.servers) {
+        this.log(`    ${server.name ? `${server.user}/${server.name}` : server.user}  ${server.ready ? 'ready' : 'starting'}  ${server.url}  last activity ${server.lastActivity ?? 'never'}`)
+      }
+    } else if (report.hub.healthy) {
+      this.log('  user servers: none')
+    }
+    if (report.serversError) this.logToStderr(`warning: could not list user servers: ${report.serversError}`)
+    return report
+  }
+}

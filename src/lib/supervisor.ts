@@ -1,0 +1,1102 @@
+import {ChildProcess, SpawnOptions, spawn as nodeSpawn} from 'node:child_process'
+import fs from 'node:fs/promises'
+import net from 'node:net'
+import path from 'node:path'
+
+import {readIfExists, writeFileAtomic} from './atomic.js'
+import {ExitCode, ExitCodeValue, HubctlError, errnoCode} from './errors.js'
+import {HubApi, FetchLike, ServerInfo, checkHealth, hubHealthUrl} from './hubapi.js'
+import {Layout} from './layout.js'
+import {acquireLock} from './lock.js'
+import {Nginx} from './nginx.js'
+import {proxyExecutable} from './proxy.js'
+import {execaRunner} from './runner.js'
+import {SecretStore} from './secrets.js'
+import type {Settings} from './settings.js'
+
+/*
+ * hubctl's process supervisor: configurable-http-proxy, then JupyterHub, then (for a prefix other
+ * than /) nginx in the foreground. Each child is restarted with exponential backoff when it exits;
+ * after the proxy comes back the hub is asked at once (POST /hub/api/proxy) to re-add every route.
+ * User servers are the hub's children, in sessions of their own: shutting the supervisor down
+ * leaves them running (cleanup_servers = False); `hubctl stop` stops them through the hub first.
+ *
+ * Nothing here imports oclif: clock, spawn, fetch and the event log are parameters.
+ */
+
+export const CHILD_NAMES = ['proxy', 'hub', 'nginx'] as const
+export type ChildName = (typeof CHILD_NAMES)[number]
+
+/** Shutdown order: the hub first (it may talk to the proxy while it stops), then the proxy, then nginx. */
+const SHUTDOWN_ORDER: ChildName[] = ['hub', 'proxy', 'nginx']
+
+export interface Clock {
+  now(): number
+  /** Resolves after `ms`, or at once when `signal` aborts (never rejects). */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>
+}
+
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  sleep: (ms, signal) => new Promise((resolve) => {
+    if (signal?.aborted) return resolve()
+    const timer = setTimeout(done, ms)
+    function done() {
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', done)
+      resolve()
+    }
+    signal?.addEventListener('abort', done, {once: true})
+  }),
+}
+
+export type SpawnFn = (command: string, args: readonly string[], options: SpawnOptions) => ChildProcess
+
+export interface SupervisorEvent {
+  at: string
+  level: 'info' | 'warn' | 'error'
+  event: string
+  message: string
+  child?: ChildName
+  pid?: number
+}
+
+export type EventLog = (event: SupervisorEvent) => void
+
+/** One supervised program. Secrets travel in `env` only, never in `args`. */
+export interface ChildSpec {
+  name: ChildName
+  command: string
+  args: string[]
+  env: NodeJS.ProcessEnv
+  cwd?: string
+  /** Its standard output and error are appended here. */
+  logFile: string
+  /** Kill what is left of its process group when it exits (nginx workers outliving a killed master). */
+  killGroup?: boolean
+}
+
+export interface SupervisorTimings {
+  /** First restart delay; doubled for each restart in a row. */
+  backoffInitialMs: number
+  backoffMaxMs: number
+  /** A child that ran this long has its backoff reset. */
+  stableMs: number
+  /** This many unexpected restarts within `crashLoopWindowMs` is a crash loop. */
+  crashLoopRestarts: number
+  crashLoopWindowMs: number
+  /** SIGTERM, then SIGKILL after this long. */
+  stopTimeoutMs: number
+  /** How long the hub may take to answer /hub/health at start. */
+  healthTimeoutMs: number
+  healthIntervalMs: number
+  pollMs: number
+}
+
+export const DEFAULT_TIMINGS: SupervisorTimings = {
+  backoffInitialMs: 500,
+  backoffMaxMs: 30_000,
+  stableMs: 60_000,
+  crashLoopRestarts: 5,
+  crashLoopWindowMs: 120_000,
+  stopTimeoutMs: 10_000,
+  healthTimeoutMs: 180_000,
+  healthIntervalMs: 5000,
+  pollMs: 200,
+}
+
+export interface ChildState {
+  pid: number | null
+  /** The kernel's start time of `pid` (/proc/PID/stat field 22), so that a reused pid is not taken for it. */
+  startTime: string | null
+  running: boolean
+  startedAt: string | null
+  /** Unexpected exits that were restarted. */
+  restarts: number
+  crashLoop: boolean
+  lastExit: {code: number | null; signal: string | null; at: string; error?: string} | null
+  healthy?: boolean
+  log: string
+}
+
+export interface SupervisorState {
+  version: 1
+  prefix: string
+  supervisor: {pid: number; startTime: string | null; startedAt: string; ready: boolean; readyAt: string | null; readySeconds: number | null; stopping: boolean; stoppedAt: string | null}
+  proxy: ChildState
+  hub: ChildState
+  nginx?: ChildState
+  /** Completed `hubctl restart`s (SIGHUP). */
+  reloads: number
+  lastReload: {at: string; ok: boolean; seconds: number; error?: string} | null
+  /** The last time routes were restored after the proxy came back. */
+  lastRouteSync: {at: string; ok: boolean; seconds: number} | null
+  updatedAt: string
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+/** The kernel start time of a process (Linux), or undefined when it does not exist or is a zombie. */
+export async function procStartTime(pid: number): Promise<string | undefined> {
+  try {
+    const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8')
+    // The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    if (fields[0] === 'Z' || fields[0] === 'X') return undefined
+    return fields[19]
+  } catch {
+    return undefined
+  }
+}
+
+/** Whether `pid` runs (and, when `startTime` is known, is still the same process). */
+export async function processAlive(pid: number | null | undefined, startTime?: string | null): Promise<boolean> {
+  if (!pid || pid <= 0) return false
+  try {
+    process.kill(pid, 0)
+  } catch (error) {
+    if (errnoCode(error) !== 'EPERM') return false
+  }
+  const now = await procStartTime(pid)
+  if (now === undefined) {
+    // No /proc (not Linux): trust kill(0). On Linux a missing entry means it is gone or a zombie.
+    return !(await hasProc())
+  }
+  return !startTime || startTime === now
+}
+
+let procChecked: boolean | undefined
+async function hasProc(): Promise<boolean> {
+  if (procChecked === undefined) procChecked = await fs.access('/proc/self/stat').then(() => true, () => false)
+  return procChecked
+}
+
+function signalPid(pid: number, signal: NodeJS.Signals): boolean {
+  try {
+    process.kill(pid, signal)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** SIGTERM, wait, SIGKILL: for processes hubctl did not spawn itself (leftovers, a detached supervisor). */
+export async function terminatePid(pid: number, startTime: string | null | undefined, options: {clock?: Clock; timeoutMs?: number; pollMs?: number; group?: boolean} = {}): Promise<'exited' | 'killed' | 'gone'> {
+  const clock = options.clock ?? systemClock
+  if (!(await processAlive(pid, startTime))) return 'gone'
+  signalPid(pid, 'SIGTERM')
+  const deadline = clock.now() + (options.timeoutMs ?? DEFAULT_TIMINGS.stopTimeoutMs)
+  while (clock.now() < deadline) {
+    if (!(await processAlive(pid, startTime))) {
+      if (options.group) signalPid(-pid, 'SIGKILL')
+      return 'exited'
+    }
+    await clock.sleep(options.pollMs ?? DEFAULT_TIMINGS.pollMs)
+  }
+  signalPid(pid, 'SIGKILL')
+  if (options.group) signalPid(-pid, 'SIGKILL')
+  while (await processAlive(pid, startTime)) await clock.sleep(options.pollMs ?? DEFAULT_TIMINGS.pollMs)
+  return 'killed'
+}
+
+// ---------------------------------------------------------------------------------------------
+// State and pid file
+
+export async function readState(layout: Layout): Promise<SupervisorState | undefined> {
+  const text = await readIfExists(layout.stateFile)
+  if (text === undefined) return undefined
+  try {
+    const state = JSON.parse(text) as SupervisorState
+    return state && typeof state === 'object' && state.version === 1 ? state : undefined
+  } catch {
+    return undefined
+  }
+}
+
+
+/** The running supervisor of this prefix, from its pid file (checked against /proc and state.json). */
+export async function runningSupervisor(layout: Layout): Promise<{pid: number; startTime: string | null} | undefined> {
+  const text = await readIfExists(layout.pidFile)
+  const pid = Number(text?.trim())
+  if (!Number.isInteger(pid) || pid <= 0) return undefined
+  const state = await readState(layout)
+  const startTime = state?.supervisor.pid === pid ? state.supervisor.startTime : null
+  if (!(await processAlive(pid, startTime))) return undefined
+  if (startTime === null && !(await looksLikeHubctl(pid))) return undefined
+  return {pid, startTime}
+}
+
+async function looksLikeHubctl(pid: number): Promise<boolean> {
+  try {
+    const cmdline = (await fs.readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0')
+    return cmdline.some((arg) => /hubctl|run\.js/.test(arg)) && cmdline.includes('start')
+  } catch {
+    return !(await hasProc())
+  }
+}
+
+/** Write this process's pid to the pid file, refusing when another supervisor runs for the prefix. */
+export async function claimPidFile(layout: Layout): Promise<void> {
+  const lock = await acquireLock(layout.lockFile, 'hubctl start', {waitMs: 10_000})
+  try {
+    const other = await runningSupervisor(layout)
+    if (other && other.pid !== process.pid) throw alreadyRunning(layout, other.pid)
+    await fs.mkdir(layout.runDir, {recursive: true, mode: 0o755})
+    await writeFileAtomic(layout.pidFile, `${process.pid}\n`, {mode: 0o644})
+  } finally {
+    await lock.release()
+  }
+}
+
+export function alreadyRunning(layout: Layout, pid: number): HubctlError {
+  return new HubctlError(`a hubctl supervisor already runs for the hub under ${layout.prefix} (pid ${pid})`, {exitCode: ExitCode.LOCKED, fix: 'see `hubctl status`; use `hubctl restart` or `hubctl stop` first'})
+}
+
+async function releasePidFile(layout: Layout): Promise<void> {
+  const text = await readIfExists(layout.pidFile)
+  if (Number(text?.trim()) === process.pid) await fs.rm(layout.pidFile, {force: true})
+}
+
+// ---------------------------------------------------------------------------------------------
+// What runs
+
+/** The programs for these settings. The proxy's token is in its environment only. */
+export function childSpecs(layout: Layout, settings: Settings, proxyToken: string, baseEnv: NodeJS.ProcessEnv = process.env): ChildSpec[] {
+  const {ports} = settings
+  const cleanEnv = {...baseEnv}
+  delete cleanEnv.CONFIGPROXY_AUTH_TOKEN
+  const specs: ChildSpec[] = [
+    {
+      name: 'proxy',
+      command: process.execPath,
+      args: [
+        proxyExecutable(),
+        '--ip', '127.0.0.1', '--port', String(ports.proxy),
+        '--api-ip', '127.0.0.1', '--api-port', String(ports.proxyApi),
+        '--error-target', `http://127.0.0.1:${ports.hub}/hub/error`,
+        '--default-target', `http://127.0.0.1:${ports.hub}`,
+      ],
+      env: {...cleanEnv, CONFIGPROXY_AUTH_TOKEN: proxyToken},
+      logFile: layout.proxyLog,
+    },
+    {
+      name: 'hub',
+      command: settings.executables.jupyterhub,
+      args: ['-f', layout.hubConfig],
+      env: cleanEnv,
+      cwd: layout.srvDir,
+      logFile: layout.hubLog,
+    },
+  ]
+  if (settings.nginxSupervised && !layout.isSystem) {
+    const executable = settings.executables.nginx ?? 'nginx'
+    const nginx = new Nginx(layout, {executable, version: '', http2Directive: false}, execaRunner)
+    specs.push({
+      name: 'nginx',
+      command: executable,
+      args: [...nginx.configArgs(), '-g', 'daemon off;'],
+      env: cleanEnv,
+      cwd: layout.prefix,
+      logFile: layout.nginxErrorLog,
+      killGroup: true,
+    })
+  }
+  return specs
+}
+
+interface ChildRuntime {
+  spec: ChildSpec
+  proc?: ChildProcess
+  pid?: number
+  startTime?: string
+  startedAt?: string
+  runningSince: number
+  restarts: number
+  consecutive: number
+  recent: number[]
+  crashLoop: boolean
+  lastExit: ChildState['lastExit']
+  healthy?: boolean
+  /** Set before hubctl itself stops the child: its exit is not a crash. */
+  intentional: boolean
+  exited: Promise<void>
+  restartPending: boolean
+}
+
+export interface SupervisorDeps {
+  layout: Layout
+  settings: Settings
+  /** Defaults to the prefix's SecretStore. */
+  secrets?: Pick<SecretStore, 'read'>
+  spawn?: SpawnFn
+  clock?: Clock
+  fetch?: FetchLike
+  log?: EventLog
+  timings?: Partial<SupervisorTimings>
+  env?: NodeJS.ProcessEnv
+  /** Replaces childSpecs() (tests). */
+  specs?: ChildSpec[]
+}
+
+export interface SupervisorResult {
+  pid: number
+  readySeconds: number | null
+  restarts: Record<string, number>
+  reloads: number
+}
+
+export class Supervisor {
+  readonly layout: Layout
+  readonly settings: Settings
+  private readonly spawnFn: SpawnFn
+  private readonly clock: Clock
+  private readonly fetchFn: FetchLike
+  private readonly emit: EventLog
+  private readonly timings: SupervisorTimings
+  private readonly secrets: Pick<SecretStore, 'read'>
+  private readonly children = new Map<ChildName, ChildRuntime>()
+  private readonly shutdownController = new AbortController()
+  private stopRequested!: () => void
+  private readonly stopPromise: Promise<void>
+  private failure?: HubctlError
+  private stopping = false
+  private ready = false
+  private readyAt: string | null = null
+  private readySeconds: number | null = null
+  private startedAt = ''
+  private startedAtMs = 0
+  private selfStartTime: string | null = null
+  private reloads = 0
+  private lastReload: SupervisorState['lastReload'] = null
+  private lastRouteSync: SupervisorState['lastRouteSync'] = null
+  private reloadQueue: Promise<void> = Promise.resolve()
+  private stateQueue: Promise<void> = Promise.resolve()
+  private api?: HubApi
+
+  constructor(private readonly deps: SupervisorDeps) {
+    this.layout = deps.layout
+    this.settings = deps.settings
+    this.spawnFn = deps.spawn ?? nodeSpawn
+    this.clock = deps.clock ?? systemClock
+    this.fetchFn = deps.fetch ?? fetch
+    this.emit = deps.log ?? (() => {})
+    this.timings = {...DEFAULT_TIMINGS, ...deps.timings}
+    this.secrets = deps.secrets ?? new SecretStore(deps.layout)
+    this.stopPromise = new Promise((resolve) => {
+      this.stopRequested = resolve
+    })
+  }
+
+  /** Start everything, supervise until stop() (SIGTERM/SIGINT), then shut down. Throws when the stack never became ready. */
+  async run(): Promise<SupervisorResult> {
+    this.startedAtMs = this.clock.now()
+    this.startedAt = new Date(this.startedAtMs).toISOString()
+    this.selfStartTime = (await procStartTime(process.pid)) ?? null
+    try {
+      const specs = await this.prepare()
+      for (const spec of specs) this.children.set(spec.name, this.newRuntime(spec))
+      this.log('info', 'starting', `supervising the hub under ${this.layout.prefix} (pid ${process.pid})`)
+      await this.launch(this.child('proxy'))
+      await this.waitForProxyApi()
+      await this.launch(this.child('hub'))
+      if (this.children.has('nginx')) await this.launch(this.child('nginx'))
+      await this.waitReady()
+      if (!this.stopping) {
+        this.ready = true
+        this.readySeconds = round((this.clock.now() - this.startedAtMs) / 1000)
+        this.readyAt = new Date().toISOString()
+        this.log('info', 'ready', `ready in ${this.readySeconds}s: the hub answers /hub/health through the proxy at http://127.0.0.1:${this.settings.ports.proxy}/`)
+        await this.writeState()
+        void this.monitor()
+        await this.stopPromise
+      }
+    } catch (error) {
+      this.fail(error instanceof HubctlError ? error : new HubctlError(`supervisor failed: ${(error as Error).message}`, {exitCode: ExitCode.INTERNAL, cause: error}))
+    }
+    await this.shutdown()
+    if (this.failure) throw this.failure
+    return {pid: process.pid, readySeconds: this.readySeconds, restarts: Object.fromEntries([...this.children].map(([name, child]) => [name, child.restarts])), reloads: this.reloads}
+  }
+
+  /** Ask for a shutdown (SIGTERM, SIGINT); run() resolves once everything stopped. */
+  stop(reason = 'stop requested'): void {
+    if (this.stopping) return
+    this.log('info', 'stopping', reason)
+    this.stopping = true
+    this.shutdownController.abort()
+    this.stopRequested()
+  }
+
+  /** Restart the proxy and the hub (SIGHUP), keeping user servers and their routes; nginx reloads. */
+  restart(): Promise<void> {
+    this.reloadQueue = this.reloadQueue.then(() => this.doRestart())
+    return this.reloadQueue
+  }
+
+  /** The state as written to state.json. */
+  snapshot(): SupervisorState {
+    const childState = (child: ChildRuntime): ChildState => ({
+      pid: child.pid ?? null,
+      startTime: child.startTime ?? null,
+      running: child.proc !== undefined,
+      startedAt: child.startedAt ?? null,
+      restarts: child.restarts,
+      crashLoop: child.crashLoop,
+      lastExit: child.lastExit,
+      ...(child.spec.name === 'hub' ? {healthy: Boolean(child.healthy)} : {}),
+      log: child.spec.logFile,
+    })
+    const nginx = this.children.get('nginx')
+    return {
+      version: 1,
+      prefix: this.layout.prefix,
+      supervisor: {pid: process.pid, startTime: this.selfStartTime, startedAt: this.startedAt, ready: this.ready, readyAt: this.readyAt, readySeconds: this.readySeconds, stopping: this.stopping, stoppedAt: null},
+      proxy: childState(this.child('proxy')),
+      hub: childState(this.child('hub')),
+      ...(nginx ? {nginx: childState(nginx)} : {}),
+      reloads: this.reloads,
+      lastReload: this.lastReload,
+      lastRouteSync: this.lastRouteSync,
+      updatedAt: new Date().toISOString(),
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  private async prepare(): Promise<ChildSpec[]> {
+    const {jupyterhub} = this.settings.executables
+    if (jupyterhub.includes('/') && !path.isAbsolute(jupyterhub)) {
+      throw new HubctlError(`${this.layout.settings} names the JupyterHub executable by a relative path (${jupyterhub})`, {exitCode: ExitCode.USAGE, fix: 'run `hubctl init` again with --jupyterhub and an absolute path'})
+    }
+    await fs.mkdir(this.layout.logDir, {recursive: true, mode: 0o755})
+    await fs.mkdir(this.layout.runDir, {recursive: true, mode: 0o755})
+    await this.stopLeftovers()
+    await this.checkPorts()
+    const proxyToken = await this.secrets.read('proxyAuthToken')
+    this.api = new HubApi({baseUrl: `http://127.0.0.1:${this.settings.ports.hub}/hub/api`, token: () => this.secrets.read('apiToken'), fetch: this.fetchFn, timeoutMs: 10_000})
+    return this.deps.specs ?? childSpecs(this.layout, this.settings, proxyToken, this.deps.env)
+  }
+
+  /** Children of a supervisor that died without stopping them (kill -9): stop them before starting anew. */
+  private async stopLeftovers(): Promise<void> {
+    const previous = await readState(this.layout)
+    if (!previous || previous.supervisor.pid === process.pid) return
+    if (await processAlive(previous.supervisor.pid, previous.supervisor.startTime)) return
+    for (const name of SHUTDOWN_ORDER) {
+      const child = previous[name]
+      if (!child?.pid || !(await processAlive(child.pid, child.startTime))) continue
+      this.log('warn', 'leftover', `stopping ${label(name)} left running by a supervisor that died (pid ${child.pid})`, name, child.pid)
+      await terminatePid(child.pid, child.startTime, {clock: this.clock, timeoutMs: this.timings.stopTimeoutMs, pollMs: this.timings.pollMs, group: name === 'nginx'})
+    }
+  }
+
+  /** Every port hubctl is about to listen on must be free: a program already there would answer in our place. */
+  private async checkPorts(): Promise<void> {
+    const {ports} = this.settings
+    const wanted: Array<[number, string, string]> = [
+      [ports.proxy, 'configurable-http-proxy', '--proxy-port'],
+      [ports.proxyApi, 'the proxy API', '--proxy-api-port'],
+      [ports.hub, 'jupyterhub', '--hub-port'],
+    ]
+    if (this.settings.nginxSupervised && !this.layout.isSystem) wanted.push([ports.http, 'nginx (http)', '--http-port'], [ports.https, 'nginx (https)', '--https-port'])
+    for (const [port, what, flag] of wanted) {
+      if (await portAnswers(port)) {
+        throw new HubctlError(`port ${port}, where ${what} should listen, is already taken by another program`, {exitCode: ExitCode.PREFLIGHT, fix: `stop that program (\`ss -ltnp 'sport = :${port}'\` names it), or run \`hubctl init\` again with another ${flag}`})
+      }
+    }
+  }
+
+  private newRuntime(spec: ChildSpec): ChildRuntime {
+    return {spec, runningSince: 0, restarts: 0, consecutive: 0, recent: [], crashLoop: false, lastExit: null, intentional: false, exited: Promise.resolve(), restartPending: false}
+  }
+
+  private child(name: ChildName): ChildRuntime {
+    const child = this.children.get(name)
+    if (!child) throw new HubctlError(`no ${name} is supervised`, {exitCode: ExitCode.INTERNAL})
+    return child
+  }
+
+  private async launch(child: ChildRuntime): Promise<void> {
+    const {spec} = child
+    const handle = await fs.open(spec.logFile, 'a', 0o640)
+    let proc: ChildProcess
+    try {
+      proc = this.spawnFn(spec.command, spec.args, {cwd: spec.cwd, env: spec.env, stdio: ['ignore', handle.fd, handle.fd], detached: true})
+    } finally {
+      await handle.close()
+    }
+    child.proc = proc
+    child.pid = proc.pid
+    child.intentional = false
+    child.healthy = false
+    child.runningSince = this.clock.now()
+    child.startedAt = new Date().toISOString()
+    child.exited = new Promise((resolve) => {
+      let done = false
+      const finish = (code: number | null, signal: NodeJS.Signals | null, error?: Error) => {
+        if (done) return
+        done = true
+        this.onExit(child, proc, code, signal, error)
+        resolve()
+      }
+      proc.once('exit', (code, signal) => finish(code, signal))
+      proc.once('error', (error) => {
+        if (proc.pid === undefined || proc.exitCode !== null) finish(null, null, error)
+      })
+    })
+    child.startTime = proc.pid === undefined ? undefined : await procStartTime(proc.pid)
+    if (proc.pid !== undefined) this.log('info', 'started', `${label(spec.name)} started (pid ${proc.pid}); output in ${spec.logFile}`, spec.name, proc.pid)
+    await this.writeState()
+  }
+
+  private onExit(child: ChildRuntime, proc: ChildProcess, code: number | null, signal: NodeJS.Signals | null, error?: Error): void {
+    if (child.proc !== proc) return
+    const {name} = child.spec
+    const pid = proc.pid
+    child.proc = undefined
+    child.pid = undefined
+    child.startTime = undefined
+    child.healthy = false
+    child.lastExit = {code, signal, at: new Date().toISOString(), ...(error ? {error: errnoCode(error) ?? error.message} : {})}
+    if (child.spec.killGroup && pid !== undefined) signalPid(-pid, 'SIGKILL')
+    if (child.intentional || this.stopping) {
+      void this.writeState()
+      return
+    }
+    const now = this.clock.now()
+    const ranMs = now - child.runningSince
+    if (ranMs >= this.timings.stableMs) child.consecutive = 0
+    child.consecutive++
+    child.restarts++
+    child.recent = [...child.recent.filter((at) => now - at < this.timings.crashLoopWindowMs), now]
+    const how = error ? `could not be started (${errnoCode(error) ?? error.message})` : signal ? `was killed by ${signal}` : `exited with code ${code}`
+    const delay = Math.min(this.timings.backoffMaxMs, this.timings.backoffInitialMs * 2 ** (child.consecutive - 1))
+    this.log('warn', 'exited', `${label(name)}${pid ? ` (pid ${pid})` : ''} ${how} after ${round(ranMs / 1000)}s; restart ${child.restarts} in ${round(delay / 1000)}s`, name, pid)
+    if (child.recent.length >= this.timings.crashLoopRestarts && !child.crashLoop) {
+      child.crashLoop = true
+      this.log('error', 'crash-loop', `${label(name)} is in a crash loop: ${child.recent.length} restarts within ${round(this.timings.crashLoopWindowMs / 1000)}s; see ${child.spec.logFile}`, name)
+      if (!this.ready) {
+        this.fail(new HubctlError(`${label(name)} kept exiting before the hub became ready (${how}); see ${child.spec.logFile}`, {exitCode: ExitCode.RUNTIME, fix: `read ${child.spec.logFile}, fix the cause, then run \`hubctl start\` again`}))
+        this.stop(`${label(name)} is in a crash loop`)
+        return
+      }
+    }
+    void this.writeState()
+    void this.restartAfter(child, delay)
+  }
+
+  private async restartAfter(child: ChildRuntime, delay: number): Promise<void> {
+    if (child.restartPending) return
+    child.restartPending = true
+    try {
+      await this.clock.sleep(delay, this.shutdownController.signal)
+      if (this.stopping || child.proc) return
+      await this.launch(child)
+    } catch (error) {
+      this.log('error', 'restart-failed', `restarting ${label(child.spec.name)} failed: ${(error as Error).message}`, child.spec.name)
+      return
+    } finally {
+      child.restartPending = false
+    }
+    // Before ready, run() waits for the hub itself; the proxy's routes are the hub's job at its start.
+    if (!this.ready) return
+    if (child.spec.name === 'proxy') await this.restoreRoutes()
+    else if (child.spec.name === 'hub') await this.waitHubHealthy(this.timings.healthTimeoutMs, true)
+  }
+
+  /** After the proxy (re)starts: once its API listens, have the hub re-add every route at once. */
+  private async restoreRoutes(): Promise<void> {
+    const began = this.clock.now()
+    if (!(await this.waitForProxyApi())) return
+    const hub = this.child('hub')
+    if (!hub.proc) {
+      this.log('info', 'routes', 'the hub is not running: it adds the routes itself when it starts')
+      return
+    }
+    const deadline = this.clock.now() + this.timings.healthTimeoutMs
+    let lastError = ''
+    while (!this.stopping && this.clock.now() < deadline) {
+      try {
+        await this.api?.syncProxy()
+        const seconds = round((this.clock.now() - began) / 1000)
+        this.lastRouteSync = {at: new Date().toISOString(), ok: true, seconds}
+        this.log('info', 'routes', `the hub restored every route in the proxy (${seconds}s after the proxy started)`)
+        await this.writeState()
+        return
+      } catch (error) {
+        lastError = (error as Error).message
+        if ((error as {status?: number}).status === 403 || (error as {status?: number}).status === 401) break
+      }
+      await this.clock.sleep(this.timings.pollMs * 2, this.shutdownController.signal)
+    }
+    if (this.stopping) return
+    this.lastRouteSync = {at: new Date().toISOString(), ok: false, seconds: round((this.clock.now() - began) / 1000)}
+    this.log('error', 'routes', `could not have the hub restore the proxy's routes: ${lastError}`)
+    await this.writeState()
+  }
+
+  /** Wait until the proxy's API port answers (any status); false when the proxy is gone or we stop. */
+  private async waitForProxyApi(timeoutMs = 30_000): Promise<boolean> {
+    const proxy = this.child('proxy')
+    const deadline = this.clock.now() + timeoutMs
+    const url = `http://127.0.0.1:${this.settings.ports.proxyApi}/api/routes`
+    while (!this.stopping && this.clock.now() < deadline) {
+      if (!proxy.proc) return false
+      try {
+        const response = await this.fetchFn(url, {signal: AbortSignal.timeout(1000)})
+        await response.body?.cancel()
+        return true
+      } catch {
+        await this.clock.sleep(this.timings.pollMs, this.shutdownController.signal)
+      }
+    }
+    return false
+  }
+
+  /** Poll /hub/health; with `sameProcess`, give up when the hub that runs now exits (its restart waits on its own). */
+  private async waitHubHealthy(timeoutMs: number, sameProcess = false): Promise<boolean> {
+    const hub = this.child('hub')
+    const proc = hub.proc
+    const began = this.clock.now()
+    const deadline = began + timeoutMs
+    while (!this.stopping && this.clock.now() < deadline) {
+      if (sameProcess && hub.proc !== proc) return false
+      if (hub.proc && (await checkHealth(hubHealthUrl(this.settings), {fetch: this.fetchFn}))) {
+        hub.healthy = true
+        this.log('info', 'healthy', `the hub answers /hub/health (${round((this.clock.now() - began) / 1000)}s after it started)`, 'hub', hub.pid)
+        await this.writeState()
+        return true
+      }
+      await this.clock.sleep(this.timings.pollMs, this.shutdownController.signal)
+    }
+    return false
+  }
+
+  /** The hub healthy on its own port and through the proxy. */
+  private async waitReady(): Promise<void> {
+    const deadline = this.clock.now() + this.timings.healthTimeoutMs
+    if (!(await this.waitHubHealthy(this.timings.healthTimeoutMs))) {
+      if (this.stopping) return
+      throw new HubctlError(`the hub did not answer /hub/health within ${round(this.timings.healthTimeoutMs / 1000)}s`, {exitCode: ExitCode.RUNTIME, fix: `read ${this.layout.hubLog}, fix the cause, then run \`hubctl start\` again`})
+    }
+    const proxyDeadline = Math.min(deadline, this.clock.now() + 30_000)
+    while (!this.stopping && this.clock.now() < proxyDeadline) {
+      if (await checkHealth(hubHealthUrl(this.settings, 'proxy'), {fetch: this.fetchFn})) return
+      await this.clock.sleep(this.timings.pollMs, this.shutdownController.signal)
+    }
+    if (!this.stopping) throw new HubctlError(`the hub does not answer through the proxy on port ${this.settings.ports.proxy}`, {exitCode: ExitCode.RUNTIME, fix: `read ${this.layout.proxyLog}, fix the cause, then run \`hubctl start\` again`})
+  }
+
+  /** Health of the hub every few seconds, crash loops cleared once a child has run long enough. */
+  private async monitor(): Promise<void> {
+    while (!this.stopping) {
+      await this.clock.sleep(this.timings.healthIntervalMs, this.shutdownController.signal)
+      if (this.stopping) return
+      let changed = false
+      const hub = this.child('hub')
+      if (hub.proc && !hub.restartPending) {
+        const healthy = await checkHealth(hubHealthUrl(this.settings), {fetch: this.fetchFn})
+        if (healthy !== Boolean(hub.healthy) && !this.stopping) {
+          hub.healthy = healthy
+          changed = true
+          this.log(healthy ? 'info' : 'warn', 'health', healthy ? 'the hub answers /hub/health again' : 'the hub does not answer /hub/health', 'hub', hub.pid)
+        }
+      }
+      for (const child of this.children.values()) {
+        if (child.crashLoop && child.proc && this.clock.now() - child.runningSince >= this.timings.stableMs) {
+          child.crashLoop = false
+          child.recent = []
+          changed = true
+          this.log('info', 'stable', `${label(child.spec.name)} has run for ${round(this.timings.stableMs / 1000)}s: no longer in a crash loop`, child.spec.name)
+        }
+      }
+      if (changed) await this.writeState()
+    }
+  }
+
+  private async doRestart(): Promise<void> {
+    if (this.stopping || !this.ready) return
+    const began = this.clock.now()
+    this.log('info', 'restart', 'restarting the proxy and the hub; user servers keep running')
+    let ok = true
+    let error: string | undefined
+    try {
+      const proxy = this.child('proxy')
+      await this.stopChild(proxy)
+      if (this.stopping) return
+      await this.launch(proxy)
+      await this.restoreRoutes()
+      const hub = this.child('hub')
+      await this.stopChild(hub)
+      if (this.stopping) return
+      await this.launch(hub)
+      ok = await this.waitHubHealthy(this.timings.healthTimeoutMs, true)
+      if (!ok) error = `the hub did not answer /hub/health within ${round(this.timings.healthTimeoutMs / 1000)}s`
+      const nginx = this.children.get('nginx')
+      if (nginx?.proc) {
+        nginx.proc.kill('SIGHUP')
+        this.log('info', 'reload', 'nginx reloads its configuration', 'nginx', nginx.pid)
+      }
+    } catch (caught) {
+      ok = false
+      error = (caught as Error).message
+    }
+    if (this.stopping) return
+    this.reloads++
+    const seconds = round((this.clock.now() - began) / 1000)
+    this.lastReload = {at: new Date().toISOString(), ok, seconds, ...(error ? {error} : {})}
+    this.log(ok ? 'info' : 'error', 'restarted', ok ? `proxy and hub restarted in ${seconds}s` : `restart failed: ${error}`)
+    await this.writeState()
+  }
+
+  /** SIGTERM, then SIGKILL after the timeout; resolves once it exited. */
+  private async stopChild(child: ChildRuntime): Promise<void> {
+    const proc = child.proc
+    if (!proc) return
+    const {name} = child.spec
+    child.intentional = true
+    const pid = proc.pid
+    proc.kill('SIGTERM')
+    const timeout = new AbortController()
+    const exited = child.exited.then(() => true)
+    const inTime = await Promise.race([exited, this.clock.sleep(this.timings.stopTimeoutMs, timeout.signal).then(() => false)])
+    timeout.abort()
+    if (!inTime) {
+      this.log('warn', 'kill', `${label(name)} (pid ${pid}) did not stop within ${round(this.timings.stopTimeoutMs / 1000)}s: SIGKILL`, name, pid)
+      proc.kill('SIGKILL')
+      await exited
+    }
+    this.log('info', 'stopped', `${label(name)} stopped (pid ${pid})`, name, pid)
+  }
+
+  private async shutdown(): Promise<void> {
+    this.stopping = true
+    this.shutdownController.abort()
+    if (this.children.size === 0) {
+      // Failed before starting anything: leave the previous state.json as it was.
+      await releasePidFile(this.layout).catch(() => {})
+      return
+    }
+    for (const name of SHUTDOWN_ORDER) {
+      const child = this.children.get(name)
+      if (!child) continue
+      try {
+        await this.stopChild(child)
+      } catch (error) {
+        this.log('error', 'stop-failed', `stopping ${label(name)} failed: ${(error as Error).message}`, name)
+      }
+    }
+    const state = this.snapshot()
+    state.supervisor.stoppedAt = new Date().toISOString()
+    await this.writeState(state)
+    await releasePidFile(this.layout).catch(() => {})
+    this.log('info', 'stopped', 'hubctl stopped the proxy, the hub' + (this.children.has('nginx') ? ' and nginx' : '') + '; user servers, if any, keep running')
+  }
+
+  private fail(error: HubctlError): void {
+    if (this.failure) return
+    this.failure = error
+    this.log('error', 'failed', error.message)
+  }
+
+  private writeState(state?: SupervisorState): Promise<void> {
+    if (this.children.size === 0) return Promise.resolve()
+    this.stateQueue = this.stateQueue.then(async () => {
+      try {
+        await writeFileAtomic(this.layout.stateFile, `${JSON.stringify(state ?? this.snapshot(), null, 2)}\n`, {mode: 0o644})
+      } catch (error) {
+        this.log('warn', 'state', `could not write ${this.layout.stateFile}: ${errnoCode(error) ?? (error as Error).message}`)
+      }
+    })
+    return this.stateQueue
+  }
+
+  private log(level: SupervisorEvent['level'], event: string, message: string, child?: ChildName, pid?: number): void {
+    this.emit({at: new Date().toISOString(), level, event, message, ...(child ? {child} : {}), ...(pid ? {pid} : {})})
+  }
+}
+
+/** SIGTERM/SIGINT stop the supervisor, SIGHUP restarts proxy and hub. Returns a function that removes the handlers. */
+export function installSignalHandlers(supervisor: Supervisor): () => void {
+  const onStop = (signal: NodeJS.Signals) => supervisor.stop(`${signal} received: stopping the hub, then the proxy${supervisor.settings.nginxSupervised ? ', then nginx' : ''}`)
+  const onHup = () => {
+    void supervisor.restart()
+  }
+  process.on('SIGTERM', onStop)
+  process.on('SIGINT', onStop)
+  process.on('SIGHUP', onHup)
+  return () => {
+    process.off('SIGTERM', onStop)
+    process.off('SIGINT', onStop)
+    process.off('SIGHUP', onHup)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Control: what `start --detach`, `stop`, `restart` and `status` do from another process
+
+export interface DetachResult {
+  pid: number
+  readySeconds: number | null
+  log: string
+}
+
+/**
+ * Run `hubctl start` in the background (its own session, output to the supervisor log) and wait
+ * until it says ready; stops it and throws when it fails or takes too long.
+ */
+export async function startDetached(layout: Layout, options: {bin: string; args?: string[]; spawn?: SpawnFn; clock?: Clock; timeoutMs?: number; env?: NodeJS.ProcessEnv}): Promise<DetachResult> {
+  const clock = options.clock ?? systemClock
+  const other = await runningSupervisor(layout)
+  if (other) throw alreadyRunning(layout, other.pid)
+  const logFile = layout.supervisorLog
+  await fs.mkdir(path.dirname(logFile), {recursive: true, mode: 0o755})
+  const handle = await fs.open(logFile, 'a', 0o640)
+  const logStart = (await handle.stat()).size
+  let proc: ChildProcess
+  try {
+    proc = (options.spawn ?? nodeSpawn)(process.execPath, [options.bin, 'start', '--prefix', layout.prefix, ...(options.args ?? [])], {
+      detached: true,
+      stdio: ['ignore', handle.fd, handle.fd],
+      env: options.env ?? process.env,
+      cwd: '/',
+    })
+  } finally {
+    await handle.close()
+  }
+  let exit: {code: number | null; signal: string | null} | undefined
+  proc.once('exit', (code, signal) => {
+    exit = {code, signal}
+  })
+  proc.once('error', () => {
+    exit ??= {code: 127, signal: null}
+  })
+  proc.unref()
+  const pid = proc.pid
+  const deadline = clock.now() + (options.timeoutMs ?? DEFAULT_TIMINGS.healthTimeoutMs + 30_000)
+  while (clock.now() < deadline) {
+    if (exit) {
+      const tail = await logTail(logFile, logStart)
+      const known = (Object.values(ExitCode) as number[]).includes(exit.code ?? -1) && exit.code !== 0
+      // The background hubctl's own error line is "problem. Fix: fix": keep its fix.
+      const [problem, fix] = tail.split('. Fix: ')
+      throw new HubctlError(`hubctl start exited (${exit.signal ?? `code ${exit.code}`}) before the hub was ready${problem ? `: ${problem}` : ''}`, {exitCode: known ? exit.code as ExitCodeValue : ExitCode.RUNTIME, fix: fix ?? `read ${logFile} and ${layout.hubLog}, fix the cause, then run \`hubctl start\` again`})
+    }
+    const state = await readState(layout)
+    if (pid !== undefined && state?.supervisor.pid === pid && state.supervisor.ready) {
+      return {pid, readySeconds: state.supervisor.readySeconds, log: logFile}
+    }
+    await clock.sleep(DEFAULT_TIMINGS.pollMs)
+  }
+  if (pid !== undefined) await terminatePid(pid, null, {clock})
+  throw new HubctlError('the hub did not become ready in time; hubctl stopped it again', {exitCode: ExitCode.RUNTIME, fix: `read ${logFile} and ${layout.hubLog}`})
+}
+
+async function logTail(file: string, from: number): Promise<string> {
+  const text = (await readIfExists(file)) ?? ''
+  const lines = text.slice(from).trim().split('\n').filter((line) => /error|fail|hubctl:/i.test(line))
+  return (lines.at(-1) ?? '').replace(/^\S+\s+hubctl\[\d+\]\s+\w+:\s*/, '').replace(/^hubctl:\s*/, '').slice(0, 400)
+}
+
+export interface StopResult {
+  /** The supervisor that was stopped, if one ran. */
+  supervisor: {pid: number; result: 'exited' | 'killed' | 'gone'} | null
+  servers: Array<{user: string; name: string; result: 'stopped' | 'pending' | 'failed'; error?: string}>
+  /** Children stopped directly because no supervisor was left to stop them. */
+  leftovers: Array<{name: ChildName; pid: number; result: 'exited' | 'killed' | 'gone'}>
+  warnings: string[]
+  wasRunning: boolean
+}
+
+/**
+ * `hubctl stop`: the user servers through the hub API (DELETE /hub/api/users/NAME/server), then
+ * the supervisor (SIGTERM: hub, proxy, nginx), then anything a dead supervisor left behind.
+ */
+export async function stopStack(layout: Layout, settings: Settings, options: {api?: HubApi; clock?: Clock; fetch?: FetchLike; keepServers?: boolean; timeoutMs?: number; log?: (line: string) => void} = {}): Promise<StopResult> {
+  const clock = options.clock ?? systemClock
+  const log = options.log ?? (() => {})
+  const timeoutMs = options.timeoutMs ?? 60_000
+  const result: StopResult = {supervisor: null, servers: [], leftovers: [], warnings: [], wasRunning: false}
+  const supervisor = await runningSupervisor(layout)
+  const hubUp = await checkHealth(hubHealthUrl(settings), {fetch: options.fetch})
+  result.wasRunning = supervisor !== undefined || hubUp
+  if (!options.keepServers) {
+    if (hubUp) {
+      const api = options.api ?? HubApi.forLayout(layout, settings, {fetch: options.fetch})
+      result.servers = await stopServers(api, {clock, timeoutMs, log})
+      for (const server of result.servers.filter((s) => s.result !== 'stopped')) {
+        result.warnings.push(`the server of ${server.user}${server.name ? `/${server.name}` : ''} did not stop${server.error ? `: ${server.error}` : ''}`)
+      }
+    } else if (supervisor) {
+      result.warnings.push('the hub does not answer: user servers were not stopped (start the hub and run `hubctl stop` again to stop them)')
+    }
+  }
+  if (supervisor) {
+    log(`stopping the supervisor (pid ${supervisor.pid}): hub, proxy${settings.nginxSupervised ? ', nginx' : ''}`)
+    const unit = await systemdUnitOf(supervisor.pid, layout)
+    if (unit) {
+      // Under systemd (Restart=always) a plain SIGTERM would only have it started again.
+      log(`systemctl stop ${unit}`)
+      const stopped = await execaRunner.run('systemctl', ['stop', unit], {timeoutMs: 60_000})
+      if (stopped.exitCode !== 0) result.warnings.push(`systemctl stop ${unit} failed: ${stopped.stderr.trim().split('\n').pop()}`)
+    }
+    const outcome = await terminatePid(supervisor.pid, supervisor.startTime, {clock, timeoutMs: DEFAULT_TIMINGS.stopTimeoutMs * 3 + 5000})
+    result.supervisor = {pid: supervisor.pid, result: outcome}
+    if (outcome === 'killed') result.warnings.push(`the supervisor (pid ${supervisor.pid}) did not stop in time and was killed`)
+  }
+  const state = await readState(layout)
+  if (state) {
+    for (const name of SHUTDOWN_ORDER) {
+      const child = state[name]
+      if (!child?.pid || !(await processAlive(child.pid, child.startTime))) continue
+      log(`stopping ${label(name)} left behind (pid ${child.pid})`)
+      result.leftovers.push({name, pid: child.pid, result: await terminatePid(child.pid, child.startTime, {clock, group: name === 'nginx'})})
+      result.wasRunning = true
+    }
+  }
+  const pidText = await readIfExists(layout.pidFile)
+  if (pidText !== undefined && !(await runningSupervisor(layout))) await fs.rm(layout.pidFile, {force: true})
+  return result
+}
+
+/** The systemd unit hubctl installed, when `pid` runs inside it (its cgroup names it). */
+async function systemdUnitOf(pid: number, layout: Layout): Promise<string | undefined> {
+  if (!layout.isSystem) return undefined
+  const unit = path.basename(layout.systemdUnit)
+  const cgroup = await readIfExists(`/proc/${pid}/cgroup`).catch(() => undefined)
+  return cgroup?.split('\n').some((line) => line.endsWith(`/${unit}`)) ? unit : undefined
+}
+
+/** Ask the hub to stop every user server and wait until it says they are gone. */
+export async function stopServers(api: HubApi, options: {clock?: Clock; timeoutMs?: number; log?: (line: string) => void} = {}): Promise<StopResult['servers']> {
+  const clock = options.clock ?? systemClock
+  const servers = await api.listServers()
+  const results: StopResult['servers'] = []
+  await Promise.all(servers.map(async (server) => {
+    options.log?.(`stopping the server of ${server.user}${server.name ? `/${server.name}` : ''}`)
+    try {
+      results.push({user: server.user, name: server.name, result: await api.stopServer(server.user, server.name)})
+    } catch (error) {
+      results.push({user: server.user, name: server.name, result: 'failed', error: (error as Error).message})
+    }
+  }))
+  const deadline = clock.now() + (options.timeoutMs ?? 60_000)
+  for (;;) {
+    const pending = results.filter((r) => r.result === 'pending')
+    if (pending.length === 0) break
+    const still = new Set((await api.listServers()).map((s) => `${s.user}/${s.name}`))
+    for (const r of pending) if (!still.has(`${r.user}/${r.name}`)) r.result = 'stopped'
+    if (clock.now() >= deadline) break
+    await clock.sleep(500)
+  }
+  return results.sort((a, b) => `${a.user}/${a.name}`.localeCompare(`${b.user}/${b.name}`))
+}
+
+export interface RestartResult {
+  pid: number
+  seconds: number
+  proxy: {pid: number | null}
+  hub: {pid: number | null; healthy: boolean}
+}
+
+/** `hubctl restart`: SIGHUP to the running supervisor, then wait until it reports the restart done. */
+export async function restartStack(layout: Layout, options: {clock?: Clock; timeoutMs?: number} = {}): Promise<RestartResult> {
+  const clock = options.clock ?? systemClock
+  const supervisor = await runningSupervisor(layout)
+  if (!supervisor) throw new HubctlError(`hubctl does not supervise a hub under ${layout.prefix}`, {exitCode: ExitCode.RUNTIME, fix: 'start it with `hubctl start --detach` (or `systemctl start jupyterhub`)'})
+  const before = await readState(layout)
+  if (before && !before.supervisor.ready) throw new HubctlError('the hub is still starting', {exitCode: ExitCode.RUNTIME, fix: 'wait until `hubctl status` shows it healthy, then run `hubctl restart` again'})
+  const reloads = before?.reloads ?? 0
+  const began = clock.now()
+  process.kill(supervisor.pid, 'SIGHUP')
+  const deadline = began + (options.timeoutMs ?? DEFAULT_TIMINGS.healthTimeoutMs + DEFAULT_TIMINGS.stopTimeoutMs * 2)
+  while (clock.now() < deadline) {
+    await clock.sleep(DEFAULT_TIMINGS.pollMs)
+    const state = await readState(layout)
+    if (state && state.reloads > reloads) {
+      if (!state.lastReload?.ok) throw new HubctlError(`the restart failed: ${state.lastReload?.error ?? 'unknown reason'}`, {exitCode: ExitCode.RUNTIME, fix: `read ${layout.hubLog} and ${layout.proxyLog}`})
+      return {pid: supervisor.pid, seconds: round((clock.now() - began) / 1000), proxy: {pid: state.proxy.pid}, hub: {pid: state.hub.pid, healthy: Boolean(state.hub.healthy)}}
+    }
+    if (!(await processAlive(supervisor.pid, supervisor.startTime))) throw new HubctlError('the supervisor exited during the restart', {exitCode: ExitCode.RUNTIME, fix: `read ${layout.supervisorLog}, then run \`hubctl start --detach\``})
+  }
+  throw new HubctlError('the restart did not finish in time', {exitCode: ExitCode.RUNTIME, fix: `see \`hubctl status\` and ${layout.hubLog}`})
+}
+
+export interface ChildStatus {
+  pid: number | null
+  running: boolean
+  restarts: number
+  crashLoop: boolean
+  startedAt: string | null
+  log: string
+}
+
+export interface StatusReport {
+  prefix: string
+  running: boolean
+  supervisor: {pid: number | null; running: boolean; startedAt: string | null; ready: boolean}
+  proxy: ChildStatus
+  hub: ChildStatus & {healthy: boolean; version?: string}
+  nginx?: ChildStatus
+  servers: Array<Pick<ServerInfo, 'user' | 'name' | 'url' | 'ready' | 'lastActivity'>>
+  serversError?: string
+  reloads: number
+}
+
+/** What runs under the prefix, checked live (pids in /proc, the hub's health, its API); never throws for a stopped stack. */
+export async function stackStatus(layout: Layout, settings: Settings, options: {api?: HubApi; fetch?: FetchLike} = {}): Promise<StatusReport> {
+  const state = await readState(layout)
+  const supervisor = await runningSupervisor(layout)
+  const childStatus = async (name: ChildName, logFile: string): Promise<ChildStatus> => {
+    const child = state?.[name]
+    const running = child ? await processAlive(child.pid, child.startTime) : false
+    return {pid: running ? child?.pid ?? null : null, running, restarts: child?.restarts ?? 0, crashLoop: Boolean(child?.crashLoop) && running, startedAt: running ? child?.startedAt ?? null : null, log: child?.log ?? logFile}
+  }
+  const proxy = await childStatus('proxy', layout.proxyLog)
+  const hubChild = await childStatus('hub', layout.hubLog)
+  const healthy = await checkHealth(hubHealthUrl(settings), {fetch: options.fetch})
+  const report: StatusReport = {
+    prefix: layout.prefix,
+    running: false,
+    supervisor: {pid: supervisor?.pid ?? null, running: supervisor !== undefined, startedAt: supervisor ? state?.supervisor.startedAt ?? null : null, ready: Boolean(supervisor && state?.supervisor.ready)},
+    proxy,
+    hub: {...hubChild, healthy},
+    servers: [],
+    reloads: supervisor ? state?.reloads ?? 0 : 0,
+  }
+  if (settings.nginxSupervised && !layout.isSystem) report.nginx = await childStatus('nginx', layout.nginxErrorLog)
+  report.running = report.supervisor.running || proxy.running || hubChild.running
+  if (healthy) {
+    try {
+      const api = options.api ?? HubApi.forLayout(layout, settings, {fetch: options.fetch, timeoutMs: 5000})
+      report.hub.version = await api.version()
+      report.servers = (await api.listServers()).map(({user, name, url, ready, lastActivity}) => ({user, name, url, ready, lastActivity}))
+    } catch (error) {
+      report.serversError = error instanceof HubctlError ? error.line : (error as Error).message
+    }
+  }
+  return report
+}
+
+/** Whether something accepts TCP connections on 127.0.0.1:port. */
+export function portAnswers(port: number, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({host: '127.0.0.1', port})
+    const done = (answer: boolean) => {
+      socket.destroy()
+      resolve(answer)
+    }
+    socket.setTimeout(timeoutMs, () => done(false))
+    socket.once('connect', () => done(true))
+    socket.once('error', () => done(false))
+  })
+}
+
+function label(name: ChildName): string {
+  return name === 'proxy' ? 'configurable-http-proxy' : name === 'hub' ? 'jupyterhub' : 'nginx'
+}
+
+function round(value: number): number {
+  return Math.round(value * 10) / 10
+}

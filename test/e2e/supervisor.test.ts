@@ -1,0 +1,336 @@
+import {expect} from 'chai'
+import {execa} from 'execa'
+import {randomBytes} from 'node:crypto'
+import fs from 'node:fs/promises'
+import path from 'node:path'
+
+import {HubApi} from '../../src/lib/hubapi.js'
+import {Layout} from '../../src/lib/layout.js'
+import {DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
+
+/*
+ * Supervision with the real programs: configurable-http-proxy, JupyterHub (Debian's 3.0 and the
+ * virtualenv's current one), nginx, and a real user server from the default LocalProcessSpawner
+ * for a system user made for the test. Runs as root (useradd, LocalProcessSpawner).
+ */
+
+interface ProcInfo {
+  pid: number
+  uid: number
+  state: string
+  cmdline: string[]
+}
+
+async function proc(pid: number): Promise<ProcInfo | undefined> {
+  try {
+    const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8')
+    const status = await fs.readFile(`/proc/${pid}/status`, 'utf8')
+    const cmdline = (await fs.readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0').filter(Boolean)
+    const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1])
+    return {pid, uid, state: stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0], cmdline}
+  } catch {
+    return undefined
+  }
+}
+
+/** A live process (not a zombie) with this pid. */
+async function alive(pid: number): Promise<boolean> {
+  const info = await proc(pid)
+  return info !== undefined && info.state !== 'Z' && info.state !== 'X'
+}
+
+async function allProcs(): Promise<ProcInfo[]> {
+  const pids = (await fs.readdir('/proc')).filter((name) => /^\d+$/.test(name)).map(Number)
+  const infos = await Promise.all(pids.map(proc))
+  return infos.filter((info): info is ProcInfo => info !== undefined && info.state !== 'Z')
+}
+
+/** The user's jupyterhub-singleuser processes. */
+async function serverPids(uid: number): Promise<number[]> {
+  return (await allProcs()).filter((info) => info.uid === uid && info.cmdline.some((arg) => arg.endsWith('jupyterhub-singleuser'))).map((info) => info.pid)
+}
+
+/** Poll `check` until it returns a value other than undefined; a bounded number of tries, no timing asserted. */
+async function waitFor<T>(what: string, check: () => Promise<T | undefined>, tries = 600, intervalMs = 100): Promise<T> {
+  let last: unknown
+  for (let i = 0; i < tries; i++) {
+    try {
+      const value = await check()
+      if (value !== undefined) return value
+    } catch (error) {
+      last = error
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs))
+  }
+  throw new Error(`gave up waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`)
+}
+
+async function get(url: string): Promise<{status: number; body: string}> {
+  const response = await fetch(url, {redirect: 'manual', signal: AbortSignal.timeout(5000)})
+  return {status: response.status, body: await response.text()}
+}
+
+interface Status {
+  running: boolean
+  supervisor: {pid: number | null; running: boolean}
+  proxy: {pid: number | null; running: boolean; restarts: number}
+  hub: {pid: number | null; running: boolean; healthy: boolean; restarts: number}
+  nginx?: {pid: number | null; running: boolean; restarts: number}
+  servers: Array<{user: string; name: string; url: string; ready: boolean; lastActivity: string | null}>
+}
+
+function timing(label: string, ms: number): void {
+  // Reported, never asserted.
+  console.log(`      timing: ${label}: ${(ms / 1000).toFixed(2)}s`)
+}
+
+for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
+  describe(`supervision with ${jupyterhub}`, function () {
+    this.timeout(300_000)
+
+    const user = `hubctl-e2e-${randomBytes(3).toString('hex')}`
+    let uid = -1
+    let prefix = ''
+    let layout: Layout
+    let ports: Awaited<ReturnType<typeof portFlags>>['ports']
+    let api: HubApi
+    let serverPid = 0
+    let userCreated = false
+    /** Every pid seen during the test: after() makes sure none outlives it. */
+    const seen = new Set<number>()
+
+    const status = async (): Promise<Status> => {
+      const result = await hubctl(['status', '--prefix', prefix, '--json'])
+      expect(result.exitCode, result.stderr).to.equal(0)
+      const parsed = JSON.parse(result.stdout) as Status
+      for (const pid of [parsed.supervisor.pid, parsed.proxy.pid, parsed.hub.pid, parsed.nginx?.pid]) if (pid) seen.add(pid)
+      return parsed
+    }
+
+    /** The user's server answers through the proxy (its own /api, not the hub's redirect). */
+    const routeAnswers = async (): Promise<true | undefined> => {
+      const response = await get(`http://127.0.0.1:${ports.proxy}/user/${user}/api`)
+      if (response.status !== 200) return undefined
+      const body = JSON.parse(response.body) as {version?: string}
+      return typeof body.version === 'string' ? true : undefined
+    }
+
+    before(async function () {
+      const created = await execa('useradd', ['-m', '-s', '/bin/sh', user], {reject: false})
+      expect(created.exitCode, `useradd ${user}: ${created.stderr}`).to.equal(0)
+      userCreated = true
+      uid = Number((await execa('id', ['-u', user])).stdout)
+      // LocalProcessSpawner runs the singleuser server as the user: it must be able to execute it.
+      const singleuser = path.join(path.dirname(jupyterhub), 'jupyterhub-singleuser')
+      const canRun = await execa('runuser', ['-u', user, '--', singleuser, '--version'], {reject: false, cwd: '/'})
+      if (canRun.exitCode !== 0) {
+        throw new Error(`${user} cannot run ${singleuser} (${(canRun.stderr || canRun.stdout).trim().split('\n').pop()}): a LocalProcessSpawner hub cannot start its server. ` +
+          'Build the virtualenv from a Python every user can execute (e.g. /usr/bin/python3 -m venv), or point HUBCTL_TEST_VENV_JUPYTERHUB at one.')
+      }
+      prefix = await tempPrefix('hubctl-sup')
+      layout = new Layout(prefix)
+      const portInfo = await portFlags()
+      ports = portInfo.ports
+      const init = await hubctl(['init', '--prefix', prefix, '--yes', '--domain', 'localhost', '--admin', user, '--allow-user', user,
+        '--tls', 'self-signed', '--dhparam', 'ffdhe2048', '--jupyterhub', jupyterhub, '--no-systemd', '--no-schedule', ...portInfo.flags])
+      expect(init.exitCode, init.stderr).to.equal(0)
+      api = HubApi.forLayout(layout, {ports})
+    })
+
+    after(async function () {
+      this.timeout(120_000)
+      if (prefix) {
+        await hubctl(['stop', '--prefix', prefix, '--json'])
+        // Whatever is still there, by pid: the supervisor, its children, the user's server.
+        const pidText = await fs.readFile(layout.pidFile, 'utf8').catch(() => '')
+        if (Number(pidText.trim()) > 0) seen.add(Number(pidText.trim()))
+        const state = JSON.parse(await fs.readFile(layout.stateFile, 'utf8').catch(() => '{}')) as Record<string, {pid?: number | null} | undefined>
+        for (const name of ['supervisor', 'proxy', 'hub', 'nginx']) if (state[name]?.pid) seen.add(state[name]!.pid!)
+      }
+      if (uid >= 0) for (const pid of await serverPids(uid)) seen.add(pid)
+      if (serverPid) seen.add(serverPid)
+      for (const pid of seen) {
+        if (pid !== process.pid && (await alive(pid))) {
+          try {
+            process.kill(pid, 'SIGKILL')
+          } catch {
+            // already gone
+          }
+        }
+      }
+      if (userCreated) {
+        // Every process of the user, by pid, then the user.
+        for (const info of (await allProcs()).filter((p) => p.uid === uid)) {
+          try {
+            process.kill(info.pid, 'SIGKILL')
+          } catch {
+            // already gone
+          }
+        }
+        await execa('userdel', ['-r', user], {reject: false})
+      }
+      if (prefix) await fs.rm(prefix, {recursive: true, force: true})
+    })
+
+    it('status --json before start: nothing runs, exit 0', async () => {
+      const before = await status()
+      expect(before.running).to.equal(false)
+      expect(before.proxy).to.include({pid: null, running: false})
+      expect(before.hub).to.include({pid: null, running: false, healthy: false})
+      expect(before.servers).to.deep.equal([])
+    })
+
+    it('start --detach returns once /hub/health answers 200 through the proxy', async () => {
+      const began = Date.now()
+      const started = await hubctl(['start', '--detach', '--prefix', prefix, '--json'])
+      expect(started.exitCode, started.stderr + started.stdout).to.equal(0)
+      const result = JSON.parse(started.stdout) as {pid: number; readySeconds: number}
+      seen.add(result.pid)
+      timing('start --detach to ready (hubctl)', result.readySeconds * 1000)
+      timing('start --detach wall time', Date.now() - began)
+      expect(await alive(result.pid)).to.equal(true)
+      expect(Number((await fs.readFile(layout.pidFile, 'utf8')).trim())).to.equal(result.pid)
+      const health = await get(`http://127.0.0.1:${ports.proxy}/hub/health`)
+      expect(health.status).to.equal(200)
+    })
+
+    it('keeps the proxy token out of argv and logs, and writes each program to its own log', async () => {
+      const token = (await fs.readFile(layout.proxyAuthToken, 'utf8')).trim()
+      const apiToken = (await fs.readFile(layout.apiToken, 'utf8')).trim()
+      const state = await status()
+      for (const pid of [state.supervisor.pid, state.proxy.pid, state.hub.pid, state.nginx?.pid]) {
+        const info = await proc(pid!)
+        expect(info, `pid ${pid}`).to.not.equal(undefined)
+        expect(info!.cmdline.join(' ')).to.not.include(token)
+        expect(info!.cmdline.join(' ')).to.not.include(apiToken)
+      }
+      const proxyEnv = await fs.readFile(`/proc/${state.proxy.pid}/environ`, 'utf8')
+      expect(proxyEnv.split('\0')).to.include(`CONFIGPROXY_AUTH_TOKEN=${token}`)
+      const hubEnv = await fs.readFile(`/proc/${state.hub.pid}/environ`, 'utf8')
+      expect(hubEnv).to.not.include(token)
+      for (const file of [layout.proxyLog, layout.hubLog, layout.stateFile, layout.supervisorLog]) {
+        const text = await fs.readFile(file, 'utf8')
+        expect(text.length, file).to.be.greaterThan(0)
+        expect(text, file).to.not.include(token)
+        expect(text, file).to.not.include(apiToken)
+      }
+    })
+
+    it('status --json while running', async () => {
+      const running = await status()
+      expect(running.running).to.equal(true)
+      expect(running.supervisor.running).to.equal(true)
+      expect(running.proxy.running).to.equal(true)
+      expect(running.proxy.pid).to.be.a('number')
+      expect(running.proxy.restarts).to.equal(0)
+      expect(running.hub).to.include({running: true, healthy: true, restarts: 0})
+      expect(running.nginx?.running).to.equal(true)
+      expect(running.servers).to.deep.equal([])
+    })
+
+    it('starts the user\'s server through the hub API with the hubctl token (LocalProcessSpawner)', async () => {
+      const began = Date.now()
+      const outcome = await api.startServer(user)
+      expect(['started', 'pending']).to.include(outcome)
+      const server = await waitFor('the server to be ready', async () => (await api.userServers(user)).find((s) => s.name === '' && s.ready))
+      timing('user server start', Date.now() - began)
+      expect(server.url).to.equal(`/user/${user}/`)
+      await waitFor('the user route through the proxy', routeAnswers)
+      const pids = await serverPids(uid)
+      expect(pids, 'one jupyterhub-singleuser running as the user').to.have.length(1)
+      serverPid = pids[0]
+      seen.add(serverPid)
+      const running = await status()
+      expect(running.servers).to.have.length(1)
+      expect(running.servers[0]).to.include({user, name: '', url: `/user/${user}/`, ready: true})
+      expect(running.servers[0]).to.have.property('lastActivity')
+    })
+
+    it('kill -9 of the proxy: it is restarted and the user\'s route answers again through it', async () => {
+      const before = await status()
+      const oldProxy = before.proxy.pid!
+      process.kill(oldProxy, 'SIGKILL')
+      const began = Date.now()
+      const after = await waitFor('a new proxy', async () => {
+        const s = await status()
+        return s.proxy.running && s.proxy.pid !== oldProxy ? s : undefined
+      })
+      await waitFor('the user route through the restarted proxy', routeAnswers)
+      timing('proxy kill to user route answering again', Date.now() - began)
+      expect(after.proxy.restarts).to.equal(1)
+      expect(await alive(oldProxy)).to.equal(false)
+      expect(await serverPids(uid)).to.deep.equal([serverPid])
+    })
+
+    it('kill -9 of the hub: it comes back and finds the user\'s server, same pid', async () => {
+      const before = await status()
+      const oldHub = before.hub.pid!
+      process.kill(oldHub, 'SIGKILL')
+      const began = Date.now()
+      const after = await waitFor('a new healthy hub', async () => {
+        const s = await status()
+        return s.hub.running && s.hub.healthy && s.hub.pid !== oldHub ? s : undefined
+      })
+      timing('hub kill to healthy again', Date.now() - began)
+      expect(after.hub.restarts).to.equal(1)
+      await waitFor('the hub to list the server as ready', async () => (await api.userServers(user)).find((s) => s.ready))
+      await waitFor('the user route', routeAnswers)
+      expect(await alive(serverPid)).to.equal(true)
+      expect(await serverPids(uid)).to.deep.equal([serverPid])
+    })
+
+    it('hubctl restart restarts proxy and hub and keeps the server (same pid) and its route', async () => {
+      const before = await status()
+      const restarted = await hubctl(['restart', '--prefix', prefix, '--json'])
+      expect(restarted.exitCode, restarted.stderr + restarted.stdout).to.equal(0)
+      const result = JSON.parse(restarted.stdout) as {seconds: number; proxy: {pid: number}; hub: {pid: number; healthy: boolean}}
+      timing('hubctl restart', result.seconds * 1000)
+      seen.add(result.proxy.pid)
+      seen.add(result.hub.pid)
+      expect(result.proxy.pid).to.not.equal(before.proxy.pid)
+      expect(result.hub.pid).to.not.equal(before.hub.pid)
+      expect(result.hub.healthy).to.equal(true)
+      expect(await alive(before.proxy.pid!)).to.equal(false)
+      expect(await alive(before.hub.pid!)).to.equal(false)
+      await waitFor('the user route after the restart', routeAnswers)
+      expect(await serverPids(uid)).to.deep.equal([serverPid])
+      const after = await status()
+      expect(after.hub.healthy).to.equal(true)
+      expect(after.supervisor.pid).to.equal(before.supervisor.pid)
+      expect(after.servers.map((s) => s.user)).to.deep.equal([user])
+    })
+
+    it('hubctl stop stops the user server, the hub, the proxy, nginx and the supervisor; nothing is left', async () => {
+      const before = await status()
+      const pids = [before.supervisor.pid!, before.proxy.pid!, before.hub.pid!, before.nginx!.pid!, serverPid]
+      for (const pid of pids) expect(await alive(pid), `pid ${pid} before stop`).to.equal(true)
+      const stopped = await hubctl(['stop', '--prefix', prefix, '--json'])
+      expect(stopped.exitCode, stopped.stderr + stopped.stdout).to.equal(0)
+      const result = JSON.parse(stopped.stdout) as {servers: Array<{user: string; result: string}>; supervisor: {result: string}; leftovers: unknown[]}
+      expect(result.servers).to.deep.equal([{user, name: '', result: 'stopped'}])
+      expect(result.supervisor.result).to.equal('exited')
+      expect(result.leftovers).to.deep.equal([])
+      // Reaping is asynchronous: poll (bounded) until /proc has none of them.
+      await waitFor('every recorded pid to be gone', async () => {
+        for (const pid of pids) if (await alive(pid)) return undefined
+        return true
+      }, 100)
+      expect(await serverPids(uid)).to.deep.equal([])
+      expect((await allProcs()).filter((p) => p.uid === uid)).to.deep.equal([])
+      await fs.access(layout.pidFile).then(() => expect.fail('the pid file is still there'), () => {})
+    })
+
+    it('status --json while stopped: exit 0, nothing running', async () => {
+      const stopped = await status()
+      expect(stopped.running).to.equal(false)
+      expect(stopped.supervisor).to.include({pid: null, running: false})
+      expect(stopped.proxy).to.include({pid: null, running: false})
+      expect(stopped.hub).to.include({pid: null, running: false, healthy: false})
+      expect(stopped.nginx).to.include({pid: null, running: false})
+      expect(stopped.servers).to.deep.equal([])
+      const text = await hubctl(['status', '--prefix', prefix])
+      expect(text.exitCode).to.equal(0)
+      expect(text.stdout).to.include('not running')
+    })
+  })
+}
