@@ -19,6 +19,10 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       default: '/',
       helpGroup: 'GLOBAL',
     }),
+    local: Flags.boolean({
+      description: 'the local-mode hub (`hubctl init --local`): --prefix hubctl-local unless --prefix is given',
+      helpGroup: 'GLOBAL',
+    }),
   }
 
   protected flags!: BaseFlags<T>

@@ -19,7 +19,9 @@ export interface JupyterHubInstall {
 
 /** Find the JupyterHub executable, its version, its singleuser and its Python; refuse what hubctl cannot configure. */
 export async function detectJupyterHub(runner: Runner, executable = 'jupyterhub'): Promise<JupyterHubInstall> {
-  const found = await which(executable)
+  const onPath = await which(executable)
+  // The real path: a virtualenv reached through a link resolves to where its files live.
+  const found = onPath && (await fs.realpath(onPath))
   if (!found) {
     throw preflightError(`the JupyterHub executable "${executable}" was not found`, 'install JupyterHub (apt-get install jupyterhub, or pip install jupyterhub in a virtualenv) and pass its path with --jupyterhub')
   }

@@ -72,6 +72,7 @@ export class Layout {
   /** Where nginx serves /.well-known/acme-challenge/ from. */
   get acmeWebroot(): string { return this.at('var/www/hubctl-acme') }
   get acmeChallengeDir(): string { return this.at('var/www/hubctl-acme/.well-known/acme-challenge') }
+  acmeChallengeFile(token: string): string { return this.at('var/www/hubctl-acme/.well-known/acme-challenge', token) }
   /** pid and temp files of a prefix-local nginx (only when the prefix is not `/`). */
   get nginxRunDir(): string { return this.at('var/lib/hubctl/nginx') }
   get nginxPid(): string { return this.at('var/lib/hubctl/nginx/nginx.pid') }
@@ -83,6 +84,8 @@ export class Layout {
   get nginxAccessLog(): string { return this.at('var/log/jupyterhub/nginx-access.log') }
   get nginxErrorLog(): string { return this.at('var/log/jupyterhub/nginx-error.log') }
   get auditLog(): string { return this.at('var/log/jupyterhub/hubctl-audit.log') }
+  /** hubctl start's own events when it runs detached (--detach). */
+  get supervisorLog(): string { return this.at('var/log/jupyterhub/hubctl.log') }
 
   // service manager
   get systemdUnit(): string { return this.at('etc/systemd/system/jupyterhub.service') }

@@ -50,7 +50,7 @@ export async function which(program: string, pathEnv = process.env.PATH ?? ''): 
   if (program.includes('/')) {
     try {
       await access(program, constants.X_OK)
-      return (await stat(program)).isFile() ? program : undefined
+      return (await stat(program)).isFile() ? path.resolve(program) : undefined
     } catch {
       return undefined
     }
