@@ -303,6 +303,9 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
     it('with the CA down, renewal fails with exit code 5 and the live files are untouched', async () => {
       await stopProcess(pebble.process)
       const before = await liveFiles(layout)
+      // nginx's old workers may serve the previous certificate for a moment after a reload.
+      const live = await liveSerial(layout)
+      await waitFor(async () => servedSerial(ports.https) === live, 'nginx serving the live certificate')
       const served = servedSerial(ports.https)
       const result = await hubctl(['cert', 'renew', '--prefix', layout.prefix, '--http-port', String(pebble.httpPort), '--force', '--no-random-sleep'])
       expect(result.exitCode, result.stderr).to.equal(5)
