@@ -103,7 +103,7 @@ export class Nginx {
       await fs.mkdir(alone.nginxSitesEnabled, {recursive: true})
       await fs.mkdir(alone.logDir, {recursive: true})
       await fs.mkdir(alone.nginxRunDir, {recursive: true})
-      await fs.writeFile(`${alone.nginxSitesEnabled}/jupyterhub.conf`, content)
+      await fs.writeFile(alone.nginxSiteLink, content)
       const main = await new Nginx(alone, this.install, this.runner).renderMainConf(alone.nginxSitesEnabled)
       await fs.writeFile(alone.nginxMainConf, main)
       const result = await this.runner.run(this.install.executable, ['-t', '-p', `${dir}/`, '-c', alone.nginxMainConf, '-e', alone.nginxErrorLog])
