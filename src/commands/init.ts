@@ -5,10 +5,10 @@ import {BaseCommand} from '../base-command.js'
 import {acmeSettingsFrom, readEabHmacKey} from '../lib/acme.js'
 import {CertService} from '../lib/renewal.js'
 import {DHPARAM_BITS, DHPARAM_MODES} from '../lib/dhparam.js'
-import {InitDeps, InitResult, InitService} from '../lib/init.js'
+import {InitDeps, InitResult, InitService, silentReporter} from '../lib/init.js'
 import {resolveInitRequest} from '../lib/init-request.js'
 import {inquirerPrompter, isInteractive} from '../lib/prompts.js'
-import {streamReporter, silentReporterFor} from '../lib/reporter.js'
+import {streamReporter} from '../lib/reporter.js'
 import {execaRunner} from '../lib/runner.js'
 import {SettingsStore, TLS_MODES} from '../lib/settings.js'
 import {acmeFlags} from './cert/obtain.js'
@@ -59,7 +59,7 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
     const interactive = !flags.yes && !this.jsonEnabled() && isInteractive()
     const request = await resolveInitRequest(flags, interactive ? inquirerPrompter : undefined)
     const titles = {preflight: 'Preflight checks', secrets: 'Secrets', certificate: 'Certificate', render: 'Render and validate configs', install: 'Install'}
-    const reporter = this.jsonEnabled() ? silentReporterFor() : streamReporter(process.stderr, titles)
+    const reporter = this.jsonEnabled() ? silentReporter : streamReporter(process.stderr, titles)
     const service = new InitService({
       layout: this.layout,
       runner: execaRunner,

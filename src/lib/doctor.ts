@@ -36,6 +36,9 @@ export interface DoctorDeps {
 export class Doctor {
   private readonly now: () => Date
   private settings?: Settings
+  /** Each program is asked its version once (JupyterHub's answer costs a Python start-up). */
+  private jupyterhub?: ReturnType<typeof detectJupyterHub>
+  private nginx?: ReturnType<typeof detectNginx>
 
   constructor(private readonly deps: DoctorDeps) {
     this.now = deps.now ?? (() => new Date())
@@ -70,6 +73,16 @@ export class Doctor {
       const hubctl = error instanceof HubctlError ? error : undefined
       return {check, status: 'fail', message: hubctl?.message ?? String((error as Error).message), fix: hubctl?.fix ?? 'run the command again with DEBUG=hubctl* and report it'}
     }
+  }
+
+  private detectHub(): ReturnType<typeof detectJupyterHub> {
+    this.jupyterhub ??= detectJupyterHub(this.deps.runner, this.settings!.executables.jupyterhub)
+    return this.jupyterhub
+  }
+
+  private detectNginx(): ReturnType<typeof detectNginx> {
+    this.nginx ??= detectNginx(this.deps.runner, this.settings!.executables.nginx)
+    return this.nginx
   }
 
   async checkSettings(): Promise<CheckResult> {
@@ -120,16 +133,15 @@ export class Doctor {
   }
 
   async checkVersions(): Promise<CheckResult[]> {
-    const {runner} = this.deps
     const settings = this.settings!
     const results: CheckResult[] = []
     const nodeMajor = Number(process.versions.node.split('.')[0])
     results.push(nodeMajor >= 20 ? {check: 'node', status: 'pass', message: `Node ${process.versions.node}`} : {check: 'node', status: 'fail', message: `Node ${process.versions.node} is older than 20`, fix: 'install Node 20 or later'})
-    const hub = await detectJupyterHub(runner, settings.executables.jupyterhub)
+    const hub = await this.detectHub()
     results.push(hub.version === settings.jupyterhubVersion
       ? {check: 'jupyterhub', status: 'pass', message: `JupyterHub ${hub.version} at ${hub.executable}`}
       : {check: 'jupyterhub', status: 'warn', message: `JupyterHub is now ${hub.version}, the config was rendered for ${settings.jupyterhubVersion}`, fix: 'run `hubctl init` again to render the config this version needs'})
-    const nginx = await detectNginx(runner, settings.executables.nginx)
+    const nginx = await this.detectNginx()
     results.push({check: 'nginx', status: 'pass', message: `nginx ${nginx.version}`})
     const require = createRequire(import.meta.url)
     const proxy = JSON.parse(await fs.readFile(require.resolve('configurable-http-proxy/package.json'), 'utf8')) as {version: string}
@@ -138,13 +150,13 @@ export class Doctor {
   }
 
   async checkHubConfig(): Promise<CheckResult> {
-    const hub = await detectJupyterHub(this.deps.runner, this.settings!.executables.jupyterhub)
+    const hub = await this.detectHub()
     await validateHubConfig(this.deps.runner, hub, this.deps.layout.hubConfig)
     return {check: 'jupyterhub config', status: 'pass', message: `JupyterHub ${hub.version} loads ${this.deps.layout.hubConfig}`}
   }
 
   async checkNginx(): Promise<CheckResult> {
-    const nginx = new Nginx(this.deps.layout, await detectNginx(this.deps.runner, this.settings!.executables.nginx), this.deps.runner)
+    const nginx = new Nginx(this.deps.layout, await this.detectNginx(), this.deps.runner)
     const result = await nginx.test()
     if (result.ok) return {check: 'nginx config', status: 'pass', message: 'nginx -t passes'}
     return {check: 'nginx config', status: 'fail', message: `nginx -t fails: ${result.output.split('\n').find((l) => /emerg|error/.test(l)) ?? result.output}`, fix: 'fix what nginx names, then `nginx -t` again'}

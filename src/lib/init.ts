@@ -11,6 +11,7 @@ import {Layout} from './layout.js'
 import {acquireLock} from './lock.js'
 import {Nginx, detectNginx} from './nginx.js'
 import {renderSite} from './site.js'
+import {runningSupervisor} from './supervisor.js'
 import {checkDns, checkPorts, checkPrivileges} from './preflight.js'
 import {Runner} from './runner.js'
 import {SecretName, SecretStore, problemsError} from './secrets.js'
@@ -88,7 +89,7 @@ export class InitService {
     const nginx = new Nginx(layout, nginxInstall, runner)
     const nginxRunning = (await nginx.runningPid()) !== undefined
     const previous = await new SettingsStore(layout).loadIfExists()
-    const stackRunning = await this.stackRunning()
+    const stackRunning = (await runningSupervisor(layout)) !== undefined
     warnings.push(...(await checkPorts([
       {flag: '--http-port', port: request.ports.http, heldOk: nginxRunning},
       {flag: '--https-port', port: request.ports.https, heldOk: nginxRunning},
@@ -114,7 +115,7 @@ export class InitService {
       nginx: {executable: nginxInstall.executable, version: nginxInstall.version},
       secrets: {created: [], kept: []}, files, commands, warnings, next: [],
     }
-    if (this.deps.dryRun) return this.dryRun(result, settings, hubConfig, site, unitFiles, nginxRunning)
+    if (this.deps.dryRun) return this.dryRun(result, settings, unitFiles, nginxRunning)
 
     const lock = await acquireLock(layout.lockFile, 'init')
     const abort = new AbortController()
@@ -247,18 +248,7 @@ export class InitService {
     return planned
   }
 
-  private async stackRunning(): Promise<boolean> {
-    const pid = Number((await readIfExists(this.deps.layout.pidFile))?.trim())
-    if (!Number.isInteger(pid) || pid <= 0) return false
-    try {
-      process.kill(pid, 0)
-      return true
-    } catch {
-      return false
-    }
-  }
-
-  private dryRun(result: InitResult, settings: Settings, hubConfig: string, site: string, units: PlannedFile[], nginxRunning: boolean): InitResult {
+  private dryRun(result: InitResult, settings: Settings, units: PlannedFile[], nginxRunning: boolean): InitResult {
     const {layout} = this.deps
     const secretFiles = Object.values(layout.secretFiles)
     for (const file of [...secretFiles, layout.fullchain, layout.privkey, layout.hubConfig, layout.nginxSite, layout.nginxSiteLink, ...(layout.isSystem ? [] : [layout.nginxMainConf]), layout.settings, ...units.map((u) => u.file)]) {
@@ -267,8 +257,6 @@ export class InitService {
     result.commands.push(`${settings.executables.jupyterhub} (load ${layout.hubConfig})`, `${settings.executables.nginx} -t`)
     if (nginxRunning) result.commands.push(`${settings.executables.nginx} -s reload`)
     if (layout.isSystem && units.length > 0) result.commands.push('systemctl daemon-reload', 'systemctl enable jupyterhub.service', 'systemctl enable --now hubctl-renew.timer')
-    void hubConfig
-    void site
     result.next = this.nextSteps(settings)
     return result
   }

@@ -75,7 +75,8 @@ export class Layout {
   acmeChallengeFile(token: string): string { return this.at('var/www/hubctl-acme/.well-known/acme-challenge', token) }
   /** pid and temp files of a prefix-local nginx (only when the prefix is not `/`). */
   get nginxRunDir(): string { return this.at('var/lib/hubctl/nginx') }
-  get nginxPid(): string { return this.at('var/lib/hubctl/nginx/nginx.pid') }
+  /** The nginx master's pid file: the system's own under /, the prefix's nginx otherwise. */
+  get nginxPid(): string { return this.isSystem ? this.at('run/nginx.pid') : this.at('var/lib/hubctl/nginx/nginx.pid') }
 
   // logs
   get logDir(): string { return this.at('var/log/jupyterhub') }

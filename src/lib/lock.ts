@@ -3,6 +3,7 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 
 import {ExitCode, HubctlError, errnoCode} from './errors.js'
+import {processAlive} from './processes.js'
 
 export interface Lock {
   release(): Promise<void>
@@ -25,7 +26,7 @@ export async function acquireLock(file: string, what: string, options: {waitMs?:
       if (errnoCode(error) !== 'EEXIST') throw error
     }
     const holder = await readHolder(file)
-    if (holder && !alive(holder.pid)) {
+    if (holder && !(await processAlive(holder.pid))) {
       // The holder died (kill -9): take the lock over, atomically, by removing its file.
       await fs.rm(file, {force: true})
       continue
@@ -43,14 +44,5 @@ async function readHolder(file: string): Promise<{pid: number; what: string} | u
     return Number.isInteger(parsed.pid) ? parsed : undefined
   } catch {
     return undefined
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return errnoCode(error) === 'EPERM'
   }
 }

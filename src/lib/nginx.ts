@@ -2,7 +2,8 @@ import fs from 'node:fs/promises'
 import os from 'node:os'
 
 import {ensureDir, exists, readIfExists, symlinkAtomic, writeFileAtomic} from './atomic.js'
-import {ExitCode, HubctlError, errnoCode, preflightError} from './errors.js'
+import {ExitCode, HubctlError, preflightError} from './errors.js'
+import {processAlive} from './processes.js'
 import {Layout} from './layout.js'
 import {renderTemplate} from './render.js'
 import {Runner, which} from './runner.js'
@@ -116,16 +117,9 @@ export class Nginx {
 
   /** The pid of the running nginx master for this configuration, if any. */
   async runningPid(): Promise<number | undefined> {
-    const pidFile = this.layout.isSystem ? '/run/nginx.pid' : this.layout.nginxPid
-    const text = await readIfExists(pidFile)
+    const text = await readIfExists(this.layout.nginxPid)
     const pid = Number(text?.trim())
-    if (!Number.isInteger(pid) || pid <= 0) return undefined
-    try {
-      process.kill(pid, 0)
-      return pid
-    } catch (error) {
-      return errnoCode(error) === 'EPERM' ? pid : undefined
-    }
+    return (await processAlive(pid)) ? pid : undefined
   }
 
   /** Reload when running (after a passing `nginx -t`); returns whether a reload was sent. */

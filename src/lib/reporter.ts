@@ -41,7 +41,3 @@ export function streamReporter(stream: NodeJS.WriteStream, titles: Record<string
     },
   }
 }
-
-export function silentReporterFor(): Reporter {
-  return {start() {}, progress() {}, done() {}, warn() {}}
-}

@@ -9,6 +9,7 @@ import {HubApi, FetchLike, ServerInfo, checkHealth, hubHealthUrl} from './hubapi
 import {Layout} from './layout.js'
 import {acquireLock} from './lock.js'
 import {Nginx} from './nginx.js'
+import {hasProc, procStartTime, processAlive} from './processes.js'
 import {proxyExecutable} from './proxy.js'
 import {execaRunner} from './runner.js'
 import {SecretStore} from './secrets.js'
@@ -136,41 +137,6 @@ export interface SupervisorState {
 
 // ---------------------------------------------------------------------------------------------
 // Processes
-
-/** The kernel start time of a process (Linux), or undefined when it does not exist or is a zombie. */
-export async function procStartTime(pid: number): Promise<string | undefined> {
-  try {
-    const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8')
-    // The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    if (fields[0] === 'Z' || fields[0] === 'X') return undefined
-    return fields[19]
-  } catch {
-    return undefined
-  }
-}
-
-/** Whether `pid` runs (and, when `startTime` is known, is still the same process). */
-export async function processAlive(pid: number | null | undefined, startTime?: string | null): Promise<boolean> {
-  if (!pid || pid <= 0) return false
-  try {
-    process.kill(pid, 0)
-  } catch (error) {
-    if (errnoCode(error) !== 'EPERM') return false
-  }
-  const now = await procStartTime(pid)
-  if (now === undefined) {
-    // No /proc (not Linux): trust kill(0). On Linux a missing entry means it is gone or a zombie.
-    return !(await hasProc())
-  }
-  return !startTime || startTime === now
-}
-
-let procChecked: boolean | undefined
-async function hasProc(): Promise<boolean> {
-  if (procChecked === undefined) procChecked = await fs.access('/proc/self/stat').then(() => true, () => false)
-  return procChecked
-}
 
 function signalPid(pid: number, signal: NodeJS.Signals): boolean {
   try {
