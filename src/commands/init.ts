@@ -42,6 +42,8 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
     'proxy-port': Flags.string({description: 'configurable-http-proxy\'s public port (loopback)', default: '8000'}),
     'proxy-api-port': Flags.string({description: 'configurable-http-proxy\'s API port (loopback)', default: '8001'}),
     'hub-port': Flags.string({description: 'the hub\'s own port (loopback)', default: '8081'}),
+    'proxy-standby-port': Flags.string({description: 'public port of the standby proxy that serves while the proxy is replaced (loopback)', default: '8002'}),
+    'proxy-standby-api-port': Flags.string({description: 'API port of the standby proxy (loopback)', default: '8003'}),
     dhparam: Flags.string({description: 'generate fresh DH parameters, or write the RFC 7919 ffdhe2048 group at once (default: generate; with --local see its help)', options: [...DHPARAM_MODES]}),
     'dhparam-bits': Flags.string({description: 'size of generated DH parameters (default: 2048; with --local see its help)', options: DHPARAM_BITS.map(String)}),
     jupyterhub: Flags.string({description: 'the JupyterHub executable (default: jupyterhub on PATH)'}),

@@ -3,7 +3,7 @@ import os from 'node:os'
 
 import {DHPARAM_BITS, DHPARAM_MODES, DhparamMode} from './dhparam.js'
 import {usageError} from './errors.js'
-import {TLS_MODES, TlsMode} from './settings.js'
+import {Ports, TLS_MODES, TlsMode} from './settings.js'
 import {assertDistinctPorts, parseDomain, parseEmail, parsePort, parseUserName, unique} from './validate.js'
 
 /** What `hubctl init` was asked, exactly as the flags gave it (strings, possibly missing). */
@@ -23,6 +23,8 @@ export interface RawInitFlags {
   'https-port'?: string | number
   'proxy-port'?: string | number
   'proxy-api-port'?: string | number
+  'proxy-standby-port'?: string | number
+  'proxy-standby-api-port'?: string | number
   'hub-port'?: string | number
   dhparam?: string
   'dhparam-bits'?: string | number
@@ -46,7 +48,7 @@ export interface InitRequest {
   spawner?: 'local' | 'simple'
   tls: TlsMode
   cert?: {fullchain: string; privkey: string; certFile: string; keyFile: string}
-  ports: {http: number; https: number; proxy: number; proxyApi: number; hub: number}
+  ports: Ports
   dhparam: DhparamMode
   dhparamBits: number
   jupyterhub: string
@@ -93,8 +95,13 @@ export async function resolveInitRequest(flags: RawInitFlags, prompter?: Prompte
     proxy: parsePort(flags['proxy-port'] ?? 8000, '--proxy-port'),
     proxyApi: parsePort(flags['proxy-api-port'] ?? 8001, '--proxy-api-port'),
     hub: parsePort(flags['hub-port'] ?? 8081, '--hub-port'),
+    proxyStandby: parsePort(flags['proxy-standby-port'] ?? 8002, '--proxy-standby-port'),
+    proxyStandbyApi: parsePort(flags['proxy-standby-api-port'] ?? 8003, '--proxy-standby-api-port'),
   }
-  assertDistinctPorts({'--http-port': ports.http, '--https-port': ports.https, '--proxy-port': ports.proxy, '--proxy-api-port': ports.proxyApi, '--hub-port': ports.hub})
+  assertDistinctPorts({
+    '--http-port': ports.http, '--https-port': ports.https, '--proxy-port': ports.proxy, '--proxy-api-port': ports.proxyApi, '--hub-port': ports.hub,
+    '--proxy-standby-port': ports.proxyStandby, '--proxy-standby-api-port': ports.proxyStandbyApi,
+  })
 
   const dhparam = (flags.dhparam ?? 'generate') as DhparamMode
   if (!DHPARAM_MODES.includes(dhparam)) throw usageError(`--dhparam ${JSON.stringify(flags.dhparam)} is not a choice`, `give ${DHPARAM_MODES.join(' or ')}`)
@@ -134,6 +141,8 @@ export const LOCAL_DEFAULTS: RawInitFlags = {
   'proxy-port': 8000,
   'proxy-api-port': 8001,
   'hub-port': 8081,
+  'proxy-standby-port': 8002,
+  'proxy-standby-api-port': 8003,
 }
 
 /** The login name of local mode: yours when it is a valid hub user name, else "admin". */

@@ -96,6 +96,8 @@ export class InitService {
       {flag: '--proxy-port', port: request.ports.proxy, heldOk: stackRunning},
       {flag: '--proxy-api-port', port: request.ports.proxyApi, heldOk: stackRunning},
       {flag: '--hub-port', port: request.ports.hub, heldOk: stackRunning},
+      {flag: '--proxy-standby-port', port: request.ports.proxyStandby, heldOk: false},
+      {flag: '--proxy-standby-api-port', port: request.ports.proxyStandbyApi, heldOk: false},
     ])))
     for (const domain of request.domains) {
       const warning = await checkDns(domain, this.deps.lookup)

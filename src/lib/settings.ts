@@ -32,7 +32,7 @@ export interface Settings {
   /** local (LocalProcessSpawner, root) or simple (SimpleLocalProcessSpawner, one user). */
   spawner: 'local' | 'simple'
   tls: {mode: TlsMode; acme?: AcmeSettings}
-  ports: {http: number; https: number; proxy: number; proxyApi: number; hub: number}
+  ports: Ports
   dhparam: {mode: 'generate' | 'ffdhe2048'; bits: number}
   executables: {jupyterhub: string; singleuser: string; nginx?: string; node: string; proxy: string}
   jupyterhubVersion: string
@@ -43,6 +43,23 @@ export interface Settings {
   /** Local mode: one user, a generated login, servers as the hub's user. */
   local?: boolean
 }
+
+/**
+ * Where everything listens. The standby proxy runs only while the proxy is replaced (a token
+ * rotation): nginx sends requests there when the proxy's own port refuses them.
+ */
+export interface Ports {
+  http: number
+  https: number
+  proxy: number
+  proxyApi: number
+  hub: number
+  proxyStandby: number
+  proxyStandbyApi: number
+}
+
+/** Settings written before the standby proxy existed get its default ports. */
+export const DEFAULT_STANDBY_PORTS = {proxyStandby: 8002, proxyStandbyApi: 8003}
 
 /** hubctl.json: hubctl's settings, no secrets, 0644. */
 export class SettingsStore {
@@ -97,5 +114,7 @@ function migrate(raw: Record<string, unknown>, file: string): Record<string, unk
   if (version > SETTINGS_VERSION) {
     throw new HubctlError(`${file} was written by a newer hubctl (settings version ${version}, this hubctl knows ${SETTINGS_VERSION})`, {exitCode: ExitCode.USAGE, fix: 'upgrade hubctl'})
   }
-  return {spawner: 'local', nginxSupervised: false, proxyTls: false, ...raw, version: SETTINGS_VERSION}
+  const migrated: Record<string, unknown> = {spawner: 'local', nginxSupervised: false, proxyTls: false, ...raw, version: SETTINGS_VERSION}
+  if (typeof migrated.ports === 'object' && migrated.ports !== null) migrated.ports = {...DEFAULT_STANDBY_PORTS, ...migrated.ports}
+  return migrated
 }

@@ -15,6 +15,7 @@ export async function renderSite(layout: Layout, settings: Settings, nginx: Ngin
     httpsPort: settings.ports.https,
     httpsPortSuffix: settings.ports.https === 443 ? '' : `:${settings.ports.https}`,
     proxyPort: settings.ports.proxy,
+    proxyStandbyPort: settings.ports.proxyStandby,
     webroot: layout.acmeWebroot,
     fullchain: layout.fullchain,
     privkey: layout.privkey,

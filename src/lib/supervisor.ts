@@ -464,6 +464,9 @@ export class Supervisor {
       [ports.proxy, 'configurable-http-proxy', '--proxy-port'],
       [ports.proxyApi, 'the proxy API', '--proxy-api-port'],
       [ports.hub, 'jupyterhub', '--hub-port'],
+      // nginx sends requests to the standby port whenever the proxy's refuses: nobody else may be there.
+      [ports.proxyStandby, 'the standby proxy', '--proxy-standby-port'],
+      [ports.proxyStandbyApi, 'the standby proxy API', '--proxy-standby-api-port'],
     ]
     if (this.settings.nginxSupervised && !this.layout.isSystem) wanted.push([ports.http, 'nginx (http)', '--http-port'], [ports.https, 'nginx (https)', '--https-port'])
     for (const [port, what, flag] of wanted) {

@@ -46,12 +46,22 @@ export async function freePort(): Promise<number> {
   })
 }
 
-/** Five distinct free ports as init flags. */
-export async function portFlags(): Promise<{flags: string[]; ports: {http: number; https: number; proxy: number; proxyApi: number; hub: number}}> {
-  const ports = {http: await freePort(), https: await freePort(), proxy: await freePort(), proxyApi: await freePort(), hub: await freePort()}
+/** Seven distinct free ports as init flags. */
+export async function portFlags(): Promise<{flags: string[]; ports: {http: number; https: number; proxy: number; proxyApi: number; hub: number; proxyStandby: number; proxyStandbyApi: number}}> {
+  const ports = {http: 0, https: 0, proxy: 0, proxyApi: 0, hub: 0, proxyStandby: 0, proxyStandbyApi: 0}
+  const taken = new Set<number>()
+  for (const key of Object.keys(ports) as Array<keyof typeof ports>) {
+    let port = await freePort()
+    while (taken.has(port)) port = await freePort()
+    taken.add(port)
+    ports[key] = port
+  }
   return {
     ports,
-    flags: ['--http-port', String(ports.http), '--https-port', String(ports.https), '--proxy-port', String(ports.proxy), '--proxy-api-port', String(ports.proxyApi), '--hub-port', String(ports.hub)],
+    flags: [
+      '--http-port', String(ports.http), '--https-port', String(ports.https), '--proxy-port', String(ports.proxy), '--proxy-api-port', String(ports.proxyApi), '--hub-port', String(ports.hub),
+      '--proxy-standby-port', String(ports.proxyStandby), '--proxy-standby-api-port', String(ports.proxyStandbyApi),
+    ],
   }
 }
 

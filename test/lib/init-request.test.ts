@@ -22,7 +22,7 @@ describe('init request', () => {
   it('applies the documented defaults', async () => {
     const request = await resolveInitRequest({domain: ['hub.example.org'], admin: ['alice'], email: 'a@example.org'})
     expect(request.tls).to.equal('letsencrypt')
-    expect(request.ports).to.deep.equal({http: 80, https: 443, proxy: 8000, proxyApi: 8001, hub: 8081})
+    expect(request.ports).to.deep.equal({http: 80, https: 443, proxy: 8000, proxyApi: 8001, hub: 8081, proxyStandby: 8002, proxyStandbyApi: 8003})
     expect(request.dhparam).to.equal('generate')
     expect(request.dhparamBits).to.equal(2048)
     expect(request.authenticator).to.equal('pam')
