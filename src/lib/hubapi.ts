@@ -72,7 +72,6 @@ export class HubApi {
   private readonly baseUrl: string
   private readonly doFetch: FetchLike
   private readonly timeoutMs: number
-  private token?: string
 
   constructor(private readonly options: HubApiOptions) {
     this.baseUrl = options.baseUrl.replace(/\/+$/, '')
@@ -135,9 +134,15 @@ export class HubApi {
     await this.requestStatus('POST', '/proxy', undefined, [200, 204])
   }
 
+  /** PATCH /hub/api/proxy: the hub uses this token (and URL) for the proxy from now on, then re-checks every route. */
+  async updateProxy(fields: {auth_token?: string; api_url?: string}): Promise<void> {
+    await this.requestStatus('PATCH', '/proxy', fields, [200, 204])
+  }
+
   private async authHeader(): Promise<string> {
-    if (this.token === undefined) this.token = typeof this.options.token === 'string' ? this.options.token : await this.options.token()
-    return `token ${this.token}`
+    // A function is asked each time: the token's file may have been rotated since the last request.
+    const token = typeof this.options.token === 'string' ? this.options.token : await this.options.token()
+    return `token ${token}`
   }
 
   private async send(method: string, path: string, body: unknown, accept = 'application/json'): Promise<Response> {

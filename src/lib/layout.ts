@@ -37,6 +37,10 @@ export class Layout {
   get runDir(): string { return this.at('srv/jupyterhub/run') }
   get pidFile(): string { return this.at('srv/jupyterhub/run/hubctl.pid') }
   get stateFile(): string { return this.at('srv/jupyterhub/run/state.json') }
+  /** A request of another hubctl command to the running supervisor (0600). */
+  get controlFile(): string { return this.at('srv/jupyterhub/run/control.json') }
+  /** The routes a replacement proxy starts with, during a handover (0600). */
+  get proxySeed(): string { return this.at('srv/jupyterhub/run/proxy-routes.json') }
 
   // /srv/jupyterhub/ssl
   get sslDir(): string { return this.at('srv/jupyterhub/ssl') }

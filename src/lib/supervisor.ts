@@ -5,14 +5,15 @@ import path from 'node:path'
 
 import {readIfExists, writeFileAtomic} from './atomic.js'
 import {ExitCode, ExitCodeValue, HubctlError, errnoCode} from './errors.js'
-import {HubApi, FetchLike, ServerInfo, checkHealth, hubHealthUrl} from './hubapi.js'
+import {HubApi, FetchLike, checkHealth, hubHealthUrl} from './hubapi.js'
 import {Layout} from './layout.js'
 import {acquireLock} from './lock.js'
 import {Nginx} from './nginx.js'
 import {hasProc, procStartTime, processAlive} from './processes.js'
-import {proxyExecutable} from './proxy.js'
+import {proxyExecutable, seededStoreModule} from './proxy.js'
 import {execaRunner} from './runner.js'
 import {SecretStore} from './secrets.js'
+import {ServerWatchSummary, ServerWatcher, ServersReport, StatusServer, createServerWatcher, serversForStatus} from './servers.js'
 import type {Settings} from './settings.js'
 
 /*
@@ -92,6 +93,8 @@ export interface SupervisorTimings {
   healthTimeoutMs: number
   healthIntervalMs: number
   pollMs: number
+  /** After a proxy handover, how long the standby keeps serving requests nginx already sent it. */
+  standbyGraceMs: number
 }
 
 export const DEFAULT_TIMINGS: SupervisorTimings = {
@@ -104,6 +107,7 @@ export const DEFAULT_TIMINGS: SupervisorTimings = {
   healthTimeoutMs: 180_000,
   healthIntervalMs: 5000,
   pollMs: 200,
+  standbyGraceMs: 1500,
 }
 
 export interface ChildState {
@@ -132,7 +136,36 @@ export interface SupervisorState {
   lastReload: {at: string; ok: boolean; seconds: number; error?: string} | null
   /** The last time routes were restored after the proxy came back. */
   lastRouteSync: {at: string; ok: boolean; seconds: number} | null
+  /** The last check of the user servers (servers.ts): route probes, culls, clean-ups. */
+  servers?: ServersReport | null
+  /** The last request of another hubctl command (secrets rotate) and how it ended. */
+  lastControl?: ControlResult | null
+  /** The standby proxy, while a handover runs (so that a successor can stop it after a kill -9). */
+  standby?: {pid: number; startTime: string | null} | null
   updatedAt: string
+}
+
+/**
+ * What another hubctl command may ask of the running supervisor (control.json, then SIGUSR2):
+ * `proxy-token` replaces the proxy by one started with the token now in its file, without a
+ * failed request; `restart-hub` restarts the hub alone (it reads its secrets at start).
+ */
+export const CONTROL_ACTIONS = ['proxy-token', 'restart-hub'] as const
+export type ControlAction = (typeof CONTROL_ACTIONS)[number]
+
+export interface ControlRequest {
+  id: string
+  action: ControlAction
+  at: string
+}
+
+export interface ControlResult {
+  id: string
+  action: ControlAction
+  ok: boolean
+  at: string
+  seconds: number
+  error?: string
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -227,25 +260,42 @@ async function releasePidFile(layout: Layout): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // What runs
 
-/** The programs for these settings. The proxy's token is in its environment only. */
-export function childSpecs(layout: Layout, settings: Settings, proxyToken: string, baseEnv: NodeJS.ProcessEnv = process.env): ChildSpec[] {
-  const {ports} = settings
+function withoutProxySecrets(baseEnv: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const cleanEnv = {...baseEnv}
   delete cleanEnv.CONFIGPROXY_AUTH_TOKEN
+  delete cleanEnv.HUBCTL_PROXY_SEED
+  return cleanEnv
+}
+
+/**
+ * configurable-http-proxy on its own ports, or the standby's. With `seedFile` it starts with the
+ * routes in that file (proxy/seeded-store.cjs), so that it routes users right from its first request.
+ */
+export function proxySpec(layout: Layout, settings: Settings, proxyToken: string, options: {baseEnv?: NodeJS.ProcessEnv; standby?: boolean; seedFile?: string} = {}): ChildSpec {
+  const {ports} = settings
+  const env: NodeJS.ProcessEnv = {...withoutProxySecrets(options.baseEnv ?? process.env), CONFIGPROXY_AUTH_TOKEN: proxyToken}
+  if (options.seedFile) env.HUBCTL_PROXY_SEED = options.seedFile
+  return {
+    name: 'proxy',
+    command: process.execPath,
+    args: [
+      proxyExecutable(),
+      '--ip', '127.0.0.1', '--port', String(options.standby ? ports.proxyStandby : ports.proxy),
+      '--api-ip', '127.0.0.1', '--api-port', String(options.standby ? ports.proxyStandbyApi : ports.proxyApi),
+      '--error-target', `http://127.0.0.1:${ports.hub}/hub/error`,
+      '--default-target', `http://127.0.0.1:${ports.hub}`,
+      ...(options.seedFile ? ['--storage-backend', seededStoreModule()] : []),
+    ],
+    env,
+    logFile: layout.proxyLog,
+  }
+}
+
+/** The programs for these settings. The proxy's token is in its environment only. */
+export function childSpecs(layout: Layout, settings: Settings, proxyToken: string, baseEnv: NodeJS.ProcessEnv = process.env): ChildSpec[] {
+  const cleanEnv = withoutProxySecrets(baseEnv)
   const specs: ChildSpec[] = [
-    {
-      name: 'proxy',
-      command: process.execPath,
-      args: [
-        proxyExecutable(),
-        '--ip', '127.0.0.1', '--port', String(ports.proxy),
-        '--api-ip', '127.0.0.1', '--api-port', String(ports.proxyApi),
-        '--error-target', `http://127.0.0.1:${ports.hub}/hub/error`,
-        '--default-target', `http://127.0.0.1:${ports.hub}`,
-      ],
-      env: {...cleanEnv, CONFIGPROXY_AUTH_TOKEN: proxyToken},
-      logFile: layout.proxyLog,
-    },
+    proxySpec(layout, settings, proxyToken, {baseEnv}),
     {
       name: 'hub',
       command: settings.executables.jupyterhub,
@@ -303,6 +353,10 @@ export interface SupervisorDeps {
   env?: NodeJS.ProcessEnv
   /** Replaces childSpecs() (tests). */
   specs?: ChildSpec[]
+  /** Stop user servers idle longer than this (`hubctl start --cull-idle`). */
+  cullIdleMs?: number
+  /** Replaces the ServerWatcher made from the settings (tests). */
+  watcher?: Pick<ServerWatcher, 'tick'>
 }
 
 export interface SupervisorResult {
@@ -337,6 +391,10 @@ export class Supervisor {
   private lastReload: SupervisorState['lastReload'] = null
   private lastRouteSync: SupervisorState['lastRouteSync'] = null
   private reloadQueue: Promise<void> = Promise.resolve()
+  /** The token the running proxy was started with (the hub is told it after each proxy start). */
+  private proxyToken = ''
+  private lastControl: ControlResult | null = null
+  private standby?: {proc: ChildProcess; pid: number; startTime: string | null; exited: Promise<void>}
   private stateQueue: Promise<void> = Promise.resolve()
   private api?: HubApi
 
@@ -424,6 +482,9 @@ export class Supervisor {
       reloads: this.reloads,
       lastReload: this.lastReload,
       lastRouteSync: this.lastRouteSync,
+      servers: this.serversReport ?? null,
+      lastControl: this.lastControl,
+      standby: this.standby ? {pid: this.standby.pid, startTime: this.standby.startTime} : null,
       updatedAt: new Date().toISOString(),
     }
   }
@@ -440,6 +501,7 @@ export class Supervisor {
     await this.stopLeftovers()
     await this.checkPorts()
     const proxyToken = await this.secrets.read('proxyAuthToken')
+    this.proxyToken = proxyToken
     this.api = new HubApi({baseUrl: `http://127.0.0.1:${this.settings.ports.hub}/hub/api`, token: () => this.secrets.read('apiToken'), fetch: this.fetchFn, timeoutMs: 10_000})
     return this.deps.specs ?? childSpecs(this.layout, this.settings, proxyToken, this.deps.env)
   }
@@ -449,6 +511,10 @@ export class Supervisor {
     const previous = await readState(this.layout)
     if (!previous || previous.supervisor.pid === process.pid) return
     if (await processAlive(previous.supervisor.pid, previous.supervisor.startTime)) return
+    if (previous.standby && (await processAlive(previous.standby.pid, previous.standby.startTime))) {
+      this.log('warn', 'leftover', `stopping the standby proxy left running by a supervisor that died (pid ${previous.standby.pid})`, 'proxy', previous.standby.pid)
+      await terminatePid(previous.standby.pid, previous.standby.startTime, {clock: this.clock, timeoutMs: this.timings.stopTimeoutMs, pollMs: this.timings.pollMs})
+    }
     for (const name of SHUTDOWN_ORDER) {
       const child = previous[name]
       if (!child?.pid || !(await processAlive(child.pid, child.startTime))) continue
@@ -561,6 +627,7 @@ export class Supervisor {
     try {
       await this.clock.sleep(delay, this.shutdownController.signal)
       if (this.stopping || child.proc) return
+      if (child.spec.name === 'hub' && this.ready) await this.ensureProxyTokenCurrent()
       await this.launch(child)
     } catch (error) {
       this.log('error', 'restart-failed', `restarting ${label(child.spec.name)} failed: ${(error as Error).message}`, child.spec.name)
@@ -587,7 +654,8 @@ export class Supervisor {
     let lastError = ''
     while (!this.stopping && this.clock.now() < deadline) {
       try {
-        await this.api?.syncProxy()
+        // PATCH, not POST: the hub also learns the token this proxy runs with (it may have changed).
+        await this.api?.updateProxy({auth_token: this.proxyToken})
         const seconds = round((this.clock.now() - began) / 1000)
         this.lastRouteSync = {at: new Date().toISOString(), ok: true, seconds}
         this.log('info', 'routes', `the hub restored every route in the proxy (${seconds}s after the proxy started)`)
@@ -606,12 +674,11 @@ export class Supervisor {
   }
 
   /** Wait until the proxy's API port answers (any status); false when the proxy is gone or we stop. */
-  private async waitForProxyApi(timeoutMs = 30_000): Promise<boolean> {
-    const proxy = this.child('proxy')
+  private async waitForProxyApi(timeoutMs = 30_000, port = this.settings.ports.proxyApi, alive: () => boolean = () => this.child('proxy').proc !== undefined): Promise<boolean> {
     const deadline = this.clock.now() + timeoutMs
-    const url = `http://127.0.0.1:${this.settings.ports.proxyApi}/api/routes`
+    const url = `http://127.0.0.1:${port}/api/routes`
     while (!this.stopping && this.clock.now() < deadline) {
-      if (!proxy.proc) return false
+      if (!alive()) return false
       try {
         const response = await this.fetchFn(url, {signal: AbortSignal.timeout(1000)})
         await response.body?.cancel()
@@ -680,8 +747,33 @@ export class Supervisor {
           this.log('info', 'stable', `${label(child.spec.name)} has run for ${round(this.timings.stableMs / 1000)}s: no longer in a crash loop`, child.spec.name)
         }
       }
+      if (hub.proc && hub.healthy && !hub.restartPending) this.watchServers()
       if (changed) await this.writeState()
     }
+  }
+
+  // User servers (servers.ts): checked from the monitor's ticks, at most once per the watcher's
+  // interval and without holding up the tick; the last report goes to state.json for `status`.
+  private serverWatcher?: Pick<ServerWatcher, 'tick'>
+  private serversReport?: ServersReport
+  private watchingServers = false
+
+  private watchServers(): void {
+    if (this.watchingServers || !this.api || this.stopping) return
+    this.serverWatcher ??= this.deps.watcher ?? createServerWatcher({
+      ports: this.settings.ports, api: this.api, proxyToken: () => this.secrets.read('proxyAuthToken'), fetch: this.fetchFn, clock: this.clock,
+      cullIdleMs: this.deps.cullIdleMs, log: (level, event, message) => this.log(level, event, message),
+    })
+    this.watchingServers = true
+    void this.serverWatcher.tick().then(async (report) => {
+      if (!report || this.stopping) return
+      this.serversReport = report
+      await this.writeState()
+    }).catch((error: unknown) => {
+      this.log('warn', 'servers', `watching the user servers failed: ${(error as Error).message}`)
+    }).finally(() => {
+      this.watchingServers = false
+    })
   }
 
   private async doRestart(): Promise<void> {
@@ -691,11 +783,8 @@ export class Supervisor {
     let ok = true
     let error: string | undefined
     try {
-      const proxy = this.child('proxy')
-      await this.stopChild(proxy)
+      await this.handoverProxy(await this.secrets.read('proxyAuthToken'))
       if (this.stopping) return
-      await this.launch(proxy)
-      await this.restoreRoutes()
       const hub = this.child('hub')
       await this.stopChild(hub)
       if (this.stopping) return
@@ -717,6 +806,153 @@ export class Supervisor {
     this.lastReload = {at: new Date().toISOString(), ok, seconds, ...(error ? {error} : {})}
     this.log(ok ? 'info' : 'error', 'restarted', ok ? `proxy and hub restarted in ${seconds}s` : `restart failed: ${error}`)
     await this.writeState()
+  }
+
+  /** A request of another hubctl command (control.json + SIGUSR2), queued behind restarts. */
+  control(request: ControlRequest): Promise<void> {
+    this.reloadQueue = this.reloadQueue.then(() => this.doControl(request))
+    return this.reloadQueue
+  }
+
+  private async doControl(request: ControlRequest): Promise<void> {
+    if (this.stopping) return
+    const began = this.clock.now()
+    let error: string | undefined
+    if (!this.ready) {
+      error = 'the stack is not ready yet'
+    } else {
+      try {
+        if (request.action === 'proxy-token') await this.handoverProxy(await this.secrets.read('proxyAuthToken'))
+        else await this.restartHub()
+      } catch (caught) {
+        error = (caught as Error).message
+      }
+    }
+    if (this.stopping) return
+    const seconds = round((this.clock.now() - began) / 1000)
+    this.lastControl = {id: request.id, action: request.action, ok: error === undefined, at: new Date().toISOString(), seconds, ...(error ? {error} : {})}
+    this.log(error ? 'error' : 'info', 'control', error ? `${request.action} failed: ${error}` : `${request.action} done in ${seconds}s`)
+    await this.writeState()
+  }
+
+  /** Restart the hub alone (cookie secret, API token): user servers and the proxy keep running. */
+  private async restartHub(): Promise<void> {
+    const hub = this.child('hub')
+    this.log('info', 'restart', 'restarting the hub; the proxy and user servers keep running', 'hub', hub.pid)
+    await this.stopChild(hub)
+    if (this.stopping) return
+    await this.ensureProxyTokenCurrent()
+    await this.launch(hub)
+    if (!(await this.waitHubHealthy(this.timings.healthTimeoutMs, true))) {
+      throw new Error(`the hub did not answer /hub/health within ${round(this.timings.healthTimeoutMs / 1000)}s; see ${this.layout.hubLog}`)
+    }
+  }
+
+  /** The hub reads the proxy's token from its file when it starts: the proxy must run with that one. */
+  private async ensureProxyTokenCurrent(): Promise<void> {
+    let fileToken: string
+    try {
+      fileToken = await this.secrets.read('proxyAuthToken')
+    } catch {
+      return
+    }
+    if (fileToken !== this.proxyToken) {
+      this.log('warn', 'proxy-token', 'the proxy token file changed since the proxy started: replacing the proxy first')
+      await this.handoverProxy(fileToken)
+    }
+  }
+
+  /**
+   * Replace the running proxy by one with `token`, without a failed request: a standby proxy
+   * starts on the standby ports with the current routes (nginx sends it whatever the proxy's port
+   * refuses), the proxy stops and starts again with the same routes, the hub is told the token
+   * (PATCH /hub/api/proxy, which also re-checks every route), then the standby stops.
+   */
+  private async handoverProxy(token: string): Promise<void> {
+    const proxy = this.child('proxy')
+    const began = this.clock.now()
+    const routes = await this.currentRoutes()
+    const seedFile = this.layout.proxySeed
+    await writeFileAtomic(seedFile, `${JSON.stringify({routes})}\n`, {mode: 0o600})
+    try {
+      await this.startStandby(token, seedFile)
+      if (this.stopping) return
+      await this.stopChild(proxy)
+      if (this.stopping) return
+      proxy.spec = proxySpec(this.layout, this.settings, token, {baseEnv: this.deps.env, seedFile})
+      this.proxyToken = token
+      await this.launch(proxy)
+      if (!(await this.waitForProxyApi())) throw new Error(`the new proxy did not answer on port ${this.settings.ports.proxyApi}; see ${this.layout.proxyLog}`)
+      // Later restarts (a crash) start empty and have the hub restore the routes.
+      proxy.spec = proxySpec(this.layout, this.settings, token, {baseEnv: this.deps.env})
+      await this.api?.updateProxy({auth_token: token})
+      this.lastRouteSync = {at: new Date().toISOString(), ok: true, seconds: round((this.clock.now() - began) / 1000)}
+      this.log('info', 'handover', `the proxy was replaced with ${Object.keys(routes).length} route(s) in place (${round((this.clock.now() - began) / 1000)}s)`, 'proxy', proxy.pid)
+      await this.clock.sleep(this.timings.standbyGraceMs, this.shutdownController.signal)
+    } finally {
+      await this.stopStandby()
+      await fs.rm(seedFile, {force: true})
+      await this.writeState()
+    }
+  }
+
+  /** The running proxy's routing table (with the token it runs with); empty when it does not answer. */
+  private async currentRoutes(): Promise<Record<string, unknown>> {
+    try {
+      const response = await this.fetchFn(`http://127.0.0.1:${this.settings.ports.proxyApi}/api/routes`, {headers: {Authorization: `token ${this.proxyToken}`}, signal: AbortSignal.timeout(5000)})
+      if (!response.ok) throw new Error(`HTTP ${response.status}`)
+      return (await response.json()) as Record<string, unknown>
+    } catch (error) {
+      this.log('warn', 'handover', `could not read the proxy's routes (${(error as Error).message}): the hub re-adds them after the handover`)
+      return {}
+    }
+  }
+
+  private async startStandby(token: string, seedFile: string): Promise<void> {
+    if (await portAnswers(this.settings.ports.proxyStandby) || await portAnswers(this.settings.ports.proxyStandbyApi)) {
+      throw new HubctlError(`a standby port (${this.settings.ports.proxyStandby} or ${this.settings.ports.proxyStandbyApi}) is taken by another program`, {exitCode: ExitCode.PREFLIGHT, fix: 'stop that program, or run `hubctl init` again with other --proxy-standby-port/--proxy-standby-api-port'})
+    }
+    const spec = proxySpec(this.layout, this.settings, token, {baseEnv: this.deps.env, standby: true, seedFile})
+    const handle = await fs.open(spec.logFile, 'a', 0o640)
+    let proc: ChildProcess
+    try {
+      proc = this.spawnFn(spec.command, spec.args, {cwd: spec.cwd, env: spec.env, stdio: ['ignore', handle.fd, handle.fd], detached: true})
+    } finally {
+      await handle.close()
+    }
+    if (proc.pid === undefined) throw new Error('the standby proxy could not be started')
+    let running = true
+    const exited = new Promise<void>((resolve) => {
+      proc.once('exit', () => {
+        running = false
+        resolve()
+      })
+      proc.once('error', () => {
+        running = false
+        resolve()
+      })
+    })
+    this.standby = {proc, pid: proc.pid, startTime: (await procStartTime(proc.pid)) ?? null, exited}
+    this.log('info', 'standby', `standby proxy started (pid ${proc.pid}) on port ${this.settings.ports.proxyStandby}`, 'proxy', proc.pid)
+    await this.writeState()
+    if (!(await this.waitForProxyApi(30_000, this.settings.ports.proxyStandbyApi, () => running)) || !(await portAnswers(this.settings.ports.proxyStandby))) {
+      throw new Error(`the standby proxy did not start; see ${this.layout.proxyLog}`)
+    }
+  }
+
+  private async stopStandby(): Promise<void> {
+    const standby = this.standby
+    if (!standby) return
+    standby.proc.kill('SIGTERM')
+    const timeout = new AbortController()
+    const inTime = await Promise.race([standby.exited.then(() => true), this.clock.sleep(this.timings.stopTimeoutMs, timeout.signal).then(() => false)])
+    timeout.abort()
+    if (!inTime) {
+      standby.proc.kill('SIGKILL')
+      await standby.exited
+    }
+    this.standby = undefined
+    this.log('info', 'stopped', `standby proxy stopped (pid ${standby.pid})`, 'proxy', standby.pid)
   }
 
   /** SIGTERM, then SIGKILL after the timeout; resolves once it exited. */
@@ -747,6 +983,7 @@ export class Supervisor {
       await releasePidFile(this.layout).catch(() => {})
       return
     }
+    await this.stopStandby()
     for (const name of SHUTDOWN_ORDER) {
       const child = this.children.get(name)
       if (!child) continue
@@ -792,13 +1029,18 @@ export function installSignalHandlers(supervisor: Supervisor): () => void {
   const onHup = () => {
     void supervisor.restart()
   }
+  const onControl = () => {
+    void readControlRequest(supervisor.layout).then((request) => request && supervisor.control(request))
+  }
   process.on('SIGTERM', onStop)
   process.on('SIGINT', onStop)
   process.on('SIGHUP', onHup)
+  process.on('SIGUSR2', onControl)
   return () => {
     process.off('SIGTERM', onStop)
     process.off('SIGINT', onStop)
     process.off('SIGHUP', onHup)
+    process.off('SIGUSR2', onControl)
   }
 }
 
@@ -1008,8 +1250,11 @@ export interface StatusReport {
   proxy: ChildStatus
   hub: ChildStatus & {healthy: boolean; version?: string}
   nginx?: ChildStatus
-  servers: Array<Pick<ServerInfo, 'user' | 'name' | 'url' | 'ready' | 'lastActivity'>>
+  /** Each with the running supervisor's last probe of its route (routeOk). */
+  servers: StatusServer[]
   serversError?: string
+  /** The running supervisor's last check of the servers: when, the cull time, recent culls and clean-ups. */
+  serverWatch?: ServerWatchSummary
   reloads: number
 }
 
@@ -1040,7 +1285,9 @@ export async function stackStatus(layout: Layout, settings: Settings, options: {
     try {
       const api = options.api ?? HubApi.forLayout(layout, settings, {fetch: options.fetch, timeoutMs: 5000})
       report.hub.version = await api.version()
-      report.servers = (await api.listServers()).map(({user, name, url, ready, lastActivity}) => ({user, name, url, ready, lastActivity}))
+      const watched = serversForStatus(await api.listServers(), supervisor ? state?.servers : undefined)
+      report.servers = watched.servers
+      if (watched.watch) report.serverWatch = watched.watch
     } catch (error) {
       report.serversError = error instanceof HubctlError ? error.line : (error as Error).message
     }
@@ -1068,4 +1315,41 @@ function label(name: ChildName): string {
 
 function round(value: number): number {
   return Math.round(value * 10) / 10
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests of other hubctl commands to the running supervisor
+
+async function readControlRequest(layout: Layout): Promise<ControlRequest | undefined> {
+  const text = await readIfExists(layout.controlFile).catch(() => undefined)
+  if (text === undefined) return undefined
+  try {
+    const request = JSON.parse(text) as ControlRequest
+    return typeof request.id === 'string' && (CONTROL_ACTIONS as readonly string[]).includes(request.action) ? request : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Ask the running supervisor to do `action` and wait for its answer. Undefined when no supervisor
+ * runs (the caller then only changes files); throws when it does not answer in time.
+ */
+export async function requestControl(layout: Layout, action: ControlAction, options: {clock?: Clock; timeoutMs?: number} = {}): Promise<ControlResult | undefined> {
+  const clock = options.clock ?? systemClock
+  const supervisor = await runningSupervisor(layout)
+  if (!supervisor) return undefined
+  const request: ControlRequest = {id: `${process.pid}-${clock.now()}-${Math.random().toString(16).slice(2, 10)}`, action, at: new Date().toISOString()}
+  await writeFileAtomic(layout.controlFile, `${JSON.stringify(request)}\n`, {mode: 0o600})
+  process.kill(supervisor.pid, 'SIGUSR2')
+  const deadline = clock.now() + (options.timeoutMs ?? 300_000)
+  while (clock.now() < deadline) {
+    const state = await readState(layout)
+    if (state?.lastControl?.id === request.id) return state.lastControl
+    if (!(await processAlive(supervisor.pid, supervisor.startTime))) {
+      throw new HubctlError(`the supervisor (pid ${supervisor.pid}) exited before it finished ${action}`, {exitCode: ExitCode.RUNTIME, fix: `read ${layout.supervisorLog}, then run \`hubctl start\``})
+    }
+    await clock.sleep(100)
+  }
+  throw new HubctlError(`the supervisor (pid ${supervisor.pid}) did not finish ${action} in time`, {exitCode: ExitCode.RUNTIME, fix: `read ${layout.supervisorLog} and \`hubctl status\``})
 }

@@ -1,0 +1,351 @@
+import {expect} from 'chai'
+import {execa} from 'execa'
+import {randomBytes} from 'node:crypto'
+import fs from 'node:fs/promises'
+import https from 'node:https'
+
+import {HubApi} from '../../src/lib/hubapi.js'
+import {Layout} from '../../src/lib/layout.js'
+import {BIN, DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, modeOf, portFlags, tempPrefix} from '../helpers/cli.js'
+import {waitFor} from '../helpers/processes.js'
+
+/*
+ * `hubctl secrets rotate` on a real stack: nginx, configurable-http-proxy, JupyterHub (Debian's
+ * 3.0 and the virtualenv's current one) and a real user server (LocalProcessSpawner, a system user
+ * made for the test, logging in with a password through PAM).
+ */
+
+interface Status {
+  running: boolean
+  proxy: {pid: number | null; running: boolean}
+  hub: {pid: number | null; running: boolean; healthy: boolean}
+}
+
+/** GET over https through nginx, trusting only the hub's own (self-signed) certificate. */
+function httpsGet(url: string, ca: string, headers: Record<string, string> = {}): Promise<{status: number; body: string; cookies: string[]}> {
+  return new Promise((resolve, reject) => {
+    const request = https.get(url, {ca, headers, agent: false, timeout: 10_000}, (response) => {
+      let body = ''
+      response.setEncoding('utf8')
+      response.on('data', (chunk) => {
+        body += chunk
+      })
+      response.on('end', () => resolve({status: response.statusCode ?? 0, body, cookies: response.headers['set-cookie'] ?? []}))
+    })
+    request.on('timeout', () => request.destroy(new Error('timeout')))
+    request.on('error', reject)
+  })
+}
+
+async function serverPids(uid: number): Promise<number[]> {
+  const pids: number[] = []
+  for (const name of (await fs.readdir('/proc')).filter((entry) => /^\d+$/.test(entry))) {
+    try {
+      const status = await fs.readFile(`/proc/${name}/status`, 'utf8')
+      const cmdline = await fs.readFile(`/proc/${name}/cmdline`, 'utf8')
+      if (Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]) === uid && cmdline.includes('jupyterhub-singleuser') && !/^State:\s+Z/m.test(status)) pids.push(Number(name))
+    } catch {
+      // gone
+    }
+  }
+  return pids
+}
+
+/** Log in through the hub's login form (with its _xsrf token where the hub wants one); returns the cookie header. */
+async function login(hubPort: number, user: string, password: string): Promise<string> {
+  const base = `http://127.0.0.1:${hubPort}/hub/login`
+  const form = await fetch(base, {redirect: 'manual'})
+  const formCookies = form.headers.getSetCookie().map((cookie) => cookie.split(';')[0])
+  const xsrf = /name="_xsrf" value="([^"]+)"/.exec(await form.text())?.[1]
+  const body = new URLSearchParams({username: user, password, ...(xsrf ? {_xsrf: xsrf} : {})})
+  const response = await fetch(base, {method: 'POST', body, redirect: 'manual', headers: {Cookie: formCookies.join('; '), 'Content-Type': 'application/x-www-form-urlencoded'}})
+  await response.arrayBuffer()
+  expect(response.status, 'login answers a redirect').to.equal(302)
+  const cookies = [...formCookies, ...response.headers.getSetCookie().map((cookie) => cookie.split(';')[0])]
+  expect(cookies.some((cookie) => cookie.startsWith('jupyterhub-hub-login=')), 'a login cookie').to.equal(true)
+  return cookies.join('; ')
+}
+
+/** Who the hub thinks this cookie is (GET /hub/api/user), or the HTTP status when it refuses. */
+async function whoami(hubPort: number, cookie: string): Promise<string | number> {
+  const response = await fetch(`http://127.0.0.1:${hubPort}/hub/api/user`, {headers: {Cookie: cookie}, redirect: 'manual'})
+  if (response.status !== 200) {
+    await response.arrayBuffer()
+    return response.status
+  }
+  return ((await response.json()) as {name: string}).name
+}
+
+async function proxyApiStatus(port: number, token: string): Promise<number> {
+  const response = await fetch(`http://127.0.0.1:${port}/api/routes`, {headers: {Authorization: `token ${token}`}})
+  await response.arrayBuffer()
+  return response.status
+}
+
+const read = (file: string) => fs.readFile(file, 'utf8').then((text) => text.trim())
+
+for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
+  describe(`secrets rotate on a running stack with ${jupyterhub}`, function () {
+    this.timeout(300_000)
+
+    const user = `hubctl-rot-${randomBytes(3).toString('hex')}`
+    const password = randomBytes(12).toString('hex')
+    let uid = -1
+    let prefix = ''
+    let layout: Layout
+    let ports: Awaited<ReturnType<typeof portFlags>>['ports']
+    let ca = ''
+    let serverPid = 0
+
+    const status = async (): Promise<Status> => {
+      const result = await hubctl(['status', '--prefix', prefix, '--json'])
+      expect(result.exitCode, result.stderr).to.equal(0)
+      return JSON.parse(result.stdout) as Status
+    }
+
+    /** The user's own server answers through nginx (its /api, not a hub redirect). */
+    const routeAnswers = async (): Promise<boolean> => {
+      const response = await httpsGet(`https://localhost:${ports.https}/user/${user}/api`, ca)
+      return response.status === 200 && typeof (JSON.parse(response.body) as {version?: string}).version === 'string'
+    }
+
+    const auditLines = async () => (await fs.readFile(layout.auditLog, 'utf8')).trim().split('\n')
+
+    before(async function () {
+      await execa('useradd', ['-m', '-s', '/bin/sh', user])
+      uid = Number((await execa('id', ['-u', user])).stdout)
+      // The password reaches chpasswd on its standard input, never in argv.
+      await execa('chpasswd', [], {input: `${user}:${password}\n`})
+      prefix = await tempPrefix('hubctl-rot')
+      layout = new Layout(prefix)
+      const portInfo = await portFlags()
+      ports = portInfo.ports
+      const init = await hubctl(['init', '--prefix', prefix, '--yes', '--domain', 'localhost', '--admin', user, '--tls', 'self-signed', '--dhparam', 'ffdhe2048',
+        '--jupyterhub', jupyterhub, '--no-systemd', '--no-schedule', ...portInfo.flags])
+      expect(init.exitCode, init.stderr).to.equal(0)
+      ca = await fs.readFile(layout.fullchain, 'utf8')
+      const started = await hubctl(['start', '--detach', '--prefix', prefix])
+      expect(started.exitCode, started.stderr).to.equal(0)
+      const api = HubApi.forLayout(layout, {ports})
+      await api.startServer(user)
+      await waitFor(async () => (await api.userServers(user)).find((s) => s.ready), 'the user server')
+      await waitFor(routeAnswers, 'the user route through nginx')
+      serverPid = (await serverPids(uid))[0]
+      expect(serverPid, 'the user server runs').to.be.a('number')
+    })
+
+    after(async function () {
+      this.timeout(120_000)
+      if (prefix) await hubctl(['stop', '--prefix', prefix])
+      if (uid >= 0) {
+        await execa('pkill', ['-KILL', '-u', String(uid)], {reject: false})
+        await execa('userdel', ['-r', user], {reject: false})
+      }
+      if (prefix) await fs.rm(prefix, {recursive: true, force: true})
+    })
+
+    it('--proxy-token: a request loop through nginx to the user\'s server sees no failure; the old token gets 403', async () => {
+      const oldToken = await read(layout.proxyAuthToken)
+      const before = await status()
+      let stop = false
+      let ok = 0
+      const failures: string[] = []
+      const loop = (async () => {
+        while (!stop) {
+          try {
+            if (await routeAnswers()) ok++
+            else failures.push('not the user server')
+          } catch (error) {
+            failures.push((error as Error).message)
+          }
+        }
+      })()
+      const rotated = await hubctl(['secrets', 'rotate', '--proxy-token', '--prefix', prefix, '--json'])
+      // A few more requests once the standby is gone.
+      const afterRotation = ok
+      await waitFor(async () => ok >= afterRotation + 20, 'requests after the rotation')
+      stop = true
+      await loop
+      console.log(`      request loop: ${ok} answered, ${failures.length} failed`)
+      expect(rotated.exitCode, rotated.stderr + rotated.stdout).to.equal(0)
+      expect(failures, 'failed requests during the rotation').to.deep.equal([])
+      expect(ok).to.be.greaterThan(20)
+      const newToken = await read(layout.proxyAuthToken)
+      expect(newToken).to.match(/^[0-9a-f]{64}$/).and.not.equal(oldToken)
+      expect(await modeOf(layout.proxyAuthToken)).to.equal(0o600)
+      expect(await proxyApiStatus(ports.proxyApi, oldToken)).to.equal(403)
+      expect(await proxyApiStatus(ports.proxyApi, newToken)).to.equal(200)
+      const after = await status()
+      expect(after.proxy.pid).to.not.equal(before.proxy.pid)
+      expect(after.hub.pid, 'the hub was not restarted').to.equal(before.hub.pid)
+      expect(await serverPids(uid)).to.deep.equal([serverPid])
+      // The hub talks to the new proxy with the new token: a route it re-checks is still there.
+      const api = HubApi.forLayout(layout, {ports})
+      await api.syncProxy()
+      expect(await routeAnswers()).to.equal(true)
+      const result = JSON.parse(rotated.stdout) as {rotated: Array<{secret: string; sha256: string; backup: string; outcome: string}>}
+      expect(result.rotated).to.have.length(1)
+      expect(result.rotated[0]).to.include({secret: 'proxyAuthToken', outcome: 'applied'})
+      expect(await read(result.rotated[0].backup)).to.equal(oldToken)
+      expect(await modeOf(result.rotated[0].backup)).to.equal(0o600)
+      const audit = (await auditLines()).at(-1)!
+      expect(audit).to.match(/secret=proxyAuthToken sha256=[0-9a-f]{8} outcome=applied/)
+      expect(audit).to.include(result.rotated[0].sha256)
+      expect(audit).to.not.include(newToken.slice(0, 16))
+    })
+
+    it('--cookie-secret: the hub restarts, the login cookie is refused, the server keeps its pid and route', async () => {
+      const cookie = await login(ports.hub, user, password)
+      expect(await whoami(ports.hub, cookie)).to.equal(user)
+      const oldSecret = await read(layout.cookieSecret)
+      const before = await status()
+      const rotated = await hubctl(['secrets', 'rotate', '--cookie-secret', '--yes', '--prefix', prefix])
+      expect(rotated.exitCode, rotated.stderr + rotated.stdout).to.equal(0)
+      expect(rotated.stderr).to.include('log in again')
+      expect(await read(layout.cookieSecret)).to.match(/^[0-9a-f]{64}$/).and.not.equal(oldSecret)
+      expect(await modeOf(layout.cookieSecret)).to.equal(0o600)
+      const after = await status()
+      expect(after.hub.pid).to.not.equal(before.hub.pid)
+      expect(after.hub.healthy).to.equal(true)
+      expect(after.proxy.pid, 'the proxy was not restarted').to.equal(before.proxy.pid)
+      expect(await whoami(ports.hub, cookie), 'the old login cookie').to.be.oneOf([401, 403])
+      expect(await serverPids(uid)).to.deep.equal([serverPid])
+      await waitFor(routeAnswers, 'the user route')
+      expect(await login(ports.hub, user, password)).to.include('jupyterhub-hub-login=')
+      expect((await auditLines()).at(-1)).to.match(/secret=cookieSecret sha256=[0-9a-f]{8} outcome=applied/)
+    })
+
+    it('--api-token: the hub accepts the new token and refuses the old one', async () => {
+      const oldToken = await read(layout.apiToken)
+      const rotated = await hubctl(['secrets', 'rotate', '--api-token', '--prefix', prefix])
+      expect(rotated.exitCode, rotated.stderr + rotated.stdout).to.equal(0)
+      const newToken = await read(layout.apiToken)
+      expect(newToken).to.match(/^[0-9a-f]{64}$/).and.not.equal(oldToken)
+      expect(await modeOf(layout.apiToken)).to.equal(0o600)
+      const users = (token: string) => fetch(`http://127.0.0.1:${ports.hub}/hub/api/users`, {headers: {Authorization: `token ${token}`}}).then(async (response) => {
+        await response.arrayBuffer()
+        return response.status
+      })
+      expect(await users(newToken)).to.equal(200)
+      expect(await users(oldToken)).to.equal(403)
+      expect(await serverPids(uid)).to.deep.equal([serverPid])
+      await waitFor(routeAnswers, 'the user route')
+    })
+
+    it('--dhparam: new parameters, nginx reloaded and still serving', async () => {
+      const before = await fs.stat(layout.dhparam)
+      const rotated = await hubctl(['secrets', 'rotate', '--dhparam', '--dhparam-mode', 'ffdhe2048', '--prefix', prefix, '--json'])
+      expect(rotated.exitCode, rotated.stderr + rotated.stdout).to.equal(0)
+      const result = JSON.parse(rotated.stdout) as {restarted: string[]}
+      expect(result.restarted).to.include('nginx (reload)')
+      expect(await modeOf(layout.dhparam)).to.equal(0o600)
+      expect((await fs.stat(layout.dhparam)).ino, 'a new file took the old one\'s place').to.not.equal(before.ino)
+      expect(await routeAnswers()).to.equal(true)
+    })
+
+    it('rolls back when the hub cannot start with the new value, and exits non-zero', async () => {
+      const oldSecret = await read(layout.cookieSecret)
+      const before = await status()
+      // An operator's config that only accepts the current cookie secret: the new one makes the hub exit.
+      const guard = `${layout.hubConfigD}/99-test-guard.py`
+      await fs.writeFile(guard, `import hashlib, sys\nif hashlib.sha256(open(${JSON.stringify(layout.cookieSecret)}).read().strip().encode()).hexdigest() != ${JSON.stringify((await import('node:crypto')).createHash('sha256').update(oldSecret).digest('hex'))}:\n    sys.exit("test guard: unexpected cookie secret")\n`)
+      try {
+        const rotated = await hubctl(['secrets', 'rotate', '--cookie-secret', '--yes', '--prefix', prefix])
+        expect(rotated.exitCode, rotated.stdout).to.equal(7)
+        expect(rotated.stderr).to.match(/did not come back healthy/)
+        expect(await read(layout.cookieSecret), 'the old secret is back').to.equal(oldSecret)
+        const after = await waitFor(async () => {
+          const s = await status()
+          return s.hub.healthy ? s : undefined
+        }, 'a healthy hub with the old secret')
+        expect(after.proxy.pid).to.equal(before.proxy.pid)
+        expect(await serverPids(uid)).to.deep.equal([serverPid])
+        expect((await auditLines()).at(-1)).to.match(/secret=cookieSecret sha256=[0-9a-f]{8} outcome=rolled-back/)
+      } finally {
+        await fs.rm(guard, {force: true})
+      }
+    })
+
+    it('refuses to guess: no secret named with --yes is an error that changes nothing', async () => {
+      const before = await read(layout.cookieSecret)
+      const result = await hubctl(['secrets', 'rotate', '--yes', '--prefix', prefix])
+      expect(result.exitCode).to.equal(2)
+      expect(result.stderr).to.match(/no secret to rotate was named.*Fix: give --cookie-secret/)
+      expect(await read(layout.cookieSecret)).to.equal(before)
+    })
+  })
+}
+
+describe('secrets rotate on a stopped stack, and killed at random moments', function () {
+  this.timeout(600_000)
+  let prefix = ''
+  let layout: Layout
+
+  before(async () => {
+    prefix = await tempPrefix('hubctl-rotk')
+    layout = new Layout(prefix)
+    const portInfo = await portFlags()
+    const init = await hubctl(['init', '--prefix', prefix, '--yes', '--domain', 'localhost', '--admin', 'alice', '--tls', 'self-signed', '--dhparam', 'ffdhe2048',
+      '--jupyterhub', DEBIAN_JUPYTERHUB, '--no-systemd', '--no-schedule', ...portInfo.flags])
+    expect(init.exitCode, init.stderr).to.equal(0)
+  })
+
+  after(async () => {
+    if (prefix) {
+      await hubctl(['stop', '--prefix', prefix])
+      await fs.rm(prefix, {recursive: true, force: true})
+    }
+  })
+
+  it('--all on a stopped stack writes new files only, keeps 0600 backups, and the stack starts with them', async () => {
+    const olds = await Promise.all([layout.cookieSecret, layout.proxyAuthToken, layout.apiToken].map(read))
+    const rotated = await hubctl(['secrets', 'rotate', '--all', '--yes', '--dhparam-mode', 'ffdhe2048', '--prefix', prefix, '--json'])
+    expect(rotated.exitCode, rotated.stderr + rotated.stdout).to.equal(0)
+    const result = JSON.parse(rotated.stdout) as {running: boolean; rotated: Array<{secret: string; outcome: string; backup?: string}>}
+    expect(result.running).to.equal(false)
+    expect(result.rotated.map((r) => r.secret).sort()).to.deep.equal(['apiToken', 'cookieSecret', 'dhparam', 'proxyAuthToken'])
+    const news = await Promise.all([layout.cookieSecret, layout.proxyAuthToken, layout.apiToken].map(read))
+    for (const [i, value] of news.entries()) expect(value).to.not.equal(olds[i])
+    for (const record of result.rotated) {
+      expect(record.backup).to.be.a('string')
+      expect(await modeOf(record.backup!)).to.equal(0o600)
+    }
+    expect((await fs.stat(layout.backupDir)).mode & 0o777).to.equal(0o700)
+    const started = await hubctl(['start', '--detach', '--prefix', prefix])
+    expect(started.exitCode, started.stderr).to.equal(0)
+    const stopped = await hubctl(['stop', '--prefix', prefix])
+    expect(stopped.exitCode, stopped.stderr).to.equal(0)
+  })
+
+  it('keeps only the last few backups of each secret', async () => {
+    for (let i = 0; i < 7; i++) {
+      const rotated = await hubctl(['secrets', 'rotate', '--api-token', '--prefix', prefix])
+      expect(rotated.exitCode, rotated.stderr).to.equal(0)
+    }
+    const backups = (await fs.readdir(layout.backupDir)).filter((name) => name.startsWith('apiToken.'))
+    expect(backups).to.have.length(5)
+  })
+
+  it('a rotation killed with SIGKILL at random moments on a running stack leaves valid secrets and a stack that starts healthy', async () => {
+    const started = await hubctl(['start', '--detach', '--prefix', prefix])
+    expect(started.exitCode, started.stderr).to.equal(0)
+    for (let round = 0; round < 6; round++) {
+      const child = execa(process.execPath, [BIN, 'secrets', 'rotate', '--all', '--yes', '--dhparam-mode', 'ffdhe2048', '--prefix', prefix], {reject: false, stdin: 'ignore'})
+      const delay = Math.floor(Math.random() * 4000)
+      await new Promise((resolve) => setTimeout(resolve, delay))
+      child.kill('SIGKILL')
+      const outcome = await child
+      const check = await hubctl(['secrets', 'check', '--prefix', prefix])
+      expect(check.exitCode, `round ${round} (killed after ${delay} ms, ${outcome.signal ?? `exit ${outcome.exitCode}`}): ${check.stderr}`).to.equal(0)
+      const stop = await hubctl(['stop', '--prefix', prefix])
+      expect(stop.exitCode, stop.stderr).to.equal(0)
+      const start = await hubctl(['start', '--detach', '--prefix', prefix, '--json'])
+      expect(start.exitCode, `round ${round}: ${start.stderr}`).to.equal(0)
+      const health = await fetch(`http://127.0.0.1:${JSON.parse(await fs.readFile(layout.settings, 'utf8')).ports.proxy}/hub/health`)
+      expect(health.status).to.equal(200)
+      // The proxy and the hub agree on the token: the hub can read the proxy's routes.
+      const api = HubApi.forLayout(layout, JSON.parse(await fs.readFile(layout.settings, 'utf8')))
+      await api.syncProxy()
+    }
+  })
+})
