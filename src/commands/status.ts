@@ -1,4 +1,5 @@
 import {BaseCommand} from '../base-command.js'
+import {formatDuration} from '../lib/duration.js'
 import {SettingsStore} from '../lib/settings.js'
 import {ChildStatus, StatusReport, stackStatus} from '../lib/supervisor.js'
 
@@ -27,10 +28,18 @@ export default class Status extends BaseCommand<typeof Status> {
     if (report.servers.length > 0) {
       this.log('  user servers:')
       for (const server of report.servers) {
-        this.log(`    ${server.name ? `${server.user}/${server.name}` : server.user}  ${server.ready ? 'ready' : 'starting'}  ${server.url}  last activity ${server.lastActivity ?? 'never'}`)
+        const route = server.routeOk === null ? 'route not checked yet' : server.routeOk ? 'route ok' : `route FAILS (${server.routeProblem ?? 'no answer'})`
+        this.log(`    ${server.name ? `${server.user}/${server.name}` : server.user}  ${server.ready ? 'ready' : 'starting'}  ${server.url}  last activity ${server.lastActivity ?? 'never'}  ${route}`)
       }
     } else if (report.hub.healthy) {
       this.log('  user servers: none')
+    }
+    if (report.serverWatch) {
+      const watch = report.serverWatch
+      this.log(`  servers checked by the supervisor at ${watch.checkedAt}${watch.ok ? '' : ` (FAILED: ${watch.error})`}; ${watch.cullIdleSeconds === null ? 'no idle culling' : `idle servers culled after ${formatDuration(watch.cullIdleSeconds * 1000)}`}`)
+      for (const action of watch.actions.slice(-5)) {
+        this.log(`    ${action.at} ${action.action} ${action.name ? `${action.user}/${action.name}` : action.user}: ${action.reason} (${action.result}${action.error ? `: ${action.error}` : ''})`)
+      }
     }
     if (report.serversError) this.logToStderr(`warning: could not list user servers: ${report.serversError}`)
     return report
