@@ -70,21 +70,29 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
       systemd: flags.systemd,
       schedule: flags.schedule,
       dryRun: flags['dry-run'],
-      obtainCertificate: request.tls === 'letsencrypt' ? await this.acmeIssuer(reporter) : undefined,
+      ...(request.tls === 'letsencrypt' ? await this.acmeDeps(reporter) : {}),
     })
     const result = await service.run(request)
     this.render(result)
     return result
   }
 
-  /** With --tls letsencrypt: the ACME flags checked now, before init writes anything; the certificate in init's certificate step. */
-  private async acmeIssuer(reporter: ReturnType<typeof streamReporter>): Promise<NonNullable<InitDeps['obtainCertificate']>> {
+  /**
+   * With --tls letsencrypt: the ACME flags checked now, before init writes anything, and kept in
+   * hubctl.json whether init orders a certificate (in its certificate step) or keeps a valid one.
+   * init's --http-port is nginx's port, not an ACME setting.
+   */
+  private async acmeDeps(reporter: ReturnType<typeof streamReporter>): Promise<Pick<InitDeps, 'acme' | 'obtainCertificate' | 'updateAccountContact'>> {
     const {flags} = this
     const previous = await new SettingsStore(this.layout).loadIfExists().catch(() => undefined)
-    const acme = await acmeSettingsFrom(flags, previous?.tls.acme)
+    const acme = await acmeSettingsFrom({...flags, 'http-port': undefined}, previous?.tls.acme)
     const hmacKey = await readEabHmacKey(flags['eab-hmac-key'])
     const service = new CertService({layout: this.layout, runner: execaRunner, log: (line) => reporter.progress('certificate', line)})
-    return (settings) => service.obtainForInit(settings, acme, hmacKey)
+    return {
+      acme,
+      obtainCertificate: (settings) => service.obtainForInit(settings, acme, hmacKey),
+      updateAccountContact: (settings) => service.updateAccountContact(settings, acme),
+    }
   }
 
   private render(result: InitResult): void {
@@ -104,6 +112,7 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
     this.log(`hubctl init done under ${result.prefix}: JupyterHub ${result.jupyterhub.version}, nginx ${result.nginx.version}.`)
     this.log(`  secrets created: ${result.secrets.created.join(', ') || 'none'}; kept: ${result.secrets.kept.join(', ') || 'none'}`)
     if (result.certificate) this.log(`  certificate: ${result.certificate.mode}, ${result.certificate.reused ? 'kept' : 'new'}, valid until ${result.certificate.notAfter}`)
+    if (result.certificate?.accountContact) this.log(`  ACME account: ${result.certificate.accountContact}`)
     this.log(`  files written: ${written.length} (${result.files.length - written.length} unchanged)`)
     for (const command of result.commands) this.log(`  ran: ${command}`)
     this.log('Next:')

@@ -63,6 +63,8 @@ export interface ObtainResult {
   /** Who answered http-01 ('none' when the CA still had every domain validated). */
   responder: 'hubctl' | 'webroot' | 'none'
   directoryUrl: string
+  /** What the operator should know that did not stop the order (the account's contact changed, or could not be). */
+  notes: string[]
 }
 
 /** The ACME directory (RFC 8555 §7.1.1), with the ARI endpoint when the CA has one. */
@@ -85,13 +87,16 @@ export interface AcmeFlags {
   'eab-hmac-key'?: string
   'key-type'?: string
   'http-port'?: string | number
+  'deploy-hook'?: string[]
 }
 
 /**
  * The ACME settings to keep (hubctl.json) from flags over what was kept before. The HMAC key is
  * not among them: it is a credential, read by `readEabHmacKey` and used only for this run.
+ * Deploy hooks add to the kept ones. `--http-port` is kept only when it differs from the hub's
+ * HTTP port (`hubHttpPort`): otherwise the challenge follows the hub's port.
  */
-export async function acmeSettingsFrom(flags: AcmeFlags, previous?: AcmeSettings): Promise<AcmeSettings> {
+export async function acmeSettingsFrom(flags: AcmeFlags, previous?: AcmeSettings, hubHttpPort?: number): Promise<AcmeSettings> {
   if (flags.staging && flags['acme-directory']) throw usageError('--staging and --acme-directory both choose the ACME server', 'give one of them')
   let directory = previous?.directory ?? LETSENCRYPT_PRODUCTION
   if (flags.staging) directory = LETSENCRYPT_STAGING
@@ -104,10 +109,24 @@ export async function acmeSettingsFrom(flags: AcmeFlags, previous?: AcmeSettings
   const keyType = (flags['key-type'] ?? previous?.keyType ?? 'ecdsa-p256') as KeyType
   if (!KEY_TYPES.includes(keyType)) throw usageError(`--key-type ${JSON.stringify(flags['key-type'])} is not a key type`, `give one of ${KEY_TYPES.join(', ')}`)
   const eabKid = flags['eab-kid'] ?? previous?.eabKid
-  const settings: AcmeSettings = {directory, keyType, deployHooks: previous?.deployHooks ?? []}
+  if (eabKid !== undefined && !/^[\x21-\x7e]{1,256}$/.test(eabKid)) throw usageError(`--eab-kid ${JSON.stringify(eabKid)} is not a key id`, 'copy the key id exactly as the certificate authority shows it (printable characters, no spaces)')
+  for (const hook of flags['deploy-hook'] ?? []) {
+    if (hook.trim() === '') throw usageError('--deploy-hook is empty', 'give the shell command to run after each new certificate, e.g. --deploy-hook "systemctl reload myservice"')
+  }
+  const deployHooks = [...new Set([...(previous?.deployHooks ?? []), ...(flags['deploy-hook'] ?? [])])]
+  let httpPort = previous?.httpPort
+  if (flags['http-port'] !== undefined) httpPort = parseHttpPort(flags['http-port'])
+  const settings: AcmeSettings = {directory, keyType, deployHooks}
   if (caCert) settings.caCert = caCert
   if (eabKid) settings.eabKid = eabKid
+  if (httpPort !== undefined && httpPort !== hubHttpPort) settings.httpPort = httpPort
   return settings
+}
+
+export function parseHttpPort(value: string | number): number {
+  const port = Number(value)
+  if (String(value).trim() === '' || !Number.isInteger(port) || port < 1 || port > 65_535) throw usageError(`--http-port ${JSON.stringify(String(value))} is not a port`, 'give a number from 1 to 65535')
+  return port
 }
 
 /** The EAB HMAC key: --eab-hmac-key names a file holding it, or HUBCTL_EAB_HMAC_KEY holds it. */
@@ -128,7 +147,7 @@ export async function readEabHmacKey(file: string | undefined, env: NodeJS.Proce
   return value
 }
 
-export function obtainRequestFor(settings: Settings, acme: AcmeSettings, options: {httpPort?: number; hmacKey?: string; replaces?: string} = {}): ObtainRequest {
+export function obtainRequestFor(settings: Settings, acme: AcmeSettings, options: {hmacKey?: string; replaces?: string} = {}): ObtainRequest {
   // Only a new account needs the binding: without the HMAC key an existing account key is used as is.
   return {
     domains: settings.domains,
@@ -137,7 +156,7 @@ export function obtainRequestFor(settings: Settings, acme: AcmeSettings, options
     caCertFile: acme.caCert,
     eab: acme.eabKid && options.hmacKey ? {kid: acme.eabKid, hmacKey: options.hmacKey} : undefined,
     keyType: acme.keyType,
-    httpPort: options.httpPort ?? settings.ports.http,
+    httpPort: acme.httpPort ?? settings.ports.http,
     replaces: options.replaces,
   }
 }
@@ -441,39 +460,115 @@ function mapAcmeError(error: unknown, directoryUrl: string): HubctlError {
  * Account (key reused), order (with `replaces` for ARI), the http-01 challenge of every domain,
  * a fresh certificate key and CSR, finalize, download, install.
  */
-export async function obtainCertificate(request: ObtainRequest, deps: AcmeDeps): Promise<ObtainResult> {
-  const log = deps.log ?? (() => {})
+interface Connected {
+  acme: AcmeModule
+  client: InstanceType<AcmeModule['Client']>
+  directory: AcmeDirectory
+}
+
+/** The directory (a CA that does not answer is named before anything is made), then acme-client with bounded retries. */
+async function connect(request: Pick<ObtainRequest, 'directoryUrl' | 'caCertFile' | 'eab'>, deps: AcmeDeps, accountPem: (acme: AcmeModule) => Promise<string>): Promise<Connected> {
   const timeoutMs = deps.requestTimeoutMs ?? 30_000
   const agent = await acmeAgent(request.caCertFile)
-  // The CA first: a server that does not answer is named before anything is made.
   const directory = await fetchDirectory(request.directoryUrl, agent, timeoutMs)
   const acme = (await import('acme-client')).default
   configureAxios(acme, agent, timeoutMs)
   acme.setLogger((line: string) => deps.debug?.(line))
   recorder = {}
-
-  const account = await accountKey(deps.layout, () => acme.crypto.createPrivateEcdsaKey('P-256'))
-  if (account.created) log(`created the ACME account key ${deps.layout.acmeAccountKey}`)
   const backoff = deps.backoff ?? {attempts: 8, min: 1000, max: 8000}
   const client = new acme.Client({
     directoryUrl: request.directoryUrl,
-    accountKey: account.pem,
+    accountKey: await accountPem(acme),
     externalAccountBinding: request.eab,
     backoffAttempts: backoff.attempts,
     backoffMin: backoff.min,
     backoffMax: backoff.max,
   })
+  return {acme, client, directory}
+}
+
+/**
+ * The account of this key if the CA knows it (acme-client would otherwise send an empty account
+ * update, which some CAs refuse). Undefined when the CA does not know the key.
+ */
+async function existingAccount(client: Connected['client']): Promise<{contact?: unknown} | undefined> {
+  try {
+    return (await client.createAccount({onlyReturnExisting: true})) as {contact?: unknown}
+  } catch (error) {
+    if (recorder.rateLimit || recorder.network) throw error
+    return undefined
+  }
+}
+
+export type ContactChange = {status: 'unchanged' | 'updated'; contact: string; previous: string[]} | {status: 'no-account'} | {status: 'failed'; contact: string; previous: string[]; reason: string}
+
+/** Make the account's contact `mailto:<email>` when it is anything else (the operator changed --email). */
+async function reconcileContact(client: Connected['client'], account: {contact?: unknown}, email: string): Promise<ContactChange> {
+  const contact = `mailto:${email}`
+  const previous = Array.isArray(account.contact) ? account.contact.map(String) : []
+  if (previous.length === 1 && previous[0] === contact) return {status: 'unchanged', contact, previous}
+  try {
+    await client.updateAccount({contact: [contact]})
+    return {status: 'updated', contact, previous}
+  } catch (error) {
+    if (recorder.rateLimit || recorder.network) throw error
+    return {status: 'failed', contact, previous, reason: (error as Error)?.message ?? String(error)}
+  }
+}
+
+export function describeContactChange(change: ContactChange): string | undefined {
+  const was = (previous: string[]) => (previous.length > 0 ? previous.join(', ') : 'no contact')
+  switch (change.status) {
+    case 'updated': return `the ACME account's contact is now ${change.contact} (was ${was(change.previous)})`
+    case 'failed': return `the CA refused to change the ACME account's contact to ${change.contact} (${change.reason}); it still has ${was(change.previous)}. The next renewal tries again`
+    default: return undefined
+  }
+}
+
+/**
+ * For a changed --email when no certificate is ordered (init keeping a valid certificate): the
+ * existing account's contact updated now. Never creates an account or an account key: without
+ * one ('no-account') the next order registers the new address.
+ */
+export async function updateAccountContact(request: Pick<ObtainRequest, 'directoryUrl' | 'caCertFile'> & {email: string}, deps: AcmeDeps): Promise<ContactChange> {
+  const pem = await readIfExists(deps.layout.acmeAccountKey)
+  if (pem === undefined) return {status: 'no-account'}
+  try {
+    const {client} = await connect(request, deps, async () => pem)
+    const account = await existingAccount(client)
+    if (!account) return {status: 'no-account'}
+    return await reconcileContact(client, account, request.email)
+  } catch (error) {
+    throw mapAcmeError(error, request.directoryUrl)
+  }
+}
+
+export async function obtainCertificate(request: ObtainRequest, deps: AcmeDeps): Promise<ObtainResult> {
+  const log = deps.log ?? (() => {})
+  const notes: string[] = []
+  let accountCreated = false
+  // The CA first: a server that does not answer is named before anything is made.
+  const {acme, client, directory} = await connect(request, deps, async (module) => {
+    const account = await accountKey(deps.layout, () => module.crypto.createPrivateEcdsaKey('P-256'))
+    accountCreated = account.created
+    return account.pem
+  })
+  if (accountCreated) log(`created the ACME account key ${deps.layout.acmeAccountKey}`)
 
   let responder: Responder | undefined
   try {
     try {
-      // The account of this key if the CA knows it (acme-client would otherwise send an empty
-      // account update, which some CAs refuse), else a new one: terms agreed, contact if given.
-      try {
-        await client.createAccount({onlyReturnExisting: true})
-      } catch (error) {
-        if (recorder.rateLimit || recorder.network) throw error
+      // The account of this key if the CA knows it, with the contact brought up to date; else a
+      // new one: terms agreed, contact if given.
+      const account = await existingAccount(client)
+      if (!account) {
         await client.createAccount({termsOfServiceAgreed: true, ...(request.email ? {contact: [`mailto:${request.email}`]} : {})})
+      } else if (request.email) {
+        const note = describeContactChange(await reconcileContact(client, account, request.email))
+        if (note) {
+          log(note)
+          notes.push(note)
+        }
       }
     } catch (error) {
       if (!request.eab && /externalAccountBinding|external account/i.test((error as Error).message ?? '')) {
@@ -520,7 +615,7 @@ export async function obtainCertificate(request: ObtainRequest, deps: AcmeDeps):
     const fullchain = await client.getCertificate(finalized)
     log('certificate issued; installing it')
     const info = await new CertStore(deps.layout, deps.clock).install({fullchain, privkey: key.toString()})
-    return {info, responder: responder?.kind ?? 'none', directoryUrl: request.directoryUrl}
+    return {info, responder: responder?.kind ?? 'none', directoryUrl: request.directoryUrl, notes}
   } catch (error) {
     throw mapAcmeError(error, request.directoryUrl)
   } finally {

@@ -17,7 +17,7 @@ import {Runner} from './runner.js'
 import {SecretName, SecretStore, problemsError} from './secrets.js'
 import {proxyExecutable} from './proxy.js'
 import {makeSelfSigned} from './selfsigned.js'
-import {Settings, SettingsStore, SETTINGS_VERSION} from './settings.js'
+import {AcmeSettings, Settings, SettingsStore, SETTINGS_VERSION} from './settings.js'
 import {PlannedFile, UnitContext, enableUnits, planRenewalSchedule, planServiceUnit, systemdRuns, writePlanned} from './units.js'
 
 /** How init shows its steps: a live list on a terminal, plain lines otherwise, nothing with --json. */
@@ -45,6 +45,10 @@ export interface InitDeps {
   makeDhparam?: (bits: number, onProgress: (text: string) => void) => Promise<string>
   /** Issues a Let's Encrypt certificate (provided by the certificates module). */
   obtainCertificate?: (settings: Settings) => Promise<CertificateInfo>
+  /** With --tls letsencrypt: the ACME settings from the flags, kept in hubctl.json even when the current certificate is kept. */
+  acme?: AcmeSettings
+  /** Updates the ACME account's contact when --email changed and no certificate is ordered (an order does it itself). */
+  updateAccountContact?: (settings: Settings) => Promise<{message?: string; warning: boolean}>
 }
 
 export interface InitResult {
@@ -53,7 +57,7 @@ export interface InitResult {
   jupyterhub: {executable: string; version: string}
   nginx: {executable: string; version: string}
   secrets: {created: SecretName[]; kept: SecretName[]}
-  certificate?: {mode: string; subject: string; issuer: string; notAfter: string; serial: string; reused: boolean}
+  certificate?: {mode: string; subject: string; issuer: string; notAfter: string; serial: string; reused: boolean; accountContact?: string}
   files: Array<{file: string; action: 'written' | 'unchanged' | 'would write'}>
   /** Local mode's generated login, shown once: only on the run that created it. */
   login?: {url: string; user: string; password: string}
@@ -141,6 +145,15 @@ export class InitService {
       // 3. certificate
       r.start('certificate')
       result.certificate = await this.certificate(request, settings)
+      if (result.certificate.reused && request.tls === 'letsencrypt' && settings.email && settings.email !== previous?.email && this.deps.updateAccountContact) {
+        try {
+          const contact = await this.deps.updateAccountContact(settings)
+          if (contact.warning && contact.message) warnings.push(contact.message)
+          else if (contact.message) result.certificate.accountContact = contact.message
+        } catch (error) {
+          warnings.push(`the ACME account's contact was not changed to ${settings.email}: ${(error as Error).message}; the next renewal changes it`)
+        }
+      }
       r.done('certificate', `${result.certificate.reused ? 'kept' : 'installed'} ${result.certificate.mode} certificate for ${request.domains.join(', ')}, valid until ${result.certificate.notAfter}`)
 
       // 4. render and validate: the hub config is loaded by the JupyterHub it is for; nginx -t runs on the site.
@@ -187,7 +200,7 @@ export class InitService {
       allowedUsers: request.allowedUsers,
       authenticator: request.authenticator ?? (request.local ? (jupyterhub.major > 5 || (jupyterhub.major === 5 && jupyterhub.minor >= 1) ? 'shared-password' : 'dummy') : 'pam'),
       spawner: request.spawner ?? (root ? 'local' : 'simple'),
-      tls: {mode: request.tls, acme: previous?.tls.acme},
+      tls: {mode: request.tls, acme: this.deps.acme ?? previous?.tls.acme},
       ports: request.ports,
       dhparam: {mode: request.dhparam, bits: request.dhparamBits},
       executables: {jupyterhub: jupyterhub.executable, singleuser: jupyterhub.singleuser, nginx, node: process.execPath, proxy: proxyExecutable()},

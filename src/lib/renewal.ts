@@ -1,6 +1,6 @@
 import {X509Certificate} from 'node:crypto'
 
-import {acmeAgent, acmeSettingsFrom, AcmeFlags, fetchDirectory, getJson, obtainCertificate, obtainRequestFor, readEabHmacKey} from './acme.js'
+import {acmeAgent, acmeSettingsFrom, AcmeFlags, describeContactChange, fetchDirectory, getJson, obtainCertificate, obtainRequestFor, readEabHmacKey, updateAccountContact} from './acme.js'
 import {readIfExists, writeFileAtomic, ensureDir} from './atomic.js'
 import type {CertificateInfo} from './certstore.js'
 import {ExitCode, HubctlError} from './errors.js'
@@ -8,6 +8,7 @@ import {Layout} from './layout.js'
 import {acquireLock} from './lock.js'
 import type {Runner} from './runner.js'
 import {AcmeSettings, Settings, SettingsStore} from './settings.js'
+import {parseEmail} from './validate.js'
 
 /**
  * When to renew, in one place (after certbot's renewal.py):
@@ -303,13 +304,14 @@ export interface CertServiceDeps {
 export interface CertRequestOptions extends AcmeFlags {
   /** Path of the file holding the EAB HMAC key (else HUBCTL_EAB_HMAC_KEY). */
   'eab-hmac-key'?: string
+  /** `cert obtain --email`: the CA's contact, kept in hubctl.json; the account's contact follows. */
+  email?: string
 }
 
 export interface RenewOptions extends CertRequestOptions {
   days?: number
   force?: boolean
   randomSleep?: boolean
-  deployHooks?: string[]
 }
 
 export interface HookResult {
@@ -342,20 +344,29 @@ export class CertService {
     this.log = deps.log ?? (() => {})
   }
 
-  /** `hubctl cert obtain`: a new certificate now, whatever the current one; renewals use these settings. */
+  /**
+   * `hubctl cert obtain`: a new certificate now, whatever the current one. Every ACME setting
+   * given (and --email) is kept in hubctl.json for the renewals; the deploy hooks run, as after a
+   * renewal.
+   */
   async obtain(options: CertRequestOptions): Promise<CertResult> {
     const {layout} = this.deps
     const store = new SettingsStore(layout)
-    const settings = await store.load()
-    const acme = await acmeSettingsFrom(options, settings.tls.acme)
+    const loaded = await store.load()
+    const acme = await acmeSettingsFrom(options, loaded.tls.acme, loaded.ports.http)
+    const email = options.email === undefined ? undefined : parseEmail(options.email)
     const hmacKey = await readEabHmacKey(options['eab-hmac-key'], this.deps.env)
     const lock = await acquireLock(layout.lockFile, 'cert obtain')
     try {
-      const result = await this.issue(settings, acme, {httpPort: parseHttpPort(options['http-port']), hmacKey})
+      // Read again under the lock: an init may have changed them meanwhile.
+      const settings = await store.load()
+      if (email !== undefined) settings.email = email
+      const result = await this.issue(settings, acme, {hmacKey})
       settings.tls = {mode: 'letsencrypt', acme}
       await store.save(settings)
       const nginxReloaded = await this.reloadNginx(settings, result.notes)
-      return {...result, action: 'obtained', reason: 'requested (cert obtain)', nginxReloaded}
+      const hooks = await this.runHooks(acme.deployHooks, settings)
+      return {...result, action: 'obtained', reason: 'requested (cert obtain)', nginxReloaded, hooks}
     } finally {
       await lock.release()
     }
@@ -368,6 +379,17 @@ export class CertService {
     return obtained.info
   }
 
+  /**
+   * For `hubctl init` keeping a valid certificate while --email changed: the ACME account's
+   * contact is updated now (an order would do it too). `warning` when the CA refused.
+   */
+  async updateAccountContact(settings: Settings, acme: AcmeSettings): Promise<{message?: string; warning: boolean}> {
+    if (!settings.email) return {warning: false}
+    const change = await updateAccountContact({directoryUrl: acme.directory, caCertFile: acme.caCert, email: settings.email}, {layout: this.deps.layout, clock: this.deps.clock, log: this.log, debug: this.deps.debug})
+    if (change.status === 'no-account') return {message: `no ACME account yet: the first order registers ${settings.email}`, warning: false}
+    return {message: describeContactChange(change), warning: change.status === 'failed'}
+  }
+
   async renew(options: RenewOptions): Promise<CertResult> {
     const {layout} = this.deps
     const store = new SettingsStore(layout)
@@ -376,11 +398,12 @@ export class CertService {
     if (settings.tls.mode !== 'letsencrypt') {
       return {action: 'skipped', reason: `the certificate is ${settings.tls.mode}: hubctl renews only certificates it obtained (hubctl cert obtain switches to ACME)`, domains: settings.domains, hooks: [], notes}
     }
-    const acme = await acmeSettingsFrom(options, settings.tls.acme)
+    const acme = await acmeSettingsFrom(options, settings.tls.acme, settings.ports.http)
     const state = await readRenewalState(layout)
 
     let decision = await this.decide(settings, acme, options, notes, state)
     if (!decision.due) {
+      await this.keepChangedSettings(store, settings, acme, notes)
       return {action: 'not-due', reason: decision.reason, domains: settings.domains, renewAfter: decision.renewAfter.toISOString(), serial: decision.live?.serial, notAfter: decision.live?.notAfter.toISOString(), hooks: [], notes}
     }
 
@@ -410,19 +433,18 @@ export class CertService {
       const attempt = this.clock().toISOString()
       let result: Omit<CertResult, 'action' | 'reason'>
       try {
-        result = await this.issue(settings, acme, {httpPort: parseHttpPort(options['http-port']), hmacKey, replaces: decision.certId})
+        result = await this.issue(settings, acme, {hmacKey, replaces: decision.certId})
       } catch (error) {
         const message = error instanceof HubctlError ? error.message : String((error as Error)?.message ?? error)
         await writeRenewalState(layout, {...(await readRenewalState(layout)), lastAttempt: attempt, lastError: message})
         throw error
       }
       await writeRenewalState(layout, {lastAttempt: attempt, lastSuccess: this.clock().toISOString(), lastSerial: result.serial})
-      const hooks = [...new Set([...acme.deployHooks, ...(options.deployHooks ?? [])])]
-      settings.tls = {mode: 'letsencrypt', acme: {...acme, deployHooks: hooks}}
+      settings.tls = {mode: 'letsencrypt', acme}
       await store.save(settings)
       result.notes.push(...notes)
       const nginxReloaded = await this.reloadNginx(settings, result.notes)
-      const hookResults = await this.runHooks(hooks, settings)
+      const hookResults = await this.runHooks(acme.deployHooks, settings)
       return {...result, action: 'renewed', reason: decision.reason, nginxReloaded, hooks: hookResults}
     } finally {
       await lock.release()
@@ -458,10 +480,38 @@ export class CertService {
     return {...local, live, certId}
   }
 
-  private async issue(settings: Settings, acme: AcmeSettings, options: {httpPort?: number; hmacKey?: string; replaces?: string}): Promise<Omit<CertResult, 'action' | 'reason'>> {
-    const notes: string[] = []
+  /**
+   * `cert renew` with nothing due but flags that change the kept ACME settings (a new deploy hook,
+   * another CA...): kept now, under the lock, so the next renewal uses them. Without such flags
+   * (the timer's runs) nothing is written and no lock is taken.
+   */
+  private async keepChangedSettings(store: SettingsStore, settings: Settings, acme: AcmeSettings, notes: string[]): Promise<void> {
+    const changed = changedAcmeSettings(settings.tls.acme, acme)
+    if (changed.length === 0) return
+    let lock
+    try {
+      lock = await acquireLock(this.deps.layout.lockFile, 'cert renew', {waitMs: LOCK_WAIT_MS})
+    } catch (error) {
+      if (error instanceof HubctlError && error.exitCode === ExitCode.LOCKED) {
+        notes.push(`the new ${changed.join(', ')} could not be kept: ${error.message}; give them again`)
+        return
+      }
+      throw error
+    }
+    try {
+      const current = await store.load()
+      current.tls = {mode: 'letsencrypt', acme}
+      await store.save(current)
+      notes.push(`kept the new ${changed.join(', ')} in ${this.deps.layout.settings} for the renewals`)
+    } finally {
+      await lock.release()
+    }
+  }
+
+  private async issue(settings: Settings, acme: AcmeSettings, options: {hmacKey?: string; replaces?: string}): Promise<Omit<CertResult, 'action' | 'reason'>> {
     const request = obtainRequestFor(settings, acme, options)
     const obtained = await obtainCertificate(request, {layout: this.deps.layout, clock: this.deps.clock, log: this.log, debug: this.deps.debug})
+    const notes = [...obtained.notes]
     return {
       domains: obtained.info.domains,
       serial: obtained.info.serial,
@@ -501,9 +551,12 @@ export class CertService {
   }
 }
 
-function parseHttpPort(value: string | number | undefined): number | undefined {
-  if (value === undefined) return undefined
-  const port = Number(value)
-  if (!Number.isInteger(port) || port < 1 || port > 65_535) throw new HubctlError(`--http-port ${JSON.stringify(String(value))} is not a port`, {exitCode: ExitCode.USAGE, fix: 'give a number from 1 to 65535'})
-  return port
+const ACME_SETTING_FLAGS: Record<keyof AcmeSettings, string> = {
+  directory: '--acme-directory', caCert: '--acme-ca-cert', eabKid: '--eab-kid', keyType: '--key-type', deployHooks: '--deploy-hook', httpPort: '--http-port',
+}
+
+/** The flags whose kept value differs between two ACME settings. */
+export function changedAcmeSettings(before: AcmeSettings | undefined, after: AcmeSettings): string[] {
+  const keys = Object.keys(ACME_SETTING_FLAGS) as Array<keyof AcmeSettings>
+  return keys.filter((key) => JSON.stringify(before?.[key]) !== JSON.stringify(after[key])).map((key) => ACME_SETTING_FLAGS[key])
 }

@@ -19,6 +19,8 @@ export interface AcmeSettings {
   /** Not a secret of the hub's, but a credential: kept out of hubctl.json, see acme.ts. */
   keyType: KeyType
   deployHooks: string[]
+  /** The port hubctl answers http-01 on when `cert obtain --http-port` chose one (else the hub's HTTP port). */
+  httpPort?: number
 }
 
 export interface Settings {

@@ -1,13 +1,13 @@
 import {expect} from 'chai'
-import {ChildProcess, execFileSync} from 'node:child_process'
+import {ChildProcess} from 'node:child_process'
 import {X509Certificate, createPrivateKey} from 'node:crypto'
 import fs from 'node:fs/promises'
-import https from 'node:https'
 import path from 'node:path'
 
 import {Layout} from '../../src/lib/layout.js'
-import {DEBIAN_JUPYTERHUB, CliResult, freePort, hubctl, modeOf, portFlags, snapshot, tempPrefix} from '../helpers/cli.js'
-import {spawnLogged, stopProcess, waitFor} from '../helpers/processes.js'
+import {DEBIAN_JUPYTERHUB, CliResult, hubctl, modeOf, portFlags, snapshot, tempPrefix} from '../helpers/cli.js'
+import {Pebble, PebbleLab, liveFiles, liveSerial, servedSerial, startNginx as startNginxProcess} from '../helpers/pebble.js'
+import {stopProcess, waitFor} from '../helpers/processes.js'
 
 /**
  * Certificates end to end against a real Pebble (Let's Encrypt's test CA) and pebble-challtestsrv
@@ -15,105 +15,14 @@ import {spawnLogged, stopProcess, waitFor} from '../helpers/processes.js'
  * certificate is made here and given to hubctl with --acme-ca-cert: TLS is verified throughout.
  */
 
-interface Pebble {
-  process: ChildProcess
-  directory: string
-  managementUrl: string
-  httpPort: number
-}
-
 const spawned: ChildProcess[] = []
 const cleanup: string[] = []
-
-async function makePebbleTls(dir: string): Promise<{ca: string; cert: string; key: string}> {
-  const f = (name: string) => path.join(dir, name)
-  const quiet = {stdio: 'ignore' as const}
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=hubctl test CA for Pebble', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign'], quiet)
-  execFileSync('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('pebble.key'), '-out', f('pebble.csr'), '-subj', '/CN=localhost'], quiet)
-  await fs.writeFile(f('ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n')
-  execFileSync('openssl', ['x509', '-req', '-in', f('pebble.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-days', '2', '-extfile', f('ext'), '-out', f('pebble.pem')], quiet)
-  return {ca: f('ca.pem'), cert: f('pebble.pem'), key: f('pebble.key')}
-}
-
-function httpsGet(url: string, ca: string): Promise<{status: number; body: string}> {
-  return new Promise((resolve, reject) => {
-    https.get(url, {ca, timeout: 5000}, (response) => {
-      const chunks: Buffer[] = []
-      response.on('data', (c: Buffer) => chunks.push(c))
-      response.on('end', () => resolve({status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8')}))
-    }).on('error', reject)
-  })
-}
-
-async function startChalltestsrv(dir: string): Promise<number> {
-  const dns = await freePort()
-  const management = await freePort()
-  // DNS only (every A query → 127.0.0.1, no AAAA); the challenge listeners are off.
-  const child = spawnLogged('pebble-challtestsrv', ['-defaultIPv4', '127.0.0.1', '-defaultIPv6', '', '-dns01', `127.0.0.1:${dns}`, '-http01', '', '-https01', '', '-tlsalpn01', '', '-management', `127.0.0.1:${management}`], {log: path.join(dir, 'challtestsrv.log')})
-  spawned.push(child)
-  await waitFor(async () => (await fs.readFile(path.join(dir, 'challtestsrv.log'), 'utf8')).includes('Starting management server'), 'pebble-challtestsrv')
-  return dns
-}
-
-async function startPebble(dir: string, name: string, tlsFiles: {ca: string; cert: string; key: string}, options: {httpPort: number; dnsPort: number; validitySeconds: number; eab?: Record<string, string>}): Promise<Pebble> {
-  const listen = await freePort()
-  const management = await freePort()
-  const config = path.join(dir, `${name}.json`)
-  await fs.writeFile(config, JSON.stringify({
-    pebble: {
-      listenAddress: `127.0.0.1:${listen}`,
-      managementListenAddress: `127.0.0.1:${management}`,
-      certificate: tlsFiles.cert,
-      privateKey: tlsFiles.key,
-      httpPort: options.httpPort,
-      tlsPort: await freePort(),
-      ocspResponderURL: '',
-      externalAccountBindingRequired: Boolean(options.eab),
-      ...(options.eab ? {externalAccountMACKeys: options.eab} : {}),
-      certificateValidityPeriod: options.validitySeconds,
-    },
-  }))
-  const child = spawnLogged('pebble', ['-config', config, '-dnsserver', `127.0.0.1:${options.dnsPort}`], {
-    // No random validation delay, no rejected nonces, and a real challenge for every order.
-    env: {...process.env, PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '0', PEBBLE_AUTHZREUSE: '0'},
-    log: path.join(dir, `${name}.log`),
-  })
-  spawned.push(child)
-  const directory = `https://127.0.0.1:${listen}/dir`
-  const ca = await fs.readFile(tlsFiles.ca, 'utf8')
-  await waitFor(async () => (await httpsGet(directory, ca)).status === 200, `pebble ${name}`)
-  return {process: child, directory, managementUrl: `https://127.0.0.1:${management}`, httpPort: options.httpPort}
-}
+let lab: PebbleLab
 
 async function startNginx(layout: Layout): Promise<ChildProcess> {
-  const child = spawnLogged('nginx', ['-p', `${layout.prefix}/`, '-c', layout.nginxMainConf, '-e', layout.nginxErrorLog, '-g', 'daemon off;'], {log: path.join(layout.prefix, 'nginx.out')})
+  const child = await startNginxProcess(layout)
   spawned.push(child)
-  await waitFor(async () => Number((await fs.readFile(layout.nginxPid, 'utf8')).trim()) > 0, 'nginx pid file')
   return child
-}
-
-/** The serial of the certificate a TLS server presents (what a browser would see). */
-function servedSerial(port: number): string {
-  let out = ''
-  try {
-    out = execFileSync('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'localhost'], {input: '', encoding: 'utf8', timeout: 10_000, stdio: ['pipe', 'pipe', 'ignore']})
-  } catch (error) {
-    out = String((error as {stdout?: string}).stdout ?? '')
-  }
-  const pem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(out)?.[0]
-  return pem ? new X509Certificate(pem).serialNumber : ''
-}
-
-async function liveSerial(layout: Layout): Promise<string> {
-  return new X509Certificate(await fs.readFile(layout.fullchain, 'utf8')).serialNumber
-}
-
-async function liveFiles(layout: Layout): Promise<Record<string, string>> {
-  const all = await snapshot(layout.sslDir)
-  // The certificates and keys (renewal.json records attempts; a first attempt makes the account key).
-  delete all['renewal.json']
-  delete all['acme_account_key.pem']
-  return all
 }
 
 function json(result: CliResult): Record<string, any> {
@@ -131,21 +40,21 @@ function ok(result: CliResult): void {
 describe('hubctl cert against a real Pebble CA and nginx', function () {
   let work: string
   let tlsFiles: {ca: string; cert: string; key: string}
-  let dnsPort: number
 
   before(async () => {
     work = await tempPrefix('hubctl-pebble')
     cleanup.push(work)
-    tlsFiles = await makePebbleTls(work)
-    dnsPort = await startChalltestsrv(work)
+    lab = await new PebbleLab(work).setup()
+    tlsFiles = lab.tls
   })
 
   after(async () => {
     for (const child of spawned.reverse()) await stopProcess(child)
+    await lab?.stop()
     for (const dir of cleanup) await fs.rm(dir, {recursive: true, force: true})
   })
 
-  const acmeFlags = (pebble: Pebble) => ['--acme-directory', pebble.directory, '--acme-ca-cert', tlsFiles.ca]
+  const acmeFlags = (pebble: Pebble) => lab.acmeFlags(pebble)
 
   /** A Pebble whose http-01 port is the hub's --http-port, and `hubctl init --tls letsencrypt` against it. */
   async function initHub(label: string, validitySeconds: number): Promise<{layout: Layout; ports: Awaited<ReturnType<typeof portFlags>>['ports']; pebble: Pebble; init: Record<string, any>}> {
@@ -154,7 +63,7 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
     // nginx's workers run as nobody: they must reach the webroot, as under / (mkdtemp makes 0700).
     await fs.chmod(layout.prefix, 0o755)
     const allocated = await portFlags()
-    const pebble = await startPebble(work, label, tlsFiles, {httpPort: allocated.ports.http, dnsPort, validitySeconds})
+    const pebble = await lab.startPebble(label, {httpPort: allocated.ports.http, validitySeconds})
     const result = await hubctl(['init', '--prefix', layout.prefix, '--yes', '--domain', 'localhost', '--email', 'admin@example.org', '--admin', 'alice', '--tls', 'letsencrypt', ...acmeFlags(pebble), '--dhparam', 'ffdhe2048', '--jupyterhub', DEBIAN_JUPYTERHUB, '--no-systemd', '--json', ...allocated.flags])
     ok(result)
     return {layout, ports: allocated.ports, pebble, init: json(result)}
@@ -182,7 +91,7 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
       const chain = await fs.readFile(layout.fullchain, 'utf8')
       const leaf = new X509Certificate(chain)
       expect(leaf.subjectAltName).to.equal('DNS:localhost')
-      const intermediate = new X509Certificate((await httpsGet(`${pebble.managementUrl}/intermediates/0`, await fs.readFile(tlsFiles.ca, 'utf8'))).body)
+      const intermediate = await lab.intermediate(pebble)
       expect(leaf.issuer).to.equal(intermediate.subject)
       expect(leaf.verify(intermediate.publicKey)).to.equal(true)
       expect(init.certificate.issuer).to.equal(intermediate.subject)
@@ -373,7 +282,7 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
       layout = new Layout(await tempPrefix('hubctl-cert-eab'))
       cleanup.push(layout.prefix)
       const allocated = await portFlags()
-      pebble = await startPebble(work, 'hubctl-cert-eab', tlsFiles, {httpPort: allocated.ports.http, dnsPort, validitySeconds: 90 * 86_400, eab: {[kid]: hmac}})
+      pebble = await lab.startPebble('hubctl-cert-eab', {httpPort: allocated.ports.http, validitySeconds: 90 * 86_400, eab: {[kid]: hmac}})
       ok(await hubctl(['init', '--prefix', layout.prefix, '--yes', '--domain', 'localhost', '--admin', 'alice', '--tls', 'self-signed', '--dhparam', 'ffdhe2048', '--jupyterhub', DEBIAN_JUPYTERHUB, '--no-systemd', '--json', ...allocated.flags]))
     })
 

@@ -54,6 +54,35 @@ describe('acme', () => {
       expect((await rejection(acmeSettingsFrom({'acme-ca-cert': path.join(dir, 'junk.pem')}))).message).to.match(/not a PEM certificate/)
     })
 
+    it('adds deploy hooks to the kept ones (once each) and refuses an empty one', async () => {
+      const previous = {directory: 'https://ca.example/dir', keyType: 'ecdsa-p256' as const, deployHooks: ['a']}
+      expect((await acmeSettingsFrom({'deploy-hook': ['b', 'a', 'b']}, previous)).deployHooks).to.deep.equal(['a', 'b'])
+      expect((await acmeSettingsFrom({'deploy-hook': ['b']})).deployHooks).to.deep.equal(['b'])
+      const empty = await rejection(acmeSettingsFrom({'deploy-hook': ['  ']}, previous))
+      expect(empty.exitCode).to.equal(ExitCode.USAGE)
+      expect(empty.message).to.match(/--deploy-hook is empty/)
+    })
+
+    it('keeps --http-port only when it differs from the hub\'s HTTP port, and refuses a bad one', async () => {
+      expect((await acmeSettingsFrom({'http-port': '5002'}, undefined, 80)).httpPort).to.equal(5002)
+      expect(await acmeSettingsFrom({'http-port': '80'}, undefined, 80)).not.to.have.property('httpPort')
+      const kept = {directory: 'https://ca.example/dir', keyType: 'ecdsa-p256' as const, deployHooks: [], httpPort: 5002}
+      expect((await acmeSettingsFrom({}, kept, 80)).httpPort).to.equal(5002)
+      // Back to the hub's own port: the kept one is dropped.
+      expect(await acmeSettingsFrom({'http-port': '80'}, kept, 80)).not.to.have.property('httpPort')
+      for (const bad of ['0', '65536', 'http', '', '80.5']) {
+        const error = await rejection(acmeSettingsFrom({'http-port': bad}, undefined, 80))
+        expect(error.exitCode, bad).to.equal(ExitCode.USAGE)
+        expect(error.message, bad).to.match(/--http-port .* is not a port/)
+      }
+    })
+
+    it('refuses an --eab-kid with spaces or control characters', async () => {
+      expect((await rejection(acmeSettingsFrom({'eab-kid': 'a kid'}))).message).to.match(/--eab-kid "a kid" is not a key id/)
+      expect((await rejection(acmeSettingsFrom({'eab-kid': 'kid\n'}))).exitCode).to.equal(ExitCode.USAGE)
+      expect((await acmeSettingsFrom({'eab-kid': 'kid-1_x.Y'})).eabKid).to.equal('kid-1_x.Y')
+    })
+
     it('reads the EAB HMAC key from a file or HUBCTL_EAB_HMAC_KEY, never echoing it', async () => {
       await fs.writeFile(path.join(dir, 'hmac'), 'c2VjcmV0LWhtYWMta2V5\n')
       expect(await readEabHmacKey(path.join(dir, 'hmac'), {})).to.equal('c2VjcmV0LWhtYWMta2V5')

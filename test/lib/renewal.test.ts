@@ -8,7 +8,7 @@ import path from 'node:path'
 import {Layout} from '../../src/lib/layout.js'
 import {makeSelfSigned} from '../../src/lib/selfsigned.js'
 import {CertStore} from '../../src/lib/certstore.js'
-import {ariCertId, certificateStatus, fetchAriWindow, renewalTime, shouldRenew, writeRenewalState} from '../../src/lib/renewal.js'
+import {ariCertId, certificateStatus, changedAcmeSettings, fetchAriWindow, renewalTime, shouldRenew, writeRenewalState} from '../../src/lib/renewal.js'
 import {tempPrefix} from '../helpers/cli.js'
 
 const DAY = 86_400_000
@@ -130,6 +130,16 @@ describe('renewal policy (fake clock)', () => {
       const found = await fetchAriWindow({directory: 'http://127.0.0.1:1/dir', keyType: 'ecdsa-p256', deployHooks: []}, pem)
       expect(found.window).to.equal(undefined)
     })
+  })
+})
+
+describe('kept ACME settings', () => {
+  it('names the flags whose kept value a run would change, none when nothing changes', () => {
+    const kept = {directory: 'https://ca.example/dir', keyType: 'ecdsa-p256' as const, deployHooks: ['a']}
+    expect(changedAcmeSettings(kept, {...kept, deployHooks: ['a']})).to.deep.equal([])
+    expect(changedAcmeSettings(kept, {...kept, deployHooks: ['a', 'b'], keyType: 'rsa2048'})).to.deep.equal(['--key-type', '--deploy-hook'])
+    expect(changedAcmeSettings(kept, {...kept, directory: 'https://other.example/dir', caCert: '/ca.pem', eabKid: 'k', httpPort: 5002})).to.deep.equal(['--acme-directory', '--acme-ca-cert', '--eab-kid', '--http-port'])
+    expect(changedAcmeSettings(undefined, kept)).to.include('--acme-directory')
   })
 })
 

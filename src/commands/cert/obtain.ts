@@ -2,6 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../base-command.js'
 import {EAB_HMAC_ENV} from '../../lib/acme.js'
+import {ExitCode} from '../../lib/errors.js'
 import {CertResult, CertService} from '../../lib/renewal.js'
 import {execaRunner} from '../../lib/runner.js'
 import {KEY_TYPES} from '../../lib/settings.js'
@@ -14,10 +15,11 @@ export const acmeFlags = {
   'eab-kid': Flags.string({description: 'external account binding key id, for CAs that require one'}),
   'eab-hmac-key': Flags.string({description: `file holding the external account binding HMAC key (or set ${EAB_HMAC_ENV}); never stored, never printed`, helpValue: 'FILE'}),
   'key-type': Flags.string({description: 'the certificate key (default: ecdsa-p256, or what was used before)', options: [...KEY_TYPES]}),
+  'deploy-hook': Flags.string({description: 'command to run (sh -c) after each new certificate (repeatable; kept in hubctl.json for the renewals)', multiple: true}),
 }
 
 export const certHttpPortFlag = {
-  'http-port': Flags.string({description: 'the port the CA reaches for the http-01 challenge (default: the hub\'s --http-port from init)'}),
+  'http-port': Flags.string({description: 'the port hubctl answers the http-01 challenge on, which the CA reaches (default: the hub\'s --http-port from init); kept for the renewals'}),
 }
 
 export function renderCertResult(command: {log: (line: string) => void; logToStderr: (line: string) => void}, result: CertResult): void {
@@ -48,8 +50,8 @@ export default class CertObtain extends BaseCommand<typeof CertObtain> {
   static override summary = 'Obtain a certificate from Let\'s Encrypt (or another ACME CA) now, and use it.'
 
   static override description = `Answers the http-01 challenge on the HTTP port: hubctl listens itself when the port is free, otherwise nginx serves the token from the webroot. hubctl fetches each token itself before telling the CA. The new key and chain replace the live ones together; nginx is tested and reloaded when it runs.
-The ACME settings (not the EAB HMAC key) are kept in hubctl.json for \`hubctl cert renew\`.
-Exit codes: 0 done, 2 bad flag, 5 the CA refused or could not be reached (the live certificate is untouched), 6 another hubctl holds the lock.`
+The ACME settings (not the EAB HMAC key), --http-port when it differs from the hub's, the deploy hooks and --email are kept in hubctl.json for \`hubctl cert renew\`. A changed --email also becomes the ACME account's contact. After the new certificate: nginx -t, a reload when nginx runs, then the deploy hooks.
+Exit codes: 0 done, 2 bad flag, 5 the CA refused or could not be reached (the live certificate is untouched), 6 another hubctl holds the lock, 7 a deploy hook failed.`
 
   static override examples = [
     '<%= config.bin %> cert obtain',
@@ -58,7 +60,11 @@ Exit codes: 0 done, 2 bad flag, 5 the CA refused or could not be reached (the li
     'HUBCTL_EAB_HMAC_KEY=... <%= config.bin %> cert obtain --acme-directory https://acme.example.net/directory --eab-kid KID --json',
   ]
 
-  static override flags = {...acmeFlags, ...certHttpPortFlag}
+  static override flags = {
+    ...acmeFlags,
+    ...certHttpPortFlag,
+    email: Flags.string({description: 'contact e-mail for the CA (default: init\'s --email); kept, and made the ACME account\'s contact'}),
+  }
 
   async run(): Promise<CertResult> {
     const service = new CertService({
@@ -69,6 +75,7 @@ Exit codes: 0 done, 2 bad flag, 5 the CA refused or could not be reached (the li
     })
     const result = await service.obtain(this.flags)
     if (!this.jsonEnabled()) renderCertResult(this, result)
+    if (result.hooks.some((hook) => !hook.ok)) process.exitCode = ExitCode.RUNTIME
     return result
   }
 }

@@ -11,6 +11,7 @@ export default class CertRenew extends BaseCommand<typeof CertRenew> {
 
   static override description = `Due when a third of its lifetime remains (half for certificates shorter than 10 days), when fewer than --days remain, earlier when the CA's renewal information (ARI, RFC 9773) says so, or with --force. When nothing is due it exits 0 at once.
 When a renewal is due and no terminal is attached (the timer, cron), it first waits a random delay of up to 8 minutes (--no-random-sleep or --force skip it). When another hubctl holds the lock it exits 0 and leaves the work to it. After a renewal: nginx -t, a reload when nginx runs, then the deploy hooks (sh -c, with RENEWED_LINEAGE, RENEWED_DOMAINS, HUBCTL_FULLCHAIN, HUBCTL_PRIVKEY set).
+ACME flags and deploy hooks given here are kept in hubctl.json for later renewals: after a successful renewal, or at once when nothing is due.
 Exit codes: 0 renewed or not due, 5 the CA refused or could not be reached (the live certificate is untouched), 7 a deploy hook failed.`
 
   static override examples = [
@@ -26,7 +27,6 @@ Exit codes: 0 renewed or not due, 5 the CA refused or could not be reached (the 
     days: Flags.integer({description: 'renew when fewer than this many days remain (instead of a third of the lifetime)', min: 0}),
     force: Flags.boolean({description: 'renew now, whether due or not'}),
     'random-sleep': Flags.boolean({description: 'when due and not on a terminal, wait a random delay (up to 8 min) first (--no-random-sleep skips it)', allowNo: true, default: true}),
-    'deploy-hook': Flags.string({description: 'command to run after a renewal (repeatable; kept for later renewals)', multiple: true}),
   }
 
   async run(): Promise<CertResult> {
@@ -38,7 +38,7 @@ Exit codes: 0 renewed or not due, 5 the CA refused or could not be reached (the 
       log: this.jsonEnabled() ? undefined : (line) => this.logToStderr(line),
       debug: /hubctl/.test(process.env.DEBUG ?? '') ? (line) => this.logToStderr(`acme: ${line}`) : undefined,
     })
-    const result = await service.renew({...flags, randomSleep: flags['random-sleep'], deployHooks: flags['deploy-hook']})
+    const result = await service.renew({...flags, randomSleep: flags['random-sleep']})
     if (!this.jsonEnabled()) renderCertResult(this, result)
     if (result.hooks.some((hook) => !hook.ok)) process.exitCode = ExitCode.RUNTIME
     return result

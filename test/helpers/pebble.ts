@@ -1,0 +1,169 @@
+import {ChildProcess, execFileSync} from 'node:child_process'
+import {X509Certificate} from 'node:crypto'
+import fs from 'node:fs/promises'
+import https from 'node:https'
+import path from 'node:path'
+
+import {Layout} from '../../src/lib/layout.js'
+import {freePort, snapshot} from './cli.js'
+import {spawnLogged, stopProcess, waitFor} from './processes.js'
+
+/**
+ * A real Pebble (Let's Encrypt's test CA) and pebble-challtestsrv (its DNS: every name resolves to
+ * 127.0.0.1), for the end-to-end tests and the bench. Pebble's HTTPS certificate is made here, by a
+ * CA of our own whose certificate hubctl gets with --acme-ca-cert: TLS is verified throughout.
+ */
+
+export interface PebbleTls {
+  /** The CA that signs Pebble's HTTPS certificate (give it to hubctl as --acme-ca-cert). */
+  ca: string
+  cert: string
+  key: string
+}
+
+export interface Pebble {
+  process: ChildProcess
+  directory: string
+  managementUrl: string
+  httpPort: number
+  listenPort: number
+}
+
+export interface PebbleOptions {
+  /** The port Pebble connects to for http-01 (the port hubctl or nginx answers on). */
+  httpPort: number
+  /** Certificate lifetime; 90 days unless given. */
+  validitySeconds?: number
+  /** External account binding keys (kid → base64url HMAC); binding is then required. */
+  eab?: Record<string, string>
+  /** Names Pebble refuses to issue for (rejectedIdentifier). */
+  domainBlocklist?: string[]
+  /** Extra environment, e.g. PEBBLE_WFE_NONCEREJECT. */
+  env?: Record<string, string>
+}
+
+export async function makePebbleTls(dir: string): Promise<PebbleTls> {
+  const f = (name: string) => path.join(dir, name)
+  const quiet = {stdio: 'ignore' as const}
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=hubctl test CA for Pebble', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign'], quiet)
+  execFileSync('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('pebble.key'), '-out', f('pebble.csr'), '-subj', '/CN=localhost'], quiet)
+  await fs.writeFile(f('ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n')
+  execFileSync('openssl', ['x509', '-req', '-in', f('pebble.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-days', '2', '-extfile', f('ext'), '-out', f('pebble.pem')], quiet)
+  return {ca: f('ca.pem'), cert: f('pebble.pem'), key: f('pebble.key')}
+}
+
+export function httpsGet(url: string, ca: string): Promise<{status: number; body: string}> {
+  return new Promise((resolve, reject) => {
+    https.get(url, {ca, timeout: 5000}, (response) => {
+      const chunks: Buffer[] = []
+      response.on('data', (c: Buffer) => chunks.push(c))
+      response.on('end', () => resolve({status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8')}))
+    }).on('error', reject)
+  })
+}
+
+/**
+ * One working directory with Pebble's TLS files and a challtestsrv; any number of Pebbles. Every
+ * process it starts is stopped by stop().
+ */
+export class PebbleLab {
+  readonly spawned: ChildProcess[] = []
+  tls!: PebbleTls
+  dnsPort = 0
+
+  constructor(readonly work: string) {}
+
+  async setup(): Promise<this> {
+    this.tls = await makePebbleTls(this.work)
+    this.dnsPort = await this.startChalltestsrv()
+    return this
+  }
+
+  /** hubctl's flags for a Pebble: its directory and the CA of its HTTPS. */
+  acmeFlags(pebble: Pebble): string[] {
+    return ['--acme-directory', pebble.directory, '--acme-ca-cert', this.tls.ca]
+  }
+
+  private async startChalltestsrv(): Promise<number> {
+    const dns = await freePort()
+    const management = await freePort()
+    const log = path.join(this.work, 'challtestsrv.log')
+    // DNS only (every A query → 127.0.0.1, no AAAA); the challenge listeners are off.
+    const child = spawnLogged('pebble-challtestsrv', ['-defaultIPv4', '127.0.0.1', '-defaultIPv6', '', '-dns01', `127.0.0.1:${dns}`, '-http01', '', '-https01', '', '-tlsalpn01', '', '-management', `127.0.0.1:${management}`], {log})
+    this.spawned.push(child)
+    await waitFor(async () => (await fs.readFile(log, 'utf8')).includes('Starting management server'), 'pebble-challtestsrv')
+    return dns
+  }
+
+  async startPebble(name: string, options: PebbleOptions): Promise<Pebble> {
+    const listen = await freePort()
+    const management = await freePort()
+    const config = path.join(this.work, `${name}.json`)
+    await fs.writeFile(config, JSON.stringify({
+      pebble: {
+        listenAddress: `127.0.0.1:${listen}`,
+        managementListenAddress: `127.0.0.1:${management}`,
+        certificate: this.tls.cert,
+        privateKey: this.tls.key,
+        httpPort: options.httpPort,
+        tlsPort: await freePort(),
+        ocspResponderURL: '',
+        externalAccountBindingRequired: Boolean(options.eab),
+        ...(options.eab ? {externalAccountMACKeys: options.eab} : {}),
+        ...(options.domainBlocklist ? {domainBlocklist: options.domainBlocklist} : {}),
+        certificateValidityPeriod: options.validitySeconds ?? 90 * 86_400,
+      },
+    }))
+    const child = spawnLogged('pebble', ['-config', config, '-dnsserver', `127.0.0.1:${this.dnsPort}`], {
+      // No random validation delay, no rejected nonces, and a real challenge for every order.
+      env: {...process.env, PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '0', PEBBLE_AUTHZREUSE: '0', ...options.env},
+      log: path.join(this.work, `${name}.log`),
+    })
+    this.spawned.push(child)
+    const directory = `https://127.0.0.1:${listen}/dir`
+    const ca = await fs.readFile(this.tls.ca, 'utf8')
+    await waitFor(async () => (await httpsGet(directory, ca)).status === 200, `pebble ${name}`)
+    return {process: child, directory, managementUrl: `https://127.0.0.1:${management}`, httpPort: options.httpPort, listenPort: listen}
+  }
+
+  /** The intermediate that signs this Pebble's certificates. */
+  async intermediate(pebble: Pebble): Promise<X509Certificate> {
+    return new X509Certificate((await httpsGet(`${pebble.managementUrl}/intermediates/0`, await fs.readFile(this.tls.ca, 'utf8'))).body)
+  }
+
+  async stop(): Promise<void> {
+    for (const child of this.spawned.reverse()) await stopProcess(child)
+    this.spawned.length = 0
+  }
+}
+
+/** nginx from a prefix's main config, in the foreground (stopped with stopProcess). */
+export async function startNginx(layout: Layout): Promise<ChildProcess> {
+  const child = spawnLogged('nginx', ['-p', `${layout.prefix}/`, '-c', layout.nginxMainConf, '-e', layout.nginxErrorLog, '-g', 'daemon off;'], {log: path.join(layout.prefix, 'nginx.out')})
+  await waitFor(async () => Number((await fs.readFile(layout.nginxPid, 'utf8')).trim()) > 0, 'nginx pid file')
+  return child
+}
+
+/** The serial of the certificate a TLS server presents (what a browser would see). */
+export function servedSerial(port: number): string {
+  let out = ''
+  try {
+    out = execFileSync('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'localhost'], {input: '', encoding: 'utf8', timeout: 10_000, stdio: ['pipe', 'pipe', 'ignore']})
+  } catch (error) {
+    out = String((error as {stdout?: string}).stdout ?? '')
+  }
+  const pem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(out)?.[0]
+  return pem ? new X509Certificate(pem).serialNumber : ''
+}
+
+export async function liveSerial(layout: Layout): Promise<string> {
+  return new X509Certificate(await fs.readFile(layout.fullchain, 'utf8')).serialNumber
+}
+
+/** The certificates and keys under srv/jupyterhub/ssl (renewal.json records attempts; a first attempt makes the account key). */
+export async function liveFiles(layout: Layout): Promise<Record<string, string>> {
+  const all = await snapshot(layout.sslDir)
+  delete all['renewal.json']
+  delete all['acme_account_key.pem']
+  return all
+}
