@@ -30,6 +30,11 @@ export interface HubApiOptions {
   baseUrl: string
   /** The hubctl service's token; read lazily, never logged. */
   token: string | (() => Promise<string>)
+  /**
+   * Tried once when the hub refuses `token` (403): the previous token, kept as a backup by
+   * `hubctl secrets rotate`, which a hub not yet restarted after an interrupted rotation still uses.
+   */
+  fallbackToken?: () => Promise<string | undefined>
   fetch?: FetchLike
   timeoutMs?: number
 }
@@ -82,7 +87,7 @@ export class HubApi {
   /** The client for the hub under `layout`, with the token from its 0600 file. */
   static forLayout(layout: Layout, settings: Pick<Settings, 'ports'>, options: {secrets?: SecretStore; fetch?: FetchLike; timeoutMs?: number} = {}): HubApi {
     const secrets = options.secrets ?? new SecretStore(layout)
-    return new HubApi({baseUrl: hubApiUrl(settings), token: () => secrets.read('apiToken'), fetch: options.fetch, timeoutMs: options.timeoutMs})
+    return new HubApi({baseUrl: hubApiUrl(settings), token: () => secrets.read('apiToken'), fallbackToken: () => secrets.latestBackup('apiToken'), fetch: options.fetch, timeoutMs: options.timeoutMs})
   }
 
   /** The hub's version (GET /hub/api/, no scope needed). */
@@ -148,8 +153,15 @@ export class HubApi {
   private async send(method: string, path: string, body: unknown, accept = 'application/json'): Promise<Response> {
     const headers: Record<string, string> = {Authorization: await this.authHeader(), Accept: accept}
     if (body !== undefined) headers['Content-Type'] = 'application/json'
+    const attempt = () => this.doFetch(`${this.baseUrl}${path}`, {method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(this.timeoutMs), redirect: 'manual'})
     try {
-      return await this.doFetch(`${this.baseUrl}${path}`, {method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(this.timeoutMs), redirect: 'manual'})
+      const response = await attempt()
+      if (response.status !== 403 || !this.options.fallbackToken) return response
+      const fallback = await this.options.fallbackToken().catch(() => undefined)
+      if (!fallback || headers.Authorization === `token ${fallback}`) return response
+      await response.body?.cancel()
+      headers.Authorization = `token ${fallback}`
+      return await attempt()
     } catch (error) {
       const reason = (error as {cause?: {code?: string}}).cause?.code ?? (error as Error).name
       throw new HubApiError(`the hub API at ${this.baseUrl} did not answer ${method} ${path} (${reason})`, undefined, {fix: 'start the hub with `hubctl start`, or look at `hubctl status`', cause: error})

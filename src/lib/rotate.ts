@@ -2,7 +2,6 @@ import {createHash} from 'node:crypto'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 
-import {ensureDir, writeFileAtomic} from './atomic.js'
 import {DhparamMode, FFDHE2048_PEM, generateDhparam} from './dhparam.js'
 import {ExitCode, HubctlError, errnoCode} from './errors.js'
 import {FetchLike, HubApi} from './hubapi.js'
@@ -11,7 +10,7 @@ import {Layout} from './layout.js'
 import {acquireLock} from './lock.js'
 import {Nginx, detectNginx} from './nginx.js'
 import {Runner} from './runner.js'
-import {SECRET_DIR_MODE, SECRET_FILE_MODE, SECRET_LABELS, SecretName, SecretStore, readNoFollow} from './secrets.js'
+import {SECRET_LABELS, SecretName, SecretStore} from './secrets.js'
 import type {Settings} from './settings.js'
 import {Clock, ControlAction, ControlResult, requestControl, runningSupervisor, systemClock} from './supervisor.js'
 
@@ -120,7 +119,7 @@ export class RotationService {
       const records: RotationRecord[] = []
       for (const name of secrets) {
         const old = olds.get(name)
-        const backup = old === undefined ? undefined : await this.backup(name, old)
+        const backup = old === undefined ? undefined : await this.store.backup(name, old, new Date(this.clock.now()))
         await this.store.write(name, news.get(name)!)
         records.push({secret: name, sha256: fingerprint(news.get(name)!), ...(backup ? {backup} : {}), outcome: 'written'})
         this.log(`wrote the new ${SECRET_LABELS[name]} (sha256 ${fingerprint(news.get(name)!)}…)${backup ? `; the old one is kept in ${backup}` : ''}`)
@@ -136,7 +135,7 @@ export class RotationService {
       }
       for (const record of records) record.outcome = running || record.secret === 'dhparam' ? 'applied' : 'written'
       for (const record of records) await this.audit(record.secret, record.sha256, record.outcome)
-      await this.pruneBackups(secrets)
+      for (const name of secrets) await this.store.pruneBackups(name, BACKUPS_KEPT)
       return {running, rotated: records, restarted, serversRestarted, seconds: round((this.clock.now() - began) / 1000), notice: rotationNotice(secrets, request.restartServers && running)}
     } finally {
       await lock.release()
@@ -279,23 +278,6 @@ export class RotationService {
     return generateDhparam(bits)
   }
 
-  /** The old value, 0600 in the 0700 backup directory, named by secret and time. */
-  private async backup(name: SecretName, value: string): Promise<string> {
-    await ensureDir(this.layout.backupDir, SECRET_DIR_MODE)
-    const stamp = new Date(this.clock.now()).toISOString().replace(/[:.]/g, '-')
-    const file = path.join(this.layout.backupDir, `${name}.${stamp}`)
-    await writeFileAtomic(file, name === 'dhparam' ? value : `${value}\n`, {mode: SECRET_FILE_MODE})
-    return file
-  }
-
-  private async pruneBackups(secrets: readonly SecretName[]): Promise<void> {
-    const entries = await fs.readdir(this.layout.backupDir).catch(() => [] as string[])
-    for (const name of secrets) {
-      const mine = entries.filter((entry) => entry.startsWith(`${name}.`) && !entry.includes('.tmp')).sort()
-      for (const stale of mine.slice(0, Math.max(0, mine.length - BACKUPS_KEPT))) await fs.rm(path.join(this.layout.backupDir, stale), {force: true})
-    }
-  }
-
   /** One line per secret and rotation: time, secret, the new value's fingerprint, outcome. */
   private async audit(secret: SecretName, sha256: string, outcome: string): Promise<void> {
     const line = `${new Date(this.clock.now()).toISOString()} secret=${secret} sha256=${sha256} outcome=${outcome} pid=${process.pid}\n`
@@ -312,17 +294,6 @@ export class RotationService {
       this.log(`could not write the audit log ${this.layout.auditLog} (${errnoCode(error) ?? (error as Error).message})`)
     }
   }
-}
-
-/** The backups of one secret, newest last. */
-export async function listBackups(layout: Layout, name: SecretName): Promise<string[]> {
-  const entries = await fs.readdir(layout.backupDir).catch(() => [] as string[])
-  return entries.filter((entry) => entry.startsWith(`${name}.`)).sort().map((entry) => path.join(layout.backupDir, entry))
-}
-
-/** Read a backup without following links. */
-export async function readBackup(file: string): Promise<string> {
-  return readNoFollow(file)
 }
 
 function round(value: number): number {

@@ -1,6 +1,7 @@
 import {randomBytes} from 'node:crypto'
 import {constants as fsConstants} from 'node:fs'
 import fs from 'node:fs/promises'
+import path from 'node:path'
 
 import {ensureDir, exists, writeFileAtomic} from './atomic.js'
 import {dhparamBits} from './dhparam.js'
@@ -183,6 +184,38 @@ export class SecretStore {
     return {password, created: true}
   }
 
+  /** Keep `value` as a 0600 backup in the 0700 backup directory, named by secret and time; returns its path. */
+  async backup(name: SecretName, value: string, at: Date = new Date()): Promise<string> {
+    await ensureDir(this.layout.backupDir, SECRET_DIR_MODE)
+    const file = path.join(this.layout.backupDir, `${name}.${at.toISOString().replace(/[:.]/g, '-')}`)
+    await writeFileAtomic(file, name === 'dhparam' ? value : `${value.trim()}\n`, {mode: SECRET_FILE_MODE, ...this.owner()})
+    return file
+  }
+
+  /** The backups of one secret, oldest first. */
+  async backups(name: SecretName): Promise<string[]> {
+    const entries = await fs.readdir(this.layout.backupDir).catch(() => [] as string[])
+    return entries.filter((entry) => entry.startsWith(`${name}.`) && !entry.includes('.tmp')).sort().map((entry) => path.join(this.layout.backupDir, entry))
+  }
+
+  /** The newest backup's value, if any is valid. */
+  async latestBackup(name: SecretName): Promise<string | undefined> {
+    const file = (await this.backups(name)).at(-1)
+    if (!file) return undefined
+    try {
+      const content = await readNoFollow(file)
+      return validateSecret(name, name === 'dhparam' ? content : `${content.trim()}\n`) ? undefined : name === 'dhparam' ? content : content.trim()
+    } catch {
+      return undefined
+    }
+  }
+
+  /** Delete all but the newest `keep` backups of a secret. */
+  async pruneBackups(name: SecretName, keep: number): Promise<void> {
+    const files = await this.backups(name)
+    for (const stale of files.slice(0, Math.max(0, files.length - keep))) await fs.rm(stale, {force: true})
+  }
+
   private missing(name: SecretName): SecretProblem {
     return {subject: name, file: this.file(name), problem: `the ${SECRET_LABELS[name]} ${this.file(name)} is missing`, fix: 'run `hubctl secrets generate`'}
   }
@@ -247,7 +280,8 @@ export function fsError(error: unknown, file: string): HubctlError {
     case 'EACCES':
     case 'EPERM': return new HubctlError(`permission denied writing or reading ${file}`, {exitCode: ExitCode.PREFLIGHT, fix: 'run hubctl as root, or give --prefix a directory you own', cause: error})
     case 'EROFS': return new HubctlError(`${file} is on a read-only file system`, {exitCode: ExitCode.PREFLIGHT, fix: 'remount it read-write or choose another --prefix', cause: error})
-    case 'ENOSPC': return new HubctlError(`no space left on the device holding ${file}; nothing was replaced`, {exitCode: ExitCode.PREFLIGHT, fix: 'free some disk space and run the command again', cause: error})
+    case 'ENOSPC':
+    case 'EDQUOT': return new HubctlError(`no space left on the device holding ${file}; nothing was replaced`, {exitCode: ExitCode.PREFLIGHT, fix: 'free some disk space and run the command again', cause: error})
     case 'ELOOP': return new HubctlError(`${file} is a symbolic link, which hubctl never follows`, {exitCode: ExitCode.CHECK_FAILED, fix: `remove ${file} and run the command again`, cause: error})
     case 'ENOTDIR':
     case 'EISDIR': return new HubctlError(`${file} or one of its parents is not what hubctl expects (a file where a directory should be, or the reverse)`, {exitCode: ExitCode.PREFLIGHT, fix: `move it away and run the command again`, cause: error})

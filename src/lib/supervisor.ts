@@ -502,7 +502,8 @@ export class Supervisor {
     await this.checkPorts()
     const proxyToken = await this.secrets.read('proxyAuthToken')
     this.proxyToken = proxyToken
-    this.api = new HubApi({baseUrl: `http://127.0.0.1:${this.settings.ports.hub}/hub/api`, token: () => this.secrets.read('apiToken'), fetch: this.fetchFn, timeoutMs: 10_000})
+    const backups = new SecretStore(this.layout)
+    this.api = new HubApi({baseUrl: `http://127.0.0.1:${this.settings.ports.hub}/hub/api`, token: () => this.secrets.read('apiToken'), fallbackToken: () => backups.latestBackup('apiToken'), fetch: this.fetchFn, timeoutMs: 10_000})
     return this.deps.specs ?? childSpecs(this.layout, this.settings, proxyToken, this.deps.env)
   }
 
