@@ -51,12 +51,22 @@ async function shebangPython(executable: string): Promise<string> {
   return match[1]
 }
 
+/*
+ * Loads the file itself, whatever its name: Application.load_config_file() strips the extension
+ * and looks for NAME.py, so the candidate (.jupyterhub_config.py.candidate) was never read.
+ * update_config() sets the hub's traits, so a class that cannot be imported or is not an
+ * Authenticator / Spawner fails here too, not at start.
+ */
 const LOAD_CONFIG = `
+import os
 import sys
+from traitlets.config.loader import PyFileConfigLoader
 from jupyterhub.app import JupyterHub
 app = JupyterHub()
 app.raise_config_file_errors = True
-app.load_config_file(sys.argv[1])
+path = os.path.abspath(sys.argv[1])
+loader = PyFileConfigLoader(os.path.basename(path), os.path.dirname(path), log=app.log)
+app.update_config(loader.load_config())
 print("ok")
 `
 
@@ -64,9 +74,13 @@ print("ok")
 export async function validateHubConfig(runner: Runner, install: JupyterHubInstall, configFile: string): Promise<void> {
   const result = await runner.run(install.python, ['-c', LOAD_CONFIG, configFile], {timeoutMs: 120_000})
   if (result.exitCode !== 0 || !result.stdout.includes('ok')) {
-    throw new HubctlError(`JupyterHub ${install.version} cannot load ${configFile}: ${lastLine(result.stderr) || 'unknown error'}`, {
+    const why = (lastLine(result.stderr) || 'unknown error').replace(/\.$/, '')
+    const classProblem = /'(authenticator)_class' trait/.exec(why)
+    throw new HubctlError(`JupyterHub ${install.version} cannot load ${configFile}: ${why}`, {
       exitCode: ExitCode.VALIDATION,
-      fix: 'fix the file named in the error (your own additions live in jupyterhub_config.d/), then run the command again',
+      fix: classProblem
+        ? `give --${classProblem[1]} a class this JupyterHub's Python can import (${install.python}), then run the command again; the installed config is unchanged`
+        : 'fix the file named in the error (your own additions live in jupyterhub_config.d/), then run the command again',
     })
   }
 }
