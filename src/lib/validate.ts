@@ -16,8 +16,17 @@ export function parseDomain(input: string, flag = '--domain'): string {
   if (/[\s/:@*]/.test(raw) || /[\u0000-\u001f\u007f]/.test(raw)) {
     throw usageError(`${flag} ${JSON.stringify(input)} is not a host name (no scheme, port, path, wildcard or spaces)`, 'give just the name, such as hub.example.org')
   }
-  const ascii = /^[\u0000-\u007f]*$/.test(raw) ? raw.toLowerCase() : domainToASCII(raw)
-  if (!ascii) throw usageError(`${flag} ${JSON.stringify(input)} is not a valid internationalized domain name`, 'check the spelling, or give its punycode form (xn--...)')
+  // Every name goes through IDNA (UTS #46), plain ASCII too, as browsers and CAs do: it lower-cases,
+  // converts Unicode to punycode, rejects malformed xn-- labels, and reads 0x7f.1 or 2130706433 as IPv4.
+  const ascii = domainToASCII(raw)
+  if (!ascii) {
+    if (/^(?:0x[0-9a-f]*|[0-9]+)$/i.test(raw.split('.').pop() ?? '')) {
+      throw usageError(`${flag} ${JSON.stringify(input)} ends in a number, so browsers and certificate authorities read it as an IP address`, 'give a DNS name whose last label has a letter, such as hub.example.org')
+    }
+    if (/(^|\.)xn--/i.test(raw)) throw usageError(`${flag} ${JSON.stringify(input)} is not a valid host name (an xn-- label must be valid punycode)`, 'check the spelling, or give the name in Unicode and let hubctl convert it')
+    if (/^[\u0000-\u007f]*$/.test(raw)) throw usageError(`${flag} ${JSON.stringify(input)} is not a valid host name`, 'use letters, digits and hyphens in dot-separated labels of at most 63 characters, such as hub.example.org')
+    throw usageError(`${flag} ${JSON.stringify(input)} is not a valid internationalized domain name`, 'check the spelling, or give its punycode form (xn--...)')
+  }
   if (/^[0-9.]+$/.test(ascii) || ascii.includes(':')) {
     throw usageError(`${flag} ${JSON.stringify(input)} is an IP address`, 'give a DNS name that points at this machine; certificates are issued for names')
   }
