@@ -1,7 +1,8 @@
 import {Command, Flags, Interfaces} from '@oclif/core'
 
-import {ExitCode, HubctlError} from './lib/errors.js'
+import {ExitCode, HubctlError, errnoCode} from './lib/errors.js'
 import {LOCAL_PREFIX, Layout} from './lib/layout.js'
+import {fsError} from './lib/secrets.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 
@@ -43,11 +44,21 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.layout = new Layout(local ? LOCAL_PREFIX : this.flags.prefix)
   }
 
-  protected override async catch(error: Error & {exitCode?: number}): Promise<unknown> {
+  protected override async catch(error: Error & {exitCode?: number; code?: string}): Promise<unknown> {
     if (!(error instanceof HubctlError)) {
-      // oclif's own parse errors (unknown flag, bad option) keep oclif's message and exit 2.
-      if ((error as {oclif?: {exit?: number}}).oclif?.exit !== undefined || error.name === 'ExitError') return super.catch(error)
-      error = new HubctlError(`unexpected failure: ${error.message}`, {exitCode: ExitCode.INTERNAL, fix: 'run again with DEBUG=hubctl* and report the output', cause: error})
+      // this.exit() below: already handled.
+      if (error.code === 'EEXIT') return super.catch(error)
+      if ((error as {oclif?: {exit?: number}}).oclif?.exit !== undefined) {
+        // oclif's own parse errors (unknown flag, a value not among the options, a flag without its
+        // value): one line and exit 2 like every other bad input, and the same JSON with --json.
+        error = new HubctlError(oclifMessage(error.message), {exitCode: ExitCode.USAGE, fix: `see \`hubctl ${(this.id ?? '').replaceAll(':', ' ')} --help\` for the flags and the values each takes`, cause: error})
+      } else if (errnoCode(error) && typeof (error as NodeJS.ErrnoException).path === 'string' && FS_ERRNOS.has(errnoCode(error)!)) {
+        // A file system failure no service turned into a HubctlError (a full disk, a read-only or
+        // unwritable directory): name the file and the fix, with the machine-not-ready exit code.
+        error = fsError(error, (error as NodeJS.ErrnoException).path!)
+      } else {
+        error = new HubctlError(`unexpected failure: ${error.message}`, {exitCode: ExitCode.INTERNAL, fix: 'run again with DEBUG=hubctl* and report the output', cause: error})
+      }
     }
     const hubctlError = error as HubctlError
     process.exitCode = hubctlError.exitCode
@@ -58,4 +69,18 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     }
     return this.exit(hubctlError.exitCode)
   }
+}
+
+/** The errno codes fsError() explains; others stay "unexpected". */
+const FS_ERRNOS = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'ELOOP', 'ENOTDIR', 'EISDIR'])
+
+/** oclif's parse message on one line, without its "See more help" tail and colours. */
+function oclifMessage(message: string): string {
+  return message
+    .replaceAll(/\u001b\[[0-9;]*m/g, '')
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line && !/^See more help with --help$/.test(line))
+    .join(' ')
+    .replace(/\.$/, '')
 }
