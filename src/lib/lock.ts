@@ -19,15 +19,22 @@ export async function acquireLock(file: string, what: string, options: {waitMs?:
   for (;;) {
     try {
       const handle = await fs.open(file, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY, 0o600)
-      await handle.writeFile(JSON.stringify({pid: process.pid, what, since: new Date().toISOString()}))
+      try {
+        await handle.writeFile(JSON.stringify({pid: process.pid, what, since: new Date().toISOString()}))
+      } catch (error) {
+        // A full disk: an empty lock file left behind would lock every later command out.
+        await handle.close()
+        await fs.rm(file, {force: true})
+        throw error
+      }
       await handle.close()
       return {release: async () => { await fs.rm(file, {force: true}) }}
     } catch (error) {
       if (errnoCode(error) !== 'EEXIST') throw error
     }
     const holder = await readHolder(file)
-    if (holder && !(await processAlive(holder.pid))) {
-      // The holder died (kill -9): take the lock over, atomically, by removing its file.
+    if (holder ? !(await processAlive(holder.pid)) : await unreadableAndOld(file)) {
+      // The holder died (kill -9, even before it wrote its pid): take the lock over, atomically, by removing its file.
       await fs.rm(file, {force: true})
       continue
     }
@@ -44,5 +51,14 @@ async function readHolder(file: string): Promise<{pid: number; what: string} | u
     return Number.isInteger(parsed.pid) ? parsed : undefined
   } catch {
     return undefined
+  }
+}
+
+/** A lock file without a readable holder is being written right now, or was left by a crash: old means the latter. */
+async function unreadableAndOld(file: string, maxAgeMs = 10_000): Promise<boolean> {
+  try {
+    return Date.now() - (await fs.stat(file)).mtimeMs > maxAgeMs
+  } catch {
+    return false
   }
 }
