@@ -338,6 +338,8 @@ interface ChildRuntime {
   intentional: boolean
   exited: Promise<void>
   restartPending: boolean
+  /** The backoff of an exit during a restart under way (it exited while being started): restarted after that one. */
+  restartAgainMs?: number
 }
 
 export interface SupervisorDeps {
@@ -560,7 +562,9 @@ export class Supervisor {
     try {
       proc = this.spawnFn(spec.command, spec.args, {cwd: spec.cwd, env: spec.env, stdio: ['ignore', handle.fd, handle.fd], detached: true})
     } finally {
-      await handle.close()
+      // Not awaited: spawn() already handed the descriptor over, and a missing executable's
+      // 'error' comes on the next tick, before the listeners below would be attached after an await.
+      void handle.close().catch(() => {})
     }
     child.proc = proc
     child.pid = proc.pid
@@ -623,8 +627,12 @@ export class Supervisor {
   }
 
   private async restartAfter(child: ChildRuntime, delay: number): Promise<void> {
-    if (child.restartPending) return
+    if (child.restartPending) {
+      child.restartAgainMs = delay
+      return
+    }
     child.restartPending = true
+    child.restartAgainMs = undefined
     try {
       await this.clock.sleep(delay, this.shutdownController.signal)
       if (this.stopping || child.proc) return
@@ -635,6 +643,13 @@ export class Supervisor {
       return
     } finally {
       child.restartPending = false
+    }
+    if (child.restartAgainMs !== undefined) {
+      // It exited while this restart started it (a missing executable fails at once): the next one.
+      const again = child.restartAgainMs
+      child.restartAgainMs = undefined
+      if (!this.stopping && !child.proc) void this.restartAfter(child, again)
+      return
     }
     // Before ready, run() waits for the hub itself; the proxy's routes are the hub's job at its start.
     if (!this.ready) return
