@@ -3,6 +3,7 @@ import fs from 'node:fs/promises'
 import {readIfExists, writeFileAtomic} from './atomic.js'
 import {ExitCode, HubctlError} from './errors.js'
 import {Layout} from './layout.js'
+import {parseDomain, parsePort, parseUserName} from './validate.js'
 
 export const SETTINGS_VERSION = 1
 
@@ -102,9 +103,49 @@ export function parseSettings(text: string, file: string): Settings {
   const settings = migrate(raw as Record<string, unknown>, file)
   const missing = ['domains', 'admins', 'allowedUsers', 'authenticator', 'tls', 'ports', 'dhparam', 'executables'].filter((key) => !(key in settings))
   if (missing.length > 0) {
-    throw new HubctlError(`${file} lacks ${missing.join(', ')}`, {exitCode: ExitCode.USAGE, fix: 'run `hubctl init` again with the same flags to rewrite it'})
+    // init refuses to run over a settings file it cannot read, so the fix is to move it away first.
+    throw new HubctlError(`${file} lacks ${missing.join(', ')}`, {exitCode: ExitCode.USAGE, fix: 'move it away, then run `hubctl init` again with the same flags to rewrite it'})
   }
+  checkShape(settings, file)
   return settings as unknown as Settings
+}
+
+/**
+ * The values hubctl acts on (ports it binds, names it serves, programs it runs as root) have the
+ * types and ranges init gave them: a hand edit gone wrong is named here, not met as a crash later.
+ */
+function checkShape(settings: Record<string, unknown>, file: string): void {
+  const bad = (where: string, problem: string): never => {
+    throw new HubctlError(`${file}: "${where}" ${problem}`, {exitCode: ExitCode.USAGE, fix: 'repair it by hand, or move it away and run `hubctl init` again with the same flags'})
+  }
+  const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value)
+  const valid = (where: string, check: () => unknown) => {
+    try {
+      check()
+    } catch (error) {
+      bad(where, `is invalid: ${(error as HubctlError).message}`)
+    }
+  }
+  for (const key of ['domains', 'admins', 'allowedUsers'] as const) {
+    const list = settings[key]
+    if (!Array.isArray(list) || !list.every((item) => typeof item === 'string')) bad(key, 'is not a list of strings')
+    if (key !== 'allowedUsers' && (list as string[]).length === 0) bad(key, 'is empty')
+    for (const item of list as string[]) valid(key, () => key === 'domains' ? parseDomain(item) : parseUserName(item, key))
+  }
+  if (typeof settings.authenticator !== 'string' || settings.authenticator.length === 0) bad('authenticator', 'is not a name')
+  if (settings.spawner !== 'local' && settings.spawner !== 'simple') bad('spawner', 'is neither "local" nor "simple"')
+  if (!isObject(settings.tls) || !TLS_MODES.includes(settings.tls.mode as TlsMode)) bad('tls.mode', `is not one of ${TLS_MODES.join(', ')}`)
+  if (!isObject(settings.ports)) bad('ports', 'is not an object')
+  for (const [name, port] of Object.entries(settings.ports as Record<string, unknown>)) {
+    if (typeof port !== 'number') bad(`ports.${name}`, 'is not a number')
+    valid(`ports.${name}`, () => parsePort(port as number, `ports.${name}`))
+  }
+  if (!isObject(settings.dhparam) || !['generate', 'ffdhe2048'].includes(settings.dhparam.mode as string)) bad('dhparam.mode', 'is neither "generate" nor "ffdhe2048"')
+  if (!isObject(settings.executables)) bad('executables', 'is not an object')
+  for (const [name, program] of Object.entries(settings.executables as Record<string, unknown>)) {
+    if (program === undefined) continue
+    if (typeof program !== 'string' || !program.startsWith('/') || /[\u0000-\u001f]/.test(program)) bad(`executables.${name}`, 'is not an absolute path')
+  }
 }
 
 /** Bring settings written by an older hubctl to the current version; refuse a newer one. */
