@@ -3,6 +3,8 @@ import {fileURLToPath} from 'node:url'
 
 import {BaseCommand} from '../base-command.js'
 import {formatDuration, parseDuration} from '../lib/duration.js'
+import {checkBeforeStart} from '../lib/preflight.js'
+import {execaRunner} from '../lib/runner.js'
 import {SettingsStore} from '../lib/settings.js'
 import {DetachResult, Supervisor, SupervisorEvent, SupervisorResult, claimPidFile, installSignalHandlers, startDetached} from '../lib/supervisor.js'
 
@@ -31,6 +33,7 @@ Runs in the foreground, as a service manager expects; --detach runs it in the ba
     const cullIdle = this.flags['cull-idle']
     const cullIdleMs = cullIdle === undefined ? undefined : parseDuration(cullIdle, '--cull-idle')
     const settings = await new SettingsStore(this.layout).load()
+    await checkBeforeStart(this.layout, settings, execaRunner)
     if (this.flags.detach) {
       const bin = fileURLToPath(new URL('../../bin/run.js', import.meta.url))
       const result = await startDetached(this.layout, {bin, args: cullIdle === undefined ? [] : ['--cull-idle', cullIdle]})

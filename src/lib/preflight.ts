@@ -5,6 +5,10 @@ import os from 'node:os'
 
 import {ExitCode, HubctlError, errnoCode, preflightError} from './errors.js'
 import {Layout} from './layout.js'
+import {Nginx, detectNginx} from './nginx.js'
+import type {Runner} from './runner.js'
+import {SecretStore, problemsError} from './secrets.js'
+import type {Settings} from './settings.js'
 
 /** Root for the real system; for any other prefix, a directory we can create and write. */
 export async function checkPrivileges(layout: Layout, uid = process.getuid?.() ?? 0): Promise<void> {
@@ -81,4 +85,25 @@ async function defaultLookup(name: string): Promise<string[]> {
 /** Whether this machine has IPv6 (nginx cannot listen on [::] without it). */
 export function hasIpv6(): boolean {
   return Object.values(os.networkInterfaces()).flat().some((i) => i?.family === 'IPv6' && i.address === '::1')
+}
+
+/**
+ * What `hubctl start` checks before it runs anything: every secret as `hubctl secrets check` wants
+ * it (JupyterHub would otherwise exit on a group-readable cookie secret and the supervisor only
+ * see it crash), and, when hubctl runs nginx itself, `nginx -t` on the whole configuration (a
+ * broken site elsewhere would otherwise make nginx crash-loop behind a hub that reports ready).
+ */
+export async function checkBeforeStart(layout: Layout, settings: Settings, runner: Runner): Promise<void> {
+  const problems = await new SecretStore(layout).check()
+  if (problems.length > 0) throw problemsError(problems)
+  if (!settings.nginxSupervised) return
+  const nginx = new Nginx(layout, await detectNginx(runner, settings.executables.nginx ?? 'nginx'), runner)
+  const result = await nginx.test()
+  if (!result.ok) {
+    const line = result.output.split('\n').find((l) => /\[emerg\]|\[error\]|failed/.test(l)) ?? result.output.split('\n')[0]
+    throw new HubctlError(`nginx -t rejects the configuration under ${layout.prefix}: ${line.replace(/^nginx: /, '').trim()}`, {
+      exitCode: ExitCode.VALIDATION,
+      fix: 'fix what nginx names (another site in sites-enabled, a certificate, a port), then run `hubctl start` again; nothing was started',
+    })
+  }
 }
