@@ -174,9 +174,13 @@ export class RotationService {
     const url = `http://127.0.0.1:${this.deps.settings.ports.proxyApi}/api/routes`
     const doFetch = this.deps.fetch ?? fetch
     const status = async (value: string) => {
-      const response = await doFetch(url, {headers: {Authorization: `token ${value}`}, signal: AbortSignal.timeout(5000)})
-      await response.body?.cancel()
-      return response.status
+      try {
+        const response = await doFetch(url, {headers: {Authorization: `token ${value}`}, signal: AbortSignal.timeout(5000)})
+        await response.body?.cancel()
+        return response.status
+      } catch (error) {
+        throw new HubctlError(`the proxy's API at ${url} does not answer (${(error as {cause?: {code?: string}}).cause?.code ?? (error as Error).message})`, {exitCode: ExitCode.RUNTIME, fix: `read ${this.layout.proxyLog} and \`hubctl status\``})
+      }
     }
     const withNew = await status(token)
     if (withNew !== 200) throw new HubctlError(`the new proxy answers ${withNew} to the new token`, {exitCode: ExitCode.RUNTIME, fix: `read ${this.layout.proxyLog}`})

@@ -187,7 +187,8 @@ export class SecretStore {
   /** Keep `value` as a 0600 backup in the 0700 backup directory, named by secret and time; returns its path. */
   async backup(name: SecretName, value: string, at: Date = new Date()): Promise<string> {
     await ensureDir(this.layout.backupDir, SECRET_DIR_MODE)
-    const file = path.join(this.layout.backupDir, `${name}.${at.toISOString().replace(/[:.]/g, '-')}`)
+    // Time first (they sort by it), then a random tail: two backups in the same millisecond both stay.
+    const file = path.join(this.layout.backupDir, `${name}.${at.toISOString().replace(/[:.]/g, '-')}.${randomBytes(3).toString('hex')}`)
     await writeFileAtomic(file, name === 'dhparam' ? value : `${value.trim()}\n`, {mode: SECRET_FILE_MODE, ...this.owner()})
     return file
   }
@@ -236,6 +237,8 @@ export function validateSecret(name: SecretName, content: string): string | unde
   }
   if (!HEX_SECRET.test(content)) {
     const trimmed = content.trim()
+    if (/^[0-9a-f]{64}$/.test(trimmed)) return 'has spaces or line ends around its 64 hex characters (only one final newline is allowed)'
+    if (/^[0-9a-fA-F]{64}$/.test(trimmed)) return 'is upper-case hex (hubctl writes 64 lower-case hex characters)'
     if (/^[0-9a-fA-F]*$/.test(trimmed)) return `holds ${trimmed.length} hex characters, not 64 (truncated?)`
     return 'is not 64 lowercase hex characters'
   }
