@@ -266,6 +266,20 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       }
     })
 
+    it('--cookie-secret --restart-servers: each user server is restarted (a new pid) and answers again', async () => {
+      const rotated = await hubctl(['secrets', 'rotate', '--cookie-secret', '--restart-servers', '--yes', '--prefix', prefix, '--json'])
+      expect(rotated.exitCode, rotated.stderr + rotated.stdout).to.equal(0)
+      const result = JSON.parse(rotated.stdout) as {serversRestarted: string[]}
+      expect(result.serversRestarted).to.deep.equal([user])
+      const pids = await waitFor(async () => {
+        const now = await serverPids(uid)
+        return now.length === 1 ? now : undefined
+      }, 'one server process')
+      expect(pids[0]).to.not.equal(serverPid)
+      await waitFor(routeAnswers, 'the restarted server through nginx')
+      serverPid = pids[0]
+    })
+
     it('refuses to guess: no secret named with --yes is an error that changes nothing', async () => {
       const before = await read(layout.cookieSecret)
       const result = await hubctl(['secrets', 'rotate', '--yes', '--prefix', prefix])
