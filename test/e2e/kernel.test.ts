@@ -1,0 +1,258 @@
+import {expect} from 'chai'
+import {execa} from 'execa'
+import {randomBytes, randomUUID} from 'node:crypto'
+import fs from 'node:fs/promises'
+import https from 'node:https'
+import path from 'node:path'
+import WebSocket from 'ws'
+
+import {HubApi} from '../../src/lib/hubapi.js'
+import {Layout} from '../../src/lib/layout.js'
+import {DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
+
+/*
+ * A notebook cell, end to end: a user's server from the default LocalProcessSpawner (root, a
+ * system user made for the test), a kernel created through nginx's https port, and print(6*7)
+ * executed over wss://…/api/kernels/ID/channels (Jupyter messaging protocol 5.3, JSON frames),
+ * its stream output read back. nginx's self-signed certificate is trusted by passing it as the CA,
+ * never by turning verification off. Both JupyterHubs: Debian's 3.0 (classic notebook server) and
+ * the virtualenv's current one (jupyter_server with JupyterLab).
+ *
+ * The token: hubctl's service may not issue tokens (its scopes are proxy, list:users,
+ * read:users:activity, read:servers, servers), so the test grants it, in jupyterhub_config.d (the
+ * operator's additions), `tokens` and `access:servers` for this one user only; it then asks the
+ * hub for a token of the user limited to access:servers (POST /hub/api/users/NAME/tokens). Tokens
+ * travel in headers only, never in a URL or argv.
+ */
+
+interface Msg {
+  header: {msg_id: string; msg_type: string}
+  parent_header: {msg_id?: string}
+  channel?: string
+  content: Record<string, unknown>
+}
+
+/** An https request trusting `ca` (the hub's own certificate); JSON in and out. */
+function httpsJson(url: string, options: {method?: string; ca: string; token?: string; body?: unknown}): Promise<{status: number; body: unknown}> {
+  return new Promise((resolve, reject) => {
+    const payload = options.body === undefined ? undefined : JSON.stringify(options.body)
+    const request = https.request(url, {
+      method: options.method ?? 'GET',
+      ca: options.ca,
+      headers: {
+        Accept: 'application/json',
+        ...(options.token ? {Authorization: `token ${options.token}`} : {}),
+        ...(payload ? {'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload)} : {}),
+      },
+      timeout: 30_000,
+    }, (response) => {
+      const chunks: Buffer[] = []
+      response.on('data', (chunk: Buffer) => chunks.push(chunk))
+      response.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8')
+        let body: unknown = text
+        try {
+          body = JSON.parse(text)
+        } catch {
+          // not JSON: kept as text
+        }
+        resolve({status: response.statusCode ?? 0, body})
+      })
+    })
+    request.on('timeout', () => request.destroy(new Error(`${url}: no answer`)))
+    request.on('error', reject)
+    request.end(payload)
+  })
+}
+
+/**
+ * Open the kernel's channels, send one execute_request and collect what the kernel answers to it,
+ * until its execute_reply and its status idle have both come (or the socket ends).
+ */
+function execute(url: string, options: {ca: string; token: string; code: string}): Promise<Msg[]> {
+  return new Promise((resolve, reject) => {
+    const session = randomUUID()
+    const msgId = randomUUID()
+    const socket = new WebSocket(`${url}?session_id=${session}`, {ca: options.ca, headers: {Authorization: `token ${options.token}`}, handshakeTimeout: 30_000})
+    const replies: Msg[] = []
+    let replied = false
+    let idle = false
+    socket.on('open', () => {
+      socket.send(JSON.stringify({
+        header: {msg_id: msgId, username: 'hubctl-test', session, date: new Date().toISOString(), msg_type: 'execute_request', version: '5.3'},
+        parent_header: {},
+        metadata: {},
+        content: {code: options.code, silent: false, store_history: true, user_expressions: {}, allow_stdin: false, stop_on_error: true},
+        buffers: [],
+        channel: 'shell',
+      }))
+    })
+    socket.on('message', (data, isBinary) => {
+      if (isBinary) return
+      const msg = JSON.parse(data.toString()) as Msg
+      if (msg.parent_header?.msg_id !== msgId) return
+      replies.push(msg)
+      if (msg.header.msg_type === 'execute_reply') replied = true
+      if (msg.header.msg_type === 'status' && msg.content.execution_state === 'idle') idle = true
+      if (replied && idle) socket.close()
+    })
+    socket.on('unexpected-response', (_request, response) => reject(new Error(`the websocket upgrade was answered ${response.statusCode}`)))
+    socket.on('error', reject)
+    socket.on('close', () => resolve(replies))
+  })
+}
+
+async function waitFor<T>(what: string, check: () => Promise<T | undefined>, tries = 600, intervalMs = 200): Promise<T> {
+  let last: unknown
+  for (let i = 0; i < tries; i++) {
+    try {
+      const value = await check()
+      if (value !== undefined) return value
+    } catch (error) {
+      last = error
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs))
+  }
+  throw new Error(`gave up waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`)
+}
+
+async function userPids(uid: number): Promise<number[]> {
+  const pids: number[] = []
+  for (const name of await fs.readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    const status = await fs.readFile(`/proc/${name}/status`, 'utf8').catch(() => '')
+    if (Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]) === uid) pids.push(Number(name))
+  }
+  return pids
+}
+
+interface StatusServers {
+  servers: Array<{user: string; name: string; ready: boolean; routeOk: boolean | null}>
+  serverWatch?: {checkedAt: string; ok: boolean; cullIdleSeconds: number | null}
+}
+
+for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
+  describe(`a kernel over wss through nginx with ${jupyterhub}`, function () {
+    this.timeout(300_000)
+
+    const user = `hubctl-k-${randomBytes(3).toString('hex')}`
+    let uid = -1
+    let prefix = ''
+    let layout: Layout
+    let ports: Awaited<ReturnType<typeof portFlags>>['ports']
+    let api: HubApi
+    let ca = ''
+    let userToken = ''
+    let kernelId = ''
+
+    before(async function () {
+      const created = await execa('useradd', ['-m', '-s', '/bin/sh', user], {reject: false})
+      expect(created.exitCode, `useradd ${user}: ${created.stderr}`).to.equal(0)
+      uid = Number((await execa('id', ['-u', user])).stdout)
+      const singleuser = path.join(path.dirname(jupyterhub), 'jupyterhub-singleuser')
+      const canRun = await execa('runuser', ['-u', user, '--', singleuser, '--version'], {reject: false, cwd: '/'})
+      expect(canRun.exitCode, `${user} cannot run ${singleuser}: ${canRun.stderr}`).to.equal(0)
+      prefix = await tempPrefix('hubctl-kernel')
+      layout = new Layout(prefix)
+      const portInfo = await portFlags()
+      ports = portInfo.ports
+      const init = await hubctl(['init', '--prefix', prefix, '--yes', '--domain', 'localhost', '--admin', user, '--allow-user', user,
+        '--tls', 'self-signed', '--dhparam', 'ffdhe2048', '--jupyterhub', jupyterhub, '--no-systemd', '--no-schedule', ...portInfo.flags])
+      expect(init.exitCode, init.stderr).to.equal(0)
+      // The test's own grant (see above): tokens and server access for this one user. JupyterHub
+      // 3.0 checks a service's filtered `tokens!user=` against the service instead of the user,
+      // and refuses: there, the (throwaway) test hub grants `tokens` unfiltered.
+      const tokensScope = jupyterhub === DEBIAN_JUPYTERHUB ? 'tokens' : `tokens!user=${user}`
+      await fs.writeFile(path.join(layout.hubConfigD, '90-kernel-test.py'), [
+        '# hubctl kernel e2e test: lets the hubctl service issue a token for the test user.',
+        'c.JupyterHub.load_roles.append({',
+        `    "name": "kernel-test-tokens",`,
+        `    "scopes": ["${tokensScope}", "access:servers!user=${user}"],`,
+        '    "services": ["hubctl"],',
+        '})',
+        '',
+      ].join('\n'), {mode: 0o644})
+      const started = await hubctl(['start', '--detach', '--prefix', prefix, '--json'])
+      expect(started.exitCode, started.stderr + started.stdout).to.equal(0)
+      api = HubApi.forLayout(layout, {ports})
+      ca = await fs.readFile(layout.fullchain, 'utf8')
+    })
+
+    after(async function () {
+      this.timeout(120_000)
+      if (prefix) await hubctl(['stop', '--prefix', prefix, '--json'])
+      if (uid >= 0) {
+        for (const pid of await userPids(uid)) {
+          try {
+            process.kill(pid, 'SIGKILL')
+          } catch {
+            // already gone
+          }
+        }
+        await execa('userdel', ['-r', user], {reject: false})
+      }
+      if (prefix) await fs.rm(prefix, {recursive: true, force: true})
+    })
+
+    it('the user gets a server, and a token for it from the hub API', async () => {
+      const outcome = await api.startServer(user)
+      expect(['started', 'pending']).to.include(outcome)
+      await waitFor('the server to be ready', async () => (await api.userServers(user)).find((s) => s.name === '' && s.ready))
+      const apiToken = (await fs.readFile(layout.apiToken, 'utf8')).trim()
+      const response = await fetch(`http://127.0.0.1:${ports.hub}/hub/api/users/${user}/tokens`, {
+        method: 'POST',
+        headers: {Authorization: `token ${apiToken}`, 'Content-Type': 'application/json'},
+        body: JSON.stringify({note: 'hubctl kernel e2e', expires_in: 3600, scopes: [`access:servers!user=${user}`]}),
+      })
+      const body = (await response.json()) as {token?: string; message?: string}
+      expect(response.status, body.message).to.equal(201)
+      expect(body.token).to.match(/^\S{16,}$/)
+      userToken = body.token!
+    })
+
+    it('creates a kernel through nginx over https (the certificate checked against its own file)', async () => {
+      expect(userToken, 'the previous test made the token').to.not.equal('')
+      const base = `https://localhost:${ports.https}/user/${user}/api`
+      // Without a token the server refuses (it is the server answering, not a route to the hub).
+      const anonymous = await httpsJson(`${base}/kernels`, {ca})
+      expect(anonymous.status).to.be.oneOf([302, 403])
+      const kernel = await waitFor('the kernel to be created', async () => {
+        const created = await httpsJson(`${base}/kernels`, {method: 'POST', ca, token: userToken, body: {name: 'python3'}})
+        if (created.status !== 201) throw new Error(`POST kernels answered ${created.status}: ${JSON.stringify(created.body).slice(0, 300)}`)
+        return created.body as {id: string; name: string}
+      }, 10, 1000)
+      expect(kernel.name).to.equal('python3')
+      expect(kernel.id).to.match(/^[0-9a-f-]{36}$/)
+      kernelId = kernel.id
+      const listed = await httpsJson(`${base}/kernels`, {ca, token: userToken})
+      expect(listed.status).to.equal(200)
+      expect((listed.body as Array<{id: string}>).map((k) => k.id)).to.include(kernelId)
+    })
+
+    it('runs print(6*7) over wss and reads 42 from its stream', async () => {
+      expect(kernelId, 'the previous test made the kernel').to.not.equal('')
+      const replies = await execute(`wss://localhost:${ports.https}/user/${user}/api/kernels/${kernelId}/channels`, {ca, token: userToken, code: 'print(6*7)'})
+      const types = replies.map((m) => m.header.msg_type)
+      expect(types, JSON.stringify(types)).to.include.members(['execute_reply', 'stream'])
+      const reply = replies.find((m) => m.header.msg_type === 'execute_reply')!
+      expect(reply.content.status).to.equal('ok')
+      const streams = replies.filter((m) => m.header.msg_type === 'stream')
+      expect(streams.map((m) => m.content.name)).to.deep.equal(['stdout'])
+      expect(streams.map((m) => m.content.text).join('')).to.equal('42\n')
+    })
+
+    it('hubctl status shows the server with its route checked by the supervisor', async () => {
+      // The supervisor checks the servers every 30 s: poll (bounded) until it has seen this one.
+      const status = await waitFor('the supervisor to have probed the route', async () => {
+        const result = await hubctl(['status', '--prefix', prefix, '--json'])
+        const parsed = JSON.parse(result.stdout) as StatusServers
+        return parsed.servers.find((s) => s.user === user)?.routeOk === null ? undefined : parsed
+      }, 60, 1000)
+      expect(status.servers).to.have.length(1)
+      expect(status.servers[0]).to.include({user, name: '', ready: true, routeOk: true})
+      expect(status.serverWatch).to.include({ok: true, cullIdleSeconds: null})
+      const text = await hubctl(['status', '--prefix', prefix])
+      expect(text.stdout).to.match(new RegExp(`${user}\\s+ready\\s+/user/${user}/.*route ok`))
+    })
+  })
+}
