@@ -6,7 +6,7 @@ import os from 'node:os'
 import {ExitCode, HubctlError, errnoCode, preflightError} from './errors.js'
 import {Layout} from './layout.js'
 import {Nginx, detectNginx} from './nginx.js'
-import type {Runner} from './runner.js'
+import {Runner, which} from './runner.js'
 import {SecretStore, problemsError} from './secrets.js'
 import type {Settings} from './settings.js'
 
@@ -96,8 +96,15 @@ export function hasIpv6(): boolean {
 export async function checkBeforeStart(layout: Layout, settings: Settings, runner: Runner): Promise<void> {
   const problems = await new SecretStore(layout).check()
   if (problems.length > 0) throw problemsError(problems)
+  // The JupyterHub init found, gone since (an upgrade, a removed virtualenv): named here, not met as five failed restarts.
+  if (settings.executables.jupyterhub && !(await which(settings.executables.jupyterhub))) {
+    throw preflightError(`the JupyterHub executable ${settings.executables.jupyterhub} recorded in ${layout.settings} is missing or not executable`, 'reinstall it, or run `hubctl init --jupyterhub PATH` again to record where it is now')
+  }
   if (!settings.nginxSupervised) return
-  const nginx = new Nginx(layout, await detectNginx(runner, settings.executables.nginx ?? 'nginx'), runner)
+  const install = await detectNginx(runner, settings.executables.nginx ?? 'nginx').catch((error: HubctlError) => {
+    throw preflightError(`${error.message} (hubctl.json names ${settings.executables.nginx ?? 'nginx'})`, 'reinstall nginx (apt-get install nginx), or run `hubctl init --nginx PATH` again to record where it is now')
+  })
+  const nginx = new Nginx(layout, install, runner)
   const result = await nginx.test()
   if (!result.ok) {
     const line = result.output.split('\n').find((l) => /\[emerg\]|\[error\]|failed/.test(l)) ?? result.output.split('\n')[0]
