@@ -8,6 +8,7 @@ import os from 'node:os'
 import path from 'node:path'
 
 import {BIN, DEBIAN_JUPYTERHUB, portFlags} from '../test/helpers/cli.js'
+import {rotationRows} from './rotation.js'
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5)
 const only = process.argv.slice(2)
@@ -49,7 +50,7 @@ async function initOnce(dhparam: string): Promise<number> {
   }
 }
 
-const rows: Record<string, () => Promise<Row>> = {
+const rows: Record<string, () => Promise<Row | Row[]>> = {
   async version() {
     const hubctl: number[] = []
     const other: number[] = []
@@ -81,6 +82,9 @@ const rows: Record<string, () => Promise<Row>> = {
     for (let i = 0; i < RUNS; i++) hubctl.push(await initOnce('generate'))
     return {name: 'hubctl init --tls self-signed --dhparam generate', hubctl}
   },
+  async rotate() {
+    return rotationRows(RUNS)
+  },
 }
 
 const fmt = (ms: number) => (ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${ms.toFixed(0)} ms`)
@@ -88,7 +92,7 @@ const results: Row[] = []
 for (const [key, row] of Object.entries(rows)) {
   if (only.length > 0 && !only.includes(key)) continue
   process.stderr.write(`bench: ${key}...\n`)
-  results.push(await row())
+  results.push(...[await row()].flat())
 }
 console.log(`hubctl bench on ${os.cpus().length} cores, ${RUNS} runs each, medians (min-max)`)
 console.log('| what | hubctl | instead | ratio |')
