@@ -450,7 +450,45 @@ function mapAcmeError(error: unknown, directoryUrl: string): HubctlError {
   if (recorder.rateLimit) return rateLimitError(recorder.rateLimit.url || directoryUrl, recorder.rateLimit.retryAfter, recorder.rateLimit.detail)
   if (recorder.network) return connectionError(recorder.network.url || directoryUrl, recorder.network.error)
   const message = (error as Error)?.message ?? String(error)
+  if (/anti-replay nonce|badNonce/i.test(message)) {
+    // acme-client resends a request with a fresh nonce a few times (bounded); the CA refused each.
+    return new HubctlError(`the ACME server ${originOf(directoryUrl)} refused every fresh nonce hubctl sent (badNonce: ${message})`, {exitCode: ExitCode.ACME, fix: 'the live certificate is untouched. This is the CA\'s side (or a proxy between hubctl and the CA replaying requests): run again later, and check --acme-directory', cause: error})
+  }
   return new HubctlError(`the ACME server ${originOf(directoryUrl)} refused: ${message}`, {exitCode: ExitCode.ACME, fix: 'read the reason above; the live certificate is untouched. Check the domains, the contact e-mail and the server\'s policy, then run again', cause: error})
+}
+
+/**
+ * The CA could not fetch the token that hubctl's own check fetched a moment before: name the URL
+ * the CA tried (from its error) and the likely cause, a port other than hubctl's first.
+ */
+export function validationError(domain: string, answeredAt: string, httpPort: number, detail: string): HubctlError {
+  const triedUrl = /https?:\/\/[^\s"'<>]+\/\.well-known\/acme-challenge\/[A-Za-z0-9_-]+/.exec(detail)?.[0]
+  let triedPort: number | undefined
+  if (triedUrl) {
+    try {
+      const parsed = new URL(triedUrl)
+      triedPort = Number(parsed.port || (parsed.protocol === 'https:' ? 443 : 80))
+    } catch {
+      // not a URL after all: no port to compare
+    }
+  }
+  const tried = triedUrl ? triedUrl.replace(/[A-Za-z0-9_-]+$/, '<token>') : undefined
+  let cause: string
+  let fix: string
+  if (triedPort !== undefined && triedPort !== httpPort) {
+    cause = `the CA connects to port ${triedPort}, but hubctl answered on port ${httpPort} (${answeredAt})`
+    fix = `give --http-port ${triedPort} (Let's Encrypt always uses 80), or forward port ${triedPort} to ${httpPort}, then run again`
+  } else if (/connection refused|ECONNREFUSED|no route to host|network is unreachable/i.test(detail)) {
+    cause = `nothing answered the CA there although hubctl answers ${answeredAt}: the name resolves, for the CA, to another address than this machine's, or a firewall or NAT rejects port ${httpPort}`
+    fix = `point the domain's DNS (A and AAAA records) at this machine and open port ${httpPort} to the internet, then run again`
+  } else if (/timeout|timed out|deadline exceeded/i.test(detail)) {
+    cause = `the CA's connection timed out: a firewall probably drops port ${httpPort}, or the DNS points at a machine that does not answer`
+    fix = `open port ${httpPort} to the internet and check the domain's DNS, then run again`
+  } else {
+    cause = `the CA got something other than the token hubctl serves at ${answeredAt}: the name may resolve, for the CA, to another machine (check AAAA records too), or a proxy or CDN in front answers instead`
+    fix = 'make the domain resolve to this machine with nothing in front of its HTTP port, then run again'
+  }
+  return new HubctlError(`the ACME server could not validate ${domain} over http-01${tried ? ` at ${tried}` : ''} (${detail}); likely cause: ${cause}`, {exitCode: ExitCode.ACME, fix})
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -604,7 +642,9 @@ export async function obtainCertificate(request: ObtainRequest, deps: AcmeDeps):
         try {
           await client.waitForValidStatus(challenge)
         } catch (error) {
-          throw new HubctlError(`the ACME server could not validate ${authz.identifier.value} over http-01: ${(error as Error).message}`, {exitCode: ExitCode.ACME, fix: `make ${url.replace(challenge.token, '<token>')} reachable from the internet (DNS pointing at this machine, port ${request.httpPort} open), then run again`})
+          // The CA itself gone or limiting: reported as such by mapAcmeError, not as a validation failure.
+          if (recorder.rateLimit || recorder.network) throw error
+          throw validationError(authz.identifier.value, url.replace(challenge.token, '<token>'), request.httpPort, (error as Error)?.message ?? String(error))
         }
       } finally {
         await responder.remove(challenge.token)

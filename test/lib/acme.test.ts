@@ -5,7 +5,7 @@ import https from 'node:https'
 import type {AddressInfo} from 'node:net'
 import path from 'node:path'
 
-import {LETSENCRYPT_PRODUCTION, LETSENCRYPT_STAGING, acmeAgent, acmeSettingsFrom, fetchDirectory, obtainCertificate, readEabHmacKey, selfCheck} from '../../src/lib/acme.js'
+import {LETSENCRYPT_PRODUCTION, LETSENCRYPT_STAGING, acmeAgent, acmeSettingsFrom, fetchDirectory, obtainCertificate, readEabHmacKey, selfCheck, validationError} from '../../src/lib/acme.js'
 import {ExitCode, HubctlError} from '../../src/lib/errors.js'
 import {Layout} from '../../src/lib/layout.js'
 import {makeSelfSigned} from '../../src/lib/selfsigned.js'
@@ -90,6 +90,26 @@ describe('acme', () => {
       expect(await readEabHmacKey(undefined, {})).to.equal(undefined)
       const bad = await rejection(readEabHmacKey(undefined, {HUBCTL_EAB_HMAC_KEY: 'not base64 at all!'}))
       expect(bad.message).not.to.include('not base64 at all!')
+    })
+  })
+
+  describe('a failed validation by the CA', () => {
+    const answered = 'http://hub.example.org:8080/.well-known/acme-challenge/<token>'
+    it('names the URL the CA tried and, when its port is not hubctl\'s, says so with the flag to give', () => {
+      const error = validationError('hub.example.org', answered, 8080, 'Get "http://hub.example.org:80/.well-known/acme-challenge/abc_-1": dial tcp 1.2.3.4:80: connect: connection refused')
+      expect(error.exitCode).to.equal(ExitCode.ACME)
+      expect(error.message).to.include('at http://hub.example.org:80/.well-known/acme-challenge/<token>')
+      expect(error.message).to.match(/likely cause: the CA connects to port 80, but hubctl answered on port 8080/)
+      expect(error.fix).to.match(/--http-port 80/)
+    })
+
+    it('tells a refused connection, a timeout and a wrong answer apart', () => {
+      const url = 'http://hub.example.org/.well-known/acme-challenge/tok'
+      expect(validationError('hub.example.org', answered, 80, `Get "${url}": connect: connection refused`).message).to.match(/nothing answered the CA there.*firewall or NAT rejects port 80/)
+      expect(validationError('hub.example.org', answered, 80, `Get "${url}": context deadline exceeded`).message).to.match(/timed out: a firewall probably drops port 80/)
+      const wrong = validationError('hub.example.org', answered, 80, 'The key authorization file from the server did not match this challenge')
+      expect(wrong.message).to.match(/something other than the token/)
+      expect(wrong.message).not.to.include('over http-01 at ')
     })
   })
 
