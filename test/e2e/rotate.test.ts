@@ -84,6 +84,13 @@ async function proxyApiStatus(port: number, token: string): Promise<number> {
 
 const read = (file: string) => fs.readFile(file, 'utf8').then((text) => text.trim())
 
+/** The port flags of the hub already set up under this layout (init again with the same ports). */
+async function portFlagsOf(layout: Layout): Promise<string[]> {
+  const {ports} = JSON.parse(await fs.readFile(layout.settings, 'utf8')) as {ports: Record<string, number>}
+  return ['--http-port', ports.http, '--https-port', ports.https, '--proxy-port', ports.proxy, '--proxy-api-port', ports.proxyApi, '--hub-port', ports.hub,
+    '--proxy-standby-port', ports.proxyStandby, '--proxy-standby-api-port', ports.proxyStandbyApi].map(String)
+}
+
 for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
   describe(`secrets rotate on a running stack with ${jupyterhub}`, function () {
     this.timeout(300_000)
@@ -338,6 +345,28 @@ describe('secrets rotate on a stopped stack, and killed at random moments', func
     }
     const backups = (await fs.readdir(layout.backupDir)).filter((name) => name.startsWith('apiToken.'))
     expect(backups).to.have.length(5)
+  })
+
+  it('two writers at once (rotate and rotate, rotate and init): one waits for the other or refuses; nothing mixes', async () => {
+    const initArgs = ['init', '--prefix', prefix, '--yes', '--domain', 'localhost', '--admin', 'alice', '--tls', 'self-signed', '--dhparam', 'ffdhe2048',
+      '--jupyterhub', DEBIAN_JUPYTERHUB, '--no-systemd', '--no-schedule', ...(await portFlagsOf(layout))]
+    const auditBefore = (await fs.readFile(layout.auditLog, 'utf8')).trim().split('\n').length
+    const results = await Promise.all([
+      hubctl(['secrets', 'rotate', '--api-token', '--cookie-secret', '--yes', '--prefix', prefix]),
+      hubctl(['secrets', 'rotate', '--api-token', '--yes', '--prefix', prefix]),
+      hubctl(initArgs),
+    ])
+    for (const result of results) {
+      expect([0, 6], result.stderr).to.include(result.exitCode)
+      if (result.exitCode === 6) expect(result.stderr).to.match(/another hubctl|lock/i)
+    }
+    const check = await hubctl(['secrets', 'check', '--prefix', prefix])
+    expect(check.exitCode, check.stderr).to.equal(0)
+    const audit = (await fs.readFile(layout.auditLog, 'utf8')).trim().split('\n').slice(auditBefore)
+    const expected = (results[0].exitCode === 0 ? 2 : 0) + (results[1].exitCode === 0 ? 1 : 0)
+    expect(audit, 'one audit line per secret of each rotation that ran').to.have.length(expected)
+    // The API token in the file is the one of the last rotation that ran.
+    expect(audit.filter((line) => line.includes('secret=apiToken')).at(-1)).to.include(`sha256=${(await import('node:crypto')).createHash('sha256').update(await read(layout.apiToken)).digest('hex').slice(0, 8)}`)
   })
 
   it('a rotation killed with SIGKILL at random moments on a running stack leaves valid secrets and a stack that starts healthy', async () => {
