@@ -1,0 +1,96 @@
+import {expect} from 'chai'
+import fs from 'node:fs/promises'
+
+import {HubApi} from '../../src/lib/hubapi.js'
+import {Layout} from '../../src/lib/layout.js'
+import {VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
+
+/*
+ * `hubctl start --cull-idle`: bad durations are refused before anything starts (exit 2); with a
+ * real stack (the virtualenv's JupyterHub, dummy authenticator, SimpleLocalProcessSpawner so no
+ * system user is needed) a server idle longer than the duration is stopped through the hub API by
+ * the supervisor, and `hubctl status` reports it.
+ */
+
+interface Status {
+  servers: Array<{user: string; ready: boolean}>
+  serverWatch?: {cullIdleSeconds: number | null; actions: Array<{user: string; action: string; result: string; reason: string}>}
+}
+
+async function waitFor<T>(what: string, check: () => Promise<T | undefined>, tries = 120, intervalMs = 1000): Promise<T> {
+  let last: unknown
+  for (let i = 0; i < tries; i++) {
+    try {
+      const value = await check()
+      if (value !== undefined) return value
+    } catch (error) {
+      last = error
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs))
+  }
+  throw new Error(`gave up waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`)
+}
+
+describe('hubctl start --cull-idle', function () {
+  this.timeout(300_000)
+
+  let prefix = ''
+  let layout: Layout
+  let ports: Awaited<ReturnType<typeof portFlags>>['ports']
+  const user = 'cullme'
+
+  before(async () => {
+    prefix = await tempPrefix('hubctl-cull')
+    layout = new Layout(prefix)
+    const portInfo = await portFlags()
+    ports = portInfo.ports
+    const init = await hubctl(['init', '--prefix', prefix, '--yes', '--domain', 'localhost', '--admin', user, '--authenticator', 'dummy', '--spawner', 'simple',
+      '--tls', 'self-signed', '--dhparam', 'ffdhe2048', '--jupyterhub', VENV_JUPYTERHUB, '--no-systemd', '--no-schedule', ...portInfo.flags])
+    expect(init.exitCode, init.stderr).to.equal(0)
+  })
+
+  after(async function () {
+    this.timeout(120_000)
+    if (prefix) {
+      await hubctl(['stop', '--prefix', prefix, '--json'])
+      await fs.rm(prefix, {recursive: true, force: true})
+    }
+  })
+
+  it('refuses a bad duration with exit 2 and the fix, before anything starts', async () => {
+    for (const bad of ['30', '5x', '0s', '-1h', 'soon']) {
+      const result = await hubctl(['start', '--prefix', prefix, '--cull-idle', bad])
+      expect(result.exitCode, `${bad}: ${result.stderr}`).to.equal(2)
+      expect(result.stderr).to.match(/^hubctl: --cull-idle .*\. Fix: give a number and a unit, e\.g\. --cull-idle 90s, 30m, 2h/)
+      const json = await hubctl(['start', '--prefix', prefix, '--cull-idle', bad, '--detach', '--json'])
+      expect(json.exitCode).to.equal(2)
+      expect((JSON.parse(json.stdout) as {error: {exitCode: number}}).error.exitCode).to.equal(2)
+    }
+    await fs.access(layout.pidFile).then(() => expect.fail('a pid file was written'), () => {})
+    await fs.access(layout.stateFile).then(() => expect.fail('a state file was written'), () => {})
+  })
+
+  it('stops a server idle longer than the duration, through the hub API, and status says so', async () => {
+    const started = await hubctl(['start', '--detach', '--prefix', prefix, '--cull-idle', '2s', '--json'])
+    expect(started.exitCode, started.stderr + started.stdout).to.equal(0)
+    const api = HubApi.forLayout(layout, {ports})
+    await api.startServer(user)
+    await waitFor('the server to be ready', async () => (await api.userServers(user)).find((s) => s.ready), 120, 500)
+    // The supervisor checks every 30 s: bounded wait for the server to be gone.
+    await waitFor('the idle server to be stopped', async () => ((await api.userServers(user)).length === 0 ? true : undefined))
+    const status = await hubctl(['status', '--prefix', prefix, '--json'])
+    const parsed = JSON.parse(status.stdout) as Status
+    expect(parsed.servers).to.deep.equal([])
+    expect(parsed.serverWatch?.cullIdleSeconds).to.equal(2)
+    const culled = parsed.serverWatch?.actions.filter((a) => a.user === user && a.action === 'culled') ?? []
+    expect(culled, JSON.stringify(parsed.serverWatch)).to.have.length(1)
+    expect(['stopped', 'pending']).to.include(culled[0].result)
+    expect(culled[0].reason).to.match(/^idle for \S+ \(more than 2s\)$/)
+    const events = await fs.readFile(layout.supervisorLog, 'utf8')
+    expect(events).to.match(/user servers idle longer than 2s will be stopped/)
+    expect(events).to.match(new RegExp(`culled the server of ${user}: idle for`))
+    const text = await hubctl(['status', '--prefix', prefix])
+    expect(text.stdout).to.match(/idle servers culled after 2s/)
+    expect(text.stdout).to.match(new RegExp(`culled ${user}: idle for`))
+  })
+})
