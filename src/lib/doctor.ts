@@ -11,6 +11,10 @@ import {checkDns, portInUse} from './preflight.js'
 import {Runner} from './runner.js'
 import {SecretStore} from './secrets.js'
 import {Settings, SettingsStore} from './settings.js'
+import {readState, runningSupervisor} from './supervisor.js'
+import {checkHealth, hubHealthUrl} from './hubapi.js'
+
+const PORT_FLAGS: Record<string, string> = {http: 'http-port', https: 'https-port', proxy: 'proxy-port', proxyApi: 'proxy-api-port', hub: 'hub-port', proxyStandby: 'proxy-standby-port', proxyStandbyApi: 'proxy-standby-api-port'}
 
 export type CheckStatus = 'pass' | 'warn' | 'fail'
 
@@ -57,6 +61,7 @@ export class Doctor {
       ['nginx config', () => this.checkNginx()],
       ['dns', () => this.checkDns()],
       ['ports', () => this.checkPorts()],
+      ['processes', () => this.checkProcesses()],
     ]
     for (const [name, fn] of all) {
       if (!this.settings && name !== 'secrets') continue
@@ -176,10 +181,41 @@ export class Doctor {
     return results
   }
 
+  /**
+   * While the stack runs its ports are its own; while it is stopped none may be taken (the system's
+   * nginx may hold the HTTP(S) ports at prefix /), or the stack would not start.
+   */
   async checkPorts(): Promise<CheckResult> {
+    const {layout} = this.deps
     const ports = this.settings!.ports
-    const listening: string[] = []
-    for (const [name, port] of Object.entries(ports)) if (await portInUse(port)) listening.push(`${name} ${port}`)
-    return {check: 'ports', status: 'pass', message: listening.length > 0 ? `listening: ${listening.join(', ')}` : 'none of the hub\'s ports is in use (the stack is stopped)'}
+    const listening: Array<[string, number]> = []
+    for (const [name, port] of Object.entries(ports)) if (await portInUse(port)) listening.push([name, port])
+    const running = await runningSupervisor(layout)
+    if (running) return {check: 'ports', status: 'pass', message: `the running stack listens on ${listening.map(([name, port]) => `${name} ${port}`).join(', ') || 'none'}`}
+    const nginxMayHold = layout.isSystem ? ['http', 'https'] : []
+    const taken = listening.filter(([name]) => !nginxMayHold.includes(name))
+    if (taken.length === 0) return {check: 'ports', status: 'pass', message: 'the hub\'s ports are free (the stack is stopped)'}
+    const [name, port] = taken[0]
+    return {check: 'ports', status: 'fail', message: `the stack is stopped, but ${taken.map(([n, p]) => `${n} port ${p}`).join(', ')} ${taken.length > 1 ? 'are' : 'is'} taken by another program`, fix: `\`ss -ltnp 'sport = :${port}'\` names it: stop it, or run \`hubctl init\` again with another --${PORT_FLAGS[name] ?? name}`}
+  }
+
+  /** When the stack runs: each program running, none in a crash loop, the hub healthy directly and through the proxy. */
+  async checkProcesses(): Promise<CheckResult> {
+    const {layout} = this.deps
+    const settings = this.settings!
+    const supervisor = await runningSupervisor(layout)
+    if (!supervisor) return {check: 'processes', status: 'warn', message: 'the hub is not running', fix: layout.isSystem ? 'systemctl start jupyterhub (or `hubctl start --detach`)' : `hubctl start --detach --prefix ${layout.prefix}`}
+    const state = await readState(layout)
+    const problems: string[] = []
+    for (const name of ['proxy', 'hub', 'nginx'] as const) {
+      const child = state?.[name]
+      if (!child) continue
+      if (child.crashLoop) problems.push(`${name} is in a crash loop (see ${child.log})`)
+      else if (!child.running) problems.push(`${name} is not running (being restarted; see ${child.log})`)
+    }
+    if (!(await checkHealth(hubHealthUrl(settings)))) problems.push(`the hub does not answer ${hubHealthUrl(settings)}`)
+    else if (!(await checkHealth(hubHealthUrl(settings, 'proxy')))) problems.push(`the hub does not answer through the proxy (${hubHealthUrl(settings, 'proxy')})`)
+    if (problems.length > 0) return {check: 'processes', status: 'fail', message: problems.join('; '), fix: `read the logs named, then \`hubctl restart --prefix ${layout.prefix}\``}
+    return {check: 'processes', status: 'pass', message: `supervisor (pid ${supervisor.pid}), proxy, hub${state?.nginx ? ', nginx' : ''} running; the hub is healthy directly and through the proxy`}
   }
 }
