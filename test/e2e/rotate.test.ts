@@ -287,6 +287,24 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       serverPid = pids[0]
     })
 
+    it('no secret value, old or new, is in any log, any argv or the audit log', async () => {
+      const values = [
+        ...(await Promise.all([layout.cookieSecret, layout.proxyAuthToken, layout.apiToken].map(read))),
+        ...(await Promise.all((await fs.readdir(layout.backupDir)).filter((name) => !name.startsWith('dhparam')).map((name) => read(`${layout.backupDir}/${name}`)))),
+      ]
+      expect(values.length).to.be.greaterThan(3)
+      const logs = await fs.readdir(layout.logDir)
+      const texts = await Promise.all(logs.map((name) => fs.readFile(`${layout.logDir}/${name}`, 'utf8').then((text) => [name, text] as const)))
+      const argvs: string[] = []
+      for (const pid of (await fs.readdir('/proc')).filter((entry) => /^\d+$/.test(entry))) {
+        argvs.push(await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => ''))
+      }
+      for (const value of values) {
+        for (const [name, text] of texts) expect(text.includes(value), `a secret in ${name}`).to.equal(false)
+        expect(argvs.some((argv) => argv.includes(value)), 'a secret in some process\'s argv').to.equal(false)
+      }
+    })
+
     it('refuses to guess: no secret named with --yes is an error that changes nothing', async () => {
       const before = await read(layout.cookieSecret)
       const result = await hubctl(['secrets', 'rotate', '--yes', '--prefix', prefix])
