@@ -1,15 +1,18 @@
 import {expect} from 'chai'
 import fs from 'node:fs/promises'
+import path from 'node:path'
 
 import {HubApi} from '../../src/lib/hubapi.js'
 import {Layout} from '../../src/lib/layout.js'
 import {VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
 
 /*
- * `hubctl start --cull-idle`: bad durations are refused before anything starts (exit 2); with a
+ * User servers followed by the supervisor. `hubctl start --cull-idle`: bad durations are refused before anything starts (exit 2); with a
  * real stack (the virtualenv's JupyterHub, dummy authenticator, SimpleLocalProcessSpawner so no
  * system user is needed) a server idle longer than the duration is stopped through the hub API by
- * the supervisor, and `hubctl status` reports it.
+ * the supervisor, and `hubctl status` reports it. A server whose process is gone while the hub
+ * still believes it running (the hub's own poll turned off, so that only hubctl can notice) is
+ * cleaned up through the hub API after its port refused three checks.
  */
 
 interface Status {
@@ -92,5 +95,76 @@ describe('hubctl start --cull-idle', function () {
     const text = await hubctl(['status', '--prefix', prefix])
     expect(text.stdout).to.match(/idle servers culled after 2s/)
     expect(text.stdout).to.match(new RegExp(`culled ${user}: idle for`))
+  })
+})
+
+/** The pids of user servers whose environment names this user and this hub. */
+async function serverPids(user: string, hubPort: number): Promise<number[]> {
+  const pids: number[] = []
+  for (const name of await fs.readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    const env = (await fs.readFile(`/proc/${name}/environ`, 'utf8').catch(() => '')).split('\0')
+    if (env.includes(`JUPYTERHUB_USER=${user}`) && env.includes(`JUPYTERHUB_API_URL=http://127.0.0.1:${hubPort}/hub/api`)) pids.push(Number(name))
+  }
+  return pids
+}
+
+describe('a user server whose process is gone', function () {
+  this.timeout(300_000)
+
+  let prefix = ''
+  let layout: Layout
+  let ports: Awaited<ReturnType<typeof portFlags>>['ports']
+  const user = 'ghost'
+
+  before(async () => {
+    prefix = await tempPrefix('hubctl-gone')
+    layout = new Layout(prefix)
+    const portInfo = await portFlags()
+    ports = portInfo.ports
+    const init = await hubctl(['init', '--prefix', prefix, '--yes', '--domain', 'localhost', '--admin', user, '--authenticator', 'dummy', '--spawner', 'simple',
+      '--tls', 'self-signed', '--dhparam', 'ffdhe2048', '--jupyterhub', VENV_JUPYTERHUB, '--no-systemd', '--no-schedule', ...portInfo.flags])
+    expect(init.exitCode, init.stderr).to.equal(0)
+    // The hub's own poll of its spawners would notice a dead server first: off, for this test.
+    await fs.writeFile(path.join(layout.hubConfigD, '90-no-poll.py'), 'c.Spawner.poll_interval = 0\n', {mode: 0o644})
+    const started = await hubctl(['start', '--detach', '--prefix', prefix, '--json'])
+    expect(started.exitCode, started.stderr + started.stdout).to.equal(0)
+  })
+
+  after(async function () {
+    this.timeout(120_000)
+    if (prefix) {
+      await hubctl(['stop', '--prefix', prefix, '--json'])
+      for (const pid of await serverPids(user, ports.hub)) {
+        try {
+          process.kill(pid, 'SIGKILL')
+        } catch {
+          // gone
+        }
+      }
+      await fs.rm(prefix, {recursive: true, force: true})
+    }
+  })
+
+  it('is cleaned up through the hub API once its port refused three checks', async () => {
+    const api = HubApi.forLayout(layout, {ports})
+    await api.startServer(user)
+    await waitFor('the server to be ready', async () => (await api.userServers(user)).find((s) => s.ready), 120, 500)
+    const pids = await waitFor('the server process', async () => {
+      const found = await serverPids(user, ports.hub)
+      return found.length > 0 ? found : undefined
+    }, 20, 500)
+    for (const pid of pids) process.kill(pid, 'SIGKILL')
+    // The hub still lists it as ready: it does not poll.
+    expect((await api.userServers(user)).map((s) => s.ready)).to.deep.equal([true])
+    // Three checks 30 s apart, then the DELETE: bounded wait for the hub to forget it.
+    await waitFor('the gone server to be cleaned up', async () => ((await api.userServers(user)).length === 0 ? true : undefined), 150, 1000)
+    const parsed = JSON.parse((await hubctl(['status', '--prefix', prefix, '--json'])).stdout) as Status
+    expect(parsed.servers).to.deep.equal([])
+    const cleaned = parsed.serverWatch?.actions.filter((a) => a.user === user) ?? []
+    expect(cleaned.map((a) => a.action), JSON.stringify(parsed.serverWatch)).to.deep.equal(['cleaned-up'])
+    expect(cleaned[0].reason).to.match(/refused 3 checks in a row/)
+    const events = await fs.readFile(layout.supervisorLog, 'utf8')
+    expect(events).to.match(new RegExp(`cleaned up the server of ${user}: its route's target refused 3 checks in a row`))
   })
 })

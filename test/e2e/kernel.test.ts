@@ -8,6 +8,7 @@ import WebSocket from 'ws'
 
 import {HubApi} from '../../src/lib/hubapi.js'
 import {Layout} from '../../src/lib/layout.js'
+import {findRoute, proxyRoutes} from '../../src/lib/servers.js'
 import {DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
 
 /*
@@ -239,6 +240,15 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       const streams = replies.filter((m) => m.header.msg_type === 'stream')
       expect(streams.map((m) => m.content.name)).to.deep.equal(['stdout'])
       expect(streams.map((m) => m.content.text).join('')).to.equal('42\n')
+    })
+
+    it('the proxy\'s routing table names the server\'s target (where hubctl tells a gone server from a missing route)', async () => {
+      const routes = await proxyRoutes(`http://127.0.0.1:${ports.proxyApi}`, async () => (await fs.readFile(layout.proxyAuthToken, 'utf8')).trim(), fetch)()
+      const route = findRoute(routes, {user, name: '', url: `/user/${user}/`})
+      expect(route?.target, JSON.stringify(routes)).to.match(/^http:\/\/127\.0\.0\.1:\d+$/)
+      const direct = await fetch(`${route!.target}/user/${user}/api`)
+      expect(direct.status).to.equal(200)
+      expect(((await direct.json()) as {version?: unknown}).version).to.be.a('string')
     })
 
     it('hubctl status shows the server with its route checked by the supervisor', async () => {
