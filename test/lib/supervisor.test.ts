@@ -58,6 +58,11 @@ class FakeClock implements Clock {
   get pending(): number {
     return this.timers.length
   }
+
+  /** Whether a sleep ends `ms` from now (a restart's backoff, once it is scheduled). */
+  sleepsFor(ms: number): boolean {
+    return this.timers.some((timer) => timer.at === this.t + ms)
+  }
 }
 
 /** Let promise chains and real file I/O that are under way go on (a few turns of the event loop). */
@@ -214,6 +219,18 @@ async function restarted(h: Harness, name: ChildName, n: number): Promise<void> 
   await settle()
 }
 
+/**
+ * End the child's latest process and move the clock by the backoff the supervisor announced, once
+ * its restart is scheduled (it may be scheduled only when a restart still under way is done).
+ */
+async function crash(h: Harness, name: ChildName, how: {code?: number; signal?: NodeJS.Signals} = {code: 1}): Promise<number> {
+  h.latest(name).exit(how.code ?? null, how.signal ?? null)
+  const delay = announcedDelays(h.events, name).at(-1)!
+  await until(`the ${name}'s restart to be scheduled`, () => h.clock.sleepsFor(delay))
+  await h.clock.advance(delay)
+  return delay
+}
+
 /** The delay of the restart an 'exited' event announced, in ms. */
 function announcedDelays(events: SupervisorEvent[], child: ChildName): number[] {
   return events.filter((e) => e.event === 'exited' && e.child === child).map((e) => Math.round(Number(/ in ([\d.]+)s$/.exec(e.message)?.[1]) * 1000))
@@ -260,6 +277,7 @@ describe('Supervisor (fake spawn and clock)', function () {
     await until('the failed start to be reported', () => announcedDelays(h.events, 'hub').length === 2)
     expect(h.events.filter((e) => e.event === 'exited').at(-1)?.message).to.match(/could not be started \(ENOENT\)/)
     expect(announcedDelays(h.events, 'hub')).to.deep.equal([500, 1000])
+    await until('the retry to be scheduled', () => h.clock.sleepsFor(1000))
     await h.clock.advance(1000)
     await restarted(h, 'hub', 3)
     expect((await readState(h.layout))?.hub).to.include({running: true, restarts: 2})
@@ -269,9 +287,7 @@ describe('Supervisor (fake spawn and clock)', function () {
   it('backoff doubles for each exit in a row, is capped, and starts again after a stable run', async () => {
     const h = await startHarness()
     for (let i = 1; i <= 8; i++) {
-      h.latest('proxy').exit(null, 'SIGKILL')
-      const delay = announcedDelays(h.events, 'proxy').at(-1)!
-      await h.clock.advance(delay)
+      await crash(h, 'proxy', {signal: 'SIGKILL'})
       await restarted(h, 'proxy', i + 1)
     }
     expect(announcedDelays(h.events, 'proxy')).to.deep.equal([500, 1000, 2000, 4000, 8000, 16_000, 30_000, 30_000])
@@ -286,12 +302,8 @@ describe('Supervisor (fake spawn and clock)', function () {
     const h = await startHarness()
     const crashLoop = async () => Boolean((await readState(h.layout))?.hub.crashLoop)
     for (let i = 1; i <= 5; i++) {
-      h.latest('hub').exit(1)
-      if (i === 4) {
-        await settle()
-        expect(h.events.some((e) => e.event === 'crash-loop'), 'not after 4 exits').to.equal(false)
-      }
-      await h.clock.advance(announcedDelays(h.events, 'hub').at(-1)!)
+      await crash(h, 'hub')
+      if (i === 4) expect(h.events.some((e) => e.event === 'crash-loop'), 'not after 4 exits').to.equal(false)
       await restarted(h, 'hub', i + 1)
     }
     expect(h.events.filter((e) => e.event === 'crash-loop').map((e) => e.child)).to.deep.equal(['hub'])
@@ -309,13 +321,11 @@ describe('Supervisor (fake spawn and clock)', function () {
   it('a crash loop before the hub was ever ready fails the start (exit 7) and stops everything', async () => {
     const h = await startHarness({hubHealthy: false, waitReady: false})
     await until('the hub to start', () => h.spawned('hub') === 1)
-    for (let i = 1; i <= 5; i++) {
-      h.latest('hub').exit(1)
-      if (i < 5) {
-        await h.clock.advance(announcedDelays(h.events, 'hub').at(-1)!)
-        await restarted(h, 'hub', i + 1)
-      }
+    for (let i = 1; i <= 4; i++) {
+      await crash(h, 'hub')
+      await restarted(h, 'hub', i + 1)
     }
+    h.latest('hub').exit(1)
     await until('run() to end', () => h.settled.done, {clock: h.clock, stepMs: 200})
     expect(h.settled.error).to.be.instanceOf(HubctlError)
     expect((h.settled.error as HubctlError).exitCode).to.equal(ExitCode.RUNTIME)
@@ -343,8 +353,7 @@ describe('Supervisor (fake spawn and clock)', function () {
     const h = await startHarness()
     const proxyApiCalls = () => h.requests.filter((r) => /\/hub\/api\/proxy$/.test(r.url))
     expect(proxyApiCalls(), 'none while the first proxy runs').to.deep.equal([])
-    h.latest('proxy').exit(null, 'SIGKILL')
-    await h.clock.advance(500)
+    expect(await crash(h, 'proxy', {signal: 'SIGKILL'})).to.equal(500)
     await until('the hub API call', () => proxyApiCalls().length > 0)
     expect(['POST', 'PATCH']).to.include(proxyApiCalls()[0].method)
     await until('the route sync in state.json', async () => (await readState(h.layout))?.lastRouteSync?.ok === true)
