@@ -97,10 +97,10 @@ export interface AcmeFlags {
  * HTTP port (`hubHttpPort`): otherwise the challenge follows the hub's port.
  */
 export async function acmeSettingsFrom(flags: AcmeFlags, previous?: AcmeSettings, hubHttpPort?: number): Promise<AcmeSettings> {
-  if (flags.staging && flags['acme-directory']) throw usageError('--staging and --acme-directory both choose the ACME server', 'give one of them')
+  if (flags.staging && flags['acme-directory'] !== undefined) throw usageError('--staging and --acme-directory both choose the ACME server', 'give one of them')
   let directory = previous?.directory ?? LETSENCRYPT_PRODUCTION
   if (flags.staging) directory = LETSENCRYPT_STAGING
-  if (flags['acme-directory']) directory = parseDirectoryUrl(flags['acme-directory'])
+  if (flags['acme-directory'] !== undefined) directory = parseDirectoryUrl(flags['acme-directory'])
   let caCert = previous?.caCert
   if (flags['acme-ca-cert'] !== undefined) {
     caCert = path.resolve(flags['acme-ca-cert'])
@@ -388,7 +388,12 @@ export async function selfCheck(url: string, expected: string, responder: 'hubct
       request.on('error', reject)
     })
   } catch (error) {
-    throw new HubctlError(`the ACME challenge at ${url} cannot be fetched (${errnoCode(error) ?? (error as Error).message}); ${causes}`, {exitCode: ExitCode.ACME, fix: 'make the domain resolve to this machine and the HTTP port reachable, then run again'})
+    const code = errnoCode(error)
+    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'ENODATA') {
+      const host = new URL(url).hostname
+      throw new HubctlError(`the ACME challenge at ${url} cannot be fetched (${code}): ${host} does not resolve to any address from this machine, so the CA cannot reach it either`, {exitCode: ExitCode.ACME, fix: `create the DNS A (and AAAA) record of ${host} pointing at this machine, wait until it resolves, then run again`})
+    }
+    throw new HubctlError(`the ACME challenge at ${url} cannot be fetched (${code ?? (error as Error).message}); ${causes}`, {exitCode: ExitCode.ACME, fix: 'make the domain resolve to this machine and the HTTP port reachable, then run again'})
   }
   if (result.status !== 200 || result.body.trim() !== expected) {
     const got = result.status === 200 ? 'a different answer' : `HTTP ${result.status}`
@@ -457,6 +462,29 @@ function mapAcmeError(error: unknown, directoryUrl: string): HubctlError {
   return new HubctlError(`the ACME server ${originOf(directoryUrl)} refused: ${message}`, {exitCode: ExitCode.ACME, fix: 'read the reason above; the live certificate is untouched. Check the domains, the contact e-mail and the server\'s policy, then run again', cause: error})
 }
 
+const DEFAULT_BACKOFF = {attempts: 8, min: 1000, max: 8000}
+
+/**
+ * Wait until the CA has validated one authorization: bounded checks with growing delays. Not
+ * acme-client's waitForValidStatus, which retries every failure with the same delays, so a CA that
+ * went away mid-order kept hubctl waiting for about a minute: here a CA that stops answering (after
+ * the single transport retry configured above) ends the wait at once.
+ */
+async function waitForAuthorization(client: Connected['client'], order: Awaited<ReturnType<Connected['client']['createOrder']>>, authzUrl: string, backoff: {attempts: number; min: number; max: number}): Promise<void> {
+  let delay = backoff.min
+  for (let check = 1; ; check++) {
+    const [authz] = await client.getAuthorizations({...order, authorizations: [authzUrl]})
+    if (authz?.status === 'valid') return
+    if (authz?.status !== 'pending') {
+      const detail = authz?.challenges.map((challenge) => (challenge as {error?: {detail?: string}}).error?.detail).find(Boolean)
+      throw new Error(detail ?? `the authorization is ${authz?.status ?? 'missing'}`)
+    }
+    if (check >= backoff.attempts) throw new Error(`the CA had not validated it after ${check} checks; it may be slow: run again later`)
+    await new Promise((resolve) => setTimeout(resolve, delay))
+    delay = Math.min(delay * 2, backoff.max)
+  }
+}
+
 /**
  * The CA could not fetch the token that hubctl's own check fetched a moment before: name the URL
  * the CA tried (from its error) and the likely cause, a port other than hubctl's first.
@@ -513,7 +541,7 @@ async function connect(request: Pick<ObtainRequest, 'directoryUrl' | 'caCertFile
   configureAxios(acme, agent, timeoutMs)
   acme.setLogger((line: string) => deps.debug?.(line))
   recorder = {}
-  const backoff = deps.backoff ?? {attempts: 8, min: 1000, max: 8000}
+  const backoff = deps.backoff ?? DEFAULT_BACKOFF
   const client = new acme.Client({
     directoryUrl: request.directoryUrl,
     accountKey: await accountPem(acme),
@@ -640,7 +668,7 @@ export async function obtainCertificate(request: ObtainRequest, deps: AcmeDeps):
         log(`${authz.identifier.value}: ${url} answers (${responder.kind === 'hubctl' ? 'hubctl\'s own listener' : 'nginx, from the webroot'}); asking the CA to validate`)
         await client.completeChallenge(challenge)
         try {
-          await client.waitForValidStatus(challenge)
+          await waitForAuthorization(client, order, authz.url, deps.backoff ?? DEFAULT_BACKOFF)
         } catch (error) {
           // The CA itself gone or limiting: reported as such by mapAcmeError, not as a validation failure.
           if (recorder.rateLimit || recorder.network) throw error
