@@ -12,7 +12,7 @@ export default class Start extends BaseCommand<typeof Start> {
   static override summary = 'Run the hub: configurable-http-proxy, JupyterHub and (for a --prefix other than /) nginx, supervised.'
 
   static override description = `Starts configurable-http-proxy (its token in its environment only), then JupyterHub, then nginx when hubctl runs it itself, and waits until /hub/health answers through the proxy. A program that exits is restarted with exponential backoff; after the proxy restarts the hub re-adds every route at once. Each program writes to its own log under var/log/jupyterhub; hubctl's own events go to standard output (with --json, one JSON object per line).
-Every 30 seconds hubctl lists the user servers through the hub API and probes each one's route through the proxy (\`hubctl status\` shows the result); a server whose port refuses connections three checks in a row is stopped through the API, and with --cull-idle so is a server idle longer than the duration.
+Every 30 seconds hubctl lists the user servers through the hub API and checks each one's route (the proxy's routing table, then the route's target; \`hubctl status\` shows the result); a server whose port refuses connections three checks in a row is stopped through the API, and with --cull-idle so is a server idle longer than the duration.
 SIGTERM or SIGINT stops the hub, then the proxy, then nginx; user servers keep running (use \`hubctl stop\` to stop them too). SIGHUP restarts the proxy and the hub (what \`hubctl restart\` sends).
 Runs in the foreground, as a service manager expects; --detach runs it in the background and returns once the hub is ready.`
 

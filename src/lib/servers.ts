@@ -2,22 +2,30 @@ import type {FetchLike, HubApi, ServerInfo} from './hubapi.js'
 import {formatDuration} from './duration.js'
 
 /*
- * hubctl follows the user servers the hub spawns: it lists them through the hub's REST API, probes
- * each ready one's route through configurable-http-proxy, and reports them; with a cull time it asks
- * the hub to stop those idle longer than that; and it cleans up, through the API, a server the hub
- * believes running whose process is gone.
+ * hubctl follows the user servers the hub spawns: it lists them through the hub's REST API, checks
+ * each ready one's route, and reports them; with a cull time it asks the hub to stop those idle
+ * longer than that; and it cleans up, through the API, a server the hub believes running whose
+ * process is gone.
+ *
+ * A route is checked where the proxy would send a request: hubctl reads configurable-http-proxy's
+ * routing table (GET /api/routes with the proxy's token) and asks the route's target for
+ * `<server url>api`, which a Jupyter server answers 200 with its version and without a login.
+ * Not through the proxy's public port: the proxy records every successful request as activity of
+ * the route, the hub copies that into the server's last activity every 5 minutes, and a probe
+ * every 30 s would then keep every server "active" for ever (no idle culling, hubctl's or
+ * jupyterhub-idle-culler's). A direct, unauthenticated request is not activity to the server either.
  *
  * "Gone" is decided without the hub's server state (that needs admin:server_state, which hubctl's
- * service does not have and should not: for some spawners the state holds credentials). Instead,
- * when a ready server's route does not answer through the proxy, hubctl looks up the route's
- * target in the proxy's routing table and connects to it directly. A connection *refused* there
- * means nothing listens on the server's port: after `goneAfterRefusals` such checks in a row
- * (default 3, one check per `intervalMs`), hubctl asks the hub to stop the server
- * (DELETE /hub/api/users/NAME/server), which clears its record and its route; the user can start
- * it again. A timeout, a reset or any HTTP answer is never taken for "gone" (a busy server is
- * slow, not dead). For the LocalProcessSpawner the hub's own poll usually notices a dead pid first;
- * this covers the cases it does not (a pid reused by another process, a spawner whose poll
- * cannot see the process, a server that stopped listening).
+ * service does not have and should not: for some spawners the state holds credentials). A
+ * connection *refused* at the route's target means nothing listens on the server's port: hubctl
+ * first has the hub re-check the proxy's routes (POST /hub/api/proxy: a route left pointing at an
+ * old port is corrected), and after `goneAfterRefusals` such checks in a row (default 3, one check
+ * per `intervalMs`) asks the hub to stop the server (DELETE /hub/api/users/NAME/server), which
+ * clears its record and its route; the user can start it again. A timeout, a reset or any HTTP
+ * answer is never taken for "gone" (a busy server is slow, not dead). For the LocalProcessSpawner
+ * the hub's own poll usually notices a dead pid first; this covers what it does not (polling
+ * turned off, a pid reused by another process, a spawner whose poll cannot see the process, a
+ * server that stopped listening).
  *
  * Nothing here imports oclif: the hub API, the clock and fetch are parameters.
  */
@@ -33,7 +41,7 @@ export interface WatchedServer {
   started: string | null
   /** Seconds since its last activity (or its start), when the hub said either. */
   idleSeconds: number | null
-  /** Whether the server itself answered through the proxy; null when not probed (not ready yet, or stopping). */
+  /** Whether the server answered at its route's target in the proxy; null when not probed (not ready yet, stopping) or the proxy's table could not be read. */
   routeOk: boolean | null
   /** What the failed probe saw. */
   routeProblem?: string
@@ -72,11 +80,9 @@ export interface ProxyRoute {
 export type ProxyRoutes = () => Promise<Record<string, ProxyRoute>>
 
 export interface ServerWatcherOptions {
-  api: Pick<HubApi, 'listServers' | 'stopServer'>
-  /** The proxy's public side, e.g. http://127.0.0.1:8000 (server urls are appended). */
-  proxyUrl: string
-  /** The proxy's routing table, to reach a server directly when its route does not answer. */
-  routes?: ProxyRoutes
+  api: Pick<HubApi, 'listServers' | 'stopServer'> & Partial<Pick<HubApi, 'syncProxy'>>
+  /** The proxy's routing table: where each server's route leads. */
+  routes: ProxyRoutes
   clock: {now(): number}
   fetch: FetchLike
   /** Stop servers idle longer than this; undefined: never. */
@@ -93,8 +99,8 @@ export interface ServerWatcherOptions {
 
 const MAX_ACTIONS = 20
 
-/** The probe's verdict on one server. */
-type Probe = {routeOk: true} | {routeOk: false; problem: string; refused: boolean}
+/** The probe's verdict on one server (routeOk null: could not be told). */
+type Probe = {routeOk: true} | {routeOk: false | null; problem: string; refused: boolean}
 
 export class ServerWatcher {
   private readonly intervalMs: number
@@ -201,38 +207,37 @@ export class ServerWatcher {
     const results: Array<Probe | undefined> = servers.map(() => undefined)
     const todo = servers.map((server, index) => ({server, index})).filter(({server}) => server.ready && !server.pending && server.url)
     if (todo.length === 0) return results
-    let routes: Record<string, ProxyRoute> | undefined | null = null
-    const routeTable = async () => {
-      // Asked once per check, and only when some route failed.
-      if (routes === null) routes = await this.options.routes?.().catch(() => undefined)
-      return routes
+    let table: Record<string, ProxyRoute>
+    try {
+      table = await this.options.routes()
+    } catch (error) {
+      const problem = `the proxy's routing table could not be read (${(error as Error).message})`
+      for (const {index} of todo) results[index] = {routeOk: null, problem, refused: false}
+      return results
     }
     const next = async (): Promise<void> => {
       for (let item = todo.shift(); item; item = todo.shift()) {
-        results[item.index] = await this.probe(item.server, routeTable)
+        results[item.index] = await this.probe(item.server, table)
       }
     }
     await Promise.all(Array.from({length: Math.min(this.concurrency, todo.length)}, next))
+    if (results.some((result) => result !== undefined && result.routeOk !== true && result.refused) && this.options.api.syncProxy) {
+      // A route may point at a port the server left: the hub corrects its routes before anything is taken for gone.
+      await this.options.api.syncProxy().catch((error: unknown) => this.log('warn', 'routes', `could not have the hub re-check the proxy's routes: ${(error as Error).message}`))
+    }
     return results
   }
 
-  /**
-   * Through the proxy, `<server url>api` answers 200 with the Jupyter server's version (no login
-   * needed): that is the server itself. Anything else (the hub answering in its place because the
-   * route is missing, the proxy's error page because the server refused) is a failed route; then
-   * the route's target is tried directly to tell a gone process from a missing route.
-   */
-  private async probe(server: ServerInfo, routeTable: () => Promise<Record<string, ProxyRoute> | undefined>): Promise<Probe> {
-    const through = await this.get(`${this.options.proxyUrl.replace(/\/+$/, '')}${server.url}api`)
-    if (through.status === 200 && through.jupyter) return {routeOk: true}
-    const problem = through.status === undefined ? `the proxy did not answer (${through.error})` : `the proxy answered ${through.status}`
-    const table = await routeTable()
-    if (!table) return {routeOk: false, problem, refused: false}
+  /** The route's target, asked directly for `<server url>api`: a Jupyter server answers 200 with its version. */
+  private async probe(server: ServerInfo, table: Record<string, ProxyRoute>): Promise<Probe> {
     const route = findRoute(table, server)
-    if (!route) return {routeOk: false, problem: `${problem}; the proxy has no route for ${server.url}`, refused: false}
-    const direct = await this.get(`${route.target.replace(/\/+$/, '')}${server.url}api`)
-    if (direct.status !== undefined) return {routeOk: false, problem: `${problem}; the server answers ${direct.status} at its target`, refused: false}
-    return {routeOk: false, problem: `${problem}; its target ${route.target} ${direct.error === 'ECONNREFUSED' ? 'refused the connection' : `failed (${direct.error})`}`, refused: direct.error === 'ECONNREFUSED'}
+    if (!route) return {routeOk: false, problem: `the proxy has no route for ${server.url}`, refused: false}
+    const target = route.target.replace(/\/+$/, '')
+    const answer = await this.get(`${target}${server.url}api`)
+    if (answer.status === 200 && answer.jupyter) return {routeOk: true}
+    if (answer.status !== undefined) return {routeOk: false, problem: `its route's target ${target} answered ${answer.status}${answer.status === 200 ? ' without a Jupyter server\'s version' : ''}`, refused: false}
+    const refused = answer.error === 'ECONNREFUSED'
+    return {routeOk: false, problem: `its route's target ${target} ${refused ? 'refused the connection' : `did not answer (${answer.error})`}`, refused}
   }
 
   private async get(url: string): Promise<{status?: number; jupyter?: boolean; error?: string}> {
@@ -274,9 +279,9 @@ export function proxyRoutes(apiUrl: string, token: () => Promise<string>, fetchF
   }
 }
 
-/** The watcher the supervisor runs for these ports: the proxy's public port and its API. */
+/** The watcher the supervisor runs: the proxy's routing table on its API port, read with its token. */
 export function createServerWatcher(options: {
-  ports: {proxy: number; proxyApi: number}
+  ports: {proxyApi: number}
   api: ServerWatcherOptions['api']
   proxyToken: () => Promise<string>
   fetch: FetchLike
@@ -287,7 +292,6 @@ export function createServerWatcher(options: {
 }): ServerWatcher {
   return new ServerWatcher({
     api: options.api,
-    proxyUrl: `http://127.0.0.1:${options.ports.proxy}`,
     routes: proxyRoutes(`http://127.0.0.1:${options.ports.proxyApi}`, options.proxyToken, options.fetch),
     clock: options.clock,
     fetch: options.fetch,
@@ -309,7 +313,7 @@ function errorCode(error: unknown): string {
 
 /** One server as `hubctl status` shows it: the hub's live view, with the supervisor's last probe of its route. */
 export type StatusServer = Pick<ServerInfo, 'user' | 'name' | 'url' | 'ready' | 'lastActivity'> & {
-  /** true: answered through the proxy; false: did not (routeProblem says why); null: not probed yet. */
+  /** true: answered at its route's target; false: did not (routeProblem says why); null: not probed yet. */
   routeOk: boolean | null
   routeProblem?: string
 }

@@ -4,6 +4,7 @@ import path from 'node:path'
 
 import {HubApi} from '../../src/lib/hubapi.js'
 import {Layout} from '../../src/lib/layout.js'
+import {findRoute, proxyRoutes} from '../../src/lib/servers.js'
 import {VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
 
 /*
@@ -16,8 +17,8 @@ import {VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
  */
 
 interface Status {
-  servers: Array<{user: string; ready: boolean}>
-  serverWatch?: {cullIdleSeconds: number | null; actions: Array<{user: string; action: string; result: string; reason: string}>}
+  servers: Array<{user: string; ready: boolean; routeOk?: boolean | null}>
+  serverWatch?: {checkedAt: string; cullIdleSeconds: number | null; actions: Array<{user: string; action: string; result: string; reason: string}>}
 }
 
 async function waitFor<T>(what: string, check: () => Promise<T | undefined>, tries = 120, intervalMs = 1000): Promise<T> {
@@ -146,9 +147,26 @@ describe('a user server whose process is gone', function () {
     }
   })
 
-  it('is cleaned up through the hub API once its port refused three checks', async () => {
+  it('while it runs, the supervisor\'s checks are not activity in the proxy\'s route', async () => {
     const api = HubApi.forLayout(layout, {ports})
     await api.startServer(user)
+    await waitFor('the server to be ready', async () => (await api.userServers(user)).find((s) => s.ready), 120, 500)
+    const status = async () => JSON.parse((await hubctl(['status', '--prefix', prefix, '--json'])).stdout) as Status
+    const checked = await waitFor('a check that found the route', async () => {
+      const s = await status()
+      return s.servers[0]?.routeOk === true ? s.serverWatch!.checkedAt : undefined
+    }, 90)
+    const routes = proxyRoutes(`http://127.0.0.1:${ports.proxyApi}`, async () => (await fs.readFile(layout.proxyAuthToken, 'utf8')).trim(), fetch)
+    const activity = async () => (findRoute(await routes(), {user, name: '', url: `/user/${user}/`}) as {last_activity?: string} | undefined)?.last_activity
+    const before = await activity()
+    expect(before, 'the proxy keeps a last_activity per route').to.be.a('string')
+    await waitFor('the next check', async () => ((await status()).serverWatch!.checkedAt !== checked ? true : undefined), 90)
+    expect((await status()).servers[0].routeOk).to.equal(true)
+    expect(await activity()).to.equal(before)
+  })
+
+  it('is cleaned up through the hub API once its port refused three checks', async () => {
+    const api = HubApi.forLayout(layout, {ports})
     await waitFor('the server to be ready', async () => (await api.userServers(user)).find((s) => s.ready), 120, 500)
     const pids = await waitFor('the server process', async () => {
       const found = await serverPids(user, ports.hub)

@@ -242,7 +242,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       expect(streams.map((m) => m.content.text).join('')).to.equal('42\n')
     })
 
-    it('the proxy\'s routing table names the server\'s target (where hubctl tells a gone server from a missing route)', async () => {
+    it('the proxy\'s routing table names the server\'s target (where hubctl checks each server)', async () => {
       const routes = await proxyRoutes(`http://127.0.0.1:${ports.proxyApi}`, async () => (await fs.readFile(layout.proxyAuthToken, 'utf8')).trim(), fetch)()
       const route = findRoute(routes, {user, name: '', url: `/user/${user}/`})
       expect(route?.target, JSON.stringify(routes)).to.match(/^http:\/\/127\.0\.0\.1:\d+$/)
