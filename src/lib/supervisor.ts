@@ -557,15 +557,7 @@ export class Supervisor {
 
   private async launch(child: ChildRuntime): Promise<void> {
     const {spec} = child
-    const handle = await fs.open(spec.logFile, 'a', 0o640)
-    let proc: ChildProcess
-    try {
-      proc = this.spawnFn(spec.command, spec.args, {cwd: spec.cwd, env: spec.env, stdio: ['ignore', handle.fd, handle.fd], detached: true})
-    } finally {
-      // Not awaited: spawn() already handed the descriptor over, and a missing executable's
-      // 'error' comes on the next tick, before the listeners below would be attached after an await.
-      void handle.close().catch(() => {})
-    }
+    const proc = await this.spawnWithLog(spec)
     child.proc = proc
     child.pid = proc.pid
     child.intentional = false
@@ -588,6 +580,18 @@ export class Supervisor {
     child.startTime = proc.pid === undefined ? undefined : await procStartTime(proc.pid)
     if (proc.pid !== undefined) this.log('info', 'started', `${label(spec.name)} started (pid ${proc.pid}); output in ${spec.logFile}`, spec.name, proc.pid)
     await this.writeState()
+  }
+
+  /** Spawn `spec` in a session of its own, its output appended to its log. Attach listeners before awaiting anything. */
+  private async spawnWithLog(spec: ChildSpec): Promise<ChildProcess> {
+    const handle = await fs.open(spec.logFile, 'a', 0o640)
+    try {
+      return this.spawnFn(spec.command, spec.args, {cwd: spec.cwd, env: spec.env, stdio: ['ignore', handle.fd, handle.fd], detached: true})
+    } finally {
+      // Not awaited: spawn() already handed the descriptor over, and a missing executable's
+      // 'error' comes on the next tick, before listeners attached after an await would be.
+      void handle.close().catch(() => {})
+    }
   }
 
   private onExit(child: ChildRuntime, proc: ChildProcess, code: number | null, signal: NodeJS.Signals | null, error?: Error): void {
@@ -929,15 +933,9 @@ export class Supervisor {
       throw new HubctlError(`a standby port (${this.settings.ports.proxyStandby} or ${this.settings.ports.proxyStandbyApi}) is taken by another program`, {exitCode: ExitCode.PREFLIGHT, fix: 'stop that program, or run `hubctl init` again with other --proxy-standby-port/--proxy-standby-api-port'})
     }
     const spec = proxySpec(this.layout, this.settings, token, {baseEnv: this.deps.env, standby: true, seedFile})
-    const handle = await fs.open(spec.logFile, 'a', 0o640)
-    let proc: ChildProcess
-    try {
-      proc = this.spawnFn(spec.command, spec.args, {cwd: spec.cwd, env: spec.env, stdio: ['ignore', handle.fd, handle.fd], detached: true})
-    } finally {
-      await handle.close()
-    }
-    if (proc.pid === undefined) throw new Error('the standby proxy could not be started')
+    const proc = await this.spawnWithLog(spec)
     let running = true
+    // Listeners before any await: a spawn error is emitted on the next tick.
     const exited = new Promise<void>((resolve) => {
       proc.once('exit', () => {
         running = false
@@ -948,6 +946,7 @@ export class Supervisor {
         resolve()
       })
     })
+    if (proc.pid === undefined) throw new Error('the standby proxy could not be started')
     this.standby = {proc, pid: proc.pid, startTime: (await procStartTime(proc.pid)) ?? null, exited}
     this.log('info', 'standby', `standby proxy started (pid ${proc.pid}) on port ${this.settings.ports.proxyStandby}`, 'proxy', proc.pid)
     await this.writeState()
@@ -1090,7 +1089,8 @@ export async function startDetached(layout: Layout, options: {bin: string; args?
       cwd: '/',
     })
   } finally {
-    await handle.close()
+    // Not awaited: the listeners below must be attached before a spawn error's next tick.
+    void handle.close().catch(() => {})
   }
   let exit: {code: number | null; signal: string | null} | undefined
   proc.once('exit', (code, signal) => {
