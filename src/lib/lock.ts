@@ -15,6 +15,11 @@ export interface Lock {
  */
 export async function acquireLock(file: string, what: string, options: {waitMs?: number; pollMs?: number} = {}): Promise<Lock> {
   const deadline = Date.now() + (options.waitMs ?? 0)
+  // srv/jupyterhub replaced by a file, or by a link to somewhere else: never create the lock through it.
+  const dir = await fs.lstat(path.dirname(file)).catch(() => undefined)
+  if (dir && !dir.isDirectory()) {
+    throw new HubctlError(`${path.dirname(file)} is not a directory`, {exitCode: ExitCode.CHECK_FAILED, fix: 'move it away, then run the command again'})
+  }
   await fs.mkdir(path.dirname(file), {recursive: true, mode: 0o700})
   for (;;) {
     try {
