@@ -57,11 +57,27 @@ export function hubHealthUrl(settings: Pick<Settings, 'ports'>, via: 'hub' | 'pr
   return `http://127.0.0.1:${via === 'hub' ? settings.ports.hub : settings.ports.proxy}/hub/health`
 }
 
+/**
+ * AbortSignal.timeout()'s timer does not keep Node running. When undici never settles a fetch (it
+ * happens when the other end hangs up at once: a port held by another program), the command would
+ * end with exit 13 and no output. A plain timer, cleared once the fetch settles, keeps the process
+ * alive until the abort fires.
+ */
+export async function keepAlive<T>(timeoutMs: number, work: Promise<T>): Promise<T> {
+  const timer = setTimeout(() => {}, timeoutMs + 100)
+  try {
+    return await work
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 /** GET a health URL; true on a 2xx answer, false on anything else (never throws). */
 export async function checkHealth(url: string, options: {fetch?: FetchLike; timeoutMs?: number} = {}): Promise<boolean> {
   const doFetch = options.fetch ?? fetch
   try {
-    const response = await doFetch(url, {signal: AbortSignal.timeout(options.timeoutMs ?? 2000), redirect: 'manual'})
+    const timeoutMs = options.timeoutMs ?? 2000
+    const response = await keepAlive(timeoutMs, doFetch(url, {signal: AbortSignal.timeout(timeoutMs), redirect: 'manual'}))
     await response.body?.cancel()
     return response.ok
   } catch {
@@ -153,7 +169,7 @@ export class HubApi {
   private async send(method: string, path: string, body: unknown, accept = 'application/json'): Promise<Response> {
     const headers: Record<string, string> = {Authorization: await this.authHeader(), Accept: accept}
     if (body !== undefined) headers['Content-Type'] = 'application/json'
-    const attempt = () => this.doFetch(`${this.baseUrl}${path}`, {method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(this.timeoutMs), redirect: 'manual'})
+    const attempt = () => keepAlive(this.timeoutMs, this.doFetch(`${this.baseUrl}${path}`, {method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(this.timeoutMs), redirect: 'manual'}))
     try {
       const response = await attempt()
       if (response.status !== 403 || !this.options.fallbackToken) return response
