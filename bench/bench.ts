@@ -8,9 +8,13 @@ import os from 'node:os'
 import path from 'node:path'
 
 import {BIN, DEBIAN_JUPYTERHUB, portFlags} from '../test/helpers/cli.js'
+import {initPebbleRows, renewRows} from './acme.js'
 import {rotationRows} from './rotation.js'
+import {proxyKillRows, startRows} from './supervision.js'
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5)
+/** Rows whose runs last long (JupyterHub alone may take minutes to bring a route back): BENCH_RUNS_SLOW, default 3. */
+const RUNS_SLOW = Number(process.env.BENCH_RUNS_SLOW ?? 3)
 const only = process.argv.slice(2)
 
 interface Row {
@@ -85,6 +89,18 @@ const rows: Record<string, () => Promise<Row | Row[]>> = {
   async rotate() {
     return rotationRows(RUNS)
   },
+  async renew() {
+    return renewRows(RUNS)
+  },
+  async 'init-pebble'() {
+    return initPebbleRows(RUNS)
+  },
+  async start() {
+    return startRows(RUNS)
+  },
+  async 'proxy-kill'() {
+    return proxyKillRows(RUNS_SLOW)
+  },
 }
 
 const fmt = (ms: number) => (ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${ms.toFixed(0)} ms`)
@@ -94,7 +110,7 @@ for (const [key, row] of Object.entries(rows)) {
   process.stderr.write(`bench: ${key}...\n`)
   results.push(...[await row()].flat())
 }
-console.log(`hubctl bench on ${os.cpus().length} cores, ${RUNS} runs each, medians (min-max)`)
+console.log(`hubctl bench on ${os.cpus().length} cores, ${RUNS} runs each${only.length === 0 || only.includes('proxy-kill') ? ` (proxy-kill: ${RUNS_SLOW})` : ''}, medians (min-max)`)
 console.log('| what | hubctl | instead | ratio |')
 console.log('|---|---|---|---|')
 for (const row of results) {
