@@ -1,11 +1,41 @@
 #!/usr/bin/env node
-// `hubctl --version` is answered without loading oclif (cron and scripts call it often);
-// it prints what oclif would: hubctl/<version> <platform>-<arch> node-<version>.
-if (process.argv.length === 3 && process.argv[2] === '--version') {
+// Two answers are given without loading oclif, because cron, timers and scripts ask them often:
+// - `hubctl --version`, printed as oclif would: hubctl/<version> <platform>-<arch> node-<version>;
+// - `hubctl cert renew [--prefix P] [--no-random-sleep]` when nothing is due (twice a day on every
+//   server): the same decision as the command's, in lib/renewal.js. Anything else, including a
+//   renewal that is due, runs the full command.
+const args = process.argv.slice(2)
+
+function quickRenewPrefix(argv) {
+  if (argv[0] !== 'cert' || argv[1] !== 'renew') return undefined
+  let prefix = process.env.HUBCTL_PREFIX || '/'
+  for (let i = 2; i < argv.length; i++) {
+    if (argv[i] === '--no-random-sleep') continue
+    if (argv[i] === '--prefix' && i + 1 < argv.length) prefix = argv[++i]
+    else if (argv[i].startsWith('--prefix=')) prefix = argv[i].slice('--prefix='.length)
+    else return undefined
+  }
+  return prefix
+}
+
+let answered = false
+if (args.length === 1 && args[0] === '--version') {
   const {readFileSync} = await import('node:fs')
   const {version} = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
   process.stdout.write(`hubctl/${version} ${process.platform}-${process.arch} node-${process.version}\n`)
+  answered = true
 } else {
+  const prefix = quickRenewPrefix(args)
+  if (prefix !== undefined && prefix !== '') {
+    const [{Layout}, {renewNotDueQuickly}] = await Promise.all([import('../dist/lib/layout.js'), import('../dist/lib/renewal.js')])
+    const line = await renewNotDueQuickly(new Layout(prefix))
+    if (line !== undefined) {
+      process.stdout.write(`${line}\n`)
+      answered = true
+    }
+  }
+}
+if (!answered) {
   const {execute} = await import('@oclif/core')
   await execute({dir: import.meta.url})
 }

@@ -147,7 +147,7 @@ function readTlv(buf: Buffer, offset: number): {tag: number; start: number; end:
 }
 
 /** The CA's suggested renewal window, or undefined when it has no ARI (or does not answer). */
-export async function fetchAriWindow(acme: AcmeSettings, pem: string, timeoutMs = 10_000): Promise<{window?: AriWindow; certId?: string; note?: string; hasAri: boolean}> {
+export async function fetchAriWindow(acme: AcmeSettings, pem: string, timeoutMs = 10_000): Promise<{window?: AriWindow; certId?: string; note?: string; hasAri: boolean; retryAfterSeconds?: number}> {
   let renewalInfo: string | undefined
   let agent
   try {
@@ -171,10 +171,37 @@ export async function fetchAriWindow(acme: AcmeSettings, pem: string, timeoutMs 
     if (response.status !== 200 || Number.isNaN(start.getTime()) || Number.isNaN(end.getTime())) {
       return {hasAri: true, certId, note: `the CA has no renewal information (ARI) for this certificate (HTTP ${response.status})`}
     }
-    return {hasAri: true, certId, window: {start, end, explanationURL: body?.explanationURL}}
+    return {hasAri: true, certId, window: {start, end, explanationURL: body?.explanationURL}, retryAfterSeconds: retryAfterSeconds(response.headers['retry-after'])}
   } catch (error) {
     return {hasAri: true, certId, note: `renewal information (ARI) not checked: ${(error as Error).message}`}
   }
+}
+
+/** RFC 9773 §4.3: ask again after the CA's Retry-After; 6 h when it gives none; between 1 h and 1 day. */
+export const ARI_DEFAULT_RECHECK_S = 6 * 3600
+function retryAfterSeconds(header: string | string[] | undefined): number {
+  const value = Array.isArray(header) ? header[0] : header
+  let seconds = ARI_DEFAULT_RECHECK_S
+  if (value && /^\d+$/.test(value.trim())) seconds = Number(value.trim())
+  else if (value && !Number.isNaN(Date.parse(value))) seconds = (Date.parse(value) - Date.now()) / 1000
+  return Math.min(86_400, Math.max(3600, Math.round(seconds)))
+}
+
+/**
+ * The CA's window for this certificate: the one kept in renewal.json while the CA's Retry-After
+ * has not passed (a twice-daily run does not ask the CA each time), else asked anew and kept.
+ */
+export async function ariWindowFor(layout: Layout, acme: AcmeSettings, live: {pem: string; serial: string}, state: RenewalState, now: Date): Promise<{window?: AriWindow; certId?: string; hasAri: boolean; note?: string; cached: boolean}> {
+  const kept = state.ari
+  if (kept?.nextCheck && kept.serial === live.serial && kept.directory === acme.directory && now < new Date(kept.nextCheck)) {
+    return {window: {start: new Date(kept.start), end: new Date(kept.end), explanationURL: kept.explanationURL}, certId: kept.certId, hasAri: true, cached: true}
+  }
+  const found = await fetchAriWindow(acme, live.pem)
+  if (found.window) {
+    const nextCheck = new Date(now.getTime() + (found.retryAfterSeconds ?? ARI_DEFAULT_RECHECK_S) * 1000)
+    await writeRenewalState(layout, {...state, ari: {start: found.window.start.toISOString(), end: found.window.end.toISOString(), checkedAt: now.toISOString(), nextCheck: nextCheck.toISOString(), serial: live.serial, directory: acme.directory, certId: found.certId, explanationURL: found.window.explanationURL}})
+  }
+  return {...found, cached: false}
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -186,7 +213,8 @@ export interface RenewalState {
   /** The last attempt's error, cleared by a success. */
   lastError?: string
   lastSerial?: string
-  ari?: {start: string; end: string; checkedAt: string; explanationURL?: string}
+  /** The CA's last answer, kept until `nextCheck` (its Retry-After) for this certificate and CA. */
+  ari?: {start: string; end: string; checkedAt: string; nextCheck?: string; serial?: string; directory?: string; certId?: string; explanationURL?: string}
 }
 
 export async function readRenewalState(layout: Layout): Promise<RenewalState> {
@@ -463,11 +491,10 @@ export class CertService {
     // The local rule first: when it already says "due" (or --force), no need to ask the CA.
     const local = shouldRenew({...live, now, days: options.days, force: options.force})
     if (!local.due) {
-      const found = await fetchAriWindow(acme, live.pem)
+      const found = await ariWindowFor(this.deps.layout, acme, live, state, now)
       if (found.note) notes.push(found.note)
       ari = found.window
       if (found.hasAri) certId = found.certId
-      if (ari) await writeRenewalState(this.deps.layout, {...state, ari: {start: ari.start.toISOString(), end: ari.end.toISOString(), checkedAt: now.toISOString(), explanationURL: ari.explanationURL}})
       return {...shouldRenew({...live, now, days: options.days, ari}), live, certId}
     }
     // ARI's `replaces` needs the CA's renewalInfo: one directory look-up (the order fetches it anyway).
@@ -559,4 +586,28 @@ const ACME_SETTING_FLAGS: Record<keyof AcmeSettings, string> = {
 export function changedAcmeSettings(before: AcmeSettings | undefined, after: AcmeSettings): string[] {
   const keys = Object.keys(ACME_SETTING_FLAGS) as Array<keyof AcmeSettings>
   return keys.filter((key) => JSON.stringify(before?.[key]) !== JSON.stringify(after[key])).map((key) => ACME_SETTING_FLAGS[key])
+}
+
+/**
+ * `hubctl cert renew` as the timer and cron run it, answered without oclif when nothing is due
+ * (bin/run.js): the same decision as CertService.renew (the kept settings, the live certificate,
+ * the local rule, the CA's window). Returns the line to print, or undefined whenever the full
+ * command must run: due, not an ACME certificate, a note to report, any error.
+ */
+export async function renewNotDueQuickly(layout: Layout, now = new Date()): Promise<string | undefined> {
+  try {
+    const settings = await new SettingsStore(layout).load()
+    const acme = settings.tls.acme
+    if (settings.tls.mode !== 'letsencrypt' || !acme?.directory) return undefined
+    const live = await readLiveCertificate(layout)
+    if (!live || live.selfSigned || settings.domains.some((domain) => !live.domains.includes(domain))) return undefined
+    if (shouldRenew({...live, now}).due) return undefined
+    const found = await ariWindowFor(layout, acme, live, await readRenewalState(layout), now)
+    if (found.note) return undefined
+    const decision = shouldRenew({...live, now, ari: found.window})
+    if (decision.due) return undefined
+    return `certificate for ${settings.domains.join(', ')} not due for renewal: ${decision.reason}`
+  } catch {
+    return undefined
+  }
 }
