@@ -52,10 +52,10 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
         // oclif's own parse errors (unknown flag, a value not among the options, a flag without its
         // value): one line and exit 2 like every other bad input, and the same JSON with --json.
         error = new HubctlError(oclifMessage(error.message), {exitCode: ExitCode.USAGE, fix: `see \`hubctl ${(this.id ?? '').replaceAll(':', ' ')} --help\` for the flags and the values each takes`, cause: error})
-      } else if (errnoCode(error) && typeof (error as NodeJS.ErrnoException).path === 'string' && FS_ERRNOS.has(errnoCode(error)!)) {
+      } else if (FS_ERRNOS.has(errnoCode(error) ?? '')) {
         // A file system failure no service turned into a HubctlError (a full disk, a read-only or
-        // unwritable directory): name the file and the fix, with the machine-not-ready exit code.
-        error = fsError(error, (error as NodeJS.ErrnoException).path!)
+        // unwritable directory): name the file (or at least the prefix) and the fix, exit 3.
+        error = fsError(error, (error as NodeJS.ErrnoException).path ?? `a file under ${this.layout?.prefix ?? 'the prefix'}`)
       } else {
         error = new HubctlError(`unexpected failure: ${error.message}`, {exitCode: ExitCode.INTERNAL, fix: 'run again with DEBUG=hubctl* and report the output', cause: error})
       }

@@ -45,6 +45,8 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, o
     await fs.rename(temp, file)
   } catch (error) {
     await fs.rm(temp, {force: true})
+    // A FileHandle's write error (ENOSPC) carries no path: name the file it was for.
+    if (error instanceof Error && 'code' in error && !('path' in error)) Object.assign(error, {path: file})
     throw error
   }
   await fsyncDir(dir)

@@ -30,6 +30,7 @@ export async function acquireLock(file: string, what: string, options: {waitMs?:
         // A full disk: an empty lock file left behind would lock every later command out.
         await handle.close()
         await fs.rm(file, {force: true})
+        if (error instanceof Error && !('path' in error)) Object.assign(error, {path: file})
         throw error
       }
       await handle.close()
