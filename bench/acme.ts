@@ -73,7 +73,7 @@ export async function renewRows(runs: number): Promise<BenchRow[]> {
     const renewalState = path.join(prefix, 'srv/jupyterhub/ssl/renewal.json')
     /** Forget the CA's kept window: the next run asks the CA (as a run after its Retry-After does). */
     const forgetAri = async () => {
-      const state = JSON.parse(await fs.readFile(renewalState, 'utf8')) as {ari?: unknown}
+      const state = JSON.parse(await fs.readFile(renewalState, 'utf8').catch(() => '{}')) as {ari?: unknown}
       delete state.ari
       await fs.writeFile(renewalState, JSON.stringify(state))
     }

@@ -194,12 +194,17 @@ function retryAfterSeconds(header: string | string[] | undefined): number {
 export async function ariWindowFor(layout: Layout, acme: AcmeSettings, live: {pem: string; serial: string}, state: RenewalState, now: Date): Promise<{window?: AriWindow; certId?: string; hasAri: boolean; note?: string; cached: boolean}> {
   const kept = state.ari
   if (kept?.nextCheck && kept.serial === live.serial && kept.directory === acme.directory && now < new Date(kept.nextCheck)) {
+    if (kept.none) return {hasAri: false, cached: true}
     return {window: {start: new Date(kept.start), end: new Date(kept.end), explanationURL: kept.explanationURL}, certId: kept.certId, hasAri: true, cached: true}
   }
   const found = await fetchAriWindow(acme, live.pem)
+  const nextCheck = new Date(now.getTime() + (found.retryAfterSeconds ?? ARI_DEFAULT_RECHECK_S) * 1000).toISOString()
+  const keep = {checkedAt: now.toISOString(), nextCheck, serial: live.serial, directory: acme.directory}
   if (found.window) {
-    const nextCheck = new Date(now.getTime() + (found.retryAfterSeconds ?? ARI_DEFAULT_RECHECK_S) * 1000)
-    await writeRenewalState(layout, {...state, ari: {start: found.window.start.toISOString(), end: found.window.end.toISOString(), checkedAt: now.toISOString(), nextCheck: nextCheck.toISOString(), serial: live.serial, directory: acme.directory, certId: found.certId, explanationURL: found.window.explanationURL}})
+    await writeRenewalState(layout, {...state, ari: {...keep, start: found.window.start.toISOString(), end: found.window.end.toISOString(), certId: found.certId, explanationURL: found.window.explanationURL}})
+  } else if (!found.hasAri && !found.note) {
+    // The CA's directory has no renewalInfo: ask again later, not on every run.
+    await writeRenewalState(layout, {...state, ari: {...keep, none: true, start: '', end: ''}})
   }
   return {...found, cached: false}
 }
@@ -214,7 +219,7 @@ export interface RenewalState {
   lastError?: string
   lastSerial?: string
   /** The CA's last answer, kept until `nextCheck` (its Retry-After) for this certificate and CA. */
-  ari?: {start: string; end: string; checkedAt: string; nextCheck?: string; serial?: string; directory?: string; certId?: string; explanationURL?: string}
+  ari?: {start: string; end: string; checkedAt: string; nextCheck?: string; serial?: string; directory?: string; certId?: string; explanationURL?: string; none?: boolean}
 }
 
 export async function readRenewalState(layout: Layout): Promise<RenewalState> {
@@ -288,7 +293,7 @@ export async function certificateStatus(layout: Layout, now: Date): Promise<Cert
   const live = await readLiveCertificate(layout)
   const common = {mode: settings?.tls.mode, lastAttempt: state.lastAttempt, lastSuccess: state.lastSuccess, lastError: state.lastError}
   if (!live) return {installed: false, ...common, ok: false, problem: `no certificate at ${layout.fullchain}`}
-  const ari = state.ari ? {start: new Date(state.ari.start), end: new Date(state.ari.end)} : undefined
+  const ari = state.ari && !state.ari.none ? {start: new Date(state.ari.start), end: new Date(state.ari.end)} : undefined
   const decision = shouldRenew({...live, now, ari})
   const expired = now >= live.notAfter
   const lastFailed = Boolean(state.lastError) && Boolean(state.lastAttempt)
