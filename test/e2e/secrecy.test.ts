@@ -1,0 +1,228 @@
+import {expect} from 'chai'
+import fs from 'node:fs/promises'
+import path from 'node:path'
+
+import {Layout} from '../../src/lib/layout.js'
+import {CliResult, DEBIAN_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
+
+/*
+ * No secret value anywhere it could be read by someone else, on a running stack (Debian's
+ * JupyterHub 3.0, the dummy authenticator so that a generated login password exists too):
+ * not in any process's argv, not in any log, not in any world-readable file under the prefix, not
+ * in anything a hubctl command prints, failing ones included. The values are read here, in the
+ * test's own process, from their 0600 files; they are never put on a command line.
+ */
+
+interface Secret {
+  name: string
+  value: string
+}
+
+/** Every live process's argv, by pid (processes that end while we read are skipped). */
+async function allCmdlines(): Promise<Array<{pid: number; cmdline: string}>> {
+  const out: Array<{pid: number; cmdline: string}> = []
+  for (const name of await fs.readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      out.push({pid: Number(name), cmdline: (await fs.readFile(`/proc/${name}/cmdline`, 'utf8')).replaceAll('\0', ' ')})
+    } catch {
+      // gone
+    }
+  }
+  return out
+}
+
+async function filesUnder(dir: string): Promise<string[]> {
+  const out: string[] = []
+  async function walk(current: string): Promise<void> {
+    let entries
+    try {
+      entries = await fs.readdir(current, {withFileTypes: true})
+    } catch {
+      return
+    }
+    for (const entry of entries) {
+      const full = path.join(current, entry.name)
+      if (entry.isDirectory()) await walk(full)
+      else if (entry.isFile()) out.push(full)
+    }
+  }
+  await walk(dir)
+  return out
+}
+
+describe('secrecy on a running stack: no secret in argv, logs, world-readable files or hubctl output', function () {
+  this.timeout(240_000)
+  let layout: Layout
+  let flags: string[]
+  let ports: Awaited<ReturnType<typeof portFlags>>['ports']
+  let secrets: Secret[] = []
+  /** Every hubctl output this test collected, checked at the end as well as one by one. */
+  const outputs: Array<{label: string; result: CliResult}> = []
+
+  const expectNoSecretIn = (text: string, where: string) => {
+    for (const secret of secrets) expect(text.includes(secret.value), `the ${secret.name} appears in ${where}`).to.equal(false)
+  }
+
+  const run = async (label: string, args: string[], env?: Record<string, string>): Promise<CliResult> => {
+    const result = await hubctl([...args, '--prefix', layout.prefix], {env})
+    outputs.push({label, result})
+    expectNoSecretIn(`${result.stdout}\n${result.stderr}`, `the output of ${label}`)
+    return result
+  }
+
+  before(async () => {
+    layout = new Layout(await tempPrefix('hubctl-secrecy'))
+    const allocated = await portFlags()
+    ports = allocated.ports
+    flags = ['--yes', '--domain', 'localhost', '--admin', 'alice', '--authenticator', 'dummy', '--spawner', 'simple', '--tls', 'self-signed', '--dhparam', 'ffdhe2048',
+      '--jupyterhub', DEBIAN_JUPYTERHUB, '--no-systemd', '--no-schedule', ...allocated.flags]
+    const init = await hubctl(['init', '--prefix', layout.prefix, ...flags])
+    expect(init.exitCode, init.stderr).to.equal(0)
+    const read = async (file: string) => (await fs.readFile(file, 'utf8')).trim()
+    const privkey = await read(layout.privkey)
+    secrets = [
+      {name: 'cookie secret', value: await read(layout.cookieSecret)},
+      {name: 'proxy auth token', value: await read(layout.proxyAuthToken)},
+      {name: 'hubctl API token', value: await read(layout.apiToken)},
+      {name: 'login password', value: await read(layout.loginPassword)},
+      // The TLS private key: its first line of base64 stands for all of it.
+      {name: 'TLS private key', value: privkey.split('\n')[1]},
+    ]
+    for (const secret of secrets) expect(secret.value.length, secret.name).to.be.greaterThan(30)
+    // init shows the generated login once, by design; that run is not one of the outputs checked.
+    expect(init.stdout).to.include(secrets[3].value)
+    const started = await hubctl(['start', '--detach', '--prefix', layout.prefix, '--json'])
+    expect(started.exitCode, started.stderr + started.stdout).to.equal(0)
+    expectNoSecretIn(started.stdout + started.stderr, 'the output of start --detach')
+  })
+
+  after(async function () {
+    this.timeout(120_000)
+    if (layout) {
+      await hubctl(['stop', '--prefix', layout.prefix])
+      await fs.rm(layout.prefix, {recursive: true, force: true})
+    }
+  })
+
+  it('a login with the generated password works, and one with the proxy token as password fails (to give the logs a chance to leak)', async () => {
+    const base = `http://127.0.0.1:${ports.proxy}/hub/login`
+    const login = async (password: string) => {
+      const page = await fetch(base, {redirect: 'manual'})
+      const html = await page.text()
+      const cookies = (page.headers.getSetCookie?.() ?? []).map((c) => c.split(';')[0])
+      const xsrf = /name="_xsrf" value="([^"]+)"/.exec(html)?.[1]
+      const body = new URLSearchParams({username: 'alice', password, ...(xsrf ? {_xsrf: xsrf} : {})})
+      const response = await fetch(base, {method: 'POST', body, redirect: 'manual', headers: {Cookie: cookies.join('; '), 'Content-Type': 'application/x-www-form-urlencoded'}})
+      await response.arrayBuffer()
+      return response
+    }
+    const good = await login(secrets.find((s) => s.name === 'login password')!.value)
+    expect(good.status, 'a good login redirects').to.equal(302)
+    expect((good.headers.getSetCookie?.() ?? []).some((c) => c.startsWith('jupyterhub-hub-login='))).to.equal(true)
+    const bad = await login(secrets.find((s) => s.name === 'proxy auth token')!.value)
+    // JupyterHub shows the login form again (200 on 3.0, 403 on later versions), without a login cookie.
+    expect(bad.status, 'a wrong password is refused').to.be.oneOf([200, 403])
+    expect((bad.headers.getSetCookie?.() ?? []).some((c) => c.startsWith('jupyterhub-hub-login='))).to.equal(false)
+  })
+
+  it('hubctl commands print no secret, whether they pass or fail (also with DEBUG=* and --json)', async () => {
+    expect((await run('status --json', ['status', '--json'])).exitCode).to.equal(0)
+    expect((await run('status', ['status'])).exitCode).to.equal(0)
+    expect((await run('status --json with DEBUG=*', ['status', '--json'], {DEBUG: '*'})).exitCode).to.equal(0)
+    const doctor = await run('doctor --json', ['doctor', '--json'])
+    expect(JSON.parse(doctor.stdout).checks.length).to.be.greaterThan(5)
+    await run('doctor with DEBUG=*', ['doctor'], {DEBUG: '*'})
+    expect((await run('secrets check', ['secrets', 'check'])).exitCode).to.equal(0)
+    expect((await run('secrets check --json', ['secrets', 'check', '--json'])).exitCode).to.equal(0)
+    expect((await run('cert status --json', ['cert', 'status', '--json'])).exitCode).to.equal(0)
+    expect((await run('init again (the same flags)', ['init', ...flags])).exitCode).to.equal(0)
+    // Failing ones.
+    expect((await run('init with a bad flag', ['init', ...flags.filter((f, i, all) => f !== '--https-port' && all[i - 1] !== '--https-port'), '--https-port', 'abc'])).exitCode).to.equal(2)
+    expect((await run('init with a bad flag, --json', ['init', '--json', '--tls', 'bogus'])).exitCode).to.equal(2)
+    expect((await run('init with an unknown flag', ['init', '--proxy-token', 'x'])).exitCode).to.equal(2)
+    expect((await run('start --detach while running', ['start', '--detach'])).exitCode).to.not.equal(0)
+    expect((await run('restart --json', ['restart', '--json'])).exitCode).to.equal(0)
+    // Broken secrets: each failing command names the file and the problem, never the value.
+    const cookie = await fs.readFile(layout.cookieSecret)
+    try {
+      await fs.chmod(layout.cookieSecret, 0o644)
+      await fs.chmod(layout.proxyAuthToken, 0o644)
+      expect((await run('secrets check, two secrets 0644', ['secrets', 'check'])).exitCode).to.equal(1)
+      expect((await run('secrets check --json, two secrets 0644', ['secrets', 'check', '--json'])).exitCode).to.equal(1)
+      expect((await run('doctor --json, two secrets 0644', ['doctor', '--json'])).exitCode).to.equal(1)
+      expect((await run('init, two secrets 0644', ['init', ...flags])).exitCode).to.equal(1)
+      await fs.chmod(layout.cookieSecret, 0o600)
+      await fs.chmod(layout.proxyAuthToken, 0o600)
+      // A secret one character short and one in upper case: a message that quoted the file would leak it.
+      await fs.writeFile(layout.cookieSecret, cookie.toString('utf8').trim().slice(0, 63))
+      expect((await run('secrets check, a truncated cookie secret', ['secrets', 'check'])).exitCode).to.equal(1)
+      await fs.writeFile(layout.cookieSecret, cookie.toString('utf8').trim().toUpperCase())
+      const upper = await run('secrets check --json, an upper-case cookie secret', ['secrets', 'check', '--json'])
+      expect(upper.exitCode).to.equal(1)
+      expect(upper.stdout).not.to.include(cookie.toString('utf8').trim().toUpperCase())
+    } finally {
+      await fs.writeFile(layout.cookieSecret, cookie)
+      await fs.chmod(layout.cookieSecret, 0o600)
+      await fs.chmod(layout.proxyAuthToken, 0o600)
+    }
+    for (const {label, result} of outputs) expectNoSecretIn(`${result.stdout}\n${result.stderr}`, label)
+  })
+
+  it('no process on this machine has a secret in its argv (/proc/*/cmdline)', async () => {
+    const status = JSON.parse((await run('status --json', ['status', '--json'])).stdout) as {running: boolean; proxy: {pid: number}; hub: {pid: number}; nginx?: {pid: number}}
+    expect(status.running, 'the stack still runs').to.equal(true)
+    const cmdlines = await allCmdlines()
+    // The stack's own processes are among those read.
+    for (const pid of [status.proxy.pid, status.hub.pid, status.nginx?.pid]) expect(cmdlines.map((c) => c.pid)).to.include(pid)
+    for (const {pid, cmdline} of cmdlines) expectNoSecretIn(cmdline, `the argv of pid ${pid} (${cmdline.slice(0, 80)})`)
+  })
+
+  it('the proxy token is in configurable-http-proxy\'s environment only; the other secrets in no process\'s environment', async () => {
+    const status = JSON.parse((await run('status --json', ['status', '--json'])).stdout) as {proxy: {pid: number}}
+    const proxyToken = secrets.find((s) => s.name === 'proxy auth token')!
+    const holders: number[] = []
+    for (const name of await fs.readdir('/proc')) {
+      if (!/^\d+$/.test(name)) continue
+      let environ: string
+      try {
+        environ = await fs.readFile(`/proc/${name}/environ`, 'utf8')
+      } catch {
+        continue
+      }
+      if (environ.includes(proxyToken.value)) holders.push(Number(name))
+      for (const secret of secrets.filter((s) => s !== proxyToken)) expect(environ.includes(secret.value), `the ${secret.name} in the environment of pid ${name}`).to.equal(false)
+    }
+    expect(holders).to.deep.equal([status.proxy.pid])
+  })
+
+  it('no log, and no file the supervisor keeps, holds a secret', async () => {
+    const files = [...await filesUnder(layout.logDir), ...await filesUnder(layout.runDir)]
+    for (const file of [layout.hubLog, layout.proxyLog, layout.supervisorLog, layout.nginxAccessLog]) expect(files).to.include(file)
+    // The logs saw the logins above: the hub's log names them.
+    expect(await fs.readFile(layout.hubLog, 'utf8')).to.match(/alice/)
+    for (const file of files) expectNoSecretIn(await fs.readFile(file, 'latin1'), file)
+  })
+
+  it('no world-readable file under the prefix holds a secret, and each secret file is 0600', async () => {
+    const secretFiles = new Set([layout.cookieSecret, layout.proxyAuthToken, layout.apiToken, layout.loginPassword, layout.dhparam])
+    let readable = 0
+    for (const file of await filesUnder(layout.prefix)) {
+      const stat = await fs.lstat(file)
+      if (secretFiles.has(file)) expect(stat.mode & 0o777, file).to.equal(0o600)
+      // World-readable by its own bits, whatever the directories above it allow (the stricter reading).
+      if ((stat.mode & 0o004) === 0) continue
+      readable++
+      expectNoSecretIn(await fs.readFile(file, 'latin1'), `the world-readable ${file}`)
+    }
+    // jupyterhub_config.py, hubctl.json, the nginx site and main config, the hub's database at least.
+    expect(readable).to.be.greaterThan(4)
+    for (const file of await filesUnder(layout.sslDir)) expect((await fs.lstat(file)).mode & 0o077, file).to.equal(0)
+  })
+
+  it('hubctl stop prints no secret', async () => {
+    const stopped = await run('stop --json', ['stop', '--json'])
+    expect(stopped.exitCode, stopped.stderr).to.equal(0)
+    expect(JSON.parse(stopped.stdout).supervisor.result).to.equal('exited')
+  })
+})
