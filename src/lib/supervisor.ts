@@ -396,6 +396,7 @@ export class Supervisor {
   /** The token the running proxy was started with (the hub is told it after each proxy start). */
   private proxyToken = ''
   private lastControl: ControlResult | null = null
+  private routesSnapshot?: Record<string, unknown>
   private standby?: {proc: ChildProcess; pid: number; startTime: string | null; exited: Promise<void>}
   private stateQueue: Promise<void> = Promise.resolve()
   private api?: HubApi
@@ -641,7 +642,8 @@ export class Supervisor {
       await this.clock.sleep(delay, this.shutdownController.signal)
       if (this.stopping || child.proc) return
       if (child.spec.name === 'hub' && this.ready) await this.ensureProxyTokenCurrent()
-      await this.launch(child)
+      if (child.spec.name === 'proxy' && this.ready) await this.launchProxyWithKnownRoutes(child)
+      else await this.launch(child)
     } catch (error) {
       this.log('error', 'restart-failed', `restarting ${label(child.spec.name)} failed: ${(error as Error).message}`, child.spec.name)
       return
@@ -665,6 +667,7 @@ export class Supervisor {
   private async restoreRoutes(): Promise<void> {
     const began = this.clock.now()
     if (!(await this.waitForProxyApi())) return
+    await fs.rm(this.layout.proxySeed, {force: true})
     const hub = this.child('hub')
     if (!hub.proc) {
       this.log('info', 'routes', 'the hub is not running: it adds the routes itself when it starts')
@@ -750,6 +753,7 @@ export class Supervisor {
       await this.clock.sleep(this.timings.healthIntervalMs, this.shutdownController.signal)
       if (this.stopping) return
       let changed = false
+      await this.refreshRoutesSnapshot()
       const hub = this.child('hub')
       if (hub.proc && !hub.restartPending) {
         const healthy = await checkHealth(hubHealthUrl(this.settings), {fetch: this.fetchFn})
@@ -917,6 +921,36 @@ export class Supervisor {
   }
 
   /** The running proxy's routing table (with the token it runs with); empty when it does not answer. */
+  /**
+   * A proxy that crashed comes back with the routes it had at the last health tick (seeded store),
+   * so users' routes answer as soon as it listens; the hub then re-checks every route (PATCH).
+   */
+  private async launchProxyWithKnownRoutes(proxy: ChildRuntime): Promise<void> {
+    const routes = this.routesSnapshot
+    if (this.deps.specs || !routes || Object.keys(routes).length <= 1) return this.launch(proxy)
+    const plain = proxy.spec
+    try {
+      await writeFileAtomic(this.layout.proxySeed, `${JSON.stringify({routes})}\n`, {mode: 0o600})
+      proxy.spec = proxySpec(this.layout, this.settings, this.proxyToken, {baseEnv: this.deps.env, seedFile: this.layout.proxySeed})
+      await this.launch(proxy)
+    } finally {
+      proxy.spec = plain
+    }
+  }
+
+  /** The proxy's routing table, kept at each health tick for a crashed proxy's restart. */
+  private async refreshRoutesSnapshot(): Promise<void> {
+    const proxy = this.children.get('proxy')
+    if (!proxy?.proc || proxy.restartPending) return
+    try {
+      const response = await this.fetchFn(`http://127.0.0.1:${this.settings.ports.proxyApi}/api/routes`, {headers: {Authorization: `token ${this.proxyToken}`}, signal: AbortSignal.timeout(2000)})
+      if (response.ok) this.routesSnapshot = (await response.json()) as Record<string, unknown>
+      else await response.body?.cancel()
+    } catch {
+      // The proxy is restarting: keep the previous table.
+    }
+  }
+
   private async currentRoutes(): Promise<Record<string, unknown>> {
     try {
       const response = await this.fetchFn(`http://127.0.0.1:${this.settings.ports.proxyApi}/api/routes`, {headers: {Authorization: `token ${this.proxyToken}`}, signal: AbortSignal.timeout(5000)})
