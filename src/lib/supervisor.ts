@@ -106,7 +106,7 @@ export const DEFAULT_TIMINGS: SupervisorTimings = {
   stopTimeoutMs: 10_000,
   healthTimeoutMs: 180_000,
   healthIntervalMs: 5000,
-  pollMs: 200,
+  pollMs: 50,
   standbyGraceMs: 1500,
 }
 
