@@ -33,7 +33,7 @@ export const SECRET_DIR_MODE = 0o700
 
 export interface SecretProblem {
   /** The secret, or the directory that holds them. */
-  subject: SecretName | 'directory'
+  subject: SecretName | 'directory' | 'loginPassword'
   file: string
   problem: string
   fix: string
@@ -77,6 +77,25 @@ export class SecretStore {
       return [...problems, ...names.map((name) => this.missing(name))]
     }
     for (const name of names) problems.push(...(await this.checkOne(name)))
+    if (names === SECRET_NAMES) problems.push(...(await this.checkLoginPassword()))
+    return problems
+  }
+
+  /**
+   * Local mode's generated login, when there is one: a regular file of the service user's, 0600,
+   * like every other secret (its content is the operator's business: init replaces one it does not
+   * recognise).
+   */
+  async checkLoginPassword(): Promise<SecretProblem[]> {
+    const file = this.layout.loginPassword
+    const stat = await lstatOrUndefined(file)
+    if (!stat) return []
+    const replace = `move ${file} away, then run \`hubctl init\` again (it makes a new login password)`
+    if (stat.isSymbolicLink()) return [{subject: 'loginPassword', file, problem: `the login password ${file} is a symbolic link, which hubctl never follows`, fix: replace}]
+    if (!stat.isFile()) return [{subject: 'loginPassword', file, problem: `the login password ${file} is not a regular file`, fix: replace}]
+    const problems: SecretProblem[] = []
+    if (stat.uid !== this.uid) problems.push({subject: 'loginPassword', file, problem: `the login password ${file} belongs to uid ${stat.uid}, not ${this.uid}`, fix: `chown ${this.uid}:${this.gid} ${file}`})
+    if ((stat.mode & 0o777) !== SECRET_FILE_MODE) problems.push({subject: 'loginPassword', file, problem: `the login password ${file} has mode ${octal(stat.mode)}, not 0600`, fix: `chmod 600 ${file}`})
     return problems
   }
 
@@ -174,6 +193,9 @@ export class SecretStore {
    */
   async ensureLoginPassword(): Promise<{password: string; created: boolean}> {
     const file = this.layout.loginPassword
+    // One another user could read (or a link to anywhere) is refused, never used or silently kept.
+    const problems = await this.checkLoginPassword()
+    if (problems.length > 0) throw problemsError(problems)
     if (await exists(file)) {
       const existing = (await readNoFollow(file)).trim()
       if (/^[0-9a-f]{32}$/.test(existing)) return {password: existing, created: false}

@@ -387,6 +387,56 @@ describe('hostile input: secret files that are broken, for secrets check, secret
   })
 })
 
+describe('hostile input: the generated login password (dummy authenticator) that others could read', function () {
+  this.timeout(120_000)
+  let layout: Layout
+  let flags: string[]
+  let outside: string
+  let original: Buffer
+
+  before(async () => {
+    layout = new Layout(await tempPrefix('hubctl-hostile-login'))
+    outside = await tempPrefix('hubctl-hostile-login-outside')
+    const {flags: portArgs} = await portFlags()
+    flags = [...baseExcept(['--authenticator']), '--authenticator', 'dummy', ...portArgs]
+    const init = await hubctl(['init', '--prefix', layout.prefix, ...flags])
+    expect(init.exitCode, init.stderr).to.equal(0)
+    original = await fs.readFile(layout.loginPassword)
+  })
+  afterEach(async () => {
+    await fs.rm(layout.loginPassword, {force: true})
+    await fs.writeFile(layout.loginPassword, original, {mode: 0o600})
+  })
+  after(async () => {
+    await fs.rm(layout.prefix, {recursive: true, force: true})
+    await fs.rm(outside, {recursive: true, force: true})
+  })
+
+  it('mode 0644: secrets check and init refuse with the chmod, exit 1, nothing changed (was: check passed, init kept it 0644)', async () => {
+    await fs.chmod(layout.loginPassword, 0o644)
+    const before = await stateOf(layout.prefix, notLogs)
+    const check = await hubctl(['secrets', 'check', '--prefix', layout.prefix])
+    expect(check.exitCode).to.equal(1)
+    expect(check.stderr).to.include(`problem: the login password ${layout.loginPassword} has mode 0644, not 0600. Fix: chmod 600 ${layout.loginPassword}`)
+    expect(check.stderr).not.to.include(original.toString('utf8').trim())
+    expectRefused(await hubctl(['init', '--prefix', layout.prefix, ...flags]), 1, /the login password .* has mode 0644, not 0600\. Fix: chmod 600 /)
+    expect(await stateOf(layout.prefix, notLogs)).to.deep.equal(before)
+  })
+
+  it('a symbolic link to a file elsewhere: refused by check and init, the target untouched', async () => {
+    const target = path.join(outside, 'password')
+    await fs.writeFile(target, `${'b'.repeat(32)}\n`, {mode: 0o600})
+    await fs.rm(layout.loginPassword)
+    await fs.symlink(target, layout.loginPassword)
+    const before = {inside: await stateOf(layout.prefix, notLogs), outside: await stateOf(outside)}
+    const check = await hubctl(['secrets', 'check', '--prefix', layout.prefix])
+    expect(check.exitCode).to.equal(1)
+    expect(check.stderr).to.match(/problem: the login password .* is a symbolic link, which hubctl never follows/)
+    expectRefused(await hubctl(['init', '--prefix', layout.prefix, ...flags]), 1, /the login password .* is a symbolic link/)
+    expect({inside: await stateOf(layout.prefix, notLogs), outside: await stateOf(outside)}).to.deep.equal(before)
+  })
+})
+
 describe('hostile input: srv/jupyterhub missing, misplaced, open or read-only', function () {
   this.timeout(180_000)
   let layout: Layout
