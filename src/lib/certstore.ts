@@ -39,8 +39,14 @@ export class CertStore {
     await ensureDir(this.layout.sslDir, 0o700)
     await ensureDir(this.layout.sslArchiveDir, 0o700)
     await ensureDir(this.layout.sslArchive(id), 0o700)
-    await writeFileAtomic(this.layout.archivedPrivkey(id), pair.privkey, {mode: 0o600})
-    await writeFileAtomic(this.layout.archivedFullchain(id), pair.fullchain, {mode: 0o600})
+    try {
+      await writeFileAtomic(this.layout.archivedPrivkey(id), pair.privkey, {mode: 0o600})
+      await writeFileAtomic(this.layout.archivedFullchain(id), pair.fullchain, {mode: 0o600})
+    } catch (error) {
+      // A full disk half way: no key without its chain (nor an empty directory) stays in the archive.
+      await fs.rm(this.layout.sslArchive(id), {recursive: true, force: true})
+      throw error
+    }
     const previous = await readLinkOrUndefined(this.layout.sslCurrentLink)
     await this.ensureStableLinks()
     await symlinkAtomic(this.layout.sslLinkTargets.archive(id), this.layout.sslCurrentLink)

@@ -151,8 +151,9 @@ describe('a full disk during a write (the prefix on a 4 MiB tmpfs)', function ()
     expect(result.stderr.trim().split('\n').pop()).to.match(new RegExp(`^hubctl: no space left on the device holding ${layout.sslArchiveDir}/[^/]+/privkey\\.pem; nothing was replaced\\. Fix: free some disk space`))
     expect(await fs.readlink(layout.sslCurrentLink)).to.equal(currentBefore)
     const after = await snapshot(layout.prefix)
-    // Every file is as it was (the new pair's empty archive directory holds no file).
+    // Every file is as it was, and no half-written pair (or its empty directory) stays in the archive.
     expect(after).to.deep.equal(before)
+    expect(await fs.readdir(layout.sslArchiveDir)).to.deep.equal([currentBefore.split('/').pop()])
     const cert = new X509Certificate(await fs.readFile(layout.fullchain))
     expect(cert.subjectAltName).not.to.include('hub.localhost')
     expect(cert.checkPrivateKey((await import('node:crypto')).createPrivateKey(await fs.readFile(layout.privkey)))).to.equal(true)
