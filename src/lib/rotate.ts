@@ -4,7 +4,7 @@ import path from 'node:path'
 
 import {DhparamMode, FFDHE2048_PEM, generateDhparam} from './dhparam.js'
 import {ExitCode, HubctlError, errnoCode} from './errors.js'
-import {FetchLike, HubApi} from './hubapi.js'
+import {FetchLike, HubApi, keepAlive} from './hubapi.js'
 import {detectJupyterHub} from './jupyterhub.js'
 import {Layout} from './layout.js'
 import {acquireLock} from './lock.js'
@@ -175,7 +175,7 @@ export class RotationService {
     const doFetch = this.deps.fetch ?? fetch
     const status = async (value: string) => {
       try {
-        const response = await doFetch(url, {headers: {Authorization: `token ${value}`}, signal: AbortSignal.timeout(5000)})
+        const response = await keepAlive(5000, doFetch(url, {headers: {Authorization: `token ${value}`}, signal: AbortSignal.timeout(5000)}))
         await response.body?.cancel()
         return response.status
       } catch (error) {

@@ -1,3 +1,4 @@
+import {keepAlive} from './hubapi.js'
 import type {FetchLike, HubApi, ServerInfo} from './hubapi.js'
 import {formatDuration} from './duration.js'
 
@@ -242,7 +243,7 @@ export class ServerWatcher {
 
   private async get(url: string): Promise<{status?: number; jupyter?: boolean; error?: string}> {
     try {
-      const response = await this.options.fetch(url, {redirect: 'manual', signal: AbortSignal.timeout(this.probeTimeoutMs), headers: {Accept: 'application/json'}})
+      const response = await keepAlive(this.probeTimeoutMs, this.options.fetch(url, {redirect: 'manual', signal: AbortSignal.timeout(this.probeTimeoutMs), headers: {Accept: 'application/json'}}))
       let jupyter = false
       if (response.status === 200) {
         try {
@@ -270,7 +271,7 @@ export function findRoute(table: Record<string, ProxyRoute>, server: Pick<Server
 /** Reads configurable-http-proxy's routing table with its token (read afresh each time: it may be rotated). */
 export function proxyRoutes(apiUrl: string, token: () => Promise<string>, fetchFn: FetchLike, timeoutMs = 3000): ProxyRoutes {
   return async () => {
-    const response = await fetchFn(`${apiUrl.replace(/\/+$/, '')}/api/routes`, {headers: {Authorization: `token ${await token()}`}, signal: AbortSignal.timeout(timeoutMs), redirect: 'manual'})
+    const response = await keepAlive(timeoutMs, fetchFn(`${apiUrl.replace(/\/+$/, '')}/api/routes`, {headers: {Authorization: `token ${await token()}`}, signal: AbortSignal.timeout(timeoutMs), redirect: 'manual'}))
     if (!response.ok) {
       await response.body?.cancel()
       throw new Error(`the proxy's API answered ${response.status}`)
