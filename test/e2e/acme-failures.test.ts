@@ -8,7 +8,7 @@ import net from 'node:net'
 import path from 'node:path'
 
 import {Layout} from '../../src/lib/layout.js'
-import {BIN, DEBIAN_JUPYTERHUB, CliResult, freePort, hubctl, portFlags, snapshot, tempPrefix} from '../helpers/cli.js'
+import {BIN, DEBIAN_JUPYTERHUB, CliResult, freePort, hubctl, portFlags, snapshot, tempPrefix, jsonOf} from '../helpers/cli.js'
 import {Pebble, PebbleLab, httpsGet, liveFiles, liveSerial, servedSerial, startNginx} from '../helpers/pebble.js'
 import {stopProcess, waitFor} from '../helpers/processes.js'
 
@@ -21,13 +21,7 @@ import {stopProcess, waitFor} from '../helpers/processes.js'
  * renewals at once, a held lock, the EAB binding missing.
  */
 
-function json(result: CliResult): Record<string, any> {
-  try {
-    return JSON.parse(result.stdout)
-  } catch {
-    throw new Error(`not JSON (exit ${result.exitCode}): ${result.stdout}\n${result.stderr}`)
-  }
-}
+const json = jsonOf
 
 function ok(result: CliResult): void {
   expect(result.exitCode, `${result.stdout}\n${result.stderr}`).to.equal(0)

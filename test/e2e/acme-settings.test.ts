@@ -6,7 +6,7 @@ import https from 'node:https'
 import path from 'node:path'
 
 import {Layout} from '../../src/lib/layout.js'
-import {DEBIAN_JUPYTERHUB, CliResult, freePort, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
+import {DEBIAN_JUPYTERHUB, CliResult, freePort, hubctl, portFlags, tempPrefix, jsonOf} from '../helpers/cli.js'
 import {Pebble, PebbleLab} from '../helpers/pebble.js'
 
 /**
@@ -15,13 +15,7 @@ import {Pebble, PebbleLab} from '../helpers/pebble.js'
  * account's contact. Real Pebbles (two CAs, to tell which one a renewal went to), the built hubctl.
  */
 
-function json(result: CliResult): Record<string, any> {
-  try {
-    return JSON.parse(result.stdout)
-  } catch {
-    throw new Error(`not JSON (exit ${result.exitCode}): ${result.stdout}\n${result.stderr}`)
-  }
-}
+const json = jsonOf
 
 function ok(result: CliResult): void {
   expect(result.exitCode, `${result.stdout}\n${result.stderr}`).to.equal(0)

@@ -5,7 +5,7 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 
 import {Layout} from '../../src/lib/layout.js'
-import {DEBIAN_JUPYTERHUB, CliResult, hubctl, modeOf, portFlags, snapshot, tempPrefix} from '../helpers/cli.js'
+import {DEBIAN_JUPYTERHUB, CliResult, hubctl, modeOf, portFlags, snapshot, tempPrefix, jsonOf} from '../helpers/cli.js'
 import {Pebble, PebbleLab, liveFiles, liveSerial, servedSerial, startNginx as startNginxProcess} from '../helpers/pebble.js'
 import {stopProcess, waitFor} from '../helpers/processes.js'
 
@@ -25,13 +25,7 @@ async function startNginx(layout: Layout): Promise<ChildProcess> {
   return child
 }
 
-function json(result: CliResult): Record<string, any> {
-  try {
-    return JSON.parse(result.stdout)
-  } catch {
-    throw new Error(`not JSON (exit ${result.exitCode}): ${result.stdout}\n${result.stderr}`)
-  }
-}
+const json = jsonOf
 
 function ok(result: CliResult): void {
   expect(result.exitCode, `${result.stdout}\n${result.stderr}`).to.equal(0)

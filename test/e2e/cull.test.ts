@@ -6,6 +6,7 @@ import {HubApi} from '../../src/lib/hubapi.js'
 import {Layout} from '../../src/lib/layout.js'
 import {findRoute, proxyRoutes} from '../../src/lib/servers.js'
 import {VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
+import {waitUntil} from '../helpers/processes.js'
 
 /*
  * User servers followed by the supervisor. `hubctl start --cull-idle`: bad durations are refused before anything starts (exit 2); with a
@@ -21,18 +22,9 @@ interface Status {
   serverWatch?: {checkedAt: string; cullIdleSeconds: number | null; actions: Array<{user: string; action: string; result: string; reason: string}>}
 }
 
-async function waitFor<T>(what: string, check: () => Promise<T | undefined>, tries = 120, intervalMs = 1000): Promise<T> {
-  let last: unknown
-  for (let i = 0; i < tries; i++) {
-    try {
-      const value = await check()
-      if (value !== undefined) return value
-    } catch (error) {
-      last = error
-    }
-    await new Promise((resolve) => setTimeout(resolve, intervalMs))
-  }
-  throw new Error(`gave up waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`)
+/** {@link waitUntil} with this file's pace. */
+function waitFor<T>(what: string, check: () => Promise<T | undefined>, tries = 120, intervalMs = 1000): Promise<T> {
+  return waitUntil(what, check, tries, intervalMs)
 }
 
 describe('hubctl start --cull-idle', function () {

@@ -10,6 +10,7 @@ import {HubApi} from '../../src/lib/hubapi.js'
 import {Layout} from '../../src/lib/layout.js'
 import {findRoute, proxyRoutes} from '../../src/lib/servers.js'
 import {DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
+import {waitUntil} from '../helpers/processes.js'
 
 /*
  * A notebook cell, end to end: a user's server from the default LocalProcessSpawner (root, a
@@ -103,18 +104,9 @@ function execute(url: string, options: {ca: string; token: string; code: string}
   })
 }
 
-async function waitFor<T>(what: string, check: () => Promise<T | undefined>, tries = 600, intervalMs = 200): Promise<T> {
-  let last: unknown
-  for (let i = 0; i < tries; i++) {
-    try {
-      const value = await check()
-      if (value !== undefined) return value
-    } catch (error) {
-      last = error
-    }
-    await new Promise((resolve) => setTimeout(resolve, intervalMs))
-  }
-  throw new Error(`gave up waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`)
+/** {@link waitUntil} with this file's pace. */
+function waitFor<T>(what: string, check: () => Promise<T | undefined>, tries = 600, intervalMs = 200): Promise<T> {
+  return waitUntil(what, check, tries, intervalMs)
 }
 
 async function userPids(uid: number): Promise<number[]> {

@@ -6,6 +6,7 @@ import https from 'node:https'
 import path from 'node:path'
 
 import {BIN, VENV_JUPYTERHUB, portFlags} from '../helpers/cli.js'
+import {waitUntil} from '../helpers/processes.js'
 
 /*
  * The local mode as a person without root uses it: a system user made by the test runs
@@ -75,18 +76,9 @@ class Browser {
   }
 }
 
-async function waitFor<T>(what: string, check: () => Promise<T | undefined>, tries = 300, intervalMs = 500): Promise<T> {
-  let last: unknown
-  for (let i = 0; i < tries; i++) {
-    try {
-      const value = await check()
-      if (value !== undefined) return value
-    } catch (error) {
-      last = error
-    }
-    await new Promise((resolve) => setTimeout(resolve, intervalMs))
-  }
-  throw new Error(`gave up waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`)
+/** {@link waitUntil} with this file's pace. */
+function waitFor<T>(what: string, check: () => Promise<T | undefined>, tries = 300, intervalMs = 500): Promise<T> {
+  return waitUntil(what, check, tries, intervalMs)
 }
 
 async function uidOf(pid: number): Promise<number | undefined> {

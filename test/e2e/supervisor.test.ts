@@ -7,6 +7,7 @@ import path from 'node:path'
 import {HubApi} from '../../src/lib/hubapi.js'
 import {Layout} from '../../src/lib/layout.js'
 import {DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
+import {waitUntil} from '../helpers/processes.js'
 
 /*
  * Supervision with the real programs: configurable-http-proxy, JupyterHub (Debian's 3.0 and the
@@ -50,19 +51,9 @@ async function serverPids(uid: number): Promise<number[]> {
   return (await allProcs()).filter((info) => info.uid === uid && info.cmdline.some((arg) => arg.endsWith('jupyterhub-singleuser'))).map((info) => info.pid)
 }
 
-/** Poll `check` until it returns a value other than undefined; a bounded number of tries, no timing asserted. */
-async function waitFor<T>(what: string, check: () => Promise<T | undefined>, tries = 600, intervalMs = 100): Promise<T> {
-  let last: unknown
-  for (let i = 0; i < tries; i++) {
-    try {
-      const value = await check()
-      if (value !== undefined) return value
-    } catch (error) {
-      last = error
-    }
-    await new Promise((resolve) => setTimeout(resolve, intervalMs))
-  }
-  throw new Error(`gave up waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`)
+/** {@link waitUntil} with this file's pace. */
+function waitFor<T>(what: string, check: () => Promise<T | undefined>, tries = 600, intervalMs = 100): Promise<T> {
+  return waitUntil(what, check, tries, intervalMs)
 }
 
 async function get(url: string): Promise<{status: number; body: string}> {

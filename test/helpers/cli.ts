@@ -89,3 +89,12 @@ export async function snapshot(dir: string): Promise<Record<string, string>> {
   await walk(dir)
   return out
 }
+
+/** The command's --json output, or an error that shows what it printed instead. */
+export function jsonOf(result: CliResult): Record<string, any> {
+  try {
+    return JSON.parse(result.stdout)
+  } catch {
+    throw new Error(`not JSON (exit ${result.exitCode}): ${result.stdout}\n${result.stderr}`)
+  }
+}

@@ -16,6 +16,24 @@ export async function waitFor<T>(fn: () => Promise<T | undefined | false>, what:
   throw new Error(`gave up waiting for ${what}${last ? `: ${String(last)}` : ''}`)
 }
 
+/**
+ * Poll `check` until it returns a value other than undefined (errors count as "not yet"); a
+ * bounded number of tries, no timing asserted. The error names what was awaited and the last error.
+ */
+export async function waitUntil<T>(what: string, check: () => Promise<T | undefined>, tries = 600, intervalMs = 100): Promise<T> {
+  let last: unknown
+  for (let i = 0; i < tries; i++) {
+    try {
+      const value = await check()
+      if (value !== undefined) return value
+    } catch (error) {
+      last = error
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs))
+  }
+  throw new Error(`gave up waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`)
+}
+
 /** Spawn a long-running program with its output to a log file; the test kills it in after(). */
 export function spawnLogged(command: string, args: string[], options: {env?: NodeJS.ProcessEnv; cwd?: string; log: string}): ChildProcess {
   const out = fs.openSync(options.log, 'a')
