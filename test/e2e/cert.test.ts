@@ -125,7 +125,9 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
     })
 
     it('cert renew when nothing is due changes nothing, exits 0, and loads neither acme-client, execa nor node-forge', async () => {
-      const before = await snapshot(layout.sslDir)
+      // The live pair and everything beside it stay; renewal.json may keep the CA's ARI answer.
+      const certFiles = async () => Object.fromEntries(Object.entries(await snapshot(layout.sslDir)).filter(([name]) => name !== 'renewal.json'))
+      const before = await certFiles()
       // Every module the run loads, through a resolve hook (node:module register).
       const trace = path.join(work, 'modules.txt')
       const hooks = path.join(work, 'trace-hooks.mjs')
@@ -135,13 +137,17 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
       const result = await hubctl(['cert', 'renew', '--prefix', layout.prefix, '--json'], {env: {NODE_OPTIONS: `--import ${hook}`}})
       ok(result)
       expect(json(result).action).to.equal('not-due')
-      expect(await snapshot(layout.sslDir)).to.deep.equal(before)
+      expect(await certFiles()).to.deep.equal(before)
+      const state = await fs.readFile(layout.renewalState, 'utf8').catch(() => '')
       const loaded = await fs.readFile(trace, 'utf8')
       expect(loaded).to.include('/dist/commands/cert/renew.js')
       expect(loaded).not.to.match(/acme-client|execa|node-forge/)
       const text = await hubctl(['cert', 'renew', '--prefix', layout.prefix])
       ok(text)
       expect(text.stdout).to.match(/not due for renewal: \d+ days left; due on /)
+      // Within the CA's Retry-After the kept answer is used: renewal.json is not even rewritten.
+      expect(await fs.readFile(layout.renewalState, 'utf8').catch(() => '')).to.equal(state)
+      expect(await certFiles()).to.deep.equal(before)
     })
 
     it('cert renew --force gets a new serial, reloads nginx, which serves it', async () => {
