@@ -98,7 +98,7 @@ export interface SupervisorTimings {
 }
 
 export const DEFAULT_TIMINGS: SupervisorTimings = {
-  backoffInitialMs: 500,
+  backoffInitialMs: 100,
   backoffMaxMs: 30_000,
   stableMs: 60_000,
   crashLoopRestarts: 5,
