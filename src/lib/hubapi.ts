@@ -52,6 +52,11 @@ export function hubApiUrl(settings: Pick<Settings, 'ports'>): string {
   return `http://127.0.0.1:${settings.ports.hub}/hub/api`
 }
 
+/** configurable-http-proxy's REST API (the hub's c.ConfigurableHTTPProxy.api_url). */
+export function proxyApiUrl(ports: Pick<Settings['ports'], 'proxyApi'>): string {
+  return `http://127.0.0.1:${ports.proxyApi}`
+}
+
 /** The hub's health URL: through the hub's own port, or through the proxy. */
 export function hubHealthUrl(settings: Pick<Settings, 'ports'>, via: 'hub' | 'proxy' = 'hub'): string {
   return `http://127.0.0.1:${via === 'hub' ? settings.ports.hub : settings.ports.proxy}/hub/health`

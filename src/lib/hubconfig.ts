@@ -3,7 +3,13 @@ import {Layout} from './layout.js'
 import {renderTemplate} from './render.js'
 import type {Settings} from './settings.js'
 import {usageError} from './errors.js'
+import {proxyApiUrl} from './hubapi.js'
 import {HUBCTL_VERSION} from './version.js'
+
+/** The hub's database as SQLAlchemy names it (c.JupyterHub.db_url). */
+export function databaseUrl(layout: Layout): string {
+  return `sqlite:///${layout.database}`
+}
 
 /** The scopes of hubctl's own service: restore routes, follow, start and stop user servers. Nothing more. */
 export const HUBCTL_SERVICE_SCOPES = ['proxy', 'list:users', 'read:users:activity', 'read:servers', 'servers']
@@ -44,8 +50,8 @@ export async function renderHubConfig(layout: Layout, settings: Settings, instal
     hubPort: settings.ports.hub,
     bindUrl: `http://127.0.0.1:${settings.ports.proxy}`,
     cookieSecretFile: layout.cookieSecret,
-    dbUrl: `sqlite:///${layout.database}`,
-    proxyApiUrl: `http://127.0.0.1:${settings.ports.proxyApi}`,
+    dbUrl: databaseUrl(layout),
+    proxyApiUrl: proxyApiUrl(settings.ports),
     proxyTokenFile: layout.proxyAuthToken,
     authenticatorClass: authenticatorClass(settings.authenticator, install),
     admins: settings.admins,

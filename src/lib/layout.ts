@@ -33,6 +33,8 @@ export class Layout {
   get loginPassword(): string { return this.at('srv/jupyterhub/login_password') }
   get database(): string { return this.at('srv/jupyterhub/jupyterhub.sqlite') }
   get backupDir(): string { return this.at('srv/jupyterhub/backup') }
+  /** One backup of a secret in backupDir, by its file name (`<secret>.<time>.<random>`). */
+  backupFile(name: string): string { return path.join(this.backupDir, name) }
   get lockFile(): string { return this.at('srv/jupyterhub/hubctl.lock') }
   get runDir(): string { return this.at('srv/jupyterhub/run') }
   get pidFile(): string { return this.at('srv/jupyterhub/run/hubctl.pid') }

@@ -1,10 +1,10 @@
 import {createHash} from 'node:crypto'
 import fs from 'node:fs/promises'
-import path from 'node:path'
 
 import {DhparamMode, FFDHE2048_PEM, generateDhparam} from './dhparam.js'
 import {ExitCode, HubctlError, errnoCode} from './errors.js'
-import {FetchLike, HubApi, keepAlive} from './hubapi.js'
+import {FetchLike, HubApi, hubApiUrl, keepAlive, proxyApiUrl} from './hubapi.js'
+import {databaseUrl} from './hubconfig.js'
 import {detectJupyterHub} from './jupyterhub.js'
 import {Layout} from './layout.js'
 import {acquireLock} from './lock.js'
@@ -171,7 +171,7 @@ export class RotationService {
 
   /** The proxy answers the new token and refuses the old one. */
   private async verifyProxyToken(token: string, old: string | undefined): Promise<void> {
-    const url = `http://127.0.0.1:${this.deps.settings.ports.proxyApi}/api/routes`
+    const url = `${proxyApiUrl(this.deps.settings.ports)}/api/routes`
     const doFetch = this.deps.fetch ?? fetch
     const status = async (value: string) => {
       try {
@@ -199,13 +199,13 @@ export class RotationService {
     const api = HubApi.forLayout(this.layout, this.deps.settings, {secrets: this.store, fetch: this.deps.fetch})
     await api.version()
     const install = await detectJupyterHub(this.deps.runner, this.deps.settings.executables.jupyterhub)
-    const result = await this.deps.runner.run(install.python, ['-c', REVOKE_SCRIPT, `sqlite:///${this.layout.database}`], {input: `${token}\n`, timeoutMs: 60_000})
+    const result = await this.deps.runner.run(install.python, ['-c', REVOKE_SCRIPT, databaseUrl(this.layout)], {input: `${token}\n`, timeoutMs: 60_000})
     if (result.exitCode !== 0) {
       throw new HubctlError(`could not revoke hubctl's old API token: ${result.stderr.trim().split('\n').pop()}`, {exitCode: ExitCode.RUNTIME, fix: `read the message, then rotate again`})
     }
     this.log(`revoked ${result.stdout.trim() || 0} old hubctl API token(s) in the hub's database`)
     if (old !== undefined && old !== token) {
-      const oldApi = new HubApi({baseUrl: `http://127.0.0.1:${this.deps.settings.ports.hub}/hub/api`, token: old, fetch: this.deps.fetch})
+      const oldApi = new HubApi({baseUrl: hubApiUrl(this.deps.settings), token: old, fetch: this.deps.fetch})
       const stillAccepted = await oldApi.listUsers().then(() => true, () => false)
       if (stillAccepted) throw new HubctlError('the hub still accepts the old API token', {exitCode: ExitCode.RUNTIME, fix: 'run `hubctl restart`, then rotate again'})
     }
@@ -286,7 +286,7 @@ export class RotationService {
   private async audit(secret: SecretName, sha256: string, outcome: string): Promise<void> {
     const line = `${new Date(this.clock.now()).toISOString()} secret=${secret} sha256=${sha256} outcome=${outcome} pid=${process.pid}\n`
     try {
-      await fs.mkdir(path.dirname(this.layout.auditLog), {recursive: true, mode: 0o755})
+      await fs.mkdir(this.layout.logDir, {recursive: true, mode: 0o755})
       const handle = await fs.open(this.layout.auditLog, 'a', 0o640)
       try {
         await handle.writeFile(line)

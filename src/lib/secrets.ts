@@ -1,7 +1,6 @@
 import {randomBytes} from 'node:crypto'
 import {constants as fsConstants} from 'node:fs'
 import fs from 'node:fs/promises'
-import path from 'node:path'
 
 import {ensureDir, exists, writeFileAtomic} from './atomic.js'
 import {dhparamBits} from './dhparam.js'
@@ -210,7 +209,7 @@ export class SecretStore {
   async backup(name: SecretName, value: string, at: Date = new Date()): Promise<string> {
     await ensureDir(this.layout.backupDir, SECRET_DIR_MODE)
     // Time first (they sort by it), then a random tail: two backups in the same millisecond both stay.
-    const file = path.join(this.layout.backupDir, `${name}.${at.toISOString().replace(/[:.]/g, '-')}.${randomBytes(3).toString('hex')}`)
+    const file = this.layout.backupFile(`${name}.${at.toISOString().replace(/[:.]/g, '-')}.${randomBytes(3).toString('hex')}`)
     await writeFileAtomic(file, name === 'dhparam' ? value : `${value.trim()}\n`, {mode: SECRET_FILE_MODE, ...this.owner()})
     return file
   }
@@ -218,7 +217,7 @@ export class SecretStore {
   /** The backups of one secret, oldest first. */
   async backups(name: SecretName): Promise<string[]> {
     const entries = await fs.readdir(this.layout.backupDir).catch(() => [] as string[])
-    return entries.filter((entry) => entry.startsWith(`${name}.`) && !entry.includes('.tmp')).sort().map((entry) => path.join(this.layout.backupDir, entry))
+    return entries.filter((entry) => entry.startsWith(`${name}.`) && !entry.includes('.tmp')).sort().map((entry) => this.layout.backupFile(entry))
   }
 
   /** The newest backup's value, if any is valid. */

@@ -1,4 +1,4 @@
-import {keepAlive} from './hubapi.js'
+import {keepAlive, proxyApiUrl} from './hubapi.js'
 import type {FetchLike, HubApi, ServerInfo} from './hubapi.js'
 import {formatDuration} from './duration.js'
 
@@ -31,15 +31,7 @@ import {formatDuration} from './duration.js'
  * Nothing here imports oclif: the hub API, the clock and fetch are parameters.
  */
 
-export interface WatchedServer {
-  user: string
-  /** '' for the default server. */
-  name: string
-  url: string
-  ready: boolean
-  pending: string | null
-  lastActivity: string | null
-  started: string | null
+export interface WatchedServer extends ServerInfo {
   /** Seconds since its last activity (or its start), when the hub said either. */
   idleSeconds: number | null
   /** Whether the server answered at its route's target in the proxy; null when not probed (not ready yet, stopping) or the proxy's table could not be read. */
@@ -293,7 +285,7 @@ export function createServerWatcher(options: {
 }): ServerWatcher {
   return new ServerWatcher({
     api: options.api,
-    routes: proxyRoutes(`http://127.0.0.1:${options.ports.proxyApi}`, options.proxyToken, options.fetch),
+    routes: proxyRoutes(proxyApiUrl(options.ports), options.proxyToken, options.fetch),
     clock: options.clock,
     fetch: options.fetch,
     cullIdleMs: options.cullIdleMs,

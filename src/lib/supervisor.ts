@@ -5,7 +5,7 @@ import path from 'node:path'
 
 import {readIfExists, writeFileAtomic} from './atomic.js'
 import {ExitCode, ExitCodeValue, HubctlError, errnoCode} from './errors.js'
-import {HubApi, FetchLike, checkHealth, hubHealthUrl} from './hubapi.js'
+import {HubApi, FetchLike, checkHealth, hubApiUrl, hubHealthUrl, proxyApiUrl} from './hubapi.js'
 import {Layout} from './layout.js'
 import {acquireLock} from './lock.js'
 import {Nginx} from './nginx.js'
@@ -13,7 +13,7 @@ import {hasProc, procStartTime, processAlive} from './processes.js'
 import {proxyExecutable, seededStoreModule} from './proxy.js'
 import {execaRunner} from './runner.js'
 import {SecretStore} from './secrets.js'
-import {ServerWatchSummary, ServerWatcher, ServersReport, StatusServer, createServerWatcher, serversForStatus} from './servers.js'
+import {ServerWatchSummary, ServerWatcher, ServersReport, StatusServer, createServerWatcher, proxyRoutes, serversForStatus} from './servers.js'
 import type {Settings} from './settings.js'
 
 /*
@@ -506,7 +506,7 @@ export class Supervisor {
     const proxyToken = await this.secrets.read('proxyAuthToken')
     this.proxyToken = proxyToken
     const backups = new SecretStore(this.layout)
-    this.api = new HubApi({baseUrl: `http://127.0.0.1:${this.settings.ports.hub}/hub/api`, token: () => this.secrets.read('apiToken'), fallbackToken: () => backups.latestBackup('apiToken'), fetch: this.fetchFn, timeoutMs: 10_000})
+    this.api = new HubApi({baseUrl: hubApiUrl(this.settings), token: () => this.secrets.read('apiToken'), fallbackToken: () => backups.latestBackup('apiToken'), fetch: this.fetchFn, timeoutMs: 10_000})
     return this.deps.specs ?? childSpecs(this.layout, this.settings, proxyToken, this.deps.env)
   }
 
@@ -699,7 +699,7 @@ export class Supervisor {
   /** Wait until the proxy's API port answers (any status); false when the proxy is gone or we stop. */
   private async waitForProxyApi(timeoutMs = 30_000, port = this.settings.ports.proxyApi, alive: () => boolean = () => this.child('proxy').proc !== undefined): Promise<boolean> {
     const deadline = this.clock.now() + timeoutMs
-    const url = `http://127.0.0.1:${port}/api/routes`
+    const url = `${proxyApiUrl({proxyApi: port})}/api/routes`
     while (!this.stopping && this.clock.now() < deadline) {
       if (!alive()) return false
       try {
@@ -896,19 +896,15 @@ export class Supervisor {
     const proxy = this.child('proxy')
     const began = this.clock.now()
     const routes = await this.currentRoutes()
-    const seedFile = this.layout.proxySeed
-    await writeFileAtomic(seedFile, `${JSON.stringify({routes})}\n`, {mode: 0o600})
+    const seedFile = await this.writeSeed(routes)
     try {
       await this.startStandby(token, seedFile)
       if (this.stopping) return
       await this.stopChild(proxy)
       if (this.stopping) return
-      proxy.spec = proxySpec(this.layout, this.settings, token, {baseEnv: this.deps.env, seedFile})
       this.proxyToken = token
-      await this.launch(proxy)
+      await this.launchSeeded(proxy, seedFile)
       if (!(await this.waitForProxyApi())) throw new Error(`the new proxy did not answer on port ${this.settings.ports.proxyApi}; see ${this.layout.proxyLog}`)
-      // Later restarts (a crash) start empty and have the hub restore the routes.
-      proxy.spec = proxySpec(this.layout, this.settings, token, {baseEnv: this.deps.env})
       await this.api?.updateProxy({auth_token: token})
       this.lastRouteSync = {at: new Date().toISOString(), ok: true, seconds: round((this.clock.now() - began) / 1000)}
       this.log('info', 'handover', `the proxy was replaced with ${Object.keys(routes).length} route(s) in place (${round((this.clock.now() - began) / 1000)}s)`, 'proxy', proxy.pid)
@@ -920,7 +916,6 @@ export class Supervisor {
     }
   }
 
-  /** The running proxy's routing table (with the token it runs with); empty when it does not answer. */
   /**
    * A proxy that crashed comes back with the routes it had at the last health tick (seeded store),
    * so users' routes answer as soon as it listens; the hub then re-checks every route (PATCH).
@@ -928,14 +923,28 @@ export class Supervisor {
   private async launchProxyWithKnownRoutes(proxy: ChildRuntime): Promise<void> {
     const routes = this.routesSnapshot
     if (this.deps.specs || !routes || Object.keys(routes).length <= 1) return this.launch(proxy)
-    const plain = proxy.spec
+    await this.launchSeeded(proxy, await this.writeSeed(routes))
+  }
+
+  /** The routes a replacement proxy starts with (0600: user names and their servers' addresses). */
+  private async writeSeed(routes: Record<string, unknown>): Promise<string> {
+    await writeFileAtomic(this.layout.proxySeed, `${JSON.stringify({routes})}\n`, {mode: 0o600})
+    return this.layout.proxySeed
+  }
+
+  /** Start the proxy with the current token and the routes in `seedFile`; later (crash) restarts start empty. */
+  private async launchSeeded(proxy: ChildRuntime, seedFile: string): Promise<void> {
+    proxy.spec = proxySpec(this.layout, this.settings, this.proxyToken, {baseEnv: this.deps.env, seedFile})
     try {
-      await writeFileAtomic(this.layout.proxySeed, `${JSON.stringify({routes})}\n`, {mode: 0o600})
-      proxy.spec = proxySpec(this.layout, this.settings, this.proxyToken, {baseEnv: this.deps.env, seedFile: this.layout.proxySeed})
       await this.launch(proxy)
     } finally {
-      proxy.spec = plain
+      proxy.spec = proxySpec(this.layout, this.settings, this.proxyToken, {baseEnv: this.deps.env})
     }
+  }
+
+  /** The running proxy's routing table, with the token it runs with. */
+  private readRoutes(timeoutMs: number): Promise<Record<string, unknown>> {
+    return proxyRoutes(proxyApiUrl(this.settings.ports), async () => this.proxyToken, this.fetchFn, timeoutMs)()
   }
 
   /** The proxy's routing table, kept at each health tick for a crashed proxy's restart. */
@@ -943,19 +952,16 @@ export class Supervisor {
     const proxy = this.children.get('proxy')
     if (!proxy?.proc || proxy.restartPending) return
     try {
-      const response = await this.fetchFn(`http://127.0.0.1:${this.settings.ports.proxyApi}/api/routes`, {headers: {Authorization: `token ${this.proxyToken}`}, signal: AbortSignal.timeout(2000)})
-      if (response.ok) this.routesSnapshot = (await response.json()) as Record<string, unknown>
-      else await response.body?.cancel()
+      this.routesSnapshot = await this.readRoutes(2000)
     } catch {
       // The proxy is restarting: keep the previous table.
     }
   }
 
+  /** The routes to hand over; empty when the proxy does not answer (the hub re-adds them after). */
   private async currentRoutes(): Promise<Record<string, unknown>> {
     try {
-      const response = await this.fetchFn(`http://127.0.0.1:${this.settings.ports.proxyApi}/api/routes`, {headers: {Authorization: `token ${this.proxyToken}`}, signal: AbortSignal.timeout(5000)})
-      if (!response.ok) throw new Error(`HTTP ${response.status}`)
-      return (await response.json()) as Record<string, unknown>
+      return await this.readRoutes(5000)
     } catch (error) {
       this.log('warn', 'handover', `could not read the proxy's routes (${(error as Error).message}): the hub re-adds them after the handover`)
       return {}
