@@ -484,32 +484,8 @@ export class CertService {
     }
   }
 
-  private async decide(settings: Settings, acme: AcmeSettings, options: RenewOptions, notes: string[], state: RenewalState): Promise<RenewalDecision & {live?: LiveCertificate; certId?: string}> {
-    const now = this.clock()
-    const live = await readLiveCertificate(this.deps.layout)
-    if (!live) return {due: true, reason: `no certificate at ${this.deps.layout.fullchain}`, renewAfter: now, byAri: false}
-    const missing = settings.domains.filter((d) => !live.domains.includes(d))
-    if (missing.length > 0) return {due: true, reason: `the certificate does not cover ${missing.join(', ')}`, renewAfter: now, byAri: false, live}
-    if (live.selfSigned) return {due: true, reason: 'the certificate is self-signed', renewAfter: now, byAri: false, live}
-    let ari: AriWindow | undefined
-    let certId: string | undefined
-    // The local rule first: when it already says "due" (or --force), no need to ask the CA.
-    const local = shouldRenew({...live, now, days: options.days, force: options.force})
-    if (!local.due) {
-      const found = await ariWindowFor(this.deps.layout, acme, live, state, now)
-      if (found.note) notes.push(found.note)
-      ari = found.window
-      if (found.hasAri) certId = found.certId
-      return {...shouldRenew({...live, now, days: options.days, ari}), live, certId}
-    }
-    // ARI's `replaces` needs the CA's renewalInfo: one directory look-up (the order fetches it anyway).
-    try {
-      const directory = await fetchDirectory(acme.directory, await acmeAgent(acme.caCert))
-      if (directory.renewalInfo) certId = ariCertId(live.pem)
-    } catch {
-      // The order will report an unreachable CA.
-    }
-    return {...local, live, certId}
+  private decide(settings: Settings, acme: AcmeSettings, options: RenewOptions, notes: string[], state: RenewalState): Promise<RenewalDecision & {live?: LiveCertificate; certId?: string}> {
+    return decideRenewal(this.deps.layout, settings, acme, state, {now: this.clock(), days: options.days, force: options.force, notes, lookUpReplaces: true})
   }
 
   /**
@@ -594,6 +570,43 @@ export function changedAcmeSettings(before: AcmeSettings | undefined, after: Acm
 }
 
 /**
+ * Whether the live certificate is due: missing, not covering the domains, self-signed, the local
+ * rule (or --days, --force), then the CA's ARI window. With `lookUpReplaces`, a due certificate's
+ * ARI id is looked up for the order's `replaces` (one directory fetch).
+ */
+export async function decideRenewal(layout: Layout, settings: Settings, acme: AcmeSettings, state: RenewalState, options: {now: Date; days?: number; force?: boolean; notes: string[]; lookUpReplaces: boolean}): Promise<RenewalDecision & {live?: LiveCertificate; certId?: string}> {
+  const {now, days, force} = options
+  const live = await readLiveCertificate(layout)
+  if (!live) return {due: true, reason: `no certificate at ${layout.fullchain}`, renewAfter: now, byAri: false}
+  const missing = settings.domains.filter((d) => !live.domains.includes(d))
+  if (missing.length > 0) return {due: true, reason: `the certificate does not cover ${missing.join(', ')}`, renewAfter: now, byAri: false, live}
+  if (live.selfSigned) return {due: true, reason: 'the certificate is self-signed', renewAfter: now, byAri: false, live}
+  // The local rule first: when it already says "due" (or --force), no need to ask the CA.
+  const local = shouldRenew({...live, now, days, force})
+  if (!local.due) {
+    const found = await ariWindowFor(layout, acme, live, state, now)
+    if (found.note) options.notes.push(found.note)
+    return {...shouldRenew({...live, now, days, ari: found.window}), live, certId: found.hasAri ? found.certId : undefined}
+  }
+  let certId: string | undefined
+  if (options.lookUpReplaces) {
+    // ARI's `replaces` needs the CA's renewalInfo: one directory look-up (the order fetches it anyway).
+    try {
+      const directory = await fetchDirectory(acme.directory, await acmeAgent(acme.caCert))
+      if (directory.renewalInfo) certId = ariCertId(live.pem)
+    } catch {
+      // The order will report an unreachable CA.
+    }
+  }
+  return {...local, live, certId}
+}
+
+/** What `cert renew` prints when nothing is due. */
+export function notDueLine(domains: readonly string[], reason: string): string {
+  return `certificate for ${domains.join(', ')} not due for renewal: ${reason}`
+}
+
+/**
  * `hubctl cert renew` as the timer and cron run it, answered without oclif when nothing is due
  * (bin/run.js): the same decision as CertService.renew (the kept settings, the live certificate,
  * the local rule, the CA's window). Returns the line to print, or undefined whenever the full
@@ -604,14 +617,9 @@ export async function renewNotDueQuickly(layout: Layout, now = new Date()): Prom
     const settings = await new SettingsStore(layout).load()
     const acme = settings.tls.acme
     if (settings.tls.mode !== 'letsencrypt' || !acme?.directory) return undefined
-    const live = await readLiveCertificate(layout)
-    if (!live || live.selfSigned || settings.domains.some((domain) => !live.domains.includes(domain))) return undefined
-    if (shouldRenew({...live, now}).due) return undefined
-    const found = await ariWindowFor(layout, acme, live, await readRenewalState(layout), now)
-    if (found.note) return undefined
-    const decision = shouldRenew({...live, now, ari: found.window})
-    if (decision.due) return undefined
-    return `certificate for ${settings.domains.join(', ')} not due for renewal: ${decision.reason}`
+    const notes: string[] = []
+    const decision = await decideRenewal(layout, settings, acme, await readRenewalState(layout), {now, notes, lookUpReplaces: false})
+    return decision.due || notes.length > 0 ? undefined : notDueLine(settings.domains, decision.reason)
   } catch {
     return undefined
   }

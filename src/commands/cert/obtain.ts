@@ -3,7 +3,7 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../base-command.js'
 import {EAB_HMAC_ENV} from '../../lib/acme.js'
 import {ExitCode} from '../../lib/errors.js'
-import {CertResult, CertService} from '../../lib/renewal.js'
+import {CertResult, CertService, notDueLine} from '../../lib/renewal.js'
 import {execaRunner} from '../../lib/runner.js'
 import {KEY_TYPES} from '../../lib/settings.js'
 
@@ -25,7 +25,7 @@ export const certHttpPortFlag = {
 export function renderCertResult(command: {log: (line: string) => void; logToStderr: (line: string) => void}, result: CertResult): void {
   switch (result.action) {
     case 'not-due':
-      command.log(`certificate for ${result.domains.join(', ')} not due for renewal: ${result.reason}`)
+      command.log(notDueLine(result.domains, result.reason))
       break
     case 'locked':
       command.log(`not renewing now: ${result.reason}`)
