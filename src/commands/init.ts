@@ -10,7 +10,7 @@ import {resolveInitRequest} from '../lib/init-request.js'
 import {inquirerPrompter, isInteractive} from '../lib/prompts.js'
 import {streamReporter} from '../lib/reporter.js'
 import {execaRunner} from '../lib/runner.js'
-import {SettingsStore, TLS_MODES} from '../lib/settings.js'
+import {PORT_FLAGS, SettingsStore, TLS_MODES} from '../lib/settings.js'
 import {acmeFlags} from './cert/obtain.js'
 
 export default class Init extends BaseCommand<typeof Init> {
@@ -39,11 +39,11 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
     key: Flags.string({description: 'with --tls manual: its private key (PEM)'}),
     'http-port': Flags.string({description: 'port nginx answers ACME challenges and redirects on (default: 80; with --local see its help)'}),
     'https-port': Flags.string({description: 'port nginx serves the hub on (default: 443; with --local see its help)'}),
-    'proxy-port': Flags.string({description: 'configurable-http-proxy\'s public port (loopback)', default: '8000'}),
-    'proxy-api-port': Flags.string({description: 'configurable-http-proxy\'s API port (loopback)', default: '8001'}),
-    'hub-port': Flags.string({description: 'the hub\'s own port (loopback)', default: '8081'}),
-    'proxy-standby-port': Flags.string({description: 'public port of the standby proxy that serves while the proxy is replaced (loopback)', default: '8002'}),
-    'proxy-standby-api-port': Flags.string({description: 'API port of the standby proxy (loopback)', default: '8003'}),
+    'proxy-port': Flags.string({description: 'configurable-http-proxy\'s public port (loopback)', default: String(PORT_FLAGS.proxy.default)}),
+    'proxy-api-port': Flags.string({description: 'configurable-http-proxy\'s API port (loopback)', default: String(PORT_FLAGS.proxyApi.default)}),
+    'hub-port': Flags.string({description: 'the hub\'s own port (loopback)', default: String(PORT_FLAGS.hub.default)}),
+    'proxy-standby-port': Flags.string({description: 'public port of the standby proxy that serves while the proxy is replaced (loopback)', default: String(PORT_FLAGS.proxyStandby.default)}),
+    'proxy-standby-api-port': Flags.string({description: 'API port of the standby proxy (loopback)', default: String(PORT_FLAGS.proxyStandbyApi.default)}),
     dhparam: Flags.string({description: 'generate fresh DH parameters, or write the RFC 7919 ffdhe2048 group at once (default: generate; with --local see its help)', options: [...DHPARAM_MODES]}),
     'dhparam-bits': Flags.string({description: 'size of generated DH parameters (default: 2048; with --local see its help)', options: DHPARAM_BITS.map(String)}),
     jupyterhub: Flags.string({description: 'the JupyterHub executable (default: jupyterhub on PATH)'}),

@@ -10,11 +10,10 @@ import {Nginx, detectNginx} from './nginx.js'
 import {checkDns, portInUse} from './preflight.js'
 import {Runner} from './runner.js'
 import {SecretStore} from './secrets.js'
-import {Settings, SettingsStore} from './settings.js'
+import {PORT_FLAGS, Ports, Settings, SettingsStore} from './settings.js'
 import {readState, runningSupervisor} from './supervisor.js'
 import {checkHealth, hubHealthUrl} from './hubapi.js'
 
-const PORT_FLAGS: Record<string, string> = {http: 'http-port', https: 'https-port', proxy: 'proxy-port', proxyApi: 'proxy-api-port', hub: 'hub-port', proxyStandby: 'proxy-standby-port', proxyStandbyApi: 'proxy-standby-api-port'}
 
 export type CheckStatus = 'pass' | 'warn' | 'fail'
 
@@ -196,7 +195,7 @@ export class Doctor {
     const taken = listening.filter(([name]) => !nginxMayHold.includes(name))
     if (taken.length === 0) return {check: 'ports', status: 'pass', message: 'the hub\'s ports are free (the stack is stopped)'}
     const [name, port] = taken[0]
-    return {check: 'ports', status: 'fail', message: `the stack is stopped, but ${taken.map(([n, p]) => `${n} port ${p}`).join(', ')} ${taken.length > 1 ? 'are' : 'is'} taken by another program`, fix: `\`ss -ltnp 'sport = :${port}'\` names it: stop it, or run \`hubctl init\` again with another --${PORT_FLAGS[name] ?? name}`}
+    return {check: 'ports', status: 'fail', message: `the stack is stopped, but ${taken.map(([n, p]) => `${n} port ${p}`).join(', ')} ${taken.length > 1 ? 'are' : 'is'} taken by another program`, fix: `\`ss -ltnp 'sport = :${port}'\` names it: stop it, or run \`hubctl init\` again with another ${PORT_FLAGS[name as keyof Ports]?.flag ?? name}`}
   }
 
   /** When the stack runs: each program running, none in a crash loop, the hub healthy directly and through the proxy. */

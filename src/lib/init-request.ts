@@ -3,7 +3,7 @@ import os from 'node:os'
 
 import {DHPARAM_BITS, DHPARAM_MODES, DhparamMode} from './dhparam.js'
 import {usageError} from './errors.js'
-import {Ports, TLS_MODES, TlsMode} from './settings.js'
+import {PORT_FLAGS, PORT_NAMES, Ports, TLS_MODES, TlsMode} from './settings.js'
 import {assertDistinctPorts, parseDomain, parseEmail, parsePort, parseUserName, unique} from './validate.js'
 
 /** What `hubctl init` was asked, exactly as the flags gave it (strings, possibly missing). */
@@ -89,19 +89,11 @@ export async function resolveInitRequest(flags: RawInitFlags, prompter?: Prompte
   const admins = unique(adminInputs.map((u) => parseUserName(u, '--admin')))
   const allowedUsers = unique((flags['allow-user'] ?? []).map((u) => parseUserName(u, '--allow-user')))
 
-  const ports = {
-    http: parsePort(flags['http-port'] ?? 80, '--http-port'),
-    https: parsePort(flags['https-port'] ?? 443, '--https-port'),
-    proxy: parsePort(flags['proxy-port'] ?? 8000, '--proxy-port'),
-    proxyApi: parsePort(flags['proxy-api-port'] ?? 8001, '--proxy-api-port'),
-    hub: parsePort(flags['hub-port'] ?? 8081, '--hub-port'),
-    proxyStandby: parsePort(flags['proxy-standby-port'] ?? 8002, '--proxy-standby-port'),
-    proxyStandbyApi: parsePort(flags['proxy-standby-api-port'] ?? 8003, '--proxy-standby-api-port'),
-  }
-  assertDistinctPorts({
-    '--http-port': ports.http, '--https-port': ports.https, '--proxy-port': ports.proxy, '--proxy-api-port': ports.proxyApi, '--hub-port': ports.hub,
-    '--proxy-standby-port': ports.proxyStandby, '--proxy-standby-api-port': ports.proxyStandbyApi,
-  })
+  const ports = Object.fromEntries(PORT_NAMES.map((name) => {
+    const {flag, default: fallback} = PORT_FLAGS[name]
+    return [name, parsePort(flags[flag.slice(2) as keyof RawInitFlags] as string | number | undefined ?? fallback, flag)]
+  })) as unknown as Ports
+  assertDistinctPorts(Object.fromEntries(PORT_NAMES.map((name) => [PORT_FLAGS[name].flag, ports[name]])))
 
   const dhparam = (flags.dhparam ?? 'generate') as DhparamMode
   if (!DHPARAM_MODES.includes(dhparam)) throw usageError(`--dhparam ${JSON.stringify(flags.dhparam)} is not a choice`, `give ${DHPARAM_MODES.join(' or ')}`)
@@ -138,11 +130,7 @@ export const LOCAL_DEFAULTS: RawInitFlags = {
   dhparam: 'ffdhe2048',
   'http-port': 8080,
   'https-port': 8443,
-  'proxy-port': 8000,
-  'proxy-api-port': 8001,
-  'hub-port': 8081,
-  'proxy-standby-port': 8002,
-  'proxy-standby-api-port': 8003,
+  // The loopback ports keep their usual defaults (PORT_FLAGS).
 }
 
 /** The login name of local mode: yours when it is a valid hub user name, else "admin". */

@@ -17,7 +17,7 @@ import {Runner} from './runner.js'
 import {SecretName, SecretStore, problemsError} from './secrets.js'
 import {proxyExecutable} from './proxy.js'
 import {makeSelfSigned} from './selfsigned.js'
-import {AcmeSettings, Settings, SettingsStore, SETTINGS_VERSION} from './settings.js'
+import {AcmeSettings, PORT_FLAGS, PORT_NAMES, Ports, Settings, SettingsStore, SETTINGS_VERSION} from './settings.js'
 import {PlannedFile, UnitContext, enableUnits, planRenewalSchedule, planServiceUnit, systemdRuns, writePlanned} from './units.js'
 
 /** How init shows its steps: a live list on a terminal, plain lines otherwise, nothing with --json. */
@@ -94,15 +94,10 @@ export class InitService {
     const nginxRunning = (await nginx.runningPid()) !== undefined
     const previous = await new SettingsStore(layout).loadIfExists()
     const stackRunning = (await runningSupervisor(layout)) !== undefined
-    warnings.push(...(await checkPorts([
-      {flag: '--http-port', port: request.ports.http, heldOk: nginxRunning},
-      {flag: '--https-port', port: request.ports.https, heldOk: nginxRunning},
-      {flag: '--proxy-port', port: request.ports.proxy, heldOk: stackRunning},
-      {flag: '--proxy-api-port', port: request.ports.proxyApi, heldOk: stackRunning},
-      {flag: '--hub-port', port: request.ports.hub, heldOk: stackRunning},
-      {flag: '--proxy-standby-port', port: request.ports.proxyStandby, heldOk: false},
-      {flag: '--proxy-standby-api-port', port: request.ports.proxyStandbyApi, heldOk: false},
-    ])))
+    // A port may already be held by nginx (http, https) or by this hub's own running stack; the
+    // standby ports never are (the standby runs only during a handover).
+    const heldBy: Record<keyof Ports, boolean> = {http: nginxRunning, https: nginxRunning, proxy: stackRunning, proxyApi: stackRunning, hub: stackRunning, proxyStandby: false, proxyStandbyApi: false}
+    warnings.push(...(await checkPorts(PORT_NAMES.map((name) => ({flag: PORT_FLAGS[name].flag, port: request.ports[name], heldOk: heldBy[name]})))))
     for (const domain of request.domains) {
       const warning = await checkDns(domain, this.deps.lookup)
       if (warning) warnings.push(warning)

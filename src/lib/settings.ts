@@ -61,8 +61,21 @@ export interface Ports {
   proxyStandbyApi: number
 }
 
+/** Each port's `hubctl init` flag and default, in the order flags are checked and reported. */
+export const PORT_FLAGS: Record<keyof Ports, {flag: string; default: number}> = {
+  http: {flag: '--http-port', default: 80},
+  https: {flag: '--https-port', default: 443},
+  proxy: {flag: '--proxy-port', default: 8000},
+  proxyApi: {flag: '--proxy-api-port', default: 8001},
+  hub: {flag: '--hub-port', default: 8081},
+  proxyStandby: {flag: '--proxy-standby-port', default: 8002},
+  proxyStandbyApi: {flag: '--proxy-standby-api-port', default: 8003},
+}
+
+export const PORT_NAMES = Object.keys(PORT_FLAGS) as Array<keyof Ports>
+
 /** Settings written before the standby proxy existed get its default ports. */
-export const DEFAULT_STANDBY_PORTS = {proxyStandby: 8002, proxyStandbyApi: 8003}
+export const DEFAULT_STANDBY_PORTS = {proxyStandby: PORT_FLAGS.proxyStandby.default, proxyStandbyApi: PORT_FLAGS.proxyStandbyApi.default}
 
 /** hubctl.json: hubctl's settings, no secrets, 0644. */
 export class SettingsStore {

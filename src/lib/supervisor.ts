@@ -14,7 +14,7 @@ import {proxyExecutable, seededStoreModule} from './proxy.js'
 import {execaRunner} from './runner.js'
 import {SecretStore} from './secrets.js'
 import {ServerWatchSummary, ServerWatcher, ServersReport, StatusServer, createServerWatcher, proxyRoutes, serversForStatus} from './servers.js'
-import type {Settings} from './settings.js'
+import {PORT_FLAGS, Ports, Settings} from './settings.js'
 
 /*
  * hubctl's process supervisor: configurable-http-proxy, then JupyterHub, then (for a prefix other
@@ -530,16 +530,18 @@ export class Supervisor {
   /** Every port hubctl is about to listen on must be free: a program already there would answer in our place. */
   private async checkPorts(): Promise<void> {
     const {ports} = this.settings
-    const wanted: Array<[number, string, string]> = [
-      [ports.proxy, 'configurable-http-proxy', '--proxy-port'],
-      [ports.proxyApi, 'the proxy API', '--proxy-api-port'],
-      [ports.hub, 'jupyterhub', '--hub-port'],
+    const wanted: Array<[keyof Ports, string]> = [
+      ['proxy', 'configurable-http-proxy'],
+      ['proxyApi', 'the proxy API'],
+      ['hub', 'jupyterhub'],
       // nginx sends requests to the standby port whenever the proxy's refuses: nobody else may be there.
-      [ports.proxyStandby, 'the standby proxy', '--proxy-standby-port'],
-      [ports.proxyStandbyApi, 'the standby proxy API', '--proxy-standby-api-port'],
+      ['proxyStandby', 'the standby proxy'],
+      ['proxyStandbyApi', 'the standby proxy API'],
     ]
-    if (this.settings.nginxSupervised && !this.layout.isSystem) wanted.push([ports.http, 'nginx (http)', '--http-port'], [ports.https, 'nginx (https)', '--https-port'])
-    for (const [port, what, flag] of wanted) {
+    if (this.settings.nginxSupervised && !this.layout.isSystem) wanted.push(['http', 'nginx (http)'], ['https', 'nginx (https)'])
+    for (const [name, what] of wanted) {
+      const port = ports[name]
+      const {flag} = PORT_FLAGS[name]
       if (await portAnswers(port)) {
         throw new HubctlError(`port ${port}, where ${what} should listen, is already taken by another program`, {exitCode: ExitCode.PREFLIGHT, fix: `stop that program (\`ss -ltnp 'sport = :${port}'\` names it), or run \`hubctl init\` again with another ${flag}`})
       }
