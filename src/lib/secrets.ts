@@ -137,15 +137,16 @@ export class SecretStore {
     const problems = await this.checkOne(name)
     if (problems.length > 0) throw problemsError(problems)
     const content = await readNoFollow(this.file(name))
-    return name === 'dhparam' ? content : content.trim()
+    return secretValue(name, content)
   }
 
   /** Replace a secret atomically (0600, owned by the service user). */
   async write(name: SecretName, value: string): Promise<void> {
-    const problem = validateSecret(name, name === 'dhparam' ? value : `${value.trim()}\n`)
+    const problem = validateSecret(name, canonicalSecret(name, value))
     if (problem) throw new HubctlError(`refusing to write an invalid ${SECRET_LABELS[name]}: it ${problem}`, {exitCode: ExitCode.INTERNAL})
     await this.ensureDirectories()
-    const data = name === 'dhparam' ? value : name === 'cookieSecret' ? `${value.trim()}\n` : value.trim()
+    // The forms the hub's readers expect: the cookie secret file ends with a newline, the tokens do not.
+    const data = name === 'proxyAuthToken' || name === 'apiToken' ? value.trim() : canonicalSecret(name, value)
     try {
       await writeFileAtomic(this.file(name), data, {mode: SECRET_FILE_MODE, ...this.owner()})
     } catch (error) {
@@ -210,7 +211,7 @@ export class SecretStore {
     await ensureDir(this.layout.backupDir, SECRET_DIR_MODE)
     // Time first (they sort by it), then a random tail: two backups in the same millisecond both stay.
     const file = this.layout.backupFile(`${name}.${at.toISOString().replace(/[:.]/g, '-')}.${randomBytes(3).toString('hex')}`)
-    await writeFileAtomic(file, name === 'dhparam' ? value : `${value.trim()}\n`, {mode: SECRET_FILE_MODE, ...this.owner()})
+    await writeFileAtomic(file, canonicalSecret(name, value), {mode: SECRET_FILE_MODE, ...this.owner()})
     return file
   }
 
@@ -226,7 +227,7 @@ export class SecretStore {
     if (!file) return undefined
     try {
       const content = await readNoFollow(file)
-      return validateSecret(name, name === 'dhparam' ? content : `${content.trim()}\n`) ? undefined : name === 'dhparam' ? content : content.trim()
+      return validateSecret(name, canonicalSecret(name, content)) ? undefined : secretValue(name, content)
     } catch {
       return undefined
     }
@@ -245,6 +246,16 @@ export class SecretStore {
   private owner(): {uid?: number; gid?: number} {
     return process.getuid?.() === 0 ? {uid: this.uid, gid: this.gid} : {}
   }
+}
+
+/** A secret as validateSecret() checks it: DH parameters as they are, a token as one line with its newline. */
+function canonicalSecret(name: SecretName, value: string): string {
+  return name === 'dhparam' ? value : `${value.trim()}\n`
+}
+
+/** A secret's value from its file's content. */
+function secretValue(name: SecretName, content: string): string {
+  return name === 'dhparam' ? content : content.trim()
 }
 
 /** Why `content` is not a valid value for the secret, or undefined when it is. Never quotes the value. */
