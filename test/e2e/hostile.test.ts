@@ -6,7 +6,7 @@ import net from 'node:net'
 import path from 'node:path'
 
 import {Layout} from '../../src/lib/layout.js'
-import {CliResult, DEBIAN_JUPYTERHUB, hubctl, modeOf, portFlags, snapshot, tempPrefix} from '../helpers/cli.js'
+import {CliResult, DEBIAN_JUPYTERHUB, hubctl, modeOf, portFlags, snapshot, tempPrefix, walkTree} from '../helpers/cli.js'
 
 /*
  * Hostile input, end to end through the built CLI, as root. Each case asserts: the one-line
@@ -68,32 +68,15 @@ interface FileState {
  */
 async function stateOf(dir: string, skip: (relative: string) => boolean = () => false): Promise<Record<string, FileState>> {
   const out: Record<string, FileState> = {}
-  async function walk(current: string): Promise<void> {
-    let entries
-    try {
-      entries = await fs.readdir(current, {withFileTypes: true})
-    } catch {
-      return
-    }
-    for (const entry of entries) {
-      const full = path.join(current, entry.name)
-      const relative = path.relative(dir, full)
-      if (skip(relative)) continue
-      const stat = await fs.lstat(full)
-      const base = {mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid}
-      if (stat.isDirectory()) {
-        out[relative] = {type: 'dir', ...base}
-        await walk(full)
-      } else if (stat.isSymbolicLink()) {
-        out[relative] = {type: 'link', ...base, target: await fs.readlink(full)}
-      } else if (stat.isFile()) {
-        out[relative] = {type: 'file', ...base, ino: stat.ino, size: stat.size, mtimeMs: stat.mtimeMs, sha256: createHash('sha256').update(await fs.readFile(full)).digest('hex')}
-      } else {
-        out[relative] = {type: 'other', ...base, ino: stat.ino}
-      }
-    }
-  }
-  await walk(dir)
+  await walkTree(dir, async (full, relative) => {
+    if (skip(relative)) return false
+    const stat = await fs.lstat(full)
+    const base = {mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid}
+    if (stat.isDirectory()) out[relative] = {type: 'dir', ...base}
+    else if (stat.isSymbolicLink()) out[relative] = {type: 'link', ...base, target: await fs.readlink(full)}
+    else if (stat.isFile()) out[relative] = {type: 'file', ...base, ino: stat.ino, size: stat.size, mtimeMs: stat.mtimeMs, sha256: createHash('sha256').update(await fs.readFile(full)).digest('hex')}
+    else out[relative] = {type: 'other', ...base, ino: stat.ino}
+  })
   return out
 }
 

@@ -1,9 +1,8 @@
 import {expect} from 'chai'
 import fs from 'node:fs/promises'
-import path from 'node:path'
 
 import {Layout} from '../../src/lib/layout.js'
-import {CliResult, DEBIAN_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
+import {CliResult, DEBIAN_JUPYTERHUB, hubctl, portFlags, tempPrefix, walkTree} from '../helpers/cli.js'
 
 /*
  * No secret value anywhere it could be read by someone else, on a running stack (Debian's
@@ -34,20 +33,9 @@ async function allCmdlines(): Promise<Array<{pid: number; cmdline: string}>> {
 
 async function filesUnder(dir: string): Promise<string[]> {
   const out: string[] = []
-  async function walk(current: string): Promise<void> {
-    let entries
-    try {
-      entries = await fs.readdir(current, {withFileTypes: true})
-    } catch {
-      return
-    }
-    for (const entry of entries) {
-      const full = path.join(current, entry.name)
-      if (entry.isDirectory()) await walk(full)
-      else if (entry.isFile()) out.push(full)
-    }
-  }
-  await walk(dir)
+  await walkTree(dir, async (full, _relative, entry) => {
+    if (entry.isFile()) out.push(full)
+  })
   return out
 }
 

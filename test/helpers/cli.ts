@@ -1,4 +1,5 @@
 import {execa} from 'execa'
+import type {Dirent} from 'node:fs'
 import fs from 'node:fs/promises'
 import net from 'node:net'
 import os from 'node:os'
@@ -69,11 +70,13 @@ export async function modeOf(file: string): Promise<number> {
   return (await fs.stat(file)).mode & 0o777
 }
 
-/** Every file's content under a directory (for "nothing changed" assertions). */
-export async function snapshot(dir: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {}
-  async function walk(current: string): Promise<void> {
-    let entries
+/**
+ * Every entry under `dir`, depth first; links are never followed and an unreadable directory is
+ * left out. `visit` returning false leaves the entry's content (a directory's) out.
+ */
+export async function walkTree(dir: string, visit: (full: string, relative: string, entry: Dirent) => Promise<boolean | void>): Promise<void> {
+  const walk = async (current: string): Promise<void> => {
+    let entries: Dirent[]
     try {
       entries = await fs.readdir(current, {withFileTypes: true})
     } catch {
@@ -81,12 +84,20 @@ export async function snapshot(dir: string): Promise<Record<string, string>> {
     }
     for (const entry of entries) {
       const full = path.join(current, entry.name)
+      if ((await visit(full, path.relative(dir, full), entry)) === false) continue
       if (entry.isDirectory()) await walk(full)
-      else if (entry.isSymbolicLink()) out[path.relative(dir, full)] = `-> ${await fs.readlink(full)}`
-      else if (entry.isFile()) out[path.relative(dir, full)] = await fs.readFile(full, 'utf8')
     }
   }
   await walk(dir)
+}
+
+/** Every file's content under a directory (for "nothing changed" assertions). */
+export async function snapshot(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {}
+  await walkTree(dir, async (full, relative, entry) => {
+    if (entry.isSymbolicLink()) out[relative] = `-> ${await fs.readlink(full)}`
+    else if (entry.isFile()) out[relative] = await fs.readFile(full, 'utf8')
+  })
   return out
 }
 

@@ -2,7 +2,6 @@ import {expect} from 'chai'
 import {EventEmitter} from 'node:events'
 import {ChildProcess} from 'node:child_process'
 import fs from 'node:fs/promises'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 
@@ -11,6 +10,7 @@ import {Layout} from '../../src/lib/layout.js'
 import {ServersReport} from '../../src/lib/servers.js'
 import type {Settings} from '../../src/lib/settings.js'
 import {ChildName, ChildSpec, Clock, Supervisor, SupervisorEvent, SupervisorResult, readState} from '../../src/lib/supervisor.js'
+import {freePort} from '../helpers/cli.js'
 
 /*
  * The Supervisor with a fake spawn (no program runs), a fake fetch (the proxy's API, the hub's
@@ -111,16 +111,6 @@ class FakeProc extends EventEmitter {
   }
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const {port} = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
-}
 
 interface Harness {
   supervisor: Supervisor
