@@ -54,14 +54,24 @@ async function serverPids(uid: number): Promise<number[]> {
 /** Log in through the hub's login form (with its _xsrf token where the hub wants one); returns the cookie header. */
 async function login(hubPort: number, user: string, password: string): Promise<string> {
   const base = `http://127.0.0.1:${hubPort}/hub/login`
-  const form = await fetch(base, {redirect: 'manual'})
-  const formCookies = form.headers.getSetCookie().map((cookie) => cookie.split(';')[0])
-  const xsrf = /name="_xsrf" value="([^"]+)"/.exec(await form.text())?.[1]
-  const body = new URLSearchParams({username: user, password, ...(xsrf ? {_xsrf: xsrf} : {})})
-  const response = await fetch(base, {method: 'POST', body, redirect: 'manual', headers: {Cookie: formCookies.join('; '), 'Content-Type': 'application/x-www-form-urlencoded'}})
-  await response.arrayBuffer()
-  expect(response.status, 'login answers a redirect').to.equal(302)
-  const cookies = [...formCookies, ...response.headers.getSetCookie().map((cookie) => cookie.split(';')[0])]
+  let formCookies: string[] = []
+  let response: Response | undefined
+  let refused = ''
+  // PAM now and then refuses a good password once (seen once in CI, 403 from the hub): the form is
+  // asked for again, at most three times; what the hub said last is in the assertion's message.
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const form = await fetch(base, {redirect: 'manual'})
+    formCookies = form.headers.getSetCookie().map((cookie) => cookie.split(';')[0])
+    const xsrf = /name="_xsrf" value="([^"]+)"/.exec(await form.text())?.[1]
+    const body = new URLSearchParams({username: user, password, ...(xsrf ? {_xsrf: xsrf} : {})})
+    response = await fetch(base, {method: 'POST', body, redirect: 'manual', headers: {Cookie: formCookies.join('; '), 'Content-Type': 'application/x-www-form-urlencoded'}})
+    const text = await response.text()
+    if (response.status !== 403) break
+    refused = (/<div[^>]*alert[^>]*>([\s\S]*?)<\/div>/.exec(text)?.[1] ?? text.slice(0, 200)).trim()
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+  }
+  expect(response!.status, `login answers a redirect (last refusal: ${refused})`).to.equal(302)
+  const cookies = [...formCookies, ...response!.headers.getSetCookie().map((cookie) => cookie.split(';')[0])]
   expect(cookies.some((cookie) => cookie.startsWith('jupyterhub-hub-login=')), 'a login cookie').to.equal(true)
   return cookies.join('; ')
 }
