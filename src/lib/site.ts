@@ -13,7 +13,8 @@ export async function renderSite(layout: Layout, settings: Settings, nginx: Ngin
     domains: settings.domains,
     httpPort: settings.ports.http,
     httpsPort: settings.ports.https,
-    httpsPortSuffix: settings.ports.https === 443 ? '' : `:${settings.ports.https}`,
+    // The https URL's port, left out on 443 (a section: an empty value is no nginx token).
+    httpsPortInUrl: settings.ports.https === 443 ? false : settings.ports.https,
     proxyPort: settings.ports.proxy,
     proxyStandbyPort: settings.ports.proxyStandby,
     webroot: layout.acmeWebroot,
