@@ -7,7 +7,7 @@ import {CertService} from '../lib/renewal.js'
 import {DHPARAM_BITS, DHPARAM_MODES} from '../lib/dhparam.js'
 import {InitDeps, InitResult, InitService, silentReporter} from '../lib/init.js'
 import {resolveInitRequest} from '../lib/init-request.js'
-import {inquirerPrompter, isInteractive} from '../lib/prompts.js'
+import {confirmOnTerminal, inquirerPrompter, isInteractive} from '../lib/prompts.js'
 import {streamReporter} from '../lib/reporter.js'
 import {execaRunner} from '../lib/runner.js'
 import {PORT_FLAGS, SettingsStore, TLS_MODES} from '../lib/settings.js'
@@ -46,8 +46,8 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
     'proxy-standby-api-port': Flags.string({description: 'API port of the standby proxy (loopback)', default: String(PORT_FLAGS.proxyStandbyApi.default)}),
     dhparam: Flags.string({description: 'generate fresh DH parameters, or write the RFC 7919 ffdhe2048 group at once (default: generate; with --local see its help)', options: [...DHPARAM_MODES]}),
     'dhparam-bits': Flags.string({description: 'size of generated DH parameters (default: 2048; with --local see its help)', options: DHPARAM_BITS.map(String)}),
-    jupyterhub: Flags.string({description: 'the JupyterHub executable (default: jupyterhub on PATH)'}),
-    nginx: Flags.string({description: 'the nginx executable (default: nginx on PATH)'}),
+    jupyterhub: Flags.string({description: 'an installed JupyterHub executable to use (default: hubctl installs the JupyterHub and JupyterLab it is tested with into /opt/jupyterhub, or opt/jupyterhub under --prefix)'}),
+    nginx: Flags.string({description: 'the nginx executable (default: nginx on PATH; installed with apt-get when missing, asked first unless --yes)'}),
     systemd: Flags.boolean({description: 'install the jupyterhub.service unit when systemd runs (--no-systemd skips it)', allowNo: true, default: true}),
     schedule: Flags.boolean({description: 'install the renewal timer, or cron job without systemd (--no-schedule skips it)', allowNo: true, default: true}),
     local: Flags.boolean({description: 'a hub on this machine without root or a domain: prefix ./hubctl-local, localhost, self-signed TLS, ports 8080/8443, a generated login printed once'}),
@@ -60,7 +60,7 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
     const {flags} = this
     const interactive = !flags.yes && !this.jsonEnabled() && isInteractive()
     const request = await resolveInitRequest(flags, interactive ? inquirerPrompter : undefined)
-    const titles = {preflight: 'Preflight checks', secrets: 'Secrets', certificate: 'Certificate', render: 'Render and validate configs', install: 'Install'}
+    const titles = {preflight: 'Preflight checks', software: 'Software (nginx, JupyterHub, JupyterLab)', secrets: 'Secrets', certificate: 'Certificate', render: 'Render and validate configs', install: 'Install'}
     const reporter = this.jsonEnabled() ? silentReporter : streamReporter(process.stderr, titles)
     const service = new InitService({
       layout: this.layout,
@@ -70,6 +70,8 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
       systemd: flags.systemd,
       schedule: flags.schedule,
       dryRun: flags['dry-run'],
+      yes: flags.yes,
+      confirm: interactive ? confirmOnTerminal : undefined,
       ...(request.tls === 'letsencrypt' ? await this.acmeDeps(reporter) : {}),
     })
     const result = await service.run(request)
@@ -104,6 +106,9 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
       for (const command of result.commands) this.log(`  ${command}`)
       return
     }
+    const env = result.software.environment
+    if (result.software.packagesInstalled.length > 0) this.log(`Installed with apt-get: ${result.software.packagesInstalled.join(', ')}`)
+    if (env) this.log(`JupyterHub ${env.versions.jupyterhub} and JupyterLab ${env.versions.jupyterlab}: ${env.dir}${env.built ? ' (installed now)' : ''}`)
     if (result.login) {
       this.log(`Log in at ${result.login.url} as ${result.login.user} with the password ${result.login.password}`)
       this.log('  (shown this once; it is kept 0600 in srv/jupyterhub/login_password)')

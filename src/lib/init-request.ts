@@ -51,8 +51,10 @@ export interface InitRequest {
   ports: Ports
   dhparam: DhparamMode
   dhparamBits: number
-  jupyterhub: string
-  nginx: string
+  /** undefined: hubctl's own environment of the pinned JupyterHub and JupyterLab. */
+  jupyterhub?: string
+  /** undefined: nginx on PATH, installed with apt-get when missing. */
+  nginx?: string
 }
 
 /**
@@ -117,8 +119,8 @@ export async function resolveInitRequest(flags: RawInitFlags, prompter?: Prompte
     local: Boolean(flags.local),
     authenticator: flags.authenticator ?? (flags.local ? undefined : 'pam'),
     spawner: spawner ?? (flags.local ? 'simple' : undefined),
-    jupyterhub: flags.jupyterhub ?? 'jupyterhub',
-    nginx: flags.nginx ?? 'nginx',
+    jupyterhub: flags.jupyterhub,
+    nginx: flags.nginx,
   }
 }
 

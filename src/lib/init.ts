@@ -6,14 +6,16 @@ import {FFDHE2048_PEM, generateDhparam} from './dhparam.js'
 import {ExitCode, HubctlError} from './errors.js'
 import {renderHubConfig} from './hubconfig.js'
 import type {InitRequest} from './init-request.js'
-import {detectJupyterHub, validateHubConfig} from './jupyterhub.js'
+import {HubEnvPlan, HubEnvService, canMakeVenv, systemPython} from './hubenv.js'
+import {JupyterHubInstall, UserInterface, defaultUrlFor, detectJupyterHub, detectUserInterface, validateHubConfig, vulnerabilityWarning} from './jupyterhub.js'
 import {Layout} from './layout.js'
 import {acquireLock} from './lock.js'
-import {Nginx, detectNginx} from './nginx.js'
+import {Nginx, NginxInstall, detectNginx} from './nginx.js'
 import {renderSite} from './site.js'
 import {runningSupervisor} from './supervisor.js'
 import {checkDns, checkPorts, checkPrivileges} from './preflight.js'
-import {Runner} from './runner.js'
+import {Runner, which} from './runner.js'
+import {MissingPackage, PackagePlan, installPackages, packagesError, planPackages} from './syspkgs.js'
 import {SecretName, SecretStore, problemsError} from './secrets.js'
 import {proxyExecutable} from './proxy.js'
 import {makeSelfSigned} from './selfsigned.js'
@@ -47,6 +49,10 @@ export interface InitDeps {
   obtainCertificate?: (settings: Settings) => Promise<CertificateInfo>
   /** With --tls letsencrypt: the ACME settings from the flags, kept in hubctl.json even when the current certificate is kept. */
   acme?: AcmeSettings
+  /** --yes: agree to installing missing system packages without asking. */
+  yes?: boolean
+  /** Asks yes or no on a terminal (absent without one). */
+  confirm?: (message: string) => Promise<boolean>
   /** Updates the ACME account's contact when --email changed and no certificate is ordered (an order does it itself). */
   updateAccountContact?: (settings: Settings) => Promise<{message?: string; warning: boolean}>
 }
@@ -56,6 +62,8 @@ export interface InitResult {
   prefix: string
   jupyterhub: {executable: string; version: string}
   nginx: {executable: string; version: string}
+  /** What init installed: system packages, and hubctl's JupyterHub environment (when --jupyterhub is not given). */
+  software: {packagesInstalled: string[]; environment?: {dir: string; versions: {jupyterhub: string; jupyterlab: string}; built: boolean}}
   secrets: {created: SecretName[]; kept: SecretName[]}
   certificate?: {mode: string; subject: string; issuer: string; notAfter: string; serial: string; reused: boolean; accountContact?: string}
   files: Array<{file: string; action: 'written' | 'unchanged' | 'would write'}>
@@ -66,7 +74,20 @@ export interface InitResult {
   next: string[]
 }
 
-export const INIT_STEPS = ['preflight', 'secrets', 'certificate', 'render', 'install'] as const
+interface SoftwarePlan {
+  nginxInstall: NginxInstall
+  /** nginx is installed (false: apt-get installs it). */
+  nginxFound: boolean
+  /** The JupyterHub to use: found, or as hubctl's environment will have it. */
+  jupyterhub: JupyterHubInstall
+  /** hubctl's own environment, when --jupyterhub is not given. */
+  hubEnv?: HubEnvPlan
+  packages: PackagePlan
+  /** What will be installed, in words (empty when nothing). */
+  steps: string[]
+}
+
+export const INIT_STEPS = ['preflight', 'software', 'secrets', 'certificate', 'render', 'install'] as const
 
 /**
  * `hubctl init`: preflight → secrets → certificate → render and validate → install → summary.
@@ -89,9 +110,10 @@ export class InitService {
     // 1. preflight: nothing written yet.
     r.start('preflight')
     await checkPrivileges(layout)
-    const [jupyterhub, nginxInstall] = await Promise.all([detectJupyterHub(runner, request.jupyterhub), detectNginx(runner, request.nginx)])
-    const nginx = new Nginx(layout, nginxInstall, runner)
-    const nginxRunning = (await nginx.runningPid()) !== undefined
+    const software = await this.planSoftware(request)
+    let {jupyterhub, nginxInstall} = software
+    const nginx = () => new Nginx(layout, nginxInstall, runner)
+    const nginxRunning = software.nginxFound && (await nginx().runningPid()) !== undefined
     const previous = await new SettingsStore(layout).loadIfExists()
     const stackRunning = (await runningSupervisor(layout)) !== undefined
     // A port may already be held by nginx (http, https) or by this hub's own running stack; the
@@ -103,25 +125,57 @@ export class InitService {
       if (warning) warnings.push(warning)
     }
     if (request.cert) inspectPair({fullchain: request.cert.fullchain, privkey: request.cert.privkey}, {cert: `--cert ${request.cert.certFile}`, key: `--key ${request.cert.keyFile}`})
-    const settings = this.settingsFor(request, jupyterhub, nginxInstall.executable, previous)
-    // Rendering checks every value can be written safely, before anything is.
-    const hubConfig = await renderHubConfig(layout, settings, jupyterhub)
-    const site = await renderSite(layout, settings, nginxInstall)
+    let settings = this.settingsFor(request, jupyterhub, nginxInstall.executable, previous)
+    // Rendering checks every value can be written safely, before anything is (software still to
+    // be installed is rendered with the paths and versions it will have, and rendered again after).
+    let ui: UserInterface = software.hubEnv ? 'lab' : await detectUserInterface(runner, jupyterhub)
+    let hubConfig = await renderHubConfig(layout, settings, jupyterhub, defaultUrlFor(ui))
+    let site = await renderSite(layout, settings, nginxInstall)
     const unitFiles = await this.plannedUnits()
-    r.done('preflight', `JupyterHub ${jupyterhub.version}, nginx ${nginxInstall.version}`)
+    if (software.packages.missing.length > 0 && !this.deps.dryRun) await this.consentToPackages(software.packages)
+    r.done('preflight', software.nginxFound && !software.hubEnv ? `JupyterHub ${jupyterhub.version}, nginx ${nginxInstall.version}` : `to install: ${software.steps.join('; ')}`)
 
     const result: InitResult = {
       dryRun: Boolean(this.deps.dryRun), prefix: layout.prefix,
       jupyterhub: {executable: jupyterhub.executable, version: jupyterhub.version},
       nginx: {executable: nginxInstall.executable, version: nginxInstall.version},
+      software: {packagesInstalled: [], environment: software.hubEnv ? {dir: software.hubEnv.dir, versions: software.hubEnv.versions, built: false} : undefined},
       secrets: {created: [], kept: []}, files, commands, warnings, next: [],
     }
-    if (this.deps.dryRun) return this.dryRun(result, settings, unitFiles, nginxRunning)
+    if (this.deps.dryRun) return this.dryRun(result, settings, unitFiles, nginxRunning, software)
 
     const lock = await acquireLock(layout.lockFile, 'init')
     const abort = new AbortController()
     try {
-      // 2. secrets; fresh DH parameters are searched for by worker threads while the next steps go on.
+      // 2. software: system packages (apt-get), then hubctl's JupyterHub and JupyterLab.
+      if (software.packages.missing.length > 0 || software.hubEnv) {
+        r.start('software')
+        if (software.packages.missing.length > 0) {
+          commands.push(...(await installPackages(runner, software.packages, (text) => r.progress('software', text))))
+          result.software.packagesInstalled = software.packages.missing.map((m) => m.name)
+          nginxInstall = await detectNginx(runner, request.nginx ?? 'nginx')
+        }
+        if (software.hubEnv) {
+          const env = new HubEnvService({layout, runner, onProgress: (text) => r.progress('software', text)})
+          const plan = await env.plan(await systemPython())
+          const {built} = await env.build(plan)
+          jupyterhub = await detectJupyterHub(runner, plan.jupyterhub)
+          result.software.environment = {dir: plan.dir, versions: plan.versions, built}
+        }
+        ui = await detectUserInterface(runner, jupyterhub)
+        settings = this.settingsFor(request, jupyterhub, nginxInstall.executable, previous)
+        hubConfig = await renderHubConfig(layout, settings, jupyterhub, defaultUrlFor(ui))
+        site = await renderSite(layout, settings, nginxInstall)
+        result.jupyterhub = {executable: jupyterhub.executable, version: jupyterhub.version}
+        result.nginx = {executable: nginxInstall.executable, version: nginxInstall.version}
+        const env = result.software.environment
+        r.done('software', [result.software.packagesInstalled.length > 0 ? `installed ${result.software.packagesInstalled.join(', ')}` : '', env ? `JupyterHub ${env.versions.jupyterhub}, JupyterLab ${env.versions.jupyterlab} in ${env.dir}${env.built ? '' : ' (already there)'}` : ''].filter(Boolean).join('; '))
+      }
+      if (ui === 'none') warnings.push(`the user servers' Python (${jupyterhub.singleuser}) has neither JupyterLab nor the classic notebook: users will get no interface; install jupyterlab beside it, or run init without --jupyterhub to use hubctl's own`)
+      const vulnerable = vulnerabilityWarning(jupyterhub)
+      if (vulnerable) warnings.push(`${vulnerable}; run init without --jupyterhub to use hubctl's JupyterHub (${HubEnvService.pinned(await new HubEnvService({layout, runner}).constraints()).jupyterhub}), or upgrade this one`)
+
+      // 3. secrets; fresh DH parameters are searched for by worker threads while the next steps go on.
       r.start('secrets')
       const secrets = new SecretStore(layout)
       const dhProblems = await secrets.checkOne('dhparam')
@@ -137,7 +191,7 @@ export class InitService {
       }
       r.done('secrets', tokens.created.length > 0 ? `created ${tokens.created.join(', ')}${dhMissing ? '; DH parameters under way' : ''}` : `tokens present, none changed${dhMissing ? '; DH parameters under way' : ''}`)
 
-      // 3. certificate
+      // 4. certificate
       r.start('certificate')
       result.certificate = await this.certificate(request, settings)
       if (result.certificate.reused && request.tls === 'letsencrypt' && settings.email && settings.email !== previous?.email && this.deps.updateAccountContact) {
@@ -151,7 +205,7 @@ export class InitService {
       }
       r.done('certificate', `${result.certificate.reused ? 'kept' : 'installed'} ${result.certificate.mode} certificate for ${request.domains.join(', ')}, valid until ${result.certificate.notAfter}`)
 
-      // 4. render and validate: the hub config is loaded by the JupyterHub it is for; nginx -t runs on the site.
+      // 5. render and validate: the hub config is loaded by the JupyterHub it is for; nginx -t runs on the site.
       r.start('render')
       await ensureDir(layout.etcDir, 0o755)
       await fs.mkdir(layout.hubConfigD, {recursive: true, mode: 0o755})
@@ -159,23 +213,23 @@ export class InitService {
       files.push(await this.installHubConfig(hubConfig, jupyterhub))
       if (dhMissing) r.progress('render', 'waiting for the DH parameters')
       await dhWrite
-      await nginx.writeMainConf()
-      await nginx.ensureAcmeWebroot()
-      const siteResult = await nginx.installSite(site)
+      await nginx().writeMainConf()
+      await nginx().ensureAcmeWebroot()
+      const siteResult = await nginx().installSite(site)
       files.push({file: layout.nginxSite, action: siteResult.changed ? 'written' : 'unchanged'})
       if (!layout.isSystem) files.push({file: layout.nginxMainConf, action: 'written'})
       await new SettingsStore(layout).save(settings)
       files.push({file: layout.settings, action: 'written'})
       r.done('render', 'jupyterhub_config.py loaded by JupyterHub, nginx -t passed')
 
-      // 5. install
+      // 6. install
       r.start('install')
       await writePlanned(unitFiles)
       files.push(...unitFiles.map((planned) => ({file: planned.file, action: 'written' as const})))
       if (layout.isSystem && (await systemdRuns()) && unitFiles.length > 0) {
         commands.push(...(await enableUnits(runner, this.deps.systemd === false ? [] : ['jupyterhub.service'], unitFiles.some((f) => f.file === layout.renewTimer) ? ['hubctl-renew.timer'] : [])))
       }
-      if (nginxRunning && (await nginx.reloadIfRunning())) commands.push('nginx -s reload')
+      if (nginxRunning && (await nginx().reloadIfRunning())) commands.push('nginx -s reload')
       r.done('install', commands.length > 0 ? commands.join('; ') : 'files in place')
     } finally {
       abort.abort()
@@ -185,7 +239,54 @@ export class InitService {
     return result
   }
 
-  private settingsFor(request: InitRequest, jupyterhub: {executable: string; singleuser: string; version: string; major: number; minor: number}, nginx: string, previous?: Settings): Settings {
+  /**
+   * Which nginx and JupyterHub init uses, and what must be installed first: nginx (apt) when none
+   * is on PATH and --nginx is not given; without --jupyterhub, hubctl's own environment of the
+   * pinned JupyterHub and JupyterLab (and python3-venv for it). Installs nothing.
+   */
+  private async planSoftware(request: InitRequest): Promise<SoftwarePlan> {
+    const {layout, runner} = this.deps
+    const missing: MissingPackage[] = []
+    let nginxInstall: NginxInstall
+    let nginxFound = true
+    if (request.nginx === undefined && !(await which('nginx'))) {
+      nginxFound = false
+      missing.push({name: 'nginx', why: 'the web server in front of the hub'})
+      nginxInstall = {executable: '/usr/sbin/nginx', version: 'to be installed', http2Directive: false}
+    } else {
+      nginxInstall = await detectNginx(runner, request.nginx ?? 'nginx')
+    }
+    if (request.jupyterhub !== undefined) {
+      return {nginxInstall, nginxFound, jupyterhub: await detectJupyterHub(runner, request.jupyterhub), packages: await planPackages(missing), steps: missing.map((m) => `apt-get install ${m.name}`)}
+    }
+    const python = await systemPython()
+    if (!python) missing.push({name: 'python3', why: 'the Python JupyterHub runs on'})
+    if (!python || !(await canMakeVenv(runner, python))) missing.push({name: 'python3-venv', why: 'to make the virtualenv of JupyterHub and JupyterLab'})
+    const hubEnv = await new HubEnvService({layout, runner}).plan(python)
+    const [major, minor] = hubEnv.versions.jupyterhub.split('.').map(Number)
+    const jupyterhub: JupyterHubInstall = {
+      executable: hubEnv.jupyterhub, version: hubEnv.versions.jupyterhub, major, minor,
+      singleuser: `${hubEnv.jupyterhub}-singleuser`, python: `${hubEnv.dir}/bin/python3`,
+    }
+    const steps = [
+      ...(missing.length > 0 ? [`apt-get install ${[...new Set(missing.map((m) => m.name))].join(' ')}`] : []),
+      ...(hubEnv.action === 'build' ? [`JupyterHub ${hubEnv.versions.jupyterhub} and JupyterLab ${hubEnv.versions.jupyterlab} into ${hubEnv.dir}`] : []),
+    ]
+    return {nginxInstall, nginxFound, jupyterhub, hubEnv, packages: await planPackages(missing), steps}
+  }
+
+  /** Missing system packages are installed only with consent: --yes, or yes on a terminal. */
+  private async consentToPackages(plan: PackagePlan): Promise<void> {
+    if (!plan.canInstall) {
+      throw packagesError(plan, (process.getuid?.() ?? 0) !== 0 ? 'hubctl installs system packages only as root' : 'hubctl installs system packages only with apt-get (Debian, Ubuntu)')
+    }
+    if (this.deps.yes) return
+    const question = `Install ${plan.missing.map((m) => m.name).join(', ')} with \`${plan.command}\`?`
+    if (this.deps.confirm && (await this.deps.confirm(question))) return
+    throw packagesError(plan, this.deps.confirm ? 'you declined to install them' : 'no terminal to ask on, and no --yes')
+  }
+
+  private settingsFor(request: InitRequest, jupyterhub: JupyterHubInstall, nginx: string, previous?: Settings): Settings {
     const root = (process.getuid?.() ?? 0) === 0
     return {
       version: SETTINGS_VERSION,
@@ -258,8 +359,13 @@ export class InitService {
     return planned
   }
 
-  private dryRun(result: InitResult, settings: Settings, units: PlannedFile[], nginxRunning: boolean): InitResult {
+  private dryRun(result: InitResult, settings: Settings, units: PlannedFile[], nginxRunning: boolean, software: SoftwarePlan): InitResult {
     const {layout} = this.deps
+    if (software.packages.missing.length > 0) result.commands.push('apt-get update', software.packages.command)
+    if (software.hubEnv?.action === 'build') {
+      result.commands.push(`${software.hubEnv.python} -m venv ${software.hubEnv.dir}`, `${software.hubEnv.dir}/bin/python3 -m pip install -c <hubctl>/python/constraints.txt jupyterhub==${software.hubEnv.versions.jupyterhub} jupyterlab==${software.hubEnv.versions.jupyterlab}`)
+      result.files.push({file: software.hubEnv.dir, action: 'would write'}, {file: layout.hubEnvCurrent, action: 'would write'})
+    }
     const secretFiles = Object.values(layout.secretFiles)
     for (const file of [...secretFiles, layout.fullchain, layout.privkey, layout.hubConfig, layout.nginxSite, layout.nginxSiteLink, ...(layout.isSystem ? [] : [layout.nginxMainConf]), layout.settings, ...units.map((u) => u.file)]) {
       result.files.push({file, action: 'would write'})

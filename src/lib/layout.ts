@@ -94,6 +94,23 @@ export class Layout {
   /** hubctl start's own events when it runs detached (--detach). */
   get supervisorLog(): string { return this.at('var/log/jupyterhub/hubctl.log') }
 
+  // the hub's Python side: hubctl's own virtualenv of JupyterHub and JupyterLab (hubenv.ts)
+  /** /opt/jupyterhub: hubctl's environments, readable and executable by every user whose server runs from it. */
+  get hubEnvRoot(): string { return this.at('opt/jupyterhub') }
+  /** The file that says hubEnvRoot is hubctl's (a directory without it is never touched). */
+  get hubEnvMarker(): string { return this.at('opt/jupyterhub/.hubctl-env') }
+  get hubEnvsDir(): string { return this.at('opt/jupyterhub/envs') }
+  /** One environment, named by the hash of the constraints it was built from. */
+  hubEnv(id: string): string { return this.at('opt/jupyterhub/envs', id) }
+  /** Written last into an environment: present only when it was built completely. */
+  hubEnvComplete(id: string): string { return this.at('opt/jupyterhub/envs', id, '.hubctl-complete') }
+  hubEnvJupyterhub(id: string): string { return this.at('opt/jupyterhub/envs', id, 'bin/jupyterhub') }
+  hubEnvPython(id: string): string { return this.at('opt/jupyterhub/envs', id, 'bin/python3') }
+  /** The environment in use (a link to envs/<id>, swapped atomically) and the one before it. */
+  get hubEnvCurrent(): string { return this.at('opt/jupyterhub/current') }
+  get hubEnvPrevious(): string { return this.at('opt/jupyterhub/previous') }
+  readonly hubEnvLinkTarget = (id: string) => `envs/${id}`
+
   // service manager
   get systemdUnit(): string { return this.at('etc/systemd/system/jupyterhub.service') }
   get renewService(): string { return this.at('etc/systemd/system/hubctl-renew.service') }
