@@ -40,7 +40,7 @@ export function authenticatorClass(choice: string, install: Pick<JupyterHubInsta
 }
 
 /** jupyterhub_config.py for these settings and this JupyterHub version (allow rules changed in 5.0). */
-export async function renderHubConfig(layout: Layout, settings: Settings, install: JupyterHubInstall): Promise<string> {
+export async function renderHubConfig(layout: Layout, settings: Settings, install: JupyterHubInstall, defaultUrl: string): Promise<string> {
   const allowed = [...new Set([...settings.admins, ...settings.allowedUsers])]
   return renderTemplate('jupyterhub_config.py', {
     hubctlVersion: HUBCTL_VERSION,
@@ -62,6 +62,7 @@ export async function renderHubConfig(layout: Layout, settings: Settings, instal
     sharedPasswordFile: settings.authenticator === 'shared-password' ? layout.loginPassword : undefined,
     spawnerClass: SPAWNERS[settings.spawner],
     singleuser: install.singleuser,
+    defaultUrl,
     allowRoot: settings.spawner === 'simple' && (process.getuid?.() ?? 0) === 0,
     apiTokenFile: layout.apiToken,
     serviceScopes: HUBCTL_SERVICE_SCOPES,

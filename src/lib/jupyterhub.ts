@@ -43,6 +43,32 @@ export async function detectJupyterHub(runner: Runner, executable = 'jupyterhub'
   return {executable: found, version: version[0], major, minor, singleuser, python: await shebangPython(found)}
 }
 
+/** What a user's server shows: JupyterLab, the classic notebook (/tree), or neither. */
+export type UserInterface = 'lab' | 'notebook' | 'none'
+
+/**
+ * Which interface the user servers' own Python has (the interpreter of jupyterhub-singleuser):
+ * JupyterLab serves /lab; without it, the classic notebook (or nbclassic / notebook 7) serves /tree.
+ */
+export async function detectUserInterface(runner: Runner, install: Pick<JupyterHubInstall, 'singleuser'>): Promise<UserInterface> {
+  const python = await shebangPython(install.singleuser)
+  const code = 'import importlib.util as u\nprint("lab" if u.find_spec("jupyterlab") else "notebook" if (u.find_spec("notebook") or u.find_spec("nbclassic")) else "none")'
+  const result = await runner.run(python, ['-I', '-c', code], {cwd: '/', timeoutMs: 60_000})
+  const answer = result.stdout.trim()
+  return answer === 'lab' || answer === 'notebook' ? answer : 'none'
+}
+
+/** The page each user lands on: one that exists in their server. */
+export function defaultUrlFor(ui: UserInterface): string {
+  return ui === 'lab' ? '/lab' : '/tree'
+}
+
+/** JupyterHub versions with a known vulnerability a hub admin must hear about (CVE-2024-28233, fixed in 4.1.0). */
+export function vulnerabilityWarning(install: Pick<JupyterHubInstall, 'major' | 'minor' | 'version' | 'executable'>): string | undefined {
+  if (install.major > 4 || (install.major === 4 && install.minor >= 1)) return undefined
+  return `JupyterHub ${install.version} (${install.executable}) is affected by CVE-2024-28233 (GHSA-7r3h-4ph8-w38g, High: one user's page can run script as another user), fixed in JupyterHub 4.1.0`
+}
+
 async function shebangPython(executable: string): Promise<string> {
   const head = (await fs.readFile(executable, 'utf8')).slice(0, 256)
   const match = /^#!\s*(\S+)(?:\s+(\S+))?/.exec(head)

@@ -17,7 +17,7 @@ const v6 = {...v3, version: '6.1.1', major: 6, minor: 1}
 
 describe('hubconfig', () => {
   it('renders valid Python with no secret value, reading each secret from its file', async () => {
-    const text = await renderHubConfig(new Layout('/'), settings, v3)
+    const text = await renderHubConfig(new Layout('/'), settings, v3, '/lab')
     execFileSync('python3', ['-c', 'import ast, sys; ast.parse(sys.stdin.read())'], {input: text})
     expect(text).to.include('c.JupyterHub.cookie_secret_file = "/srv/jupyterhub/jupyterhub_cookie_secret"')
     expect(text).to.include('_hubctl_secret("/srv/jupyterhub/proxy_auth_token")')
@@ -27,19 +27,19 @@ describe('hubconfig', () => {
   })
 
   it('renders the allow rules each version needs (allow_all exists from 5.0)', async () => {
-    expect(await renderHubConfig(new Layout('/'), settings, v3)).not.to.include('allow_all')
-    expect(await renderHubConfig(new Layout('/'), settings, v6)).to.include('c.Authenticator.allow_all = False')
+    expect(await renderHubConfig(new Layout('/'), settings, v3, '/lab')).not.to.include('allow_all')
+    expect(await renderHubConfig(new Layout('/'), settings, v6, '/lab')).to.include('c.Authenticator.allow_all = False')
   })
 
   it('admits admins and allowed users', async () => {
-    const text = await renderHubConfig(new Layout('/'), settings, v6)
+    const text = await renderHubConfig(new Layout('/'), settings, v6, '/lab')
     expect(text).to.include('c.Authenticator.admin_users = { "alice",  }')
     expect(text).to.include('c.Authenticator.allowed_users = { "alice", "bob",  }')
   })
 
   it('cannot be injected into, even by a value that validation would have refused', async () => {
     const evil = `x" }; import os; os.system("id"); {"`
-    const text = await renderHubConfig(new Layout('/'), {...settings, admins: [evil]}, v6)
+    const text = await renderHubConfig(new Layout('/'), {...settings, admins: [evil]}, v6, '/lab')
     const out = execFileSync('python3', ['-c', 'import ast, sys; tree = ast.parse(sys.stdin.read()); print(sum(isinstance(n, ast.Import) for n in ast.walk(tree)))'], {input: text, encoding: 'utf8'})
     expect(out.trim()).to.equal('2') // glob and os, from the template itself
   })
