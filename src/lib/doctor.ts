@@ -4,7 +4,8 @@ import {createRequire} from 'node:module'
 import {exists, readIfExists} from './atomic.js'
 import {CertStore} from './certstore.js'
 import {HubctlError} from './errors.js'
-import {detectJupyterHub, validateHubConfig} from './jupyterhub.js'
+import {checkBrowserPath} from './browserpath.js'
+import {defaultUrlFor, detectJupyterHub, detectUserInterface, validateHubConfig, vulnerabilityWarning} from './jupyterhub.js'
 import {Layout} from './layout.js'
 import {Nginx, detectNginx} from './nginx.js'
 import {checkDns, portInUse} from './preflight.js'
@@ -12,7 +13,7 @@ import {Runner} from './runner.js'
 import {SecretStore} from './secrets.js'
 import {PORT_FLAGS, Ports, Settings, SettingsStore} from './settings.js'
 import {readState, runningSupervisor} from './supervisor.js'
-import {checkHealth, hubHealthUrl} from './hubapi.js'
+import {checkHealth, hubHealthUrl, proxyApiUrl} from './hubapi.js'
 
 
 export type CheckStatus = 'pass' | 'warn' | 'fail'
@@ -57,10 +58,12 @@ export class Doctor {
       ['renewal schedule', () => this.checkSchedule()],
       ['versions', () => this.checkVersions()],
       ['jupyterhub config', () => this.checkHubConfig()],
+      ['user interface', () => this.checkUserInterface()],
       ['nginx config', () => this.checkNginx()],
       ['dns', () => this.checkDns()],
       ['ports', () => this.checkPorts()],
       ['processes', () => this.checkProcesses()],
+      ['browser path', () => this.checkBrowserPath()],
     ]
     for (const [name, fn] of all) {
       if (!this.settings && name !== 'secrets') continue
@@ -145,6 +148,8 @@ export class Doctor {
     results.push(hub.version === settings.jupyterhubVersion
       ? {check: 'jupyterhub', status: 'pass', message: `JupyterHub ${hub.version} at ${hub.executable}`}
       : {check: 'jupyterhub', status: 'warn', message: `JupyterHub is now ${hub.version}, the config was rendered for ${settings.jupyterhubVersion}`, fix: 'run `hubctl init` again to render the config this version needs'})
+    const vulnerable = vulnerabilityWarning(hub)
+    if (vulnerable) results.push({check: 'jupyterhub security', status: 'warn', message: vulnerable, fix: 'run `hubctl init` again without --jupyterhub: it installs the JupyterHub and JupyterLab hubctl is tested with'})
     const nginx = await this.detectNginx()
     results.push({check: 'nginx', status: 'pass', message: `nginx ${nginx.version}`})
     const require = createRequire(import.meta.url)
@@ -157,6 +162,34 @@ export class Doctor {
     const hub = await this.detectHub()
     await validateHubConfig(this.deps.runner, hub, this.deps.layout.hubConfig)
     return {check: 'jupyterhub config', status: 'pass', message: `JupyterHub ${hub.version} loads ${this.deps.layout.hubConfig}`}
+  }
+
+  /** The page users land on exists in their servers: /lab needs JupyterLab, /tree the classic notebook. */
+  async checkUserInterface(): Promise<CheckResult> {
+    const hub = await this.detectHub()
+    const ui = await detectUserInterface(this.deps.runner, hub)
+    const config = (await readIfExists(this.deps.layout.hubConfig)) ?? ''
+    const configured = /^c\.Spawner\.default_url\s*=\s*"([^"]*)"/m.exec(config)?.[1]
+    const fix = 'run `hubctl init` again (without --jupyterhub it installs JupyterHub with JupyterLab)'
+    if (ui === 'none') return {check: 'user interface', status: 'fail', message: `the user servers' Python (${hub.singleuser}) has neither JupyterLab nor the classic notebook`, fix}
+    if (configured !== undefined && configured !== defaultUrlFor(ui)) {
+      return {check: 'user interface', status: 'fail', message: `users are sent to ${configured}, which their servers do not have (${ui === 'lab' ? 'JupyterLab' : 'only the classic notebook'} is installed: ${defaultUrlFor(ui)})`, fix}
+    }
+    return {check: 'user interface', status: 'pass', message: ui === 'lab' ? 'JupyterLab at /lab' : 'the classic notebook at /tree (no JupyterLab)'}
+  }
+
+  /**
+   * While the stack runs: a request and a websocket upgrade through nginx on the public port, with
+   * the Origin a browser sends, reach the proxy with the Host the hub and the servers expect.
+   */
+  async checkBrowserPath(): Promise<CheckResult> {
+    const {layout} = this.deps
+    const settings = this.settings!
+    if (!(await runningSupervisor(layout))) return {check: 'browser path', status: 'warn', message: 'not checked: the hub is not running', fix: layout.isSystem ? 'systemctl start jupyterhub, then `hubctl doctor` again' : `hubctl start --detach --prefix ${layout.prefix}, then \`hubctl doctor\` again`}
+    const proxyToken = await new SecretStore(layout).read('proxyAuthToken')
+    const result = await checkBrowserPath({settings, proxyApi: proxyApiUrl(settings.ports), proxyToken})
+    if (result.ok) return {check: 'browser path', status: 'pass', message: `through nginx with Origin ${result.origin}: the Host arrives as ${result.seenHost}, a websocket upgrade answers 101`}
+    return {check: 'browser path', status: 'fail', message: result.problems.join('; '), fix: 'run `hubctl init` again to rewrite the nginx site (it forwards the Host with its port and the websocket headers), or fix the proxy_set_header lines of the site by hand, then reload nginx'}
   }
 
   async checkNginx(): Promise<CheckResult> {

@@ -10,8 +10,8 @@ import {KEY_TYPES} from '../../lib/settings.js'
 /** The ACME flags shared by `cert obtain`, `cert renew` and `init`. */
 export const acmeFlags = {
   staging: Flags.boolean({description: 'use Let\'s Encrypt\'s staging server (untrusted test certificates, higher rate limits)'}),
-  'acme-directory': Flags.string({description: 'directory URL of another ACME certificate authority (default: Let\'s Encrypt production)', helpValue: 'URL'}),
-  'acme-ca-cert': Flags.string({description: 'PEM file with the CA certificate that signs the ACME server\'s HTTPS (private or test CAs); TLS stays verified', helpValue: 'FILE'}),
+  'acme-directory': Flags.string({description: 'directory URL of another ACME certificate authority (default: Let\'s Encrypt production)', helpValue: 'URL', env: 'HUBCTL_ACME_DIRECTORY'}),
+  'acme-ca-cert': Flags.string({description: 'PEM file with the CA certificate that signs the ACME server\'s HTTPS (private or test CAs); TLS stays verified', helpValue: 'FILE', env: 'HUBCTL_ACME_CA_CERT'}),
   'eab-kid': Flags.string({description: 'external account binding key id, for CAs that require one'}),
   'eab-hmac-key': Flags.string({description: `file holding the external account binding HMAC key (or set ${EAB_HMAC_ENV}); never stored, never printed`, helpValue: 'FILE'}),
   'key-type': Flags.string({description: 'the certificate key (default: ecdsa-p256, or what was used before)', options: [...KEY_TYPES]}),
