@@ -161,12 +161,17 @@ export class HubEnvService {
     const result = await this.deps.runner.run('/bin/sh', ['-c', 'umask 022 && exec "$0" "$@"', command, ...args], {cwd: '/', timeoutMs: 1_800_000})
     if (result.exitCode === 0) return
     const output = `${result.stderr}\n${result.stdout}`
-    const last = output.trim().split('\n').filter((l) => l.trim() && !/^\s*(WARNING|Retrying|\[notice\])/.test(l)).pop()?.trim() ?? 'no output'
-    if (/No space left on device|ENOSPC|Disk quota exceeded/i.test(output)) {
-      throw preflightError(`the disk is full: hubctl could not ${what} in ${plan.dir}`, `free space on the file system of ${this.deps.layout.hubEnvRoot} (JupyterHub and JupyterLab need about 500 MB), then run the command again; nothing was installed`)
+    const lines = output.trim().split('\n').map((l) => l.trim()).filter((l) => l && !/^(WARNING|Retrying|\[notice\])/.test(l))
+    const last = (lines.find((l) => l.startsWith('ERROR:')) ?? lines.pop() ?? 'no output').replace(/^ERROR:\s*/, '').replace(/\.+$/, '')
+    // venv's ensurepip hides its child's ENOSPC: the free space tells.
+    const free = await fs.statfs(this.deps.layout.hubEnvRoot).then((s) => s.bavail * s.bsize, () => Number.POSITIVE_INFINITY)
+    if (/No space left on device|ENOSPC|Disk quota exceeded/i.test(output) || free < 64 * 1024 * 1024) {
+      throw preflightError(`the disk is full${Number.isFinite(free) ? ` (${Math.floor(free / 1024 / 1024)} MB free)` : ''}: hubctl could not ${what} in ${plan.dir}`, `free space on the file system of ${this.deps.layout.hubEnvRoot} (JupyterHub and JupyterLab need about 500 MB), then run the command again; nothing was installed`)
     }
-    if (/NewConnectionError|Failed to establish a new connection|Max retries exceeded|Temporary failure in name resolution|Name or service not known|Network is unreachable|Connection refused|Could not fetch URL|ProxyError|SSLError|timed out|No matching distribution found|Could not find a version that satisfies/i.test(output)) {
-      throw preflightError(`PyPI could not be reached to ${what} (${last})`, 'let this machine reach PyPI (or set PIP_INDEX_URL to a mirror, PIP_PROXY / https_proxy for a proxy), then run the command again; or pass --jupyterhub PATH of an installed JupyterHub; nothing was installed')
+    if (/NewConnectionError|Failed to establish a new connection|Max retries exceeded|Temporary failure in name resolution|Name or service not known|Network is unreachable|Connection refused|Could not fetch URL|ProxyError|SSLError|timed out|No matching distribution found|Could not find a version that satisfies|ResolutionImpossible/i.test(output)) {
+      // With every version pinned, pip finding no way to install them means the index served none
+      // of them: PyPI unreachable (pip then says only that), or a mirror without these versions.
+      throw preflightError(`PyPI could not be reached to ${what}, or did not serve the pinned versions (${last})`, 'let this machine reach PyPI (or set PIP_INDEX_URL to a mirror, PIP_PROXY / https_proxy for a proxy), then run the command again; or pass --jupyterhub PATH of an installed JupyterHub; nothing was installed')
     }
     throw preflightError(`hubctl could not ${what}: ${last}`, `fix what the message names, then run the command again; nothing was installed (or pass --jupyterhub PATH of an installed JupyterHub)`)
   }
