@@ -74,9 +74,9 @@ interface Reply {
 }
 
 /** One https request through nginx, trusting only the hub's own certificate. */
-function request(url: string, ca: string, options: {method?: string; headers?: Record<string, string>; body?: Buffer | string} = {}): Promise<Reply> {
+function request(url: string, ca: string, options: {method?: string; headers?: Record<string, string>; body?: Buffer | string; timeoutMs?: number} = {}): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = https.request(url, {method: options.method ?? 'GET', ca, headers: options.headers, agent: false, timeout: 30_000}, (response) => {
+    const req = https.request(url, {method: options.method ?? 'GET', ca, headers: options.headers, agent: false, timeout: options.timeoutMs ?? 30_000}, (response) => {
       const chunks: Buffer[] = []
       response.on('data', (chunk: Buffer) => chunks.push(chunk))
       response.on('end', () => resolve({status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks).toString('utf8')}))
@@ -202,7 +202,7 @@ describe('a local user without privileges squatting hubctl\'s ports, and the ngi
     // What JupyterLab sends for one 1 MiB chunk of an upload (base64 in JSON), and more: not refused by nginx.
     const chunk = Buffer.from(JSON.stringify({type: 'file', format: 'base64', chunk: 1, content: randomBytes(3 * 1024 * 1024).toString('base64')}))
     const user = await request(`https://localhost:${ports.https}/user/alice/api/contents/upload.bin`, ca, {method: 'PUT', body: chunk, headers: {'Content-Type': 'application/json', 'Content-Length': String(chunk.length)}})
-    expect(user.status, 'a 4 MB PUT under /user/').to.not.equal(413)
+    expect(user.status, 'a 4 MB PUT under /user/ (neither refused nor failed by nginx)').to.not.be.oneOf([413, 500])
   })
 
   it('nginx: no version in Server, nosniff and a referrer policy on every answer (also errors and redirects)', async () => {
@@ -219,14 +219,11 @@ describe('a local user without privileges squatting hubctl\'s ports, and the ngi
   })
 
   it('nginx: the login form is rate limited (429 with a page that says to wait); other pages are not', async () => {
-    const statuses: number[] = []
-    let limited: Reply | undefined
-    for (let i = 0; i < 40; i++) {
-      const reply = await request(`https://localhost:${ports.https}/hub/login`, ca, {method: 'POST', body: 'username=alice&password=guess', headers: {'Content-Type': 'application/x-www-form-urlencoded'}})
-      statuses.push(reply.status)
-      if (reply.status === 429) limited ??= reply
-    }
-    expect(statuses.slice(0, 5), 'the first attempts reach the hub').to.not.include(429)
+    // At once, as a guesser would (the hub answers failed PAM logins one after the other, seconds each).
+    const replies = await Promise.all(Array.from({length: 30}, () => request(`https://localhost:${ports.https}/hub/login`, ca, {method: 'POST', body: 'username=alice&password=guess', headers: {'Content-Type': 'application/x-www-form-urlencoded'}, timeoutMs: 150_000})))
+    const statuses = replies.map((reply) => reply.status)
+    const limited = replies.find((reply) => reply.status === 429)
+    expect(statuses.filter((status) => status !== 429).length, `a burst of attempts reaches the hub (${statuses.join(' ')})`).to.be.at.least(10)
     expect(limited, `some attempts are limited (${statuses.join(' ')})`).to.not.equal(undefined)
     expect(limited!.body).to.match(/too many login attempts/i)
     expect(String(limited!.headers['content-type'])).to.match(/^text\/(plain|html)/)
