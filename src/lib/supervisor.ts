@@ -1134,7 +1134,8 @@ export class Supervisor {
    */
   private async syncStandby(routes = this.routesSnapshot): Promise<void> {
     const standby = this.standby
-    if (!standby || !routes) return
+    // An empty table is a proxy that did not answer (its own has the default route, '/'): keep the standby's.
+    if (!standby || !routes || Object.keys(routes).length === 0) return
     const verify = () => this.verifyOwnPort('standby', this.settings.ports.proxyStandbyApi, "the standby proxy's token")
     const base = proxyApiUrl({proxyApi: this.settings.ports.proxyStandbyApi})
     const current = await proxyRoutes(base, async () => standby.token, this.fetchFn, 2000, verify)()
