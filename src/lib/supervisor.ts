@@ -1015,6 +1015,11 @@ export class Supervisor {
       this.proxyToken = token
       await this.launchSeeded(proxy, seedFile)
       if (!(await this.waitForProxyApi())) throw new Error(`the new proxy did not answer on port ${this.settings.ports.proxyApi}; see ${this.layout.proxyLog}`)
+      // Its ports were free while it restarted: another program may have taken one.
+      for (const key of ['proxy', 'proxyApi'] as const) {
+        const owner = await this.ownsPort(this.settings.ports[key], proxy.pid)
+        if (!owner.owned) throw new Error(`the proxy's port was taken while it restarted: ${owner.problem}`)
+      }
       await this.api?.updateProxy({auth_token: token})
       this.lastRouteSync = {at: new Date().toISOString(), ok: true, seconds: round((this.clock.now() - began) / 1000)}
       this.log('info', 'handover', `the proxy was replaced with ${Object.keys(routes).length} route(s) in place (${round((this.clock.now() - began) / 1000)}s)`, 'proxy', proxy.pid)
