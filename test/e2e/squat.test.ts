@@ -192,6 +192,30 @@ describe('a local user without privileges squatting hubctl\'s ports, and the ngi
     await waitUntil('the hub healthy again once the squatter is gone', async () => ((await status()).hub.healthy ? true : undefined), 600, 200)
   })
 
+  it('a squatter that took the hub\'s port after a crash is sent no token: not the PATCH with the proxy\'s token after the proxy restarts, not status\'s calls', async () => {
+    const {child, log} = await squat(ports.hub)
+    const before = await status()
+    process.kill(before.hub.pid!, 'SIGKILL')
+    await waitUntil('the squatter to win the hub\'s port', async () => ((await fs.readFile(log, 'utf8')).includes('bound') ? true : undefined))
+    // The proxy restarts: the supervisor has the hub restore the routes (PATCH /hub/api/proxy with the proxy's token).
+    process.kill(before.proxy.pid!, 'SIGKILL')
+    await waitUntil('a new proxy', async () => {
+      const now = await status()
+      return now.proxy.pid && now.proxy.pid !== before.proxy.pid ? true : undefined
+    })
+    const shown = await status()
+    expect(shown.hub.healthy, 'the squatter is not taken for a healthy hub').to.equal(false)
+    await new Promise((resolve) => setTimeout(resolve, 3000))
+    const seen = await fs.readFile(log, 'utf8')
+    const apiToken = (await fs.readFile(layout.apiToken, 'utf8')).trim()
+    const proxyToken = (await fs.readFile(layout.proxyAuthToken, 'utf8')).trim()
+    expect(seen, 'a token was sent to the squatter').to.not.match(/authorization/i)
+    expect(seen).to.not.include(apiToken)
+    expect(seen).to.not.include(proxyToken)
+    await stopProcess(child)
+    await waitUntil('the hub healthy again once the squatter is gone', async () => ((await status()).hub.healthy ? true : undefined), 600, 200)
+  })
+
   it('nginx: a large body to the login form or a hub page is refused with 413; /user/ takes a large upload', async () => {
     const big = Buffer.alloc(20 * 1024 * 1024, 0x61)
     const login = await request(`https://localhost:${ports.https}/hub/login`, ca, {method: 'POST', body: big, headers: {'Content-Type': 'application/x-www-form-urlencoded', 'Content-Length': String(big.length)}})
