@@ -1,5 +1,6 @@
 import {ExitCode, HubctlError} from './errors.js'
 import {Layout} from './layout.js'
+import {verifyRecordedListener} from './listeners.js'
 import {SecretStore} from './secrets.js'
 import type {Settings} from './settings.js'
 
@@ -35,6 +36,11 @@ export interface HubApiOptions {
    * `hubctl secrets rotate`, which a hub not yet restarted after an interrupted rotation still uses.
    */
   fallbackToken?: () => Promise<string | undefined>
+  /**
+   * Called before every request, before the token is read: throws unless what listens on the
+   * hub's port is the hub hubctl started (listeners.ts). A token is never sent to anything else.
+   */
+  verify: () => Promise<void>
   fetch?: FetchLike
   timeoutMs?: number
 }
@@ -60,6 +66,17 @@ export function proxyApiUrl(ports: Pick<Settings['ports'], 'proxyApi'>): string 
 /** The hub's health URL: through the hub's own port, or through the proxy. */
 export function hubHealthUrl(settings: Pick<Settings, 'ports'>, via: 'hub' | 'proxy' = 'hub'): string {
   return `http://127.0.0.1:${via === 'hub' ? settings.ports.hub : settings.ports.proxy}/hub/health`
+}
+
+/**
+ * The check a HubApi of another hubctl command (status, stop, rotate) makes before each request:
+ * the hub recorded in the supervisor's state.json runs and is what listens on the hub's port.
+ */
+export function hubVerifier(layout: Layout, settings: Pick<Settings, 'ports'>): () => Promise<void> {
+  return async () => {
+    const problem = await verifyRecordedListener(layout, 'hub', settings.ports.hub)
+    if (problem) throw new HubApiError(`hubctl did not send its API token: ${problem}`, undefined, {fix: `start the hub with \`hubctl start\`; if another program holds port ${settings.ports.hub}, stop it (\`ss -ltnp 'sport = :${settings.ports.hub}'\` names it)`})
+  }
 }
 
 /**
@@ -108,7 +125,7 @@ export class HubApi {
   /** The client for the hub under `layout`, with the token from its 0600 file. */
   static forLayout(layout: Layout, settings: Pick<Settings, 'ports'>, options: {secrets?: SecretStore; fetch?: FetchLike; timeoutMs?: number} = {}): HubApi {
     const secrets = options.secrets ?? new SecretStore(layout)
-    return new HubApi({baseUrl: hubApiUrl(settings), token: () => secrets.read('apiToken'), fallbackToken: () => secrets.latestBackup('apiToken'), fetch: options.fetch, timeoutMs: options.timeoutMs})
+    return new HubApi({baseUrl: hubApiUrl(settings), token: () => secrets.read('apiToken'), fallbackToken: () => secrets.latestBackup('apiToken'), verify: hubVerifier(layout, settings), fetch: options.fetch, timeoutMs: options.timeoutMs})
   }
 
   /** The hub's version (GET /hub/api/, no scope needed). */
@@ -172,6 +189,7 @@ export class HubApi {
   }
 
   private async send(method: string, path: string, body: unknown, accept = 'application/json'): Promise<Response> {
+    await this.options.verify()
     const headers: Record<string, string> = {Authorization: await this.authHeader(), Accept: accept}
     if (body !== undefined) headers['Content-Type'] = 'application/json'
     const attempt = () => keepAlive(this.timeoutMs, this.doFetch(`${this.baseUrl}${path}`, {method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(this.timeoutMs), redirect: 'manual'}))
@@ -181,6 +199,7 @@ export class HubApi {
       const fallback = await this.options.fallbackToken().catch(() => undefined)
       if (!fallback || headers.Authorization === `token ${fallback}`) return response
       await response.body?.cancel()
+      await this.options.verify()
       headers.Authorization = `token ${fallback}`
       return await attempt()
     } catch (error) {

@@ -3,10 +3,11 @@ import fs from 'node:fs/promises'
 
 import {DhparamMode, FFDHE2048_PEM, generateDhparam} from './dhparam.js'
 import {ExitCode, HubctlError, errnoCode} from './errors.js'
-import {FetchLike, HubApi, hubApiUrl, keepAlive, proxyApiUrl} from './hubapi.js'
+import {FetchLike, HubApi, hubApiUrl, hubVerifier, keepAlive, proxyApiUrl} from './hubapi.js'
 import {databaseUrl} from './hubconfig.js'
 import {detectJupyterHub} from './jupyterhub.js'
 import {Layout} from './layout.js'
+import {verifyRecordedListener} from './listeners.js'
 import {acquireLock} from './lock.js'
 import {Nginx, detectNginx} from './nginx.js'
 import {Runner} from './runner.js'
@@ -72,6 +73,8 @@ export interface RotateDeps {
   /** Ask the running supervisor (tests replace it). */
   control?: (action: ControlAction) => Promise<ControlResult | undefined>
   makeDhparam?: (mode: DhparamMode, bits: number) => Promise<string>
+  /** Whether what listens on `port` is the `name` hubctl started (undefined) or not (the problem); tests replace it. */
+  listenerCheck?: (name: 'hub' | 'proxy', port: number) => Promise<string | undefined>
 }
 
 /** What each secret's rotation makes users notice (said before it acts). */
@@ -174,6 +177,9 @@ export class RotationService {
     const url = `${proxyApiUrl(this.deps.settings.ports)}/api/routes`
     const doFetch = this.deps.fetch ?? fetch
     const status = async (value: string) => {
+      // A token goes only to the proxy hubctl started (listeners.ts).
+      const problem = await (this.deps.listenerCheck ?? ((name, port) => verifyRecordedListener(this.layout, name, port)))('proxy', this.deps.settings.ports.proxyApi)
+      if (problem) throw new HubctlError(`hubctl did not send the proxy's token: ${problem}`, {exitCode: ExitCode.RUNTIME, fix: `read ${this.layout.proxyLog} and \`hubctl status\``})
       try {
         const response = await keepAlive(5000, doFetch(url, {headers: {Authorization: `token ${value}`}, signal: AbortSignal.timeout(5000)}))
         await response.body?.cancel()
@@ -205,7 +211,7 @@ export class RotationService {
     }
     this.log(`revoked ${result.stdout.trim() || 0} old hubctl API token(s) in the hub's database`)
     if (old !== undefined && old !== token) {
-      const oldApi = new HubApi({baseUrl: hubApiUrl(this.deps.settings), token: old, fetch: this.deps.fetch})
+      const oldApi = new HubApi({baseUrl: hubApiUrl(this.deps.settings), token: old, verify: hubVerifier(this.layout, this.deps.settings), fetch: this.deps.fetch})
       const stillAccepted = await oldApi.listUsers().then(() => true, () => false)
       if (stillAccepted) throw new HubctlError('the hub still accepts the old API token', {exitCode: ExitCode.RUNTIME, fix: 'run `hubctl restart`, then rotate again'})
     }

@@ -261,8 +261,10 @@ export function findRoute(table: Record<string, ProxyRoute>, server: Pick<Server
 }
 
 /** Reads configurable-http-proxy's routing table with its token (read afresh each time: it may be rotated). */
-export function proxyRoutes(apiUrl: string, token: () => Promise<string>, fetchFn: FetchLike, timeoutMs = 3000): ProxyRoutes {
+export function proxyRoutes(apiUrl: string, token: () => Promise<string>, fetchFn: FetchLike, timeoutMs = 3000, verify?: () => Promise<void>): ProxyRoutes {
   return async () => {
+    // The token goes only to the proxy hubctl started (listeners.ts): `verify` throws otherwise.
+    await verify?.()
     const response = await keepAlive(timeoutMs, fetchFn(`${apiUrl.replace(/\/+$/, '')}/api/routes`, {headers: {Authorization: `token ${await token()}`}, signal: AbortSignal.timeout(timeoutMs), redirect: 'manual'}))
     if (!response.ok) {
       await response.body?.cancel()
@@ -282,10 +284,12 @@ export function createServerWatcher(options: {
   cullIdleMs?: number
   intervalMs?: number
   log?: ServerWatcherOptions['log']
+  /** Throws unless the proxy's API port is held by the proxy hubctl started. */
+  verifyProxy?: () => Promise<void>
 }): ServerWatcher {
   return new ServerWatcher({
     api: options.api,
-    routes: proxyRoutes(proxyApiUrl(options.ports), options.proxyToken, options.fetch),
+    routes: proxyRoutes(proxyApiUrl(options.ports), options.proxyToken, options.fetch, 3000, options.verifyProxy),
     clock: options.clock,
     fetch: options.fetch,
     cullIdleMs: options.cullIdleMs,

@@ -1,19 +1,21 @@
 import {ChildProcess, SpawnOptions, spawn as nodeSpawn} from 'node:child_process'
+import {randomBytes} from 'node:crypto'
 import fs from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
 
 import {readIfExists, writeFileAtomic} from './atomic.js'
 import {ExitCode, ExitCodeValue, HubctlError, errnoCode} from './errors.js'
-import {HubApi, FetchLike, checkHealth, hubApiUrl, hubHealthUrl, proxyApiUrl} from './hubapi.js'
+import {HubApi, HubApiError, FetchLike, checkHealth, hubApiUrl, hubHealthUrl, keepAlive, proxyApiUrl} from './hubapi.js'
 import {Layout} from './layout.js'
+import {PortOwner, portOwnedBy, recordedChild} from './listeners.js'
 import {acquireLock} from './lock.js'
 import {Nginx} from './nginx.js'
 import {hasProc, procStartTime, processAlive} from './processes.js'
 import {proxyExecutable, seededStoreModule} from './proxy.js'
 import {execaRunner} from './runner.js'
 import {SecretStore} from './secrets.js'
-import {ServerWatchSummary, ServerWatcher, ServersReport, StatusServer, createServerWatcher, proxyRoutes, serversForStatus} from './servers.js'
+import {ProxyRoute, ServerWatchSummary, ServerWatcher, ServersReport, StatusServer, createServerWatcher, proxyRoutes, serversForStatus} from './servers.js'
 import {PORT_FLAGS, Ports, Settings} from './settings.js'
 
 /*
@@ -29,8 +31,11 @@ import {PORT_FLAGS, Ports, Settings} from './settings.js'
 export const CHILD_NAMES = ['proxy', 'hub', 'nginx'] as const
 export type ChildName = (typeof CHILD_NAMES)[number]
 
-/** Shutdown order: the hub first (it may talk to the proxy while it stops), then the proxy, then nginx. */
-const SHUTDOWN_ORDER: ChildName[] = ['hub', 'proxy', 'nginx']
+/**
+ * Shutdown order: the hub first (it may talk to the proxy while it stops), then nginx (so that it
+ * never sends a request to a proxy port already given up), then the proxy; the standby last.
+ */
+const SHUTDOWN_ORDER: ChildName[] = ['hub', 'nginx', 'proxy']
 
 export interface Clock {
   now(): number
@@ -93,8 +98,6 @@ export interface SupervisorTimings {
   healthTimeoutMs: number
   healthIntervalMs: number
   pollMs: number
-  /** After a proxy handover, how long the standby keeps serving requests nginx already sent it. */
-  standbyGraceMs: number
 }
 
 export const DEFAULT_TIMINGS: SupervisorTimings = {
@@ -107,7 +110,6 @@ export const DEFAULT_TIMINGS: SupervisorTimings = {
   healthTimeoutMs: 180_000,
   healthIntervalMs: 5000,
   pollMs: 50,
-  standbyGraceMs: 1500,
 }
 
 export interface ChildState {
@@ -140,8 +142,8 @@ export interface SupervisorState {
   servers?: ServersReport | null
   /** The last request of another hubctl command (secrets rotate) and how it ended. */
   lastControl?: ControlResult | null
-  /** The standby proxy, while a handover runs (so that a successor can stop it after a kill -9). */
-  standby?: {pid: number; startTime: string | null} | null
+  /** The standby proxy (so that a successor can stop it after a kill -9). */
+  standby?: {pid: number; startTime: string | null; restarts?: number} | null
   updatedAt: string
 }
 
@@ -321,6 +323,26 @@ export function childSpecs(layout: Layout, settings: Settings, proxyToken: strin
   return specs
 }
 
+/** The standby proxy: always beside the proxy while the stack runs. */
+interface Standby {
+  proc: ChildProcess
+  pid: number
+  startTime: string | null
+  exited: Promise<void>
+  /** Its API token: its own, in memory and its environment only. */
+  token: string
+  /** Set before hubctl stops it: its exit is not a crash. */
+  intentional: boolean
+}
+
+/** Whether the standby's route has the proxy's target and data (last_activity aside). */
+function sameRoute(have: ProxyRoute | undefined, want: Record<string, unknown>): boolean {
+  if (!have) return false
+  const {last_activity: _ignored, ...rest} = have as ProxyRoute & {last_activity?: unknown}
+  const keys = new Set([...Object.keys(rest), ...Object.keys(want)])
+  return [...keys].every((key) => JSON.stringify((rest as Record<string, unknown>)[key]) === JSON.stringify(want[key]))
+}
+
 interface ChildRuntime {
   spec: ChildSpec
   proc?: ChildProcess
@@ -359,6 +381,13 @@ export interface SupervisorDeps {
   cullIdleMs?: number
   /** Replaces the ServerWatcher made from the settings (tests). */
   watcher?: Pick<ServerWatcher, 'tick'>
+  /**
+   * Whether `pid` (or a process it started) is what listens on 127.0.0.1:port (listeners.ts; tests
+   * replace it). A health answer counts, and a token is sent, only when it is.
+   */
+  ownsPort?: (port: number, pid: number | undefined) => Promise<PortOwner>
+  /** Keep the standby proxy running beside the proxy (default: unless `specs` replaces the programs). */
+  standby?: boolean
 }
 
 export interface SupervisorResult {
@@ -396,8 +425,14 @@ export class Supervisor {
   /** The token the running proxy was started with (the hub is told it after each proxy start). */
   private proxyToken = ''
   private lastControl: ControlResult | null = null
-  private routesSnapshot?: Record<string, unknown>
-  private standby?: {proc: ChildProcess; pid: number; startTime: string | null; exited: Promise<void>}
+  private routesSnapshot?: Record<string, ProxyRoute>
+  private standby?: Standby
+  private standbyRestarts = 0
+  private standbyConsecutive = 0
+  private readonly standbyEnabled: boolean
+  private readonly ownsPort: (port: number, pid: number | undefined) => Promise<PortOwner>
+  /** Why the last health answer on the hub's port was not taken (another program holds it). */
+  private hubPortProblem?: string
   private stateQueue: Promise<void> = Promise.resolve()
   private api?: HubApi
 
@@ -410,6 +445,8 @@ export class Supervisor {
     this.emit = deps.log ?? (() => {})
     this.timings = {...DEFAULT_TIMINGS, ...deps.timings}
     this.secrets = deps.secrets ?? new SecretStore(deps.layout)
+    this.standbyEnabled = deps.standby ?? deps.specs === undefined
+    this.ownsPort = deps.ownsPort ?? ((port, pid) => portOwnedBy(port, pid))
     this.stopPromise = new Promise((resolve) => {
       this.stopRequested = resolve
     })
@@ -427,6 +464,8 @@ export class Supervisor {
       await this.launch(this.child('proxy'))
       await this.waitForProxyApi()
       await this.launch(this.child('hub'))
+      // While the hub starts: the standby holds its ports before nginx can send it anything.
+      if (this.standbyEnabled) await this.startStandby()
       if (this.children.has('nginx')) await this.launch(this.child('nginx'))
       await this.waitReady()
       if (!this.stopping) {
@@ -487,7 +526,7 @@ export class Supervisor {
       lastRouteSync: this.lastRouteSync,
       servers: this.serversReport ?? null,
       lastControl: this.lastControl,
-      standby: this.standby ? {pid: this.standby.pid, startTime: this.standby.startTime} : null,
+      standby: this.standby ? {pid: this.standby.pid, startTime: this.standby.startTime, restarts: this.standbyRestarts} : null,
       updatedAt: new Date().toISOString(),
     }
   }
@@ -506,7 +545,7 @@ export class Supervisor {
     const proxyToken = await this.secrets.read('proxyAuthToken')
     this.proxyToken = proxyToken
     const backups = new SecretStore(this.layout)
-    this.api = new HubApi({baseUrl: hubApiUrl(this.settings), token: () => this.secrets.read('apiToken'), fallbackToken: () => backups.latestBackup('apiToken'), fetch: this.fetchFn, timeoutMs: 10_000})
+    this.api = new HubApi({baseUrl: hubApiUrl(this.settings), token: () => this.secrets.read('apiToken'), fallbackToken: () => backups.latestBackup('apiToken'), verify: () => this.verifyOwnPort('hub', this.settings.ports.hub, 'its API token'), fetch: this.fetchFn, timeoutMs: 10_000})
     return this.deps.specs ?? childSpecs(this.layout, this.settings, proxyToken, this.deps.env)
   }
 
@@ -723,7 +762,7 @@ export class Supervisor {
     const deadline = began + timeoutMs
     while (!this.stopping && this.clock.now() < deadline) {
       if (sameProcess && hub.proc !== proc) return false
-      if (hub.proc && (await checkHealth(hubHealthUrl(this.settings), {fetch: this.fetchFn}))) {
+      if (hub.proc && (await this.hubAnswers())) {
         hub.healthy = true
         this.log('info', 'healthy', `the hub answers /hub/health (${round((this.clock.now() - began) / 1000)}s after it started)`, 'hub', hub.pid)
         await this.writeState()
@@ -732,6 +771,67 @@ export class Supervisor {
       await this.clock.sleep(this.timings.pollMs, this.shutdownController.signal)
     }
     return false
+  }
+
+  /**
+   * /hub/health answers 200 on the hub's port, and what answers is the hub hubctl started: a
+   * program that took the port while the hub restarted is never taken for it.
+   */
+  private async hubAnswers(): Promise<boolean> {
+    if (!(await checkHealth(hubHealthUrl(this.settings), {fetch: this.fetchFn}))) return false
+    const hub = this.child('hub')
+    const owner = await this.ownsPort(this.settings.ports.hub, hub.pid)
+    if (owner.owned) {
+      this.hubPortProblem = undefined
+      return true
+    }
+    if (owner.problem !== this.hubPortProblem) this.log('error', 'port', `a health answer on the hub's port was not taken: ${owner.problem}`, 'hub', hub.pid)
+    this.hubPortProblem = owner.problem
+    return false
+  }
+
+  /** The pid that should hold `port`: a child's or the standby's. */
+  private pidOf(name: ChildName | 'standby'): number | undefined {
+    return name === 'standby' ? this.standby?.pid : this.children.get(name)?.pid
+  }
+
+  /** Throws unless `name` (the process hubctl started) is what listens on `port`: before a token is sent there. */
+  private async verifyOwnPort(name: ChildName | 'standby', port: number, what: string): Promise<void> {
+    const owner = await this.ownsPort(port, this.pidOf(name))
+    if (!owner.owned) throw new HubApiError(`hubctl did not send ${what}: ${owner.problem}`, undefined, {fix: `stop the program that holds port ${port} (\`ss -ltnp 'sport = :${port}'\` names it)`})
+  }
+
+  /** The ports hubctl's programs listen on, each with the one that should hold it. */
+  private heldPorts(): Array<[ChildName | 'standby', keyof Ports]> {
+    const wanted: Array<[ChildName | 'standby', keyof Ports]> = [['proxy', 'proxy'], ['proxy', 'proxyApi'], ['hub', 'hub']]
+    if (this.standbyEnabled) wanted.push(['standby', 'proxyStandby'], ['standby', 'proxyStandbyApi'])
+    return wanted
+  }
+
+  /** Once ready: every port hubctl's programs listen on is theirs (another program may have been quicker). */
+  private async verifyPortsHeld(): Promise<void> {
+    for (const [name, key] of this.heldPorts()) {
+      const owner = await this.ownsPort(this.settings.ports[key], this.pidOf(name))
+      if (!owner.owned) throw new HubctlError(`${owner.problem}`, {exitCode: ExitCode.PREFLIGHT, fix: `stop that program, or run \`hubctl init\` again with another ${PORT_FLAGS[key].flag}`})
+    }
+  }
+
+  private portProblems = new Map<keyof Ports, string>()
+
+  /**
+   * At each health tick: a port that another program took while its owner restarted (a crash) is
+   * said in the log, once, with who holds it; hubctl sends no token there and takes no health
+   * answer from it, but cannot make it go away.
+   */
+  private async watchPorts(): Promise<void> {
+    for (const [name, key] of this.heldPorts()) {
+      // Also while its owner is down between restarts: a listener there then is another program's.
+      const owner = await this.ownsPort(this.settings.ports[key], this.pidOf(name))
+      const problem = owner.owned ? undefined : owner.problem
+      if (problem && problem !== this.portProblems.get(key) && !problem.startsWith('nothing listens')) this.log('error', 'port', `${problem}: nginx or hubctl would send it what is meant for ${name === 'standby' ? 'the standby proxy' : label(name)}; stop that program`, name === 'standby' ? 'proxy' : name)
+      if (problem) this.portProblems.set(key, problem)
+      else this.portProblems.delete(key)
+    }
   }
 
   /** The hub healthy on its own port and through the proxy. */
@@ -743,7 +843,7 @@ export class Supervisor {
     }
     const proxyDeadline = Math.min(deadline, this.clock.now() + 30_000)
     while (!this.stopping && this.clock.now() < proxyDeadline) {
-      if (await checkHealth(hubHealthUrl(this.settings, 'proxy'), {fetch: this.fetchFn})) return
+      if (await checkHealth(hubHealthUrl(this.settings, 'proxy'), {fetch: this.fetchFn})) return this.verifyPortsHeld()
       await this.clock.sleep(this.timings.pollMs, this.shutdownController.signal)
     }
     if (!this.stopping) throw new HubctlError(`the hub does not answer through the proxy on port ${this.settings.ports.proxy}`, {exitCode: ExitCode.RUNTIME, fix: `read ${this.layout.proxyLog}, fix the cause, then run \`hubctl start\` again`})
@@ -756,9 +856,11 @@ export class Supervisor {
       if (this.stopping) return
       let changed = false
       await this.refreshRoutesSnapshot()
+      await this.syncStandby().catch((error: unknown) => this.log('warn', 'standby', `could not bring the standby proxy's routes in step: ${(error as Error).message}`))
+      await this.watchPorts()
       const hub = this.child('hub')
       if (hub.proc && !hub.restartPending) {
-        const healthy = await checkHealth(hubHealthUrl(this.settings), {fetch: this.fetchFn})
+        const healthy = await this.hubAnswers()
         if (healthy !== Boolean(hub.healthy) && !this.stopping) {
           hub.healthy = healthy
           changed = true
@@ -789,6 +891,7 @@ export class Supervisor {
     this.serverWatcher ??= this.deps.watcher ?? createServerWatcher({
       ports: this.settings.ports, api: this.api, proxyToken: () => this.secrets.read('proxyAuthToken'), fetch: this.fetchFn, clock: this.clock,
       cullIdleMs: this.deps.cullIdleMs, log: (level, event, message) => this.log(level, event, message),
+      verifyProxy: () => this.verifyOwnPort('proxy', this.settings.ports.proxyApi, "the proxy's token"),
     })
     this.watchingServers = true
     void this.serverWatcher.tick().then(async (report) => {
@@ -870,6 +973,7 @@ export class Supervisor {
     await this.ensureProxyTokenCurrent()
     await this.launch(hub)
     if (!(await this.waitHubHealthy(this.timings.healthTimeoutMs, true))) {
+      if (this.hubPortProblem) throw new Error(`the hub's port was taken while it restarted: ${this.hubPortProblem}; see ${this.layout.hubLog}`)
       throw new Error(`the hub did not answer /hub/health within ${round(this.timings.healthTimeoutMs / 1000)}s; see ${this.layout.hubLog}`)
     }
   }
@@ -889,10 +993,11 @@ export class Supervisor {
   }
 
   /**
-   * Replace the running proxy by one with `token`, without a failed request: a standby proxy
-   * starts on the standby ports with the current routes (nginx sends it whatever the proxy's port
-   * refuses), the proxy stops and starts again with the same routes, the hub is told the token
-   * (PATCH /hub/api/proxy, which also re-checks every route), then the standby stops.
+   * Replace the running proxy by one with `token`, without a failed request: the standby proxy
+   * (always running, routes kept in step at each health tick) gets the current routes, the proxy
+   * stops (nginx sends the standby whatever the proxy's port refuses) and starts again with the
+   * same routes, then the hub is told the token (PATCH /hub/api/proxy, which also re-checks every
+   * route). The standby keeps running: its port is never left to another program.
    */
   private async handoverProxy(token: string): Promise<void> {
     const proxy = this.child('proxy')
@@ -900,19 +1005,25 @@ export class Supervisor {
     const routes = await this.currentRoutes()
     const seedFile = await this.writeSeed(routes)
     try {
-      await this.startStandby(token, seedFile)
+      if (this.standbyEnabled) {
+        if (!this.standby) await this.startStandby()
+        await this.syncStandby(routes)
+      }
       if (this.stopping) return
       await this.stopChild(proxy)
       if (this.stopping) return
       this.proxyToken = token
       await this.launchSeeded(proxy, seedFile)
       if (!(await this.waitForProxyApi())) throw new Error(`the new proxy did not answer on port ${this.settings.ports.proxyApi}; see ${this.layout.proxyLog}`)
+      // Its ports were free while it restarted: another program may have taken one.
+      for (const key of ['proxy', 'proxyApi'] as const) {
+        const owner = await this.ownsPort(this.settings.ports[key], proxy.pid)
+        if (!owner.owned) throw new Error(`the proxy's port was taken while it restarted: ${owner.problem}`)
+      }
       await this.api?.updateProxy({auth_token: token})
       this.lastRouteSync = {at: new Date().toISOString(), ok: true, seconds: round((this.clock.now() - began) / 1000)}
       this.log('info', 'handover', `the proxy was replaced with ${Object.keys(routes).length} route(s) in place (${round((this.clock.now() - began) / 1000)}s)`, 'proxy', proxy.pid)
-      await this.clock.sleep(this.timings.standbyGraceMs, this.shutdownController.signal)
     } finally {
-      await this.stopStandby()
       await fs.rm(seedFile, {force: true})
       await this.writeState()
     }
@@ -945,8 +1056,8 @@ export class Supervisor {
   }
 
   /** The running proxy's routing table, with the token it runs with. */
-  private readRoutes(timeoutMs: number): Promise<Record<string, unknown>> {
-    return proxyRoutes(proxyApiUrl(this.settings.ports), async () => this.proxyToken, this.fetchFn, timeoutMs)()
+  private readRoutes(timeoutMs: number): Promise<Record<string, ProxyRoute>> {
+    return proxyRoutes(proxyApiUrl(this.settings.ports), async () => this.proxyToken, this.fetchFn, timeoutMs, () => this.verifyOwnPort('proxy', this.settings.ports.proxyApi, "the proxy's token"))()
   }
 
   /** The proxy's routing table, kept at each health tick for a crashed proxy's restart. */
@@ -961,7 +1072,7 @@ export class Supervisor {
   }
 
   /** The routes to hand over; empty when the proxy does not answer (the hub re-adds them after). */
-  private async currentRoutes(): Promise<Record<string, unknown>> {
+  private async currentRoutes(): Promise<Record<string, ProxyRoute>> {
     try {
       return await this.readRoutes(5000)
     } catch (error) {
@@ -970,36 +1081,92 @@ export class Supervisor {
     }
   }
 
-  private async startStandby(token: string, seedFile: string): Promise<void> {
-    if (await portAnswers(this.settings.ports.proxyStandby) || await portAnswers(this.settings.ports.proxyStandbyApi)) {
-      throw new HubctlError(`a standby port (${this.settings.ports.proxyStandby} or ${this.settings.ports.proxyStandbyApi}) is taken by another program`, {exitCode: ExitCode.PREFLIGHT, fix: 'stop that program, or run `hubctl init` again with other --proxy-standby-port/--proxy-standby-api-port'})
-    }
-    const spec = proxySpec(this.layout, this.settings, token, {baseEnv: this.deps.env, standby: true, seedFile})
+  /**
+   * Start the standby proxy on the standby ports. It runs as long as the stack does, so that the
+   * port nginx falls back to is always held by hubctl's own process. Its API token is its own,
+   * made here and kept in memory and in its environment only (hubctl alone talks to its API).
+   */
+  private async startStandby(): Promise<void> {
+    const token = randomBytes(32).toString('hex')
+    const spec = proxySpec(this.layout, this.settings, token, {baseEnv: this.deps.env, standby: true})
     const proc = await this.spawnWithLog(spec)
+    const began = this.clock.now()
     let running = true
-    // Listeners before any await: a spawn error is emitted on the next tick.
+    let resolveExit!: () => void
     const exited = new Promise<void>((resolve) => {
-      proc.once('exit', () => {
-        running = false
-        resolve()
-      })
-      proc.once('error', () => {
-        running = false
-        resolve()
-      })
+      resolveExit = resolve
     })
+    const standby: Standby = {proc, pid: proc.pid ?? 0, startTime: null, exited, token, intentional: false}
+    // Listeners before any await: a spawn error is emitted on the next tick.
+    const onGone = (how: string) => {
+      if (!running) return
+      running = false
+      resolveExit()
+      this.onStandbyExit(standby, how, this.clock.now() - began)
+    }
+    proc.once('exit', (code, signal) => onGone(signal ? `was killed by ${signal}` : `exited with code ${code}`))
+    proc.once('error', (error) => onGone(`could not be started (${errnoCode(error) ?? error.message})`))
     if (proc.pid === undefined) throw new Error('the standby proxy could not be started')
-    this.standby = {proc, pid: proc.pid, startTime: (await procStartTime(proc.pid)) ?? null, exited}
+    this.standby = standby
+    standby.startTime = (await procStartTime(proc.pid)) ?? null
     this.log('info', 'standby', `standby proxy started (pid ${proc.pid}) on port ${this.settings.ports.proxyStandby}`, 'proxy', proc.pid)
     await this.writeState()
     if (!(await this.waitForProxyApi(30_000, this.settings.ports.proxyStandbyApi, () => running)) || !(await portAnswers(this.settings.ports.proxyStandby))) {
       throw new Error(`the standby proxy did not start; see ${this.layout.proxyLog}`)
+    }
+    if (this.routesSnapshot) await this.syncStandby()
+  }
+
+  /** The standby exited: unless hubctl stopped it, start it again (the same backoff as a child's). */
+  private onStandbyExit(standby: Standby, how: string, ranMs: number): void {
+    if (this.standby === standby) this.standby = undefined
+    if (standby.intentional || this.stopping) return
+    if (ranMs >= this.timings.stableMs) this.standbyConsecutive = 0
+    this.standbyConsecutive++
+    this.standbyRestarts++
+    const delay = Math.min(this.timings.backoffMaxMs, this.timings.backoffInitialMs * 2 ** (this.standbyConsecutive - 1))
+    this.log('warn', 'exited', `the standby proxy (pid ${standby.pid}) ${how} after ${round(ranMs / 1000)}s; restart ${this.standbyRestarts} in ${round(delay / 1000)}s`, 'proxy', standby.pid)
+    void this.writeState()
+    void this.clock.sleep(delay, this.shutdownController.signal).then(async () => {
+      if (this.stopping || this.standby) return
+      await this.startStandby()
+    }).catch((error: unknown) => this.log('error', 'restart-failed', `restarting the standby proxy failed: ${(error as Error).message}`, 'proxy'))
+  }
+
+  /**
+   * Bring the standby's routing table in step with the proxy's (`routes`, by default the last
+   * health tick's): add or replace what differs, remove what the proxy no longer has.
+   */
+  private async syncStandby(routes = this.routesSnapshot): Promise<void> {
+    const standby = this.standby
+    // An empty table is a proxy that did not answer (its own has the default route, '/'): keep the standby's.
+    if (!standby || !routes || Object.keys(routes).length === 0) return
+    const verify = () => this.verifyOwnPort('standby', this.settings.ports.proxyStandbyApi, "the standby proxy's token")
+    const base = proxyApiUrl({proxyApi: this.settings.ports.proxyStandbyApi})
+    const current = await proxyRoutes(base, async () => standby.token, this.fetchFn, 2000, verify)()
+    const send = async (method: 'POST' | 'DELETE', routePath: string, body?: unknown) => {
+      await verify()
+      const response = await keepAlive(2000, this.fetchFn(`${base}/api/routes${routePath}`, {method, headers: {Authorization: `token ${standby.token}`, ...(body ? {'Content-Type': 'application/json'} : {})}, body: body ? JSON.stringify(body) : undefined, signal: AbortSignal.timeout(2000), redirect: 'manual'}))
+      await response.body?.cancel()
+      if (!response.ok) throw new Error(`the standby proxy's API answered ${response.status} to ${method} ${routePath}`)
+    }
+    const wanted = new Set<string>()
+    for (const [routePath, route] of Object.entries(routes)) {
+      if (routePath === '/' || !route?.target) continue
+      wanted.add(routePath)
+      const {last_activity: _ignored, ...data} = route as ProxyRoute & {last_activity?: unknown}
+      if (sameRoute(current[routePath], data)) continue
+      await send('POST', routePath, data)
+    }
+    for (const routePath of Object.keys(current)) {
+      if (routePath !== '/' && !wanted.has(routePath)) await send('DELETE', routePath)
     }
   }
 
   private async stopStandby(): Promise<void> {
     const standby = this.standby
     if (!standby) return
+    standby.intentional = true
     standby.proc.kill('SIGTERM')
     const timeout = new AbortController()
     const inTime = await Promise.race([standby.exited.then(() => true), this.clock.sleep(this.timings.stopTimeoutMs, timeout.signal).then(() => false)])
@@ -1040,7 +1207,6 @@ export class Supervisor {
       await releasePidFile(this.layout).catch(() => {})
       return
     }
-    await this.stopStandby()
     for (const name of SHUTDOWN_ORDER) {
       const child = this.children.get(name)
       if (!child) continue
@@ -1050,6 +1216,7 @@ export class Supervisor {
         this.log('error', 'stop-failed', `stopping ${label(name)} failed: ${(error as Error).message}`, name)
       }
     }
+    await this.stopStandby()
     const state = this.snapshot()
     state.supervisor.stoppedAt = new Date().toISOString()
     await this.writeState(state)
@@ -1188,7 +1355,7 @@ export async function stopStack(layout: Layout, settings: Settings, options: {ap
   const timeoutMs = options.timeoutMs ?? 60_000
   const result: StopResult = {supervisor: null, servers: [], leftovers: [], warnings: [], wasRunning: false}
   const supervisor = await runningSupervisor(layout)
-  const hubUp = await checkHealth(hubHealthUrl(settings), {fetch: options.fetch})
+  const hubUp = await recordedHubAnswers(layout, settings, options.fetch)
   result.wasRunning = supervisor !== undefined || hubUp
   if (!options.keepServers) {
     if (hubUp) {
@@ -1221,6 +1388,12 @@ export async function stopStack(layout: Layout, settings: Settings, options: {ap
       if (!child?.pid || !(await processAlive(child.pid, child.startTime))) continue
       log(`stopping ${label(name)} left behind (pid ${child.pid})`)
       result.leftovers.push({name, pid: child.pid, result: await terminatePid(child.pid, child.startTime, {clock, group: name === 'nginx'})})
+      result.wasRunning = true
+    }
+    const standby = state.standby
+    if (standby?.pid && (await processAlive(standby.pid, standby.startTime))) {
+      log(`stopping the standby proxy left behind (pid ${standby.pid})`)
+      result.leftovers.push({name: 'proxy', pid: standby.pid, result: await terminatePid(standby.pid, standby.startTime, {clock})})
       result.wasRunning = true
     }
   }
@@ -1327,7 +1500,8 @@ export async function stackStatus(layout: Layout, settings: Settings, options: {
   }
   const proxy = await childStatus('proxy', layout.proxyLog)
   const hubChild = await childStatus('hub', layout.hubLog)
-  const healthy = await checkHealth(hubHealthUrl(settings), {fetch: options.fetch})
+  // Only the hub hubctl started is asked (never whatever listens on its port when it is stopped).
+  const healthy = hubChild.running && (await recordedHubAnswers(layout, settings, options.fetch))
   const report: StatusReport = {
     prefix: layout.prefix,
     running: false,
@@ -1351,6 +1525,13 @@ export async function stackStatus(layout: Layout, settings: Settings, options: {
     }
   }
   return report
+}
+
+/** The hub recorded in state.json runs, holds the hub's port, and answers /hub/health there. */
+async function recordedHubAnswers(layout: Layout, settings: Settings, fetchFn?: FetchLike): Promise<boolean> {
+  const hub = await recordedChild(layout, 'hub')
+  if (!hub || !(await portOwnedBy(settings.ports.hub, hub.pid)).owned) return false
+  return checkHealth(hubHealthUrl(settings), {fetch: fetchFn})
 }
 
 /** Whether something accepts TCP connections on 127.0.0.1:port. */

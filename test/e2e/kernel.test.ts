@@ -234,6 +234,28 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       expect(streams.map((m) => m.content.text).join('')).to.equal('42\n')
     })
 
+    it('uploads a 3 MiB file through nginx in JupyterLab\'s chunks (1 MiB, base64 in JSON) and saves a notebook larger than the hub\'s body limit', async () => {
+      expect(userToken, 'the first test made the token').to.not.equal('')
+      const base = `https://localhost:${ports.https}/user/${user}/api/contents`
+      const data = randomBytes(3 * 1024 * 1024)
+      const chunkSize = 1024 * 1024
+      let largest = 0
+      for (let offset = 0, chunk = 1; offset < data.length; offset += chunkSize, chunk++) {
+        const last = offset + chunkSize >= data.length
+        const body = {type: 'file', format: 'base64', name: 'upload.bin', path: 'upload.bin', chunk: last ? -1 : chunk, content: data.subarray(offset, offset + chunkSize).toString('base64')}
+        largest = Math.max(largest, Buffer.byteLength(JSON.stringify(body)))
+        const put = await httpsJson(`${base}/upload.bin`, {method: 'PUT', ca, token: userToken, body})
+        expect(put.status, `chunk ${chunk}: ${JSON.stringify(put.body).slice(0, 200)}`).to.be.oneOf([200, 201])
+      }
+      console.log(`      measured: one upload chunk of JupyterLab is ${largest} bytes of JSON`)
+      const read = await httpsJson(`${base}/upload.bin?content=1&format=base64&type=file`, {ca, token: userToken})
+      expect(read.status).to.equal(200)
+      expect(Buffer.from((read.body as {content: string}).content, 'base64').equals(data), 'the file read back is the one uploaded').to.equal(true)
+      const notebook = {type: 'notebook', content: {nbformat: 4, nbformat_minor: 5, metadata: {}, cells: [{cell_type: 'markdown', id: 'big', metadata: {}, source: 'x'.repeat(2 * 1024 * 1024)}]}}
+      const saved = await httpsJson(`${base}/big.ipynb`, {method: 'PUT', ca, token: userToken, body: notebook})
+      expect(saved.status, JSON.stringify(saved.body).slice(0, 200)).to.be.oneOf([200, 201])
+    })
+
     it('the proxy\'s routing table names the server\'s target (where hubctl checks each server)', async () => {
       const routes = await proxyRoutes(`http://127.0.0.1:${ports.proxyApi}`, async () => (await fs.readFile(layout.proxyAuthToken, 'utf8')).trim(), fetch)()
       const route = findRoute(routes, {user, name: '', url: `/user/${user}/`})

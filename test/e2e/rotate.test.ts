@@ -2,6 +2,7 @@ import {expect} from 'chai'
 import {execa} from 'execa'
 import {randomBytes} from 'node:crypto'
 import fs from 'node:fs/promises'
+import http from 'node:http'
 import https from 'node:https'
 
 import {HubApi} from '../../src/lib/hubapi.js'
@@ -51,29 +52,62 @@ async function serverPids(uid: number): Promise<number[]> {
   return pids
 }
 
-/** Log in through the hub's login form (with its _xsrf token where the hub wants one); returns the cookie header. */
-async function login(hubPort: number, user: string, password: string): Promise<string> {
+/** A request as a browser's navigation sends it (node:http: fetch() always says Sec-Fetch-Mode: cors). */
+function navigate(url: string, options: {method?: string; cookie?: string; form?: URLSearchParams} = {}): Promise<{status: number; cookies: string[]; body: string}> {
+  const body = options.form?.toString()
+  return new Promise((resolve, reject) => {
+    const request = http.request(url, {
+      method: options.method ?? 'GET',
+      headers: {
+        'Sec-Fetch-Mode': 'navigate', 'Sec-Fetch-Site': 'same-origin', 'Sec-Fetch-Dest': 'document', 'User-Agent': 'hubctl-e2e',
+        ...(options.cookie ? {Cookie: options.cookie} : {}),
+        ...(body ? {'Content-Type': 'application/x-www-form-urlencoded', 'Content-Length': Buffer.byteLength(body)} : {}),
+      },
+      timeout: 30_000,
+    }, (response) => {
+      let text = ''
+      response.setEncoding('utf8')
+      response.on('data', (chunk) => {
+        text += chunk
+      })
+      response.on('end', () => resolve({status: response.statusCode ?? 0, cookies: (response.headers['set-cookie'] ?? []).map((cookie) => cookie.split(';')[0]), body: text}))
+    })
+    request.on('timeout', () => request.destroy(new Error(`${url}: no answer`)))
+    request.on('error', reject)
+    request.end(body)
+  })
+}
+
+/** Cookies as a browser keeps them: a later one of the same name replaces the earlier. */
+function jar(...lists: string[][]): string {
+  const cookies = new Map<string, string>()
+  for (const cookie of lists.flat()) cookies.set(cookie.slice(0, cookie.indexOf('=')), cookie)
+  return [...cookies.values()].join('; ')
+}
+
+/**
+ * Log in through the hub's login form as a browser does, once (no retry: a refused login fails
+ * the test). The form is loaded as a navigation, so JupyterHub 4.1+ sets the _xsrf cookie the POST
+ * then carries; `cookie` is what the browser already holds (say, cookies signed with the secret a
+ * rotation replaced). The POST is sent in a later second than the form on purpose: without the
+ * cookie (a client that says Sec-Fetch-Mode: cors, as fetch() does, gets none) JupyterHub compares
+ * the form's token with one it signs anew, which holds the current second, so a login that crossed
+ * a second boundary, as often right after the hub restarted, was refused with 403 "XSRF cookie
+ * does not match POST argument". Returns the cookie header.
+ */
+async function login(hubPort: number, user: string, password: string, cookie = ''): Promise<string> {
   const base = `http://127.0.0.1:${hubPort}/hub/login`
-  let formCookies: string[] = []
-  let response: Response | undefined
-  let refused = ''
-  // PAM now and then refuses a good password once (seen once in CI, 403 from the hub): the form is
-  // asked for again, at most three times; what the hub said last is in the assertion's message.
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const form = await fetch(base, {redirect: 'manual'})
-    formCookies = form.headers.getSetCookie().map((cookie) => cookie.split(';')[0])
-    const xsrf = /name="_xsrf" value="([^"]+)"/.exec(await form.text())?.[1]
-    const body = new URLSearchParams({username: user, password, ...(xsrf ? {_xsrf: xsrf} : {})})
-    response = await fetch(base, {method: 'POST', body, redirect: 'manual', headers: {Cookie: formCookies.join('; '), 'Content-Type': 'application/x-www-form-urlencoded'}})
-    const text = await response.text()
-    if (response.status !== 403) break
-    refused = (/<div[^>]*alert[^>]*>([\s\S]*?)<\/div>/.exec(text)?.[1] ?? text.slice(0, 200)).trim()
-    await new Promise((resolve) => setTimeout(resolve, 1000))
-  }
-  expect(response!.status, `login answers a redirect (last refusal: ${refused})`).to.equal(302)
-  const cookies = [...formCookies, ...response!.headers.getSetCookie().map((cookie) => cookie.split(';')[0])]
-  expect(cookies.some((cookie) => cookie.startsWith('jupyterhub-hub-login=')), 'a login cookie').to.equal(true)
-  return cookies.join('; ')
+  const form = await navigate(base, {cookie})
+  expect(form.status, 'the login form').to.equal(200)
+  const xsrf = /name="_xsrf" value="([^"]+)"/.exec(form.body)?.[1]
+  if (xsrf) expect(form.cookies.some((c) => c.startsWith('_xsrf=')), 'the login form sets the _xsrf cookie').to.equal(true)
+  await new Promise((resolve) => setTimeout(resolve, 1000 - (Date.now() % 1000) + 50))
+  const held = jar(cookie ? cookie.split('; ') : [], form.cookies)
+  const response = await navigate(base, {method: 'POST', cookie: held, form: new URLSearchParams({username: user, password, ...(xsrf ? {_xsrf: xsrf} : {})})})
+  const refusal = /XSRF[^<]*|'_xsrf'[^<]*|Invalid username or password/.exec(response.body)?.[0] ?? response.body.slice(0, 300)
+  expect(response.status, `login answers a redirect (the hub said: ${refusal})`).to.equal(302)
+  expect(response.cookies.some((c) => /^jupyterhub-hub-login="?[^";]{16,}/.test(c)), `the login sets a login cookie (${response.cookies.map((c) => c.slice(0, 30)).join(', ')})`).to.equal(true)
+  return jar(held.split('; '), response.cookies)
 }
 
 /** Whether the hub takes this cookie for a logged-in user: /hub/home answers 200, or redirects to the login page. */
@@ -228,6 +262,9 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       expect(await loggedIn(ports.hub, cookie), 'the old login cookie is refused').to.equal(false)
       expect(await serverPids(uid)).to.deep.equal([serverPid])
       await waitFor(routeAnswers, 'the user route')
+      // The first login after the rotation, from a browser that still holds the cookies of before
+      // (its _xsrf cookie signed with the old secret), and from one that holds none.
+      expect(await login(ports.hub, user, password, cookie)).to.include('jupyterhub-hub-login=')
       expect(await login(ports.hub, user, password)).to.include('jupyterhub-hub-login=')
       expect((await auditLines()).at(-1)).to.match(/secret=cookieSecret sha256=[0-9a-f]{8} outcome=applied/)
     })

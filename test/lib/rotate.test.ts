@@ -92,7 +92,7 @@ describe('rotate', () => {
       return new Response('{}', {status: sent === `token ${await store.read('proxyAuthToken')}` ? 200 : 403})
     }) as typeof fetch
     const oldToken = await store.read('proxyAuthToken')
-    const service = new RotationService({layout, settings, runner, control, fetch: fakeFetch})
+    const service = new RotationService({layout, settings, runner, control, fetch: fakeFetch, listenerCheck: async () => undefined})
     const result = await service.rotate({secrets: ['cookieSecret', 'proxyAuthToken'], restartServers: false, dhparam: {mode: 'ffdhe2048', bits: 2048}})
     expect(calls).to.deep.equal(['proxy-token', 'restart-hub'])
     expect(result.running).to.equal(true)

@@ -101,7 +101,7 @@ function json(status: number, body: unknown): Response {
 }
 
 function watcher(world: FakeWorld, options: {cullIdleMs?: number; clock?: {now(): number}; intervalMs?: number} = {}): ServerWatcher {
-  const api = new HubApi({baseUrl: HUB, token: 'hubctl-test-token', fetch: world.fetch})
+  const api = new HubApi({baseUrl: HUB, token: 'hubctl-test-token', verify: async () => {}, fetch: world.fetch})
   return new ServerWatcher({
     api,
     routes: world.routes,

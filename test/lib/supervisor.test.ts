@@ -174,6 +174,8 @@ async function startHarness(options: {failSpawn?: (name: ChildName, n: number) =
   const supervisor = new Supervisor({
     layout, settings, specs, clock, fetch: fetchFn, spawn,
     secrets: {read: async () => 'f'.repeat(64)},
+    // The fake children hold no real socket: every port is taken for theirs.
+    ownsPort: async () => ({owned: true}),
     log: (event) => events.push(event),
     cullIdleMs: options.cullIdleMs,
     watcher: options.watcher,
