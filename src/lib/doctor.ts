@@ -5,6 +5,7 @@ import {exists, readIfExists} from './atomic.js'
 import {CertStore} from './certstore.js'
 import {HubctlError} from './errors.js'
 import {checkBrowserPath} from './browserpath.js'
+import {verifyRecordedListener} from './listeners.js'
 import {defaultUrlFor, detectJupyterHub, detectUserInterface, validateHubConfig, vulnerabilityWarning} from './jupyterhub.js'
 import {Layout} from './layout.js'
 import {Nginx, detectNginx} from './nginx.js'
@@ -186,6 +187,9 @@ export class Doctor {
     const {layout} = this.deps
     const settings = this.settings!
     if (!(await runningSupervisor(layout))) return {check: 'browser path', status: 'warn', message: 'not checked: the hub is not running', fix: layout.isSystem ? 'systemctl start jupyterhub, then `hubctl doctor` again' : `hubctl start --detach --prefix ${layout.prefix}, then \`hubctl doctor\` again`}
+    // The proxy's token goes only to the proxy hubctl started (the listener's owner, from /proc).
+    const problem = await verifyRecordedListener(layout, 'proxy', settings.ports.proxyApi)
+    if (problem) return {check: 'browser path', status: 'fail', message: `not checked: the proxy's API port ${settings.ports.proxyApi} is not held by the proxy hubctl started (${problem})`, fix: `\`ss -ltnp 'sport = :${settings.ports.proxyApi}'\` names the program; stop it, then \`hubctl restart\``}
     const proxyToken = await new SecretStore(layout).read('proxyAuthToken')
     const result = await checkBrowserPath({settings, proxyApi: proxyApiUrl(settings.ports), proxyToken})
     if (result.ok) return {check: 'browser path', status: 'pass', message: `through nginx with Origin ${result.origin}: the Host arrives as ${result.seenHost}, a websocket upgrade answers 101`}
