@@ -9,6 +9,7 @@ import path from 'node:path'
 
 import {BIN, DEBIAN_JUPYTERHUB, portFlags} from '../test/helpers/cli.js'
 import {initPebbleRows, renewRows} from './acme.js'
+import {browserRows} from './browser.js'
 import {rotationRows} from './rotation.js'
 import {proxyKillRows, startRows} from './supervision.js'
 
@@ -100,6 +101,9 @@ const rows: Record<string, () => Promise<Row | Row[]>> = {
   },
   async 'proxy-kill'() {
     return proxyKillRows(RUNS_SLOW)
+  },
+  async browser() {
+    return browserRows(RUNS)
   },
 }
 

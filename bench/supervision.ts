@@ -25,7 +25,7 @@ const USER = 'bench'
 const JUPYTERHUBS = [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]
 const CAP_MS = Number(process.env.BENCH_PROXY_KILL_CAP_S ?? 400) * 1000
 
-interface LocalHub {
+export interface LocalHub {
   layout: Layout
   ports: Awaited<ReturnType<typeof portFlags>>['ports']
   version: string
@@ -45,7 +45,7 @@ async function leftovers(hub: LocalHub): Promise<number[]> {
   return pids
 }
 
-async function withLocalHub<T>(jupyterhub: string, fn: (hub: LocalHub) => Promise<T>): Promise<T> {
+export async function withLocalHub<T>(jupyterhub: string, fn: (hub: LocalHub) => Promise<T>): Promise<T> {
   const work = await tempDir('supervision')
   const layout = new Layout(path.join(work, 'hub'))
   const {ports, flags} = await portFlags()
@@ -74,13 +74,13 @@ async function startUserServer(hub: LocalHub): Promise<void> {
   if ((await until(routeAnswers(hub), 180_000, 200)) === undefined) throw new Error(`the server of ${USER} never answered through the proxy (JupyterHub ${hub.version})`)
 }
 
-async function stopUserServer(hub: LocalHub): Promise<void> {
+export async function stopUserServer(hub: LocalHub): Promise<void> {
   await hub.api.stopServer(USER).catch(() => undefined)
   await until(async () => (await hub.api.userServers(USER)).length === 0, 60_000, 200)
 }
 
 /** JupyterHub alone: the same config, but it starts (and watches) its own configurable-http-proxy. */
-class AloneHub {
+export class AloneHub {
   private child?: ChildProcess
   readonly dir: string
   readonly pidFile: string
