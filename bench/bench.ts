@@ -105,6 +105,31 @@ const rows: Record<string, () => Promise<Row | Row[]>> = {
   async browser() {
     return browserRows(RUNS)
   },
+  /** init on a machine without hubctl's JupyterHub: the virtualenv is built each run (pip's cache as the machine has it). */
+  async 'init-venv'() {
+    const total: number[] = []
+    const software: number[] = []
+    for (let i = 0; i < RUNS_SLOW; i++) {
+      const prefix = await tmp()
+      const {flags} = await portFlags()
+      try {
+        let output = ''
+        total.push(await timed(async () => {
+          const result = await execa(process.execPath, [BIN, 'init', '--local', '--yes', '--prefix', prefix, ...flags], {reject: false, stdin: 'ignore', all: true})
+          output = String(result.all)
+          if (result.exitCode !== 0) throw new Error(`init --local failed: ${output}`)
+        }))
+        // The reporter's own line: "ok Software (…): … (42.3s)".
+        software.push(Number(/^ok Software.*\((\d+(?:\.\d+)?)s\)$/m.exec(output)?.[1] ?? Number.NaN) * 1000)
+      } finally {
+        await fs.rm(prefix, {recursive: true, force: true})
+      }
+    }
+    return [
+      {name: 'init --local --yes on a machine without hubctl\'s JupyterHub (builds the virtualenv)', hubctl: total},
+      {name: '  of which the software step: virtualenv + pip install of the pinned JupyterHub and JupyterLab', hubctl: software},
+    ]
+  },
 }
 
 const fmt = (ms: number) => (ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${ms.toFixed(0)} ms`)
