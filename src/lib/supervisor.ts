@@ -260,9 +260,16 @@ async function releasePidFile(layout: Layout): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // What runs
 
+/**
+ * The operator's environment less the secrets JupyterHub and the proxy would take from it over
+ * the files: JPY_COOKIE_SECRET overrides cookie_secret_file and CONFIGPROXY_AUTH_TOKEN the proxy
+ * token, so a rotation would silently have no effect. (JUPYTERHUB_CRYPT_KEY is the operator's own
+ * and stays.) The proxy gets its token from the file, added by proxySpec().
+ */
 function withoutProxySecrets(baseEnv: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const cleanEnv = {...baseEnv}
   delete cleanEnv.CONFIGPROXY_AUTH_TOKEN
+  delete cleanEnv.JPY_COOKIE_SECRET
   delete cleanEnv.HUBCTL_PROXY_SEED
   return cleanEnv
 }
