@@ -199,7 +199,7 @@ export class RotationService {
     const api = HubApi.forLayout(this.layout, this.deps.settings, {secrets: this.store, fetch: this.deps.fetch})
     await api.version()
     const install = await detectJupyterHub(this.deps.runner, this.deps.settings.executables.jupyterhub)
-    const result = await this.deps.runner.run(install.python, ['-c', REVOKE_SCRIPT, databaseUrl(this.layout)], {input: `${token}\n`, timeoutMs: 60_000})
+    const result = await this.deps.runner.run(install.python, ['-I', '-c', REVOKE_SCRIPT, databaseUrl(this.layout)], {input: `${token}\n`, timeoutMs: 60_000, cwd: '/'})
     if (result.exitCode !== 0) {
       throw new HubctlError(`could not revoke hubctl's old API token: ${result.stderr.trim().split('\n').pop()}`, {exitCode: ExitCode.RUNTIME, fix: `read the message, then rotate again`})
     }
