@@ -14,6 +14,7 @@ import {renderSite} from './site.js'
 import {runningSupervisor} from './supervisor.js'
 import {checkDns, checkPorts, checkPrivileges} from './preflight.js'
 import {Runner} from './runner.js'
+import {assertTrusted} from './trust.js'
 import {SecretName, SecretStore, problemsError} from './secrets.js'
 import {proxyExecutable} from './proxy.js'
 import {makeSelfSigned} from './selfsigned.js'
@@ -88,7 +89,9 @@ export class InitService {
 
     // 1. preflight: nothing written yet.
     r.start('preflight')
-    await checkPrivileges(layout)
+    // Nothing root would load may be someone else's (checked before any program runs or directory is made).
+    await assertTrusted(layout, request.jupyterhub)
+    await checkPrivileges(layout, undefined, {create: !this.deps.dryRun})
     const [jupyterhub, nginxInstall] = await Promise.all([detectJupyterHub(runner, request.jupyterhub), detectNginx(runner, request.nginx)])
     const nginx = new Nginx(layout, nginxInstall, runner)
     const nginxRunning = (await nginx.runningPid()) !== undefined
