@@ -19,7 +19,7 @@ import {SecretName, SecretStore, problemsError} from './secrets.js'
 import {proxyExecutable} from './proxy.js'
 import {makeSelfSigned} from './selfsigned.js'
 import {AcmeSettings, PORT_FLAGS, PORT_NAMES, Ports, Settings, SettingsStore, SETTINGS_VERSION} from './settings.js'
-import {PlannedFile, UnitContext, enableUnits, planRenewalSchedule, planServiceUnit, systemdRuns, writePlanned} from './units.js'
+import {PlannedFile, UnitContext, enableUnits, planLogrotate, planRenewalSchedule, planServiceUnit, systemdRuns, writePlanned} from './units.js'
 
 /** How init shows its steps: a live list on a terminal, plain lines otherwise, nothing with --json. */
 export interface Reporter {
@@ -258,6 +258,7 @@ export class InitService {
     const planned: PlannedFile[] = []
     if (this.deps.systemd !== false && withSystemd) planned.push(await planServiceUnit(layout, units))
     if (this.deps.schedule !== false) planned.push(...(await planRenewalSchedule(layout, units, withSystemd)))
+    planned.push(await planLogrotate(layout))
     return planned
   }
 

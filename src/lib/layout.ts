@@ -101,6 +101,8 @@ export class Layout {
   get renewService(): string { return this.at('etc/systemd/system/hubctl-renew.service') }
   get renewTimer(): string { return this.at('etc/systemd/system/hubctl-renew.timer') }
   get cronFile(): string { return this.at('etc/cron.d/hubctl') }
+  /** Rotation of the logs in logDir (the system's logrotate reads it under prefix `/`). */
+  get logrotateConf(): string { return this.at('etc/logrotate.d/hubctl') }
 
   /** The secret files, by name, in the order they are generated and checked. */
   get secretFiles(): {cookieSecret: string; proxyAuthToken: string; apiToken: string; dhparam: string} {

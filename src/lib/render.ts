@@ -87,16 +87,17 @@ export function cronWord(value: unknown): string {
   return quoted.replaceAll(/(\\?)%/g, (_, backslash: string) => (backslash ? `\\''\\%` : '\\%'))
 }
 
-const LOGROTATE_SAFE = /^[A-Za-z0-9_@+=:,./ -]+$/
+const LOGROTATE_SAFE = /^[A-Za-z0-9_@+=:,.%/ -]+$/
 
 /**
- * A path in a logrotate configuration, in double quotes (logrotate's and, in its scripts, sh's): a
- * value with quotes, `$`, backslashes, globs or control characters is refused.
+ * A path in a logrotate configuration, as it is or in double quotes when it has a space (quotes
+ * that logrotate and, in its scripts, sh read alike): a value with quotes, `$`, backslashes, globs,
+ * or control characters is refused.
  */
 export function logrotatePath(value: unknown): string {
   const text = oneLine(value)
-  if (!LOGROTATE_SAFE.test(text)) throw new RenderError(`the path ${JSON.stringify(text)} cannot be written safely into the logrotate configuration`, 'use a --prefix without quotes, $, backslashes, *, ?, [, %, or non-ASCII characters')
-  return `"${text}"`
+  if (!LOGROTATE_SAFE.test(text)) throw new RenderError(`the path ${JSON.stringify(text)} cannot be written safely into the logrotate configuration`, 'use a --prefix without quotes, $, backslashes, *, ?, [ or non-ASCII characters')
+  return WORD_SAFE.test(text) ? text : `"${text}"`
 }
 
 const ESCAPERS: Record<TemplateLanguage, (value: unknown) => string> = {python: pythonLiteral, nginx: nginxToken, plain, systemd: systemdWord, cron: cronWord, logrotate: logrotatePath}

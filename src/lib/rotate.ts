@@ -7,6 +7,7 @@ import {FetchLike, HubApi, hubApiUrl, keepAlive, proxyApiUrl} from './hubapi.js'
 import {databaseUrl} from './hubconfig.js'
 import {detectJupyterHub} from './jupyterhub.js'
 import {Layout} from './layout.js'
+import {ensureLogFile} from './atomic.js'
 import {acquireLock} from './lock.js'
 import {Nginx, detectNginx} from './nginx.js'
 import {Runner} from './runner.js'
@@ -287,6 +288,7 @@ export class RotationService {
     const line = `${new Date(this.clock.now()).toISOString()} secret=${secret} sha256=${sha256} outcome=${outcome} pid=${process.pid}\n`
     try {
       await fs.mkdir(this.layout.logDir, {recursive: true, mode: 0o755})
+      await ensureLogFile(this.layout.auditLog)
       const handle = await fs.open(this.layout.auditLog, 'a', 0o640)
       try {
         await handle.writeFile(line)

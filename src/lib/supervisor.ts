@@ -3,7 +3,7 @@ import fs from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
 
-import {readIfExists, writeFileAtomic} from './atomic.js'
+import {ensureLogFile, readIfExists, writeFileAtomic} from './atomic.js'
 import {ExitCode, ExitCodeValue, HubctlError, errnoCode} from './errors.js'
 import {HubApi, FetchLike, checkHealth, hubApiUrl, hubHealthUrl, proxyApiUrl} from './hubapi.js'
 import {Layout} from './layout.js'
@@ -507,6 +507,8 @@ export class Supervisor {
       throw new HubctlError(`${this.layout.settings} names the JupyterHub executable by a relative path (${jupyterhub})`, {exitCode: ExitCode.USAGE, fix: 'run `hubctl init` again with --jupyterhub and an absolute path'})
     }
     await fs.mkdir(this.layout.logDir, {recursive: true, mode: 0o755})
+    // Every log 0640 or tighter, nginx's before nginx makes them 0644 itself.
+    for (const file of [this.layout.hubLog, this.layout.proxyLog, ...(this.settings.nginxSupervised && !this.layout.isSystem ? [this.layout.nginxAccessLog, this.layout.nginxErrorLog] : [])]) await ensureLogFile(file)
     await fs.mkdir(this.layout.runDir, {recursive: true, mode: 0o755})
     await this.stopLeftovers()
     await this.checkPorts()
@@ -1127,6 +1129,7 @@ export async function startDetached(layout: Layout, options: {bin: string; args?
   if (other) throw alreadyRunning(layout, other.pid)
   const logFile = layout.supervisorLog
   await fs.mkdir(path.dirname(logFile), {recursive: true, mode: 0o755})
+  await ensureLogFile(logFile)
   const handle = await fs.open(logFile, 'a', 0o640)
   const logStart = (await handle.stat()).size
   let proc: ChildProcess

@@ -59,6 +59,22 @@ export async function planRenewalSchedule(layout: Layout, context: UnitContext, 
   return [{file: layout.cronFile, content, mode: 0o644}]
 }
 
+/**
+ * etc/logrotate.d/hubctl: the logs nginx and hubctl reopen (nginx's, the audit log) are moved and
+ * created anew 0640 (root:adm as root, as Debian's own logs; the owner's otherwise), nginx told to
+ * reopen them; those held open by the supervised programs are copied and truncated.
+ */
+export async function planLogrotate(layout: Layout, uid = process.getuid?.() ?? 0): Promise<PlannedFile> {
+  const content = await renderTemplate('logrotate', {
+    hubctlVersion: HUBCTL_VERSION,
+    nginxLogs: [layout.nginxAccessLog, layout.nginxErrorLog, layout.auditLog],
+    heldLogs: [layout.hubLog, layout.proxyLog, layout.supervisorLog],
+    nginxPid: layout.nginxPid,
+    asRoot: uid === 0,
+  }, 'logrotate')
+  return {file: layout.logrotateConf, content, mode: 0o644}
+}
+
 export async function writePlanned(files: PlannedFile[]): Promise<void> {
   for (const planned of files) {
     await fs.mkdir(path.dirname(planned.file), {recursive: true, mode: 0o755})

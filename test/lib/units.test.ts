@@ -4,7 +4,7 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 
 import {Layout} from '../../src/lib/layout.js'
-import {planRenewalSchedule, planServiceUnit} from '../../src/lib/units.js'
+import {planLogrotate, planRenewalSchedule, planServiceUnit} from '../../src/lib/units.js'
 import {tempPrefix} from '../helpers/cli.js'
 
 /*
@@ -142,6 +142,44 @@ describe('units and cron: paths with spaces, ;, %, $ and quotes', function () {
         error = error_ as {exitCode?: number}
       }
       expect(error?.exitCode, `${bad}: ${error?.message}`).to.equal(2)
+    }
+  })
+})
+
+describe('logrotate configuration', function () {
+  this.timeout(60_000)
+  let layout: Layout
+  before(async () => { layout = new Layout(path.join(await tempPrefix('hubctl-logrotate'), 'a prefix')) })
+  after(async () => { await fs.rm(path.dirname(layout.prefix), {recursive: true, force: true}) })
+
+  it('names every log, creates new ones 0640 root:adm, reopens nginx\'s; logrotate -d reads it when installed', async function () {
+    const planned = await planLogrotate(layout, 0)
+    expect(planned.file).to.equal(path.join(layout.prefix, 'etc/logrotate.d/hubctl'))
+    for (const log of [layout.nginxAccessLog, layout.nginxErrorLog, layout.auditLog, layout.hubLog, layout.proxyLog, layout.supervisorLog]) expect(planned.content).to.include(`"${log}"`)
+    expect(planned.content).to.match(/^ {4}create 0640 root adm$/m)
+    expect(planned.content).to.include(`kill -USR1 "$(cat "${layout.nginxPid}")"`)
+    expect((await planLogrotate(layout, 1000)).content).to.match(/^ {4}create 0640$/m)
+    const logrotate = await execa('sh', ['-c', 'command -v logrotate'], {reject: false})
+    if (logrotate.exitCode !== 0) this.skip()
+    await fs.mkdir(layout.logDir, {recursive: true})
+    for (const log of [layout.nginxAccessLog, layout.hubLog]) await fs.writeFile(log, 'a line\n', {mode: 0o640})
+    await fs.mkdir(path.dirname(planned.file), {recursive: true})
+    await fs.writeFile(planned.file, planned.content, {mode: 0o644})
+    const debug = await execa('logrotate', ['-d', '-f', '-s', path.join(layout.prefix, 'state'), planned.file], {reject: false})
+    expect(debug.exitCode, debug.stderr).to.equal(0)
+    expect(debug.stderr + debug.stdout).to.not.match(/^error:/im)
+    expect(debug.stderr + debug.stdout).to.include(layout.nginxAccessLog)
+  })
+
+  it('refuses a prefix it cannot write safely (a quote, a $) with exit 2', async () => {
+    for (const prefix of ['/tmp/a"b', '/tmp/a$b', '/tmp/a\\b']) {
+      let error: {exitCode?: number} | undefined
+      try {
+        await planLogrotate(new Layout(prefix), 0)
+      } catch (error_) {
+        error = error_ as {exitCode?: number}
+      }
+      expect(error?.exitCode, prefix).to.equal(2)
     }
   })
 })
