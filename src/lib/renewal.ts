@@ -547,6 +547,11 @@ export class CertService {
   private async runHooks(hooks: string[], settings: Settings): Promise<HookResult[]> {
     const {layout, runner} = this.deps
     const results: HookResult[] = []
+    if (hooks.length > 0) {
+      // The hooks come from hubctl.json: run none that someone else could have put there.
+      const {assertTrustedFile} = await import('./trust.js')
+      await assertTrustedFile(layout.settings, 'the deploy hooks were not run')
+    }
     for (const command of hooks) {
       this.log(`running deploy hook: ${command}`)
       const result = await runner.run('/bin/sh', ['-c', command], {env: deployHookEnv(layout, settings), extendEnv: false, timeoutMs: 300_000, cwd: '/'})

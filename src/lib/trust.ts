@@ -94,6 +94,12 @@ export async function trustProblems(paths: string[], uid = process.getuid?.() ??
   return problems
 }
 
+/** Refuse (exit 3) to use one file (and the directories above it) that someone else can change; `consequence` says what was not done. */
+export async function assertTrustedFile(file: string, consequence: string, uid = process.getuid?.() ?? 0): Promise<void> {
+  const [first] = await trustProblems([file], uid)
+  if (first) throw preflightError(`${first.problem}; ${consequence}`, `${first.fix}, then run the command again`)
+}
+
 /** Refuse (exit 3) when root would load code or config that someone else can change. */
 export async function assertTrusted(layout: Layout, jupyterhub?: string, uid = process.getuid?.() ?? 0): Promise<void> {
   if (uid !== 0) return

@@ -4,7 +4,7 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 
 import {Layout} from '../../src/lib/layout.js'
-import {assertTrusted, trustProblems, trustedPaths} from '../../src/lib/trust.js'
+import {assertTrusted, assertTrustedFile, trustProblems, trustedPaths} from '../../src/lib/trust.js'
 import {tempPrefix} from '../helpers/cli.js'
 
 /* trust.ts on real files, owned by root and by a real user made here (tests run as root). */
@@ -79,5 +79,20 @@ describe('trust: what root loads', function () {
     }
     expect(error?.exitCode).to.equal(3)
     expect(error?.message).to.include(layout.hubConfig)
+  })
+
+  it('one file (hubctl.json before its deploy hooks run): refused with what was not done when its directory is writable by others', async () => {
+    await fs.writeFile(layout.settings, '{}', {mode: 0o640})
+    await assertTrustedFile(layout.settings, 'the deploy hooks were not run')
+    await fs.chmod(layout.etcDir, 0o777)
+    let error: {exitCode?: number; message?: string; fix?: string} | undefined
+    try {
+      await assertTrustedFile(layout.settings, 'the deploy hooks were not run')
+    } catch (error_) {
+      error = error_ as {exitCode?: number}
+    }
+    expect(error?.exitCode).to.equal(3)
+    expect(error?.message).to.match(/is writable by its group and others.*; the deploy hooks were not run$/)
+    expect(error?.fix).to.equal(`chmod go-w ${layout.etcDir}, then run the command again`)
   })
 })
