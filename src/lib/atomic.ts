@@ -101,3 +101,18 @@ export async function exists(file: string): Promise<boolean> {
     throw error
   }
 }
+
+/**
+ * A log file, 0640 or tighter: created empty with that mode when missing (before a program such
+ * as nginx creates it with its own, 0644), an existing one made no more open than that. Never
+ * through a link.
+ */
+export async function ensureLogFile(file: string, mode = 0o640): Promise<void> {
+  const handle = await fs.open(file, fsConstants.O_CREAT | fsConstants.O_APPEND | fsConstants.O_WRONLY | fsConstants.O_NOFOLLOW, mode)
+  try {
+    const current = (await handle.stat()).mode & 0o7777
+    if ((current & ~mode) !== 0) await handle.chmod(current & mode)
+  } finally {
+    await handle.close()
+  }
+}

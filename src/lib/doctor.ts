@@ -15,6 +15,7 @@ import {SecretStore} from './secrets.js'
 import {PORT_FLAGS, Ports, Settings, SettingsStore} from './settings.js'
 import {readState, runningSupervisor} from './supervisor.js'
 import {checkHealth, hubHealthUrl, proxyApiUrl} from './hubapi.js'
+import {assertTrusted, trustProblems, trustedPaths} from './trust.js'
 
 
 export type CheckStatus = 'pass' | 'warn' | 'fail'
@@ -55,6 +56,7 @@ export class Doctor {
     checks.push(...[settingsCheck].flat())
     const all: Array<[string, () => Promise<CheckResult | CheckResult[]>]> = [
       ['secrets', () => this.checkSecrets()],
+      ['ownership', () => this.checkOwnership()],
       ['certificate', () => this.checkCertificate()],
       ['renewal schedule', () => this.checkSchedule()],
       ['versions', () => this.checkVersions()],
@@ -83,8 +85,10 @@ export class Doctor {
     }
   }
 
+  /** JupyterHub is run (for its version, to load the config) only when nothing it loads is someone else's. */
   private detectHub(): ReturnType<typeof detectJupyterHub> {
-    this.jupyterhub ??= detectJupyterHub(this.deps.runner, this.settings!.executables.jupyterhub)
+    const executable = this.settings!.executables.jupyterhub
+    this.jupyterhub ??= assertTrusted(this.deps.layout, executable).then(() => detectJupyterHub(this.deps.runner, executable))
     return this.jupyterhub
   }
 
@@ -102,6 +106,14 @@ export class Doctor {
     const problems = await new SecretStore(this.deps.layout).check()
     if (problems.length === 0) return [{check: 'secrets', status: 'pass', message: 'all present, well-formed, 0600 in a 0700 directory'}]
     return problems.map((p) => ({check: 'secrets', status: 'fail' as const, message: p.problem, fix: p.fix}))
+  }
+
+  /** What root loads code or config from (the prefix and above, etc/jupyterhub, the .d folder, srv/jupyterhub, JupyterHub): root's, writable by root only. */
+  async checkOwnership(): Promise<CheckResult[]> {
+    if ((process.getuid?.() ?? 0) !== 0) return [{check: 'ownership', status: 'pass', message: 'not running as root: the files are your own'}]
+    const problems = await trustProblems(await trustedPaths(this.deps.layout, this.settings!.executables.jupyterhub))
+    if (problems.length === 0) return [{check: 'ownership', status: 'pass', message: 'everything root loads belongs to root and only root can change it'}]
+    return problems.map((p) => ({check: 'ownership', status: 'fail' as const, message: p.problem, fix: p.fix}))
   }
 
   async checkCertificate(): Promise<CheckResult> {

@@ -39,8 +39,28 @@ export function authenticatorClass(choice: string, install: Pick<JupyterHubInsta
   throw usageError(`--authenticator ${JSON.stringify(choice)} is not one hubctl knows`, `give ${Object.keys(AUTHENTICATORS).join(', ')}, or a Python class such as oauthenticator.GitHubOAuthenticator`)
 }
 
+/** The authenticators whose one login is hubctl's generated password (0600, shown once to whoever ran init). */
+const GENERATED_LOGIN = new Set(['dummy', 'shared-password'])
+
+/**
+ * SimpleLocalProcessSpawner runs every server as the user running the hub: as root (with
+ * --allow-root), whoever logs in gets a server and a terminal as root. That is allowed only when
+ * the one who can log in is the operator: exactly one hub user, with hubctl's generated login (the
+ * quick start run by root: `init --local`). Anything else is refused (exit 2): --spawner local runs
+ * each user's server as their own system user.
+ */
+export function assertNoRootServers(settings: Pick<Settings, 'spawner' | 'authenticator' | 'admins' | 'allowedUsers'>, uid = process.getuid?.() ?? 0): void {
+  if (settings.spawner !== 'simple' || uid !== 0) return
+  const users = [...new Set([...settings.admins, ...settings.allowedUsers])]
+  if (GENERATED_LOGIN.has(settings.authenticator) && users.length === 1) return
+  const who = GENERATED_LOGIN.has(settings.authenticator) ? users.join(', ') : `${users.join(', ')} and whoever --authenticator ${settings.authenticator} lets in`
+  throw usageError(`--spawner simple with hubctl run as root gives every user who logs in (${who}) a server and a terminal running as root`,
+    'use --spawner local, which runs each user\'s server as their own system user (or, alone on the hub, init --local without --allow-user)')
+}
+
 /** jupyterhub_config.py for these settings and this JupyterHub version (allow rules changed in 5.0). */
 export async function renderHubConfig(layout: Layout, settings: Settings, install: JupyterHubInstall, defaultUrl: string): Promise<string> {
+  assertNoRootServers(settings)
   const allowed = [...new Set([...settings.admins, ...settings.allowedUsers])]
   return renderTemplate('jupyterhub_config.py', {
     hubctlVersion: HUBCTL_VERSION,

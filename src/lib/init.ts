@@ -16,11 +16,12 @@ import {runningSupervisor} from './supervisor.js'
 import {checkDns, checkPorts, checkPrivileges} from './preflight.js'
 import {Runner, which} from './runner.js'
 import {MissingPackage, PackagePlan, installPackages, packagesError, planPackages} from './syspkgs.js'
+import {assertTrusted} from './trust.js'
 import {SecretName, SecretStore, problemsError} from './secrets.js'
 import {proxyExecutable} from './proxy.js'
 import {makeSelfSigned} from './selfsigned.js'
 import {AcmeSettings, PORT_FLAGS, PORT_NAMES, Ports, Settings, SettingsStore, SETTINGS_VERSION} from './settings.js'
-import {PlannedFile, UnitContext, enableUnits, planRenewalSchedule, planServiceUnit, systemdRuns, writePlanned} from './units.js'
+import {PlannedFile, UnitContext, enableUnits, planLogrotate, planRenewalSchedule, planServiceUnit, systemdRuns, writePlanned} from './units.js'
 
 /** How init shows its steps: a live list on a terminal, plain lines otherwise, nothing with --json. */
 export interface Reporter {
@@ -109,7 +110,9 @@ export class InitService {
 
     // 1. preflight: nothing written yet.
     r.start('preflight')
-    await checkPrivileges(layout)
+    // Nothing root would load may be someone else's (checked before any program runs or directory is made).
+    await assertTrusted(layout, request.jupyterhub)
+    await checkPrivileges(layout, undefined, {create: !this.deps.dryRun})
     const software = await this.planSoftware(request)
     let {jupyterhub, nginxInstall} = software
     const nginx = () => new Nginx(layout, nginxInstall, runner)
@@ -160,6 +163,7 @@ export class InitService {
           const plan = await env.plan(await systemPython())
           const {built} = await env.build(plan)
           jupyterhub = await detectJupyterHub(runner, plan.jupyterhub)
+          await assertTrusted(layout, plan.jupyterhub)
           result.software.environment = {dir: plan.dir, versions: plan.versions, built}
         }
         ui = await detectUserInterface(runner, jupyterhub)
@@ -356,6 +360,7 @@ export class InitService {
     const planned: PlannedFile[] = []
     if (this.deps.systemd !== false && withSystemd) planned.push(await planServiceUnit(layout, units))
     if (this.deps.schedule !== false) planned.push(...(await planRenewalSchedule(layout, units, withSystemd)))
+    planned.push(await planLogrotate(layout))
     return planned
   }
 

@@ -25,7 +25,7 @@ export async function detectJupyterHub(runner: Runner, executable = 'jupyterhub'
   if (!found) {
     throw preflightError(`the JupyterHub executable "${executable}" was not found`, 'install JupyterHub (apt-get install jupyterhub, or pip install jupyterhub in a virtualenv) and pass its path with --jupyterhub')
   }
-  const result = await runner.run(found, ['--version'], {timeoutMs: 60_000})
+  const result = await runner.run(found, ['--version'], {timeoutMs: 60_000, cwd: '/'})
   const version = /(\d+)\.(\d+)\.(\d+)\S*/.exec(result.stdout.trim())
   if (result.notFound || result.exitCode !== 0 || !version) {
     throw preflightError(`"${found} --version" failed${result.stderr ? `: ${lastLine(result.stderr)}` : ''}`, 'check that --jupyterhub names a working JupyterHub executable')
@@ -98,7 +98,8 @@ print("ok")
 
 /** Execute the rendered config with the JupyterHub it was made for: a syntax or runtime error fails here, not at start. */
 export async function validateHubConfig(runner: Runner, install: JupyterHubInstall, configFile: string): Promise<void> {
-  const result = await runner.run(install.python, ['-c', LOAD_CONFIG, configFile], {timeoutMs: 120_000})
+  // -I: never import from the working directory, PYTHONPATH or the user's site-packages (root runs this).
+  const result = await runner.run(install.python, ['-I', '-c', LOAD_CONFIG, path.resolve(configFile)], {timeoutMs: 120_000, cwd: '/'})
   if (result.exitCode !== 0 || !result.stdout.includes('ok')) {
     const why = (lastLine(result.stderr) || 'unknown error').replace(/\.$/, '')
     const classProblem = /'(authenticator)_class' trait/.exec(why)

@@ -66,6 +66,8 @@ export class Layout {
   /** Where a new config waits while JupyterHub loads it, before it replaces the live one. */
   get hubConfigCandidate(): string { return this.at('etc/jupyterhub/.jupyterhub_config.py.candidate') }
   get hubConfigD(): string { return this.at('etc/jupyterhub/jupyterhub_config.d') }
+  /** One of the operator's additions in hubConfigD, by its file name. */
+  hubConfigDFile(name: string): string { return path.join(this.hubConfigD, name) }
   get settings(): string { return this.at('etc/jupyterhub/hubctl.json') }
 
   // nginx
@@ -116,9 +118,25 @@ export class Layout {
   get renewService(): string { return this.at('etc/systemd/system/hubctl-renew.service') }
   get renewTimer(): string { return this.at('etc/systemd/system/hubctl-renew.timer') }
   get cronFile(): string { return this.at('etc/cron.d/hubctl') }
+  /** Rotation of the logs in logDir (the system's logrotate reads it under prefix `/`). */
+  get logrotateConf(): string { return this.at('etc/logrotate.d/hubctl') }
 
   /** The secret files, by name, in the order they are generated and checked. */
   get secretFiles(): {cookieSecret: string; proxyAuthToken: string; apiToken: string; dhparam: string} {
     return {cookieSecret: this.cookieSecret, proxyAuthToken: this.proxyAuthToken, apiToken: this.apiToken, dhparam: this.dhparam}
+  }
+}
+
+/** A file beside another one (jupyterhub-singleuser beside jupyterhub). */
+export function besideFile(file: string, name: string): string {
+  return path.join(path.dirname(file), name)
+}
+
+/** The path and every directory above it, from `/` down to the path itself. */
+export function pathChain(file: string): string[] {
+  const chain: string[] = []
+  for (let current = path.resolve(file); ; current = path.dirname(current)) {
+    chain.unshift(current)
+    if (path.dirname(current) === current) return chain
   }
 }

@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises'
 import os from 'node:os'
 
-import {ensureDir, exists, readIfExists, symlinkAtomic, writeFileAtomic} from './atomic.js'
+import {ensureDir, ensureLogFile, exists, readIfExists, symlinkAtomic, writeFileAtomic} from './atomic.js'
 import {ExitCode, HubctlError, preflightError} from './errors.js'
 import {processAlive} from './processes.js'
 import {Layout} from './layout.js'
@@ -68,6 +68,14 @@ export class Nginx {
     for (const dir of [this.layout.nginxSitesAvailable, this.layout.nginxSitesEnabled, this.layout.logDir, this.layout.nginxRunDir, this.layout.acmeChallengeDir]) {
       await fs.mkdir(dir, {recursive: true, mode: 0o755})
     }
+    await this.ensureLogs()
+  }
+
+  /** The prefix nginx's logs, made 0640 before nginx (even `nginx -t`) creates them with its own 0644. */
+  async ensureLogs(): Promise<void> {
+    if (this.layout.isSystem) return
+    await fs.mkdir(this.layout.logDir, {recursive: true, mode: 0o755})
+    for (const file of [this.layout.nginxAccessLog, this.layout.nginxErrorLog]) await ensureLogFile(file)
   }
 
   /**

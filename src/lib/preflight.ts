@@ -4,19 +4,37 @@ import net from 'node:net'
 import os from 'node:os'
 
 import {ExitCode, HubctlError, errnoCode, preflightError} from './errors.js'
-import {Layout} from './layout.js'
+import {Layout, pathChain} from './layout.js'
 import {Nginx, detectNginx} from './nginx.js'
 import {Runner, which} from './runner.js'
 import {SecretStore, problemsError} from './secrets.js'
 import type {Settings} from './settings.js'
+import {assertTrusted} from './trust.js'
+import {assertNoRootServers} from './hubconfig.js'
 
-/** Root for the real system; for any other prefix, a directory we can create and write. */
-export async function checkPrivileges(layout: Layout, uid = process.getuid?.() ?? 0): Promise<void> {
+/**
+ * Root for the real system; for any other prefix, a directory we can create and write. With
+ * `create: false` (--dry-run) nothing is made: the prefix, or the nearest directory above it that
+ * exists, must be writable.
+ */
+export async function checkPrivileges(layout: Layout, uid = process.getuid?.() ?? 0, options: {create?: boolean} = {}): Promise<void> {
   if (layout.isSystem) {
     if (uid !== 0) throw preflightError('hubctl must run as root to set up JupyterHub under /', 'run it with sudo, or give --prefix a directory of your own (tests, local mode)')
     return
   }
   try {
+    if (options.create === false) {
+      const existing = pathChain(layout.prefix).reverse()
+      let found: string | undefined
+      for (const dir of existing) {
+        if (await fs.stat(dir).then(() => true, () => false)) {
+          found = dir
+          break
+        }
+      }
+      await fs.access(found ?? '/', fsConstants.W_OK)
+      return
+    }
     await fs.mkdir(layout.prefix, {recursive: true})
     await fs.access(layout.prefix, fsConstants.W_OK)
   } catch (error) {
@@ -94,6 +112,9 @@ export function hasIpv6(): boolean {
  * broken site elsewhere would otherwise make nginx crash-loop behind a hub that reports ready).
  */
 export async function checkBeforeStart(layout: Layout, settings: Settings, runner: Runner): Promise<void> {
+  // Nothing root runs or loads may be someone else's; no server of another user runs as root.
+  await assertTrusted(layout, settings.executables.jupyterhub)
+  assertNoRootServers(settings)
   const problems = await new SecretStore(layout).check()
   if (problems.length > 0) throw problemsError(problems)
   // The JupyterHub init found, gone since (an upgrade, a removed virtualenv): named here, not met as five failed restarts.

@@ -3,7 +3,7 @@ import fs from 'node:fs/promises'
 import {ExitCode, HubctlError} from './errors.js'
 
 /** The languages hubctl renders; each has its own escaping (mustache's HTML escaping is wrong for all). */
-export type TemplateLanguage = 'python' | 'nginx' | 'plain'
+export type TemplateLanguage = 'python' | 'nginx' | 'plain' | 'systemd' | 'cron' | 'logrotate'
 
 /** The folder of mustache templates shipped with hubctl (beside src/ and dist/). */
 export const TEMPLATES_DIR = new URL('../../templates/', import.meta.url)
@@ -54,7 +54,53 @@ function plain(value: unknown): string {
   return text
 }
 
-const ESCAPERS: Record<TemplateLanguage, (value: unknown) => string> = {python: pythonLiteral, nginx: nginxToken, plain}
+function oneLine(value: unknown): string {
+  const text = String(value)
+  if (/[\u0000-\u001f\u007f]/.test(text)) throw new RenderError(`the value ${JSON.stringify(text)} holds a line break or a control character`, 'use a value (a path) on one line, without control characters')
+  return text
+}
+
+const WORD_SAFE = /^[A-Za-z0-9_@+=:,./-]+$/
+
+/**
+ * One word of a systemd command line (ExecStart=): systemd first replaces `%` specifiers (`%%` is
+ * a `%`), then splits on whitespace, removing quotes and C escapes, and at run time replaces
+ * `$NAME` (`$$` is a `$`). A value that needs it is written in double quotes with `\` and `"`
+ * escaped.
+ */
+export function systemdWord(value: unknown): string {
+  const text = oneLine(value)
+  if (WORD_SAFE.test(text)) return text
+  return `"${text.replaceAll(/[\\"]/g, (c) => `\\${c}`).replaceAll('%', '%%').replaceAll('$', '$$$$')}"`
+}
+
+/**
+ * One word of a cron command: cron makes every unescaped `%` a newline (the rest becomes standard
+ * input) and turns `\%` into `%`, then gives the line to `sh -c`. So: a shell word in single quotes,
+ * each `%` as `\%`; a backslash right before a `%` is closed off first (`'\''\%`), or cron would read
+ * the pair `\\` and leave the `%` bare.
+ */
+export function cronWord(value: unknown): string {
+  const text = oneLine(value)
+  if (WORD_SAFE.test(text)) return text
+  const quoted = `'${text.replaceAll('\'', `'\\''`)}'`
+  return quoted.replaceAll(/(\\?)%/g, (_, backslash: string) => (backslash ? `\\''\\%` : '\\%'))
+}
+
+const LOGROTATE_SAFE = /^[A-Za-z0-9_@+=:,.%/ -]+$/
+
+/**
+ * A path in a logrotate configuration, as it is or in double quotes when it has a space (quotes
+ * that logrotate and, in its scripts, sh read alike): a value with quotes, `$`, backslashes, globs,
+ * or control characters is refused.
+ */
+export function logrotatePath(value: unknown): string {
+  const text = oneLine(value)
+  if (!LOGROTATE_SAFE.test(text)) throw new RenderError(`the path ${JSON.stringify(text)} cannot be written safely into the logrotate configuration`, 'use a --prefix without quotes, $, backslashes, *, ?, [ or non-ASCII characters')
+  return WORD_SAFE.test(text) ? text : `"${text}"`
+}
+
+const ESCAPERS: Record<TemplateLanguage, (value: unknown) => string> = {python: pythonLiteral, nginx: nginxToken, plain, systemd: systemdWord, cron: cronWord, logrotate: logrotatePath}
 
 /** Render a template text with every `{{value}}` escaped for `language`. Throws RenderError on an unsafe value. */
 export async function renderText(template: string, view: object, language: TemplateLanguage): Promise<string> {

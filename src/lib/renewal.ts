@@ -547,16 +547,28 @@ export class CertService {
   private async runHooks(hooks: string[], settings: Settings): Promise<HookResult[]> {
     const {layout, runner} = this.deps
     const results: HookResult[] = []
+    if (hooks.length > 0) {
+      // The hooks come from hubctl.json: run none that someone else could have put there.
+      const {assertTrustedFile} = await import('./trust.js')
+      await assertTrustedFile(layout.settings, 'the deploy hooks were not run')
+    }
     for (const command of hooks) {
       this.log(`running deploy hook: ${command}`)
-      const result = await runner.run('/bin/sh', ['-c', command], {
-        env: {RENEWED_LINEAGE: layout.sslDir, RENEWED_DOMAINS: settings.domains.join(' '), HUBCTL_FULLCHAIN: layout.fullchain, HUBCTL_PRIVKEY: layout.privkey, HUBCTL_PREFIX: layout.prefix},
-        timeoutMs: 300_000,
-      })
+      const result = await runner.run('/bin/sh', ['-c', command], {env: deployHookEnv(layout, settings), extendEnv: false, timeoutMs: 300_000, cwd: '/'})
       results.push({command, exitCode: result.exitCode, ok: result.exitCode === 0, output: `${result.stdout}\n${result.stderr}`.trim().slice(-2000)})
     }
     return results
   }
+}
+
+/**
+ * A deploy hook's whole environment: a fixed PATH, the locale when set, and the documented
+ * variables. Nothing else of root's (tokens, credentials, a PYTHONPATH or LD_PRELOAD) reaches it.
+ */
+export function deployHookEnv(layout: Layout, settings: Pick<Settings, 'domains'>, base: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const env: Record<string, string> = {PATH: '/usr/sbin:/usr/bin:/sbin:/bin'}
+  for (const name of ['LANG', 'LC_ALL'] as const) if (base[name]) env[name] = base[name]!
+  return {...env, RENEWED_LINEAGE: layout.sslDir, RENEWED_DOMAINS: settings.domains.join(' '), HUBCTL_FULLCHAIN: layout.fullchain, HUBCTL_PRIVKEY: layout.privkey, HUBCTL_PREFIX: layout.prefix}
 }
 
 const ACME_SETTING_FLAGS: Record<keyof AcmeSettings, string> = {

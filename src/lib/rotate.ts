@@ -8,6 +8,7 @@ import {databaseUrl} from './hubconfig.js'
 import {detectJupyterHub} from './jupyterhub.js'
 import {Layout} from './layout.js'
 import {verifyRecordedListener} from './listeners.js'
+import {ensureLogFile} from './atomic.js'
 import {acquireLock} from './lock.js'
 import {Nginx, detectNginx} from './nginx.js'
 import {Runner} from './runner.js'
@@ -205,7 +206,7 @@ export class RotationService {
     const api = HubApi.forLayout(this.layout, this.deps.settings, {secrets: this.store, fetch: this.deps.fetch})
     await api.version()
     const install = await detectJupyterHub(this.deps.runner, this.deps.settings.executables.jupyterhub)
-    const result = await this.deps.runner.run(install.python, ['-c', REVOKE_SCRIPT, databaseUrl(this.layout)], {input: `${token}\n`, timeoutMs: 60_000})
+    const result = await this.deps.runner.run(install.python, ['-I', '-c', REVOKE_SCRIPT, databaseUrl(this.layout)], {input: `${token}\n`, timeoutMs: 60_000, cwd: '/'})
     if (result.exitCode !== 0) {
       throw new HubctlError(`could not revoke hubctl's old API token: ${result.stderr.trim().split('\n').pop()}`, {exitCode: ExitCode.RUNTIME, fix: `read the message, then rotate again`})
     }
@@ -293,6 +294,7 @@ export class RotationService {
     const line = `${new Date(this.clock.now()).toISOString()} secret=${secret} sha256=${sha256} outcome=${outcome} pid=${process.pid}\n`
     try {
       await fs.mkdir(this.layout.logDir, {recursive: true, mode: 0o755})
+      await ensureLogFile(this.layout.auditLog)
       const handle = await fs.open(this.layout.auditLog, 'a', 0o640)
       try {
         await handle.writeFile(line)

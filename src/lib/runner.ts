@@ -1,6 +1,8 @@
 /** How services run other programs: injected, so unit tests can fake it. */
 export interface RunOptions {
   env?: Record<string, string | undefined>
+  /** false: the program gets `env` only, nothing of hubctl's own environment. */
+  extendEnv?: boolean
   /** Text written to the program's standard input (the way secrets reach a program: never argv). */
   input?: string
   cwd?: string
@@ -26,6 +28,7 @@ export const execaRunner: Runner = {
     const result = await execa(command, args, {
       reject: false,
       env: options.env,
+      extendEnv: options.extendEnv ?? true,
       input: options.input,
       stdin: options.input === undefined ? 'ignore' : undefined,
       cwd: options.cwd,

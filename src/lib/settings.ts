@@ -99,7 +99,8 @@ export class SettingsStore {
 
   async save(settings: Settings): Promise<void> {
     await fs.mkdir(this.layout.etcDir, {recursive: true, mode: 0o755})
-    await writeFileAtomic(this.layout.settings, `${JSON.stringify(settings, null, 2)}\n`, {mode: 0o644})
+    // 0640: it holds the deploy hooks root runs; nobody else needs to read it.
+    await writeFileAtomic(this.layout.settings, `${JSON.stringify(settings, null, 2)}\n`, {mode: 0o640})
   }
 }
 

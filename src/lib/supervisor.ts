@@ -4,7 +4,7 @@ import fs from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
 
-import {readIfExists, writeFileAtomic} from './atomic.js'
+import {ensureLogFile, readIfExists, writeFileAtomic} from './atomic.js'
 import {ExitCode, ExitCodeValue, HubctlError, errnoCode} from './errors.js'
 import {HubApi, HubApiError, FetchLike, checkHealth, hubApiUrl, hubHealthUrl, keepAlive, proxyApiUrl} from './hubapi.js'
 import {Layout} from './layout.js'
@@ -262,9 +262,16 @@ async function releasePidFile(layout: Layout): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // What runs
 
+/**
+ * The operator's environment less the secrets JupyterHub and the proxy would take from it over
+ * the files: JPY_COOKIE_SECRET overrides cookie_secret_file and CONFIGPROXY_AUTH_TOKEN the proxy
+ * token, so a rotation would silently have no effect. (JUPYTERHUB_CRYPT_KEY is the operator's own
+ * and stays.) The proxy gets its token from the file, added by proxySpec().
+ */
 function withoutProxySecrets(baseEnv: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const cleanEnv = {...baseEnv}
   delete cleanEnv.CONFIGPROXY_AUTH_TOKEN
+  delete cleanEnv.JPY_COOKIE_SECRET
   delete cleanEnv.HUBCTL_PROXY_SEED
   return cleanEnv
 }
@@ -539,6 +546,8 @@ export class Supervisor {
       throw new HubctlError(`${this.layout.settings} names the JupyterHub executable by a relative path (${jupyterhub})`, {exitCode: ExitCode.USAGE, fix: 'run `hubctl init` again with --jupyterhub and an absolute path'})
     }
     await fs.mkdir(this.layout.logDir, {recursive: true, mode: 0o755})
+    // Every log 0640 or tighter, nginx's before nginx makes them 0644 itself.
+    for (const file of [this.layout.hubLog, this.layout.proxyLog, ...(this.settings.nginxSupervised && !this.layout.isSystem ? [this.layout.nginxAccessLog, this.layout.nginxErrorLog] : [])]) await ensureLogFile(file)
     await fs.mkdir(this.layout.runDir, {recursive: true, mode: 0o755})
     await this.stopLeftovers()
     await this.checkPorts()
@@ -1287,6 +1296,7 @@ export async function startDetached(layout: Layout, options: {bin: string; args?
   if (other) throw alreadyRunning(layout, other.pid)
   const logFile = layout.supervisorLog
   await fs.mkdir(path.dirname(logFile), {recursive: true, mode: 0o755})
+  await ensureLogFile(logFile)
   const handle = await fs.open(logFile, 'a', 0o640)
   const logStart = (await handle.stat()).size
   let proc: ChildProcess

@@ -195,6 +195,22 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
       await fs.access(layout.lockFile).then(() => expect.fail('the lock file was left behind'), () => {})
     })
 
+    it('deploy hooks run with a minimal environment, never the rest of root\'s; hubctl.json, which holds them, is 0640 (was: all of it, 0644)', async () => {
+      const marker = path.join(layout.prefix, 'hook-env')
+      // The hook is kept in hubctl.json: put the settings back afterwards, for the tests that count the hooks.
+      const settingsBefore = await fs.readFile(layout.settings, 'utf8')
+      const result = await hubctl(['cert', 'renew', '--prefix', layout.prefix, '--http-port', String(pebble.httpPort), '--force', '--no-random-sleep', '--deploy-hook', `env > ${marker}`],
+        {env: {HUBCTL_TEST_ROOT_ONLY: 'a value of root\'s', LANG: 'C.UTF-8'}})
+      const mode = await modeOf(layout.settings)
+      await fs.writeFile(layout.settings, settingsBefore)
+      ok(result)
+      const env = Object.fromEntries((await fs.readFile(marker, 'utf8')).trim().split('\n').map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]))
+      expect(env).to.include({PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', RENEWED_LINEAGE: layout.sslDir, RENEWED_DOMAINS: 'localhost', HUBCTL_FULLCHAIN: layout.fullchain, HUBCTL_PRIVKEY: layout.privkey})
+      const allowed = ['PATH', 'LANG', 'LC_ALL', 'RENEWED_LINEAGE', 'RENEWED_DOMAINS', 'HUBCTL_FULLCHAIN', 'HUBCTL_PRIVKEY', 'HUBCTL_PREFIX', 'PWD', 'OLDPWD', 'SHLVL', '_']
+      expect(Object.keys(env).filter((name) => !allowed.includes(name))).to.deep.equal([])
+      expect(mode).to.equal(0o640)
+    })
+
     it('a failing --deploy-hook is reported with a non-zero exit; the hooks run with the renewed files named', async () => {
       const marker = path.join(layout.prefix, 'hook-ran')
       const before = await liveSerial(layout)

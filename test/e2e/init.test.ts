@@ -50,7 +50,7 @@ for (const jupyterhub of JUPYTERHUBS) {
         expect(await modeOf(file), file).to.equal(0o600)
       }
       expect(await modeOf(layout.hubConfig)).to.equal(0o644)
-      expect(await modeOf(layout.settings)).to.equal(0o644)
+      expect(await modeOf(layout.settings)).to.equal(0o640)
       expect(await fs.readFile(layout.cookieSecret, 'utf8')).to.match(/^[0-9a-f]{64}\n$/)
       expect((await fs.lstat(layout.nginxSiteLink)).isSymbolicLink()).to.equal(true)
       expect((await fs.stat(layout.hubConfigD)).isDirectory()).to.equal(true)

@@ -2,7 +2,7 @@ import {expect} from 'chai'
 import {execFileSync} from 'node:child_process'
 
 import {HubctlError} from '../../src/lib/errors.js'
-import {authenticatorClass, renderHubConfig} from '../../src/lib/hubconfig.js'
+import {assertNoRootServers, authenticatorClass, renderHubConfig} from '../../src/lib/hubconfig.js'
 import {Layout} from '../../src/lib/layout.js'
 import type {Settings} from '../../src/lib/settings.js'
 
@@ -50,5 +50,23 @@ describe('hubconfig', () => {
     expect(() => authenticatorClass('shared-password', v3)).to.throw(HubctlError, /needs JupyterHub 5.1/)
     expect(authenticatorClass('shared-password', v6)).to.equal('shared-password')
     expect(() => authenticatorClass('x; import os', v6)).to.throw(HubctlError, /not one hubctl knows/)
+  })
+
+  it('refuses --spawner simple as root unless the one login is hubctl\'s generated one (servers would run as root)', async () => {
+    const simple = {...settings, spawner: 'simple' as const}
+    expect(() => assertNoRootServers(simple, 0)).to.throw(HubctlError, /--spawner simple with hubctl run as root .*alice, bob/)
+    expect(() => assertNoRootServers({...simple, authenticator: 'dummy'}, 0)).to.throw(HubctlError, /alice, bob/)
+    expect(() => assertNoRootServers({...simple, allowedUsers: []}, 0)).to.throw(HubctlError, /whoever --authenticator pam lets in/)
+    for (const authenticator of ['dummy', 'shared-password']) assertNoRootServers({...simple, authenticator, allowedUsers: []}, 0)
+    assertNoRootServers({...simple, authenticator: 'dummy', allowedUsers: ['alice']}, 0)
+    assertNoRootServers(simple, 1000)
+    assertNoRootServers(settings, 0)
+    try {
+      await renderHubConfig(new Layout('/'), simple, v3)
+      expect.fail('rendered')
+    } catch (error) {
+      expect((error as HubctlError).exitCode).to.equal(2)
+      expect((error as HubctlError).line).to.match(/Fix: use --spawner local/)
+    }
   })
 })
