@@ -66,7 +66,7 @@ const rows: Record<string, () => Promise<Row | Row[]>> = {
     return {name: 'hubctl --version (cold start)', hubctl, other: {name: 'node -e 0', times: other}}
   },
   async dhparam() {
-    const {generateDhparam} = await import('../src/lib/dhparam.js')
+    const {generateDhparam} = await import('../src/lib/tls/dhparam.js')
     const hubctl: number[] = []
     const other: number[] = []
     const dir = await tmp()

@@ -9,8 +9,8 @@ import https from 'node:https'
 import os from 'node:os'
 import path from 'node:path'
 
-import {HubApi} from '../src/lib/hubapi.js'
-import {Layout} from '../src/lib/layout.js'
+import {HubApi} from '../src/lib/stack/hubapi.js'
+import {Layout} from '../src/lib/config/layout.js'
 import {BIN, DEBIAN_JUPYTERHUB, portFlags} from '../test/helpers/cli.js'
 
 export interface RotationRow {

@@ -15,9 +15,9 @@ import fs from 'node:fs'
 import fsp from 'node:fs/promises'
 import path from 'node:path'
 
-import {HubApi} from '../src/lib/hubapi.js'
-import {Layout} from '../src/lib/layout.js'
-import {proxyExecutable} from '../src/lib/proxy.js'
+import {HubApi} from '../src/lib/stack/hubapi.js'
+import {Layout} from '../src/lib/config/layout.js'
+import {proxyExecutable} from '../src/lib/stack/proxy.js'
 import {DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, portFlags} from '../test/helpers/cli.js'
 import {BenchRow, alive, hubctl, killAll, status, tempDir, timed, until} from './lib.js'
 

@@ -1,8 +1,8 @@
 import {Command, Flags, Interfaces} from '@oclif/core'
 
 import {ExitCode, HubctlError, errnoCode} from './lib/errors.js'
-import {LOCAL_PREFIX, Layout} from './lib/layout.js'
-import {fsError} from './lib/secrets.js'
+import {LOCAL_PREFIX, Layout} from './lib/config/layout.js'
+import {fsError} from './lib/files/secrets.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 

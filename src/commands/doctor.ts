@@ -1,5 +1,5 @@
 import {BaseCommand} from '../base-command.js'
-import {CheckResult, Doctor} from '../lib/doctor.js'
+import {CheckResult, Doctor} from '../lib/setup/doctor.js'
 import {ExitCode} from '../lib/errors.js'
 import {execaRunner} from '../lib/runner.js'
 

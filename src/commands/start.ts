@@ -3,10 +3,10 @@ import {fileURLToPath} from 'node:url'
 
 import {BaseCommand} from '../base-command.js'
 import {formatDuration, parseDuration} from '../lib/duration.js'
-import {checkBeforeStart} from '../lib/preflight.js'
+import {checkBeforeStart} from '../lib/setup/preflight.js'
 import {execaRunner} from '../lib/runner.js'
-import {SettingsStore} from '../lib/settings.js'
-import {DetachResult, Supervisor, SupervisorEvent, SupervisorResult, claimPidFile, installSignalHandlers, startDetached} from '../lib/supervisor.js'
+import {SettingsStore} from '../lib/config/settings.js'
+import {DetachResult, Supervisor, SupervisorEvent, SupervisorResult, claimPidFile, installSignalHandlers, startDetached} from '../lib/stack/supervisor.js'
 
 export default class Start extends BaseCommand<typeof Start> {
   static override summary = 'Run the hub: configurable-http-proxy, JupyterHub and (for a --prefix other than /) nginx, supervised.'

@@ -1,8 +1,8 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../base-command.js'
-import {SettingsStore} from '../lib/settings.js'
-import {StopResult, stopStack} from '../lib/supervisor.js'
+import {SettingsStore} from '../lib/config/settings.js'
+import {StopResult, stopStack} from '../lib/stack/supervisor.js'
 
 export default class Stop extends BaseCommand<typeof Stop> {
   static override summary = 'Stop the user servers, then the hub, the proxy and nginx.'

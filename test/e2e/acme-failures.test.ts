@@ -7,7 +7,7 @@ import https from 'node:https'
 import net from 'node:net'
 import path from 'node:path'
 
-import {Layout} from '../../src/lib/layout.js'
+import {Layout} from '../../src/lib/config/layout.js'
 import {BIN, DEBIAN_JUPYTERHUB, CliResult, freePort, hubctl, portFlags, snapshot, tempPrefix, jsonOf} from '../helpers/cli.js'
 import {Pebble, PebbleLab, httpsGet, liveFiles, liveSerial, servedSerial, startNginx} from '../helpers/pebble.js'
 import {stopProcess, waitFor} from '../helpers/processes.js'

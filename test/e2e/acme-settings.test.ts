@@ -5,7 +5,7 @@ import fs from 'node:fs/promises'
 import https from 'node:https'
 import path from 'node:path'
 
-import {Layout} from '../../src/lib/layout.js'
+import {Layout} from '../../src/lib/config/layout.js'
 import {DEBIAN_JUPYTERHUB, CliResult, freePort, hubctl, portFlags, tempPrefix, jsonOf} from '../helpers/cli.js'
 import {Pebble, PebbleLab} from '../helpers/pebble.js'
 

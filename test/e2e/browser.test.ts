@@ -5,12 +5,12 @@ import http from 'node:http'
 import path from 'node:path'
 import type {Page} from 'playwright-core'
 
-import {Layout} from '../../src/lib/layout.js'
+import {Layout} from '../../src/lib/config/layout.js'
 import {BrowserSession, logIn, runCellInClassic, runCellInLab, waitForServerPage} from '../helpers/browser.js'
 import {BIN, DEBIAN_JUPYTERHUB, ROOT, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
 import {PebbleLab, httpsGet} from '../helpers/pebble.js'
-import {portInUse} from '../../src/lib/preflight.js'
-import {PORT_FLAGS, PORT_NAMES} from '../../src/lib/settings.js'
+import {portInUse} from '../../src/lib/setup/preflight.js'
+import {PORT_FLAGS, PORT_NAMES} from '../../src/lib/config/settings.js'
 
 /*
  * A person in a real browser (Debian's Chromium): log in, the spawn page leads to the server by

@@ -4,7 +4,7 @@ import {X509Certificate, createPrivateKey} from 'node:crypto'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 
-import {Layout} from '../../src/lib/layout.js'
+import {Layout} from '../../src/lib/config/layout.js'
 import {DEBIAN_JUPYTERHUB, CliResult, hubctl, modeOf, portFlags, snapshot, tempPrefix, jsonOf} from '../helpers/cli.js'
 import {Pebble, PebbleLab, liveFiles, liveSerial, servedSerial, startNginx as startNginxProcess} from '../helpers/pebble.js'
 import {stopProcess, waitFor} from '../helpers/processes.js'

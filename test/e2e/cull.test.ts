@@ -2,9 +2,9 @@ import {expect} from 'chai'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 
-import {HubApi} from '../../src/lib/hubapi.js'
-import {Layout} from '../../src/lib/layout.js'
-import {findRoute, proxyRoutes} from '../../src/lib/servers.js'
+import {HubApi} from '../../src/lib/stack/hubapi.js'
+import {Layout} from '../../src/lib/config/layout.js'
+import {findRoute, proxyRoutes} from '../../src/lib/stack/servers.js'
 import {VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
 import {waitUntil} from '../helpers/processes.js'
 

@@ -2,7 +2,7 @@ import {expect} from 'chai'
 import fs from 'node:fs/promises'
 import net from 'node:net'
 
-import {Layout} from '../../src/lib/layout.js'
+import {Layout} from '../../src/lib/config/layout.js'
 import {DEBIAN_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
 
 describe('hubctl doctor (real JupyterHub and nginx)', () => {

@@ -6,8 +6,8 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 
 import {HubctlError} from '../../src/lib/errors.js'
-import {Layout} from '../../src/lib/layout.js'
-import {acquireLock} from '../../src/lib/lock.js'
+import {Layout} from '../../src/lib/config/layout.js'
+import {acquireLock} from '../../src/lib/files/lock.js'
 import {DEBIAN_JUPYTERHUB, hubctl, portFlags, snapshot, tempPrefix} from '../helpers/cli.js'
 
 /*

@@ -5,7 +5,7 @@ import fs from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
 
-import {Layout} from '../../src/lib/layout.js'
+import {Layout} from '../../src/lib/config/layout.js'
 import {CliResult, DEBIAN_JUPYTERHUB, hubctl, modeOf, portFlags, snapshot, tempPrefix, walkTree} from '../helpers/cli.js'
 
 /*

@@ -4,7 +4,7 @@ import {spawn} from 'node:child_process'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 
-import {Layout} from '../../src/lib/layout.js'
+import {Layout} from '../../src/lib/config/layout.js'
 import {BIN, freePort, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
 import {waitUntil} from '../helpers/processes.js'
 

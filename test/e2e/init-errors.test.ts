@@ -2,8 +2,8 @@ import {expect} from 'chai'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 
-import {Layout} from '../../src/lib/layout.js'
-import {makeSelfSigned} from '../../src/lib/selfsigned.js'
+import {Layout} from '../../src/lib/config/layout.js'
+import {makeSelfSigned} from '../../src/lib/tls/selfsigned.js'
 import {DEBIAN_JUPYTERHUB, hubctl, portFlags, snapshot, tempPrefix} from '../helpers/cli.js'
 
 const GOOD = ['--yes', '--domain', 'localhost', '--admin', 'alice', '--tls', 'self-signed', '--dhparam', 'ffdhe2048', '--jupyterhub', DEBIAN_JUPYTERHUB]

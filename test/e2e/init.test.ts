@@ -3,8 +3,8 @@ import {ChildProcess, execFileSync} from 'node:child_process'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 
-import {Layout} from '../../src/lib/layout.js'
-import {proxyExecutable} from '../../src/lib/proxy.js'
+import {Layout} from '../../src/lib/config/layout.js'
+import {proxyExecutable} from '../../src/lib/stack/proxy.js'
 import {DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, modeOf, portFlags, snapshot, tempPrefix} from '../helpers/cli.js'
 import {httpStatus, spawnLogged, stopProcess, waitFor} from '../helpers/processes.js'
 

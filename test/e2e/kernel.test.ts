@@ -6,9 +6,9 @@ import https from 'node:https'
 import path from 'node:path'
 import WebSocket from 'ws'
 
-import {HubApi} from '../../src/lib/hubapi.js'
-import {Layout} from '../../src/lib/layout.js'
-import {findRoute, proxyRoutes} from '../../src/lib/servers.js'
+import {HubApi} from '../../src/lib/stack/hubapi.js'
+import {Layout} from '../../src/lib/config/layout.js'
+import {findRoute, proxyRoutes} from '../../src/lib/stack/servers.js'
 import {DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
 import {waitUntil} from '../helpers/processes.js'
 

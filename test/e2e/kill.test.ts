@@ -2,9 +2,9 @@ import {expect} from 'chai'
 import {execFileSync, spawn} from 'node:child_process'
 import fs from 'node:fs/promises'
 
-import {exists} from '../../src/lib/atomic.js'
-import {Layout} from '../../src/lib/layout.js'
-import {SECRET_NAMES, validateSecret} from '../../src/lib/secrets.js'
+import {exists} from '../../src/lib/files/atomic.js'
+import {Layout} from '../../src/lib/config/layout.js'
+import {SECRET_NAMES, validateSecret} from '../../src/lib/files/secrets.js'
 import {BIN, DEBIAN_JUPYTERHUB, hubctl, modeOf, portFlags, tempPrefix} from '../helpers/cli.js'
 
 /** Moments (ms after start) at which init is killed with SIGKILL: spread over its whole run. */

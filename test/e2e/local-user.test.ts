@@ -3,7 +3,7 @@ import {execa} from 'execa'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 
-import {Layout} from '../../src/lib/layout.js'
+import {Layout} from '../../src/lib/config/layout.js'
 import {BIN, CliResult, DEBIAN_JUPYTERHUB, hubctl, portFlags, snapshot, tempPrefix} from '../helpers/cli.js'
 
 /*

@@ -5,8 +5,8 @@ import fs from 'node:fs/promises'
 import http from 'node:http'
 import https from 'node:https'
 
-import {HubApi} from '../../src/lib/hubapi.js'
-import {Layout} from '../../src/lib/layout.js'
+import {HubApi} from '../../src/lib/stack/hubapi.js'
+import {Layout} from '../../src/lib/config/layout.js'
 import {BIN, DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, modeOf, portFlags, tempPrefix} from '../helpers/cli.js'
 import {waitFor} from '../helpers/processes.js'
 

@@ -1,7 +1,7 @@
 import {expect} from 'chai'
 import fs from 'node:fs/promises'
 
-import {Layout} from '../../src/lib/layout.js'
+import {Layout} from '../../src/lib/config/layout.js'
 import {CliResult, DEBIAN_JUPYTERHUB, hubctl, portFlags, tempPrefix, walkTree} from '../helpers/cli.js'
 
 /*

@@ -7,7 +7,7 @@ import https from 'node:https'
 import os from 'node:os'
 import path from 'node:path'
 
-import {Layout} from '../../src/lib/layout.js'
+import {Layout} from '../../src/lib/config/layout.js'
 import {DEBIAN_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
 import {stopProcess, waitUntil} from '../helpers/processes.js'
 

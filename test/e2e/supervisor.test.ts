@@ -4,8 +4,8 @@ import {randomBytes} from 'node:crypto'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 
-import {HubApi} from '../../src/lib/hubapi.js'
-import {Layout} from '../../src/lib/layout.js'
+import {HubApi} from '../../src/lib/stack/hubapi.js'
+import {Layout} from '../../src/lib/config/layout.js'
 import {DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
 import {waitUntil} from '../helpers/processes.js'
 

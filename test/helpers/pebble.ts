@@ -4,7 +4,7 @@ import fs from 'node:fs/promises'
 import https from 'node:https'
 import path from 'node:path'
 
-import {Layout} from '../../src/lib/layout.js'
+import {Layout} from '../../src/lib/config/layout.js'
 import {freePort, snapshot} from './cli.js'
 import {spawnLogged, stopProcess, waitFor} from './processes.js'
 

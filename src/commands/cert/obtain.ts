@@ -1,11 +1,11 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../base-command.js'
-import {EAB_HMAC_ENV} from '../../lib/acme.js'
+import {EAB_HMAC_ENV} from '../../lib/tls/acme.js'
 import {ExitCode} from '../../lib/errors.js'
-import {CertResult, CertService, notDueLine} from '../../lib/renewal.js'
+import {CertResult, CertService, notDueLine} from '../../lib/tls/renewal.js'
 import {execaRunner} from '../../lib/runner.js'
-import {KEY_TYPES} from '../../lib/settings.js'
+import {KEY_TYPES} from '../../lib/config/settings.js'
 
 /** The ACME flags shared by `cert obtain`, `cert renew` and `init`. */
 export const acmeFlags = {

@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../base-command.js'
 import {ExitCode} from '../../lib/errors.js'
-import {CertResult, CertService} from '../../lib/renewal.js'
+import {CertResult, CertService} from '../../lib/tls/renewal.js'
 import {execaRunner} from '../../lib/runner.js'
 import {acmeFlags, certHttpPortFlag, renderCertResult} from './obtain.js'
 

@@ -1,6 +1,6 @@
 import {BaseCommand} from '../../base-command.js'
 import {ExitCode} from '../../lib/errors.js'
-import {SecretProblem, SecretStore} from '../../lib/secrets.js'
+import {SecretProblem, SecretStore} from '../../lib/files/secrets.js'
 
 export default class SecretsCheck extends BaseCommand<typeof SecretsCheck> {
   static override summary = 'Check every secret: present, well-formed, owned by the service user, 0600 in a 0700 directory.'

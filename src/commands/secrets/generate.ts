@@ -1,9 +1,9 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../base-command.js'
-import {DHPARAM_BITS, DHPARAM_MODES, FFDHE2048_PEM, generateDhparam} from '../../lib/dhparam.js'
-import {acquireLock} from '../../lib/lock.js'
-import {SECRET_LABELS, SecretName, SecretStore} from '../../lib/secrets.js'
+import {DHPARAM_BITS, DHPARAM_MODES, FFDHE2048_PEM, generateDhparam} from '../../lib/tls/dhparam.js'
+import {acquireLock} from '../../lib/files/lock.js'
+import {SECRET_LABELS, SecretName, SecretStore} from '../../lib/files/secrets.js'
 
 export default class SecretsGenerate extends BaseCommand<typeof SecretsGenerate> {
   static override summary = 'Create every missing secret; never replace an existing one.'

@@ -1,13 +1,13 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../base-command.js'
-import {DHPARAM_BITS, DHPARAM_MODES, DhparamMode} from '../../lib/dhparam.js'
+import {DHPARAM_BITS, DHPARAM_MODES, DhparamMode} from '../../lib/tls/dhparam.js'
 import {usageError} from '../../lib/errors.js'
-import {chooseSome, confirmOnTerminal, isInteractive} from '../../lib/prompts.js'
-import {RotateResult, RotationService, rotationNotice} from '../../lib/rotate.js'
+import {chooseSome, confirmOnTerminal, isInteractive} from '../../lib/setup/prompts.js'
+import {RotateResult, RotationService, rotationNotice} from '../../lib/stack/rotate.js'
 import {execaRunner} from '../../lib/runner.js'
-import {SECRET_FLAGS, SECRET_LABELS, SECRET_NAMES, SecretName} from '../../lib/secrets.js'
-import {SettingsStore} from '../../lib/settings.js'
+import {SECRET_FLAGS, SECRET_LABELS, SECRET_NAMES, SecretName} from '../../lib/files/secrets.js'
+import {SettingsStore} from '../../lib/config/settings.js'
 
 export default class SecretsRotate extends BaseCommand<typeof SecretsRotate> {
   static override summary = 'Replace secrets on a running or stopped hub without losing anyone\'s running notebook.'

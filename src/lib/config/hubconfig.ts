@@ -1,0 +1,90 @@
+import type {JupyterHubInstall} from './jupyterhub.js'
+import {Layout} from './layout.js'
+import {renderTemplate} from './render.js'
+import type {Settings} from './settings.js'
+import {usageError} from '../errors.js'
+import {proxyApiUrl} from '../stack/hubapi.js'
+import {HUBCTL_VERSION} from '../version.js'
+
+/** The hub's database as SQLAlchemy names it (c.JupyterHub.db_url). */
+export function databaseUrl(layout: Layout): string {
+  return `sqlite:///${layout.database}`
+}
+
+/** The scopes of hubctl's own service: restore routes, follow, start and stop user servers. Nothing more. */
+export const HUBCTL_SERVICE_SCOPES = ['proxy', 'list:users', 'read:users:activity', 'read:servers', 'servers']
+
+const AUTHENTICATORS: Record<string, {className: string; minMajor?: number; minMinor?: number}> = {
+  pam: {className: 'pam'},
+  dummy: {className: 'dummy'},
+  'shared-password': {className: 'shared-password', minMajor: 5, minMinor: 1},
+}
+
+const SPAWNERS = {
+  local: 'jupyterhub.spawner.LocalProcessSpawner',
+  simple: 'jupyterhub.spawner.SimpleLocalProcessSpawner',
+} as const
+
+/** The Python value of `authenticator_class` for an --authenticator choice, refusing what this JupyterHub lacks. */
+export function authenticatorClass(choice: string, install: Pick<JupyterHubInstall, 'major' | 'minor' | 'version'>): string {
+  const known = AUTHENTICATORS[choice]
+  if (known) {
+    const [major, minor] = [known.minMajor ?? 0, known.minMinor ?? 0]
+    if (install.major < major || (install.major === major && install.minor < minor)) {
+      throw usageError(`--authenticator ${choice} needs JupyterHub ${major}.${minor} or later, and this one is ${install.version}`, 'choose pam or dummy, or a newer JupyterHub with --jupyterhub')
+    }
+    return known.className
+  }
+  if (/^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$/.test(choice)) return choice
+  throw usageError(`--authenticator ${JSON.stringify(choice)} is not one hubctl knows`, `give ${Object.keys(AUTHENTICATORS).join(', ')}, or a Python class such as oauthenticator.GitHubOAuthenticator`)
+}
+
+/** The authenticators whose one login is hubctl's generated password (0600, shown once to whoever ran init). */
+const GENERATED_LOGIN = new Set(['dummy', 'shared-password'])
+
+/**
+ * SimpleLocalProcessSpawner runs every server as the user running the hub: as root (with
+ * --allow-root), whoever logs in gets a server and a terminal as root. That is allowed only when
+ * the one who can log in is the operator: exactly one hub user, with hubctl's generated login (the
+ * quick start run by root: `init --local`). Anything else is refused (exit 2): --spawner local runs
+ * each user's server as their own system user.
+ */
+export function assertNoRootServers(settings: Pick<Settings, 'spawner' | 'authenticator' | 'admins' | 'allowedUsers'>, uid = process.getuid?.() ?? 0): void {
+  if (settings.spawner !== 'simple' || uid !== 0) return
+  const users = [...new Set([...settings.admins, ...settings.allowedUsers])]
+  if (GENERATED_LOGIN.has(settings.authenticator) && users.length === 1) return
+  const who = GENERATED_LOGIN.has(settings.authenticator) ? users.join(', ') : `${users.join(', ')} and whoever --authenticator ${settings.authenticator} lets in`
+  throw usageError(`--spawner simple with hubctl run as root gives every user who logs in (${who}) a server and a terminal running as root`,
+    'use --spawner local, which runs each user\'s server as their own system user (or, alone on the hub, init --local without --allow-user)')
+}
+
+/** jupyterhub_config.py for these settings and this JupyterHub version (allow rules changed in 5.0). */
+export async function renderHubConfig(layout: Layout, settings: Settings, install: JupyterHubInstall, defaultUrl: string): Promise<string> {
+  assertNoRootServers(settings)
+  const allowed = [...new Set([...settings.admins, ...settings.allowedUsers])]
+  return renderTemplate('jupyterhub_config.py', {
+    hubctlVersion: HUBCTL_VERSION,
+    jupyterhubVersion: install.version,
+    configD: layout.hubConfigD,
+    srvDir: layout.srvDir,
+    hubPort: settings.ports.hub,
+    bindUrl: `http://127.0.0.1:${settings.ports.proxy}`,
+    cookieSecretFile: layout.cookieSecret,
+    dbUrl: databaseUrl(layout),
+    proxyApiUrl: proxyApiUrl(settings.ports),
+    proxyTokenFile: layout.proxyAuthToken,
+    authenticatorClass: authenticatorClass(settings.authenticator, install),
+    admins: settings.admins,
+    allowedUsers: allowed,
+    allowAllKnown: install.major >= 5,
+    // The generated login of local mode lives in its own 0600 file.
+    dummyPasswordFile: settings.authenticator === 'dummy' ? layout.loginPassword : undefined,
+    sharedPasswordFile: settings.authenticator === 'shared-password' ? layout.loginPassword : undefined,
+    spawnerClass: SPAWNERS[settings.spawner],
+    singleuser: install.singleuser,
+    defaultUrl,
+    allowRoot: settings.spawner === 'simple' && (process.getuid?.() ?? 0) === 0,
+    apiTokenFile: layout.apiToken,
+    serviceScopes: HUBCTL_SERVICE_SCOPES,
+  }, 'python')
+}

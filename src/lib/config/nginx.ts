@@ -1,0 +1,154 @@
+import fs from 'node:fs/promises'
+import os from 'node:os'
+
+import {ensureDir, ensureLogFile, exists, readIfExists, symlinkAtomic, writeFileAtomic} from '../files/atomic.js'
+import {ExitCode, HubctlError, preflightError} from '../errors.js'
+import {processAlive} from '../processes.js'
+import {Layout} from './layout.js'
+import {renderTemplate} from './render.js'
+import {Runner, which} from '../runner.js'
+
+export interface NginxInstall {
+  executable: string
+  version: string
+  /** nginx 1.25.1 replaced `listen ... http2` with the `http2 on;` directive. */
+  http2Directive: boolean
+}
+
+export async function detectNginx(runner: Runner, executable = 'nginx'): Promise<NginxInstall> {
+  const found = await which(executable)
+  if (!found) throw preflightError('nginx was not found', 'install it (apt-get install nginx) or pass its path with --nginx')
+  const result = await runner.run(found, ['-v'])
+  const match = /nginx\/(\d+)\.(\d+)\.(\d+)/.exec(`${result.stderr}${result.stdout}`)
+  if (!match) throw preflightError(`"${found} -v" did not print a version`, 'check the nginx installation (apt-get install --reinstall nginx)')
+  const [major, minor, patch] = match.slice(1).map(Number)
+  const http2Directive = major > 1 || minor > 25 || (minor === 25 && patch >= 1)
+  return {executable: found, version: `${major}.${minor}.${patch}`, http2Directive}
+}
+
+/**
+ * nginx as hubctl drives it. With prefix `/` this is the system's nginx (its own nginx.conf,
+ * run as a service). With any other prefix, the prefix's own nginx.conf, so that the site runs
+ * alone: `nginx -p PREFIX/ -c PREFIX/etc/nginx/nginx.conf`.
+ */
+export class Nginx {
+  constructor(readonly layout: Layout, readonly install: NginxInstall, readonly runner: Runner) {}
+
+  /** The arguments that select the configuration (and keep nginx's own error log inside the prefix). */
+  configArgs(mainConf = this.layout.nginxMainConf): string[] {
+    if (this.layout.isSystem) return []
+    return ['-p', `${this.layout.prefix}/`, '-c', mainConf, '-e', this.layout.nginxErrorLog]
+  }
+
+  async test(mainConf?: string): Promise<{ok: boolean; output: string}> {
+    const result = await this.runner.run(this.install.executable, ['-t', ...this.configArgs(mainConf)])
+    return {ok: result.exitCode === 0, output: `${result.stderr}\n${result.stdout}`.trim()}
+  }
+
+  /** The prefix's main nginx.conf (only when the prefix is not `/`). */
+  async writeMainConf(): Promise<void> {
+    if (this.layout.isSystem) return
+    await this.ensureDirs()
+    await writeFileAtomic(this.layout.nginxMainConf, await this.renderMainConf(this.layout.nginxSitesEnabled), {mode: 0o644})
+  }
+
+  private async renderMainConf(sitesEnabled: string): Promise<string> {
+    return renderTemplate('nginx-main.conf', {
+      prefix: this.layout.prefix,
+      mainConf: this.layout.nginxMainConf,
+      pidFile: this.layout.nginxPid,
+      errorLog: this.layout.nginxErrorLog,
+      accessLog: this.layout.nginxAccessLog,
+      tempDir: this.layout.nginxRunDir,
+      sitesEnabled,
+    }, 'nginx')
+  }
+
+  private async ensureDirs(): Promise<void> {
+    for (const dir of [this.layout.nginxSitesAvailable, this.layout.nginxSitesEnabled, this.layout.logDir, this.layout.nginxRunDir, this.layout.acmeChallengeDir]) {
+      await fs.mkdir(dir, {recursive: true, mode: 0o755})
+    }
+    await this.ensureLogs()
+  }
+
+  /** The prefix nginx's logs, made 0640 before nginx (even `nginx -t`) creates them with its own 0644. */
+  async ensureLogs(): Promise<void> {
+    if (this.layout.isSystem) return
+    await fs.mkdir(this.layout.logDir, {recursive: true, mode: 0o755})
+    for (const file of [this.layout.nginxAccessLog, this.layout.nginxErrorLog]) await ensureLogFile(file)
+  }
+
+  /**
+   * Install the site so that a broken one never replaces a working one: first `nginx -t` on the
+   * candidate alone (nothing installed yet), then install it and `nginx -t` the whole
+   * configuration, putting the previous site back if that fails.
+   */
+  async installSite(content: string): Promise<{changed: boolean}> {
+    await this.ensureDirs()
+    const previous = await readIfExists(this.layout.nginxSite)
+    await this.testAlone(content)
+    if (previous === content && (await exists(this.layout.nginxSiteLink))) return {changed: false}
+    await writeFileAtomic(this.layout.nginxSite, content, {mode: 0o644})
+    const linked = await exists(this.layout.nginxSiteLink)
+    if (!linked) await symlinkAtomic(this.layout.nginxSite, this.layout.nginxSiteLink)
+    const whole = await this.test()
+    if (!whole.ok) {
+      if (previous === undefined) {
+        await fs.rm(this.layout.nginxSite, {force: true})
+      } else {
+        await writeFileAtomic(this.layout.nginxSite, previous, {mode: 0o644})
+      }
+      if (!linked) await fs.rm(this.layout.nginxSiteLink, {force: true})
+      throw validationError(whole.output, 'the nginx configuration with the new site')
+    }
+    return {changed: true}
+  }
+
+  /** `nginx -t` of the site by itself, from a temporary directory: touches nothing installed. */
+  private async testAlone(content: string): Promise<void> {
+    const dir = await fs.mkdtemp(`${os.tmpdir()}/hubctl-nginx-`)
+    try {
+      const alone = new Layout(dir)
+      await fs.mkdir(alone.nginxSitesEnabled, {recursive: true})
+      await fs.mkdir(alone.logDir, {recursive: true})
+      await fs.mkdir(alone.nginxRunDir, {recursive: true})
+      await fs.writeFile(alone.nginxSiteLink, content)
+      const main = await new Nginx(alone, this.install, this.runner).renderMainConf(alone.nginxSitesEnabled)
+      await fs.writeFile(alone.nginxMainConf, main)
+      const result = await this.runner.run(this.install.executable, ['-t', '-p', `${dir}/`, '-c', alone.nginxMainConf, '-e', alone.nginxErrorLog])
+      // Ports held by the running nginx do not matter for -t; anything else does.
+      if (result.exitCode !== 0) throw validationError(`${result.stderr}\n${result.stdout}`.replaceAll(dir, '<candidate>'), 'the new nginx site')
+    } finally {
+      await fs.rm(dir, {recursive: true, force: true})
+    }
+  }
+
+  /** The pid of the running nginx master for this configuration, if any. */
+  async runningPid(): Promise<number | undefined> {
+    const text = await readIfExists(this.layout.nginxPid)
+    const pid = Number(text?.trim())
+    return (await processAlive(pid)) ? pid : undefined
+  }
+
+  /** Reload when running (after a passing `nginx -t`); returns whether a reload was sent. */
+  async reloadIfRunning(): Promise<boolean> {
+    if ((await this.runningPid()) === undefined) return false
+    const check = await this.test()
+    if (!check.ok) throw validationError(check.output, 'the nginx configuration')
+    const result = await this.runner.run(this.install.executable, [...this.configArgs(), '-s', 'reload'])
+    if (result.exitCode !== 0) throw new HubctlError(`nginx -s reload failed: ${result.stderr.trim().split('\n').pop()}`, {exitCode: ExitCode.RUNTIME, fix: 'look at the nginx error log, fix the cause, then run `nginx -s reload`'})
+    return true
+  }
+
+  async ensureAcmeWebroot(): Promise<void> {
+    await ensureDir(this.layout.acmeChallengeDir, 0o755)
+  }
+}
+
+function validationError(output: string, what: string): HubctlError {
+  const line = output.split('\n').find((l) => /\[emerg\]|\[error\]|failed/.test(l)) ?? output.split('\n')[0]
+  return new HubctlError(`nginx -t rejected ${what}: ${line.replace(/^nginx: /, '').trim()}`, {
+    exitCode: ExitCode.VALIDATION,
+    fix: 'the previous site is still installed; fix what nginx names (a port, a file, another site), then run the command again',
+  })
+}

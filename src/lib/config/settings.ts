@@ -1,0 +1,177 @@
+import fs from 'node:fs/promises'
+
+import {readIfExists, writeFileAtomic} from '../files/atomic.js'
+import {ExitCode, HubctlError} from '../errors.js'
+import {Layout} from './layout.js'
+import {parseDomain, parsePort, parseUserName} from '../validate.js'
+
+export const SETTINGS_VERSION = 1
+
+export const TLS_MODES = ['letsencrypt', 'self-signed', 'manual'] as const
+export type TlsMode = (typeof TLS_MODES)[number]
+
+export const KEY_TYPES = ['ecdsa-p256', 'ecdsa-p384', 'rsa2048', 'rsa4096'] as const
+export type KeyType = (typeof KEY_TYPES)[number]
+
+export interface AcmeSettings {
+  directory: string
+  caCert?: string
+  eabKid?: string
+  /** Not a secret of the hub's, but a credential: kept out of hubctl.json, see acme.ts. */
+  keyType: KeyType
+  deployHooks: string[]
+  /** The port hubctl answers http-01 on when `cert obtain --http-port` chose one (else the hub's HTTP port). */
+  httpPort?: number
+}
+
+export interface Settings {
+  version: number
+  domains: string[]
+  email?: string
+  admins: string[]
+  allowedUsers: string[]
+  /** pam, dummy, shared-password, or a Python class name. */
+  authenticator: string
+  /** local (LocalProcessSpawner, root) or simple (SimpleLocalProcessSpawner, one user). */
+  spawner: 'local' | 'simple'
+  tls: {mode: TlsMode; acme?: AcmeSettings}
+  ports: Ports
+  dhparam: {mode: 'generate' | 'ffdhe2048'; bits: number}
+  executables: {jupyterhub: string; singleuser: string; nginx?: string; node: string; proxy: string}
+  jupyterhubVersion: string
+  /** Whether hubctl start runs nginx itself (prefix other than /), or the system's nginx serves. */
+  nginxSupervised: boolean
+  /** The hub's own HTTPS when no nginx serves (local mode without nginx). */
+  proxyTls: boolean
+  /** Local mode: one user, a generated login, servers as the hub's user. */
+  local?: boolean
+}
+
+/**
+ * Where everything listens. The standby proxy runs only while the proxy is replaced (a token
+ * rotation): nginx sends requests there when the proxy's own port refuses them.
+ */
+export interface Ports {
+  http: number
+  https: number
+  proxy: number
+  proxyApi: number
+  hub: number
+  proxyStandby: number
+  proxyStandbyApi: number
+}
+
+/** Each port's `hubctl init` flag and default, in the order flags are checked and reported. */
+export const PORT_FLAGS: Record<keyof Ports, {flag: string; default: number}> = {
+  http: {flag: '--http-port', default: 80},
+  https: {flag: '--https-port', default: 443},
+  proxy: {flag: '--proxy-port', default: 8000},
+  proxyApi: {flag: '--proxy-api-port', default: 8001},
+  hub: {flag: '--hub-port', default: 8081},
+  proxyStandby: {flag: '--proxy-standby-port', default: 8002},
+  proxyStandbyApi: {flag: '--proxy-standby-api-port', default: 8003},
+}
+
+export const PORT_NAMES = Object.keys(PORT_FLAGS) as Array<keyof Ports>
+
+/** Settings written before the standby proxy existed get its default ports. */
+export const DEFAULT_STANDBY_PORTS = {proxyStandby: PORT_FLAGS.proxyStandby.default, proxyStandbyApi: PORT_FLAGS.proxyStandbyApi.default}
+
+/** hubctl.json: hubctl's settings, no secrets, 0644. */
+export class SettingsStore {
+  constructor(readonly layout: Layout) {}
+
+  async exists(): Promise<boolean> {
+    return (await readIfExists(this.layout.settings)) !== undefined
+  }
+
+  async load(): Promise<Settings> {
+    const text = await readIfExists(this.layout.settings)
+    if (text === undefined) {
+      throw new HubctlError(`${this.layout.settings} does not exist: hubctl has not set up a hub under ${this.layout.prefix}`, {exitCode: ExitCode.USAGE, fix: 'run `hubctl init` first (or give the --prefix you used)'})
+    }
+    return parseSettings(text, this.layout.settings)
+  }
+
+  async loadIfExists(): Promise<Settings | undefined> {
+    return (await this.exists()) ? this.load() : undefined
+  }
+
+  async save(settings: Settings): Promise<void> {
+    await fs.mkdir(this.layout.etcDir, {recursive: true, mode: 0o755})
+    // 0640: it holds the deploy hooks root runs; nobody else needs to read it.
+    await writeFileAtomic(this.layout.settings, `${JSON.stringify(settings, null, 2)}\n`, {mode: 0o640})
+  }
+}
+
+export function parseSettings(text: string, file: string): Settings {
+  let raw: unknown
+  try {
+    raw = JSON.parse(text)
+  } catch (error) {
+    throw new HubctlError(`${file} is not valid JSON (${(error as Error).message})`, {exitCode: ExitCode.USAGE, fix: `repair it by hand, or move it away and run \`hubctl init\` again`})
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new HubctlError(`${file} does not hold a JSON object`, {exitCode: ExitCode.USAGE, fix: 'move it away and run `hubctl init` again'})
+  }
+  const settings = migrate(raw as Record<string, unknown>, file)
+  const missing = ['domains', 'admins', 'allowedUsers', 'authenticator', 'tls', 'ports', 'dhparam', 'executables'].filter((key) => !(key in settings))
+  if (missing.length > 0) {
+    // init refuses to run over a settings file it cannot read, so the fix is to move it away first.
+    throw new HubctlError(`${file} lacks ${missing.join(', ')}`, {exitCode: ExitCode.USAGE, fix: 'move it away, then run `hubctl init` again with the same flags to rewrite it'})
+  }
+  checkShape(settings, file)
+  return settings as unknown as Settings
+}
+
+/**
+ * The values hubctl acts on (ports it binds, names it serves, programs it runs as root) have the
+ * types and ranges init gave them: a hand edit gone wrong is named here, not met as a crash later.
+ */
+function checkShape(settings: Record<string, unknown>, file: string): void {
+  const bad = (where: string, problem: string): never => {
+    throw new HubctlError(`${file}: "${where}" ${problem}`, {exitCode: ExitCode.USAGE, fix: 'repair it by hand, or move it away and run `hubctl init` again with the same flags'})
+  }
+  const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value)
+  const valid = (where: string, check: () => unknown) => {
+    try {
+      check()
+    } catch (error) {
+      bad(where, `is invalid: ${(error as HubctlError).message}`)
+    }
+  }
+  for (const key of ['domains', 'admins', 'allowedUsers'] as const) {
+    const list = settings[key]
+    if (!Array.isArray(list) || !list.every((item) => typeof item === 'string')) bad(key, 'is not a list of strings')
+    if (key !== 'allowedUsers' && (list as string[]).length === 0) bad(key, 'is empty')
+    for (const item of list as string[]) valid(key, () => key === 'domains' ? parseDomain(item) : parseUserName(item, key))
+  }
+  if (typeof settings.authenticator !== 'string' || settings.authenticator.length === 0) bad('authenticator', 'is not a name')
+  if (settings.spawner !== 'local' && settings.spawner !== 'simple') bad('spawner', 'is neither "local" nor "simple"')
+  if (!isObject(settings.tls) || !TLS_MODES.includes(settings.tls.mode as TlsMode)) bad('tls.mode', `is not one of ${TLS_MODES.join(', ')}`)
+  if (!isObject(settings.ports)) bad('ports', 'is not an object')
+  for (const [name, port] of Object.entries(settings.ports as Record<string, unknown>)) {
+    if (typeof port !== 'number') bad(`ports.${name}`, 'is not a number')
+    valid(`ports.${name}`, () => parsePort(port as number, `ports.${name}`))
+  }
+  if (!isObject(settings.dhparam) || !['generate', 'ffdhe2048'].includes(settings.dhparam.mode as string)) bad('dhparam.mode', 'is neither "generate" nor "ffdhe2048"')
+  if (!isObject(settings.executables)) bad('executables', 'is not an object')
+  for (const [name, program] of Object.entries(settings.executables as Record<string, unknown>)) {
+    if (program === undefined) continue
+    if (typeof program !== 'string' || !program.startsWith('/') || /[\u0000-\u001f]/.test(program)) bad(`executables.${name}`, 'is not an absolute path')
+  }
+}
+
+/** Bring settings written by an older hubctl to the current version; refuse a newer one. */
+function migrate(raw: Record<string, unknown>, file: string): Record<string, unknown> {
+  const version = raw.version
+  if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) {
+    throw new HubctlError(`${file} has no valid "version"`, {exitCode: ExitCode.USAGE, fix: 'move it away and run `hubctl init` again'})
+  }
+  if (version > SETTINGS_VERSION) {
+    throw new HubctlError(`${file} was written by a newer hubctl (settings version ${version}, this hubctl knows ${SETTINGS_VERSION})`, {exitCode: ExitCode.USAGE, fix: 'upgrade hubctl'})
+  }
+  const migrated: Record<string, unknown> = {spawner: 'local', nginxSupervised: false, proxyTls: false, ...raw, version: SETTINGS_VERSION}
+  if (typeof migrated.ports === 'object' && migrated.ports !== null) migrated.ports = {...DEFAULT_STANDBY_PORTS, ...migrated.ports}
+  return migrated
+}

@@ -1,0 +1,38 @@
+import type {NginxInstall} from './nginx.js'
+import {Layout} from './layout.js'
+import {hasIpv6} from '../setup/preflight.js'
+import {renderTemplate} from './render.js'
+import type {Settings} from './settings.js'
+import {HUBCTL_VERSION} from '../version.js'
+
+/**
+ * Request body limits and the login form's rate limit. 1m for the hub's pages and API (forms, JSON
+ * calls); 16k for the login form (its body is a few hundred bytes); 1g under /user/, where notebooks
+ * are saved whole and JupyterLab's upload chunks (1 MiB, base64 in JSON: about 1.4 MB) go.
+ * 20 login POSTs a minute per address, bursts of 10 answered at once: a class behind one address
+ * can log in together; a guesser gets about 29,000 tries a day instead of thousands a second.
+ */
+export const SITE_LIMITS = {clientMaxBodySize: '1m', loginMaxBodySize: '16k', userMaxBodySize: '1g', loginRate: '20r/m', loginBurst: 10} as const
+
+/** The nginx site for these settings (values escaped as nginx tokens; an unsafe one is refused). */
+export async function renderSite(layout: Layout, settings: Settings, nginx: NginxInstall): Promise<string> {
+  return renderTemplate('nginx-site.conf', {
+    hubctlVersion: HUBCTL_VERSION,
+    nginxVersion: nginx.version,
+    domains: settings.domains,
+    httpPort: settings.ports.http,
+    httpsPort: settings.ports.https,
+    // The https URL's port, left out on 443 (a section: an empty value is no nginx token).
+    httpsPortInUrl: settings.ports.https === 443 ? false : settings.ports.https,
+    proxyPort: settings.ports.proxy,
+    proxyStandbyPort: settings.ports.proxyStandby,
+    webroot: layout.acmeWebroot,
+    fullchain: layout.fullchain,
+    privkey: layout.privkey,
+    dhparam: layout.dhparam,
+    ...SITE_LIMITS,
+    http2Listen: !nginx.http2Directive,
+    http2Directive: nginx.http2Directive,
+    ipv6: hasIpv6(),
+  }, 'nginx')
+}

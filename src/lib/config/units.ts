@@ -1,0 +1,90 @@
+import fs from 'node:fs/promises'
+import path from 'node:path'
+import {randomInt} from 'node:crypto'
+
+import {writeFileAtomic} from '../files/atomic.js'
+import {usageError} from '../errors.js'
+import {Layout} from './layout.js'
+import {renderTemplate} from './render.js'
+import {Runner} from '../runner.js'
+import {HUBCTL_VERSION} from '../version.js'
+
+export interface UnitContext {
+  node: string
+  /** bin/run.js of this hubctl. */
+  hubctl: string
+}
+
+export interface PlannedFile {
+  file: string
+  content: string
+  mode: number
+}
+
+/** True when systemd is the init system (what `sd_booted()` checks). */
+export async function systemdRuns(): Promise<boolean> {
+  try {
+    return (await fs.stat('/run/systemd/system')).isDirectory()
+  } catch {
+    return false
+  }
+}
+
+/** systemd runs no executable whose path holds a quote, a backslash or a `$` (which it would not expand there either). */
+function assertSystemdExecutable(context: UnitContext): void {
+  if (/['"\\$]/.test(context.node)) {
+    throw usageError(`systemd cannot run node at ${JSON.stringify(context.node)}: its path holds a quote, a backslash or a $`, 'install node at a path without those characters (e.g. /usr/bin/node), or give --no-systemd')
+  }
+}
+
+/** The jupyterhub.service unit running `hubctl start`. */
+export async function planServiceUnit(layout: Layout, context: UnitContext): Promise<PlannedFile> {
+  assertSystemdExecutable(context)
+  const content = await renderTemplate('jupyterhub.service', {...context, prefix: layout.prefix, hubctlVersion: HUBCTL_VERSION}, 'systemd')
+  return {file: layout.systemdUnit, content, mode: 0o644}
+}
+
+/** The renewal schedule: a systemd timer twice a day when systemd runs, else /etc/cron.d/hubctl. */
+export async function planRenewalSchedule(layout: Layout, context: UnitContext, withSystemd: boolean): Promise<PlannedFile[]> {
+  const view = {...context, prefix: layout.prefix, hubctlVersion: HUBCTL_VERSION}
+  if (withSystemd) {
+    assertSystemdExecutable(context)
+    return [
+      {file: layout.renewService, content: await renderTemplate('hubctl-renew.service', view, 'systemd'), mode: 0o644},
+      {file: layout.renewTimer, content: await renderTemplate('hubctl-renew.timer', view, 'systemd'), mode: 0o644},
+    ]
+  }
+  const hourA = randomInt(12)
+  const content = await renderTemplate('cron', {...view, minute: randomInt(60), hourA, hourB: hourA + 12}, 'cron')
+  return [{file: layout.cronFile, content, mode: 0o644}]
+}
+
+/**
+ * etc/logrotate.d/hubctl: the logs nginx and hubctl reopen (nginx's, the audit log) are moved and
+ * created anew 0640 (root:adm as root, as Debian's own logs; the owner's otherwise), nginx told to
+ * reopen them; those held open by the supervised programs are copied and truncated.
+ */
+export async function planLogrotate(layout: Layout, uid = process.getuid?.() ?? 0): Promise<PlannedFile> {
+  const content = await renderTemplate('logrotate', {
+    hubctlVersion: HUBCTL_VERSION,
+    nginxLogs: [layout.nginxAccessLog, layout.nginxErrorLog, layout.auditLog],
+    heldLogs: [layout.hubLog, layout.proxyLog, layout.supervisorLog],
+    nginxPid: layout.nginxPid,
+    asRoot: uid === 0,
+  }, 'logrotate')
+  return {file: layout.logrotateConf, content, mode: 0o644}
+}
+
+export async function writePlanned(files: PlannedFile[]): Promise<void> {
+  for (const planned of files) {
+    await fs.mkdir(path.dirname(planned.file), {recursive: true, mode: 0o755})
+    await writeFileAtomic(planned.file, planned.content, {mode: planned.mode})
+  }
+}
+
+/** Tell systemd (only for the real system, prefix `/`). */
+export async function enableUnits(runner: Runner, units: string[], timers: string[]): Promise<string[]> {
+  const commands = [['systemctl', 'daemon-reload'], ...(units.length > 0 ? [['systemctl', 'enable', ...units]] : []), ...(timers.length > 0 ? [['systemctl', 'enable', '--now', ...timers]] : [])]
+  for (const [command, ...args] of commands) await runner.run(command, args)
+  return commands.map((c) => c.join(' '))
+}

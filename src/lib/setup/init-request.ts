@@ -1,0 +1,150 @@
+import fs from 'node:fs/promises'
+import os from 'node:os'
+
+import {DHPARAM_BITS, DHPARAM_MODES, DhparamMode} from '../tls/dhparam.js'
+import {usageError} from '../errors.js'
+import {PORT_FLAGS, PORT_NAMES, Ports, TLS_MODES, TlsMode} from '../config/settings.js'
+import {assertDistinctPorts, parseDomain, parseEmail, parsePort, parseUserName, unique} from '../validate.js'
+
+/** What `hubctl init` was asked, exactly as the flags gave it (strings, possibly missing). */
+export interface RawInitFlags {
+  /** Local mode: a hub on this machine, no root, no domain (localhost, self-signed, high ports). */
+  local?: boolean
+  domain?: string[]
+  email?: string
+  admin?: string[]
+  'allow-user'?: string[]
+  authenticator?: string
+  spawner?: string
+  tls?: string
+  cert?: string
+  key?: string
+  'http-port'?: string | number
+  'https-port'?: string | number
+  'proxy-port'?: string | number
+  'proxy-api-port'?: string | number
+  'proxy-standby-port'?: string | number
+  'proxy-standby-api-port'?: string | number
+  'hub-port'?: string | number
+  dhparam?: string
+  'dhparam-bits'?: string | number
+  jupyterhub?: string
+  nginx?: string
+}
+
+/** Asks the operator for what is missing (injected: @inquirer/prompts on a terminal, a fake in tests). */
+export interface Prompter {
+  input(message: string, validate: (value: string) => string | true): Promise<string>
+}
+
+export interface InitRequest {
+  local: boolean
+  domains: string[]
+  email?: string
+  admins: string[]
+  allowedUsers: string[]
+  /** undefined: chosen by init (pam; in local mode a generated shared password). */
+  authenticator?: string
+  spawner?: 'local' | 'simple'
+  tls: TlsMode
+  cert?: {fullchain: string; privkey: string; certFile: string; keyFile: string}
+  ports: Ports
+  dhparam: DhparamMode
+  dhparamBits: number
+  /** undefined: hubctl's own environment of the pinned JupyterHub and JupyterLab. */
+  jupyterhub?: string
+  /** undefined: nginx on PATH, installed with apt-get when missing. */
+  nginx?: string
+}
+
+/**
+ * Validate every flag (and ask for missing required ones when a prompter is given) before
+ * anything is written. Each failure names the flag and the fix.
+ */
+export async function resolveInitRequest(flags: RawInitFlags, prompter?: Prompter): Promise<InitRequest> {
+  const ask = async (flag: string, message: string, parse: (value: string) => unknown): Promise<string> => {
+    if (!prompter) throw usageError(`--${flag} is required`, `give --${flag} (or run init on a terminal to be asked)`)
+    return prompter.input(message, (value) => {
+      try {
+        parse(value)
+        return true
+      } catch (error) {
+        return (error as Error).message
+      }
+    })
+  }
+
+  if (flags.local) flags = {...LOCAL_DEFAULTS, ...Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined))}
+  const tls = (flags.tls ?? 'letsencrypt') as TlsMode
+  if (!TLS_MODES.includes(tls)) throw usageError(`--tls ${JSON.stringify(flags.tls)} is not a TLS mode`, `give one of ${TLS_MODES.join(', ')}`)
+
+  let domainInputs = flags.domain ?? []
+  if (domainInputs.length === 0) domainInputs = [await ask('domain', 'Domain name of the hub (e.g. hub.example.org):', (v) => parseDomain(v))]
+  const domains = unique(domainInputs.map((d) => parseDomain(d)))
+
+  let email: string | undefined
+  if (flags.email !== undefined) email = parseEmail(flags.email)
+  else if (tls === 'letsencrypt') email = parseEmail(await ask('email', 'E-mail for Let\'s Encrypt expiry notices:', parseEmail))
+
+  let adminInputs = flags.admin ?? []
+  if (adminInputs.length === 0) adminInputs = [await ask('admin', 'Admin user name:', (v) => parseUserName(v, '--admin'))]
+  const admins = unique(adminInputs.map((u) => parseUserName(u, '--admin')))
+  const allowedUsers = unique((flags['allow-user'] ?? []).map((u) => parseUserName(u, '--allow-user')))
+
+  const ports = Object.fromEntries(PORT_NAMES.map((name) => {
+    const {flag, default: fallback} = PORT_FLAGS[name]
+    return [name, parsePort(flags[flag.slice(2) as keyof RawInitFlags] as string | number | undefined ?? fallback, flag)]
+  })) as unknown as Ports
+  assertDistinctPorts(Object.fromEntries(PORT_NAMES.map((name) => [PORT_FLAGS[name].flag, ports[name]])))
+
+  const dhparam = (flags.dhparam ?? 'generate') as DhparamMode
+  if (!DHPARAM_MODES.includes(dhparam)) throw usageError(`--dhparam ${JSON.stringify(flags.dhparam)} is not a choice`, `give ${DHPARAM_MODES.join(' or ')}`)
+  const dhparamBits = Number(flags['dhparam-bits'] ?? 2048)
+  if (!(DHPARAM_BITS as readonly number[]).includes(dhparamBits)) throw usageError(`--dhparam-bits ${JSON.stringify(String(flags['dhparam-bits']))} is not supported`, `give ${DHPARAM_BITS.join(', ')}`)
+  if (dhparam === 'ffdhe2048' && flags['dhparam-bits'] !== undefined && dhparamBits !== 2048) throw usageError('--dhparam ffdhe2048 is a 2048-bit group, but --dhparam-bits asks for another size', 'drop --dhparam-bits, or use --dhparam generate')
+
+  let cert: InitRequest['cert']
+  if (tls === 'manual') {
+    if (!flags.cert || !flags.key) throw usageError('--tls manual needs --cert and --key', 'give --cert FULLCHAIN.pem and --key PRIVKEY.pem')
+    cert = {fullchain: await readInput(flags.cert, '--cert'), privkey: await readInput(flags.key, '--key'), certFile: flags.cert, keyFile: flags.key}
+  } else if (flags.cert || flags.key) {
+    throw usageError('--cert and --key go with --tls manual', 'add --tls manual, or drop --cert and --key')
+  }
+
+  const spawner = flags.spawner
+  if (spawner !== undefined && spawner !== 'local' && spawner !== 'simple') throw usageError(`--spawner ${JSON.stringify(spawner)} is not a choice`, 'give local (one system user per hub user, needs root) or simple (every server runs as the hub\'s user)')
+
+  return {
+    domains, email, admins, allowedUsers, tls, cert, ports, dhparam, dhparamBits,
+    local: Boolean(flags.local),
+    authenticator: flags.authenticator ?? (flags.local ? undefined : 'pam'),
+    spawner: spawner ?? (flags.local ? 'simple' : undefined),
+    jupyterhub: flags.jupyterhub,
+    nginx: flags.nginx,
+  }
+}
+
+/** What --local means when a flag is not given. */
+export const LOCAL_DEFAULTS: RawInitFlags = {
+  domain: ['localhost'],
+  admin: [localUserName()],
+  tls: 'self-signed',
+  dhparam: 'ffdhe2048',
+  'http-port': 8080,
+  'https-port': 8443,
+  // The loopback ports keep their usual defaults (PORT_FLAGS).
+}
+
+/** The login name of local mode: yours when it is a valid hub user name, else "admin". */
+function localUserName(): string {
+  const name = os.userInfo().username.toLowerCase()
+  return /^[a-z_][a-z0-9_.-]{0,31}$/.test(name) && name !== 'root' ? name : 'admin'
+}
+
+async function readInput(file: string, flag: string): Promise<string> {
+  try {
+    return await fs.readFile(file, 'utf8')
+  } catch (error) {
+    throw usageError(`${flag} ${file} cannot be read (${(error as NodeJS.ErrnoException).code})`, `check the path and its permissions`)
+  }
+}

@@ -1,0 +1,394 @@
+import fs from 'node:fs/promises'
+
+import {ensureDir, readIfExists, writeFileAtomic} from '../files/atomic.js'
+import {CertStore, CertificateInfo, inspectPair} from '../tls/certstore.js'
+import {FFDHE2048_PEM, generateDhparam} from '../tls/dhparam.js'
+import {ExitCode, HubctlError} from '../errors.js'
+import {renderHubConfig} from '../config/hubconfig.js'
+import type {InitRequest} from './init-request.js'
+import {HubEnvPlan, HubEnvService, canMakeVenv, systemPython} from './hubenv.js'
+import {JupyterHubInstall, UserInterface, defaultUrlFor, detectJupyterHub, detectUserInterface, validateHubConfig, vulnerabilityWarning} from '../config/jupyterhub.js'
+import {Layout} from '../config/layout.js'
+import {acquireLock} from '../files/lock.js'
+import {Nginx, NginxInstall, detectNginx} from '../config/nginx.js'
+import {renderSite} from '../config/site.js'
+import {runningSupervisor} from '../stack/supervisor.js'
+import {checkDns, checkPorts, checkPrivileges} from './preflight.js'
+import {Runner, which} from '../runner.js'
+import {MissingPackage, PackagePlan, installPackages, packagesError, planPackages} from './syspkgs.js'
+import {assertTrusted} from './trust.js'
+import {SecretName, SecretStore, problemsError} from '../files/secrets.js'
+import {proxyExecutable} from '../stack/proxy.js'
+import {makeSelfSigned} from '../tls/selfsigned.js'
+import {AcmeSettings, PORT_FLAGS, PORT_NAMES, Ports, Settings, SettingsStore, SETTINGS_VERSION} from '../config/settings.js'
+import {PlannedFile, UnitContext, enableUnits, planLogrotate, planRenewalSchedule, planServiceUnit, systemdRuns, writePlanned} from '../config/units.js'
+
+/** How init shows its steps: a live list on a terminal, plain lines otherwise, nothing with --json. */
+export interface Reporter {
+  start(step: string): void
+  progress(step: string, text: string): void
+  done(step: string, detail: string): void
+  warn(text: string): void
+}
+
+export const silentReporter: Reporter = {start() {}, progress() {}, done() {}, warn() {}}
+
+export interface InitDeps {
+  layout: Layout
+  runner: Runner
+  reporter?: Reporter
+  units: UnitContext
+  /** Install the systemd unit and the schedule (off with --no-systemd / --no-schedule). */
+  systemd?: boolean
+  schedule?: boolean
+  dryRun?: boolean
+  /** Resolves DNS names (tests pass a fake). */
+  lookup?: (name: string) => Promise<string[]>
+  /** Makes fresh DH parameters (tests may pass a faster one). */
+  makeDhparam?: (bits: number, onProgress: (text: string) => void) => Promise<string>
+  /** Issues a Let's Encrypt certificate (provided by the certificates module). */
+  obtainCertificate?: (settings: Settings) => Promise<CertificateInfo>
+  /** With --tls letsencrypt: the ACME settings from the flags, kept in hubctl.json even when the current certificate is kept. */
+  acme?: AcmeSettings
+  /** --yes: agree to installing missing system packages without asking. */
+  yes?: boolean
+  /** Asks yes or no on a terminal (absent without one). */
+  confirm?: (message: string) => Promise<boolean>
+  /** Updates the ACME account's contact when --email changed and no certificate is ordered (an order does it itself). */
+  updateAccountContact?: (settings: Settings) => Promise<{message?: string; warning: boolean}>
+}
+
+export interface InitResult {
+  dryRun: boolean
+  prefix: string
+  jupyterhub: {executable: string; version: string}
+  nginx: {executable: string; version: string}
+  /** What init installed: system packages, and hubctl's JupyterHub environment (when --jupyterhub is not given). */
+  software: {packagesInstalled: string[]; environment?: {dir: string; versions: {jupyterhub: string; jupyterlab: string}; built: boolean}}
+  secrets: {created: SecretName[]; kept: SecretName[]}
+  certificate?: {mode: string; subject: string; issuer: string; notAfter: string; serial: string; reused: boolean; accountContact?: string}
+  files: Array<{file: string; action: 'written' | 'unchanged' | 'would write'}>
+  /** Local mode's generated login, shown once: only on the run that created it. */
+  login?: {url: string; user: string; password: string}
+  commands: string[]
+  warnings: string[]
+  next: string[]
+}
+
+interface SoftwarePlan {
+  nginxInstall: NginxInstall
+  /** nginx is installed (false: apt-get installs it). */
+  nginxFound: boolean
+  /** The JupyterHub to use: found, or as hubctl's environment will have it. */
+  jupyterhub: JupyterHubInstall
+  /** hubctl's own environment, when --jupyterhub is not given. */
+  hubEnv?: HubEnvPlan
+  packages: PackagePlan
+  /** What will be installed, in words (empty when nothing). */
+  steps: string[]
+}
+
+export const INIT_STEPS = ['preflight', 'software', 'secrets', 'certificate', 'render', 'install'] as const
+
+/**
+ * `hubctl init`: preflight → secrets → certificate → render and validate → install → summary.
+ * Everything that can be refused is refused before the first write; a second run changes no secret.
+ */
+export class InitService {
+  private readonly reporter: Reporter
+
+  constructor(private readonly deps: InitDeps) {
+    this.reporter = deps.reporter ?? silentReporter
+  }
+
+  async run(request: InitRequest): Promise<InitResult> {
+    const {layout, runner} = this.deps
+    const r = this.reporter
+    const files: InitResult['files'] = []
+    const commands: string[] = []
+    const warnings: string[] = []
+
+    // 1. preflight: nothing written yet.
+    r.start('preflight')
+    // Nothing root would load may be someone else's (checked before any program runs or directory is made).
+    await assertTrusted(layout, request.jupyterhub)
+    await checkPrivileges(layout, undefined, {create: !this.deps.dryRun})
+    const software = await this.planSoftware(request)
+    let {jupyterhub, nginxInstall} = software
+    const nginx = () => new Nginx(layout, nginxInstall, runner)
+    const nginxRunning = software.nginxFound && (await nginx().runningPid()) !== undefined
+    const previous = await new SettingsStore(layout).loadIfExists()
+    const stackRunning = (await runningSupervisor(layout)) !== undefined
+    // A port may already be held by nginx (http, https) or by this hub's own running stack; the
+    // standby ports never are (the standby runs only during a handover).
+    const heldBy: Record<keyof Ports, boolean> = {http: nginxRunning, https: nginxRunning, proxy: stackRunning, proxyApi: stackRunning, hub: stackRunning, proxyStandby: false, proxyStandbyApi: false}
+    warnings.push(...(await checkPorts(PORT_NAMES.map((name) => ({flag: PORT_FLAGS[name].flag, port: request.ports[name], heldOk: heldBy[name]})))))
+    for (const domain of request.domains) {
+      const warning = await checkDns(domain, this.deps.lookup)
+      if (warning) warnings.push(warning)
+    }
+    if (request.cert) inspectPair({fullchain: request.cert.fullchain, privkey: request.cert.privkey}, {cert: `--cert ${request.cert.certFile}`, key: `--key ${request.cert.keyFile}`})
+    let settings = this.settingsFor(request, jupyterhub, nginxInstall.executable, previous)
+    // Rendering checks every value can be written safely, before anything is (software still to
+    // be installed is rendered with the paths and versions it will have, and rendered again after).
+    let ui: UserInterface = software.hubEnv ? 'lab' : await detectUserInterface(runner, jupyterhub)
+    let hubConfig = await renderHubConfig(layout, settings, jupyterhub, defaultUrlFor(ui))
+    let site = await renderSite(layout, settings, nginxInstall)
+    const unitFiles = await this.plannedUnits()
+    if (software.packages.missing.length > 0 && !this.deps.dryRun) await this.consentToPackages(software.packages)
+    r.done('preflight', software.nginxFound && !software.hubEnv ? `JupyterHub ${jupyterhub.version}, nginx ${nginxInstall.version}` : `to install: ${software.steps.join('; ')}`)
+
+    const result: InitResult = {
+      dryRun: Boolean(this.deps.dryRun), prefix: layout.prefix,
+      jupyterhub: {executable: jupyterhub.executable, version: jupyterhub.version},
+      nginx: {executable: nginxInstall.executable, version: nginxInstall.version},
+      software: {packagesInstalled: [], environment: software.hubEnv ? {dir: software.hubEnv.dir, versions: software.hubEnv.versions, built: false} : undefined},
+      secrets: {created: [], kept: []}, files, commands, warnings, next: [],
+    }
+    if (this.deps.dryRun) return this.dryRun(result, settings, unitFiles, nginxRunning, software)
+
+    const lock = await acquireLock(layout.lockFile, 'init')
+    const abort = new AbortController()
+    try {
+      // 2. software: system packages (apt-get), then hubctl's JupyterHub and JupyterLab.
+      if (software.packages.missing.length > 0 || software.hubEnv) {
+        r.start('software')
+        if (software.packages.missing.length > 0) {
+          commands.push(...(await installPackages(runner, software.packages, (text) => r.progress('software', text))))
+          result.software.packagesInstalled = software.packages.missing.map((m) => m.name)
+          nginxInstall = await detectNginx(runner, request.nginx ?? 'nginx')
+        }
+        if (software.hubEnv) {
+          const env = new HubEnvService({layout, runner, onProgress: (text) => r.progress('software', text)})
+          const plan = await env.plan(await systemPython())
+          const {built} = await env.build(plan)
+          jupyterhub = await detectJupyterHub(runner, plan.jupyterhub)
+          await assertTrusted(layout, plan.jupyterhub)
+          result.software.environment = {dir: plan.dir, versions: plan.versions, built}
+        }
+        ui = await detectUserInterface(runner, jupyterhub)
+        settings = this.settingsFor(request, jupyterhub, nginxInstall.executable, previous)
+        hubConfig = await renderHubConfig(layout, settings, jupyterhub, defaultUrlFor(ui))
+        site = await renderSite(layout, settings, nginxInstall)
+        result.jupyterhub = {executable: jupyterhub.executable, version: jupyterhub.version}
+        result.nginx = {executable: nginxInstall.executable, version: nginxInstall.version}
+        const env = result.software.environment
+        r.done('software', [result.software.packagesInstalled.length > 0 ? `installed ${result.software.packagesInstalled.join(', ')}` : '', env ? `JupyterHub ${env.versions.jupyterhub}, JupyterLab ${env.versions.jupyterlab} in ${env.dir}${env.built ? '' : ' (already there)'}` : ''].filter(Boolean).join('; '))
+      }
+      if (ui === 'none') warnings.push(`the user servers' Python (${jupyterhub.singleuser}) has neither JupyterLab nor the classic notebook: users will get no interface; install jupyterlab beside it, or run init without --jupyterhub to use hubctl's own`)
+      const vulnerable = vulnerabilityWarning(jupyterhub)
+      if (vulnerable) warnings.push(`${vulnerable}; run init without --jupyterhub to use hubctl's JupyterHub (${HubEnvService.pinned(await new HubEnvService({layout, runner}).constraints()).jupyterhub}), or upgrade this one`)
+
+      // 3. secrets; fresh DH parameters are searched for by worker threads while the next steps go on.
+      r.start('secrets')
+      const secrets = new SecretStore(layout)
+      const dhProblems = await secrets.checkOne('dhparam')
+      const dhMissing = dhProblems.length === 1 && dhProblems[0].problem.endsWith('is missing')
+      if (dhProblems.length > 0 && !dhMissing) throw problemsError(dhProblems)
+      const tokens = await secrets.generateMissing(() => Promise.reject(new Error('unused')), ['cookieSecret', 'proxyAuthToken', 'apiToken'])
+      const dhWrite = dhMissing ? this.dhparamSource(request, abort.signal).then((pem) => secrets.write('dhparam', pem)) : Promise.resolve()
+      dhWrite.catch(() => {}) // awaited below; no unhandled rejection meanwhile
+      result.secrets = {created: [...tokens.created, ...(dhMissing ? ['dhparam' as const] : [])], kept: [...tokens.kept, ...(dhMissing ? [] : ['dhparam' as const])]}
+      if (settings.authenticator === 'dummy' || settings.authenticator === 'shared-password') {
+        const login = await secrets.ensureLoginPassword()
+        if (login.created) result.login = {url: this.url(settings), user: settings.admins[0], password: login.password}
+      }
+      r.done('secrets', tokens.created.length > 0 ? `created ${tokens.created.join(', ')}${dhMissing ? '; DH parameters under way' : ''}` : `tokens present, none changed${dhMissing ? '; DH parameters under way' : ''}`)
+
+      // 4. certificate
+      r.start('certificate')
+      result.certificate = await this.certificate(request, settings)
+      if (result.certificate.reused && request.tls === 'letsencrypt' && settings.email && settings.email !== previous?.email && this.deps.updateAccountContact) {
+        try {
+          const contact = await this.deps.updateAccountContact(settings)
+          if (contact.warning && contact.message) warnings.push(contact.message)
+          else if (contact.message) result.certificate.accountContact = contact.message
+        } catch (error) {
+          warnings.push(`the ACME account's contact was not changed to ${settings.email}: ${(error as Error).message}; the next renewal changes it`)
+        }
+      }
+      r.done('certificate', `${result.certificate.reused ? 'kept' : 'installed'} ${result.certificate.mode} certificate for ${request.domains.join(', ')}, valid until ${result.certificate.notAfter}`)
+
+      // 5. render and validate: the hub config is loaded by the JupyterHub it is for; nginx -t runs on the site.
+      r.start('render')
+      await ensureDir(layout.etcDir, 0o755)
+      await fs.mkdir(layout.hubConfigD, {recursive: true, mode: 0o755})
+      await fs.mkdir(layout.logDir, {recursive: true, mode: 0o755})
+      files.push(await this.installHubConfig(hubConfig, jupyterhub))
+      if (dhMissing) r.progress('render', 'waiting for the DH parameters')
+      await dhWrite
+      await nginx().writeMainConf()
+      await nginx().ensureAcmeWebroot()
+      const siteResult = await nginx().installSite(site)
+      files.push({file: layout.nginxSite, action: siteResult.changed ? 'written' : 'unchanged'})
+      if (!layout.isSystem) files.push({file: layout.nginxMainConf, action: 'written'})
+      await new SettingsStore(layout).save(settings)
+      files.push({file: layout.settings, action: 'written'})
+      r.done('render', 'jupyterhub_config.py loaded by JupyterHub, nginx -t passed')
+
+      // 6. install
+      r.start('install')
+      await writePlanned(unitFiles)
+      files.push(...unitFiles.map((planned) => ({file: planned.file, action: 'written' as const})))
+      if (layout.isSystem && (await systemdRuns()) && unitFiles.length > 0) {
+        commands.push(...(await enableUnits(runner, this.deps.systemd === false ? [] : ['jupyterhub.service'], unitFiles.some((f) => f.file === layout.renewTimer) ? ['hubctl-renew.timer'] : [])))
+      }
+      if (nginxRunning && (await nginx().reloadIfRunning())) commands.push('nginx -s reload')
+      r.done('install', commands.length > 0 ? commands.join('; ') : 'files in place')
+    } finally {
+      abort.abort()
+      await lock.release()
+    }
+    result.next = this.nextSteps(settings)
+    return result
+  }
+
+  /**
+   * Which nginx and JupyterHub init uses, and what must be installed first: nginx (apt) when none
+   * is on PATH and --nginx is not given; without --jupyterhub, hubctl's own environment of the
+   * pinned JupyterHub and JupyterLab (and python3-venv for it). Installs nothing.
+   */
+  private async planSoftware(request: InitRequest): Promise<SoftwarePlan> {
+    const {layout, runner} = this.deps
+    const missing: MissingPackage[] = []
+    let nginxInstall: NginxInstall
+    let nginxFound = true
+    if (request.nginx === undefined && !(await which('nginx'))) {
+      nginxFound = false
+      missing.push({name: 'nginx', why: 'the web server in front of the hub'})
+      nginxInstall = {executable: '/usr/sbin/nginx', version: 'to be installed', http2Directive: false}
+    } else {
+      nginxInstall = await detectNginx(runner, request.nginx ?? 'nginx')
+    }
+    if (request.jupyterhub !== undefined) {
+      return {nginxInstall, nginxFound, jupyterhub: await detectJupyterHub(runner, request.jupyterhub), packages: await planPackages(missing), steps: missing.map((m) => `apt-get install ${m.name}`)}
+    }
+    const python = await systemPython()
+    if (!python) missing.push({name: 'python3', why: 'the Python JupyterHub runs on'})
+    if (!python || !(await canMakeVenv(runner, python))) missing.push({name: 'python3-venv', why: 'to make the virtualenv of JupyterHub and JupyterLab'})
+    const hubEnv = await new HubEnvService({layout, runner}).plan(python)
+    const [major, minor] = hubEnv.versions.jupyterhub.split('.').map(Number)
+    const jupyterhub: JupyterHubInstall = {
+      executable: hubEnv.jupyterhub, version: hubEnv.versions.jupyterhub, major, minor,
+      singleuser: `${hubEnv.jupyterhub}-singleuser`, python: `${hubEnv.dir}/bin/python3`,
+    }
+    const steps = [
+      ...(missing.length > 0 ? [`apt-get install ${[...new Set(missing.map((m) => m.name))].join(' ')}`] : []),
+      ...(hubEnv.action === 'build' ? [`JupyterHub ${hubEnv.versions.jupyterhub} and JupyterLab ${hubEnv.versions.jupyterlab} into ${hubEnv.dir}`] : []),
+    ]
+    return {nginxInstall, nginxFound, jupyterhub, hubEnv, packages: await planPackages(missing), steps}
+  }
+
+  /** Missing system packages are installed only with consent: --yes, or yes on a terminal. */
+  private async consentToPackages(plan: PackagePlan): Promise<void> {
+    if (!plan.canInstall) {
+      throw packagesError(plan, (process.getuid?.() ?? 0) !== 0 ? 'hubctl installs system packages only as root' : 'hubctl installs system packages only with apt-get (Debian, Ubuntu)')
+    }
+    if (this.deps.yes) return
+    const question = `Install ${plan.missing.map((m) => m.name).join(', ')} with \`${plan.command}\`?`
+    if (this.deps.confirm && (await this.deps.confirm(question))) return
+    throw packagesError(plan, this.deps.confirm ? 'you declined to install them' : 'no terminal to ask on, and no --yes')
+  }
+
+  private settingsFor(request: InitRequest, jupyterhub: JupyterHubInstall, nginx: string, previous?: Settings): Settings {
+    const root = (process.getuid?.() ?? 0) === 0
+    return {
+      version: SETTINGS_VERSION,
+      domains: request.domains,
+      email: request.email,
+      admins: request.admins,
+      allowedUsers: request.allowedUsers,
+      authenticator: request.authenticator ?? (request.local ? (jupyterhub.major > 5 || (jupyterhub.major === 5 && jupyterhub.minor >= 1) ? 'shared-password' : 'dummy') : 'pam'),
+      spawner: request.spawner ?? (root ? 'local' : 'simple'),
+      tls: {mode: request.tls, acme: this.deps.acme ?? previous?.tls.acme},
+      ports: request.ports,
+      dhparam: {mode: request.dhparam, bits: request.dhparamBits},
+      executables: {jupyterhub: jupyterhub.executable, singleuser: jupyterhub.singleuser, nginx, node: process.execPath, proxy: proxyExecutable()},
+      jupyterhubVersion: jupyterhub.version,
+      nginxSupervised: !this.deps.layout.isSystem,
+      proxyTls: false,
+      local: request.local,
+    }
+  }
+
+  private dhparamSource(request: InitRequest, signal: AbortSignal): Promise<string> {
+    if (request.dhparam === 'ffdhe2048') return Promise.resolve(FFDHE2048_PEM)
+    const make = this.deps.makeDhparam ?? ((bits, onProgress) => generateDhparam(bits, {signal, onProgress: (p) => onProgress(`searching with ${p.workers} threads, ${Math.round(p.elapsedMs / 1000)}s`)}))
+    return make(request.dhparamBits, (text) => this.reporter.progress('render', `DH parameters: ${text}`))
+  }
+
+  private async certificate(request: InitRequest, settings: Settings): Promise<NonNullable<InitResult['certificate']>> {
+    const store = new CertStore(this.deps.layout)
+    const current = await store.currentInfo().catch(() => undefined)
+    const covers = current && request.domains.every((d) => current.domains.includes(d)) && new Date(current.notAfter).getTime() > Date.now() + 7 * 86_400_000
+    const summary = (info: CertificateInfo, reused: boolean) => ({mode: request.tls, subject: info.subject, issuer: info.issuer, notAfter: info.notAfter, serial: info.serial, reused})
+    if (request.tls === 'manual' && request.cert) {
+      if (current && current.fingerprint256 === inspectPair(request.cert).fingerprint256) return summary(current, true)
+      return summary(await store.install(request.cert), false)
+    }
+    if (request.tls === 'self-signed') {
+      if (current && covers && current.selfSigned) return summary(current, true)
+      return summary(await store.install(await makeSelfSigned(request.domains)), false)
+    }
+    if (current && covers && !current.selfSigned) return summary(current, true)
+    if (!this.deps.obtainCertificate) {
+      throw new HubctlError('Let\'s Encrypt issuance is not available in this build of hubctl', {exitCode: ExitCode.USAGE, fix: 'use --tls self-signed, or --tls manual with --cert and --key'})
+    }
+    return summary(await this.deps.obtainCertificate(settings), false)
+  }
+
+  /** Write the candidate config, have JupyterHub load it, then move it into place; a failing one never replaces a working one. */
+  private async installHubConfig(content: string, jupyterhub: Awaited<ReturnType<typeof detectJupyterHub>>): Promise<InitResult['files'][number]> {
+    const {layout, runner} = this.deps
+    if ((await readIfExists(layout.hubConfig)) === content) {
+      await validateHubConfig(runner, jupyterhub, layout.hubConfig)
+      return {file: layout.hubConfig, action: 'unchanged'}
+    }
+    await writeFileAtomic(layout.hubConfigCandidate, content, {mode: 0o644})
+    try {
+      await validateHubConfig(runner, jupyterhub, layout.hubConfigCandidate)
+      await fs.rename(layout.hubConfigCandidate, layout.hubConfig)
+    } finally {
+      await fs.rm(layout.hubConfigCandidate, {force: true})
+    }
+    return {file: layout.hubConfig, action: 'written'}
+  }
+
+  private async plannedUnits(): Promise<PlannedFile[]> {
+    const {layout, units} = this.deps
+    const withSystemd = await systemdRuns()
+    const planned: PlannedFile[] = []
+    if (this.deps.systemd !== false && withSystemd) planned.push(await planServiceUnit(layout, units))
+    if (this.deps.schedule !== false) planned.push(...(await planRenewalSchedule(layout, units, withSystemd)))
+    planned.push(await planLogrotate(layout))
+    return planned
+  }
+
+  private dryRun(result: InitResult, settings: Settings, units: PlannedFile[], nginxRunning: boolean, software: SoftwarePlan): InitResult {
+    const {layout} = this.deps
+    if (software.packages.missing.length > 0) result.commands.push('apt-get update', software.packages.command)
+    if (software.hubEnv?.action === 'build') {
+      result.commands.push(`${software.hubEnv.python} -m venv ${software.hubEnv.dir}`, `${software.hubEnv.dir}/bin/python3 -m pip install -c <hubctl>/python/constraints.txt jupyterhub==${software.hubEnv.versions.jupyterhub} jupyterlab==${software.hubEnv.versions.jupyterlab}`)
+      result.files.push({file: software.hubEnv.dir, action: 'would write'}, {file: layout.hubEnvCurrent, action: 'would write'})
+    }
+    const secretFiles = Object.values(layout.secretFiles)
+    for (const file of [...secretFiles, layout.fullchain, layout.privkey, layout.hubConfig, layout.nginxSite, layout.nginxSiteLink, ...(layout.isSystem ? [] : [layout.nginxMainConf]), layout.settings, ...units.map((u) => u.file)]) {
+      result.files.push({file, action: 'would write'})
+    }
+    result.commands.push(`${settings.executables.jupyterhub} (load ${layout.hubConfig})`, `${settings.executables.nginx} -t`)
+    if (nginxRunning) result.commands.push(`${settings.executables.nginx} -s reload`)
+    if (layout.isSystem && units.length > 0) result.commands.push('systemctl daemon-reload', 'systemctl enable jupyterhub.service', 'systemctl enable --now hubctl-renew.timer')
+    result.next = this.nextSteps(settings)
+    return result
+  }
+
+  private url(settings: Settings): string {
+    return `https://${settings.domains[0]}${settings.ports.https === 443 ? '' : `:${settings.ports.https}`}/`
+  }
+
+  private nextSteps(settings: Settings): string[] {
+    const {layout} = this.deps
+    const start = layout.isSystem ? 'systemctl start jupyterhub (or: hubctl start)' : `hubctl start --prefix ${layout.prefix}`
+    return [start, `open ${this.url(settings)} and log in as ${settings.admins[0]}`, `hubctl secrets check --prefix ${layout.prefix}`]
+  }
+}

@@ -1,0 +1,137 @@
+import {constants as fsConstants} from 'node:fs'
+import fs from 'node:fs/promises'
+import net from 'node:net'
+import os from 'node:os'
+
+import {ExitCode, HubctlError, errnoCode, preflightError} from '../errors.js'
+import {Layout, pathChain} from '../config/layout.js'
+import {Nginx, detectNginx} from '../config/nginx.js'
+import {Runner, which} from '../runner.js'
+import {SecretStore, problemsError} from '../files/secrets.js'
+import type {Settings} from '../config/settings.js'
+import {assertTrusted} from './trust.js'
+import {assertNoRootServers} from '../config/hubconfig.js'
+
+/**
+ * Root for the real system; for any other prefix, a directory we can create and write. With
+ * `create: false` (--dry-run) nothing is made: the prefix, or the nearest directory above it that
+ * exists, must be writable.
+ */
+export async function checkPrivileges(layout: Layout, uid = process.getuid?.() ?? 0, options: {create?: boolean} = {}): Promise<void> {
+  if (layout.isSystem) {
+    if (uid !== 0) throw preflightError('hubctl must run as root to set up JupyterHub under /', 'run it with sudo, or give --prefix a directory of your own (tests, local mode)')
+    return
+  }
+  try {
+    if (options.create === false) {
+      const existing = pathChain(layout.prefix).reverse()
+      let found: string | undefined
+      for (const dir of existing) {
+        if (await fs.stat(dir).then(() => true, () => false)) {
+          found = dir
+          break
+        }
+      }
+      await fs.access(found ?? '/', fsConstants.W_OK)
+      return
+    }
+    await fs.mkdir(layout.prefix, {recursive: true})
+    await fs.access(layout.prefix, fsConstants.W_OK)
+  } catch (error) {
+    throw new HubctlError(`cannot write to --prefix ${layout.prefix} (${errnoCode(error)})`, {exitCode: ExitCode.PREFLIGHT, fix: 'choose a directory you can write, or run as root'})
+  }
+}
+
+/** Whether something listens on the port (tries to bind it on all addresses). */
+export async function portInUse(port: number, host = '0.0.0.0'): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer()
+    server.once('error', (error) => {
+      const code = errnoCode(error)
+      if (code === 'EADDRINUSE') resolve(true)
+      else if (code === 'EACCES') resolve(false) // privileged port as non-root: nginx binds it, not us
+      else reject(error)
+    })
+    server.listen({port, host, exclusive: true}, () => server.close(() => resolve(false)))
+  })
+}
+
+export interface PortCheck {
+  flag: string
+  port: number
+  /** Who may already hold it without it being a problem (nginx on 80/443, our own running stack). */
+  heldOk: boolean
+}
+
+export async function checkPorts(checks: PortCheck[]): Promise<string[]> {
+  const notes: string[] = []
+  for (const check of checks) {
+    if (!(await portInUse(check.port))) continue
+    if (check.heldOk) {
+      notes.push(`port ${check.port} (${check.flag}) is held by the running stack`)
+      continue
+    }
+    throw preflightError(`port ${check.port} (${check.flag}) is already in use by another program`, `stop that program (ss -ltnp 'sport = :${check.port}' names it) or choose another ${check.flag}`)
+  }
+  return notes
+}
+
+/**
+ * The domain must resolve, and should resolve to this machine (a NAT address is not on any
+ * interface, so that is only a warning). localhost needs no DNS.
+ */
+export async function checkDns(domain: string, lookup: (name: string) => Promise<string[]> = defaultLookup): Promise<string | undefined> {
+  if (domain === 'localhost' || domain.endsWith('.localhost')) return undefined
+  let addresses: string[]
+  try {
+    addresses = await lookup(domain)
+  } catch {
+    throw preflightError(`${domain} does not resolve in DNS`, `create an A (and AAAA) record for ${domain} pointing at this machine, wait for it to propagate, then run the command again`)
+  }
+  const local = new Set(Object.values(os.networkInterfaces()).flat().map((i) => i?.address).filter(Boolean))
+  if (!addresses.some((address) => local.has(address))) {
+    return `${domain} resolves to ${addresses.join(', ')}, which is not an address of this machine (fine behind NAT; otherwise fix the DNS record before asking for a certificate)`
+  }
+  return undefined
+}
+
+async function defaultLookup(name: string): Promise<string[]> {
+  const dns = await import('node:dns/promises')
+  return (await dns.lookup(name, {all: true})).map((entry) => entry.address)
+}
+
+/** Whether this machine has IPv6 (nginx cannot listen on [::] without it). */
+export function hasIpv6(): boolean {
+  return Object.values(os.networkInterfaces()).flat().some((i) => i?.family === 'IPv6' && i.address === '::1')
+}
+
+/**
+ * What `hubctl start` checks before it runs anything: every secret as `hubctl secrets check` wants
+ * it (JupyterHub would otherwise exit on a group-readable cookie secret and the supervisor only
+ * see it crash), and, when hubctl runs nginx itself, `nginx -t` on the whole configuration (a
+ * broken site elsewhere would otherwise make nginx crash-loop behind a hub that reports ready).
+ */
+export async function checkBeforeStart(layout: Layout, settings: Settings, runner: Runner): Promise<void> {
+  // Nothing root runs or loads may be someone else's; no server of another user runs as root.
+  await assertTrusted(layout, settings.executables.jupyterhub)
+  assertNoRootServers(settings)
+  const problems = await new SecretStore(layout).check()
+  if (problems.length > 0) throw problemsError(problems)
+  // The JupyterHub init found, gone since (an upgrade, a removed virtualenv): named here, not met as five failed restarts.
+  if (settings.executables.jupyterhub && !(await which(settings.executables.jupyterhub))) {
+    throw preflightError(`the JupyterHub executable ${settings.executables.jupyterhub} recorded in ${layout.settings} is missing or not executable`, 'reinstall it, or run `hubctl init --jupyterhub PATH` again to record where it is now')
+  }
+  if (!settings.nginxSupervised) return
+  const install = await detectNginx(runner, settings.executables.nginx ?? 'nginx').catch((error: HubctlError) => {
+    throw preflightError(`${error.message} (hubctl.json names ${settings.executables.nginx ?? 'nginx'})`, 'reinstall nginx (apt-get install nginx), or run `hubctl init --nginx PATH` again to record where it is now')
+  })
+  const nginx = new Nginx(layout, install, runner)
+  const result = await nginx.test()
+  if (!result.ok) {
+    const line = result.output.split('\n').find((l) => /\[emerg\]|\[error\]|failed/.test(l)) ?? result.output.split('\n')[0]
+    throw new HubctlError(`nginx -t rejects the configuration under ${layout.prefix}: ${line.replace(/^nginx: /, '').trim()}`, {
+      exitCode: ExitCode.VALIDATION,
+      fix: 'fix what nginx names (another site in sites-enabled, a certificate, a port), then run `hubctl start` again; nothing was started',
+    })
+  }
+}

@@ -1,0 +1,138 @@
+import fs from 'node:fs/promises'
+
+import {readIfExists} from '../files/atomic.js'
+import type {Layout} from '../config/layout.js'
+import {processAlive} from '../processes.js'
+
+/*
+ * Who listens on a loopback port (Linux). hubctl sends a token, or takes a health answer, only
+ * from a listener it has verified is the process it started: any local user may bind a port the
+ * moment it is free (a restart of the hub, a stopped stack), and would then be sent hubctl's API
+ * token, the proxy's token, or be taken for a healthy hub.
+ *
+ * The kernel lists listening sockets in /proc/net/tcp and tcp6 with their inode and owner's uid;
+ * /proc/PID/fd of the process (and its descendants) holds `socket:[INODE]` for each socket it has.
+ * A port is the process's when every socket listening on it where a connection to 127.0.0.1 could
+ * land (127.0.0.1, 0.0.0.0, ::, ::ffff:127.0.0.1) is one of the process tree's.
+ */
+
+export interface PortOwner {
+  /** Every socket reachable at 127.0.0.1:port belongs to the process tree (and at least one listens). */
+  owned: boolean
+  /** Why not, in words (never a secret). */
+  problem?: string
+}
+
+const LISTEN = '0A'
+/** Local addresses whose listener a connection to 127.0.0.1 can reach, as /proc/net/tcp{,6} spell them. */
+const REACHABLE = new Set(['0100007F', '00000000', '00000000000000000000000000000000', '0000000000000000FFFF00000100007F'])
+
+interface Listener {
+  inode: string
+  uid: number
+}
+
+/** Sockets listening on `port` that a connection to 127.0.0.1:port could reach. */
+export async function listenersOn(port: number): Promise<Listener[]> {
+  const found: Listener[] = []
+  const portHex = port.toString(16).toUpperCase().padStart(4, '0')
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    const text = await fs.readFile(table, 'utf8').catch(() => '')
+    for (const line of text.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/)
+      if (fields.length < 10 || fields[3] !== LISTEN) continue
+      const [address, localPort] = fields[1].split(':')
+      if (localPort !== portHex || !REACHABLE.has(address)) continue
+      found.push({inode: fields[9], uid: Number(fields[7])})
+    }
+  }
+  return found
+}
+
+/** The socket inodes `pid` holds open. */
+async function socketInodes(pid: number): Promise<Set<string>> {
+  const inodes = new Set<string>()
+  const fdDir = `/proc/${pid}/fd`
+  const fds = await fs.readdir(fdDir).catch(() => [] as string[])
+  await Promise.all(fds.map(async (fd) => {
+    const target = await fs.readlink(`${fdDir}/${fd}`).catch(() => '')
+    const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1]
+    if (inode) inodes.add(inode)
+  }))
+  return inodes
+}
+
+/** Every process whose parent chain leads to `pid`. */
+async function descendants(pid: number): Promise<number[]> {
+  const parents = new Map<number, number[]>()
+  const entries = (await fs.readdir('/proc').catch(() => [] as string[])).filter((name) => /^\d+$/.test(name))
+  await Promise.all(entries.map(async (name) => {
+    const stat = await fs.readFile(`/proc/${name}/stat`, 'utf8').catch(() => '')
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+    if (!Number.isInteger(ppid)) return
+    parents.set(ppid, [...(parents.get(ppid) ?? []), Number(name)])
+  }))
+  const out: number[] = []
+  const queue = [...(parents.get(pid) ?? [])]
+  for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
+    out.push(next)
+    queue.push(...(parents.get(next) ?? []))
+  }
+  return out
+}
+
+/** Who holds a socket inode (root sees every process; others their own): pid, for an error message. */
+async function holderOf(inode: string): Promise<number | undefined> {
+  const entries = (await fs.readdir('/proc').catch(() => [] as string[])).filter((name) => /^\d+$/.test(name))
+  for (const name of entries) {
+    if ((await socketInodes(Number(name))).has(inode)) return Number(name)
+  }
+  return undefined
+}
+
+/** Whether `pid` (or a process it started) is what listens on 127.0.0.1:port. */
+export async function portOwnedBy(port: number, pid: number | null | undefined): Promise<PortOwner> {
+  const listeners = await listenersOn(port)
+  if (listeners.length === 0) return {owned: false, problem: `nothing listens on port ${port}`}
+  if (!pid) return {owned: false, problem: `port ${port} is held by ${await describe(listeners[0])}, not by a process hubctl started`}
+  let ours = await socketInodes(pid)
+  if (!listeners.every((listener) => ours.has(listener.inode))) {
+    const tree = await descendants(pid)
+    ours = new Set([...ours, ...(await Promise.all(tree.map(socketInodes))).flatMap((set) => [...set])])
+  }
+  const foreign = listeners.find((listener) => !ours.has(listener.inode))
+  if (foreign) return {owned: false, problem: `port ${port} is held by ${await describe(foreign)}, not by the process hubctl started (pid ${pid})`}
+  return {owned: true}
+}
+
+async function describe(listener: Listener): Promise<string> {
+  const pid = await holderOf(listener.inode)
+  return `another program (${pid ? `pid ${pid}, ` : ''}uid ${listener.uid})`
+}
+
+/**
+ * For commands other than the supervisor: the child `name` recorded in the supervisor's
+ * state.json runs (same pid and start time) and is what listens on `port`. Undefined when so;
+ * otherwise the problem, in words.
+ */
+export async function verifyRecordedListener(layout: Layout, name: 'hub' | 'proxy', port: number): Promise<string | undefined> {
+  const child = await recordedChild(layout, name)
+  if (!child) return `hubctl runs no ${name} under ${layout.prefix}`
+  const owner = await portOwnedBy(port, child.pid)
+  return owner.owned ? undefined : owner.problem
+}
+
+/** The running child `name` of the supervisor's state.json (state.json is read here, not through supervisor.ts, which imports this module's users). */
+export async function recordedChild(layout: Layout, name: 'hub' | 'proxy'): Promise<{pid: number; startTime: string | null} | undefined> {
+  let child: {pid?: unknown; startTime?: unknown} | undefined
+  try {
+    const state = JSON.parse((await readIfExists(layout.stateFile)) ?? 'null') as Record<string, {pid?: unknown; startTime?: unknown}> | null
+    child = state?.[name]
+  } catch {
+    return undefined
+  }
+  const pid = Number(child?.pid)
+  if (!Number.isInteger(pid) || pid <= 0) return undefined
+  const startTime = typeof child?.startTime === 'string' ? child.startTime : null
+  return (await processAlive(pid, startTime)) ? {pid, startTime} : undefined
+}

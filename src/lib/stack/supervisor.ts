@@ -1,0 +1,1604 @@
+import {ChildProcess, SpawnOptions, spawn as nodeSpawn} from 'node:child_process'
+import {randomBytes} from 'node:crypto'
+import fs from 'node:fs/promises'
+import net from 'node:net'
+import path from 'node:path'
+
+import {ensureLogFile, readIfExists, writeFileAtomic} from '../files/atomic.js'
+import {ExitCode, ExitCodeValue, HubctlError, errnoCode} from '../errors.js'
+import {HubApi, HubApiError, FetchLike, checkHealth, hubApiUrl, hubHealthUrl, keepAlive, proxyApiUrl} from './hubapi.js'
+import {Layout} from '../config/layout.js'
+import {PortOwner, portOwnedBy, recordedChild} from './listeners.js'
+import {acquireLock} from '../files/lock.js'
+import {Nginx} from '../config/nginx.js'
+import {hasProc, procStartTime, processAlive} from '../processes.js'
+import {proxyExecutable, seededStoreModule} from './proxy.js'
+import {execaRunner} from '../runner.js'
+import {SecretStore} from '../files/secrets.js'
+import {ProxyRoute, ServerWatchSummary, ServerWatcher, ServersReport, StatusServer, createServerWatcher, proxyRoutes, serversForStatus} from './servers.js'
+import {PORT_FLAGS, Ports, Settings} from '../config/settings.js'
+
+/*
+ * hubctl's process supervisor: configurable-http-proxy, then JupyterHub, then (for a prefix other
+ * than /) nginx in the foreground. Each child is restarted with exponential backoff when it exits;
+ * after the proxy comes back the hub is asked at once (POST /hub/api/proxy) to re-add every route.
+ * User servers are the hub's children, in sessions of their own: shutting the supervisor down
+ * leaves them running (cleanup_servers = False); `hubctl stop` stops them through the hub first.
+ *
+ * Nothing here imports oclif: clock, spawn, fetch and the event log are parameters.
+ */
+
+export const CHILD_NAMES = ['proxy', 'hub', 'nginx'] as const
+export type ChildName = (typeof CHILD_NAMES)[number]
+
+/**
+ * Shutdown order: the hub first (it may talk to the proxy while it stops), then nginx (so that it
+ * never sends a request to a proxy port already given up), then the proxy; the standby last.
+ */
+const SHUTDOWN_ORDER: ChildName[] = ['hub', 'nginx', 'proxy']
+
+export interface Clock {
+  now(): number
+  /** Resolves after `ms`, or at once when `signal` aborts (never rejects). */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>
+}
+
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  sleep: (ms, signal) => new Promise((resolve) => {
+    if (signal?.aborted) return resolve()
+    const timer = setTimeout(done, ms)
+    function done() {
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', done)
+      resolve()
+    }
+    signal?.addEventListener('abort', done, {once: true})
+  }),
+}
+
+export type SpawnFn = (command: string, args: readonly string[], options: SpawnOptions) => ChildProcess
+
+export interface SupervisorEvent {
+  at: string
+  level: 'info' | 'warn' | 'error'
+  event: string
+  message: string
+  child?: ChildName
+  pid?: number
+}
+
+export type EventLog = (event: SupervisorEvent) => void
+
+/** One supervised program. Secrets travel in `env` only, never in `args`. */
+export interface ChildSpec {
+  name: ChildName
+  command: string
+  args: string[]
+  env: NodeJS.ProcessEnv
+  cwd?: string
+  /** Its standard output and error are appended here. */
+  logFile: string
+  /** Kill what is left of its process group when it exits (nginx workers outliving a killed master). */
+  killGroup?: boolean
+}
+
+export interface SupervisorTimings {
+  /** First restart delay; doubled for each restart in a row. */
+  backoffInitialMs: number
+  backoffMaxMs: number
+  /** A child that ran this long has its backoff reset. */
+  stableMs: number
+  /** This many unexpected restarts within `crashLoopWindowMs` is a crash loop. */
+  crashLoopRestarts: number
+  crashLoopWindowMs: number
+  /** SIGTERM, then SIGKILL after this long. */
+  stopTimeoutMs: number
+  /** How long the hub may take to answer /hub/health at start. */
+  healthTimeoutMs: number
+  healthIntervalMs: number
+  pollMs: number
+}
+
+export const DEFAULT_TIMINGS: SupervisorTimings = {
+  backoffInitialMs: 100,
+  backoffMaxMs: 30_000,
+  stableMs: 60_000,
+  crashLoopRestarts: 5,
+  crashLoopWindowMs: 120_000,
+  stopTimeoutMs: 10_000,
+  healthTimeoutMs: 180_000,
+  healthIntervalMs: 5000,
+  pollMs: 50,
+}
+
+export interface ChildState {
+  pid: number | null
+  /** The kernel's start time of `pid` (/proc/PID/stat field 22), so that a reused pid is not taken for it. */
+  startTime: string | null
+  running: boolean
+  startedAt: string | null
+  /** Unexpected exits that were restarted. */
+  restarts: number
+  crashLoop: boolean
+  lastExit: {code: number | null; signal: string | null; at: string; error?: string} | null
+  healthy?: boolean
+  log: string
+}
+
+export interface SupervisorState {
+  version: 1
+  prefix: string
+  supervisor: {pid: number; startTime: string | null; startedAt: string; ready: boolean; readyAt: string | null; readySeconds: number | null; stopping: boolean; stoppedAt: string | null}
+  proxy: ChildState
+  hub: ChildState
+  nginx?: ChildState
+  /** Completed `hubctl restart`s (SIGHUP). */
+  reloads: number
+  lastReload: {at: string; ok: boolean; seconds: number; error?: string} | null
+  /** The last time routes were restored after the proxy came back. */
+  lastRouteSync: {at: string; ok: boolean; seconds: number} | null
+  /** The last check of the user servers (servers.ts): route probes, culls, clean-ups. */
+  servers?: ServersReport | null
+  /** The last request of another hubctl command (secrets rotate) and how it ended. */
+  lastControl?: ControlResult | null
+  /** The standby proxy (so that a successor can stop it after a kill -9). */
+  standby?: {pid: number; startTime: string | null; restarts?: number} | null
+  updatedAt: string
+}
+
+/**
+ * What another hubctl command may ask of the running supervisor (control.json, then SIGUSR2):
+ * `proxy-token` replaces the proxy by one started with the token now in its file, without a
+ * failed request; `restart-hub` restarts the hub alone (it reads its secrets at start).
+ */
+export const CONTROL_ACTIONS = ['proxy-token', 'restart-hub'] as const
+export type ControlAction = (typeof CONTROL_ACTIONS)[number]
+
+export interface ControlRequest {
+  id: string
+  action: ControlAction
+  at: string
+}
+
+export interface ControlResult {
+  id: string
+  action: ControlAction
+  ok: boolean
+  at: string
+  seconds: number
+  error?: string
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+function signalPid(pid: number, signal: NodeJS.Signals): boolean {
+  try {
+    process.kill(pid, signal)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** SIGTERM, wait, SIGKILL: for processes hubctl did not spawn itself (leftovers, a detached supervisor). */
+export async function terminatePid(pid: number, startTime: string | null | undefined, options: {clock?: Clock; timeoutMs?: number; pollMs?: number; group?: boolean} = {}): Promise<'exited' | 'killed' | 'gone'> {
+  const clock = options.clock ?? systemClock
+  if (!(await processAlive(pid, startTime))) return 'gone'
+  signalPid(pid, 'SIGTERM')
+  const deadline = clock.now() + (options.timeoutMs ?? DEFAULT_TIMINGS.stopTimeoutMs)
+  while (clock.now() < deadline) {
+    if (!(await processAlive(pid, startTime))) {
+      if (options.group) signalPid(-pid, 'SIGKILL')
+      return 'exited'
+    }
+    await clock.sleep(options.pollMs ?? DEFAULT_TIMINGS.pollMs)
+  }
+  signalPid(pid, 'SIGKILL')
+  if (options.group) signalPid(-pid, 'SIGKILL')
+  while (await processAlive(pid, startTime)) await clock.sleep(options.pollMs ?? DEFAULT_TIMINGS.pollMs)
+  return 'killed'
+}
+
+// ---------------------------------------------------------------------------------------------
+// State and pid file
+
+export async function readState(layout: Layout): Promise<SupervisorState | undefined> {
+  const text = await readIfExists(layout.stateFile)
+  if (text === undefined) return undefined
+  try {
+    const state = JSON.parse(text) as SupervisorState
+    return state && typeof state === 'object' && state.version === 1 ? state : undefined
+  } catch {
+    return undefined
+  }
+}
+
+
+/** The running supervisor of this prefix, from its pid file (checked against /proc and state.json). */
+export async function runningSupervisor(layout: Layout): Promise<{pid: number; startTime: string | null} | undefined> {
+  const text = await readIfExists(layout.pidFile)
+  const pid = Number(text?.trim())
+  if (!Number.isInteger(pid) || pid <= 0) return undefined
+  const state = await readState(layout)
+  const startTime = state?.supervisor.pid === pid ? state.supervisor.startTime : null
+  if (!(await processAlive(pid, startTime))) return undefined
+  if (startTime === null && !(await looksLikeHubctl(pid))) return undefined
+  return {pid, startTime}
+}
+
+async function looksLikeHubctl(pid: number): Promise<boolean> {
+  try {
+    const cmdline = (await fs.readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0')
+    return cmdline.some((arg) => /hubctl|run\.js/.test(arg)) && cmdline.includes('start')
+  } catch {
+    return !(await hasProc())
+  }
+}
+
+/** Write this process's pid to the pid file, refusing when another supervisor runs for the prefix. */
+export async function claimPidFile(layout: Layout): Promise<void> {
+  const lock = await acquireLock(layout.lockFile, 'hubctl start', {waitMs: 10_000})
+  try {
+    const other = await runningSupervisor(layout)
+    if (other && other.pid !== process.pid) throw alreadyRunning(layout, other.pid)
+    await fs.mkdir(layout.runDir, {recursive: true, mode: 0o755})
+    await writeFileAtomic(layout.pidFile, `${process.pid}\n`, {mode: 0o644})
+  } finally {
+    await lock.release()
+  }
+}
+
+export function alreadyRunning(layout: Layout, pid: number): HubctlError {
+  return new HubctlError(`a hubctl supervisor already runs for the hub under ${layout.prefix} (pid ${pid})`, {exitCode: ExitCode.LOCKED, fix: 'see `hubctl status`; use `hubctl restart` or `hubctl stop` first'})
+}
+
+async function releasePidFile(layout: Layout): Promise<void> {
+  const text = await readIfExists(layout.pidFile)
+  if (Number(text?.trim()) === process.pid) await fs.rm(layout.pidFile, {force: true})
+}
+
+// ---------------------------------------------------------------------------------------------
+// What runs
+
+/**
+ * The operator's environment less the secrets JupyterHub and the proxy would take from it over
+ * the files: JPY_COOKIE_SECRET overrides cookie_secret_file and CONFIGPROXY_AUTH_TOKEN the proxy
+ * token, so a rotation would silently have no effect. (JUPYTERHUB_CRYPT_KEY is the operator's own
+ * and stays.) The proxy gets its token from the file, added by proxySpec().
+ */
+function withoutProxySecrets(baseEnv: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const cleanEnv = {...baseEnv}
+  delete cleanEnv.CONFIGPROXY_AUTH_TOKEN
+  delete cleanEnv.JPY_COOKIE_SECRET
+  delete cleanEnv.HUBCTL_PROXY_SEED
+  return cleanEnv
+}
+
+/**
+ * configurable-http-proxy on its own ports, or the standby's. With `seedFile` it starts with the
+ * routes in that file (proxy/seeded-store.cjs), so that it routes users right from its first request.
+ */
+export function proxySpec(layout: Layout, settings: Settings, proxyToken: string, options: {baseEnv?: NodeJS.ProcessEnv; standby?: boolean; seedFile?: string} = {}): ChildSpec {
+  const {ports} = settings
+  const env: NodeJS.ProcessEnv = {...withoutProxySecrets(options.baseEnv ?? process.env), CONFIGPROXY_AUTH_TOKEN: proxyToken}
+  if (options.seedFile) env.HUBCTL_PROXY_SEED = options.seedFile
+  return {
+    name: 'proxy',
+    command: process.execPath,
+    args: [
+      proxyExecutable(),
+      '--ip', '127.0.0.1', '--port', String(options.standby ? ports.proxyStandby : ports.proxy),
+      '--api-ip', '127.0.0.1', '--api-port', String(options.standby ? ports.proxyStandbyApi : ports.proxyApi),
+      '--error-target', `http://127.0.0.1:${ports.hub}/hub/error`,
+      '--default-target', `http://127.0.0.1:${ports.hub}`,
+      ...(options.seedFile ? ['--storage-backend', seededStoreModule()] : []),
+    ],
+    env,
+    logFile: layout.proxyLog,
+  }
+}
+
+/** The programs for these settings. The proxy's token is in its environment only. */
+export function childSpecs(layout: Layout, settings: Settings, proxyToken: string, baseEnv: NodeJS.ProcessEnv = process.env): ChildSpec[] {
+  const cleanEnv = withoutProxySecrets(baseEnv)
+  const specs: ChildSpec[] = [
+    proxySpec(layout, settings, proxyToken, {baseEnv}),
+    {
+      name: 'hub',
+      command: settings.executables.jupyterhub,
+      args: ['-f', layout.hubConfig],
+      env: cleanEnv,
+      cwd: layout.srvDir,
+      logFile: layout.hubLog,
+    },
+  ]
+  if (settings.nginxSupervised && !layout.isSystem) {
+    const executable = settings.executables.nginx ?? 'nginx'
+    const nginx = new Nginx(layout, {executable, version: '', http2Directive: false}, execaRunner)
+    specs.push({
+      name: 'nginx',
+      command: executable,
+      args: [...nginx.configArgs(), '-g', 'daemon off;'],
+      env: cleanEnv,
+      cwd: layout.prefix,
+      logFile: layout.nginxErrorLog,
+      killGroup: true,
+    })
+  }
+  return specs
+}
+
+/** The standby proxy: always beside the proxy while the stack runs. */
+interface Standby {
+  proc: ChildProcess
+  pid: number
+  startTime: string | null
+  exited: Promise<void>
+  /** Its API token: its own, in memory and its environment only. */
+  token: string
+  /** Set before hubctl stops it: its exit is not a crash. */
+  intentional: boolean
+}
+
+/** Whether the standby's route has the proxy's target and data (last_activity aside). */
+function sameRoute(have: ProxyRoute | undefined, want: Record<string, unknown>): boolean {
+  if (!have) return false
+  const {last_activity: _ignored, ...rest} = have as ProxyRoute & {last_activity?: unknown}
+  const keys = new Set([...Object.keys(rest), ...Object.keys(want)])
+  return [...keys].every((key) => JSON.stringify((rest as Record<string, unknown>)[key]) === JSON.stringify(want[key]))
+}
+
+interface ChildRuntime {
+  spec: ChildSpec
+  proc?: ChildProcess
+  pid?: number
+  startTime?: string
+  startedAt?: string
+  runningSince: number
+  restarts: number
+  consecutive: number
+  recent: number[]
+  crashLoop: boolean
+  lastExit: ChildState['lastExit']
+  healthy?: boolean
+  /** Set before hubctl itself stops the child: its exit is not a crash. */
+  intentional: boolean
+  exited: Promise<void>
+  restartPending: boolean
+  /** The backoff of an exit during a restart under way (it exited while being started): restarted after that one. */
+  restartAgainMs?: number
+}
+
+export interface SupervisorDeps {
+  layout: Layout
+  settings: Settings
+  /** Defaults to the prefix's SecretStore. */
+  secrets?: Pick<SecretStore, 'read'>
+  spawn?: SpawnFn
+  clock?: Clock
+  fetch?: FetchLike
+  log?: EventLog
+  timings?: Partial<SupervisorTimings>
+  env?: NodeJS.ProcessEnv
+  /** Replaces childSpecs() (tests). */
+  specs?: ChildSpec[]
+  /** Stop user servers idle longer than this (`hubctl start --cull-idle`). */
+  cullIdleMs?: number
+  /** Replaces the ServerWatcher made from the settings (tests). */
+  watcher?: Pick<ServerWatcher, 'tick'>
+  /**
+   * Whether `pid` (or a process it started) is what listens on 127.0.0.1:port (listeners.ts; tests
+   * replace it). A health answer counts, and a token is sent, only when it is.
+   */
+  ownsPort?: (port: number, pid: number | undefined) => Promise<PortOwner>
+  /** Keep the standby proxy running beside the proxy (default: unless `specs` replaces the programs). */
+  standby?: boolean
+}
+
+export interface SupervisorResult {
+  pid: number
+  readySeconds: number | null
+  restarts: Record<string, number>
+  reloads: number
+}
+
+export class Supervisor {
+  readonly layout: Layout
+  readonly settings: Settings
+  private readonly spawnFn: SpawnFn
+  private readonly clock: Clock
+  private readonly fetchFn: FetchLike
+  private readonly emit: EventLog
+  private readonly timings: SupervisorTimings
+  private readonly secrets: Pick<SecretStore, 'read'>
+  private readonly children = new Map<ChildName, ChildRuntime>()
+  private readonly shutdownController = new AbortController()
+  private stopRequested!: () => void
+  private readonly stopPromise: Promise<void>
+  private failure?: HubctlError
+  private stopping = false
+  private ready = false
+  private readyAt: string | null = null
+  private readySeconds: number | null = null
+  private startedAt = ''
+  private startedAtMs = 0
+  private selfStartTime: string | null = null
+  private reloads = 0
+  private lastReload: SupervisorState['lastReload'] = null
+  private lastRouteSync: SupervisorState['lastRouteSync'] = null
+  private reloadQueue: Promise<void> = Promise.resolve()
+  /** The token the running proxy was started with (the hub is told it after each proxy start). */
+  private proxyToken = ''
+  private lastControl: ControlResult | null = null
+  private routesSnapshot?: Record<string, ProxyRoute>
+  private standby?: Standby
+  private standbyRestarts = 0
+  private standbyConsecutive = 0
+  private readonly standbyEnabled: boolean
+  private readonly ownsPort: (port: number, pid: number | undefined) => Promise<PortOwner>
+  /** Why the last health answer on the hub's port was not taken (another program holds it). */
+  private hubPortProblem?: string
+  private stateQueue: Promise<void> = Promise.resolve()
+  private api?: HubApi
+
+  constructor(private readonly deps: SupervisorDeps) {
+    this.layout = deps.layout
+    this.settings = deps.settings
+    this.spawnFn = deps.spawn ?? nodeSpawn
+    this.clock = deps.clock ?? systemClock
+    this.fetchFn = deps.fetch ?? fetch
+    this.emit = deps.log ?? (() => {})
+    this.timings = {...DEFAULT_TIMINGS, ...deps.timings}
+    this.secrets = deps.secrets ?? new SecretStore(deps.layout)
+    this.standbyEnabled = deps.standby ?? deps.specs === undefined
+    this.ownsPort = deps.ownsPort ?? ((port, pid) => portOwnedBy(port, pid))
+    this.stopPromise = new Promise((resolve) => {
+      this.stopRequested = resolve
+    })
+  }
+
+  /** Start everything, supervise until stop() (SIGTERM/SIGINT), then shut down. Throws when the stack never became ready. */
+  async run(): Promise<SupervisorResult> {
+    this.startedAtMs = this.clock.now()
+    this.startedAt = new Date(this.startedAtMs).toISOString()
+    this.selfStartTime = (await procStartTime(process.pid)) ?? null
+    try {
+      const specs = await this.prepare()
+      for (const spec of specs) this.children.set(spec.name, this.newRuntime(spec))
+      this.log('info', 'starting', `supervising the hub under ${this.layout.prefix} (pid ${process.pid})`)
+      await this.launch(this.child('proxy'))
+      await this.waitForProxyApi()
+      await this.launch(this.child('hub'))
+      // While the hub starts: the standby holds its ports before nginx can send it anything.
+      if (this.standbyEnabled) await this.startStandby()
+      if (this.children.has('nginx')) await this.launch(this.child('nginx'))
+      await this.waitReady()
+      if (!this.stopping) {
+        this.ready = true
+        this.readySeconds = round((this.clock.now() - this.startedAtMs) / 1000)
+        this.readyAt = new Date().toISOString()
+        this.log('info', 'ready', `ready in ${this.readySeconds}s: the hub answers /hub/health through the proxy at http://127.0.0.1:${this.settings.ports.proxy}/`)
+        await this.writeState()
+        void this.monitor()
+        await this.stopPromise
+      }
+    } catch (error) {
+      this.fail(error instanceof HubctlError ? error : new HubctlError(`supervisor failed: ${(error as Error).message}`, {exitCode: ExitCode.INTERNAL, cause: error}))
+    }
+    await this.shutdown()
+    if (this.failure) throw this.failure
+    return {pid: process.pid, readySeconds: this.readySeconds, restarts: Object.fromEntries([...this.children].map(([name, child]) => [name, child.restarts])), reloads: this.reloads}
+  }
+
+  /** Ask for a shutdown (SIGTERM, SIGINT); run() resolves once everything stopped. */
+  stop(reason = 'stop requested'): void {
+    if (this.stopping) return
+    this.log('info', 'stopping', reason)
+    this.stopping = true
+    this.shutdownController.abort()
+    this.stopRequested()
+  }
+
+  /** Restart the proxy and the hub (SIGHUP), keeping user servers and their routes; nginx reloads. */
+  restart(): Promise<void> {
+    this.reloadQueue = this.reloadQueue.then(() => this.doRestart())
+    return this.reloadQueue
+  }
+
+  /** The state as written to state.json. */
+  snapshot(): SupervisorState {
+    const childState = (child: ChildRuntime): ChildState => ({
+      pid: child.pid ?? null,
+      startTime: child.startTime ?? null,
+      running: child.proc !== undefined,
+      startedAt: child.startedAt ?? null,
+      restarts: child.restarts,
+      crashLoop: child.crashLoop,
+      lastExit: child.lastExit,
+      ...(child.spec.name === 'hub' ? {healthy: Boolean(child.healthy)} : {}),
+      log: child.spec.logFile,
+    })
+    const nginx = this.children.get('nginx')
+    return {
+      version: 1,
+      prefix: this.layout.prefix,
+      supervisor: {pid: process.pid, startTime: this.selfStartTime, startedAt: this.startedAt, ready: this.ready, readyAt: this.readyAt, readySeconds: this.readySeconds, stopping: this.stopping, stoppedAt: null},
+      proxy: childState(this.child('proxy')),
+      hub: childState(this.child('hub')),
+      ...(nginx ? {nginx: childState(nginx)} : {}),
+      reloads: this.reloads,
+      lastReload: this.lastReload,
+      lastRouteSync: this.lastRouteSync,
+      servers: this.serversReport ?? null,
+      lastControl: this.lastControl,
+      standby: this.standby ? {pid: this.standby.pid, startTime: this.standby.startTime, restarts: this.standbyRestarts} : null,
+      updatedAt: new Date().toISOString(),
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  private async prepare(): Promise<ChildSpec[]> {
+    const {jupyterhub} = this.settings.executables
+    if (jupyterhub.includes('/') && !path.isAbsolute(jupyterhub)) {
+      throw new HubctlError(`${this.layout.settings} names the JupyterHub executable by a relative path (${jupyterhub})`, {exitCode: ExitCode.USAGE, fix: 'run `hubctl init` again with --jupyterhub and an absolute path'})
+    }
+    await fs.mkdir(this.layout.logDir, {recursive: true, mode: 0o755})
+    // Every log 0640 or tighter, nginx's before nginx makes them 0644 itself.
+    for (const file of [this.layout.hubLog, this.layout.proxyLog, ...(this.settings.nginxSupervised && !this.layout.isSystem ? [this.layout.nginxAccessLog, this.layout.nginxErrorLog] : [])]) await ensureLogFile(file)
+    await fs.mkdir(this.layout.runDir, {recursive: true, mode: 0o755})
+    await this.stopLeftovers()
+    await this.checkPorts()
+    const proxyToken = await this.secrets.read('proxyAuthToken')
+    this.proxyToken = proxyToken
+    const backups = new SecretStore(this.layout)
+    this.api = new HubApi({baseUrl: hubApiUrl(this.settings), token: () => this.secrets.read('apiToken'), fallbackToken: () => backups.latestBackup('apiToken'), verify: () => this.verifyOwnPort('hub', this.settings.ports.hub, 'its API token'), fetch: this.fetchFn, timeoutMs: 10_000})
+    return this.deps.specs ?? childSpecs(this.layout, this.settings, proxyToken, this.deps.env)
+  }
+
+  /** Children of a supervisor that died without stopping them (kill -9): stop them before starting anew. */
+  private async stopLeftovers(): Promise<void> {
+    const previous = await readState(this.layout)
+    if (!previous || previous.supervisor.pid === process.pid) return
+    if (await processAlive(previous.supervisor.pid, previous.supervisor.startTime)) return
+    if (previous.standby && (await processAlive(previous.standby.pid, previous.standby.startTime))) {
+      this.log('warn', 'leftover', `stopping the standby proxy left running by a supervisor that died (pid ${previous.standby.pid})`, 'proxy', previous.standby.pid)
+      await terminatePid(previous.standby.pid, previous.standby.startTime, {clock: this.clock, timeoutMs: this.timings.stopTimeoutMs, pollMs: this.timings.pollMs})
+    }
+    for (const name of SHUTDOWN_ORDER) {
+      const child = previous[name]
+      if (!child?.pid || !(await processAlive(child.pid, child.startTime))) continue
+      this.log('warn', 'leftover', `stopping ${label(name)} left running by a supervisor that died (pid ${child.pid})`, name, child.pid)
+      await terminatePid(child.pid, child.startTime, {clock: this.clock, timeoutMs: this.timings.stopTimeoutMs, pollMs: this.timings.pollMs, group: name === 'nginx'})
+    }
+  }
+
+  /** Every port hubctl is about to listen on must be free: a program already there would answer in our place. */
+  private async checkPorts(): Promise<void> {
+    const {ports} = this.settings
+    const wanted: Array<[keyof Ports, string]> = [
+      ['proxy', 'configurable-http-proxy'],
+      ['proxyApi', 'the proxy API'],
+      ['hub', 'jupyterhub'],
+      // nginx sends requests to the standby port whenever the proxy's refuses: nobody else may be there.
+      ['proxyStandby', 'the standby proxy'],
+      ['proxyStandbyApi', 'the standby proxy API'],
+    ]
+    if (this.settings.nginxSupervised && !this.layout.isSystem) wanted.push(['http', 'nginx (http)'], ['https', 'nginx (https)'])
+    for (const [name, what] of wanted) {
+      const port = ports[name]
+      const {flag} = PORT_FLAGS[name]
+      if (await portAnswers(port)) {
+        throw new HubctlError(`port ${port}, where ${what} should listen, is already taken by another program`, {exitCode: ExitCode.PREFLIGHT, fix: `stop that program (\`ss -ltnp 'sport = :${port}'\` names it), or run \`hubctl init\` again with another ${flag}`})
+      }
+    }
+  }
+
+  private newRuntime(spec: ChildSpec): ChildRuntime {
+    return {spec, runningSince: 0, restarts: 0, consecutive: 0, recent: [], crashLoop: false, lastExit: null, intentional: false, exited: Promise.resolve(), restartPending: false}
+  }
+
+  private child(name: ChildName): ChildRuntime {
+    const child = this.children.get(name)
+    if (!child) throw new HubctlError(`no ${name} is supervised`, {exitCode: ExitCode.INTERNAL})
+    return child
+  }
+
+  private async launch(child: ChildRuntime): Promise<void> {
+    const {spec} = child
+    const proc = await this.spawnWithLog(spec)
+    child.proc = proc
+    child.pid = proc.pid
+    child.intentional = false
+    child.healthy = false
+    child.runningSince = this.clock.now()
+    child.startedAt = new Date().toISOString()
+    child.exited = new Promise((resolve) => {
+      let done = false
+      const finish = (code: number | null, signal: NodeJS.Signals | null, error?: Error) => {
+        if (done) return
+        done = true
+        this.onExit(child, proc, code, signal, error)
+        resolve()
+      }
+      proc.once('exit', (code, signal) => finish(code, signal))
+      proc.once('error', (error) => {
+        if (proc.pid === undefined || proc.exitCode !== null) finish(null, null, error)
+      })
+    })
+    child.startTime = proc.pid === undefined ? undefined : await procStartTime(proc.pid)
+    if (proc.pid !== undefined) this.log('info', 'started', `${label(spec.name)} started (pid ${proc.pid}); output in ${spec.logFile}`, spec.name, proc.pid)
+    await this.writeState()
+  }
+
+  /** Spawn `spec` in a session of its own, its output appended to its log. Attach listeners before awaiting anything. */
+  private async spawnWithLog(spec: ChildSpec): Promise<ChildProcess> {
+    const handle = await fs.open(spec.logFile, 'a', 0o640)
+    try {
+      return this.spawnFn(spec.command, spec.args, {cwd: spec.cwd, env: spec.env, stdio: ['ignore', handle.fd, handle.fd], detached: true})
+    } finally {
+      // Not awaited: spawn() already handed the descriptor over, and a missing executable's
+      // 'error' comes on the next tick, before listeners attached after an await would be.
+      void handle.close().catch(() => {})
+    }
+  }
+
+  private onExit(child: ChildRuntime, proc: ChildProcess, code: number | null, signal: NodeJS.Signals | null, error?: Error): void {
+    if (child.proc !== proc) return
+    const {name} = child.spec
+    const pid = proc.pid
+    child.proc = undefined
+    child.pid = undefined
+    child.startTime = undefined
+    child.healthy = false
+    child.lastExit = {code, signal, at: new Date().toISOString(), ...(error ? {error: errnoCode(error) ?? error.message} : {})}
+    if (child.spec.killGroup && pid !== undefined) signalPid(-pid, 'SIGKILL')
+    if (child.intentional || this.stopping) {
+      void this.writeState()
+      return
+    }
+    const now = this.clock.now()
+    const ranMs = now - child.runningSince
+    if (ranMs >= this.timings.stableMs) child.consecutive = 0
+    child.consecutive++
+    child.restarts++
+    child.recent = [...child.recent.filter((at) => now - at < this.timings.crashLoopWindowMs), now]
+    const how = error ? `could not be started (${errnoCode(error) ?? error.message})` : signal ? `was killed by ${signal}` : `exited with code ${code}`
+    const delay = Math.min(this.timings.backoffMaxMs, this.timings.backoffInitialMs * 2 ** (child.consecutive - 1))
+    this.log('warn', 'exited', `${label(name)}${pid ? ` (pid ${pid})` : ''} ${how} after ${round(ranMs / 1000)}s; restart ${child.restarts} in ${round(delay / 1000)}s`, name, pid)
+    if (child.recent.length >= this.timings.crashLoopRestarts && !child.crashLoop) {
+      child.crashLoop = true
+      this.log('error', 'crash-loop', `${label(name)} is in a crash loop: ${child.recent.length} restarts within ${round(this.timings.crashLoopWindowMs / 1000)}s; see ${child.spec.logFile}`, name)
+      if (!this.ready) {
+        this.fail(new HubctlError(`${label(name)} kept exiting before the hub became ready (${how}); see ${child.spec.logFile}`, {exitCode: ExitCode.RUNTIME, fix: `read ${child.spec.logFile}, fix the cause, then run \`hubctl start\` again`}))
+        this.stop(`${label(name)} is in a crash loop`)
+        return
+      }
+    }
+    void this.writeState()
+    void this.restartAfter(child, delay)
+  }
+
+  private async restartAfter(child: ChildRuntime, delay: number): Promise<void> {
+    if (child.restartPending) {
+      child.restartAgainMs = delay
+      return
+    }
+    child.restartPending = true
+    child.restartAgainMs = undefined
+    try {
+      await this.clock.sleep(delay, this.shutdownController.signal)
+      if (this.stopping || child.proc) return
+      if (child.spec.name === 'hub' && this.ready) await this.ensureProxyTokenCurrent()
+      if (child.spec.name === 'proxy' && this.ready) await this.launchProxyWithKnownRoutes(child)
+      else await this.launch(child)
+    } catch (error) {
+      this.log('error', 'restart-failed', `restarting ${label(child.spec.name)} failed: ${(error as Error).message}`, child.spec.name)
+      return
+    } finally {
+      child.restartPending = false
+    }
+    if (child.restartAgainMs !== undefined) {
+      // It exited while this restart started it (a missing executable fails at once): the next one.
+      const again = child.restartAgainMs
+      child.restartAgainMs = undefined
+      if (!this.stopping && !child.proc) void this.restartAfter(child, again)
+      return
+    }
+    // Before ready, run() waits for the hub itself; the proxy's routes are the hub's job at its start.
+    if (!this.ready) return
+    if (child.spec.name === 'proxy') await this.restoreRoutes()
+    else if (child.spec.name === 'hub') await this.waitHubHealthy(this.timings.healthTimeoutMs, true)
+  }
+
+  /** After the proxy (re)starts: once its API listens, have the hub re-add every route at once. */
+  private async restoreRoutes(): Promise<void> {
+    const began = this.clock.now()
+    if (!(await this.waitForProxyApi())) return
+    await fs.rm(this.layout.proxySeed, {force: true})
+    const hub = this.child('hub')
+    if (!hub.proc) {
+      this.log('info', 'routes', 'the hub is not running: it adds the routes itself when it starts')
+      return
+    }
+    const deadline = this.clock.now() + this.timings.healthTimeoutMs
+    let lastError = ''
+    while (!this.stopping && this.clock.now() < deadline) {
+      try {
+        // PATCH, not POST: the hub also learns the token this proxy runs with (it may have changed).
+        await this.api?.updateProxy({auth_token: this.proxyToken})
+        const seconds = round((this.clock.now() - began) / 1000)
+        this.lastRouteSync = {at: new Date().toISOString(), ok: true, seconds}
+        this.log('info', 'routes', `the hub restored every route in the proxy (${seconds}s after the proxy started)`)
+        await this.writeState()
+        return
+      } catch (error) {
+        lastError = (error as Error).message
+        if ((error as {status?: number}).status === 403 || (error as {status?: number}).status === 401) break
+      }
+      await this.clock.sleep(this.timings.pollMs * 2, this.shutdownController.signal)
+    }
+    if (this.stopping) return
+    this.lastRouteSync = {at: new Date().toISOString(), ok: false, seconds: round((this.clock.now() - began) / 1000)}
+    this.log('error', 'routes', `could not have the hub restore the proxy's routes: ${lastError}`)
+    await this.writeState()
+  }
+
+  /** Wait until the proxy's API port answers (any status); false when the proxy is gone or we stop. */
+  private async waitForProxyApi(timeoutMs = 30_000, port = this.settings.ports.proxyApi, alive: () => boolean = () => this.child('proxy').proc !== undefined): Promise<boolean> {
+    const deadline = this.clock.now() + timeoutMs
+    const url = `${proxyApiUrl({proxyApi: port})}/api/routes`
+    while (!this.stopping && this.clock.now() < deadline) {
+      if (!alive()) return false
+      try {
+        const response = await this.fetchFn(url, {signal: AbortSignal.timeout(1000)})
+        await response.body?.cancel()
+        return true
+      } catch {
+        await this.clock.sleep(this.timings.pollMs, this.shutdownController.signal)
+      }
+    }
+    return false
+  }
+
+  /** Poll /hub/health; with `sameProcess`, give up when the hub that runs now exits (its restart waits on its own). */
+  private async waitHubHealthy(timeoutMs: number, sameProcess = false): Promise<boolean> {
+    const hub = this.child('hub')
+    const proc = hub.proc
+    const began = this.clock.now()
+    const deadline = began + timeoutMs
+    while (!this.stopping && this.clock.now() < deadline) {
+      if (sameProcess && hub.proc !== proc) return false
+      if (hub.proc && (await this.hubAnswers())) {
+        hub.healthy = true
+        this.log('info', 'healthy', `the hub answers /hub/health (${round((this.clock.now() - began) / 1000)}s after it started)`, 'hub', hub.pid)
+        await this.writeState()
+        return true
+      }
+      await this.clock.sleep(this.timings.pollMs, this.shutdownController.signal)
+    }
+    return false
+  }
+
+  /**
+   * /hub/health answers 200 on the hub's port, and what answers is the hub hubctl started: a
+   * program that took the port while the hub restarted is never taken for it.
+   */
+  private async hubAnswers(): Promise<boolean> {
+    if (!(await checkHealth(hubHealthUrl(this.settings), {fetch: this.fetchFn}))) return false
+    const hub = this.child('hub')
+    const owner = await this.ownsPort(this.settings.ports.hub, hub.pid)
+    if (owner.owned) {
+      this.hubPortProblem = undefined
+      return true
+    }
+    if (owner.problem !== this.hubPortProblem) this.log('error', 'port', `a health answer on the hub's port was not taken: ${owner.problem}`, 'hub', hub.pid)
+    this.hubPortProblem = owner.problem
+    return false
+  }
+
+  /** The pid that should hold `port`: a child's or the standby's. */
+  private pidOf(name: ChildName | 'standby'): number | undefined {
+    return name === 'standby' ? this.standby?.pid : this.children.get(name)?.pid
+  }
+
+  /** Throws unless `name` (the process hubctl started) is what listens on `port`: before a token is sent there. */
+  private async verifyOwnPort(name: ChildName | 'standby', port: number, what: string): Promise<void> {
+    const owner = await this.ownsPort(port, this.pidOf(name))
+    if (!owner.owned) throw new HubApiError(`hubctl did not send ${what}: ${owner.problem}`, undefined, {fix: `stop the program that holds port ${port} (\`ss -ltnp 'sport = :${port}'\` names it)`})
+  }
+
+  /** The ports hubctl's programs listen on, each with the one that should hold it. */
+  private heldPorts(): Array<[ChildName | 'standby', keyof Ports]> {
+    const wanted: Array<[ChildName | 'standby', keyof Ports]> = [['proxy', 'proxy'], ['proxy', 'proxyApi'], ['hub', 'hub']]
+    if (this.standbyEnabled) wanted.push(['standby', 'proxyStandby'], ['standby', 'proxyStandbyApi'])
+    return wanted
+  }
+
+  /** Once ready: every port hubctl's programs listen on is theirs (another program may have been quicker). */
+  private async verifyPortsHeld(): Promise<void> {
+    for (const [name, key] of this.heldPorts()) {
+      const owner = await this.ownsPort(this.settings.ports[key], this.pidOf(name))
+      if (!owner.owned) throw new HubctlError(`${owner.problem}`, {exitCode: ExitCode.PREFLIGHT, fix: `stop that program, or run \`hubctl init\` again with another ${PORT_FLAGS[key].flag}`})
+    }
+  }
+
+  private portProblems = new Map<keyof Ports, string>()
+
+  /**
+   * At each health tick: a port that another program took while its owner restarted (a crash) is
+   * said in the log, once, with who holds it; hubctl sends no token there and takes no health
+   * answer from it, but cannot make it go away.
+   */
+  private async watchPorts(): Promise<void> {
+    for (const [name, key] of this.heldPorts()) {
+      // Also while its owner is down between restarts: a listener there then is another program's.
+      const owner = await this.ownsPort(this.settings.ports[key], this.pidOf(name))
+      const problem = owner.owned ? undefined : owner.problem
+      if (problem && problem !== this.portProblems.get(key) && !problem.startsWith('nothing listens')) this.log('error', 'port', `${problem}: nginx or hubctl would send it what is meant for ${name === 'standby' ? 'the standby proxy' : label(name)}; stop that program`, name === 'standby' ? 'proxy' : name)
+      if (problem) this.portProblems.set(key, problem)
+      else this.portProblems.delete(key)
+    }
+  }
+
+  /** The hub healthy on its own port and through the proxy. */
+  private async waitReady(): Promise<void> {
+    const deadline = this.clock.now() + this.timings.healthTimeoutMs
+    if (!(await this.waitHubHealthy(this.timings.healthTimeoutMs))) {
+      if (this.stopping) return
+      throw new HubctlError(`the hub did not answer /hub/health within ${round(this.timings.healthTimeoutMs / 1000)}s`, {exitCode: ExitCode.RUNTIME, fix: `read ${this.layout.hubLog}, fix the cause, then run \`hubctl start\` again`})
+    }
+    const proxyDeadline = Math.min(deadline, this.clock.now() + 30_000)
+    while (!this.stopping && this.clock.now() < proxyDeadline) {
+      if (await checkHealth(hubHealthUrl(this.settings, 'proxy'), {fetch: this.fetchFn})) return this.verifyPortsHeld()
+      await this.clock.sleep(this.timings.pollMs, this.shutdownController.signal)
+    }
+    if (!this.stopping) throw new HubctlError(`the hub does not answer through the proxy on port ${this.settings.ports.proxy}`, {exitCode: ExitCode.RUNTIME, fix: `read ${this.layout.proxyLog}, fix the cause, then run \`hubctl start\` again`})
+  }
+
+  /** Health of the hub every few seconds, crash loops cleared once a child has run long enough. */
+  private async monitor(): Promise<void> {
+    while (!this.stopping) {
+      await this.clock.sleep(this.timings.healthIntervalMs, this.shutdownController.signal)
+      if (this.stopping) return
+      let changed = false
+      await this.refreshRoutesSnapshot()
+      await this.syncStandby().catch((error: unknown) => this.log('warn', 'standby', `could not bring the standby proxy's routes in step: ${(error as Error).message}`))
+      await this.watchPorts()
+      const hub = this.child('hub')
+      if (hub.proc && !hub.restartPending) {
+        const healthy = await this.hubAnswers()
+        if (healthy !== Boolean(hub.healthy) && !this.stopping) {
+          hub.healthy = healthy
+          changed = true
+          this.log(healthy ? 'info' : 'warn', 'health', healthy ? 'the hub answers /hub/health again' : 'the hub does not answer /hub/health', 'hub', hub.pid)
+        }
+      }
+      for (const child of this.children.values()) {
+        if (child.crashLoop && child.proc && this.clock.now() - child.runningSince >= this.timings.stableMs) {
+          child.crashLoop = false
+          child.recent = []
+          changed = true
+          this.log('info', 'stable', `${label(child.spec.name)} has run for ${round(this.timings.stableMs / 1000)}s: no longer in a crash loop`, child.spec.name)
+        }
+      }
+      if (hub.proc && hub.healthy && !hub.restartPending) this.watchServers()
+      if (changed) await this.writeState()
+    }
+  }
+
+  // User servers (servers.ts): checked from the monitor's ticks, at most once per the watcher's
+  // interval and without holding up the tick; the last report goes to state.json for `status`.
+  private serverWatcher?: Pick<ServerWatcher, 'tick'>
+  private serversReport?: ServersReport
+  private watchingServers = false
+
+  private watchServers(): void {
+    if (this.watchingServers || !this.api || this.stopping) return
+    this.serverWatcher ??= this.deps.watcher ?? createServerWatcher({
+      ports: this.settings.ports, api: this.api, proxyToken: () => this.secrets.read('proxyAuthToken'), fetch: this.fetchFn, clock: this.clock,
+      cullIdleMs: this.deps.cullIdleMs, log: (level, event, message) => this.log(level, event, message),
+      verifyProxy: () => this.verifyOwnPort('proxy', this.settings.ports.proxyApi, "the proxy's token"),
+    })
+    this.watchingServers = true
+    void this.serverWatcher.tick().then(async (report) => {
+      if (!report || this.stopping) return
+      this.serversReport = report
+      await this.writeState()
+    }).catch((error: unknown) => {
+      this.log('warn', 'servers', `watching the user servers failed: ${(error as Error).message}`)
+    }).finally(() => {
+      this.watchingServers = false
+    })
+  }
+
+  private async doRestart(): Promise<void> {
+    if (this.stopping || !this.ready) return
+    const began = this.clock.now()
+    this.log('info', 'restart', 'restarting the proxy and the hub; user servers keep running')
+    let ok = true
+    let error: string | undefined
+    try {
+      await this.handoverProxy(await this.secrets.read('proxyAuthToken'))
+      if (this.stopping) return
+      const hub = this.child('hub')
+      await this.stopChild(hub)
+      if (this.stopping) return
+      await this.launch(hub)
+      ok = await this.waitHubHealthy(this.timings.healthTimeoutMs, true)
+      if (!ok) error = `the hub did not answer /hub/health within ${round(this.timings.healthTimeoutMs / 1000)}s`
+      const nginx = this.children.get('nginx')
+      if (nginx?.proc) {
+        nginx.proc.kill('SIGHUP')
+        this.log('info', 'reload', 'nginx reloads its configuration', 'nginx', nginx.pid)
+      }
+    } catch (caught) {
+      ok = false
+      error = (caught as Error).message
+    }
+    if (this.stopping) return
+    this.reloads++
+    const seconds = round((this.clock.now() - began) / 1000)
+    this.lastReload = {at: new Date().toISOString(), ok, seconds, ...(error ? {error} : {})}
+    this.log(ok ? 'info' : 'error', 'restarted', ok ? `proxy and hub restarted in ${seconds}s` : `restart failed: ${error}`)
+    await this.writeState()
+  }
+
+  /** A request of another hubctl command (control.json + SIGUSR2), queued behind restarts. */
+  control(request: ControlRequest): Promise<void> {
+    this.reloadQueue = this.reloadQueue.then(() => this.doControl(request))
+    return this.reloadQueue
+  }
+
+  private async doControl(request: ControlRequest): Promise<void> {
+    if (this.stopping) return
+    const began = this.clock.now()
+    let error: string | undefined
+    if (!this.ready) {
+      error = 'the stack is not ready yet'
+    } else {
+      try {
+        if (request.action === 'proxy-token') await this.handoverProxy(await this.secrets.read('proxyAuthToken'))
+        else await this.restartHub()
+      } catch (caught) {
+        error = (caught as Error).message
+      }
+    }
+    if (this.stopping) return
+    const seconds = round((this.clock.now() - began) / 1000)
+    this.lastControl = {id: request.id, action: request.action, ok: error === undefined, at: new Date().toISOString(), seconds, ...(error ? {error} : {})}
+    this.log(error ? 'error' : 'info', 'control', error ? `${request.action} failed: ${error}` : `${request.action} done in ${seconds}s`)
+    await this.writeState()
+  }
+
+  /** Restart the hub alone (cookie secret, API token): user servers and the proxy keep running. */
+  private async restartHub(): Promise<void> {
+    const hub = this.child('hub')
+    this.log('info', 'restart', 'restarting the hub; the proxy and user servers keep running', 'hub', hub.pid)
+    await this.stopChild(hub)
+    if (this.stopping) return
+    await this.ensureProxyTokenCurrent()
+    await this.launch(hub)
+    if (!(await this.waitHubHealthy(this.timings.healthTimeoutMs, true))) {
+      if (this.hubPortProblem) throw new Error(`the hub's port was taken while it restarted: ${this.hubPortProblem}; see ${this.layout.hubLog}`)
+      throw new Error(`the hub did not answer /hub/health within ${round(this.timings.healthTimeoutMs / 1000)}s; see ${this.layout.hubLog}`)
+    }
+  }
+
+  /** The hub reads the proxy's token from its file when it starts: the proxy must run with that one. */
+  private async ensureProxyTokenCurrent(): Promise<void> {
+    let fileToken: string
+    try {
+      fileToken = await this.secrets.read('proxyAuthToken')
+    } catch {
+      return
+    }
+    if (fileToken !== this.proxyToken) {
+      this.log('warn', 'proxy-token', 'the proxy token file changed since the proxy started: replacing the proxy first')
+      await this.handoverProxy(fileToken)
+    }
+  }
+
+  /**
+   * Replace the running proxy by one with `token`, without a failed request: the standby proxy
+   * (always running, routes kept in step at each health tick) gets the current routes, the proxy
+   * stops (nginx sends the standby whatever the proxy's port refuses) and starts again with the
+   * same routes, then the hub is told the token (PATCH /hub/api/proxy, which also re-checks every
+   * route). The standby keeps running: its port is never left to another program.
+   */
+  private async handoverProxy(token: string): Promise<void> {
+    const proxy = this.child('proxy')
+    const began = this.clock.now()
+    const routes = await this.currentRoutes()
+    const seedFile = await this.writeSeed(routes)
+    try {
+      if (this.standbyEnabled) {
+        if (!this.standby) await this.startStandby()
+        await this.syncStandby(routes)
+      }
+      if (this.stopping) return
+      await this.stopChild(proxy)
+      if (this.stopping) return
+      this.proxyToken = token
+      await this.launchSeeded(proxy, seedFile)
+      if (!(await this.waitForProxyApi())) throw new Error(`the new proxy did not answer on port ${this.settings.ports.proxyApi}; see ${this.layout.proxyLog}`)
+      // Its ports were free while it restarted: another program may have taken one.
+      for (const key of ['proxy', 'proxyApi'] as const) {
+        const owner = await this.ownsPort(this.settings.ports[key], proxy.pid)
+        if (!owner.owned) throw new Error(`the proxy's port was taken while it restarted: ${owner.problem}`)
+      }
+      await this.api?.updateProxy({auth_token: token})
+      this.lastRouteSync = {at: new Date().toISOString(), ok: true, seconds: round((this.clock.now() - began) / 1000)}
+      this.log('info', 'handover', `the proxy was replaced with ${Object.keys(routes).length} route(s) in place (${round((this.clock.now() - began) / 1000)}s)`, 'proxy', proxy.pid)
+    } finally {
+      await fs.rm(seedFile, {force: true})
+      await this.writeState()
+    }
+  }
+
+  /**
+   * A proxy that crashed comes back with the routes it had at the last health tick (seeded store),
+   * so users' routes answer as soon as it listens; the hub then re-checks every route (PATCH).
+   */
+  private async launchProxyWithKnownRoutes(proxy: ChildRuntime): Promise<void> {
+    const routes = this.routesSnapshot
+    if (this.deps.specs || !routes || Object.keys(routes).length <= 1) return this.launch(proxy)
+    await this.launchSeeded(proxy, await this.writeSeed(routes))
+  }
+
+  /** The routes a replacement proxy starts with (0600: user names and their servers' addresses). */
+  private async writeSeed(routes: Record<string, unknown>): Promise<string> {
+    await writeFileAtomic(this.layout.proxySeed, `${JSON.stringify({routes})}\n`, {mode: 0o600})
+    return this.layout.proxySeed
+  }
+
+  /** Start the proxy with the current token and the routes in `seedFile`; later (crash) restarts start empty. */
+  private async launchSeeded(proxy: ChildRuntime, seedFile: string): Promise<void> {
+    proxy.spec = proxySpec(this.layout, this.settings, this.proxyToken, {baseEnv: this.deps.env, seedFile})
+    try {
+      await this.launch(proxy)
+    } finally {
+      proxy.spec = proxySpec(this.layout, this.settings, this.proxyToken, {baseEnv: this.deps.env})
+    }
+  }
+
+  /** The running proxy's routing table, with the token it runs with. */
+  private readRoutes(timeoutMs: number): Promise<Record<string, ProxyRoute>> {
+    return proxyRoutes(proxyApiUrl(this.settings.ports), async () => this.proxyToken, this.fetchFn, timeoutMs, () => this.verifyOwnPort('proxy', this.settings.ports.proxyApi, "the proxy's token"))()
+  }
+
+  /** The proxy's routing table, kept at each health tick for a crashed proxy's restart. */
+  private async refreshRoutesSnapshot(): Promise<void> {
+    const proxy = this.children.get('proxy')
+    if (!proxy?.proc || proxy.restartPending) return
+    try {
+      this.routesSnapshot = await this.readRoutes(2000)
+    } catch {
+      // The proxy is restarting: keep the previous table.
+    }
+  }
+
+  /** The routes to hand over; empty when the proxy does not answer (the hub re-adds them after). */
+  private async currentRoutes(): Promise<Record<string, ProxyRoute>> {
+    try {
+      return await this.readRoutes(5000)
+    } catch (error) {
+      this.log('warn', 'handover', `could not read the proxy's routes (${(error as Error).message}): the hub re-adds them after the handover`)
+      return {}
+    }
+  }
+
+  /**
+   * Start the standby proxy on the standby ports. It runs as long as the stack does, so that the
+   * port nginx falls back to is always held by hubctl's own process. Its API token is its own,
+   * made here and kept in memory and in its environment only (hubctl alone talks to its API).
+   */
+  private async startStandby(): Promise<void> {
+    const token = randomBytes(32).toString('hex')
+    const spec = proxySpec(this.layout, this.settings, token, {baseEnv: this.deps.env, standby: true})
+    const proc = await this.spawnWithLog(spec)
+    const began = this.clock.now()
+    let running = true
+    let resolveExit!: () => void
+    const exited = new Promise<void>((resolve) => {
+      resolveExit = resolve
+    })
+    const standby: Standby = {proc, pid: proc.pid ?? 0, startTime: null, exited, token, intentional: false}
+    // Listeners before any await: a spawn error is emitted on the next tick.
+    const onGone = (how: string) => {
+      if (!running) return
+      running = false
+      resolveExit()
+      this.onStandbyExit(standby, how, this.clock.now() - began)
+    }
+    proc.once('exit', (code, signal) => onGone(signal ? `was killed by ${signal}` : `exited with code ${code}`))
+    proc.once('error', (error) => onGone(`could not be started (${errnoCode(error) ?? error.message})`))
+    if (proc.pid === undefined) throw new Error('the standby proxy could not be started')
+    this.standby = standby
+    standby.startTime = (await procStartTime(proc.pid)) ?? null
+    this.log('info', 'standby', `standby proxy started (pid ${proc.pid}) on port ${this.settings.ports.proxyStandby}`, 'proxy', proc.pid)
+    await this.writeState()
+    if (!(await this.waitForProxyApi(30_000, this.settings.ports.proxyStandbyApi, () => running)) || !(await portAnswers(this.settings.ports.proxyStandby))) {
+      throw new Error(`the standby proxy did not start; see ${this.layout.proxyLog}`)
+    }
+    if (this.routesSnapshot) await this.syncStandby()
+  }
+
+  /** The standby exited: unless hubctl stopped it, start it again (the same backoff as a child's). */
+  private onStandbyExit(standby: Standby, how: string, ranMs: number): void {
+    if (this.standby === standby) this.standby = undefined
+    if (standby.intentional || this.stopping) return
+    if (ranMs >= this.timings.stableMs) this.standbyConsecutive = 0
+    this.standbyConsecutive++
+    this.standbyRestarts++
+    const delay = Math.min(this.timings.backoffMaxMs, this.timings.backoffInitialMs * 2 ** (this.standbyConsecutive - 1))
+    this.log('warn', 'exited', `the standby proxy (pid ${standby.pid}) ${how} after ${round(ranMs / 1000)}s; restart ${this.standbyRestarts} in ${round(delay / 1000)}s`, 'proxy', standby.pid)
+    void this.writeState()
+    void this.clock.sleep(delay, this.shutdownController.signal).then(async () => {
+      if (this.stopping || this.standby) return
+      await this.startStandby()
+    }).catch((error: unknown) => this.log('error', 'restart-failed', `restarting the standby proxy failed: ${(error as Error).message}`, 'proxy'))
+  }
+
+  /**
+   * Bring the standby's routing table in step with the proxy's (`routes`, by default the last
+   * health tick's): add or replace what differs, remove what the proxy no longer has.
+   */
+  private async syncStandby(routes = this.routesSnapshot): Promise<void> {
+    const standby = this.standby
+    // An empty table is a proxy that did not answer (its own has the default route, '/'): keep the standby's.
+    if (!standby || !routes || Object.keys(routes).length === 0) return
+    const verify = () => this.verifyOwnPort('standby', this.settings.ports.proxyStandbyApi, "the standby proxy's token")
+    const base = proxyApiUrl({proxyApi: this.settings.ports.proxyStandbyApi})
+    const current = await proxyRoutes(base, async () => standby.token, this.fetchFn, 2000, verify)()
+    const send = async (method: 'POST' | 'DELETE', routePath: string, body?: unknown) => {
+      await verify()
+      const response = await keepAlive(2000, this.fetchFn(`${base}/api/routes${routePath}`, {method, headers: {Authorization: `token ${standby.token}`, ...(body ? {'Content-Type': 'application/json'} : {})}, body: body ? JSON.stringify(body) : undefined, signal: AbortSignal.timeout(2000), redirect: 'manual'}))
+      await response.body?.cancel()
+      if (!response.ok) throw new Error(`the standby proxy's API answered ${response.status} to ${method} ${routePath}`)
+    }
+    const wanted = new Set<string>()
+    for (const [routePath, route] of Object.entries(routes)) {
+      if (routePath === '/' || !route?.target) continue
+      wanted.add(routePath)
+      const {last_activity: _ignored, ...data} = route as ProxyRoute & {last_activity?: unknown}
+      if (sameRoute(current[routePath], data)) continue
+      await send('POST', routePath, data)
+    }
+    for (const routePath of Object.keys(current)) {
+      if (routePath !== '/' && !wanted.has(routePath)) await send('DELETE', routePath)
+    }
+  }
+
+  private async stopStandby(): Promise<void> {
+    const standby = this.standby
+    if (!standby) return
+    standby.intentional = true
+    standby.proc.kill('SIGTERM')
+    const timeout = new AbortController()
+    const inTime = await Promise.race([standby.exited.then(() => true), this.clock.sleep(this.timings.stopTimeoutMs, timeout.signal).then(() => false)])
+    timeout.abort()
+    if (!inTime) {
+      standby.proc.kill('SIGKILL')
+      await standby.exited
+    }
+    this.standby = undefined
+    this.log('info', 'stopped', `standby proxy stopped (pid ${standby.pid})`, 'proxy', standby.pid)
+  }
+
+  /** SIGTERM, then SIGKILL after the timeout; resolves once it exited. */
+  private async stopChild(child: ChildRuntime): Promise<void> {
+    const proc = child.proc
+    if (!proc) return
+    const {name} = child.spec
+    child.intentional = true
+    const pid = proc.pid
+    proc.kill('SIGTERM')
+    const timeout = new AbortController()
+    const exited = child.exited.then(() => true)
+    const inTime = await Promise.race([exited, this.clock.sleep(this.timings.stopTimeoutMs, timeout.signal).then(() => false)])
+    timeout.abort()
+    if (!inTime) {
+      this.log('warn', 'kill', `${label(name)} (pid ${pid}) did not stop within ${round(this.timings.stopTimeoutMs / 1000)}s: SIGKILL`, name, pid)
+      proc.kill('SIGKILL')
+      await exited
+    }
+    this.log('info', 'stopped', `${label(name)} stopped (pid ${pid})`, name, pid)
+  }
+
+  private async shutdown(): Promise<void> {
+    this.stopping = true
+    this.shutdownController.abort()
+    if (this.children.size === 0) {
+      // Failed before starting anything: leave the previous state.json as it was.
+      await releasePidFile(this.layout).catch(() => {})
+      return
+    }
+    for (const name of SHUTDOWN_ORDER) {
+      const child = this.children.get(name)
+      if (!child) continue
+      try {
+        await this.stopChild(child)
+      } catch (error) {
+        this.log('error', 'stop-failed', `stopping ${label(name)} failed: ${(error as Error).message}`, name)
+      }
+    }
+    await this.stopStandby()
+    const state = this.snapshot()
+    state.supervisor.stoppedAt = new Date().toISOString()
+    await this.writeState(state)
+    await releasePidFile(this.layout).catch(() => {})
+    this.log('info', 'stopped', 'hubctl stopped the proxy, the hub' + (this.children.has('nginx') ? ' and nginx' : '') + '; user servers, if any, keep running')
+  }
+
+  private fail(error: HubctlError): void {
+    if (this.failure) return
+    this.failure = error
+    this.log('error', 'failed', error.message)
+  }
+
+  private writeState(state?: SupervisorState): Promise<void> {
+    if (this.children.size === 0) return Promise.resolve()
+    this.stateQueue = this.stateQueue.then(async () => {
+      try {
+        await writeFileAtomic(this.layout.stateFile, `${JSON.stringify(state ?? this.snapshot(), null, 2)}\n`, {mode: 0o644})
+      } catch (error) {
+        this.log('warn', 'state', `could not write ${this.layout.stateFile}: ${errnoCode(error) ?? (error as Error).message}`)
+      }
+    })
+    return this.stateQueue
+  }
+
+  private log(level: SupervisorEvent['level'], event: string, message: string, child?: ChildName, pid?: number): void {
+    this.emit({at: new Date().toISOString(), level, event, message, ...(child ? {child} : {}), ...(pid ? {pid} : {})})
+  }
+}
+
+/** SIGTERM/SIGINT stop the supervisor, SIGHUP restarts proxy and hub. Returns a function that removes the handlers. */
+export function installSignalHandlers(supervisor: Supervisor): () => void {
+  const onStop = (signal: NodeJS.Signals) => supervisor.stop(`${signal} received: stopping the hub, then the proxy${supervisor.settings.nginxSupervised ? ', then nginx' : ''}`)
+  const onHup = () => {
+    void supervisor.restart()
+  }
+  const onControl = () => {
+    void readControlRequest(supervisor.layout).then((request) => request && supervisor.control(request))
+  }
+  process.on('SIGTERM', onStop)
+  process.on('SIGINT', onStop)
+  process.on('SIGHUP', onHup)
+  process.on('SIGUSR2', onControl)
+  return () => {
+    process.off('SIGTERM', onStop)
+    process.off('SIGINT', onStop)
+    process.off('SIGHUP', onHup)
+    process.off('SIGUSR2', onControl)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Control: what `start --detach`, `stop`, `restart` and `status` do from another process
+
+export interface DetachResult {
+  pid: number
+  readySeconds: number | null
+  log: string
+}
+
+/**
+ * Run `hubctl start` in the background (its own session, output to the supervisor log) and wait
+ * until it says ready; stops it and throws when it fails or takes too long.
+ */
+export async function startDetached(layout: Layout, options: {bin: string; args?: string[]; spawn?: SpawnFn; clock?: Clock; timeoutMs?: number; env?: NodeJS.ProcessEnv}): Promise<DetachResult> {
+  const clock = options.clock ?? systemClock
+  const other = await runningSupervisor(layout)
+  if (other) throw alreadyRunning(layout, other.pid)
+  const logFile = layout.supervisorLog
+  await fs.mkdir(path.dirname(logFile), {recursive: true, mode: 0o755})
+  await ensureLogFile(logFile)
+  const handle = await fs.open(logFile, 'a', 0o640)
+  const logStart = (await handle.stat()).size
+  let proc: ChildProcess
+  try {
+    proc = (options.spawn ?? nodeSpawn)(process.execPath, [options.bin, 'start', '--prefix', layout.prefix, ...(options.args ?? [])], {
+      detached: true,
+      stdio: ['ignore', handle.fd, handle.fd],
+      env: options.env ?? process.env,
+      cwd: '/',
+    })
+  } finally {
+    // Not awaited: the listeners below must be attached before a spawn error's next tick.
+    void handle.close().catch(() => {})
+  }
+  let exit: {code: number | null; signal: string | null} | undefined
+  proc.once('exit', (code, signal) => {
+    exit = {code, signal}
+  })
+  proc.once('error', () => {
+    exit ??= {code: 127, signal: null}
+  })
+  proc.unref()
+  const pid = proc.pid
+  const deadline = clock.now() + (options.timeoutMs ?? DEFAULT_TIMINGS.healthTimeoutMs + 30_000)
+  while (clock.now() < deadline) {
+    if (exit) {
+      const tail = await logTail(logFile, logStart)
+      const known = (Object.values(ExitCode) as number[]).includes(exit.code ?? -1) && exit.code !== 0
+      // The background hubctl's own error line is "problem. Fix: fix": keep its fix.
+      const [problem, fix] = tail.split('. Fix: ')
+      throw new HubctlError(`hubctl start exited (${exit.signal ?? `code ${exit.code}`}) before the hub was ready${problem ? `: ${problem}` : ''}`, {exitCode: known ? exit.code as ExitCodeValue : ExitCode.RUNTIME, fix: fix ?? `read ${logFile} and ${layout.hubLog}, fix the cause, then run \`hubctl start\` again`})
+    }
+    const state = await readState(layout)
+    if (pid !== undefined && state?.supervisor.pid === pid && state.supervisor.ready) {
+      return {pid, readySeconds: state.supervisor.readySeconds, log: logFile}
+    }
+    await clock.sleep(DEFAULT_TIMINGS.pollMs)
+  }
+  if (pid !== undefined) await terminatePid(pid, null, {clock})
+  throw new HubctlError('the hub did not become ready in time; hubctl stopped it again', {exitCode: ExitCode.RUNTIME, fix: `read ${logFile} and ${layout.hubLog}`})
+}
+
+async function logTail(file: string, from: number): Promise<string> {
+  const text = (await readIfExists(file)) ?? ''
+  const lines = text.slice(from).trim().split('\n').filter((line) => /error|fail|hubctl:/i.test(line))
+  return (lines.at(-1) ?? '').replace(/^\S+\s+hubctl\[\d+\]\s+\w+:\s*/, '').replace(/^hubctl:\s*/, '').slice(0, 400)
+}
+
+export interface StopResult {
+  /** The supervisor that was stopped, if one ran. */
+  supervisor: {pid: number; result: 'exited' | 'killed' | 'gone'} | null
+  servers: Array<{user: string; name: string; result: 'stopped' | 'pending' | 'failed'; error?: string}>
+  /** Children stopped directly because no supervisor was left to stop them. */
+  leftovers: Array<{name: ChildName; pid: number; result: 'exited' | 'killed' | 'gone'}>
+  warnings: string[]
+  wasRunning: boolean
+}
+
+/**
+ * `hubctl stop`: the user servers through the hub API (DELETE /hub/api/users/NAME/server), then
+ * the supervisor (SIGTERM: hub, proxy, nginx), then anything a dead supervisor left behind.
+ */
+export async function stopStack(layout: Layout, settings: Settings, options: {api?: HubApi; clock?: Clock; fetch?: FetchLike; keepServers?: boolean; timeoutMs?: number; log?: (line: string) => void} = {}): Promise<StopResult> {
+  const clock = options.clock ?? systemClock
+  const log = options.log ?? (() => {})
+  const timeoutMs = options.timeoutMs ?? 60_000
+  const result: StopResult = {supervisor: null, servers: [], leftovers: [], warnings: [], wasRunning: false}
+  const supervisor = await runningSupervisor(layout)
+  const hubUp = await recordedHubAnswers(layout, settings, options.fetch)
+  result.wasRunning = supervisor !== undefined || hubUp
+  if (!options.keepServers) {
+    if (hubUp) {
+      const api = options.api ?? HubApi.forLayout(layout, settings, {fetch: options.fetch})
+      result.servers = await stopServers(api, {clock, timeoutMs, log})
+      for (const server of result.servers.filter((s) => s.result !== 'stopped')) {
+        result.warnings.push(`the server of ${server.user}${server.name ? `/${server.name}` : ''} did not stop${server.error ? `: ${server.error}` : ''}`)
+      }
+    } else if (supervisor) {
+      result.warnings.push('the hub does not answer: user servers were not stopped (start the hub and run `hubctl stop` again to stop them)')
+    }
+  }
+  if (supervisor) {
+    log(`stopping the supervisor (pid ${supervisor.pid}): hub, proxy${settings.nginxSupervised ? ', nginx' : ''}`)
+    const unit = await systemdUnitOf(supervisor.pid, layout)
+    if (unit) {
+      // Under systemd (Restart=always) a plain SIGTERM would only have it started again.
+      log(`systemctl stop ${unit}`)
+      const stopped = await execaRunner.run('systemctl', ['stop', unit], {timeoutMs: 60_000})
+      if (stopped.exitCode !== 0) result.warnings.push(`systemctl stop ${unit} failed: ${stopped.stderr.trim().split('\n').pop()}`)
+    }
+    const outcome = await terminatePid(supervisor.pid, supervisor.startTime, {clock, timeoutMs: DEFAULT_TIMINGS.stopTimeoutMs * 3 + 5000})
+    result.supervisor = {pid: supervisor.pid, result: outcome}
+    if (outcome === 'killed') result.warnings.push(`the supervisor (pid ${supervisor.pid}) did not stop in time and was killed`)
+  }
+  const state = await readState(layout)
+  if (state) {
+    for (const name of SHUTDOWN_ORDER) {
+      const child = state[name]
+      if (!child?.pid || !(await processAlive(child.pid, child.startTime))) continue
+      log(`stopping ${label(name)} left behind (pid ${child.pid})`)
+      result.leftovers.push({name, pid: child.pid, result: await terminatePid(child.pid, child.startTime, {clock, group: name === 'nginx'})})
+      result.wasRunning = true
+    }
+    const standby = state.standby
+    if (standby?.pid && (await processAlive(standby.pid, standby.startTime))) {
+      log(`stopping the standby proxy left behind (pid ${standby.pid})`)
+      result.leftovers.push({name: 'proxy', pid: standby.pid, result: await terminatePid(standby.pid, standby.startTime, {clock})})
+      result.wasRunning = true
+    }
+  }
+  const pidText = await readIfExists(layout.pidFile)
+  if (pidText !== undefined && !(await runningSupervisor(layout))) await fs.rm(layout.pidFile, {force: true})
+  return result
+}
+
+/** The systemd unit hubctl installed, when `pid` runs inside it (its cgroup names it). */
+async function systemdUnitOf(pid: number, layout: Layout): Promise<string | undefined> {
+  if (!layout.isSystem) return undefined
+  const unit = path.basename(layout.systemdUnit)
+  const cgroup = await readIfExists(`/proc/${pid}/cgroup`).catch(() => undefined)
+  return cgroup?.split('\n').some((line) => line.endsWith(`/${unit}`)) ? unit : undefined
+}
+
+/** Ask the hub to stop every user server and wait until it says they are gone. */
+export async function stopServers(api: HubApi, options: {clock?: Clock; timeoutMs?: number; log?: (line: string) => void} = {}): Promise<StopResult['servers']> {
+  const clock = options.clock ?? systemClock
+  const servers = await api.listServers()
+  const results: StopResult['servers'] = []
+  await Promise.all(servers.map(async (server) => {
+    options.log?.(`stopping the server of ${server.user}${server.name ? `/${server.name}` : ''}`)
+    try {
+      results.push({user: server.user, name: server.name, result: await api.stopServer(server.user, server.name)})
+    } catch (error) {
+      results.push({user: server.user, name: server.name, result: 'failed', error: (error as Error).message})
+    }
+  }))
+  const deadline = clock.now() + (options.timeoutMs ?? 60_000)
+  for (;;) {
+    const pending = results.filter((r) => r.result === 'pending')
+    if (pending.length === 0) break
+    const still = new Set((await api.listServers()).map((s) => `${s.user}/${s.name}`))
+    for (const r of pending) if (!still.has(`${r.user}/${r.name}`)) r.result = 'stopped'
+    if (clock.now() >= deadline) break
+    await clock.sleep(500)
+  }
+  return results.sort((a, b) => `${a.user}/${a.name}`.localeCompare(`${b.user}/${b.name}`))
+}
+
+export interface RestartResult {
+  pid: number
+  seconds: number
+  proxy: {pid: number | null}
+  hub: {pid: number | null; healthy: boolean}
+}
+
+/** `hubctl restart`: SIGHUP to the running supervisor, then wait until it reports the restart done. */
+export async function restartStack(layout: Layout, options: {clock?: Clock; timeoutMs?: number} = {}): Promise<RestartResult> {
+  const clock = options.clock ?? systemClock
+  const supervisor = await runningSupervisor(layout)
+  if (!supervisor) throw new HubctlError(`hubctl does not supervise a hub under ${layout.prefix}`, {exitCode: ExitCode.RUNTIME, fix: 'start it with `hubctl start --detach` (or `systemctl start jupyterhub`)'})
+  const before = await readState(layout)
+  if (before && !before.supervisor.ready) throw new HubctlError('the hub is still starting', {exitCode: ExitCode.RUNTIME, fix: 'wait until `hubctl status` shows it healthy, then run `hubctl restart` again'})
+  const reloads = before?.reloads ?? 0
+  const began = clock.now()
+  process.kill(supervisor.pid, 'SIGHUP')
+  const deadline = began + (options.timeoutMs ?? DEFAULT_TIMINGS.healthTimeoutMs + DEFAULT_TIMINGS.stopTimeoutMs * 2)
+  while (clock.now() < deadline) {
+    await clock.sleep(DEFAULT_TIMINGS.pollMs)
+    const state = await readState(layout)
+    if (state && state.reloads > reloads) {
+      if (!state.lastReload?.ok) throw new HubctlError(`the restart failed: ${state.lastReload?.error ?? 'unknown reason'}`, {exitCode: ExitCode.RUNTIME, fix: `read ${layout.hubLog} and ${layout.proxyLog}`})
+      return {pid: supervisor.pid, seconds: round((clock.now() - began) / 1000), proxy: {pid: state.proxy.pid}, hub: {pid: state.hub.pid, healthy: Boolean(state.hub.healthy)}}
+    }
+    if (!(await processAlive(supervisor.pid, supervisor.startTime))) throw new HubctlError('the supervisor exited during the restart', {exitCode: ExitCode.RUNTIME, fix: `read ${layout.supervisorLog}, then run \`hubctl start --detach\``})
+  }
+  throw new HubctlError('the restart did not finish in time', {exitCode: ExitCode.RUNTIME, fix: `see \`hubctl status\` and ${layout.hubLog}`})
+}
+
+export interface ChildStatus {
+  pid: number | null
+  running: boolean
+  restarts: number
+  crashLoop: boolean
+  startedAt: string | null
+  log: string
+}
+
+export interface StatusReport {
+  prefix: string
+  running: boolean
+  supervisor: {pid: number | null; running: boolean; startedAt: string | null; ready: boolean}
+  proxy: ChildStatus
+  hub: ChildStatus & {healthy: boolean; version?: string}
+  nginx?: ChildStatus
+  /** Each with the running supervisor's last probe of its route (routeOk). */
+  servers: StatusServer[]
+  serversError?: string
+  /** The running supervisor's last check of the servers: when, the cull time, recent culls and clean-ups. */
+  serverWatch?: ServerWatchSummary
+  reloads: number
+}
+
+/** What runs under the prefix, checked live (pids in /proc, the hub's health, its API); never throws for a stopped stack. */
+export async function stackStatus(layout: Layout, settings: Settings, options: {api?: HubApi; fetch?: FetchLike} = {}): Promise<StatusReport> {
+  const state = await readState(layout)
+  const supervisor = await runningSupervisor(layout)
+  const childStatus = async (name: ChildName, logFile: string): Promise<ChildStatus> => {
+    const child = state?.[name]
+    const running = child ? await processAlive(child.pid, child.startTime) : false
+    return {pid: running ? child?.pid ?? null : null, running, restarts: child?.restarts ?? 0, crashLoop: Boolean(child?.crashLoop) && running, startedAt: running ? child?.startedAt ?? null : null, log: child?.log ?? logFile}
+  }
+  const proxy = await childStatus('proxy', layout.proxyLog)
+  const hubChild = await childStatus('hub', layout.hubLog)
+  // Only the hub hubctl started is asked (never whatever listens on its port when it is stopped).
+  const healthy = hubChild.running && (await recordedHubAnswers(layout, settings, options.fetch))
+  const report: StatusReport = {
+    prefix: layout.prefix,
+    running: false,
+    supervisor: {pid: supervisor?.pid ?? null, running: supervisor !== undefined, startedAt: supervisor ? state?.supervisor.startedAt ?? null : null, ready: Boolean(supervisor && state?.supervisor.ready)},
+    proxy,
+    hub: {...hubChild, healthy},
+    servers: [],
+    reloads: supervisor ? state?.reloads ?? 0 : 0,
+  }
+  if (settings.nginxSupervised && !layout.isSystem) report.nginx = await childStatus('nginx', layout.nginxErrorLog)
+  report.running = report.supervisor.running || proxy.running || hubChild.running
+  if (healthy) {
+    try {
+      const api = options.api ?? HubApi.forLayout(layout, settings, {fetch: options.fetch, timeoutMs: 5000})
+      report.hub.version = await api.version()
+      const watched = serversForStatus(await api.listServers(), supervisor ? state?.servers : undefined)
+      report.servers = watched.servers
+      if (watched.watch) report.serverWatch = watched.watch
+    } catch (error) {
+      report.serversError = error instanceof HubctlError ? error.line : (error as Error).message
+    }
+  }
+  return report
+}
+
+/** The hub recorded in state.json runs, holds the hub's port, and answers /hub/health there. */
+async function recordedHubAnswers(layout: Layout, settings: Settings, fetchFn?: FetchLike): Promise<boolean> {
+  const hub = await recordedChild(layout, 'hub')
+  if (!hub || !(await portOwnedBy(settings.ports.hub, hub.pid)).owned) return false
+  return checkHealth(hubHealthUrl(settings), {fetch: fetchFn})
+}
+
+/** Whether something accepts TCP connections on 127.0.0.1:port. */
+export function portAnswers(port: number, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({host: '127.0.0.1', port})
+    const done = (answer: boolean) => {
+      socket.destroy()
+      resolve(answer)
+    }
+    socket.setTimeout(timeoutMs, () => done(false))
+    socket.once('connect', () => done(true))
+    socket.once('error', () => done(false))
+  })
+}
+
+function label(name: ChildName): string {
+  return name === 'proxy' ? 'configurable-http-proxy' : name === 'hub' ? 'jupyterhub' : 'nginx'
+}
+
+function round(value: number): number {
+  return Math.round(value * 10) / 10
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests of other hubctl commands to the running supervisor
+
+async function readControlRequest(layout: Layout): Promise<ControlRequest | undefined> {
+  const text = await readIfExists(layout.controlFile).catch(() => undefined)
+  if (text === undefined) return undefined
+  try {
+    const request = JSON.parse(text) as ControlRequest
+    return typeof request.id === 'string' && (CONTROL_ACTIONS as readonly string[]).includes(request.action) ? request : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Ask the running supervisor to do `action` and wait for its answer. Undefined when no supervisor
+ * runs (the caller then only changes files); throws when it does not answer in time.
+ */
+export async function requestControl(layout: Layout, action: ControlAction, options: {clock?: Clock; timeoutMs?: number} = {}): Promise<ControlResult | undefined> {
+  const clock = options.clock ?? systemClock
+  const supervisor = await runningSupervisor(layout)
+  if (!supervisor) return undefined
+  const request: ControlRequest = {id: `${process.pid}-${clock.now()}-${Math.random().toString(16).slice(2, 10)}`, action, at: new Date().toISOString()}
+  await writeFileAtomic(layout.controlFile, `${JSON.stringify(request)}\n`, {mode: 0o600})
+  process.kill(supervisor.pid, 'SIGUSR2')
+  const deadline = clock.now() + (options.timeoutMs ?? 300_000)
+  while (clock.now() < deadline) {
+    const state = await readState(layout)
+    if (state?.lastControl?.id === request.id) return state.lastControl
+    if (!(await processAlive(supervisor.pid, supervisor.startTime))) {
+      throw new HubctlError(`the supervisor (pid ${supervisor.pid}) exited before it finished ${action}`, {exitCode: ExitCode.RUNTIME, fix: `read ${layout.supervisorLog}, then run \`hubctl start\``})
+    }
+    await clock.sleep(100)
+  }
+  throw new HubctlError(`the supervisor (pid ${supervisor.pid}) did not finish ${action} in time`, {exitCode: ExitCode.RUNTIME, fix: `read ${layout.supervisorLog} and \`hubctl status\``})
+}

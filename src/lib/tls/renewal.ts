@@ -1,0 +1,638 @@
+import {X509Certificate} from 'node:crypto'
+
+import {acmeAgent, acmeSettingsFrom, AcmeFlags, describeContactChange, fetchDirectory, getJson, obtainCertificate, obtainRequestFor, readEabHmacKey, updateAccountContact} from './acme.js'
+import {readIfExists, writeFileAtomic, ensureDir} from '../files/atomic.js'
+import type {CertificateInfo} from './certstore.js'
+import {ExitCode, HubctlError} from '../errors.js'
+import {Layout} from '../config/layout.js'
+import {acquireLock} from '../files/lock.js'
+import type {Runner} from '../runner.js'
+import {AcmeSettings, Settings, SettingsStore} from '../config/settings.js'
+import {parseEmail} from '../validate.js'
+
+/**
+ * When to renew, in one place (after certbot's renewal.py):
+ *
+ *   - --force: now.
+ *   - --days N: when fewer than N days remain.
+ *   - otherwise when a third of the lifetime remains (day 60 of a 90-day certificate, day 30 of
+ *     45), or half of it for a short-lived certificate (under 10 days: day 3 of 6);
+ *   - earlier when the CA publishes ACME Renewal Information (RFC 9773) and its suggested window
+ *     has started (a CA asks for early renewal before it revokes, for instance).
+ *
+ * The check that finds nothing due reads the certificate with node:crypto only: no acme-client,
+ * execa or node-forge is loaded, so the twice-daily timer costs next to nothing.
+ */
+
+const DAY_MS = 86_400_000
+export const SHORT_LIVED_MS = 10 * DAY_MS
+/** The longest random delay before a scheduled (non-terminal) renewal, like certbot's. */
+export const MAX_RANDOM_SLEEP_MS = 480_000
+/** How long a renewal waits for another hubctl's lock before leaving it the work. */
+export const LOCK_WAIT_MS = 3000
+
+export interface CertTimes {
+  notBefore: Date
+  notAfter: Date
+}
+
+export interface AriWindow {
+  start: Date
+  end: Date
+  explanationURL?: string
+}
+
+export interface RenewalInput extends CertTimes {
+  now: Date
+  days?: number
+  force?: boolean
+  ari?: AriWindow
+}
+
+export interface RenewalDecision {
+  due: boolean
+  reason: string
+  /** When the certificate becomes due (the earlier of the local rule and the ARI window's start). */
+  renewAfter: Date
+  byAri: boolean
+}
+
+/** The local rule: a third of the lifetime left (half for short-lived certificates), or --days. */
+export function renewalTime(cert: CertTimes, days?: number): Date {
+  if (days !== undefined) return new Date(cert.notAfter.getTime() - days * DAY_MS)
+  const lifetime = cert.notAfter.getTime() - cert.notBefore.getTime()
+  const left = lifetime < SHORT_LIVED_MS ? lifetime / 2 : lifetime / 3
+  return new Date(cert.notAfter.getTime() - left)
+}
+
+export function shouldRenew(input: RenewalInput): RenewalDecision {
+  const local = renewalTime(input, input.days)
+  const ariStart = input.ari?.start
+  const renewAfter = ariStart && ariStart < local ? ariStart : local
+  const left = `${formatDays(input.notAfter.getTime() - input.now.getTime())} left`
+  if (input.force) return {due: true, reason: 'forced (--force)', renewAfter, byAri: false}
+  if (input.now >= input.notAfter) return {due: true, reason: `expired on ${input.notAfter.toISOString()}`, renewAfter, byAri: false}
+  if (input.now >= local) {
+    const rule = input.days === undefined ? (input.notAfter.getTime() - input.notBefore.getTime() < SHORT_LIVED_MS ? 'half of its lifetime' : 'a third of its lifetime') : `fewer than ${input.days} days (--days)`
+    return {due: true, reason: `${left}: ${rule} remains`, renewAfter, byAri: false}
+  }
+  if (ariStart && input.now >= ariStart) {
+    return {due: true, reason: `the CA's renewal window (ARI) opened at ${ariStart.toISOString()}${input.ari?.explanationURL ? ` (${input.ari.explanationURL})` : ''}`, renewAfter, byAri: true}
+  }
+  return {due: false, reason: `${left}; due on ${renewAfter.toISOString()}`, renewAfter, byAri: false}
+}
+
+function formatDays(ms: number): string {
+  const days = ms / DAY_MS
+  if (Math.abs(days) >= 1) return `${Math.floor(days)} days`
+  const hours = ms / 3_600_000
+  if (Math.abs(hours) >= 1) return `${Math.floor(hours)} hours`
+  return `${Math.max(0, Math.floor(ms / 1000))} seconds`
+}
+
+// ---------------------------------------------------------------------------------------------
+// ARI (RFC 9773): the certificate's id and the CA's suggested window
+
+/** base64url(AKI keyIdentifier) + '.' + base64url(serial DER content), RFC 9773 §4.1. */
+export function ariCertId(pem: string): string {
+  const der = new X509Certificate(pem).raw
+  const cert = readTlv(der, 0)
+  const tbs = readTlv(der, cert.start)
+  let offset = tbs.start
+  let node = readTlv(der, offset)
+  if (node.tag === 0xa0) {
+    offset = node.end
+    node = readTlv(der, offset)
+  }
+  if (node.tag !== 0x02) throw new Error('certificate has no serial number')
+  const serial = der.subarray(node.start, node.end)
+  offset = node.end
+  let keyId: Buffer | undefined
+  while (offset < tbs.end) {
+    node = readTlv(der, offset)
+    offset = node.end
+    if (node.tag !== 0xa3) continue
+    const extensions = readTlv(der, node.start)
+    for (let at = extensions.start; at < extensions.end;) {
+      const extension = readTlv(der, at)
+      at = extension.end
+      const oid = readTlv(der, extension.start)
+      if (!der.subarray(oid.start, oid.end).equals(Buffer.from([0x55, 0x1d, 0x23]))) continue
+      let value = readTlv(der, oid.end)
+      if (value.tag === 0x01) value = readTlv(der, value.end) // critical
+      const aki = readTlv(der, value.start)
+      for (let inner = aki.start; inner < aki.end;) {
+        const field = readTlv(der, inner)
+        inner = field.end
+        if (field.tag === 0x80) keyId = der.subarray(field.start, field.end)
+      }
+    }
+  }
+  if (!keyId) throw new Error('certificate has no authority key identifier')
+  return `${keyId.toString('base64url')}.${serial.toString('base64url')}`
+}
+
+function readTlv(buf: Buffer, offset: number): {tag: number; start: number; end: number} {
+  const tag = buf[offset]
+  let length = buf[offset + 1]
+  let start = offset + 2
+  if (length & 0x80) {
+    const bytes = length & 0x7f
+    length = 0
+    for (let i = 0; i < bytes; i++) length = length * 256 + buf[start + i]
+    start += bytes
+  }
+  if (tag === undefined || start + length > buf.length) throw new Error('malformed DER')
+  return {tag, start, end: start + length}
+}
+
+/** The CA's suggested renewal window, or undefined when it has no ARI (or does not answer). */
+export async function fetchAriWindow(acme: AcmeSettings, pem: string, timeoutMs = 10_000): Promise<{window?: AriWindow; certId?: string; note?: string; hasAri: boolean; retryAfterSeconds?: number}> {
+  let renewalInfo: string | undefined
+  let agent
+  try {
+    agent = await acmeAgent(acme.caCert)
+    renewalInfo = (await fetchDirectory(acme.directory, agent, timeoutMs)).renewalInfo
+  } catch (error) {
+    return {hasAri: false, note: `renewal information (ARI) not checked: ${(error as Error).message}`}
+  }
+  if (!renewalInfo) return {hasAri: false}
+  let certId: string
+  try {
+    certId = ariCertId(pem)
+  } catch (error) {
+    return {hasAri: false, note: `no renewal information (ARI) for this certificate: ${(error as Error).message}`}
+  }
+  try {
+    const response = await getJson(`${renewalInfo.replace(/\/$/, '')}/${certId}`, agent, timeoutMs)
+    const body = response.body as {suggestedWindow?: {start?: string; end?: string}; explanationURL?: string} | undefined
+    const start = new Date(body?.suggestedWindow?.start ?? '')
+    const end = new Date(body?.suggestedWindow?.end ?? '')
+    if (response.status !== 200 || Number.isNaN(start.getTime()) || Number.isNaN(end.getTime())) {
+      return {hasAri: true, certId, note: `the CA has no renewal information (ARI) for this certificate (HTTP ${response.status})`}
+    }
+    return {hasAri: true, certId, window: {start, end, explanationURL: body?.explanationURL}, retryAfterSeconds: retryAfterSeconds(response.headers['retry-after'])}
+  } catch (error) {
+    return {hasAri: true, certId, note: `renewal information (ARI) not checked: ${(error as Error).message}`}
+  }
+}
+
+/** RFC 9773 §4.3: ask again after the CA's Retry-After; 6 h when it gives none; between 1 h and 1 day. */
+export const ARI_DEFAULT_RECHECK_S = 6 * 3600
+function retryAfterSeconds(header: string | string[] | undefined): number {
+  const value = Array.isArray(header) ? header[0] : header
+  let seconds = ARI_DEFAULT_RECHECK_S
+  if (value && /^\d+$/.test(value.trim())) seconds = Number(value.trim())
+  else if (value && !Number.isNaN(Date.parse(value))) seconds = (Date.parse(value) - Date.now()) / 1000
+  return Math.min(86_400, Math.max(3600, Math.round(seconds)))
+}
+
+/**
+ * The CA's window for this certificate: the one kept in renewal.json while the CA's Retry-After
+ * has not passed (a twice-daily run does not ask the CA each time), else asked anew and kept.
+ */
+export async function ariWindowFor(layout: Layout, acme: AcmeSettings, live: {pem: string; serial: string}, state: RenewalState, now: Date): Promise<{window?: AriWindow; certId?: string; hasAri: boolean; note?: string; cached: boolean}> {
+  const kept = state.ari
+  if (kept?.nextCheck && kept.serial === live.serial && kept.directory === acme.directory && now < new Date(kept.nextCheck)) {
+    if (kept.none) return {hasAri: false, cached: true}
+    return {window: {start: new Date(kept.start), end: new Date(kept.end), explanationURL: kept.explanationURL}, certId: kept.certId, hasAri: true, cached: true}
+  }
+  const found = await fetchAriWindow(acme, live.pem)
+  const nextCheck = new Date(now.getTime() + (found.retryAfterSeconds ?? ARI_DEFAULT_RECHECK_S) * 1000).toISOString()
+  const keep = {checkedAt: now.toISOString(), nextCheck, serial: live.serial, directory: acme.directory}
+  if (found.window) {
+    await writeRenewalState(layout, {...state, ari: {...keep, start: found.window.start.toISOString(), end: found.window.end.toISOString(), certId: found.certId, explanationURL: found.window.explanationURL}})
+  } else if (!found.hasAri && !found.note) {
+    // The CA's directory has no renewalInfo: ask again later, not on every run.
+    await writeRenewalState(layout, {...state, ari: {...keep, none: true, start: '', end: ''}})
+  }
+  return {...found, cached: false}
+}
+
+// ---------------------------------------------------------------------------------------------
+// Renewal state: srv/jupyterhub/ssl/renewal.json
+
+export interface RenewalState {
+  lastAttempt?: string
+  lastSuccess?: string
+  /** The last attempt's error, cleared by a success. */
+  lastError?: string
+  lastSerial?: string
+  /** The CA's last answer, kept until `nextCheck` (its Retry-After) for this certificate and CA. */
+  ari?: {start: string; end: string; checkedAt: string; nextCheck?: string; serial?: string; directory?: string; certId?: string; explanationURL?: string; none?: boolean}
+}
+
+export async function readRenewalState(layout: Layout): Promise<RenewalState> {
+  const text = await readIfExists(layout.renewalState)
+  if (text === undefined) return {}
+  try {
+    const parsed = JSON.parse(text) as unknown
+    return parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as RenewalState) : {}
+  } catch {
+    return {}
+  }
+}
+
+export async function writeRenewalState(layout: Layout, state: RenewalState): Promise<void> {
+  await ensureDir(layout.sslDir, 0o700)
+  await writeFileAtomic(layout.renewalState, `${JSON.stringify(state, null, 2)}\n`, {mode: 0o600})
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading the live certificate (node:crypto only)
+
+export interface LiveCertificate extends CertTimes {
+  pem: string
+  serial: string
+  issuer: string
+  domains: string[]
+  selfSigned: boolean
+}
+
+export async function readLiveCertificate(layout: Layout): Promise<LiveCertificate | undefined> {
+  const pem = await readIfExists(layout.fullchain)
+  if (pem === undefined) return undefined
+  const cert = new X509Certificate(pem)
+  return {
+    pem,
+    serial: cert.serialNumber,
+    issuer: cert.issuer,
+    domains: (cert.subjectAltName ?? '').split(/,\s*/).filter((e) => e.startsWith('DNS:')).map((e) => e.slice(4)),
+    notBefore: new Date(cert.validFrom),
+    notAfter: new Date(cert.validTo),
+    // Not checkIssued(): OpenSSL's issuer check also wants keyCertSign, which a self-signed leaf lacks.
+    selfSigned: cert.issuer === cert.subject && cert.verify(cert.publicKey),
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `hubctl cert status`
+
+export interface CertStatus {
+  installed: boolean
+  mode?: string
+  domains?: string[]
+  issuer?: string
+  serial?: string
+  notBefore?: string
+  notAfter?: string
+  daysLeft?: number
+  renewAfter?: string
+  expired?: boolean
+  due?: boolean
+  lastAttempt?: string
+  lastSuccess?: string
+  lastError?: string
+  ok: boolean
+  problem?: string
+}
+
+export async function certificateStatus(layout: Layout, now: Date): Promise<CertStatus> {
+  const settings = await new SettingsStore(layout).loadIfExists()
+  const state = await readRenewalState(layout)
+  const live = await readLiveCertificate(layout)
+  const common = {mode: settings?.tls.mode, lastAttempt: state.lastAttempt, lastSuccess: state.lastSuccess, lastError: state.lastError}
+  if (!live) return {installed: false, ...common, ok: false, problem: `no certificate at ${layout.fullchain}`}
+  const ari = state.ari && !state.ari.none ? {start: new Date(state.ari.start), end: new Date(state.ari.end)} : undefined
+  const decision = shouldRenew({...live, now, ari})
+  const expired = now >= live.notAfter
+  const lastFailed = Boolean(state.lastError) && Boolean(state.lastAttempt)
+  let problem: string | undefined
+  if (expired) problem = `the certificate expired on ${live.notAfter.toISOString()}`
+  else if (decision.due && lastFailed) problem = `the certificate was due for renewal on ${decision.renewAfter.toISOString()} and the last attempt failed: ${state.lastError}`
+  return {
+    installed: true,
+    ...common,
+    domains: live.domains,
+    issuer: live.issuer,
+    serial: live.serial,
+    notBefore: live.notBefore.toISOString(),
+    notAfter: live.notAfter.toISOString(),
+    daysLeft: Math.floor((live.notAfter.getTime() - now.getTime()) / DAY_MS),
+    renewAfter: decision.renewAfter.toISOString(),
+    expired,
+    due: decision.due,
+    ok: problem === undefined,
+    problem,
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `hubctl cert obtain` and `hubctl cert renew`
+
+export interface CertServiceDeps {
+  layout: Layout
+  runner: Runner
+  clock?: () => Date
+  log?: (line: string) => void
+  debug?: (line: string) => void
+  /** Waits (the random delay); tests pass a fake. */
+  sleep?: (ms: number) => Promise<void>
+  random?: () => number
+  /** Whether a person is watching (no random delay then). */
+  interactive?: boolean
+  env?: NodeJS.ProcessEnv
+}
+
+export interface CertRequestOptions extends AcmeFlags {
+  /** Path of the file holding the EAB HMAC key (else HUBCTL_EAB_HMAC_KEY). */
+  'eab-hmac-key'?: string
+  /** `cert obtain --email`: the CA's contact, kept in hubctl.json; the account's contact follows. */
+  email?: string
+}
+
+export interface RenewOptions extends CertRequestOptions {
+  days?: number
+  force?: boolean
+  randomSleep?: boolean
+}
+
+export interface HookResult {
+  command: string
+  exitCode: number
+  ok: boolean
+  output: string
+}
+
+export interface CertResult {
+  action: 'obtained' | 'renewed' | 'not-due' | 'locked' | 'skipped'
+  reason: string
+  domains: string[]
+  serial?: string
+  issuer?: string
+  notAfter?: string
+  renewAfter?: string
+  responder?: 'hubctl' | 'webroot' | 'none'
+  nginxReloaded?: boolean
+  hooks: HookResult[]
+  notes: string[]
+}
+
+export class CertService {
+  private readonly clock: () => Date
+  private readonly log: (line: string) => void
+
+  constructor(private readonly deps: CertServiceDeps) {
+    this.clock = deps.clock ?? (() => new Date())
+    this.log = deps.log ?? (() => {})
+  }
+
+  /**
+   * `hubctl cert obtain`: a new certificate now, whatever the current one. Every ACME setting
+   * given (and --email) is kept in hubctl.json for the renewals; the deploy hooks run, as after a
+   * renewal.
+   */
+  async obtain(options: CertRequestOptions): Promise<CertResult> {
+    const {layout} = this.deps
+    const store = new SettingsStore(layout)
+    const loaded = await store.load()
+    const acme = await acmeSettingsFrom(options, loaded.tls.acme, loaded.ports.http)
+    const email = options.email === undefined ? undefined : parseEmail(options.email)
+    const hmacKey = await readEabHmacKey(options['eab-hmac-key'], this.deps.env)
+    const lock = await acquireLock(layout.lockFile, 'cert obtain')
+    try {
+      // Read again under the lock: an init may have changed them meanwhile.
+      const settings = await store.load()
+      if (email !== undefined) settings.email = email
+      const result = await this.issue(settings, acme, {hmacKey})
+      settings.tls = {mode: 'letsencrypt', acme}
+      await store.save(settings)
+      const nginxReloaded = await this.reloadNginx(settings, result.notes)
+      const hooks = await this.runHooks(acme.deployHooks, settings)
+      return {...result, action: 'obtained', reason: 'requested (cert obtain)', nginxReloaded, hooks}
+    } finally {
+      await lock.release()
+    }
+  }
+
+  /** For `hubctl init --tls letsencrypt`: the settings are saved by init afterwards (with tls.acme set here). */
+  async obtainForInit(settings: Settings, acme: AcmeSettings, hmacKey?: string): Promise<CertificateInfo> {
+    const obtained = await obtainCertificate(obtainRequestFor(settings, acme, {hmacKey}), {layout: this.deps.layout, clock: this.deps.clock, log: this.log, debug: this.deps.debug})
+    settings.tls = {mode: settings.tls.mode, acme}
+    return obtained.info
+  }
+
+  /**
+   * For `hubctl init` keeping a valid certificate while --email changed: the ACME account's
+   * contact is updated now (an order would do it too). `warning` when the CA refused.
+   */
+  async updateAccountContact(settings: Settings, acme: AcmeSettings): Promise<{message?: string; warning: boolean}> {
+    if (!settings.email) return {warning: false}
+    const change = await updateAccountContact({directoryUrl: acme.directory, caCertFile: acme.caCert, email: settings.email}, {layout: this.deps.layout, clock: this.deps.clock, log: this.log, debug: this.deps.debug})
+    if (change.status === 'no-account') return {message: `no ACME account yet: the first order registers ${settings.email}`, warning: false}
+    return {message: describeContactChange(change), warning: change.status === 'failed'}
+  }
+
+  async renew(options: RenewOptions): Promise<CertResult> {
+    const {layout} = this.deps
+    const store = new SettingsStore(layout)
+    const settings = await store.load()
+    const notes: string[] = []
+    if (settings.tls.mode !== 'letsencrypt') {
+      return {action: 'skipped', reason: `the certificate is ${settings.tls.mode}: hubctl renews only certificates it obtained (hubctl cert obtain switches to ACME)`, domains: settings.domains, hooks: [], notes}
+    }
+    const acme = await acmeSettingsFrom(options, settings.tls.acme, settings.ports.http)
+    const state = await readRenewalState(layout)
+
+    let decision = await this.decide(settings, acme, options, notes, state)
+    if (!decision.due) {
+      await this.keepChangedSettings(store, settings, acme, notes)
+      return {action: 'not-due', reason: decision.reason, domains: settings.domains, renewAfter: decision.renewAfter.toISOString(), serial: decision.live?.serial, notAfter: decision.live?.notAfter.toISOString(), hooks: [], notes}
+    }
+
+    if (options.randomSleep !== false && !this.deps.interactive && !options.force) {
+      const ms = Math.floor((this.deps.random ?? Math.random)() * MAX_RANDOM_SLEEP_MS)
+      this.log(`renewal due (${decision.reason}); waiting a random ${Math.round(ms / 1000)}s first so that scheduled runs do not all reach the CA at once (--no-random-sleep skips this)`)
+      await (this.deps.sleep ?? ((t) => new Promise((resolve) => setTimeout(resolve, t))))(ms)
+    }
+
+    let lock
+    try {
+      lock = await acquireLock(layout.lockFile, 'cert renew', {waitMs: LOCK_WAIT_MS})
+    } catch (error) {
+      if (error instanceof HubctlError && error.exitCode === ExitCode.LOCKED) {
+        return {action: 'locked', reason: `${error.message}; it does the work, this run leaves it alone`, domains: settings.domains, hooks: [], notes}
+      }
+      throw error
+    }
+    try {
+      // Another run may have renewed while we waited for the lock.
+      if (!options.force) {
+        decision = await this.decide(settings, acme, options, notes, await readRenewalState(layout))
+        if (!decision.due) return {action: 'not-due', reason: decision.reason, domains: settings.domains, renewAfter: decision.renewAfter.toISOString(), serial: decision.live?.serial, hooks: [], notes}
+      }
+      this.log(`renewing: ${decision.reason}`)
+      const hmacKey = await readEabHmacKey(options['eab-hmac-key'], this.deps.env)
+      const attempt = this.clock().toISOString()
+      let result: Omit<CertResult, 'action' | 'reason'>
+      try {
+        result = await this.issue(settings, acme, {hmacKey, replaces: decision.certId})
+      } catch (error) {
+        const message = error instanceof HubctlError ? error.message : String((error as Error)?.message ?? error)
+        await writeRenewalState(layout, {...(await readRenewalState(layout)), lastAttempt: attempt, lastError: message})
+        throw error
+      }
+      await writeRenewalState(layout, {lastAttempt: attempt, lastSuccess: this.clock().toISOString(), lastSerial: result.serial})
+      settings.tls = {mode: 'letsencrypt', acme}
+      await store.save(settings)
+      result.notes.push(...notes)
+      const nginxReloaded = await this.reloadNginx(settings, result.notes)
+      const hookResults = await this.runHooks(acme.deployHooks, settings)
+      return {...result, action: 'renewed', reason: decision.reason, nginxReloaded, hooks: hookResults}
+    } finally {
+      await lock.release()
+    }
+  }
+
+  private decide(settings: Settings, acme: AcmeSettings, options: RenewOptions, notes: string[], state: RenewalState): Promise<RenewalDecision & {live?: LiveCertificate; certId?: string}> {
+    return decideRenewal(this.deps.layout, settings, acme, state, {now: this.clock(), days: options.days, force: options.force, notes, lookUpReplaces: true})
+  }
+
+  /**
+   * `cert renew` with nothing due but flags that change the kept ACME settings (a new deploy hook,
+   * another CA...): kept now, under the lock, so the next renewal uses them. Without such flags
+   * (the timer's runs) nothing is written and no lock is taken.
+   */
+  private async keepChangedSettings(store: SettingsStore, settings: Settings, acme: AcmeSettings, notes: string[]): Promise<void> {
+    const changed = changedAcmeSettings(settings.tls.acme, acme)
+    if (changed.length === 0) return
+    let lock
+    try {
+      lock = await acquireLock(this.deps.layout.lockFile, 'cert renew', {waitMs: LOCK_WAIT_MS})
+    } catch (error) {
+      if (error instanceof HubctlError && error.exitCode === ExitCode.LOCKED) {
+        notes.push(`the new ${changed.join(', ')} could not be kept: ${error.message}; give them again`)
+        return
+      }
+      throw error
+    }
+    try {
+      const current = await store.load()
+      current.tls = {mode: 'letsencrypt', acme}
+      await store.save(current)
+      notes.push(`kept the new ${changed.join(', ')} in ${this.deps.layout.settings} for the renewals`)
+    } finally {
+      await lock.release()
+    }
+  }
+
+  private async issue(settings: Settings, acme: AcmeSettings, options: {hmacKey?: string; replaces?: string}): Promise<Omit<CertResult, 'action' | 'reason'>> {
+    const request = obtainRequestFor(settings, acme, options)
+    const obtained = await obtainCertificate(request, {layout: this.deps.layout, clock: this.deps.clock, log: this.log, debug: this.deps.debug})
+    const notes = [...obtained.notes]
+    return {
+      domains: obtained.info.domains,
+      serial: obtained.info.serial,
+      issuer: obtained.info.issuer,
+      notAfter: obtained.info.notAfter,
+      responder: obtained.responder,
+      hooks: [],
+      notes,
+    }
+  }
+
+  /** `nginx -t`, then a reload when nginx runs; nothing to do when it does not. */
+  private async reloadNginx(settings: Settings, notes: string[]): Promise<boolean> {
+    const {Nginx, detectNginx} = await import('../config/nginx.js')
+    let install
+    try {
+      install = await detectNginx(this.deps.runner, settings.executables.nginx)
+    } catch (error) {
+      notes.push(`nginx not reloaded: ${(error as Error).message}`)
+      return false
+    }
+    return new Nginx(this.deps.layout, install, this.deps.runner).reloadIfRunning()
+  }
+
+  private async runHooks(hooks: string[], settings: Settings): Promise<HookResult[]> {
+    const {layout, runner} = this.deps
+    const results: HookResult[] = []
+    if (hooks.length > 0) {
+      // The hooks come from hubctl.json: run none that someone else could have put there.
+      const {assertTrustedFile} = await import('../setup/trust.js')
+      await assertTrustedFile(layout.settings, 'the deploy hooks were not run')
+    }
+    for (const command of hooks) {
+      this.log(`running deploy hook: ${command}`)
+      const result = await runner.run('/bin/sh', ['-c', command], {env: deployHookEnv(layout, settings), extendEnv: false, timeoutMs: 300_000, cwd: '/'})
+      results.push({command, exitCode: result.exitCode, ok: result.exitCode === 0, output: `${result.stdout}\n${result.stderr}`.trim().slice(-2000)})
+    }
+    return results
+  }
+}
+
+/**
+ * A deploy hook's whole environment: a fixed PATH, the locale when set, and the documented
+ * variables. Nothing else of root's (tokens, credentials, a PYTHONPATH or LD_PRELOAD) reaches it.
+ */
+export function deployHookEnv(layout: Layout, settings: Pick<Settings, 'domains'>, base: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const env: Record<string, string> = {PATH: '/usr/sbin:/usr/bin:/sbin:/bin'}
+  for (const name of ['LANG', 'LC_ALL'] as const) if (base[name]) env[name] = base[name]!
+  return {...env, RENEWED_LINEAGE: layout.sslDir, RENEWED_DOMAINS: settings.domains.join(' '), HUBCTL_FULLCHAIN: layout.fullchain, HUBCTL_PRIVKEY: layout.privkey, HUBCTL_PREFIX: layout.prefix}
+}
+
+const ACME_SETTING_FLAGS: Record<keyof AcmeSettings, string> = {
+  directory: '--acme-directory', caCert: '--acme-ca-cert', eabKid: '--eab-kid', keyType: '--key-type', deployHooks: '--deploy-hook', httpPort: '--http-port',
+}
+
+/** The flags whose kept value differs between two ACME settings. */
+export function changedAcmeSettings(before: AcmeSettings | undefined, after: AcmeSettings): string[] {
+  const keys = Object.keys(ACME_SETTING_FLAGS) as Array<keyof AcmeSettings>
+  return keys.filter((key) => JSON.stringify(before?.[key]) !== JSON.stringify(after[key])).map((key) => ACME_SETTING_FLAGS[key])
+}
+
+/**
+ * Whether the live certificate is due: missing, not covering the domains, self-signed, the local
+ * rule (or --days, --force), then the CA's ARI window. With `lookUpReplaces`, a due certificate's
+ * ARI id is looked up for the order's `replaces` (one directory fetch).
+ */
+export async function decideRenewal(layout: Layout, settings: Settings, acme: AcmeSettings, state: RenewalState, options: {now: Date; days?: number; force?: boolean; notes: string[]; lookUpReplaces: boolean}): Promise<RenewalDecision & {live?: LiveCertificate; certId?: string}> {
+  const {now, days, force} = options
+  const live = await readLiveCertificate(layout)
+  if (!live) return {due: true, reason: `no certificate at ${layout.fullchain}`, renewAfter: now, byAri: false}
+  const missing = settings.domains.filter((d) => !live.domains.includes(d))
+  if (missing.length > 0) return {due: true, reason: `the certificate does not cover ${missing.join(', ')}`, renewAfter: now, byAri: false, live}
+  if (live.selfSigned) return {due: true, reason: 'the certificate is self-signed', renewAfter: now, byAri: false, live}
+  // The local rule first: when it already says "due" (or --force), no need to ask the CA.
+  const local = shouldRenew({...live, now, days, force})
+  if (!local.due) {
+    const found = await ariWindowFor(layout, acme, live, state, now)
+    if (found.note) options.notes.push(found.note)
+    return {...shouldRenew({...live, now, days, ari: found.window}), live, certId: found.hasAri ? found.certId : undefined}
+  }
+  let certId: string | undefined
+  if (options.lookUpReplaces) {
+    // ARI's `replaces` needs the CA's renewalInfo: one directory look-up (the order fetches it anyway).
+    try {
+      const directory = await fetchDirectory(acme.directory, await acmeAgent(acme.caCert))
+      if (directory.renewalInfo) certId = ariCertId(live.pem)
+    } catch {
+      // The order will report an unreachable CA.
+    }
+  }
+  return {...local, live, certId}
+}
+
+/** What `cert renew` prints when nothing is due. */
+export function notDueLine(domains: readonly string[], reason: string): string {
+  return `certificate for ${domains.join(', ')} not due for renewal: ${reason}`
+}
+
+/**
+ * `hubctl cert renew` as the timer and cron run it, answered without oclif when nothing is due
+ * (bin/run.js): the same decision as CertService.renew (the kept settings, the live certificate,
+ * the local rule, the CA's window). Returns the line to print, or undefined whenever the full
+ * command must run: due, not an ACME certificate, a note to report, any error.
+ */
+export async function renewNotDueQuickly(layout: Layout, now = new Date()): Promise<string | undefined> {
+  try {
+    const settings = await new SettingsStore(layout).load()
+    const acme = settings.tls.acme
+    if (settings.tls.mode !== 'letsencrypt' || !acme?.directory) return undefined
+    const notes: string[] = []
+    const decision = await decideRenewal(layout, settings, acme, await readRenewalState(layout), {now, notes, lookUpReplaces: false})
+    return decision.due || notes.length > 0 ? undefined : notDueLine(settings.domains, decision.reason)
+  } catch {
+    return undefined
+  }
+}

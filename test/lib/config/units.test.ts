@@ -1,0 +1,185 @@
+import {expect} from 'chai'
+import {execa} from 'execa'
+import fs from 'node:fs/promises'
+import path from 'node:path'
+
+import {Layout} from '../../../src/lib/config/layout.js'
+import {planLogrotate, planRenewalSchedule, planServiceUnit} from '../../../src/lib/config/units.js'
+import {tempPrefix} from '../../helpers/cli.js'
+
+/*
+ * The systemd units and the root cron line run hubctl by the paths of node and bin/run.js and the
+ * prefix. A space, `;`, `%`, `$` or a quote in one of them must reach the program as one argument,
+ * unchanged: cron turns an unescaped `%` into a newline and hands the rest to `sh -c`; systemd
+ * expands `%` specifiers and `$VARIABLES` in ExecStart and splits it on whitespace.
+ */
+
+const HOSTILE = 'a b;touch PWNED%n$HOME\'"x\\y'
+
+/** What cron does to a command: an unescaped `%` ends it (the rest is standard input), `\%` is a `%` (Debian's cron, do_command.c). */
+function cronCommand(line: string): string {
+  let out = ''
+  let escaped = false
+  for (const ch of line) {
+    if (escaped) {
+      if (ch === '%') out = out.slice(0, -1)
+      out += ch
+      escaped = false
+      continue
+    }
+    if (ch === '\\') escaped = true
+    if (ch === '%') break
+    out += ch
+  }
+  return out
+}
+
+/** systemd's reading of an ExecStart= value: specifiers (%%), variables ($$), words with quotes and C escapes. */
+function systemdArgv(value: string): string[] {
+  const words: string[] = []
+  let i = 0
+  const unescape: Record<string, string> = {n: '\n', t: '\t', '\\': '\\', '"': '"', '\'': '\'', ' ': ' '}
+  while (i < value.length) {
+    while (value[i] === ' ') i++
+    if (i >= value.length) break
+    let word = ''
+    let quote: string | undefined
+    for (; i < value.length; i++) {
+      const ch = value[i]
+      if (ch === '%') {
+        if (value[i + 1] !== '%') throw new Error(`a specifier %${value[i + 1]} in ${value}`)
+        word += '%'
+        i++
+      } else if (ch === '$') {
+        if (value[i + 1] !== '$') throw new Error(`a variable in ${value}`)
+        word += '$'
+        i++
+      } else if (ch === '\\') {
+        const next = value[++i]
+        if (!(next in unescape)) throw new Error(`an unknown escape \\${next}`)
+        word += unescape[next]
+      } else if (quote) {
+        if (ch === quote) quote = undefined
+        else word += ch
+      } else if (ch === '"' || ch === '\'') {
+        quote = ch
+      } else if (ch === ' ') {
+        break
+      } else if (ch === ';' && word === '') {
+        throw new Error(`a command separator in ${value}`)
+      } else {
+        word += ch
+      }
+    }
+    if (quote) throw new Error(`an unbalanced quote in ${value}`)
+    words.push(word)
+  }
+  return words
+}
+
+describe('units and cron: paths with spaces, ;, %, $ and quotes', function () {
+  this.timeout(60_000)
+  let dir: string
+  let node: string
+  /** systemd runs no executable whose path has a quote, a backslash or a `$`: the units' node has only the others. */
+  let unitNode: string
+  let hubctl: string
+  let layout: Layout
+
+  before(async () => {
+    dir = await tempPrefix('hubctl-units')
+    const odd = path.join(dir, HOSTILE)
+    await fs.mkdir(odd, {recursive: true})
+    // A "node" that records the arguments it was given, one per line.
+    node = path.join(odd, 'node')
+    await fs.writeFile(node, `#!/bin/sh\nfor a in "$@"; do printf '%s\\n' "$a"; done > "$(dirname "$0")/argv"\n`, {mode: 0o755})
+    unitNode = path.join(dir, 'a b;touch PWNED%n', 'node')
+    await fs.mkdir(path.dirname(unitNode))
+    await fs.copyFile(node, unitNode)
+    await fs.chmod(unitNode, 0o755)
+    hubctl = path.join(odd, 'run.js')
+    await fs.writeFile(hubctl, '')
+    layout = new Layout(path.join(dir, `prefix ${HOSTILE}`))
+  })
+  after(async () => { await fs.rm(dir, {recursive: true, force: true}) })
+
+  it('the cron line runs exactly node, run.js, cert renew --prefix PREFIX under cron and sh (was: cut at the %, ; ran a command)', async () => {
+    const [cron] = await planRenewalSchedule(layout, {node, hubctl}, false)
+    const line = cron.content.split('\n').find((l) => /^\d/.test(l))!
+    const command = line.replace(/^\S+ \S+ \* \* \* root /, '')
+    const ran = await execa('/bin/sh', ['-c', cronCommand(command)], {cwd: dir, reject: false})
+    expect(ran.exitCode, ran.stderr).to.equal(0)
+    expect(await fs.readFile(path.join(path.dirname(node), 'argv'), 'utf8')).to.equal([hubctl, 'cert', 'renew', '--prefix', layout.prefix, ''].join('\n'))
+    await fs.access(path.join(dir, 'PWNED')).then(() => expect.fail('the ; in a path ran a command'), () => {})
+  })
+
+  it('every ExecStart= reads back as node, run.js and the arguments, unchanged (was: split at spaces, %n and $HOME expanded)', async () => {
+    const files = [await planServiceUnit(layout, {node: unitNode, hubctl}), ...(await planRenewalSchedule(layout, {node: unitNode, hubctl}, true))]
+    const execs = files.flatMap((f) => f.content.split('\n').filter((l) => /^Exec\w+=/.test(l)).map((l) => l.replace(/^Exec\w+=/, '')))
+    expect(execs).to.have.length(3)
+    const expected = [['start'], ['restart'], ['cert', 'renew']]
+    for (const [i, exec] of execs.entries()) expect(systemdArgv(exec)).to.deep.equal([unitNode, hubctl, ...expected[i], '--prefix', layout.prefix])
+  })
+
+  it('systemd-analyze verify accepts the units, when it is installed', async function () {
+    const which = await execa('sh', ['-c', 'command -v systemd-analyze'], {reject: false})
+    if (which.exitCode !== 0) this.skip()
+    const unitDir = path.join(dir, 'units')
+    await fs.mkdir(unitDir, {recursive: true})
+    for (const planned of [await planServiceUnit(layout, {node: unitNode, hubctl}), ...(await planRenewalSchedule(layout, {node: unitNode, hubctl}, true))]) {
+      await fs.writeFile(path.join(unitDir, path.basename(planned.file)), planned.content)
+    }
+    const verify = await execa('systemd-analyze', ['verify', '--man=no', ...['jupyterhub.service', 'hubctl-renew.service'].map((f) => path.join(unitDir, f))], {reject: false})
+    expect(verify.stderr.split('\n').filter((l) => /jupyterhub\.service|hubctl-renew/.test(l) && !/Failed to create|not found|Unit .* not found/.test(l))).to.deep.equal([])
+  })
+
+  it('a line break in a path, or a node systemd cannot run (a quote, a backslash, a $ in its path), is refused with exit 2', async () => {
+    for (const bad of ['/usr/bin/node\nExecStartPre=/bin/sh -c id', node]) {
+      let error: {exitCode?: number; message?: string} | undefined
+      try {
+        await planServiceUnit(layout, {node: bad, hubctl})
+      } catch (error_) {
+        error = error_ as {exitCode?: number}
+      }
+      expect(error?.exitCode, `${bad}: ${error?.message}`).to.equal(2)
+    }
+  })
+})
+
+describe('logrotate configuration', function () {
+  this.timeout(60_000)
+  let layout: Layout
+  before(async () => { layout = new Layout(path.join(await tempPrefix('hubctl-logrotate'), 'a prefix')) })
+  after(async () => { await fs.rm(path.dirname(layout.prefix), {recursive: true, force: true}) })
+
+  it('names every log, creates new ones 0640 root:adm, reopens nginx\'s; logrotate -d reads it when installed', async function () {
+    const planned = await planLogrotate(layout, 0)
+    expect(planned.file).to.equal(path.join(layout.prefix, 'etc/logrotate.d/hubctl'))
+    for (const log of [layout.nginxAccessLog, layout.nginxErrorLog, layout.auditLog, layout.hubLog, layout.proxyLog, layout.supervisorLog]) expect(planned.content).to.include(`"${log}"`)
+    expect(planned.content).to.match(/^ {4}create 0640 root adm$/m)
+    expect(planned.content).to.include(`kill -USR1 "$(cat "${layout.nginxPid}")"`)
+    expect((await planLogrotate(layout, 1000)).content).to.match(/^ {4}create 0640$/m)
+    const logrotate = await execa('sh', ['-c', 'command -v logrotate'], {reject: false})
+    if (logrotate.exitCode !== 0) this.skip()
+    await fs.mkdir(layout.logDir, {recursive: true})
+    for (const log of [layout.nginxAccessLog, layout.hubLog]) await fs.writeFile(log, 'a line\n', {mode: 0o640})
+    await fs.mkdir(path.dirname(planned.file), {recursive: true})
+    await fs.writeFile(planned.file, planned.content, {mode: 0o644})
+    const debug = await execa('logrotate', ['-d', '-f', '-s', path.join(layout.prefix, 'state'), planned.file], {reject: false})
+    expect(debug.exitCode, debug.stderr).to.equal(0)
+    expect(debug.stderr + debug.stdout).to.not.match(/^error:/im)
+    expect(debug.stderr + debug.stdout).to.include(layout.nginxAccessLog)
+  })
+
+  it('refuses a prefix it cannot write safely (a quote, a $) with exit 2', async () => {
+    for (const prefix of ['/tmp/a"b', '/tmp/a$b', '/tmp/a\\b']) {
+      let error: {exitCode?: number} | undefined
+      try {
+        await planLogrotate(new Layout(prefix), 0)
+      } catch (error_) {
+        error = error_ as {exitCode?: number}
+      }
+      expect(error?.exitCode, prefix).to.equal(2)
+    }
+  })
+})
