@@ -1,5 +1,5 @@
 import {BaseCommand} from '../base-command.js'
-import {RestartResult, restartStack} from '../lib/stack/supervisor.js'
+import {RestartResult, restartStack} from '../lib/stack/control.js'
 
 export default class Restart extends BaseCommand<typeof Restart> {
   static override summary = 'Restart the proxy and the hub; user servers and their routes stay.'

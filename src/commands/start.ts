@@ -6,7 +6,9 @@ import {formatDuration, parseDuration} from '../lib/duration.js'
 import {checkBeforeStart} from '../lib/setup/preflight.js'
 import {execaRunner} from '../lib/runner.js'
 import {SettingsStore} from '../lib/config/settings.js'
-import {DetachResult, Supervisor, SupervisorEvent, SupervisorResult, claimPidFile, installSignalHandlers, startDetached} from '../lib/stack/supervisor.js'
+import {DetachResult, startDetached} from '../lib/stack/control.js'
+import {Supervisor, SupervisorResult, installSignalHandlers} from '../lib/stack/supervisor.js'
+import {SupervisorEvent, claimPidFile} from '../lib/stack/state.js'
 
 export default class Start extends BaseCommand<typeof Start> {
   static override summary = 'Run the hub: configurable-http-proxy, JupyterHub and (for a --prefix other than /) nginx, supervised.'

@@ -1,7 +1,7 @@
 import {BaseCommand} from '../base-command.js'
 import {formatDuration} from '../lib/duration.js'
 import {SettingsStore} from '../lib/config/settings.js'
-import {ChildStatus, StatusReport, stackStatus} from '../lib/stack/supervisor.js'
+import {ChildStatus, StatusReport, stackStatus} from '../lib/stack/control.js'
 
 export default class Status extends BaseCommand<typeof Status> {
   static override summary = 'Show what runs: supervisor, proxy, hub, nginx and the user servers.'

@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../base-command.js'
 import {SettingsStore} from '../lib/config/settings.js'
-import {StopResult, stopStack} from '../lib/stack/supervisor.js'
+import {StopResult, stopStack} from '../lib/stack/control.js'
 
 export default class Stop extends BaseCommand<typeof Stop> {
   static override summary = 'Stop the user servers, then the hub, the proxy and nginx.'

@@ -13,7 +13,7 @@ import {checkDns, portInUse} from './preflight.js'
 import {Runner} from '../runner.js'
 import {SecretStore} from '../files/secrets.js'
 import {PORT_FLAGS, Ports, Settings, SettingsStore} from '../config/settings.js'
-import {readState, runningSupervisor} from '../stack/supervisor.js'
+import {readState, runningSupervisor} from '../stack/state.js'
 import {checkHealth, hubHealthUrl, proxyApiUrl} from '../stack/hubapi.js'
 import {assertTrusted, trustProblems, trustedPaths} from './trust.js'
 

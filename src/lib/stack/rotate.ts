@@ -14,7 +14,9 @@ import {Nginx, detectNginx} from '../config/nginx.js'
 import {Runner} from '../runner.js'
 import {SECRET_LABELS, SecretName, SecretStore} from '../files/secrets.js'
 import type {Settings} from '../config/settings.js'
-import {Clock, ControlAction, ControlResult, requestControl, runningSupervisor, systemClock} from './supervisor.js'
+import {Clock, systemClock} from './clock.js'
+import {ControlAction, ControlResult, runningSupervisor} from './state.js'
+import {requestControl} from './control.js'
 
 /*
  * `hubctl secrets rotate`: replace secrets without losing anyone's running notebook.

@@ -9,7 +9,7 @@ import {BACKUPS_KEPT, RotationService, fingerprint, rotationNotice} from '../../
 import {Runner} from '../../../src/lib/runner.js'
 import {SecretStore} from '../../../src/lib/files/secrets.js'
 import type {Settings} from '../../../src/lib/config/settings.js'
-import type {ControlAction, ControlResult} from '../../../src/lib/stack/supervisor.js'
+import type {ControlAction, ControlResult} from '../../../src/lib/stack/state.js'
 import {modeOf, tempPrefix} from '../../helpers/cli.js'
 
 const settings = {

@@ -9,7 +9,10 @@ import {ExitCode, HubctlError} from '../../../src/lib/errors.js'
 import {Layout} from '../../../src/lib/config/layout.js'
 import {ServersReport} from '../../../src/lib/stack/servers.js'
 import type {Settings} from '../../../src/lib/config/settings.js'
-import {ChildName, ChildSpec, Clock, Supervisor, SupervisorEvent, SupervisorResult, childSpecs, readState} from '../../../src/lib/stack/supervisor.js'
+import {ChildName, ChildSpec, SupervisorEvent, readState} from '../../../src/lib/stack/state.js'
+import {Clock} from '../../../src/lib/stack/clock.js'
+import {Supervisor, SupervisorResult} from '../../../src/lib/stack/supervisor.js'
+import {childSpecs} from '../../../src/lib/stack/children.js'
 import {freePort} from '../../helpers/cli.js'
 
 /*

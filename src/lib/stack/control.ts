@@ -1,0 +1,324 @@
+import {ChildProcess, spawn as nodeSpawn} from 'node:child_process'
+import fs from 'node:fs/promises'
+import net from 'node:net'
+import path from 'node:path'
+
+import {ensureLogFile, readIfExists, writeFileAtomic} from '../files/atomic.js'
+import {ExitCode, ExitCodeValue, HubctlError} from '../errors.js'
+import {HubApi, FetchLike, checkHealth, hubHealthUrl} from './hubapi.js'
+import {Layout} from '../config/layout.js'
+import {portOwnedBy, recordedChild} from './listeners.js'
+import {processAlive} from '../processes.js'
+import {execaRunner} from '../runner.js'
+import {ServerWatchSummary, StatusServer, serversForStatus} from './servers.js'
+import {Settings} from '../config/settings.js'
+import {Clock, systemClock} from './clock.js'
+import {ChildName, ControlAction, ControlRequest, ControlResult, DEFAULT_TIMINGS, SHUTDOWN_ORDER, SpawnFn, alreadyRunning, label, readState, round, runningSupervisor, terminatePid} from './state.js'
+
+/*
+ * The entry points other hubctl commands use: start --detach, stop, restart, status, and control
+ * requests to the running supervisor.
+ */
+// ---------------------------------------------------------------------------------------------
+// Control: what `start --detach`, `stop`, `restart` and `status` do from another process
+
+export interface DetachResult {
+  pid: number
+  readySeconds: number | null
+  log: string
+}
+
+/**
+ * Run `hubctl start` in the background (its own session, output to the supervisor log) and wait
+ * until it says ready; stops it and throws when it fails or takes too long.
+ */
+export async function startDetached(layout: Layout, options: {bin: string; args?: string[]; spawn?: SpawnFn; clock?: Clock; timeoutMs?: number; env?: NodeJS.ProcessEnv}): Promise<DetachResult> {
+  const clock = options.clock ?? systemClock
+  const other = await runningSupervisor(layout)
+  if (other) throw alreadyRunning(layout, other.pid)
+  const logFile = layout.supervisorLog
+  await fs.mkdir(path.dirname(logFile), {recursive: true, mode: 0o755})
+  await ensureLogFile(logFile)
+  const handle = await fs.open(logFile, 'a', 0o640)
+  const logStart = (await handle.stat()).size
+  let proc: ChildProcess
+  try {
+    proc = (options.spawn ?? nodeSpawn)(process.execPath, [options.bin, 'start', '--prefix', layout.prefix, ...(options.args ?? [])], {
+      detached: true,
+      stdio: ['ignore', handle.fd, handle.fd],
+      env: options.env ?? process.env,
+      cwd: '/',
+    })
+  } finally {
+    // Not awaited: the listeners below must be attached before a spawn error's next tick.
+    void handle.close().catch(() => {})
+  }
+  let exit: {code: number | null; signal: string | null} | undefined
+  proc.once('exit', (code, signal) => {
+    exit = {code, signal}
+  })
+  proc.once('error', () => {
+    exit ??= {code: 127, signal: null}
+  })
+  proc.unref()
+  const pid = proc.pid
+  const deadline = clock.now() + (options.timeoutMs ?? DEFAULT_TIMINGS.healthTimeoutMs + 30_000)
+  while (clock.now() < deadline) {
+    if (exit) {
+      const tail = await logTail(logFile, logStart)
+      const known = (Object.values(ExitCode) as number[]).includes(exit.code ?? -1) && exit.code !== 0
+      // The background hubctl's own error line is "problem. Fix: fix": keep its fix.
+      const [problem, fix] = tail.split('. Fix: ')
+      throw new HubctlError(`hubctl start exited (${exit.signal ?? `code ${exit.code}`}) before the hub was ready${problem ? `: ${problem}` : ''}`, {exitCode: known ? exit.code as ExitCodeValue : ExitCode.RUNTIME, fix: fix ?? `read ${logFile} and ${layout.hubLog}, fix the cause, then run \`hubctl start\` again`})
+    }
+    const state = await readState(layout)
+    if (pid !== undefined && state?.supervisor.pid === pid && state.supervisor.ready) {
+      return {pid, readySeconds: state.supervisor.readySeconds, log: logFile}
+    }
+    await clock.sleep(DEFAULT_TIMINGS.pollMs)
+  }
+  if (pid !== undefined) await terminatePid(pid, null, {clock})
+  throw new HubctlError('the hub did not become ready in time; hubctl stopped it again', {exitCode: ExitCode.RUNTIME, fix: `read ${logFile} and ${layout.hubLog}`})
+}
+
+async function logTail(file: string, from: number): Promise<string> {
+  const text = (await readIfExists(file)) ?? ''
+  const lines = text.slice(from).trim().split('\n').filter((line) => /error|fail|hubctl:/i.test(line))
+  return (lines.at(-1) ?? '').replace(/^\S+\s+hubctl\[\d+\]\s+\w+:\s*/, '').replace(/^hubctl:\s*/, '').slice(0, 400)
+}
+
+export interface StopResult {
+  /** The supervisor that was stopped, if one ran. */
+  supervisor: {pid: number; result: 'exited' | 'killed' | 'gone'} | null
+  servers: Array<{user: string; name: string; result: 'stopped' | 'pending' | 'failed'; error?: string}>
+  /** Children stopped directly because no supervisor was left to stop them. */
+  leftovers: Array<{name: ChildName; pid: number; result: 'exited' | 'killed' | 'gone'}>
+  warnings: string[]
+  wasRunning: boolean
+}
+
+/**
+ * `hubctl stop`: the user servers through the hub API (DELETE /hub/api/users/NAME/server), then
+ * the supervisor (SIGTERM: hub, proxy, nginx), then anything a dead supervisor left behind.
+ */
+export async function stopStack(layout: Layout, settings: Settings, options: {api?: HubApi; clock?: Clock; fetch?: FetchLike; keepServers?: boolean; timeoutMs?: number; log?: (line: string) => void} = {}): Promise<StopResult> {
+  const clock = options.clock ?? systemClock
+  const log = options.log ?? (() => {})
+  const timeoutMs = options.timeoutMs ?? 60_000
+  const result: StopResult = {supervisor: null, servers: [], leftovers: [], warnings: [], wasRunning: false}
+  const supervisor = await runningSupervisor(layout)
+  const hubUp = await recordedHubAnswers(layout, settings, options.fetch)
+  result.wasRunning = supervisor !== undefined || hubUp
+  if (!options.keepServers) {
+    if (hubUp) {
+      const api = options.api ?? HubApi.forLayout(layout, settings, {fetch: options.fetch})
+      result.servers = await stopServers(api, {clock, timeoutMs, log})
+      for (const server of result.servers.filter((s) => s.result !== 'stopped')) {
+        result.warnings.push(`the server of ${server.user}${server.name ? `/${server.name}` : ''} did not stop${server.error ? `: ${server.error}` : ''}`)
+      }
+    } else if (supervisor) {
+      result.warnings.push('the hub does not answer: user servers were not stopped (start the hub and run `hubctl stop` again to stop them)')
+    }
+  }
+  if (supervisor) {
+    log(`stopping the supervisor (pid ${supervisor.pid}): hub, proxy${settings.nginxSupervised ? ', nginx' : ''}`)
+    const unit = await systemdUnitOf(supervisor.pid, layout)
+    if (unit) {
+      // Under systemd (Restart=always) a plain SIGTERM would only have it started again.
+      log(`systemctl stop ${unit}`)
+      const stopped = await execaRunner.run('systemctl', ['stop', unit], {timeoutMs: 60_000})
+      if (stopped.exitCode !== 0) result.warnings.push(`systemctl stop ${unit} failed: ${stopped.stderr.trim().split('\n').pop()}`)
+    }
+    const outcome = await terminatePid(supervisor.pid, supervisor.startTime, {clock, timeoutMs: DEFAULT_TIMINGS.stopTimeoutMs * 3 + 5000})
+    result.supervisor = {pid: supervisor.pid, result: outcome}
+    if (outcome === 'killed') result.warnings.push(`the supervisor (pid ${supervisor.pid}) did not stop in time and was killed`)
+  }
+  const state = await readState(layout)
+  if (state) {
+    for (const name of SHUTDOWN_ORDER) {
+      const child = state[name]
+      if (!child?.pid || !(await processAlive(child.pid, child.startTime))) continue
+      log(`stopping ${label(name)} left behind (pid ${child.pid})`)
+      result.leftovers.push({name, pid: child.pid, result: await terminatePid(child.pid, child.startTime, {clock, group: name === 'nginx'})})
+      result.wasRunning = true
+    }
+    const standby = state.standby
+    if (standby?.pid && (await processAlive(standby.pid, standby.startTime))) {
+      log(`stopping the standby proxy left behind (pid ${standby.pid})`)
+      result.leftovers.push({name: 'proxy', pid: standby.pid, result: await terminatePid(standby.pid, standby.startTime, {clock})})
+      result.wasRunning = true
+    }
+  }
+  const pidText = await readIfExists(layout.pidFile)
+  if (pidText !== undefined && !(await runningSupervisor(layout))) await fs.rm(layout.pidFile, {force: true})
+  return result
+}
+
+/** The systemd unit hubctl installed, when `pid` runs inside it (its cgroup names it). */
+async function systemdUnitOf(pid: number, layout: Layout): Promise<string | undefined> {
+  if (!layout.isSystem) return undefined
+  const unit = path.basename(layout.systemdUnit)
+  const cgroup = await readIfExists(`/proc/${pid}/cgroup`).catch(() => undefined)
+  return cgroup?.split('\n').some((line) => line.endsWith(`/${unit}`)) ? unit : undefined
+}
+
+/** Ask the hub to stop every user server and wait until it says they are gone. */
+export async function stopServers(api: HubApi, options: {clock?: Clock; timeoutMs?: number; log?: (line: string) => void} = {}): Promise<StopResult['servers']> {
+  const clock = options.clock ?? systemClock
+  const servers = await api.listServers()
+  const results: StopResult['servers'] = []
+  await Promise.all(servers.map(async (server) => {
+    options.log?.(`stopping the server of ${server.user}${server.name ? `/${server.name}` : ''}`)
+    try {
+      results.push({user: server.user, name: server.name, result: await api.stopServer(server.user, server.name)})
+    } catch (error) {
+      results.push({user: server.user, name: server.name, result: 'failed', error: (error as Error).message})
+    }
+  }))
+  const deadline = clock.now() + (options.timeoutMs ?? 60_000)
+  for (;;) {
+    const pending = results.filter((r) => r.result === 'pending')
+    if (pending.length === 0) break
+    const still = new Set((await api.listServers()).map((s) => `${s.user}/${s.name}`))
+    for (const r of pending) if (!still.has(`${r.user}/${r.name}`)) r.result = 'stopped'
+    if (clock.now() >= deadline) break
+    await clock.sleep(500)
+  }
+  return results.sort((a, b) => `${a.user}/${a.name}`.localeCompare(`${b.user}/${b.name}`))
+}
+
+export interface RestartResult {
+  pid: number
+  seconds: number
+  proxy: {pid: number | null}
+  hub: {pid: number | null; healthy: boolean}
+}
+
+/** `hubctl restart`: SIGHUP to the running supervisor, then wait until it reports the restart done. */
+export async function restartStack(layout: Layout, options: {clock?: Clock; timeoutMs?: number} = {}): Promise<RestartResult> {
+  const clock = options.clock ?? systemClock
+  const supervisor = await runningSupervisor(layout)
+  if (!supervisor) throw new HubctlError(`hubctl does not supervise a hub under ${layout.prefix}`, {exitCode: ExitCode.RUNTIME, fix: 'start it with `hubctl start --detach` (or `systemctl start jupyterhub`)'})
+  const before = await readState(layout)
+  if (before && !before.supervisor.ready) throw new HubctlError('the hub is still starting', {exitCode: ExitCode.RUNTIME, fix: 'wait until `hubctl status` shows it healthy, then run `hubctl restart` again'})
+  const reloads = before?.reloads ?? 0
+  const began = clock.now()
+  process.kill(supervisor.pid, 'SIGHUP')
+  const deadline = began + (options.timeoutMs ?? DEFAULT_TIMINGS.healthTimeoutMs + DEFAULT_TIMINGS.stopTimeoutMs * 2)
+  while (clock.now() < deadline) {
+    await clock.sleep(DEFAULT_TIMINGS.pollMs)
+    const state = await readState(layout)
+    if (state && state.reloads > reloads) {
+      if (!state.lastReload?.ok) throw new HubctlError(`the restart failed: ${state.lastReload?.error ?? 'unknown reason'}`, {exitCode: ExitCode.RUNTIME, fix: `read ${layout.hubLog} and ${layout.proxyLog}`})
+      return {pid: supervisor.pid, seconds: round((clock.now() - began) / 1000), proxy: {pid: state.proxy.pid}, hub: {pid: state.hub.pid, healthy: Boolean(state.hub.healthy)}}
+    }
+    if (!(await processAlive(supervisor.pid, supervisor.startTime))) throw new HubctlError('the supervisor exited during the restart', {exitCode: ExitCode.RUNTIME, fix: `read ${layout.supervisorLog}, then run \`hubctl start --detach\``})
+  }
+  throw new HubctlError('the restart did not finish in time', {exitCode: ExitCode.RUNTIME, fix: `see \`hubctl status\` and ${layout.hubLog}`})
+}
+
+export interface ChildStatus {
+  pid: number | null
+  running: boolean
+  restarts: number
+  crashLoop: boolean
+  startedAt: string | null
+  log: string
+}
+
+export interface StatusReport {
+  prefix: string
+  running: boolean
+  supervisor: {pid: number | null; running: boolean; startedAt: string | null; ready: boolean}
+  proxy: ChildStatus
+  hub: ChildStatus & {healthy: boolean; version?: string}
+  nginx?: ChildStatus
+  /** Each with the running supervisor's last probe of its route (routeOk). */
+  servers: StatusServer[]
+  serversError?: string
+  /** The running supervisor's last check of the servers: when, the cull time, recent culls and clean-ups. */
+  serverWatch?: ServerWatchSummary
+  reloads: number
+}
+
+/** What runs under the prefix, checked live (pids in /proc, the hub's health, its API); never throws for a stopped stack. */
+export async function stackStatus(layout: Layout, settings: Settings, options: {api?: HubApi; fetch?: FetchLike} = {}): Promise<StatusReport> {
+  const state = await readState(layout)
+  const supervisor = await runningSupervisor(layout)
+  const childStatus = async (name: ChildName, logFile: string): Promise<ChildStatus> => {
+    const child = state?.[name]
+    const running = child ? await processAlive(child.pid, child.startTime) : false
+    return {pid: running ? child?.pid ?? null : null, running, restarts: child?.restarts ?? 0, crashLoop: Boolean(child?.crashLoop) && running, startedAt: running ? child?.startedAt ?? null : null, log: child?.log ?? logFile}
+  }
+  const proxy = await childStatus('proxy', layout.proxyLog)
+  const hubChild = await childStatus('hub', layout.hubLog)
+  // Only the hub hubctl started is asked (never whatever listens on its port when it is stopped).
+  const healthy = hubChild.running && (await recordedHubAnswers(layout, settings, options.fetch))
+  const report: StatusReport = {
+    prefix: layout.prefix,
+    running: false,
+    supervisor: {pid: supervisor?.pid ?? null, running: supervisor !== undefined, startedAt: supervisor ? state?.supervisor.startedAt ?? null : null, ready: Boolean(supervisor && state?.supervisor.ready)},
+    proxy,
+    hub: {...hubChild, healthy},
+    servers: [],
+    reloads: supervisor ? state?.reloads ?? 0 : 0,
+  }
+  if (settings.nginxSupervised && !layout.isSystem) report.nginx = await childStatus('nginx', layout.nginxErrorLog)
+  report.running = report.supervisor.running || proxy.running || hubChild.running
+  if (healthy) {
+    try {
+      const api = options.api ?? HubApi.forLayout(layout, settings, {fetch: options.fetch, timeoutMs: 5000})
+      report.hub.version = await api.version()
+      const watched = serversForStatus(await api.listServers(), supervisor ? state?.servers : undefined)
+      report.servers = watched.servers
+      if (watched.watch) report.serverWatch = watched.watch
+    } catch (error) {
+      report.serversError = error instanceof HubctlError ? error.line : (error as Error).message
+    }
+  }
+  return report
+}
+
+/** The hub recorded in state.json runs, holds the hub's port, and answers /hub/health there. */
+async function recordedHubAnswers(layout: Layout, settings: Settings, fetchFn?: FetchLike): Promise<boolean> {
+  const hub = await recordedChild(layout, 'hub')
+  if (!hub || !(await portOwnedBy(settings.ports.hub, hub.pid)).owned) return false
+  return checkHealth(hubHealthUrl(settings), {fetch: fetchFn})
+}
+
+/** Whether something accepts TCP connections on 127.0.0.1:port. */
+export function portAnswers(port: number, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({host: '127.0.0.1', port})
+    const done = (answer: boolean) => {
+      socket.destroy()
+      resolve(answer)
+    }
+    socket.setTimeout(timeoutMs, () => done(false))
+    socket.once('connect', () => done(true))
+    socket.once('error', () => done(false))
+  })
+}
+
+/**
+ * Ask the running supervisor to do `action` and wait for its answer. Undefined when no supervisor
+ * runs (the caller then only changes files); throws when it does not answer in time.
+ */
+export async function requestControl(layout: Layout, action: ControlAction, options: {clock?: Clock; timeoutMs?: number} = {}): Promise<ControlResult | undefined> {
+  const clock = options.clock ?? systemClock
+  const supervisor = await runningSupervisor(layout)
+  if (!supervisor) return undefined
+  const request: ControlRequest = {id: `${process.pid}-${clock.now()}-${Math.random().toString(16).slice(2, 10)}`, action, at: new Date().toISOString()}
+  await writeFileAtomic(layout.controlFile, `${JSON.stringify(request)}\n`, {mode: 0o600})
+  process.kill(supervisor.pid, 'SIGUSR2')
+  const deadline = clock.now() + (options.timeoutMs ?? 300_000)
+  while (clock.now() < deadline) {
+    const state = await readState(layout)
+    if (state?.lastControl?.id === request.id) return state.lastControl
+    if (!(await processAlive(supervisor.pid, supervisor.startTime))) {
+      throw new HubctlError(`the supervisor (pid ${supervisor.pid}) exited before it finished ${action}`, {exitCode: ExitCode.RUNTIME, fix: `read ${layout.supervisorLog}, then run \`hubctl start\``})
+    }
+    await clock.sleep(100)
+  }
+  throw new HubctlError(`the supervisor (pid ${supervisor.pid}) did not finish ${action} in time`, {exitCode: ExitCode.RUNTIME, fix: `read ${layout.supervisorLog} and \`hubctl status\``})
+}
