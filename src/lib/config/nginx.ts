@@ -27,6 +27,20 @@ export async function detectNginx(runner: Runner, executable = 'nginx'): Promise
 }
 
 /**
+ * The nginx a configured hub uses (hubctl.json's, else the one on PATH), ready to test and reload:
+ * the one way commands get it.
+ */
+export async function nginxFor(layout: Layout, settings: {executables: {nginx?: string}}, runner: Runner): Promise<Nginx> {
+  return new Nginx(layout, await detectNginx(runner, settings.executables.nginx ?? 'nginx'), runner)
+}
+
+/** The arguments that select hubctl's nginx configuration (none at prefix `/`: the system's own). */
+export function nginxConfigArgs(layout: Layout, mainConf = layout.nginxMainConf): string[] {
+  if (layout.isSystem) return []
+  return ['-p', `${layout.prefix}/`, '-c', mainConf, '-e', layout.nginxErrorLog]
+}
+
+/**
  * nginx as hubctl drives it. With prefix `/` this is the system's nginx (its own nginx.conf,
  * run as a service). With any other prefix, the prefix's own nginx.conf, so that the site runs
  * alone: `nginx -p PREFIX/ -c PREFIX/etc/nginx/nginx.conf`.
@@ -36,8 +50,7 @@ export class Nginx {
 
   /** The arguments that select the configuration (and keep nginx's own error log inside the prefix). */
   configArgs(mainConf = this.layout.nginxMainConf): string[] {
-    if (this.layout.isSystem) return []
-    return ['-p', `${this.layout.prefix}/`, '-c', mainConf, '-e', this.layout.nginxErrorLog]
+    return nginxConfigArgs(this.layout, mainConf)
   }
 
   async test(mainConf?: string): Promise<{ok: boolean; output: string}> {

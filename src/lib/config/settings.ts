@@ -62,14 +62,15 @@ export interface Ports {
 }
 
 /** Each port's `hubctl init` flag and default, in the order flags are checked and reported. */
-export const PORT_FLAGS: Record<keyof Ports, {flag: string; default: number}> = {
-  http: {flag: '--http-port', default: 80},
-  https: {flag: '--https-port', default: 443},
-  proxy: {flag: '--proxy-port', default: 8000},
-  proxyApi: {flag: '--proxy-api-port', default: 8001},
-  hub: {flag: '--hub-port', default: 8081},
-  proxyStandby: {flag: '--proxy-standby-port', default: 8002},
-  proxyStandbyApi: {flag: '--proxy-standby-api-port', default: 8003},
+export const PORT_FLAGS: Record<keyof Ports, {flag: string; default: number; listener: string}> = {
+  http: {flag: '--http-port', default: 80, listener: 'nginx (http)'},
+  https: {flag: '--https-port', default: 443, listener: 'nginx (https)'},
+  proxy: {flag: '--proxy-port', default: 8000, listener: 'configurable-http-proxy'},
+  proxyApi: {flag: '--proxy-api-port', default: 8001, listener: 'the proxy API'},
+  hub: {flag: '--hub-port', default: 8081, listener: 'jupyterhub'},
+  // nginx sends requests to the standby port whenever the proxy's refuses: nobody else may be there.
+  proxyStandby: {flag: '--proxy-standby-port', default: 8002, listener: 'the standby proxy'},
+  proxyStandbyApi: {flag: '--proxy-standby-api-port', default: 8003, listener: 'the standby proxy API'},
 }
 
 export const PORT_NAMES = Object.keys(PORT_FLAGS) as Array<keyof Ports>

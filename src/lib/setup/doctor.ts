@@ -3,6 +3,7 @@ import {createRequire} from 'node:module'
 
 import {exists, readIfExists} from '../files/atomic.js'
 import {CertStore} from '../tls/certstore.js'
+import {shouldRenew} from '../tls/renewal.js'
 import {HubctlError} from '../errors.js'
 import {checkBrowserPath} from '../stack/browserpath.js'
 import {verifyRecordedListener} from '../stack/listeners.js'
@@ -126,7 +127,8 @@ export class Doctor {
     const missing = this.settings!.domains.filter((d) => !info.domains.includes(d))
     if (now >= notAfter) return {check: 'certificate', status: 'fail', message: `the certificate expired on ${info.notAfter}`, fix: 'run `hubctl cert renew --force`'}
     if (missing.length > 0) return {check: 'certificate', status: 'fail', message: `the certificate does not cover ${missing.join(', ')}`, fix: 'run `hubctl cert obtain` to get one for every domain'}
-    const renewAfter = notAfter - (notAfter - notBefore) / 3
+    // The one renewal rule (tls/renewal.ts): a third of the lifetime left, half for short-lived ones.
+    const renewAfter = shouldRenew({notBefore: new Date(notBefore), notAfter: new Date(notAfter), now: this.now()}).renewAfter.getTime()
     const lastError = await this.lastRenewalError()
     if (now >= renewAfter && lastError) return {check: 'certificate', status: 'fail', message: `${daysLeft} days left, past its renewal time, and the last renewal failed: ${lastError}`, fix: 'fix the cause, then run `hubctl cert renew`'}
     if (now >= renewAfter) return {check: 'certificate', status: 'warn', message: `${daysLeft} days left: due for renewal`, fix: 'run `hubctl cert renew` (the schedule will, too)'}
@@ -209,7 +211,7 @@ export class Doctor {
   }
 
   async checkNginx(): Promise<CheckResult> {
-    const nginx = new Nginx(this.deps.layout, await this.detectNginx(), this.deps.runner)
+    const nginx = new Nginx(this.deps.layout, await this.detectNginx(), this.deps.runner) // the install detected once for the versions check
     const result = await nginx.test()
     if (result.ok) return {check: 'nginx config', status: 'pass', message: 'nginx -t passes'}
     return {check: 'nginx config', status: 'fail', message: `nginx -t fails: ${result.output.split('\n').find((l) => /emerg|error/.test(l)) ?? result.output}`, fix: 'fix what nginx names, then `nginx -t` again'}

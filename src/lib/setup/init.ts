@@ -2,6 +2,7 @@ import fs from 'node:fs/promises'
 
 import {ensureDir, readIfExists, writeFileAtomic} from '../files/atomic.js'
 import {CertStore, CertificateInfo, inspectPair} from '../tls/certstore.js'
+import {shouldRenew} from '../tls/renewal.js'
 import {FFDHE2048_PEM, generateDhparam} from '../tls/dhparam.js'
 import {ExitCode, HubctlError} from '../errors.js'
 import {renderHubConfig} from '../config/hubconfig.js'
@@ -320,7 +321,8 @@ export class InitService {
   private async certificate(request: InitRequest, settings: Settings): Promise<NonNullable<InitResult['certificate']>> {
     const store = new CertStore(this.deps.layout)
     const current = await store.currentInfo().catch(() => undefined)
-    const covers = current && request.domains.every((d) => current.domains.includes(d)) && new Date(current.notAfter).getTime() > Date.now() + 7 * 86_400_000
+    // Kept while it covers every name and the one renewal rule (tls/renewal.ts) does not call it due.
+    const covers = current && request.domains.every((d) => current.domains.includes(d)) && !shouldRenew({notBefore: new Date(current.notBefore), notAfter: new Date(current.notAfter), now: new Date()}).due
     const summary = (info: CertificateInfo, reused: boolean) => ({mode: request.tls, subject: info.subject, issuer: info.issuer, notAfter: info.notAfter, serial: info.serial, reused})
     if (request.tls === 'manual' && request.cert) {
       if (current && current.fingerprint256 === inspectPair(request.cert).fingerprint256) return summary(current, true)

@@ -5,7 +5,7 @@ import os from 'node:os'
 
 import {ExitCode, HubctlError, errnoCode, preflightError} from '../errors.js'
 import {Layout, pathChain} from '../config/layout.js'
-import {Nginx, detectNginx} from '../config/nginx.js'
+import {nginxFor} from '../config/nginx.js'
 import {Runner, which} from '../runner.js'
 import {SecretStore, problemsError} from '../files/secrets.js'
 import type {Settings} from '../config/settings.js'
@@ -122,10 +122,9 @@ export async function checkBeforeStart(layout: Layout, settings: Settings, runne
     throw preflightError(`the JupyterHub executable ${settings.executables.jupyterhub} recorded in ${layout.settings} is missing or not executable`, 'reinstall it, or run `hubctl init --jupyterhub PATH` again to record where it is now')
   }
   if (!settings.nginxSupervised) return
-  const install = await detectNginx(runner, settings.executables.nginx ?? 'nginx').catch((error: HubctlError) => {
+  const nginx = await nginxFor(layout, settings, runner).catch((error: HubctlError) => {
     throw preflightError(`${error.message} (hubctl.json names ${settings.executables.nginx ?? 'nginx'})`, 'reinstall nginx (apt-get install nginx), or run `hubctl init --nginx PATH` again to record where it is now')
   })
-  const nginx = new Nginx(layout, install, runner)
   const result = await nginx.test()
   if (!result.ok) {
     const line = result.output.split('\n').find((l) => /\[emerg\]|\[error\]|failed/.test(l)) ?? result.output.split('\n')[0]

@@ -1,7 +1,6 @@
 import {Layout} from '../config/layout.js'
-import {Nginx} from '../config/nginx.js'
+import {nginxConfigArgs} from '../config/nginx.js'
 import {proxyExecutable, seededStoreModule} from './proxy.js'
-import {execaRunner} from '../runner.js'
 import {Settings} from '../config/settings.js'
 import {ChildSpec} from './state.js'
 
@@ -63,11 +62,10 @@ export function childSpecs(layout: Layout, settings: Settings, proxyToken: strin
   ]
   if (settings.nginxSupervised && !layout.isSystem) {
     const executable = settings.executables.nginx ?? 'nginx'
-    const nginx = new Nginx(layout, {executable, version: '', http2Directive: false}, execaRunner)
     specs.push({
       name: 'nginx',
       command: executable,
-      args: [...nginx.configArgs(), '-g', 'daemon off;'],
+      args: [...nginxConfigArgs(layout), '-g', 'daemon off;'],
       env: cleanEnv,
       cwd: layout.prefix,
       logFile: layout.nginxErrorLog,

@@ -10,7 +10,7 @@ import {Layout} from '../config/layout.js'
 import {verifyRecordedListener} from './listeners.js'
 import {ensureLogFile} from '../files/atomic.js'
 import {acquireLock} from '../files/lock.js'
-import {Nginx, detectNginx} from '../config/nginx.js'
+import {nginxFor} from '../config/nginx.js'
 import {Runner} from '../runner.js'
 import {SECRET_LABELS, SecretName, SecretStore} from '../files/secrets.js'
 import type {Settings} from '../config/settings.js'
@@ -249,7 +249,7 @@ export class RotationService {
   }
 
   private async reloadNginx(): Promise<boolean> {
-    const nginx = new Nginx(this.layout, await detectNginx(this.deps.runner, this.deps.settings.executables.nginx), this.deps.runner)
+    const nginx = await nginxFor(this.layout, this.deps.settings, this.deps.runner)
     const check = await nginx.test()
     if (!check.ok) throw new HubctlError(`nginx -t rejected the new DH parameters: ${check.output.split('\n').find((l) => /emerg|error/.test(l)) ?? check.output}`, {exitCode: ExitCode.VALIDATION, fix: 'the old parameters were put back; fix what nginx names, then rotate again'})
     return nginx.reloadIfRunning()

@@ -11,7 +11,7 @@ import {PortOwner, portOwnedBy} from './listeners.js'
 import {procStartTime, processAlive} from '../processes.js'
 import {SecretStore} from '../files/secrets.js'
 import {ProxyRoute, ServerWatcher, ServersReport, createServerWatcher, proxyRoutes} from './servers.js'
-import {PORT_FLAGS, Ports, Settings} from '../config/settings.js'
+import {PORT_FLAGS, PORT_NAMES, Ports, Settings} from '../config/settings.js'
 import {Clock, systemClock} from './clock.js'
 import {ChildName, ChildSpec, ChildState, ControlRequest, ControlResult, DEFAULT_TIMINGS, EventLog, SHUTDOWN_ORDER, SpawnFn, SupervisorEvent, SupervisorState, SupervisorTimings, label, readControlRequest, readState, releasePidFile, round, signalPid, terminatePid} from './state.js'
 import {childSpecs, proxySpec} from './children.js'
@@ -276,18 +276,12 @@ export class Supervisor {
   /** Every port hubctl is about to listen on must be free: a program already there would answer in our place. */
   private async checkPorts(): Promise<void> {
     const {ports} = this.settings
-    const wanted: Array<[keyof Ports, string]> = [
-      ['proxy', 'configurable-http-proxy'],
-      ['proxyApi', 'the proxy API'],
-      ['hub', 'jupyterhub'],
-      // nginx sends requests to the standby port whenever the proxy's refuses: nobody else may be there.
-      ['proxyStandby', 'the standby proxy'],
-      ['proxyStandbyApi', 'the standby proxy API'],
-    ]
-    if (this.settings.nginxSupervised && !this.layout.isSystem) wanted.push(['http', 'nginx (http)'], ['https', 'nginx (https)'])
-    for (const [name, what] of wanted) {
+    // The ports of PORT_FLAGS hubctl's stack listens on: nginx's only when hubctl runs nginx; the loopback ones first.
+    const nginxPorts: Array<keyof Ports> = ['http', 'https']
+    const wanted = [...PORT_NAMES.filter((name) => !nginxPorts.includes(name)), ...(this.settings.nginxSupervised && !this.layout.isSystem ? nginxPorts : [])]
+    for (const name of wanted) {
       const port = ports[name]
-      const {flag} = PORT_FLAGS[name]
+      const {flag, listener: what} = PORT_FLAGS[name]
       if (await portAnswers(port)) {
         throw new HubctlError(`port ${port}, where ${what} should listen, is already taken by another program`, {exitCode: ExitCode.PREFLIGHT, fix: `stop that program (\`ss -ltnp 'sport = :${port}'\` names it), or run \`hubctl init\` again with another ${flag}`})
       }

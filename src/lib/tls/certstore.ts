@@ -100,6 +100,7 @@ async function readLinkOrUndefined(file: string): Promise<string | undefined> {
   }
 }
 
+/** The one X.509 reader: what hubctl needs of a certificate (the first in a chain). */
 export function certificateInfo(pem: string): CertificateInfo {
   const cert = new X509Certificate(pem)
   const domains = (cert.subjectAltName ?? '').split(/,\s*/).filter((entry) => entry.startsWith('DNS:')).map((entry) => entry.slice(4))
@@ -111,6 +112,7 @@ export function certificateInfo(pem: string): CertificateInfo {
     notBefore: new Date(cert.validFrom).toISOString(),
     notAfter: new Date(cert.validTo).toISOString(),
     fingerprint256: cert.fingerprint256,
+    // Not checkIssued(): OpenSSL's issuer check also wants keyCertSign, which a self-signed leaf lacks.
     selfSigned: cert.subject === cert.issuer && cert.verify(cert.publicKey),
   }
 }

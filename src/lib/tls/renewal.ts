@@ -2,7 +2,7 @@ import {X509Certificate} from 'node:crypto'
 
 import {acmeAgent, acmeSettingsFrom, AcmeFlags, describeContactChange, fetchDirectory, getJson, obtainCertificate, obtainRequestFor, readEabHmacKey, updateAccountContact} from './acme.js'
 import {readIfExists, writeFileAtomic, ensureDir} from '../files/atomic.js'
-import type {CertificateInfo} from './certstore.js'
+import {CertificateInfo, certificateInfo} from './certstore.js'
 import {ExitCode, HubctlError} from '../errors.js'
 import {Layout} from '../config/layout.js'
 import {acquireLock} from '../files/lock.js'
@@ -252,17 +252,8 @@ export interface LiveCertificate extends CertTimes {
 export async function readLiveCertificate(layout: Layout): Promise<LiveCertificate | undefined> {
   const pem = await readIfExists(layout.fullchain)
   if (pem === undefined) return undefined
-  const cert = new X509Certificate(pem)
-  return {
-    pem,
-    serial: cert.serialNumber,
-    issuer: cert.issuer,
-    domains: (cert.subjectAltName ?? '').split(/,\s*/).filter((e) => e.startsWith('DNS:')).map((e) => e.slice(4)),
-    notBefore: new Date(cert.validFrom),
-    notAfter: new Date(cert.validTo),
-    // Not checkIssued(): OpenSSL's issuer check also wants keyCertSign, which a self-signed leaf lacks.
-    selfSigned: cert.issuer === cert.subject && cert.verify(cert.publicKey),
-  }
+  const info = certificateInfo(pem)
+  return {pem, serial: info.serial, issuer: info.issuer, domains: info.domains, notBefore: new Date(info.notBefore), notAfter: new Date(info.notAfter), selfSigned: info.selfSigned}
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -533,15 +524,15 @@ export class CertService {
 
   /** `nginx -t`, then a reload when nginx runs; nothing to do when it does not. */
   private async reloadNginx(settings: Settings, notes: string[]): Promise<boolean> {
-    const {Nginx, detectNginx} = await import('../config/nginx.js')
-    let install
+    const {nginxFor} = await import('../config/nginx.js')
+    let nginx
     try {
-      install = await detectNginx(this.deps.runner, settings.executables.nginx)
+      nginx = await nginxFor(this.deps.layout, settings, this.deps.runner)
     } catch (error) {
       notes.push(`nginx not reloaded: ${(error as Error).message}`)
       return false
     }
-    return new Nginx(this.deps.layout, install, this.deps.runner).reloadIfRunning()
+    return nginx.reloadIfRunning()
   }
 
   private async runHooks(hooks: string[], settings: Settings): Promise<HookResult[]> {
