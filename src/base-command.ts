@@ -1,8 +1,8 @@
 import {Command, Flags, Interfaces} from '@oclif/core'
 
-import {ExitCode, HubctlError, errnoCode} from './lib/errors.js'
+import {HubctlError, errnoCode, internalError, usageError} from './lib/errors.js'
 import {LOCAL_PREFIX, Layout} from './lib/config/layout.js'
-import {fsError} from './lib/files/secrets.js'
+import {fsError} from './lib/errors.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 
@@ -51,13 +51,13 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       if ((error as {oclif?: {exit?: number}}).oclif?.exit !== undefined) {
         // oclif's own parse errors (unknown flag, a value not among the options, a flag without its
         // value): one line and exit 2 like every other bad input, and the same JSON with --json.
-        error = new HubctlError(oclifMessage(error.message), {exitCode: ExitCode.USAGE, fix: `see \`hubctl ${(this.id ?? '').replaceAll(':', ' ')} --help\` for the flags and the values each takes`, cause: error})
+        error = usageError(oclifMessage(error.message), `see \`hubctl ${(this.id ?? '').replaceAll(':', ' ')} --help\` for the flags and the values each takes`, error)
       } else if (FS_ERRNOS.has(errnoCode(error) ?? '')) {
         // A file system failure no service turned into a HubctlError (a full disk, a read-only or
         // unwritable directory): name the file (or at least the prefix) and the fix, exit 3.
         error = fsError(error, (error as NodeJS.ErrnoException).path ?? `a file under ${this.layout?.prefix ?? 'the prefix'}`)
       } else {
-        error = new HubctlError(`unexpected failure: ${error.message}`, {exitCode: ExitCode.INTERNAL, fix: 'run again with DEBUG=hubctl* and report the output', cause: error})
+        error = internalError(`unexpected failure: ${error.message}`, 'run again with DEBUG=hubctl* and report the output', error)
       }
     }
     const hubctlError = error as HubctlError

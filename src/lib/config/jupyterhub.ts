@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises'
 import path from 'node:path'
 
-import {ExitCode, HubctlError, preflightError} from '../errors.js'
+import {preflightError, validationError} from '../errors.js'
 import {Runner, which} from '../runner.js'
 
 export const MIN_JUPYTERHUB = [3, 0] as const
@@ -103,12 +103,9 @@ export async function validateHubConfig(runner: Runner, install: JupyterHubInsta
   if (result.exitCode !== 0 || !result.stdout.includes('ok')) {
     const why = (lastLine(result.stderr) || 'unknown error').replace(/\.$/, '')
     const classProblem = /'(authenticator)_class' trait/.exec(why)
-    throw new HubctlError(`JupyterHub ${install.version} cannot load ${configFile}: ${why}`, {
-      exitCode: ExitCode.VALIDATION,
-      fix: classProblem
+    throw validationError(`JupyterHub ${install.version} cannot load ${configFile}: ${why}`, classProblem
         ? `give --${classProblem[1]} a class this JupyterHub's Python can import (${install.python}), then run the command again; the installed config is unchanged`
-        : 'fix the file named in the error (your own additions live in jupyterhub_config.d/), then run the command again',
-    })
+        : 'fix the file named in the error (your own additions live in jupyterhub_config.d/), then run the command again')
   }
 }
 

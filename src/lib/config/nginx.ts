@@ -2,7 +2,7 @@ import fs from 'node:fs/promises'
 import os from 'node:os'
 
 import {ensureDir, ensureLogFile, exists, readIfExists, symlinkAtomic, writeFileAtomic} from '../files/atomic.js'
-import {ExitCode, HubctlError, preflightError} from '../errors.js'
+import {HubctlError, preflightError, runtimeError, validationError} from '../errors.js'
 import {processAlive} from '../processes.js'
 import {Layout} from './layout.js'
 import {renderTemplate} from './render.js'
@@ -112,7 +112,7 @@ export class Nginx {
         await writeFileAtomic(this.layout.nginxSite, previous, {mode: 0o644})
       }
       if (!linked) await fs.rm(this.layout.nginxSiteLink, {force: true})
-      throw validationError(whole.output, 'the nginx configuration with the new site')
+      throw nginxRejected(whole.output, 'the nginx configuration with the new site')
     }
     return {changed: true}
   }
@@ -130,7 +130,7 @@ export class Nginx {
       await fs.writeFile(alone.nginxMainConf, main)
       const result = await this.runner.run(this.install.executable, ['-t', '-p', `${dir}/`, '-c', alone.nginxMainConf, '-e', alone.nginxErrorLog])
       // Ports held by the running nginx do not matter for -t; anything else does.
-      if (result.exitCode !== 0) throw validationError(`${result.stderr}\n${result.stdout}`.replaceAll(dir, '<candidate>'), 'the new nginx site')
+      if (result.exitCode !== 0) throw nginxRejected(`${result.stderr}\n${result.stdout}`.replaceAll(dir, '<candidate>'), 'the new nginx site')
     } finally {
       await fs.rm(dir, {recursive: true, force: true})
     }
@@ -147,9 +147,9 @@ export class Nginx {
   async reloadIfRunning(): Promise<boolean> {
     if ((await this.runningPid()) === undefined) return false
     const check = await this.test()
-    if (!check.ok) throw validationError(check.output, 'the nginx configuration')
+    if (!check.ok) throw nginxRejected(check.output, 'the nginx configuration')
     const result = await this.runner.run(this.install.executable, [...this.configArgs(), '-s', 'reload'])
-    if (result.exitCode !== 0) throw new HubctlError(`nginx -s reload failed: ${result.stderr.trim().split('\n').pop()}`, {exitCode: ExitCode.RUNTIME, fix: 'look at the nginx error log, fix the cause, then run `nginx -s reload`'})
+    if (result.exitCode !== 0) throw runtimeError(`nginx -s reload failed: ${result.stderr.trim().split('\n').pop()}`, 'look at the nginx error log, fix the cause, then run `nginx -s reload`')
     return true
   }
 
@@ -158,10 +158,8 @@ export class Nginx {
   }
 }
 
-function validationError(output: string, what: string): HubctlError {
+/** nginx -t's own line, as a validation failure (exit 4). */
+function nginxRejected(output: string, what: string): HubctlError {
   const line = output.split('\n').find((l) => /\[emerg\]|\[error\]|failed/.test(l)) ?? output.split('\n')[0]
-  return new HubctlError(`nginx -t rejected ${what}: ${line.replace(/^nginx: /, '').trim()}`, {
-    exitCode: ExitCode.VALIDATION,
-    fix: 'the previous site is still installed; fix what nginx names (a port, a file, another site), then run the command again',
-  })
+  return validationError(`nginx -t rejected ${what}: ${line.replace(/^nginx: /, '').trim()}`, 'the previous site is still installed; fix what nginx names (a port, a file, another site), then run the command again')
 }

@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises'
 
 import {readIfExists, writeFileAtomic} from '../files/atomic.js'
-import {ExitCode, HubctlError} from '../errors.js'
+import {HubctlError, messageOf, usageError} from '../errors.js'
 import {Layout} from './layout.js'
 import {parseDomain, parsePort, parseUserName} from '../validate.js'
 
@@ -89,7 +89,7 @@ export class SettingsStore {
   async load(): Promise<Settings> {
     const text = await readIfExists(this.layout.settings)
     if (text === undefined) {
-      throw new HubctlError(`${this.layout.settings} does not exist: hubctl has not set up a hub under ${this.layout.prefix}`, {exitCode: ExitCode.USAGE, fix: 'run `hubctl init` first (or give the --prefix you used)'})
+      throw usageError(`${this.layout.settings} does not exist: hubctl has not set up a hub under ${this.layout.prefix}`, 'run `hubctl init` first (or give the --prefix you used)')
     }
     return parseSettings(text, this.layout.settings)
   }
@@ -110,16 +110,16 @@ export function parseSettings(text: string, file: string): Settings {
   try {
     raw = JSON.parse(text)
   } catch (error) {
-    throw new HubctlError(`${file} is not valid JSON (${(error as Error).message})`, {exitCode: ExitCode.USAGE, fix: `repair it by hand, or move it away and run \`hubctl init\` again`})
+    throw usageError(`${file} is not valid JSON (${messageOf(error)})`, `repair it by hand, or move it away and run \`hubctl init\` again`)
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw new HubctlError(`${file} does not hold a JSON object`, {exitCode: ExitCode.USAGE, fix: 'move it away and run `hubctl init` again'})
+    throw usageError(`${file} does not hold a JSON object`, 'move it away and run `hubctl init` again')
   }
   const settings = migrate(raw as Record<string, unknown>, file)
   const missing = ['domains', 'admins', 'allowedUsers', 'authenticator', 'tls', 'ports', 'dhparam', 'executables'].filter((key) => !(key in settings))
   if (missing.length > 0) {
     // init refuses to run over a settings file it cannot read, so the fix is to move it away first.
-    throw new HubctlError(`${file} lacks ${missing.join(', ')}`, {exitCode: ExitCode.USAGE, fix: 'move it away, then run `hubctl init` again with the same flags to rewrite it'})
+    throw usageError(`${file} lacks ${missing.join(', ')}`, 'move it away, then run `hubctl init` again with the same flags to rewrite it')
   }
   checkShape(settings, file)
   return settings as unknown as Settings
@@ -131,7 +131,7 @@ export function parseSettings(text: string, file: string): Settings {
  */
 function checkShape(settings: Record<string, unknown>, file: string): void {
   const bad = (where: string, problem: string): never => {
-    throw new HubctlError(`${file}: "${where}" ${problem}`, {exitCode: ExitCode.USAGE, fix: 'repair it by hand, or move it away and run `hubctl init` again with the same flags'})
+    throw usageError(`${file}: "${where}" ${problem}`, 'repair it by hand, or move it away and run `hubctl init` again with the same flags')
   }
   const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value)
   const valid = (where: string, check: () => unknown) => {
@@ -167,10 +167,10 @@ function checkShape(settings: Record<string, unknown>, file: string): void {
 function migrate(raw: Record<string, unknown>, file: string): Record<string, unknown> {
   const version = raw.version
   if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) {
-    throw new HubctlError(`${file} has no valid "version"`, {exitCode: ExitCode.USAGE, fix: 'move it away and run `hubctl init` again'})
+    throw usageError(`${file} has no valid "version"`, 'move it away and run `hubctl init` again')
   }
   if (version > SETTINGS_VERSION) {
-    throw new HubctlError(`${file} was written by a newer hubctl (settings version ${version}, this hubctl knows ${SETTINGS_VERSION})`, {exitCode: ExitCode.USAGE, fix: 'upgrade hubctl'})
+    throw usageError(`${file} was written by a newer hubctl (settings version ${version}, this hubctl knows ${SETTINGS_VERSION})`, 'upgrade hubctl')
   }
   const migrated: Record<string, unknown> = {spawner: 'local', nginxSupervised: false, proxyTls: false, ...raw, version: SETTINGS_VERSION}
   if (typeof migrated.ports === 'object' && migrated.ports !== null) migrated.ports = {...DEFAULT_STANDBY_PORTS, ...migrated.ports}

@@ -3,7 +3,7 @@ import {constants as fsConstants} from 'node:fs'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 
-import {ExitCode, HubctlError, errnoCode} from '../errors.js'
+import {ExitCode, HubctlError, checkFailedError, errnoCode, lockedError} from '../errors.js'
 import {processAlive} from '../processes.js'
 
 export interface Lock {
@@ -19,7 +19,7 @@ export async function acquireLock(file: string, what: string, options: {waitMs?:
   // srv/jupyterhub replaced by a file, or by a link to somewhere else: never create the lock through it.
   const dir = await fs.lstat(path.dirname(file)).catch(() => undefined)
   if (dir && !dir.isDirectory()) {
-    throw new HubctlError(`${path.dirname(file)} is not a directory`, {exitCode: ExitCode.CHECK_FAILED, fix: 'move it away, then run the command again'})
+    throw checkFailedError(`${path.dirname(file)} is not a directory`, 'move it away, then run the command again')
   }
   await fs.mkdir(path.dirname(file), {recursive: true, mode: 0o700})
   for (;;) {
@@ -57,7 +57,7 @@ export async function acquireLock(file: string, what: string, options: {waitMs?:
       }
     }
     if (Date.now() >= deadline) {
-      throw new HubctlError(`another hubctl (${holder ? `pid ${holder.pid}, ${holder.what}` : 'starting'}) is changing this hub`, {exitCode: ExitCode.LOCKED, fix: 'wait for it to finish and run the command again'})
+      throw lockedError(`another hubctl (${holder ? `pid ${holder.pid}, ${holder.what}` : 'starting'}) is changing this hub`, 'wait for it to finish and run the command again')
     }
     await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 200))
   }

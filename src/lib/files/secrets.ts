@@ -4,7 +4,7 @@ import fs from 'node:fs/promises'
 
 import {ensureDir, exists, writeFileAtomic} from './atomic.js'
 import {dhparamBits} from '../tls/dhparam.js'
-import {ExitCode, HubctlError, errnoCode} from '../errors.js'
+import {ExitCode, HubctlError, checkFailedError, errnoCode, fsError} from '../errors.js'
 import {Layout} from '../config/layout.js'
 
 export const SECRET_NAMES = ['cookieSecret', 'proxyAuthToken', 'apiToken', 'dhparam'] as const
@@ -280,7 +280,7 @@ export function validateSecret(name: SecretName, content: string): string | unde
 export function problemsError(problems: SecretProblem[]): HubctlError {
   const [first, ...rest] = problems
   const more = rest.length > 0 ? ` (and ${rest.length} more problem${rest.length > 1 ? 's' : ''}: run \`hubctl secrets check\`)` : ''
-  return new HubctlError(`${first.problem}${more}`, {exitCode: ExitCode.CHECK_FAILED, fix: first.fix})
+  return checkFailedError(`${first.problem}${more}`, first.fix)
 }
 
 async function lstatOrUndefined(file: string) {
@@ -307,22 +307,6 @@ export async function readNoFollow(file: string): Promise<string> {
   }
 }
 
-/** An I/O error as one line naming the file and the fix. */
-export function fsError(error: unknown, file: string): HubctlError {
-  if (error instanceof HubctlError) return error
-  const code = errnoCode(error)
-  switch (code) {
-    case 'EACCES':
-    case 'EPERM': return new HubctlError(`permission denied writing or reading ${file}`, {exitCode: ExitCode.PREFLIGHT, fix: 'run hubctl as root, or give --prefix a directory you own', cause: error})
-    case 'EROFS': return new HubctlError(`${file} is on a read-only file system`, {exitCode: ExitCode.PREFLIGHT, fix: 'remount it read-write or choose another --prefix', cause: error})
-    case 'ENOSPC':
-    case 'EDQUOT': return new HubctlError(`no space left on the device holding ${file}; nothing was replaced`, {exitCode: ExitCode.PREFLIGHT, fix: 'free some disk space and run the command again', cause: error})
-    case 'ELOOP': return new HubctlError(`${file} is a symbolic link, which hubctl never follows`, {exitCode: ExitCode.CHECK_FAILED, fix: `remove ${file} and run the command again`, cause: error})
-    case 'ENOTDIR':
-    case 'EISDIR': return new HubctlError(`${file} or one of its parents is not what hubctl expects (a file where a directory should be, or the reverse)`, {exitCode: ExitCode.PREFLIGHT, fix: `move it away and run the command again`, cause: error})
-    default: return new HubctlError(`cannot write or read ${file}: ${code ?? (error as Error)?.message}`, {exitCode: ExitCode.INTERNAL, fix: 'check the file and its directory, then run the command again', cause: error})
-  }
-}
 
 function octal(mode: number): string {
   return `0${(mode & 0o777).toString(8)}`

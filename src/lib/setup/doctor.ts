@@ -4,7 +4,7 @@ import {createRequire} from 'node:module'
 import {exists, readIfExists} from '../files/atomic.js'
 import {CertStore} from '../tls/certstore.js'
 import {shouldRenew} from '../tls/renewal.js'
-import {HubctlError} from '../errors.js'
+import {HubctlError, messageOf} from '../errors.js'
 import {checkBrowserPath} from '../stack/browserpath.js'
 import {verifyRecordedListener} from '../stack/listeners.js'
 import {defaultUrlFor, detectJupyterHub, detectUserInterface, validateHubConfig, vulnerabilityWarning} from '../config/jupyterhub.js'
@@ -82,7 +82,7 @@ export class Doctor {
       return await fn()
     } catch (error) {
       const hubctl = error instanceof HubctlError ? error : undefined
-      return {check, status: 'fail', message: hubctl?.message ?? String((error as Error).message), fix: hubctl?.fix ?? 'run the command again with DEBUG=hubctl* and report it'}
+      return {check, status: 'fail', message: hubctl?.message ?? String(messageOf(error)), fix: hubctl?.fix ?? 'run the command again with DEBUG=hubctl* and report it'}
     }
   }
 

@@ -2,7 +2,7 @@ import {createHash} from 'node:crypto'
 import fs from 'node:fs/promises'
 
 import {ensureDir, exists, readIfExists, symlinkAtomic, writeFileAtomic} from '../files/atomic.js'
-import {ExitCode, HubctlError, preflightError} from '../errors.js'
+import {HubctlError, internalError, preflightError} from '../errors.js'
 import {Layout} from '../config/layout.js'
 import {Runner, which} from '../runner.js'
 
@@ -67,7 +67,7 @@ export class HubEnvService {
   static pinned(constraints: string): {jupyterhub: string; jupyterlab: string} {
     const pin = (name: string) => {
       const match = new RegExp(`^${name}==(\\S+)\\s*$`, 'm').exec(constraints)
-      if (!match) throw new HubctlError(`the constraints shipped with hubctl pin no version of ${name}`, {exitCode: ExitCode.INTERNAL, fix: 'reinstall hubctl'})
+      if (!match) throw internalError(`the constraints shipped with hubctl pin no version of ${name}`, 'reinstall hubctl')
       return match[1]
     }
     return {jupyterhub: pin('jupyterhub'), jupyterlab: pin('jupyterlab')}

@@ -2,7 +2,7 @@ import fs from 'node:fs/promises'
 import os from 'node:os'
 
 import {DHPARAM_BITS, DHPARAM_MODES, DhparamMode} from '../tls/dhparam.js'
-import {usageError} from '../errors.js'
+import {messageOf, usageError} from '../errors.js'
 import {PORT_FLAGS, PORT_NAMES, Ports, TLS_MODES, TlsMode} from '../config/settings.js'
 import {assertDistinctPorts, parseDomain, parseEmail, parsePort, parseUserName, unique} from '../validate.js'
 
@@ -69,7 +69,7 @@ export async function resolveInitRequest(flags: RawInitFlags, prompter?: Prompte
         parse(value)
         return true
       } catch (error) {
-        return (error as Error).message
+        return messageOf(error)
       }
     })
   }

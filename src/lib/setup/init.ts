@@ -4,7 +4,7 @@ import {ensureDir, readIfExists, writeFileAtomic} from '../files/atomic.js'
 import {CertStore, CertificateInfo, inspectPair} from '../tls/certstore.js'
 import {shouldRenew} from '../tls/renewal.js'
 import {FFDHE2048_PEM, generateDhparam} from '../tls/dhparam.js'
-import {ExitCode, HubctlError} from '../errors.js'
+import {messageOf, usageError} from '../errors.js'
 import {renderHubConfig} from '../config/hubconfig.js'
 import type {InitRequest} from './init-request.js'
 import {HubEnvPlan, HubEnvService, canMakeVenv, systemPython} from './hubenv.js'
@@ -205,7 +205,7 @@ export class InitService {
           if (contact.warning && contact.message) warnings.push(contact.message)
           else if (contact.message) result.certificate.accountContact = contact.message
         } catch (error) {
-          warnings.push(`the ACME account's contact was not changed to ${settings.email}: ${(error as Error).message}; the next renewal changes it`)
+          warnings.push(`the ACME account's contact was not changed to ${settings.email}: ${messageOf(error)}; the next renewal changes it`)
         }
       }
       r.done('certificate', `${result.certificate.reused ? 'kept' : 'installed'} ${result.certificate.mode} certificate for ${request.domains.join(', ')}, valid until ${result.certificate.notAfter}`)
@@ -334,7 +334,7 @@ export class InitService {
     }
     if (current && covers && !current.selfSigned) return summary(current, true)
     if (!this.deps.obtainCertificate) {
-      throw new HubctlError('Let\'s Encrypt issuance is not available in this build of hubctl', {exitCode: ExitCode.USAGE, fix: 'use --tls self-signed, or --tls manual with --cert and --key'})
+      throw usageError('Let\'s Encrypt issuance is not available in this build of hubctl', 'use --tls self-signed, or --tls manual with --cert and --key')
     }
     return summary(await this.deps.obtainCertificate(settings), false)
   }

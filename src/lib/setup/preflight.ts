@@ -3,7 +3,7 @@ import fs from 'node:fs/promises'
 import net from 'node:net'
 import os from 'node:os'
 
-import {ExitCode, HubctlError, errnoCode, preflightError} from '../errors.js'
+import {HubctlError, errnoCode, preflightError, validationError} from '../errors.js'
 import {Layout, pathChain} from '../config/layout.js'
 import {nginxFor} from '../config/nginx.js'
 import {Runner, which} from '../runner.js'
@@ -38,7 +38,7 @@ export async function checkPrivileges(layout: Layout, uid = process.getuid?.() ?
     await fs.mkdir(layout.prefix, {recursive: true})
     await fs.access(layout.prefix, fsConstants.W_OK)
   } catch (error) {
-    throw new HubctlError(`cannot write to --prefix ${layout.prefix} (${errnoCode(error)})`, {exitCode: ExitCode.PREFLIGHT, fix: 'choose a directory you can write, or run as root'})
+    throw preflightError(`cannot write to --prefix ${layout.prefix} (${errnoCode(error)})`, 'choose a directory you can write, or run as root')
   }
 }
 
@@ -128,9 +128,6 @@ export async function checkBeforeStart(layout: Layout, settings: Settings, runne
   const result = await nginx.test()
   if (!result.ok) {
     const line = result.output.split('\n').find((l) => /\[emerg\]|\[error\]|failed/.test(l)) ?? result.output.split('\n')[0]
-    throw new HubctlError(`nginx -t rejects the configuration under ${layout.prefix}: ${line.replace(/^nginx: /, '').trim()}`, {
-      exitCode: ExitCode.VALIDATION,
-      fix: 'fix what nginx names (another site in sites-enabled, a certificate, a port), then run `hubctl start` again; nothing was started',
-    })
+    throw validationError(`nginx -t rejects the configuration under ${layout.prefix}: ${line.replace(/^nginx: /, '').trim()}`, 'fix what nginx names (another site in sites-enabled, a certificate, a port), then run `hubctl start` again; nothing was started')
   }
 }

@@ -4,7 +4,7 @@ import net from 'node:net'
 import path from 'node:path'
 
 import {ensureLogFile, readIfExists, writeFileAtomic} from '../files/atomic.js'
-import {ExitCode, ExitCodeValue, HubctlError} from '../errors.js'
+import {ExitCode, ExitCodeValue, HubctlError, messageOf, runtimeError} from '../errors.js'
 import {HubApi, FetchLike, checkHealth, hubHealthUrl} from './hubapi.js'
 import {Layout} from '../config/layout.js'
 import {portOwnedBy, recordedChild} from './listeners.js'
@@ -78,7 +78,7 @@ export async function startDetached(layout: Layout, options: {bin: string; args?
     await clock.sleep(DEFAULT_TIMINGS.pollMs)
   }
   if (pid !== undefined) await terminatePid(pid, null, {clock})
-  throw new HubctlError('the hub did not become ready in time; hubctl stopped it again', {exitCode: ExitCode.RUNTIME, fix: `read ${logFile} and ${layout.hubLog}`})
+  throw runtimeError('the hub did not become ready in time; hubctl stopped it again', `read ${logFile} and ${layout.hubLog}`)
 }
 
 async function logTail(file: string, from: number): Promise<string> {
@@ -172,7 +172,7 @@ export async function stopServers(api: HubApi, options: {clock?: Clock; timeoutM
     try {
       results.push({user: server.user, name: server.name, result: await api.stopServer(server.user, server.name)})
     } catch (error) {
-      results.push({user: server.user, name: server.name, result: 'failed', error: (error as Error).message})
+      results.push({user: server.user, name: server.name, result: 'failed', error: messageOf(error)})
     }
   }))
   const deadline = clock.now() + (options.timeoutMs ?? 60_000)
@@ -198,9 +198,9 @@ export interface RestartResult {
 export async function restartStack(layout: Layout, options: {clock?: Clock; timeoutMs?: number} = {}): Promise<RestartResult> {
   const clock = options.clock ?? systemClock
   const supervisor = await runningSupervisor(layout)
-  if (!supervisor) throw new HubctlError(`hubctl does not supervise a hub under ${layout.prefix}`, {exitCode: ExitCode.RUNTIME, fix: 'start it with `hubctl start --detach` (or `systemctl start jupyterhub`)'})
+  if (!supervisor) throw runtimeError(`hubctl does not supervise a hub under ${layout.prefix}`, 'start it with `hubctl start --detach` (or `systemctl start jupyterhub`)')
   const before = await readState(layout)
-  if (before && !before.supervisor.ready) throw new HubctlError('the hub is still starting', {exitCode: ExitCode.RUNTIME, fix: 'wait until `hubctl status` shows it healthy, then run `hubctl restart` again'})
+  if (before && !before.supervisor.ready) throw runtimeError('the hub is still starting', 'wait until `hubctl status` shows it healthy, then run `hubctl restart` again')
   const reloads = before?.reloads ?? 0
   const began = clock.now()
   process.kill(supervisor.pid, 'SIGHUP')
@@ -209,12 +209,12 @@ export async function restartStack(layout: Layout, options: {clock?: Clock; time
     await clock.sleep(DEFAULT_TIMINGS.pollMs)
     const state = await readState(layout)
     if (state && state.reloads > reloads) {
-      if (!state.lastReload?.ok) throw new HubctlError(`the restart failed: ${state.lastReload?.error ?? 'unknown reason'}`, {exitCode: ExitCode.RUNTIME, fix: `read ${layout.hubLog} and ${layout.proxyLog}`})
+      if (!state.lastReload?.ok) throw runtimeError(`the restart failed: ${state.lastReload?.error ?? 'unknown reason'}`, `read ${layout.hubLog} and ${layout.proxyLog}`)
       return {pid: supervisor.pid, seconds: round((clock.now() - began) / 1000), proxy: {pid: state.proxy.pid}, hub: {pid: state.hub.pid, healthy: Boolean(state.hub.healthy)}}
     }
-    if (!(await processAlive(supervisor.pid, supervisor.startTime))) throw new HubctlError('the supervisor exited during the restart', {exitCode: ExitCode.RUNTIME, fix: `read ${layout.supervisorLog}, then run \`hubctl start --detach\``})
+    if (!(await processAlive(supervisor.pid, supervisor.startTime))) throw runtimeError('the supervisor exited during the restart', `read ${layout.supervisorLog}, then run \`hubctl start --detach\``)
   }
-  throw new HubctlError('the restart did not finish in time', {exitCode: ExitCode.RUNTIME, fix: `see \`hubctl status\` and ${layout.hubLog}`})
+  throw runtimeError('the restart did not finish in time', `see \`hubctl status\` and ${layout.hubLog}`)
 }
 
 export interface ChildStatus {
@@ -273,7 +273,7 @@ export async function stackStatus(layout: Layout, settings: Settings, options: {
       report.servers = watched.servers
       if (watched.watch) report.serverWatch = watched.watch
     } catch (error) {
-      report.serversError = error instanceof HubctlError ? error.line : (error as Error).message
+      report.serversError = error instanceof HubctlError ? error.line : messageOf(error)
     }
   }
   return report
@@ -316,9 +316,9 @@ export async function requestControl(layout: Layout, action: ControlAction, opti
     const state = await readState(layout)
     if (state?.lastControl?.id === request.id) return state.lastControl
     if (!(await processAlive(supervisor.pid, supervisor.startTime))) {
-      throw new HubctlError(`the supervisor (pid ${supervisor.pid}) exited before it finished ${action}`, {exitCode: ExitCode.RUNTIME, fix: `read ${layout.supervisorLog}, then run \`hubctl start\``})
+      throw runtimeError(`the supervisor (pid ${supervisor.pid}) exited before it finished ${action}`, `read ${layout.supervisorLog}, then run \`hubctl start\``)
     }
     await clock.sleep(100)
   }
-  throw new HubctlError(`the supervisor (pid ${supervisor.pid}) did not finish ${action} in time`, {exitCode: ExitCode.RUNTIME, fix: `read ${layout.supervisorLog} and \`hubctl status\``})
+  throw runtimeError(`the supervisor (pid ${supervisor.pid}) did not finish ${action} in time`, `read ${layout.supervisorLog} and \`hubctl status\``)
 }

@@ -2,7 +2,7 @@ import {createHash} from 'node:crypto'
 import fs from 'node:fs/promises'
 
 import {DhparamMode, FFDHE2048_PEM, generateDhparam} from '../tls/dhparam.js'
-import {ExitCode, HubctlError, errnoCode} from '../errors.js'
+import {errnoCode, messageOf, runtimeError, usageError, validationError} from '../errors.js'
 import {FetchLike, HubApi, hubApiUrl, hubVerifier, keepAlive, proxyApiUrl} from './hubapi.js'
 import {databaseUrl} from '../config/hubconfig.js'
 import {detectJupyterHub} from '../config/jupyterhub.js'
@@ -108,7 +108,7 @@ export class RotationService {
   }
 
   async rotate(request: RotateRequest): Promise<RotateResult> {
-    if (request.secrets.length === 0) throw new HubctlError('no secret to rotate was named', {exitCode: ExitCode.USAGE, fix: 'give --cookie-secret, --proxy-token, --api-token, --dhparam or --all'})
+    if (request.secrets.length === 0) throw usageError('no secret to rotate was named', 'give --cookie-secret, --proxy-token, --api-token, --dhparam or --all')
     const began = this.clock.now()
     const secrets = ROTATION_ORDER.filter((name) => request.secrets.includes(name))
     const lock = await acquireLock(this.layout.lockFile, 'secrets rotate', {waitMs: 10_000})
@@ -172,7 +172,7 @@ export class RotationService {
 
   private async control(action: ControlAction): Promise<void> {
     const result = await (this.deps.control ?? ((a: ControlAction) => requestControl(this.layout, a, {clock: this.clock})))(action)
-    if (result && !result.ok) throw new HubctlError(`the stack did not come back healthy with the new value (${result.error})`, {exitCode: ExitCode.RUNTIME, fix: `read ${this.layout.supervisorLog}, ${this.layout.hubLog} and ${this.layout.proxyLog}`})
+    if (result && !result.ok) throw runtimeError(`the stack did not come back healthy with the new value (${result.error})`, `read ${this.layout.supervisorLog}, ${this.layout.hubLog} and ${this.layout.proxyLog}`)
   }
 
   /** The proxy answers the new token and refuses the old one. */
@@ -182,20 +182,20 @@ export class RotationService {
     const status = async (value: string) => {
       // A token goes only to the proxy hubctl started (listeners.ts).
       const problem = await (this.deps.listenerCheck ?? ((name, port) => verifyRecordedListener(this.layout, name, port)))('proxy', this.deps.settings.ports.proxyApi)
-      if (problem) throw new HubctlError(`hubctl did not send the proxy's token: ${problem}`, {exitCode: ExitCode.RUNTIME, fix: `read ${this.layout.proxyLog} and \`hubctl status\``})
+      if (problem) throw runtimeError(`hubctl did not send the proxy's token: ${problem}`, `read ${this.layout.proxyLog} and \`hubctl status\``)
       try {
         const response = await keepAlive(5000, doFetch(url, {headers: {Authorization: `token ${value}`}, signal: AbortSignal.timeout(5000)}))
         await response.body?.cancel()
         return response.status
       } catch (error) {
-        throw new HubctlError(`the proxy's API at ${url} does not answer (${(error as {cause?: {code?: string}}).cause?.code ?? (error as Error).message})`, {exitCode: ExitCode.RUNTIME, fix: `read ${this.layout.proxyLog} and \`hubctl status\``})
+        throw runtimeError(`the proxy's API at ${url} does not answer (${(error as {cause?: {code?: string}}).cause?.code ?? messageOf(error)})`, `read ${this.layout.proxyLog} and \`hubctl status\``)
       }
     }
     const withNew = await status(token)
-    if (withNew !== 200) throw new HubctlError(`the new proxy answers ${withNew} to the new token`, {exitCode: ExitCode.RUNTIME, fix: `read ${this.layout.proxyLog}`})
+    if (withNew !== 200) throw runtimeError(`the new proxy answers ${withNew} to the new token`, `read ${this.layout.proxyLog}`)
     if (old !== undefined && old !== token) {
       const withOld = await status(old)
-      if (withOld !== 403) throw new HubctlError(`the proxy still accepts the old token (HTTP ${withOld})`, {exitCode: ExitCode.RUNTIME, fix: `run \`hubctl restart\`, then rotate again`})
+      if (withOld !== 403) throw runtimeError(`the proxy still accepts the old token (HTTP ${withOld})`, `run \`hubctl restart\`, then rotate again`)
     }
   }
 
@@ -210,13 +210,13 @@ export class RotationService {
     const install = await detectJupyterHub(this.deps.runner, this.deps.settings.executables.jupyterhub)
     const result = await this.deps.runner.run(install.python, ['-I', '-c', REVOKE_SCRIPT, databaseUrl(this.layout)], {input: `${token}\n`, timeoutMs: 60_000, cwd: '/'})
     if (result.exitCode !== 0) {
-      throw new HubctlError(`could not revoke hubctl's old API token: ${result.stderr.trim().split('\n').pop()}`, {exitCode: ExitCode.RUNTIME, fix: `read the message, then rotate again`})
+      throw runtimeError(`could not revoke hubctl's old API token: ${result.stderr.trim().split('\n').pop()}`, `read the message, then rotate again`)
     }
     this.log(`revoked ${result.stdout.trim() || 0} old hubctl API token(s) in the hub's database`)
     if (old !== undefined && old !== token) {
       const oldApi = new HubApi({baseUrl: hubApiUrl(this.deps.settings), token: old, verify: hubVerifier(this.layout, this.deps.settings), fetch: this.deps.fetch})
       const stillAccepted = await oldApi.listUsers().then(() => true, () => false)
-      if (stillAccepted) throw new HubctlError('the hub still accepts the old API token', {exitCode: ExitCode.RUNTIME, fix: 'run `hubctl restart`, then rotate again'})
+      if (stillAccepted) throw runtimeError('the hub still accepts the old API token', 'run `hubctl restart`, then rotate again')
     }
   }
 
@@ -245,13 +245,13 @@ export class RotationService {
       if (ready ? server?.ready : !server) return
       await this.clock.sleep(250)
     }
-    throw new HubctlError(`${user}'s server did not ${ready ? 'start' : 'stop'} within 120s`, {exitCode: ExitCode.RUNTIME, fix: `look at ${this.layout.hubLog}`})
+    throw runtimeError(`${user}'s server did not ${ready ? 'start' : 'stop'} within 120s`, `look at ${this.layout.hubLog}`)
   }
 
   private async reloadNginx(): Promise<boolean> {
     const nginx = await nginxFor(this.layout, this.deps.settings, this.deps.runner)
     const check = await nginx.test()
-    if (!check.ok) throw new HubctlError(`nginx -t rejected the new DH parameters: ${check.output.split('\n').find((l) => /emerg|error/.test(l)) ?? check.output}`, {exitCode: ExitCode.VALIDATION, fix: 'the old parameters were put back; fix what nginx names, then rotate again'})
+    if (!check.ok) throw validationError(`nginx -t rejected the new DH parameters: ${check.output.split('\n').find((l) => /emerg|error/.test(l)) ?? check.output}`, 'the old parameters were put back; fix what nginx names, then rotate again')
     return nginx.reloadIfRunning()
   }
 
@@ -267,7 +267,7 @@ export class RotationService {
       if (running && secrets.includes('proxyAuthToken')) await this.control('proxy-token')
       if (running && (secrets.includes('cookieSecret') || secrets.includes('apiToken'))) await this.control('restart-hub')
     } catch (error) {
-      this.log(`re-applying the old values failed too: ${(error as Error).message}`)
+      this.log(`re-applying the old values failed too: ${messageOf(error)}`)
     }
     for (const record of records) {
       record.outcome = 'rolled-back'
@@ -305,7 +305,7 @@ export class RotationService {
         await handle.close()
       }
     } catch (error) {
-      this.log(`could not write the audit log ${this.layout.auditLog} (${errnoCode(error) ?? (error as Error).message})`)
+      this.log(`could not write the audit log ${this.layout.auditLog} (${errnoCode(error) ?? messageOf(error)})`)
     }
   }
 }

@@ -1,6 +1,7 @@
 import {keepAlive, proxyApiUrl} from './hubapi.js'
 import type {FetchLike, HubApi, ServerInfo} from './hubapi.js'
 import {formatDuration} from '../duration.js'
+import {messageOf} from '../errors.js'
 
 /*
  * hubctl follows the user servers the hub spawns: it lists them through the hub's REST API, checks
@@ -135,7 +136,7 @@ export class ServerWatcher {
     try {
       servers = await this.options.api.listServers()
     } catch (error) {
-      const message = (error as Error).message
+      const message = messageOf(error)
       this.last = {...(this.last ?? {servers: [], actions: []}), at, ok: false, error: message, cullIdleSeconds, actions: [...this.actions]}
       return this.last
     }
@@ -189,8 +190,8 @@ export class ServerWatcher {
       server.pending = 'stop'
       this.log('info', action, `${action === 'culled' ? 'culled' : 'cleaned up'} the server of ${who}: ${reason} (${result})`)
     } catch (error) {
-      record = {at, user: server.user, name: server.name, action, reason, result: 'failed', error: (error as Error).message}
-      this.log('warn', action, `could not stop the server of ${who} (${reason}): ${(error as Error).message}`)
+      record = {at, user: server.user, name: server.name, action, reason, result: 'failed', error: messageOf(error)}
+      this.log('warn', action, `could not stop the server of ${who} (${reason}): ${messageOf(error)}`)
     }
     this.actions = [...this.actions, record].slice(-MAX_ACTIONS)
   }
@@ -204,7 +205,7 @@ export class ServerWatcher {
     try {
       table = await this.options.routes()
     } catch (error) {
-      const problem = `the proxy's routing table could not be read (${(error as Error).message})`
+      const problem = `the proxy's routing table could not be read (${messageOf(error)})`
       for (const {index} of todo) results[index] = {routeOk: null, problem, refused: false}
       return results
     }
@@ -216,7 +217,7 @@ export class ServerWatcher {
     await Promise.all(Array.from({length: Math.min(this.concurrency, todo.length)}, next))
     if (results.some((result) => result !== undefined && result.routeOk !== true && result.refused) && this.options.api.syncProxy) {
       // A route may point at a port the server left: the hub corrects its routes before anything is taken for gone.
-      await this.options.api.syncProxy().catch((error: unknown) => this.log('warn', 'routes', `could not have the hub re-check the proxy's routes: ${(error as Error).message}`))
+      await this.options.api.syncProxy().catch((error: unknown) => this.log('warn', 'routes', `could not have the hub re-check the proxy's routes: ${messageOf(error)}`))
     }
     return results
   }

@@ -2,7 +2,7 @@ import {ChildProcess, SpawnOptions} from 'node:child_process'
 import fs from 'node:fs/promises'
 
 import {readIfExists, writeFileAtomic} from '../files/atomic.js'
-import {ExitCode, HubctlError} from '../errors.js'
+import {HubctlError, lockedError} from '../errors.js'
 import {Layout} from '../config/layout.js'
 import {acquireLock} from '../files/lock.js'
 import {hasProc, processAlive} from '../processes.js'
@@ -216,7 +216,7 @@ export async function claimPidFile(layout: Layout): Promise<void> {
 }
 
 export function alreadyRunning(layout: Layout, pid: number): HubctlError {
-  return new HubctlError(`a hubctl supervisor already runs for the hub under ${layout.prefix} (pid ${pid})`, {exitCode: ExitCode.LOCKED, fix: 'see `hubctl status`; use `hubctl restart` or `hubctl stop` first'})
+  return lockedError(`a hubctl supervisor already runs for the hub under ${layout.prefix} (pid ${pid})`, 'see `hubctl status`; use `hubctl restart` or `hubctl stop` first')
 }
 
 export async function releasePidFile(layout: Layout): Promise<void> {

@@ -4,7 +4,7 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 
 import {ensureLogFile, writeFileAtomic} from '../files/atomic.js'
-import {ExitCode, HubctlError, errnoCode} from '../errors.js'
+import {ExitCode, HubctlError, errnoCode, messageOf, preflightError, runtimeError, usageError} from '../errors.js'
 import {HubApi, HubApiError, FetchLike, checkHealth, hubApiUrl, hubHealthUrl, keepAlive, proxyApiUrl} from './hubapi.js'
 import {Layout} from '../config/layout.js'
 import {PortOwner, portOwnedBy} from './listeners.js'
@@ -183,7 +183,7 @@ export class Supervisor {
         await this.stopPromise
       }
     } catch (error) {
-      this.fail(error instanceof HubctlError ? error : new HubctlError(`supervisor failed: ${(error as Error).message}`, {exitCode: ExitCode.INTERNAL, cause: error}))
+      this.fail(error instanceof HubctlError ? error : new HubctlError(`supervisor failed: ${messageOf(error)}`, {exitCode: ExitCode.INTERNAL, cause: error}))
     }
     await this.shutdown()
     if (this.failure) throw this.failure
@@ -241,7 +241,7 @@ export class Supervisor {
   private async prepare(): Promise<ChildSpec[]> {
     const {jupyterhub} = this.settings.executables
     if (jupyterhub.includes('/') && !path.isAbsolute(jupyterhub)) {
-      throw new HubctlError(`${this.layout.settings} names the JupyterHub executable by a relative path (${jupyterhub})`, {exitCode: ExitCode.USAGE, fix: 'run `hubctl init` again with --jupyterhub and an absolute path'})
+      throw usageError(`${this.layout.settings} names the JupyterHub executable by a relative path (${jupyterhub})`, 'run `hubctl init` again with --jupyterhub and an absolute path')
     }
     await fs.mkdir(this.layout.logDir, {recursive: true, mode: 0o755})
     // Every log 0640 or tighter, nginx's before nginx makes them 0644 itself.
@@ -283,7 +283,7 @@ export class Supervisor {
       const port = ports[name]
       const {flag, listener: what} = PORT_FLAGS[name]
       if (await portAnswers(port)) {
-        throw new HubctlError(`port ${port}, where ${what} should listen, is already taken by another program`, {exitCode: ExitCode.PREFLIGHT, fix: `stop that program (\`ss -ltnp 'sport = :${port}'\` names it), or run \`hubctl init\` again with another ${flag}`})
+        throw preflightError(`port ${port}, where ${what} should listen, is already taken by another program`, `stop that program (\`ss -ltnp 'sport = :${port}'\` names it), or run \`hubctl init\` again with another ${flag}`)
       }
     }
   }
@@ -364,7 +364,7 @@ export class Supervisor {
       child.crashLoop = true
       this.log('error', 'crash-loop', `${label(name)} is in a crash loop: ${child.recent.length} restarts within ${round(this.timings.crashLoopWindowMs / 1000)}s; see ${child.spec.logFile}`, name)
       if (!this.ready) {
-        this.fail(new HubctlError(`${label(name)} kept exiting before the hub became ready (${how}); see ${child.spec.logFile}`, {exitCode: ExitCode.RUNTIME, fix: `read ${child.spec.logFile}, fix the cause, then run \`hubctl start\` again`}))
+        this.fail(runtimeError(`${label(name)} kept exiting before the hub became ready (${how}); see ${child.spec.logFile}`, `read ${child.spec.logFile}, fix the cause, then run \`hubctl start\` again`))
         this.stop(`${label(name)} is in a crash loop`)
         return
       }
@@ -387,7 +387,7 @@ export class Supervisor {
       if (child.spec.name === 'proxy' && this.ready) await this.launchProxyWithKnownRoutes(child)
       else await this.launch(child)
     } catch (error) {
-      this.log('error', 'restart-failed', `restarting ${label(child.spec.name)} failed: ${(error as Error).message}`, child.spec.name)
+      this.log('error', 'restart-failed', `restarting ${label(child.spec.name)} failed: ${messageOf(error)}`, child.spec.name)
       return
     } finally {
       child.restartPending = false
@@ -427,7 +427,7 @@ export class Supervisor {
         await this.writeState()
         return
       } catch (error) {
-        lastError = (error as Error).message
+        lastError = messageOf(error)
         if ((error as {status?: number}).status === 403 || (error as {status?: number}).status === 401) break
       }
       await this.clock.sleep(this.timings.pollMs * 2, this.shutdownController.signal)
@@ -513,7 +513,7 @@ export class Supervisor {
   private async verifyPortsHeld(): Promise<void> {
     for (const [name, key] of this.heldPorts()) {
       const owner = await this.ownsPort(this.settings.ports[key], this.pidOf(name))
-      if (!owner.owned) throw new HubctlError(`${owner.problem}`, {exitCode: ExitCode.PREFLIGHT, fix: `stop that program, or run \`hubctl init\` again with another ${PORT_FLAGS[key].flag}`})
+      if (!owner.owned) throw preflightError(`${owner.problem}`, `stop that program, or run \`hubctl init\` again with another ${PORT_FLAGS[key].flag}`)
     }
   }
 
@@ -540,14 +540,14 @@ export class Supervisor {
     const deadline = this.clock.now() + this.timings.healthTimeoutMs
     if (!(await this.waitHubHealthy(this.timings.healthTimeoutMs))) {
       if (this.stopping) return
-      throw new HubctlError(`the hub did not answer /hub/health within ${round(this.timings.healthTimeoutMs / 1000)}s`, {exitCode: ExitCode.RUNTIME, fix: `read ${this.layout.hubLog}, fix the cause, then run \`hubctl start\` again`})
+      throw runtimeError(`the hub did not answer /hub/health within ${round(this.timings.healthTimeoutMs / 1000)}s`, `read ${this.layout.hubLog}, fix the cause, then run \`hubctl start\` again`)
     }
     const proxyDeadline = Math.min(deadline, this.clock.now() + 30_000)
     while (!this.stopping && this.clock.now() < proxyDeadline) {
       if (await checkHealth(hubHealthUrl(this.settings, 'proxy'), {fetch: this.fetchFn})) return this.verifyPortsHeld()
       await this.clock.sleep(this.timings.pollMs, this.shutdownController.signal)
     }
-    if (!this.stopping) throw new HubctlError(`the hub does not answer through the proxy on port ${this.settings.ports.proxy}`, {exitCode: ExitCode.RUNTIME, fix: `read ${this.layout.proxyLog}, fix the cause, then run \`hubctl start\` again`})
+    if (!this.stopping) throw runtimeError(`the hub does not answer through the proxy on port ${this.settings.ports.proxy}`, `read ${this.layout.proxyLog}, fix the cause, then run \`hubctl start\` again`)
   }
 
   /** Health of the hub every few seconds, crash loops cleared once a child has run long enough. */
@@ -557,7 +557,7 @@ export class Supervisor {
       if (this.stopping) return
       let changed = false
       await this.refreshRoutesSnapshot()
-      await this.syncStandby().catch((error: unknown) => this.log('warn', 'standby', `could not bring the standby proxy's routes in step: ${(error as Error).message}`))
+      await this.syncStandby().catch((error: unknown) => this.log('warn', 'standby', `could not bring the standby proxy's routes in step: ${messageOf(error)}`))
       await this.watchPorts()
       const hub = this.child('hub')
       if (hub.proc && !hub.restartPending) {
@@ -600,7 +600,7 @@ export class Supervisor {
       this.serversReport = report
       await this.writeState()
     }).catch((error: unknown) => {
-      this.log('warn', 'servers', `watching the user servers failed: ${(error as Error).message}`)
+      this.log('warn', 'servers', `watching the user servers failed: ${messageOf(error)}`)
     }).finally(() => {
       this.watchingServers = false
     })
@@ -628,7 +628,7 @@ export class Supervisor {
       }
     } catch (caught) {
       ok = false
-      error = (caught as Error).message
+      error = messageOf(caught)
     }
     if (this.stopping) return
     this.reloads++
@@ -655,7 +655,7 @@ export class Supervisor {
         if (request.action === 'proxy-token') await this.handoverProxy(await this.secrets.read('proxyAuthToken'))
         else await this.restartHub()
       } catch (caught) {
-        error = (caught as Error).message
+        error = messageOf(caught)
       }
     }
     if (this.stopping) return
@@ -777,7 +777,7 @@ export class Supervisor {
     try {
       return await this.readRoutes(5000)
     } catch (error) {
-      this.log('warn', 'handover', `could not read the proxy's routes (${(error as Error).message}): the hub re-adds them after the handover`)
+      this.log('warn', 'handover', `could not read the proxy's routes (${messageOf(error)}): the hub re-adds them after the handover`)
       return {}
     }
   }
@@ -831,7 +831,7 @@ export class Supervisor {
     void this.clock.sleep(delay, this.shutdownController.signal).then(async () => {
       if (this.stopping || this.standby) return
       await this.startStandby()
-    }).catch((error: unknown) => this.log('error', 'restart-failed', `restarting the standby proxy failed: ${(error as Error).message}`, 'proxy'))
+    }).catch((error: unknown) => this.log('error', 'restart-failed', `restarting the standby proxy failed: ${messageOf(error)}`, 'proxy'))
   }
 
   /**
@@ -914,7 +914,7 @@ export class Supervisor {
       try {
         await this.stopChild(child)
       } catch (error) {
-        this.log('error', 'stop-failed', `stopping ${label(name)} failed: ${(error as Error).message}`, name)
+        this.log('error', 'stop-failed', `stopping ${label(name)} failed: ${messageOf(error)}`, name)
       }
     }
     await this.stopStandby()
@@ -937,7 +937,7 @@ export class Supervisor {
       try {
         await writeFileAtomic(this.layout.stateFile, `${JSON.stringify(state ?? this.snapshot(), null, 2)}\n`, {mode: 0o644})
       } catch (error) {
-        this.log('warn', 'state', `could not write ${this.layout.stateFile}: ${errnoCode(error) ?? (error as Error).message}`)
+        this.log('warn', 'state', `could not write ${this.layout.stateFile}: ${errnoCode(error) ?? messageOf(error)}`)
       }
     })
     return this.stateQueue

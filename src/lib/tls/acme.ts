@@ -8,7 +8,7 @@ import tls from 'node:tls'
 
 import {ensureDir, readIfExists, writeFileAtomic} from '../files/atomic.js'
 import {CertStore, CertificateInfo} from './certstore.js'
-import {ExitCode, HubctlError, errnoCode, usageError} from '../errors.js'
+import {ExitCode, HubctlError, acmeError, errnoCode, messageOf, preflightError, usageError} from '../errors.js'
 import {Layout} from '../config/layout.js'
 import {AcmeSettings, KEY_TYPES, KeyType, Settings} from '../config/settings.js'
 
@@ -234,7 +234,7 @@ export async function fetchDirectory(url: string, agent: https.Agent, timeoutMs?
   if (response.status === 429) throw rateLimitError(url, response.headers['retry-after'], problemDetail(response.body))
   const dir = response.body as Partial<AcmeDirectory> | undefined
   if (response.status !== 200 || !dir || typeof dir !== 'object' || typeof dir.newOrder !== 'string' || typeof dir.newNonce !== 'string') {
-    throw new HubctlError(`${url} is not an ACME directory (HTTP ${response.status})`, {exitCode: ExitCode.ACME, fix: 'check --acme-directory (Let\'s Encrypt: https://acme-v02.api.letsencrypt.org/directory)'})
+    throw acmeError(`${url} is not an ACME directory (HTTP ${response.status})`, 'check --acme-directory (Let\'s Encrypt: https://acme-v02.api.letsencrypt.org/directory)')
   }
   return dir as AcmeDirectory
 }
@@ -244,10 +244,10 @@ const TLS_TRUST_CODES = new Set(['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED
 export function connectionError(url: string, error: unknown): HubctlError {
   const code = errnoCode(error) ?? ''
   if (TLS_TRUST_CODES.has(code)) {
-    return new HubctlError(`the ACME server ${originOf(url)} presented an HTTPS certificate hubctl does not trust (${code})`, {exitCode: ExitCode.ACME, fix: 'for a private or test CA give --acme-ca-cert with the CA certificate that signs its HTTPS; check the clock for an expired one', cause: error})
+    return acmeError(`the ACME server ${originOf(url)} presented an HTTPS certificate hubctl does not trust (${code})`, 'for a private or test CA give --acme-ca-cert with the CA certificate that signs its HTTPS; check the clock for an expired one', error)
   }
-  const what = code ? `${code}` : (error as Error)?.message ?? String(error)
-  return new HubctlError(`cannot reach the ACME server ${originOf(url)} (${what})`, {exitCode: ExitCode.ACME, fix: 'check the network, a firewall or proxy, and --acme-directory; the live certificate is untouched, run again later', cause: error})
+  const what = code ? `${code}` : messageOf(error) ?? String(error)
+  return acmeError(`cannot reach the ACME server ${originOf(url)} (${what})`, 'check the network, a firewall or proxy, and --acme-directory; the live certificate is untouched, run again later', error)
 }
 
 export function rateLimitError(url: string, retryAfter: string | string[] | undefined, detail?: string): HubctlError {
@@ -258,10 +258,7 @@ export function rateLimitError(url: string, retryAfter: string | string[] | unde
     const date = Number.isFinite(seconds) ? new Date(Date.now() + seconds * 1000) : new Date(header)
     if (!Number.isNaN(date.getTime())) when = date.toISOString()
   }
-  return new HubctlError(`the ACME server ${originOf(url)} is rate limiting this account or domain (HTTP 429${detail ? `: ${detail}` : ''})${when ? `; it asks to retry after ${when}` : ''}`, {
-    exitCode: ExitCode.ACME,
-    fix: `wait${when ? ` until ${when}` : ''} and run again (the live certificate is untouched); test with --staging, whose limits are higher`,
-  })
+  return acmeError(`the ACME server ${originOf(url)} is rate limiting this account or domain (HTTP 429${detail ? `: ${detail}` : ''})${when ? `; it asks to retry after ${when}` : ''}`, `wait${when ? ` until ${when}` : ''} and run again (the live certificate is untouched); test with --staging, whose limits are higher`)
 }
 
 function problemDetail(body: unknown): string | undefined {
@@ -344,7 +341,7 @@ async function listen(port: number): Promise<Responder | undefined> {
   let failure = await tryListen('::')
   if (failure === 'EAFNOSUPPORT' || failure === 'EADDRNOTAVAIL') failure = await tryListen('0.0.0.0')
   if (failure === 'EADDRINUSE' || failure === 'EACCES') return undefined
-  if (failure) throw new HubctlError(`cannot listen on port ${port} to answer the ACME challenge (${failure})`, {exitCode: ExitCode.PREFLIGHT, fix: 'free the port, or start nginx with the hub\'s site so it answers from the webroot'})
+  if (failure) throw preflightError(`cannot listen on port ${port} to answer the ACME challenge (${failure})`, 'free the port, or start nginx with the hub\'s site so it answers from the webroot')
   return {
     kind: 'hubctl',
     async add(token, keyAuthorization) { answers.set(token, keyAuthorization) },
@@ -391,13 +388,13 @@ export async function selfCheck(url: string, expected: string, responder: 'hubct
     const code = errnoCode(error)
     if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'ENODATA') {
       const host = new URL(url).hostname
-      throw new HubctlError(`the ACME challenge at ${url} cannot be fetched (${code}): ${host} does not resolve to any address from this machine, so the CA cannot reach it either`, {exitCode: ExitCode.ACME, fix: `create the DNS A (and AAAA) record of ${host} pointing at this machine, wait until it resolves, then run again`})
+      throw acmeError(`the ACME challenge at ${url} cannot be fetched (${code}): ${host} does not resolve to any address from this machine, so the CA cannot reach it either`, `create the DNS A (and AAAA) record of ${host} pointing at this machine, wait until it resolves, then run again`)
     }
-    throw new HubctlError(`the ACME challenge at ${url} cannot be fetched (${code ?? (error as Error).message}); ${causes}`, {exitCode: ExitCode.ACME, fix: 'make the domain resolve to this machine and the HTTP port reachable, then run again'})
+    throw acmeError(`the ACME challenge at ${url} cannot be fetched (${code ?? messageOf(error)}); ${causes}`, 'make the domain resolve to this machine and the HTTP port reachable, then run again')
   }
   if (result.status !== 200 || result.body.trim() !== expected) {
     const got = result.status === 200 ? 'a different answer' : `HTTP ${result.status}`
-    throw new HubctlError(`the ACME challenge at ${url} gave ${got} instead of the token; ${causes}`, {exitCode: ExitCode.ACME, fix: 'make the domain resolve to this machine and the HTTP port reach the hub\'s nginx (or nothing, so hubctl answers), then run again'})
+    throw acmeError(`the ACME challenge at ${url} gave ${got} instead of the token; ${causes}`, 'make the domain resolve to this machine and the HTTP port reach the hub\'s nginx (or nothing, so hubctl answers), then run again')
   }
 }
 
@@ -454,12 +451,12 @@ function mapAcmeError(error: unknown, directoryUrl: string): HubctlError {
   if (error instanceof HubctlError) return error
   if (recorder.rateLimit) return rateLimitError(recorder.rateLimit.url || directoryUrl, recorder.rateLimit.retryAfter, recorder.rateLimit.detail)
   if (recorder.network) return connectionError(recorder.network.url || directoryUrl, recorder.network.error)
-  const message = (error as Error)?.message ?? String(error)
+  const message = messageOf(error) ?? String(error)
   if (/anti-replay nonce|badNonce/i.test(message)) {
     // acme-client resends a request with a fresh nonce a few times (bounded); the CA refused each.
-    return new HubctlError(`the ACME server ${originOf(directoryUrl)} refused every fresh nonce hubctl sent (badNonce: ${message})`, {exitCode: ExitCode.ACME, fix: 'the live certificate is untouched. This is the CA\'s side (or a proxy between hubctl and the CA replaying requests): run again later, and check --acme-directory', cause: error})
+    return acmeError(`the ACME server ${originOf(directoryUrl)} refused every fresh nonce hubctl sent (badNonce: ${message})`, 'the live certificate is untouched. This is the CA\'s side (or a proxy between hubctl and the CA replaying requests): run again later, and check --acme-directory', error)
   }
-  return new HubctlError(`the ACME server ${originOf(directoryUrl)} refused: ${message}`, {exitCode: ExitCode.ACME, fix: 'read the reason above; the live certificate is untouched. Check the domains, the contact e-mail and the server\'s policy, then run again', cause: error})
+  return acmeError(`the ACME server ${originOf(directoryUrl)} refused: ${message}`, 'read the reason above; the live certificate is untouched. Check the domains, the contact e-mail and the server\'s policy, then run again', error)
 }
 
 const DEFAULT_BACKOFF = {attempts: 8, min: 1000, max: 8000}
@@ -578,7 +575,7 @@ async function reconcileContact(client: Connected['client'], account: {contact?:
     return {status: 'updated', contact, previous}
   } catch (error) {
     if (recorder.rateLimit || recorder.network) throw error
-    return {status: 'failed', contact, previous, reason: (error as Error)?.message ?? String(error)}
+    return {status: 'failed', contact, previous, reason: messageOf(error) ?? String(error)}
   }
 }
 
@@ -637,8 +634,8 @@ export async function obtainCertificate(request: ObtainRequest, deps: AcmeDeps):
         }
       }
     } catch (error) {
-      if (!request.eab && /externalAccountBinding|external account/i.test((error as Error).message ?? '')) {
-        throw new HubctlError(`the ACME server ${originOf(request.directoryUrl)} requires an external account binding`, {exitCode: ExitCode.USAGE, fix: `give --eab-kid and the HMAC key (--eab-hmac-key FILE or ${EAB_HMAC_ENV}) from the CA's account page`})
+      if (!request.eab && /externalAccountBinding|external account/i.test(messageOf(error) ?? '')) {
+        throw usageError(`the ACME server ${originOf(request.directoryUrl)} requires an external account binding`, `give --eab-kid and the HMAC key (--eab-hmac-key FILE or ${EAB_HMAC_ENV}) from the CA's account page`)
       }
       throw error
     }
@@ -650,15 +647,15 @@ export async function obtainCertificate(request: ObtainRequest, deps: AcmeDeps):
     } catch (error) {
       // A CA may refuse `replaces` (already replaced, unknown): a plain order is still right.
       if (!replaces || recorder.rateLimit || recorder.network) throw error
-      log(`the CA refused to mark the order as replacing ${replaces} (${(error as Error).message}); ordering without it`)
+      log(`the CA refused to mark the order as replacing ${replaces} (${messageOf(error)}); ordering without it`)
       order = await client.createOrder({identifiers})
     }
     const authorizations = await client.getAuthorizations(order)
     for (const authz of authorizations) {
       if (authz.status === 'valid') continue
       const challenge = authz.challenges.find((c) => c.type === 'http-01')
-      if (!challenge) throw new HubctlError(`the ACME server offers no http-01 challenge for ${authz.identifier.value}`, {exitCode: ExitCode.ACME, fix: 'use a CA that supports http-01, or --tls manual with a certificate obtained elsewhere'})
-      if (!/^[A-Za-z0-9_-]+$/.test(challenge.token)) throw new HubctlError(`the ACME server sent a challenge token that is not base64url (${JSON.stringify(challenge.token).slice(0, 60)})`, {exitCode: ExitCode.ACME, fix: 'check --acme-directory points at a real ACME server'})
+      if (!challenge) throw acmeError(`the ACME server offers no http-01 challenge for ${authz.identifier.value}`, 'use a CA that supports http-01, or --tls manual with a certificate obtained elsewhere')
+      if (!/^[A-Za-z0-9_-]+$/.test(challenge.token)) throw acmeError(`the ACME server sent a challenge token that is not base64url (${JSON.stringify(challenge.token).slice(0, 60)})`, 'check --acme-directory points at a real ACME server')
       const keyAuthorization = await client.getChallengeKeyAuthorization(challenge)
       responder ??= (await listen(request.httpPort)) ?? webroot(deps.layout)
       await responder.add(challenge.token, keyAuthorization)
@@ -672,7 +669,7 @@ export async function obtainCertificate(request: ObtainRequest, deps: AcmeDeps):
         } catch (error) {
           // The CA itself gone or limiting: reported as such by mapAcmeError, not as a validation failure.
           if (recorder.rateLimit || recorder.network) throw error
-          throw validationError(authz.identifier.value, url.replace(challenge.token, '<token>'), request.httpPort, (error as Error)?.message ?? String(error))
+          throw validationError(authz.identifier.value, url.replace(challenge.token, '<token>'), request.httpPort, messageOf(error) ?? String(error))
         }
       } finally {
         await responder.remove(challenge.token)

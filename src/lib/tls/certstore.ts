@@ -2,7 +2,7 @@ import {X509Certificate, createPrivateKey} from 'node:crypto'
 import fs from 'node:fs/promises'
 
 import {ensureDir, exists, symlinkAtomic, writeFileAtomic} from '../files/atomic.js'
-import {ExitCode, HubctlError, errnoCode} from '../errors.js'
+import {errnoCode, usageError} from '../errors.js'
 import {Layout} from '../config/layout.js'
 
 export interface CertificateInfo {
@@ -123,16 +123,16 @@ export function inspectPair(pair: CertificatePair, labels = {cert: 'the certific
   try {
     cert = new X509Certificate(pair.fullchain)
   } catch {
-    throw new HubctlError(`${labels.cert} is not a PEM certificate`, {exitCode: ExitCode.USAGE, fix: 'give the PEM file that starts with -----BEGIN CERTIFICATE----- (leaf first, then the chain)'})
+    throw usageError(`${labels.cert} is not a PEM certificate`, 'give the PEM file that starts with -----BEGIN CERTIFICATE----- (leaf first, then the chain)')
   }
   let key
   try {
     key = createPrivateKey(pair.privkey)
   } catch {
-    throw new HubctlError(`${labels.key} is not an unencrypted PEM private key`, {exitCode: ExitCode.USAGE, fix: 'give the PEM key without a passphrase (openssl pkey -in key.pem -out key-plain.pem)'})
+    throw usageError(`${labels.key} is not an unencrypted PEM private key`, 'give the PEM key without a passphrase (openssl pkey -in key.pem -out key-plain.pem)')
   }
   if (!cert.checkPrivateKey(key)) {
-    throw new HubctlError(`${labels.cert} and ${labels.key} do not match`, {exitCode: ExitCode.USAGE, fix: 'give the key the certificate was issued for'})
+    throw usageError(`${labels.cert} and ${labels.key} do not match`, 'give the key the certificate was issued for')
   }
   return certificateInfo(pair.fullchain)
 }

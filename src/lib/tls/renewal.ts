@@ -3,7 +3,7 @@ import {X509Certificate} from 'node:crypto'
 import {acmeAgent, acmeSettingsFrom, AcmeFlags, describeContactChange, fetchDirectory, getJson, obtainCertificate, obtainRequestFor, readEabHmacKey, updateAccountContact} from './acme.js'
 import {readIfExists, writeFileAtomic, ensureDir} from '../files/atomic.js'
 import {CertificateInfo, certificateInfo} from './certstore.js'
-import {ExitCode, HubctlError} from '../errors.js'
+import {ExitCode, HubctlError, messageOf} from '../errors.js'
 import {Layout} from '../config/layout.js'
 import {acquireLock} from '../files/lock.js'
 import type {Runner} from '../runner.js'
@@ -154,14 +154,14 @@ export async function fetchAriWindow(acme: AcmeSettings, pem: string, timeoutMs 
     agent = await acmeAgent(acme.caCert)
     renewalInfo = (await fetchDirectory(acme.directory, agent, timeoutMs)).renewalInfo
   } catch (error) {
-    return {hasAri: false, note: `renewal information (ARI) not checked: ${(error as Error).message}`}
+    return {hasAri: false, note: `renewal information (ARI) not checked: ${messageOf(error)}`}
   }
   if (!renewalInfo) return {hasAri: false}
   let certId: string
   try {
     certId = ariCertId(pem)
   } catch (error) {
-    return {hasAri: false, note: `no renewal information (ARI) for this certificate: ${(error as Error).message}`}
+    return {hasAri: false, note: `no renewal information (ARI) for this certificate: ${messageOf(error)}`}
   }
   try {
     const response = await getJson(`${renewalInfo.replace(/\/$/, '')}/${certId}`, agent, timeoutMs)
@@ -173,7 +173,7 @@ export async function fetchAriWindow(acme: AcmeSettings, pem: string, timeoutMs 
     }
     return {hasAri: true, certId, window: {start, end, explanationURL: body?.explanationURL}, retryAfterSeconds: retryAfterSeconds(response.headers['retry-after'])}
   } catch (error) {
-    return {hasAri: true, certId, note: `renewal information (ARI) not checked: ${(error as Error).message}`}
+    return {hasAri: true, certId, note: `renewal information (ARI) not checked: ${messageOf(error)}`}
   }
 }
 
@@ -459,7 +459,7 @@ export class CertService {
       try {
         result = await this.issue(settings, acme, {hmacKey, replaces: decision.certId})
       } catch (error) {
-        const message = error instanceof HubctlError ? error.message : String((error as Error)?.message ?? error)
+        const message = error instanceof HubctlError ? error.message : String(messageOf(error) ?? error)
         await writeRenewalState(layout, {...(await readRenewalState(layout)), lastAttempt: attempt, lastError: message})
         throw error
       }
@@ -529,7 +529,7 @@ export class CertService {
     try {
       nginx = await nginxFor(this.deps.layout, settings, this.deps.runner)
     } catch (error) {
-      notes.push(`nginx not reloaded: ${(error as Error).message}`)
+      notes.push(`nginx not reloaded: ${messageOf(error)}`)
       return false
     }
     return nginx.reloadIfRunning()
