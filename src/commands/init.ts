@@ -11,7 +11,7 @@ import {confirmOnTerminal, inquirerPrompter, isInteractive} from '../lib/setup/p
 import {streamReporter} from '../lib/setup/reporter.js'
 import {execaRunner} from '../lib/runner.js'
 import {PORT_FLAGS, SettingsStore, TLS_MODES} from '../lib/config/settings.js'
-import {acmeFlags} from './cert/obtain.js'
+import {acmeFlags} from '../command-parts/cert.js'
 
 export default class Init extends BaseCommand<typeof Init> {
   static override summary = 'Set up a secure JupyterHub: secrets, TLS, jupyterhub_config.py, the nginx site, the service.'

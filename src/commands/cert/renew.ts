@@ -4,7 +4,7 @@ import {BaseCommand} from '../../base-command.js'
 import {ExitCode} from '../../lib/errors.js'
 import {CertResult, CertService} from '../../lib/tls/renewal.js'
 import {execaRunner} from '../../lib/runner.js'
-import {acmeFlags, certHttpPortFlag, renderCertResult} from './obtain.js'
+import {acmeFlags, certHttpPortFlag, renderCertResult} from '../../command-parts/cert.js'
 
 export default class CertRenew extends BaseCommand<typeof CertRenew> {
   static override summary = 'Renew the certificate when it is due (run twice a day by the timer or cron job init installs).'
