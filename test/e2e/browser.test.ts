@@ -170,10 +170,17 @@ describe('a person in Chromium on Debian\'s JupyterHub 3.0 (classic notebook at 
   this.timeout(900_000)
   let prefix = ''
   let session: BrowserSession | undefined
+  // The classic server runs as root in /tmp/admin (SimpleLocalProcessSpawner): the notebook the
+  // person makes there is removed after.
+  let homeBefore = new Set<string>()
+  before(async () => {
+    homeBefore = new Set(await fs.readdir('/tmp/admin').catch(() => []))
+  })
 
   after(async () => {
     await session?.close()
     if (prefix) await hubctl(['stop', '--prefix', prefix])
+    for (const name of await fs.readdir('/tmp/admin').catch(() => [])) if (!homeBefore.has(name) && /^Untitled.*\.ipynb$/.test(name)) await fs.rm(path.join('/tmp/admin', name), {force: true})
   })
 
   it('init warns of CVE-2024-28233 and sends users to /tree; a person runs a cell there; doctor warns too', async function () {
@@ -220,10 +227,17 @@ describe('a person in Chromium on the README domain install: ports 80 and 443, L
     // The name resolves to this machine, as a real domain's A record would.
     hostsBefore = await fs.readFile('/etc/hosts', 'utf8')
     await fs.writeFile('/etc/hosts', `${hostsBefore.trimEnd()}\n127.0.0.1 ${domain} # hubctl browser test\n`)
-    if ((await execa('id', ['-u', user], {reject: false})).exitCode !== 0) {
-      const made = await execa('useradd', ['-m', '-s', '/bin/bash', user], {reject: false})
-      expect(made.exitCode, made.stderr).to.equal(0)
+    // alice as a new user of the machine: one left by an earlier run of this test (its marker in her
+    // home) is made anew, so that her JupyterLab starts from nothing, as a new user's does.
+    if ((await execa('id', ['-u', user], {reject: false})).exitCode === 0) {
+      const home = (await execa('getent', ['passwd', user])).stdout.split(':')[5]
+      expect(await fs.stat(path.join(home, '.hubctl-test-user')).then(() => true, () => false), `a user ${user} exists on this machine and was not made by this test: the README's command needs its own`).to.equal(true)
+      await execa('userdel', ['-r', user], {reject: false})
     }
+    const made = await execa('useradd', ['-m', '-s', '/bin/bash', user], {reject: false})
+    expect(made.exitCode, made.stderr).to.equal(0)
+    const home = (await execa('getent', ['passwd', user])).stdout.split(':')[5]
+    await fs.writeFile(path.join(home, '.hubctl-test-user'), 'made by hubctl\'s browser test\n')
     await execa('chpasswd', {input: `${user}:${password}`})
     prefix = await tempPrefix('hubctl-domain')
     // alice's server runs as alice from the environment under the prefix: the path must be hers to traverse.
@@ -238,6 +252,7 @@ describe('a person in Chromium on the README domain install: ports 80 and 443, L
     await session?.close()
     if (prefix) await hubctl(['stop'], {env})
     await lab?.stop()
+    await execa('userdel', ['-r', user], {reject: false})
     if (hostsBefore) await fs.writeFile('/etc/hosts', hostsBefore)
   })
 

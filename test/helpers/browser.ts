@@ -108,7 +108,7 @@ export async function runCellInLab(page: Page, code: string): Promise<string> {
   // JupyterLab restores the user's workspace first: a new user sees the launcher, one whose last
   // session had notebooks open sees them (and, for a notebook whose kernel is gone, a "Select
   // Kernel" dialog, which a person answers with Select); "+" then opens a launcher.
-  await page.addLocatorHandler(page.locator('.jp-Dialog .jp-mod-accept').first(), async (select) => select.click())
+  await page.addLocatorHandler(page.locator('.jp-Dialog .jp-mod-accept').first(), async (select) => select.click(), {noWaitAfter: true})
   await page.locator('.jp-Launcher:visible, .jp-NotebookPanel:visible').first().waitFor({timeout: 120_000})
   const launcher = page.locator('.jp-Launcher:visible')
   if (!(await launcher.first().isVisible())) await page.locator('#jp-main-dock-panel .lm-TabBar-addButton').first().click()

@@ -48,8 +48,8 @@ export interface Settings {
 }
 
 /**
- * Where everything listens. The standby proxy runs only while the proxy is replaced (a token
- * rotation): nginx sends requests there when the proxy's own port refuses them.
+ * Where everything listens. The standby proxy runs as long as the stack does: nginx sends requests
+ * there when the proxy's own port refuses them (the proxy replaced, or crashed).
  */
 export interface Ports {
   http: number

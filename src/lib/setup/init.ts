@@ -120,9 +120,9 @@ export class InitService {
     const nginxRunning = software.nginxFound && (await nginx().runningPid()) !== undefined
     const previous = await new SettingsStore(layout).loadIfExists()
     const stackRunning = (await runningSupervisor(layout)) !== undefined
-    // A port may already be held by nginx (http, https) or by this hub's own running stack; the
-    // standby ports never are (the standby runs only during a handover).
-    const heldBy: Record<keyof Ports, boolean> = {http: nginxRunning, https: nginxRunning, proxy: stackRunning, proxyApi: stackRunning, hub: stackRunning, proxyStandby: false, proxyStandbyApi: false}
+    // A port may already be held by nginx (http, https) or by this hub's own running stack (the
+    // standby proxy runs as long as the stack does).
+    const heldBy: Record<keyof Ports, boolean> = {http: nginxRunning, https: nginxRunning, proxy: stackRunning, proxyApi: stackRunning, hub: stackRunning, proxyStandby: stackRunning, proxyStandbyApi: stackRunning}
     warnings.push(...(await checkPorts(PORT_NAMES.map((name) => ({flag: PORT_FLAGS[name].flag, port: request.ports[name], heldOk: heldBy[name]})))))
     for (const domain of request.domains) {
       const warning = await checkDns(domain, this.deps.lookup)
