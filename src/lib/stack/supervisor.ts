@@ -849,6 +849,8 @@ export class Supervisor {
       await verify()
       const response = await keepAlive(2000, this.fetchFn(`${base}/api/routes${routePath}`, {method, headers: {Authorization: `token ${standby.token}`, ...(body ? {'Content-Type': 'application/json'} : {})}, body: body ? JSON.stringify(body) : undefined, signal: AbortSignal.timeout(2000), redirect: 'manual'}))
       await response.body?.cancel()
+      // A route already gone is what a DELETE wants: two syncs (a health tick and a handover) may race.
+      if (method === 'DELETE' && response.status === 404) return
       if (!response.ok) throw new Error(`the standby proxy's API answered ${response.status} to ${method} ${routePath}`)
     }
     const wanted = new Set<string>()
