@@ -74,12 +74,16 @@ async function measureStart(hub: LocalHub): Promise<Sample> {
   return {answered, settled, wall, processes: seen.size}
 }
 
-/** Take LAB_SERVER_ARGS out of c.Spawner.args again (JupyterLab's own defaults), or put them back; the hub restarts. */
+/** Take LAB_SERVER_ARGS out of c.Spawner.args (JupyterLab's own defaults), or put them back; the hub restarts. */
 async function labDefaults(hub: LocalHub, on: boolean): Promise<void> {
   const file = path.join(hub.layout.hubConfigD, 'zz-bench-lab-defaults.py')
   if (on) {
     await fsp.mkdir(hub.layout.hubConfigD, {recursive: true})
-    await fsp.writeFile(file, `c.Spawner.args = [a for a in c.Spawner.args if a not in ${JSON.stringify(LAB_SERVER_ARGS)}]  # noqa: F821\n`)
+    // A file of jupyterhub_config.d gets a config of its own (merged after): it cannot read the
+    // main file's c.Spawner.args, so it sets them whole, as the main file has them without the savings
+    // (local mode as root: the servers run as root).
+    const args = (process.getuid?.() ?? 0) === 0 ? ['--allow-root'] : []
+    await fsp.writeFile(file, `c.Spawner.args = ${JSON.stringify(args)}  # noqa: F821\n`)
   } else {
     await fsp.rm(file, {force: true})
   }

@@ -98,6 +98,10 @@ describe('hubconfig', () => {
       expect(simple.args).to.deep.equal(root ? ['--allow-root', ...LAB_SERVER_ARGS] : LAB_SERVER_ARGS)
       const simpleTree = await loaded(await renderHubConfig(layout, {...settings, spawner: 'simple'}, v3, '/tree'), prefix)
       expect(simpleTree.args).to.deep.equal(root ? ['--allow-root'] : [])
+      // The operator's own file in jupyterhub_config.d adds to them, as the README says.
+      await fs.mkdir(layout.hubConfigD, {recursive: true})
+      await fs.writeFile(path.join(layout.hubConfigD, 'mine.py'), 'c.Spawner.args.extend(["--ServerApp.max_body_size=1000"])\n')
+      expect((await loaded(await renderHubConfig(layout, settings, v6, '/lab'), prefix)).args).to.deep.equal([...LAB_SERVER_ARGS, '--ServerApp.max_body_size=1000'])
     } finally {
       await fs.rm(prefix, {recursive: true, force: true})
     }
