@@ -56,7 +56,7 @@ describe('dhparam', () => {
   it('stops the losers: once one worker finds a prime, no other worker thread is left running', async () => {
     const before = await threads()
     let during = 0
-    const pem = await generateDhparam(1024, {workers: 4, onProgress: () => { void threads().then((n) => { during = Math.max(during, n) }) }, progressIntervalMs: 20})
+    const pem = await generateDhparam(1024, {workers: 4, onProgress: () => { void threads().then((n) => { during = Math.max(during, n) }) }, progressIntervalMs: 5})
     expect(dhparamBits(pem)).to.equal(1024)
     expect(during, 'the four workers ran as threads of this process').to.be.at.least(before + 4)
     expect(await threads(), 'threads left after it returned').to.be.at.most(before)
