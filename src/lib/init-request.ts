@@ -63,8 +63,8 @@ export interface InitRequest {
 
 /**
  * CPU seconds one JupyterLab 4.6 server takes from its spawn until it answers (hubctl's config,
- * JupyterHub 6.1.1): 2.98 CPU-s, the median of 6 runs of `npm run bench -- spawn` on 2 cores
- * (README, "A class at 9:00"); the classic notebook of Debian's JupyterHub 3.0 takes 1.2.
+ * JupyterHub 6.1.1): 2.98 CPU-s, the median of 6 runs of `npm run bench -- spawn` on 2 cores, 3.3
+ * over 14 on a busier machine (README, "A class at 9:00"); Debian's classic notebook takes 1.2.
  */
 export const SERVER_START_CPU_SECONDS = 3
 
