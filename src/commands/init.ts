@@ -48,6 +48,8 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
     'dhparam-bits': Flags.string({description: 'size of generated DH parameters (default: 2048; with --local see its help)', options: DHPARAM_BITS.map(String)}),
     jupyterhub: Flags.string({description: 'an installed JupyterHub executable to use (default: hubctl installs the JupyterHub and JupyterLab it is tested with into /opt/jupyterhub, or opt/jupyterhub under --prefix)'}),
     nginx: Flags.string({description: 'the nginx executable (default: nginx on PATH; installed with apt-get when missing, asked first unless --yes)'}),
+    'max-concurrent-spawns': Flags.string({description: 'user servers starting at once; more are asked to retry (default: one per core, at least 2)'}),
+    'spawn-timeout': Flags.string({description: 'seconds a user server may take to start, and as many more to answer (default: 120, more with many concurrent spawns per core)'}),
     systemd: Flags.boolean({description: 'install the jupyterhub.service unit when systemd runs (--no-systemd skips it)', allowNo: true, default: true}),
     schedule: Flags.boolean({description: 'install the renewal timer, or cron job without systemd (--no-schedule skips it)', allowNo: true, default: true}),
     local: Flags.boolean({description: 'a hub on this machine without root or a domain: prefix ./hubctl-local, localhost, self-signed TLS, ports 8080/8443, a generated login printed once'}),

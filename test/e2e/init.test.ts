@@ -13,7 +13,18 @@ const JUPYTERHUBS = [
   {label: 'current JupyterHub from PyPI', executable: VENV_JUPYTERHUB, version: /^[5-9]\./},
 ]
 
-const BASE = ['--yes', '--domain', 'localhost', '--admin', 'alice', '--allow-user', 'bob', '--tls', 'self-signed', '--json']
+const BASE = ['--yes', '--domain', 'localhost', '--admin', 'alice', '--allow-user', 'bob', '--tls', 'self-signed', '--max-concurrent-spawns', '3', '--spawn-timeout', '90', '--json']
+
+/** What this JupyterHub makes of the rendered config: the spawn limit, and its spawner's args, timeouts and default URL. */
+const SPAWN_VALUES = `
+import json, os, sys
+from jupyterhub.app import JupyterHub
+app = JupyterHub()
+app.raise_config_file_errors = True
+app.load_config_file(os.path.abspath(sys.argv[1]))
+spawner = app.spawner_class(config=app.config)
+print(json.dumps({"limit": app.concurrent_spawn_limit, "args": list(spawner.args), "start": spawner.start_timeout, "http": spawner.http_timeout, "url": spawner.default_url}))
+`
 
 function nginxTest(layout: Layout): string {
   return execFileSync('nginx', ['-t', '-p', `${layout.prefix}/`, '-c', layout.nginxMainConf, '-e', layout.nginxErrorLog], {encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe']}) ?? ''
@@ -95,6 +106,19 @@ for (const jupyterhub of JUPYTERHUBS) {
       expect(await httpStatus(`http://127.0.0.1:${ports.hub}/hub/api/proxy`, {headers: {Authorization: 'token wrong'}})).to.equal(403)
       const db = await fs.stat(layout.database)
       expect(db.isFile()).to.equal(true)
+    })
+
+    it('renders the spawn limit and timeouts this JupyterHub loads, and JupyterLab\'s start-up args only for JupyterLab servers', async () => {
+      const settings = JSON.parse(await fs.readFile(layout.settings, 'utf8'))
+      expect(settings.spawn).to.deep.equal({maxConcurrent: 3, timeoutSeconds: 90})
+      const python = execFileSync('sh', ['-c', 'head -1 "$1" | sed "s/^#! *//"', 'sh', jupyterhub.executable], {encoding: 'utf8'}).trim().split(' ')
+      const loaded = JSON.parse(execFileSync(python[0], [...python.slice(1), '-c', SPAWN_VALUES, layout.hubConfig], {cwd: layout.srvDir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe']}).trim().split('\n').pop()!)
+      expect(loaded).to.include({limit: 3, start: 90, http: 90})
+      const lab = ['--LanguageServerManager.autodetect=False', '--LabApp.news_url=None', '--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate']
+      if (loaded.url === '/lab') expect(loaded.args).to.include.members(lab)
+      else expect(loaded.args.filter((arg: string) => lab.includes(arg)), 'args of a classic notebook server').to.deep.equal([])
+      // hubctl's own JupyterHub has JupyterLab; Debian's 3.0 servers here run the classic notebook.
+      expect(loaded.url).to.equal(jupyterhub.executable === VENV_JUPYTERHUB ? '/lab' : '/tree')
     })
 
     it('changes no secret and no file when run a second time', async () => {

@@ -45,7 +45,18 @@ export interface Settings {
   proxyTls: boolean
   /** Local mode: one user, a generated login, servers as the hub's user. */
   local?: boolean
+  /** Servers starting at once, and how long one may take (init's --max-concurrent-spawns, --spawn-timeout); absent in files of older hubctl. */
+  spawn?: SpawnSettings
 }
+
+/** c.JupyterHub.concurrent_spawn_limit, and c.Spawner.start_timeout and http_timeout (both the same). */
+export interface SpawnSettings {
+  maxConcurrent: number
+  timeoutSeconds: number
+}
+
+/** What --max-concurrent-spawns and --spawn-timeout accept (and hubctl.json may hold). */
+export const SPAWN_LIMITS = {maxConcurrent: {min: 1, max: 1000}, timeoutSeconds: {min: 10, max: 3600}} as const
 
 /**
  * Where everything listens. The standby proxy runs as long as the stack does: nginx sends requests
@@ -156,6 +167,14 @@ function checkShape(settings: Record<string, unknown>, file: string): void {
     valid(`ports.${name}`, () => parsePort(port as number, `ports.${name}`))
   }
   if (!isObject(settings.dhparam) || !['generate', 'ffdhe2048'].includes(settings.dhparam.mode as string)) bad('dhparam.mode', 'is neither "generate" nor "ffdhe2048"')
+  if (settings.spawn !== undefined) {
+    if (!isObject(settings.spawn)) bad('spawn', 'is not an object')
+    for (const key of ['maxConcurrent', 'timeoutSeconds'] as const) {
+      const value = (settings.spawn as Record<string, unknown>)[key]
+      const {min, max} = SPAWN_LIMITS[key]
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) bad(`spawn.${key}`, `is not a whole number from ${min} to ${max}`)
+    }
+  }
   if (!isObject(settings.executables)) bad('executables', 'is not an object')
   for (const [name, program] of Object.entries(settings.executables as Record<string, unknown>)) {
     if (program === undefined) continue

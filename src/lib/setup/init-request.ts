@@ -3,7 +3,7 @@ import os from 'node:os'
 
 import {DHPARAM_BITS, DHPARAM_MODES, DhparamMode} from '../tls/dhparam.js'
 import {messageOf, usageError} from '../errors.js'
-import {PORT_FLAGS, PORT_NAMES, Ports, TLS_MODES, TlsMode} from '../config/settings.js'
+import {PORT_FLAGS, PORT_NAMES, Ports, SPAWN_LIMITS, SpawnSettings, TLS_MODES, TlsMode} from '../config/settings.js'
 import {assertDistinctPorts, parseDomain, parseEmail, parsePort, parseUserName, unique} from '../validate.js'
 
 /** What `hubctl init` was asked, exactly as the flags gave it (strings, possibly missing). */
@@ -30,6 +30,8 @@ export interface RawInitFlags {
   'dhparam-bits'?: string | number
   jupyterhub?: string
   nginx?: string
+  'max-concurrent-spawns'?: string | number
+  'spawn-timeout'?: string | number
 }
 
 /** Asks the operator for what is missing (injected: @inquirer/prompts on a terminal, a fake in tests). */
@@ -55,13 +57,50 @@ export interface InitRequest {
   jupyterhub?: string
   /** undefined: nginx on PATH, installed with apt-get when missing. */
   nginx?: string
+  /** Servers starting at once and how long one may take: from the flags, else from the machine's cores. */
+  spawn?: SpawnSettings
+}
+
+/**
+ * CPU seconds one JupyterLab 4.6 server takes from its spawn until it answers (hubctl's config,
+ * JupyterHub 6.1.1): 2.98 CPU-s, the median of 6 runs of `npm run bench -- spawn` on 2 cores, 3.3
+ * over 14 on a busier machine (README, "A class at 9:00"); Debian's classic notebook takes 1.2.
+ */
+export const SERVER_START_CPU_SECONDS = 3
+
+/**
+ * --max-concurrent-spawns' default: one start per core, at least 2. A start is CPU-bound (about
+ * SERVER_START_CPU_SECONDS of CPU in about as many seconds on an idle core), so more starts at once
+ * than cores finish no sooner in total; each only takes longer, and the hub's own event loop (the
+ * login pages, the proxy's routes) gets less of the machine.
+ */
+export function defaultMaxConcurrentSpawns(cores: number): number {
+  return Math.max(2, cores)
+}
+
+/**
+ * --spawn-timeout's default: time for `maxConcurrent` starts sharing `cores` with four times as
+ * much other work (students' kernels), and never under 120 s. JupyterHub's own 30 s to answer
+ * kills a server a busy machine would have started a little later.
+ */
+export function defaultSpawnTimeout(maxConcurrent: number, cores: number): number {
+  return Math.max(120, Math.ceil((4 * maxConcurrent * SERVER_START_CPU_SECONDS) / Math.max(1, cores)))
+}
+
+function parseWhole(input: string | number, flag: string, limits: {min: number; max: number}, fix: string): number {
+  const text = String(input).trim()
+  const value = Number(text)
+  if (!/^[0-9]{1,7}$/.test(text) || value < limits.min || value > limits.max) {
+    throw usageError(`${flag} ${JSON.stringify(String(input))} is not a whole number from ${limits.min} to ${limits.max}`, fix)
+  }
+  return value
 }
 
 /**
  * Validate every flag (and ask for missing required ones when a prompter is given) before
  * anything is written. Each failure names the flag and the fix.
  */
-export async function resolveInitRequest(flags: RawInitFlags, prompter?: Prompter): Promise<InitRequest> {
+export async function resolveInitRequest(flags: RawInitFlags, prompter?: Prompter, machine: {cores: number} = {cores: os.availableParallelism()}): Promise<InitRequest> {
   const ask = async (flag: string, message: string, parse: (value: string) => unknown): Promise<string> => {
     if (!prompter) throw usageError(`--${flag} is required`, `give --${flag} (or run init on a terminal to be asked)`)
     return prompter.input(message, (value) => {
@@ -114,8 +153,16 @@ export async function resolveInitRequest(flags: RawInitFlags, prompter?: Prompte
   const spawner = flags.spawner
   if (spawner !== undefined && spawner !== 'local' && spawner !== 'simple') throw usageError(`--spawner ${JSON.stringify(spawner)} is not a choice`, 'give local (one system user per hub user, needs root) or simple (every server runs as the hub\'s user)')
 
+  const maxConcurrent = flags['max-concurrent-spawns'] === undefined
+    ? defaultMaxConcurrentSpawns(machine.cores)
+    : parseWhole(flags['max-concurrent-spawns'], '--max-concurrent-spawns', SPAWN_LIMITS.maxConcurrent, `give how many servers may start at once, e.g. ${defaultMaxConcurrentSpawns(machine.cores)} (one per core), or leave the flag out`)
+  const timeoutSeconds = flags['spawn-timeout'] === undefined
+    ? defaultSpawnTimeout(maxConcurrent, machine.cores)
+    : parseWhole(flags['spawn-timeout'], '--spawn-timeout', SPAWN_LIMITS.timeoutSeconds, `give the seconds a server may take to start, e.g. ${defaultSpawnTimeout(maxConcurrent, machine.cores)}, or leave the flag out`)
+
   return {
     domains, email, admins, allowedUsers, tls, cert, ports, dhparam, dhparamBits,
+    spawn: {maxConcurrent, timeoutSeconds},
     local: Boolean(flags.local),
     authenticator: flags.authenticator ?? (flags.local ? undefined : 'pam'),
     spawner: spawner ?? (flags.local ? 'simple' : undefined),

@@ -309,6 +309,7 @@ export class InitService {
       nginxSupervised: !this.deps.layout.isSystem,
       proxyTls: false,
       local: request.local,
+      spawn: request.spawn,
     }
   }
 

@@ -24,4 +24,12 @@ describe('settings', () => {
       expect(() => parseSettings(text, 'hubctl.json'), text).to.throw(HubctlError, message)
     }
   })
+
+  it('reads the spawn settings when present, files without them as before, and refuses bad ones', () => {
+    expect(parseSettings(JSON.stringify(valid), 'hubctl.json').spawn).to.equal(undefined)
+    expect(parseSettings(JSON.stringify({...valid, spawn: {maxConcurrent: 4, timeoutSeconds: 120}}), 'hubctl.json').spawn).to.deep.equal({maxConcurrent: 4, timeoutSeconds: 120})
+    for (const spawn of [{maxConcurrent: 0, timeoutSeconds: 120}, {maxConcurrent: 2, timeoutSeconds: '120'}, {maxConcurrent: 2.5, timeoutSeconds: 120}, {maxConcurrent: 2}, [1, 2]]) {
+      expect(() => parseSettings(JSON.stringify({...valid, spawn}), 'hubctl.json'), JSON.stringify(spawn)).to.throw(HubctlError, /"spawn(\.\w+)?" is not/)
+    }
+  })
 })

@@ -6,6 +6,18 @@ import path from 'node:path'
 
 import {FFDHE2048_PEM, dhparamBits, dhparamPem, generateDhparam} from '../../../src/lib/tls/dhparam.js'
 
+/** This process's threads (/proc/self/task) and CPU seconds used so far, all threads (utime + stime of /proc/self/stat). */
+async function threads(): Promise<number> {
+  return (await fs.readdir('/proc/self/task')).length
+}
+
+async function cpuSeconds(): Promise<number> {
+  const stat = await fs.readFile('/proc/self/stat', 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  // fields[0] is field 3 (state): utime is field 14, stime field 15.
+  return (Number(fields[11]) + Number(fields[12])) / 100
+}
+
 function opensslCheck(pem: string): string {
   const file = path.join(os.tmpdir(), `hubctl-dh-${process.pid}-${Math.random()}.pem`)
   return execFileSync('sh', ['-c', `cat > ${file} && openssl dhparam -in ${file} -check -text -noout 2>&1; rm -f ${file}`], {input: pem, encoding: 'utf8'})
@@ -39,6 +51,19 @@ describe('dhparam', () => {
       error = error_
     }
     expect(String(error)).to.match(/cancelled/)
+  })
+
+  it('stops the losers: once one worker finds a prime, no other worker thread is left running', async () => {
+    const before = await threads()
+    let during = 0
+    const pem = await generateDhparam(1024, {workers: 4, onProgress: () => { void threads().then((n) => { during = Math.max(during, n) }) }, progressIntervalMs: 5})
+    expect(dhparamBits(pem)).to.equal(1024)
+    expect(during, 'the four workers ran as threads of this process').to.be.at.least(before + 4)
+    expect(await threads(), 'threads left after it returned').to.be.at.most(before)
+    const cpu = await cpuSeconds()
+    await new Promise((resolve) => { setTimeout(resolve, 1000) })
+    // Three searching losers would burn up to 3 CPU-seconds here (as many as the cores let them).
+    expect(await cpuSeconds() - cpu, 'CPU seconds used in the second after it returned').to.be.below(0.3)
   })
 
   it('rejects what is not a DH parameters block', () => {
