@@ -1,5 +1,7 @@
+import {AssertionError} from 'chai'
 import {ChildProcess, spawn} from 'node:child_process'
 import fs from 'node:fs'
+import {AssertionError as NodeAssertionError} from 'node:assert'
 
 /** How often and how many times to poll: bounded, no timing asserted. */
 export interface Pace {
@@ -9,8 +11,9 @@ export interface Pace {
 
 /**
  * Poll `check` until it returns a value other than undefined or false; at most `tries` times,
- * `intervalMs` apart (60 s by default). An error thrown counts as "not yet" and is named in the
- * final error.
+ * `intervalMs` apart (60 s by default). Any other error thrown counts as "not yet" and is named in
+ * the final error; a failed assertion (chai's or node:assert's AssertionError) is not a "not yet":
+ * it fails the wait at once, as it would outside a poll.
  */
 export async function waitUntil<T>(what: string, check: () => Promise<T | undefined | false>, pace: Pace = {}): Promise<T> {
   const {tries = 600, intervalMs = 100} = pace
@@ -20,6 +23,7 @@ export async function waitUntil<T>(what: string, check: () => Promise<T | undefi
       const value = await check()
       if (value !== undefined && value !== false) return value
     } catch (error) {
+      if (error instanceof AssertionError || error instanceof NodeAssertionError) throw error
       last = error
     }
     await new Promise((resolve) => setTimeout(resolve, intervalMs))
