@@ -62,7 +62,7 @@ describe('hubconfig', () => {
     assertNoRootServers(simple, 1000)
     assertNoRootServers(settings, 0)
     try {
-      await renderHubConfig(new Layout('/'), simple, v3)
+      await renderHubConfig(new Layout('/'), simple, v3, '/lab')
       expect.fail('rendered')
     } catch (error) {
       expect((error as HubctlError).exitCode).to.equal(2)
