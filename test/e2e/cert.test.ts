@@ -15,16 +15,6 @@ import {stopProcess, waitUntil} from '../helpers/processes.js'
  * certificate is made here and given to hubctl with --acme-ca-cert: TLS is verified throughout.
  */
 
-const spawned: ChildProcess[] = []
-const cleanup: string[] = []
-let lab: PebbleLab
-
-async function startNginx(layout: Layout): Promise<ChildProcess> {
-  const child = await startNginxProcess(layout)
-  spawned.push(child)
-  return child
-}
-
 const json = jsonOf
 
 function ok(result: CliResult): void {
@@ -34,6 +24,16 @@ function ok(result: CliResult): void {
 describe('hubctl cert against a real Pebble CA and nginx', function () {
   let work: string
   let tlsFiles: {ca: string; cert: string; key: string}
+  let lab: PebbleLab
+  /** What the tests started and made, stopped and removed after. */
+  const spawned: ChildProcess[] = []
+  const cleanup: string[] = []
+
+  async function startNginx(layout: Layout): Promise<ChildProcess> {
+    const child = await startNginxProcess(layout)
+    spawned.push(child)
+    return child
+  }
 
   before(async () => {
     work = await tempPrefix('hubctl-pebble')
