@@ -10,7 +10,8 @@ import {HubApi} from '../../src/lib/stack/hubapi.js'
 import {Layout} from '../../src/lib/config/layout.js'
 import {findRoute, proxyRoutes} from '../../src/lib/stack/servers.js'
 import {DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
-import {killPids, userPids, waitUntil} from '../helpers/processes.js'
+import {waitUntil} from '../helpers/processes.js'
+import {addUser, removeUser} from '../helpers/users.js'
 
 /*
  * A notebook cell, end to end: a user's server from the default LocalProcessSpawner (root, a
@@ -124,9 +125,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
     let kernelId = ''
 
     before(async function () {
-      const created = await execa('useradd', ['-m', '-s', '/bin/sh', user], {reject: false})
-      expect(created.exitCode, `useradd ${user}: ${created.stderr}`).to.equal(0)
-      uid = Number((await execa('id', ['-u', user])).stdout)
+      uid = await addUser(user)
       const singleuser = path.join(path.dirname(jupyterhub), 'jupyterhub-singleuser')
       const canRun = await execa('runuser', ['-u', user, '--', singleuser, '--version'], {reject: false, cwd: '/'})
       expect(canRun.exitCode, `${user} cannot run ${singleuser}: ${canRun.stderr}`).to.equal(0)
@@ -160,8 +159,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       this.timeout(120_000)
       if (prefix) await hubctl(['stop', '--prefix', prefix, '--json'])
       if (uid >= 0) {
-        killPids(await userPids(uid))
-        await execa('userdel', ['-r', user], {reject: false})
+        await removeUser(user, uid)
       }
       if (prefix) await fs.rm(prefix, {recursive: true, force: true})
     })

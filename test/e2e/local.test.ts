@@ -6,7 +6,8 @@ import path from 'node:path'
 
 import {BIN, VENV_JUPYTERHUB, portFlags} from '../helpers/cli.js'
 import {HubBrowser, submitLogin, xsrfOf} from '../helpers/hub.js'
-import {isLive, killPids, procInfo, userPids, waitUntil} from '../helpers/processes.js'
+import {isLive, procInfo, userPids, waitUntil} from '../helpers/processes.js'
+import {addUser, removeUser} from '../helpers/users.js'
 
 /*
  * The local mode as a person without root uses it: a system user made by the test runs
@@ -53,9 +54,7 @@ describe('local mode as a non-root user', function () {
   }
 
   before(async function () {
-    const created = await execa('useradd', ['-m', '-s', '/bin/sh', user], {reject: false})
-    expect(created.exitCode, `useradd ${user}: ${created.stderr}`).to.equal(0)
-    uid = Number((await execa('id', ['-u', user])).stdout)
+    uid = await addUser(user)
     expect(uid).to.be.greaterThan(0)
     home = (await execa('getent', ['passwd', user])).stdout.split(':')[5]
     prefix = path.join(home, 'hubctl-local')
@@ -72,10 +71,7 @@ describe('local mode as a non-root user', function () {
   after(async function () {
     this.timeout(120_000)
     if (home) await asUser(['stop', '--local', '--json'])
-    if (uid > 0) {
-      killPids(await userPids(uid))
-      await execa('userdel', ['-r', user], {reject: false})
-    }
+    if (uid > 0) await removeUser(user, uid)
   })
 
   it('init --local as the user: its own prefix, a generated login printed once, kept 0600', async () => {

@@ -8,7 +8,8 @@ import {HubApi} from '../../src/lib/stack/hubapi.js'
 import {Layout} from '../../src/lib/config/layout.js'
 import {BIN, DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, modeOf, portFlags, tempPrefix} from '../helpers/cli.js'
 import {HubBrowser, logIn} from '../helpers/hub.js'
-import {killPids, liveProcesses, serverPids, userPids, waitUntil} from '../helpers/processes.js'
+import {liveProcesses, serverPids, waitUntil} from '../helpers/processes.js'
+import {addUser, removeUser} from '../helpers/users.js'
 
 /*
  * `hubctl secrets rotate` on a real stack: nginx, configurable-http-proxy, JupyterHub (Debian's
@@ -91,8 +92,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
     const auditLines = async () => (await fs.readFile(layout.auditLog, 'utf8')).trim().split('\n')
 
     before(async function () {
-      await execa('useradd', ['-m', '-s', '/bin/sh', user])
-      uid = Number((await execa('id', ['-u', user])).stdout)
+      uid = await addUser(user)
       // The password reaches chpasswd on its standard input, never in argv.
       await execa('chpasswd', [], {input: `${user}:${password}\n`})
       prefix = await tempPrefix('hubctl-rot')
@@ -117,8 +117,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       this.timeout(120_000)
       if (prefix) await hubctl(['stop', '--prefix', prefix])
       if (uid >= 0) {
-        killPids(await userPids(uid))
-        await execa('userdel', ['-r', user], {reject: false})
+        await removeUser(user, uid)
       }
       if (prefix) await fs.rm(prefix, {recursive: true, force: true})
     })

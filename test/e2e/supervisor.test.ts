@@ -7,7 +7,8 @@ import path from 'node:path'
 import {HubApi} from '../../src/lib/stack/hubapi.js'
 import {Layout} from '../../src/lib/config/layout.js'
 import {DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
-import {alive, killPids, liveProcesses, procInfo, serverPids, userPids, waitUntil} from '../helpers/processes.js'
+import {alive, killPids, liveProcesses, procInfo, serverPids, waitUntil} from '../helpers/processes.js'
+import {addUser, removeUser} from '../helpers/users.js'
 
 /*
  * Supervision with the real programs: configurable-http-proxy, JupyterHub (Debian's 3.0 and the
@@ -45,7 +46,6 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
     let ports: Awaited<ReturnType<typeof portFlags>>['ports']
     let api: HubApi
     let serverPid = 0
-    let userCreated = false
     /** Every pid seen during the test: after() makes sure none outlives it. */
     const seen = new Set<number>()
 
@@ -66,10 +66,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
     }
 
     before(async function () {
-      const created = await execa('useradd', ['-m', '-s', '/bin/sh', user], {reject: false})
-      expect(created.exitCode, `useradd ${user}: ${created.stderr}`).to.equal(0)
-      userCreated = true
-      uid = Number((await execa('id', ['-u', user])).stdout)
+      uid = await addUser(user)
       // LocalProcessSpawner runs the singleuser server as the user: it must be able to execute it.
       const singleuser = path.join(path.dirname(jupyterhub), 'jupyterhub-singleuser')
       const canRun = await execa('runuser', ['-u', user, '--', singleuser, '--version'], {reject: false, cwd: '/'})
@@ -100,11 +97,8 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       if (uid >= 0) for (const pid of await serverPids({uid})) seen.add(pid)
       if (serverPid) seen.add(serverPid)
       for (const pid of seen) if (pid !== process.pid && (await alive(pid))) killPids([pid])
-      if (userCreated) {
-        // Every process of the user, by pid, then the user.
-        killPids(await userPids(uid))
-        await execa('userdel', ['-r', user], {reject: false})
-      }
+      // Every process of the user, by pid, then the user.
+      if (uid >= 0) await removeUser(user, uid)
       if (prefix) await fs.rm(prefix, {recursive: true, force: true})
     })
 
