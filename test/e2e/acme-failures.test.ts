@@ -10,7 +10,7 @@ import path from 'node:path'
 import {Layout} from '../../src/lib/config/layout.js'
 import {BIN, DEBIAN_JUPYTERHUB, CliResult, freePort, hubctl, portFlags, snapshot, tempPrefix, jsonOf} from '../helpers/cli.js'
 import {Pebble, PebbleLab, httpsGet, liveFiles, liveSerial, servedSerial, startNginx} from '../helpers/pebble.js'
-import {stopProcess, waitFor} from '../helpers/processes.js'
+import {stopProcess, waitUntil} from '../helpers/processes.js'
 
 /**
  * ACME failures against a real Pebble (issue 6): the http-01 challenge unreachable, the CA down or
@@ -371,7 +371,7 @@ describe('ACME failures against a real Pebble', function () {
       expect(out.serial).to.not.equal(before)
       expect(await liveSerial(layout)).to.equal(out.serial)
       expect(await pairMatches(layout)).to.equal(true)
-      await waitFor(async () => servedSerial(ports.https) === out.serial, 'nginx serving the renewed certificate')
+      await waitUntil('nginx serving the renewed certificate', async () => servedSerial(ports.https) === out.serial)
       ok(await hubctl(['secrets', 'check', '--prefix', layout.prefix]))
     })
   })

@@ -36,12 +36,22 @@ describe('ACME settings kept for the renewals (Pebble)', function () {
   const leaf = async () => new X509Certificate(await fs.readFile(layout.fullchain, 'utf8'))
   const init = (extra: string[]) => hubctl(['init', '--prefix', layout.prefix, '--yes', '--domain', 'localhost', '--admin', 'alice', '--tls', 'letsencrypt', '--dhparam', 'ffdhe2048', '--jupyterhub', DEBIAN_JUPYTERHUB, '--no-systemd', '--json', ...portArgs, ...extra])
 
-  /** The contact the CA holds for hubctl's ACME account, asked with the account key as any ACME client would. */
+  /**
+   * The contact the CA holds for hubctl's ACME account, asked with the account key as any ACME
+   * client would. acme-client's axios is one for the whole process (every test file's, and
+   * hubctl's own modules'): its agent trusting Pebble's CA is set for this call only.
+   */
   async function accountContact(pebble: Pebble): Promise<string[]> {
-    ;(acme.axios.defaults as {httpsAgent?: https.Agent}).httpsAgent = new https.Agent({ca: await fs.readFile(lab.tls.ca, 'utf8')})
-    const client = new acme.Client({directoryUrl: pebble.directory, accountKey: await fs.readFile(layout.acmeAccountKey, 'utf8')})
-    const account = await client.createAccount({onlyReturnExisting: true})
-    return (account.contact ?? []).map(String)
+    const defaults = acme.axios.defaults as {httpsAgent?: https.Agent}
+    const agent = defaults.httpsAgent
+    defaults.httpsAgent = new https.Agent({ca: await fs.readFile(lab.tls.ca, 'utf8')})
+    try {
+      const client = new acme.Client({directoryUrl: pebble.directory, accountKey: await fs.readFile(layout.acmeAccountKey, 'utf8')})
+      const account = await client.createAccount({onlyReturnExisting: true})
+      return (account.contact ?? []).map(String)
+    } finally {
+      defaults.httpsAgent = agent
+    }
   }
 
   before(async () => {

@@ -7,23 +7,13 @@ import path from 'node:path'
 import {Layout} from '../../src/lib/config/layout.js'
 import {DEBIAN_JUPYTERHUB, CliResult, hubctl, modeOf, portFlags, snapshot, tempPrefix, jsonOf} from '../helpers/cli.js'
 import {Pebble, PebbleLab, liveFiles, liveSerial, servedSerial, startNginx as startNginxProcess} from '../helpers/pebble.js'
-import {stopProcess, waitFor} from '../helpers/processes.js'
+import {stopProcess, waitUntil} from '../helpers/processes.js'
 
 /**
  * Certificates end to end against a real Pebble (Let's Encrypt's test CA) and pebble-challtestsrv
  * (its DNS: every name resolves to 127.0.0.1), real nginx, the built hubctl. Pebble's HTTPS
  * certificate is made here and given to hubctl with --acme-ca-cert: TLS is verified throughout.
  */
-
-const spawned: ChildProcess[] = []
-const cleanup: string[] = []
-let lab: PebbleLab
-
-async function startNginx(layout: Layout): Promise<ChildProcess> {
-  const child = await startNginxProcess(layout)
-  spawned.push(child)
-  return child
-}
 
 const json = jsonOf
 
@@ -34,6 +24,16 @@ function ok(result: CliResult): void {
 describe('hubctl cert against a real Pebble CA and nginx', function () {
   let work: string
   let tlsFiles: {ca: string; cert: string; key: string}
+  let lab: PebbleLab
+  /** What the tests started and made, stopped and removed after. */
+  const spawned: ChildProcess[] = []
+  const cleanup: string[] = []
+
+  async function startNginx(layout: Layout): Promise<ChildProcess> {
+    const child = await startNginxProcess(layout)
+    spawned.push(child)
+    return child
+  }
 
   before(async () => {
     work = await tempPrefix('hubctl-pebble')
@@ -110,14 +110,14 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
     it('cert obtain with nginx running answers from nginx\'s webroot, and nginx serves the new certificate', async () => {
       nginx = await startNginx(layout)
       const before = await liveSerial(layout)
-      await waitFor(async () => servedSerial(ports.https) === before, 'nginx serving the first certificate')
+      await waitUntil('nginx serving the first certificate', async () => servedSerial(ports.https) === before)
       const result = await hubctl(['cert', 'obtain', '--prefix', layout.prefix, '--json'])
       ok(result)
       const out = json(result)
       expect(out).to.include({action: 'obtained', responder: 'webroot', nginxReloaded: true})
       expect(out.serial).to.not.equal(before)
       expect(await liveSerial(layout)).to.equal(out.serial)
-      await waitFor(async () => servedSerial(ports.https) === out.serial, 'nginx serving the new certificate')
+      await waitUntil('nginx serving the new certificate', async () => servedSerial(ports.https) === out.serial)
       // Pebble fetched the token from nginx (the access log), and the token file is gone again.
       const access = await fs.readFile(layout.nginxAccessLog, 'utf8')
       expect(access).to.match(/"GET \/\.well-known\/acme-challenge\/[A-Za-z0-9_-]+ HTTP\/1\.1" 200/)
@@ -158,7 +158,7 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
       expect(out).to.include({action: 'renewed', reason: 'forced (--force)', nginxReloaded: true})
       expect(out.serial).to.not.equal(before)
       expect(await liveSerial(layout)).to.equal(out.serial)
-      await waitFor(async () => servedSerial(ports.https) === out.serial, 'nginx serving the renewed certificate')
+      await waitUntil('nginx serving the renewed certificate', async () => servedSerial(ports.https) === out.serial)
       const state = JSON.parse(await fs.readFile(layout.renewalState, 'utf8'))
       expect(state.lastSerial).to.equal(out.serial)
       expect(state.lastError).to.equal(undefined)
@@ -230,7 +230,7 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
       const before = await liveFiles(layout)
       // nginx's old workers may serve the previous certificate for a moment after a reload.
       const live = await liveSerial(layout)
-      await waitFor(async () => servedSerial(ports.https) === live, 'nginx serving the live certificate')
+      await waitUntil('nginx serving the live certificate', async () => servedSerial(ports.https) === live)
       const served = servedSerial(ports.https)
       const result = await hubctl(['cert', 'renew', '--prefix', layout.prefix, '--http-port', String(pebble.httpPort), '--force', '--no-random-sleep'])
       expect(result.exitCode, result.stderr).to.equal(5)
@@ -265,7 +265,7 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
 
     it('is renewed by a plain `cert renew` once due, and nginx serves the new one', async () => {
       const before = await liveSerial(layout)
-      await waitFor(async () => json(await hubctl(['cert', 'status', '--prefix', layout.prefix, '--json'])).due === true, 'the certificate to become due')
+      await waitUntil('the certificate to become due', async () => json(await hubctl(['cert', 'status', '--prefix', layout.prefix, '--json'])).due === true)
       const result = await hubctl(['cert', 'renew', '--prefix', layout.prefix, '--http-port', String(pebble.httpPort), '--no-random-sleep', '--json'])
       ok(result)
       const out = json(result)
@@ -273,12 +273,12 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
       expect(out.reason).to.match(/half of its lifetime remains|expired/)
       expect(out.responder).to.equal('webroot')
       expect(out.serial).to.not.equal(before)
-      await waitFor(async () => servedSerial(ports.https) === out.serial, 'nginx serving the renewed certificate')
+      await waitUntil('nginx serving the renewed certificate', async () => servedSerial(ports.https) === out.serial)
     })
 
     it('cert status exits 1 once it is past its renewal time and the last attempt failed', async () => {
       await stopProcess(pebble.process)
-      await waitFor(async () => json(await hubctl(['cert', 'status', '--prefix', layout.prefix, '--json'])).due === true, 'the certificate to become due')
+      await waitUntil('the certificate to become due', async () => json(await hubctl(['cert', 'status', '--prefix', layout.prefix, '--json'])).due === true)
       const failed = await hubctl(['cert', 'renew', '--prefix', layout.prefix, '--http-port', String(pebble.httpPort), '--no-random-sleep'])
       expect(failed.exitCode, failed.stderr).to.equal(5)
       const status = await hubctl(['cert', 'status', '--prefix', layout.prefix])

@@ -6,7 +6,7 @@ import {HubApi} from '../../src/lib/stack/hubapi.js'
 import {Layout} from '../../src/lib/config/layout.js'
 import {findRoute, proxyRoutes} from '../../src/lib/stack/servers.js'
 import {VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
-import {waitUntil} from '../helpers/processes.js'
+import {killPids, serverPids, waitUntil} from '../helpers/processes.js'
 
 /*
  * User servers followed by the supervisor. `hubctl start --cull-idle`: bad durations are refused before anything starts (exit 2); with a
@@ -22,9 +22,13 @@ interface Status {
   serverWatch?: {checkedAt: string; cullIdleSeconds: number | null; actions: Array<{user: string; action: string; result: string; reason: string}>}
 }
 
-/** {@link waitUntil} with this file's pace. */
-function waitFor<T>(what: string, check: () => Promise<T | undefined>, tries = 120, intervalMs = 1000): Promise<T> {
-  return waitUntil(what, check, tries, intervalMs)
+/** `hubctl init` of a hub for one user under `prefix` (dummy authenticator, SimpleLocalProcessSpawner, the virtualenv's JupyterHub); its ports. */
+async function initHub(prefix: string, user: string): Promise<Awaited<ReturnType<typeof portFlags>>['ports']> {
+  const portInfo = await portFlags()
+  const init = await hubctl(['init', '--prefix', prefix, '--yes', '--domain', 'localhost', '--admin', user, '--authenticator', 'dummy', '--spawner', 'simple',
+    '--tls', 'self-signed', '--dhparam', 'ffdhe2048', '--jupyterhub', VENV_JUPYTERHUB, '--no-systemd', '--no-schedule', ...portInfo.flags])
+  expect(init.exitCode, init.stderr).to.equal(0)
+  return portInfo.ports
 }
 
 describe('hubctl start --cull-idle', function () {
@@ -38,11 +42,7 @@ describe('hubctl start --cull-idle', function () {
   before(async () => {
     prefix = await tempPrefix('hubctl-cull')
     layout = new Layout(prefix)
-    const portInfo = await portFlags()
-    ports = portInfo.ports
-    const init = await hubctl(['init', '--prefix', prefix, '--yes', '--domain', 'localhost', '--admin', user, '--authenticator', 'dummy', '--spawner', 'simple',
-      '--tls', 'self-signed', '--dhparam', 'ffdhe2048', '--jupyterhub', VENV_JUPYTERHUB, '--no-systemd', '--no-schedule', ...portInfo.flags])
-    expect(init.exitCode, init.stderr).to.equal(0)
+    ports = await initHub(prefix, user)
   })
 
   after(async function () {
@@ -71,9 +71,9 @@ describe('hubctl start --cull-idle', function () {
     expect(started.exitCode, started.stderr + started.stdout).to.equal(0)
     const api = HubApi.forLayout(layout, {ports})
     await api.startServer(user)
-    await waitFor('the server to be ready', async () => (await api.userServers(user)).find((s) => s.ready), 120, 500)
+    await waitUntil('the server to be ready', async () => (await api.userServers(user)).find((s) => s.ready), {tries: 120, intervalMs: 500})
     // The supervisor checks every 30 s: bounded wait for the server to be gone.
-    await waitFor('the idle server to be stopped', async () => ((await api.userServers(user)).length === 0 ? true : undefined))
+    await waitUntil('the idle server to be stopped', async () => ((await api.userServers(user)).length === 0 ? true : undefined), {tries: 120, intervalMs: 1000})
     const status = await hubctl(['status', '--prefix', prefix, '--json'])
     const parsed = JSON.parse(status.stdout) as Status
     expect(parsed.servers).to.deep.equal([])
@@ -91,17 +91,6 @@ describe('hubctl start --cull-idle', function () {
   })
 })
 
-/** The pids of user servers whose environment names this user and this hub. */
-async function serverPids(user: string, hubPort: number): Promise<number[]> {
-  const pids: number[] = []
-  for (const name of await fs.readdir('/proc')) {
-    if (!/^\d+$/.test(name)) continue
-    const env = (await fs.readFile(`/proc/${name}/environ`, 'utf8').catch(() => '')).split('\0')
-    if (env.includes(`JUPYTERHUB_USER=${user}`) && env.includes(`JUPYTERHUB_API_URL=http://127.0.0.1:${hubPort}/hub/api`)) pids.push(Number(name))
-  }
-  return pids
-}
-
 describe('a user server whose process is gone', function () {
   this.timeout(300_000)
 
@@ -113,11 +102,7 @@ describe('a user server whose process is gone', function () {
   before(async () => {
     prefix = await tempPrefix('hubctl-gone')
     layout = new Layout(prefix)
-    const portInfo = await portFlags()
-    ports = portInfo.ports
-    const init = await hubctl(['init', '--prefix', prefix, '--yes', '--domain', 'localhost', '--admin', user, '--authenticator', 'dummy', '--spawner', 'simple',
-      '--tls', 'self-signed', '--dhparam', 'ffdhe2048', '--jupyterhub', VENV_JUPYTERHUB, '--no-systemd', '--no-schedule', ...portInfo.flags])
-    expect(init.exitCode, init.stderr).to.equal(0)
+    ports = await initHub(prefix, user)
     // The hub's own poll of its spawners would notice a dead server first: off, for this test.
     await fs.writeFile(path.join(layout.hubConfigD, '90-no-poll.py'), 'c.Spawner.poll_interval = 0\n', {mode: 0o644})
     const started = await hubctl(['start', '--detach', '--prefix', prefix, '--json'])
@@ -128,13 +113,7 @@ describe('a user server whose process is gone', function () {
     this.timeout(120_000)
     if (prefix) {
       await hubctl(['stop', '--prefix', prefix, '--json'])
-      for (const pid of await serverPids(user, ports.hub)) {
-        try {
-          process.kill(pid, 'SIGKILL')
-        } catch {
-          // gone
-        }
-      }
+      killPids(await serverPids({user, hubPort: ports.hub}))
       await fs.rm(prefix, {recursive: true, force: true})
     }
   })
@@ -142,33 +121,33 @@ describe('a user server whose process is gone', function () {
   it('while it runs, the supervisor\'s checks are not activity in the proxy\'s route', async () => {
     const api = HubApi.forLayout(layout, {ports})
     await api.startServer(user)
-    await waitFor('the server to be ready', async () => (await api.userServers(user)).find((s) => s.ready), 120, 500)
+    await waitUntil('the server to be ready', async () => (await api.userServers(user)).find((s) => s.ready), {tries: 120, intervalMs: 500})
     const status = async () => JSON.parse((await hubctl(['status', '--prefix', prefix, '--json'])).stdout) as Status
-    const checked = await waitFor('a check that found the route', async () => {
+    const checked = await waitUntil('a check that found the route', async () => {
       const s = await status()
       return s.servers[0]?.routeOk === true ? s.serverWatch!.checkedAt : undefined
-    }, 90)
+    }, {tries: 90, intervalMs: 1000})
     const routes = proxyRoutes(`http://127.0.0.1:${ports.proxyApi}`, async () => (await fs.readFile(layout.proxyAuthToken, 'utf8')).trim(), fetch)
     const activity = async () => (findRoute(await routes(), {user, name: '', url: `/user/${user}/`}) as {last_activity?: string} | undefined)?.last_activity
     const before = await activity()
     expect(before, 'the proxy keeps a last_activity per route').to.be.a('string')
-    await waitFor('the next check', async () => ((await status()).serverWatch!.checkedAt !== checked ? true : undefined), 90)
+    await waitUntil('the next check', async () => ((await status()).serverWatch!.checkedAt !== checked ? true : undefined), {tries: 90, intervalMs: 1000})
     expect((await status()).servers[0].routeOk).to.equal(true)
     expect(await activity()).to.equal(before)
   })
 
   it('is cleaned up through the hub API once its port refused three checks', async () => {
     const api = HubApi.forLayout(layout, {ports})
-    await waitFor('the server to be ready', async () => (await api.userServers(user)).find((s) => s.ready), 120, 500)
-    const pids = await waitFor('the server process', async () => {
-      const found = await serverPids(user, ports.hub)
+    await waitUntil('the server to be ready', async () => (await api.userServers(user)).find((s) => s.ready), {tries: 120, intervalMs: 500})
+    const pids = await waitUntil('the server process', async () => {
+      const found = await serverPids({user, hubPort: ports.hub})
       return found.length > 0 ? found : undefined
-    }, 20, 500)
+    }, {tries: 20, intervalMs: 500})
     for (const pid of pids) process.kill(pid, 'SIGKILL')
     // The hub still lists it as ready: it does not poll.
     expect((await api.userServers(user)).map((s) => s.ready)).to.deep.equal([true])
     // Three checks 30 s apart, then the DELETE: bounded wait for the hub to forget it.
-    await waitFor('the gone server to be cleaned up', async () => ((await api.userServers(user)).length === 0 ? true : undefined), 150, 1000)
+    await waitUntil('the gone server to be cleaned up', async () => ((await api.userServers(user)).length === 0 ? true : undefined), {tries: 150, intervalMs: 1000})
     const parsed = JSON.parse((await hubctl(['status', '--prefix', prefix, '--json'])).stdout) as Status
     expect(parsed.servers).to.deep.equal([])
     const cleaned = parsed.serverWatch?.actions.filter((a) => a.user === user) ?? []

@@ -90,7 +90,7 @@ describe('hubctl\'s JupyterHub environment: failures leave nothing half-installe
     const envDir = await waitUntil('the virtualenv under construction', async () => {
       const [id] = await fs.readdir(layout.hubEnvsDir).catch(() => [])
       return id && (await exists(path.join(layout.hubEnv(id), 'bin/pip'))) ? layout.hubEnv(id) : undefined
-    }, 1200, 100)
+    }, {tries: 1200, intervalMs: 100})
     process.kill(-child.pid!, 'SIGKILL')
     expect(await exited).to.equal('SIGKILL')
     expect(await exists(envDir), 'the half-built environment is still there after the kill').to.equal(true)

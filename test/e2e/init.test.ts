@@ -6,7 +6,7 @@ import path from 'node:path'
 import {Layout} from '../../src/lib/config/layout.js'
 import {proxyExecutable} from '../../src/lib/stack/proxy.js'
 import {DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, modeOf, portFlags, snapshot, tempPrefix} from '../helpers/cli.js'
-import {httpStatus, spawnLogged, stopProcess, waitFor} from '../helpers/processes.js'
+import {httpStatus, spawnLogged, stopProcess, waitUntil} from '../helpers/processes.js'
 
 const JUPYTERHUBS = [
   {label: 'Debian JupyterHub 3.0', executable: DEBIAN_JUPYTERHUB, version: /^3\.0\./},
@@ -94,10 +94,10 @@ for (const jupyterhub of JUPYTERHUBS) {
       proxy = spawnLogged(process.execPath, [proxyExecutable(), '--ip', '127.0.0.1', '--port', String(ports.proxy), '--api-ip', '127.0.0.1', '--api-port', String(ports.proxyApi), '--default-target', `http://127.0.0.1:${ports.hub}`], {
         env: {...process.env, CONFIGPROXY_AUTH_TOKEN: token}, log: path.join(layout.logDir, 'proxy.log'),
       })
-      await waitFor(async () => (await httpStatus(`http://127.0.0.1:${ports.proxyApi}/api/routes`, {headers: {Authorization: `token ${token}`}})) === 200, 'the proxy API')
+      await waitUntil('the proxy API', async () => (await httpStatus(`http://127.0.0.1:${ports.proxyApi}/api/routes`, {headers: {Authorization: `token ${token}`}})) === 200)
       hub = spawnLogged(jupyterhub.executable, ['-f', layout.hubConfig], {cwd: layout.srvDir, env: process.env, log: layout.hubLog})
       // The hub registers its route in the proxy; /hub/health answers through it.
-      await waitFor(async () => (await httpStatus(`http://127.0.0.1:${ports.proxy}/hub/health`)) === 200, 'the hub through the proxy', 600)
+      await waitUntil('the hub through the proxy', async () => (await httpStatus(`http://127.0.0.1:${ports.proxy}/hub/health`)) === 200, {tries: 600, intervalMs: 200})
       const routes = await (await fetch(`http://127.0.0.1:${ports.proxyApi}/api/routes`, {headers: {Authorization: `token ${token}`}})).json() as Record<string, unknown>
       expect(Object.keys(routes)).to.include('/')
       // hubctl's service token works and holds the proxy scope.

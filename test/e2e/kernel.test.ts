@@ -11,6 +11,7 @@ import {Layout} from '../../src/lib/config/layout.js'
 import {findRoute, proxyRoutes} from '../../src/lib/stack/servers.js'
 import {DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
 import {waitUntil} from '../helpers/processes.js'
+import {addUser, removeUser} from '../helpers/users.js'
 
 /*
  * A notebook cell, end to end: a user's server from the default LocalProcessSpawner (root, a
@@ -104,21 +105,6 @@ function execute(url: string, options: {ca: string; token: string; code: string}
   })
 }
 
-/** {@link waitUntil} with this file's pace. */
-function waitFor<T>(what: string, check: () => Promise<T | undefined>, tries = 600, intervalMs = 200): Promise<T> {
-  return waitUntil(what, check, tries, intervalMs)
-}
-
-async function userPids(uid: number): Promise<number[]> {
-  const pids: number[] = []
-  for (const name of await fs.readdir('/proc')) {
-    if (!/^\d+$/.test(name)) continue
-    const status = await fs.readFile(`/proc/${name}/status`, 'utf8').catch(() => '')
-    if (Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]) === uid) pids.push(Number(name))
-  }
-  return pids
-}
-
 interface StatusServers {
   servers: Array<{user: string; name: string; ready: boolean; routeOk: boolean | null}>
   serverWatch?: {checkedAt: string; ok: boolean; cullIdleSeconds: number | null}
@@ -139,9 +125,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
     let kernelId = ''
 
     before(async function () {
-      const created = await execa('useradd', ['-m', '-s', '/bin/sh', user], {reject: false})
-      expect(created.exitCode, `useradd ${user}: ${created.stderr}`).to.equal(0)
-      uid = Number((await execa('id', ['-u', user])).stdout)
+      uid = await addUser(user)
       const singleuser = path.join(path.dirname(jupyterhub), 'jupyterhub-singleuser')
       const canRun = await execa('runuser', ['-u', user, '--', singleuser, '--version'], {reject: false, cwd: '/'})
       expect(canRun.exitCode, `${user} cannot run ${singleuser}: ${canRun.stderr}`).to.equal(0)
@@ -175,14 +159,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       this.timeout(120_000)
       if (prefix) await hubctl(['stop', '--prefix', prefix, '--json'])
       if (uid >= 0) {
-        for (const pid of await userPids(uid)) {
-          try {
-            process.kill(pid, 'SIGKILL')
-          } catch {
-            // already gone
-          }
-        }
-        await execa('userdel', ['-r', user], {reject: false})
+        await removeUser(user, uid)
       }
       if (prefix) await fs.rm(prefix, {recursive: true, force: true})
     })
@@ -190,7 +167,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
     it('the user gets a server, and a token for it from the hub API', async () => {
       const outcome = await api.startServer(user)
       expect(['started', 'pending']).to.include(outcome)
-      await waitFor('the server to be ready', async () => (await api.userServers(user)).find((s) => s.name === '' && s.ready))
+      await waitUntil('the server to be ready', async () => (await api.userServers(user)).find((s) => s.name === '' && s.ready), {tries: 600, intervalMs: 200})
       const apiToken = (await fs.readFile(layout.apiToken, 'utf8')).trim()
       const response = await fetch(`http://127.0.0.1:${ports.hub}/hub/api/users/${user}/tokens`, {
         method: 'POST',
@@ -209,11 +186,11 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       // Without a token the server refuses (it is the server answering, not a route to the hub).
       const anonymous = await httpsJson(`${base}/kernels`, {ca})
       expect(anonymous.status).to.be.oneOf([302, 403])
-      const kernel = await waitFor('the kernel to be created', async () => {
+      const kernel = await waitUntil('the kernel to be created', async () => {
         const created = await httpsJson(`${base}/kernels`, {method: 'POST', ca, token: userToken, body: {name: 'python3'}})
         if (created.status !== 201) throw new Error(`POST kernels answered ${created.status}: ${JSON.stringify(created.body).slice(0, 300)}`)
         return created.body as {id: string; name: string}
-      }, 10, 1000)
+      }, {tries: 10, intervalMs: 1000})
       expect(kernel.name).to.equal('python3')
       expect(kernel.id).to.match(/^[0-9a-f-]{36}$/)
       kernelId = kernel.id
@@ -267,11 +244,11 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
 
     it('hubctl status shows the server with its route checked by the supervisor', async () => {
       // The supervisor checks the servers every 30 s: poll (bounded) until it has seen this one.
-      const status = await waitFor('the supervisor to have probed the route', async () => {
+      const status = await waitUntil('the supervisor to have probed the route', async () => {
         const result = await hubctl(['status', '--prefix', prefix, '--json'])
         const parsed = JSON.parse(result.stdout) as StatusServers
         return parsed.servers.find((s) => s.user === user)?.routeOk === null ? undefined : parsed
-      }, 60, 1000)
+      }, {tries: 60, intervalMs: 1000})
       expect(status.servers).to.have.length(1)
       expect(status.servers[0]).to.include({user, name: '', ready: true, routeOk: true})
       expect(status.serverWatch).to.include({ok: true, cullIdleSeconds: null})

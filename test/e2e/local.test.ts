@@ -2,11 +2,12 @@ import {expect} from 'chai'
 import {execa} from 'execa'
 import {randomBytes} from 'node:crypto'
 import fs from 'node:fs/promises'
-import https from 'node:https'
 import path from 'node:path'
 
 import {BIN, VENV_JUPYTERHUB, portFlags} from '../helpers/cli.js'
-import {waitUntil} from '../helpers/processes.js'
+import {HubBrowser, submitLogin, xsrfOf} from '../helpers/hub.js'
+import {isLive, procInfo, userPids, waitUntil} from '../helpers/processes.js'
+import {addUser, removeUser} from '../helpers/users.js'
 
 /*
  * The local mode as a person without root uses it: a system user made by the test runs
@@ -19,81 +20,10 @@ import {waitUntil} from '../helpers/processes.js'
 
 const PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 
-interface Reply {
-  status: number
-  location?: string
-  body: string
-}
-
-/** A minimal browser: one origin, a cookie jar, the hub's own certificate as the only CA. */
-class Browser {
-  readonly cookies = new Map<string, string>()
-
-  constructor(readonly origin: string, private readonly ca: string) {}
-
-  request(pathOrUrl: string, options: {method?: string; form?: Record<string, string>} = {}): Promise<Reply> {
-    const url = new URL(pathOrUrl, this.origin)
-    if (url.origin !== this.origin) throw new Error(`a redirect left the hub's origin: ${url.href}`)
-    const body = options.form ? new URLSearchParams(options.form).toString() : undefined
-    return new Promise((resolve, reject) => {
-      const request = https.request(url, {
-        method: options.method ?? 'GET',
-        ca: this.ca,
-        headers: {
-          Accept: 'text/html,application/json',
-          ...(this.cookies.size > 0 ? {Cookie: [...this.cookies].map(([name, value]) => `${name}=${value}`).join('; ')} : {}),
-          ...(body ? {'Content-Type': 'application/x-www-form-urlencoded', 'Content-Length': Buffer.byteLength(body)} : {}),
-        },
-        timeout: 30_000,
-      }, (response) => {
-        for (const header of response.headers['set-cookie'] ?? []) {
-          const [pair] = header.split(';')
-          const eq = pair.indexOf('=')
-          const name = pair.slice(0, eq).trim()
-          const value = pair.slice(eq + 1).trim()
-          if (/expires=Thu, 01 Jan 1970/i.test(header) || value === '') this.cookies.delete(name)
-          else this.cookies.set(name, value)
-        }
-        const chunks: Buffer[] = []
-        response.on('data', (chunk: Buffer) => chunks.push(chunk))
-        response.on('end', () => resolve({status: response.statusCode ?? 0, location: response.headers.location, body: Buffer.concat(chunks).toString('utf8')}))
-      })
-      request.on('timeout', () => request.destroy(new Error(`${url.href}: no answer`)))
-      request.on('error', reject)
-      request.end(body)
-    })
-  }
-
-  /** GET, following redirects (at most `hops`); the last reply and the path it came from. */
-  async follow(start: string, hops = 15): Promise<Reply & {url: string}> {
-    let url = new URL(start, this.origin).href
-    for (let i = 0; i < hops; i++) {
-      const reply = await this.request(url)
-      if (reply.status < 300 || reply.status >= 400 || !reply.location) return {...reply, url}
-      url = new URL(reply.location, url).href
-    }
-    throw new Error(`more than ${hops} redirects from ${start}`)
-  }
-}
-
-/** {@link waitUntil} with this file's pace. */
-function waitFor<T>(what: string, check: () => Promise<T | undefined>, tries = 300, intervalMs = 500): Promise<T> {
-  return waitUntil(what, check, tries, intervalMs)
-}
-
+/** The uid of a live process (not a zombie). */
 async function uidOf(pid: number): Promise<number | undefined> {
-  const status = await fs.readFile(`/proc/${pid}/status`, 'utf8').catch(() => '')
-  const state = /^State:\s+(\S)/m.exec(status)?.[1]
-  if (!status || state === 'Z') return undefined
-  return Number(/^Uid:\s+(\d+)/m.exec(status)?.[1])
-}
-
-async function pidsOf(uid: number): Promise<number[]> {
-  const pids: number[] = []
-  for (const name of await fs.readdir('/proc')) {
-    if (/^\d+$/.test(name) && (await uidOf(Number(name))) === uid) pids.push(Number(name))
-  }
-  return pids
+  const info = await procInfo(pid)
+  return isLive(info) ? info.uid : undefined
 }
 
 interface LocalStatus {
@@ -115,7 +45,7 @@ describe('local mode as a non-root user', function () {
   let ports: Awaited<ReturnType<typeof portFlags>>['ports']
   let portArgs: string[] = []
   let login: {url: string; user: string; password: string} | undefined
-  let browser: Browser
+  let browser: HubBrowser
 
   /** hubctl as the user, in its home, with a plain environment. */
   const asUser = async (args: string[]) => {
@@ -124,9 +54,7 @@ describe('local mode as a non-root user', function () {
   }
 
   before(async function () {
-    const created = await execa('useradd', ['-m', '-s', '/bin/sh', user], {reject: false})
-    expect(created.exitCode, `useradd ${user}: ${created.stderr}`).to.equal(0)
-    uid = Number((await execa('id', ['-u', user])).stdout)
+    uid = await addUser(user)
     expect(uid).to.be.greaterThan(0)
     home = (await execa('getent', ['passwd', user])).stdout.split(':')[5]
     prefix = path.join(home, 'hubctl-local')
@@ -143,16 +71,7 @@ describe('local mode as a non-root user', function () {
   after(async function () {
     this.timeout(120_000)
     if (home) await asUser(['stop', '--local', '--json'])
-    if (uid > 0) {
-      for (const pid of await pidsOf(uid)) {
-        try {
-          process.kill(pid, 'SIGKILL')
-        } catch {
-          // already gone
-        }
-      }
-      await execa('userdel', ['-r', user], {reject: false})
-    }
+    if (uid > 0) await removeUser(user, uid)
   })
 
   it('init --local as the user: its own prefix, a generated login printed once, kept 0600', async () => {
@@ -195,7 +114,7 @@ describe('local mode as a non-root user', function () {
       expect(await uidOf(pid!), `pid ${pid}`).to.equal(uid)
     }
     const ca = await fs.readFile(path.join(prefix, 'srv/jupyterhub/ssl/fullchain.pem'), 'utf8')
-    browser = new Browser(`https://localhost:${ports.https}`, ca)
+    browser = new HubBrowser(`https://localhost:${ports.https}`, {ca})
   })
 
   it('a person logs in through https, starts a server and gets 200 from /user/NAME/api/status', async () => {
@@ -203,22 +122,22 @@ describe('local mode as a non-root user', function () {
     // The login page sets the _xsrf cookie and carries the same token in its form.
     const page = await browser.follow('/hub/login')
     expect(page.status).to.equal(200)
-    const xsrf = /name="_xsrf"\s+value="([^"]+)"/.exec(page.body)?.[1]
+    const xsrf = xsrfOf(page.body)
     expect(xsrf, 'the login form has an _xsrf field').to.be.a('string')
     expect(browser.cookies.has('_xsrf')).to.equal(true)
     // A wrong password is refused.
-    const wrong = await browser.request('/hub/login', {method: 'POST', form: {_xsrf: xsrf!, username: login!.user, password: 'not-the-password'}})
+    const wrong = await submitLogin(browser, {user: login!.user, password: 'not-the-password', xsrf: xsrf!})
     expect(wrong.status).to.equal(403)
-    const posted = await browser.request('/hub/login', {method: 'POST', form: {_xsrf: xsrf!, username: login!.user, password: login!.password}})
+    const posted = await submitLogin(browser, {user: login!.user, password: login!.password, xsrf: xsrf!})
     expect(posted.status, posted.body.slice(0, 300)).to.equal(302)
     expect(browser.cookies.has('jupyterhub-hub-login')).to.equal(true)
     // Start the server as the home page's button does; spawn-pending answers until it is ready.
     const spawned = await browser.follow('/hub/spawn')
     expect(spawned.status, spawned.url).to.equal(200)
-    const landed = await waitFor('the server to be ready', async () => {
+    const landed = await waitUntil('the server to be ready', async () => {
       const reply = await browser.follow(`/hub/spawn-pending/${user}`)
       return new URL(reply.url).pathname.startsWith(`/user/${user}/`) && reply.status === 200 ? reply : undefined
-    })
+    }, {tries: 300, intervalMs: 500})
     expect(new URL(landed.url).pathname).to.match(new RegExp(`^/user/${user}/(lab|tree)`))
     // The single-user server's OAuth round trip left its own cookie: its API answers.
     const api = await browser.request(`/user/${user}/api/status`)
@@ -237,7 +156,7 @@ describe('local mode as a non-root user', function () {
     expect(result.servers).to.deep.equal([{user, name: '', result: 'stopped'}])
     expect(result.supervisor?.result).to.equal('exited')
     expect(result.leftovers).to.deep.equal([])
-    await waitFor('every process of the user to be gone', async () => ((await pidsOf(uid)).length === 0 ? true : undefined), 100, 200)
+    await waitUntil('every process of the user to be gone', async () => ((await userPids(uid)).length === 0 ? true : undefined), {tries: 100, intervalMs: 200})
     const status = JSON.parse((await asUser(['status', '--local', '--json'])).stdout) as LocalStatus
     expect(status.running).to.equal(false)
   })

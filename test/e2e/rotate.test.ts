@@ -2,13 +2,14 @@ import {expect} from 'chai'
 import {execa} from 'execa'
 import {randomBytes} from 'node:crypto'
 import fs from 'node:fs/promises'
-import http from 'node:http'
 import https from 'node:https'
 
 import {HubApi} from '../../src/lib/stack/hubapi.js'
 import {Layout} from '../../src/lib/config/layout.js'
 import {BIN, DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, modeOf, portFlags, tempPrefix} from '../helpers/cli.js'
-import {waitFor} from '../helpers/processes.js'
+import {HubBrowser, logIn} from '../helpers/hub.js'
+import {liveProcesses, serverPids, waitUntil} from '../helpers/processes.js'
+import {addUser, removeUser} from '../helpers/users.js'
 
 /*
  * `hubctl secrets rotate` on a real stack: nginx, configurable-http-proxy, JupyterHub (Debian's
@@ -36,78 +37,6 @@ function httpsGet(url: string, ca: string, headers: Record<string, string> = {})
     request.on('timeout', () => request.destroy(new Error('timeout')))
     request.on('error', reject)
   })
-}
-
-async function serverPids(uid: number): Promise<number[]> {
-  const pids: number[] = []
-  for (const name of (await fs.readdir('/proc')).filter((entry) => /^\d+$/.test(entry))) {
-    try {
-      const status = await fs.readFile(`/proc/${name}/status`, 'utf8')
-      const cmdline = await fs.readFile(`/proc/${name}/cmdline`, 'utf8')
-      if (Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]) === uid && cmdline.includes('jupyterhub-singleuser') && !/^State:\s+Z/m.test(status)) pids.push(Number(name))
-    } catch {
-      // gone
-    }
-  }
-  return pids
-}
-
-/** A request as a browser's navigation sends it (node:http: fetch() always says Sec-Fetch-Mode: cors). */
-function navigate(url: string, options: {method?: string; cookie?: string; form?: URLSearchParams} = {}): Promise<{status: number; cookies: string[]; body: string}> {
-  const body = options.form?.toString()
-  return new Promise((resolve, reject) => {
-    const request = http.request(url, {
-      method: options.method ?? 'GET',
-      headers: {
-        'Sec-Fetch-Mode': 'navigate', 'Sec-Fetch-Site': 'same-origin', 'Sec-Fetch-Dest': 'document', 'User-Agent': 'hubctl-e2e',
-        ...(options.cookie ? {Cookie: options.cookie} : {}),
-        ...(body ? {'Content-Type': 'application/x-www-form-urlencoded', 'Content-Length': Buffer.byteLength(body)} : {}),
-      },
-      timeout: 30_000,
-    }, (response) => {
-      let text = ''
-      response.setEncoding('utf8')
-      response.on('data', (chunk) => {
-        text += chunk
-      })
-      response.on('end', () => resolve({status: response.statusCode ?? 0, cookies: (response.headers['set-cookie'] ?? []).map((cookie) => cookie.split(';')[0]), body: text}))
-    })
-    request.on('timeout', () => request.destroy(new Error(`${url}: no answer`)))
-    request.on('error', reject)
-    request.end(body)
-  })
-}
-
-/** Cookies as a browser keeps them: a later one of the same name replaces the earlier. */
-function jar(...lists: string[][]): string {
-  const cookies = new Map<string, string>()
-  for (const cookie of lists.flat()) cookies.set(cookie.slice(0, cookie.indexOf('=')), cookie)
-  return [...cookies.values()].join('; ')
-}
-
-/**
- * Log in through the hub's login form as a browser does, once (no retry: a refused login fails
- * the test). The form is loaded as a navigation, so JupyterHub 4.1+ sets the _xsrf cookie the POST
- * then carries; `cookie` is what the browser already holds (say, cookies signed with the secret a
- * rotation replaced). The POST is sent in a later second than the form on purpose: without the
- * cookie (a client that says Sec-Fetch-Mode: cors, as fetch() does, gets none) JupyterHub compares
- * the form's token with one it signs anew, which holds the current second, so a login that crossed
- * a second boundary, as often right after the hub restarted, was refused with 403 "XSRF cookie
- * does not match POST argument". Returns the cookie header.
- */
-async function login(hubPort: number, user: string, password: string, cookie = ''): Promise<string> {
-  const base = `http://127.0.0.1:${hubPort}/hub/login`
-  const form = await navigate(base, {cookie})
-  expect(form.status, 'the login form').to.equal(200)
-  const xsrf = /name="_xsrf" value="([^"]+)"/.exec(form.body)?.[1]
-  if (xsrf) expect(form.cookies.some((c) => c.startsWith('_xsrf=')), 'the login form sets the _xsrf cookie').to.equal(true)
-  await new Promise((resolve) => setTimeout(resolve, 1000 - (Date.now() % 1000) + 50))
-  const held = jar(cookie ? cookie.split('; ') : [], form.cookies)
-  const response = await navigate(base, {method: 'POST', cookie: held, form: new URLSearchParams({username: user, password, ...(xsrf ? {_xsrf: xsrf} : {})})})
-  const refusal = /XSRF[^<]*|'_xsrf'[^<]*|Invalid username or password/.exec(response.body)?.[0] ?? response.body.slice(0, 300)
-  expect(response.status, `login answers a redirect (the hub said: ${refusal})`).to.equal(302)
-  expect(response.cookies.some((c) => /^jupyterhub-hub-login="?[^";]{16,}/.test(c)), `the login sets a login cookie (${response.cookies.map((c) => c.slice(0, 30)).join(', ')})`).to.equal(true)
-  return jar(held.split('; '), response.cookies)
 }
 
 /** Whether the hub takes this cookie for a logged-in user: /hub/home answers 200, or redirects to the login page. */
@@ -163,8 +92,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
     const auditLines = async () => (await fs.readFile(layout.auditLog, 'utf8')).trim().split('\n')
 
     before(async function () {
-      await execa('useradd', ['-m', '-s', '/bin/sh', user])
-      uid = Number((await execa('id', ['-u', user])).stdout)
+      uid = await addUser(user)
       // The password reaches chpasswd on its standard input, never in argv.
       await execa('chpasswd', [], {input: `${user}:${password}\n`})
       prefix = await tempPrefix('hubctl-rot')
@@ -179,9 +107,9 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       expect(started.exitCode, started.stderr).to.equal(0)
       const api = HubApi.forLayout(layout, {ports})
       await api.startServer(user)
-      await waitFor(async () => (await api.userServers(user)).find((s) => s.ready), 'the user server')
-      await waitFor(routeAnswers, 'the user route through nginx')
-      serverPid = (await serverPids(uid))[0]
+      await waitUntil('the user server', async () => (await api.userServers(user)).find((s) => s.ready))
+      await waitUntil('the user route through nginx', routeAnswers)
+      serverPid = (await serverPids({uid}))[0]
       expect(serverPid, 'the user server runs').to.be.a('number')
     })
 
@@ -189,8 +117,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       this.timeout(120_000)
       if (prefix) await hubctl(['stop', '--prefix', prefix])
       if (uid >= 0) {
-        await execa('pkill', ['-KILL', '-u', String(uid)], {reject: false})
-        await execa('userdel', ['-r', user], {reject: false})
+        await removeUser(user, uid)
       }
       if (prefix) await fs.rm(prefix, {recursive: true, force: true})
     })
@@ -214,7 +141,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       const rotated = await hubctl(['secrets', 'rotate', '--proxy-token', '--prefix', prefix, '--json'])
       // A few more requests once the standby is gone.
       const afterRotation = ok
-      await waitFor(async () => ok >= afterRotation + 20, 'requests after the rotation')
+      await waitUntil('requests after the rotation', async () => ok >= afterRotation + 20)
       stop = true
       await loop
       console.log(`      request loop: ${ok} answered, ${failures.length} failed`)
@@ -229,7 +156,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       const after = await status()
       expect(after.proxy.pid).to.not.equal(before.proxy.pid)
       expect(after.hub.pid, 'the hub was not restarted').to.equal(before.hub.pid)
-      expect(await serverPids(uid)).to.deep.equal([serverPid])
+      expect(await serverPids({uid})).to.deep.equal([serverPid])
       // The hub talks to the new proxy with the new token: a route it re-checks is still there.
       const api = HubApi.forLayout(layout, {ports})
       await api.syncProxy()
@@ -246,7 +173,8 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
     })
 
     it('--cookie-secret: the hub restarts, the login cookie is refused, the server keeps its pid and route', async () => {
-      const cookie = await login(ports.hub, user, password)
+      const hub = `http://127.0.0.1:${ports.hub}`
+      const cookie = await logIn(new HubBrowser(hub), user, password)
       expect(await loggedIn(ports.hub, cookie)).to.equal(true)
       const oldSecret = await read(layout.cookieSecret)
       const before = await status()
@@ -260,12 +188,12 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       expect(after.hub.healthy).to.equal(true)
       expect(after.proxy.pid, 'the proxy was not restarted').to.equal(before.proxy.pid)
       expect(await loggedIn(ports.hub, cookie), 'the old login cookie is refused').to.equal(false)
-      expect(await serverPids(uid)).to.deep.equal([serverPid])
-      await waitFor(routeAnswers, 'the user route')
+      expect(await serverPids({uid})).to.deep.equal([serverPid])
+      await waitUntil('the user route', routeAnswers)
       // The first login after the rotation, from a browser that still holds the cookies of before
       // (its _xsrf cookie signed with the old secret), and from one that holds none.
-      expect(await login(ports.hub, user, password, cookie)).to.include('jupyterhub-hub-login=')
-      expect(await login(ports.hub, user, password)).to.include('jupyterhub-hub-login=')
+      expect(await logIn(new HubBrowser(hub, {cookie}), user, password)).to.include('jupyterhub-hub-login=')
+      expect(await logIn(new HubBrowser(hub), user, password)).to.include('jupyterhub-hub-login=')
       expect((await auditLines()).at(-1)).to.match(/secret=cookieSecret sha256=[0-9a-f]{8} outcome=applied/)
     })
 
@@ -282,8 +210,8 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       })
       expect(await users(newToken)).to.equal(200)
       expect(await users(oldToken)).to.equal(403)
-      expect(await serverPids(uid)).to.deep.equal([serverPid])
-      await waitFor(routeAnswers, 'the user route')
+      expect(await serverPids({uid})).to.deep.equal([serverPid])
+      await waitUntil('the user route', routeAnswers)
     })
 
     it('--dhparam: new parameters, nginx reloaded and still serving', async () => {
@@ -308,12 +236,12 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
         expect(rotated.exitCode, rotated.stdout).to.equal(7)
         expect(rotated.stderr).to.match(/did not come back healthy/)
         expect(await read(layout.cookieSecret), 'the old secret is back').to.equal(oldSecret)
-        const after = await waitFor(async () => {
+        const after = await waitUntil('a healthy hub with the old secret', async () => {
           const s = await status()
           return s.hub.healthy ? s : undefined
-        }, 'a healthy hub with the old secret')
+        })
         expect(after.proxy.pid).to.equal(before.proxy.pid)
-        expect(await serverPids(uid)).to.deep.equal([serverPid])
+        expect(await serverPids({uid})).to.deep.equal([serverPid])
         expect((await auditLines()).at(-1)).to.match(/secret=cookieSecret sha256=[0-9a-f]{8} outcome=rolled-back/)
       } finally {
         await fs.rm(guard, {force: true})
@@ -325,12 +253,12 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       expect(rotated.exitCode, rotated.stderr + rotated.stdout).to.equal(0)
       const result = JSON.parse(rotated.stdout) as {serversRestarted: string[]}
       expect(result.serversRestarted).to.deep.equal([user])
-      const pids = await waitFor(async () => {
-        const now = await serverPids(uid)
+      const pids = await waitUntil('one server process', async () => {
+        const now = await serverPids({uid})
         return now.length === 1 ? now : undefined
-      }, 'one server process')
+      })
       expect(pids[0]).to.not.equal(serverPid)
-      await waitFor(routeAnswers, 'the restarted server through nginx')
+      await waitUntil('the restarted server through nginx', routeAnswers)
       serverPid = pids[0]
     })
 
@@ -343,9 +271,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       const logs = await fs.readdir(layout.logDir)
       const texts = await Promise.all(logs.map((name) => fs.readFile(`${layout.logDir}/${name}`, 'utf8').then((text) => [name, text] as const)))
       const argvs: string[] = []
-      for (const pid of (await fs.readdir('/proc')).filter((entry) => /^\d+$/.test(entry))) {
-        argvs.push(await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => ''))
-      }
+      for (const info of await liveProcesses()) argvs.push(info.cmdline.join(' '))
       for (const value of values) {
         for (const [name, text] of texts) expect(text.includes(value), `a secret in ${name}`).to.equal(false)
         expect(argvs.some((argv) => argv.includes(value)), 'a secret in some process\'s argv').to.equal(false)

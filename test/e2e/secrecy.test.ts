@@ -3,6 +3,8 @@ import fs from 'node:fs/promises'
 
 import {Layout} from '../../src/lib/config/layout.js'
 import {CliResult, DEBIAN_JUPYTERHUB, hubctl, portFlags, tempPrefix, walkTree} from '../helpers/cli.js'
+import {HubBrowser, loginForm, submitLogin} from '../helpers/hub.js'
+import {environOf, liveProcesses} from '../helpers/processes.js'
 
 /*
  * No secret value anywhere it could be read by someone else, on a running stack (Debian's
@@ -15,20 +17,6 @@ import {CliResult, DEBIAN_JUPYTERHUB, hubctl, portFlags, tempPrefix, walkTree} f
 interface Secret {
   name: string
   value: string
-}
-
-/** Every live process's argv, by pid (processes that end while we read are skipped). */
-async function allCmdlines(): Promise<Array<{pid: number; cmdline: string}>> {
-  const out: Array<{pid: number; cmdline: string}> = []
-  for (const name of await fs.readdir('/proc')) {
-    if (!/^\d+$/.test(name)) continue
-    try {
-      out.push({pid: Number(name), cmdline: (await fs.readFile(`/proc/${name}/cmdline`, 'utf8')).replaceAll('\0', ' ')})
-    } catch {
-      // gone
-    }
-  }
-  return out
 }
 
 async function filesUnder(dir: string): Promise<string[]> {
@@ -94,24 +82,19 @@ describe('secrecy on a running stack: no secret in argv, logs, world-readable fi
   })
 
   it('a login with the generated password works, and one with the proxy token as password fails (to give the logs a chance to leak)', async () => {
-    const base = `http://127.0.0.1:${ports.proxy}/hub/login`
+    // Each attempt from a browser of its own: the form, then its POST once.
     const login = async (password: string) => {
-      const page = await fetch(base, {redirect: 'manual'})
-      const html = await page.text()
-      const cookies = (page.headers.getSetCookie?.() ?? []).map((c) => c.split(';')[0])
-      const xsrf = /name="_xsrf" value="([^"]+)"/.exec(html)?.[1]
-      const body = new URLSearchParams({username: 'alice', password, ...(xsrf ? {_xsrf: xsrf} : {})})
-      const response = await fetch(base, {method: 'POST', body, redirect: 'manual', headers: {Cookie: cookies.join('; '), 'Content-Type': 'application/x-www-form-urlencoded'}})
-      await response.arrayBuffer()
-      return response
+      const browser = new HubBrowser(`http://127.0.0.1:${ports.proxy}`)
+      const {xsrf} = await loginForm(browser)
+      return submitLogin(browser, {user: 'alice', password, xsrf})
     }
     const good = await login(secrets.find((s) => s.name === 'login password')!.value)
     expect(good.status, 'a good login redirects').to.equal(302)
-    expect((good.headers.getSetCookie?.() ?? []).some((c) => c.startsWith('jupyterhub-hub-login='))).to.equal(true)
+    expect(good.cookies.some((c) => c.startsWith('jupyterhub-hub-login='))).to.equal(true)
     const bad = await login(secrets.find((s) => s.name === 'proxy auth token')!.value)
     // JupyterHub shows the login form again (200 on 3.0, 403 on later versions), without a login cookie.
     expect(bad.status, 'a wrong password is refused').to.be.oneOf([200, 403])
-    expect((bad.headers.getSetCookie?.() ?? []).some((c) => c.startsWith('jupyterhub-hub-login='))).to.equal(false)
+    expect(bad.cookies.some((c) => c.startsWith('jupyterhub-hub-login='))).to.equal(false)
   })
 
   it('hubctl commands print no secret, whether they pass or fail (also with DEBUG=* and --json)', async () => {
@@ -160,7 +143,7 @@ describe('secrecy on a running stack: no secret in argv, logs, world-readable fi
   it('no process on this machine has a secret in its argv (/proc/*/cmdline)', async () => {
     const status = JSON.parse((await run('status --json', ['status', '--json'])).stdout) as {running: boolean; proxy: {pid: number}; hub: {pid: number}; nginx?: {pid: number}}
     expect(status.running, 'the stack still runs').to.equal(true)
-    const cmdlines = await allCmdlines()
+    const cmdlines = (await liveProcesses()).map((info) => ({pid: info.pid, cmdline: info.cmdline.join(' ')}))
     // The stack's own processes are among those read.
     for (const pid of [status.proxy.pid, status.hub.pid, status.nginx?.pid]) expect(cmdlines.map((c) => c.pid)).to.include(pid)
     for (const {pid, cmdline} of cmdlines) expectNoSecretIn(cmdline, `the argv of pid ${pid} (${cmdline.slice(0, 80)})`)
@@ -170,16 +153,11 @@ describe('secrecy on a running stack: no secret in argv, logs, world-readable fi
     const status = JSON.parse((await run('status --json', ['status', '--json'])).stdout) as {proxy: {pid: number}}
     const proxyToken = secrets.find((s) => s.name === 'proxy auth token')!
     const holders: number[] = []
-    for (const name of await fs.readdir('/proc')) {
-      if (!/^\d+$/.test(name)) continue
-      let environ: string
-      try {
-        environ = await fs.readFile(`/proc/${name}/environ`, 'utf8')
-      } catch {
-        continue
-      }
-      if (environ.includes(proxyToken.value)) holders.push(Number(name))
-      for (const secret of secrets.filter((s) => s !== proxyToken)) expect(environ.includes(secret.value), `the ${secret.name} in the environment of pid ${name}`).to.equal(false)
+    for (const {pid} of await liveProcesses()) {
+      const environ = (await environOf(pid))?.join('\0')
+      if (environ === undefined) continue
+      if (environ.includes(proxyToken.value)) holders.push(pid)
+      for (const secret of secrets.filter((s) => s !== proxyToken)) expect(environ.includes(secret.value), `the ${secret.name} in the environment of pid ${pid}`).to.equal(false)
     }
     expect(holders).to.deep.equal([status.proxy.pid])
   })

@@ -189,7 +189,7 @@ describe('a local user without privileges squatting hubctl\'s ports, and the ngi
     const apiToken = (await fs.readFile(layout.apiToken, 'utf8')).trim()
     expect(seen, 'hubctl sent its API token to the squatter').to.not.include(apiToken)
     await stopProcess(child)
-    await waitUntil('the hub healthy again once the squatter is gone', async () => ((await status()).hub.healthy ? true : undefined), 600, 200)
+    await waitUntil('the hub healthy again once the squatter is gone', async () => ((await status()).hub.healthy ? true : undefined), {tries: 600, intervalMs: 200})
   })
 
   it('a squatter that took the hub\'s port after a crash is sent no token: not the PATCH with the proxy\'s token after the proxy restarts, not status\'s calls', async () => {
@@ -213,7 +213,7 @@ describe('a local user without privileges squatting hubctl\'s ports, and the ngi
     expect(seen).to.not.include(apiToken)
     expect(seen).to.not.include(proxyToken)
     await stopProcess(child)
-    await waitUntil('the hub healthy again once the squatter is gone', async () => ((await status()).hub.healthy ? true : undefined), 600, 200)
+    await waitUntil('the hub healthy again once the squatter is gone', async () => ((await status()).hub.healthy ? true : undefined), {tries: 600, intervalMs: 200})
   })
 
   it('nginx: a large body to the login form or a hub page is refused with 413; /user/ takes a large upload', async () => {

@@ -7,54 +7,14 @@ import path from 'node:path'
 import {HubApi} from '../../src/lib/stack/hubapi.js'
 import {Layout} from '../../src/lib/config/layout.js'
 import {DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
-import {waitUntil} from '../helpers/processes.js'
+import {alive, killPids, liveProcesses, procInfo, serverPids, waitUntil} from '../helpers/processes.js'
+import {addUser, removeUser} from '../helpers/users.js'
 
 /*
  * Supervision with the real programs: configurable-http-proxy, JupyterHub (Debian's 3.0 and the
  * virtualenv's current one), nginx, and a real user server from the default LocalProcessSpawner
  * for a system user made for the test. Runs as root (useradd, LocalProcessSpawner).
  */
-
-interface ProcInfo {
-  pid: number
-  uid: number
-  state: string
-  cmdline: string[]
-}
-
-async function proc(pid: number): Promise<ProcInfo | undefined> {
-  try {
-    const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8')
-    const status = await fs.readFile(`/proc/${pid}/status`, 'utf8')
-    const cmdline = (await fs.readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0').filter(Boolean)
-    const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1])
-    return {pid, uid, state: stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0], cmdline}
-  } catch {
-    return undefined
-  }
-}
-
-/** A live process (not a zombie) with this pid. */
-async function alive(pid: number): Promise<boolean> {
-  const info = await proc(pid)
-  return info !== undefined && info.state !== 'Z' && info.state !== 'X'
-}
-
-async function allProcs(): Promise<ProcInfo[]> {
-  const pids = (await fs.readdir('/proc')).filter((name) => /^\d+$/.test(name)).map(Number)
-  const infos = await Promise.all(pids.map(proc))
-  return infos.filter((info): info is ProcInfo => info !== undefined && info.state !== 'Z')
-}
-
-/** The user's jupyterhub-singleuser processes. */
-async function serverPids(uid: number): Promise<number[]> {
-  return (await allProcs()).filter((info) => info.uid === uid && info.cmdline.some((arg) => arg.endsWith('jupyterhub-singleuser'))).map((info) => info.pid)
-}
-
-/** {@link waitUntil} with this file's pace. */
-function waitFor<T>(what: string, check: () => Promise<T | undefined>, tries = 600, intervalMs = 100): Promise<T> {
-  return waitUntil(what, check, tries, intervalMs)
-}
 
 async function get(url: string): Promise<{status: number; body: string}> {
   const response = await fetch(url, {redirect: 'manual', signal: AbortSignal.timeout(5000)})
@@ -86,7 +46,6 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
     let ports: Awaited<ReturnType<typeof portFlags>>['ports']
     let api: HubApi
     let serverPid = 0
-    let userCreated = false
     /** Every pid seen during the test: after() makes sure none outlives it. */
     const seen = new Set<number>()
 
@@ -107,10 +66,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
     }
 
     before(async function () {
-      const created = await execa('useradd', ['-m', '-s', '/bin/sh', user], {reject: false})
-      expect(created.exitCode, `useradd ${user}: ${created.stderr}`).to.equal(0)
-      userCreated = true
-      uid = Number((await execa('id', ['-u', user])).stdout)
+      uid = await addUser(user)
       // LocalProcessSpawner runs the singleuser server as the user: it must be able to execute it.
       const singleuser = path.join(path.dirname(jupyterhub), 'jupyterhub-singleuser')
       const canRun = await execa('runuser', ['-u', user, '--', singleuser, '--version'], {reject: false, cwd: '/'})
@@ -138,28 +94,11 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
         const state = JSON.parse(await fs.readFile(layout.stateFile, 'utf8').catch(() => '{}')) as Record<string, {pid?: number | null} | undefined>
         for (const name of ['supervisor', 'proxy', 'hub', 'nginx']) if (state[name]?.pid) seen.add(state[name]!.pid!)
       }
-      if (uid >= 0) for (const pid of await serverPids(uid)) seen.add(pid)
+      if (uid >= 0) for (const pid of await serverPids({uid})) seen.add(pid)
       if (serverPid) seen.add(serverPid)
-      for (const pid of seen) {
-        if (pid !== process.pid && (await alive(pid))) {
-          try {
-            process.kill(pid, 'SIGKILL')
-          } catch {
-            // already gone
-          }
-        }
-      }
-      if (userCreated) {
-        // Every process of the user, by pid, then the user.
-        for (const info of (await allProcs()).filter((p) => p.uid === uid)) {
-          try {
-            process.kill(info.pid, 'SIGKILL')
-          } catch {
-            // already gone
-          }
-        }
-        await execa('userdel', ['-r', user], {reject: false})
-      }
+      for (const pid of seen) if (pid !== process.pid && (await alive(pid))) killPids([pid])
+      // Every process of the user, by pid, then the user.
+      if (uid >= 0) await removeUser(user, uid)
       if (prefix) await fs.rm(prefix, {recursive: true, force: true})
     })
 
@@ -190,7 +129,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       const apiToken = (await fs.readFile(layout.apiToken, 'utf8')).trim()
       const state = await status()
       for (const pid of [state.supervisor.pid, state.proxy.pid, state.hub.pid, state.nginx?.pid]) {
-        const info = await proc(pid!)
+        const info = await procInfo(pid!)
         expect(info, `pid ${pid}`).to.not.equal(undefined)
         expect(info!.cmdline.join(' ')).to.not.include(token)
         expect(info!.cmdline.join(' ')).to.not.include(apiToken)
@@ -223,11 +162,11 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       const began = Date.now()
       const outcome = await api.startServer(user)
       expect(['started', 'pending']).to.include(outcome)
-      const server = await waitFor('the server to be ready', async () => (await api.userServers(user)).find((s) => s.name === '' && s.ready))
+      const server = await waitUntil('the server to be ready', async () => (await api.userServers(user)).find((s) => s.name === '' && s.ready))
       timing('user server start', Date.now() - began)
       expect(server.url).to.equal(`/user/${user}/`)
-      await waitFor('the user route through the proxy', routeAnswers)
-      const pids = await serverPids(uid)
+      await waitUntil('the user route through the proxy', routeAnswers)
+      const pids = await serverPids({uid})
       expect(pids, 'one jupyterhub-singleuser running as the user').to.have.length(1)
       serverPid = pids[0]
       seen.add(serverPid)
@@ -242,15 +181,15 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       const oldProxy = before.proxy.pid!
       process.kill(oldProxy, 'SIGKILL')
       const began = Date.now()
-      const after = await waitFor('a new proxy', async () => {
+      const after = await waitUntil('a new proxy', async () => {
         const s = await status()
         return s.proxy.running && s.proxy.pid !== oldProxy ? s : undefined
       })
-      await waitFor('the user route through the restarted proxy', routeAnswers)
+      await waitUntil('the user route through the restarted proxy', routeAnswers)
       timing('proxy kill to user route answering again', Date.now() - began)
       expect(after.proxy.restarts).to.equal(1)
       expect(await alive(oldProxy)).to.equal(false)
-      expect(await serverPids(uid)).to.deep.equal([serverPid])
+      expect(await serverPids({uid})).to.deep.equal([serverPid])
     })
 
     it('kill -9 of the hub: it comes back and finds the user\'s server, same pid', async () => {
@@ -258,16 +197,16 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       const oldHub = before.hub.pid!
       process.kill(oldHub, 'SIGKILL')
       const began = Date.now()
-      const after = await waitFor('a new healthy hub', async () => {
+      const after = await waitUntil('a new healthy hub', async () => {
         const s = await status()
         return s.hub.running && s.hub.healthy && s.hub.pid !== oldHub ? s : undefined
       })
       timing('hub kill to healthy again', Date.now() - began)
       expect(after.hub.restarts).to.equal(1)
-      await waitFor('the hub to list the server as ready', async () => (await api.userServers(user)).find((s) => s.ready))
-      await waitFor('the user route', routeAnswers)
+      await waitUntil('the hub to list the server as ready', async () => (await api.userServers(user)).find((s) => s.ready))
+      await waitUntil('the user route', routeAnswers)
       expect(await alive(serverPid)).to.equal(true)
-      expect(await serverPids(uid)).to.deep.equal([serverPid])
+      expect(await serverPids({uid})).to.deep.equal([serverPid])
     })
 
     it('hubctl restart restarts proxy and hub and keeps the server (same pid) and its route', async () => {
@@ -283,8 +222,8 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       expect(result.hub.healthy).to.equal(true)
       expect(await alive(before.proxy.pid!)).to.equal(false)
       expect(await alive(before.hub.pid!)).to.equal(false)
-      await waitFor('the user route after the restart', routeAnswers)
-      expect(await serverPids(uid)).to.deep.equal([serverPid])
+      await waitUntil('the user route after the restart', routeAnswers)
+      expect(await serverPids({uid})).to.deep.equal([serverPid])
       const after = await status()
       expect(after.hub.healthy).to.equal(true)
       expect(after.supervisor.pid).to.equal(before.supervisor.pid)
@@ -302,12 +241,12 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       expect(result.supervisor.result).to.equal('exited')
       expect(result.leftovers).to.deep.equal([])
       // Reaping is asynchronous: poll (bounded) until /proc has none of them.
-      await waitFor('every recorded pid to be gone', async () => {
+      await waitUntil('every recorded pid to be gone', async () => {
         for (const pid of pids) if (await alive(pid)) return undefined
         return true
-      }, 100)
-      expect(await serverPids(uid)).to.deep.equal([])
-      expect((await allProcs()).filter((p) => p.uid === uid)).to.deep.equal([])
+      }, {tries: 100})
+      expect(await serverPids({uid})).to.deep.equal([])
+      expect((await liveProcesses()).filter((p) => p.uid === uid)).to.deep.equal([])
       await fs.access(layout.pidFile).then(() => expect.fail('the pid file is still there'), () => {})
     })
 

@@ -6,7 +6,7 @@ import path from 'node:path'
 
 import {Layout} from '../../src/lib/config/layout.js'
 import {freePort, snapshot} from './cli.js'
-import {spawnLogged, stopProcess, waitFor} from './processes.js'
+import {spawnLogged, stopProcess, waitUntil} from './processes.js'
 
 /**
  * A real Pebble (Let's Encrypt's test CA) and pebble-challtestsrv (its DNS: every name resolves to
@@ -91,7 +91,7 @@ export class PebbleLab {
     // DNS only (every A query → 127.0.0.1, no AAAA); the challenge listeners are off.
     const child = spawnLogged('pebble-challtestsrv', ['-defaultIPv4', '127.0.0.1', '-defaultIPv6', '', '-dns01', `127.0.0.1:${dns}`, '-http01', '', '-https01', '', '-tlsalpn01', '', '-management', `127.0.0.1:${management}`], {log})
     this.spawned.push(child)
-    await waitFor(async () => (await fs.readFile(log, 'utf8')).includes('Starting management server'), 'pebble-challtestsrv')
+    await waitUntil('pebble-challtestsrv', async () => (await fs.readFile(log, 'utf8')).includes('Starting management server'))
     return dns
   }
 
@@ -122,7 +122,7 @@ export class PebbleLab {
     this.spawned.push(child)
     const directory = `https://127.0.0.1:${listen}/dir`
     const ca = await fs.readFile(this.tls.ca, 'utf8')
-    await waitFor(async () => (await httpsGet(directory, ca)).status === 200, `pebble ${name}`)
+    await waitUntil(`pebble ${name}`, async () => (await httpsGet(directory, ca)).status === 200)
     return {process: child, directory, managementUrl: `https://127.0.0.1:${management}`, httpPort: options.httpPort, listenPort: listen}
   }
 
@@ -140,7 +140,7 @@ export class PebbleLab {
 /** nginx from a prefix's main config, in the foreground (stopped with stopProcess). */
 export async function startNginx(layout: Layout): Promise<ChildProcess> {
   const child = spawnLogged('nginx', ['-p', `${layout.prefix}/`, '-c', layout.nginxMainConf, '-e', layout.nginxErrorLog, '-g', 'daemon off;'], {log: path.join(layout.prefix, 'nginx.out')})
-  await waitFor(async () => Number((await fs.readFile(layout.nginxPid, 'utf8')).trim()) > 0, 'nginx pid file')
+  await waitUntil('nginx pid file', async () => Number((await fs.readFile(layout.nginxPid, 'utf8')).trim()) > 0)
   return child
 }
 

@@ -1,32 +1,29 @@
+import {AssertionError} from 'chai'
 import {ChildProcess, spawn} from 'node:child_process'
 import fs from 'node:fs'
+import {AssertionError as NodeAssertionError} from 'node:assert'
 
-/** Poll until fn() is truthy, at most `tries` times `everyMs` apart (bounded; no timed assertion). */
-export async function waitFor<T>(fn: () => Promise<T | undefined | false>, what: string, tries = 300, everyMs = 200): Promise<T> {
-  let last: unknown
-  for (let i = 0; i < tries; i++) {
-    try {
-      const value = await fn()
-      if (value) return value
-    } catch (error) {
-      last = error
-    }
-    await new Promise((resolve) => setTimeout(resolve, everyMs))
-  }
-  throw new Error(`gave up waiting for ${what}${last ? `: ${String(last)}` : ''}`)
+/** How often and how many times to poll: bounded, no timing asserted. */
+export interface Pace {
+  tries?: number
+  intervalMs?: number
 }
 
 /**
- * Poll `check` until it returns a value other than undefined (errors count as "not yet"); a
- * bounded number of tries, no timing asserted. The error names what was awaited and the last error.
+ * Poll `check` until it returns a value other than undefined or false; at most `tries` times,
+ * `intervalMs` apart (60 s by default). Any other error thrown counts as "not yet" and is named in
+ * the final error; a failed assertion (chai's or node:assert's AssertionError) is not a "not yet":
+ * it fails the wait at once, as it would outside a poll.
  */
-export async function waitUntil<T>(what: string, check: () => Promise<T | undefined>, tries = 600, intervalMs = 100): Promise<T> {
+export async function waitUntil<T>(what: string, check: () => Promise<T | undefined | false>, pace: Pace = {}): Promise<T> {
+  const {tries = 600, intervalMs = 100} = pace
   let last: unknown
   for (let i = 0; i < tries; i++) {
     try {
       const value = await check()
-      if (value !== undefined) return value
+      if (value !== undefined && value !== false) return value
     } catch (error) {
+      if (error instanceof AssertionError || error instanceof NodeAssertionError) throw error
       last = error
     }
     await new Promise((resolve) => setTimeout(resolve, intervalMs))
@@ -65,4 +62,99 @@ export async function httpStatus(url: string, init?: RequestInit): Promise<numbe
   const response = await fetch(url, {redirect: 'manual', ...init})
   await response.arrayBuffer()
   return response.status
+}
+
+/* Processes as /proc shows them (the tests run as root: every process can be read). */
+
+export interface ProcInfo {
+  pid: number
+  uid: number
+  /** The state letter of /proc/PID/stat: R, S, D, Z (zombie), X (dead), … */
+  state: string
+  cmdline: string[]
+}
+
+/** What /proc says of this process, whatever its state; undefined once it is gone. */
+export async function procInfo(pid: number): Promise<ProcInfo | undefined> {
+  try {
+    const stat = await fs.promises.readFile(`/proc/${pid}/stat`, 'utf8')
+    const status = await fs.promises.readFile(`/proc/${pid}/status`, 'utf8')
+    const cmdline = (await fs.promises.readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0').filter(Boolean)
+    const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1])
+    return {pid, uid, state: stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0], cmdline}
+  } catch {
+    return undefined
+  }
+}
+
+/** A process that runs: there, and neither a zombie nor dead. */
+export function isLive(info: ProcInfo | undefined): info is ProcInfo {
+  return info !== undefined && info.state !== 'Z' && info.state !== 'X'
+}
+
+/** A live process (not a zombie) with this pid. */
+export async function alive(pid: number): Promise<boolean> {
+  return isLive(await procInfo(pid))
+}
+
+/** Every live process (zombies and those that end while /proc is read are left out). */
+export async function liveProcesses(): Promise<ProcInfo[]> {
+  const pids = (await fs.promises.readdir('/proc')).filter((name) => /^\d+$/.test(name)).map(Number)
+  return (await Promise.all(pids.map(procInfo))).filter(isLive)
+}
+
+/** A process's environment, one NAME=value a line; undefined once it is gone. */
+export async function environOf(pid: number): Promise<string[] | undefined> {
+  return fs.promises.readFile(`/proc/${pid}/environ`, 'utf8').then((text) => text.split('\0'), () => undefined)
+}
+
+/**
+ * Which live processes to find; every criterion given must hold. `uid`: run by this uid.
+ * `program`: one of its arguments ends with this name (a script's path, as the interpreter runs
+ * it). `environ`: its environment holds every one of these NAME=value entries.
+ */
+export interface PidQuery {
+  uid?: number
+  program?: string
+  environ?: string[]
+}
+
+export async function pidsWhere(query: PidQuery): Promise<number[]> {
+  const pids: number[] = []
+  for (const info of await liveProcesses()) {
+    if (query.uid !== undefined && info.uid !== query.uid) continue
+    if (query.program !== undefined && !info.cmdline.some((arg) => arg.endsWith(query.program!))) continue
+    if (query.environ) {
+      const environ = await environOf(info.pid)
+      if (!environ || !query.environ.every((entry) => environ.includes(entry))) continue
+    }
+    pids.push(info.pid)
+  }
+  return pids
+}
+
+/** Every live process of this uid. */
+export function userPids(uid: number): Promise<number[]> {
+  return pidsWhere({uid})
+}
+
+/**
+ * The user servers that run: a system user's (LocalProcessSpawner), by its uid and the program
+ * jupyterhub-singleuser; or, when every server runs as the same uid (SimpleLocalProcessSpawner), a
+ * hub user's, by the environment the hub gave it (its user and this hub's API URL).
+ */
+export function serverPids(of: {uid: number} | {user: string; hubPort: number}): Promise<number[]> {
+  if ('uid' in of) return pidsWhere({uid: of.uid, program: 'jupyterhub-singleuser'})
+  return pidsWhere({environ: [`JUPYTERHUB_USER=${of.user}`, `JUPYTERHUB_API_URL=http://127.0.0.1:${of.hubPort}/hub/api`]})
+}
+
+/** SIGKILL each pid; one already gone is no error. */
+export function killPids(pids: Iterable<number>): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL')
+    } catch {
+      // already gone
+    }
+  }
 }
