@@ -22,17 +22,49 @@ interface Certbot {
 }
 
 function certbotFor(work: string, lab: PebbleLab): Certbot {
-  const dirs = ['--config-dir', path.join(work, 'certbot/config'), '--work-dir', path.join(work, 'certbot/work'), '--logs-dir', path.join(work, 'certbot/logs')]
+  const dirs = [
+    '--config-dir',
+    path.join(work, 'certbot/config'),
+    '--work-dir',
+    path.join(work, 'certbot/work'),
+    '--logs-dir',
+    path.join(work, 'certbot/logs'),
+  ]
   return {dirs, env: {REQUESTS_CA_BUNDLE: lab.tls.ca}}
 }
 
 async function certbotCertonly(certbot: Certbot, pebble: Pebble, extra: string[] = []): Promise<void> {
-  await run('certbot', ['certonly', '--standalone', '--non-interactive', '--agree-tos', '--register-unsafely-without-email', '--server', pebble.directory,
-    '--http-01-port', String(pebble.httpPort), '-d', CERTBOT_DOMAIN, ...certbot.dirs, ...extra], {env: certbot.env})
+  await run(
+    'certbot',
+    [
+      'certonly',
+      '--standalone',
+      '--non-interactive',
+      '--agree-tos',
+      '--register-unsafely-without-email',
+      '--server',
+      pebble.directory,
+      '--http-01-port',
+      String(pebble.httpPort),
+      '-d',
+      CERTBOT_DOMAIN,
+      ...certbot.dirs,
+      ...extra,
+    ],
+    {env: certbot.env},
+  )
 }
 
 /** A Pebble, a hub whose certificate came from it (init --tls letsencrypt), and a certbot lineage from it too. */
-async function setup(label: string): Promise<{lab: PebbleLab; work: string; prefix: string; pebble: Pebble; flags: string[]; certbot: Certbot; cleanup: () => Promise<void>}> {
+async function setup(label: string): Promise<{
+  lab: PebbleLab
+  work: string
+  prefix: string
+  pebble: Pebble
+  flags: string[]
+  certbot: Certbot
+  cleanup: () => Promise<void>
+}> {
   const work = await tempDir(label)
   const lab = new PebbleLab(work)
   const cleanup = async () => {
@@ -54,8 +86,28 @@ async function setup(label: string): Promise<{lab: PebbleLab; work: string; pref
 }
 
 function initArgs(prefix: string, flags: string[], lab: PebbleLab, pebble: Pebble): string[] {
-  return ['init', '--prefix', prefix, '--yes', '--domain', 'localhost', '--email', 'bench@example.org', '--admin', 'alice', '--tls', 'letsencrypt', ...lab.acmeFlags(pebble),
-    '--dhparam', 'ffdhe2048', '--jupyterhub', DEBIAN_JUPYTERHUB, '--no-systemd', '--no-schedule', ...flags]
+  return [
+    'init',
+    '--prefix',
+    prefix,
+    '--yes',
+    '--domain',
+    'localhost',
+    '--email',
+    'bench@example.org',
+    '--admin',
+    'alice',
+    '--tls',
+    'letsencrypt',
+    ...lab.acmeFlags(pebble),
+    '--dhparam',
+    'ffdhe2048',
+    '--jupyterhub',
+    DEBIAN_JUPYTERHUB,
+    '--no-systemd',
+    '--no-schedule',
+    ...flags,
+  ]
 }
 
 export async function renewRows(runs: number): Promise<BenchRow[]> {
@@ -68,7 +120,8 @@ export async function renewRows(runs: number): Promise<BenchRow[]> {
     const certbotTimes: number[] = []
     const renewNotDue = async () => {
       const out = await hubctl(['cert', 'renew', '--no-random-sleep', '--prefix', prefix])
-      if (!/not due for renewal/.test(out)) throw new Error(`hubctl cert renew did not find the certificate not due: ${out}`)
+      if (!/not due for renewal/.test(out))
+        throw new Error(`hubctl cert renew did not find the certificate not due: ${out}`)
     }
     const renewalState = path.join(prefix, 'srv/jupyterhub/ssl/renewal.json')
     /** Forget the CA's kept window: the next run asks the CA (as a run after its Retry-After does). */
@@ -82,14 +135,29 @@ export async function renewRows(runs: number): Promise<BenchRow[]> {
       hubctlTimes.push(await timed(renewNotDue))
       await forgetAri()
       askingTimes.push(await timed(renewNotDue))
-      certbotTimes.push(await timed(async () => {
-        const {stdout, stderr} = await run('certbot', ['renew', ...certbot.dirs, '--no-random-sleep-on-renew', '--non-interactive'], {env: certbot.env})
-        if (!/No renewals were attempted|not (yet )?due for renewal/i.test(`${stdout}\n${stderr}`)) throw new Error(`certbot renew did not find its certificate not due: ${stdout}\n${stderr}`)
-      }))
+      certbotTimes.push(
+        await timed(async () => {
+          const {stdout, stderr} = await run(
+            'certbot',
+            ['renew', ...certbot.dirs, '--no-random-sleep-on-renew', '--non-interactive'],
+            {env: certbot.env},
+          )
+          if (!/No renewals were attempted|not (yet )?due for renewal/i.test(`${stdout}\n${stderr}`))
+            throw new Error(`certbot renew did not find its certificate not due: ${stdout}\n${stderr}`)
+        }),
+      )
     }
     return [
-      {name: 'cert renew, nothing due (Pebble certificates; the CA\'s ARI window kept until its Retry-After)', hubctl: hubctlTimes, other: {name: 'certbot renew, nothing due', times: certbotTimes}},
-      {name: 'cert renew, nothing due, asking the CA for its ARI window (after its Retry-After)', hubctl: askingTimes, other: {name: 'certbot renew, nothing due', times: certbotTimes}},
+      {
+        name: "cert renew, nothing due (Pebble certificates; the CA's ARI window kept until its Retry-After)",
+        hubctl: hubctlTimes,
+        other: {name: 'certbot renew, nothing due', times: certbotTimes},
+      },
+      {
+        name: 'cert renew, nothing due, asking the CA for its ARI window (after its Retry-After)',
+        hubctl: askingTimes,
+        other: {name: 'certbot renew, nothing due', times: certbotTimes},
+      },
     ]
   } finally {
     await cleanup()
@@ -117,7 +185,11 @@ export async function initPebbleRows(runs: number): Promise<BenchRow[]> {
     }
     return [
       {name: 'init --tls letsencrypt end to end (Pebble, --dhparam ffdhe2048)', hubctl: init},
-      {name: 'issuance: cert obtain (Pebble, hubctl\'s own http-01 listener)', hubctl: obtain, other: {name: 'certbot certonly --standalone --force-renewal', times: certonly}},
+      {
+        name: "issuance: cert obtain (Pebble, hubctl's own http-01 listener)",
+        hubctl: obtain,
+        other: {name: 'certbot certonly --standalone --force-renewal', times: certonly},
+      },
     ]
   } finally {
     await cleanup()

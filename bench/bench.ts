@@ -50,7 +50,26 @@ async function initOnce(dhparam: string): Promise<number> {
   const prefix = await tmp()
   const {flags} = await portFlags()
   try {
-    return await timed(() => run(process.execPath, [BIN, 'init', '--prefix', prefix, '--yes', '--domain', 'localhost', '--admin', 'alice', '--tls', 'self-signed', '--dhparam', dhparam, '--jupyterhub', DEBIAN_JUPYTERHUB, ...flags]))
+    return await timed(() =>
+      run(process.execPath, [
+        BIN,
+        'init',
+        '--prefix',
+        prefix,
+        '--yes',
+        '--domain',
+        'localhost',
+        '--admin',
+        'alice',
+        '--tls',
+        'self-signed',
+        '--dhparam',
+        dhparam,
+        '--jupyterhub',
+        DEBIAN_JUPYTERHUB,
+        ...flags,
+      ]),
+    )
   } finally {
     await fs.rm(prefix, {recursive: true, force: true})
   }
@@ -86,10 +105,15 @@ const rows: Record<string, () => Promise<Row | Row[]>> = {
       const children = await childCpu()
       other.push(await timed(() => run('openssl', ['dhparam', '-out', path.join(dir, 'dh.pem'), '2048'])))
       cpu.other.push((await childCpu()) - children)
-      process.stderr.write(`bench: dhparam run ${i + 1}: hubctl ${fmt(hubctl[i])} (${cpu.hubctl[i].toFixed(1)} CPU-s), openssl ${fmt(other[i])} (${cpu.other[i].toFixed(1)} CPU-s), load ${os.loadavg()[0].toFixed(2)}\n`)
+      process.stderr.write(
+        `bench: dhparam run ${i + 1}: hubctl ${fmt(hubctl[i])} (${cpu.hubctl[i].toFixed(1)} CPU-s), openssl ${fmt(other[i])} (${cpu.other[i].toFixed(1)} CPU-s), load ${os.loadavg()[0].toFixed(2)}\n`,
+      )
     }
-    const cpuRange = (t: number[]) => `${median(t).toFixed(1)} (${Math.min(...t).toFixed(1)}-${Math.max(...t).toFixed(1)})`
-    process.stderr.write(`bench: dhparam CPU seconds, medians (min-max): hubctl ${cpuRange(cpu.hubctl)}, openssl ${cpuRange(cpu.other)}\n`)
+    const cpuRange = (t: number[]) =>
+      `${median(t).toFixed(1)} (${Math.min(...t).toFixed(1)}-${Math.max(...t).toFixed(1)})`
+    process.stderr.write(
+      `bench: dhparam CPU seconds, medians (min-max): hubctl ${cpuRange(cpu.hubctl)}, openssl ${cpuRange(cpu.other)}\n`,
+    )
     await fs.rm(dir, {recursive: true, force: true})
     return {name: 'DH parameters, 2048 bits', hubctl, other: {name: 'openssl dhparam 2048', times: other}}
   },
@@ -130,11 +154,17 @@ const rows: Record<string, () => Promise<Row | Row[]>> = {
       const {flags} = await portFlags()
       try {
         let output = ''
-        total.push(await timed(async () => {
-          const result = await execa(process.execPath, [BIN, 'init', '--local', '--yes', '--prefix', prefix, ...flags], {reject: false, stdin: 'ignore', all: true})
-          output = String(result.all)
-          if (result.exitCode !== 0) throw new Error(`init --local failed: ${output}`)
-        }))
+        total.push(
+          await timed(async () => {
+            const result = await execa(
+              process.execPath,
+              [BIN, 'init', '--local', '--yes', '--prefix', prefix, ...flags],
+              {reject: false, stdin: 'ignore', all: true},
+            )
+            output = String(result.all)
+            if (result.exitCode !== 0) throw new Error(`init --local failed: ${output}`)
+          }),
+        )
         // The reporter's own line: "ok Software (…): … (42.3s)".
         software.push(Number(/^ok Software.*\((\d+(?:\.\d+)?)s\)$/m.exec(output)?.[1] ?? Number.NaN) * 1000)
       } finally {
@@ -142,8 +172,11 @@ const rows: Record<string, () => Promise<Row | Row[]>> = {
       }
     }
     return [
-      {name: 'init --local --yes on a machine without hubctl\'s JupyterHub (builds the virtualenv)', hubctl: total},
-      {name: '  of which the software step: virtualenv + pip install of the pinned JupyterHub and JupyterLab', hubctl: software},
+      {name: "init --local --yes on a machine without hubctl's JupyterHub (builds the virtualenv)", hubctl: total},
+      {
+        name: '  of which the software step: virtualenv + pip install of the pinned JupyterHub and JupyterLab',
+        hubctl: software,
+      },
     ]
   },
   async spawn() {
@@ -158,7 +191,9 @@ for (const [key, row] of Object.entries(rows)) {
   process.stderr.write(`bench: ${key}...\n`)
   results.push(...[await row()].flat())
 }
-console.log(`hubctl bench on ${os.cpus().length} cores, ${RUNS} runs each${only.length === 0 || only.includes('proxy-kill') ? ` (proxy-kill: ${RUNS_SLOW})` : ''}, medians (min-max)`)
+console.log(
+  `hubctl bench on ${os.cpus().length} cores, ${RUNS} runs each${only.length === 0 || only.includes('proxy-kill') ? ` (proxy-kill: ${RUNS_SLOW})` : ''}, medians (min-max)`,
+)
 console.log('| what | hubctl | instead | ratio |')
 console.log('|---|---|---|---|')
 for (const row of results) {

@@ -39,32 +39,50 @@ async function loginToOutput(origin: string, password: string, acceptSelfSigned:
 }
 
 export async function browserRows(runs: number): Promise<BenchRow[]> {
-  return [await withLocalHub(VENV_JUPYTERHUB, async (hub: LocalHub) => {
-    const password = (await fsp.readFile(hub.layout.loginPassword, 'utf8')).trim()
-    const withHubctl: number[] = []
-    const alone: number[] = []
-    await hubctl(['start', '--detach', '--prefix', hub.layout.prefix])
-    for (let i = 0; i < runs; i++) {
-      withHubctl.push(await loginToOutput(`https://localhost:${hub.ports.https}`, password, true))
-      await stopUserServer(hub)
-    }
-    await hubctl(['stop', '--prefix', hub.layout.prefix])
-    const other = new AloneHub(hub)
-    await other.start()
-    try {
-      if ((await until(async () => (await status(`http://127.0.0.1:${hub.ports.proxy}/hub/health`)).status === 200, 180_000, 100)) === undefined) throw new Error('JupyterHub alone never answered /hub/health')
-      // The bench started this hub itself (its own child), so its API is asked without hubctl's owner check.
-      const secrets = new SecretStore(hub.layout)
-      const api = new HubApi({baseUrl: hubApiUrl({ports: hub.ports}), token: () => secrets.read('apiToken'), verify: async () => {}})
+  return [
+    await withLocalHub(VENV_JUPYTERHUB, async (hub: LocalHub) => {
+      const password = (await fsp.readFile(hub.layout.loginPassword, 'utf8')).trim()
+      const withHubctl: number[] = []
+      const alone: number[] = []
+      await hubctl(['start', '--detach', '--prefix', hub.layout.prefix])
       for (let i = 0; i < runs; i++) {
-        alone.push(await loginToOutput(`http://127.0.0.1:${hub.ports.proxy}`, password, false))
-        await api.stopServer(USER)
-        if ((await until(async () => (await api.userServers(USER)).length === 0, 60_000, 200)) === undefined) throw new Error('the server alone never stopped')
+        withHubctl.push(await loginToOutput(`https://localhost:${hub.ports.https}`, password, true))
+        await stopUserServer(hub)
       }
-    } finally {
-      await other.stop()
-      await fsp.rm(`/tmp/${USER}`, {recursive: true, force: true})
-    }
-    return {name: `browser: "Sign in" click → print(6*7) shows 42 in JupyterLab (JupyterHub ${hub.version}, https via nginx)`, hubctl: withHubctl, other: {name: `jupyterhub ${hub.version} alone, own proxy, http`, times: alone}}
-  })]
+      await hubctl(['stop', '--prefix', hub.layout.prefix])
+      const other = new AloneHub(hub)
+      await other.start()
+      try {
+        if (
+          (await until(
+            async () => (await status(`http://127.0.0.1:${hub.ports.proxy}/hub/health`)).status === 200,
+            180_000,
+            100,
+          )) === undefined
+        )
+          throw new Error('JupyterHub alone never answered /hub/health')
+        // The bench started this hub itself (its own child), so its API is asked without hubctl's owner check.
+        const secrets = new SecretStore(hub.layout)
+        const api = new HubApi({
+          baseUrl: hubApiUrl({ports: hub.ports}),
+          token: () => secrets.read('apiToken'),
+          verify: async () => {},
+        })
+        for (let i = 0; i < runs; i++) {
+          alone.push(await loginToOutput(`http://127.0.0.1:${hub.ports.proxy}`, password, false))
+          await api.stopServer(USER)
+          if ((await until(async () => (await api.userServers(USER)).length === 0, 60_000, 200)) === undefined)
+            throw new Error('the server alone never stopped')
+        }
+      } finally {
+        await other.stop()
+        await fsp.rm(`/tmp/${USER}`, {recursive: true, force: true})
+      }
+      return {
+        name: `browser: "Sign in" click → print(6*7) shows 42 in JupyterLab (JupyterHub ${hub.version}, https via nginx)`,
+        hubctl: withHubctl,
+        other: {name: `jupyterhub ${hub.version} alone, own proxy, http`, times: alone},
+      }
+    }),
+  ]
 }

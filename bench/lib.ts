@@ -24,9 +24,19 @@ export async function timed(fn: () => Promise<unknown>): Promise<number> {
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Run a program: its standard output and error, or an error with both when it fails. */
-export async function run(command: string, args: string[], options: {env?: Record<string, string>; cwd?: string} = {}): Promise<{stdout: string; stderr: string}> {
+export async function run(
+  command: string,
+  args: string[],
+  options: {env?: Record<string, string>; cwd?: string} = {},
+): Promise<{stdout: string; stderr: string}> {
   const result = await execa(command, args, {reject: false, stdin: 'ignore', env: options.env, cwd: options.cwd})
-  if (result.exitCode !== 0) throw new Error(`${command} ${args.join(' ')} failed (exit ${result.exitCode}): ${result.stderr}\n${result.stdout}`.slice(0, 4000))
+  if (result.exitCode !== 0)
+    throw new Error(
+      `${command} ${args.join(' ')} failed (exit ${result.exitCode}): ${result.stderr}\n${result.stdout}`.slice(
+        0,
+        4000,
+      ),
+    )
   return {stdout: String(result.stdout), stderr: String(result.stderr)}
 }
 

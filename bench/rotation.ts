@@ -46,13 +46,27 @@ export async function rotationRows(runs: number): Promise<RotationRow[]> {
   const {flags, ports} = await portFlags()
   try {
     // Local mode: the simple spawner runs the user's server as the hub's own user (no system user needed).
-    await hubctl(['init', '--local', '--prefix', prefix, '--yes', '--admin', 'bench', '--jupyterhub', DEBIAN_JUPYTERHUB, '--no-systemd', '--no-schedule', ...flags])
+    await hubctl([
+      'init',
+      '--local',
+      '--prefix',
+      prefix,
+      '--yes',
+      '--admin',
+      'bench',
+      '--jupyterhub',
+      DEBIAN_JUPYTERHUB,
+      '--no-systemd',
+      '--no-schedule',
+      ...flags,
+    ])
     await hubctl(['start', '--detach', '--prefix', prefix])
     const ca = await fs.readFile(layout.fullchain, 'utf8')
     const api = HubApi.forLayout(layout, {ports})
     await api.startServer('bench')
     const url = `https://localhost:${ports.https}/user/bench/api`
-    for (let i = 0; i < 600 && (await get(url, ca).catch(() => 0)) !== 200; i++) await new Promise((resolve) => setTimeout(resolve, 200))
+    for (let i = 0; i < 600 && (await get(url, ca).catch(() => 0)) !== 200; i++)
+      await new Promise((resolve) => setTimeout(resolve, 200))
 
     const proxy: number[] = []
     let requests = 0
@@ -69,10 +83,24 @@ export async function rotationRows(runs: number): Promise<RotationRow[]> {
       stop = true
       await loop
     }
-    const rows: RotationRow[] = [{name: `secrets rotate --proxy-token, running (request loop through nginx: ${failed} failed of ${requests})`, hubctl: proxy}]
-    for (const [flag, what] of [['--cookie-secret', 'hub restart'], ['--api-token', 'hub restart, old token revoked'], ['--dhparam', 'ffdhe2048, nginx reload']] as const) {
+    const rows: RotationRow[] = [
+      {
+        name: `secrets rotate --proxy-token, running (request loop through nginx: ${failed} failed of ${requests})`,
+        hubctl: proxy,
+      },
+    ]
+    for (const [flag, what] of [
+      ['--cookie-secret', 'hub restart'],
+      ['--api-token', 'hub restart, old token revoked'],
+      ['--dhparam', 'ffdhe2048, nginx reload'],
+    ] as const) {
       const times: number[] = []
-      for (let i = 0; i < runs; i++) times.push(await timed(() => hubctl(['secrets', 'rotate', flag, '--yes', '--dhparam-mode', 'ffdhe2048', '--prefix', prefix])))
+      for (let i = 0; i < runs; i++)
+        times.push(
+          await timed(() =>
+            hubctl(['secrets', 'rotate', flag, '--yes', '--dhparam-mode', 'ffdhe2048', '--prefix', prefix]),
+          ),
+        )
       rows.push({name: `secrets rotate ${flag}, running (${what})`, hubctl: times})
     }
     return rows

@@ -40,7 +40,11 @@ async function serverCpu(hub: LocalHub, seen: Set<number>): Promise<number> {
   for (const name of await fsp.readdir('/proc')) {
     if (!/^\d+$/.test(name)) continue
     const environ = await fsp.readFile(`/proc/${name}/environ`, 'utf8').catch(() => '')
-    if (!environ.includes(`127.0.0.1:${hub.ports.hub}/hub/api`) || !environ.split('\0').includes(`JUPYTERHUB_USER=${USER}`)) continue
+    if (
+      !environ.includes(`127.0.0.1:${hub.ports.hub}/hub/api`) ||
+      !environ.split('\0').includes(`JUPYTERHUB_USER=${USER}`)
+    )
+      continue
     const stat = await fsp.readFile(`/proc/${name}/stat`, 'utf8').catch(() => '')
     if (!stat) continue
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
@@ -62,7 +66,8 @@ async function measureStart(hub: LocalHub): Promise<Sample> {
     const answer = await status(`http://127.0.0.1:${hub.ports.proxy}/user/${USER}/api`)
     return answer.status === 200 && typeof (JSON.parse(answer.body) as {version?: unknown}).version === 'string'
   }
-  if ((await until(answers, 300_000, 50)) === undefined) throw new Error(`the server of ${USER} never answered (JupyterHub ${hub.version})`)
+  if ((await until(answers, 300_000, 50)) === undefined)
+    throw new Error(`the server of ${USER} never answered (JupyterHub ${hub.version})`)
   const wall = Number(process.hrtime.bigint() - began) / 1e6
   const answered = Math.max(last, await serverCpu(hub, seen))
   let settled = answered
@@ -94,50 +99,84 @@ async function labDefaults(hub: LocalHub, on: boolean): Promise<void> {
     await sleep(6000)
     await hubctl(['restart', '--prefix', hub.layout.prefix])
   })
-  if ((await until(async () => (await status(`http://127.0.0.1:${hub.ports.proxy}/hub/health`)).status === 200, 120_000, 200)) === undefined) throw new Error('the hub did not come back after restart')
+  if (
+    (await until(
+      async () => (await status(`http://127.0.0.1:${hub.ports.proxy}/hub/health`)).status === 200,
+      120_000,
+      200,
+    )) === undefined
+  )
+    throw new Error('the hub did not come back after restart')
 }
 
 function log(label: string, sample: Sample): void {
-  process.stderr.write(`bench: spawn ${label}: ${(sample.answered / 1000).toFixed(2)} CPU-s until it answered (${(sample.wall / 1000).toFixed(1)} s wall), ${(sample.settled / 1000).toFixed(2)} CPU-s 10 s later, ${sample.processes} processes\n`)
+  process.stderr.write(
+    `bench: spawn ${label}: ${(sample.answered / 1000).toFixed(2)} CPU-s until it answered (${(sample.wall / 1000).toFixed(1)} s wall), ${(sample.settled / 1000).toFixed(2)} CPU-s 10 s later, ${sample.processes} processes\n`,
+  )
 }
 
 export async function spawnRows(runs: number): Promise<BenchRow[]> {
   const rows: BenchRow[] = []
-  rows.push(...await withLocalHub(VENV_JUPYTERHUB, async (hub) => {
-    await hubctl(['start', '--detach', '--prefix', hub.layout.prefix])
-    const tuned: Sample[] = []
-    const defaults: Sample[] = []
-    for (let i = 0; i < runs; i++) {
-      for (const useDefaults of i % 2 ? [true, false] : [false, true]) {
-        await labDefaults(hub, useDefaults)
+  rows.push(
+    ...(await withLocalHub(VENV_JUPYTERHUB, async (hub) => {
+      await hubctl(['start', '--detach', '--prefix', hub.layout.prefix])
+      const tuned: Sample[] = []
+      const defaults: Sample[] = []
+      for (let i = 0; i < runs; i++) {
+        for (const useDefaults of i % 2 ? [true, false] : [false, true]) {
+          await labDefaults(hub, useDefaults)
+          const sample = await measureStart(hub)
+          await stopUserServer(hub)
+          log(`${useDefaults ? 'JupyterLab defaults' : 'hubctl args'} run ${i + 1}`, sample)
+          ;(useDefaults ? defaults : tuned).push(sample)
+        }
+      }
+      await hubctl(['stop', '--prefix', hub.layout.prefix])
+      const other = (key: keyof Sample) => ({
+        name: `JupyterLab's defaults (${LAB_SERVER_ARGS.length} args taken out)`,
+        times: defaults.map((s) => s[key]),
+      })
+      return [
+        {
+          name: `user server start, CPU ms until it answers (JupyterHub ${hub.version}, JupyterLab, hubctl's args)`,
+          hubctl: tuned.map((s) => s.answered),
+          other: other('answered'),
+        },
+        {
+          name: `user server start, CPU ms until 10 s after it answers (JupyterHub ${hub.version}, JupyterLab)`,
+          hubctl: tuned.map((s) => s.settled),
+          other: other('settled'),
+        },
+        {
+          name: `user server start, wall ms until it answers (JupyterHub ${hub.version}, JupyterLab)`,
+          hubctl: tuned.map((s) => s.wall),
+          other: other('wall'),
+        },
+      ]
+    })),
+  )
+  rows.push(
+    ...(await withLocalHub(DEBIAN_JUPYTERHUB, async (hub) => {
+      await hubctl(['start', '--detach', '--prefix', hub.layout.prefix])
+      const samples: Sample[] = []
+      for (let i = 0; i < runs; i++) {
         const sample = await measureStart(hub)
         await stopUserServer(hub)
-        log(`${useDefaults ? 'JupyterLab defaults' : 'hubctl args'} run ${i + 1}`, sample)
-        ;(useDefaults ? defaults : tuned).push(sample)
+        log(`Debian run ${i + 1}`, sample)
+        samples.push(sample)
       }
-    }
-    await hubctl(['stop', '--prefix', hub.layout.prefix])
-    const other = (key: keyof Sample) => ({name: `JupyterLab's defaults (${LAB_SERVER_ARGS.length} args taken out)`, times: defaults.map((s) => s[key])})
-    return [
-      {name: `user server start, CPU ms until it answers (JupyterHub ${hub.version}, JupyterLab, hubctl's args)`, hubctl: tuned.map((s) => s.answered), other: other('answered')},
-      {name: `user server start, CPU ms until 10 s after it answers (JupyterHub ${hub.version}, JupyterLab)`, hubctl: tuned.map((s) => s.settled), other: other('settled')},
-      {name: `user server start, wall ms until it answers (JupyterHub ${hub.version}, JupyterLab)`, hubctl: tuned.map((s) => s.wall), other: other('wall')},
-    ]
-  }))
-  rows.push(...await withLocalHub(DEBIAN_JUPYTERHUB, async (hub) => {
-    await hubctl(['start', '--detach', '--prefix', hub.layout.prefix])
-    const samples: Sample[] = []
-    for (let i = 0; i < runs; i++) {
-      const sample = await measureStart(hub)
-      await stopUserServer(hub)
-      log(`Debian run ${i + 1}`, sample)
-      samples.push(sample)
-    }
-    await hubctl(['stop', '--prefix', hub.layout.prefix])
-    return [
-      {name: `user server start, CPU ms until it answers (JupyterHub ${hub.version}, classic notebook)`, hubctl: samples.map((s) => s.answered)},
-      {name: `user server start, CPU ms until 10 s after it answers (JupyterHub ${hub.version}, classic notebook)`, hubctl: samples.map((s) => s.settled)},
-    ]
-  }))
+      await hubctl(['stop', '--prefix', hub.layout.prefix])
+      return [
+        {
+          name: `user server start, CPU ms until it answers (JupyterHub ${hub.version}, classic notebook)`,
+          hubctl: samples.map((s) => s.answered),
+        },
+        {
+          name: `user server start, CPU ms until 10 s after it answers (JupyterHub ${hub.version}, classic notebook)`,
+          hubctl: samples.map((s) => s.settled),
+        },
+      ]
+    })),
+  )
   return rows
 }

@@ -39,8 +39,16 @@ async function leftovers(hub: LocalHub): Promise<number[]> {
   const pids: number[] = []
   for (const name of await fsp.readdir('/proc')) {
     if (!/^\d+$/.test(name) || Number(name) === process.pid) continue
-    const [environ, cmdline] = await Promise.all([fsp.readFile(`/proc/${name}/environ`, 'utf8').catch(() => ''), fsp.readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '')])
-    if (environ.includes(`127.0.0.1:${hub.ports.hub}/hub/api`) || cmdline.includes(hub.layout.prefix) || cmdline.includes(hub.work)) pids.push(Number(name))
+    const [environ, cmdline] = await Promise.all([
+      fsp.readFile(`/proc/${name}/environ`, 'utf8').catch(() => ''),
+      fsp.readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => ''),
+    ])
+    if (
+      environ.includes(`127.0.0.1:${hub.ports.hub}/hub/api`) ||
+      cmdline.includes(hub.layout.prefix) ||
+      cmdline.includes(hub.work)
+    )
+      pids.push(Number(name))
   }
   return pids
 }
@@ -51,7 +59,20 @@ export async function withLocalHub<T>(jupyterhub: string, fn: (hub: LocalHub) =>
   const {ports, flags} = await portFlags()
   const hub: LocalHub = {layout, ports, version: '', api: HubApi.forLayout(layout, {ports}), jupyterhub, work}
   try {
-    await hubctl(['init', '--local', '--prefix', layout.prefix, '--yes', '--admin', USER, '--jupyterhub', jupyterhub, '--no-systemd', '--no-schedule', ...flags])
+    await hubctl([
+      'init',
+      '--local',
+      '--prefix',
+      layout.prefix,
+      '--yes',
+      '--admin',
+      USER,
+      '--jupyterhub',
+      jupyterhub,
+      '--no-systemd',
+      '--no-schedule',
+      ...flags,
+    ])
     hub.version = JSON.parse(await fsp.readFile(layout.settings, 'utf8')).jupyterhubVersion
     return await fn(hub)
   } finally {
@@ -61,7 +82,8 @@ export async function withLocalHub<T>(jupyterhub: string, fn: (hub: LocalHub) =>
   }
 }
 
-const healthy = (hub: LocalHub) => async () => (await status(`http://127.0.0.1:${hub.ports.proxy}/hub/health`)).status === 200
+const healthy = (hub: LocalHub) => async () =>
+  (await status(`http://127.0.0.1:${hub.ports.proxy}/hub/health`)).status === 200
 
 /** The user's server answers through the proxy (its own /api, not the hub's redirect). */
 const routeAnswers = (hub: LocalHub) => async () => {
@@ -71,7 +93,8 @@ const routeAnswers = (hub: LocalHub) => async () => {
 
 async function startUserServer(hub: LocalHub): Promise<void> {
   await hub.api.startServer(USER)
-  if ((await until(routeAnswers(hub), 180_000, 200)) === undefined) throw new Error(`the server of ${USER} never answered through the proxy (JupyterHub ${hub.version})`)
+  if ((await until(routeAnswers(hub), 180_000, 200)) === undefined)
+    throw new Error(`the server of ${USER} never answered through the proxy (JupyterHub ${hub.version})`)
 }
 
 export async function stopUserServer(hub: LocalHub): Promise<void> {
@@ -92,20 +115,33 @@ export class AloneHub {
 
   async start(): Promise<void> {
     // Nothing of hubctl's stack may still answer on the proxy's port (JupyterHub would use that proxy).
-    if ((await until(async () => (await status(`http://127.0.0.1:${this.hub.ports.proxy}/`)).status === 0, 30_000, 100)) === undefined) {
+    if (
+      (await until(
+        async () => (await status(`http://127.0.0.1:${this.hub.ports.proxy}/`)).status === 0,
+        30_000,
+        100,
+      )) === undefined
+    ) {
       throw new Error(`port ${this.hub.ports.proxy} still answers after hubctl stop`)
     }
     await fsp.mkdir(this.dir, {recursive: true})
     const config = path.join(this.dir, 'jupyterhub_config.py')
-    await fsp.writeFile(config, [
-      `load_subconfig(${JSON.stringify(this.hub.layout.hubConfig)})  # noqa: F821`,
-      'c.ConfigurableHTTPProxy.should_start = True',
-      `c.ConfigurableHTTPProxy.command = [${JSON.stringify(process.execPath)}, ${JSON.stringify(proxyExecutable())}]`,
-      `c.ConfigurableHTTPProxy.pid_file = ${JSON.stringify(this.pidFile)}`,
-      '',
-    ].join('\n'))
+    await fsp.writeFile(
+      config,
+      [
+        `load_subconfig(${JSON.stringify(this.hub.layout.hubConfig)})  # noqa: F821`,
+        'c.ConfigurableHTTPProxy.should_start = True',
+        `c.ConfigurableHTTPProxy.command = [${JSON.stringify(process.execPath)}, ${JSON.stringify(proxyExecutable())}]`,
+        `c.ConfigurableHTTPProxy.pid_file = ${JSON.stringify(this.pidFile)}`,
+        '',
+      ].join('\n'),
+    )
     const log = fs.openSync(path.join(this.dir, 'jupyterhub.log'), 'a')
-    this.child = spawn(this.hub.jupyterhub, ['-f', config], {cwd: this.dir, stdio: ['ignore', log, log], detached: true})
+    this.child = spawn(this.hub.jupyterhub, ['-f', config], {
+      cwd: this.dir,
+      stdio: ['ignore', log, log],
+      detached: true,
+    })
     fs.closeSync(log)
   }
 
@@ -118,7 +154,13 @@ export class AloneHub {
     if (!child?.pid || child.exitCode !== null || child.signalCode !== null) return
     const exited = new Promise((resolve) => child.once('exit', resolve))
     process.kill(-child.pid, 'SIGTERM')
-    const timer = setTimeout(() => { try { process.kill(-child.pid!, 'SIGKILL') } catch { /* gone */ } }, 15_000)
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL')
+      } catch {
+        /* gone */
+      }
+    }, 15_000)
     await exited
     clearTimeout(timer)
     const proxy = await this.proxyPid().catch(() => 0)
@@ -129,26 +171,33 @@ export class AloneHub {
 export async function startRows(runs: number): Promise<BenchRow[]> {
   const rows: BenchRow[] = []
   for (const jupyterhub of JUPYTERHUBS) {
-    rows.push(await withLocalHub(jupyterhub, async (hub) => {
-      const withHubctl: number[] = []
-      for (let i = 0; i < runs; i++) {
-        withHubctl.push(await timed(() => hubctl(['start', '--detach', '--prefix', hub.layout.prefix])))
-        await hubctl(['stop', '--prefix', hub.layout.prefix])
-      }
-      const alone: number[] = []
-      for (let i = 0; i < runs; i++) {
-        const jupyterhubAlone = new AloneHub(hub)
-        try {
-          const began = process.hrtime.bigint()
-          await jupyterhubAlone.start()
-          if ((await until(healthy(hub), 180_000, 50)) === undefined) throw new Error(`JupyterHub ${hub.version} alone never answered /hub/health`)
-          alone.push(Number(process.hrtime.bigint() - began) / 1e6)
-        } finally {
-          await jupyterhubAlone.stop()
+    rows.push(
+      await withLocalHub(jupyterhub, async (hub) => {
+        const withHubctl: number[] = []
+        for (let i = 0; i < runs; i++) {
+          withHubctl.push(await timed(() => hubctl(['start', '--detach', '--prefix', hub.layout.prefix])))
+          await hubctl(['stop', '--prefix', hub.layout.prefix])
         }
-      }
-      return {name: `start --detach to healthy (JupyterHub ${hub.version}, nginx, proxy)`, hubctl: withHubctl, other: {name: `jupyterhub ${hub.version} alone, own proxy, to /hub/health`, times: alone}}
-    }))
+        const alone: number[] = []
+        for (let i = 0; i < runs; i++) {
+          const jupyterhubAlone = new AloneHub(hub)
+          try {
+            const began = process.hrtime.bigint()
+            await jupyterhubAlone.start()
+            if ((await until(healthy(hub), 180_000, 50)) === undefined)
+              throw new Error(`JupyterHub ${hub.version} alone never answered /hub/health`)
+            alone.push(Number(process.hrtime.bigint() - began) / 1e6)
+          } finally {
+            await jupyterhubAlone.stop()
+          }
+        }
+        return {
+          name: `start --detach to healthy (JupyterHub ${hub.version}, nginx, proxy)`,
+          hubctl: withHubctl,
+          other: {name: `jupyterhub ${hub.version} alone, own proxy, to /hub/health`, times: alone},
+        }
+      }),
+    )
   }
   return rows
 }
@@ -166,46 +215,60 @@ async function killAndTime(hub: LocalHub, pid: number): Promise<number> {
 export async function proxyKillRows(runs: number): Promise<BenchRow[]> {
   const rows: BenchRow[] = []
   for (const jupyterhub of JUPYTERHUBS) {
-    rows.push(await withLocalHub(jupyterhub, async (hub) => {
-      const withHubctl: number[] = []
-      await hubctl(['start', '--detach', '--prefix', hub.layout.prefix])
-      await startUserServer(hub)
-      for (let i = 0; i < runs; i++) {
-        const state = JSON.parse(await hubctl(['status', '--json', '--prefix', hub.layout.prefix])) as {proxy: {pid: number | null}}
-        withHubctl.push(await killAndTime(hub, state.proxy.pid ?? 0))
-        // The supervisor has written the new proxy's pid before the next kill.
-        await until(async () => {
-          const next = JSON.parse(await hubctl(['status', '--json', '--prefix', hub.layout.prefix])) as {proxy: {pid: number | null; running: boolean}}
-          return Boolean(next.proxy.running && next.proxy.pid && next.proxy.pid !== state.proxy.pid)
-        }, 60_000, 200)
-      }
-      await stopUserServer(hub)
-      await hubctl(['stop', '--prefix', hub.layout.prefix])
-
-      const alone: number[] = []
-      const jupyterhubAlone = new AloneHub(hub)
-      try {
-        await jupyterhubAlone.start()
-        if ((await until(healthy(hub), 180_000, 100)) === undefined) throw new Error(`JupyterHub ${hub.version} alone never answered /hub/health`)
+    rows.push(
+      await withLocalHub(jupyterhub, async (hub) => {
+        const withHubctl: number[] = []
+        await hubctl(['start', '--detach', '--prefix', hub.layout.prefix])
         await startUserServer(hub)
         for (let i = 0; i < runs; i++) {
-          const pid = await jupyterhubAlone.proxyPid()
-          alone.push(await killAndTime(hub, pid))
-          await until(async () => (await jupyterhubAlone.proxyPid()) !== pid, 60_000, 200)
+          const state = JSON.parse(await hubctl(['status', '--json', '--prefix', hub.layout.prefix])) as {
+            proxy: {pid: number | null}
+          }
+          withHubctl.push(await killAndTime(hub, state.proxy.pid ?? 0))
+          // The supervisor has written the new proxy's pid before the next kill.
+          await until(
+            async () => {
+              const next = JSON.parse(await hubctl(['status', '--json', '--prefix', hub.layout.prefix])) as {
+                proxy: {pid: number | null; running: boolean}
+              }
+              return Boolean(next.proxy.running && next.proxy.pid && next.proxy.pid !== state.proxy.pid)
+            },
+            60_000,
+            200,
+          )
         }
         await stopUserServer(hub)
-      } finally {
-        await jupyterhubAlone.stop()
-      }
-      const capped = (times: number[]) => times.filter((t) => t >= CAP_MS).length
-      const note = (times: number[]) => (capped(times) > 0 ? `, ${capped(times)} of ${times.length} runs > cap ${CAP_MS / 1000} s` : '')
-      return {
-        name: `proxy kill -9 → user route answers again (JupyterHub ${hub.version}${note(withHubctl)})`,
-        hubctl: withHubctl,
-        other: {name: `jupyterhub ${hub.version} alone, own proxy, check_running_interval 5 s${note(alone)}`, times: alone},
-      }
-    }))
+        await hubctl(['stop', '--prefix', hub.layout.prefix])
+
+        const alone: number[] = []
+        const jupyterhubAlone = new AloneHub(hub)
+        try {
+          await jupyterhubAlone.start()
+          if ((await until(healthy(hub), 180_000, 100)) === undefined)
+            throw new Error(`JupyterHub ${hub.version} alone never answered /hub/health`)
+          await startUserServer(hub)
+          for (let i = 0; i < runs; i++) {
+            const pid = await jupyterhubAlone.proxyPid()
+            alone.push(await killAndTime(hub, pid))
+            await until(async () => (await jupyterhubAlone.proxyPid()) !== pid, 60_000, 200)
+          }
+          await stopUserServer(hub)
+        } finally {
+          await jupyterhubAlone.stop()
+        }
+        const capped = (times: number[]) => times.filter((t) => t >= CAP_MS).length
+        const note = (times: number[]) =>
+          capped(times) > 0 ? `, ${capped(times)} of ${times.length} runs > cap ${CAP_MS / 1000} s` : ''
+        return {
+          name: `proxy kill -9 → user route answers again (JupyterHub ${hub.version}${note(withHubctl)})`,
+          hubctl: withHubctl,
+          other: {
+            name: `jupyterhub ${hub.version} alone, own proxy, check_running_interval 5 s${note(alone)}`,
+            times: alone,
+          },
+        }
+      }),
+    )
   }
   return rows
 }
-

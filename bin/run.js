@@ -27,7 +27,10 @@ if (args.length === 1 && args[0] === '--version') {
 } else {
   const prefix = quickRenewPrefix(args)
   if (prefix !== undefined && prefix !== '') {
-    const [{Layout}, {renewNotDueQuickly}] = await Promise.all([import('../dist/lib/config/layout.js'), import('../dist/lib/tls/renewal.js')])
+    const [{Layout}, {renewNotDueQuickly}] = await Promise.all([
+      import('../dist/lib/config/layout.js'),
+      import('../dist/lib/tls/renewal.js'),
+    ])
     const line = await renewNotDueQuickly(new Layout(prefix))
     if (line !== undefined) {
       process.stdout.write(`${line}\n`)

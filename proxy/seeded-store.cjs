@@ -24,7 +24,9 @@ function readSeed(file) {
     return parsed && typeof parsed.routes === 'object' && parsed.routes !== null ? parsed.routes : {}
   } catch (error) {
     // Without its routes the proxy still sends everyone to the hub, which re-adds them.
-    process.stderr.write(`hubctl seeded store: cannot read ${file} (${error.code || error.message}); starting with no routes\n`)
+    process.stderr.write(
+      `hubctl seeded store: cannot read ${file} (${error.code || error.message}); starting with no routes\n`,
+    )
     return {}
   }
 }
@@ -32,7 +34,9 @@ function readSeed(file) {
 class SeededStore {
   constructor() {
     const seed = readSeed(process.env.HUBCTL_PROXY_SEED)
-    const storeUrl = require('node:url').pathToFileURL(path.join(path.dirname(require.resolve('configurable-http-proxy/package.json')), 'lib/store.js')).href
+    const storeUrl = require('node:url').pathToFileURL(
+      path.join(path.dirname(require.resolve('configurable-http-proxy/package.json')), 'lib/store.js'),
+    ).href
     this.ready = import(storeUrl).then(async ({MemoryStore}) => {
       const store = new MemoryStore()
       for (const [routePath, data] of Object.entries(seed)) {
@@ -49,12 +53,24 @@ class SeededStore {
     return trimPrefix(routePath)
   }
 
-  get(routePath) { return this.ready.then((store) => store.get(routePath)) }
-  getTarget(routePath) { return this.ready.then((store) => store.getTarget(routePath)) }
-  getAll() { return this.ready.then((store) => store.getAll()) }
-  add(routePath, data) { return this.ready.then((store) => store.add(routePath, data)) }
-  update(routePath, data) { return this.ready.then((store) => store.update(routePath, data)) }
-  remove(routePath) { return this.ready.then((store) => store.remove(routePath)) }
+  get(routePath) {
+    return this.ready.then((store) => store.get(routePath))
+  }
+  getTarget(routePath) {
+    return this.ready.then((store) => store.getTarget(routePath))
+  }
+  getAll() {
+    return this.ready.then((store) => store.getAll())
+  }
+  add(routePath, data) {
+    return this.ready.then((store) => store.add(routePath, data))
+  }
+  update(routePath, data) {
+    return this.ready.then((store) => store.update(routePath, data))
+  }
+  remove(routePath) {
+    return this.ready.then((store) => store.remove(routePath))
+  }
 }
 
 module.exports = SeededStore

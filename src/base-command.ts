@@ -1,10 +1,14 @@
+import {stripVTControlCharacters} from 'node:util'
+
 import {Command, Flags, Interfaces} from '@oclif/core'
 
 import {HubctlError, errnoCode, internalError, usageError} from './lib/errors.js'
 import {LOCAL_PREFIX, Layout} from './lib/config/layout.js'
 import {fsError} from './lib/errors.js'
 
-export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
+export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<
+  (typeof BaseCommand)['baseFlags'] & T['flags']
+>
 
 /**
  * What every hubctl command shares: --prefix (HUBCTL_PREFIX), --json, and one-line errors that
@@ -51,13 +55,24 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       if ((error as {oclif?: {exit?: number}}).oclif?.exit !== undefined) {
         // oclif's own parse errors (unknown flag, a value not among the options, a flag without its
         // value): one line and exit 2 like every other bad input, and the same JSON with --json.
-        error = usageError(oclifMessage(error.message), `see \`hubctl ${(this.id ?? '').replaceAll(':', ' ')} --help\` for the flags and the values each takes`, error)
+        error = usageError(
+          oclifMessage(error.message),
+          `see \`hubctl ${(this.id ?? '').replaceAll(':', ' ')} --help\` for the flags and the values each takes`,
+          error,
+        )
       } else if (FS_ERRNOS.has(errnoCode(error) ?? '')) {
         // A file system failure no service turned into a HubctlError (a full disk, a read-only or
         // unwritable directory): name the file (or at least the prefix) and the fix, exit 3.
-        error = fsError(error, (error as NodeJS.ErrnoException).path ?? `a file under ${this.layout?.prefix ?? 'the prefix'}`)
+        error = fsError(
+          error,
+          (error as NodeJS.ErrnoException).path ?? `a file under ${this.layout?.prefix ?? 'the prefix'}`,
+        )
       } else {
-        error = internalError(`unexpected failure: ${error.message}`, 'run again with DEBUG=hubctl* and report the output', error)
+        error = internalError(
+          `unexpected failure: ${error.message}`,
+          'run again with DEBUG=hubctl* and report the output',
+          error,
+        )
       }
     }
     const hubctlError = error as HubctlError
@@ -76,8 +91,7 @@ const FS_ERRNOS = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'ELOO
 
 /** oclif's parse message on one line, without its "See more help" tail and colours. */
 function oclifMessage(message: string): string {
-  return message
-    .replaceAll(/\u001b\[[0-9;]*m/g, '')
+  return stripVTControlCharacters(message)
     .split('\n')
     .map((line) => line.trim())
     .filter((line) => line && !/^See more help with --help$/.test(line))

@@ -12,20 +12,46 @@ import {KEY_TYPES} from '../lib/config/settings.js'
 
 /** The ACME flags shared by `cert obtain`, `cert renew` and `init`. */
 export const acmeFlags = {
-  staging: Flags.boolean({description: 'use Let\'s Encrypt\'s staging server (untrusted test certificates, higher rate limits)'}),
-  'acme-directory': Flags.string({description: 'directory URL of another ACME certificate authority (default: Let\'s Encrypt production)', helpValue: 'URL', env: 'HUBCTL_ACME_DIRECTORY'}),
-  'acme-ca-cert': Flags.string({description: 'PEM file with the CA certificate that signs the ACME server\'s HTTPS (private or test CAs); TLS stays verified', helpValue: 'FILE', env: 'HUBCTL_ACME_CA_CERT'}),
+  staging: Flags.boolean({
+    description: "use Let's Encrypt's staging server (untrusted test certificates, higher rate limits)",
+  }),
+  'acme-directory': Flags.string({
+    description: "directory URL of another ACME certificate authority (default: Let's Encrypt production)",
+    helpValue: 'URL',
+    env: 'HUBCTL_ACME_DIRECTORY',
+  }),
+  'acme-ca-cert': Flags.string({
+    description:
+      "PEM file with the CA certificate that signs the ACME server's HTTPS (private or test CAs); TLS stays verified",
+    helpValue: 'FILE',
+    env: 'HUBCTL_ACME_CA_CERT',
+  }),
   'eab-kid': Flags.string({description: 'external account binding key id, for CAs that require one'}),
-  'eab-hmac-key': Flags.string({description: `file holding the external account binding HMAC key (or set ${EAB_HMAC_ENV}); never stored, never printed`, helpValue: 'FILE'}),
-  'key-type': Flags.string({description: 'the certificate key (default: ecdsa-p256, or what was used before)', options: [...KEY_TYPES]}),
-  'deploy-hook': Flags.string({description: 'command to run (sh -c) after each new certificate (repeatable; kept in hubctl.json for the renewals)', multiple: true}),
+  'eab-hmac-key': Flags.string({
+    description: `file holding the external account binding HMAC key (or set ${EAB_HMAC_ENV}); never stored, never printed`,
+    helpValue: 'FILE',
+  }),
+  'key-type': Flags.string({
+    description: 'the certificate key (default: ecdsa-p256, or what was used before)',
+    options: [...KEY_TYPES],
+  }),
+  'deploy-hook': Flags.string({
+    description: 'command to run (sh -c) after each new certificate (repeatable; kept in hubctl.json for the renewals)',
+    multiple: true,
+  }),
 }
 
 export const certHttpPortFlag = {
-  'http-port': Flags.string({description: 'the port hubctl answers the http-01 challenge on, which the CA reaches (default: the hub\'s --http-port from init); kept for the renewals'}),
+  'http-port': Flags.string({
+    description:
+      "the port hubctl answers the http-01 challenge on, which the CA reaches (default: the hub's --http-port from init); kept for the renewals",
+  }),
 }
 
-export function renderCertResult(command: {log: (line: string) => void; logToStderr: (line: string) => void}, result: CertResult): void {
+export function renderCertResult(
+  command: {log: (line: string) => void; logToStderr: (line: string) => void},
+  result: CertResult,
+): void {
   switch (result.action) {
     case 'not-due':
       command.log(notDueLine(result.domains, result.reason))
@@ -37,14 +63,24 @@ export function renderCertResult(command: {log: (line: string) => void; logToStd
       command.log(`nothing to renew: ${result.reason}`)
       break
     default:
-      command.log(`${result.action === 'renewed' ? 'renewed' : 'obtained'} a certificate for ${result.domains.join(', ')} (serial ${result.serial}), valid until ${result.notAfter}; issuer ${result.issuer}`)
+      command.log(
+        `${result.action === 'renewed' ? 'renewed' : 'obtained'} a certificate for ${result.domains.join(', ')} (serial ${result.serial}), valid until ${result.notAfter}; issuer ${result.issuer}`,
+      )
       if (result.action === 'renewed') command.log(`  why: ${result.reason}`)
-      if (result.responder && result.responder !== 'none') command.log(`  http-01 answered by ${result.responder === 'hubctl' ? 'hubctl\'s own listener' : 'nginx from the webroot'}`)
-      command.log(`  nginx: ${result.nginxReloaded ? 'configuration tested and reloaded' : 'not running, nothing to reload'}`)
+      if (result.responder && result.responder !== 'none')
+        command.log(
+          `  http-01 answered by ${result.responder === 'hubctl' ? "hubctl's own listener" : 'nginx from the webroot'}`,
+        )
+      command.log(
+        `  nginx: ${result.nginxReloaded ? 'configuration tested and reloaded' : 'not running, nothing to reload'}`,
+      )
   }
   for (const note of result.notes) command.logToStderr(`note: ${note}`)
   for (const hook of result.hooks) {
     if (hook.ok) command.log(`  deploy hook ok: ${hook.command}`)
-    else command.logToStderr(`hubctl: deploy hook failed (exit ${hook.exitCode}): ${hook.command}${hook.output ? `\n${hook.output}` : ''}`)
+    else
+      command.logToStderr(
+        `hubctl: deploy hook failed (exit ${hook.exitCode}): ${hook.command}${hook.output ? `\n${hook.output}` : ''}`,
+      )
   }
 }

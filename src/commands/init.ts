@@ -14,7 +14,8 @@ import {PORT_FLAGS, SettingsStore, TLS_MODES} from '../lib/config/settings.js'
 import {acmeFlags} from '../command-parts/cert.js'
 
 export default class Init extends BaseCommand<typeof Init> {
-  static override summary = 'Set up a secure JupyterHub: secrets, TLS, jupyterhub_config.py, the nginx site, the service.'
+  static override summary =
+    'Set up a secure JupyterHub: secrets, TLS, jupyterhub_config.py, the nginx site, the service.'
 
   static override description = `Checks the machine, creates the secrets (0600 under srv/jupyterhub, directory 0700), gets a certificate, renders jupyterhub_config.py and the nginx site from templates, validates both (JupyterHub loads the config, nginx -t passes), and installs the service and the renewal schedule.
 Running it again is safe: no valid secret is replaced, unchanged files are left alone. Missing required values are asked for on a terminal; with --yes they are an error.`
@@ -28,33 +29,93 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
   ]
 
   static override flags = {
-    domain: Flags.string({description: 'domain name of the hub (repeatable; the first is the primary)', multiple: true}),
-    email: Flags.string({description: 'contact e-mail for the certificate authority (required with --tls letsencrypt)'}),
+    domain: Flags.string({
+      description: 'domain name of the hub (repeatable; the first is the primary)',
+      multiple: true,
+    }),
+    email: Flags.string({
+      description: 'contact e-mail for the certificate authority (required with --tls letsencrypt)',
+    }),
     admin: Flags.string({description: 'admin user (repeatable)', multiple: true}),
     'allow-user': Flags.string({description: 'user allowed to log in (repeatable; admins always are)', multiple: true}),
-    authenticator: Flags.string({description: 'pam, dummy, shared-password (JupyterHub 5.1+) or a Python class (default: pam; with --local see its help)'}),
-    spawner: Flags.string({description: 'local (a system user per hub user; default as root) or simple (servers run as the hub\'s user; default otherwise)', options: ['local', 'simple']}),
-    tls: Flags.string({description: 'where the certificate comes from (default: letsencrypt; with --local see its help)', options: [...TLS_MODES]}),
+    authenticator: Flags.string({
+      description:
+        'pam, dummy, shared-password (JupyterHub 5.1+) or a Python class (default: pam; with --local see its help)',
+    }),
+    spawner: Flags.string({
+      description:
+        "local (a system user per hub user; default as root) or simple (servers run as the hub's user; default otherwise)",
+      options: ['local', 'simple'],
+    }),
+    tls: Flags.string({
+      description: 'where the certificate comes from (default: letsencrypt; with --local see its help)',
+      options: [...TLS_MODES],
+    }),
     cert: Flags.string({description: 'with --tls manual: the certificate chain (PEM, leaf first)'}),
     key: Flags.string({description: 'with --tls manual: its private key (PEM)'}),
-    'http-port': Flags.string({description: 'port nginx answers ACME challenges and redirects on (default: 80; with --local see its help)'}),
+    'http-port': Flags.string({
+      description: 'port nginx answers ACME challenges and redirects on (default: 80; with --local see its help)',
+    }),
     'https-port': Flags.string({description: 'port nginx serves the hub on (default: 443; with --local see its help)'}),
-    'proxy-port': Flags.string({description: 'configurable-http-proxy\'s public port (loopback)', default: String(PORT_FLAGS.proxy.default)}),
-    'proxy-api-port': Flags.string({description: 'configurable-http-proxy\'s API port (loopback)', default: String(PORT_FLAGS.proxyApi.default)}),
-    'hub-port': Flags.string({description: 'the hub\'s own port (loopback)', default: String(PORT_FLAGS.hub.default)}),
-    'proxy-standby-port': Flags.string({description: 'public port of the standby proxy that serves while the proxy is replaced (loopback)', default: String(PORT_FLAGS.proxyStandby.default)}),
-    'proxy-standby-api-port': Flags.string({description: 'API port of the standby proxy (loopback)', default: String(PORT_FLAGS.proxyStandbyApi.default)}),
-    dhparam: Flags.string({description: 'generate fresh DH parameters, or write the RFC 7919 ffdhe2048 group at once (default: generate; with --local see its help)', options: [...DHPARAM_MODES]}),
-    'dhparam-bits': Flags.string({description: 'size of generated DH parameters (default: 2048; with --local see its help)', options: DHPARAM_BITS.map(String)}),
-    jupyterhub: Flags.string({description: 'an installed JupyterHub executable to use (default: hubctl installs the JupyterHub and JupyterLab it is tested with into /opt/jupyterhub, or opt/jupyterhub under --prefix)'}),
-    nginx: Flags.string({description: 'the nginx executable (default: nginx on PATH; installed with apt-get when missing, asked first unless --yes)'}),
-    'max-concurrent-spawns': Flags.string({description: 'user servers starting at once; more are asked to retry (default: one per core, at least 2)'}),
-    'spawn-timeout': Flags.string({description: 'seconds a user server may take to start, and as many more to answer (default: 120, more with many concurrent spawns per core)'}),
-    systemd: Flags.boolean({description: 'install the jupyterhub.service unit when systemd runs (--no-systemd skips it)', allowNo: true, default: true}),
-    schedule: Flags.boolean({description: 'install the renewal timer, or cron job without systemd (--no-schedule skips it)', allowNo: true, default: true}),
-    local: Flags.boolean({description: 'a hub on this machine without root or a domain: prefix ./hubctl-local, localhost, self-signed TLS, ports 8080/8443, a generated login printed once'}),
+    'proxy-port': Flags.string({
+      description: "configurable-http-proxy's public port (loopback)",
+      default: String(PORT_FLAGS.proxy.default),
+    }),
+    'proxy-api-port': Flags.string({
+      description: "configurable-http-proxy's API port (loopback)",
+      default: String(PORT_FLAGS.proxyApi.default),
+    }),
+    'hub-port': Flags.string({description: "the hub's own port (loopback)", default: String(PORT_FLAGS.hub.default)}),
+    'proxy-standby-port': Flags.string({
+      description: 'public port of the standby proxy that serves while the proxy is replaced (loopback)',
+      default: String(PORT_FLAGS.proxyStandby.default),
+    }),
+    'proxy-standby-api-port': Flags.string({
+      description: 'API port of the standby proxy (loopback)',
+      default: String(PORT_FLAGS.proxyStandbyApi.default),
+    }),
+    dhparam: Flags.string({
+      description:
+        'generate fresh DH parameters, or write the RFC 7919 ffdhe2048 group at once (default: generate; with --local see its help)',
+      options: [...DHPARAM_MODES],
+    }),
+    'dhparam-bits': Flags.string({
+      description: 'size of generated DH parameters (default: 2048; with --local see its help)',
+      options: DHPARAM_BITS.map(String),
+    }),
+    jupyterhub: Flags.string({
+      description:
+        'an installed JupyterHub executable to use (default: hubctl installs the JupyterHub and JupyterLab it is tested with into /opt/jupyterhub, or opt/jupyterhub under --prefix)',
+    }),
+    nginx: Flags.string({
+      description:
+        'the nginx executable (default: nginx on PATH; installed with apt-get when missing, asked first unless --yes)',
+    }),
+    'max-concurrent-spawns': Flags.string({
+      description: 'user servers starting at once; more are asked to retry (default: one per core, at least 2)',
+    }),
+    'spawn-timeout': Flags.string({
+      description:
+        'seconds a user server may take to start, and as many more to answer (default: 120, more with many concurrent spawns per core)',
+    }),
+    systemd: Flags.boolean({
+      description: 'install the jupyterhub.service unit when systemd runs (--no-systemd skips it)',
+      allowNo: true,
+      default: true,
+    }),
+    schedule: Flags.boolean({
+      description: 'install the renewal timer, or cron job without systemd (--no-schedule skips it)',
+      allowNo: true,
+      default: true,
+    }),
+    local: Flags.boolean({
+      description:
+        'a hub on this machine without root or a domain: prefix ./hubctl-local, localhost, self-signed TLS, ports 8080/8443, a generated login printed once',
+    }),
     yes: Flags.boolean({char: 'y', description: 'never ask: a missing required value is an error'}),
-    'dry-run': Flags.boolean({description: 'print every file it would write and every command it would run; write nothing'}),
+    'dry-run': Flags.boolean({
+      description: 'print every file it would write and every command it would run; write nothing',
+    }),
     ...acmeFlags,
   }
 
@@ -62,7 +123,14 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
     const {flags} = this
     const interactive = !flags.yes && !this.jsonEnabled() && isInteractive()
     const request = await resolveInitRequest(flags, interactive ? inquirerPrompter : undefined)
-    const titles = {preflight: 'Preflight checks', software: 'Software (nginx, JupyterHub, JupyterLab)', secrets: 'Secrets', certificate: 'Certificate', render: 'Render and validate configs', install: 'Install'}
+    const titles = {
+      preflight: 'Preflight checks',
+      software: 'Software (nginx, JupyterHub, JupyterLab)',
+      secrets: 'Secrets',
+      certificate: 'Certificate',
+      render: 'Render and validate configs',
+      install: 'Install',
+    }
     const reporter = this.jsonEnabled() ? silentReporter : streamReporter(process.stderr, titles)
     const service = new InitService({
       layout: this.layout,
@@ -86,12 +154,18 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
    * hubctl.json whether init orders a certificate (in its certificate step) or keeps a valid one.
    * init's --http-port is nginx's port, not an ACME setting.
    */
-  private async acmeDeps(reporter: ReturnType<typeof streamReporter>): Promise<Pick<InitDeps, 'acme' | 'obtainCertificate' | 'updateAccountContact'>> {
+  private async acmeDeps(
+    reporter: ReturnType<typeof streamReporter>,
+  ): Promise<Pick<InitDeps, 'acme' | 'obtainCertificate' | 'updateAccountContact'>> {
     const {flags} = this
     const previous = await new SettingsStore(this.layout).loadIfExists().catch(() => undefined)
     const acme = await acmeSettingsFrom({...flags, 'http-port': undefined}, previous?.tls.acme)
     const hmacKey = await readEabHmacKey(flags['eab-hmac-key'])
-    const service = new CertService({layout: this.layout, runner: execaRunner, log: (line) => reporter.progress('certificate', line)})
+    const service = new CertService({
+      layout: this.layout,
+      runner: execaRunner,
+      log: (line) => reporter.progress('certificate', line),
+    })
     return {
       acme,
       obtainCertificate: (settings) => service.obtainForInit(settings, acme, hmacKey),
@@ -109,16 +183,27 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
       return
     }
     const env = result.software.environment
-    if (result.software.packagesInstalled.length > 0) this.log(`Installed with apt-get: ${result.software.packagesInstalled.join(', ')}`)
-    if (env) this.log(`JupyterHub ${env.versions.jupyterhub} and JupyterLab ${env.versions.jupyterlab}: ${env.dir}${env.built ? ' (installed now)' : ''}`)
+    if (result.software.packagesInstalled.length > 0)
+      this.log(`Installed with apt-get: ${result.software.packagesInstalled.join(', ')}`)
+    if (env)
+      this.log(
+        `JupyterHub ${env.versions.jupyterhub} and JupyterLab ${env.versions.jupyterlab}: ${env.dir}${env.built ? ' (installed now)' : ''}`,
+      )
     if (result.login) {
       this.log(`Log in at ${result.login.url} as ${result.login.user} with the password ${result.login.password}`)
       this.log('  (shown this once; it is kept 0600 in srv/jupyterhub/login_password)')
     }
     const written = result.files.filter((f) => f.action === 'written')
-    this.log(`hubctl init done under ${result.prefix}: JupyterHub ${result.jupyterhub.version}, nginx ${result.nginx.version}.`)
-    this.log(`  secrets created: ${result.secrets.created.join(', ') || 'none'}; kept: ${result.secrets.kept.join(', ') || 'none'}`)
-    if (result.certificate) this.log(`  certificate: ${result.certificate.mode}, ${result.certificate.reused ? 'kept' : 'new'}, valid until ${result.certificate.notAfter}`)
+    this.log(
+      `hubctl init done under ${result.prefix}: JupyterHub ${result.jupyterhub.version}, nginx ${result.nginx.version}.`,
+    )
+    this.log(
+      `  secrets created: ${result.secrets.created.join(', ') || 'none'}; kept: ${result.secrets.kept.join(', ') || 'none'}`,
+    )
+    if (result.certificate)
+      this.log(
+        `  certificate: ${result.certificate.mode}, ${result.certificate.reused ? 'kept' : 'new'}, valid until ${result.certificate.notAfter}`,
+      )
     if (result.certificate?.accountContact) this.log(`  ACME account: ${result.certificate.accountContact}`)
     this.log(`  files written: ${written.length} (${result.files.length - written.length} unchanged)`)
     for (const command of result.commands) this.log(`  ran: ${command}`)

@@ -11,7 +11,8 @@ import {Supervisor, SupervisorResult, installSignalHandlers} from '../lib/stack/
 import {SupervisorEvent, claimPidFile} from '../lib/stack/state.js'
 
 export default class Start extends BaseCommand<typeof Start> {
-  static override summary = 'Run the hub: configurable-http-proxy, JupyterHub and (for a --prefix other than /) nginx, supervised.'
+  static override summary =
+    'Run the hub: configurable-http-proxy, JupyterHub and (for a --prefix other than /) nginx, supervised.'
 
   static override description = `Starts configurable-http-proxy (its token in its environment only), then JupyterHub, then nginx when hubctl runs it itself, and waits until /hub/health answers through the proxy. A program that exits is restarted with exponential backoff; after the proxy restarts the hub re-adds every route at once. Each program writes to its own log under var/log/jupyterhub; hubctl's own events go to standard output (with --json, one JSON object per line).
 Every 30 seconds hubctl lists the user servers through the hub API and checks each one's route (the proxy's routing table, then the route's target; \`hubctl status\` shows the result); a server whose port refuses connections three checks in a row is stopped through the API, and with --cull-idle so is a server idle longer than the duration.
@@ -26,11 +27,17 @@ Runs in the foreground, as a service manager expects; --detach runs it in the ba
   ]
 
   static override flags = {
-    detach: Flags.boolean({char: 'd', description: 'run in the background (pid in srv/jupyterhub/run/hubctl.pid) and return once the hub is ready'}),
-    'cull-idle': Flags.string({description: 'stop user servers idle longer than this (e.g. 90s, 30m, 2h, 1d); activity is what the hub records', helpValue: 'DURATION'}),
+    detach: Flags.boolean({
+      char: 'd',
+      description: 'run in the background (pid in srv/jupyterhub/run/hubctl.pid) and return once the hub is ready',
+    }),
+    'cull-idle': Flags.string({
+      description: 'stop user servers idle longer than this (e.g. 90s, 30m, 2h, 1d); activity is what the hub records',
+      helpValue: 'DURATION',
+    }),
   }
 
-  async run(): Promise<(SupervisorResult | DetachResult) & {detached: boolean} | undefined> {
+  async run(): Promise<((SupervisorResult | DetachResult) & {detached: boolean}) | undefined> {
     // A bad duration is refused (exit 2) before anything starts.
     const cullIdle = this.flags['cull-idle']
     const cullIdleMs = cullIdle === undefined ? undefined : parseDuration(cullIdle, '--cull-idle')
@@ -38,8 +45,13 @@ Runs in the foreground, as a service manager expects; --detach runs it in the ba
     await checkBeforeStart(this.layout, settings, execaRunner)
     if (this.flags.detach) {
       const bin = fileURLToPath(new URL('../../bin/run.js', import.meta.url))
-      const result = await startDetached(this.layout, {bin, args: cullIdle === undefined ? [] : ['--cull-idle', cullIdle]})
-      this.log(`hubctl supervises the hub under ${this.layout.prefix} in the background (pid ${result.pid}); ready in ${result.readySeconds}s.`)
+      const result = await startDetached(this.layout, {
+        bin,
+        args: cullIdle === undefined ? [] : ['--cull-idle', cullIdle],
+      })
+      this.log(
+        `hubctl supervises the hub under ${this.layout.prefix} in the background (pid ${result.pid}); ready in ${result.readySeconds}s.`,
+      )
       this.log(`  events: ${result.log}`)
       this.log(`  stop it with: hubctl stop --prefix ${this.layout.prefix}`)
       return {...result, detached: true}
@@ -47,10 +59,18 @@ Runs in the foreground, as a service manager expects; --detach runs it in the ba
     await claimPidFile(this.layout)
     const json = this.jsonEnabled()
     const print = (event: SupervisorEvent) => {
-      process.stdout.write(json ? `${JSON.stringify(event)}\n` : `${event.at} hubctl[${process.pid}] ${event.level}: ${event.message}\n`)
+      process.stdout.write(
+        json ? `${JSON.stringify(event)}\n` : `${event.at} hubctl[${process.pid}] ${event.level}: ${event.message}\n`,
+      )
     }
     const supervisor = new Supervisor({layout: this.layout, settings, log: print, cullIdleMs})
-    if (cullIdleMs !== undefined) print({at: new Date().toISOString(), level: 'info', event: 'cull', message: `user servers idle longer than ${formatDuration(cullIdleMs)} will be stopped`})
+    if (cullIdleMs !== undefined)
+      print({
+        at: new Date().toISOString(),
+        level: 'info',
+        event: 'cull',
+        message: `user servers idle longer than ${formatDuration(cullIdleMs)} will be stopped`,
+      })
     const removeHandlers = installSignalHandlers(supervisor)
     try {
       const result = await supervisor.run()

@@ -16,12 +16,17 @@ export default class Stop extends BaseCommand<typeof Stop> {
   ]
 
   static override flags = {
-    'keep-servers': Flags.boolean({description: 'leave user servers running (the hub finds them again at its next start)'}),
+    'keep-servers': Flags.boolean({
+      description: 'leave user servers running (the hub finds them again at its next start)',
+    }),
   }
 
   async run(): Promise<StopResult> {
     const settings = await new SettingsStore(this.layout).load()
-    const result = await stopStack(this.layout, settings, {keepServers: this.flags['keep-servers'], log: (line) => this.logToStderr(line)})
+    const result = await stopStack(this.layout, settings, {
+      keepServers: this.flags['keep-servers'],
+      log: (line) => this.logToStderr(line),
+    })
     for (const warning of result.warnings) this.logToStderr(`warning: ${warning}`)
     if (!result.wasRunning) {
       this.log(`hubctl: nothing runs under ${this.layout.prefix}.`)
@@ -29,9 +34,12 @@ export default class Stop extends BaseCommand<typeof Stop> {
     }
     const stopped = result.servers.filter((server) => server.result === 'stopped')
     this.log(`hubctl stopped the hub under ${this.layout.prefix}.`)
-    this.log(`  user servers stopped: ${stopped.length > 0 ? stopped.map((s) => (s.name ? `${s.user}/${s.name}` : s.user)).join(', ') : 'none'}`)
+    this.log(
+      `  user servers stopped: ${stopped.length > 0 ? stopped.map((s) => (s.name ? `${s.user}/${s.name}` : s.user)).join(', ') : 'none'}`,
+    )
     if (result.supervisor) this.log(`  supervisor (pid ${result.supervisor.pid}): ${result.supervisor.result}`)
-    for (const leftover of result.leftovers) this.log(`  ${leftover.name} left behind (pid ${leftover.pid}): ${leftover.result}`)
+    for (const leftover of result.leftovers)
+      this.log(`  ${leftover.name} left behind (pid ${leftover.pid}): ${leftover.result}`)
     return result
   }
 }

@@ -22,7 +22,8 @@ export function parseDuration(text: string, flag: string): number {
     total += Number(match[1]) * UNIT_MS[match[2]]
     consumed += match[0].length
   }
-  if (consumed !== value.length || consumed === 0) throw usageError(`${flag} ${JSON.stringify(text)} is not a duration`, fix)
+  if (consumed !== value.length || consumed === 0)
+    throw usageError(`${flag} ${JSON.stringify(text)} is not a duration`, fix)
   if (!(total >= 1000)) throw usageError(`${flag} ${JSON.stringify(text)} is shorter than a second`, fix)
   if (total > MAX_MS) throw usageError(`${flag} ${JSON.stringify(text)} is longer than a year`, fix)
   return Math.round(total)
@@ -33,7 +34,12 @@ export function formatDuration(ms: number): string {
   let rest = Math.round(ms / 1000)
   if (rest === 0) return `${ms}ms`
   const parts: string[] = []
-  for (const [unit, size] of [['d', 86_400], ['h', 3600], ['m', 60], ['s', 1]] as const) {
+  for (const [unit, size] of [
+    ['d', 86_400],
+    ['h', 3600],
+    ['m', 60],
+    ['s', 1],
+  ] as const) {
     if (rest >= size) {
       parts.push(`${Math.floor(rest / size)}${unit}`)
       rest %= size

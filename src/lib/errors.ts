@@ -43,7 +43,10 @@ export class HubctlError extends Error {
 
 // One helper per exit code: the problem, the fix, and (for the log of a bug) the cause.
 type ErrorHelper = (message: string, fix: string, cause?: unknown) => HubctlError
-const withCode = (exitCode: ExitCodeValue): ErrorHelper => (message, fix, cause) => new HubctlError(message, {exitCode, fix, ...(cause === undefined ? {} : {cause})})
+const withCode =
+  (exitCode: ExitCodeValue): ErrorHelper =>
+  (message, fix, cause) =>
+    new HubctlError(message, {exitCode, fix, ...(cause === undefined ? {} : {cause})})
 /** 1: a check failed; the state is reported. */
 export const checkFailedError = withCode(ExitCode.CHECK_FAILED)
 /** 2: bad input; nothing was changed. */
@@ -68,7 +71,9 @@ export function messageOf(error: unknown): string {
 
 /** Node's errno errors, narrowed. */
 export function errnoCode(error: unknown): string | undefined {
-  return typeof error === 'object' && error !== null && 'code' in error ? String((error as {code: unknown}).code) : undefined
+  return typeof error === 'object' && error !== null && 'code' in error
+    ? String((error as {code: unknown}).code)
+    : undefined
 }
 
 /** An I/O error as one line naming the file and the fix. */
@@ -77,13 +82,42 @@ export function fsError(error: unknown, file: string): HubctlError {
   const code = errnoCode(error)
   switch (code) {
     case 'EACCES':
-    case 'EPERM': return new HubctlError(`permission denied writing or reading ${file}`, {exitCode: ExitCode.PREFLIGHT, fix: 'run hubctl as root, or give --prefix a directory you own', cause: error})
-    case 'EROFS': return new HubctlError(`${file} is on a read-only file system`, {exitCode: ExitCode.PREFLIGHT, fix: 'remount it read-write or choose another --prefix', cause: error})
+    case 'EPERM':
+      return new HubctlError(`permission denied writing or reading ${file}`, {
+        exitCode: ExitCode.PREFLIGHT,
+        fix: 'run hubctl as root, or give --prefix a directory you own',
+        cause: error,
+      })
+    case 'EROFS':
+      return new HubctlError(`${file} is on a read-only file system`, {
+        exitCode: ExitCode.PREFLIGHT,
+        fix: 'remount it read-write or choose another --prefix',
+        cause: error,
+      })
     case 'ENOSPC':
-    case 'EDQUOT': return new HubctlError(`no space left on the device holding ${file}; nothing was replaced`, {exitCode: ExitCode.PREFLIGHT, fix: 'free some disk space and run the command again', cause: error})
-    case 'ELOOP': return new HubctlError(`${file} is a symbolic link, which hubctl never follows`, {exitCode: ExitCode.CHECK_FAILED, fix: `remove ${file} and run the command again`, cause: error})
+    case 'EDQUOT':
+      return new HubctlError(`no space left on the device holding ${file}; nothing was replaced`, {
+        exitCode: ExitCode.PREFLIGHT,
+        fix: 'free some disk space and run the command again',
+        cause: error,
+      })
+    case 'ELOOP':
+      return new HubctlError(`${file} is a symbolic link, which hubctl never follows`, {
+        exitCode: ExitCode.CHECK_FAILED,
+        fix: `remove ${file} and run the command again`,
+        cause: error,
+      })
     case 'ENOTDIR':
-    case 'EISDIR': return new HubctlError(`${file} or one of its parents is not what hubctl expects (a file where a directory should be, or the reverse)`, {exitCode: ExitCode.PREFLIGHT, fix: `move it away and run the command again`, cause: error})
-    default: return new HubctlError(`cannot write or read ${file}: ${code ?? messageOf(error)}`, {exitCode: ExitCode.INTERNAL, fix: 'check the file and its directory, then run the command again', cause: error})
+    case 'EISDIR':
+      return new HubctlError(
+        `${file} or one of its parents is not what hubctl expects (a file where a directory should be, or the reverse)`,
+        {exitCode: ExitCode.PREFLIGHT, fix: `move it away and run the command again`, cause: error},
+      )
+    default:
+      return new HubctlError(`cannot write or read ${file}: ${code ?? messageOf(error)}`, {
+        exitCode: ExitCode.INTERNAL,
+        fix: 'check the file and its directory, then run the command again',
+        cause: error,
+      })
   }
 }

@@ -33,6 +33,10 @@ export async function processAlive(pid: number | null | undefined, startTime?: s
 
 let procChecked: boolean | undefined
 export async function hasProc(): Promise<boolean> {
-  if (procChecked === undefined) procChecked = await fs.access('/proc/self/stat').then(() => true, () => false)
+  if (procChecked === undefined)
+    procChecked = await fs.access('/proc/self/stat').then(
+      () => true,
+      () => false,
+    )
   return procChecked
 }

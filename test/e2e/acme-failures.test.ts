@@ -8,7 +8,17 @@ import net from 'node:net'
 import path from 'node:path'
 
 import {Layout} from '../../src/lib/config/layout.js'
-import {BIN, DEBIAN_JUPYTERHUB, CliResult, freePort, hubctl, portFlags, snapshot, tempPrefix, jsonOf} from '../helpers/cli.js'
+import {
+  BIN,
+  DEBIAN_JUPYTERHUB,
+  CliResult,
+  freePort,
+  hubctl,
+  portFlags,
+  snapshot,
+  tempPrefix,
+  jsonOf,
+} from '../helpers/cli.js'
 import {Pebble, PebbleLab, httpsGet, liveFiles, liveSerial, servedSerial, startNginx} from '../helpers/pebble.js'
 import {stopProcess, waitUntil} from '../helpers/processes.js'
 
@@ -73,7 +83,9 @@ describe('ACME failures against a real Pebble', function () {
       sockets.add(socket)
       socket.on('close', () => sockets.delete(socket))
     })
-    server.on('close', () => { for (const socket of sockets) socket.destroy() })
+    server.on('close', () => {
+      for (const socket of sockets) socket.destroy()
+    })
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
       server.listen({port, host: '::'}, resolve)
@@ -89,13 +101,35 @@ describe('ACME failures against a real Pebble', function () {
     })
   }
 
-  async function newHub(label: string, extra: string[]): Promise<{layout: Layout; ports: Awaited<ReturnType<typeof portFlags>>['ports']; flags: string[]}> {
+  async function newHub(
+    label: string,
+    extra: string[],
+  ): Promise<{layout: Layout; ports: Awaited<ReturnType<typeof portFlags>>['ports']; flags: string[]}> {
     const layout = new Layout(await tempPrefix(label))
     cleanup.push(layout.prefix)
     // nginx's workers run as nobody: they must reach the webroot, as under / (mkdtemp makes 0700).
     await fs.chmod(layout.prefix, 0o755)
     const {ports, flags} = await portFlags()
-    return {layout, ports, flags: ['--prefix', layout.prefix, '--yes', '--domain', 'localhost', '--admin', 'alice', '--dhparam', 'ffdhe2048', '--jupyterhub', DEBIAN_JUPYTERHUB, '--no-systemd', ...flags, ...extra]}
+    return {
+      layout,
+      ports,
+      flags: [
+        '--prefix',
+        layout.prefix,
+        '--yes',
+        '--domain',
+        'localhost',
+        '--admin',
+        'alice',
+        '--dhparam',
+        'ffdhe2048',
+        '--jupyterhub',
+        DEBIAN_JUPYTERHUB,
+        '--no-systemd',
+        ...flags,
+        ...extra,
+      ],
+    }
   }
 
   before(async () => {
@@ -120,25 +154,53 @@ describe('ACME failures against a real Pebble', function () {
       let flags: string[]
       ;({layout, ports, flags} = await newHub('hubctl-acme-fail', []))
       pebble = await lab.startPebble('main', {httpPort: ports.http})
-      ok(await hubctl(['init', ...flags, '--tls', 'letsencrypt', '--email', 'admin@example.org', ...lab.acmeFlags(pebble), '--json']))
+      ok(
+        await hubctl([
+          'init',
+          ...flags,
+          '--tls',
+          'letsencrypt',
+          '--email',
+          'admin@example.org',
+          ...lab.acmeFlags(pebble),
+          '--json',
+        ]),
+      )
       expect(await pairMatches(layout)).to.equal(true)
     })
 
     describe('the http-01 challenge cannot be reached', () => {
       it('the CA connects to another port than hubctl answers on (a wrong --http-port): the URL the CA tried and the port to give', async () => {
         const wrong = await freePort()
-        const result = await untouched(layout, () => hubctl(['cert', 'obtain', '--prefix', layout.prefix, '--http-port', String(wrong)]))
-        const line = failed(result, 5, new RegExp(`could not validate localhost over http-01 at http://localhost:${ports.http}/\\.well-known/acme-challenge/<token> \\(.*connection refused\\); likely cause: the CA connects to port ${ports.http}, but hubctl answered on port ${wrong}`))
+        const result = await untouched(layout, () =>
+          hubctl(['cert', 'obtain', '--prefix', layout.prefix, '--http-port', String(wrong)]),
+        )
+        const line = failed(
+          result,
+          5,
+          new RegExp(
+            `could not validate localhost over http-01 at http://localhost:${ports.http}/\\.well-known/acme-challenge/<token> \\(.*connection refused\\); likely cause: the CA connects to port ${ports.http}, but hubctl answered on port ${wrong}`,
+          ),
+        )
         expect(line).to.include(`Fix: give --http-port ${ports.http}`)
         // hubctl's own listener is gone again: the port is free.
         await listenOn(net.createServer(), wrong).then(close)
       })
 
       it('something on the HTTP port accepts connections and drops them: hubctl names the token URL before asking the CA', async () => {
-        const dropper = await listenOn(net.createServer((socket) => socket.destroy()), ports.http)
+        const dropper = await listenOn(
+          net.createServer((socket) => socket.destroy()),
+          ports.http,
+        )
         try {
           const result = await untouched(layout, () => hubctl(['cert', 'obtain', '--prefix', layout.prefix]))
-          failed(result, 5, new RegExp(`the ACME challenge at http://localhost:${ports.http}/\\.well-known/acme-challenge/[A-Za-z0-9_-]+ cannot be fetched \\((ECONNRESET|socket hang up)\\); nginx should serve it from the webroot: another server may hold the port`))
+          failed(
+            result,
+            5,
+            new RegExp(
+              `the ACME challenge at http://localhost:${ports.http}/\\.well-known/acme-challenge/[A-Za-z0-9_-]+ cannot be fetched \\((ECONNRESET|socket hang up)\\); nginx should serve it from the webroot: another server may hold the port`,
+            ),
+          )
           // The token written for nginx is removed again.
           expect(await challengeFiles(layout)).to.deep.equal([])
         } finally {
@@ -147,13 +209,22 @@ describe('ACME failures against a real Pebble', function () {
       })
 
       it('another web server answers on the HTTP port (HTTP 404)', async () => {
-        const other = await listenOn(http.createServer((_request, response) => {
-          response.writeHead(404, {'content-type': 'text/plain'})
-          response.end('not the hub\n')
-        }), ports.http)
+        const other = await listenOn(
+          http.createServer((_request, response) => {
+            response.writeHead(404, {'content-type': 'text/plain'})
+            response.end('not the hub\n')
+          }),
+          ports.http,
+        )
         try {
           const result = await untouched(layout, () => hubctl(['cert', 'obtain', '--prefix', layout.prefix]))
-          failed(result, 5, new RegExp(`the ACME challenge at http://localhost:${ports.http}/\\.well-known/acme-challenge/[A-Za-z0-9_-]+ gave HTTP 404 instead of the token; .*another server may hold the port`))
+          failed(
+            result,
+            5,
+            new RegExp(
+              `the ACME challenge at http://localhost:${ports.http}/\\.well-known/acme-challenge/[A-Za-z0-9_-]+ gave HTTP 404 instead of the token; .*another server may hold the port`,
+            ),
+          )
           expect(await challengeFiles(layout)).to.deep.equal([])
         } finally {
           await close(other)
@@ -161,10 +232,19 @@ describe('ACME failures against a real Pebble', function () {
       })
 
       it('the port accepts connections and nothing ever answers (a firewall dropping the traffic)', async () => {
-        const silent = await listenOn(net.createServer(() => {}), ports.http)
+        const silent = await listenOn(
+          net.createServer(() => {}),
+          ports.http,
+        )
         try {
           const result = await untouched(layout, () => hubctl(['cert', 'obtain', '--prefix', layout.prefix]))
-          failed(result, 5, new RegExp(`the ACME challenge at http://localhost:${ports.http}/\\.well-known/acme-challenge/[A-Za-z0-9_-]+ cannot be fetched \\(ETIMEDOUT\\).*a firewall may block the port`))
+          failed(
+            result,
+            5,
+            new RegExp(
+              `the ACME challenge at http://localhost:${ports.http}/\\.well-known/acme-challenge/[A-Za-z0-9_-]+ cannot be fetched \\(ETIMEDOUT\\).*a firewall may block the port`,
+            ),
+          )
         } finally {
           await close(silent)
         }
@@ -173,28 +253,48 @@ describe('ACME failures against a real Pebble', function () {
 
     describe('the CA goes down or refuses', () => {
       it('the CA goes away in the middle of the order (while it fetches the token): unreachable, not a validation failure', async () => {
-        let doomed: Pebble | undefined
+        // The Pebble to kill, known once it runs (the listener below is made first).
+        const doomed: {pebble?: Pebble} = {}
         let fetches = 0
         // Plays nginx: serves the webroot hubctl writes the token to. The first fetch is hubctl's
         // own check, the second Pebble's validation: Pebble is killed before it gets its answer.
-        const webroot = await listenOn(http.createServer(async (request, response) => {
-          fetches++
-          if (fetches >= 2) {
-            if (doomed) process.kill(-doomed.process.pid!, 'SIGKILL')
-            response.destroy()
-            return
-          }
-          const token = path.basename(request.url ?? '')
-          const body = await fs.readFile(path.join(layout.acmeChallengeDir, token), 'utf8').catch(() => undefined)
-          response.writeHead(body === undefined ? 404 : 200, {'content-type': 'text/plain'})
-          response.end(body ?? 'none\n')
-        }), 0)
+        const webroot = await listenOn(
+          http.createServer(async (request, response) => {
+            fetches++
+            if (fetches >= 2) {
+              if (doomed.pebble) process.kill(-doomed.pebble.process.pid!, 'SIGKILL')
+              response.destroy()
+              return
+            }
+            const token = path.basename(request.url ?? '')
+            const body = await fs.readFile(path.join(layout.acmeChallengeDir, token), 'utf8').catch(() => undefined)
+            response.writeHead(body === undefined ? 404 : 200, {'content-type': 'text/plain'})
+            response.end(body ?? 'none\n')
+          }),
+          0,
+        )
         // Its port is taken first (kernel-chosen), then given to this Pebble as its http-01 port.
         const goingAway = await lab.startPebble('doomed', {httpPort: (webroot.address() as net.AddressInfo).port})
-        doomed = goingAway
+        doomed.pebble = goingAway
         try {
-          const result = await untouched(layout, () => hubctl(['cert', 'obtain', '--prefix', layout.prefix, ...lab.acmeFlags(goingAway), '--http-port', String(goingAway.httpPort)]))
-          failed(result, 5, new RegExp(`cannot reach the ACME server https://127\\.0\\.0\\.1:${goingAway.listenPort} \\(ECONNREFUSED\\)\\. Fix: .*the live certificate is untouched`))
+          const result = await untouched(layout, () =>
+            hubctl([
+              'cert',
+              'obtain',
+              '--prefix',
+              layout.prefix,
+              ...lab.acmeFlags(goingAway),
+              '--http-port',
+              String(goingAway.httpPort),
+            ]),
+          )
+          failed(
+            result,
+            5,
+            new RegExp(
+              `cannot reach the ACME server https://127\\.0\\.0\\.1:${goingAway.listenPort} \\(ECONNREFUSED\\)\\. Fix: .*the live certificate is untouched`,
+            ),
+          )
           // hubctl's own check, then Pebble's validation (Pebble may fetch more than once).
           expect(fetches).to.be.at.least(2)
           expect(await challengeFiles(layout)).to.deep.equal([])
@@ -207,32 +307,70 @@ describe('ACME failures against a real Pebble', function () {
         // A STUB, for this case only: Pebble 2.4 has no rate limits. It sits in front of the real
         // Pebble (same TLS certificate, so --acme-ca-cert holds) and passes everything through, the
         // Host header included (Pebble builds its URLs from it), except new orders: 429.
-        const directory = JSON.parse((await httpsGet(pebble.directory, await fs.readFile(lab.tls.ca, 'utf8'))).body) as {newOrder: string}
+        const directory = JSON.parse(
+          (await httpsGet(pebble.directory, await fs.readFile(lab.tls.ca, 'utf8'))).body,
+        ) as {newOrder: string}
         const newOrderPath = new URL(directory.newOrder).pathname
         const ca = await fs.readFile(lab.tls.ca, 'utf8')
         let orders = 0
-        const stub = https.createServer({cert: await fs.readFile(lab.tls.cert), key: await fs.readFile(lab.tls.key)}, (request, response) => {
-          if (request.method === 'POST' && request.url === newOrderPath) {
-            orders++
-            request.resume()
-            response.writeHead(429, {'retry-after': '3600', 'content-type': 'application/problem+json'})
-            response.end(JSON.stringify({type: 'urn:ietf:params:acme:error:rateLimited', detail: 'too many certificates already issued for "localhost"'}))
-            return
-          }
-          const upstream = https.request({host: '127.0.0.1', port: pebble.listenPort, method: request.method, path: request.url, headers: request.headers, ca, servername: 'localhost'}, (answer) => {
-            response.writeHead(answer.statusCode ?? 502, answer.headers)
-            answer.pipe(response)
-          })
-          upstream.on('error', () => response.destroy())
-          request.pipe(upstream)
-        })
+        const stub = https.createServer(
+          {cert: await fs.readFile(lab.tls.cert), key: await fs.readFile(lab.tls.key)},
+          (request, response) => {
+            if (request.method === 'POST' && request.url === newOrderPath) {
+              orders++
+              request.resume()
+              response.writeHead(429, {'retry-after': '3600', 'content-type': 'application/problem+json'})
+              response.end(
+                JSON.stringify({
+                  type: 'urn:ietf:params:acme:error:rateLimited',
+                  detail: 'too many certificates already issued for "localhost"',
+                }),
+              )
+              return
+            }
+            const upstream = https.request(
+              {
+                host: '127.0.0.1',
+                port: pebble.listenPort,
+                method: request.method,
+                path: request.url,
+                headers: request.headers,
+                ca,
+                servername: 'localhost',
+              },
+              (answer) => {
+                response.writeHead(answer.statusCode ?? 502, answer.headers)
+                answer.pipe(response)
+              },
+            )
+            upstream.on('error', () => response.destroy())
+            request.pipe(upstream)
+          },
+        )
         const stubPort = await freePort()
         await new Promise<void>((resolve) => stub.listen(stubPort, '127.0.0.1', resolve))
         servers.push(stub)
         try {
           const stubDirectory = `https://127.0.0.1:${stubPort}${new URL(pebble.directory).pathname}`
-          const result = await untouched(layout, () => hubctl(['cert', 'renew', '--prefix', layout.prefix, '--acme-directory', stubDirectory, '--force', '--no-random-sleep']))
-          failed(result, 5, new RegExp(`the ACME server https://127\\.0\\.0\\.1:${stubPort} is rate limiting this account or domain \\(HTTP 429: too many certificates already issued for "localhost"\\); it asks to retry after \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\. Fix: wait until`))
+          const result = await untouched(layout, () =>
+            hubctl([
+              'cert',
+              'renew',
+              '--prefix',
+              layout.prefix,
+              '--acme-directory',
+              stubDirectory,
+              '--force',
+              '--no-random-sleep',
+            ]),
+          )
+          failed(
+            result,
+            5,
+            new RegExp(
+              `the ACME server https://127\\.0\\.0\\.1:${stubPort} is rate limiting this account or domain \\(HTTP 429: too many certificates already issued for "localhost"\\); it asks to retry after \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\. Fix: wait until`,
+            ),
+          )
           expect(orders, 'new orders sent: no retry after a 429').to.equal(1)
           const state = JSON.parse(await fs.readFile(layout.renewalState, 'utf8'))
           expect(state.lastError).to.match(/rate limiting/)
@@ -241,10 +379,21 @@ describe('ACME failures against a real Pebble', function () {
         }
       })
 
-      it('Pebble rejects every nonce (PEBBLE_WFE_NONCEREJECT=100): acme-client\'s nonce retries stay bounded, then a clear refusal', async () => {
-        const refusing = await lab.startPebble('nonce-reject', {httpPort: ports.http, env: {PEBBLE_WFE_NONCEREJECT: '100'}})
-        const result = await untouched(layout, () => hubctl(['cert', 'obtain', '--prefix', layout.prefix, ...lab.acmeFlags(refusing)]))
-        failed(result, 5, new RegExp(`the ACME server https://127\\.0\\.0\\.1:${refusing.listenPort} refused every fresh nonce hubctl sent \\(badNonce: JWS has an invalid anti-replay nonce`))
+      it("Pebble rejects every nonce (PEBBLE_WFE_NONCEREJECT=100): acme-client's nonce retries stay bounded, then a clear refusal", async () => {
+        const refusing = await lab.startPebble('nonce-reject', {
+          httpPort: ports.http,
+          env: {PEBBLE_WFE_NONCEREJECT: '100'},
+        })
+        const result = await untouched(layout, () =>
+          hubctl(['cert', 'obtain', '--prefix', layout.prefix, ...lab.acmeFlags(refusing)]),
+        )
+        failed(
+          result,
+          5,
+          new RegExp(
+            `the ACME server https://127\\.0\\.0\\.1:${refusing.listenPort} refused every fresh nonce hubctl sent \\(badNonce: JWS has an invalid anti-replay nonce`,
+          ),
+        )
         // Pebble was set to refuse, and the signed requests it saw (one per attempt) are few: no loop.
         const log = await fs.readFile(path.join(work, 'nonce-reject.log'), 'utf8')
         expect(log).to.include('Configured to reject 100% of good nonces')
@@ -253,8 +402,16 @@ describe('ACME failures against a real Pebble', function () {
 
       it('Pebble refuses the name by policy (its domain block list): the refusal and the name', async () => {
         const strict = await lab.startPebble('blocklist', {httpPort: ports.http, domainBlocklist: ['localhost']})
-        const result = await untouched(layout, () => hubctl(['cert', 'obtain', '--prefix', layout.prefix, ...lab.acmeFlags(strict)]))
-        failed(result, 5, new RegExp(`the ACME server https://127\\.0\\.0\\.1:${strict.listenPort} refused: .*forbidden by policy: "localhost"`))
+        const result = await untouched(layout, () =>
+          hubctl(['cert', 'obtain', '--prefix', layout.prefix, ...lab.acmeFlags(strict)]),
+        )
+        failed(
+          result,
+          5,
+          new RegExp(
+            `the ACME server https://127\\.0\\.0\\.1:${strict.listenPort} refused: .*forbidden by policy: "localhost"`,
+          ),
+        )
       })
     })
   })
@@ -279,10 +436,19 @@ describe('ACME failures against a real Pebble', function () {
     it('a domain that no longer resolves (its DNS record removed after init): named before the CA is asked to validate', async () => {
       // init refuses a name that does not resolve; here it stopped resolving later.
       const original = await fs.readFile(layout.settings, 'utf8')
-      await fs.writeFile(layout.settings, JSON.stringify({...JSON.parse(original), domains: ['hub-not-here.invalid']}, null, 2))
+      await fs.writeFile(
+        layout.settings,
+        JSON.stringify({...JSON.parse(original), domains: ['hub-not-here.invalid']}, null, 2),
+      )
       try {
-        const result = await untouched(layout, () => hubctl(['cert', 'obtain', '--prefix', layout.prefix, ...lab.acmeFlags(pebble)]))
-        failed(result, 5, /the ACME challenge at http:\/\/hub-not-here\.invalid:\d+\/\.well-known\/acme-challenge\/[A-Za-z0-9_-]+ cannot be fetched \((ENOTFOUND|EAI_AGAIN)\): hub-not-here\.invalid does not resolve to any address from this machine.*Fix: create the DNS A \(and AAAA\) record of hub-not-here\.invalid/)
+        const result = await untouched(layout, () =>
+          hubctl(['cert', 'obtain', '--prefix', layout.prefix, ...lab.acmeFlags(pebble)]),
+        )
+        failed(
+          result,
+          5,
+          /the ACME challenge at http:\/\/hub-not-here\.invalid:\d+\/\.well-known\/acme-challenge\/[A-Za-z0-9_-]+ cannot be fetched \((ENOTFOUND|EAI_AGAIN)\): hub-not-here\.invalid does not resolve to any address from this machine.*Fix: create the DNS A \(and AAAA\) record of hub-not-here\.invalid/,
+        )
       } finally {
         await fs.writeFile(layout.settings, original)
       }
@@ -290,25 +456,82 @@ describe('ACME failures against a real Pebble', function () {
 
     it('init --tls letsencrypt with the CA down: exit 5, and the self-signed hub stays exactly as it was', async () => {
       const before = await hubFiles()
-      const result = await hubctl(['init', ...flags, '--tls', 'letsencrypt', '--email', 'admin@example.org', '--acme-directory', `https://127.0.0.1:${notListening}/dir`, '--acme-ca-cert', lab.tls.ca])
-      failed(result, 5, new RegExp(`cannot reach the ACME server https://127\\.0\\.0\\.1:${notListening} \\(ECONNREFUSED\\)`))
+      const result = await hubctl([
+        'init',
+        ...flags,
+        '--tls',
+        'letsencrypt',
+        '--email',
+        'admin@example.org',
+        '--acme-directory',
+        `https://127.0.0.1:${notListening}/dir`,
+        '--acme-ca-cert',
+        lab.tls.ca,
+      ])
+      failed(
+        result,
+        5,
+        new RegExp(`cannot reach the ACME server https://127\\.0\\.0\\.1:${notListening} \\(ECONNREFUSED\\)`),
+      )
       expect(await hubFiles()).to.deep.equal(before)
       expect(JSON.parse(await fs.readFile(layout.settings, 'utf8')).tls).to.deep.equal({mode: 'self-signed'})
       ok(await hubctl(['secrets', 'check', '--prefix', layout.prefix]))
     })
 
     describe('a malformed --acme-directory', () => {
-      const cases: Array<{what: string; url: () => string; exitCode: number; message: () => RegExp; caCert?: boolean}> = [
-        {what: 'not a URL', url: () => 'acme.example.org/directory', exitCode: 2, message: () => /--acme-directory "acme\.example\.org\/directory" is not a URL\. Fix: give the directory URL/},
-        {what: 'empty', url: () => '', exitCode: 2, message: () => /--acme-directory "" is not a URL/},
-        {what: 'not http(s)', url: () => 'ftp://acme.example.org/directory', exitCode: 2, message: () => /--acme-directory ftp:\/\/acme\.example\.org\/directory is not an https URL/},
-        {what: 'with spaces', url: () => 'https://acme example.org/dir', exitCode: 2, message: () => /is not a URL/},
-        {what: 'a page of the CA that is not its directory (HTTP 404)', url: () => `https://127.0.0.1:${pebble.listenPort}/not-the-directory`, exitCode: 5, message: () => new RegExp(`https://127\\.0\\.0\\.1:${pebble.listenPort}/not-the-directory is not an ACME directory \\(HTTP 404\\)\\. Fix: check --acme-directory`)},
-        {what: 'http:// to the CA\'s https port', url: () => `http://127.0.0.1:${pebble.listenPort}/dir`, exitCode: 5, message: () => /is not an ACME directory \(HTTP 400\)/},
-        {what: 'a host that does not resolve', url: () => 'https://acme.invalid/directory', exitCode: 5, message: () => /cannot reach the ACME server https:\/\/acme\.invalid \((ENOTFOUND|EAI_AGAIN)\)/},
-        {what: 'nothing listening', url: () => `https://127.0.0.1:${notListening}/dir`, exitCode: 5, message: () => /cannot reach the ACME server .*\(ECONNREFUSED\)/},
-        {what: 'a CA whose HTTPS certificate is not trusted (no --acme-ca-cert)', url: () => pebble.directory, caCert: false, exitCode: 5, message: () => /presented an HTTPS certificate hubctl does not trust \((UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_GET_ISSUER_CERT_LOCALLY)\)\. Fix: for a private or test CA give --acme-ca-cert/},
-      ]
+      const cases: Array<{what: string; url: () => string; exitCode: number; message: () => RegExp; caCert?: boolean}> =
+        [
+          {
+            what: 'not a URL',
+            url: () => 'acme.example.org/directory',
+            exitCode: 2,
+            message: () =>
+              /--acme-directory "acme\.example\.org\/directory" is not a URL\. Fix: give the directory URL/,
+          },
+          {what: 'empty', url: () => '', exitCode: 2, message: () => /--acme-directory "" is not a URL/},
+          {
+            what: 'not http(s)',
+            url: () => 'ftp://acme.example.org/directory',
+            exitCode: 2,
+            message: () => /--acme-directory ftp:\/\/acme\.example\.org\/directory is not an https URL/,
+          },
+          {what: 'with spaces', url: () => 'https://acme example.org/dir', exitCode: 2, message: () => /is not a URL/},
+          {
+            what: 'a page of the CA that is not its directory (HTTP 404)',
+            url: () => `https://127.0.0.1:${pebble.listenPort}/not-the-directory`,
+            exitCode: 5,
+            message: () =>
+              new RegExp(
+                `https://127\\.0\\.0\\.1:${pebble.listenPort}/not-the-directory is not an ACME directory \\(HTTP 404\\)\\. Fix: check --acme-directory`,
+              ),
+          },
+          {
+            what: "http:// to the CA's https port",
+            url: () => `http://127.0.0.1:${pebble.listenPort}/dir`,
+            exitCode: 5,
+            message: () => /is not an ACME directory \(HTTP 400\)/,
+          },
+          {
+            what: 'a host that does not resolve',
+            url: () => 'https://acme.invalid/directory',
+            exitCode: 5,
+            message: () => /cannot reach the ACME server https:\/\/acme\.invalid \((ENOTFOUND|EAI_AGAIN)\)/,
+          },
+          {
+            what: 'nothing listening',
+            url: () => `https://127.0.0.1:${notListening}/dir`,
+            exitCode: 5,
+            message: () => /cannot reach the ACME server .*\(ECONNREFUSED\)/,
+          },
+          {
+            what: 'a CA whose HTTPS certificate is not trusted (no --acme-ca-cert)',
+            url: () => pebble.directory,
+            caCert: false,
+            exitCode: 5,
+            message: () =>
+              /presented an HTTPS certificate hubctl does not trust \((UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_GET_ISSUER_CERT_LOCALLY)\)\. Fix: for a private or test CA give --acme-ca-cert/,
+          },
+        ]
 
       for (const c of cases) {
         it(`${c.what}: cert obtain and init refuse it (exit ${c.exitCode}), nothing changes`, async () => {
@@ -317,7 +540,17 @@ describe('ACME failures against a real Pebble', function () {
           const obtain = await hubctl(['cert', 'obtain', '--prefix', layout.prefix, '--acme-directory', c.url(), ...ca])
           failed(obtain, c.exitCode, c.message())
           expect(await hubFiles()).to.deep.equal(before)
-          const init = await hubctl(['init', ...flags, '--tls', 'letsencrypt', '--email', 'admin@example.org', '--acme-directory', c.url(), ...ca])
+          const init = await hubctl([
+            'init',
+            ...flags,
+            '--tls',
+            'letsencrypt',
+            '--email',
+            'admin@example.org',
+            '--acme-directory',
+            c.url(),
+            ...ca,
+          ])
           failed(init, c.exitCode, c.message())
           expect(await hubFiles()).to.deep.equal(before)
         })
@@ -325,7 +558,16 @@ describe('ACME failures against a real Pebble', function () {
 
       it('init on a new prefix with a malformed --acme-directory writes nothing at all', async () => {
         const {layout: fresh, flags: freshFlags} = await newHub('hubctl-acme-bad-url-new', [])
-        const result = await hubctl(['init', ...freshFlags, '--tls', 'letsencrypt', '--email', 'admin@example.org', '--acme-directory', 'not a url'])
+        const result = await hubctl([
+          'init',
+          ...freshFlags,
+          '--tls',
+          'letsencrypt',
+          '--email',
+          'admin@example.org',
+          '--acme-directory',
+          'not a url',
+        ])
         failed(result, 2, /--acme-directory "not a url" is not a URL/)
         expect(await fs.readdir(fresh.prefix)).to.deep.equal([])
       })
@@ -341,8 +583,22 @@ describe('ACME failures against a real Pebble', function () {
       let flags: string[]
       ;({layout, ports, flags} = await newHub('hubctl-acme-kill', []))
       // Pebble waits up to 2 s before validating: a renewal lasts long enough to be killed anywhere in it.
-      const pebble = await lab.startPebble('slow', {httpPort: ports.http, env: {PEBBLE_VA_NOSLEEP: '0', PEBBLE_VA_SLEEPTIME: '2'}})
-      ok(await hubctl(['init', ...flags, '--tls', 'letsencrypt', '--email', 'admin@example.org', ...lab.acmeFlags(pebble), '--json']))
+      const pebble = await lab.startPebble('slow', {
+        httpPort: ports.http,
+        env: {PEBBLE_VA_NOSLEEP: '0', PEBBLE_VA_SLEEPTIME: '2'},
+      })
+      ok(
+        await hubctl([
+          'init',
+          ...flags,
+          '--tls',
+          'letsencrypt',
+          '--email',
+          'admin@example.org',
+          ...lab.acmeFlags(pebble),
+          '--json',
+        ]),
+      )
       children.push(await startNginx(layout))
     })
 
@@ -351,14 +607,23 @@ describe('ACME failures against a real Pebble', function () {
       const outcomes: string[] = []
       for (let i = 0; i < ITERATIONS; i++) {
         const delay = Math.floor(Math.random() * 3000)
-        const child = spawn(process.execPath, [BIN, 'cert', 'renew', '--prefix', layout.prefix, '--force', '--no-random-sleep'], {stdio: 'ignore'})
-        const exited = new Promise<[number | null, string | null]>((resolve) => child.once('exit', (code, signal) => resolve([code, signal])))
+        const child = spawn(
+          process.execPath,
+          [BIN, 'cert', 'renew', '--prefix', layout.prefix, '--force', '--no-random-sleep'],
+          {stdio: 'ignore'},
+        )
+        const exited = new Promise<[number | null, string | null]>((resolve) =>
+          child.once('exit', (code, signal) => resolve([code, signal])),
+        )
         await new Promise((resolve) => setTimeout(resolve, delay))
         child.kill('SIGKILL') // a no-op when the renewal had already finished
         const [code, signal] = await exited
         outcomes.push(`${delay} ms: ${signal ?? `exit ${code}`}`)
         expect(code === 0 || signal === 'SIGKILL', `iteration ${i}: exit ${code} ${signal}`).to.equal(true)
-        expect(await pairMatches(layout), `iteration ${i} (killed after ${delay} ms): fullchain and privkey match`).to.equal(true)
+        expect(
+          await pairMatches(layout),
+          `iteration ${i} (killed after ${delay} ms): fullchain and privkey match`,
+        ).to.equal(true)
         const check = await hubctl(['secrets', 'check', '--prefix', layout.prefix])
         expect(check.exitCode, `iteration ${i}: ${check.stdout}${check.stderr}`).to.equal(0)
       }

@@ -34,7 +34,27 @@ describe('ACME settings kept for the renewals (Pebble)', function () {
 
   const settings = async () => JSON.parse(await fs.readFile(layout.settings, 'utf8'))
   const leaf = async () => new X509Certificate(await fs.readFile(layout.fullchain, 'utf8'))
-  const init = (extra: string[]) => hubctl(['init', '--prefix', layout.prefix, '--yes', '--domain', 'localhost', '--admin', 'alice', '--tls', 'letsencrypt', '--dhparam', 'ffdhe2048', '--jupyterhub', DEBIAN_JUPYTERHUB, '--no-systemd', '--json', ...portArgs, ...extra])
+  const init = (extra: string[]) =>
+    hubctl([
+      'init',
+      '--prefix',
+      layout.prefix,
+      '--yes',
+      '--domain',
+      'localhost',
+      '--admin',
+      'alice',
+      '--tls',
+      'letsencrypt',
+      '--dhparam',
+      'ffdhe2048',
+      '--jupyterhub',
+      DEBIAN_JUPYTERHUB,
+      '--no-systemd',
+      '--json',
+      ...portArgs,
+      ...extra,
+    ])
 
   /**
    * The contact the CA holds for hubctl's ACME account, asked with the account key as any ACME
@@ -46,7 +66,10 @@ describe('ACME settings kept for the renewals (Pebble)', function () {
     const agent = defaults.httpsAgent
     defaults.httpsAgent = new https.Agent({ca: await fs.readFile(lab.tls.ca, 'utf8')})
     try {
-      const client = new acme.Client({directoryUrl: pebble.directory, accountKey: await fs.readFile(layout.acmeAccountKey, 'utf8')})
+      const client = new acme.Client({
+        directoryUrl: pebble.directory,
+        accountKey: await fs.readFile(layout.acmeAccountKey, 'utf8'),
+      })
       const account = await client.createAccount({onlyReturnExisting: true})
       return (account.contact ?? []).map(String)
     } finally {
@@ -76,10 +99,29 @@ describe('ACME settings kept for the renewals (Pebble)', function () {
 
   it('init again with other ACME flags keeps the valid certificate and keeps the flags; the next renewal uses them', async () => {
     const serial = (await leaf()).serialNumber
-    const result = await init([...lab.acmeFlags(second), '--email', 'first@example.org', '--key-type', 'rsa2048', '--eab-kid', 'kid-kept', '--deploy-hook', hook()])
+    const result = await init([
+      ...lab.acmeFlags(second),
+      '--email',
+      'first@example.org',
+      '--key-type',
+      'rsa2048',
+      '--eab-kid',
+      'kid-kept',
+      '--deploy-hook',
+      hook(),
+    ])
     ok(result)
     expect(json(result).certificate).to.include({reused: true, serial})
-    expect((await settings()).tls).to.deep.equal({mode: 'letsencrypt', acme: {directory: second.directory, caCert: lab.tls.ca, keyType: 'rsa2048', eabKid: 'kid-kept', deployHooks: [hook()]}})
+    expect((await settings()).tls).to.deep.equal({
+      mode: 'letsencrypt',
+      acme: {
+        directory: second.directory,
+        caCert: lab.tls.ca,
+        keyType: 'rsa2048',
+        eabKid: 'kid-kept',
+        deployHooks: [hook()],
+      },
+    })
     // A renewal with no flag at all goes to the second CA, with an RSA key, and runs the hook.
     const renewed = await hubctl(['cert', 'renew', '--prefix', layout.prefix, '--force', '--no-random-sleep', '--json'])
     ok(renewed)
@@ -93,14 +135,16 @@ describe('ACME settings kept for the renewals (Pebble)', function () {
     expect((await fs.readFile(marker(), 'utf8')).trim().split('\n')).to.deep.equal(['localhost'])
   })
 
-  it('init with a changed --email, keeping the certificate, makes it the ACME account\'s contact', async () => {
+  it("init with a changed --email, keeping the certificate, makes it the ACME account's contact", async () => {
     expect(await accountContact(second)).to.deep.equal(['mailto:first@example.org'])
     const before = await fs.readFile(layout.fullchain, 'utf8')
     const result = await init([...lab.acmeFlags(second), '--email', 'second@example.org'])
     ok(result)
     const out = json(result)
     expect(out.certificate.reused).to.equal(true)
-    expect(out.certificate.accountContact).to.equal('the ACME account\'s contact is now mailto:second@example.org (was mailto:first@example.org)')
+    expect(out.certificate.accountContact).to.equal(
+      "the ACME account's contact is now mailto:second@example.org (was mailto:first@example.org)",
+    )
     expect(out.warnings.join('\n')).not.to.match(/contact/)
     expect(await accountContact(second)).to.deep.equal(['mailto:second@example.org'])
     expect(await fs.readFile(layout.fullchain, 'utf8')).to.equal(before)
@@ -119,7 +163,9 @@ describe('ACME settings kept for the renewals (Pebble)', function () {
     ok(result)
     const out = json(result)
     expect(out.action).to.equal('obtained')
-    expect(out.notes).to.include('the ACME account\'s contact is now mailto:third@example.org (was mailto:second@example.org)')
+    expect(out.notes).to.include(
+      "the ACME account's contact is now mailto:third@example.org (was mailto:second@example.org)",
+    )
     expect(out.hooks).to.have.length(1)
     expect(out.hooks[0]).to.include({command: hook(), ok: true})
     expect(await accountContact(second)).to.deep.equal(['mailto:third@example.org'])
@@ -130,10 +176,19 @@ describe('ACME settings kept for the renewals (Pebble)', function () {
     expect(bad.stderr).to.match(/--email "not-an-address" is not an e-mail address/)
   })
 
-  it('cert obtain --http-port (a CA that reaches another port than the hub\'s) is kept: a renewal without it answers there', async () => {
+  it("cert obtain --http-port (a CA that reaches another port than the hub's) is kept: a renewal without it answers there", async () => {
     const challengePort = await freePort()
     const third = await lab.startPebble('third', {httpPort: challengePort})
-    const result = await hubctl(['cert', 'obtain', '--prefix', layout.prefix, ...lab.acmeFlags(third), '--http-port', String(challengePort), '--json'])
+    const result = await hubctl([
+      'cert',
+      'obtain',
+      '--prefix',
+      layout.prefix,
+      ...lab.acmeFlags(third),
+      '--http-port',
+      String(challengePort),
+      '--json',
+    ])
     ok(result)
     expect(json(result).responder).to.equal('hubctl')
     expect((await settings()).tls.acme).to.include({directory: third.directory, httpPort: challengePort})
@@ -142,7 +197,18 @@ describe('ACME settings kept for the renewals (Pebble)', function () {
     expect(json(renewed)).to.include({action: 'renewed', responder: 'hubctl'})
     expect((await leaf()).issuer).to.equal((await lab.intermediate(third)).subject)
     // The hub's own port again: nothing special to keep any more.
-    ok(await hubctl(['cert', 'obtain', '--prefix', layout.prefix, ...lab.acmeFlags(second), '--http-port', String(hubHttpPort), '--json']))
+    ok(
+      await hubctl([
+        'cert',
+        'obtain',
+        '--prefix',
+        layout.prefix,
+        ...lab.acmeFlags(second),
+        '--http-port',
+        String(hubHttpPort),
+        '--json',
+      ]),
+    )
     expect((await settings()).tls.acme).not.to.have.property('httpPort')
   })
 

@@ -37,7 +37,8 @@ function quickStartCommand(): string {
 /** The README's command for a server with a domain: `./bin/run.js init --domain …` (before `&& systemctl start jupyterhub`). */
 function domainCommand(): string {
   const match = /`(\.\/bin\/run\.js init --domain [^`]*?) && systemctl start jupyterhub`/.exec(README)
-  if (!match) throw new Error('README.md has no domain command `./bin/run.js init --domain … && systemctl start jupyterhub`')
+  if (!match)
+    throw new Error('README.md has no domain command `./bin/run.js init --domain … && systemctl start jupyterhub`')
   return match[1]
 }
 
@@ -52,13 +53,28 @@ async function movedInternalPorts(): Promise<string[]> {
   return flags
 }
 
-async function sh(command: string, options: {cwd: string; env?: Record<string, string>}): Promise<{exitCode: number; stdout: string; stderr: string}> {
-  const result = await execa('sh', ['-c', command], {cwd: options.cwd, env: options.env, reject: false, stdin: 'ignore', timeout: 1_200_000})
+async function sh(
+  command: string,
+  options: {cwd: string; env?: Record<string, string>},
+): Promise<{exitCode: number; stdout: string; stderr: string}> {
+  const result = await execa('sh', ['-c', command], {
+    cwd: options.cwd,
+    env: options.env,
+    reject: false,
+    stdin: 'ignore',
+    timeout: 1_200_000,
+  })
   return {exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr)}
 }
 
 /** What a person does once logged in, as admin: a cell, the admin page, a token, Stop, log out. */
-async function personSession(page: Page, origin: string, user: string, password: string, ui: 'lab' | 'tree'): Promise<void> {
+async function personSession(
+  page: Page,
+  origin: string,
+  user: string,
+  password: string,
+  ui: 'lab' | 'tree',
+): Promise<void> {
   await logIn(page, origin, user, password)
   await waitForServerPage(page, user, ui)
   const output = ui === 'lab' ? await runCellInLab(page, 'print(6*7)') : await runCellInClassic(page, 'print(6*7)')
@@ -109,18 +125,30 @@ describe('a person in Chromium on the README quick start (local mode, https://lo
     homeBefore = new Set(await fs.readdir(home).catch(() => []))
     workspacesBefore = new Set(await fs.readdir(workspaces).catch(() => []))
     // A hub of the developer's own in hubctl-local is kept aside, and put back after.
-    if (await fs.stat(local).then(() => true, () => false)) await fs.rename(local, aside)
+    if (
+      await fs.stat(local).then(
+        () => true,
+        () => false,
+      )
+    )
+      await fs.rename(local, aside)
     const moved = await movedInternalPorts()
-    const command = quickStartCommand().replace('./bin/run.js init --local', `./bin/run.js init --local${moved.length > 0 ? ` ${moved.join(' ')}` : ''}`)
+    const command = quickStartCommand().replace(
+      './bin/run.js init --local',
+      `./bin/run.js init --local${moved.length > 0 ? ` ${moved.join(' ')}` : ''}`,
+    )
     const result = await sh(command, {cwd: ROOT})
     expect(result.exitCode, `${command}\n${result.stdout}\n${result.stderr}`).to.equal(0)
     password = /with the password ([0-9a-f]+)/.exec(result.stdout)?.[1] ?? ''
     expect(password, result.stdout).to.match(/^[0-9a-f]{32}$/)
-    expect(result.stdout).to.match(/JupyterHub \d+\.\d+\.\d+ and JupyterLab \d+\.\d+\.\d+: .*hubctl-local\/opt\/jupyterhub\/envs\//)
+    expect(result.stdout).to.match(
+      /JupyterHub \d+\.\d+\.\d+ and JupyterLab \d+\.\d+\.\d+: .*hubctl-local\/opt\/jupyterhub\/envs\//,
+    )
   })
 
   afterEach(async function () {
-    if (this.currentTest?.state === 'failed' && session) console.log(`kept: ${(await session.keep(this.currentTest.fullTitle())).join(', ')}`)
+    if (this.currentTest?.state === 'failed' && session)
+      console.log(`kept: ${(await session.keep(this.currentTest.fullTitle())).join(', ')}`)
     await session?.close()
     session = undefined
   })
@@ -128,9 +156,17 @@ describe('a person in Chromium on the README quick start (local mode, https://lo
   after(async function () {
     await execa(process.execPath, [BIN, 'stop', '--local'], {cwd: ROOT, reject: false})
     await fs.rm(local, {recursive: true, force: true})
-    for (const name of await fs.readdir(home).catch(() => [])) if (!homeBefore.has(name) && /^Untitled.*\.ipynb$/.test(name)) await fs.rm(path.join(home, name), {force: true})
-    for (const name of await fs.readdir(workspaces).catch(() => [])) if (!workspacesBefore.has(name)) await fs.rm(path.join(workspaces, name), {force: true})
-    if (await fs.stat(aside).then(() => true, () => false)) await fs.rename(aside, local)
+    for (const name of await fs.readdir(home).catch(() => []))
+      if (!homeBefore.has(name) && /^Untitled.*\.ipynb$/.test(name)) await fs.rm(path.join(home, name), {force: true})
+    for (const name of await fs.readdir(workspaces).catch(() => []))
+      if (!workspacesBefore.has(name)) await fs.rm(path.join(workspaces, name), {force: true})
+    if (
+      await fs.stat(aside).then(
+        () => true,
+        () => false,
+      )
+    )
+      await fs.rename(aside, local)
   })
 
   it('logs in, gets JupyterLab, runs print(6*7) and sees 42, lists users as admin, requests a token, stops the server, logs out', async () => {
@@ -139,23 +175,43 @@ describe('a person in Chromium on the README quick start (local mode, https://lo
     expect(await runningServers(['--prefix', local])).to.deep.equal([])
   })
 
-  it('doctor follows the browser\'s path (Host with its port, websocket 101), and fails when nginx drops the port', async () => {
+  it("doctor follows the browser's path (Host with its port, websocket 101), and fails when nginx drops the port", async () => {
     const layout = new Layout(local)
     const good = await execa(process.execPath, [BIN, 'doctor', '--local', '--json'], {cwd: ROOT, reject: false})
     const checks = (JSON.parse(good.stdout) as {checks: Array<{check: string; status: string; message: string}>}).checks
-    expect(checks.find((c) => c.check === 'browser path'), good.stdout).to.include({status: 'pass'})
-    expect(checks.find((c) => c.check === 'user interface'), good.stdout).to.include({status: 'pass', message: 'JupyterLab at /lab'})
+    expect(
+      checks.find((c) => c.check === 'browser path'),
+      good.stdout,
+    ).to.include({status: 'pass'})
+    expect(
+      checks.find((c) => c.check === 'user interface'),
+      good.stdout,
+    ).to.include({status: 'pass', message: 'JupyterLab at /lab'})
     expect(good.exitCode, good.stdout).to.equal(0)
 
     // The site as it was before: `proxy_set_header Host $host;` drops the port.
     const site = await fs.readFile(layout.nginxSite, 'utf8')
-    await fs.writeFile(layout.nginxSite, site.replace('proxy_set_header Host $hubctl_host;', 'proxy_set_header Host $host;'))
-    const reload = async () => expect((await execa('nginx', ['-p', `${local}/`, '-c', layout.nginxMainConf, '-e', layout.nginxErrorLog, '-s', 'reload'], {reject: false})).exitCode).to.equal(0)
+    await fs.writeFile(
+      layout.nginxSite,
+      site.replace('proxy_set_header Host $hubctl_host;', 'proxy_set_header Host $host;'),
+    )
+    const reload = async () =>
+      expect(
+        (
+          await execa(
+            'nginx',
+            ['-p', `${local}/`, '-c', layout.nginxMainConf, '-e', layout.nginxErrorLog, '-s', 'reload'],
+            {reject: false},
+          )
+        ).exitCode,
+      ).to.equal(0)
     try {
       await reload()
       const broken = await execa(process.execPath, [BIN, 'doctor', '--local', '--json'], {cwd: ROOT, reject: false})
       expect(broken.exitCode, broken.stdout).to.equal(1)
-      const check = (JSON.parse(broken.stdout) as {checks: Array<{check: string; status: string; message: string; fix?: string}>}).checks.find((c) => c.check === 'browser path')
+      const check = (
+        JSON.parse(broken.stdout) as {checks: Array<{check: string; status: string; message: string; fix?: string}>}
+      ).checks.find((c) => c.check === 'browser path')
       expect(check?.status, broken.stdout).to.equal('fail')
       expect(check?.message).to.include('nginx forwards Host "localhost" for a browser at https://localhost:8443')
       expect(check?.fix).to.include('hubctl init')
@@ -166,7 +222,7 @@ describe('a person in Chromium on the README quick start (local mode, https://lo
   })
 })
 
-describe('a person in Chromium on Debian\'s JupyterHub 3.0 (classic notebook at /tree)', function () {
+describe("a person in Chromium on Debian's JupyterHub 3.0 (classic notebook at /tree)", function () {
   this.timeout(900_000)
   let prefix = ''
   let session: BrowserSession | undefined
@@ -180,15 +236,28 @@ describe('a person in Chromium on Debian\'s JupyterHub 3.0 (classic notebook at 
   after(async () => {
     await session?.close()
     if (prefix) await hubctl(['stop', '--prefix', prefix])
-    for (const name of await fs.readdir('/tmp/admin').catch(() => [])) if (!homeBefore.has(name) && /^Untitled.*\.ipynb$/.test(name)) await fs.rm(path.join('/tmp/admin', name), {force: true})
+    for (const name of await fs.readdir('/tmp/admin').catch(() => []))
+      if (!homeBefore.has(name) && /^Untitled.*\.ipynb$/.test(name))
+        await fs.rm(path.join('/tmp/admin', name), {force: true})
   })
 
   it('init warns of CVE-2024-28233 and sends users to /tree; a person runs a cell there; doctor warns too', async function () {
     prefix = await tempPrefix('hubctl-browser3')
     const {flags, ports} = await portFlags()
-    const init = await hubctl(['init', '--local', '--yes', '--prefix', prefix, '--jupyterhub', DEBIAN_JUPYTERHUB, ...flags])
+    const init = await hubctl([
+      'init',
+      '--local',
+      '--yes',
+      '--prefix',
+      prefix,
+      '--jupyterhub',
+      DEBIAN_JUPYTERHUB,
+      ...flags,
+    ])
     expect(init.exitCode, init.stderr).to.equal(0)
-    expect(init.stderr).to.match(/warning: JupyterHub 3\.0\.\d+ .* is affected by CVE-2024-28233 .*fixed in JupyterHub 4\.1\.0/)
+    expect(init.stderr).to.match(
+      /warning: JupyterHub 3\.0\.\d+ .* is affected by CVE-2024-28233 .*fixed in JupyterHub 4\.1\.0/,
+    )
     expect(await fs.readFile(new Layout(prefix).hubConfig, 'utf8')).to.include('c.Spawner.default_url = "/tree"')
     const password = /with the password ([0-9a-f]+)/.exec(init.stdout)?.[1] ?? ''
     const start = await hubctl(['start', '--prefix', prefix, '--detach'])
@@ -201,14 +270,24 @@ describe('a person in Chromium on Debian\'s JupyterHub 3.0 (classic notebook at 
       throw error
     }
     const doctor = await hubctl(['doctor', '--prefix', prefix, '--json'])
-    const checks = (JSON.parse(doctor.stdout) as {checks: Array<{check: string; status: string; message: string}>}).checks
-    expect(checks.find((c) => c.check === 'jupyterhub security'), doctor.stdout).to.include({status: 'warn'})
-    expect(checks.find((c) => c.check === 'user interface'), doctor.stdout).to.include({status: 'pass'})
-    expect(checks.find((c) => c.check === 'browser path'), doctor.stdout).to.include({status: 'pass'})
+    const checks = (JSON.parse(doctor.stdout) as {checks: Array<{check: string; status: string; message: string}>})
+      .checks
+    expect(
+      checks.find((c) => c.check === 'jupyterhub security'),
+      doctor.stdout,
+    ).to.include({status: 'warn'})
+    expect(
+      checks.find((c) => c.check === 'user interface'),
+      doctor.stdout,
+    ).to.include({status: 'pass'})
+    expect(
+      checks.find((c) => c.check === 'browser path'),
+      doctor.stdout,
+    ).to.include({status: 'pass'})
   })
 })
 
-describe('a person in Chromium on the README domain install: ports 80 and 443, Let\'s Encrypt (Pebble), PAM', function () {
+describe("a person in Chromium on the README domain install: ports 80 and 443, Let's Encrypt (Pebble), PAM", function () {
   this.timeout(1_500_000)
   const domain = 'hub.example.org'
   const user = 'alice'
@@ -222,7 +301,10 @@ describe('a person in Chromium on the README domain install: ports 80 and 443, L
 
   before(async function () {
     for (const port of [80, 443]) {
-      expect(await portInUse(port), `port ${port} is taken on this machine (a system nginx? stop it: nginx -s quit); the README's command needs it`).to.equal(false)
+      expect(
+        await portInUse(port),
+        `port ${port} is taken on this machine (a system nginx? stop it: nginx -s quit); the README's command needs it`,
+      ).to.equal(false)
     }
     // The name resolves to this machine, as a real domain's A record would.
     hostsBefore = await fs.readFile('/etc/hosts', 'utf8')
@@ -231,13 +313,19 @@ describe('a person in Chromium on the README domain install: ports 80 and 443, L
     // home) is made anew, so that her JupyterLab starts from nothing, as a new user's does.
     if ((await execa('id', ['-u', user], {reject: false})).exitCode === 0) {
       const home = (await execa('getent', ['passwd', user])).stdout.split(':')[5]
-      expect(await fs.stat(path.join(home, '.hubctl-test-user')).then(() => true, () => false), `a user ${user} exists on this machine and was not made by this test: the README's command needs its own`).to.equal(true)
+      expect(
+        await fs.stat(path.join(home, '.hubctl-test-user')).then(
+          () => true,
+          () => false,
+        ),
+        `a user ${user} exists on this machine and was not made by this test: the README's command needs its own`,
+      ).to.equal(true)
       await execa('userdel', ['-r', user], {reject: false})
     }
     const made = await execa('useradd', ['-m', '-s', '/bin/bash', user], {reject: false})
     expect(made.exitCode, made.stderr).to.equal(0)
     const home = (await execa('getent', ['passwd', user])).stdout.split(':')[5]
-    await fs.writeFile(path.join(home, '.hubctl-test-user'), 'made by hubctl\'s browser test\n')
+    await fs.writeFile(path.join(home, '.hubctl-test-user'), "made by hubctl's browser test\n")
     await execa('chpasswd', {input: `${user}:${password}`})
     prefix = await tempPrefix('hubctl-domain')
     // alice's server runs as alice from the environment under the prefix: the path must be hers to traverse.
@@ -259,9 +347,13 @@ describe('a person in Chromium on the README domain install: ports 80 and 443, L
   it('runs the README command as written, then alice logs in with her Unix password and runs a cell', async function () {
     const moved = await movedInternalPorts()
     const command = domainCommand() + (moved.length > 0 ? ` ${moved.join(' ')}` : '')
-    const init = await sh(command, {cwd: ROOT, env: {...process.env as Record<string, string>, ...env}})
+    const init = await sh(command, {cwd: ROOT, env: {...(process.env as Record<string, string>), ...env}})
     expect(init.exitCode, `${command}\n${init.stdout}\n${init.stderr}`).to.equal(0)
-    const settings = JSON.parse(await fs.readFile(new Layout(prefix).settings, 'utf8')) as {ports: {http: number; https: number}; authenticator: string; tls: {mode: string}}
+    const settings = JSON.parse(await fs.readFile(new Layout(prefix).settings, 'utf8')) as {
+      ports: {http: number; https: number}
+      authenticator: string
+      tls: {mode: string}
+    }
     expect(settings).to.deep.include({authenticator: 'pam', tls: settings.tls})
     expect(settings.ports).to.include({http: 80, https: 443})
     expect(settings.tls.mode).to.equal('letsencrypt')
@@ -271,10 +363,12 @@ describe('a person in Chromium on the README domain install: ports 80 and 443, L
 
     // Port 80 sends a browser to https://hub.example.org/ (no port in the URL on 443).
     const redirect = await new Promise<{status: number; location?: string}>((resolve, reject) => {
-      http.get({host: '127.0.0.1', port: 80, path: '/hub/', headers: {Host: domain}}, (response) => {
-        response.resume()
-        resolve({status: response.statusCode ?? 0, location: response.headers.location})
-      }).on('error', reject)
+      http
+        .get({host: '127.0.0.1', port: 80, path: '/hub/', headers: {Host: domain}}, (response) => {
+          response.resume()
+          resolve({status: response.statusCode ?? 0, location: response.headers.location})
+        })
+        .on('error', reject)
     })
     expect(redirect).to.deep.equal({status: 301, location: `https://${domain}/hub/`})
 

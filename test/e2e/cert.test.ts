@@ -5,8 +5,25 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 
 import {Layout} from '../../src/lib/config/layout.js'
-import {DEBIAN_JUPYTERHUB, CliResult, hubctl, modeOf, portFlags, snapshot, tempPrefix, jsonOf} from '../helpers/cli.js'
-import {Pebble, PebbleLab, liveFiles, liveSerial, servedSerial, startNginx as startNginxProcess} from '../helpers/pebble.js'
+import {
+  CliResult,
+  CommandJson,
+  DEBIAN_JUPYTERHUB,
+  hubctl,
+  jsonOf,
+  modeOf,
+  portFlags,
+  snapshot,
+  tempPrefix,
+} from '../helpers/cli.js'
+import {
+  Pebble,
+  PebbleLab,
+  liveFiles,
+  liveSerial,
+  servedSerial,
+  startNginx as startNginxProcess,
+} from '../helpers/pebble.js'
 import {stopProcess, waitUntil} from '../helpers/processes.js'
 
 /**
@@ -51,14 +68,43 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
   const acmeFlags = (pebble: Pebble) => lab.acmeFlags(pebble)
 
   /** A Pebble whose http-01 port is the hub's --http-port, and `hubctl init --tls letsencrypt` against it. */
-  async function initHub(label: string, validitySeconds: number): Promise<{layout: Layout; ports: Awaited<ReturnType<typeof portFlags>>['ports']; pebble: Pebble; init: Record<string, any>}> {
+  async function initHub(
+    label: string,
+    validitySeconds: number,
+  ): Promise<{
+    layout: Layout
+    ports: Awaited<ReturnType<typeof portFlags>>['ports']
+    pebble: Pebble
+    init: CommandJson
+  }> {
     const layout = new Layout(await tempPrefix(label))
     cleanup.push(layout.prefix)
     // nginx's workers run as nobody: they must reach the webroot, as under / (mkdtemp makes 0700).
     await fs.chmod(layout.prefix, 0o755)
     const allocated = await portFlags()
     const pebble = await lab.startPebble(label, {httpPort: allocated.ports.http, validitySeconds})
-    const result = await hubctl(['init', '--prefix', layout.prefix, '--yes', '--domain', 'localhost', '--email', 'admin@example.org', '--admin', 'alice', '--tls', 'letsencrypt', ...acmeFlags(pebble), '--dhparam', 'ffdhe2048', '--jupyterhub', DEBIAN_JUPYTERHUB, '--no-systemd', '--json', ...allocated.flags])
+    const result = await hubctl([
+      'init',
+      '--prefix',
+      layout.prefix,
+      '--yes',
+      '--domain',
+      'localhost',
+      '--email',
+      'admin@example.org',
+      '--admin',
+      'alice',
+      '--tls',
+      'letsencrypt',
+      ...acmeFlags(pebble),
+      '--dhparam',
+      'ffdhe2048',
+      '--jupyterhub',
+      DEBIAN_JUPYTERHUB,
+      '--no-systemd',
+      '--json',
+      ...allocated.flags,
+    ])
     ok(result)
     return {layout, ports: allocated.ports, pebble, init: json(result)}
   }
@@ -67,7 +113,7 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
     let layout: Layout
     let ports: Awaited<ReturnType<typeof portFlags>>['ports']
     let pebble: Pebble
-    let init: Record<string, any>
+    let init: CommandJson
     let nginx: ChildProcess | undefined
     let accountKey: string
 
@@ -79,7 +125,7 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
       await stopProcess(nginx)
     })
 
-    it('init --tls letsencrypt gets a Pebble certificate through hubctl\'s own listener; key and issuer match', async () => {
+    it("init --tls letsencrypt gets a Pebble certificate through hubctl's own listener; key and issuer match", async () => {
       expect(init.certificate.mode).to.equal('letsencrypt')
       expect(init.certificate.reused).to.equal(false)
       const chain = await fs.readFile(layout.fullchain, 'utf8')
@@ -93,21 +139,31 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
       expect(leaf.checkPrivateKey(key)).to.equal(true)
       expect(key.asymmetricKeyType).to.equal('ec')
       expect(key.asymmetricKeyDetails?.namedCurve).to.equal('prime256v1')
-      for (const file of [layout.fullchain, layout.privkey, layout.acmeAccountKey]) expect(await modeOf(file), file).to.equal(0o600)
+      for (const file of [layout.fullchain, layout.privkey, layout.acmeAccountKey])
+        expect(await modeOf(file), file).to.equal(0o600)
       expect(await modeOf(layout.sslDir)).to.equal(0o700)
       // The account key is its own key, never the certificate's.
       accountKey = await fs.readFile(layout.acmeAccountKey, 'utf8')
       const account = createPrivateKey(accountKey)
       expect(leaf.checkPrivateKey(account)).to.equal(false)
       const settings = JSON.parse(await fs.readFile(layout.settings, 'utf8'))
-      expect(settings.tls).to.deep.equal({mode: 'letsencrypt', acme: {directory: pebble.directory, caCert: tlsFiles.ca, keyType: 'ecdsa-p256', deployHooks: []}})
+      expect(settings.tls).to.deep.equal({
+        mode: 'letsencrypt',
+        acme: {directory: pebble.directory, caCert: tlsFiles.ca, keyType: 'ecdsa-p256', deployHooks: []},
+      })
       const status = await hubctl(['cert', 'status', '--prefix', layout.prefix, '--json'])
       ok(status)
-      expect(json(status)).to.include({installed: true, ok: true, serial: leaf.serialNumber, issuer: intermediate.subject, due: false})
+      expect(json(status)).to.include({
+        installed: true,
+        ok: true,
+        serial: leaf.serialNumber,
+        issuer: intermediate.subject,
+        due: false,
+      })
       expect(json(status).daysLeft).to.be.within(88, 90)
     })
 
-    it('cert obtain with nginx running answers from nginx\'s webroot, and nginx serves the new certificate', async () => {
+    it("cert obtain with nginx running answers from nginx's webroot, and nginx serves the new certificate", async () => {
       nginx = await startNginx(layout)
       const before = await liveSerial(layout)
       await waitUntil('nginx serving the first certificate', async () => servedSerial(ports.https) === before)
@@ -126,15 +182,21 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
 
     it('cert renew when nothing is due changes nothing, exits 0, and loads neither acme-client, execa nor node-forge', async () => {
       // The live pair and everything beside it stay; renewal.json may keep the CA's ARI answer.
-      const certFiles = async () => Object.fromEntries(Object.entries(await snapshot(layout.sslDir)).filter(([name]) => name !== 'renewal.json'))
+      const certFiles = async () =>
+        Object.fromEntries(Object.entries(await snapshot(layout.sslDir)).filter(([name]) => name !== 'renewal.json'))
       const before = await certFiles()
       // Every module the run loads, through a resolve hook (node:module register).
       const trace = path.join(work, 'modules.txt')
       const hooks = path.join(work, 'trace-hooks.mjs')
       const hook = path.join(work, 'trace-register.mjs')
-      await fs.writeFile(hooks, `import fs from 'node:fs'\nexport async function resolve(specifier, context, next) {\n  const result = await next(specifier, context)\n  fs.appendFileSync(${JSON.stringify(trace)}, result.url + '\\n')\n  return result\n}\n`)
+      await fs.writeFile(
+        hooks,
+        `import fs from 'node:fs'\nexport async function resolve(specifier, context, next) {\n  const result = await next(specifier, context)\n  fs.appendFileSync(${JSON.stringify(trace)}, result.url + '\\n')\n  return result\n}\n`,
+      )
       await fs.writeFile(hook, `import {register} from 'node:module'\nregister(${JSON.stringify(`file://${hooks}`)})\n`)
-      const result = await hubctl(['cert', 'renew', '--prefix', layout.prefix, '--json'], {env: {NODE_OPTIONS: `--import ${hook}`}})
+      const result = await hubctl(['cert', 'renew', '--prefix', layout.prefix, '--json'], {
+        env: {NODE_OPTIONS: `--import ${hook}`},
+      })
       ok(result)
       expect(json(result).action).to.equal('not-due')
       expect(await certFiles()).to.deep.equal(before)
@@ -152,7 +214,17 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
 
     it('cert renew --force gets a new serial, reloads nginx, which serves it', async () => {
       const before = await liveSerial(layout)
-      const result = await hubctl(['cert', 'renew', '--prefix', layout.prefix, '--http-port', String(pebble.httpPort), '--force', '--no-random-sleep', '--json'])
+      const result = await hubctl([
+        'cert',
+        'renew',
+        '--prefix',
+        layout.prefix,
+        '--http-port',
+        String(pebble.httpPort),
+        '--force',
+        '--no-random-sleep',
+        '--json',
+      ])
       ok(result)
       const out = json(result)
       expect(out).to.include({action: 'renewed', reason: 'forced (--force)', nginxReloaded: true})
@@ -168,10 +240,21 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
     })
 
     it('a renewal while another hubctl holds the lock exits 0 saying so, and changes nothing', async () => {
-      await fs.writeFile(layout.lockFile, JSON.stringify({pid: process.pid, what: 'test holding the lock'}), {mode: 0o600})
+      await fs.writeFile(layout.lockFile, JSON.stringify({pid: process.pid, what: 'test holding the lock'}), {
+        mode: 0o600,
+      })
       try {
         const before = await liveFiles(layout)
-        const result = await hubctl(['cert', 'renew', '--prefix', layout.prefix, '--http-port', String(pebble.httpPort), '--force', '--no-random-sleep'])
+        const result = await hubctl([
+          'cert',
+          'renew',
+          '--prefix',
+          layout.prefix,
+          '--http-port',
+          String(pebble.httpPort),
+          '--force',
+          '--no-random-sleep',
+        ])
         ok(result)
         expect(result.stdout).to.match(/not renewing now: another hubctl \(pid \d+, test holding the lock\)/)
         expect(await liveFiles(layout)).to.deep.equal(before)
@@ -181,32 +264,86 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
     })
 
     it('two renewals at once: one renews, the other waits for it or leaves it the work; both exit 0', async () => {
-      const args = ['cert', 'renew', '--prefix', layout.prefix, '--http-port', String(pebble.httpPort), '--force', '--no-random-sleep', '--json']
+      const args = [
+        'cert',
+        'renew',
+        '--prefix',
+        layout.prefix,
+        '--http-port',
+        String(pebble.httpPort),
+        '--force',
+        '--no-random-sleep',
+        '--json',
+      ]
       const results = await Promise.all([hubctl(args), hubctl(args)])
       for (const result of results) ok(result)
       const actions = results.map((r) => json(r).action)
       for (const action of actions) expect(action).to.be.oneOf(['renewed', 'locked'])
       expect(actions).to.include('renewed')
-      const renewed = results.map((r) => json(r)).filter((r) => r.action === 'renewed').map((r) => r.serial)
+      const renewed = results
+        .map((r) => json(r))
+        .filter((r) => r.action === 'renewed')
+        .map((r) => r.serial)
       expect(new Set(renewed).size).to.equal(renewed.length)
       const leaf = new X509Certificate(await fs.readFile(layout.fullchain, 'utf8'))
       expect(renewed).to.include(leaf.serialNumber)
       expect(leaf.checkPrivateKey(createPrivateKey(await fs.readFile(layout.privkey, 'utf8')))).to.equal(true)
-      await fs.access(layout.lockFile).then(() => expect.fail('the lock file was left behind'), () => {})
+      await fs.access(layout.lockFile).then(
+        () => expect.fail('the lock file was left behind'),
+        () => {},
+      )
     })
 
-    it('deploy hooks run with a minimal environment, never the rest of root\'s; hubctl.json, which holds them, is 0640 (was: all of it, 0644)', async () => {
+    it("deploy hooks run with a minimal environment, never the rest of root's; hubctl.json, which holds them, is 0640 (was: all of it, 0644)", async () => {
       const marker = path.join(layout.prefix, 'hook-env')
       // The hook is kept in hubctl.json: put the settings back afterwards, for the tests that count the hooks.
       const settingsBefore = await fs.readFile(layout.settings, 'utf8')
-      const result = await hubctl(['cert', 'renew', '--prefix', layout.prefix, '--http-port', String(pebble.httpPort), '--force', '--no-random-sleep', '--deploy-hook', `env > ${marker}`],
-        {env: {HUBCTL_TEST_ROOT_ONLY: 'a value of root\'s', LANG: 'C.UTF-8'}})
+      const result = await hubctl(
+        [
+          'cert',
+          'renew',
+          '--prefix',
+          layout.prefix,
+          '--http-port',
+          String(pebble.httpPort),
+          '--force',
+          '--no-random-sleep',
+          '--deploy-hook',
+          `env > ${marker}`,
+        ],
+        {env: {HUBCTL_TEST_ROOT_ONLY: "a value of root's", LANG: 'C.UTF-8'}},
+      )
       const mode = await modeOf(layout.settings)
       await fs.writeFile(layout.settings, settingsBefore)
       ok(result)
-      const env = Object.fromEntries((await fs.readFile(marker, 'utf8')).trim().split('\n').map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]))
-      expect(env).to.include({PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', RENEWED_LINEAGE: layout.sslDir, RENEWED_DOMAINS: 'localhost', HUBCTL_FULLCHAIN: layout.fullchain, HUBCTL_PRIVKEY: layout.privkey})
-      const allowed = ['PATH', 'LANG', 'LC_ALL', 'RENEWED_LINEAGE', 'RENEWED_DOMAINS', 'HUBCTL_FULLCHAIN', 'HUBCTL_PRIVKEY', 'HUBCTL_PREFIX', 'PWD', 'OLDPWD', 'SHLVL', '_']
+      const env = Object.fromEntries(
+        (await fs.readFile(marker, 'utf8'))
+          .trim()
+          .split('\n')
+          .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+      )
+      expect(env).to.include({
+        PATH: '/usr/sbin:/usr/bin:/sbin:/bin',
+        LANG: 'C.UTF-8',
+        RENEWED_LINEAGE: layout.sslDir,
+        RENEWED_DOMAINS: 'localhost',
+        HUBCTL_FULLCHAIN: layout.fullchain,
+        HUBCTL_PRIVKEY: layout.privkey,
+      })
+      const allowed = [
+        'PATH',
+        'LANG',
+        'LC_ALL',
+        'RENEWED_LINEAGE',
+        'RENEWED_DOMAINS',
+        'HUBCTL_FULLCHAIN',
+        'HUBCTL_PRIVKEY',
+        'HUBCTL_PREFIX',
+        'PWD',
+        'OLDPWD',
+        'SHLVL',
+        '_',
+      ]
       expect(Object.keys(env).filter((name) => !allowed.includes(name))).to.deep.equal([])
       expect(mode).to.equal(0o640)
     })
@@ -214,8 +351,20 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
     it('a failing --deploy-hook is reported with a non-zero exit; the hooks run with the renewed files named', async () => {
       const marker = path.join(layout.prefix, 'hook-ran')
       const before = await liveSerial(layout)
-      const result = await hubctl(['cert', 'renew', '--prefix', layout.prefix, '--http-port', String(pebble.httpPort), '--force', '--no-random-sleep',
-        '--deploy-hook', `echo "$RENEWED_DOMAINS $HUBCTL_FULLCHAIN" > ${marker}`, '--deploy-hook', 'echo hook-broke >&2; exit 3'])
+      const result = await hubctl([
+        'cert',
+        'renew',
+        '--prefix',
+        layout.prefix,
+        '--http-port',
+        String(pebble.httpPort),
+        '--force',
+        '--no-random-sleep',
+        '--deploy-hook',
+        `echo "$RENEWED_DOMAINS $HUBCTL_FULLCHAIN" > ${marker}`,
+        '--deploy-hook',
+        'echo hook-broke >&2; exit 3',
+      ])
       expect(result.exitCode, result.stderr).to.equal(7)
       expect(result.stderr).to.match(/deploy hook failed \(exit 3\): echo hook-broke >&2; exit 3\nhook-broke/)
       expect(result.stdout).to.match(/renewed a certificate for localhost/)
@@ -232,7 +381,16 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
       const live = await liveSerial(layout)
       await waitUntil('nginx serving the live certificate', async () => servedSerial(ports.https) === live)
       const served = servedSerial(ports.https)
-      const result = await hubctl(['cert', 'renew', '--prefix', layout.prefix, '--http-port', String(pebble.httpPort), '--force', '--no-random-sleep'])
+      const result = await hubctl([
+        'cert',
+        'renew',
+        '--prefix',
+        layout.prefix,
+        '--http-port',
+        String(pebble.httpPort),
+        '--force',
+        '--no-random-sleep',
+      ])
       expect(result.exitCode, result.stderr).to.equal(5)
       expect(result.stderr).to.match(/hubctl: cannot reach the ACME server https:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\)/)
       expect(result.stderr).not.to.match(/deploy hook/)
@@ -265,8 +423,20 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
 
     it('is renewed by a plain `cert renew` once due, and nginx serves the new one', async () => {
       const before = await liveSerial(layout)
-      await waitUntil('the certificate to become due', async () => json(await hubctl(['cert', 'status', '--prefix', layout.prefix, '--json'])).due === true)
-      const result = await hubctl(['cert', 'renew', '--prefix', layout.prefix, '--http-port', String(pebble.httpPort), '--no-random-sleep', '--json'])
+      await waitUntil(
+        'the certificate to become due',
+        async () => json(await hubctl(['cert', 'status', '--prefix', layout.prefix, '--json'])).due === true,
+      )
+      const result = await hubctl([
+        'cert',
+        'renew',
+        '--prefix',
+        layout.prefix,
+        '--http-port',
+        String(pebble.httpPort),
+        '--no-random-sleep',
+        '--json',
+      ])
       ok(result)
       const out = json(result)
       expect(out.action).to.equal('renewed')
@@ -278,12 +448,25 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
 
     it('cert status exits 1 once it is past its renewal time and the last attempt failed', async () => {
       await stopProcess(pebble.process)
-      await waitUntil('the certificate to become due', async () => json(await hubctl(['cert', 'status', '--prefix', layout.prefix, '--json'])).due === true)
-      const failed = await hubctl(['cert', 'renew', '--prefix', layout.prefix, '--http-port', String(pebble.httpPort), '--no-random-sleep'])
+      await waitUntil(
+        'the certificate to become due',
+        async () => json(await hubctl(['cert', 'status', '--prefix', layout.prefix, '--json'])).due === true,
+      )
+      const failed = await hubctl([
+        'cert',
+        'renew',
+        '--prefix',
+        layout.prefix,
+        '--http-port',
+        String(pebble.httpPort),
+        '--no-random-sleep',
+      ])
       expect(failed.exitCode, failed.stderr).to.equal(5)
       const status = await hubctl(['cert', 'status', '--prefix', layout.prefix])
       expect(status.exitCode, status.stdout + status.stderr).to.equal(1)
-      expect(status.stderr).to.match(/problem: the certificate (expired|was due for renewal .* and the last attempt failed: cannot reach the ACME server)/)
+      expect(status.stderr).to.match(
+        /problem: the certificate (expired|was due for renewal .* and the last attempt failed: cannot reach the ACME server)/,
+      )
       expect(status.stdout).to.match(/last attempt: .*, failed: cannot reach the ACME server/)
     })
   })
@@ -298,8 +481,32 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
       layout = new Layout(await tempPrefix('hubctl-cert-eab'))
       cleanup.push(layout.prefix)
       const allocated = await portFlags()
-      pebble = await lab.startPebble('hubctl-cert-eab', {httpPort: allocated.ports.http, validitySeconds: 90 * 86_400, eab: {[kid]: hmac}})
-      ok(await hubctl(['init', '--prefix', layout.prefix, '--yes', '--domain', 'localhost', '--admin', 'alice', '--tls', 'self-signed', '--dhparam', 'ffdhe2048', '--jupyterhub', DEBIAN_JUPYTERHUB, '--no-systemd', '--json', ...allocated.flags]))
+      pebble = await lab.startPebble('hubctl-cert-eab', {
+        httpPort: allocated.ports.http,
+        validitySeconds: 90 * 86_400,
+        eab: {[kid]: hmac},
+      })
+      ok(
+        await hubctl([
+          'init',
+          '--prefix',
+          layout.prefix,
+          '--yes',
+          '--domain',
+          'localhost',
+          '--admin',
+          'alice',
+          '--tls',
+          'self-signed',
+          '--dhparam',
+          'ffdhe2048',
+          '--jupyterhub',
+          DEBIAN_JUPYTERHUB,
+          '--no-systemd',
+          '--json',
+          ...allocated.flags,
+        ]),
+      )
     })
 
     it('says so when the binding is missing, and works with --eab-kid and the HMAC key from the environment, which is never stored or printed', async () => {
@@ -308,18 +515,43 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
       expect(missing.exitCode, missing.stderr).to.equal(2)
       expect(missing.stderr).to.match(/requires an external account binding.*--eab-kid/)
       expect(await liveFiles(layout)).to.deep.equal(before)
-      const result = await hubctl(['cert', 'obtain', '--prefix', layout.prefix, ...acmeFlags(pebble), '--eab-kid', kid, '--key-type', 'rsa2048', '--json'], {env: {HUBCTL_EAB_HMAC_KEY: hmac}})
+      const result = await hubctl(
+        [
+          'cert',
+          'obtain',
+          '--prefix',
+          layout.prefix,
+          ...acmeFlags(pebble),
+          '--eab-kid',
+          kid,
+          '--key-type',
+          'rsa2048',
+          '--json',
+        ],
+        {env: {HUBCTL_EAB_HMAC_KEY: hmac}},
+      )
       ok(result)
       expect(json(result).action).to.equal('obtained')
       expect(result.stdout + result.stderr).not.to.include(hmac)
       const settingsText = await fs.readFile(layout.settings, 'utf8')
       expect(settingsText).not.to.include(hmac)
-      expect(JSON.parse(settingsText).tls).to.deep.equal({mode: 'letsencrypt', acme: {directory: pebble.directory, caCert: tlsFiles.ca, keyType: 'rsa2048', eabKid: kid, deployHooks: []}})
+      expect(JSON.parse(settingsText).tls).to.deep.equal({
+        mode: 'letsencrypt',
+        acme: {directory: pebble.directory, caCert: tlsFiles.ca, keyType: 'rsa2048', eabKid: kid, deployHooks: []},
+      })
       const key = createPrivateKey(await fs.readFile(layout.privkey, 'utf8'))
       expect(key.asymmetricKeyType).to.equal('rsa')
       expect(key.asymmetricKeyDetails?.modulusLength).to.equal(2048)
       // A renewal reuses the bound account: no HMAC key needed any more.
-      const renewed = await hubctl(['cert', 'renew', '--prefix', layout.prefix, '--force', '--no-random-sleep', '--json'])
+      const renewed = await hubctl([
+        'cert',
+        'renew',
+        '--prefix',
+        layout.prefix,
+        '--force',
+        '--no-random-sleep',
+        '--json',
+      ])
       ok(renewed)
       expect(json(renewed).action).to.equal('renewed')
     })

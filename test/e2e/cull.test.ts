@@ -19,14 +19,39 @@ import {killPids, serverPids, waitUntil} from '../helpers/processes.js'
 
 interface Status {
   servers: Array<{user: string; ready: boolean; routeOk?: boolean | null}>
-  serverWatch?: {checkedAt: string; cullIdleSeconds: number | null; actions: Array<{user: string; action: string; result: string; reason: string}>}
+  serverWatch?: {
+    checkedAt: string
+    cullIdleSeconds: number | null
+    actions: Array<{user: string; action: string; result: string; reason: string}>
+  }
 }
 
 /** `hubctl init` of a hub for one user under `prefix` (dummy authenticator, SimpleLocalProcessSpawner, the virtualenv's JupyterHub); its ports. */
 async function initHub(prefix: string, user: string): Promise<Awaited<ReturnType<typeof portFlags>>['ports']> {
   const portInfo = await portFlags()
-  const init = await hubctl(['init', '--prefix', prefix, '--yes', '--domain', 'localhost', '--admin', user, '--authenticator', 'dummy', '--spawner', 'simple',
-    '--tls', 'self-signed', '--dhparam', 'ffdhe2048', '--jupyterhub', VENV_JUPYTERHUB, '--no-systemd', '--no-schedule', ...portInfo.flags])
+  const init = await hubctl([
+    'init',
+    '--prefix',
+    prefix,
+    '--yes',
+    '--domain',
+    'localhost',
+    '--admin',
+    user,
+    '--authenticator',
+    'dummy',
+    '--spawner',
+    'simple',
+    '--tls',
+    'self-signed',
+    '--dhparam',
+    'ffdhe2048',
+    '--jupyterhub',
+    VENV_JUPYTERHUB,
+    '--no-systemd',
+    '--no-schedule',
+    ...portInfo.flags,
+  ])
   expect(init.exitCode, init.stderr).to.equal(0)
   return portInfo.ports
 }
@@ -57,13 +82,21 @@ describe('hubctl start --cull-idle', function () {
     for (const bad of ['30', '5x', '0s', '-1h', 'soon']) {
       const result = await hubctl(['start', '--prefix', prefix, '--cull-idle', bad])
       expect(result.exitCode, `${bad}: ${result.stderr}`).to.equal(2)
-      expect(result.stderr).to.match(/^hubctl: --cull-idle .*\. Fix: give a number and a unit, e\.g\. --cull-idle 90s, 30m, 2h/)
+      expect(result.stderr).to.match(
+        /^hubctl: --cull-idle .*\. Fix: give a number and a unit, e\.g\. --cull-idle 90s, 30m, 2h/,
+      )
       const json = await hubctl(['start', '--prefix', prefix, '--cull-idle', bad, '--detach', '--json'])
       expect(json.exitCode).to.equal(2)
       expect((JSON.parse(json.stdout) as {error: {exitCode: number}}).error.exitCode).to.equal(2)
     }
-    await fs.access(layout.pidFile).then(() => expect.fail('a pid file was written'), () => {})
-    await fs.access(layout.stateFile).then(() => expect.fail('a state file was written'), () => {})
+    await fs.access(layout.pidFile).then(
+      () => expect.fail('a pid file was written'),
+      () => {},
+    )
+    await fs.access(layout.stateFile).then(
+      () => expect.fail('a state file was written'),
+      () => {},
+    )
   })
 
   it('stops a server idle longer than the duration, through the hub API, and status says so', async () => {
@@ -71,9 +104,16 @@ describe('hubctl start --cull-idle', function () {
     expect(started.exitCode, started.stderr + started.stdout).to.equal(0)
     const api = HubApi.forLayout(layout, {ports})
     await api.startServer(user)
-    await waitUntil('the server to be ready', async () => (await api.userServers(user)).find((s) => s.ready), {tries: 120, intervalMs: 500})
+    await waitUntil('the server to be ready', async () => (await api.userServers(user)).find((s) => s.ready), {
+      tries: 120,
+      intervalMs: 500,
+    })
     // The supervisor checks every 30 s: bounded wait for the server to be gone.
-    await waitUntil('the idle server to be stopped', async () => ((await api.userServers(user)).length === 0 ? true : undefined), {tries: 120, intervalMs: 1000})
+    await waitUntil(
+      'the idle server to be stopped',
+      async () => ((await api.userServers(user)).length === 0 ? true : undefined),
+      {tries: 120, intervalMs: 1000},
+    )
     const status = await hubctl(['status', '--prefix', prefix, '--json'])
     const parsed = JSON.parse(status.stdout) as Status
     expect(parsed.servers).to.deep.equal([])
@@ -118,42 +158,75 @@ describe('a user server whose process is gone', function () {
     }
   })
 
-  it('while it runs, the supervisor\'s checks are not activity in the proxy\'s route', async () => {
+  it("while it runs, the supervisor's checks are not activity in the proxy's route", async () => {
     const api = HubApi.forLayout(layout, {ports})
     await api.startServer(user)
-    await waitUntil('the server to be ready', async () => (await api.userServers(user)).find((s) => s.ready), {tries: 120, intervalMs: 500})
+    await waitUntil('the server to be ready', async () => (await api.userServers(user)).find((s) => s.ready), {
+      tries: 120,
+      intervalMs: 500,
+    })
     const status = async () => JSON.parse((await hubctl(['status', '--prefix', prefix, '--json'])).stdout) as Status
-    const checked = await waitUntil('a check that found the route', async () => {
-      const s = await status()
-      return s.servers[0]?.routeOk === true ? s.serverWatch!.checkedAt : undefined
-    }, {tries: 90, intervalMs: 1000})
-    const routes = proxyRoutes(`http://127.0.0.1:${ports.proxyApi}`, async () => (await fs.readFile(layout.proxyAuthToken, 'utf8')).trim(), fetch)
-    const activity = async () => (findRoute(await routes(), {user, name: '', url: `/user/${user}/`}) as {last_activity?: string} | undefined)?.last_activity
+    const checked = await waitUntil(
+      'a check that found the route',
+      async () => {
+        const s = await status()
+        return s.servers[0]?.routeOk === true ? s.serverWatch!.checkedAt : undefined
+      },
+      {tries: 90, intervalMs: 1000},
+    )
+    const routes = proxyRoutes(
+      `http://127.0.0.1:${ports.proxyApi}`,
+      async () => (await fs.readFile(layout.proxyAuthToken, 'utf8')).trim(),
+      fetch,
+    )
+    const activity = async () =>
+      (findRoute(await routes(), {user, name: '', url: `/user/${user}/`}) as {last_activity?: string} | undefined)
+        ?.last_activity
     const before = await activity()
     expect(before, 'the proxy keeps a last_activity per route').to.be.a('string')
-    await waitUntil('the next check', async () => ((await status()).serverWatch!.checkedAt !== checked ? true : undefined), {tries: 90, intervalMs: 1000})
+    await waitUntil(
+      'the next check',
+      async () => ((await status()).serverWatch!.checkedAt !== checked ? true : undefined),
+      {tries: 90, intervalMs: 1000},
+    )
     expect((await status()).servers[0].routeOk).to.equal(true)
     expect(await activity()).to.equal(before)
   })
 
   it('is cleaned up through the hub API once its port refused three checks', async () => {
     const api = HubApi.forLayout(layout, {ports})
-    await waitUntil('the server to be ready', async () => (await api.userServers(user)).find((s) => s.ready), {tries: 120, intervalMs: 500})
-    const pids = await waitUntil('the server process', async () => {
-      const found = await serverPids({user, hubPort: ports.hub})
-      return found.length > 0 ? found : undefined
-    }, {tries: 20, intervalMs: 500})
+    await waitUntil('the server to be ready', async () => (await api.userServers(user)).find((s) => s.ready), {
+      tries: 120,
+      intervalMs: 500,
+    })
+    const pids = await waitUntil(
+      'the server process',
+      async () => {
+        const found = await serverPids({user, hubPort: ports.hub})
+        return found.length > 0 ? found : undefined
+      },
+      {tries: 20, intervalMs: 500},
+    )
     for (const pid of pids) process.kill(pid, 'SIGKILL')
     // The hub still lists it as ready: it does not poll.
     expect((await api.userServers(user)).map((s) => s.ready)).to.deep.equal([true])
     // Three checks 30 s apart, then the DELETE: bounded wait for the hub to forget it.
-    await waitUntil('the gone server to be cleaned up', async () => ((await api.userServers(user)).length === 0 ? true : undefined), {tries: 150, intervalMs: 1000})
+    await waitUntil(
+      'the gone server to be cleaned up',
+      async () => ((await api.userServers(user)).length === 0 ? true : undefined),
+      {tries: 150, intervalMs: 1000},
+    )
     const parsed = JSON.parse((await hubctl(['status', '--prefix', prefix, '--json'])).stdout) as Status
     expect(parsed.servers).to.deep.equal([])
     const cleaned = parsed.serverWatch?.actions.filter((a) => a.user === user) ?? []
-    expect(cleaned.map((a) => a.action), JSON.stringify(parsed.serverWatch)).to.deep.equal(['cleaned-up'])
+    expect(
+      cleaned.map((a) => a.action),
+      JSON.stringify(parsed.serverWatch),
+    ).to.deep.equal(['cleaned-up'])
     expect(cleaned[0].reason).to.match(/refused 3 checks in a row/)
     const events = await fs.readFile(layout.supervisorLog, 'utf8')
-    expect(events).to.match(new RegExp(`cleaned up the server of ${user}: its route's target refused 3 checks in a row`))
+    expect(events).to.match(
+      new RegExp(`cleaned up the server of ${user}: its route's target refused 3 checks in a row`),
+    )
   })
 })

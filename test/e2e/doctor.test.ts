@@ -13,7 +13,23 @@ describe('hubctl doctor (real JupyterHub and nginx)', () => {
     layout = new Layout(await tempPrefix('hubctl-doctor'))
     const {flags, ports: chosen} = await portFlags()
     ports = chosen
-    const result = await hubctl(['init', '--prefix', layout.prefix, '--yes', '--domain', 'localhost', '--admin', 'alice', '--tls', 'self-signed', '--dhparam', 'ffdhe2048', '--jupyterhub', DEBIAN_JUPYTERHUB, ...flags])
+    const result = await hubctl([
+      'init',
+      '--prefix',
+      layout.prefix,
+      '--yes',
+      '--domain',
+      'localhost',
+      '--admin',
+      'alice',
+      '--tls',
+      'self-signed',
+      '--dhparam',
+      'ffdhe2048',
+      '--jupyterhub',
+      DEBIAN_JUPYTERHUB,
+      ...flags,
+    ])
     expect(result.exitCode, result.stderr).to.equal(0)
   })
   after(async () => {
@@ -26,7 +42,19 @@ describe('hubctl doctor (real JupyterHub and nginx)', () => {
     expect(result.exitCode, result.stdout).to.equal(0)
     const json = JSON.parse(result.stdout) as {ok: boolean; checks: Array<{check: string; status: string}>}
     expect(json.ok).to.equal(true)
-    expect(json.checks.map((c) => c.check)).to.include.members(['settings', 'secrets', 'certificate', 'jupyterhub config', 'nginx config', 'dns', 'ports', 'node', 'jupyterhub', 'nginx', 'configurable-http-proxy'])
+    expect(json.checks.map((c) => c.check)).to.include.members([
+      'settings',
+      'secrets',
+      'certificate',
+      'jupyterhub config',
+      'nginx config',
+      'dns',
+      'ports',
+      'node',
+      'jupyterhub',
+      'nginx',
+      'configurable-http-proxy',
+    ])
   })
 
   it('fails with the exact fix when a secret is world-readable', async () => {
@@ -59,18 +87,23 @@ describe('hubctl doctor (real JupyterHub and nginx)', () => {
     try {
       const result = await hubctl(['doctor', '--prefix', layout.prefix, '--json'])
       expect(result.exitCode).to.equal(1)
-      const json = JSON.parse(result.stdout) as {checks: Array<{check: string; status: string; message: string; fix?: string}>}
+      const json = JSON.parse(result.stdout) as {
+        checks: Array<{check: string; status: string; message: string; fix?: string}>
+      }
       const check = json.checks.find((c) => c.check === 'ports')!
       expect(check.status).to.equal('fail')
       expect(check.message).to.include(`hub port ${ports.hub}`)
       expect(check.fix).to.include('--hub-port')
-      expect(json.checks.find((c) => c.check === 'processes')).to.include({status: 'warn', message: 'the hub is not running'})
+      expect(json.checks.find((c) => c.check === 'processes')).to.include({
+        status: 'warn',
+        message: 'the hub is not running',
+      })
     } finally {
       await new Promise((resolve) => squatter.close(resolve))
     }
   })
 
-  it('checks the processes and the hub\'s health while the stack runs', async () => {
+  it("checks the processes and the hub's health while the stack runs", async () => {
     const started = await hubctl(['start', '--detach', '--prefix', layout.prefix])
     expect(started.exitCode, started.stderr).to.equal(0)
     const result = await hubctl(['doctor', '--prefix', layout.prefix, '--json'])
@@ -84,7 +117,9 @@ describe('hubctl doctor (real JupyterHub and nginx)', () => {
     try {
       const broken = await hubctl(['doctor', '--prefix', layout.prefix, '--json'])
       expect(broken.exitCode).to.equal(1)
-      const check = (JSON.parse(broken.stdout) as {checks: Array<{check: string; status: string; message: string}>}).checks.find((c) => c.check === 'processes')!
+      const check = (
+        JSON.parse(broken.stdout) as {checks: Array<{check: string; status: string; message: string}>}
+      ).checks.find((c) => c.check === 'processes')!
       expect(check.status).to.equal('fail')
       expect(check.message).to.match(/does not answer/)
     } finally {

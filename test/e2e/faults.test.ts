@@ -19,7 +19,21 @@ import {DEBIAN_JUPYTERHUB, hubctl, portFlags, snapshot, tempPrefix} from '../hel
  */
 
 const PAGE = 4096
-const BASE = ['--yes', '--domain', 'localhost', '--admin', 'alice', '--tls', 'self-signed', '--dhparam', 'ffdhe2048', '--jupyterhub', DEBIAN_JUPYTERHUB, '--no-systemd', '--no-schedule']
+const BASE = [
+  '--yes',
+  '--domain',
+  'localhost',
+  '--admin',
+  'alice',
+  '--tls',
+  'self-signed',
+  '--dhparam',
+  'ffdhe2048',
+  '--jupyterhub',
+  DEBIAN_JUPYTERHUB,
+  '--no-systemd',
+  '--no-schedule',
+]
 
 /** Every file under `dir` whose name says it is a temp file of an atomic write, or a candidate. */
 async function leftovers(dir: string): Promise<string[]> {
@@ -50,7 +64,6 @@ describe('a full disk during a write (the prefix on a 4 MiB tmpfs)', function ()
       for (const chunk of [Buffer.alloc(64 * 1024), Buffer.alloc(PAGE)]) {
         for (;;) {
           try {
-            // eslint-disable-next-line no-await-in-loop
             const {bytesWritten} = await handle.write(chunk)
             if (bytesWritten < chunk.length) break
           } catch (error) {
@@ -74,7 +87,10 @@ describe('a full disk during a write (the prefix on a 4 MiB tmpfs)', function ()
   before(async () => {
     mountPoint = await tempPrefix('hubctl-fulldisk')
     const mount = await execa('mount', ['-t', 'tmpfs', '-o', 'size=4m,mode=0700', 'tmpfs', mountPoint], {reject: false})
-    expect(mount.exitCode, `mount -t tmpfs (this test needs root allowed to mount a tmpfs; else see test/lib/secrets.test.ts for the injected fault): ${mount.stderr}`).to.equal(0)
+    expect(
+      mount.exitCode,
+      `mount -t tmpfs (this test needs root allowed to mount a tmpfs; else see test/lib/secrets.test.ts for the injected fault): ${mount.stderr}`,
+    ).to.equal(0)
     mounted = true
     layout = new Layout(path.join(mountPoint, 'hub'))
     filler = path.join(mountPoint, 'filler')
@@ -102,25 +118,35 @@ describe('a full disk during a write (the prefix on a 4 MiB tmpfs)', function ()
     await fillLeaving(0)
     const result = await hubctl(['secrets', 'generate', '--prefix', layout.prefix, '--dhparam', 'ffdhe2048'])
     expect(result.exitCode, result.stderr).to.equal(3)
-    expect(result.stderr.trim()).to.equal(`hubctl: no space left on the device holding ${layout.lockFile}; nothing was replaced. Fix: free some disk space and run the command again`)
+    expect(result.stderr.trim()).to.equal(
+      `hubctl: no space left on the device holding ${layout.lockFile}; nothing was replaced. Fix: free some disk space and run the command again`,
+    )
     expect(await snapshot(layout.prefix)).to.deep.equal(before)
-    await fs.access(layout.lockFile).then(() => expect.fail('an empty lock file was left behind'), () => {})
+    await fs.access(layout.lockFile).then(
+      () => expect.fail('an empty lock file was left behind'),
+      () => {},
+    )
     await fs.rm(filler)
     const again = await hubctl(['secrets', 'generate', '--prefix', layout.prefix, '--dhparam', 'ffdhe2048'])
     expect(again.exitCode, again.stderr).to.equal(0)
     expect(again.stdout).to.match(/created the hubctl API token/)
   })
 
-  it('a secret: init with the API token missing and one page free (the lock\'s) exits 3 naming it; the other secrets intact, no temp file', async () => {
+  it("a secret: init with the API token missing and one page free (the lock's) exits 3 naming it; the other secrets intact, no temp file", async () => {
     await fs.rm(layout.apiToken)
     const before = await snapshot(layout.prefix)
     await fillLeaving(1)
     const result = await hubctl(['init', '--prefix', layout.prefix, ...flags])
     expect(result.exitCode, result.stderr).to.equal(3)
-    expect(result.stderr.trim().split('\n').pop()).to.equal(`hubctl: no space left on the device holding ${layout.apiToken}; nothing was replaced. Fix: free some disk space and run the command again`)
+    expect(result.stderr.trim().split('\n').pop()).to.equal(
+      `hubctl: no space left on the device holding ${layout.apiToken}; nothing was replaced. Fix: free some disk space and run the command again`,
+    )
     expect(await snapshot(layout.prefix)).to.deep.equal(before)
     expect(await leftovers(layout.prefix)).to.deep.equal([])
-    await fs.access(layout.lockFile).then(() => expect.fail('the lock was left behind'), () => {})
+    await fs.access(layout.lockFile).then(
+      () => expect.fail('the lock was left behind'),
+      () => {},
+    )
     await fs.rm(filler)
     const again = await hubctl(['init', '--prefix', layout.prefix, ...flags])
     expect(again.exitCode, again.stderr).to.equal(0)
@@ -132,7 +158,9 @@ describe('a full disk during a write (the prefix on a 4 MiB tmpfs)', function ()
     await fillLeaving(1)
     const result = await hubctl(['init', '--prefix', layout.prefix, ...flags, '--allow-user', 'bob'])
     expect(result.exitCode, result.stderr).to.equal(3)
-    expect(result.stderr.trim().split('\n').pop()).to.equal(`hubctl: no space left on the device holding ${layout.hubConfigCandidate}; nothing was replaced. Fix: free some disk space and run the command again`)
+    expect(result.stderr.trim().split('\n').pop()).to.equal(
+      `hubctl: no space left on the device holding ${layout.hubConfigCandidate}; nothing was replaced. Fix: free some disk space and run the command again`,
+    )
     expect(await snapshot(layout.prefix)).to.deep.equal(before)
     expect(await fs.readFile(layout.hubConfig, 'utf8')).not.to.include('bob')
     expect(await leftovers(layout.prefix)).to.deep.equal([])
@@ -146,9 +174,22 @@ describe('a full disk during a write (the prefix on a 4 MiB tmpfs)', function ()
     const before = await snapshot(layout.prefix)
     const currentBefore = await fs.readlink(layout.sslCurrentLink)
     await fillLeaving(1)
-    const result = await hubctl(['init', '--prefix', layout.prefix, ...flags, '--allow-user', 'bob', '--domain', 'hub.localhost'])
+    const result = await hubctl([
+      'init',
+      '--prefix',
+      layout.prefix,
+      ...flags,
+      '--allow-user',
+      'bob',
+      '--domain',
+      'hub.localhost',
+    ])
     expect(result.exitCode, result.stderr).to.equal(3)
-    expect(result.stderr.trim().split('\n').pop()).to.match(new RegExp(`^hubctl: no space left on the device holding ${layout.sslArchiveDir}/[^/]+/privkey\\.pem; nothing was replaced\\. Fix: free some disk space`))
+    expect(result.stderr.trim().split('\n').pop()).to.match(
+      new RegExp(
+        `^hubctl: no space left on the device holding ${layout.sslArchiveDir}/[^/]+/privkey\\.pem; nothing was replaced\\. Fix: free some disk space`,
+      ),
+    )
     expect(await fs.readlink(layout.sslCurrentLink)).to.equal(currentBefore)
     const after = await snapshot(layout.prefix)
     // Every file is as it was, and no half-written pair (or its empty directory) stays in the archive.
@@ -156,7 +197,9 @@ describe('a full disk during a write (the prefix on a 4 MiB tmpfs)', function ()
     expect(await fs.readdir(layout.sslArchiveDir)).to.deep.equal([currentBefore.split('/').pop()])
     const cert = new X509Certificate(await fs.readFile(layout.fullchain))
     expect(cert.subjectAltName).not.to.include('hub.localhost')
-    expect(cert.checkPrivateKey((await import('node:crypto')).createPrivateKey(await fs.readFile(layout.privkey)))).to.equal(true)
+    expect(
+      cert.checkPrivateKey((await import('node:crypto')).createPrivateKey(await fs.readFile(layout.privkey))),
+    ).to.equal(true)
     expect(await leftovers(layout.prefix)).to.deep.equal([])
   })
 })
@@ -167,7 +210,9 @@ describe('the lock after a crash or a full disk (in process)', () => {
     layout = new Layout(await tempPrefix('hubctl-lockfault'))
     await fs.mkdir(layout.srvDir, {recursive: true, mode: 0o700})
   })
-  afterEach(async () => { await fs.rm(layout.prefix, {recursive: true, force: true}) })
+  afterEach(async () => {
+    await fs.rm(layout.prefix, {recursive: true, force: true})
+  })
 
   it('an empty lock file a minute old (its writer died before writing its pid) is taken over', async () => {
     await fs.writeFile(layout.lockFile, '')

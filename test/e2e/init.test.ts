@@ -13,7 +13,22 @@ const JUPYTERHUBS = [
   {label: 'current JupyterHub from PyPI', executable: VENV_JUPYTERHUB, version: /^[5-9]\./},
 ]
 
-const BASE = ['--yes', '--domain', 'localhost', '--admin', 'alice', '--allow-user', 'bob', '--tls', 'self-signed', '--max-concurrent-spawns', '3', '--spawn-timeout', '90', '--json']
+const BASE = [
+  '--yes',
+  '--domain',
+  'localhost',
+  '--admin',
+  'alice',
+  '--allow-user',
+  'bob',
+  '--tls',
+  'self-signed',
+  '--max-concurrent-spawns',
+  '3',
+  '--spawn-timeout',
+  '90',
+  '--json',
+]
 
 /** What this JupyterHub makes of the rendered config: the spawn limit, and its spawner's args, timeouts and default URL. */
 const SPAWN_VALUES = `
@@ -27,7 +42,12 @@ print(json.dumps({"limit": app.concurrent_spawn_limit, "args": list(spawner.args
 `
 
 function nginxTest(layout: Layout): string {
-  return execFileSync('nginx', ['-t', '-p', `${layout.prefix}/`, '-c', layout.nginxMainConf, '-e', layout.nginxErrorLog], {encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe']}) ?? ''
+  return (
+    execFileSync('nginx', ['-t', '-p', `${layout.prefix}/`, '-c', layout.nginxMainConf, '-e', layout.nginxErrorLog], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }) ?? ''
+  )
 }
 
 for (const jupyterhub of JUPYTERHUBS) {
@@ -41,7 +61,17 @@ for (const jupyterhub of JUPYTERHUBS) {
       layout = new Layout(await tempPrefix('hubctl-init'))
       const allocated = await portFlags()
       ports = allocated.ports
-      const result = await hubctl(['init', '--prefix', layout.prefix, ...BASE, '--dhparam', 'ffdhe2048', '--jupyterhub', jupyterhub.executable, ...allocated.flags])
+      const result = await hubctl([
+        'init',
+        '--prefix',
+        layout.prefix,
+        ...BASE,
+        '--dhparam',
+        'ffdhe2048',
+        '--jupyterhub',
+        jupyterhub.executable,
+        ...allocated.flags,
+      ])
       expect(result.exitCode, result.stderr + result.stdout).to.equal(0)
       const json = JSON.parse(result.stdout)
       expect(json.jupyterhub.version).to.match(jupyterhub.version)
@@ -57,7 +87,14 @@ for (const jupyterhub of JUPYTERHUBS) {
     it('writes every file with its documented mode', async () => {
       expect(await modeOf(layout.srvDir)).to.equal(0o700)
       expect(await modeOf(layout.sslDir)).to.equal(0o700)
-      for (const file of [layout.cookieSecret, layout.proxyAuthToken, layout.apiToken, layout.dhparam, layout.fullchain, layout.privkey]) {
+      for (const file of [
+        layout.cookieSecret,
+        layout.proxyAuthToken,
+        layout.apiToken,
+        layout.dhparam,
+        layout.fullchain,
+        layout.privkey,
+      ]) {
         expect(await modeOf(file), file).to.equal(0o600)
       }
       expect(await modeOf(layout.hubConfig)).to.equal(0o644)
@@ -69,7 +106,11 @@ for (const jupyterhub of JUPYTERHUBS) {
     })
 
     it('keeps every secret value out of the rendered and world-readable files', async () => {
-      const secrets = await Promise.all([layout.cookieSecret, layout.proxyAuthToken, layout.apiToken].map(async (f) => (await fs.readFile(f, 'utf8')).trim()))
+      const secrets = await Promise.all(
+        [layout.cookieSecret, layout.proxyAuthToken, layout.apiToken].map(async (f) =>
+          (await fs.readFile(f, 'utf8')).trim(),
+        ),
+      )
       for (const file of [layout.hubConfig, layout.settings, layout.nginxSite, layout.nginxMainConf, layout.cronFile]) {
         const text = await fs.readFile(file, 'utf8')
         for (const secret of secrets) expect(text, file).not.to.include(secret)
@@ -91,42 +132,123 @@ for (const jupyterhub of JUPYTERHUBS) {
 
     it('renders a config this JupyterHub loads and starts with, behind configurable-http-proxy', async () => {
       const token = (await fs.readFile(layout.proxyAuthToken, 'utf8')).trim()
-      proxy = spawnLogged(process.execPath, [proxyExecutable(), '--ip', '127.0.0.1', '--port', String(ports.proxy), '--api-ip', '127.0.0.1', '--api-port', String(ports.proxyApi), '--default-target', `http://127.0.0.1:${ports.hub}`], {
-        env: {...process.env, CONFIGPROXY_AUTH_TOKEN: token}, log: path.join(layout.logDir, 'proxy.log'),
+      proxy = spawnLogged(
+        process.execPath,
+        [
+          proxyExecutable(),
+          '--ip',
+          '127.0.0.1',
+          '--port',
+          String(ports.proxy),
+          '--api-ip',
+          '127.0.0.1',
+          '--api-port',
+          String(ports.proxyApi),
+          '--default-target',
+          `http://127.0.0.1:${ports.hub}`,
+        ],
+        {
+          env: {...process.env, CONFIGPROXY_AUTH_TOKEN: token},
+          log: path.join(layout.logDir, 'proxy.log'),
+        },
+      )
+      await waitUntil(
+        'the proxy API',
+        async () =>
+          (await httpStatus(`http://127.0.0.1:${ports.proxyApi}/api/routes`, {
+            headers: {Authorization: `token ${token}`},
+          })) === 200,
+      )
+      hub = spawnLogged(jupyterhub.executable, ['-f', layout.hubConfig], {
+        cwd: layout.srvDir,
+        env: process.env,
+        log: layout.hubLog,
       })
-      await waitUntil('the proxy API', async () => (await httpStatus(`http://127.0.0.1:${ports.proxyApi}/api/routes`, {headers: {Authorization: `token ${token}`}})) === 200)
-      hub = spawnLogged(jupyterhub.executable, ['-f', layout.hubConfig], {cwd: layout.srvDir, env: process.env, log: layout.hubLog})
       // The hub registers its route in the proxy; /hub/health answers through it.
-      await waitUntil('the hub through the proxy', async () => (await httpStatus(`http://127.0.0.1:${ports.proxy}/hub/health`)) === 200, {tries: 600, intervalMs: 200})
-      const routes = await (await fetch(`http://127.0.0.1:${ports.proxyApi}/api/routes`, {headers: {Authorization: `token ${token}`}})).json() as Record<string, unknown>
+      await waitUntil(
+        'the hub through the proxy',
+        async () => (await httpStatus(`http://127.0.0.1:${ports.proxy}/hub/health`)) === 200,
+        {tries: 600, intervalMs: 200},
+      )
+      const routes = (await (
+        await fetch(`http://127.0.0.1:${ports.proxyApi}/api/routes`, {headers: {Authorization: `token ${token}`}})
+      ).json()) as Record<string, unknown>
       expect(Object.keys(routes)).to.include('/')
       // hubctl's service token works and holds the proxy scope.
       const apiToken = (await fs.readFile(layout.apiToken, 'utf8')).trim()
-      expect(await httpStatus(`http://127.0.0.1:${ports.hub}/hub/api/proxy`, {headers: {Authorization: `token ${apiToken}`}})).to.equal(200)
-      expect(await httpStatus(`http://127.0.0.1:${ports.hub}/hub/api/proxy`, {headers: {Authorization: 'token wrong'}})).to.equal(403)
+      expect(
+        await httpStatus(`http://127.0.0.1:${ports.hub}/hub/api/proxy`, {
+          headers: {Authorization: `token ${apiToken}`},
+        }),
+      ).to.equal(200)
+      expect(
+        await httpStatus(`http://127.0.0.1:${ports.hub}/hub/api/proxy`, {headers: {Authorization: 'token wrong'}}),
+      ).to.equal(403)
       const db = await fs.stat(layout.database)
       expect(db.isFile()).to.equal(true)
     })
 
-    it('renders the spawn limit and timeouts this JupyterHub loads, and JupyterLab\'s start-up args only for JupyterLab servers', async () => {
+    it("renders the spawn limit and timeouts this JupyterHub loads, and JupyterLab's start-up args only for JupyterLab servers", async () => {
       const settings = JSON.parse(await fs.readFile(layout.settings, 'utf8'))
       expect(settings.spawn).to.deep.equal({maxConcurrent: 3, timeoutSeconds: 90})
-      const python = execFileSync('sh', ['-c', 'head -1 "$1" | sed "s/^#! *//"', 'sh', jupyterhub.executable], {encoding: 'utf8'}).trim().split(' ')
-      const loaded = JSON.parse(execFileSync(python[0], [...python.slice(1), '-c', SPAWN_VALUES, layout.hubConfig], {cwd: layout.srvDir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe']}).trim().split('\n').pop()!)
+      const python = execFileSync('sh', ['-c', 'head -1 "$1" | sed "s/^#! *//"', 'sh', jupyterhub.executable], {
+        encoding: 'utf8',
+      })
+        .trim()
+        .split(' ')
+      const loaded = JSON.parse(
+        execFileSync(python[0], [...python.slice(1), '-c', SPAWN_VALUES, layout.hubConfig], {
+          cwd: layout.srvDir,
+          encoding: 'utf8',
+          stdio: ['ignore', 'pipe', 'pipe'],
+        })
+          .trim()
+          .split('\n')
+          .pop()!,
+      )
       expect(loaded).to.include({limit: 3, start: 90, http: 90})
-      const lab = ['--LanguageServerManager.autodetect=False', '--LabApp.news_url=None', '--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate']
+      const lab = [
+        '--LanguageServerManager.autodetect=False',
+        '--LabApp.news_url=None',
+        '--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate',
+      ]
       if (loaded.url === '/lab') expect(loaded.args).to.include.members(lab)
-      else expect(loaded.args.filter((arg: string) => lab.includes(arg)), 'args of a classic notebook server').to.deep.equal([])
+      else
+        expect(
+          loaded.args.filter((arg: string) => lab.includes(arg)),
+          'args of a classic notebook server',
+        ).to.deep.equal([])
       // hubctl's own JupyterHub has JupyterLab; Debian's 3.0 servers here run the classic notebook.
       expect(loaded.url).to.equal(jupyterhub.executable === VENV_JUPYTERHUB ? '/lab' : '/tree')
     })
 
     it('changes no secret and no file when run a second time', async () => {
       const before = await snapshot(layout.srvDir)
-      const allocated = ['--http-port', String(ports.http), '--https-port', String(ports.https), '--proxy-port', String(ports.proxy), '--proxy-api-port', String(ports.proxyApi), '--hub-port', String(ports.hub)]
+      const allocated = [
+        '--http-port',
+        String(ports.http),
+        '--https-port',
+        String(ports.https),
+        '--proxy-port',
+        String(ports.proxy),
+        '--proxy-api-port',
+        String(ports.proxyApi),
+        '--hub-port',
+        String(ports.hub),
+      ]
       await stopProcess(hub)
       await stopProcess(proxy)
-      const result = await hubctl(['init', '--prefix', layout.prefix, ...BASE, '--dhparam', 'ffdhe2048', '--jupyterhub', jupyterhub.executable, ...allocated])
+      const result = await hubctl([
+        'init',
+        '--prefix',
+        layout.prefix,
+        ...BASE,
+        '--dhparam',
+        'ffdhe2048',
+        '--jupyterhub',
+        jupyterhub.executable,
+        ...allocated,
+      ])
       expect(result.exitCode, result.stderr + result.stdout).to.equal(0)
       const json = JSON.parse(result.stdout)
       expect(json.secrets.created).to.deep.equal([])
@@ -151,9 +273,24 @@ describe('hubctl init: fresh DH parameters', () => {
     const layout = new Layout(await tempPrefix('hubctl-dh'))
     try {
       const {flags} = await portFlags()
-      const result = await hubctl(['init', '--prefix', layout.prefix, ...BASE, '--dhparam', 'generate', '--dhparam-bits', '2048', '--jupyterhub', DEBIAN_JUPYTERHUB, ...flags])
+      const result = await hubctl([
+        'init',
+        '--prefix',
+        layout.prefix,
+        ...BASE,
+        '--dhparam',
+        'generate',
+        '--dhparam-bits',
+        '2048',
+        '--jupyterhub',
+        DEBIAN_JUPYTERHUB,
+        ...flags,
+      ])
       expect(result.exitCode, result.stderr).to.equal(0)
-      const out = execFileSync('openssl', ['dhparam', '-in', layout.dhparam, '-check', '-text', '-noout'], {encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe']})
+      const out = execFileSync('openssl', ['dhparam', '-in', layout.dhparam, '-check', '-text', '-noout'], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
       expect(out).to.match(/2048 bit/)
       expect(out).not.to.match(/GROUP: ffdhe2048/)
       expect(await modeOf(layout.dhparam)).to.equal(0o600)

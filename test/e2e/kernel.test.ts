@@ -36,32 +36,39 @@ interface Msg {
 }
 
 /** An https request trusting `ca` (the hub's own certificate); JSON in and out. */
-function httpsJson(url: string, options: {method?: string; ca: string; token?: string; body?: unknown}): Promise<{status: number; body: unknown}> {
+function httpsJson(
+  url: string,
+  options: {method?: string; ca: string; token?: string; body?: unknown},
+): Promise<{status: number; body: unknown}> {
   return new Promise((resolve, reject) => {
     const payload = options.body === undefined ? undefined : JSON.stringify(options.body)
-    const request = https.request(url, {
-      method: options.method ?? 'GET',
-      ca: options.ca,
-      headers: {
-        Accept: 'application/json',
-        ...(options.token ? {Authorization: `token ${options.token}`} : {}),
-        ...(payload ? {'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload)} : {}),
+    const request = https.request(
+      url,
+      {
+        method: options.method ?? 'GET',
+        ca: options.ca,
+        headers: {
+          Accept: 'application/json',
+          ...(options.token ? {Authorization: `token ${options.token}`} : {}),
+          ...(payload ? {'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload)} : {}),
+        },
+        timeout: 30_000,
       },
-      timeout: 30_000,
-    }, (response) => {
-      const chunks: Buffer[] = []
-      response.on('data', (chunk: Buffer) => chunks.push(chunk))
-      response.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8')
-        let body: unknown = text
-        try {
-          body = JSON.parse(text)
-        } catch {
-          // not JSON: kept as text
-        }
-        resolve({status: response.statusCode ?? 0, body})
-      })
-    })
+      (response) => {
+        const chunks: Buffer[] = []
+        response.on('data', (chunk: Buffer) => chunks.push(chunk))
+        response.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8')
+          let body: unknown = text
+          try {
+            body = JSON.parse(text)
+          } catch {
+            // not JSON: kept as text
+          }
+          resolve({status: response.statusCode ?? 0, body})
+        })
+      },
+    )
     request.on('timeout', () => request.destroy(new Error(`${url}: no answer`)))
     request.on('error', reject)
     request.end(payload)
@@ -76,19 +83,39 @@ function execute(url: string, options: {ca: string; token: string; code: string}
   return new Promise((resolve, reject) => {
     const session = randomUUID()
     const msgId = randomUUID()
-    const socket = new WebSocket(`${url}?session_id=${session}`, {ca: options.ca, headers: {Authorization: `token ${options.token}`}, handshakeTimeout: 30_000})
+    const socket = new WebSocket(`${url}?session_id=${session}`, {
+      ca: options.ca,
+      headers: {Authorization: `token ${options.token}`},
+      handshakeTimeout: 30_000,
+    })
     const replies: Msg[] = []
     let replied = false
     let idle = false
     socket.on('open', () => {
-      socket.send(JSON.stringify({
-        header: {msg_id: msgId, username: 'hubctl-test', session, date: new Date().toISOString(), msg_type: 'execute_request', version: '5.3'},
-        parent_header: {},
-        metadata: {},
-        content: {code: options.code, silent: false, store_history: true, user_expressions: {}, allow_stdin: false, stop_on_error: true},
-        buffers: [],
-        channel: 'shell',
-      }))
+      socket.send(
+        JSON.stringify({
+          header: {
+            msg_id: msgId,
+            username: 'hubctl-test',
+            session,
+            date: new Date().toISOString(),
+            msg_type: 'execute_request',
+            version: '5.3',
+          },
+          parent_header: {},
+          metadata: {},
+          content: {
+            code: options.code,
+            silent: false,
+            store_history: true,
+            user_expressions: {},
+            allow_stdin: false,
+            stop_on_error: true,
+          },
+          buffers: [],
+          channel: 'shell',
+        }),
+      )
     })
     socket.on('message', (data, isBinary) => {
       if (isBinary) return
@@ -99,7 +126,9 @@ function execute(url: string, options: {ca: string; token: string; code: string}
       if (msg.header.msg_type === 'status' && msg.content.execution_state === 'idle') idle = true
       if (replied && idle) socket.close()
     })
-    socket.on('unexpected-response', (_request, response) => reject(new Error(`the websocket upgrade was answered ${response.statusCode}`)))
+    socket.on('unexpected-response', (_request, response) =>
+      reject(new Error(`the websocket upgrade was answered ${response.statusCode}`)),
+    )
     socket.on('error', reject)
     socket.on('close', () => resolve(replies))
   })
@@ -133,22 +162,45 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       layout = new Layout(prefix)
       const portInfo = await portFlags()
       ports = portInfo.ports
-      const init = await hubctl(['init', '--prefix', prefix, '--yes', '--domain', 'localhost', '--admin', user, '--allow-user', user,
-        '--tls', 'self-signed', '--dhparam', 'ffdhe2048', '--jupyterhub', jupyterhub, '--no-systemd', '--no-schedule', ...portInfo.flags])
+      const init = await hubctl([
+        'init',
+        '--prefix',
+        prefix,
+        '--yes',
+        '--domain',
+        'localhost',
+        '--admin',
+        user,
+        '--allow-user',
+        user,
+        '--tls',
+        'self-signed',
+        '--dhparam',
+        'ffdhe2048',
+        '--jupyterhub',
+        jupyterhub,
+        '--no-systemd',
+        '--no-schedule',
+        ...portInfo.flags,
+      ])
       expect(init.exitCode, init.stderr).to.equal(0)
       // The test's own grant (see above): tokens and server access for this one user. JupyterHub
       // 3.0 checks a service's filtered `tokens!user=` against the service instead of the user,
       // and refuses: there, the (throwaway) test hub grants `tokens` unfiltered.
       const tokensScope = jupyterhub === DEBIAN_JUPYTERHUB ? 'tokens' : `tokens!user=${user}`
-      await fs.writeFile(path.join(layout.hubConfigD, '90-kernel-test.py'), [
-        '# hubctl kernel e2e test: lets the hubctl service issue a token for the test user.',
-        'c.JupyterHub.load_roles.append({',
-        `    "name": "kernel-test-tokens",`,
-        `    "scopes": ["${tokensScope}", "access:servers!user=${user}"],`,
-        '    "services": ["hubctl"],',
-        '})',
-        '',
-      ].join('\n'), {mode: 0o644})
+      await fs.writeFile(
+        path.join(layout.hubConfigD, '90-kernel-test.py'),
+        [
+          '# hubctl kernel e2e test: lets the hubctl service issue a token for the test user.',
+          'c.JupyterHub.load_roles.append({',
+          `    "name": "kernel-test-tokens",`,
+          `    "scopes": ["${tokensScope}", "access:servers!user=${user}"],`,
+          '    "services": ["hubctl"],',
+          '})',
+          '',
+        ].join('\n'),
+        {mode: 0o644},
+      )
       const started = await hubctl(['start', '--detach', '--prefix', prefix, '--json'])
       expect(started.exitCode, started.stderr + started.stdout).to.equal(0)
       api = HubApi.forLayout(layout, {ports})
@@ -167,7 +219,11 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
     it('the user gets a server, and a token for it from the hub API', async () => {
       const outcome = await api.startServer(user)
       expect(['started', 'pending']).to.include(outcome)
-      await waitUntil('the server to be ready', async () => (await api.userServers(user)).find((s) => s.name === '' && s.ready), {tries: 600, intervalMs: 200})
+      await waitUntil(
+        'the server to be ready',
+        async () => (await api.userServers(user)).find((s) => s.name === '' && s.ready),
+        {tries: 600, intervalMs: 200},
+      )
       const apiToken = (await fs.readFile(layout.apiToken, 'utf8')).trim()
       const response = await fetch(`http://127.0.0.1:${ports.hub}/hub/api/users/${user}/tokens`, {
         method: 'POST',
@@ -186,11 +242,21 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       // Without a token the server refuses (it is the server answering, not a route to the hub).
       const anonymous = await httpsJson(`${base}/kernels`, {ca})
       expect(anonymous.status).to.be.oneOf([302, 403])
-      const kernel = await waitUntil('the kernel to be created', async () => {
-        const created = await httpsJson(`${base}/kernels`, {method: 'POST', ca, token: userToken, body: {name: 'python3'}})
-        if (created.status !== 201) throw new Error(`POST kernels answered ${created.status}: ${JSON.stringify(created.body).slice(0, 300)}`)
-        return created.body as {id: string; name: string}
-      }, {tries: 10, intervalMs: 1000})
+      const kernel = await waitUntil(
+        'the kernel to be created',
+        async () => {
+          const created = await httpsJson(`${base}/kernels`, {
+            method: 'POST',
+            ca,
+            token: userToken,
+            body: {name: 'python3'},
+          })
+          if (created.status !== 201)
+            throw new Error(`POST kernels answered ${created.status}: ${JSON.stringify(created.body).slice(0, 300)}`)
+          return created.body as {id: string; name: string}
+        },
+        {tries: 10, intervalMs: 1000},
+      )
       expect(kernel.name).to.equal('python3')
       expect(kernel.id).to.match(/^[0-9a-f-]{36}$/)
       kernelId = kernel.id
@@ -201,7 +267,11 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
 
     it('runs print(6*7) over wss and reads 42 from its stream', async () => {
       expect(kernelId, 'the previous test made the kernel').to.not.equal('')
-      const replies = await execute(`wss://localhost:${ports.https}/user/${user}/api/kernels/${kernelId}/channels`, {ca, token: userToken, code: 'print(6*7)'})
+      const replies = await execute(`wss://localhost:${ports.https}/user/${user}/api/kernels/${kernelId}/channels`, {
+        ca,
+        token: userToken,
+        code: 'print(6*7)',
+      })
       const types = replies.map((m) => m.header.msg_type)
       expect(types, JSON.stringify(types)).to.include.members(['execute_reply', 'stream'])
       const reply = replies.find((m) => m.header.msg_type === 'execute_reply')!
@@ -211,7 +281,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       expect(streams.map((m) => m.content.text).join('')).to.equal('42\n')
     })
 
-    it('uploads a 3 MiB file through nginx in JupyterLab\'s chunks (1 MiB, base64 in JSON) and saves a notebook larger than the hub\'s body limit', async () => {
+    it("uploads a 3 MiB file through nginx in JupyterLab's chunks (1 MiB, base64 in JSON) and saves a notebook larger than the hub's body limit", async () => {
       expect(userToken, 'the first test made the token').to.not.equal('')
       const base = `https://localhost:${ports.https}/user/${user}/api/contents`
       const data = randomBytes(3 * 1024 * 1024)
@@ -219,7 +289,14 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       let largest = 0
       for (let offset = 0, chunk = 1; offset < data.length; offset += chunkSize, chunk++) {
         const last = offset + chunkSize >= data.length
-        const body = {type: 'file', format: 'base64', name: 'upload.bin', path: 'upload.bin', chunk: last ? -1 : chunk, content: data.subarray(offset, offset + chunkSize).toString('base64')}
+        const body = {
+          type: 'file',
+          format: 'base64',
+          name: 'upload.bin',
+          path: 'upload.bin',
+          chunk: last ? -1 : chunk,
+          content: data.subarray(offset, offset + chunkSize).toString('base64'),
+        }
         largest = Math.max(largest, Buffer.byteLength(JSON.stringify(body)))
         const put = await httpsJson(`${base}/upload.bin`, {method: 'PUT', ca, token: userToken, body})
         expect(put.status, `chunk ${chunk}: ${JSON.stringify(put.body).slice(0, 200)}`).to.be.oneOf([200, 201])
@@ -227,14 +304,29 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       console.log(`      measured: one upload chunk of JupyterLab is ${largest} bytes of JSON`)
       const read = await httpsJson(`${base}/upload.bin?content=1&format=base64&type=file`, {ca, token: userToken})
       expect(read.status).to.equal(200)
-      expect(Buffer.from((read.body as {content: string}).content, 'base64').equals(data), 'the file read back is the one uploaded').to.equal(true)
-      const notebook = {type: 'notebook', content: {nbformat: 4, nbformat_minor: 5, metadata: {}, cells: [{cell_type: 'markdown', id: 'big', metadata: {}, source: 'x'.repeat(2 * 1024 * 1024)}]}}
+      expect(
+        Buffer.from((read.body as {content: string}).content, 'base64').equals(data),
+        'the file read back is the one uploaded',
+      ).to.equal(true)
+      const notebook = {
+        type: 'notebook',
+        content: {
+          nbformat: 4,
+          nbformat_minor: 5,
+          metadata: {},
+          cells: [{cell_type: 'markdown', id: 'big', metadata: {}, source: 'x'.repeat(2 * 1024 * 1024)}],
+        },
+      }
       const saved = await httpsJson(`${base}/big.ipynb`, {method: 'PUT', ca, token: userToken, body: notebook})
       expect(saved.status, JSON.stringify(saved.body).slice(0, 200)).to.be.oneOf([200, 201])
     })
 
-    it('the proxy\'s routing table names the server\'s target (where hubctl checks each server)', async () => {
-      const routes = await proxyRoutes(`http://127.0.0.1:${ports.proxyApi}`, async () => (await fs.readFile(layout.proxyAuthToken, 'utf8')).trim(), fetch)()
+    it("the proxy's routing table names the server's target (where hubctl checks each server)", async () => {
+      const routes = await proxyRoutes(
+        `http://127.0.0.1:${ports.proxyApi}`,
+        async () => (await fs.readFile(layout.proxyAuthToken, 'utf8')).trim(),
+        fetch,
+      )()
       const route = findRoute(routes, {user, name: '', url: `/user/${user}/`})
       expect(route?.target, JSON.stringify(routes)).to.match(/^http:\/\/127\.0\.0\.1:\d+$/)
       const direct = await fetch(`${route!.target}/user/${user}/api`)
@@ -244,11 +336,15 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
 
     it('hubctl status shows the server with its route checked by the supervisor', async () => {
       // The supervisor checks the servers every 30 s: poll (bounded) until it has seen this one.
-      const status = await waitUntil('the supervisor to have probed the route', async () => {
-        const result = await hubctl(['status', '--prefix', prefix, '--json'])
-        const parsed = JSON.parse(result.stdout) as StatusServers
-        return parsed.servers.find((s) => s.user === user)?.routeOk === null ? undefined : parsed
-      }, {tries: 60, intervalMs: 1000})
+      const status = await waitUntil(
+        'the supervisor to have probed the route',
+        async () => {
+          const result = await hubctl(['status', '--prefix', prefix, '--json'])
+          const parsed = JSON.parse(result.stdout) as StatusServers
+          return parsed.servers.find((s) => s.user === user)?.routeOk === null ? undefined : parsed
+        },
+        {tries: 60, intervalMs: 1000},
+      )
       expect(status.servers).to.have.length(1)
       expect(status.servers[0]).to.include({user, name: '', ready: true, routeOk: true})
       expect(status.serverWatch).to.include({ok: true, cullIdleSeconds: null})

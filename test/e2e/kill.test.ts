@@ -17,9 +17,27 @@ describe('hubctl init killed with SIGKILL at any moment', () => {
   before(async () => {
     layout = new Layout(await tempPrefix('hubctl-kill'))
     const {flags} = await portFlags()
-    args = ['init', '--prefix', layout.prefix, '--yes', '--domain', 'localhost', '--admin', 'alice', '--tls', 'self-signed', '--dhparam', 'ffdhe2048', '--jupyterhub', DEBIAN_JUPYTERHUB, ...flags]
+    args = [
+      'init',
+      '--prefix',
+      layout.prefix,
+      '--yes',
+      '--domain',
+      'localhost',
+      '--admin',
+      'alice',
+      '--tls',
+      'self-signed',
+      '--dhparam',
+      'ffdhe2048',
+      '--jupyterhub',
+      DEBIAN_JUPYTERHUB,
+      ...flags,
+    ]
   })
-  after(async () => { await fs.rm(layout.prefix, {recursive: true, force: true}) })
+  after(async () => {
+    await fs.rm(layout.prefix, {recursive: true, force: true})
+  })
 
   async function assertEveryFileWhole(): Promise<void> {
     for (const name of SECRET_NAMES) {
@@ -28,7 +46,8 @@ describe('hubctl init killed with SIGKILL at any moment', () => {
       expect(validateSecret(name, await fs.readFile(file, 'utf8')), file).to.equal(undefined)
       expect(await modeOf(file), file).to.equal(0o600)
     }
-    if (await exists(layout.hubConfig)) execFileSync('python3', ['-c', 'import ast, sys; ast.parse(open(sys.argv[1]).read())', layout.hubConfig])
+    if (await exists(layout.hubConfig))
+      execFileSync('python3', ['-c', 'import ast, sys; ast.parse(open(sys.argv[1]).read())', layout.hubConfig])
     if (await exists(layout.settings)) JSON.parse(await fs.readFile(layout.settings, 'utf8'))
     if (await exists(layout.fullchain)) {
       const {X509Certificate} = await import('node:crypto')
@@ -39,18 +58,25 @@ describe('hubctl init killed with SIGKILL at any moment', () => {
   for (const delay of KILL_AT) {
     it(`killed after ${delay} ms: every file is old or new, and the next init completes without changing a valid secret`, async () => {
       const before: Record<string, string> = {}
-      for (const name of SECRET_NAMES) if (await exists(layout.secretFiles[name])) before[name] = await fs.readFile(layout.secretFiles[name], 'utf8')
+      for (const name of SECRET_NAMES)
+        if (await exists(layout.secretFiles[name])) before[name] = await fs.readFile(layout.secretFiles[name], 'utf8')
       const child = spawn(process.execPath, [BIN, ...args], {stdio: 'ignore'})
       const exited = new Promise((resolve) => child.once('exit', resolve))
       await new Promise((resolve) => setTimeout(resolve, delay))
       child.kill('SIGKILL') // a no-op when init already finished
       await exited
       await assertEveryFileWhole()
-      for (const [name, value] of Object.entries(before)) expect(await fs.readFile(layout.secretFiles[name as keyof typeof layout.secretFiles], 'utf8'), name).to.equal(value)
+      for (const [name, value] of Object.entries(before))
+        expect(await fs.readFile(layout.secretFiles[name as keyof typeof layout.secretFiles], 'utf8'), name).to.equal(
+          value,
+        )
 
       const again = await hubctl(args)
       expect(again.exitCode, again.stderr).to.equal(0)
-      for (const [name, value] of Object.entries(before)) expect(await fs.readFile(layout.secretFiles[name as keyof typeof layout.secretFiles], 'utf8'), name).to.equal(value)
+      for (const [name, value] of Object.entries(before))
+        expect(await fs.readFile(layout.secretFiles[name as keyof typeof layout.secretFiles], 'utf8'), name).to.equal(
+          value,
+        )
       const check = await hubctl(['secrets', 'check', '--prefix', layout.prefix])
       expect(check.exitCode, check.stderr).to.equal(0)
     })
@@ -62,7 +88,23 @@ describe('two hubctl commands that write at once', () => {
     const layout = new Layout(await tempPrefix('hubctl-race'))
     try {
       const {flags} = await portFlags()
-      const args = ['init', '--prefix', layout.prefix, '--yes', '--domain', 'localhost', '--admin', 'alice', '--tls', 'self-signed', '--dhparam', 'ffdhe2048', '--jupyterhub', DEBIAN_JUPYTERHUB, ...flags]
+      const args = [
+        'init',
+        '--prefix',
+        layout.prefix,
+        '--yes',
+        '--domain',
+        'localhost',
+        '--admin',
+        'alice',
+        '--tls',
+        'self-signed',
+        '--dhparam',
+        'ffdhe2048',
+        '--jupyterhub',
+        DEBIAN_JUPYTERHUB,
+        ...flags,
+      ]
       const [a, b] = await Promise.all([hubctl(args), hubctl(args)])
       const codes = [a.exitCode, b.exitCode].sort()
       // Either the second saw the lock (6), or the first had finished before the second locked (both 0).

@@ -14,7 +14,21 @@ import {BIN, CliResult, DEBIAN_JUPYTERHUB, hubctl, portFlags, snapshot, tempPref
  * environment overriding the secret files, logs others can read, and --dry-run writing anyway.
  */
 
-const BASE = ['--yes', '--domain', 'localhost', '--admin', 'alice', '--tls', 'self-signed', '--dhparam', 'ffdhe2048', '--jupyterhub', DEBIAN_JUPYTERHUB, '--no-systemd', '--no-schedule']
+const BASE = [
+  '--yes',
+  '--domain',
+  'localhost',
+  '--admin',
+  'alice',
+  '--tls',
+  'self-signed',
+  '--dhparam',
+  'ffdhe2048',
+  '--jupyterhub',
+  DEBIAN_JUPYTERHUB,
+  '--no-systemd',
+  '--no-schedule',
+]
 
 /** The refusal: one last stderr line `hubctl: ... . Fix: ...` matching `message`, and the exit code. */
 function expectRefused(result: CliResult, exitCode: number, message: RegExp): void {
@@ -34,7 +48,10 @@ function planted(marker: string): string {
 }
 
 async function exists(file: string): Promise<boolean> {
-  return fs.lstat(file).then(() => true, () => false)
+  return fs.lstat(file).then(
+    () => true,
+    () => false,
+  )
 }
 
 describe('a local user against the hubctl root runs', function () {
@@ -72,7 +89,12 @@ describe('a local user against the hubctl root runs', function () {
 
   /** hubctl as root, in the working directory `cwd`. */
   async function hubctlIn(cwd: string, args: string[]): Promise<CliResult> {
-    const result = await execa(process.execPath, [BIN, ...args], {cwd, reject: false, stdin: 'ignore', timeout: 300_000})
+    const result = await execa(process.execPath, [BIN, ...args], {
+      cwd,
+      reject: false,
+      stdin: 'ignore',
+      timeout: 300_000,
+    })
     return {exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr)}
   }
 
@@ -92,7 +114,10 @@ describe('a local user against the hubctl root runs', function () {
       const doctor = await hubctlIn(home, ['doctor', '--prefix', layout.prefix, '--json'])
       expect(await exists(marker), `root imported ${home}/traitlets.py during doctor`).to.equal(false)
       const checks = JSON.parse(doctor.stdout).checks as Array<{check: string; status: string; message: string}>
-      expect(checks.find((c) => c.check === 'jupyterhub config'), doctor.stdout).to.include({status: 'pass'})
+      expect(
+        checks.find((c) => c.check === 'jupyterhub config'),
+        doctor.stdout,
+      ).to.include({status: 'pass'})
     })
   })
 
@@ -118,7 +143,11 @@ describe('a local user against the hubctl root runs', function () {
       try {
         const before = await snapshot(layout.prefix)
         const init = await hubctl(['init', '--prefix', layout.prefix, ...BASE, ...flags])
-        expectRefused(init, 3, new RegExp(`${escaped(evil)} belongs to uid ${uid}.*Fix: .*chown root:root ${escaped(evil)}`))
+        expectRefused(
+          init,
+          3,
+          new RegExp(`${escaped(evil)} belongs to uid ${uid}.*Fix: .*chown root:root ${escaped(evil)}`),
+        )
         expect(await exists(marker()), 'the file ran during init').to.equal(false)
         expect(await snapshot(layout.prefix), 'init changed nothing').to.deep.equal(before)
         const start = await hubctl(['start', '--detach', '--prefix', layout.prefix], {timeoutMs: 120_000})
@@ -126,11 +155,19 @@ describe('a local user against the hubctl root runs', function () {
         expect(await exists(marker()), 'the file ran during start').to.equal(false)
         const doctor = await hubctl(['doctor', '--prefix', layout.prefix, '--json'])
         expect(doctor.exitCode).to.equal(1)
-        const checks = JSON.parse(doctor.stdout).checks as Array<{check: string; status: string; message: string; fix?: string}>
+        const checks = JSON.parse(doctor.stdout).checks as Array<{
+          check: string
+          status: string
+          message: string
+          fix?: string
+        }>
         const ownership = checks.find((c) => c.check === 'ownership' && c.message.includes(evil))
         expect(ownership, doctor.stdout).to.include({status: 'fail'})
         expect(ownership!.fix).to.equal(`chown root:root ${evil}`)
-        expect(checks.find((c) => c.check === 'jupyterhub config'), 'doctor loads no config it does not trust').to.include({status: 'fail'})
+        expect(
+          checks.find((c) => c.check === 'jupyterhub config'),
+          'doctor loads no config it does not trust',
+        ).to.include({status: 'fail'})
         expect(await exists(marker()), 'the file ran during doctor').to.equal(false)
       } finally {
         await fs.rm(evil, {force: true})
@@ -141,7 +178,13 @@ describe('a local user against the hubctl root runs', function () {
       await fs.chmod(layout.hubConfigD, 0o775)
       try {
         const init = await hubctl(['init', '--prefix', layout.prefix, ...BASE, ...flags])
-        expectRefused(init, 3, new RegExp(`${escaped(layout.hubConfigD)} is writable by its group.*Fix: chmod go-w ${escaped(layout.hubConfigD)}`))
+        expectRefused(
+          init,
+          3,
+          new RegExp(
+            `${escaped(layout.hubConfigD)} is writable by its group.*Fix: chmod go-w ${escaped(layout.hubConfigD)}`,
+          ),
+        )
       } finally {
         await fs.chmod(layout.hubConfigD, 0o755)
       }
@@ -151,7 +194,11 @@ describe('a local user against the hubctl root runs', function () {
       await fs.chown(layout.etcDir, uid, gid)
       try {
         const init = await hubctl(['init', '--prefix', layout.prefix, ...BASE, ...flags])
-        expectRefused(init, 3, new RegExp(`${escaped(layout.etcDir)} belongs to uid ${uid}.*chown root:root ${escaped(layout.etcDir)}`))
+        expectRefused(
+          init,
+          3,
+          new RegExp(`${escaped(layout.etcDir)} belongs to uid ${uid}.*chown root:root ${escaped(layout.etcDir)}`),
+        )
       } finally {
         await fs.chown(layout.etcDir, 0, 0)
       }
@@ -162,7 +209,10 @@ describe('a local user against the hubctl root runs', function () {
       expect(init.exitCode, init.stderr).to.equal(0)
       const doctor = await hubctl(['doctor', '--prefix', layout.prefix, '--json'])
       const checks = JSON.parse(doctor.stdout).checks as Array<{check: string; status: string}>
-      expect(checks.find((c) => c.check === 'ownership'), doctor.stdout).to.include({status: 'pass'})
+      expect(
+        checks.find((c) => c.check === 'ownership'),
+        doctor.stdout,
+      ).to.include({status: 'pass'})
     })
 
     it('a prefix inside a directory the user owns: init exits 3 naming that directory, nothing written', async () => {
@@ -183,37 +233,89 @@ describe('a local user against the hubctl root runs', function () {
       await fs.writeFile(path.join(venv, 'jupyterhub-singleuser'), '#!/bin/sh\nexit 0\n', {mode: 0o755})
       await execa('chown', ['-R', `${uid}:${gid}`, path.join(home, 'venv')])
       const prefix = await newPrefix('hubctl-uservenv')
-      const init = await hubctl(['init', '--prefix', prefix.prefix, ...BASE.filter((f) => f !== DEBIAN_JUPYTERHUB && f !== '--jupyterhub'), '--jupyterhub', jupyterhub, ...(await portFlags()).flags])
-      expect(await exists(marker()), 'root ran the user\'s jupyterhub').to.equal(false)
+      const init = await hubctl([
+        'init',
+        '--prefix',
+        prefix.prefix,
+        ...BASE.filter((f) => f !== DEBIAN_JUPYTERHUB && f !== '--jupyterhub'),
+        '--jupyterhub',
+        jupyterhub,
+        ...(await portFlags()).flags,
+      ])
+      expect(await exists(marker()), "root ran the user's jupyterhub").to.equal(false)
       expectRefused(init, 3, new RegExp(`${escaped(home)}(/venv(/bin(/jupyterhub)?)?)? belongs to uid ${uid}`))
     })
   })
 
   describe('3. --spawner simple as root', () => {
-    it('with PAM and another allowed user: exit 2 naming --spawner local, nothing written (was: bob\'s server and terminal as root)', async () => {
+    it("with PAM and another allowed user: exit 2 naming --spawner local, nothing written (was: bob's server and terminal as root)", async () => {
       const layout = await newPrefix('hubctl-simple')
-      const init = await hubctl(['init', '--prefix', layout.prefix, ...BASE, '--spawner', 'simple', '--authenticator', 'pam', '--allow-user', 'bob', ...(await portFlags()).flags])
+      const init = await hubctl([
+        'init',
+        '--prefix',
+        layout.prefix,
+        ...BASE,
+        '--spawner',
+        'simple',
+        '--authenticator',
+        'pam',
+        '--allow-user',
+        'bob',
+        ...(await portFlags()).flags,
+      ])
       expectRefused(init, 2, /--spawner simple .*as root.*Fix: .*--spawner local/)
       expect(await snapshot(layout.prefix)).to.deep.equal({})
     })
 
     it('local mode with another allowed user: exit 2, nothing written', async () => {
       const layout = await newPrefix('hubctl-simple-local')
-      const init = await hubctl(['init', '--local', '--prefix', layout.prefix, '--yes', '--jupyterhub', DEBIAN_JUPYTERHUB, '--no-systemd', '--no-schedule', '--allow-user', 'bob', ...(await portFlags()).flags])
+      const init = await hubctl([
+        'init',
+        '--local',
+        '--prefix',
+        layout.prefix,
+        '--yes',
+        '--jupyterhub',
+        DEBIAN_JUPYTERHUB,
+        '--no-systemd',
+        '--no-schedule',
+        '--allow-user',
+        'bob',
+        ...(await portFlags()).flags,
+      ])
       expectRefused(init, 2, /--spawner local/)
       expect(await snapshot(layout.prefix)).to.deep.equal({})
     })
 
-    it('the quick start run by root (init --local: one generated login, the admin\'s) still works', async () => {
+    it("the quick start run by root (init --local: one generated login, the admin's) still works", async () => {
       const layout = await newPrefix('hubctl-local-root')
-      const init = await hubctl(['init', '--local', '--prefix', layout.prefix, '--yes', '--jupyterhub', DEBIAN_JUPYTERHUB, '--no-systemd', '--no-schedule', ...(await portFlags()).flags])
+      const init = await hubctl([
+        'init',
+        '--local',
+        '--prefix',
+        layout.prefix,
+        '--yes',
+        '--jupyterhub',
+        DEBIAN_JUPYTERHUB,
+        '--no-systemd',
+        '--no-schedule',
+        ...(await portFlags()).flags,
+      ])
       expect(init.exitCode, init.stderr).to.equal(0)
       expect(await fs.readFile(layout.hubConfig, 'utf8')).to.include('c.Spawner.args = ["--allow-root"]')
     })
 
     it('hubctl.json changed to --spawner simple with PAM: start exits 2', async () => {
       const layout = await newPrefix('hubctl-simple-start')
-      const init = await hubctl(['init', '--prefix', layout.prefix, ...BASE, '--allow-user', 'bob', ...(await portFlags()).flags])
+      const init = await hubctl([
+        'init',
+        '--prefix',
+        layout.prefix,
+        ...BASE,
+        '--allow-user',
+        'bob',
+        ...(await portFlags()).flags,
+      ])
       expect(init.exitCode, init.stderr).to.equal(0)
       const settings = JSON.parse(await fs.readFile(layout.settings, 'utf8'))
       settings.spawner = 'simple'
@@ -223,7 +325,7 @@ describe('a local user against the hubctl root runs', function () {
     })
   })
 
-  describe('5 and 9. a running stack: the operator\'s environment, the logs', () => {
+  describe("5 and 9. a running stack: the operator's environment, the logs", () => {
     let layout: Layout
 
     before(async () => {
@@ -236,15 +338,20 @@ describe('a local user against the hubctl root runs', function () {
       expect(started.exitCode, started.stderr + started.stdout).to.equal(0)
     })
 
-    it('JPY_COOKIE_SECRET and CONFIGPROXY_AUTH_TOKEN in hubctl\'s environment never reach the hub (was: they overrode the files)', async () => {
-      const status = JSON.parse((await hubctl(['status', '--prefix', layout.prefix, '--json'])).stdout) as {hub: {pid: number}}
+    it("JPY_COOKIE_SECRET and CONFIGPROXY_AUTH_TOKEN in hubctl's environment never reach the hub (was: they overrode the files)", async () => {
+      const status = JSON.parse((await hubctl(['status', '--prefix', layout.prefix, '--json'])).stdout) as {
+        hub: {pid: number}
+      }
       const environ = (await fs.readFile(`/proc/${status.hub.pid}/environ`, 'utf8')).split('\0')
-      expect(environ.filter((v) => v.startsWith('JPY_COOKIE_SECRET=') || v.startsWith('CONFIGPROXY_AUTH_TOKEN='))).to.deep.equal([])
+      expect(
+        environ.filter((v) => v.startsWith('JPY_COOKIE_SECRET=') || v.startsWith('CONFIGPROXY_AUTH_TOKEN=')),
+      ).to.deep.equal([])
     })
 
-    it('every log under var/log/jupyterhub is 0640 or tighter (was: nginx\'s 0644)', async () => {
+    it("every log under var/log/jupyterhub is 0640 or tighter (was: nginx's 0644)", async () => {
       const names = await fs.readdir(layout.logDir)
-      for (const wanted of ['proxy.log', 'jupyterhub.log', 'nginx-access.log', 'nginx-error.log', 'hubctl.log']) expect(names).to.include(wanted)
+      for (const wanted of ['proxy.log', 'jupyterhub.log', 'nginx-access.log', 'nginx-error.log', 'hubctl.log'])
+        expect(names).to.include(wanted)
       for (const name of names) {
         const mode = (await fs.stat(path.join(layout.logDir, name))).mode & 0o777
         expect(mode & 0o037, `${name} has mode ${mode.toString(8)}`).to.equal(0)
@@ -256,7 +363,9 @@ describe('a local user against the hubctl root runs', function () {
       const text = await fs.readFile(config, 'utf8')
       expect(text).to.match(/create 0640 root adm/)
       expect(text).to.match(/postrotate/)
-      const logrotate = await execa('logrotate', ['-d', '-s', path.join(layout.prefix, 'logrotate.state'), config], {reject: false})
+      const logrotate = await execa('logrotate', ['-d', '-s', path.join(layout.prefix, 'logrotate.state'), config], {
+        reject: false,
+      })
       if (logrotate.exitCode === undefined && /ENOENT/.test(String(logrotate.message))) this.skip()
       expect(logrotate.exitCode, logrotate.stderr).to.equal(0)
       expect(logrotate.stderr).to.not.match(/^error:/im)

@@ -49,7 +49,14 @@ describe('local mode as a non-root user', function () {
 
   /** hubctl as the user, in its home, with a plain environment. */
   const asUser = async (args: string[]) => {
-    const result = await execa('runuser', ['-u', user, '--', process.execPath, BIN, ...args], {cwd: home, env: {PATH, HOME: home, LANG: 'C.UTF-8'}, extendEnv: false, reject: false, timeout: 300_000, stdin: 'ignore'})
+    const result = await execa('runuser', ['-u', user, '--', process.execPath, BIN, ...args], {
+      cwd: home,
+      env: {PATH, HOME: home, LANG: 'C.UTF-8'},
+      extendEnv: false,
+      reject: false,
+      timeout: 300_000,
+      stdin: 'ignore',
+    })
     return {exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr)}
   }
 
@@ -59,8 +66,17 @@ describe('local mode as a non-root user', function () {
     home = (await execa('getent', ['passwd', user])).stdout.split(':')[5]
     prefix = path.join(home, 'hubctl-local')
     // What the user must be able to run: Node with hubctl, nginx, the virtualenv's JupyterHub.
-    for (const [command, args] of [[process.execPath, [BIN, '--version']], ['nginx', ['-v']], [VENV_JUPYTERHUB, ['--version']]] as Array<[string, string[]]>) {
-      const ran = await execa('runuser', ['-u', user, '--', command, ...args], {cwd: home, env: {PATH}, extendEnv: false, reject: false})
+    for (const [command, args] of [
+      [process.execPath, [BIN, '--version']],
+      ['nginx', ['-v']],
+      [VENV_JUPYTERHUB, ['--version']],
+    ] as Array<[string, string[]]>) {
+      const ran = await execa('runuser', ['-u', user, '--', command, ...args], {
+        cwd: home,
+        env: {PATH},
+        extendEnv: false,
+        reject: false,
+      })
       expect(ran.exitCode, `${user} cannot run ${command}: ${(ran.stderr || ran.stdout).trim()}`).to.equal(0)
     }
     const portInfo = await portFlags()
@@ -87,7 +103,10 @@ describe('local mode as a non-root user', function () {
     expect(stat.mode & 0o777).to.equal(0o600)
     expect(stat.uid).to.equal(uid)
     expect((await fs.readFile(file, 'utf8')).trim()).to.equal(login.password)
-    const settings = JSON.parse(await fs.readFile(path.join(prefix, 'etc/jupyterhub/hubctl.json'), 'utf8')) as {spawner: string; nginxSupervised: boolean}
+    const settings = JSON.parse(await fs.readFile(path.join(prefix, 'etc/jupyterhub/hubctl.json'), 'utf8')) as {
+      spawner: string
+      nginxSupervised: boolean
+    }
     expect(settings).to.include({spawner: 'simple', nginxSupervised: true})
     // Every file init wrote belongs to the user, and nothing outside the prefix was touched.
     const owners = await execa('find', [prefix, '!', '-user', user], {reject: false})
@@ -134,10 +153,14 @@ describe('local mode as a non-root user', function () {
     // Start the server as the home page's button does; spawn-pending answers until it is ready.
     const spawned = await browser.follow('/hub/spawn')
     expect(spawned.status, spawned.url).to.equal(200)
-    const landed = await waitUntil('the server to be ready', async () => {
-      const reply = await browser.follow(`/hub/spawn-pending/${user}`)
-      return new URL(reply.url).pathname.startsWith(`/user/${user}/`) && reply.status === 200 ? reply : undefined
-    }, {tries: 300, intervalMs: 500})
+    const landed = await waitUntil(
+      'the server to be ready',
+      async () => {
+        const reply = await browser.follow(`/hub/spawn-pending/${user}`)
+        return new URL(reply.url).pathname.startsWith(`/user/${user}/`) && reply.status === 200 ? reply : undefined
+      },
+      {tries: 300, intervalMs: 500},
+    )
     expect(new URL(landed.url).pathname).to.match(new RegExp(`^/user/${user}/(lab|tree)`))
     // The single-user server's OAuth round trip left its own cookie: its API answers.
     const api = await browser.request(`/user/${user}/api/status`)
@@ -152,11 +175,19 @@ describe('local mode as a non-root user', function () {
   it('stop --local stops the server, the hub, the proxy and nginx: nothing of the user runs', async () => {
     const stopped = await asUser(['stop', '--local', '--json'])
     expect(stopped.exitCode, stopped.stderr + stopped.stdout).to.equal(0)
-    const result = JSON.parse(stopped.stdout) as {servers: Array<{user: string; result: string}>; supervisor: {result: string} | null; leftovers: unknown[]}
+    const result = JSON.parse(stopped.stdout) as {
+      servers: Array<{user: string; result: string}>
+      supervisor: {result: string} | null
+      leftovers: unknown[]
+    }
     expect(result.servers).to.deep.equal([{user, name: '', result: 'stopped'}])
     expect(result.supervisor?.result).to.equal('exited')
     expect(result.leftovers).to.deep.equal([])
-    await waitUntil('every process of the user to be gone', async () => ((await userPids(uid)).length === 0 ? true : undefined), {tries: 100, intervalMs: 200})
+    await waitUntil(
+      'every process of the user to be gone',
+      async () => ((await userPids(uid)).length === 0 ? true : undefined),
+      {tries: 100, intervalMs: 200},
+    )
     const status = JSON.parse((await asUser(['status', '--local', '--json'])).stdout) as LocalStatus
     expect(status.running).to.equal(false)
   })

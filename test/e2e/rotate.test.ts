@@ -24,7 +24,11 @@ interface Status {
 }
 
 /** GET over https through nginx, trusting only the hub's own (self-signed) certificate. */
-function httpsGet(url: string, ca: string, headers: Record<string, string> = {}): Promise<{status: number; body: string; cookies: string[]}> {
+function httpsGet(
+  url: string,
+  ca: string,
+  headers: Record<string, string> = {},
+): Promise<{status: number; body: string; cookies: string[]}> {
   return new Promise((resolve, reject) => {
     const request = https.get(url, {ca, headers, agent: false, timeout: 10_000}, (response) => {
       let body = ''
@@ -32,7 +36,9 @@ function httpsGet(url: string, ca: string, headers: Record<string, string> = {})
       response.on('data', (chunk) => {
         body += chunk
       })
-      response.on('end', () => resolve({status: response.statusCode ?? 0, body, cookies: response.headers['set-cookie'] ?? []}))
+      response.on('end', () =>
+        resolve({status: response.statusCode ?? 0, body, cookies: response.headers['set-cookie'] ?? []}),
+      )
     })
     request.on('timeout', () => request.destroy(new Error('timeout')))
     request.on('error', reject)
@@ -60,8 +66,22 @@ const read = (file: string) => fs.readFile(file, 'utf8').then((text) => text.tri
 /** The port flags of the hub already set up under this layout (init again with the same ports). */
 async function portFlagsOf(layout: Layout): Promise<string[]> {
   const {ports} = JSON.parse(await fs.readFile(layout.settings, 'utf8')) as {ports: Record<string, number>}
-  return ['--http-port', ports.http, '--https-port', ports.https, '--proxy-port', ports.proxy, '--proxy-api-port', ports.proxyApi, '--hub-port', ports.hub,
-    '--proxy-standby-port', ports.proxyStandby, '--proxy-standby-api-port', ports.proxyStandbyApi].map(String)
+  return [
+    '--http-port',
+    ports.http,
+    '--https-port',
+    ports.https,
+    '--proxy-port',
+    ports.proxy,
+    '--proxy-api-port',
+    ports.proxyApi,
+    '--hub-port',
+    ports.hub,
+    '--proxy-standby-port',
+    ports.proxyStandby,
+    '--proxy-standby-api-port',
+    ports.proxyStandbyApi,
+  ].map(String)
 }
 
 for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
@@ -99,8 +119,25 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       layout = new Layout(prefix)
       const portInfo = await portFlags()
       ports = portInfo.ports
-      const init = await hubctl(['init', '--prefix', prefix, '--yes', '--domain', 'localhost', '--admin', user, '--tls', 'self-signed', '--dhparam', 'ffdhe2048',
-        '--jupyterhub', jupyterhub, '--no-systemd', '--no-schedule', ...portInfo.flags])
+      const init = await hubctl([
+        'init',
+        '--prefix',
+        prefix,
+        '--yes',
+        '--domain',
+        'localhost',
+        '--admin',
+        user,
+        '--tls',
+        'self-signed',
+        '--dhparam',
+        'ffdhe2048',
+        '--jupyterhub',
+        jupyterhub,
+        '--no-systemd',
+        '--no-schedule',
+        ...portInfo.flags,
+      ])
       expect(init.exitCode, init.stderr).to.equal(0)
       ca = await fs.readFile(layout.fullchain, 'utf8')
       const started = await hubctl(['start', '--detach', '--prefix', prefix])
@@ -122,7 +159,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       if (prefix) await fs.rm(prefix, {recursive: true, force: true})
     })
 
-    it('--proxy-token: a request loop through nginx to the user\'s server sees no failure; the old token gets 403', async () => {
+    it("--proxy-token: a request loop through nginx to the user's server sees no failure; the old token gets 403", async () => {
       const oldToken = await read(layout.proxyAuthToken)
       const before = await status()
       let stop = false
@@ -149,7 +186,9 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       expect(failures, 'failed requests during the rotation').to.deep.equal([])
       expect(ok).to.be.greaterThan(20)
       const newToken = await read(layout.proxyAuthToken)
-      expect(newToken).to.match(/^[0-9a-f]{64}$/).and.not.equal(oldToken)
+      expect(newToken)
+        .to.match(/^[0-9a-f]{64}$/)
+        .and.not.equal(oldToken)
       expect(await modeOf(layout.proxyAuthToken)).to.equal(0o600)
       expect(await proxyApiStatus(ports.proxyApi, oldToken)).to.equal(403)
       expect(await proxyApiStatus(ports.proxyApi, newToken)).to.equal(200)
@@ -161,7 +200,9 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       const api = HubApi.forLayout(layout, {ports})
       await api.syncProxy()
       expect(await routeAnswers()).to.equal(true)
-      const result = JSON.parse(rotated.stdout) as {rotated: Array<{secret: string; sha256: string; backup: string; outcome: string}>}
+      const result = JSON.parse(rotated.stdout) as {
+        rotated: Array<{secret: string; sha256: string; backup: string; outcome: string}>
+      }
       expect(result.rotated).to.have.length(1)
       expect(result.rotated[0]).to.include({secret: 'proxyAuthToken', outcome: 'applied'})
       expect(await read(result.rotated[0].backup)).to.equal(oldToken)
@@ -181,7 +222,9 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       const rotated = await hubctl(['secrets', 'rotate', '--cookie-secret', '--yes', '--prefix', prefix])
       expect(rotated.exitCode, rotated.stderr + rotated.stdout).to.equal(0)
       expect(rotated.stderr).to.include('log in again')
-      expect(await read(layout.cookieSecret)).to.match(/^[0-9a-f]{64}$/).and.not.equal(oldSecret)
+      expect(await read(layout.cookieSecret))
+        .to.match(/^[0-9a-f]{64}$/)
+        .and.not.equal(oldSecret)
       expect(await modeOf(layout.cookieSecret)).to.equal(0o600)
       const after = await status()
       expect(after.hub.pid).to.not.equal(before.hub.pid)
@@ -202,12 +245,17 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       const rotated = await hubctl(['secrets', 'rotate', '--api-token', '--prefix', prefix])
       expect(rotated.exitCode, rotated.stderr + rotated.stdout).to.equal(0)
       const newToken = await read(layout.apiToken)
-      expect(newToken).to.match(/^[0-9a-f]{64}$/).and.not.equal(oldToken)
+      expect(newToken)
+        .to.match(/^[0-9a-f]{64}$/)
+        .and.not.equal(oldToken)
       expect(await modeOf(layout.apiToken)).to.equal(0o600)
-      const users = (token: string) => fetch(`http://127.0.0.1:${ports.hub}/hub/api/users`, {headers: {Authorization: `token ${token}`}}).then(async (response) => {
-        await response.arrayBuffer()
-        return response.status
-      })
+      const users = (token: string) =>
+        fetch(`http://127.0.0.1:${ports.hub}/hub/api/users`, {headers: {Authorization: `token ${token}`}}).then(
+          async (response) => {
+            await response.arrayBuffer()
+            return response.status
+          },
+        )
       expect(await users(newToken)).to.equal(200)
       expect(await users(oldToken)).to.equal(403)
       expect(await serverPids({uid})).to.deep.equal([serverPid])
@@ -216,12 +264,21 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
 
     it('--dhparam: new parameters, nginx reloaded and still serving', async () => {
       const before = await fs.stat(layout.dhparam)
-      const rotated = await hubctl(['secrets', 'rotate', '--dhparam', '--dhparam-mode', 'ffdhe2048', '--prefix', prefix, '--json'])
+      const rotated = await hubctl([
+        'secrets',
+        'rotate',
+        '--dhparam',
+        '--dhparam-mode',
+        'ffdhe2048',
+        '--prefix',
+        prefix,
+        '--json',
+      ])
       expect(rotated.exitCode, rotated.stderr + rotated.stdout).to.equal(0)
       const result = JSON.parse(rotated.stdout) as {restarted: string[]}
       expect(result.restarted).to.include('nginx (reload)')
       expect(await modeOf(layout.dhparam)).to.equal(0o600)
-      expect((await fs.stat(layout.dhparam)).ino, 'a new file took the old one\'s place').to.not.equal(before.ino)
+      expect((await fs.stat(layout.dhparam)).ino, "a new file took the old one's place").to.not.equal(before.ino)
       expect(await routeAnswers()).to.equal(true)
     })
 
@@ -230,7 +287,10 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       const before = await status()
       // An operator's config that only accepts the current cookie secret: the new one makes the hub exit.
       const guard = `${layout.hubConfigD}/99-test-guard.py`
-      await fs.writeFile(guard, `import hashlib, sys\nif hashlib.sha256(open(${JSON.stringify(layout.cookieSecret)}).read().strip().encode()).hexdigest() != ${JSON.stringify((await import('node:crypto')).createHash('sha256').update(oldSecret).digest('hex'))}:\n    sys.exit("test guard: unexpected cookie secret")\n`)
+      await fs.writeFile(
+        guard,
+        `import hashlib, sys\nif hashlib.sha256(open(${JSON.stringify(layout.cookieSecret)}).read().strip().encode()).hexdigest() != ${JSON.stringify((await import('node:crypto')).createHash('sha256').update(oldSecret).digest('hex'))}:\n    sys.exit("test guard: unexpected cookie secret")\n`,
+      )
       try {
         const rotated = await hubctl(['secrets', 'rotate', '--cookie-secret', '--yes', '--prefix', prefix])
         expect(rotated.exitCode, rotated.stdout).to.equal(7)
@@ -249,7 +309,16 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
     })
 
     it('--cookie-secret --restart-servers: each user server is restarted (a new pid) and answers again', async () => {
-      const rotated = await hubctl(['secrets', 'rotate', '--cookie-secret', '--restart-servers', '--yes', '--prefix', prefix, '--json'])
+      const rotated = await hubctl([
+        'secrets',
+        'rotate',
+        '--cookie-secret',
+        '--restart-servers',
+        '--yes',
+        '--prefix',
+        prefix,
+        '--json',
+      ])
       expect(rotated.exitCode, rotated.stderr + rotated.stdout).to.equal(0)
       const result = JSON.parse(rotated.stdout) as {serversRestarted: string[]}
       expect(result.serversRestarted).to.deep.equal([user])
@@ -265,16 +334,25 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
     it('no secret value, old or new, is in any log, any argv or the audit log', async () => {
       const values = [
         ...(await Promise.all([layout.cookieSecret, layout.proxyAuthToken, layout.apiToken].map(read))),
-        ...(await Promise.all((await fs.readdir(layout.backupDir)).filter((name) => !name.startsWith('dhparam')).map((name) => read(`${layout.backupDir}/${name}`)))),
+        ...(await Promise.all(
+          (await fs.readdir(layout.backupDir))
+            .filter((name) => !name.startsWith('dhparam'))
+            .map((name) => read(`${layout.backupDir}/${name}`)),
+        )),
       ]
       expect(values.length).to.be.greaterThan(3)
       const logs = await fs.readdir(layout.logDir)
-      const texts = await Promise.all(logs.map((name) => fs.readFile(`${layout.logDir}/${name}`, 'utf8').then((text) => [name, text] as const)))
+      const texts = await Promise.all(
+        logs.map((name) => fs.readFile(`${layout.logDir}/${name}`, 'utf8').then((text) => [name, text] as const)),
+      )
       const argvs: string[] = []
       for (const info of await liveProcesses()) argvs.push(info.cmdline.join(' '))
       for (const value of values) {
         for (const [name, text] of texts) expect(text.includes(value), `a secret in ${name}`).to.equal(false)
-        expect(argvs.some((argv) => argv.includes(value)), 'a secret in some process\'s argv').to.equal(false)
+        expect(
+          argvs.some((argv) => argv.includes(value)),
+          "a secret in some process's argv",
+        ).to.equal(false)
       }
     })
 
@@ -297,8 +375,25 @@ describe('secrets rotate on a stopped stack, and killed at random moments', func
     prefix = await tempPrefix('hubctl-rotk')
     layout = new Layout(prefix)
     const portInfo = await portFlags()
-    const init = await hubctl(['init', '--prefix', prefix, '--yes', '--domain', 'localhost', '--admin', 'alice', '--tls', 'self-signed', '--dhparam', 'ffdhe2048',
-      '--jupyterhub', DEBIAN_JUPYTERHUB, '--no-systemd', '--no-schedule', ...portInfo.flags])
+    const init = await hubctl([
+      'init',
+      '--prefix',
+      prefix,
+      '--yes',
+      '--domain',
+      'localhost',
+      '--admin',
+      'alice',
+      '--tls',
+      'self-signed',
+      '--dhparam',
+      'ffdhe2048',
+      '--jupyterhub',
+      DEBIAN_JUPYTERHUB,
+      '--no-systemd',
+      '--no-schedule',
+      ...portInfo.flags,
+    ])
     expect(init.exitCode, init.stderr).to.equal(0)
   })
 
@@ -311,11 +406,29 @@ describe('secrets rotate on a stopped stack, and killed at random moments', func
 
   it('--all on a stopped stack writes new files only, keeps 0600 backups, and the stack starts with them', async () => {
     const olds = await Promise.all([layout.cookieSecret, layout.proxyAuthToken, layout.apiToken].map(read))
-    const rotated = await hubctl(['secrets', 'rotate', '--all', '--yes', '--dhparam-mode', 'ffdhe2048', '--prefix', prefix, '--json'])
+    const rotated = await hubctl([
+      'secrets',
+      'rotate',
+      '--all',
+      '--yes',
+      '--dhparam-mode',
+      'ffdhe2048',
+      '--prefix',
+      prefix,
+      '--json',
+    ])
     expect(rotated.exitCode, rotated.stderr + rotated.stdout).to.equal(0)
-    const result = JSON.parse(rotated.stdout) as {running: boolean; rotated: Array<{secret: string; outcome: string; backup?: string}>}
+    const result = JSON.parse(rotated.stdout) as {
+      running: boolean
+      rotated: Array<{secret: string; outcome: string; backup?: string}>
+    }
     expect(result.running).to.equal(false)
-    expect(result.rotated.map((r) => r.secret).sort()).to.deep.equal(['apiToken', 'cookieSecret', 'dhparam', 'proxyAuthToken'])
+    expect(result.rotated.map((r) => r.secret).sort()).to.deep.equal([
+      'apiToken',
+      'cookieSecret',
+      'dhparam',
+      'proxyAuthToken',
+    ])
     const news = await Promise.all([layout.cookieSecret, layout.proxyAuthToken, layout.apiToken].map(read))
     for (const [i, value] of news.entries()) expect(value).to.not.equal(olds[i])
     for (const record of result.rotated) {
@@ -339,8 +452,25 @@ describe('secrets rotate on a stopped stack, and killed at random moments', func
   })
 
   it('two writers at once (rotate and rotate, rotate and init): one waits for the other or refuses; nothing mixes', async () => {
-    const initArgs = ['init', '--prefix', prefix, '--yes', '--domain', 'localhost', '--admin', 'alice', '--tls', 'self-signed', '--dhparam', 'ffdhe2048',
-      '--jupyterhub', DEBIAN_JUPYTERHUB, '--no-systemd', '--no-schedule', ...(await portFlagsOf(layout))]
+    const initArgs = [
+      'init',
+      '--prefix',
+      prefix,
+      '--yes',
+      '--domain',
+      'localhost',
+      '--admin',
+      'alice',
+      '--tls',
+      'self-signed',
+      '--dhparam',
+      'ffdhe2048',
+      '--jupyterhub',
+      DEBIAN_JUPYTERHUB,
+      '--no-systemd',
+      '--no-schedule',
+      ...(await portFlagsOf(layout)),
+    ]
     const auditBefore = (await fs.readFile(layout.auditLog, 'utf8')).trim().split('\n').length
     const results = await Promise.all([
       hubctl(['secrets', 'rotate', '--api-token', '--cookie-secret', '--yes', '--prefix', prefix]),
@@ -357,25 +487,40 @@ describe('secrets rotate on a stopped stack, and killed at random moments', func
     const expected = (results[0].exitCode === 0 ? 2 : 0) + (results[1].exitCode === 0 ? 1 : 0)
     expect(audit, 'one audit line per secret of each rotation that ran').to.have.length(expected)
     // The API token in the file is the one of the last rotation that ran.
-    expect(audit.filter((line) => line.includes('secret=apiToken')).at(-1)).to.include(`sha256=${(await import('node:crypto')).createHash('sha256').update(await read(layout.apiToken)).digest('hex').slice(0, 8)}`)
+    expect(audit.filter((line) => line.includes('secret=apiToken')).at(-1)).to.include(
+      `sha256=${(await import('node:crypto'))
+        .createHash('sha256')
+        .update(await read(layout.apiToken))
+        .digest('hex')
+        .slice(0, 8)}`,
+    )
   })
 
   it('a rotation killed with SIGKILL at random moments on a running stack leaves valid secrets and a stack that starts healthy', async () => {
     const started = await hubctl(['start', '--detach', '--prefix', prefix])
     expect(started.exitCode, started.stderr).to.equal(0)
     for (let round = 0; round < 6; round++) {
-      const child = execa(process.execPath, [BIN, 'secrets', 'rotate', '--all', '--yes', '--dhparam-mode', 'ffdhe2048', '--prefix', prefix], {reject: false, stdin: 'ignore'})
+      const child = execa(
+        process.execPath,
+        [BIN, 'secrets', 'rotate', '--all', '--yes', '--dhparam-mode', 'ffdhe2048', '--prefix', prefix],
+        {reject: false, stdin: 'ignore'},
+      )
       const delay = Math.floor(Math.random() * 4000)
       await new Promise((resolve) => setTimeout(resolve, delay))
       child.kill('SIGKILL')
       const outcome = await child
       const check = await hubctl(['secrets', 'check', '--prefix', prefix])
-      expect(check.exitCode, `round ${round} (killed after ${delay} ms, ${outcome.signal ?? `exit ${outcome.exitCode}`}): ${check.stderr}`).to.equal(0)
+      expect(
+        check.exitCode,
+        `round ${round} (killed after ${delay} ms, ${outcome.signal ?? `exit ${outcome.exitCode}`}): ${check.stderr}`,
+      ).to.equal(0)
       const stop = await hubctl(['stop', '--prefix', prefix])
       expect(stop.exitCode, stop.stderr).to.equal(0)
       const start = await hubctl(['start', '--detach', '--prefix', prefix, '--json'])
       expect(start.exitCode, `round ${round}: ${start.stderr}`).to.equal(0)
-      const health = await fetch(`http://127.0.0.1:${JSON.parse(await fs.readFile(layout.settings, 'utf8')).ports.proxy}/hub/health`)
+      const health = await fetch(
+        `http://127.0.0.1:${JSON.parse(await fs.readFile(layout.settings, 'utf8')).ports.proxy}/hub/health`,
+      )
       expect(health.status).to.equal(200)
       // The proxy and the hub agree on the token: the hub can read the proxy's routes.
       const api = HubApi.forLayout(layout, JSON.parse(await fs.readFile(layout.settings, 'utf8')))

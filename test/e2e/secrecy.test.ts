@@ -37,7 +37,8 @@ describe('secrecy on a running stack: no secret in argv, logs, world-readable fi
   const outputs: Array<{label: string; result: CliResult}> = []
 
   const expectNoSecretIn = (text: string, where: string) => {
-    for (const secret of secrets) expect(text.includes(secret.value), `the ${secret.name} appears in ${where}`).to.equal(false)
+    for (const secret of secrets)
+      expect(text.includes(secret.value), `the ${secret.name} appears in ${where}`).to.equal(false)
   }
 
   const run = async (label: string, args: string[], env?: Record<string, string>): Promise<CliResult> => {
@@ -51,8 +52,26 @@ describe('secrecy on a running stack: no secret in argv, logs, world-readable fi
     layout = new Layout(await tempPrefix('hubctl-secrecy'))
     const allocated = await portFlags()
     ports = allocated.ports
-    flags = ['--yes', '--domain', 'localhost', '--admin', 'alice', '--authenticator', 'dummy', '--spawner', 'simple', '--tls', 'self-signed', '--dhparam', 'ffdhe2048',
-      '--jupyterhub', DEBIAN_JUPYTERHUB, '--no-systemd', '--no-schedule', ...allocated.flags]
+    flags = [
+      '--yes',
+      '--domain',
+      'localhost',
+      '--admin',
+      'alice',
+      '--authenticator',
+      'dummy',
+      '--spawner',
+      'simple',
+      '--tls',
+      'self-signed',
+      '--dhparam',
+      'ffdhe2048',
+      '--jupyterhub',
+      DEBIAN_JUPYTERHUB,
+      '--no-systemd',
+      '--no-schedule',
+      ...allocated.flags,
+    ]
     const init = await hubctl(['init', '--prefix', layout.prefix, ...flags])
     expect(init.exitCode, init.stderr).to.equal(0)
     const read = async (file: string) => (await fs.readFile(file, 'utf8')).trim()
@@ -109,7 +128,16 @@ describe('secrecy on a running stack: no secret in argv, logs, world-readable fi
     expect((await run('cert status --json', ['cert', 'status', '--json'])).exitCode).to.equal(0)
     expect((await run('init again (the same flags)', ['init', ...flags])).exitCode).to.equal(0)
     // Failing ones.
-    expect((await run('init with a bad flag', ['init', ...flags.filter((f, i, all) => f !== '--https-port' && all[i - 1] !== '--https-port'), '--https-port', 'abc'])).exitCode).to.equal(2)
+    expect(
+      (
+        await run('init with a bad flag', [
+          'init',
+          ...flags.filter((f, i, all) => f !== '--https-port' && all[i - 1] !== '--https-port'),
+          '--https-port',
+          'abc',
+        ])
+      ).exitCode,
+    ).to.equal(2)
     expect((await run('init with a bad flag, --json', ['init', '--json', '--tls', 'bogus'])).exitCode).to.equal(2)
     expect((await run('init with an unknown flag', ['init', '--proxy-token', 'x'])).exitCode).to.equal(2)
     expect((await run('start --detach while running', ['start', '--detach'])).exitCode).to.not.equal(0)
@@ -141,15 +169,21 @@ describe('secrecy on a running stack: no secret in argv, logs, world-readable fi
   })
 
   it('no process on this machine has a secret in its argv (/proc/*/cmdline)', async () => {
-    const status = JSON.parse((await run('status --json', ['status', '--json'])).stdout) as {running: boolean; proxy: {pid: number}; hub: {pid: number}; nginx?: {pid: number}}
+    const status = JSON.parse((await run('status --json', ['status', '--json'])).stdout) as {
+      running: boolean
+      proxy: {pid: number}
+      hub: {pid: number}
+      nginx?: {pid: number}
+    }
     expect(status.running, 'the stack still runs').to.equal(true)
     const cmdlines = (await liveProcesses()).map((info) => ({pid: info.pid, cmdline: info.cmdline.join(' ')}))
     // The stack's own processes are among those read.
-    for (const pid of [status.proxy.pid, status.hub.pid, status.nginx?.pid]) expect(cmdlines.map((c) => c.pid)).to.include(pid)
+    for (const pid of [status.proxy.pid, status.hub.pid, status.nginx?.pid])
+      expect(cmdlines.map((c) => c.pid)).to.include(pid)
     for (const {pid, cmdline} of cmdlines) expectNoSecretIn(cmdline, `the argv of pid ${pid} (${cmdline.slice(0, 80)})`)
   })
 
-  it('the proxy token is in configurable-http-proxy\'s environment only; the other secrets in no process\'s environment', async () => {
+  it("the proxy token is in configurable-http-proxy's environment only; the other secrets in no process's environment", async () => {
     const status = JSON.parse((await run('status --json', ['status', '--json'])).stdout) as {proxy: {pid: number}}
     const proxyToken = secrets.find((s) => s.name === 'proxy auth token')!
     const holders: number[] = []
@@ -157,21 +191,29 @@ describe('secrecy on a running stack: no secret in argv, logs, world-readable fi
       const environ = (await environOf(pid))?.join('\0')
       if (environ === undefined) continue
       if (environ.includes(proxyToken.value)) holders.push(pid)
-      for (const secret of secrets.filter((s) => s !== proxyToken)) expect(environ.includes(secret.value), `the ${secret.name} in the environment of pid ${pid}`).to.equal(false)
+      for (const secret of secrets.filter((s) => s !== proxyToken))
+        expect(environ.includes(secret.value), `the ${secret.name} in the environment of pid ${pid}`).to.equal(false)
     }
     expect(holders).to.deep.equal([status.proxy.pid])
   })
 
   it('no log, and no file the supervisor keeps, holds a secret', async () => {
-    const files = [...await filesUnder(layout.logDir), ...await filesUnder(layout.runDir)]
-    for (const file of [layout.hubLog, layout.proxyLog, layout.supervisorLog, layout.nginxAccessLog]) expect(files).to.include(file)
+    const files = [...(await filesUnder(layout.logDir)), ...(await filesUnder(layout.runDir))]
+    for (const file of [layout.hubLog, layout.proxyLog, layout.supervisorLog, layout.nginxAccessLog])
+      expect(files).to.include(file)
     // The logs saw the logins above: the hub's log names them.
     expect(await fs.readFile(layout.hubLog, 'utf8')).to.match(/alice/)
     for (const file of files) expectNoSecretIn(await fs.readFile(file, 'latin1'), file)
   })
 
   it('no world-readable file under the prefix holds a secret, and each secret file is 0600', async () => {
-    const secretFiles = new Set([layout.cookieSecret, layout.proxyAuthToken, layout.apiToken, layout.loginPassword, layout.dhparam])
+    const secretFiles = new Set([
+      layout.cookieSecret,
+      layout.proxyAuthToken,
+      layout.apiToken,
+      layout.loginPassword,
+      layout.dhparam,
+    ])
     let readable = 0
     for (const file of await filesUnder(layout.prefix)) {
       const stat = await fs.lstat(file)

@@ -74,13 +74,33 @@ interface Reply {
 }
 
 /** One https request through nginx, trusting only the hub's own certificate. */
-function request(url: string, ca: string, options: {method?: string; headers?: Record<string, string>; body?: Buffer | string; timeoutMs?: number} = {}): Promise<Reply> {
+function request(
+  url: string,
+  ca: string,
+  options: {method?: string; headers?: Record<string, string>; body?: Buffer | string; timeoutMs?: number} = {},
+): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = https.request(url, {method: options.method ?? 'GET', ca, headers: options.headers, agent: false, timeout: options.timeoutMs ?? 30_000}, (response) => {
-      const chunks: Buffer[] = []
-      response.on('data', (chunk: Buffer) => chunks.push(chunk))
-      response.on('end', () => resolve({status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks).toString('utf8')}))
-    })
+    const req = https.request(
+      url,
+      {
+        method: options.method ?? 'GET',
+        ca,
+        headers: options.headers,
+        agent: false,
+        timeout: options.timeoutMs ?? 30_000,
+      },
+      (response) => {
+        const chunks: Buffer[] = []
+        response.on('data', (chunk: Buffer) => chunks.push(chunk))
+        response.on('end', () =>
+          resolve({
+            status: response.statusCode ?? 0,
+            headers: response.headers,
+            body: Buffer.concat(chunks).toString('utf8'),
+          }),
+        )
+      },
+    )
     req.on('timeout', () => req.destroy(new Error(`${url}: no answer`)))
     // nginx may answer (413) and close before the whole body is written.
     req.on('error', reject)
@@ -88,7 +108,7 @@ function request(url: string, ca: string, options: {method?: string; headers?: R
   })
 }
 
-describe('a local user without privileges squatting hubctl\'s ports, and the nginx site\'s limits', function () {
+describe("a local user without privileges squatting hubctl's ports, and the nginx site's limits", function () {
   this.timeout(300_000)
 
   const attacker = `hubctl-sq-${randomBytes(3).toString('hex')}`
@@ -104,12 +124,19 @@ describe('a local user without privileges squatting hubctl\'s ports, and the ngi
     const log = path.join(work, `squat-${port}-${squatters.length}.log`)
     await fs.writeFile(log, '', {mode: 0o666})
     await fs.chmod(log, 0o666)
-    const child = spawn('runuser', ['-u', attacker, '--', '/usr/bin/python3', '-c', SQUATTER, String(port), log], {stdio: 'ignore', detached: true, cwd: '/'})
+    const child = spawn('runuser', ['-u', attacker, '--', '/usr/bin/python3', '-c', SQUATTER, String(port), log], {
+      stdio: 'ignore',
+      detached: true,
+      cwd: '/',
+    })
     squatters.push(child)
     return {child, log}
   }
 
-  const status = async (): Promise<{proxy: {pid: number | null}; hub: {pid: number | null; running: boolean; healthy: boolean}}> => {
+  const status = async (): Promise<{
+    proxy: {pid: number | null}
+    hub: {pid: number | null; running: boolean; healthy: boolean}
+  }> => {
     const result = await hubctl(['status', '--prefix', prefix, '--json'])
     expect(result.exitCode, result.stderr).to.equal(0)
     return JSON.parse(result.stdout)
@@ -124,8 +151,25 @@ describe('a local user without privileges squatting hubctl\'s ports, and the ngi
     layout = new Layout(prefix)
     const portInfo = await portFlags()
     ports = portInfo.ports
-    const init = await hubctl(['init', '--prefix', prefix, '--yes', '--domain', 'localhost', '--admin', 'alice', '--tls', 'self-signed', '--dhparam', 'ffdhe2048',
-      '--jupyterhub', DEBIAN_JUPYTERHUB, '--no-systemd', '--no-schedule', ...portInfo.flags])
+    const init = await hubctl([
+      'init',
+      '--prefix',
+      prefix,
+      '--yes',
+      '--domain',
+      'localhost',
+      '--admin',
+      'alice',
+      '--tls',
+      'self-signed',
+      '--dhparam',
+      'ffdhe2048',
+      '--jupyterhub',
+      DEBIAN_JUPYTERHUB,
+      '--no-systemd',
+      '--no-schedule',
+      ...portInfo.flags,
+    ])
     expect(init.exitCode, init.stderr).to.equal(0)
     ca = await fs.readFile(layout.fullchain, 'utf8')
     const started = await hubctl(['start', '--detach', '--prefix', prefix])
@@ -159,7 +203,9 @@ describe('a local user without privileges squatting hubctl\'s ports, and the ngi
     let answered = 0
     while (Date.now() < until) {
       try {
-        await request(`https://localhost:${ports.https}/hub/home`, ca, {headers: {Cookie: `jupyterhub-hub-login=${marker}`}})
+        await request(`https://localhost:${ports.https}/hub/home`, ca, {
+          headers: {Cookie: `jupyterhub-hub-login=${marker}`},
+        })
         answered++
       } catch {
         // a refused request is not what this test is about
@@ -167,7 +213,7 @@ describe('a local user without privileges squatting hubctl\'s ports, and the ngi
     }
     const seen = await fs.readFile(log, 'utf8')
     expect(seen, 'the squatter bound the standby port').to.not.include('bound')
-    expect(seen, 'the squatter received a user\'s cookie').to.not.include(marker)
+    expect(seen, "the squatter received a user's cookie").to.not.include(marker)
     expect(answered).to.be.greaterThan(0)
     await waitUntil('a new proxy', async () => {
       const now = await status()
@@ -175,7 +221,7 @@ describe('a local user without privileges squatting hubctl\'s ports, and the ngi
     })
   })
 
-  it('secrets rotate --cookie-secret: a squatter that wins the hub\'s port is not taken for the hub; the rotation rolls back (exit 7)', async () => {
+  it("secrets rotate --cookie-secret: a squatter that wins the hub's port is not taken for the hub; the rotation rolls back (exit 7)", async () => {
     const oldSecret = (await fs.readFile(layout.cookieSecret, 'utf8')).trim()
     const {child, log} = await squat(ports.hub)
     const rotated = await hubctl(['secrets', 'rotate', '--cookie-secret', '--yes', '--prefix', prefix])
@@ -185,18 +231,26 @@ describe('a local user without privileges squatting hubctl\'s ports, and the ngi
     expect(rotated.stdout + rotated.stderr).to.not.match(/applied/)
     expect(rotated.stderr).to.match(/^hubctl: .+\. Fix: .+/m)
     expect((await fs.readFile(layout.cookieSecret, 'utf8')).trim(), 'the old secret is back').to.equal(oldSecret)
-    expect((await fs.readFile(layout.auditLog, 'utf8')).trim().split('\n').at(-1)).to.match(/secret=cookieSecret .*outcome=rolled-back/)
+    expect((await fs.readFile(layout.auditLog, 'utf8')).trim().split('\n').at(-1)).to.match(
+      /secret=cookieSecret .*outcome=rolled-back/,
+    )
     const apiToken = (await fs.readFile(layout.apiToken, 'utf8')).trim()
     expect(seen, 'hubctl sent its API token to the squatter').to.not.include(apiToken)
     await stopProcess(child)
-    await waitUntil('the hub healthy again once the squatter is gone', async () => ((await status()).hub.healthy ? true : undefined), {tries: 600, intervalMs: 200})
+    await waitUntil(
+      'the hub healthy again once the squatter is gone',
+      async () => ((await status()).hub.healthy ? true : undefined),
+      {tries: 600, intervalMs: 200},
+    )
   })
 
-  it('a squatter that took the hub\'s port after a crash is sent no token: not the PATCH with the proxy\'s token after the proxy restarts, not status\'s calls', async () => {
+  it("a squatter that took the hub's port after a crash is sent no token: not the PATCH with the proxy's token after the proxy restarts, not status's calls", async () => {
     const {child, log} = await squat(ports.hub)
     const before = await status()
     process.kill(before.hub.pid!, 'SIGKILL')
-    await waitUntil('the squatter to win the hub\'s port', async () => ((await fs.readFile(log, 'utf8')).includes('bound') ? true : undefined))
+    await waitUntil("the squatter to win the hub's port", async () =>
+      (await fs.readFile(log, 'utf8')).includes('bound') ? true : undefined,
+    )
     // The proxy restarts: the supervisor has the hub restore the routes (PATCH /hub/api/proxy with the proxy's token).
     process.kill(before.proxy.pid!, 'SIGKILL')
     await waitUntil('a new proxy', async () => {
@@ -213,24 +267,51 @@ describe('a local user without privileges squatting hubctl\'s ports, and the ngi
     expect(seen).to.not.include(apiToken)
     expect(seen).to.not.include(proxyToken)
     await stopProcess(child)
-    await waitUntil('the hub healthy again once the squatter is gone', async () => ((await status()).hub.healthy ? true : undefined), {tries: 600, intervalMs: 200})
+    await waitUntil(
+      'the hub healthy again once the squatter is gone',
+      async () => ((await status()).hub.healthy ? true : undefined),
+      {tries: 600, intervalMs: 200},
+    )
   })
 
   it('nginx: a large body to the login form or a hub page is refused with 413; /user/ takes a large upload', async () => {
     const big = Buffer.alloc(20 * 1024 * 1024, 0x61)
-    const login = await request(`https://localhost:${ports.https}/hub/login`, ca, {method: 'POST', body: big, headers: {'Content-Type': 'application/x-www-form-urlencoded', 'Content-Length': String(big.length)}})
+    const login = await request(`https://localhost:${ports.https}/hub/login`, ca, {
+      method: 'POST',
+      body: big,
+      headers: {'Content-Type': 'application/x-www-form-urlencoded', 'Content-Length': String(big.length)},
+    })
     expect(login.status, 'a 20 MB login POST').to.equal(413)
     const page = Buffer.alloc(2 * 1024 * 1024, 0x61)
-    const hub = await request(`https://localhost:${ports.https}/hub/api/users`, ca, {method: 'POST', body: page, headers: {'Content-Type': 'application/json', 'Content-Length': String(page.length)}})
+    const hub = await request(`https://localhost:${ports.https}/hub/api/users`, ca, {
+      method: 'POST',
+      body: page,
+      headers: {'Content-Type': 'application/json', 'Content-Length': String(page.length)},
+    })
     expect(hub.status, 'a 2 MB POST to the hub API').to.equal(413)
     // What JupyterLab sends for one 1 MiB chunk of an upload (base64 in JSON), and more: not refused by nginx.
-    const chunk = Buffer.from(JSON.stringify({type: 'file', format: 'base64', chunk: 1, content: randomBytes(3 * 1024 * 1024).toString('base64')}))
-    const user = await request(`https://localhost:${ports.https}/user/alice/api/contents/upload.bin`, ca, {method: 'PUT', body: chunk, headers: {'Content-Type': 'application/json', 'Content-Length': String(chunk.length)}})
+    const chunk = Buffer.from(
+      JSON.stringify({
+        type: 'file',
+        format: 'base64',
+        chunk: 1,
+        content: randomBytes(3 * 1024 * 1024).toString('base64'),
+      }),
+    )
+    const user = await request(`https://localhost:${ports.https}/user/alice/api/contents/upload.bin`, ca, {
+      method: 'PUT',
+      body: chunk,
+      headers: {'Content-Type': 'application/json', 'Content-Length': String(chunk.length)},
+    })
     expect(user.status, 'a 4 MB PUT under /user/ (neither refused nor failed by nginx)').to.not.be.oneOf([413, 500])
   })
 
   it('nginx: no version in Server, nosniff and a referrer policy on every answer (also errors and redirects)', async () => {
-    for (const url of [`https://localhost:${ports.https}/hub/login`, `https://localhost:${ports.https}/hub/`, `https://localhost:${ports.https}/nonexistent`]) {
+    for (const url of [
+      `https://localhost:${ports.https}/hub/login`,
+      `https://localhost:${ports.https}/hub/`,
+      `https://localhost:${ports.https}/nonexistent`,
+    ]) {
       const reply = await request(url, ca)
       expect(reply.headers.server, url).to.equal('nginx')
       expect(reply.headers['x-content-type-options'], url).to.equal('nosniff')
@@ -244,10 +325,22 @@ describe('a local user without privileges squatting hubctl\'s ports, and the ngi
 
   it('nginx: the login form is rate limited (429 with a page that says to wait); other pages are not', async () => {
     // At once, as a guesser would (the hub answers failed PAM logins one after the other, seconds each).
-    const replies = await Promise.all(Array.from({length: 30}, () => request(`https://localhost:${ports.https}/hub/login`, ca, {method: 'POST', body: 'username=alice&password=guess', headers: {'Content-Type': 'application/x-www-form-urlencoded'}, timeoutMs: 150_000})))
+    const replies = await Promise.all(
+      Array.from({length: 30}, () =>
+        request(`https://localhost:${ports.https}/hub/login`, ca, {
+          method: 'POST',
+          body: 'username=alice&password=guess',
+          headers: {'Content-Type': 'application/x-www-form-urlencoded'},
+          timeoutMs: 150_000,
+        }),
+      ),
+    )
     const statuses = replies.map((reply) => reply.status)
     const limited = replies.find((reply) => reply.status === 429)
-    expect(statuses.filter((status) => status !== 429).length, `a burst of attempts reaches the hub (${statuses.join(' ')})`).to.be.at.least(10)
+    expect(
+      statuses.filter((status) => status !== 429).length,
+      `a burst of attempts reaches the hub (${statuses.join(' ')})`,
+    ).to.be.at.least(10)
     expect(limited, `some attempts are limited (${statuses.join(' ')})`).to.not.equal(undefined)
     expect(limited!.body).to.match(/too many login attempts/i)
     expect(String(limited!.headers['content-type'])).to.match(/^text\/(plain|html)/)
@@ -255,11 +348,13 @@ describe('a local user without privileges squatting hubctl\'s ports, and the ngi
     expect((await request(`https://localhost:${ports.https}/hub/login`, ca)).status).to.equal(200)
   })
 
-  it('with the stack stopped, status and stop send no token to a listener on the hub\'s port', async () => {
+  it("with the stack stopped, status and stop send no token to a listener on the hub's port", async () => {
     const stopped = await hubctl(['stop', '--prefix', prefix])
     expect(stopped.exitCode, stopped.stderr).to.equal(0)
     const {log} = await squat(ports.hub)
-    await waitUntil('the squatter to bind', async () => ((await fs.readFile(log, 'utf8')).includes('bound') ? true : undefined))
+    await waitUntil('the squatter to bind', async () =>
+      (await fs.readFile(log, 'utf8')).includes('bound') ? true : undefined,
+    )
     const apiToken = (await fs.readFile(layout.apiToken, 'utf8')).trim()
     const shown = await hubctl(['status', '--prefix', prefix, '--json'])
     expect(shown.exitCode, shown.stderr).to.equal(0)

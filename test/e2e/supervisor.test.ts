@@ -53,7 +53,8 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       const result = await hubctl(['status', '--prefix', prefix, '--json'])
       expect(result.exitCode, result.stderr).to.equal(0)
       const parsed = JSON.parse(result.stdout) as Status
-      for (const pid of [parsed.supervisor.pid, parsed.proxy.pid, parsed.hub.pid, parsed.nginx?.pid]) if (pid) seen.add(pid)
+      for (const pid of [parsed.supervisor.pid, parsed.proxy.pid, parsed.hub.pid, parsed.nginx?.pid])
+        if (pid) seen.add(pid)
       return parsed
     }
 
@@ -71,15 +72,36 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       const singleuser = path.join(path.dirname(jupyterhub), 'jupyterhub-singleuser')
       const canRun = await execa('runuser', ['-u', user, '--', singleuser, '--version'], {reject: false, cwd: '/'})
       if (canRun.exitCode !== 0) {
-        throw new Error(`${user} cannot run ${singleuser} (${(canRun.stderr || canRun.stdout).trim().split('\n').pop()}): a LocalProcessSpawner hub cannot start its server. ` +
-          'Build the virtualenv from a Python every user can execute (e.g. /usr/bin/python3 -m venv), or point HUBCTL_TEST_VENV_JUPYTERHUB at one.')
+        throw new Error(
+          `${user} cannot run ${singleuser} (${(canRun.stderr || canRun.stdout).trim().split('\n').pop()}): a LocalProcessSpawner hub cannot start its server. ` +
+            'Build the virtualenv from a Python every user can execute (e.g. /usr/bin/python3 -m venv), or point HUBCTL_TEST_VENV_JUPYTERHUB at one.',
+        )
       }
       prefix = await tempPrefix('hubctl-sup')
       layout = new Layout(prefix)
       const portInfo = await portFlags()
       ports = portInfo.ports
-      const init = await hubctl(['init', '--prefix', prefix, '--yes', '--domain', 'localhost', '--admin', user, '--allow-user', user,
-        '--tls', 'self-signed', '--dhparam', 'ffdhe2048', '--jupyterhub', jupyterhub, '--no-systemd', '--no-schedule', ...portInfo.flags])
+      const init = await hubctl([
+        'init',
+        '--prefix',
+        prefix,
+        '--yes',
+        '--domain',
+        'localhost',
+        '--admin',
+        user,
+        '--allow-user',
+        user,
+        '--tls',
+        'self-signed',
+        '--dhparam',
+        'ffdhe2048',
+        '--jupyterhub',
+        jupyterhub,
+        '--no-systemd',
+        '--no-schedule',
+        ...portInfo.flags,
+      ])
       expect(init.exitCode, init.stderr).to.equal(0)
       api = HubApi.forLayout(layout, {ports})
     })
@@ -91,7 +113,10 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
         // Whatever is still there, by pid: the supervisor, its children, the user's server.
         const pidText = await fs.readFile(layout.pidFile, 'utf8').catch(() => '')
         if (Number(pidText.trim()) > 0) seen.add(Number(pidText.trim()))
-        const state = JSON.parse(await fs.readFile(layout.stateFile, 'utf8').catch(() => '{}')) as Record<string, {pid?: number | null} | undefined>
+        const state = JSON.parse(await fs.readFile(layout.stateFile, 'utf8').catch(() => '{}')) as Record<
+          string,
+          {pid?: number | null} | undefined
+        >
         for (const name of ['supervisor', 'proxy', 'hub', 'nginx']) if (state[name]?.pid) seen.add(state[name]!.pid!)
       }
       if (uid >= 0) for (const pid of await serverPids({uid})) seen.add(pid)
@@ -158,11 +183,13 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       expect(running.servers).to.deep.equal([])
     })
 
-    it('starts the user\'s server through the hub API with the hubctl token (LocalProcessSpawner)', async () => {
+    it("starts the user's server through the hub API with the hubctl token (LocalProcessSpawner)", async () => {
       const began = Date.now()
       const outcome = await api.startServer(user)
       expect(['started', 'pending']).to.include(outcome)
-      const server = await waitUntil('the server to be ready', async () => (await api.userServers(user)).find((s) => s.name === '' && s.ready))
+      const server = await waitUntil('the server to be ready', async () =>
+        (await api.userServers(user)).find((s) => s.name === '' && s.ready),
+      )
       timing('user server start', Date.now() - began)
       expect(server.url).to.equal(`/user/${user}/`)
       await waitUntil('the user route through the proxy', routeAnswers)
@@ -176,7 +203,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       expect(running.servers[0]).to.have.property('lastActivity')
     })
 
-    it('kill -9 of the proxy: it is restarted and the user\'s route answers again through it', async () => {
+    it("kill -9 of the proxy: it is restarted and the user's route answers again through it", async () => {
       const before = await status()
       const oldProxy = before.proxy.pid!
       process.kill(oldProxy, 'SIGKILL')
@@ -192,7 +219,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       expect(await serverPids({uid})).to.deep.equal([serverPid])
     })
 
-    it('kill -9 of the hub: it comes back and finds the user\'s server, same pid', async () => {
+    it("kill -9 of the hub: it comes back and finds the user's server, same pid", async () => {
       const before = await status()
       const oldHub = before.hub.pid!
       process.kill(oldHub, 'SIGKILL')
@@ -203,7 +230,9 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       })
       timing('hub kill to healthy again', Date.now() - began)
       expect(after.hub.restarts).to.equal(1)
-      await waitUntil('the hub to list the server as ready', async () => (await api.userServers(user)).find((s) => s.ready))
+      await waitUntil('the hub to list the server as ready', async () =>
+        (await api.userServers(user)).find((s) => s.ready),
+      )
       await waitUntil('the user route', routeAnswers)
       expect(await alive(serverPid)).to.equal(true)
       expect(await serverPids({uid})).to.deep.equal([serverPid])
@@ -213,7 +242,11 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       const before = await status()
       const restarted = await hubctl(['restart', '--prefix', prefix, '--json'])
       expect(restarted.exitCode, restarted.stderr + restarted.stdout).to.equal(0)
-      const result = JSON.parse(restarted.stdout) as {seconds: number; proxy: {pid: number}; hub: {pid: number; healthy: boolean}}
+      const result = JSON.parse(restarted.stdout) as {
+        seconds: number
+        proxy: {pid: number}
+        hub: {pid: number; healthy: boolean}
+      }
       timing('hubctl restart', result.seconds * 1000)
       seen.add(result.proxy.pid)
       seen.add(result.hub.pid)
@@ -236,18 +269,29 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       for (const pid of pids) expect(await alive(pid), `pid ${pid} before stop`).to.equal(true)
       const stopped = await hubctl(['stop', '--prefix', prefix, '--json'])
       expect(stopped.exitCode, stopped.stderr + stopped.stdout).to.equal(0)
-      const result = JSON.parse(stopped.stdout) as {servers: Array<{user: string; result: string}>; supervisor: {result: string}; leftovers: unknown[]}
+      const result = JSON.parse(stopped.stdout) as {
+        servers: Array<{user: string; result: string}>
+        supervisor: {result: string}
+        leftovers: unknown[]
+      }
       expect(result.servers).to.deep.equal([{user, name: '', result: 'stopped'}])
       expect(result.supervisor.result).to.equal('exited')
       expect(result.leftovers).to.deep.equal([])
       // Reaping is asynchronous: poll (bounded) until /proc has none of them.
-      await waitUntil('every recorded pid to be gone', async () => {
-        for (const pid of pids) if (await alive(pid)) return undefined
-        return true
-      }, {tries: 100})
+      await waitUntil(
+        'every recorded pid to be gone',
+        async () => {
+          for (const pid of pids) if (await alive(pid)) return undefined
+          return true
+        },
+        {tries: 100},
+      )
       expect(await serverPids({uid})).to.deep.equal([])
       expect((await liveProcesses()).filter((p) => p.uid === uid)).to.deep.equal([])
-      await fs.access(layout.pidFile).then(() => expect.fail('the pid file is still there'), () => {})
+      await fs.access(layout.pidFile).then(
+        () => expect.fail('the pid file is still there'),
+        () => {},
+      )
     })
 
     it('status --json while stopped: exit 0, nothing running', async () => {

@@ -56,20 +56,63 @@ describe('TLS of the nginx site hubctl configures, checked by testssl.sh', funct
     work = await tempPrefix('hubctl-testssl')
     const {flags, ports} = await portFlags()
     https = ports.https
-    const init = await hubctl(['init', '--prefix', layout.prefix, '--yes', '--domain', 'localhost', '--admin', 'alice', '--tls', 'self-signed', '--dhparam', 'ffdhe2048',
-      '--jupyterhub', DEBIAN_JUPYTERHUB, '--no-systemd', '--no-schedule', ...flags])
+    const init = await hubctl([
+      'init',
+      '--prefix',
+      layout.prefix,
+      '--yes',
+      '--domain',
+      'localhost',
+      '--admin',
+      'alice',
+      '--tls',
+      'self-signed',
+      '--dhparam',
+      'ffdhe2048',
+      '--jupyterhub',
+      DEBIAN_JUPYTERHUB,
+      '--no-systemd',
+      '--no-schedule',
+      ...flags,
+    ])
     expect(init.exitCode, init.stderr).to.equal(0)
     const started = await hubctl(['start', '--detach', '--prefix', layout.prefix, '--json'])
     expect(started.exitCode, started.stderr + started.stdout).to.equal(0)
     const json = path.join(work, 'testssl.json')
     const began = Date.now()
-    const result = await execa(TESTSSL, [
-      '--quiet', '--color', '0', '--warnings', 'off', '--openssl-timeout', '10', '--connect-timeout', '10', '--ip', '127.0.0.1',
-      '--jsonfile-pretty', json, '-p', '-s', '-f', '-S', '-h', '-U', `https://localhost:${https}/`,
-    ], {reject: false, cwd: work, timeout: 540_000, env: {TMPDIR: work}})
+    const result = await execa(
+      TESTSSL,
+      [
+        '--quiet',
+        '--color',
+        '0',
+        '--warnings',
+        'off',
+        '--openssl-timeout',
+        '10',
+        '--connect-timeout',
+        '10',
+        '--ip',
+        '127.0.0.1',
+        '--jsonfile-pretty',
+        json,
+        '-p',
+        '-s',
+        '-f',
+        '-S',
+        '-h',
+        '-U',
+        `https://localhost:${https}/`,
+      ],
+      {reject: false, cwd: work, timeout: 540_000, env: {TMPDIR: work}},
+    )
     // Reported, never asserted.
     console.log(`      timing: testssl ${((Date.now() - began) / 1000).toFixed(1)}s (exit ${result.exitCode})`)
-    const parsed = JSON.parse(await fs.readFile(json, 'utf8').catch(() => expect.fail(`testssl wrote no JSON: ${result.stderr || result.stdout}`))) as {scanResult: Array<Record<string, unknown>>}
+    const parsed = JSON.parse(
+      await fs
+        .readFile(json, 'utf8')
+        .catch(() => expect.fail(`testssl wrote no JSON: ${result.stderr || result.stdout}`)),
+    ) as {scanResult: Array<Record<string, unknown>>}
     expect(parsed.scanResult, 'one scanned host').to.have.length(1)
     findings = parsed.scanResult[0] as typeof findings
   })
@@ -85,15 +128,25 @@ describe('TLS of the nginx site hubctl configures, checked by testssl.sh', funct
 
   it('testssl reached the site and ran every check asked for', () => {
     expect(findings.port).to.equal(String(https))
-    for (const section of ['protocols', 'ciphers', 'pfs', 'serverDefaults', 'headerResponse', 'vulnerabilities'] as const) {
-      expect(findings[section], section).to.be.an('array').that.is.not.empty
+    for (const section of [
+      'protocols',
+      'ciphers',
+      'pfs',
+      'serverDefaults',
+      'headerResponse',
+      'vulnerabilities',
+    ] as const) {
+      expect(findings[section], section).to.be.an('array').with.length.above(0)
     }
-    const fatal = Object.values(findings).flatMap((value) => Array.isArray(value) ? value as Finding[] : []).filter((f) => f.severity === 'FATAL' || f.id === 'scanProblem')
+    const fatal = Object.values(findings)
+      .flatMap((value) => (Array.isArray(value) ? (value as Finding[]) : []))
+      .filter((f) => f.severity === 'FATAL' || f.id === 'scanProblem')
     expect(fatal, 'testssl could not scan').to.deep.equal([])
   })
 
   it('offers TLS 1.2 and 1.3 only: no SSLv2, SSLv3, TLS 1.0 or TLS 1.1', () => {
-    for (const id of ['SSLv2', 'SSLv3', 'TLS1', 'TLS1_1']) expect(find('protocols', id).finding, id).to.match(/^not offered/)
+    for (const id of ['SSLv2', 'SSLv3', 'TLS1', 'TLS1_1'])
+      expect(find('protocols', id).finding, id).to.match(/^not offered/)
     expect(find('protocols', 'TLS1_2').finding).to.match(/^offered/)
     expect(find('protocols', 'TLS1_3').finding).to.match(/^offered/)
   })
@@ -103,7 +156,14 @@ describe('TLS of the nginx site hubctl configures, checked by testssl.sh', funct
     expect(pfs, 'the forward secrecy finding').to.not.equal(undefined)
     expect(pfs!.finding).to.match(/^offered/)
     expect(pfs!.severity).to.equal('OK')
-    for (const id of ['cipherlist_NULL', 'cipherlist_aNULL', 'cipherlist_EXPORT', 'cipherlist_LOW', 'cipherlist_3DES_IDEA', 'cipherlist_AVERAGE']) {
+    for (const id of [
+      'cipherlist_NULL',
+      'cipherlist_aNULL',
+      'cipherlist_EXPORT',
+      'cipherlist_LOW',
+      'cipherlist_3DES_IDEA',
+      'cipherlist_AVERAGE',
+    ]) {
       expect(find('ciphers', id).finding, id).to.match(/^not offered/)
     }
   })
@@ -115,20 +175,41 @@ describe('TLS of the nginx site hubctl configures, checked by testssl.sh', funct
     expect(hsts.severity).to.equal('OK')
   })
 
-  it('reports no vulnerability, and no HIGH or CRITICAL finding besides the self-signed certificate\'s', () => {
-    const all = Object.entries(findings).flatMap(([section, value]) => Array.isArray(value) ? (value as Finding[]).map((f) => ({section, ...f})) : [])
+  it("reports no vulnerability, and no HIGH or CRITICAL finding besides the self-signed certificate's", () => {
+    const all = Object.entries(findings).flatMap(([section, value]) =>
+      Array.isArray(value) ? (value as Finding[]).map((f) => ({section, ...f})) : [],
+    )
     const severe = all.filter((f) => f.severity === 'HIGH' || f.severity === 'CRITICAL')
     const allowed = severe.filter((f) => SELF_SIGNED_FINDINGS.some((s) => s.id === f.id && s.finding.test(f.finding)))
-    expect(severe.filter((f) => !allowed.includes(f)), 'HIGH or CRITICAL findings').to.deep.equal([])
+    expect(
+      severe.filter((f) => !allowed.includes(f)),
+      'HIGH or CRITICAL findings',
+    ).to.deep.equal([])
     // The ones let through are really there: this test would notice if testssl stopped reporting them.
     expect(allowed.map((f) => f.id).sort()).to.deep.equal(SELF_SIGNED_FINDINGS.map((s) => s.id).sort())
-    for (const f of findings.vulnerabilities ?? []) expect(['OK', 'INFO', 'LOW', 'WARN'], `${f.id}: ${f.finding}`).to.include(f.severity)
-    for (const id of ['heartbleed', 'CCS', 'ROBOT', 'secure_client_renego', 'CRIME_TLS', 'BREACH', 'POODLE_SSL', 'SWEET32', 'FREAK', 'DROWN', 'LOGJAM', 'BEAST', 'LUCKY13', 'RC4']) {
+    for (const f of findings.vulnerabilities ?? [])
+      expect(['OK', 'INFO', 'LOW', 'WARN'], `${f.id}: ${f.finding}`).to.include(f.severity)
+    for (const id of [
+      'heartbleed',
+      'CCS',
+      'ROBOT',
+      'secure_client_renego',
+      'CRIME_TLS',
+      'BREACH',
+      'POODLE_SSL',
+      'SWEET32',
+      'FREAK',
+      'DROWN',
+      'LOGJAM',
+      'BEAST',
+      'LUCKY13',
+      'RC4',
+    ]) {
       expect(find('vulnerabilities', id).finding, id).to.not.match(/^VULNERABLE|potentially vulnerable/i)
     }
   })
 
-  it('has no OCSP stapling directive (Let\'s Encrypt no longer runs OCSP), and testssl sees none', async () => {
+  it("has no OCSP stapling directive (Let's Encrypt no longer runs OCSP), and testssl sees none", async () => {
     for (const file of [layout.nginxSite, layout.nginxMainConf]) {
       const text = await fs.readFile(file, 'utf8')
       expect(text, file).to.match(/ssl_protocols TLSv1\.2 TLSv1\.3;|include /)

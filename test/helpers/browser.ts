@@ -30,7 +30,9 @@ export class BrowserSession {
    * system trusts, or be trusted by `ignoreHttpsErrorsFor` (local mode's self-signed one, the
    * same click-through a person does once).
    */
-  static async start(options: {trustCa?: string; acceptSelfSigned?: boolean; hostResolverRules?: string} = {}): Promise<BrowserSession> {
+  static async start(
+    options: {trustCa?: string; acceptSelfSigned?: boolean; hostResolverRules?: string} = {},
+  ): Promise<BrowserSession> {
     const home = await fs.mkdtemp('/tmp/hubctl-chromium-')
     const session = new BrowserSession(home)
     if (options.trustCa) {
@@ -45,9 +47,17 @@ export class BrowserSession {
       executablePath: CHROMIUM,
       headless: true,
       env: {...process.env, HOME: home},
-      args: ['--no-sandbox', '--disable-dev-shm-usage', '--no-first-run', ...(options.hostResolverRules ? [`--host-resolver-rules=${options.hostResolverRules}`] : [])],
+      args: [
+        '--no-sandbox',
+        '--disable-dev-shm-usage',
+        '--no-first-run',
+        ...(options.hostResolverRules ? [`--host-resolver-rules=${options.hostResolverRules}`] : []),
+      ],
     })
-    session.context = await session.browser.newContext({ignoreHTTPSErrors: Boolean(options.acceptSelfSigned), viewport: {width: 1280, height: 900}})
+    session.context = await session.browser.newContext({
+      ignoreHTTPSErrors: Boolean(options.acceptSelfSigned),
+      viewport: {width: 1280, height: 900},
+    })
     session.context.setDefaultTimeout(60_000)
     session.context.setDefaultNavigationTimeout(60_000)
     session.context.on('page', (page) => session.watch(page))
@@ -58,9 +68,12 @@ export class BrowserSession {
   private watch(page: Page): void {
     page.on('console', (message) => this.console.push(`[${message.type()}] ${page.url()}: ${message.text()}`))
     page.on('pageerror', (error) => this.console.push(`[pageerror] ${page.url()}: ${error.message}`))
-    page.on('requestfailed', (request) => this.console.push(`[requestfailed] ${request.method()} ${request.url()}: ${request.failure()?.errorText}`))
+    page.on('requestfailed', (request) =>
+      this.console.push(`[requestfailed] ${request.method()} ${request.url()}: ${request.failure()?.errorText}`),
+    )
     page.on('response', (response) => {
-      if (response.status() >= 400) this.console.push(`[http ${response.status()}] ${response.request().method()} ${response.url()}`)
+      if (response.status() >= 400)
+        this.console.push(`[http ${response.status()}] ${response.request().method()} ${response.url()}`)
     })
   }
 
@@ -71,8 +84,17 @@ export class BrowserSession {
     const kept: string[] = []
     for (const [index, page] of this.context.pages().entries()) {
       const base = path.join(OUTPUT_DIR, `${safe}.${index}`)
-      await page.screenshot({path: `${base}.png`, fullPage: true}).then(() => kept.push(`${base}.png`), () => {})
-      await page.content().then((html) => fs.writeFile(`${base}.html`, html)).then(() => kept.push(`${base}.html`), () => {})
+      await page.screenshot({path: `${base}.png`, fullPage: true}).then(
+        () => kept.push(`${base}.png`),
+        () => {},
+      )
+      await page
+        .content()
+        .then((html) => fs.writeFile(`${base}.html`, html))
+        .then(
+          () => kept.push(`${base}.html`),
+          () => {},
+        )
     }
     await fs.writeFile(path.join(OUTPUT_DIR, `${safe}.console.log`), `${this.console.join('\n')}\n`)
     kept.push(path.join(OUTPUT_DIR, `${safe}.console.log`))
@@ -108,15 +130,24 @@ export async function runCellInLab(page: Page, code: string): Promise<string> {
   // JupyterLab restores the user's workspace first: a new user sees the launcher, one whose last
   // session had notebooks open sees them (and, for a notebook whose kernel is gone, a "Select
   // Kernel" dialog, which a person answers with Select); "+" then opens a launcher.
-  await page.addLocatorHandler(page.locator('.jp-Dialog .jp-mod-accept').first(), async (select) => select.click(), {noWaitAfter: true})
+  await page.addLocatorHandler(page.locator('.jp-Dialog .jp-mod-accept').first(), async (select) => select.click(), {
+    noWaitAfter: true,
+  })
   await page.locator('.jp-Launcher:visible, .jp-NotebookPanel:visible').first().waitFor({timeout: 120_000})
   const launcher = page.locator('.jp-Launcher:visible')
-  if (!(await launcher.first().isVisible())) await page.locator('#jp-main-dock-panel .lm-TabBar-addButton').first().click()
+  if (!(await launcher.first().isVisible()))
+    await page.locator('#jp-main-dock-panel .lm-TabBar-addButton').first().click()
   await launcher.first().locator('.jp-LauncherCard[data-category="Notebook"]').first().click()
   // As a person waits for the kernel before running a cell: the toolbar's indicator and the
   // status bar (fed by the kernel's own messages over its websocket) both say Idle.
-  await page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator[data-status="idle"]').first().waitFor({timeout: 120_000})
-  await page.locator('.jp-StatusBar-TextItem', {hasText: /\| Idle/}).first().waitFor({timeout: 120_000})
+  await page
+    .locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator[data-status="idle"]')
+    .first()
+    .waitFor({timeout: 120_000})
+  await page
+    .locator('.jp-StatusBar-TextItem', {hasText: /\| Idle/})
+    .first()
+    .waitFor({timeout: 120_000})
   await page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell .cm-content').first().click()
   await page.keyboard.type(code)
   await page.keyboard.press('Shift+Enter')

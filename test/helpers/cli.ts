@@ -20,7 +20,10 @@ export interface CliResult {
 }
 
 /** Run the built hubctl (npm test builds first) as a real process. */
-export async function hubctl(args: string[], options: {env?: Record<string, string>; input?: string; timeoutMs?: number} = {}): Promise<CliResult> {
+export async function hubctl(
+  args: string[],
+  options: {env?: Record<string, string>; input?: string; timeoutMs?: number} = {},
+): Promise<CliResult> {
   const result = await execa(process.execPath, [BIN, ...args], {
     reject: false,
     env: {...options.env},
@@ -48,7 +51,18 @@ export async function freePort(): Promise<number> {
 }
 
 /** Seven distinct free ports as init flags. */
-export async function portFlags(): Promise<{flags: string[]; ports: {http: number; https: number; proxy: number; proxyApi: number; hub: number; proxyStandby: number; proxyStandbyApi: number}}> {
+export async function portFlags(): Promise<{
+  flags: string[]
+  ports: {
+    http: number
+    https: number
+    proxy: number
+    proxyApi: number
+    hub: number
+    proxyStandby: number
+    proxyStandbyApi: number
+  }
+}> {
   const ports = {http: 0, https: 0, proxy: 0, proxyApi: 0, hub: 0, proxyStandby: 0, proxyStandbyApi: 0}
   const taken = new Set<number>()
   for (const key of Object.keys(ports) as Array<keyof typeof ports>) {
@@ -60,8 +74,20 @@ export async function portFlags(): Promise<{flags: string[]; ports: {http: numbe
   return {
     ports,
     flags: [
-      '--http-port', String(ports.http), '--https-port', String(ports.https), '--proxy-port', String(ports.proxy), '--proxy-api-port', String(ports.proxyApi), '--hub-port', String(ports.hub),
-      '--proxy-standby-port', String(ports.proxyStandby), '--proxy-standby-api-port', String(ports.proxyStandbyApi),
+      '--http-port',
+      String(ports.http),
+      '--https-port',
+      String(ports.https),
+      '--proxy-port',
+      String(ports.proxy),
+      '--proxy-api-port',
+      String(ports.proxyApi),
+      '--hub-port',
+      String(ports.hub),
+      '--proxy-standby-port',
+      String(ports.proxyStandby),
+      '--proxy-standby-api-port',
+      String(ports.proxyStandbyApi),
     ],
   }
 }
@@ -74,7 +100,10 @@ export async function modeOf(file: string): Promise<number> {
  * Every entry under `dir`, depth first; links are never followed and an unreadable directory is
  * left out. `visit` returning false leaves the entry's content (a directory's) out.
  */
-export async function walkTree(dir: string, visit: (full: string, relative: string, entry: Dirent) => Promise<boolean | void>): Promise<void> {
+export async function walkTree(
+  dir: string,
+  visit: (full: string, relative: string, entry: Dirent) => Promise<boolean | void>,
+): Promise<void> {
   const walk = async (current: string): Promise<void> => {
     let entries: Dirent[]
     try {
@@ -101,8 +130,15 @@ export async function snapshot(dir: string): Promise<Record<string, string>> {
   return out
 }
 
+/**
+ * A hubctl command's --json document as the tests read it: each test asserts the shape it needs
+ * (chai), so the fields are reached without a declared type. The one `any` of the test suite.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type CommandJson = Record<string, any>
+
 /** The command's --json output, or an error that shows what it printed instead. */
-export function jsonOf(result: CliResult): Record<string, any> {
+export function jsonOf(result: CliResult): CommandJson {
   try {
     return JSON.parse(result.stdout)
   } catch {

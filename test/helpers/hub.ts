@@ -26,7 +26,10 @@ export interface Reply {
 export class HubBrowser {
   readonly cookies = new Map<string, string>()
 
-  constructor(readonly origin: string, private readonly options: {ca?: string; cookie?: string} = {}) {
+  constructor(
+    readonly origin: string,
+    private readonly options: {ca?: string; cookie?: string} = {},
+  ) {
     for (const pair of options.cookie ? options.cookie.split('; ') : []) this.keep(pair, false)
   }
 
@@ -35,29 +38,49 @@ export class HubBrowser {
     return [...this.cookies].map(([name, value]) => `${name}=${value}`).join('; ')
   }
 
-  request(pathOrUrl: string, options: {method?: string; form?: Record<string, string> | URLSearchParams} = {}): Promise<Reply> {
+  request(
+    pathOrUrl: string,
+    options: {method?: string; form?: Record<string, string> | URLSearchParams} = {},
+  ): Promise<Reply> {
     const url = new URL(pathOrUrl, this.origin)
     if (url.origin !== this.origin) throw new Error(`a redirect left the hub's origin: ${url.href}`)
     const body = options.form ? new URLSearchParams(options.form).toString() : undefined
     const send = url.protocol === 'https:' ? https.request : http.request
     return new Promise((resolve, reject) => {
-      const request = send(url, {
-        method: options.method ?? 'GET',
-        ...(url.protocol === 'https:' ? {ca: this.options.ca} : {}),
-        headers: {
-          Accept: 'text/html,application/json',
-          'Sec-Fetch-Mode': 'navigate', 'Sec-Fetch-Site': 'same-origin', 'Sec-Fetch-Dest': 'document', 'User-Agent': 'hubctl-e2e',
-          ...(this.cookies.size > 0 ? {Cookie: this.cookieHeader} : {}),
-          ...(body ? {'Content-Type': 'application/x-www-form-urlencoded', 'Content-Length': Buffer.byteLength(body)} : {}),
+      const request = send(
+        url,
+        {
+          method: options.method ?? 'GET',
+          ...(url.protocol === 'https:' ? {ca: this.options.ca} : {}),
+          headers: {
+            Accept: 'text/html,application/json',
+            'Sec-Fetch-Mode': 'navigate',
+            'Sec-Fetch-Site': 'same-origin',
+            'Sec-Fetch-Dest': 'document',
+            'User-Agent': 'hubctl-e2e',
+            ...(this.cookies.size > 0 ? {Cookie: this.cookieHeader} : {}),
+            ...(body
+              ? {'Content-Type': 'application/x-www-form-urlencoded', 'Content-Length': Buffer.byteLength(body)}
+              : {}),
+          },
+          timeout: 30_000,
         },
-        timeout: 30_000,
-      }, (response) => {
-        const cookies: string[] = []
-        for (const header of response.headers['set-cookie'] ?? []) cookies.push(this.keep(header.split(';')[0], /expires=Thu, 01 Jan 1970/i.test(header)))
-        const chunks: Buffer[] = []
-        response.on('data', (chunk: Buffer) => chunks.push(chunk))
-        response.on('end', () => resolve({status: response.statusCode ?? 0, location: response.headers.location, body: Buffer.concat(chunks).toString('utf8'), cookies}))
-      })
+        (response) => {
+          const cookies: string[] = []
+          for (const header of response.headers['set-cookie'] ?? [])
+            cookies.push(this.keep(header.split(';')[0], /expires=Thu, 01 Jan 1970/i.test(header)))
+          const chunks: Buffer[] = []
+          response.on('data', (chunk: Buffer) => chunks.push(chunk))
+          response.on('end', () =>
+            resolve({
+              status: response.statusCode ?? 0,
+              location: response.headers.location,
+              body: Buffer.concat(chunks).toString('utf8'),
+              cookies,
+            }),
+          )
+        },
+      )
       request.on('timeout', () => request.destroy(new Error(`${url.href}: no answer`)))
       request.on('error', reject)
       request.end(body)
@@ -98,8 +121,15 @@ export async function loginForm(browser: HubBrowser, path = '/hub/login'): Promi
 }
 
 /** The login form's POST, once, with the form's _xsrf token when it had one; the hub's reply. */
-export function submitLogin(browser: HubBrowser, form: {user: string; password: string; xsrf?: string}, path = '/hub/login'): Promise<Reply> {
-  return browser.request(path, {method: 'POST', form: {...(form.xsrf ? {_xsrf: form.xsrf} : {}), username: form.user, password: form.password}})
+export function submitLogin(
+  browser: HubBrowser,
+  form: {user: string; password: string; xsrf?: string},
+  path = '/hub/login',
+): Promise<Reply> {
+  return browser.request(path, {
+    method: 'POST',
+    form: {...(form.xsrf ? {_xsrf: form.xsrf} : {}), username: form.user, password: form.password},
+  })
 }
 
 /**
@@ -114,11 +144,19 @@ export function submitLogin(browser: HubBrowser, form: {user: string; password: 
 export async function logIn(browser: HubBrowser, user: string, password: string): Promise<string> {
   const {page, xsrf} = await loginForm(browser)
   expect(page.status, 'the login form').to.equal(200)
-  if (xsrf) expect(page.cookies.some((c) => c.startsWith('_xsrf=')), 'the login form sets the _xsrf cookie').to.equal(true)
+  if (xsrf)
+    expect(
+      page.cookies.some((c) => c.startsWith('_xsrf=')),
+      'the login form sets the _xsrf cookie',
+    ).to.equal(true)
   await new Promise((resolve) => setTimeout(resolve, 1000 - (Date.now() % 1000) + 50))
   const response = await submitLogin(browser, {user, password, xsrf})
-  const refusal = /XSRF[^<]*|'_xsrf'[^<]*|Invalid username or password/.exec(response.body)?.[0] ?? response.body.slice(0, 300)
+  const refusal =
+    /XSRF[^<]*|'_xsrf'[^<]*|Invalid username or password/.exec(response.body)?.[0] ?? response.body.slice(0, 300)
   expect(response.status, `login answers a redirect (the hub said: ${refusal})`).to.equal(302)
-  expect(response.cookies.some((c) => /^jupyterhub-hub-login="?[^";]{16,}/.test(c)), `the login sets a login cookie (${response.cookies.map((c) => c.slice(0, 30)).join(', ')})`).to.equal(true)
+  expect(
+    response.cookies.some((c) => /^jupyterhub-hub-login="?[^";]{16,}/.test(c)),
+    `the login sets a login cookie (${response.cookies.map((c) => c.slice(0, 30)).join(', ')})`,
+  ).to.equal(true)
   return browser.cookieHeader
 }

@@ -45,20 +45,85 @@ export interface PebbleOptions {
 export async function makePebbleTls(dir: string): Promise<PebbleTls> {
   const f = (name: string) => path.join(dir, name)
   const quiet = {stdio: 'ignore' as const}
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=hubctl test CA for Pebble', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign'], quiet)
-  execFileSync('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('pebble.key'), '-out', f('pebble.csr'), '-subj', '/CN=localhost'], quiet)
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      f('ca.key'),
+      '-out',
+      f('ca.pem'),
+      '-days',
+      '2',
+      '-subj',
+      '/CN=hubctl test CA for Pebble',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign',
+    ],
+    quiet,
+  )
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      f('pebble.key'),
+      '-out',
+      f('pebble.csr'),
+      '-subj',
+      '/CN=localhost',
+    ],
+    quiet,
+  )
   await fs.writeFile(f('ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n')
-  execFileSync('openssl', ['x509', '-req', '-in', f('pebble.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-days', '2', '-extfile', f('ext'), '-out', f('pebble.pem')], quiet)
+  execFileSync(
+    'openssl',
+    [
+      'x509',
+      '-req',
+      '-in',
+      f('pebble.csr'),
+      '-CA',
+      f('ca.pem'),
+      '-CAkey',
+      f('ca.key'),
+      '-CAcreateserial',
+      '-days',
+      '2',
+      '-extfile',
+      f('ext'),
+      '-out',
+      f('pebble.pem'),
+    ],
+    quiet,
+  )
   return {ca: f('ca.pem'), cert: f('pebble.pem'), key: f('pebble.key')}
 }
 
 export function httpsGet(url: string, ca: string): Promise<{status: number; body: string}> {
   return new Promise((resolve, reject) => {
-    https.get(url, {ca, timeout: 5000}, (response) => {
-      const chunks: Buffer[] = []
-      response.on('data', (c: Buffer) => chunks.push(c))
-      response.on('end', () => resolve({status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8')}))
-    }).on('error', reject)
+    https
+      .get(url, {ca, timeout: 5000}, (response) => {
+        const chunks: Buffer[] = []
+        response.on('data', (c: Buffer) => chunks.push(c))
+        response.on('end', () =>
+          resolve({status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8')}),
+        )
+      })
+      .on('error', reject)
   })
 }
 
@@ -89,9 +154,30 @@ export class PebbleLab {
     const management = await freePort()
     const log = path.join(this.work, 'challtestsrv.log')
     // DNS only (every A query → 127.0.0.1, no AAAA); the challenge listeners are off.
-    const child = spawnLogged('pebble-challtestsrv', ['-defaultIPv4', '127.0.0.1', '-defaultIPv6', '', '-dns01', `127.0.0.1:${dns}`, '-http01', '', '-https01', '', '-tlsalpn01', '', '-management', `127.0.0.1:${management}`], {log})
+    const child = spawnLogged(
+      'pebble-challtestsrv',
+      [
+        '-defaultIPv4',
+        '127.0.0.1',
+        '-defaultIPv6',
+        '',
+        '-dns01',
+        `127.0.0.1:${dns}`,
+        '-http01',
+        '',
+        '-https01',
+        '',
+        '-tlsalpn01',
+        '',
+        '-management',
+        `127.0.0.1:${management}`,
+      ],
+      {log},
+    )
     this.spawned.push(child)
-    await waitUntil('pebble-challtestsrv', async () => (await fs.readFile(log, 'utf8')).includes('Starting management server'))
+    await waitUntil('pebble-challtestsrv', async () =>
+      (await fs.readFile(log, 'utf8')).includes('Starting management server'),
+    )
     return dns
   }
 
@@ -99,36 +185,53 @@ export class PebbleLab {
     const listen = await freePort()
     const management = await freePort()
     const config = path.join(this.work, `${name}.json`)
-    await fs.writeFile(config, JSON.stringify({
-      pebble: {
-        listenAddress: `127.0.0.1:${listen}`,
-        managementListenAddress: `127.0.0.1:${management}`,
-        certificate: this.tls.cert,
-        privateKey: this.tls.key,
-        httpPort: options.httpPort,
-        tlsPort: await freePort(),
-        ocspResponderURL: '',
-        externalAccountBindingRequired: Boolean(options.eab),
-        ...(options.eab ? {externalAccountMACKeys: options.eab} : {}),
-        ...(options.domainBlocklist ? {domainBlocklist: options.domainBlocklist} : {}),
-        certificateValidityPeriod: options.validitySeconds ?? 90 * 86_400,
-      },
-    }))
+    await fs.writeFile(
+      config,
+      JSON.stringify({
+        pebble: {
+          listenAddress: `127.0.0.1:${listen}`,
+          managementListenAddress: `127.0.0.1:${management}`,
+          certificate: this.tls.cert,
+          privateKey: this.tls.key,
+          httpPort: options.httpPort,
+          tlsPort: await freePort(),
+          ocspResponderURL: '',
+          externalAccountBindingRequired: Boolean(options.eab),
+          ...(options.eab ? {externalAccountMACKeys: options.eab} : {}),
+          ...(options.domainBlocklist ? {domainBlocklist: options.domainBlocklist} : {}),
+          certificateValidityPeriod: options.validitySeconds ?? 90 * 86_400,
+        },
+      }),
+    )
     const child = spawnLogged('pebble', ['-config', config, '-dnsserver', `127.0.0.1:${this.dnsPort}`], {
       // No random validation delay, no rejected nonces, and a real challenge for every order.
-      env: {...process.env, PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '0', PEBBLE_AUTHZREUSE: '0', ...options.env},
+      env: {
+        ...process.env,
+        PEBBLE_VA_NOSLEEP: '1',
+        PEBBLE_WFE_NONCEREJECT: '0',
+        PEBBLE_AUTHZREUSE: '0',
+        ...options.env,
+      },
       log: path.join(this.work, `${name}.log`),
     })
     this.spawned.push(child)
     const directory = `https://127.0.0.1:${listen}/dir`
     const ca = await fs.readFile(this.tls.ca, 'utf8')
     await waitUntil(`pebble ${name}`, async () => (await httpsGet(directory, ca)).status === 200)
-    return {process: child, directory, managementUrl: `https://127.0.0.1:${management}`, httpPort: options.httpPort, listenPort: listen}
+    return {
+      process: child,
+      directory,
+      managementUrl: `https://127.0.0.1:${management}`,
+      httpPort: options.httpPort,
+      listenPort: listen,
+    }
   }
 
   /** The intermediate that signs this Pebble's certificates. */
   async intermediate(pebble: Pebble): Promise<X509Certificate> {
-    return new X509Certificate((await httpsGet(`${pebble.managementUrl}/intermediates/0`, await fs.readFile(this.tls.ca, 'utf8'))).body)
+    return new X509Certificate(
+      (await httpsGet(`${pebble.managementUrl}/intermediates/0`, await fs.readFile(this.tls.ca, 'utf8'))).body,
+    )
   }
 
   async stop(): Promise<void> {
@@ -139,7 +242,11 @@ export class PebbleLab {
 
 /** nginx from a prefix's main config, in the foreground (stopped with stopProcess). */
 export async function startNginx(layout: Layout): Promise<ChildProcess> {
-  const child = spawnLogged('nginx', ['-p', `${layout.prefix}/`, '-c', layout.nginxMainConf, '-e', layout.nginxErrorLog, '-g', 'daemon off;'], {log: path.join(layout.prefix, 'nginx.out')})
+  const child = spawnLogged(
+    'nginx',
+    ['-p', `${layout.prefix}/`, '-c', layout.nginxMainConf, '-e', layout.nginxErrorLog, '-g', 'daemon off;'],
+    {log: path.join(layout.prefix, 'nginx.out')},
+  )
   await waitUntil('nginx pid file', async () => Number((await fs.readFile(layout.nginxPid, 'utf8')).trim()) > 0)
   return child
 }
@@ -148,7 +255,12 @@ export async function startNginx(layout: Layout): Promise<ChildProcess> {
 export function servedSerial(port: number): string {
   let out = ''
   try {
-    out = execFileSync('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'localhost'], {input: '', encoding: 'utf8', timeout: 10_000, stdio: ['pipe', 'pipe', 'ignore']})
+    out = execFileSync('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'localhost'], {
+      input: '',
+      encoding: 'utf8',
+      timeout: 10_000,
+      stdio: ['pipe', 'pipe', 'ignore'],
+    })
   } catch (error) {
     out = String((error as {stdout?: string}).stdout ?? '')
   }

@@ -25,21 +25,33 @@ describe('waitUntil', () => {
 
   it('takes any other error for "not yet", and names the last one when it gives up', async () => {
     let calls = 0
-    const error = await rejection(waitUntil('the thing', async () => {
-      calls++
-      throw new Error(`refused ${calls}`)
-    }, quick))
+    const error = await rejection(
+      waitUntil(
+        'the thing',
+        async () => {
+          calls++
+          throw new Error(`refused ${calls}`)
+        },
+        quick,
+      ),
+    )
     expect(calls).to.equal(5)
     expect(error.message).to.equal('gave up waiting for the thing (last error: refused 5)')
   })
 
   it('lets a failed chai assertion out at once, not retried', async () => {
     let calls = 0
-    const error = await rejection(waitUntil('a status that exits 0', async () => {
-      calls++
-      expect(1, 'hubctl status exits 0').to.equal(0)
-      return true
-    }, quick))
+    const error = await rejection(
+      waitUntil(
+        'a status that exits 0',
+        async () => {
+          calls++
+          expect(1, 'hubctl status exits 0').to.equal(0)
+          return true
+        },
+        quick,
+      ),
+    )
     expect(error).to.be.instanceOf(AssertionError)
     expect(error.message).to.match(/^hubctl status exits 0/)
     expect(calls).to.equal(1)
@@ -47,11 +59,17 @@ describe('waitUntil', () => {
 
   it('lets a failed node:assert assertion out at once, too', async () => {
     let calls = 0
-    const error = await rejection(waitUntil('anything', async () => {
-      calls++
-      assert.equal(calls, 0)
-      return true
-    }, quick))
+    const error = await rejection(
+      waitUntil(
+        'anything',
+        async () => {
+          calls++
+          assert.equal(calls, 0)
+          return true
+        },
+        quick,
+      ),
+    )
     expect(error).to.be.instanceOf(assert.AssertionError)
     expect(calls).to.equal(1)
   })

@@ -15,7 +15,11 @@ export interface Pace {
  * the final error; a failed assertion (chai's or node:assert's AssertionError) is not a "not yet":
  * it fails the wait at once, as it would outside a poll.
  */
-export async function waitUntil<T>(what: string, check: () => Promise<T | undefined | false>, pace: Pace = {}): Promise<T> {
+export async function waitUntil<T>(
+  what: string,
+  check: () => Promise<T | undefined | false>,
+  pace: Pace = {},
+): Promise<T> {
   const {tries = 600, intervalMs = 100} = pace
   let last: unknown
   for (let i = 0; i < tries; i++) {
@@ -32,7 +36,11 @@ export async function waitUntil<T>(what: string, check: () => Promise<T | undefi
 }
 
 /** Spawn a long-running program with its output to a log file; the test kills it in after(). */
-export function spawnLogged(command: string, args: string[], options: {env?: NodeJS.ProcessEnv; cwd?: string; log: string}): ChildProcess {
+export function spawnLogged(
+  command: string,
+  args: string[],
+  options: {env?: NodeJS.ProcessEnv; cwd?: string; log: string},
+): ChildProcess {
   const out = fs.openSync(options.log, 'a')
   const child = spawn(command, args, {env: options.env, cwd: options.cwd, stdio: ['ignore', out, out], detached: true})
   fs.closeSync(out)
@@ -105,7 +113,10 @@ export async function liveProcesses(): Promise<ProcInfo[]> {
 
 /** A process's environment, one NAME=value a line; undefined once it is gone. */
 export async function environOf(pid: number): Promise<string[] | undefined> {
-  return fs.promises.readFile(`/proc/${pid}/environ`, 'utf8').then((text) => text.split('\0'), () => undefined)
+  return fs.promises.readFile(`/proc/${pid}/environ`, 'utf8').then(
+    (text) => text.split('\0'),
+    () => undefined,
+  )
 }
 
 /**
@@ -145,7 +156,9 @@ export function userPids(uid: number): Promise<number[]> {
  */
 export function serverPids(of: {uid: number} | {user: string; hubPort: number}): Promise<number[]> {
   if ('uid' in of) return pidsWhere({uid: of.uid, program: 'jupyterhub-singleuser'})
-  return pidsWhere({environ: [`JUPYTERHUB_USER=${of.user}`, `JUPYTERHUB_API_URL=http://127.0.0.1:${of.hubPort}/hub/api`]})
+  return pidsWhere({
+    environ: [`JUPYTERHUB_USER=${of.user}`, `JUPYTERHUB_API_URL=http://127.0.0.1:${of.hubPort}/hub/api`],
+  })
 }
 
 /** SIGKILL each pid; one already gone is no error. */

@@ -31,7 +31,8 @@ describe('parseDuration (--cull-idle)', () => {
   })
 
   it('formatDuration writes what parseDuration reads back', () => {
-    for (const ms of [1000, 90_000, 5_400_000, 86_400_000 + 61_000]) expect(parseDuration(formatDuration(ms), '--x')).to.equal(ms)
+    for (const ms of [1000, 90_000, 5_400_000, 86_400_000 + 61_000])
+      expect(parseDuration(formatDuration(ms), '--x')).to.equal(ms)
     expect(formatDuration(7_200_000)).to.equal('2h')
   })
 })

@@ -7,7 +7,7 @@ import {execaRunner} from '../../lib/runner.js'
 import {acmeFlags, certHttpPortFlag, renderCertResult} from '../../command-parts/cert.js'
 
 export default class CertObtain extends BaseCommand<typeof CertObtain> {
-  static override summary = 'Obtain a certificate from Let\'s Encrypt (or another ACME CA) now, and use it.'
+  static override summary = "Obtain a certificate from Let's Encrypt (or another ACME CA) now, and use it."
 
   static override description = `Answers the http-01 challenge on the HTTP port: hubctl listens itself when the port is free, otherwise nginx serves the token from the webroot. hubctl fetches each token itself before telling the CA. The new key and chain replace the live ones together; nginx is tested and reloaded when it runs.
 The ACME settings (not the EAB HMAC key), --http-port when it differs from the hub's, the deploy hooks and --email are kept in hubctl.json for \`hubctl cert renew\`. A changed --email also becomes the ACME account's contact. After the new certificate: nginx -t, a reload when nginx runs, then the deploy hooks.
@@ -23,7 +23,9 @@ Exit codes: 0 done, 2 bad flag, 5 the CA refused or could not be reached (the li
   static override flags = {
     ...acmeFlags,
     ...certHttpPortFlag,
-    email: Flags.string({description: 'contact e-mail for the CA (default: init\'s --email); kept, and made the ACME account\'s contact'}),
+    email: Flags.string({
+      description: "contact e-mail for the CA (default: init's --email); kept, and made the ACME account's contact",
+    }),
   }
 
   async run(): Promise<CertResult> {

@@ -3,9 +3,11 @@ import {ExitCode} from '../../lib/errors.js'
 import {SecretProblem, SecretStore} from '../../lib/files/secrets.js'
 
 export default class SecretsCheck extends BaseCommand<typeof SecretsCheck> {
-  static override summary = 'Check every secret: present, well-formed, owned by the service user, 0600 in a 0700 directory.'
+  static override summary =
+    'Check every secret: present, well-formed, owned by the service user, 0600 in a 0700 directory.'
 
-  static override description = 'Exits 0 when all is well, 1 listing each problem and its fix otherwise. Stricter than JupyterHub, which accepts group-readable secrets. Never prints a secret value.'
+  static override description =
+    'Exits 0 when all is well, 1 listing each problem and its fix otherwise. Stricter than JupyterHub, which accepts group-readable secrets. Never prints a secret value.'
 
   static override examples = ['<%= config.bin %> secrets check', '<%= config.bin %> secrets check --json']
 

@@ -26,17 +26,26 @@ const SPAWNERS = {
 } as const
 
 /** The Python value of `authenticator_class` for an --authenticator choice, refusing what this JupyterHub lacks. */
-export function authenticatorClass(choice: string, install: Pick<JupyterHubInstall, 'major' | 'minor' | 'version'>): string {
+export function authenticatorClass(
+  choice: string,
+  install: Pick<JupyterHubInstall, 'major' | 'minor' | 'version'>,
+): string {
   const known = AUTHENTICATORS[choice]
   if (known) {
     const [major, minor] = [known.minMajor ?? 0, known.minMinor ?? 0]
     if (install.major < major || (install.major === major && install.minor < minor)) {
-      throw usageError(`--authenticator ${choice} needs JupyterHub ${major}.${minor} or later, and this one is ${install.version}`, 'choose pam or dummy, or a newer JupyterHub with --jupyterhub')
+      throw usageError(
+        `--authenticator ${choice} needs JupyterHub ${major}.${minor} or later, and this one is ${install.version}`,
+        'choose pam or dummy, or a newer JupyterHub with --jupyterhub',
+      )
     }
     return known.className
   }
   if (/^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$/.test(choice)) return choice
-  throw usageError(`--authenticator ${JSON.stringify(choice)} is not one hubctl knows`, `give ${Object.keys(AUTHENTICATORS).join(', ')}, or a Python class such as oauthenticator.GitHubOAuthenticator`)
+  throw usageError(
+    `--authenticator ${JSON.stringify(choice)} is not one hubctl knows`,
+    `give ${Object.keys(AUTHENTICATORS).join(', ')}, or a Python class such as oauthenticator.GitHubOAuthenticator`,
+  )
 }
 
 /** The authenticators whose one login is hubctl's generated password (0600, shown once to whoever ran init). */
@@ -49,13 +58,20 @@ const GENERATED_LOGIN = new Set(['dummy', 'shared-password'])
  * quick start run by root: `init --local`). Anything else is refused (exit 2): --spawner local runs
  * each user's server as their own system user.
  */
-export function assertNoRootServers(settings: Pick<Settings, 'spawner' | 'authenticator' | 'admins' | 'allowedUsers'>, uid = process.getuid?.() ?? 0): void {
+export function assertNoRootServers(
+  settings: Pick<Settings, 'spawner' | 'authenticator' | 'admins' | 'allowedUsers'>,
+  uid = process.getuid?.() ?? 0,
+): void {
   if (settings.spawner !== 'simple' || uid !== 0) return
   const users = [...new Set([...settings.admins, ...settings.allowedUsers])]
   if (GENERATED_LOGIN.has(settings.authenticator) && users.length === 1) return
-  const who = GENERATED_LOGIN.has(settings.authenticator) ? users.join(', ') : `${users.join(', ')} and whoever --authenticator ${settings.authenticator} lets in`
-  throw usageError(`--spawner simple with hubctl run as root gives every user who logs in (${who}) a server and a terminal running as root`,
-    'use --spawner local, which runs each user\'s server as their own system user (or, alone on the hub, init --local without --allow-user)')
+  const who = GENERATED_LOGIN.has(settings.authenticator)
+    ? users.join(', ')
+    : `${users.join(', ')} and whoever --authenticator ${settings.authenticator} lets in`
+  throw usageError(
+    `--spawner simple with hubctl run as root gives every user who logs in (${who}) a server and a terminal running as root`,
+    "use --spawner local, which runs each user's server as their own system user (or, alone on the hub, init --local without --allow-user)",
+  )
 }
 
 /**
@@ -73,35 +89,44 @@ export const LAB_SERVER_ARGS = [
 ]
 
 /** jupyterhub_config.py for these settings and this JupyterHub version (allow rules changed in 5.0). */
-export async function renderHubConfig(layout: Layout, settings: Settings, install: JupyterHubInstall, defaultUrl: string): Promise<string> {
+export async function renderHubConfig(
+  layout: Layout,
+  settings: Settings,
+  install: JupyterHubInstall,
+  defaultUrl: string,
+): Promise<string> {
   assertNoRootServers(settings)
   const allowed = [...new Set([...settings.admins, ...settings.allowedUsers])]
-  return renderTemplate('jupyterhub_config.py', {
-    hubctlVersion: HUBCTL_VERSION,
-    jupyterhubVersion: install.version,
-    configD: layout.hubConfigD,
-    srvDir: layout.srvDir,
-    hubPort: settings.ports.hub,
-    bindUrl: `http://127.0.0.1:${settings.ports.proxy}`,
-    cookieSecretFile: layout.cookieSecret,
-    dbUrl: databaseUrl(layout),
-    proxyApiUrl: proxyApiUrl(settings.ports),
-    proxyTokenFile: layout.proxyAuthToken,
-    authenticatorClass: authenticatorClass(settings.authenticator, install),
-    admins: settings.admins,
-    allowedUsers: allowed,
-    allowAllKnown: install.major >= 5,
-    // The generated login of local mode lives in its own 0600 file.
-    dummyPasswordFile: settings.authenticator === 'dummy' ? layout.loginPassword : undefined,
-    sharedPasswordFile: settings.authenticator === 'shared-password' ? layout.loginPassword : undefined,
-    spawnerClass: SPAWNERS[settings.spawner],
-    singleuser: install.singleuser,
-    defaultUrl,
-    allowRoot: settings.spawner === 'simple' && (process.getuid?.() ?? 0) === 0,
-    labServer: defaultUrl === '/lab',
-    labServerArgs: LAB_SERVER_ARGS,
-    spawn: settings.spawn,
-    apiTokenFile: layout.apiToken,
-    serviceScopes: HUBCTL_SERVICE_SCOPES,
-  }, 'python')
+  return renderTemplate(
+    'jupyterhub_config.py',
+    {
+      hubctlVersion: HUBCTL_VERSION,
+      jupyterhubVersion: install.version,
+      configD: layout.hubConfigD,
+      srvDir: layout.srvDir,
+      hubPort: settings.ports.hub,
+      bindUrl: `http://127.0.0.1:${settings.ports.proxy}`,
+      cookieSecretFile: layout.cookieSecret,
+      dbUrl: databaseUrl(layout),
+      proxyApiUrl: proxyApiUrl(settings.ports),
+      proxyTokenFile: layout.proxyAuthToken,
+      authenticatorClass: authenticatorClass(settings.authenticator, install),
+      admins: settings.admins,
+      allowedUsers: allowed,
+      allowAllKnown: install.major >= 5,
+      // The generated login of local mode lives in its own 0600 file.
+      dummyPasswordFile: settings.authenticator === 'dummy' ? layout.loginPassword : undefined,
+      sharedPasswordFile: settings.authenticator === 'shared-password' ? layout.loginPassword : undefined,
+      spawnerClass: SPAWNERS[settings.spawner],
+      singleuser: install.singleuser,
+      defaultUrl,
+      allowRoot: settings.spawner === 'simple' && (process.getuid?.() ?? 0) === 0,
+      labServer: defaultUrl === '/lab',
+      labServerArgs: LAB_SERVER_ARGS,
+      spawn: settings.spawn,
+      apiTokenFile: layout.apiToken,
+      serviceScopes: HUBCTL_SERVICE_SCOPES,
+    },
+    'python',
+  )
 }

@@ -23,22 +23,34 @@ export async function detectJupyterHub(runner: Runner, executable = 'jupyterhub'
   // The real path: a virtualenv reached through a link resolves to where its files live.
   const found = onPath && (await fs.realpath(onPath))
   if (!found) {
-    throw preflightError(`the JupyterHub executable "${executable}" was not found`, 'install JupyterHub (apt-get install jupyterhub, or pip install jupyterhub in a virtualenv) and pass its path with --jupyterhub')
+    throw preflightError(
+      `the JupyterHub executable "${executable}" was not found`,
+      'install JupyterHub (apt-get install jupyterhub, or pip install jupyterhub in a virtualenv) and pass its path with --jupyterhub',
+    )
   }
   const result = await runner.run(found, ['--version'], {timeoutMs: 60_000, cwd: '/'})
   const version = /(\d+)\.(\d+)\.(\d+)\S*/.exec(result.stdout.trim())
   if (result.notFound || result.exitCode !== 0 || !version) {
-    throw preflightError(`"${found} --version" failed${result.stderr ? `: ${lastLine(result.stderr)}` : ''}`, 'check that --jupyterhub names a working JupyterHub executable')
+    throw preflightError(
+      `"${found} --version" failed${result.stderr ? `: ${lastLine(result.stderr)}` : ''}`,
+      'check that --jupyterhub names a working JupyterHub executable',
+    )
   }
   const [major, minor] = [Number(version[1]), Number(version[2])]
   if (major < MIN_JUPYTERHUB[0]) {
-    throw preflightError(`JupyterHub ${version[0]} at ${found} is too old (hubctl supports ${MIN_JUPYTERHUB.join('.')} and later)`, 'upgrade JupyterHub, or pass a newer one with --jupyterhub')
+    throw preflightError(
+      `JupyterHub ${version[0]} at ${found} is too old (hubctl supports ${MIN_JUPYTERHUB.join('.')} and later)`,
+      'upgrade JupyterHub, or pass a newer one with --jupyterhub',
+    )
   }
   const singleuser = path.join(path.dirname(found), 'jupyterhub-singleuser')
   try {
     await fs.access(singleuser)
   } catch {
-    throw preflightError(`jupyterhub-singleuser is not beside ${found}`, 'install JupyterHub completely (the singleuser server comes with it) or pass another --jupyterhub')
+    throw preflightError(
+      `jupyterhub-singleuser is not beside ${found}`,
+      'install JupyterHub completely (the singleuser server comes with it) or pass another --jupyterhub',
+    )
   }
   return {executable: found, version: version[0], major, minor, singleuser, python: await shebangPython(found)}
 }
@@ -50,9 +62,13 @@ export type UserInterface = 'lab' | 'notebook' | 'none'
  * Which interface the user servers' own Python has (the interpreter of jupyterhub-singleuser):
  * JupyterLab serves /lab; without it, the classic notebook (or nbclassic / notebook 7) serves /tree.
  */
-export async function detectUserInterface(runner: Runner, install: Pick<JupyterHubInstall, 'singleuser'>): Promise<UserInterface> {
+export async function detectUserInterface(
+  runner: Runner,
+  install: Pick<JupyterHubInstall, 'singleuser'>,
+): Promise<UserInterface> {
   const python = await shebangPython(install.singleuser)
-  const code = 'import importlib.util as u\nprint("lab" if u.find_spec("jupyterlab") else "notebook" if (u.find_spec("notebook") or u.find_spec("nbclassic")) else "none")'
+  const code =
+    'import importlib.util as u\nprint("lab" if u.find_spec("jupyterlab") else "notebook" if (u.find_spec("notebook") or u.find_spec("nbclassic")) else "none")'
   const result = await runner.run(python, ['-I', '-c', code], {cwd: '/', timeoutMs: 60_000})
   const answer = result.stdout.trim()
   return answer === 'lab' || answer === 'notebook' ? answer : 'none'
@@ -64,7 +80,9 @@ export function defaultUrlFor(ui: UserInterface): string {
 }
 
 /** JupyterHub versions with a known vulnerability a hub admin must hear about (CVE-2024-28233, fixed in 4.1.0). */
-export function vulnerabilityWarning(install: Pick<JupyterHubInstall, 'major' | 'minor' | 'version' | 'executable'>): string | undefined {
+export function vulnerabilityWarning(
+  install: Pick<JupyterHubInstall, 'major' | 'minor' | 'version' | 'executable'>,
+): string | undefined {
   if (install.major > 4 || (install.major === 4 && install.minor >= 1)) return undefined
   return `JupyterHub ${install.version} (${install.executable}) is affected by CVE-2024-28233 (GHSA-7r3h-4ph8-w38g, High: one user's page can run script as another user), fixed in JupyterHub 4.1.0`
 }
@@ -99,13 +117,19 @@ print("ok")
 /** Execute the rendered config with the JupyterHub it was made for: a syntax or runtime error fails here, not at start. */
 export async function validateHubConfig(runner: Runner, install: JupyterHubInstall, configFile: string): Promise<void> {
   // -I: never import from the working directory, PYTHONPATH or the user's site-packages (root runs this).
-  const result = await runner.run(install.python, ['-I', '-c', LOAD_CONFIG, path.resolve(configFile)], {timeoutMs: 120_000, cwd: '/'})
+  const result = await runner.run(install.python, ['-I', '-c', LOAD_CONFIG, path.resolve(configFile)], {
+    timeoutMs: 120_000,
+    cwd: '/',
+  })
   if (result.exitCode !== 0 || !result.stdout.includes('ok')) {
     const why = (lastLine(result.stderr) || 'unknown error').replace(/\.$/, '')
     const classProblem = /'(authenticator)_class' trait/.exec(why)
-    throw validationError(`JupyterHub ${install.version} cannot load ${configFile}: ${why}`, classProblem
+    throw validationError(
+      `JupyterHub ${install.version} cannot load ${configFile}: ${why}`,
+      classProblem
         ? `give --${classProblem[1]} a class this JupyterHub's Python can import (${install.python}), then run the command again; the installed config is unchanged`
-        : 'fix the file named in the error (your own additions live in jupyterhub_config.d/), then run the command again')
+        : 'fix the file named in the error (your own additions live in jupyterhub_config.d/), then run the command again',
+    )
   }
 }
 

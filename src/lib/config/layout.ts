@@ -24,106 +24,243 @@ export class Layout {
   }
 
   // /srv/jupyterhub: runtime and security files
-  get srvDir(): string { return this.at('srv/jupyterhub') }
-  get cookieSecret(): string { return this.at('srv/jupyterhub/jupyterhub_cookie_secret') }
-  get proxyAuthToken(): string { return this.at('srv/jupyterhub/proxy_auth_token') }
-  get apiToken(): string { return this.at('srv/jupyterhub/hubctl_api_token') }
-  get dhparam(): string { return this.at('srv/jupyterhub/dhparam.pem') }
+  get srvDir(): string {
+    return this.at('srv/jupyterhub')
+  }
+  get cookieSecret(): string {
+    return this.at('srv/jupyterhub/jupyterhub_cookie_secret')
+  }
+  get proxyAuthToken(): string {
+    return this.at('srv/jupyterhub/proxy_auth_token')
+  }
+  get apiToken(): string {
+    return this.at('srv/jupyterhub/hubctl_api_token')
+  }
+  get dhparam(): string {
+    return this.at('srv/jupyterhub/dhparam.pem')
+  }
   /** The generated login of local mode (dummy / shared-password authenticators). */
-  get loginPassword(): string { return this.at('srv/jupyterhub/login_password') }
-  get database(): string { return this.at('srv/jupyterhub/jupyterhub.sqlite') }
-  get backupDir(): string { return this.at('srv/jupyterhub/backup') }
+  get loginPassword(): string {
+    return this.at('srv/jupyterhub/login_password')
+  }
+  get database(): string {
+    return this.at('srv/jupyterhub/jupyterhub.sqlite')
+  }
+  get backupDir(): string {
+    return this.at('srv/jupyterhub/backup')
+  }
   /** One backup of a secret in backupDir, by its file name (`<secret>.<time>.<random>`). */
-  backupFile(name: string): string { return path.join(this.backupDir, name) }
-  get lockFile(): string { return this.at('srv/jupyterhub/hubctl.lock') }
-  get runDir(): string { return this.at('srv/jupyterhub/run') }
-  get pidFile(): string { return this.at('srv/jupyterhub/run/hubctl.pid') }
-  get stateFile(): string { return this.at('srv/jupyterhub/run/state.json') }
+  backupFile(name: string): string {
+    return path.join(this.backupDir, name)
+  }
+  get lockFile(): string {
+    return this.at('srv/jupyterhub/hubctl.lock')
+  }
+  get runDir(): string {
+    return this.at('srv/jupyterhub/run')
+  }
+  get pidFile(): string {
+    return this.at('srv/jupyterhub/run/hubctl.pid')
+  }
+  get stateFile(): string {
+    return this.at('srv/jupyterhub/run/state.json')
+  }
   /** A request of another hubctl command to the running supervisor (0600). */
-  get controlFile(): string { return this.at('srv/jupyterhub/run/control.json') }
+  get controlFile(): string {
+    return this.at('srv/jupyterhub/run/control.json')
+  }
   /** The routes a replacement proxy starts with, during a handover (0600). */
-  get proxySeed(): string { return this.at('srv/jupyterhub/run/proxy-routes.json') }
+  get proxySeed(): string {
+    return this.at('srv/jupyterhub/run/proxy-routes.json')
+  }
 
   // /srv/jupyterhub/ssl
-  get sslDir(): string { return this.at('srv/jupyterhub/ssl') }
-  get fullchain(): string { return this.at('srv/jupyterhub/ssl/fullchain.pem') }
-  get privkey(): string { return this.at('srv/jupyterhub/ssl/privkey.pem') }
+  get sslDir(): string {
+    return this.at('srv/jupyterhub/ssl')
+  }
+  get fullchain(): string {
+    return this.at('srv/jupyterhub/ssl/fullchain.pem')
+  }
+  get privkey(): string {
+    return this.at('srv/jupyterhub/ssl/privkey.pem')
+  }
   /** Each certificate and its key live together in archive/<id>/; `current` and `previous` are links to one. */
-  get sslArchiveDir(): string { return this.at('srv/jupyterhub/ssl/archive') }
-  sslArchive(id: string): string { return this.at('srv/jupyterhub/ssl/archive', id) }
-  archivedFullchain(id: string): string { return this.at('srv/jupyterhub/ssl/archive', id, 'fullchain.pem') }
-  archivedPrivkey(id: string): string { return this.at('srv/jupyterhub/ssl/archive', id, 'privkey.pem') }
+  get sslArchiveDir(): string {
+    return this.at('srv/jupyterhub/ssl/archive')
+  }
+  sslArchive(id: string): string {
+    return this.at('srv/jupyterhub/ssl/archive', id)
+  }
+  archivedFullchain(id: string): string {
+    return this.at('srv/jupyterhub/ssl/archive', id, 'fullchain.pem')
+  }
+  archivedPrivkey(id: string): string {
+    return this.at('srv/jupyterhub/ssl/archive', id, 'privkey.pem')
+  }
   /** Link targets, relative to ssl/: fullchain.pem → current/fullchain.pem, current → archive/<id>. */
-  readonly sslLinkTargets = {fullchain: 'current/fullchain.pem', privkey: 'current/privkey.pem', archive: (id: string) => `archive/${id}`}
-  get sslCurrentLink(): string { return this.at('srv/jupyterhub/ssl/current') }
-  get sslPreviousLink(): string { return this.at('srv/jupyterhub/ssl/previous') }
-  get acmeAccountKey(): string { return this.at('srv/jupyterhub/ssl/acme_account_key.pem') }
-  get renewalState(): string { return this.at('srv/jupyterhub/ssl/renewal.json') }
+  readonly sslLinkTargets = {
+    fullchain: 'current/fullchain.pem',
+    privkey: 'current/privkey.pem',
+    archive: (id: string) => `archive/${id}`,
+  }
+  get sslCurrentLink(): string {
+    return this.at('srv/jupyterhub/ssl/current')
+  }
+  get sslPreviousLink(): string {
+    return this.at('srv/jupyterhub/ssl/previous')
+  }
+  get acmeAccountKey(): string {
+    return this.at('srv/jupyterhub/ssl/acme_account_key.pem')
+  }
+  get renewalState(): string {
+    return this.at('srv/jupyterhub/ssl/renewal.json')
+  }
 
   // /etc/jupyterhub
-  get etcDir(): string { return this.at('etc/jupyterhub') }
-  get hubConfig(): string { return this.at('etc/jupyterhub/jupyterhub_config.py') }
+  get etcDir(): string {
+    return this.at('etc/jupyterhub')
+  }
+  get hubConfig(): string {
+    return this.at('etc/jupyterhub/jupyterhub_config.py')
+  }
   /** Where a new config waits while JupyterHub loads it, before it replaces the live one. */
-  get hubConfigCandidate(): string { return this.at('etc/jupyterhub/.jupyterhub_config.py.candidate') }
-  get hubConfigD(): string { return this.at('etc/jupyterhub/jupyterhub_config.d') }
+  get hubConfigCandidate(): string {
+    return this.at('etc/jupyterhub/.jupyterhub_config.py.candidate')
+  }
+  get hubConfigD(): string {
+    return this.at('etc/jupyterhub/jupyterhub_config.d')
+  }
   /** One of the operator's additions in hubConfigD, by its file name. */
-  hubConfigDFile(name: string): string { return path.join(this.hubConfigD, name) }
-  get settings(): string { return this.at('etc/jupyterhub/hubctl.json') }
+  hubConfigDFile(name: string): string {
+    return path.join(this.hubConfigD, name)
+  }
+  get settings(): string {
+    return this.at('etc/jupyterhub/hubctl.json')
+  }
 
   // nginx
-  get nginxDir(): string { return this.at('etc/nginx') }
-  get nginxMainConf(): string { return this.at('etc/nginx/nginx.conf') }
-  get nginxSitesAvailable(): string { return this.at('etc/nginx/sites-available') }
-  get nginxSitesEnabled(): string { return this.at('etc/nginx/sites-enabled') }
-  get nginxSite(): string { return this.at('etc/nginx/sites-available/jupyterhub.conf') }
-  get nginxSiteLink(): string { return this.at('etc/nginx/sites-enabled/jupyterhub.conf') }
+  get nginxDir(): string {
+    return this.at('etc/nginx')
+  }
+  get nginxMainConf(): string {
+    return this.at('etc/nginx/nginx.conf')
+  }
+  get nginxSitesAvailable(): string {
+    return this.at('etc/nginx/sites-available')
+  }
+  get nginxSitesEnabled(): string {
+    return this.at('etc/nginx/sites-enabled')
+  }
+  get nginxSite(): string {
+    return this.at('etc/nginx/sites-available/jupyterhub.conf')
+  }
+  get nginxSiteLink(): string {
+    return this.at('etc/nginx/sites-enabled/jupyterhub.conf')
+  }
   /** Where nginx serves /.well-known/acme-challenge/ from. */
-  get acmeWebroot(): string { return this.at('var/www/hubctl-acme') }
-  get acmeChallengeDir(): string { return this.at('var/www/hubctl-acme/.well-known/acme-challenge') }
-  acmeChallengeFile(token: string): string { return this.at('var/www/hubctl-acme/.well-known/acme-challenge', token) }
+  get acmeWebroot(): string {
+    return this.at('var/www/hubctl-acme')
+  }
+  get acmeChallengeDir(): string {
+    return this.at('var/www/hubctl-acme/.well-known/acme-challenge')
+  }
+  acmeChallengeFile(token: string): string {
+    return this.at('var/www/hubctl-acme/.well-known/acme-challenge', token)
+  }
   /** pid and temp files of a prefix-local nginx (only when the prefix is not `/`). */
-  get nginxRunDir(): string { return this.at('var/lib/hubctl/nginx') }
+  get nginxRunDir(): string {
+    return this.at('var/lib/hubctl/nginx')
+  }
   /** The nginx master's pid file: the system's own under /, the prefix's nginx otherwise. */
-  get nginxPid(): string { return this.isSystem ? this.at('run/nginx.pid') : this.at('var/lib/hubctl/nginx/nginx.pid') }
+  get nginxPid(): string {
+    return this.isSystem ? this.at('run/nginx.pid') : this.at('var/lib/hubctl/nginx/nginx.pid')
+  }
 
   // logs
-  get logDir(): string { return this.at('var/log/jupyterhub') }
-  get hubLog(): string { return this.at('var/log/jupyterhub/jupyterhub.log') }
-  get proxyLog(): string { return this.at('var/log/jupyterhub/proxy.log') }
-  get nginxAccessLog(): string { return this.at('var/log/jupyterhub/nginx-access.log') }
-  get nginxErrorLog(): string { return this.at('var/log/jupyterhub/nginx-error.log') }
-  get auditLog(): string { return this.at('var/log/jupyterhub/hubctl-audit.log') }
+  get logDir(): string {
+    return this.at('var/log/jupyterhub')
+  }
+  get hubLog(): string {
+    return this.at('var/log/jupyterhub/jupyterhub.log')
+  }
+  get proxyLog(): string {
+    return this.at('var/log/jupyterhub/proxy.log')
+  }
+  get nginxAccessLog(): string {
+    return this.at('var/log/jupyterhub/nginx-access.log')
+  }
+  get nginxErrorLog(): string {
+    return this.at('var/log/jupyterhub/nginx-error.log')
+  }
+  get auditLog(): string {
+    return this.at('var/log/jupyterhub/hubctl-audit.log')
+  }
   /** hubctl start's own events when it runs detached (--detach). */
-  get supervisorLog(): string { return this.at('var/log/jupyterhub/hubctl.log') }
+  get supervisorLog(): string {
+    return this.at('var/log/jupyterhub/hubctl.log')
+  }
 
   // the hub's Python side: hubctl's own virtualenv of JupyterHub and JupyterLab (hubenv.ts)
   /** /opt/jupyterhub: hubctl's environments, readable and executable by every user whose server runs from it. */
-  get hubEnvRoot(): string { return this.at('opt/jupyterhub') }
+  get hubEnvRoot(): string {
+    return this.at('opt/jupyterhub')
+  }
   /** The file that says hubEnvRoot is hubctl's (a directory without it is never touched). */
-  get hubEnvMarker(): string { return this.at('opt/jupyterhub/.hubctl-env') }
-  get hubEnvsDir(): string { return this.at('opt/jupyterhub/envs') }
+  get hubEnvMarker(): string {
+    return this.at('opt/jupyterhub/.hubctl-env')
+  }
+  get hubEnvsDir(): string {
+    return this.at('opt/jupyterhub/envs')
+  }
   /** One environment, named by the hash of the constraints it was built from. */
-  hubEnv(id: string): string { return this.at('opt/jupyterhub/envs', id) }
+  hubEnv(id: string): string {
+    return this.at('opt/jupyterhub/envs', id)
+  }
   /** Written last into an environment: present only when it was built completely. */
-  hubEnvComplete(id: string): string { return this.at('opt/jupyterhub/envs', id, '.hubctl-complete') }
-  hubEnvJupyterhub(id: string): string { return this.at('opt/jupyterhub/envs', id, 'bin/jupyterhub') }
-  hubEnvPython(id: string): string { return this.at('opt/jupyterhub/envs', id, 'bin/python3') }
+  hubEnvComplete(id: string): string {
+    return this.at('opt/jupyterhub/envs', id, '.hubctl-complete')
+  }
+  hubEnvJupyterhub(id: string): string {
+    return this.at('opt/jupyterhub/envs', id, 'bin/jupyterhub')
+  }
+  hubEnvPython(id: string): string {
+    return this.at('opt/jupyterhub/envs', id, 'bin/python3')
+  }
   /** The environment in use (a link to envs/<id>, swapped atomically) and the one before it. */
-  get hubEnvCurrent(): string { return this.at('opt/jupyterhub/current') }
-  get hubEnvPrevious(): string { return this.at('opt/jupyterhub/previous') }
+  get hubEnvCurrent(): string {
+    return this.at('opt/jupyterhub/current')
+  }
+  get hubEnvPrevious(): string {
+    return this.at('opt/jupyterhub/previous')
+  }
   readonly hubEnvLinkTarget = (id: string) => `envs/${id}`
 
   // service manager
-  get systemdUnit(): string { return this.at('etc/systemd/system/jupyterhub.service') }
-  get renewService(): string { return this.at('etc/systemd/system/hubctl-renew.service') }
-  get renewTimer(): string { return this.at('etc/systemd/system/hubctl-renew.timer') }
-  get cronFile(): string { return this.at('etc/cron.d/hubctl') }
+  get systemdUnit(): string {
+    return this.at('etc/systemd/system/jupyterhub.service')
+  }
+  get renewService(): string {
+    return this.at('etc/systemd/system/hubctl-renew.service')
+  }
+  get renewTimer(): string {
+    return this.at('etc/systemd/system/hubctl-renew.timer')
+  }
+  get cronFile(): string {
+    return this.at('etc/cron.d/hubctl')
+  }
   /** Rotation of the logs in logDir (the system's logrotate reads it under prefix `/`). */
-  get logrotateConf(): string { return this.at('etc/logrotate.d/hubctl') }
+  get logrotateConf(): string {
+    return this.at('etc/logrotate.d/hubctl')
+  }
 
   /** The secret files, by name, in the order they are generated and checked. */
   get secretFiles(): {cookieSecret: string; proxyAuthToken: string; apiToken: string; dhparam: string} {
-    return {cookieSecret: this.cookieSecret, proxyAuthToken: this.proxyAuthToken, apiToken: this.apiToken, dhparam: this.dhparam}
+    return {
+      cookieSecret: this.cookieSecret,
+      proxyAuthToken: this.proxyAuthToken,
+      apiToken: this.apiToken,
+      dhparam: this.dhparam,
+    }
   }
 }
 

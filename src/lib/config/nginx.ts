@@ -17,10 +17,15 @@ export interface NginxInstall {
 
 export async function detectNginx(runner: Runner, executable = 'nginx'): Promise<NginxInstall> {
   const found = await which(executable)
-  if (!found) throw preflightError('nginx was not found', 'install it (apt-get install nginx) or pass its path with --nginx')
+  if (!found)
+    throw preflightError('nginx was not found', 'install it (apt-get install nginx) or pass its path with --nginx')
   const result = await runner.run(found, ['-v'])
   const match = /nginx\/(\d+)\.(\d+)\.(\d+)/.exec(`${result.stderr}${result.stdout}`)
-  if (!match) throw preflightError(`"${found} -v" did not print a version`, 'check the nginx installation (apt-get install --reinstall nginx)')
+  if (!match)
+    throw preflightError(
+      `"${found} -v" did not print a version`,
+      'check the nginx installation (apt-get install --reinstall nginx)',
+    )
   const [major, minor, patch] = match.slice(1).map(Number)
   const http2Directive = major > 1 || minor > 25 || (minor === 25 && patch >= 1)
   return {executable: found, version: `${major}.${minor}.${patch}`, http2Directive}
@@ -30,7 +35,11 @@ export async function detectNginx(runner: Runner, executable = 'nginx'): Promise
  * The nginx a configured hub uses (hubctl.json's, else the one on PATH), ready to test and reload:
  * the one way commands get it.
  */
-export async function nginxFor(layout: Layout, settings: {executables: {nginx?: string}}, runner: Runner): Promise<Nginx> {
+export async function nginxFor(
+  layout: Layout,
+  settings: {executables: {nginx?: string}},
+  runner: Runner,
+): Promise<Nginx> {
   return new Nginx(layout, await detectNginx(runner, settings.executables.nginx ?? 'nginx'), runner)
 }
 
@@ -46,7 +55,11 @@ export function nginxConfigArgs(layout: Layout, mainConf = layout.nginxMainConf)
  * alone: `nginx -p PREFIX/ -c PREFIX/etc/nginx/nginx.conf`.
  */
 export class Nginx {
-  constructor(readonly layout: Layout, readonly install: NginxInstall, readonly runner: Runner) {}
+  constructor(
+    readonly layout: Layout,
+    readonly install: NginxInstall,
+    readonly runner: Runner,
+  ) {}
 
   /** The arguments that select the configuration (and keep nginx's own error log inside the prefix). */
   configArgs(mainConf = this.layout.nginxMainConf): string[] {
@@ -62,23 +75,35 @@ export class Nginx {
   async writeMainConf(): Promise<void> {
     if (this.layout.isSystem) return
     await this.ensureDirs()
-    await writeFileAtomic(this.layout.nginxMainConf, await this.renderMainConf(this.layout.nginxSitesEnabled), {mode: 0o644})
+    await writeFileAtomic(this.layout.nginxMainConf, await this.renderMainConf(this.layout.nginxSitesEnabled), {
+      mode: 0o644,
+    })
   }
 
   private async renderMainConf(sitesEnabled: string): Promise<string> {
-    return renderTemplate('nginx-main.conf', {
-      prefix: this.layout.prefix,
-      mainConf: this.layout.nginxMainConf,
-      pidFile: this.layout.nginxPid,
-      errorLog: this.layout.nginxErrorLog,
-      accessLog: this.layout.nginxAccessLog,
-      tempDir: this.layout.nginxRunDir,
-      sitesEnabled,
-    }, 'nginx')
+    return renderTemplate(
+      'nginx-main.conf',
+      {
+        prefix: this.layout.prefix,
+        mainConf: this.layout.nginxMainConf,
+        pidFile: this.layout.nginxPid,
+        errorLog: this.layout.nginxErrorLog,
+        accessLog: this.layout.nginxAccessLog,
+        tempDir: this.layout.nginxRunDir,
+        sitesEnabled,
+      },
+      'nginx',
+    )
   }
 
   private async ensureDirs(): Promise<void> {
-    for (const dir of [this.layout.nginxSitesAvailable, this.layout.nginxSitesEnabled, this.layout.logDir, this.layout.nginxRunDir, this.layout.acmeChallengeDir]) {
+    for (const dir of [
+      this.layout.nginxSitesAvailable,
+      this.layout.nginxSitesEnabled,
+      this.layout.logDir,
+      this.layout.nginxRunDir,
+      this.layout.acmeChallengeDir,
+    ]) {
       await fs.mkdir(dir, {recursive: true, mode: 0o755})
     }
     await this.ensureLogs()
@@ -128,9 +153,18 @@ export class Nginx {
       await fs.writeFile(alone.nginxSiteLink, content)
       const main = await new Nginx(alone, this.install, this.runner).renderMainConf(alone.nginxSitesEnabled)
       await fs.writeFile(alone.nginxMainConf, main)
-      const result = await this.runner.run(this.install.executable, ['-t', '-p', `${dir}/`, '-c', alone.nginxMainConf, '-e', alone.nginxErrorLog])
+      const result = await this.runner.run(this.install.executable, [
+        '-t',
+        '-p',
+        `${dir}/`,
+        '-c',
+        alone.nginxMainConf,
+        '-e',
+        alone.nginxErrorLog,
+      ])
       // Ports held by the running nginx do not matter for -t; anything else does.
-      if (result.exitCode !== 0) throw nginxRejected(`${result.stderr}\n${result.stdout}`.replaceAll(dir, '<candidate>'), 'the new nginx site')
+      if (result.exitCode !== 0)
+        throw nginxRejected(`${result.stderr}\n${result.stdout}`.replaceAll(dir, '<candidate>'), 'the new nginx site')
     } finally {
       await fs.rm(dir, {recursive: true, force: true})
     }
@@ -149,7 +183,11 @@ export class Nginx {
     const check = await this.test()
     if (!check.ok) throw nginxRejected(check.output, 'the nginx configuration')
     const result = await this.runner.run(this.install.executable, [...this.configArgs(), '-s', 'reload'])
-    if (result.exitCode !== 0) throw runtimeError(`nginx -s reload failed: ${result.stderr.trim().split('\n').pop()}`, 'look at the nginx error log, fix the cause, then run `nginx -s reload`')
+    if (result.exitCode !== 0)
+      throw runtimeError(
+        `nginx -s reload failed: ${result.stderr.trim().split('\n').pop()}`,
+        'look at the nginx error log, fix the cause, then run `nginx -s reload`',
+      )
     return true
   }
 
@@ -161,5 +199,8 @@ export class Nginx {
 /** nginx -t's own line, as a validation failure (exit 4). */
 function nginxRejected(output: string, what: string): HubctlError {
   const line = output.split('\n').find((l) => /\[emerg\]|\[error\]|failed/.test(l)) ?? output.split('\n')[0]
-  return validationError(`nginx -t rejected ${what}: ${line.replace(/^nginx: /, '').trim()}`, 'the previous site is still installed; fix what nginx names (a port, a file, another site), then run the command again')
+  return validationError(
+    `nginx -t rejected ${what}: ${line.replace(/^nginx: /, '').trim()}`,
+    'the previous site is still installed; fix what nginx names (a port, a file, another site), then run the command again',
+  )
 }

@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises'
 
 import {ExitCode, HubctlError} from '../errors.js'
+import {hasControlChar} from '../validate.js'
 
 /** The languages hubctl renders; each has its own escaping (mustache's HTML escaping is wrong for all). */
 export type TemplateLanguage = 'python' | 'nginx' | 'plain' | 'systemd' | 'cron' | 'logrotate'
@@ -21,7 +22,8 @@ export class RenderError extends HubctlError {
  */
 export function pythonLiteral(value: unknown): string {
   if (typeof value === 'number') {
-    if (!Number.isFinite(value)) throw new RenderError(`cannot write the number ${value} into Python`, 'give a finite number')
+    if (!Number.isFinite(value))
+      throw new RenderError(`cannot write the number ${value} into Python`, 'give a finite number')
     return String(value)
   }
   if (typeof value === 'boolean') return value ? 'True' : 'False'
@@ -50,13 +52,18 @@ export function nginxToken(value: unknown): string {
 
 function plain(value: unknown): string {
   const text = String(value)
-  if (/[\n\r\u0000]/.test(text)) throw new RenderError(`the value ${JSON.stringify(text)} holds a line break`, 'use a value on one line')
+  if (/[\n\r]/.test(text) || text.includes(String.fromCharCode(0)))
+    throw new RenderError(`the value ${JSON.stringify(text)} holds a line break`, 'use a value on one line')
   return text
 }
 
 function oneLine(value: unknown): string {
   const text = String(value)
-  if (/[\u0000-\u001f\u007f]/.test(text)) throw new RenderError(`the value ${JSON.stringify(text)} holds a line break or a control character`, 'use a value (a path) on one line, without control characters')
+  if (hasControlChar(text))
+    throw new RenderError(
+      `the value ${JSON.stringify(text)} holds a line break or a control character`,
+      'use a value (a path) on one line, without control characters',
+    )
   return text
 }
 
@@ -71,7 +78,10 @@ const WORD_SAFE = /^[A-Za-z0-9_@+=:,./-]+$/
 export function systemdWord(value: unknown): string {
   const text = oneLine(value)
   if (WORD_SAFE.test(text)) return text
-  return `"${text.replaceAll(/[\\"]/g, (c) => `\\${c}`).replaceAll('%', '%%').replaceAll('$', '$$$$')}"`
+  return `"${text
+    .replaceAll(/[\\"]/g, (c) => `\\${c}`)
+    .replaceAll('%', '%%')
+    .replaceAll('$', '$$$$')}"`
 }
 
 /**
@@ -83,7 +93,7 @@ export function systemdWord(value: unknown): string {
 export function cronWord(value: unknown): string {
   const text = oneLine(value)
   if (WORD_SAFE.test(text)) return text
-  const quoted = `'${text.replaceAll('\'', `'\\''`)}'`
+  const quoted = `'${text.replaceAll("'", `'\\''`)}'`
   return quoted.replaceAll(/(\\?)%/g, (_, backslash: string) => (backslash ? `\\''\\%` : '\\%'))
 }
 
@@ -96,11 +106,22 @@ const LOGROTATE_SAFE = /^[A-Za-z0-9_@+=:,.%/ -]+$/
  */
 export function logrotatePath(value: unknown): string {
   const text = oneLine(value)
-  if (!LOGROTATE_SAFE.test(text)) throw new RenderError(`the path ${JSON.stringify(text)} cannot be written safely into the logrotate configuration`, 'use a --prefix without quotes, $, backslashes, *, ?, [ or non-ASCII characters')
+  if (!LOGROTATE_SAFE.test(text))
+    throw new RenderError(
+      `the path ${JSON.stringify(text)} cannot be written safely into the logrotate configuration`,
+      'use a --prefix without quotes, $, backslashes, *, ?, [ or non-ASCII characters',
+    )
   return WORD_SAFE.test(text) ? text : `"${text}"`
 }
 
-const ESCAPERS: Record<TemplateLanguage, (value: unknown) => string> = {python: pythonLiteral, nginx: nginxToken, plain, systemd: systemdWord, cron: cronWord, logrotate: logrotatePath}
+const ESCAPERS: Record<TemplateLanguage, (value: unknown) => string> = {
+  python: pythonLiteral,
+  nginx: nginxToken,
+  plain,
+  systemd: systemdWord,
+  cron: cronWord,
+  logrotate: logrotatePath,
+}
 
 /** Render a template text with every `{{value}}` escaped for `language`. Throws RenderError on an unsafe value. */
 export async function renderText(template: string, view: object, language: TemplateLanguage): Promise<string> {

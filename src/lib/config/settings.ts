@@ -3,7 +3,7 @@ import fs from 'node:fs/promises'
 import {readIfExists, writeFileAtomic} from '../files/atomic.js'
 import {HubctlError, messageOf, usageError} from '../errors.js'
 import {Layout} from './layout.js'
-import {parseDomain, parsePort, parseUserName} from '../validate.js'
+import {hasControlChar, parseDomain, parsePort, parseUserName} from '../validate.js'
 
 export const SETTINGS_VERSION = 1
 
@@ -87,7 +87,10 @@ export const PORT_FLAGS: Record<keyof Ports, {flag: string; default: number; lis
 export const PORT_NAMES = Object.keys(PORT_FLAGS) as Array<keyof Ports>
 
 /** Settings written before the standby proxy existed get its default ports. */
-export const DEFAULT_STANDBY_PORTS = {proxyStandby: PORT_FLAGS.proxyStandby.default, proxyStandbyApi: PORT_FLAGS.proxyStandbyApi.default}
+export const DEFAULT_STANDBY_PORTS = {
+  proxyStandby: PORT_FLAGS.proxyStandby.default,
+  proxyStandbyApi: PORT_FLAGS.proxyStandbyApi.default,
+}
 
 /** hubctl.json: hubctl's settings, no secrets, 0644. */
 export class SettingsStore {
@@ -100,7 +103,10 @@ export class SettingsStore {
   async load(): Promise<Settings> {
     const text = await readIfExists(this.layout.settings)
     if (text === undefined) {
-      throw usageError(`${this.layout.settings} does not exist: hubctl has not set up a hub under ${this.layout.prefix}`, 'run `hubctl init` first (or give the --prefix you used)')
+      throw usageError(
+        `${this.layout.settings} does not exist: hubctl has not set up a hub under ${this.layout.prefix}`,
+        'run `hubctl init` first (or give the --prefix you used)',
+      )
     }
     return parseSettings(text, this.layout.settings)
   }
@@ -121,16 +127,31 @@ export function parseSettings(text: string, file: string): Settings {
   try {
     raw = JSON.parse(text)
   } catch (error) {
-    throw usageError(`${file} is not valid JSON (${messageOf(error)})`, `repair it by hand, or move it away and run \`hubctl init\` again`)
+    throw usageError(
+      `${file} is not valid JSON (${messageOf(error)})`,
+      `repair it by hand, or move it away and run \`hubctl init\` again`,
+    )
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     throw usageError(`${file} does not hold a JSON object`, 'move it away and run `hubctl init` again')
   }
   const settings = migrate(raw as Record<string, unknown>, file)
-  const missing = ['domains', 'admins', 'allowedUsers', 'authenticator', 'tls', 'ports', 'dhparam', 'executables'].filter((key) => !(key in settings))
+  const missing = [
+    'domains',
+    'admins',
+    'allowedUsers',
+    'authenticator',
+    'tls',
+    'ports',
+    'dhparam',
+    'executables',
+  ].filter((key) => !(key in settings))
   if (missing.length > 0) {
     // init refuses to run over a settings file it cannot read, so the fix is to move it away first.
-    throw usageError(`${file} lacks ${missing.join(', ')}`, 'move it away, then run `hubctl init` again with the same flags to rewrite it')
+    throw usageError(
+      `${file} lacks ${missing.join(', ')}`,
+      'move it away, then run `hubctl init` again with the same flags to rewrite it',
+    )
   }
   checkShape(settings, file)
   return settings as unknown as Settings
@@ -142,9 +163,13 @@ export function parseSettings(text: string, file: string): Settings {
  */
 function checkShape(settings: Record<string, unknown>, file: string): void {
   const bad = (where: string, problem: string): never => {
-    throw usageError(`${file}: "${where}" ${problem}`, 'repair it by hand, or move it away and run `hubctl init` again with the same flags')
+    throw usageError(
+      `${file}: "${where}" ${problem}`,
+      'repair it by hand, or move it away and run `hubctl init` again with the same flags',
+    )
   }
-  const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value)
+  const isObject = (value: unknown): value is Record<string, unknown> =>
+    typeof value === 'object' && value !== null && !Array.isArray(value)
   const valid = (where: string, check: () => unknown) => {
     try {
       check()
@@ -156,29 +181,35 @@ function checkShape(settings: Record<string, unknown>, file: string): void {
     const list = settings[key]
     if (!Array.isArray(list) || !list.every((item) => typeof item === 'string')) bad(key, 'is not a list of strings')
     if (key !== 'allowedUsers' && (list as string[]).length === 0) bad(key, 'is empty')
-    for (const item of list as string[]) valid(key, () => key === 'domains' ? parseDomain(item) : parseUserName(item, key))
+    for (const item of list as string[])
+      valid(key, () => (key === 'domains' ? parseDomain(item) : parseUserName(item, key)))
   }
-  if (typeof settings.authenticator !== 'string' || settings.authenticator.length === 0) bad('authenticator', 'is not a name')
+  if (typeof settings.authenticator !== 'string' || settings.authenticator.length === 0)
+    bad('authenticator', 'is not a name')
   if (settings.spawner !== 'local' && settings.spawner !== 'simple') bad('spawner', 'is neither "local" nor "simple"')
-  if (!isObject(settings.tls) || !TLS_MODES.includes(settings.tls.mode as TlsMode)) bad('tls.mode', `is not one of ${TLS_MODES.join(', ')}`)
+  if (!isObject(settings.tls) || !TLS_MODES.includes(settings.tls.mode as TlsMode))
+    bad('tls.mode', `is not one of ${TLS_MODES.join(', ')}`)
   if (!isObject(settings.ports)) bad('ports', 'is not an object')
   for (const [name, port] of Object.entries(settings.ports as Record<string, unknown>)) {
     if (typeof port !== 'number') bad(`ports.${name}`, 'is not a number')
     valid(`ports.${name}`, () => parsePort(port as number, `ports.${name}`))
   }
-  if (!isObject(settings.dhparam) || !['generate', 'ffdhe2048'].includes(settings.dhparam.mode as string)) bad('dhparam.mode', 'is neither "generate" nor "ffdhe2048"')
+  if (!isObject(settings.dhparam) || !['generate', 'ffdhe2048'].includes(settings.dhparam.mode as string))
+    bad('dhparam.mode', 'is neither "generate" nor "ffdhe2048"')
   if (settings.spawn !== undefined) {
     if (!isObject(settings.spawn)) bad('spawn', 'is not an object')
     for (const key of ['maxConcurrent', 'timeoutSeconds'] as const) {
       const value = (settings.spawn as Record<string, unknown>)[key]
       const {min, max} = SPAWN_LIMITS[key]
-      if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) bad(`spawn.${key}`, `is not a whole number from ${min} to ${max}`)
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max)
+        bad(`spawn.${key}`, `is not a whole number from ${min} to ${max}`)
     }
   }
   if (!isObject(settings.executables)) bad('executables', 'is not an object')
   for (const [name, program] of Object.entries(settings.executables as Record<string, unknown>)) {
     if (program === undefined) continue
-    if (typeof program !== 'string' || !program.startsWith('/') || /[\u0000-\u001f]/.test(program)) bad(`executables.${name}`, 'is not an absolute path')
+    if (typeof program !== 'string' || !program.startsWith('/') || hasControlChar(program))
+      bad(`executables.${name}`, 'is not an absolute path')
   }
 }
 
@@ -189,9 +220,19 @@ function migrate(raw: Record<string, unknown>, file: string): Record<string, unk
     throw usageError(`${file} has no valid "version"`, 'move it away and run `hubctl init` again')
   }
   if (version > SETTINGS_VERSION) {
-    throw usageError(`${file} was written by a newer hubctl (settings version ${version}, this hubctl knows ${SETTINGS_VERSION})`, 'upgrade hubctl')
+    throw usageError(
+      `${file} was written by a newer hubctl (settings version ${version}, this hubctl knows ${SETTINGS_VERSION})`,
+      'upgrade hubctl',
+    )
   }
-  const migrated: Record<string, unknown> = {spawner: 'local', nginxSupervised: false, proxyTls: false, ...raw, version: SETTINGS_VERSION}
-  if (typeof migrated.ports === 'object' && migrated.ports !== null) migrated.ports = {...DEFAULT_STANDBY_PORTS, ...migrated.ports}
+  const migrated: Record<string, unknown> = {
+    spawner: 'local',
+    nginxSupervised: false,
+    proxyTls: false,
+    ...raw,
+    version: SETTINGS_VERSION,
+  }
+  if (typeof migrated.ports === 'object' && migrated.ports !== null)
+    migrated.ports = {...DEFAULT_STANDBY_PORTS, ...migrated.ports}
   return migrated
 }

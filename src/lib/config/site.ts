@@ -12,27 +12,37 @@ import {HUBCTL_VERSION} from '../version.js'
  * 20 login POSTs a minute per address, bursts of 10 answered at once: a class behind one address
  * can log in together; a guesser gets about 29,000 tries a day instead of thousands a second.
  */
-export const SITE_LIMITS = {clientMaxBodySize: '1m', loginMaxBodySize: '16k', userMaxBodySize: '1g', loginRate: '20r/m', loginBurst: 10} as const
+export const SITE_LIMITS = {
+  clientMaxBodySize: '1m',
+  loginMaxBodySize: '16k',
+  userMaxBodySize: '1g',
+  loginRate: '20r/m',
+  loginBurst: 10,
+} as const
 
 /** The nginx site for these settings (values escaped as nginx tokens; an unsafe one is refused). */
 export async function renderSite(layout: Layout, settings: Settings, nginx: NginxInstall): Promise<string> {
-  return renderTemplate('nginx-site.conf', {
-    hubctlVersion: HUBCTL_VERSION,
-    nginxVersion: nginx.version,
-    domains: settings.domains,
-    httpPort: settings.ports.http,
-    httpsPort: settings.ports.https,
-    // The https URL's port, left out on 443 (a section: an empty value is no nginx token).
-    httpsPortInUrl: settings.ports.https === 443 ? false : settings.ports.https,
-    proxyPort: settings.ports.proxy,
-    proxyStandbyPort: settings.ports.proxyStandby,
-    webroot: layout.acmeWebroot,
-    fullchain: layout.fullchain,
-    privkey: layout.privkey,
-    dhparam: layout.dhparam,
-    ...SITE_LIMITS,
-    http2Listen: !nginx.http2Directive,
-    http2Directive: nginx.http2Directive,
-    ipv6: hasIpv6(),
-  }, 'nginx')
+  return renderTemplate(
+    'nginx-site.conf',
+    {
+      hubctlVersion: HUBCTL_VERSION,
+      nginxVersion: nginx.version,
+      domains: settings.domains,
+      httpPort: settings.ports.http,
+      httpsPort: settings.ports.https,
+      // The https URL's port, left out on 443 (a section: an empty value is no nginx token).
+      httpsPortInUrl: settings.ports.https === 443 ? false : settings.ports.https,
+      proxyPort: settings.ports.proxy,
+      proxyStandbyPort: settings.ports.proxyStandby,
+      webroot: layout.acmeWebroot,
+      fullchain: layout.fullchain,
+      privkey: layout.privkey,
+      dhparam: layout.dhparam,
+      ...SITE_LIMITS,
+      http2Listen: !nginx.http2Directive,
+      http2Directive: nginx.http2Directive,
+      ipv6: hasIpv6(),
+    },
+    'nginx',
+  )
 }

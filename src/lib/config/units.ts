@@ -33,19 +33,30 @@ export async function systemdRuns(): Promise<boolean> {
 /** systemd runs no executable whose path holds a quote, a backslash or a `$` (which it would not expand there either). */
 function assertSystemdExecutable(context: UnitContext): void {
   if (/['"\\$]/.test(context.node)) {
-    throw usageError(`systemd cannot run node at ${JSON.stringify(context.node)}: its path holds a quote, a backslash or a $`, 'install node at a path without those characters (e.g. /usr/bin/node), or give --no-systemd')
+    throw usageError(
+      `systemd cannot run node at ${JSON.stringify(context.node)}: its path holds a quote, a backslash or a $`,
+      'install node at a path without those characters (e.g. /usr/bin/node), or give --no-systemd',
+    )
   }
 }
 
 /** The jupyterhub.service unit running `hubctl start`. */
 export async function planServiceUnit(layout: Layout, context: UnitContext): Promise<PlannedFile> {
   assertSystemdExecutable(context)
-  const content = await renderTemplate('jupyterhub.service', {...context, prefix: layout.prefix, hubctlVersion: HUBCTL_VERSION}, 'systemd')
+  const content = await renderTemplate(
+    'jupyterhub.service',
+    {...context, prefix: layout.prefix, hubctlVersion: HUBCTL_VERSION},
+    'systemd',
+  )
   return {file: layout.systemdUnit, content, mode: 0o644}
 }
 
 /** The renewal schedule: a systemd timer twice a day when systemd runs, else /etc/cron.d/hubctl. */
-export async function planRenewalSchedule(layout: Layout, context: UnitContext, withSystemd: boolean): Promise<PlannedFile[]> {
+export async function planRenewalSchedule(
+  layout: Layout,
+  context: UnitContext,
+  withSystemd: boolean,
+): Promise<PlannedFile[]> {
   const view = {...context, prefix: layout.prefix, hubctlVersion: HUBCTL_VERSION}
   if (withSystemd) {
     assertSystemdExecutable(context)
@@ -65,13 +76,17 @@ export async function planRenewalSchedule(layout: Layout, context: UnitContext, 
  * reopen them; those held open by the supervised programs are copied and truncated.
  */
 export async function planLogrotate(layout: Layout, uid = process.getuid?.() ?? 0): Promise<PlannedFile> {
-  const content = await renderTemplate('logrotate', {
-    hubctlVersion: HUBCTL_VERSION,
-    nginxLogs: [layout.nginxAccessLog, layout.nginxErrorLog, layout.auditLog],
-    heldLogs: [layout.hubLog, layout.proxyLog, layout.supervisorLog],
-    nginxPid: layout.nginxPid,
-    asRoot: uid === 0,
-  }, 'logrotate')
+  const content = await renderTemplate(
+    'logrotate',
+    {
+      hubctlVersion: HUBCTL_VERSION,
+      nginxLogs: [layout.nginxAccessLog, layout.nginxErrorLog, layout.auditLog],
+      heldLogs: [layout.hubLog, layout.proxyLog, layout.supervisorLog],
+      nginxPid: layout.nginxPid,
+      asRoot: uid === 0,
+    },
+    'logrotate',
+  )
   return {file: layout.logrotateConf, content, mode: 0o644}
 }
 
@@ -84,7 +99,11 @@ export async function writePlanned(files: PlannedFile[]): Promise<void> {
 
 /** Tell systemd (only for the real system, prefix `/`). */
 export async function enableUnits(runner: Runner, units: string[], timers: string[]): Promise<string[]> {
-  const commands = [['systemctl', 'daemon-reload'], ...(units.length > 0 ? [['systemctl', 'enable', ...units]] : []), ...(timers.length > 0 ? [['systemctl', 'enable', '--now', ...timers]] : [])]
+  const commands = [
+    ['systemctl', 'daemon-reload'],
+    ...(units.length > 0 ? [['systemctl', 'enable', ...units]] : []),
+    ...(timers.length > 0 ? [['systemctl', 'enable', '--now', ...timers]] : []),
+  ]
   for (const [command, ...args] of commands) await runner.run(command, args)
   return commands.map((c) => c.join(' '))
 }

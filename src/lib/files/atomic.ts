@@ -28,10 +28,18 @@ export function setWriteFaults(next: WriteFaults): void {
  * never an empty or partial file: temp file in the same directory (created with the final mode),
  * write, fsync, rename over the target, fsync the directory.
  */
-export async function writeFileAtomic(file: string, data: string | Uint8Array, options: AtomicWriteOptions): Promise<void> {
+export async function writeFileAtomic(
+  file: string,
+  data: string | Uint8Array,
+  options: AtomicWriteOptions,
+): Promise<void> {
   const dir = path.dirname(file)
   const temp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`)
-  const handle = await fs.open(temp, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY | fsConstants.O_NOFOLLOW, options.mode)
+  const handle = await fs.open(
+    temp,
+    fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY | fsConstants.O_NOFOLLOW,
+    options.mode,
+  )
   try {
     try {
       await handle.writeFile(data)
@@ -108,7 +116,11 @@ export async function exists(file: string): Promise<boolean> {
  * through a link.
  */
 export async function ensureLogFile(file: string, mode = 0o640): Promise<void> {
-  const handle = await fs.open(file, fsConstants.O_CREAT | fsConstants.O_APPEND | fsConstants.O_WRONLY | fsConstants.O_NOFOLLOW, mode)
+  const handle = await fs.open(
+    file,
+    fsConstants.O_CREAT | fsConstants.O_APPEND | fsConstants.O_WRONLY | fsConstants.O_NOFOLLOW,
+    mode,
+  )
   try {
     const current = (await handle.stat()).mode & 0o7777
     if ((current & ~mode) !== 0) await handle.chmod(current & mode)

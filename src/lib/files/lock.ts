@@ -14,7 +14,11 @@ export interface Lock {
  * One writer at a time under a prefix (init, cert renew, secrets rotate). The lock file holds the
  * owner's pid and command; a lock whose process is gone is taken over, atomically: see takeOver().
  */
-export async function acquireLock(file: string, what: string, options: {waitMs?: number; pollMs?: number} = {}): Promise<Lock> {
+export async function acquireLock(
+  file: string,
+  what: string,
+  options: {waitMs?: number; pollMs?: number} = {},
+): Promise<Lock> {
   const deadline = Date.now() + (options.waitMs ?? 0)
   // srv/jupyterhub replaced by a file, or by a link to somewhere else: never create the lock through it.
   const dir = await fs.lstat(path.dirname(file)).catch(() => undefined)
@@ -35,13 +39,24 @@ export async function acquireLock(file: string, what: string, options: {waitMs?:
         throw error
       }
       await handle.close()
-      return {release: async () => { await fs.rm(file, {force: true}) }}
+      return {
+        release: async () => {
+          await fs.rm(file, {force: true})
+        },
+      }
     } catch (error) {
       if (errnoCode(error) !== 'EEXIST') throw error
     }
     const seen = await identify(file)
     // Released meanwhile: try again at once (something else in its place, a link, is never taken over).
-    if (!seen && !(await fs.lstat(file).then(() => true, () => false))) continue
+    if (
+      !seen &&
+      !(await fs.lstat(file).then(
+        () => true,
+        () => false,
+      ))
+    )
+      continue
     const holder = seen && parseHolder(seen.content)
     if (seen && (holder ? !(await processAlive(holder.pid)) : await unreadableAndOld(file))) {
       // The holder died (kill -9, even before it wrote its pid): take the lock over.
@@ -57,7 +72,10 @@ export async function acquireLock(file: string, what: string, options: {waitMs?:
       }
     }
     if (Date.now() >= deadline) {
-      throw lockedError(`another hubctl (${holder ? `pid ${holder.pid}, ${holder.what}` : 'starting'}) is changing this hub`, 'wait for it to finish and run the command again')
+      throw lockedError(
+        `another hubctl (${holder ? `pid ${holder.pid}, ${holder.what}` : 'starting'}) is changing this hub`,
+        'wait for it to finish and run the command again',
+      )
     }
     await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 200))
   }
@@ -89,7 +107,11 @@ async function identify(file: string): Promise<{ino: number; content: string} | 
  * taken over once. Returns the lock, undefined when the file changed meanwhile (look again), or
  * 'busy' while another writer holds the guard.
  */
-async function takeOver(file: string, what: string, seen: {ino: number; content: string}): Promise<Lock | 'busy' | undefined> {
+async function takeOver(
+  file: string,
+  what: string,
+  seen: {ino: number; content: string},
+): Promise<Lock | 'busy' | undefined> {
   const version = createHash('sha256').update(`${seen.ino}:${seen.content}`).digest('hex').slice(0, 16)
   let guard: Lock
   try {
@@ -102,7 +124,11 @@ async function takeOver(file: string, what: string, seen: {ino: number; content:
     const now = await identify(file)
     if (!now || now.ino !== seen.ino || now.content !== seen.content) return undefined
     const temp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}`
-    const handle = await fs.open(temp, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY | fsConstants.O_NOFOLLOW, 0o600)
+    const handle = await fs.open(
+      temp,
+      fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY | fsConstants.O_NOFOLLOW,
+      0o600,
+    )
     try {
       await handle.writeFile(JSON.stringify({pid: process.pid, what, since: new Date().toISOString()}))
       await handle.close()
@@ -113,7 +139,11 @@ async function takeOver(file: string, what: string, seen: {ino: number; content:
       if (error instanceof Error && !('path' in error)) Object.assign(error, {path: file})
       throw error
     }
-    return {release: async () => { await fs.rm(file, {force: true}) }}
+    return {
+      release: async () => {
+        await fs.rm(file, {force: true})
+      },
+    }
   } finally {
     await guard.release()
   }

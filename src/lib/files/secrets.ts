@@ -54,7 +54,10 @@ export class SecretStore {
   readonly gid: number
   private readonly random: (bytes: number) => Buffer
 
-  constructor(readonly layout: Layout, options: SecretStoreOptions = {}) {
+  constructor(
+    readonly layout: Layout,
+    options: SecretStoreOptions = {},
+  ) {
     this.uid = options.uid ?? process.getuid?.() ?? 0
     this.gid = options.gid ?? process.getgid?.() ?? 0
     this.random = options.random ?? randomBytes
@@ -90,11 +93,34 @@ export class SecretStore {
     const stat = await lstatOrUndefined(file)
     if (!stat) return []
     const replace = `move ${file} away, then run \`hubctl init\` again (it makes a new login password)`
-    if (stat.isSymbolicLink()) return [{subject: 'loginPassword', file, problem: `the login password ${file} is a symbolic link, which hubctl never follows`, fix: replace}]
-    if (!stat.isFile()) return [{subject: 'loginPassword', file, problem: `the login password ${file} is not a regular file`, fix: replace}]
+    if (stat.isSymbolicLink())
+      return [
+        {
+          subject: 'loginPassword',
+          file,
+          problem: `the login password ${file} is a symbolic link, which hubctl never follows`,
+          fix: replace,
+        },
+      ]
+    if (!stat.isFile())
+      return [
+        {subject: 'loginPassword', file, problem: `the login password ${file} is not a regular file`, fix: replace},
+      ]
     const problems: SecretProblem[] = []
-    if (stat.uid !== this.uid) problems.push({subject: 'loginPassword', file, problem: `the login password ${file} belongs to uid ${stat.uid}, not ${this.uid}`, fix: `chown ${this.uid}:${this.gid} ${file}`})
-    if ((stat.mode & 0o777) !== SECRET_FILE_MODE) problems.push({subject: 'loginPassword', file, problem: `the login password ${file} has mode ${octal(stat.mode)}, not 0600`, fix: `chmod 600 ${file}`})
+    if (stat.uid !== this.uid)
+      problems.push({
+        subject: 'loginPassword',
+        file,
+        problem: `the login password ${file} belongs to uid ${stat.uid}, not ${this.uid}`,
+        fix: `chown ${this.uid}:${this.gid} ${file}`,
+      })
+    if ((stat.mode & 0o777) !== SECRET_FILE_MODE)
+      problems.push({
+        subject: 'loginPassword',
+        file,
+        problem: `the login password ${file} has mode ${octal(stat.mode)}, not 0600`,
+        fix: `chmod 600 ${file}`,
+      })
     return problems
   }
 
@@ -103,15 +129,38 @@ export class SecretStore {
     for (const dir of [this.layout.srvDir, this.layout.sslDir]) {
       const stat = await lstatOrUndefined(dir)
       if (!stat) {
-        if (dir === this.layout.srvDir) problems.push({subject: 'directory', file: dir, problem: `${dir} is missing`, fix: 'run `hubctl secrets generate`'})
+        if (dir === this.layout.srvDir)
+          problems.push({
+            subject: 'directory',
+            file: dir,
+            problem: `${dir} is missing`,
+            fix: 'run `hubctl secrets generate`',
+          })
         continue
       }
       if (!stat.isDirectory() || stat.isSymbolicLink()) {
-        problems.push({subject: 'directory', file: dir, problem: `${dir} is not a directory`, fix: `move it away, then run \`hubctl secrets generate\``})
+        problems.push({
+          subject: 'directory',
+          file: dir,
+          problem: `${dir} is not a directory`,
+          fix: `move it away, then run \`hubctl secrets generate\``,
+        })
         continue
       }
-      if (stat.uid !== this.uid) problems.push({subject: 'directory', file: dir, problem: `${dir} belongs to uid ${stat.uid}, not ${this.uid}`, fix: `chown ${this.uid}:${this.gid} ${dir}`})
-      if ((stat.mode & 0o777) !== SECRET_DIR_MODE) problems.push({subject: 'directory', file: dir, problem: `${dir} has mode ${octal(stat.mode)}, not 0700`, fix: `chmod 700 ${dir}`})
+      if (stat.uid !== this.uid)
+        problems.push({
+          subject: 'directory',
+          file: dir,
+          problem: `${dir} belongs to uid ${stat.uid}, not ${this.uid}`,
+          fix: `chown ${this.uid}:${this.gid} ${dir}`,
+        })
+      if ((stat.mode & 0o777) !== SECRET_DIR_MODE)
+        problems.push({
+          subject: 'directory',
+          file: dir,
+          problem: `${dir} has mode ${octal(stat.mode)}, not 0700`,
+          fix: `chmod 700 ${dir}`,
+        })
     }
     return problems
   }
@@ -121,14 +170,36 @@ export class SecretStore {
     const stat = await lstatOrUndefined(file)
     if (!stat) return [this.missing(name)]
     const replace = `move ${file} away, then run \`hubctl secrets generate\` (on a running hub: \`hubctl secrets rotate --${SECRET_FLAGS[name]}\`)`
-    if (stat.isSymbolicLink()) return [{subject: name, file, problem: `the ${SECRET_LABELS[name]} ${file} is a symbolic link, which hubctl never follows`, fix: replace}]
-    if (!stat.isFile()) return [{subject: name, file, problem: `the ${SECRET_LABELS[name]} ${file} is not a regular file`, fix: replace}]
+    if (stat.isSymbolicLink())
+      return [
+        {
+          subject: name,
+          file,
+          problem: `the ${SECRET_LABELS[name]} ${file} is a symbolic link, which hubctl never follows`,
+          fix: replace,
+        },
+      ]
+    if (!stat.isFile())
+      return [{subject: name, file, problem: `the ${SECRET_LABELS[name]} ${file} is not a regular file`, fix: replace}]
     const problems: SecretProblem[] = []
-    if (stat.uid !== this.uid) problems.push({subject: name, file, problem: `the ${SECRET_LABELS[name]} ${file} belongs to uid ${stat.uid}, not ${this.uid}`, fix: `chown ${this.uid}:${this.gid} ${file}`})
-    if ((stat.mode & 0o777) !== SECRET_FILE_MODE) problems.push({subject: name, file, problem: `the ${SECRET_LABELS[name]} ${file} has mode ${octal(stat.mode)}, not 0600`, fix: `chmod 600 ${file}`})
+    if (stat.uid !== this.uid)
+      problems.push({
+        subject: name,
+        file,
+        problem: `the ${SECRET_LABELS[name]} ${file} belongs to uid ${stat.uid}, not ${this.uid}`,
+        fix: `chown ${this.uid}:${this.gid} ${file}`,
+      })
+    if ((stat.mode & 0o777) !== SECRET_FILE_MODE)
+      problems.push({
+        subject: name,
+        file,
+        problem: `the ${SECRET_LABELS[name]} ${file} has mode ${octal(stat.mode)}, not 0600`,
+        fix: `chmod 600 ${file}`,
+      })
     const content = await readNoFollow(file)
     const formatProblem = validateSecret(name, content)
-    if (formatProblem) problems.push({subject: name, file, problem: `the ${SECRET_LABELS[name]} ${file} ${formatProblem}`, fix: replace})
+    if (formatProblem)
+      problems.push({subject: name, file, problem: `the ${SECRET_LABELS[name]} ${file} ${formatProblem}`, fix: replace})
     return problems
   }
 
@@ -143,7 +214,10 @@ export class SecretStore {
   /** Replace a secret atomically (0600, owned by the service user). */
   async write(name: SecretName, value: string): Promise<void> {
     const problem = validateSecret(name, canonicalSecret(name, value))
-    if (problem) throw new HubctlError(`refusing to write an invalid ${SECRET_LABELS[name]}: it ${problem}`, {exitCode: ExitCode.INTERNAL})
+    if (problem)
+      throw new HubctlError(`refusing to write an invalid ${SECRET_LABELS[name]}: it ${problem}`, {
+        exitCode: ExitCode.INTERNAL,
+      })
     await this.ensureDirectories()
     // The forms the hub's readers expect: the cookie secret file ends with a newline, the tokens do not.
     const data = name === 'proxyAuthToken' || name === 'apiToken' ? value.trim() : canonicalSecret(name, value)
@@ -167,8 +241,13 @@ export class SecretStore {
    * Create every missing secret; keep every valid one (running init twice changes none). An
    * existing but invalid file is never overwritten: that is reported before anything is written.
    */
-  async generateMissing(makeDhparam: () => Promise<string>, names: readonly SecretName[] = SECRET_NAMES): Promise<{created: SecretName[]; kept: SecretName[]}> {
-    const dirProblems = (await this.checkDirectory()).filter((problem) => !problem.problem.includes('missing') && !problem.problem.includes('has mode'))
+  async generateMissing(
+    makeDhparam: () => Promise<string>,
+    names: readonly SecretName[] = SECRET_NAMES,
+  ): Promise<{created: SecretName[]; kept: SecretName[]}> {
+    const dirProblems = (await this.checkDirectory()).filter(
+      (problem) => !problem.problem.includes('missing') && !problem.problem.includes('has mode'),
+    )
     if (dirProblems.length > 0) throw problemsError(dirProblems)
     const missing: SecretName[] = []
     const invalid: SecretProblem[] = []
@@ -181,7 +260,6 @@ export class SecretStore {
     await this.ensureDirectories()
     const dhparam = missing.includes('dhparam') ? makeDhparam() : undefined
     for (const name of missing) {
-      // eslint-disable-next-line no-await-in-loop
       await this.write(name, name === 'dhparam' ? await (dhparam as Promise<string>) : this.newToken())
     }
     return {created: missing, kept: names.filter((name) => !missing.includes(name))}
@@ -210,7 +288,9 @@ export class SecretStore {
   async backup(name: SecretName, value: string, at: Date = new Date()): Promise<string> {
     await ensureDir(this.layout.backupDir, SECRET_DIR_MODE)
     // Time first (they sort by it), then a random tail: two backups in the same millisecond both stay.
-    const file = this.layout.backupFile(`${name}.${at.toISOString().replace(/[:.]/g, '-')}.${randomBytes(3).toString('hex')}`)
+    const file = this.layout.backupFile(
+      `${name}.${at.toISOString().replace(/[:.]/g, '-')}.${randomBytes(3).toString('hex')}`,
+    )
     await writeFileAtomic(file, canonicalSecret(name, value), {mode: SECRET_FILE_MODE, ...this.owner()})
     return file
   }
@@ -218,7 +298,10 @@ export class SecretStore {
   /** The backups of one secret, oldest first. */
   async backups(name: SecretName): Promise<string[]> {
     const entries = await fs.readdir(this.layout.backupDir).catch(() => [] as string[])
-    return entries.filter((entry) => entry.startsWith(`${name}.`) && !entry.includes('.tmp')).sort().map((entry) => this.layout.backupFile(entry))
+    return entries
+      .filter((entry) => entry.startsWith(`${name}.`) && !entry.includes('.tmp'))
+      .sort()
+      .map((entry) => this.layout.backupFile(entry))
   }
 
   /** The newest backup's value, if any is valid. */
@@ -240,7 +323,12 @@ export class SecretStore {
   }
 
   private missing(name: SecretName): SecretProblem {
-    return {subject: name, file: this.file(name), problem: `the ${SECRET_LABELS[name]} ${this.file(name)} is missing`, fix: 'run `hubctl secrets generate`'}
+    return {
+      subject: name,
+      file: this.file(name),
+      problem: `the ${SECRET_LABELS[name]} ${this.file(name)} is missing`,
+      fix: 'run `hubctl secrets generate`',
+    }
   }
 
   private owner(): {uid?: number; gid?: number} {
@@ -269,7 +357,8 @@ export function validateSecret(name: SecretName, content: string): string | unde
   }
   if (!HEX_SECRET.test(content)) {
     const trimmed = content.trim()
-    if (/^[0-9a-f]{64}$/.test(trimmed)) return 'has spaces or line ends around its 64 hex characters (only one final newline is allowed)'
+    if (/^[0-9a-f]{64}$/.test(trimmed))
+      return 'has spaces or line ends around its 64 hex characters (only one final newline is allowed)'
     if (/^[0-9a-fA-F]{64}$/.test(trimmed)) return 'is upper-case hex (hubctl writes 64 lower-case hex characters)'
     if (/^[0-9a-fA-F]*$/.test(trimmed)) return `holds ${trimmed.length} hex characters, not 64 (truncated?)`
     return 'is not 64 lowercase hex characters'
@@ -279,7 +368,10 @@ export function validateSecret(name: SecretName, content: string): string | unde
 
 export function problemsError(problems: SecretProblem[]): HubctlError {
   const [first, ...rest] = problems
-  const more = rest.length > 0 ? ` (and ${rest.length} more problem${rest.length > 1 ? 's' : ''}: run \`hubctl secrets check\`)` : ''
+  const more =
+    rest.length > 0
+      ? ` (and ${rest.length} more problem${rest.length > 1 ? 's' : ''}: run \`hubctl secrets check\`)`
+      : ''
   return checkFailedError(`${first.problem}${more}`, first.fix)
 }
 
@@ -306,7 +398,6 @@ export async function readNoFollow(file: string): Promise<string> {
     await handle?.close()
   }
 }
-
 
 function octal(mode: number): string {
   return `0${(mode & 0o777).toString(8)}`

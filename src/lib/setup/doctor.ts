@@ -7,7 +7,13 @@ import {shouldRenew} from '../tls/renewal.js'
 import {HubctlError, messageOf} from '../errors.js'
 import {checkBrowserPath} from '../stack/browserpath.js'
 import {verifyRecordedListener} from '../stack/listeners.js'
-import {defaultUrlFor, detectJupyterHub, detectUserInterface, validateHubConfig, vulnerabilityWarning} from '../config/jupyterhub.js'
+import {
+  defaultUrlFor,
+  detectJupyterHub,
+  detectUserInterface,
+  validateHubConfig,
+  vulnerabilityWarning,
+} from '../config/jupyterhub.js'
 import {Layout} from '../config/layout.js'
 import {Nginx, detectNginx} from '../config/nginx.js'
 import {checkDns, portInUse} from './preflight.js'
@@ -17,7 +23,6 @@ import {PORT_FLAGS, Ports, Settings, SettingsStore} from '../config/settings.js'
 import {readState, runningSupervisor} from '../stack/state.js'
 import {checkHealth, hubHealthUrl, proxyApiUrl} from '../stack/hubapi.js'
 import {assertTrusted, trustProblems, trustedPaths} from './trust.js'
-
 
 export type CheckStatus = 'pass' | 'warn' | 'fail'
 
@@ -77,19 +82,29 @@ export class Doctor {
     return {ok: checks.every((c) => c.status !== 'fail'), checks}
   }
 
-  private async guard(check: string, fn: () => Promise<CheckResult | CheckResult[]>): Promise<CheckResult | CheckResult[]> {
+  private async guard(
+    check: string,
+    fn: () => Promise<CheckResult | CheckResult[]>,
+  ): Promise<CheckResult | CheckResult[]> {
     try {
       return await fn()
     } catch (error) {
       const hubctl = error instanceof HubctlError ? error : undefined
-      return {check, status: 'fail', message: hubctl?.message ?? String(messageOf(error)), fix: hubctl?.fix ?? 'run the command again with DEBUG=hubctl* and report it'}
+      return {
+        check,
+        status: 'fail',
+        message: hubctl?.message ?? String(messageOf(error)),
+        fix: hubctl?.fix ?? 'run the command again with DEBUG=hubctl* and report it',
+      }
     }
   }
 
   /** JupyterHub is run (for its version, to load the config) only when nothing it loads is someone else's. */
   private detectHub(): ReturnType<typeof detectJupyterHub> {
     const executable = this.settings!.executables.jupyterhub
-    this.jupyterhub ??= assertTrusted(this.deps.layout, executable).then(() => detectJupyterHub(this.deps.runner, executable))
+    this.jupyterhub ??= assertTrusted(this.deps.layout, executable).then(() =>
+      detectJupyterHub(this.deps.runner, executable),
+    )
     return this.jupyterhub
   }
 
@@ -100,40 +115,97 @@ export class Doctor {
 
   async checkSettings(): Promise<CheckResult> {
     this.settings = await new SettingsStore(this.deps.layout).load()
-    return {check: 'settings', status: 'pass', message: `${this.deps.layout.settings}: ${this.settings.domains.join(', ')}, TLS ${this.settings.tls.mode}`}
+    return {
+      check: 'settings',
+      status: 'pass',
+      message: `${this.deps.layout.settings}: ${this.settings.domains.join(', ')}, TLS ${this.settings.tls.mode}`,
+    }
   }
 
   async checkSecrets(): Promise<CheckResult[]> {
     const problems = await new SecretStore(this.deps.layout).check()
-    if (problems.length === 0) return [{check: 'secrets', status: 'pass', message: 'all present, well-formed, 0600 in a 0700 directory'}]
+    if (problems.length === 0)
+      return [{check: 'secrets', status: 'pass', message: 'all present, well-formed, 0600 in a 0700 directory'}]
     return problems.map((p) => ({check: 'secrets', status: 'fail' as const, message: p.problem, fix: p.fix}))
   }
 
   /** What root loads code or config from (the prefix and above, etc/jupyterhub, the .d folder, srv/jupyterhub, JupyterHub): root's, writable by root only. */
   async checkOwnership(): Promise<CheckResult[]> {
-    if ((process.getuid?.() ?? 0) !== 0) return [{check: 'ownership', status: 'pass', message: 'not running as root: the files are your own'}]
+    if ((process.getuid?.() ?? 0) !== 0)
+      return [{check: 'ownership', status: 'pass', message: 'not running as root: the files are your own'}]
     const problems = await trustProblems(await trustedPaths(this.deps.layout, this.settings!.executables.jupyterhub))
-    if (problems.length === 0) return [{check: 'ownership', status: 'pass', message: 'everything root loads belongs to root and only root can change it'}]
+    if (problems.length === 0)
+      return [
+        {
+          check: 'ownership',
+          status: 'pass',
+          message: 'everything root loads belongs to root and only root can change it',
+        },
+      ]
     return problems.map((p) => ({check: 'ownership', status: 'fail' as const, message: p.problem, fix: p.fix}))
   }
 
   async checkCertificate(): Promise<CheckResult> {
     const info = await new CertStore(this.deps.layout).currentInfo()
-    if (!info) return {check: 'certificate', status: 'fail', message: 'no certificate is installed', fix: 'run `hubctl cert obtain` (or `hubctl init` again)'}
+    if (!info)
+      return {
+        check: 'certificate',
+        status: 'fail',
+        message: 'no certificate is installed',
+        fix: 'run `hubctl cert obtain` (or `hubctl init` again)',
+      }
     const notBefore = Date.parse(info.notBefore)
     const notAfter = Date.parse(info.notAfter)
     const now = this.now().getTime()
     const daysLeft = Math.floor((notAfter - now) / 86_400_000)
     const missing = this.settings!.domains.filter((d) => !info.domains.includes(d))
-    if (now >= notAfter) return {check: 'certificate', status: 'fail', message: `the certificate expired on ${info.notAfter}`, fix: 'run `hubctl cert renew --force`'}
-    if (missing.length > 0) return {check: 'certificate', status: 'fail', message: `the certificate does not cover ${missing.join(', ')}`, fix: 'run `hubctl cert obtain` to get one for every domain'}
+    if (now >= notAfter)
+      return {
+        check: 'certificate',
+        status: 'fail',
+        message: `the certificate expired on ${info.notAfter}`,
+        fix: 'run `hubctl cert renew --force`',
+      }
+    if (missing.length > 0)
+      return {
+        check: 'certificate',
+        status: 'fail',
+        message: `the certificate does not cover ${missing.join(', ')}`,
+        fix: 'run `hubctl cert obtain` to get one for every domain',
+      }
     // The one renewal rule (tls/renewal.ts): a third of the lifetime left, half for short-lived ones.
-    const renewAfter = shouldRenew({notBefore: new Date(notBefore), notAfter: new Date(notAfter), now: this.now()}).renewAfter.getTime()
+    const renewAfter = shouldRenew({
+      notBefore: new Date(notBefore),
+      notAfter: new Date(notAfter),
+      now: this.now(),
+    }).renewAfter.getTime()
     const lastError = await this.lastRenewalError()
-    if (now >= renewAfter && lastError) return {check: 'certificate', status: 'fail', message: `${daysLeft} days left, past its renewal time, and the last renewal failed: ${lastError}`, fix: 'fix the cause, then run `hubctl cert renew`'}
-    if (now >= renewAfter) return {check: 'certificate', status: 'warn', message: `${daysLeft} days left: due for renewal`, fix: 'run `hubctl cert renew` (the schedule will, too)'}
-    if (info.selfSigned && this.settings!.tls.mode !== 'self-signed') return {check: 'certificate', status: 'warn', message: 'the certificate is self-signed: browsers will warn', fix: 'run `hubctl cert obtain`'}
-    return {check: 'certificate', status: 'pass', message: `${daysLeft} days left (until ${info.notAfter}), issued by ${info.issuer.split('\n').join(', ')}`}
+    if (now >= renewAfter && lastError)
+      return {
+        check: 'certificate',
+        status: 'fail',
+        message: `${daysLeft} days left, past its renewal time, and the last renewal failed: ${lastError}`,
+        fix: 'fix the cause, then run `hubctl cert renew`',
+      }
+    if (now >= renewAfter)
+      return {
+        check: 'certificate',
+        status: 'warn',
+        message: `${daysLeft} days left: due for renewal`,
+        fix: 'run `hubctl cert renew` (the schedule will, too)',
+      }
+    if (info.selfSigned && this.settings!.tls.mode !== 'self-signed')
+      return {
+        check: 'certificate',
+        status: 'warn',
+        message: 'the certificate is self-signed: browsers will warn',
+        fix: 'run `hubctl cert obtain`',
+      }
+    return {
+      check: 'certificate',
+      status: 'pass',
+      message: `${daysLeft} days left (until ${info.notAfter}), issued by ${info.issuer.split('\n').join(', ')}`,
+    }
   }
 
   private async lastRenewalError(): Promise<string | undefined> {
@@ -141,7 +213,7 @@ export class Doctor {
     if (!text) return undefined
     try {
       const state = JSON.parse(text) as {lastAttempt?: {ok?: boolean; error?: string}; lastError?: string}
-      return state.lastAttempt?.ok === false ? state.lastAttempt.error ?? 'unknown error' : state.lastError
+      return state.lastAttempt?.ok === false ? (state.lastAttempt.error ?? 'unknown error') : state.lastError
     } catch {
       return undefined
     }
@@ -149,34 +221,73 @@ export class Doctor {
 
   async checkSchedule(): Promise<CheckResult> {
     const {layout} = this.deps
-    if (this.settings!.tls.mode !== 'letsencrypt') return {check: 'renewal schedule', status: 'pass', message: `not needed with --tls ${this.settings!.tls.mode}`}
-    if ((await exists(layout.renewTimer)) || (await exists(layout.cronFile))) return {check: 'renewal schedule', status: 'pass', message: 'installed'}
-    return {check: 'renewal schedule', status: 'fail', message: 'no renewal timer or cron job is installed: the certificate will expire', fix: 'run `hubctl init` again without --no-schedule'}
+    if (this.settings!.tls.mode !== 'letsencrypt')
+      return {check: 'renewal schedule', status: 'pass', message: `not needed with --tls ${this.settings!.tls.mode}`}
+    if ((await exists(layout.renewTimer)) || (await exists(layout.cronFile)))
+      return {check: 'renewal schedule', status: 'pass', message: 'installed'}
+    return {
+      check: 'renewal schedule',
+      status: 'fail',
+      message: 'no renewal timer or cron job is installed: the certificate will expire',
+      fix: 'run `hubctl init` again without --no-schedule',
+    }
   }
 
   async checkVersions(): Promise<CheckResult[]> {
     const settings = this.settings!
     const results: CheckResult[] = []
     const nodeMajor = Number(process.versions.node.split('.')[0])
-    results.push(nodeMajor >= 20 ? {check: 'node', status: 'pass', message: `Node ${process.versions.node}`} : {check: 'node', status: 'fail', message: `Node ${process.versions.node} is older than 20`, fix: 'install Node 20 or later'})
+    results.push(
+      nodeMajor >= 20
+        ? {check: 'node', status: 'pass', message: `Node ${process.versions.node}`}
+        : {
+            check: 'node',
+            status: 'fail',
+            message: `Node ${process.versions.node} is older than 20`,
+            fix: 'install Node 20 or later',
+          },
+    )
     const hub = await this.detectHub()
-    results.push(hub.version === settings.jupyterhubVersion
-      ? {check: 'jupyterhub', status: 'pass', message: `JupyterHub ${hub.version} at ${hub.executable}`}
-      : {check: 'jupyterhub', status: 'warn', message: `JupyterHub is now ${hub.version}, the config was rendered for ${settings.jupyterhubVersion}`, fix: 'run `hubctl init` again to render the config this version needs'})
+    results.push(
+      hub.version === settings.jupyterhubVersion
+        ? {check: 'jupyterhub', status: 'pass', message: `JupyterHub ${hub.version} at ${hub.executable}`}
+        : {
+            check: 'jupyterhub',
+            status: 'warn',
+            message: `JupyterHub is now ${hub.version}, the config was rendered for ${settings.jupyterhubVersion}`,
+            fix: 'run `hubctl init` again to render the config this version needs',
+          },
+    )
     const vulnerable = vulnerabilityWarning(hub)
-    if (vulnerable) results.push({check: 'jupyterhub security', status: 'warn', message: vulnerable, fix: 'run `hubctl init` again without --jupyterhub: it installs the JupyterHub and JupyterLab hubctl is tested with'})
+    if (vulnerable)
+      results.push({
+        check: 'jupyterhub security',
+        status: 'warn',
+        message: vulnerable,
+        fix: 'run `hubctl init` again without --jupyterhub: it installs the JupyterHub and JupyterLab hubctl is tested with',
+      })
     const nginx = await this.detectNginx()
     results.push({check: 'nginx', status: 'pass', message: `nginx ${nginx.version}`})
     const require = createRequire(import.meta.url)
-    const proxy = JSON.parse(await fs.readFile(require.resolve('configurable-http-proxy/package.json'), 'utf8')) as {version: string}
-    results.push({check: 'configurable-http-proxy', status: 'pass', message: `configurable-http-proxy ${proxy.version}`})
+    const proxy = JSON.parse(await fs.readFile(require.resolve('configurable-http-proxy/package.json'), 'utf8')) as {
+      version: string
+    }
+    results.push({
+      check: 'configurable-http-proxy',
+      status: 'pass',
+      message: `configurable-http-proxy ${proxy.version}`,
+    })
     return results
   }
 
   async checkHubConfig(): Promise<CheckResult> {
     const hub = await this.detectHub()
     await validateHubConfig(this.deps.runner, hub, this.deps.layout.hubConfig)
-    return {check: 'jupyterhub config', status: 'pass', message: `JupyterHub ${hub.version} loads ${this.deps.layout.hubConfig}`}
+    return {
+      check: 'jupyterhub config',
+      status: 'pass',
+      message: `JupyterHub ${hub.version} loads ${this.deps.layout.hubConfig}`,
+    }
   }
 
   /** The page users land on exists in their servers: /lab needs JupyterLab, /tree the classic notebook. */
@@ -186,11 +297,26 @@ export class Doctor {
     const config = (await readIfExists(this.deps.layout.hubConfig)) ?? ''
     const configured = /^c\.Spawner\.default_url\s*=\s*"([^"]*)"/m.exec(config)?.[1]
     const fix = 'run `hubctl init` again (without --jupyterhub it installs JupyterHub with JupyterLab)'
-    if (ui === 'none') return {check: 'user interface', status: 'fail', message: `the user servers' Python (${hub.singleuser}) has neither JupyterLab nor the classic notebook`, fix}
+    if (ui === 'none')
+      return {
+        check: 'user interface',
+        status: 'fail',
+        message: `the user servers' Python (${hub.singleuser}) has neither JupyterLab nor the classic notebook`,
+        fix,
+      }
     if (configured !== undefined && configured !== defaultUrlFor(ui)) {
-      return {check: 'user interface', status: 'fail', message: `users are sent to ${configured}, which their servers do not have (${ui === 'lab' ? 'JupyterLab' : 'only the classic notebook'} is installed: ${defaultUrlFor(ui)})`, fix}
+      return {
+        check: 'user interface',
+        status: 'fail',
+        message: `users are sent to ${configured}, which their servers do not have (${ui === 'lab' ? 'JupyterLab' : 'only the classic notebook'} is installed: ${defaultUrlFor(ui)})`,
+        fix,
+      }
     }
-    return {check: 'user interface', status: 'pass', message: ui === 'lab' ? 'JupyterLab at /lab' : 'the classic notebook at /tree (no JupyterLab)'}
+    return {
+      check: 'user interface',
+      status: 'pass',
+      message: ui === 'lab' ? 'JupyterLab at /lab' : 'the classic notebook at /tree (no JupyterLab)',
+    }
   }
 
   /**
@@ -200,21 +326,50 @@ export class Doctor {
   async checkBrowserPath(): Promise<CheckResult> {
     const {layout} = this.deps
     const settings = this.settings!
-    if (!(await runningSupervisor(layout))) return {check: 'browser path', status: 'warn', message: 'not checked: the hub is not running', fix: layout.isSystem ? 'systemctl start jupyterhub, then `hubctl doctor` again' : `hubctl start --detach --prefix ${layout.prefix}, then \`hubctl doctor\` again`}
+    if (!(await runningSupervisor(layout)))
+      return {
+        check: 'browser path',
+        status: 'warn',
+        message: 'not checked: the hub is not running',
+        fix: layout.isSystem
+          ? 'systemctl start jupyterhub, then `hubctl doctor` again'
+          : `hubctl start --detach --prefix ${layout.prefix}, then \`hubctl doctor\` again`,
+      }
     // The proxy's token goes only to the proxy hubctl started (the listener's owner, from /proc).
     const problem = await verifyRecordedListener(layout, 'proxy', settings.ports.proxyApi)
-    if (problem) return {check: 'browser path', status: 'fail', message: `not checked: the proxy's API port ${settings.ports.proxyApi} is not held by the proxy hubctl started (${problem})`, fix: `\`ss -ltnp 'sport = :${settings.ports.proxyApi}'\` names the program; stop it, then \`hubctl restart\``}
+    if (problem)
+      return {
+        check: 'browser path',
+        status: 'fail',
+        message: `not checked: the proxy's API port ${settings.ports.proxyApi} is not held by the proxy hubctl started (${problem})`,
+        fix: `\`ss -ltnp 'sport = :${settings.ports.proxyApi}'\` names the program; stop it, then \`hubctl restart\``,
+      }
     const proxyToken = await new SecretStore(layout).read('proxyAuthToken')
     const result = await checkBrowserPath({settings, proxyApi: proxyApiUrl(settings.ports), proxyToken})
-    if (result.ok) return {check: 'browser path', status: 'pass', message: `through nginx with Origin ${result.origin}: the Host arrives as ${result.seenHost}, a websocket upgrade answers 101`}
-    return {check: 'browser path', status: 'fail', message: result.problems.join('; '), fix: 'run `hubctl init` again to rewrite the nginx site (it forwards the Host with its port and the websocket headers), or fix the proxy_set_header lines of the site by hand, then reload nginx'}
+    if (result.ok)
+      return {
+        check: 'browser path',
+        status: 'pass',
+        message: `through nginx with Origin ${result.origin}: the Host arrives as ${result.seenHost}, a websocket upgrade answers 101`,
+      }
+    return {
+      check: 'browser path',
+      status: 'fail',
+      message: result.problems.join('; '),
+      fix: 'run `hubctl init` again to rewrite the nginx site (it forwards the Host with its port and the websocket headers), or fix the proxy_set_header lines of the site by hand, then reload nginx',
+    }
   }
 
   async checkNginx(): Promise<CheckResult> {
     const nginx = new Nginx(this.deps.layout, await this.detectNginx(), this.deps.runner) // the install detected once for the versions check
     const result = await nginx.test()
     if (result.ok) return {check: 'nginx config', status: 'pass', message: 'nginx -t passes'}
-    return {check: 'nginx config', status: 'fail', message: `nginx -t fails: ${result.output.split('\n').find((l) => /emerg|error/.test(l)) ?? result.output}`, fix: 'fix what nginx names, then `nginx -t` again'}
+    return {
+      check: 'nginx config',
+      status: 'fail',
+      message: `nginx -t fails: ${result.output.split('\n').find((l) => /emerg|error/.test(l)) ?? result.output}`,
+      fix: 'fix what nginx names, then `nginx -t` again',
+    }
   }
 
   async checkDns(): Promise<CheckResult[]> {
@@ -222,7 +377,11 @@ export class Doctor {
     for (const domain of this.settings!.domains) {
       try {
         const warning = await checkDns(domain, this.deps.lookup)
-        results.push(warning ? {check: 'dns', status: 'warn', message: warning, fix: `point ${domain} at this machine`} : {check: 'dns', status: 'pass', message: `${domain} resolves to this machine`})
+        results.push(
+          warning
+            ? {check: 'dns', status: 'warn', message: warning, fix: `point ${domain} at this machine`}
+            : {check: 'dns', status: 'pass', message: `${domain} resolves to this machine`},
+        )
       } catch (error) {
         const e = error as HubctlError
         results.push({check: 'dns', status: 'fail', message: e.message, fix: e.fix})
@@ -241,12 +400,23 @@ export class Doctor {
     const listening: Array<[string, number]> = []
     for (const [name, port] of Object.entries(ports)) if (await portInUse(port)) listening.push([name, port])
     const running = await runningSupervisor(layout)
-    if (running) return {check: 'ports', status: 'pass', message: `the running stack listens on ${listening.map(([name, port]) => `${name} ${port}`).join(', ') || 'none'}`}
+    if (running)
+      return {
+        check: 'ports',
+        status: 'pass',
+        message: `the running stack listens on ${listening.map(([name, port]) => `${name} ${port}`).join(', ') || 'none'}`,
+      }
     const nginxMayHold = layout.isSystem ? ['http', 'https'] : []
     const taken = listening.filter(([name]) => !nginxMayHold.includes(name))
-    if (taken.length === 0) return {check: 'ports', status: 'pass', message: 'the hub\'s ports are free (the stack is stopped)'}
+    if (taken.length === 0)
+      return {check: 'ports', status: 'pass', message: "the hub's ports are free (the stack is stopped)"}
     const [name, port] = taken[0]
-    return {check: 'ports', status: 'fail', message: `the stack is stopped, but ${taken.map(([n, p]) => `${n} port ${p}`).join(', ')} ${taken.length > 1 ? 'are' : 'is'} taken by another program`, fix: `\`ss -ltnp 'sport = :${port}'\` names it: stop it, or run \`hubctl init\` again with another ${PORT_FLAGS[name as keyof Ports]?.flag ?? name}`}
+    return {
+      check: 'ports',
+      status: 'fail',
+      message: `the stack is stopped, but ${taken.map(([n, p]) => `${n} port ${p}`).join(', ')} ${taken.length > 1 ? 'are' : 'is'} taken by another program`,
+      fix: `\`ss -ltnp 'sport = :${port}'\` names it: stop it, or run \`hubctl init\` again with another ${PORT_FLAGS[name as keyof Ports]?.flag ?? name}`,
+    }
   }
 
   /** When the stack runs: each program running, none in a crash loop, the hub healthy directly and through the proxy. */
@@ -254,7 +424,15 @@ export class Doctor {
     const {layout} = this.deps
     const settings = this.settings!
     const supervisor = await runningSupervisor(layout)
-    if (!supervisor) return {check: 'processes', status: 'warn', message: 'the hub is not running', fix: layout.isSystem ? 'systemctl start jupyterhub (or `hubctl start --detach`)' : `hubctl start --detach --prefix ${layout.prefix}`}
+    if (!supervisor)
+      return {
+        check: 'processes',
+        status: 'warn',
+        message: 'the hub is not running',
+        fix: layout.isSystem
+          ? 'systemctl start jupyterhub (or `hubctl start --detach`)'
+          : `hubctl start --detach --prefix ${layout.prefix}`,
+      }
     const state = await readState(layout)
     const problems: string[] = []
     for (const name of ['proxy', 'hub', 'nginx'] as const) {
@@ -264,8 +442,19 @@ export class Doctor {
       else if (!child.running) problems.push(`${name} is not running (being restarted; see ${child.log})`)
     }
     if (!(await checkHealth(hubHealthUrl(settings)))) problems.push(`the hub does not answer ${hubHealthUrl(settings)}`)
-    else if (!(await checkHealth(hubHealthUrl(settings, 'proxy')))) problems.push(`the hub does not answer through the proxy (${hubHealthUrl(settings, 'proxy')})`)
-    if (problems.length > 0) return {check: 'processes', status: 'fail', message: problems.join('; '), fix: `read the logs named, then \`hubctl restart --prefix ${layout.prefix}\``}
-    return {check: 'processes', status: 'pass', message: `supervisor (pid ${supervisor.pid}), proxy, hub${state?.nginx ? ', nginx' : ''} running; the hub is healthy directly and through the proxy`}
+    else if (!(await checkHealth(hubHealthUrl(settings, 'proxy'))))
+      problems.push(`the hub does not answer through the proxy (${hubHealthUrl(settings, 'proxy')})`)
+    if (problems.length > 0)
+      return {
+        check: 'processes',
+        status: 'fail',
+        message: problems.join('; '),
+        fix: `read the logs named, then \`hubctl restart --prefix ${layout.prefix}\``,
+      }
+    return {
+      check: 'processes',
+      status: 'pass',
+      message: `supervisor (pid ${supervisor.pid}), proxy, hub${state?.nginx ? ', nginx' : ''} running; the hub is healthy directly and through the proxy`,
+    }
   }
 }

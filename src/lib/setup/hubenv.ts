@@ -67,7 +67,8 @@ export class HubEnvService {
   static pinned(constraints: string): {jupyterhub: string; jupyterlab: string} {
     const pin = (name: string) => {
       const match = new RegExp(`^${name}==(\\S+)\\s*$`, 'm').exec(constraints)
-      if (!match) throw internalError(`the constraints shipped with hubctl pin no version of ${name}`, 'reinstall hubctl')
+      if (!match)
+        throw internalError(`the constraints shipped with hubctl pin no version of ${name}`, 'reinstall hubctl')
       return match[1]
     }
     return {jupyterhub: pin('jupyterhub'), jupyterlab: pin('jupyterlab')}
@@ -83,12 +84,19 @@ export class HubEnvService {
     await this.assertOurs()
     const constraints = await this.constraints()
     const pythonVersion = python ? await this.pythonVersion(python) : 'system python3'
-    const id = createHash('sha256').update(`${HUB_PACKAGES.join(' ')}\n${pythonVersion}\n${constraints}`).digest('hex').slice(0, 16)
+    const id = createHash('sha256')
+      .update(`${HUB_PACKAGES.join(' ')}\n${pythonVersion}\n${constraints}`)
+      .digest('hex')
+      .slice(0, 16)
     const complete = await exists(layout.hubEnvComplete(id))
     const live = (await fs.readlink(layout.hubEnvCurrent).catch(() => undefined)) === layout.hubEnvLinkTarget(id)
     return {
-      id, dir: layout.hubEnv(id), jupyterhub: layout.hubEnvJupyterhub(id), versions: HubEnvService.pinned(constraints),
-      action: complete && live ? 'ready' : 'build', python: python ?? '/usr/bin/python3',
+      id,
+      dir: layout.hubEnv(id),
+      jupyterhub: layout.hubEnvJupyterhub(id),
+      versions: HubEnvService.pinned(constraints),
+      action: complete && live ? 'ready' : 'build',
+      python: python ?? '/usr/bin/python3',
     }
   }
 
@@ -105,12 +113,20 @@ export class HubEnvService {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return
       throw error
     }
-    if (entries.length > 0 && !entries.includes('.hubctl-env')) throw notOurs(layout, 'exists and is not hubctl\'s (it has no .hubctl-env)')
+    if (entries.length > 0 && !entries.includes('.hubctl-env'))
+      throw notOurs(layout, "exists and is not hubctl's (it has no .hubctl-env)")
   }
 
   private async pythonVersion(python: string): Promise<string> {
-    const result = await this.deps.runner.run(python, ['-I', '-c', 'import sys; print(sys.version)'], {cwd: '/', timeoutMs: 60_000})
-    if (result.exitCode !== 0) throw preflightError(`${python} does not run (${result.stderr.trim().split('\n').pop() ?? 'no output'})`, 'reinstall Python 3 (apt-get install --reinstall python3 python3-venv)')
+    const result = await this.deps.runner.run(python, ['-I', '-c', 'import sys; print(sys.version)'], {
+      cwd: '/',
+      timeoutMs: 60_000,
+    })
+    if (result.exitCode !== 0)
+      throw preflightError(
+        `${python} does not run (${result.stderr.trim().split('\n').pop() ?? 'no output'})`,
+        'reinstall Python 3 (apt-get install --reinstall python3 python3-venv)',
+      )
     return `${python} ${result.stdout.trim()}`
   }
 
@@ -124,7 +140,11 @@ export class HubEnvService {
     await ensureDir(layout.hubEnvRoot, 0o755)
     await fs.chmod(layout.hubEnvRoot, 0o755)
     if ((await readIfExists(layout.hubEnvMarker)) === undefined) {
-      await writeFileAtomic(layout.hubEnvMarker, 'This directory is managed by hubctl: its JupyterHub and JupyterLab environments (hubctl init).\n', {mode: 0o644})
+      await writeFileAtomic(
+        layout.hubEnvMarker,
+        'This directory is managed by hubctl: its JupyterHub and JupyterLab environments (hubctl init).\n',
+        {mode: 0o644},
+      )
     }
     await ensureDir(layout.hubEnvsDir, 0o755)
     await fs.chmod(layout.hubEnvsDir, 0o755)
@@ -135,16 +155,37 @@ export class HubEnvService {
       try {
         progress(`creating a virtualenv with ${plan.python}`)
         await this.step(plan, 'create the virtualenv', plan.python, ['-I', '-m', 'venv', plan.dir])
-        progress(`installing JupyterHub ${plan.versions.jupyterhub} and JupyterLab ${plan.versions.jupyterlab} from PyPI (pinned)`)
-        const constraintsPath = typeof this.deps.constraintsFile === 'string' ? this.deps.constraintsFile : new URL(this.deps.constraintsFile ?? CONSTRAINTS_FILE).pathname
+        progress(
+          `installing JupyterHub ${plan.versions.jupyterhub} and JupyterLab ${plan.versions.jupyterlab} from PyPI (pinned)`,
+        )
+        const constraintsPath =
+          typeof this.deps.constraintsFile === 'string'
+            ? this.deps.constraintsFile
+            : new URL(this.deps.constraintsFile ?? CONSTRAINTS_FILE).pathname
         await this.step(plan, 'install JupyterHub and JupyterLab', layout.hubEnvPython(plan.id), [
-          '-I', '-m', 'pip', 'install', '--disable-pip-version-check', '--no-input', '--no-warn-script-location', '-c', constraintsPath, ...HUB_PACKAGES,
+          '-I',
+          '-m',
+          'pip',
+          'install',
+          '--disable-pip-version-check',
+          '--no-input',
+          '--no-warn-script-location',
+          '-c',
+          constraintsPath,
+          ...HUB_PACKAGES,
         ])
         const version = await runner.run(plan.jupyterhub, ['--version'], {cwd: '/', timeoutMs: 120_000})
         if (version.exitCode !== 0 || version.stdout.trim() !== plan.versions.jupyterhub) {
-          throw preflightError(`the new environment's jupyterhub --version printed ${JSON.stringify(version.stdout.trim() || version.stderr.trim().split('\n').pop())}, not ${plan.versions.jupyterhub}`, `run init again; if it fails the same way, remove ${plan.dir} and report it`)
+          throw preflightError(
+            `the new environment's jupyterhub --version printed ${JSON.stringify(version.stdout.trim() || version.stderr.trim().split('\n').pop())}, not ${plan.versions.jupyterhub}`,
+            `run init again; if it fails the same way, remove ${plan.dir} and report it`,
+          )
         }
-        await writeFileAtomic(layout.hubEnvComplete(plan.id), `${JSON.stringify({packages: HUB_PACKAGES, versions: plan.versions, python: plan.python})}\n`, {mode: 0o644})
+        await writeFileAtomic(
+          layout.hubEnvComplete(plan.id),
+          `${JSON.stringify({packages: HUB_PACKAGES, versions: plan.versions, python: plan.python})}\n`,
+          {mode: 0o644},
+        )
         built = true
       } catch (error) {
         await fs.rm(plan.dir, {recursive: true, force: true}).catch(() => {})
@@ -158,22 +199,47 @@ export class HubEnvService {
   private async step(plan: HubEnvPlan, what: string, command: string, args: string[]): Promise<void> {
     // umask 022: the environment must be readable by every user whose server runs from it,
     // whatever root's umask is on this machine. Run from / so nothing is imported from the caller's directory.
-    const result = await this.deps.runner.run('/bin/sh', ['-c', 'umask 022 && exec "$0" "$@"', command, ...args], {cwd: '/', timeoutMs: 1_800_000})
+    const result = await this.deps.runner.run('/bin/sh', ['-c', 'umask 022 && exec "$0" "$@"', command, ...args], {
+      cwd: '/',
+      timeoutMs: 1_800_000,
+    })
     if (result.exitCode === 0) return
     const output = `${result.stderr}\n${result.stdout}`
-    const lines = output.trim().split('\n').map((l) => l.trim()).filter((l) => l && !/^(WARNING|Retrying|\[notice\])/.test(l))
-    const last = (lines.find((l) => l.startsWith('ERROR:')) ?? lines.pop() ?? 'no output').replace(/^ERROR:\s*/, '').replace(/\.+$/, '')
+    const lines = output
+      .trim()
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !/^(WARNING|Retrying|\[notice\])/.test(l))
+    const last = (lines.find((l) => l.startsWith('ERROR:')) ?? lines.pop() ?? 'no output')
+      .replace(/^ERROR:\s*/, '')
+      .replace(/\.+$/, '')
     // venv's ensurepip hides its child's ENOSPC: the free space tells.
-    const free = await fs.statfs(this.deps.layout.hubEnvRoot).then((s) => s.bavail * s.bsize, () => Number.POSITIVE_INFINITY)
+    const free = await fs.statfs(this.deps.layout.hubEnvRoot).then(
+      (s) => s.bavail * s.bsize,
+      () => Number.POSITIVE_INFINITY,
+    )
     if (/No space left on device|ENOSPC|Disk quota exceeded/i.test(output) || free < 64 * 1024 * 1024) {
-      throw preflightError(`the disk is full${Number.isFinite(free) ? ` (${Math.floor(free / 1024 / 1024)} MB free)` : ''}: hubctl could not ${what} in ${plan.dir}`, `free space on the file system of ${this.deps.layout.hubEnvRoot} (JupyterHub and JupyterLab need about 500 MB), then run the command again; nothing was installed`)
+      throw preflightError(
+        `the disk is full${Number.isFinite(free) ? ` (${Math.floor(free / 1024 / 1024)} MB free)` : ''}: hubctl could not ${what} in ${plan.dir}`,
+        `free space on the file system of ${this.deps.layout.hubEnvRoot} (JupyterHub and JupyterLab need about 500 MB), then run the command again; nothing was installed`,
+      )
     }
-    if (/NewConnectionError|Failed to establish a new connection|Max retries exceeded|Temporary failure in name resolution|Name or service not known|Network is unreachable|Connection refused|Could not fetch URL|ProxyError|SSLError|timed out|No matching distribution found|Could not find a version that satisfies|ResolutionImpossible/i.test(output)) {
+    if (
+      /NewConnectionError|Failed to establish a new connection|Max retries exceeded|Temporary failure in name resolution|Name or service not known|Network is unreachable|Connection refused|Could not fetch URL|ProxyError|SSLError|timed out|No matching distribution found|Could not find a version that satisfies|ResolutionImpossible/i.test(
+        output,
+      )
+    ) {
       // With every version pinned, pip finding no way to install them means the index served none
       // of them: PyPI unreachable (pip then says only that), or a mirror without these versions.
-      throw preflightError(`PyPI could not be reached to ${what}, or did not serve the pinned versions (${last})`, 'let this machine reach PyPI (or set PIP_INDEX_URL to a mirror, PIP_PROXY / https_proxy for a proxy), then run the command again; or pass --jupyterhub PATH of an installed JupyterHub; nothing was installed')
+      throw preflightError(
+        `PyPI could not be reached to ${what}, or did not serve the pinned versions (${last})`,
+        'let this machine reach PyPI (or set PIP_INDEX_URL to a mirror, PIP_PROXY / https_proxy for a proxy), then run the command again; or pass --jupyterhub PATH of an installed JupyterHub; nothing was installed',
+      )
     }
-    throw preflightError(`hubctl could not ${what}: ${last}`, `fix what the message names, then run the command again; nothing was installed (or pass --jupyterhub PATH of an installed JupyterHub)`)
+    throw preflightError(
+      `hubctl could not ${what}: ${last}`,
+      `fix what the message names, then run the command again; nothing was installed (or pass --jupyterhub PATH of an installed JupyterHub)`,
+    )
   }
 
   /** current → envs/<id> (previous → what current was); environments neither names are removed. */
@@ -185,7 +251,11 @@ export class HubEnvService {
       if (old) await symlinkAtomic(old, layout.hubEnvPrevious)
       await symlinkAtomic(target, layout.hubEnvCurrent)
     }
-    const keep = new Set([target, old ?? '', (await fs.readlink(layout.hubEnvPrevious).catch(() => '')) ?? ''].map((t) => t.replace(/^envs\//, '')))
+    const keep = new Set(
+      [target, old ?? '', (await fs.readlink(layout.hubEnvPrevious).catch(() => '')) ?? ''].map((t) =>
+        t.replace(/^envs\//, ''),
+      ),
+    )
     for (const name of await fs.readdir(layout.hubEnvsDir)) {
       if (!keep.has(name)) await fs.rm(layout.hubEnv(name), {recursive: true, force: true})
     }
@@ -193,5 +263,8 @@ export class HubEnvService {
 }
 
 function notOurs(layout: Layout, what: string): HubctlError {
-  return preflightError(`${layout.hubEnvRoot} ${what}`, `move it away (mv ${layout.hubEnvRoot} ${layout.hubEnvRoot}.old) so that hubctl can install its own JupyterHub there, or use the JupyterHub in it with --jupyterhub PATH`)
+  return preflightError(
+    `${layout.hubEnvRoot} ${what}`,
+    `move it away (mv ${layout.hubEnvRoot} ${layout.hubEnvRoot}.old) so that hubctl can install its own JupyterHub there, or use the JupyterHub in it with --jupyterhub PATH`,
+  )
 }

@@ -91,7 +91,10 @@ function parseWhole(input: string | number, flag: string, limits: {min: number; 
   const text = String(input).trim()
   const value = Number(text)
   if (!/^[0-9]{1,7}$/.test(text) || value < limits.min || value > limits.max) {
-    throw usageError(`${flag} ${JSON.stringify(String(input))} is not a whole number from ${limits.min} to ${limits.max}`, fix)
+    throw usageError(
+      `${flag} ${JSON.stringify(String(input))} is not a whole number from ${limits.min} to ${limits.max}`,
+      fix,
+    )
   }
   return value
 }
@@ -100,7 +103,11 @@ function parseWhole(input: string | number, flag: string, limits: {min: number; 
  * Validate every flag (and ask for missing required ones when a prompter is given) before
  * anything is written. Each failure names the flag and the fix.
  */
-export async function resolveInitRequest(flags: RawInitFlags, prompter?: Prompter, machine: {cores: number} = {cores: os.availableParallelism()}): Promise<InitRequest> {
+export async function resolveInitRequest(
+  flags: RawInitFlags,
+  prompter?: Prompter,
+  machine: {cores: number} = {cores: os.availableParallelism()},
+): Promise<InitRequest> {
   const ask = async (flag: string, message: string, parse: (value: string) => unknown): Promise<string> => {
     if (!prompter) throw usageError(`--${flag} is required`, `give --${flag} (or run init on a terminal to be asked)`)
     return prompter.input(message, (value) => {
@@ -113,55 +120,104 @@ export async function resolveInitRequest(flags: RawInitFlags, prompter?: Prompte
     })
   }
 
-  if (flags.local) flags = {...LOCAL_DEFAULTS, ...Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined))}
+  if (flags.local)
+    flags = {...LOCAL_DEFAULTS, ...Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined))}
   const tls = (flags.tls ?? 'letsencrypt') as TlsMode
-  if (!TLS_MODES.includes(tls)) throw usageError(`--tls ${JSON.stringify(flags.tls)} is not a TLS mode`, `give one of ${TLS_MODES.join(', ')}`)
+  if (!TLS_MODES.includes(tls))
+    throw usageError(`--tls ${JSON.stringify(flags.tls)} is not a TLS mode`, `give one of ${TLS_MODES.join(', ')}`)
 
   let domainInputs = flags.domain ?? []
-  if (domainInputs.length === 0) domainInputs = [await ask('domain', 'Domain name of the hub (e.g. hub.example.org):', (v) => parseDomain(v))]
+  if (domainInputs.length === 0)
+    domainInputs = [await ask('domain', 'Domain name of the hub (e.g. hub.example.org):', (v) => parseDomain(v))]
   const domains = unique(domainInputs.map((d) => parseDomain(d)))
 
   let email: string | undefined
   if (flags.email !== undefined) email = parseEmail(flags.email)
-  else if (tls === 'letsencrypt') email = parseEmail(await ask('email', 'E-mail for Let\'s Encrypt expiry notices:', parseEmail))
+  else if (tls === 'letsencrypt')
+    email = parseEmail(await ask('email', "E-mail for Let's Encrypt expiry notices:", parseEmail))
 
   let adminInputs = flags.admin ?? []
-  if (adminInputs.length === 0) adminInputs = [await ask('admin', 'Admin user name:', (v) => parseUserName(v, '--admin'))]
+  if (adminInputs.length === 0)
+    adminInputs = [await ask('admin', 'Admin user name:', (v) => parseUserName(v, '--admin'))]
   const admins = unique(adminInputs.map((u) => parseUserName(u, '--admin')))
   const allowedUsers = unique((flags['allow-user'] ?? []).map((u) => parseUserName(u, '--allow-user')))
 
-  const ports = Object.fromEntries(PORT_NAMES.map((name) => {
-    const {flag, default: fallback} = PORT_FLAGS[name]
-    return [name, parsePort(flags[flag.slice(2) as keyof RawInitFlags] as string | number | undefined ?? fallback, flag)]
-  })) as unknown as Ports
+  const ports = Object.fromEntries(
+    PORT_NAMES.map((name) => {
+      const {flag, default: fallback} = PORT_FLAGS[name]
+      return [
+        name,
+        parsePort((flags[flag.slice(2) as keyof RawInitFlags] as string | number | undefined) ?? fallback, flag),
+      ]
+    }),
+  ) as unknown as Ports
   assertDistinctPorts(Object.fromEntries(PORT_NAMES.map((name) => [PORT_FLAGS[name].flag, ports[name]])))
 
   const dhparam = (flags.dhparam ?? 'generate') as DhparamMode
-  if (!DHPARAM_MODES.includes(dhparam)) throw usageError(`--dhparam ${JSON.stringify(flags.dhparam)} is not a choice`, `give ${DHPARAM_MODES.join(' or ')}`)
+  if (!DHPARAM_MODES.includes(dhparam))
+    throw usageError(`--dhparam ${JSON.stringify(flags.dhparam)} is not a choice`, `give ${DHPARAM_MODES.join(' or ')}`)
   const dhparamBits = Number(flags['dhparam-bits'] ?? 2048)
-  if (!(DHPARAM_BITS as readonly number[]).includes(dhparamBits)) throw usageError(`--dhparam-bits ${JSON.stringify(String(flags['dhparam-bits']))} is not supported`, `give ${DHPARAM_BITS.join(', ')}`)
-  if (dhparam === 'ffdhe2048' && flags['dhparam-bits'] !== undefined && dhparamBits !== 2048) throw usageError('--dhparam ffdhe2048 is a 2048-bit group, but --dhparam-bits asks for another size', 'drop --dhparam-bits, or use --dhparam generate')
+  if (!(DHPARAM_BITS as readonly number[]).includes(dhparamBits))
+    throw usageError(
+      `--dhparam-bits ${JSON.stringify(String(flags['dhparam-bits']))} is not supported`,
+      `give ${DHPARAM_BITS.join(', ')}`,
+    )
+  if (dhparam === 'ffdhe2048' && flags['dhparam-bits'] !== undefined && dhparamBits !== 2048)
+    throw usageError(
+      '--dhparam ffdhe2048 is a 2048-bit group, but --dhparam-bits asks for another size',
+      'drop --dhparam-bits, or use --dhparam generate',
+    )
 
   let cert: InitRequest['cert']
   if (tls === 'manual') {
-    if (!flags.cert || !flags.key) throw usageError('--tls manual needs --cert and --key', 'give --cert FULLCHAIN.pem and --key PRIVKEY.pem')
-    cert = {fullchain: await readInput(flags.cert, '--cert'), privkey: await readInput(flags.key, '--key'), certFile: flags.cert, keyFile: flags.key}
+    if (!flags.cert || !flags.key)
+      throw usageError('--tls manual needs --cert and --key', 'give --cert FULLCHAIN.pem and --key PRIVKEY.pem')
+    cert = {
+      fullchain: await readInput(flags.cert, '--cert'),
+      privkey: await readInput(flags.key, '--key'),
+      certFile: flags.cert,
+      keyFile: flags.key,
+    }
   } else if (flags.cert || flags.key) {
     throw usageError('--cert and --key go with --tls manual', 'add --tls manual, or drop --cert and --key')
   }
 
   const spawner = flags.spawner
-  if (spawner !== undefined && spawner !== 'local' && spawner !== 'simple') throw usageError(`--spawner ${JSON.stringify(spawner)} is not a choice`, 'give local (one system user per hub user, needs root) or simple (every server runs as the hub\'s user)')
+  if (spawner !== undefined && spawner !== 'local' && spawner !== 'simple')
+    throw usageError(
+      `--spawner ${JSON.stringify(spawner)} is not a choice`,
+      "give local (one system user per hub user, needs root) or simple (every server runs as the hub's user)",
+    )
 
-  const maxConcurrent = flags['max-concurrent-spawns'] === undefined
-    ? defaultMaxConcurrentSpawns(machine.cores)
-    : parseWhole(flags['max-concurrent-spawns'], '--max-concurrent-spawns', SPAWN_LIMITS.maxConcurrent, `give how many servers may start at once, e.g. ${defaultMaxConcurrentSpawns(machine.cores)} (one per core), or leave the flag out`)
-  const timeoutSeconds = flags['spawn-timeout'] === undefined
-    ? defaultSpawnTimeout(maxConcurrent, machine.cores)
-    : parseWhole(flags['spawn-timeout'], '--spawn-timeout', SPAWN_LIMITS.timeoutSeconds, `give the seconds a server may take to start, e.g. ${defaultSpawnTimeout(maxConcurrent, machine.cores)}, or leave the flag out`)
+  const maxConcurrent =
+    flags['max-concurrent-spawns'] === undefined
+      ? defaultMaxConcurrentSpawns(machine.cores)
+      : parseWhole(
+          flags['max-concurrent-spawns'],
+          '--max-concurrent-spawns',
+          SPAWN_LIMITS.maxConcurrent,
+          `give how many servers may start at once, e.g. ${defaultMaxConcurrentSpawns(machine.cores)} (one per core), or leave the flag out`,
+        )
+  const timeoutSeconds =
+    flags['spawn-timeout'] === undefined
+      ? defaultSpawnTimeout(maxConcurrent, machine.cores)
+      : parseWhole(
+          flags['spawn-timeout'],
+          '--spawn-timeout',
+          SPAWN_LIMITS.timeoutSeconds,
+          `give the seconds a server may take to start, e.g. ${defaultSpawnTimeout(maxConcurrent, machine.cores)}, or leave the flag out`,
+        )
 
   return {
-    domains, email, admins, allowedUsers, tls, cert, ports, dhparam, dhparamBits,
+    domains,
+    email,
+    admins,
+    allowedUsers,
+    tls,
+    cert,
+    ports,
+    dhparam,
+    dhparamBits,
     spawn: {maxConcurrent, timeoutSeconds},
     local: Boolean(flags.local),
     authenticator: flags.authenticator ?? (flags.local ? undefined : 'pam'),
@@ -192,6 +248,9 @@ async function readInput(file: string, flag: string): Promise<string> {
   try {
     return await fs.readFile(file, 'utf8')
   } catch (error) {
-    throw usageError(`${flag} ${file} cannot be read (${(error as NodeJS.ErrnoException).code})`, `check the path and its permissions`)
+    throw usageError(
+      `${flag} ${file} cannot be read (${(error as NodeJS.ErrnoException).code})`,
+      `check the path and its permissions`,
+    )
   }
 }

@@ -8,7 +8,15 @@ import {messageOf, usageError} from '../errors.js'
 import {renderHubConfig} from '../config/hubconfig.js'
 import type {InitRequest} from './init-request.js'
 import {HubEnvPlan, HubEnvService, canMakeVenv, systemPython} from './hubenv.js'
-import {JupyterHubInstall, UserInterface, defaultUrlFor, detectJupyterHub, detectUserInterface, validateHubConfig, vulnerabilityWarning} from '../config/jupyterhub.js'
+import {
+  JupyterHubInstall,
+  UserInterface,
+  defaultUrlFor,
+  detectJupyterHub,
+  detectUserInterface,
+  validateHubConfig,
+  vulnerabilityWarning,
+} from '../config/jupyterhub.js'
 import {Layout} from '../config/layout.js'
 import {acquireLock} from '../files/lock.js'
 import {Nginx, NginxInstall, detectNginx} from '../config/nginx.js'
@@ -21,8 +29,25 @@ import {assertTrusted} from './trust.js'
 import {SecretName, SecretStore, problemsError} from '../files/secrets.js'
 import {proxyExecutable} from '../stack/proxy.js'
 import {makeSelfSigned} from '../tls/selfsigned.js'
-import {AcmeSettings, PORT_FLAGS, PORT_NAMES, Ports, Settings, SettingsStore, SETTINGS_VERSION} from '../config/settings.js'
-import {PlannedFile, UnitContext, enableUnits, planLogrotate, planRenewalSchedule, planServiceUnit, systemdRuns, writePlanned} from '../config/units.js'
+import {
+  AcmeSettings,
+  PORT_FLAGS,
+  PORT_NAMES,
+  Ports,
+  Settings,
+  SettingsStore,
+  SETTINGS_VERSION,
+} from '../config/settings.js'
+import {
+  PlannedFile,
+  UnitContext,
+  enableUnits,
+  planLogrotate,
+  planRenewalSchedule,
+  planServiceUnit,
+  systemdRuns,
+  writePlanned,
+} from '../config/units.js'
 
 /** How init shows its steps: a live list on a terminal, plain lines otherwise, nothing with --json. */
 export interface Reporter {
@@ -65,9 +90,20 @@ export interface InitResult {
   jupyterhub: {executable: string; version: string}
   nginx: {executable: string; version: string}
   /** What init installed: system packages, and hubctl's JupyterHub environment (when --jupyterhub is not given). */
-  software: {packagesInstalled: string[]; environment?: {dir: string; versions: {jupyterhub: string; jupyterlab: string}; built: boolean}}
+  software: {
+    packagesInstalled: string[]
+    environment?: {dir: string; versions: {jupyterhub: string; jupyterlab: string}; built: boolean}
+  }
   secrets: {created: SecretName[]; kept: SecretName[]}
-  certificate?: {mode: string; subject: string; issuer: string; notAfter: string; serial: string; reused: boolean; accountContact?: string}
+  certificate?: {
+    mode: string
+    subject: string
+    issuer: string
+    notAfter: string
+    serial: string
+    reused: boolean
+    accountContact?: string
+  }
   files: Array<{file: string; action: 'written' | 'unchanged' | 'would write'}>
   /** Local mode's generated login, shown once: only on the run that created it. */
   login?: {url: string; user: string; password: string}
@@ -122,13 +158,29 @@ export class InitService {
     const stackRunning = (await runningSupervisor(layout)) !== undefined
     // A port may already be held by nginx (http, https) or by this hub's own running stack (the
     // standby proxy runs as long as the stack does).
-    const heldBy: Record<keyof Ports, boolean> = {http: nginxRunning, https: nginxRunning, proxy: stackRunning, proxyApi: stackRunning, hub: stackRunning, proxyStandby: stackRunning, proxyStandbyApi: stackRunning}
-    warnings.push(...(await checkPorts(PORT_NAMES.map((name) => ({flag: PORT_FLAGS[name].flag, port: request.ports[name], heldOk: heldBy[name]})))))
+    const heldBy: Record<keyof Ports, boolean> = {
+      http: nginxRunning,
+      https: nginxRunning,
+      proxy: stackRunning,
+      proxyApi: stackRunning,
+      hub: stackRunning,
+      proxyStandby: stackRunning,
+      proxyStandbyApi: stackRunning,
+    }
+    warnings.push(
+      ...(await checkPorts(
+        PORT_NAMES.map((name) => ({flag: PORT_FLAGS[name].flag, port: request.ports[name], heldOk: heldBy[name]})),
+      )),
+    )
     for (const domain of request.domains) {
       const warning = await checkDns(domain, this.deps.lookup)
       if (warning) warnings.push(warning)
     }
-    if (request.cert) inspectPair({fullchain: request.cert.fullchain, privkey: request.cert.privkey}, {cert: `--cert ${request.cert.certFile}`, key: `--key ${request.cert.keyFile}`})
+    if (request.cert)
+      inspectPair(
+        {fullchain: request.cert.fullchain, privkey: request.cert.privkey},
+        {cert: `--cert ${request.cert.certFile}`, key: `--key ${request.cert.keyFile}`},
+      )
     let settings = this.settingsFor(request, jupyterhub, nginxInstall.executable, previous)
     // Rendering checks every value can be written safely, before anything is (software still to
     // be installed is rendered with the paths and versions it will have, and rendered again after).
@@ -137,14 +189,29 @@ export class InitService {
     let site = await renderSite(layout, settings, nginxInstall)
     const unitFiles = await this.plannedUnits()
     if (software.packages.missing.length > 0 && !this.deps.dryRun) await this.consentToPackages(software.packages)
-    r.done('preflight', software.nginxFound && !software.hubEnv ? `JupyterHub ${jupyterhub.version}, nginx ${nginxInstall.version}` : `to install: ${software.steps.join('; ')}`)
+    r.done(
+      'preflight',
+      software.nginxFound && !software.hubEnv
+        ? `JupyterHub ${jupyterhub.version}, nginx ${nginxInstall.version}`
+        : `to install: ${software.steps.join('; ')}`,
+    )
 
     const result: InitResult = {
-      dryRun: Boolean(this.deps.dryRun), prefix: layout.prefix,
+      dryRun: Boolean(this.deps.dryRun),
+      prefix: layout.prefix,
       jupyterhub: {executable: jupyterhub.executable, version: jupyterhub.version},
       nginx: {executable: nginxInstall.executable, version: nginxInstall.version},
-      software: {packagesInstalled: [], environment: software.hubEnv ? {dir: software.hubEnv.dir, versions: software.hubEnv.versions, built: false} : undefined},
-      secrets: {created: [], kept: []}, files, commands, warnings, next: [],
+      software: {
+        packagesInstalled: [],
+        environment: software.hubEnv
+          ? {dir: software.hubEnv.dir, versions: software.hubEnv.versions, built: false}
+          : undefined,
+      },
+      secrets: {created: [], kept: []},
+      files,
+      commands,
+      warnings,
+      next: [],
     }
     if (this.deps.dryRun) return this.dryRun(result, settings, unitFiles, nginxRunning, software)
 
@@ -174,11 +241,29 @@ export class InitService {
         result.jupyterhub = {executable: jupyterhub.executable, version: jupyterhub.version}
         result.nginx = {executable: nginxInstall.executable, version: nginxInstall.version}
         const env = result.software.environment
-        r.done('software', [result.software.packagesInstalled.length > 0 ? `installed ${result.software.packagesInstalled.join(', ')}` : '', env ? `JupyterHub ${env.versions.jupyterhub}, JupyterLab ${env.versions.jupyterlab} in ${env.dir}${env.built ? '' : ' (already there)'}` : ''].filter(Boolean).join('; '))
+        r.done(
+          'software',
+          [
+            result.software.packagesInstalled.length > 0
+              ? `installed ${result.software.packagesInstalled.join(', ')}`
+              : '',
+            env
+              ? `JupyterHub ${env.versions.jupyterhub}, JupyterLab ${env.versions.jupyterlab} in ${env.dir}${env.built ? '' : ' (already there)'}`
+              : '',
+          ]
+            .filter(Boolean)
+            .join('; '),
+        )
       }
-      if (ui === 'none') warnings.push(`the user servers' Python (${jupyterhub.singleuser}) has neither JupyterLab nor the classic notebook: users will get no interface; install jupyterlab beside it, or run init without --jupyterhub to use hubctl's own`)
+      if (ui === 'none')
+        warnings.push(
+          `the user servers' Python (${jupyterhub.singleuser}) has neither JupyterLab nor the classic notebook: users will get no interface; install jupyterlab beside it, or run init without --jupyterhub to use hubctl's own`,
+        )
       const vulnerable = vulnerabilityWarning(jupyterhub)
-      if (vulnerable) warnings.push(`${vulnerable}; run init without --jupyterhub to use hubctl's JupyterHub (${HubEnvService.pinned(await new HubEnvService({layout, runner}).constraints()).jupyterhub}), or upgrade this one`)
+      if (vulnerable)
+        warnings.push(
+          `${vulnerable}; run init without --jupyterhub to use hubctl's JupyterHub (${HubEnvService.pinned(await new HubEnvService({layout, runner}).constraints()).jupyterhub}), or upgrade this one`,
+        )
 
       // 3. secrets; fresh DH parameters are searched for by worker threads while the next steps go on.
       r.start('secrets')
@@ -186,29 +271,53 @@ export class InitService {
       const dhProblems = await secrets.checkOne('dhparam')
       const dhMissing = dhProblems.length === 1 && dhProblems[0].problem.endsWith('is missing')
       if (dhProblems.length > 0 && !dhMissing) throw problemsError(dhProblems)
-      const tokens = await secrets.generateMissing(() => Promise.reject(new Error('unused')), ['cookieSecret', 'proxyAuthToken', 'apiToken'])
-      const dhWrite = dhMissing ? this.dhparamSource(request, abort.signal).then((pem) => secrets.write('dhparam', pem)) : Promise.resolve()
+      const tokens = await secrets.generateMissing(
+        () => Promise.reject(new Error('unused')),
+        ['cookieSecret', 'proxyAuthToken', 'apiToken'],
+      )
+      const dhWrite = dhMissing
+        ? this.dhparamSource(request, abort.signal).then((pem) => secrets.write('dhparam', pem))
+        : Promise.resolve()
       dhWrite.catch(() => {}) // awaited below; no unhandled rejection meanwhile
-      result.secrets = {created: [...tokens.created, ...(dhMissing ? ['dhparam' as const] : [])], kept: [...tokens.kept, ...(dhMissing ? [] : ['dhparam' as const])]}
+      result.secrets = {
+        created: [...tokens.created, ...(dhMissing ? ['dhparam' as const] : [])],
+        kept: [...tokens.kept, ...(dhMissing ? [] : ['dhparam' as const])],
+      }
       if (settings.authenticator === 'dummy' || settings.authenticator === 'shared-password') {
         const login = await secrets.ensureLoginPassword()
         if (login.created) result.login = {url: this.url(settings), user: settings.admins[0], password: login.password}
       }
-      r.done('secrets', tokens.created.length > 0 ? `created ${tokens.created.join(', ')}${dhMissing ? '; DH parameters under way' : ''}` : `tokens present, none changed${dhMissing ? '; DH parameters under way' : ''}`)
+      r.done(
+        'secrets',
+        tokens.created.length > 0
+          ? `created ${tokens.created.join(', ')}${dhMissing ? '; DH parameters under way' : ''}`
+          : `tokens present, none changed${dhMissing ? '; DH parameters under way' : ''}`,
+      )
 
       // 4. certificate
       r.start('certificate')
       result.certificate = await this.certificate(request, settings)
-      if (result.certificate.reused && request.tls === 'letsencrypt' && settings.email && settings.email !== previous?.email && this.deps.updateAccountContact) {
+      if (
+        result.certificate.reused &&
+        request.tls === 'letsencrypt' &&
+        settings.email &&
+        settings.email !== previous?.email &&
+        this.deps.updateAccountContact
+      ) {
         try {
           const contact = await this.deps.updateAccountContact(settings)
           if (contact.warning && contact.message) warnings.push(contact.message)
           else if (contact.message) result.certificate.accountContact = contact.message
         } catch (error) {
-          warnings.push(`the ACME account's contact was not changed to ${settings.email}: ${messageOf(error)}; the next renewal changes it`)
+          warnings.push(
+            `the ACME account's contact was not changed to ${settings.email}: ${messageOf(error)}; the next renewal changes it`,
+          )
         }
       }
-      r.done('certificate', `${result.certificate.reused ? 'kept' : 'installed'} ${result.certificate.mode} certificate for ${request.domains.join(', ')}, valid until ${result.certificate.notAfter}`)
+      r.done(
+        'certificate',
+        `${result.certificate.reused ? 'kept' : 'installed'} ${result.certificate.mode} certificate for ${request.domains.join(', ')}, valid until ${result.certificate.notAfter}`,
+      )
 
       // 5. render and validate: the hub config is loaded by the JupyterHub it is for; nginx -t runs on the site.
       r.start('render')
@@ -232,7 +341,13 @@ export class InitService {
       await writePlanned(unitFiles)
       files.push(...unitFiles.map((planned) => ({file: planned.file, action: 'written' as const})))
       if (layout.isSystem && (await systemdRuns()) && unitFiles.length > 0) {
-        commands.push(...(await enableUnits(runner, this.deps.systemd === false ? [] : ['jupyterhub.service'], unitFiles.some((f) => f.file === layout.renewTimer) ? ['hubctl-renew.timer'] : [])))
+        commands.push(
+          ...(await enableUnits(
+            runner,
+            this.deps.systemd === false ? [] : ['jupyterhub.service'],
+            unitFiles.some((f) => f.file === layout.renewTimer) ? ['hubctl-renew.timer'] : [],
+          )),
+        )
       }
       if (nginxRunning && (await nginx().reloadIfRunning())) commands.push('nginx -s reload')
       r.done('install', commands.length > 0 ? commands.join('; ') : 'files in place')
@@ -262,20 +377,33 @@ export class InitService {
       nginxInstall = await detectNginx(runner, request.nginx ?? 'nginx')
     }
     if (request.jupyterhub !== undefined) {
-      return {nginxInstall, nginxFound, jupyterhub: await detectJupyterHub(runner, request.jupyterhub), packages: await planPackages(missing), steps: missing.map((m) => `apt-get install ${m.name}`)}
+      return {
+        nginxInstall,
+        nginxFound,
+        jupyterhub: await detectJupyterHub(runner, request.jupyterhub),
+        packages: await planPackages(missing),
+        steps: missing.map((m) => `apt-get install ${m.name}`),
+      }
     }
     const python = await systemPython()
     if (!python) missing.push({name: 'python3', why: 'the Python JupyterHub runs on'})
-    if (!python || !(await canMakeVenv(runner, python))) missing.push({name: 'python3-venv', why: 'to make the virtualenv of JupyterHub and JupyterLab'})
+    if (!python || !(await canMakeVenv(runner, python)))
+      missing.push({name: 'python3-venv', why: 'to make the virtualenv of JupyterHub and JupyterLab'})
     const hubEnv = await new HubEnvService({layout, runner}).plan(python)
     const [major, minor] = hubEnv.versions.jupyterhub.split('.').map(Number)
     const jupyterhub: JupyterHubInstall = {
-      executable: hubEnv.jupyterhub, version: hubEnv.versions.jupyterhub, major, minor,
-      singleuser: `${hubEnv.jupyterhub}-singleuser`, python: `${hubEnv.dir}/bin/python3`,
+      executable: hubEnv.jupyterhub,
+      version: hubEnv.versions.jupyterhub,
+      major,
+      minor,
+      singleuser: `${hubEnv.jupyterhub}-singleuser`,
+      python: `${hubEnv.dir}/bin/python3`,
     }
     const steps = [
       ...(missing.length > 0 ? [`apt-get install ${[...new Set(missing.map((m) => m.name))].join(' ')}`] : []),
-      ...(hubEnv.action === 'build' ? [`JupyterHub ${hubEnv.versions.jupyterhub} and JupyterLab ${hubEnv.versions.jupyterlab} into ${hubEnv.dir}`] : []),
+      ...(hubEnv.action === 'build'
+        ? [`JupyterHub ${hubEnv.versions.jupyterhub} and JupyterLab ${hubEnv.versions.jupyterlab} into ${hubEnv.dir}`]
+        : []),
     ]
     return {nginxInstall, nginxFound, jupyterhub, hubEnv, packages: await planPackages(missing), steps}
   }
@@ -283,15 +411,28 @@ export class InitService {
   /** Missing system packages are installed only with consent: --yes, or yes on a terminal. */
   private async consentToPackages(plan: PackagePlan): Promise<void> {
     if (!plan.canInstall) {
-      throw packagesError(plan, (process.getuid?.() ?? 0) !== 0 ? 'hubctl installs system packages only as root' : 'hubctl installs system packages only with apt-get (Debian, Ubuntu)')
+      throw packagesError(
+        plan,
+        (process.getuid?.() ?? 0) !== 0
+          ? 'hubctl installs system packages only as root'
+          : 'hubctl installs system packages only with apt-get (Debian, Ubuntu)',
+      )
     }
     if (this.deps.yes) return
     const question = `Install ${plan.missing.map((m) => m.name).join(', ')} with \`${plan.command}\`?`
     if (this.deps.confirm && (await this.deps.confirm(question))) return
-    throw packagesError(plan, this.deps.confirm ? 'you declined to install them' : 'no terminal to ask on, and no --yes')
+    throw packagesError(
+      plan,
+      this.deps.confirm ? 'you declined to install them' : 'no terminal to ask on, and no --yes',
+    )
   }
 
-  private settingsFor(request: InitRequest, jupyterhub: JupyterHubInstall, nginx: string, previous?: Settings): Settings {
+  private settingsFor(
+    request: InitRequest,
+    jupyterhub: JupyterHubInstall,
+    nginx: string,
+    previous?: Settings,
+  ): Settings {
     const root = (process.getuid?.() ?? 0) === 0
     return {
       version: SETTINGS_VERSION,
@@ -299,12 +440,24 @@ export class InitService {
       email: request.email,
       admins: request.admins,
       allowedUsers: request.allowedUsers,
-      authenticator: request.authenticator ?? (request.local ? (jupyterhub.major > 5 || (jupyterhub.major === 5 && jupyterhub.minor >= 1) ? 'shared-password' : 'dummy') : 'pam'),
+      authenticator:
+        request.authenticator ??
+        (request.local
+          ? jupyterhub.major > 5 || (jupyterhub.major === 5 && jupyterhub.minor >= 1)
+            ? 'shared-password'
+            : 'dummy'
+          : 'pam'),
       spawner: request.spawner ?? (root ? 'local' : 'simple'),
       tls: {mode: request.tls, acme: this.deps.acme ?? previous?.tls.acme},
       ports: request.ports,
       dhparam: {mode: request.dhparam, bits: request.dhparamBits},
-      executables: {jupyterhub: jupyterhub.executable, singleuser: jupyterhub.singleuser, nginx, node: process.execPath, proxy: proxyExecutable()},
+      executables: {
+        jupyterhub: jupyterhub.executable,
+        singleuser: jupyterhub.singleuser,
+        nginx,
+        node: process.execPath,
+        proxy: proxyExecutable(),
+      },
       jupyterhubVersion: jupyterhub.version,
       nginxSupervised: !this.deps.layout.isSystem,
       proxyTls: false,
@@ -315,7 +468,13 @@ export class InitService {
 
   private dhparamSource(request: InitRequest, signal: AbortSignal): Promise<string> {
     if (request.dhparam === 'ffdhe2048') return Promise.resolve(FFDHE2048_PEM)
-    const make = this.deps.makeDhparam ?? ((bits, onProgress) => generateDhparam(bits, {signal, onProgress: (p) => onProgress(`searching with ${p.workers} threads, ${Math.round(p.elapsedMs / 1000)}s`)}))
+    const make =
+      this.deps.makeDhparam ??
+      ((bits, onProgress) =>
+        generateDhparam(bits, {
+          signal,
+          onProgress: (p) => onProgress(`searching with ${p.workers} threads, ${Math.round(p.elapsedMs / 1000)}s`),
+        }))
     return make(request.dhparamBits, (text) => this.reporter.progress('render', `DH parameters: ${text}`))
   }
 
@@ -323,8 +482,18 @@ export class InitService {
     const store = new CertStore(this.deps.layout)
     const current = await store.currentInfo().catch(() => undefined)
     // Kept while it covers every name and the one renewal rule (tls/renewal.ts) does not call it due.
-    const covers = current && request.domains.every((d) => current.domains.includes(d)) && !shouldRenew({notBefore: new Date(current.notBefore), notAfter: new Date(current.notAfter), now: new Date()}).due
-    const summary = (info: CertificateInfo, reused: boolean) => ({mode: request.tls, subject: info.subject, issuer: info.issuer, notAfter: info.notAfter, serial: info.serial, reused})
+    const covers =
+      current &&
+      request.domains.every((d) => current.domains.includes(d)) &&
+      !shouldRenew({notBefore: new Date(current.notBefore), notAfter: new Date(current.notAfter), now: new Date()}).due
+    const summary = (info: CertificateInfo, reused: boolean) => ({
+      mode: request.tls,
+      subject: info.subject,
+      issuer: info.issuer,
+      notAfter: info.notAfter,
+      serial: info.serial,
+      reused,
+    })
     if (request.tls === 'manual' && request.cert) {
       if (current && current.fingerprint256 === inspectPair(request.cert).fingerprint256) return summary(current, true)
       return summary(await store.install(request.cert), false)
@@ -335,13 +504,19 @@ export class InitService {
     }
     if (current && covers && !current.selfSigned) return summary(current, true)
     if (!this.deps.obtainCertificate) {
-      throw usageError('Let\'s Encrypt issuance is not available in this build of hubctl', 'use --tls self-signed, or --tls manual with --cert and --key')
+      throw usageError(
+        "Let's Encrypt issuance is not available in this build of hubctl",
+        'use --tls self-signed, or --tls manual with --cert and --key',
+      )
     }
     return summary(await this.deps.obtainCertificate(settings), false)
   }
 
   /** Write the candidate config, have JupyterHub load it, then move it into place; a failing one never replaces a working one. */
-  private async installHubConfig(content: string, jupyterhub: Awaited<ReturnType<typeof detectJupyterHub>>): Promise<InitResult['files'][number]> {
+  private async installHubConfig(
+    content: string,
+    jupyterhub: Awaited<ReturnType<typeof detectJupyterHub>>,
+  ): Promise<InitResult['files'][number]> {
     const {layout, runner} = this.deps
     if ((await readIfExists(layout.hubConfig)) === content) {
       await validateHubConfig(runner, jupyterhub, layout.hubConfig)
@@ -367,20 +542,50 @@ export class InitService {
     return planned
   }
 
-  private dryRun(result: InitResult, settings: Settings, units: PlannedFile[], nginxRunning: boolean, software: SoftwarePlan): InitResult {
+  private dryRun(
+    result: InitResult,
+    settings: Settings,
+    units: PlannedFile[],
+    nginxRunning: boolean,
+    software: SoftwarePlan,
+  ): InitResult {
     const {layout} = this.deps
     if (software.packages.missing.length > 0) result.commands.push('apt-get update', software.packages.command)
     if (software.hubEnv?.action === 'build') {
-      result.commands.push(`${software.hubEnv.python} -m venv ${software.hubEnv.dir}`, `${software.hubEnv.dir}/bin/python3 -m pip install -c <hubctl>/python/constraints.txt jupyterhub==${software.hubEnv.versions.jupyterhub} jupyterlab==${software.hubEnv.versions.jupyterlab}`)
-      result.files.push({file: software.hubEnv.dir, action: 'would write'}, {file: layout.hubEnvCurrent, action: 'would write'})
+      result.commands.push(
+        `${software.hubEnv.python} -m venv ${software.hubEnv.dir}`,
+        `${software.hubEnv.dir}/bin/python3 -m pip install -c <hubctl>/python/constraints.txt jupyterhub==${software.hubEnv.versions.jupyterhub} jupyterlab==${software.hubEnv.versions.jupyterlab}`,
+      )
+      result.files.push(
+        {file: software.hubEnv.dir, action: 'would write'},
+        {file: layout.hubEnvCurrent, action: 'would write'},
+      )
     }
     const secretFiles = Object.values(layout.secretFiles)
-    for (const file of [...secretFiles, layout.fullchain, layout.privkey, layout.hubConfig, layout.nginxSite, layout.nginxSiteLink, ...(layout.isSystem ? [] : [layout.nginxMainConf]), layout.settings, ...units.map((u) => u.file)]) {
+    for (const file of [
+      ...secretFiles,
+      layout.fullchain,
+      layout.privkey,
+      layout.hubConfig,
+      layout.nginxSite,
+      layout.nginxSiteLink,
+      ...(layout.isSystem ? [] : [layout.nginxMainConf]),
+      layout.settings,
+      ...units.map((u) => u.file),
+    ]) {
       result.files.push({file, action: 'would write'})
     }
-    result.commands.push(`${settings.executables.jupyterhub} (load ${layout.hubConfig})`, `${settings.executables.nginx} -t`)
+    result.commands.push(
+      `${settings.executables.jupyterhub} (load ${layout.hubConfig})`,
+      `${settings.executables.nginx} -t`,
+    )
     if (nginxRunning) result.commands.push(`${settings.executables.nginx} -s reload`)
-    if (layout.isSystem && units.length > 0) result.commands.push('systemctl daemon-reload', 'systemctl enable jupyterhub.service', 'systemctl enable --now hubctl-renew.timer')
+    if (layout.isSystem && units.length > 0)
+      result.commands.push(
+        'systemctl daemon-reload',
+        'systemctl enable jupyterhub.service',
+        'systemctl enable --now hubctl-renew.timer',
+      )
     result.next = this.nextSteps(settings)
     return result
   }
@@ -391,7 +596,13 @@ export class InitService {
 
   private nextSteps(settings: Settings): string[] {
     const {layout} = this.deps
-    const start = layout.isSystem ? 'systemctl start jupyterhub (or: hubctl start)' : `hubctl start --prefix ${layout.prefix}`
-    return [start, `open ${this.url(settings)} and log in as ${settings.admins[0]}`, `hubctl secrets check --prefix ${layout.prefix}`]
+    const start = layout.isSystem
+      ? 'systemctl start jupyterhub (or: hubctl start)'
+      : `hubctl start --prefix ${layout.prefix}`
+    return [
+      start,
+      `open ${this.url(settings)} and log in as ${settings.admins[0]}`,
+      `hubctl secrets check --prefix ${layout.prefix}`,
+    ]
   }
 }

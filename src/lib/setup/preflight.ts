@@ -17,9 +17,17 @@ import {assertNoRootServers} from '../config/hubconfig.js'
  * `create: false` (--dry-run) nothing is made: the prefix, or the nearest directory above it that
  * exists, must be writable.
  */
-export async function checkPrivileges(layout: Layout, uid = process.getuid?.() ?? 0, options: {create?: boolean} = {}): Promise<void> {
+export async function checkPrivileges(
+  layout: Layout,
+  uid = process.getuid?.() ?? 0,
+  options: {create?: boolean} = {},
+): Promise<void> {
   if (layout.isSystem) {
-    if (uid !== 0) throw preflightError('hubctl must run as root to set up JupyterHub under /', 'run it with sudo, or give --prefix a directory of your own (tests, local mode)')
+    if (uid !== 0)
+      throw preflightError(
+        'hubctl must run as root to set up JupyterHub under /',
+        'run it with sudo, or give --prefix a directory of your own (tests, local mode)',
+      )
     return
   }
   try {
@@ -27,7 +35,12 @@ export async function checkPrivileges(layout: Layout, uid = process.getuid?.() ?
       const existing = pathChain(layout.prefix).reverse()
       let found: string | undefined
       for (const dir of existing) {
-        if (await fs.stat(dir).then(() => true, () => false)) {
+        if (
+          await fs.stat(dir).then(
+            () => true,
+            () => false,
+          )
+        ) {
           found = dir
           break
         }
@@ -38,7 +51,10 @@ export async function checkPrivileges(layout: Layout, uid = process.getuid?.() ?
     await fs.mkdir(layout.prefix, {recursive: true})
     await fs.access(layout.prefix, fsConstants.W_OK)
   } catch (error) {
-    throw preflightError(`cannot write to --prefix ${layout.prefix} (${errnoCode(error)})`, 'choose a directory you can write, or run as root')
+    throw preflightError(
+      `cannot write to --prefix ${layout.prefix} (${errnoCode(error)})`,
+      'choose a directory you can write, or run as root',
+    )
   }
 }
 
@@ -49,7 +65,8 @@ export async function portInUse(port: number, host = '0.0.0.0'): Promise<boolean
     server.once('error', (error) => {
       const code = errnoCode(error)
       if (code === 'EADDRINUSE') resolve(true)
-      else if (code === 'EACCES') resolve(false) // privileged port as non-root: nginx binds it, not us
+      else if (code === 'EACCES')
+        resolve(false) // privileged port as non-root: nginx binds it, not us
       else reject(error)
     })
     server.listen({port, host, exclusive: true}, () => server.close(() => resolve(false)))
@@ -71,7 +88,10 @@ export async function checkPorts(checks: PortCheck[]): Promise<string[]> {
       notes.push(`port ${check.port} (${check.flag}) is held by the running stack`)
       continue
     }
-    throw preflightError(`port ${check.port} (${check.flag}) is already in use by another program`, `stop that program (ss -ltnp 'sport = :${check.port}' names it) or choose another ${check.flag}`)
+    throw preflightError(
+      `port ${check.port} (${check.flag}) is already in use by another program`,
+      `stop that program (ss -ltnp 'sport = :${check.port}' names it) or choose another ${check.flag}`,
+    )
   }
   return notes
 }
@@ -80,15 +100,26 @@ export async function checkPorts(checks: PortCheck[]): Promise<string[]> {
  * The domain must resolve, and should resolve to this machine (a NAT address is not on any
  * interface, so that is only a warning). localhost needs no DNS.
  */
-export async function checkDns(domain: string, lookup: (name: string) => Promise<string[]> = defaultLookup): Promise<string | undefined> {
+export async function checkDns(
+  domain: string,
+  lookup: (name: string) => Promise<string[]> = defaultLookup,
+): Promise<string | undefined> {
   if (domain === 'localhost' || domain.endsWith('.localhost')) return undefined
   let addresses: string[]
   try {
     addresses = await lookup(domain)
   } catch {
-    throw preflightError(`${domain} does not resolve in DNS`, `create an A (and AAAA) record for ${domain} pointing at this machine, wait for it to propagate, then run the command again`)
+    throw preflightError(
+      `${domain} does not resolve in DNS`,
+      `create an A (and AAAA) record for ${domain} pointing at this machine, wait for it to propagate, then run the command again`,
+    )
   }
-  const local = new Set(Object.values(os.networkInterfaces()).flat().map((i) => i?.address).filter(Boolean))
+  const local = new Set(
+    Object.values(os.networkInterfaces())
+      .flat()
+      .map((i) => i?.address)
+      .filter(Boolean),
+  )
   if (!addresses.some((address) => local.has(address))) {
     return `${domain} resolves to ${addresses.join(', ')}, which is not an address of this machine (fine behind NAT; otherwise fix the DNS record before asking for a certificate)`
   }
@@ -102,7 +133,9 @@ async function defaultLookup(name: string): Promise<string[]> {
 
 /** Whether this machine has IPv6 (nginx cannot listen on [::] without it). */
 export function hasIpv6(): boolean {
-  return Object.values(os.networkInterfaces()).flat().some((i) => i?.family === 'IPv6' && i.address === '::1')
+  return Object.values(os.networkInterfaces())
+    .flat()
+    .some((i) => i?.family === 'IPv6' && i.address === '::1')
 }
 
 /**
@@ -119,15 +152,25 @@ export async function checkBeforeStart(layout: Layout, settings: Settings, runne
   if (problems.length > 0) throw problemsError(problems)
   // The JupyterHub init found, gone since (an upgrade, a removed virtualenv): named here, not met as five failed restarts.
   if (settings.executables.jupyterhub && !(await which(settings.executables.jupyterhub))) {
-    throw preflightError(`the JupyterHub executable ${settings.executables.jupyterhub} recorded in ${layout.settings} is missing or not executable`, 'reinstall it, or run `hubctl init --jupyterhub PATH` again to record where it is now')
+    throw preflightError(
+      `the JupyterHub executable ${settings.executables.jupyterhub} recorded in ${layout.settings} is missing or not executable`,
+      'reinstall it, or run `hubctl init --jupyterhub PATH` again to record where it is now',
+    )
   }
   if (!settings.nginxSupervised) return
   const nginx = await nginxFor(layout, settings, runner).catch((error: HubctlError) => {
-    throw preflightError(`${error.message} (hubctl.json names ${settings.executables.nginx ?? 'nginx'})`, 'reinstall nginx (apt-get install nginx), or run `hubctl init --nginx PATH` again to record where it is now')
+    throw preflightError(
+      `${error.message} (hubctl.json names ${settings.executables.nginx ?? 'nginx'})`,
+      'reinstall nginx (apt-get install nginx), or run `hubctl init --nginx PATH` again to record where it is now',
+    )
   })
   const result = await nginx.test()
   if (!result.ok) {
-    const line = result.output.split('\n').find((l) => /\[emerg\]|\[error\]|failed/.test(l)) ?? result.output.split('\n')[0]
-    throw validationError(`nginx -t rejects the configuration under ${layout.prefix}: ${line.replace(/^nginx: /, '').trim()}`, 'fix what nginx names (another site in sites-enabled, a certificate, a port), then run `hubctl start` again; nothing was started')
+    const line =
+      result.output.split('\n').find((l) => /\[emerg\]|\[error\]|failed/.test(l)) ?? result.output.split('\n')[0]
+    throw validationError(
+      `nginx -t rejects the configuration under ${layout.prefix}: ${line.replace(/^nginx: /, '').trim()}`,
+      'fix what nginx names (another site in sites-enabled, a certificate, a port), then run `hubctl start` again; nothing was started',
+    )
   }
 }

@@ -13,7 +13,10 @@ export function isInteractive(): boolean {
 }
 
 /** Pick some of `choices` on a terminal (@inquirer/prompts' checkbox). */
-export async function chooseSome<T extends string>(message: string, choices: Array<{value: T; name: string}>): Promise<T[]> {
+export async function chooseSome<T extends string>(
+  message: string,
+  choices: Array<{value: T; name: string}>,
+): Promise<T[]> {
   const {checkbox} = await import('@inquirer/prompts')
   return checkbox<T>({message, choices})
 }

@@ -7,7 +7,7 @@ import type {Reporter} from './init.js'
 export function streamReporter(stream: NodeJS.WriteStream, titles: Record<string, string>): Reporter {
   const tty = Boolean(stream.isTTY)
   const started = new Map<string, number>()
-  const seconds = (step: string) => (((Date.now() - (started.get(step) ?? Date.now())) / 1000).toFixed(1))
+  const seconds = (step: string) => ((Date.now() - (started.get(step) ?? Date.now())) / 1000).toFixed(1)
   let live = false
   const clear = () => {
     if (tty && live) stream.write('\r\u001B[2K')

@@ -23,10 +23,17 @@ export interface PackagePlan {
 
 export async function planPackages(missing: MissingPackage[], uid = process.getuid?.() ?? 0): Promise<PackagePlan> {
   const names = [...new Set(missing.map((m) => m.name))]
-  const apt = (await which('apt-get')) !== undefined && (await fs.access('/etc/debian_version').then(() => true, () => false))
+  const apt =
+    (await which('apt-get')) !== undefined &&
+    (await fs.access('/etc/debian_version').then(
+      () => true,
+      () => false,
+    ))
   return {
     missing,
-    command: apt ? `apt-get install -y ${names.join(' ')}` : `install ${names.join(', ')} with this system's package manager`,
+    command: apt
+      ? `apt-get install -y ${names.join(' ')}`
+      : `install ${names.join(', ')} with this system's package manager`,
     canInstall: apt && uid === 0 && names.length > 0,
   }
 }
@@ -34,11 +41,18 @@ export async function planPackages(missing: MissingPackage[], uid = process.getu
 /** Why hubctl stops when it may not install what is missing. */
 export function packagesError(plan: PackagePlan, reason: string): Error {
   const what = plan.missing.map((m) => `${m.name} (${m.why})`).join(', ')
-  return preflightError(`this machine lacks ${what}${reason ? `; ${reason}` : ''}`, `run \`${plan.command}\` as root, then run the command again (or run hubctl init as root with --yes to let it do so)`)
+  return preflightError(
+    `this machine lacks ${what}${reason ? `; ${reason}` : ''}`,
+    `run \`${plan.command}\` as root, then run the command again (or run hubctl init as root with --yes to let it do so)`,
+  )
 }
 
 /** apt-get update, then apt-get install; returns the commands run. */
-export async function installPackages(runner: Runner, plan: PackagePlan, onProgress: (text: string) => void = () => {}): Promise<string[]> {
+export async function installPackages(
+  runner: Runner,
+  plan: PackagePlan,
+  onProgress: (text: string) => void = () => {},
+): Promise<string[]> {
   const names = [...new Set(plan.missing.map((m) => m.name))]
   const env = {...process.env, DEBIAN_FRONTEND: 'noninteractive'}
   onProgress('apt-get update')

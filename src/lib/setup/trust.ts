@@ -79,12 +79,22 @@ export async function trustProblems(paths: string[], uid = process.getuid?.() ??
       return true
     }
     if (stat.uid !== 0 && stat.uid !== uid) {
-      problems.push({path: file, problem: `${file} belongs to uid ${stat.uid}, not root, and hubctl (as root) loads what it holds: that user could run code as root`, fix: `chown root:root ${file}`})
+      problems.push({
+        path: file,
+        problem: `${file} belongs to uid ${stat.uid}, not root, and hubctl (as root) loads what it holds: that user could run code as root`,
+        fix: `chown root:root ${file}`,
+      })
     }
     const stickyRootDir = stat.isDirectory() && (stat.mode & 0o1000) !== 0 && stat.uid === 0 && !targets.has(file)
-    const writable = [(stat.mode & 0o020) !== 0 ? 'its group' : '', (stat.mode & 0o002) !== 0 ? 'others' : ''].filter(Boolean)
+    const writable = [(stat.mode & 0o020) !== 0 ? 'its group' : '', (stat.mode & 0o002) !== 0 ? 'others' : ''].filter(
+      Boolean,
+    )
     if (writable.length > 0 && !stickyRootDir) {
-      problems.push({path: file, problem: `${file} is writable by ${writable.join(' and ')}, and hubctl (as root) loads what it holds: they could run code as root`, fix: `chmod go-w ${file}`})
+      problems.push({
+        path: file,
+        problem: `${file} is writable by ${writable.join(' and ')}, and hubctl (as root) loads what it holds: they could run code as root`,
+        fix: `chmod go-w ${file}`,
+      })
     }
     return true
   }
@@ -95,7 +105,11 @@ export async function trustProblems(paths: string[], uid = process.getuid?.() ??
 }
 
 /** Refuse (exit 3) to use one file (and the directories above it) that someone else can change; `consequence` says what was not done. */
-export async function assertTrustedFile(file: string, consequence: string, uid = process.getuid?.() ?? 0): Promise<void> {
+export async function assertTrustedFile(
+  file: string,
+  consequence: string,
+  uid = process.getuid?.() ?? 0,
+): Promise<void> {
   const [first] = await trustProblems([file], uid)
   if (first) throw preflightError(`${first.problem}; ${consequence}`, `${first.fix}, then run the command again`)
 }

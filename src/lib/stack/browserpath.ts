@@ -53,7 +53,9 @@ export async function checkBrowserPath(options: BrowserPathOptions): Promise<Bro
     seen.upgrade = request.headers
     const key = String(request.headers['sec-websocket-key'] ?? '')
     const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64')
-    socket.end(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`)
+    socket.end(
+      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
+    )
   })
   await new Promise<void>((resolve, reject) => {
     probe.once('error', reject)
@@ -64,25 +66,58 @@ export async function checkBrowserPath(options: BrowserPathOptions): Promise<Bro
   const route = `${options.proxyApi.replace(/\/+$/, '')}/api/routes${routePath}`
   const auth = {Authorization: `token ${options.proxyToken}`}
   try {
-    const added = await keepAlive(timeoutMs, fetch(route, {method: 'POST', headers: {...auth, 'Content-Type': 'application/json'}, body: JSON.stringify({target: `http://127.0.0.1:${port}`}), signal: AbortSignal.timeout(timeoutMs)}))
+    const added = await keepAlive(
+      timeoutMs,
+      fetch(route, {
+        method: 'POST',
+        headers: {...auth, 'Content-Type': 'application/json'},
+        body: JSON.stringify({target: `http://127.0.0.1:${port}`}),
+        signal: AbortSignal.timeout(timeoutMs),
+      }),
+    )
     await added.body?.cancel()
     if (!added.ok) return {ok: false, problems: [`the proxy's API refused a probe route (${added.status})`], origin}
     const page = await request(options, host, origin, `${routePath}/api/status`, false, timeoutMs)
-    if (page.status !== 200) problems.push(`a request through nginx (https port ${options.settings.ports.https}) to a route of the proxy got ${page.status || page.error}, not 200`)
-    else if (seen.page?.host !== host) problems.push(`nginx forwards Host "${seen.page?.host ?? ''}" for a browser at ${origin}: JupyterHub and the user servers refuse its API calls and websockets as cross-origin`)
+    if (page.status !== 200)
+      problems.push(
+        `a request through nginx (https port ${options.settings.ports.https}) to a route of the proxy got ${page.status || page.error}, not 200`,
+      )
+    else if (seen.page?.host !== host)
+      problems.push(
+        `nginx forwards Host "${seen.page?.host ?? ''}" for a browser at ${origin}: JupyterHub and the user servers refuse its API calls and websockets as cross-origin`,
+      )
     const upgrade = await request(options, host, origin, `${routePath}/api/kernels/probe/channels`, true, timeoutMs)
-    if (upgrade.status !== 101) problems.push(`a websocket upgrade through nginx got ${upgrade.status || upgrade.error}, not 101: notebooks cannot reach their kernels`)
-    else if (seen.upgrade?.host !== host) problems.push(`nginx forwards Host "${seen.upgrade?.host ?? ''}" on a websocket from ${origin}: the servers refuse kernel websockets`)
+    if (upgrade.status !== 101)
+      problems.push(
+        `a websocket upgrade through nginx got ${upgrade.status || upgrade.error}, not 101: notebooks cannot reach their kernels`,
+      )
+    else if (seen.upgrade?.host !== host)
+      problems.push(
+        `nginx forwards Host "${seen.upgrade?.host ?? ''}" on a websocket from ${origin}: the servers refuse kernel websockets`,
+      )
     return {ok: problems.length === 0, problems, origin, seenHost: seen.page?.host, websocketStatus: upgrade.status}
   } finally {
-    await keepAlive(timeoutMs, fetch(route, {method: 'DELETE', headers: auth, signal: AbortSignal.timeout(timeoutMs)})).then((r) => r.body?.cancel(), () => {})
+    await keepAlive(
+      timeoutMs,
+      fetch(route, {method: 'DELETE', headers: auth, signal: AbortSignal.timeout(timeoutMs)}),
+    ).then(
+      (r) => r.body?.cancel(),
+      () => {},
+    )
     probe.closeAllConnections()
     await new Promise((resolve) => probe.close(resolve))
   }
 }
 
 /** One https request to nginx as a browser makes it (Host, Origin, the SNI of the hub's name). */
-function request(options: BrowserPathOptions, host: string, origin: string, path: string, upgrade: boolean, timeoutMs: number): Promise<{status: number; error?: string}> {
+function request(
+  options: BrowserPathOptions,
+  host: string,
+  origin: string,
+  path: string,
+  upgrade: boolean,
+  timeoutMs: number,
+): Promise<{status: number; error?: string}> {
   return new Promise((resolve) => {
     const req = https.request({
       host: options.connectHost ?? '127.0.0.1',
@@ -96,7 +131,14 @@ function request(options: BrowserPathOptions, host: string, origin: string, path
         Host: host,
         Origin: origin,
         'User-Agent': 'hubctl-doctor (browser path probe)',
-        ...(upgrade ? {Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': randomBytes(16).toString('base64')} : {}),
+        ...(upgrade
+          ? {
+              Connection: 'Upgrade',
+              Upgrade: 'websocket',
+              'Sec-WebSocket-Version': '13',
+              'Sec-WebSocket-Key': randomBytes(16).toString('base64'),
+            }
+          : {}),
       },
       timeout: timeoutMs,
     })

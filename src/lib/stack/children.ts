@@ -26,19 +26,35 @@ export function withoutProxySecrets(baseEnv: NodeJS.ProcessEnv): NodeJS.ProcessE
  * configurable-http-proxy on its own ports, or the standby's. With `seedFile` it starts with the
  * routes in that file (proxy/seeded-store.cjs), so that it routes users right from its first request.
  */
-export function proxySpec(layout: Layout, settings: Settings, proxyToken: string, options: {baseEnv?: NodeJS.ProcessEnv; standby?: boolean; seedFile?: string} = {}): ChildSpec {
+export function proxySpec(
+  layout: Layout,
+  settings: Settings,
+  proxyToken: string,
+  options: {baseEnv?: NodeJS.ProcessEnv; standby?: boolean; seedFile?: string} = {},
+): ChildSpec {
   const {ports} = settings
-  const env: NodeJS.ProcessEnv = {...withoutProxySecrets(options.baseEnv ?? process.env), CONFIGPROXY_AUTH_TOKEN: proxyToken}
+  const env: NodeJS.ProcessEnv = {
+    ...withoutProxySecrets(options.baseEnv ?? process.env),
+    CONFIGPROXY_AUTH_TOKEN: proxyToken,
+  }
   if (options.seedFile) env.HUBCTL_PROXY_SEED = options.seedFile
   return {
     name: 'proxy',
     command: process.execPath,
     args: [
       proxyExecutable(),
-      '--ip', '127.0.0.1', '--port', String(options.standby ? ports.proxyStandby : ports.proxy),
-      '--api-ip', '127.0.0.1', '--api-port', String(options.standby ? ports.proxyStandbyApi : ports.proxyApi),
-      '--error-target', `http://127.0.0.1:${ports.hub}/hub/error`,
-      '--default-target', `http://127.0.0.1:${ports.hub}`,
+      '--ip',
+      '127.0.0.1',
+      '--port',
+      String(options.standby ? ports.proxyStandby : ports.proxy),
+      '--api-ip',
+      '127.0.0.1',
+      '--api-port',
+      String(options.standby ? ports.proxyStandbyApi : ports.proxyApi),
+      '--error-target',
+      `http://127.0.0.1:${ports.hub}/hub/error`,
+      '--default-target',
+      `http://127.0.0.1:${ports.hub}`,
       ...(options.seedFile ? ['--storage-backend', seededStoreModule()] : []),
     ],
     env,
@@ -47,7 +63,12 @@ export function proxySpec(layout: Layout, settings: Settings, proxyToken: string
 }
 
 /** The programs for these settings. The proxy's token is in its environment only. */
-export function childSpecs(layout: Layout, settings: Settings, proxyToken: string, baseEnv: NodeJS.ProcessEnv = process.env): ChildSpec[] {
+export function childSpecs(
+  layout: Layout,
+  settings: Settings,
+  proxyToken: string,
+  baseEnv: NodeJS.ProcessEnv = process.env,
+): ChildSpec[] {
   const cleanEnv = withoutProxySecrets(baseEnv)
   const specs: ChildSpec[] = [
     proxySpec(layout, settings, proxyToken, {baseEnv}),

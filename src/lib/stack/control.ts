@@ -13,7 +13,21 @@ import {execaRunner} from '../runner.js'
 import {ServerWatchSummary, StatusServer, serversForStatus} from './servers.js'
 import {Settings} from '../config/settings.js'
 import {Clock, systemClock} from './clock.js'
-import {ChildName, ControlAction, ControlRequest, ControlResult, DEFAULT_TIMINGS, SHUTDOWN_ORDER, SpawnFn, alreadyRunning, label, readState, round, runningSupervisor, terminatePid} from './state.js'
+import {
+  ChildName,
+  ControlAction,
+  ControlRequest,
+  ControlResult,
+  DEFAULT_TIMINGS,
+  SHUTDOWN_ORDER,
+  SpawnFn,
+  alreadyRunning,
+  label,
+  readState,
+  round,
+  runningSupervisor,
+  terminatePid,
+} from './state.js'
 
 /*
  * The entry points other hubctl commands use: start --detach, stop, restart, status, and control
@@ -32,7 +46,10 @@ export interface DetachResult {
  * Run `hubctl start` in the background (its own session, output to the supervisor log) and wait
  * until it says ready; stops it and throws when it fails or takes too long.
  */
-export async function startDetached(layout: Layout, options: {bin: string; args?: string[]; spawn?: SpawnFn; clock?: Clock; timeoutMs?: number; env?: NodeJS.ProcessEnv}): Promise<DetachResult> {
+export async function startDetached(
+  layout: Layout,
+  options: {bin: string; args?: string[]; spawn?: SpawnFn; clock?: Clock; timeoutMs?: number; env?: NodeJS.ProcessEnv},
+): Promise<DetachResult> {
   const clock = options.clock ?? systemClock
   const other = await runningSupervisor(layout)
   if (other) throw alreadyRunning(layout, other.pid)
@@ -43,12 +60,16 @@ export async function startDetached(layout: Layout, options: {bin: string; args?
   const logStart = (await handle.stat()).size
   let proc: ChildProcess
   try {
-    proc = (options.spawn ?? nodeSpawn)(process.execPath, [options.bin, 'start', '--prefix', layout.prefix, ...(options.args ?? [])], {
-      detached: true,
-      stdio: ['ignore', handle.fd, handle.fd],
-      env: options.env ?? process.env,
-      cwd: '/',
-    })
+    proc = (options.spawn ?? nodeSpawn)(
+      process.execPath,
+      [options.bin, 'start', '--prefix', layout.prefix, ...(options.args ?? [])],
+      {
+        detached: true,
+        stdio: ['ignore', handle.fd, handle.fd],
+        env: options.env ?? process.env,
+        cwd: '/',
+      },
+    )
   } finally {
     // Not awaited: the listeners below must be attached before a spawn error's next tick.
     void handle.close().catch(() => {})
@@ -69,7 +90,13 @@ export async function startDetached(layout: Layout, options: {bin: string; args?
       const known = (Object.values(ExitCode) as number[]).includes(exit.code ?? -1) && exit.code !== 0
       // The background hubctl's own error line is "problem. Fix: fix": keep its fix.
       const [problem, fix] = tail.split('. Fix: ')
-      throw new HubctlError(`hubctl start exited (${exit.signal ?? `code ${exit.code}`}) before the hub was ready${problem ? `: ${problem}` : ''}`, {exitCode: known ? exit.code as ExitCodeValue : ExitCode.RUNTIME, fix: fix ?? `read ${logFile} and ${layout.hubLog}, fix the cause, then run \`hubctl start\` again`})
+      throw new HubctlError(
+        `hubctl start exited (${exit.signal ?? `code ${exit.code}`}) before the hub was ready${problem ? `: ${problem}` : ''}`,
+        {
+          exitCode: known ? (exit.code as ExitCodeValue) : ExitCode.RUNTIME,
+          fix: fix ?? `read ${logFile} and ${layout.hubLog}, fix the cause, then run \`hubctl start\` again`,
+        },
+      )
     }
     const state = await readState(layout)
     if (pid !== undefined && state?.supervisor.pid === pid && state.supervisor.ready) {
@@ -78,13 +105,23 @@ export async function startDetached(layout: Layout, options: {bin: string; args?
     await clock.sleep(DEFAULT_TIMINGS.pollMs)
   }
   if (pid !== undefined) await terminatePid(pid, null, {clock})
-  throw runtimeError('the hub did not become ready in time; hubctl stopped it again', `read ${logFile} and ${layout.hubLog}`)
+  throw runtimeError(
+    'the hub did not become ready in time; hubctl stopped it again',
+    `read ${logFile} and ${layout.hubLog}`,
+  )
 }
 
 async function logTail(file: string, from: number): Promise<string> {
   const text = (await readIfExists(file)) ?? ''
-  const lines = text.slice(from).trim().split('\n').filter((line) => /error|fail|hubctl:/i.test(line))
-  return (lines.at(-1) ?? '').replace(/^\S+\s+hubctl\[\d+\]\s+\w+:\s*/, '').replace(/^hubctl:\s*/, '').slice(0, 400)
+  const lines = text
+    .slice(from)
+    .trim()
+    .split('\n')
+    .filter((line) => /error|fail|hubctl:/i.test(line))
+  return (lines.at(-1) ?? '')
+    .replace(/^\S+\s+hubctl\[\d+\]\s+\w+:\s*/, '')
+    .replace(/^hubctl:\s*/, '')
+    .slice(0, 400)
 }
 
 export interface StopResult {
@@ -101,7 +138,18 @@ export interface StopResult {
  * `hubctl stop`: the user servers through the hub API (DELETE /hub/api/users/NAME/server), then
  * the supervisor (SIGTERM: hub, proxy, nginx), then anything a dead supervisor left behind.
  */
-export async function stopStack(layout: Layout, settings: Settings, options: {api?: HubApi; clock?: Clock; fetch?: FetchLike; keepServers?: boolean; timeoutMs?: number; log?: (line: string) => void} = {}): Promise<StopResult> {
+export async function stopStack(
+  layout: Layout,
+  settings: Settings,
+  options: {
+    api?: HubApi
+    clock?: Clock
+    fetch?: FetchLike
+    keepServers?: boolean
+    timeoutMs?: number
+    log?: (line: string) => void
+  } = {},
+): Promise<StopResult> {
   const clock = options.clock ?? systemClock
   const log = options.log ?? (() => {})
   const timeoutMs = options.timeoutMs ?? 60_000
@@ -114,10 +162,14 @@ export async function stopStack(layout: Layout, settings: Settings, options: {ap
       const api = options.api ?? HubApi.forLayout(layout, settings, {fetch: options.fetch})
       result.servers = await stopServers(api, {clock, timeoutMs, log})
       for (const server of result.servers.filter((s) => s.result !== 'stopped')) {
-        result.warnings.push(`the server of ${server.user}${server.name ? `/${server.name}` : ''} did not stop${server.error ? `: ${server.error}` : ''}`)
+        result.warnings.push(
+          `the server of ${server.user}${server.name ? `/${server.name}` : ''} did not stop${server.error ? `: ${server.error}` : ''}`,
+        )
       }
     } else if (supervisor) {
-      result.warnings.push('the hub does not answer: user servers were not stopped (start the hub and run `hubctl stop` again to stop them)')
+      result.warnings.push(
+        'the hub does not answer: user servers were not stopped (start the hub and run `hubctl stop` again to stop them)',
+      )
     }
   }
   if (supervisor) {
@@ -127,11 +179,16 @@ export async function stopStack(layout: Layout, settings: Settings, options: {ap
       // Under systemd (Restart=always) a plain SIGTERM would only have it started again.
       log(`systemctl stop ${unit}`)
       const stopped = await execaRunner.run('systemctl', ['stop', unit], {timeoutMs: 60_000})
-      if (stopped.exitCode !== 0) result.warnings.push(`systemctl stop ${unit} failed: ${stopped.stderr.trim().split('\n').pop()}`)
+      if (stopped.exitCode !== 0)
+        result.warnings.push(`systemctl stop ${unit} failed: ${stopped.stderr.trim().split('\n').pop()}`)
     }
-    const outcome = await terminatePid(supervisor.pid, supervisor.startTime, {clock, timeoutMs: DEFAULT_TIMINGS.stopTimeoutMs * 3 + 5000})
+    const outcome = await terminatePid(supervisor.pid, supervisor.startTime, {
+      clock,
+      timeoutMs: DEFAULT_TIMINGS.stopTimeoutMs * 3 + 5000,
+    })
     result.supervisor = {pid: supervisor.pid, result: outcome}
-    if (outcome === 'killed') result.warnings.push(`the supervisor (pid ${supervisor.pid}) did not stop in time and was killed`)
+    if (outcome === 'killed')
+      result.warnings.push(`the supervisor (pid ${supervisor.pid}) did not stop in time and was killed`)
   }
   const state = await readState(layout)
   if (state) {
@@ -139,13 +196,21 @@ export async function stopStack(layout: Layout, settings: Settings, options: {ap
       const child = state[name]
       if (!child?.pid || !(await processAlive(child.pid, child.startTime))) continue
       log(`stopping ${label(name)} left behind (pid ${child.pid})`)
-      result.leftovers.push({name, pid: child.pid, result: await terminatePid(child.pid, child.startTime, {clock, group: name === 'nginx'})})
+      result.leftovers.push({
+        name,
+        pid: child.pid,
+        result: await terminatePid(child.pid, child.startTime, {clock, group: name === 'nginx'}),
+      })
       result.wasRunning = true
     }
     const standby = state.standby
     if (standby?.pid && (await processAlive(standby.pid, standby.startTime))) {
       log(`stopping the standby proxy left behind (pid ${standby.pid})`)
-      result.leftovers.push({name: 'proxy', pid: standby.pid, result: await terminatePid(standby.pid, standby.startTime, {clock})})
+      result.leftovers.push({
+        name: 'proxy',
+        pid: standby.pid,
+        result: await terminatePid(standby.pid, standby.startTime, {clock}),
+      })
       result.wasRunning = true
     }
   }
@@ -163,18 +228,23 @@ async function systemdUnitOf(pid: number, layout: Layout): Promise<string | unde
 }
 
 /** Ask the hub to stop every user server and wait until it says they are gone. */
-export async function stopServers(api: HubApi, options: {clock?: Clock; timeoutMs?: number; log?: (line: string) => void} = {}): Promise<StopResult['servers']> {
+export async function stopServers(
+  api: HubApi,
+  options: {clock?: Clock; timeoutMs?: number; log?: (line: string) => void} = {},
+): Promise<StopResult['servers']> {
   const clock = options.clock ?? systemClock
   const servers = await api.listServers()
   const results: StopResult['servers'] = []
-  await Promise.all(servers.map(async (server) => {
-    options.log?.(`stopping the server of ${server.user}${server.name ? `/${server.name}` : ''}`)
-    try {
-      results.push({user: server.user, name: server.name, result: await api.stopServer(server.user, server.name)})
-    } catch (error) {
-      results.push({user: server.user, name: server.name, result: 'failed', error: messageOf(error)})
-    }
-  }))
+  await Promise.all(
+    servers.map(async (server) => {
+      options.log?.(`stopping the server of ${server.user}${server.name ? `/${server.name}` : ''}`)
+      try {
+        results.push({user: server.user, name: server.name, result: await api.stopServer(server.user, server.name)})
+      } catch (error) {
+        results.push({user: server.user, name: server.name, result: 'failed', error: messageOf(error)})
+      }
+    }),
+  )
   const deadline = clock.now() + (options.timeoutMs ?? 60_000)
   for (;;) {
     const pending = results.filter((r) => r.result === 'pending')
@@ -195,12 +265,23 @@ export interface RestartResult {
 }
 
 /** `hubctl restart`: SIGHUP to the running supervisor, then wait until it reports the restart done. */
-export async function restartStack(layout: Layout, options: {clock?: Clock; timeoutMs?: number} = {}): Promise<RestartResult> {
+export async function restartStack(
+  layout: Layout,
+  options: {clock?: Clock; timeoutMs?: number} = {},
+): Promise<RestartResult> {
   const clock = options.clock ?? systemClock
   const supervisor = await runningSupervisor(layout)
-  if (!supervisor) throw runtimeError(`hubctl does not supervise a hub under ${layout.prefix}`, 'start it with `hubctl start --detach` (or `systemctl start jupyterhub`)')
+  if (!supervisor)
+    throw runtimeError(
+      `hubctl does not supervise a hub under ${layout.prefix}`,
+      'start it with `hubctl start --detach` (or `systemctl start jupyterhub`)',
+    )
   const before = await readState(layout)
-  if (before && !before.supervisor.ready) throw runtimeError('the hub is still starting', 'wait until `hubctl status` shows it healthy, then run `hubctl restart` again')
+  if (before && !before.supervisor.ready)
+    throw runtimeError(
+      'the hub is still starting',
+      'wait until `hubctl status` shows it healthy, then run `hubctl restart` again',
+    )
   const reloads = before?.reloads ?? 0
   const began = clock.now()
   process.kill(supervisor.pid, 'SIGHUP')
@@ -209,10 +290,23 @@ export async function restartStack(layout: Layout, options: {clock?: Clock; time
     await clock.sleep(DEFAULT_TIMINGS.pollMs)
     const state = await readState(layout)
     if (state && state.reloads > reloads) {
-      if (!state.lastReload?.ok) throw runtimeError(`the restart failed: ${state.lastReload?.error ?? 'unknown reason'}`, `read ${layout.hubLog} and ${layout.proxyLog}`)
-      return {pid: supervisor.pid, seconds: round((clock.now() - began) / 1000), proxy: {pid: state.proxy.pid}, hub: {pid: state.hub.pid, healthy: Boolean(state.hub.healthy)}}
+      if (!state.lastReload?.ok)
+        throw runtimeError(
+          `the restart failed: ${state.lastReload?.error ?? 'unknown reason'}`,
+          `read ${layout.hubLog} and ${layout.proxyLog}`,
+        )
+      return {
+        pid: supervisor.pid,
+        seconds: round((clock.now() - began) / 1000),
+        proxy: {pid: state.proxy.pid},
+        hub: {pid: state.hub.pid, healthy: Boolean(state.hub.healthy)},
+      }
     }
-    if (!(await processAlive(supervisor.pid, supervisor.startTime))) throw runtimeError('the supervisor exited during the restart', `read ${layout.supervisorLog}, then run \`hubctl start --detach\``)
+    if (!(await processAlive(supervisor.pid, supervisor.startTime)))
+      throw runtimeError(
+        'the supervisor exited during the restart',
+        `read ${layout.supervisorLog}, then run \`hubctl start --detach\``,
+      )
   }
   throw runtimeError('the restart did not finish in time', `see \`hubctl status\` and ${layout.hubLog}`)
 }
@@ -242,13 +336,24 @@ export interface StatusReport {
 }
 
 /** What runs under the prefix, checked live (pids in /proc, the hub's health, its API); never throws for a stopped stack. */
-export async function stackStatus(layout: Layout, settings: Settings, options: {api?: HubApi; fetch?: FetchLike} = {}): Promise<StatusReport> {
+export async function stackStatus(
+  layout: Layout,
+  settings: Settings,
+  options: {api?: HubApi; fetch?: FetchLike} = {},
+): Promise<StatusReport> {
   const state = await readState(layout)
   const supervisor = await runningSupervisor(layout)
   const childStatus = async (name: ChildName, logFile: string): Promise<ChildStatus> => {
     const child = state?.[name]
     const running = child ? await processAlive(child.pid, child.startTime) : false
-    return {pid: running ? child?.pid ?? null : null, running, restarts: child?.restarts ?? 0, crashLoop: Boolean(child?.crashLoop) && running, startedAt: running ? child?.startedAt ?? null : null, log: child?.log ?? logFile}
+    return {
+      pid: running ? (child?.pid ?? null) : null,
+      running,
+      restarts: child?.restarts ?? 0,
+      crashLoop: Boolean(child?.crashLoop) && running,
+      startedAt: running ? (child?.startedAt ?? null) : null,
+      log: child?.log ?? logFile,
+    }
   }
   const proxy = await childStatus('proxy', layout.proxyLog)
   const hubChild = await childStatus('hub', layout.hubLog)
@@ -257,11 +362,16 @@ export async function stackStatus(layout: Layout, settings: Settings, options: {
   const report: StatusReport = {
     prefix: layout.prefix,
     running: false,
-    supervisor: {pid: supervisor?.pid ?? null, running: supervisor !== undefined, startedAt: supervisor ? state?.supervisor.startedAt ?? null : null, ready: Boolean(supervisor && state?.supervisor.ready)},
+    supervisor: {
+      pid: supervisor?.pid ?? null,
+      running: supervisor !== undefined,
+      startedAt: supervisor ? (state?.supervisor.startedAt ?? null) : null,
+      ready: Boolean(supervisor && state?.supervisor.ready),
+    },
     proxy,
     hub: {...hubChild, healthy},
     servers: [],
-    reloads: supervisor ? state?.reloads ?? 0 : 0,
+    reloads: supervisor ? (state?.reloads ?? 0) : 0,
   }
   if (settings.nginxSupervised && !layout.isSystem) report.nginx = await childStatus('nginx', layout.nginxErrorLog)
   report.running = report.supervisor.running || proxy.running || hubChild.running
@@ -304,11 +414,19 @@ export function portAnswers(port: number, timeoutMs = 1000): Promise<boolean> {
  * Ask the running supervisor to do `action` and wait for its answer. Undefined when no supervisor
  * runs (the caller then only changes files); throws when it does not answer in time.
  */
-export async function requestControl(layout: Layout, action: ControlAction, options: {clock?: Clock; timeoutMs?: number} = {}): Promise<ControlResult | undefined> {
+export async function requestControl(
+  layout: Layout,
+  action: ControlAction,
+  options: {clock?: Clock; timeoutMs?: number} = {},
+): Promise<ControlResult | undefined> {
   const clock = options.clock ?? systemClock
   const supervisor = await runningSupervisor(layout)
   if (!supervisor) return undefined
-  const request: ControlRequest = {id: `${process.pid}-${clock.now()}-${Math.random().toString(16).slice(2, 10)}`, action, at: new Date().toISOString()}
+  const request: ControlRequest = {
+    id: `${process.pid}-${clock.now()}-${Math.random().toString(16).slice(2, 10)}`,
+    action,
+    at: new Date().toISOString(),
+  }
   await writeFileAtomic(layout.controlFile, `${JSON.stringify(request)}\n`, {mode: 0o600})
   process.kill(supervisor.pid, 'SIGUSR2')
   const deadline = clock.now() + (options.timeoutMs ?? 300_000)
@@ -316,9 +434,15 @@ export async function requestControl(layout: Layout, action: ControlAction, opti
     const state = await readState(layout)
     if (state?.lastControl?.id === request.id) return state.lastControl
     if (!(await processAlive(supervisor.pid, supervisor.startTime))) {
-      throw runtimeError(`the supervisor (pid ${supervisor.pid}) exited before it finished ${action}`, `read ${layout.supervisorLog}, then run \`hubctl start\``)
+      throw runtimeError(
+        `the supervisor (pid ${supervisor.pid}) exited before it finished ${action}`,
+        `read ${layout.supervisorLog}, then run \`hubctl start\``,
+      )
     }
     await clock.sleep(100)
   }
-  throw runtimeError(`the supervisor (pid ${supervisor.pid}) did not finish ${action} in time`, `read ${layout.supervisorLog} and \`hubctl status\``)
+  throw runtimeError(
+    `the supervisor (pid ${supervisor.pid}) did not finish ${action} in time`,
+    `read ${layout.supervisorLog} and \`hubctl status\``,
+  )
 }

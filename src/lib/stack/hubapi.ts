@@ -47,8 +47,16 @@ export interface HubApiOptions {
 
 /** A hub API call that failed: the status and the hub's own message, never the token. */
 export class HubApiError extends HubctlError {
-  constructor(message: string, readonly status?: number, options: {fix?: string; cause?: unknown} = {}) {
-    super(message, {exitCode: ExitCode.RUNTIME, fix: options.fix ?? 'check that the hub runs (`hubctl status`) and read its log', cause: options.cause})
+  constructor(
+    message: string,
+    readonly status?: number,
+    options: {fix?: string; cause?: unknown} = {},
+  ) {
+    super(message, {
+      exitCode: ExitCode.RUNTIME,
+      fix: options.fix ?? 'check that the hub runs (`hubctl status`) and read its log',
+      cause: options.cause,
+    })
     this.name = 'HubApiError'
   }
 }
@@ -75,7 +83,10 @@ export function hubHealthUrl(settings: Pick<Settings, 'ports'>, via: 'hub' | 'pr
 export function hubVerifier(layout: Layout, settings: Pick<Settings, 'ports'>): () => Promise<void> {
   return async () => {
     const problem = await verifyRecordedListener(layout, 'hub', settings.ports.hub)
-    if (problem) throw new HubApiError(`hubctl did not send its API token: ${problem}`, undefined, {fix: `start the hub with \`hubctl start\`; if another program holds port ${settings.ports.hub}, stop it (\`ss -ltnp 'sport = :${settings.ports.hub}'\` names it)`})
+    if (problem)
+      throw new HubApiError(`hubctl did not send its API token: ${problem}`, undefined, {
+        fix: `start the hub with \`hubctl start\`; if another program holds port ${settings.ports.hub}, stop it (\`ss -ltnp 'sport = :${settings.ports.hub}'\` names it)`,
+      })
   }
 }
 
@@ -95,11 +106,17 @@ export async function keepAlive<T>(timeoutMs: number, work: Promise<T>): Promise
 }
 
 /** GET a health URL; true on a 2xx answer, false on anything else (never throws). */
-export async function checkHealth(url: string, options: {fetch?: FetchLike; timeoutMs?: number} = {}): Promise<boolean> {
+export async function checkHealth(
+  url: string,
+  options: {fetch?: FetchLike; timeoutMs?: number} = {},
+): Promise<boolean> {
   const doFetch = options.fetch ?? fetch
   try {
     const timeoutMs = options.timeoutMs ?? 2000
-    const response = await keepAlive(timeoutMs, doFetch(url, {signal: AbortSignal.timeout(timeoutMs), redirect: 'manual'}))
+    const response = await keepAlive(
+      timeoutMs,
+      doFetch(url, {signal: AbortSignal.timeout(timeoutMs), redirect: 'manual'}),
+    )
     await response.body?.cancel()
     return response.ok
   } catch {
@@ -123,9 +140,20 @@ export class HubApi {
   }
 
   /** The client for the hub under `layout`, with the token from its 0600 file. */
-  static forLayout(layout: Layout, settings: Pick<Settings, 'ports'>, options: {secrets?: SecretStore; fetch?: FetchLike; timeoutMs?: number} = {}): HubApi {
+  static forLayout(
+    layout: Layout,
+    settings: Pick<Settings, 'ports'>,
+    options: {secrets?: SecretStore; fetch?: FetchLike; timeoutMs?: number} = {},
+  ): HubApi {
     const secrets = options.secrets ?? new SecretStore(layout)
-    return new HubApi({baseUrl: hubApiUrl(settings), token: () => secrets.read('apiToken'), fallbackToken: () => secrets.latestBackup('apiToken'), verify: hubVerifier(layout, settings), fetch: options.fetch, timeoutMs: options.timeoutMs})
+    return new HubApi({
+      baseUrl: hubApiUrl(settings),
+      token: () => secrets.read('apiToken'),
+      fallbackToken: () => secrets.latestBackup('apiToken'),
+      verify: hubVerifier(layout, settings),
+      fetch: options.fetch,
+      timeoutMs: options.timeoutMs,
+    })
   }
 
   /** The hub's version (GET /hub/api/, no scope needed). */
@@ -140,10 +168,14 @@ export class HubApi {
     let offset = 0
     const limit = 200
     for (let page = 0; page < 10_000; page++) {
-      const body = await this.request<unknown>('GET', `/users?offset=${offset}&limit=${limit}`, {accept: 'application/jupyterhub-pagination+json'})
-      const items = Array.isArray(body) ? body : (body as {items?: unknown[]}).items ?? []
+      const body = await this.request<unknown>('GET', `/users?offset=${offset}&limit=${limit}`, {
+        accept: 'application/jupyterhub-pagination+json',
+      })
+      const items = Array.isArray(body) ? body : ((body as {items?: unknown[]}).items ?? [])
       users.push(...items.map((item) => toUser(item as RawUser)))
-      const next = Array.isArray(body) ? undefined : (body as {_pagination?: {next?: {offset?: number} | null}})._pagination?.next
+      const next = Array.isArray(body)
+        ? undefined
+        : (body as {_pagination?: {next?: {offset?: number} | null}})._pagination?.next
       if (!next || typeof next.offset !== 'number' || items.length === 0) break
       offset = next.offset
     }
@@ -192,7 +224,17 @@ export class HubApi {
     await this.options.verify()
     const headers: Record<string, string> = {Authorization: await this.authHeader(), Accept: accept}
     if (body !== undefined) headers['Content-Type'] = 'application/json'
-    const attempt = () => keepAlive(this.timeoutMs, this.doFetch(`${this.baseUrl}${path}`, {method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(this.timeoutMs), redirect: 'manual'}))
+    const attempt = () =>
+      keepAlive(
+        this.timeoutMs,
+        this.doFetch(`${this.baseUrl}${path}`, {
+          method,
+          headers,
+          body: body === undefined ? undefined : JSON.stringify(body),
+          signal: AbortSignal.timeout(this.timeoutMs),
+          redirect: 'manual',
+        }),
+      )
     try {
       const response = await attempt()
       if (response.status !== 403 || !this.options.fallbackToken) return response
@@ -204,7 +246,10 @@ export class HubApi {
       return await attempt()
     } catch (error) {
       const reason = (error as {cause?: {code?: string}}).cause?.code ?? (error as Error).name
-      throw new HubApiError(`the hub API at ${this.baseUrl} did not answer ${method} ${path} (${reason})`, undefined, {fix: 'start the hub with `hubctl start`, or look at `hubctl status`', cause: error})
+      throw new HubApiError(`the hub API at ${this.baseUrl} did not answer ${method} ${path} (${reason})`, undefined, {
+        fix: 'start the hub with `hubctl start`, or look at `hubctl status`',
+        cause: error,
+      })
     }
   }
 
@@ -252,7 +297,9 @@ function toUser(raw: RawUser): HubUser {
 }
 
 function serverPath(user: string, name: string): string {
-  return name === '' ? `/users/${encodeURIComponent(user)}/server` : `/users/${encodeURIComponent(user)}/servers/${encodeURIComponent(name)}`
+  return name === ''
+    ? `/users/${encodeURIComponent(user)}/server`
+    : `/users/${encodeURIComponent(user)}/servers/${encodeURIComponent(name)}`
 }
 
 async function failure(method: string, path: string, response: Response): Promise<HubApiError> {
@@ -269,10 +316,14 @@ async function failure(method: string, path: string, response: Response): Promis
   }
   const detail = message ? `: ${message.replace(/\s+/g, ' ').trim()}` : ''
   if (response.status === 403) {
-    return new HubApiError(`the hub refused ${method} ${path} to hubctl's service (403${detail})`, 403, {fix: 'the hubctl service lacks a scope: run `hubctl init` again to rewrite its role, then `hubctl restart`'})
+    return new HubApiError(`the hub refused ${method} ${path} to hubctl's service (403${detail})`, 403, {
+      fix: 'the hubctl service lacks a scope: run `hubctl init` again to rewrite its role, then `hubctl restart`',
+    })
   }
   if (response.status === 401) {
-    return new HubApiError(`the hub did not accept hubctl's API token for ${method} ${path} (401)`, 401, {fix: 'restart the hub so that it loads the current token (`hubctl restart`), or run `hubctl secrets check`'})
+    return new HubApiError(`the hub did not accept hubctl's API token for ${method} ${path} (401)`, 401, {
+      fix: 'restart the hub so that it loads the current token (`hubctl restart`), or run `hubctl secrets check`',
+    })
   }
   return new HubApiError(`the hub answered ${response.status} to ${method} ${path}${detail}`, response.status)
 }

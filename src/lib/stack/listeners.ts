@@ -25,7 +25,12 @@ export interface PortOwner {
 
 const LISTEN = '0A'
 /** Local addresses whose listener a connection to 127.0.0.1 can reach, as /proc/net/tcp{,6} spell them. */
-const REACHABLE = new Set(['0100007F', '00000000', '00000000000000000000000000000000', '0000000000000000FFFF00000100007F'])
+const REACHABLE = new Set([
+  '0100007F',
+  '00000000',
+  '00000000000000000000000000000000',
+  '0000000000000000FFFF00000100007F',
+])
 
 interface Listener {
   inode: string
@@ -54,11 +59,13 @@ async function socketInodes(pid: number): Promise<Set<string>> {
   const inodes = new Set<string>()
   const fdDir = `/proc/${pid}/fd`
   const fds = await fs.readdir(fdDir).catch(() => [] as string[])
-  await Promise.all(fds.map(async (fd) => {
-    const target = await fs.readlink(`${fdDir}/${fd}`).catch(() => '')
-    const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1]
-    if (inode) inodes.add(inode)
-  }))
+  await Promise.all(
+    fds.map(async (fd) => {
+      const target = await fs.readlink(`${fdDir}/${fd}`).catch(() => '')
+      const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1]
+      if (inode) inodes.add(inode)
+    }),
+  )
   return inodes
 }
 
@@ -66,12 +73,14 @@ async function socketInodes(pid: number): Promise<Set<string>> {
 async function descendants(pid: number): Promise<number[]> {
   const parents = new Map<number, number[]>()
   const entries = (await fs.readdir('/proc').catch(() => [] as string[])).filter((name) => /^\d+$/.test(name))
-  await Promise.all(entries.map(async (name) => {
-    const stat = await fs.readFile(`/proc/${name}/stat`, 'utf8').catch(() => '')
-    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
-    if (!Number.isInteger(ppid)) return
-    parents.set(ppid, [...(parents.get(ppid) ?? []), Number(name)])
-  }))
+  await Promise.all(
+    entries.map(async (name) => {
+      const stat = await fs.readFile(`/proc/${name}/stat`, 'utf8').catch(() => '')
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+      if (!Number.isInteger(ppid)) return
+      parents.set(ppid, [...(parents.get(ppid) ?? []), Number(name)])
+    }),
+  )
   const out: number[] = []
   const queue = [...(parents.get(pid) ?? [])]
   for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
@@ -94,14 +103,22 @@ async function holderOf(inode: string): Promise<number | undefined> {
 export async function portOwnedBy(port: number, pid: number | null | undefined): Promise<PortOwner> {
   const listeners = await listenersOn(port)
   if (listeners.length === 0) return {owned: false, problem: `nothing listens on port ${port}`}
-  if (!pid) return {owned: false, problem: `port ${port} is held by ${await describe(listeners[0])}, not by a process hubctl started`}
+  if (!pid)
+    return {
+      owned: false,
+      problem: `port ${port} is held by ${await describe(listeners[0])}, not by a process hubctl started`,
+    }
   let ours = await socketInodes(pid)
   if (!listeners.every((listener) => ours.has(listener.inode))) {
     const tree = await descendants(pid)
     ours = new Set([...ours, ...(await Promise.all(tree.map(socketInodes))).flatMap((set) => [...set])])
   }
   const foreign = listeners.find((listener) => !ours.has(listener.inode))
-  if (foreign) return {owned: false, problem: `port ${port} is held by ${await describe(foreign)}, not by the process hubctl started (pid ${pid})`}
+  if (foreign)
+    return {
+      owned: false,
+      problem: `port ${port} is held by ${await describe(foreign)}, not by the process hubctl started (pid ${pid})`,
+    }
   return {owned: true}
 }
 
@@ -115,7 +132,11 @@ async function describe(listener: Listener): Promise<string> {
  * state.json runs (same pid and start time) and is what listens on `port`. Undefined when so;
  * otherwise the problem, in words.
  */
-export async function verifyRecordedListener(layout: Layout, name: 'hub' | 'proxy', port: number): Promise<string | undefined> {
+export async function verifyRecordedListener(
+  layout: Layout,
+  name: 'hub' | 'proxy',
+  port: number,
+): Promise<string | undefined> {
   const child = await recordedChild(layout, name)
   if (!child) return `hubctl runs no ${name} under ${layout.prefix}`
   const owner = await portOwnedBy(port, child.pid)
@@ -123,10 +144,16 @@ export async function verifyRecordedListener(layout: Layout, name: 'hub' | 'prox
 }
 
 /** The running child `name` of the supervisor's state.json (state.json is read here, not through supervisor.ts, which imports this module's users). */
-export async function recordedChild(layout: Layout, name: 'hub' | 'proxy'): Promise<{pid: number; startTime: string | null} | undefined> {
+export async function recordedChild(
+  layout: Layout,
+  name: 'hub' | 'proxy',
+): Promise<{pid: number; startTime: string | null} | undefined> {
   let child: {pid?: unknown; startTime?: unknown} | undefined
   try {
-    const state = JSON.parse((await readIfExists(layout.stateFile)) ?? 'null') as Record<string, {pid?: unknown; startTime?: unknown}> | null
+    const state = JSON.parse((await readIfExists(layout.stateFile)) ?? 'null') as Record<
+      string,
+      {pid?: unknown; startTime?: unknown}
+    > | null
     child = state?.[name]
   } catch {
     return undefined

@@ -83,9 +83,17 @@ export interface RotateDeps {
 /** What each secret's rotation makes users notice (said before it acts). */
 export function rotationNotice(secrets: readonly SecretName[], restartServers: boolean): string[] {
   const notice: string[] = []
-  if (secrets.includes('cookieSecret')) notice.push('Every user must log in again: the hub restarts and forgets all login cookies. Running servers keep running' + (restartServers ? ', but are restarted one at a time (their open notebooks lose their kernels).' : '.'))
-  if (secrets.includes('apiToken') && !secrets.includes('cookieSecret')) notice.push('The hub restarts (a few seconds); users stay logged in and their servers keep running.')
-  if (secrets.includes('proxyAuthToken')) notice.push('The proxy is replaced; requests keep being answered. Open notebook connections reconnect by themselves.')
+  if (secrets.includes('cookieSecret'))
+    notice.push(
+      'Every user must log in again: the hub restarts and forgets all login cookies. Running servers keep running' +
+        (restartServers ? ', but are restarted one at a time (their open notebooks lose their kernels).' : '.'),
+    )
+  if (secrets.includes('apiToken') && !secrets.includes('cookieSecret'))
+    notice.push('The hub restarts (a few seconds); users stay logged in and their servers keep running.')
+  if (secrets.includes('proxyAuthToken'))
+    notice.push(
+      'The proxy is replaced; requests keep being answered. Open notebook connections reconnect by themselves.',
+    )
   if (secrets.includes('dhparam')) notice.push('nginx reloads; nobody notices.')
   return notice
 }
@@ -108,7 +116,11 @@ export class RotationService {
   }
 
   async rotate(request: RotateRequest): Promise<RotateResult> {
-    if (request.secrets.length === 0) throw usageError('no secret to rotate was named', 'give --cookie-secret, --proxy-token, --api-token, --dhparam or --all')
+    if (request.secrets.length === 0)
+      throw usageError(
+        'no secret to rotate was named',
+        'give --cookie-secret, --proxy-token, --api-token, --dhparam or --all',
+      )
     const began = this.clock.now()
     const secrets = ROTATION_ORDER.filter((name) => request.secrets.includes(name))
     const lock = await acquireLock(this.layout.lockFile, 'secrets rotate', {waitMs: 10_000})
@@ -120,15 +132,27 @@ export class RotationService {
       const news = new Map<SecretName, string>()
       for (const name of secrets) {
         olds.set(name, await this.readOld(name))
-        news.set(name, name === 'dhparam' ? await this.makeDhparam(request.dhparam.mode, request.dhparam.bits) : this.store.newToken())
+        news.set(
+          name,
+          name === 'dhparam'
+            ? await this.makeDhparam(request.dhparam.mode, request.dhparam.bits)
+            : this.store.newToken(),
+        )
       }
       const records: RotationRecord[] = []
       for (const name of secrets) {
         const old = olds.get(name)
         const backup = old === undefined ? undefined : await this.store.backup(name, old, new Date(this.clock.now()))
         await this.store.write(name, news.get(name)!)
-        records.push({secret: name, sha256: fingerprint(news.get(name)!), ...(backup ? {backup} : {}), outcome: 'written'})
-        this.log(`wrote the new ${SECRET_LABELS[name]} (sha256 ${fingerprint(news.get(name)!)}…)${backup ? `; the old one is kept in ${backup}` : ''}`)
+        records.push({
+          secret: name,
+          sha256: fingerprint(news.get(name)!),
+          ...(backup ? {backup} : {}),
+          outcome: 'written',
+        })
+        this.log(
+          `wrote the new ${SECRET_LABELS[name]} (sha256 ${fingerprint(news.get(name)!)}…)${backup ? `; the old one is kept in ${backup}` : ''}`,
+        )
       }
       const restarted: string[] = []
       let serversRestarted: string[] = []
@@ -142,14 +166,26 @@ export class RotationService {
       for (const record of records) record.outcome = running || record.secret === 'dhparam' ? 'applied' : 'written'
       for (const record of records) await this.audit(record.secret, record.sha256, record.outcome)
       for (const name of secrets) await this.store.pruneBackups(name, BACKUPS_KEPT)
-      return {running, rotated: records, restarted, serversRestarted, seconds: round((this.clock.now() - began) / 1000), notice: rotationNotice(secrets, request.restartServers && running)}
+      return {
+        running,
+        rotated: records,
+        restarted,
+        serversRestarted,
+        seconds: round((this.clock.now() - began) / 1000),
+        notice: rotationNotice(secrets, request.restartServers && running),
+      }
     } finally {
       await lock.release()
     }
   }
 
   /** Make the running programs use the new values; returns what was restarted or reloaded. */
-  private async apply(secrets: readonly SecretName[], running: boolean, news: Map<SecretName, string>, olds: Map<SecretName, string | undefined>): Promise<string[]> {
+  private async apply(
+    secrets: readonly SecretName[],
+    running: boolean,
+    news: Map<SecretName, string>,
+    olds: Map<SecretName, string | undefined>,
+  ): Promise<string[]> {
     const restarted: string[] = []
     if (secrets.includes('dhparam')) {
       if (await this.reloadNginx()) restarted.push('nginx (reload)')
@@ -171,8 +207,14 @@ export class RotationService {
   }
 
   private async control(action: ControlAction): Promise<void> {
-    const result = await (this.deps.control ?? ((a: ControlAction) => requestControl(this.layout, a, {clock: this.clock})))(action)
-    if (result && !result.ok) throw runtimeError(`the stack did not come back healthy with the new value (${result.error})`, `read ${this.layout.supervisorLog}, ${this.layout.hubLog} and ${this.layout.proxyLog}`)
+    const result = await (
+      this.deps.control ?? ((a: ControlAction) => requestControl(this.layout, a, {clock: this.clock}))
+    )(action)
+    if (result && !result.ok)
+      throw runtimeError(
+        `the stack did not come back healthy with the new value (${result.error})`,
+        `read ${this.layout.supervisorLog}, ${this.layout.hubLog} and ${this.layout.proxyLog}`,
+      )
   }
 
   /** The proxy answers the new token and refuses the old one. */
@@ -181,21 +223,38 @@ export class RotationService {
     const doFetch = this.deps.fetch ?? fetch
     const status = async (value: string) => {
       // A token goes only to the proxy hubctl started (listeners.ts).
-      const problem = await (this.deps.listenerCheck ?? ((name, port) => verifyRecordedListener(this.layout, name, port)))('proxy', this.deps.settings.ports.proxyApi)
-      if (problem) throw runtimeError(`hubctl did not send the proxy's token: ${problem}`, `read ${this.layout.proxyLog} and \`hubctl status\``)
+      const problem = await (
+        this.deps.listenerCheck ?? ((name, port) => verifyRecordedListener(this.layout, name, port))
+      )('proxy', this.deps.settings.ports.proxyApi)
+      if (problem)
+        throw runtimeError(
+          `hubctl did not send the proxy's token: ${problem}`,
+          `read ${this.layout.proxyLog} and \`hubctl status\``,
+        )
       try {
-        const response = await keepAlive(5000, doFetch(url, {headers: {Authorization: `token ${value}`}, signal: AbortSignal.timeout(5000)}))
+        const response = await keepAlive(
+          5000,
+          doFetch(url, {headers: {Authorization: `token ${value}`}, signal: AbortSignal.timeout(5000)}),
+        )
         await response.body?.cancel()
         return response.status
       } catch (error) {
-        throw runtimeError(`the proxy's API at ${url} does not answer (${(error as {cause?: {code?: string}}).cause?.code ?? messageOf(error)})`, `read ${this.layout.proxyLog} and \`hubctl status\``)
+        throw runtimeError(
+          `the proxy's API at ${url} does not answer (${(error as {cause?: {code?: string}}).cause?.code ?? messageOf(error)})`,
+          `read ${this.layout.proxyLog} and \`hubctl status\``,
+        )
       }
     }
     const withNew = await status(token)
-    if (withNew !== 200) throw runtimeError(`the new proxy answers ${withNew} to the new token`, `read ${this.layout.proxyLog}`)
+    if (withNew !== 200)
+      throw runtimeError(`the new proxy answers ${withNew} to the new token`, `read ${this.layout.proxyLog}`)
     if (old !== undefined && old !== token) {
       const withOld = await status(old)
-      if (withOld !== 403) throw runtimeError(`the proxy still accepts the old token (HTTP ${withOld})`, `run \`hubctl restart\`, then rotate again`)
+      if (withOld !== 403)
+        throw runtimeError(
+          `the proxy still accepts the old token (HTTP ${withOld})`,
+          `run \`hubctl restart\`, then rotate again`,
+        )
     }
   }
 
@@ -208,15 +267,31 @@ export class RotationService {
     const api = HubApi.forLayout(this.layout, this.deps.settings, {secrets: this.store, fetch: this.deps.fetch})
     await api.version()
     const install = await detectJupyterHub(this.deps.runner, this.deps.settings.executables.jupyterhub)
-    const result = await this.deps.runner.run(install.python, ['-I', '-c', REVOKE_SCRIPT, databaseUrl(this.layout)], {input: `${token}\n`, timeoutMs: 60_000, cwd: '/'})
+    const result = await this.deps.runner.run(install.python, ['-I', '-c', REVOKE_SCRIPT, databaseUrl(this.layout)], {
+      input: `${token}\n`,
+      timeoutMs: 60_000,
+      cwd: '/',
+    })
     if (result.exitCode !== 0) {
-      throw runtimeError(`could not revoke hubctl's old API token: ${result.stderr.trim().split('\n').pop()}`, `read the message, then rotate again`)
+      throw runtimeError(
+        `could not revoke hubctl's old API token: ${result.stderr.trim().split('\n').pop()}`,
+        `read the message, then rotate again`,
+      )
     }
     this.log(`revoked ${result.stdout.trim() || 0} old hubctl API token(s) in the hub's database`)
     if (old !== undefined && old !== token) {
-      const oldApi = new HubApi({baseUrl: hubApiUrl(this.deps.settings), token: old, verify: hubVerifier(this.layout, this.deps.settings), fetch: this.deps.fetch})
-      const stillAccepted = await oldApi.listUsers().then(() => true, () => false)
-      if (stillAccepted) throw runtimeError('the hub still accepts the old API token', 'run `hubctl restart`, then rotate again')
+      const oldApi = new HubApi({
+        baseUrl: hubApiUrl(this.deps.settings),
+        token: old,
+        verify: hubVerifier(this.layout, this.deps.settings),
+        fetch: this.deps.fetch,
+      })
+      const stillAccepted = await oldApi.listUsers().then(
+        () => true,
+        () => false,
+      )
+      if (stillAccepted)
+        throw runtimeError('the hub still accepts the old API token', 'run `hubctl restart`, then rotate again')
     }
   }
 
@@ -245,18 +320,30 @@ export class RotationService {
       if (ready ? server?.ready : !server) return
       await this.clock.sleep(250)
     }
-    throw runtimeError(`${user}'s server did not ${ready ? 'start' : 'stop'} within 120s`, `look at ${this.layout.hubLog}`)
+    throw runtimeError(
+      `${user}'s server did not ${ready ? 'start' : 'stop'} within 120s`,
+      `look at ${this.layout.hubLog}`,
+    )
   }
 
   private async reloadNginx(): Promise<boolean> {
     const nginx = await nginxFor(this.layout, this.deps.settings, this.deps.runner)
     const check = await nginx.test()
-    if (!check.ok) throw validationError(`nginx -t rejected the new DH parameters: ${check.output.split('\n').find((l) => /emerg|error/.test(l)) ?? check.output}`, 'the old parameters were put back; fix what nginx names, then rotate again')
+    if (!check.ok)
+      throw validationError(
+        `nginx -t rejected the new DH parameters: ${check.output.split('\n').find((l) => /emerg|error/.test(l)) ?? check.output}`,
+        'the old parameters were put back; fix what nginx names, then rotate again',
+      )
     return nginx.reloadIfRunning()
   }
 
   /** Put every old value back and make the stack use it again; say what happened in the audit log. */
-  private async rollback(secrets: readonly SecretName[], olds: Map<SecretName, string | undefined>, running: boolean, records: RotationRecord[]): Promise<void> {
+  private async rollback(
+    secrets: readonly SecretName[],
+    olds: Map<SecretName, string | undefined>,
+    running: boolean,
+    records: RotationRecord[],
+  ): Promise<void> {
     this.log('the stack is not healthy with the new values: putting the old ones back')
     for (const name of secrets) {
       const old = olds.get(name)
@@ -265,7 +352,8 @@ export class RotationService {
     try {
       if (secrets.includes('dhparam')) await this.reloadNginx()
       if (running && secrets.includes('proxyAuthToken')) await this.control('proxy-token')
-      if (running && (secrets.includes('cookieSecret') || secrets.includes('apiToken'))) await this.control('restart-hub')
+      if (running && (secrets.includes('cookieSecret') || secrets.includes('apiToken')))
+        await this.control('restart-hub')
     } catch (error) {
       this.log(`re-applying the old values failed too: ${messageOf(error)}`)
     }

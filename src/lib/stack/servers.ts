@@ -137,7 +137,14 @@ export class ServerWatcher {
       servers = await this.options.api.listServers()
     } catch (error) {
       const message = messageOf(error)
-      this.last = {...(this.last ?? {servers: [], actions: []}), at, ok: false, error: message, cullIdleSeconds, actions: [...this.actions]}
+      this.last = {
+        ...(this.last ?? {servers: [], actions: []}),
+        at,
+        ok: false,
+        error: message,
+        cullIdleSeconds,
+        actions: [...this.actions],
+      }
       return this.last
     }
     const probes = await this.probeAll(servers)
@@ -173,8 +180,17 @@ export class ServerWatcher {
         const reason = `its route's target refused ${server.refusals} checks in a row: its process is gone`
         await this.stop(server, 'cleaned-up', reason, at)
         this.refusals.delete(serverKey(server))
-      } else if (this.options.cullIdleMs !== undefined && server.idleSeconds !== null && server.idleSeconds * 1000 > this.options.cullIdleMs) {
-        await this.stop(server, 'culled', `idle for ${formatDuration(server.idleSeconds * 1000)} (more than ${formatDuration(this.options.cullIdleMs)})`, at)
+      } else if (
+        this.options.cullIdleMs !== undefined &&
+        server.idleSeconds !== null &&
+        server.idleSeconds * 1000 > this.options.cullIdleMs
+      ) {
+        await this.stop(
+          server,
+          'culled',
+          `idle for ${formatDuration(server.idleSeconds * 1000)} (more than ${formatDuration(this.options.cullIdleMs)})`,
+          at,
+        )
       }
     }
     this.last = {at, ok: true, cullIdleSeconds, servers: watched, actions: [...this.actions]}
@@ -188,7 +204,11 @@ export class ServerWatcher {
       const result = await this.options.api.stopServer(server.user, server.name)
       record = {at, user: server.user, name: server.name, action, reason, result}
       server.pending = 'stop'
-      this.log('info', action, `${action === 'culled' ? 'culled' : 'cleaned up'} the server of ${who}: ${reason} (${result})`)
+      this.log(
+        'info',
+        action,
+        `${action === 'culled' ? 'culled' : 'cleaned up'} the server of ${who}: ${reason} (${result})`,
+      )
     } catch (error) {
       record = {at, user: server.user, name: server.name, action, reason, result: 'failed', error: messageOf(error)}
       this.log('warn', action, `could not stop the server of ${who} (${reason}): ${messageOf(error)}`)
@@ -199,7 +219,9 @@ export class ServerWatcher {
   /** Probe every ready server, `concurrency` at a time; undefined for those not probed. */
   private async probeAll(servers: ServerInfo[]): Promise<Array<Probe | undefined>> {
     const results: Array<Probe | undefined> = servers.map(() => undefined)
-    const todo = servers.map((server, index) => ({server, index})).filter(({server}) => server.ready && !server.pending && server.url)
+    const todo = servers
+      .map((server, index) => ({server, index}))
+      .filter(({server}) => server.ready && !server.pending && server.url)
     if (todo.length === 0) return results
     let table: Record<string, ProxyRoute>
     try {
@@ -215,9 +237,16 @@ export class ServerWatcher {
       }
     }
     await Promise.all(Array.from({length: Math.min(this.concurrency, todo.length)}, next))
-    if (results.some((result) => result !== undefined && result.routeOk !== true && result.refused) && this.options.api.syncProxy) {
+    if (
+      results.some((result) => result !== undefined && result.routeOk !== true && result.refused) &&
+      this.options.api.syncProxy
+    ) {
       // A route may point at a port the server left: the hub corrects its routes before anything is taken for gone.
-      await this.options.api.syncProxy().catch((error: unknown) => this.log('warn', 'routes', `could not have the hub re-check the proxy's routes: ${messageOf(error)}`))
+      await this.options.api
+        .syncProxy()
+        .catch((error: unknown) =>
+          this.log('warn', 'routes', `could not have the hub re-check the proxy's routes: ${messageOf(error)}`),
+        )
     }
     return results
   }
@@ -229,14 +258,30 @@ export class ServerWatcher {
     const target = route.target.replace(/\/+$/, '')
     const answer = await this.get(`${target}${server.url}api`)
     if (answer.status === 200 && answer.jupyter) return {routeOk: true}
-    if (answer.status !== undefined) return {routeOk: false, problem: `its route's target ${target} answered ${answer.status}${answer.status === 200 ? ' without a Jupyter server\'s version' : ''}`, refused: false}
+    if (answer.status !== undefined)
+      return {
+        routeOk: false,
+        problem: `its route's target ${target} answered ${answer.status}${answer.status === 200 ? " without a Jupyter server's version" : ''}`,
+        refused: false,
+      }
     const refused = answer.error === 'ECONNREFUSED'
-    return {routeOk: false, problem: `its route's target ${target} ${refused ? 'refused the connection' : `did not answer (${answer.error})`}`, refused}
+    return {
+      routeOk: false,
+      problem: `its route's target ${target} ${refused ? 'refused the connection' : `did not answer (${answer.error})`}`,
+      refused,
+    }
   }
 
   private async get(url: string): Promise<{status?: number; jupyter?: boolean; error?: string}> {
     try {
-      const response = await keepAlive(this.probeTimeoutMs, this.options.fetch(url, {redirect: 'manual', signal: AbortSignal.timeout(this.probeTimeoutMs), headers: {Accept: 'application/json'}}))
+      const response = await keepAlive(
+        this.probeTimeoutMs,
+        this.options.fetch(url, {
+          redirect: 'manual',
+          signal: AbortSignal.timeout(this.probeTimeoutMs),
+          headers: {Accept: 'application/json'},
+        }),
+      )
       let jupyter = false
       if (response.status === 200) {
         try {
@@ -255,18 +300,36 @@ export class ServerWatcher {
 }
 
 /** The route of a server in the proxy's table: by its path, or by the user and server name the hub stores with it. */
-export function findRoute(table: Record<string, ProxyRoute>, server: Pick<ServerInfo, 'user' | 'name' | 'url'>): ProxyRoute | undefined {
+export function findRoute(
+  table: Record<string, ProxyRoute>,
+  server: Pick<ServerInfo, 'user' | 'name' | 'url'>,
+): ProxyRoute | undefined {
   const exact = table[server.url] ?? table[server.url.replace(/\/$/, '')]
   if (exact?.target) return exact
-  return Object.values(table).find((route) => route.target && route.user === server.user && (route.server_name ?? '') === server.name)
+  return Object.values(table).find(
+    (route) => route.target && route.user === server.user && (route.server_name ?? '') === server.name,
+  )
 }
 
 /** Reads configurable-http-proxy's routing table with its token (read afresh each time: it may be rotated). */
-export function proxyRoutes(apiUrl: string, token: () => Promise<string>, fetchFn: FetchLike, timeoutMs = 3000, verify?: () => Promise<void>): ProxyRoutes {
+export function proxyRoutes(
+  apiUrl: string,
+  token: () => Promise<string>,
+  fetchFn: FetchLike,
+  timeoutMs = 3000,
+  verify?: () => Promise<void>,
+): ProxyRoutes {
   return async () => {
     // The token goes only to the proxy hubctl started (listeners.ts): `verify` throws otherwise.
     await verify?.()
-    const response = await keepAlive(timeoutMs, fetchFn(`${apiUrl.replace(/\/+$/, '')}/api/routes`, {headers: {Authorization: `token ${await token()}`}, signal: AbortSignal.timeout(timeoutMs), redirect: 'manual'}))
+    const response = await keepAlive(
+      timeoutMs,
+      fetchFn(`${apiUrl.replace(/\/+$/, '')}/api/routes`, {
+        headers: {Authorization: `token ${await token()}`},
+        signal: AbortSignal.timeout(timeoutMs),
+        redirect: 'manual',
+      }),
+    )
     if (!response.ok) {
       await response.body?.cancel()
       throw new Error(`the proxy's API answered ${response.status}`)
@@ -326,12 +389,34 @@ export interface ServerWatchSummary {
 }
 
 /** The live list of servers, each with its last probe from the running supervisor's report (when there is one). */
-export function serversForStatus(live: ServerInfo[], report?: ServersReport | null): {servers: StatusServer[]; watch?: ServerWatchSummary} {
-  const probed = new Map((report?.servers ?? []).map((server) => [`${server.user}/${server.name}@${server.started ?? ''}`, server]))
+export function serversForStatus(
+  live: ServerInfo[],
+  report?: ServersReport | null,
+): {servers: StatusServer[]; watch?: ServerWatchSummary} {
+  const probed = new Map(
+    (report?.servers ?? []).map((server) => [`${server.user}/${server.name}@${server.started ?? ''}`, server]),
+  )
   const servers = live.map(({user, name, url, ready, lastActivity, started}) => {
     const seen = probed.get(`${user}/${name}@${started ?? ''}`)
-    return {user, name, url, ready, lastActivity, routeOk: seen?.routeOk ?? null, ...(seen?.routeProblem ? {routeProblem: seen.routeProblem} : {})}
+    return {
+      user,
+      name,
+      url,
+      ready,
+      lastActivity,
+      routeOk: seen?.routeOk ?? null,
+      ...(seen?.routeProblem ? {routeProblem: seen.routeProblem} : {}),
+    }
   })
   if (!report) return {servers}
-  return {servers, watch: {checkedAt: report.at, ok: report.ok, ...(report.error ? {error: report.error} : {}), cullIdleSeconds: report.cullIdleSeconds, actions: report.actions}}
+  return {
+    servers,
+    watch: {
+      checkedAt: report.at,
+      ok: report.ok,
+      ...(report.error ? {error: report.error} : {}),
+      cullIdleSeconds: report.cullIdleSeconds,
+      actions: report.actions,
+    },
+  }
 }

@@ -94,7 +94,16 @@ export interface ChildState {
 export interface SupervisorState {
   version: 1
   prefix: string
-  supervisor: {pid: number; startTime: string | null; startedAt: string; ready: boolean; readyAt: string | null; readySeconds: number | null; stopping: boolean; stoppedAt: string | null}
+  supervisor: {
+    pid: number
+    startTime: string | null
+    startedAt: string
+    ready: boolean
+    readyAt: string | null
+    readySeconds: number | null
+    stopping: boolean
+    stoppedAt: string | null
+  }
   proxy: ChildState
   hub: ChildState
   nginx?: ChildState
@@ -148,7 +157,11 @@ export function signalPid(pid: number, signal: NodeJS.Signals): boolean {
 }
 
 /** SIGTERM, wait, SIGKILL: for processes hubctl did not spawn itself (leftovers, a detached supervisor). */
-export async function terminatePid(pid: number, startTime: string | null | undefined, options: {clock?: Clock; timeoutMs?: number; pollMs?: number; group?: boolean} = {}): Promise<'exited' | 'killed' | 'gone'> {
+export async function terminatePid(
+  pid: number,
+  startTime: string | null | undefined,
+  options: {clock?: Clock; timeoutMs?: number; pollMs?: number; group?: boolean} = {},
+): Promise<'exited' | 'killed' | 'gone'> {
   const clock = options.clock ?? systemClock
   if (!(await processAlive(pid, startTime))) return 'gone'
   signalPid(pid, 'SIGTERM')
@@ -179,7 +192,6 @@ export async function readState(layout: Layout): Promise<SupervisorState | undef
     return undefined
   }
 }
-
 
 /** The running supervisor of this prefix, from its pid file (checked against /proc and state.json). */
 export async function runningSupervisor(layout: Layout): Promise<{pid: number; startTime: string | null} | undefined> {
@@ -216,7 +228,10 @@ export async function claimPidFile(layout: Layout): Promise<void> {
 }
 
 export function alreadyRunning(layout: Layout, pid: number): HubctlError {
-  return lockedError(`a hubctl supervisor already runs for the hub under ${layout.prefix} (pid ${pid})`, 'see `hubctl status`; use `hubctl restart` or `hubctl stop` first')
+  return lockedError(
+    `a hubctl supervisor already runs for the hub under ${layout.prefix} (pid ${pid})`,
+    'see `hubctl status`; use `hubctl restart` or `hubctl stop` first',
+  )
 }
 
 export async function releasePidFile(layout: Layout): Promise<void> {
@@ -240,7 +255,9 @@ export async function readControlRequest(layout: Layout): Promise<ControlRequest
   if (text === undefined) return undefined
   try {
     const request = JSON.parse(text) as ControlRequest
-    return typeof request.id === 'string' && (CONTROL_ACTIONS as readonly string[]).includes(request.action) ? request : undefined
+    return typeof request.id === 'string' && (CONTROL_ACTIONS as readonly string[]).includes(request.action)
+      ? request
+      : undefined
   } catch {
     return undefined
   }

@@ -13,10 +13,29 @@ import {SecretStore} from '../files/secrets.js'
 import {ProxyRoute, ServerWatcher, ServersReport, createServerWatcher, proxyRoutes} from './servers.js'
 import {PORT_FLAGS, PORT_NAMES, Ports, Settings} from '../config/settings.js'
 import {Clock, systemClock} from './clock.js'
-import {ChildName, ChildSpec, ChildState, ControlRequest, ControlResult, DEFAULT_TIMINGS, EventLog, SHUTDOWN_ORDER, SpawnFn, SupervisorEvent, SupervisorState, SupervisorTimings, label, readControlRequest, readState, releasePidFile, round, signalPid, terminatePid} from './state.js'
+import {
+  ChildName,
+  ChildSpec,
+  ChildState,
+  ControlRequest,
+  ControlResult,
+  DEFAULT_TIMINGS,
+  EventLog,
+  SHUTDOWN_ORDER,
+  SpawnFn,
+  SupervisorEvent,
+  SupervisorState,
+  SupervisorTimings,
+  label,
+  readControlRequest,
+  readState,
+  releasePidFile,
+  round,
+  signalPid,
+  terminatePid,
+} from './state.js'
 import {childSpecs, proxySpec} from './children.js'
 import {portAnswers} from './control.js'
-
 
 /*
  * hubctl's process supervisor: configurable-http-proxy, then JupyterHub, then (for a prefix other
@@ -177,17 +196,30 @@ export class Supervisor {
         this.ready = true
         this.readySeconds = round((this.clock.now() - this.startedAtMs) / 1000)
         this.readyAt = new Date().toISOString()
-        this.log('info', 'ready', `ready in ${this.readySeconds}s: the hub answers /hub/health through the proxy at http://127.0.0.1:${this.settings.ports.proxy}/`)
+        this.log(
+          'info',
+          'ready',
+          `ready in ${this.readySeconds}s: the hub answers /hub/health through the proxy at http://127.0.0.1:${this.settings.ports.proxy}/`,
+        )
         await this.writeState()
         void this.monitor()
         await this.stopPromise
       }
     } catch (error) {
-      this.fail(error instanceof HubctlError ? error : new HubctlError(`supervisor failed: ${messageOf(error)}`, {exitCode: ExitCode.INTERNAL, cause: error}))
+      this.fail(
+        error instanceof HubctlError
+          ? error
+          : new HubctlError(`supervisor failed: ${messageOf(error)}`, {exitCode: ExitCode.INTERNAL, cause: error}),
+      )
     }
     await this.shutdown()
     if (this.failure) throw this.failure
-    return {pid: process.pid, readySeconds: this.readySeconds, restarts: Object.fromEntries([...this.children].map(([name, child]) => [name, child.restarts])), reloads: this.reloads}
+    return {
+      pid: process.pid,
+      readySeconds: this.readySeconds,
+      restarts: Object.fromEntries([...this.children].map(([name, child]) => [name, child.restarts])),
+      reloads: this.reloads,
+    }
   }
 
   /** Ask for a shutdown (SIGTERM, SIGINT); run() resolves once everything stopped. */
@@ -222,7 +254,16 @@ export class Supervisor {
     return {
       version: 1,
       prefix: this.layout.prefix,
-      supervisor: {pid: process.pid, startTime: this.selfStartTime, startedAt: this.startedAt, ready: this.ready, readyAt: this.readyAt, readySeconds: this.readySeconds, stopping: this.stopping, stoppedAt: null},
+      supervisor: {
+        pid: process.pid,
+        startTime: this.selfStartTime,
+        startedAt: this.startedAt,
+        ready: this.ready,
+        readyAt: this.readyAt,
+        readySeconds: this.readySeconds,
+        stopping: this.stopping,
+        stoppedAt: null,
+      },
       proxy: childState(this.child('proxy')),
       hub: childState(this.child('hub')),
       ...(nginx ? {nginx: childState(nginx)} : {}),
@@ -231,7 +272,9 @@ export class Supervisor {
       lastRouteSync: this.lastRouteSync,
       servers: this.serversReport ?? null,
       lastControl: this.lastControl,
-      standby: this.standby ? {pid: this.standby.pid, startTime: this.standby.startTime, restarts: this.standbyRestarts} : null,
+      standby: this.standby
+        ? {pid: this.standby.pid, startTime: this.standby.startTime, restarts: this.standbyRestarts}
+        : null,
       updatedAt: new Date().toISOString(),
     }
   }
@@ -241,18 +284,35 @@ export class Supervisor {
   private async prepare(): Promise<ChildSpec[]> {
     const {jupyterhub} = this.settings.executables
     if (jupyterhub.includes('/') && !path.isAbsolute(jupyterhub)) {
-      throw usageError(`${this.layout.settings} names the JupyterHub executable by a relative path (${jupyterhub})`, 'run `hubctl init` again with --jupyterhub and an absolute path')
+      throw usageError(
+        `${this.layout.settings} names the JupyterHub executable by a relative path (${jupyterhub})`,
+        'run `hubctl init` again with --jupyterhub and an absolute path',
+      )
     }
     await fs.mkdir(this.layout.logDir, {recursive: true, mode: 0o755})
     // Every log 0640 or tighter, nginx's before nginx makes them 0644 itself.
-    for (const file of [this.layout.hubLog, this.layout.proxyLog, ...(this.settings.nginxSupervised && !this.layout.isSystem ? [this.layout.nginxAccessLog, this.layout.nginxErrorLog] : [])]) await ensureLogFile(file)
+    for (const file of [
+      this.layout.hubLog,
+      this.layout.proxyLog,
+      ...(this.settings.nginxSupervised && !this.layout.isSystem
+        ? [this.layout.nginxAccessLog, this.layout.nginxErrorLog]
+        : []),
+    ])
+      await ensureLogFile(file)
     await fs.mkdir(this.layout.runDir, {recursive: true, mode: 0o755})
     await this.stopLeftovers()
     await this.checkPorts()
     const proxyToken = await this.secrets.read('proxyAuthToken')
     this.proxyToken = proxyToken
     const backups = new SecretStore(this.layout)
-    this.api = new HubApi({baseUrl: hubApiUrl(this.settings), token: () => this.secrets.read('apiToken'), fallbackToken: () => backups.latestBackup('apiToken'), verify: () => this.verifyOwnPort('hub', this.settings.ports.hub, 'its API token'), fetch: this.fetchFn, timeoutMs: 10_000})
+    this.api = new HubApi({
+      baseUrl: hubApiUrl(this.settings),
+      token: () => this.secrets.read('apiToken'),
+      fallbackToken: () => backups.latestBackup('apiToken'),
+      verify: () => this.verifyOwnPort('hub', this.settings.ports.hub, 'its API token'),
+      fetch: this.fetchFn,
+      timeoutMs: 10_000,
+    })
     return this.deps.specs ?? childSpecs(this.layout, this.settings, proxyToken, this.deps.env)
   }
 
@@ -262,14 +322,35 @@ export class Supervisor {
     if (!previous || previous.supervisor.pid === process.pid) return
     if (await processAlive(previous.supervisor.pid, previous.supervisor.startTime)) return
     if (previous.standby && (await processAlive(previous.standby.pid, previous.standby.startTime))) {
-      this.log('warn', 'leftover', `stopping the standby proxy left running by a supervisor that died (pid ${previous.standby.pid})`, 'proxy', previous.standby.pid)
-      await terminatePid(previous.standby.pid, previous.standby.startTime, {clock: this.clock, timeoutMs: this.timings.stopTimeoutMs, pollMs: this.timings.pollMs})
+      this.log(
+        'warn',
+        'leftover',
+        `stopping the standby proxy left running by a supervisor that died (pid ${previous.standby.pid})`,
+        'proxy',
+        previous.standby.pid,
+      )
+      await terminatePid(previous.standby.pid, previous.standby.startTime, {
+        clock: this.clock,
+        timeoutMs: this.timings.stopTimeoutMs,
+        pollMs: this.timings.pollMs,
+      })
     }
     for (const name of SHUTDOWN_ORDER) {
       const child = previous[name]
       if (!child?.pid || !(await processAlive(child.pid, child.startTime))) continue
-      this.log('warn', 'leftover', `stopping ${label(name)} left running by a supervisor that died (pid ${child.pid})`, name, child.pid)
-      await terminatePid(child.pid, child.startTime, {clock: this.clock, timeoutMs: this.timings.stopTimeoutMs, pollMs: this.timings.pollMs, group: name === 'nginx'})
+      this.log(
+        'warn',
+        'leftover',
+        `stopping ${label(name)} left running by a supervisor that died (pid ${child.pid})`,
+        name,
+        child.pid,
+      )
+      await terminatePid(child.pid, child.startTime, {
+        clock: this.clock,
+        timeoutMs: this.timings.stopTimeoutMs,
+        pollMs: this.timings.pollMs,
+        group: name === 'nginx',
+      })
     }
   }
 
@@ -278,18 +359,35 @@ export class Supervisor {
     const {ports} = this.settings
     // The ports of PORT_FLAGS hubctl's stack listens on: nginx's only when hubctl runs nginx; the loopback ones first.
     const nginxPorts: Array<keyof Ports> = ['http', 'https']
-    const wanted = [...PORT_NAMES.filter((name) => !nginxPorts.includes(name)), ...(this.settings.nginxSupervised && !this.layout.isSystem ? nginxPorts : [])]
+    const wanted = [
+      ...PORT_NAMES.filter((name) => !nginxPorts.includes(name)),
+      ...(this.settings.nginxSupervised && !this.layout.isSystem ? nginxPorts : []),
+    ]
     for (const name of wanted) {
       const port = ports[name]
       const {flag, listener: what} = PORT_FLAGS[name]
       if (await portAnswers(port)) {
-        throw preflightError(`port ${port}, where ${what} should listen, is already taken by another program`, `stop that program (\`ss -ltnp 'sport = :${port}'\` names it), or run \`hubctl init\` again with another ${flag}`)
+        throw preflightError(
+          `port ${port}, where ${what} should listen, is already taken by another program`,
+          `stop that program (\`ss -ltnp 'sport = :${port}'\` names it), or run \`hubctl init\` again with another ${flag}`,
+        )
       }
     }
   }
 
   private newRuntime(spec: ChildSpec): ChildRuntime {
-    return {spec, runningSince: 0, restarts: 0, consecutive: 0, recent: [], crashLoop: false, lastExit: null, intentional: false, exited: Promise.resolve(), restartPending: false}
+    return {
+      spec,
+      runningSince: 0,
+      restarts: 0,
+      consecutive: 0,
+      recent: [],
+      crashLoop: false,
+      lastExit: null,
+      intentional: false,
+      exited: Promise.resolve(),
+      restartPending: false,
+    }
   }
 
   private child(name: ChildName): ChildRuntime {
@@ -321,7 +419,14 @@ export class Supervisor {
       })
     })
     child.startTime = proc.pid === undefined ? undefined : await procStartTime(proc.pid)
-    if (proc.pid !== undefined) this.log('info', 'started', `${label(spec.name)} started (pid ${proc.pid}); output in ${spec.logFile}`, spec.name, proc.pid)
+    if (proc.pid !== undefined)
+      this.log(
+        'info',
+        'started',
+        `${label(spec.name)} started (pid ${proc.pid}); output in ${spec.logFile}`,
+        spec.name,
+        proc.pid,
+      )
     await this.writeState()
   }
 
@@ -329,7 +434,12 @@ export class Supervisor {
   private async spawnWithLog(spec: ChildSpec): Promise<ChildProcess> {
     const handle = await fs.open(spec.logFile, 'a', 0o640)
     try {
-      return this.spawnFn(spec.command, spec.args, {cwd: spec.cwd, env: spec.env, stdio: ['ignore', handle.fd, handle.fd], detached: true})
+      return this.spawnFn(spec.command, spec.args, {
+        cwd: spec.cwd,
+        env: spec.env,
+        stdio: ['ignore', handle.fd, handle.fd],
+        detached: true,
+      })
     } finally {
       // Not awaited: spawn() already handed the descriptor over, and a missing executable's
       // 'error' comes on the next tick, before listeners attached after an await would be.
@@ -337,7 +447,13 @@ export class Supervisor {
     }
   }
 
-  private onExit(child: ChildRuntime, proc: ChildProcess, code: number | null, signal: NodeJS.Signals | null, error?: Error): void {
+  private onExit(
+    child: ChildRuntime,
+    proc: ChildProcess,
+    code: number | null,
+    signal: NodeJS.Signals | null,
+    error?: Error,
+  ): void {
     if (child.proc !== proc) return
     const {name} = child.spec
     const pid = proc.pid
@@ -345,7 +461,12 @@ export class Supervisor {
     child.pid = undefined
     child.startTime = undefined
     child.healthy = false
-    child.lastExit = {code, signal, at: new Date().toISOString(), ...(error ? {error: errnoCode(error) ?? error.message} : {})}
+    child.lastExit = {
+      code,
+      signal,
+      at: new Date().toISOString(),
+      ...(error ? {error: errnoCode(error) ?? error.message} : {}),
+    }
     if (child.spec.killGroup && pid !== undefined) signalPid(-pid, 'SIGKILL')
     if (child.intentional || this.stopping) {
       void this.writeState()
@@ -357,14 +478,34 @@ export class Supervisor {
     child.consecutive++
     child.restarts++
     child.recent = [...child.recent.filter((at) => now - at < this.timings.crashLoopWindowMs), now]
-    const how = error ? `could not be started (${errnoCode(error) ?? error.message})` : signal ? `was killed by ${signal}` : `exited with code ${code}`
+    const how = error
+      ? `could not be started (${errnoCode(error) ?? error.message})`
+      : signal
+        ? `was killed by ${signal}`
+        : `exited with code ${code}`
     const delay = Math.min(this.timings.backoffMaxMs, this.timings.backoffInitialMs * 2 ** (child.consecutive - 1))
-    this.log('warn', 'exited', `${label(name)}${pid ? ` (pid ${pid})` : ''} ${how} after ${round(ranMs / 1000)}s; restart ${child.restarts} in ${round(delay / 1000)}s`, name, pid)
+    this.log(
+      'warn',
+      'exited',
+      `${label(name)}${pid ? ` (pid ${pid})` : ''} ${how} after ${round(ranMs / 1000)}s; restart ${child.restarts} in ${round(delay / 1000)}s`,
+      name,
+      pid,
+    )
     if (child.recent.length >= this.timings.crashLoopRestarts && !child.crashLoop) {
       child.crashLoop = true
-      this.log('error', 'crash-loop', `${label(name)} is in a crash loop: ${child.recent.length} restarts within ${round(this.timings.crashLoopWindowMs / 1000)}s; see ${child.spec.logFile}`, name)
+      this.log(
+        'error',
+        'crash-loop',
+        `${label(name)} is in a crash loop: ${child.recent.length} restarts within ${round(this.timings.crashLoopWindowMs / 1000)}s; see ${child.spec.logFile}`,
+        name,
+      )
       if (!this.ready) {
-        this.fail(runtimeError(`${label(name)} kept exiting before the hub became ready (${how}); see ${child.spec.logFile}`, `read ${child.spec.logFile}, fix the cause, then run \`hubctl start\` again`))
+        this.fail(
+          runtimeError(
+            `${label(name)} kept exiting before the hub became ready (${how}); see ${child.spec.logFile}`,
+            `read ${child.spec.logFile}, fix the cause, then run \`hubctl start\` again`,
+          ),
+        )
         this.stop(`${label(name)} is in a crash loop`)
         return
       }
@@ -387,7 +528,12 @@ export class Supervisor {
       if (child.spec.name === 'proxy' && this.ready) await this.launchProxyWithKnownRoutes(child)
       else await this.launch(child)
     } catch (error) {
-      this.log('error', 'restart-failed', `restarting ${label(child.spec.name)} failed: ${messageOf(error)}`, child.spec.name)
+      this.log(
+        'error',
+        'restart-failed',
+        `restarting ${label(child.spec.name)} failed: ${messageOf(error)}`,
+        child.spec.name,
+      )
       return
     } finally {
       child.restartPending = false
@@ -439,7 +585,11 @@ export class Supervisor {
   }
 
   /** Wait until the proxy's API port answers (any status); false when the proxy is gone or we stop. */
-  private async waitForProxyApi(timeoutMs = 30_000, port = this.settings.ports.proxyApi, alive: () => boolean = () => this.child('proxy').proc !== undefined): Promise<boolean> {
+  private async waitForProxyApi(
+    timeoutMs = 30_000,
+    port = this.settings.ports.proxyApi,
+    alive: () => boolean = () => this.child('proxy').proc !== undefined,
+  ): Promise<boolean> {
     const deadline = this.clock.now() + timeoutMs
     const url = `${proxyApiUrl({proxyApi: port})}/api/routes`
     while (!this.stopping && this.clock.now() < deadline) {
@@ -465,7 +615,13 @@ export class Supervisor {
       if (sameProcess && hub.proc !== proc) return false
       if (hub.proc && (await this.hubAnswers())) {
         hub.healthy = true
-        this.log('info', 'healthy', `the hub answers /hub/health (${round((this.clock.now() - began) / 1000)}s after it started)`, 'hub', hub.pid)
+        this.log(
+          'info',
+          'healthy',
+          `the hub answers /hub/health (${round((this.clock.now() - began) / 1000)}s after it started)`,
+          'hub',
+          hub.pid,
+        )
         await this.writeState()
         return true
       }
@@ -486,7 +642,8 @@ export class Supervisor {
       this.hubPortProblem = undefined
       return true
     }
-    if (owner.problem !== this.hubPortProblem) this.log('error', 'port', `a health answer on the hub's port was not taken: ${owner.problem}`, 'hub', hub.pid)
+    if (owner.problem !== this.hubPortProblem)
+      this.log('error', 'port', `a health answer on the hub's port was not taken: ${owner.problem}`, 'hub', hub.pid)
     this.hubPortProblem = owner.problem
     return false
   }
@@ -499,12 +656,19 @@ export class Supervisor {
   /** Throws unless `name` (the process hubctl started) is what listens on `port`: before a token is sent there. */
   private async verifyOwnPort(name: ChildName | 'standby', port: number, what: string): Promise<void> {
     const owner = await this.ownsPort(port, this.pidOf(name))
-    if (!owner.owned) throw new HubApiError(`hubctl did not send ${what}: ${owner.problem}`, undefined, {fix: `stop the program that holds port ${port} (\`ss -ltnp 'sport = :${port}'\` names it)`})
+    if (!owner.owned)
+      throw new HubApiError(`hubctl did not send ${what}: ${owner.problem}`, undefined, {
+        fix: `stop the program that holds port ${port} (\`ss -ltnp 'sport = :${port}'\` names it)`,
+      })
   }
 
   /** The ports hubctl's programs listen on, each with the one that should hold it. */
   private heldPorts(): Array<[ChildName | 'standby', keyof Ports]> {
-    const wanted: Array<[ChildName | 'standby', keyof Ports]> = [['proxy', 'proxy'], ['proxy', 'proxyApi'], ['hub', 'hub']]
+    const wanted: Array<[ChildName | 'standby', keyof Ports]> = [
+      ['proxy', 'proxy'],
+      ['proxy', 'proxyApi'],
+      ['hub', 'hub'],
+    ]
     if (this.standbyEnabled) wanted.push(['standby', 'proxyStandby'], ['standby', 'proxyStandbyApi'])
     return wanted
   }
@@ -513,7 +677,11 @@ export class Supervisor {
   private async verifyPortsHeld(): Promise<void> {
     for (const [name, key] of this.heldPorts()) {
       const owner = await this.ownsPort(this.settings.ports[key], this.pidOf(name))
-      if (!owner.owned) throw preflightError(`${owner.problem}`, `stop that program, or run \`hubctl init\` again with another ${PORT_FLAGS[key].flag}`)
+      if (!owner.owned)
+        throw preflightError(
+          `${owner.problem}`,
+          `stop that program, or run \`hubctl init\` again with another ${PORT_FLAGS[key].flag}`,
+        )
     }
   }
 
@@ -529,7 +697,13 @@ export class Supervisor {
       // Also while its owner is down between restarts: a listener there then is another program's.
       const owner = await this.ownsPort(this.settings.ports[key], this.pidOf(name))
       const problem = owner.owned ? undefined : owner.problem
-      if (problem && problem !== this.portProblems.get(key) && !problem.startsWith('nothing listens')) this.log('error', 'port', `${problem}: nginx or hubctl would send it what is meant for ${name === 'standby' ? 'the standby proxy' : label(name)}; stop that program`, name === 'standby' ? 'proxy' : name)
+      if (problem && problem !== this.portProblems.get(key) && !problem.startsWith('nothing listens'))
+        this.log(
+          'error',
+          'port',
+          `${problem}: nginx or hubctl would send it what is meant for ${name === 'standby' ? 'the standby proxy' : label(name)}; stop that program`,
+          name === 'standby' ? 'proxy' : name,
+        )
       if (problem) this.portProblems.set(key, problem)
       else this.portProblems.delete(key)
     }
@@ -540,14 +714,21 @@ export class Supervisor {
     const deadline = this.clock.now() + this.timings.healthTimeoutMs
     if (!(await this.waitHubHealthy(this.timings.healthTimeoutMs))) {
       if (this.stopping) return
-      throw runtimeError(`the hub did not answer /hub/health within ${round(this.timings.healthTimeoutMs / 1000)}s`, `read ${this.layout.hubLog}, fix the cause, then run \`hubctl start\` again`)
+      throw runtimeError(
+        `the hub did not answer /hub/health within ${round(this.timings.healthTimeoutMs / 1000)}s`,
+        `read ${this.layout.hubLog}, fix the cause, then run \`hubctl start\` again`,
+      )
     }
     const proxyDeadline = Math.min(deadline, this.clock.now() + 30_000)
     while (!this.stopping && this.clock.now() < proxyDeadline) {
       if (await checkHealth(hubHealthUrl(this.settings, 'proxy'), {fetch: this.fetchFn})) return this.verifyPortsHeld()
       await this.clock.sleep(this.timings.pollMs, this.shutdownController.signal)
     }
-    if (!this.stopping) throw runtimeError(`the hub does not answer through the proxy on port ${this.settings.ports.proxy}`, `read ${this.layout.proxyLog}, fix the cause, then run \`hubctl start\` again`)
+    if (!this.stopping)
+      throw runtimeError(
+        `the hub does not answer through the proxy on port ${this.settings.ports.proxy}`,
+        `read ${this.layout.proxyLog}, fix the cause, then run \`hubctl start\` again`,
+      )
   }
 
   /** Health of the hub every few seconds, crash loops cleared once a child has run long enough. */
@@ -557,7 +738,9 @@ export class Supervisor {
       if (this.stopping) return
       let changed = false
       await this.refreshRoutesSnapshot()
-      await this.syncStandby().catch((error: unknown) => this.log('warn', 'standby', `could not bring the standby proxy's routes in step: ${messageOf(error)}`))
+      await this.syncStandby().catch((error: unknown) =>
+        this.log('warn', 'standby', `could not bring the standby proxy's routes in step: ${messageOf(error)}`),
+      )
       await this.watchPorts()
       const hub = this.child('hub')
       if (hub.proc && !hub.restartPending) {
@@ -565,7 +748,13 @@ export class Supervisor {
         if (healthy !== Boolean(hub.healthy) && !this.stopping) {
           hub.healthy = healthy
           changed = true
-          this.log(healthy ? 'info' : 'warn', 'health', healthy ? 'the hub answers /hub/health again' : 'the hub does not answer /hub/health', 'hub', hub.pid)
+          this.log(
+            healthy ? 'info' : 'warn',
+            'health',
+            healthy ? 'the hub answers /hub/health again' : 'the hub does not answer /hub/health',
+            'hub',
+            hub.pid,
+          )
         }
       }
       for (const child of this.children.values()) {
@@ -573,7 +762,12 @@ export class Supervisor {
           child.crashLoop = false
           child.recent = []
           changed = true
-          this.log('info', 'stable', `${label(child.spec.name)} has run for ${round(this.timings.stableMs / 1000)}s: no longer in a crash loop`, child.spec.name)
+          this.log(
+            'info',
+            'stable',
+            `${label(child.spec.name)} has run for ${round(this.timings.stableMs / 1000)}s: no longer in a crash loop`,
+            child.spec.name,
+          )
         }
       }
       if (hub.proc && hub.healthy && !hub.restartPending) this.watchServers()
@@ -589,21 +783,32 @@ export class Supervisor {
 
   private watchServers(): void {
     if (this.watchingServers || !this.api || this.stopping) return
-    this.serverWatcher ??= this.deps.watcher ?? createServerWatcher({
-      ports: this.settings.ports, api: this.api, proxyToken: () => this.secrets.read('proxyAuthToken'), fetch: this.fetchFn, clock: this.clock,
-      cullIdleMs: this.deps.cullIdleMs, log: (level, event, message) => this.log(level, event, message),
-      verifyProxy: () => this.verifyOwnPort('proxy', this.settings.ports.proxyApi, "the proxy's token"),
-    })
+    this.serverWatcher ??=
+      this.deps.watcher ??
+      createServerWatcher({
+        ports: this.settings.ports,
+        api: this.api,
+        proxyToken: () => this.secrets.read('proxyAuthToken'),
+        fetch: this.fetchFn,
+        clock: this.clock,
+        cullIdleMs: this.deps.cullIdleMs,
+        log: (level, event, message) => this.log(level, event, message),
+        verifyProxy: () => this.verifyOwnPort('proxy', this.settings.ports.proxyApi, "the proxy's token"),
+      })
     this.watchingServers = true
-    void this.serverWatcher.tick().then(async (report) => {
-      if (!report || this.stopping) return
-      this.serversReport = report
-      await this.writeState()
-    }).catch((error: unknown) => {
-      this.log('warn', 'servers', `watching the user servers failed: ${messageOf(error)}`)
-    }).finally(() => {
-      this.watchingServers = false
-    })
+    void this.serverWatcher
+      .tick()
+      .then(async (report) => {
+        if (!report || this.stopping) return
+        this.serversReport = report
+        await this.writeState()
+      })
+      .catch((error: unknown) => {
+        this.log('warn', 'servers', `watching the user servers failed: ${messageOf(error)}`)
+      })
+      .finally(() => {
+        this.watchingServers = false
+      })
   }
 
   private async doRestart(): Promise<void> {
@@ -634,7 +839,11 @@ export class Supervisor {
     this.reloads++
     const seconds = round((this.clock.now() - began) / 1000)
     this.lastReload = {at: new Date().toISOString(), ok, seconds, ...(error ? {error} : {})}
-    this.log(ok ? 'info' : 'error', 'restarted', ok ? `proxy and hub restarted in ${seconds}s` : `restart failed: ${error}`)
+    this.log(
+      ok ? 'info' : 'error',
+      'restarted',
+      ok ? `proxy and hub restarted in ${seconds}s` : `restart failed: ${error}`,
+    )
     await this.writeState()
   }
 
@@ -660,8 +869,19 @@ export class Supervisor {
     }
     if (this.stopping) return
     const seconds = round((this.clock.now() - began) / 1000)
-    this.lastControl = {id: request.id, action: request.action, ok: error === undefined, at: new Date().toISOString(), seconds, ...(error ? {error} : {})}
-    this.log(error ? 'error' : 'info', 'control', error ? `${request.action} failed: ${error}` : `${request.action} done in ${seconds}s`)
+    this.lastControl = {
+      id: request.id,
+      action: request.action,
+      ok: error === undefined,
+      at: new Date().toISOString(),
+      seconds,
+      ...(error ? {error} : {}),
+    }
+    this.log(
+      error ? 'error' : 'info',
+      'control',
+      error ? `${request.action} failed: ${error}` : `${request.action} done in ${seconds}s`,
+    )
     await this.writeState()
   }
 
@@ -674,8 +894,13 @@ export class Supervisor {
     await this.ensureProxyTokenCurrent()
     await this.launch(hub)
     if (!(await this.waitHubHealthy(this.timings.healthTimeoutMs, true))) {
-      if (this.hubPortProblem) throw new Error(`the hub's port was taken while it restarted: ${this.hubPortProblem}; see ${this.layout.hubLog}`)
-      throw new Error(`the hub did not answer /hub/health within ${round(this.timings.healthTimeoutMs / 1000)}s; see ${this.layout.hubLog}`)
+      if (this.hubPortProblem)
+        throw new Error(
+          `the hub's port was taken while it restarted: ${this.hubPortProblem}; see ${this.layout.hubLog}`,
+        )
+      throw new Error(
+        `the hub did not answer /hub/health within ${round(this.timings.healthTimeoutMs / 1000)}s; see ${this.layout.hubLog}`,
+      )
     }
   }
 
@@ -715,7 +940,10 @@ export class Supervisor {
       if (this.stopping) return
       this.proxyToken = token
       await this.launchSeeded(proxy, seedFile)
-      if (!(await this.waitForProxyApi())) throw new Error(`the new proxy did not answer on port ${this.settings.ports.proxyApi}; see ${this.layout.proxyLog}`)
+      if (!(await this.waitForProxyApi()))
+        throw new Error(
+          `the new proxy did not answer on port ${this.settings.ports.proxyApi}; see ${this.layout.proxyLog}`,
+        )
       // Its ports were free while it restarted: another program may have taken one.
       for (const key of ['proxy', 'proxyApi'] as const) {
         const owner = await this.ownsPort(this.settings.ports[key], proxy.pid)
@@ -723,7 +951,13 @@ export class Supervisor {
       }
       await this.api?.updateProxy({auth_token: token})
       this.lastRouteSync = {at: new Date().toISOString(), ok: true, seconds: round((this.clock.now() - began) / 1000)}
-      this.log('info', 'handover', `the proxy was replaced with ${Object.keys(routes).length} route(s) in place (${round((this.clock.now() - began) / 1000)}s)`, 'proxy', proxy.pid)
+      this.log(
+        'info',
+        'handover',
+        `the proxy was replaced with ${Object.keys(routes).length} route(s) in place (${round((this.clock.now() - began) / 1000)}s)`,
+        'proxy',
+        proxy.pid,
+      )
     } finally {
       await fs.rm(seedFile, {force: true})
       await this.writeState()
@@ -758,7 +992,13 @@ export class Supervisor {
 
   /** The running proxy's routing table, with the token it runs with. */
   private readRoutes(timeoutMs: number): Promise<Record<string, ProxyRoute>> {
-    return proxyRoutes(proxyApiUrl(this.settings.ports), async () => this.proxyToken, this.fetchFn, timeoutMs, () => this.verifyOwnPort('proxy', this.settings.ports.proxyApi, "the proxy's token"))()
+    return proxyRoutes(
+      proxyApiUrl(this.settings.ports),
+      async () => this.proxyToken,
+      this.fetchFn,
+      timeoutMs,
+      () => this.verifyOwnPort('proxy', this.settings.ports.proxyApi, "the proxy's token"),
+    )()
   }
 
   /** The proxy's routing table, kept at each health tick for a crashed proxy's restart. */
@@ -777,7 +1017,11 @@ export class Supervisor {
     try {
       return await this.readRoutes(5000)
     } catch (error) {
-      this.log('warn', 'handover', `could not read the proxy's routes (${messageOf(error)}): the hub re-adds them after the handover`)
+      this.log(
+        'warn',
+        'handover',
+        `could not read the proxy's routes (${messageOf(error)}): the hub re-adds them after the handover`,
+      )
       return {}
     }
   }
@@ -810,9 +1054,18 @@ export class Supervisor {
     if (proc.pid === undefined) throw new Error('the standby proxy could not be started')
     this.standby = standby
     standby.startTime = (await procStartTime(proc.pid)) ?? null
-    this.log('info', 'standby', `standby proxy started (pid ${proc.pid}) on port ${this.settings.ports.proxyStandby}`, 'proxy', proc.pid)
+    this.log(
+      'info',
+      'standby',
+      `standby proxy started (pid ${proc.pid}) on port ${this.settings.ports.proxyStandby}`,
+      'proxy',
+      proc.pid,
+    )
     await this.writeState()
-    if (!(await this.waitForProxyApi(30_000, this.settings.ports.proxyStandbyApi, () => running)) || !(await portAnswers(this.settings.ports.proxyStandby))) {
+    if (
+      !(await this.waitForProxyApi(30_000, this.settings.ports.proxyStandbyApi, () => running)) ||
+      !(await portAnswers(this.settings.ports.proxyStandby))
+    ) {
       throw new Error(`the standby proxy did not start; see ${this.layout.proxyLog}`)
     }
     if (this.routesSnapshot) await this.syncStandby()
@@ -825,13 +1078,27 @@ export class Supervisor {
     if (ranMs >= this.timings.stableMs) this.standbyConsecutive = 0
     this.standbyConsecutive++
     this.standbyRestarts++
-    const delay = Math.min(this.timings.backoffMaxMs, this.timings.backoffInitialMs * 2 ** (this.standbyConsecutive - 1))
-    this.log('warn', 'exited', `the standby proxy (pid ${standby.pid}) ${how} after ${round(ranMs / 1000)}s; restart ${this.standbyRestarts} in ${round(delay / 1000)}s`, 'proxy', standby.pid)
+    const delay = Math.min(
+      this.timings.backoffMaxMs,
+      this.timings.backoffInitialMs * 2 ** (this.standbyConsecutive - 1),
+    )
+    this.log(
+      'warn',
+      'exited',
+      `the standby proxy (pid ${standby.pid}) ${how} after ${round(ranMs / 1000)}s; restart ${this.standbyRestarts} in ${round(delay / 1000)}s`,
+      'proxy',
+      standby.pid,
+    )
     void this.writeState()
-    void this.clock.sleep(delay, this.shutdownController.signal).then(async () => {
-      if (this.stopping || this.standby) return
-      await this.startStandby()
-    }).catch((error: unknown) => this.log('error', 'restart-failed', `restarting the standby proxy failed: ${messageOf(error)}`, 'proxy'))
+    void this.clock
+      .sleep(delay, this.shutdownController.signal)
+      .then(async () => {
+        if (this.stopping || this.standby) return
+        await this.startStandby()
+      })
+      .catch((error: unknown) =>
+        this.log('error', 'restart-failed', `restarting the standby proxy failed: ${messageOf(error)}`, 'proxy'),
+      )
   }
 
   /**
@@ -847,7 +1114,16 @@ export class Supervisor {
     const current = await proxyRoutes(base, async () => standby.token, this.fetchFn, 2000, verify)()
     const send = async (method: 'POST' | 'DELETE', routePath: string, body?: unknown) => {
       await verify()
-      const response = await keepAlive(2000, this.fetchFn(`${base}/api/routes${routePath}`, {method, headers: {Authorization: `token ${standby.token}`, ...(body ? {'Content-Type': 'application/json'} : {})}, body: body ? JSON.stringify(body) : undefined, signal: AbortSignal.timeout(2000), redirect: 'manual'}))
+      const response = await keepAlive(
+        2000,
+        this.fetchFn(`${base}/api/routes${routePath}`, {
+          method,
+          headers: {Authorization: `token ${standby.token}`, ...(body ? {'Content-Type': 'application/json'} : {})},
+          body: body ? JSON.stringify(body) : undefined,
+          signal: AbortSignal.timeout(2000),
+          redirect: 'manual',
+        }),
+      )
       await response.body?.cancel()
       // A route already gone is what a DELETE wants: two syncs (a health tick and a handover) may race.
       if (method === 'DELETE' && response.status === 404) return
@@ -872,7 +1148,10 @@ export class Supervisor {
     standby.intentional = true
     standby.proc.kill('SIGTERM')
     const timeout = new AbortController()
-    const inTime = await Promise.race([standby.exited.then(() => true), this.clock.sleep(this.timings.stopTimeoutMs, timeout.signal).then(() => false)])
+    const inTime = await Promise.race([
+      standby.exited.then(() => true),
+      this.clock.sleep(this.timings.stopTimeoutMs, timeout.signal).then(() => false),
+    ])
     timeout.abort()
     if (!inTime) {
       standby.proc.kill('SIGKILL')
@@ -892,10 +1171,19 @@ export class Supervisor {
     proc.kill('SIGTERM')
     const timeout = new AbortController()
     const exited = child.exited.then(() => true)
-    const inTime = await Promise.race([exited, this.clock.sleep(this.timings.stopTimeoutMs, timeout.signal).then(() => false)])
+    const inTime = await Promise.race([
+      exited,
+      this.clock.sleep(this.timings.stopTimeoutMs, timeout.signal).then(() => false),
+    ])
     timeout.abort()
     if (!inTime) {
-      this.log('warn', 'kill', `${label(name)} (pid ${pid}) did not stop within ${round(this.timings.stopTimeoutMs / 1000)}s: SIGKILL`, name, pid)
+      this.log(
+        'warn',
+        'kill',
+        `${label(name)} (pid ${pid}) did not stop within ${round(this.timings.stopTimeoutMs / 1000)}s: SIGKILL`,
+        name,
+        pid,
+      )
       proc.kill('SIGKILL')
       await exited
     }
@@ -924,7 +1212,13 @@ export class Supervisor {
     state.supervisor.stoppedAt = new Date().toISOString()
     await this.writeState(state)
     await releasePidFile(this.layout).catch(() => {})
-    this.log('info', 'stopped', 'hubctl stopped the proxy, the hub' + (this.children.has('nginx') ? ' and nginx' : '') + '; user servers, if any, keep running')
+    this.log(
+      'info',
+      'stopped',
+      'hubctl stopped the proxy, the hub' +
+        (this.children.has('nginx') ? ' and nginx' : '') +
+        '; user servers, if any, keep running',
+    )
   }
 
   private fail(error: HubctlError): void {
@@ -937,7 +1231,9 @@ export class Supervisor {
     if (this.children.size === 0) return Promise.resolve()
     this.stateQueue = this.stateQueue.then(async () => {
       try {
-        await writeFileAtomic(this.layout.stateFile, `${JSON.stringify(state ?? this.snapshot(), null, 2)}\n`, {mode: 0o644})
+        await writeFileAtomic(this.layout.stateFile, `${JSON.stringify(state ?? this.snapshot(), null, 2)}\n`, {
+          mode: 0o644,
+        })
       } catch (error) {
         this.log('warn', 'state', `could not write ${this.layout.stateFile}: ${errnoCode(error) ?? messageOf(error)}`)
       }
@@ -952,7 +1248,10 @@ export class Supervisor {
 
 /** SIGTERM/SIGINT stop the supervisor, SIGHUP restarts proxy and hub. Returns a function that removes the handlers. */
 export function installSignalHandlers(supervisor: Supervisor): () => void {
-  const onStop = (signal: NodeJS.Signals) => supervisor.stop(`${signal} received: stopping the hub, then the proxy${supervisor.settings.nginxSupervised ? ', then nginx' : ''}`)
+  const onStop = (signal: NodeJS.Signals) =>
+    supervisor.stop(
+      `${signal} received: stopping the hub, then the proxy${supervisor.settings.nginxSupervised ? ', then nginx' : ''}`,
+    )
   const onHup = () => {
     void supervisor.restart()
   }

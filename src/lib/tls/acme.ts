@@ -96,8 +96,13 @@ export interface AcmeFlags {
  * Deploy hooks add to the kept ones. `--http-port` is kept only when it differs from the hub's
  * HTTP port (`hubHttpPort`): otherwise the challenge follows the hub's port.
  */
-export async function acmeSettingsFrom(flags: AcmeFlags, previous?: AcmeSettings, hubHttpPort?: number): Promise<AcmeSettings> {
-  if (flags.staging && flags['acme-directory'] !== undefined) throw usageError('--staging and --acme-directory both choose the ACME server', 'give one of them')
+export async function acmeSettingsFrom(
+  flags: AcmeFlags,
+  previous?: AcmeSettings,
+  hubHttpPort?: number,
+): Promise<AcmeSettings> {
+  if (flags.staging && flags['acme-directory'] !== undefined)
+    throw usageError('--staging and --acme-directory both choose the ACME server', 'give one of them')
   let directory = previous?.directory ?? LETSENCRYPT_PRODUCTION
   if (flags.staging) directory = LETSENCRYPT_STAGING
   if (flags['acme-directory'] !== undefined) directory = parseDirectoryUrl(flags['acme-directory'])
@@ -107,11 +112,23 @@ export async function acmeSettingsFrom(flags: AcmeFlags, previous?: AcmeSettings
     await readCaCert(caCert)
   }
   const keyType = (flags['key-type'] ?? previous?.keyType ?? 'ecdsa-p256') as KeyType
-  if (!KEY_TYPES.includes(keyType)) throw usageError(`--key-type ${JSON.stringify(flags['key-type'])} is not a key type`, `give one of ${KEY_TYPES.join(', ')}`)
+  if (!KEY_TYPES.includes(keyType))
+    throw usageError(
+      `--key-type ${JSON.stringify(flags['key-type'])} is not a key type`,
+      `give one of ${KEY_TYPES.join(', ')}`,
+    )
   const eabKid = flags['eab-kid'] ?? previous?.eabKid
-  if (eabKid !== undefined && !/^[\x21-\x7e]{1,256}$/.test(eabKid)) throw usageError(`--eab-kid ${JSON.stringify(eabKid)} is not a key id`, 'copy the key id exactly as the certificate authority shows it (printable characters, no spaces)')
+  if (eabKid !== undefined && !/^[\x21-\x7e]{1,256}$/.test(eabKid))
+    throw usageError(
+      `--eab-kid ${JSON.stringify(eabKid)} is not a key id`,
+      'copy the key id exactly as the certificate authority shows it (printable characters, no spaces)',
+    )
   for (const hook of flags['deploy-hook'] ?? []) {
-    if (hook.trim() === '') throw usageError('--deploy-hook is empty', 'give the shell command to run after each new certificate, e.g. --deploy-hook "systemctl reload myservice"')
+    if (hook.trim() === '')
+      throw usageError(
+        '--deploy-hook is empty',
+        'give the shell command to run after each new certificate, e.g. --deploy-hook "systemctl reload myservice"',
+      )
   }
   const deployHooks = [...new Set([...(previous?.deployHooks ?? []), ...(flags['deploy-hook'] ?? [])])]
   let httpPort = previous?.httpPort
@@ -125,29 +142,44 @@ export async function acmeSettingsFrom(flags: AcmeFlags, previous?: AcmeSettings
 
 export function parseHttpPort(value: string | number): number {
   const port = Number(value)
-  if (String(value).trim() === '' || !Number.isInteger(port) || port < 1 || port > 65_535) throw usageError(`--http-port ${JSON.stringify(String(value))} is not a port`, 'give a number from 1 to 65535')
+  if (String(value).trim() === '' || !Number.isInteger(port) || port < 1 || port > 65_535)
+    throw usageError(`--http-port ${JSON.stringify(String(value))} is not a port`, 'give a number from 1 to 65535')
   return port
 }
 
 /** The EAB HMAC key: --eab-hmac-key names a file holding it, or HUBCTL_EAB_HMAC_KEY holds it. */
-export async function readEabHmacKey(file: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
+export async function readEabHmacKey(
+  file: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<string | undefined> {
   let value: string | undefined
   if (file !== undefined) {
     try {
       value = await fs.readFile(file, 'utf8')
     } catch (error) {
-      throw usageError(`--eab-hmac-key ${file} cannot be read (${errnoCode(error)})`, `give the path of a file holding the HMAC key, or set ${EAB_HMAC_ENV}`)
+      throw usageError(
+        `--eab-hmac-key ${file} cannot be read (${errnoCode(error)})`,
+        `give the path of a file holding the HMAC key, or set ${EAB_HMAC_ENV}`,
+      )
     }
   } else {
     value = env[EAB_HMAC_ENV]
   }
   value = value?.trim()
   if (value === undefined || value === '') return undefined
-  if (!/^[A-Za-z0-9_=+/-]+$/.test(value)) throw usageError('the EAB HMAC key is not base64url text', 'copy the HMAC key exactly as the certificate authority shows it')
+  if (!/^[A-Za-z0-9_=+/-]+$/.test(value))
+    throw usageError(
+      'the EAB HMAC key is not base64url text',
+      'copy the HMAC key exactly as the certificate authority shows it',
+    )
   return value
 }
 
-export function obtainRequestFor(settings: Settings, acme: AcmeSettings, options: {hmacKey?: string; replaces?: string} = {}): ObtainRequest {
+export function obtainRequestFor(
+  settings: Settings,
+  acme: AcmeSettings,
+  options: {hmacKey?: string; replaces?: string} = {},
+): ObtainRequest {
   // Only a new account needs the binding: without the HMAC key an existing account key is used as is.
   return {
     domains: settings.domains,
@@ -166,9 +198,16 @@ function parseDirectoryUrl(value: string): string {
   try {
     url = new URL(value)
   } catch {
-    throw usageError(`--acme-directory ${JSON.stringify(value)} is not a URL`, 'give the directory URL of the ACME server, e.g. https://acme-staging-v02.api.letsencrypt.org/directory')
+    throw usageError(
+      `--acme-directory ${JSON.stringify(value)} is not a URL`,
+      'give the directory URL of the ACME server, e.g. https://acme-staging-v02.api.letsencrypt.org/directory',
+    )
   }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw usageError(`--acme-directory ${value} is not an https URL`, 'give the https:// directory URL of the ACME server')
+  if (url.protocol !== 'https:' && url.protocol !== 'http:')
+    throw usageError(
+      `--acme-directory ${value} is not an https URL`,
+      'give the https:// directory URL of the ACME server',
+    )
   return url.toString()
 }
 
@@ -177,12 +216,18 @@ async function readCaCert(file: string): Promise<string> {
   try {
     text = await fs.readFile(file, 'utf8')
   } catch (error) {
-    throw usageError(`--acme-ca-cert ${file} cannot be read (${errnoCode(error)})`, 'give the PEM file of the CA that signs the ACME server\'s HTTPS certificate')
+    throw usageError(
+      `--acme-ca-cert ${file} cannot be read (${errnoCode(error)})`,
+      "give the PEM file of the CA that signs the ACME server's HTTPS certificate",
+    )
   }
   try {
     new X509Certificate(text)
   } catch {
-    throw usageError(`--acme-ca-cert ${file} is not a PEM certificate`, 'give the PEM file of the CA that signs the ACME server\'s HTTPS certificate')
+    throw usageError(
+      `--acme-ca-cert ${file} is not a PEM certificate`,
+      "give the PEM file of the CA that signs the ACME server's HTTPS certificate",
+    )
   }
   return text
 }
@@ -208,22 +253,32 @@ export async function getJson(url: string, agent: https.Agent, timeoutMs = 15_00
   const target = new URL(url)
   const get = target.protocol === 'http:' ? http.get : https.get
   return new Promise((resolve, reject) => {
-    const request = get(target, {agent: target.protocol === 'https:' ? agent : undefined, timeout: timeoutMs, headers: {accept: 'application/json'}}, (response) => {
-      const chunks: Buffer[] = []
-      response.on('data', (chunk: Buffer) => chunks.push(chunk))
-      response.on('error', (error) => reject(connectionError(url, error)))
-      response.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8')
-        let body: unknown
-        try {
-          body = text ? JSON.parse(text) : undefined
-        } catch {
-          body = text
-        }
-        resolve({status: response.statusCode ?? 0, headers: response.headers, body})
-      })
-    })
-    request.on('timeout', () => request.destroy(Object.assign(new Error(`no answer within ${timeoutMs / 1000}s`), {code: 'ETIMEDOUT'})))
+    const request = get(
+      target,
+      {
+        agent: target.protocol === 'https:' ? agent : undefined,
+        timeout: timeoutMs,
+        headers: {accept: 'application/json'},
+      },
+      (response) => {
+        const chunks: Buffer[] = []
+        response.on('data', (chunk: Buffer) => chunks.push(chunk))
+        response.on('error', (error) => reject(connectionError(url, error)))
+        response.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8')
+          let body: unknown
+          try {
+            body = text ? JSON.parse(text) : undefined
+          } catch {
+            body = text
+          }
+          resolve({status: response.statusCode ?? 0, headers: response.headers, body})
+        })
+      },
+    )
+    request.on('timeout', () =>
+      request.destroy(Object.assign(new Error(`no answer within ${timeoutMs / 1000}s`), {code: 'ETIMEDOUT'})),
+    )
     request.on('error', (error) => reject(connectionError(url, error)))
   })
 }
@@ -233,21 +288,48 @@ export async function fetchDirectory(url: string, agent: https.Agent, timeoutMs?
   const response = await getJson(url, agent, timeoutMs)
   if (response.status === 429) throw rateLimitError(url, response.headers['retry-after'], problemDetail(response.body))
   const dir = response.body as Partial<AcmeDirectory> | undefined
-  if (response.status !== 200 || !dir || typeof dir !== 'object' || typeof dir.newOrder !== 'string' || typeof dir.newNonce !== 'string') {
-    throw acmeError(`${url} is not an ACME directory (HTTP ${response.status})`, 'check --acme-directory (Let\'s Encrypt: https://acme-v02.api.letsencrypt.org/directory)')
+  if (
+    response.status !== 200 ||
+    !dir ||
+    typeof dir !== 'object' ||
+    typeof dir.newOrder !== 'string' ||
+    typeof dir.newNonce !== 'string'
+  ) {
+    throw acmeError(
+      `${url} is not an ACME directory (HTTP ${response.status})`,
+      "check --acme-directory (Let's Encrypt: https://acme-v02.api.letsencrypt.org/directory)",
+    )
   }
   return dir as AcmeDirectory
 }
 
-const TLS_TRUST_CODES = new Set(['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_GET_ISSUER_CERT', 'CERT_UNTRUSTED', 'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID'])
+const TLS_TRUST_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'CERT_UNTRUSTED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+])
 
 export function connectionError(url: string, error: unknown): HubctlError {
   const code = errnoCode(error) ?? ''
   if (TLS_TRUST_CODES.has(code)) {
-    return acmeError(`the ACME server ${originOf(url)} presented an HTTPS certificate hubctl does not trust (${code})`, 'for a private or test CA give --acme-ca-cert with the CA certificate that signs its HTTPS; check the clock for an expired one', error)
+    return acmeError(
+      `the ACME server ${originOf(url)} presented an HTTPS certificate hubctl does not trust (${code})`,
+      'for a private or test CA give --acme-ca-cert with the CA certificate that signs its HTTPS; check the clock for an expired one',
+      error,
+    )
   }
-  const what = code ? `${code}` : messageOf(error) ?? String(error)
-  return acmeError(`cannot reach the ACME server ${originOf(url)} (${what})`, 'check the network, a firewall or proxy, and --acme-directory; the live certificate is untouched, run again later', error)
+  const what = code ? `${code}` : (messageOf(error) ?? String(error))
+  return acmeError(
+    `cannot reach the ACME server ${originOf(url)} (${what})`,
+    'check the network, a firewall or proxy, and --acme-directory; the live certificate is untouched, run again later',
+    error,
+  )
 }
 
 export function rateLimitError(url: string, retryAfter: string | string[] | undefined, detail?: string): HubctlError {
@@ -258,7 +340,10 @@ export function rateLimitError(url: string, retryAfter: string | string[] | unde
     const date = Number.isFinite(seconds) ? new Date(Date.now() + seconds * 1000) : new Date(header)
     if (!Number.isNaN(date.getTime())) when = date.toISOString()
   }
-  return acmeError(`the ACME server ${originOf(url)} is rate limiting this account or domain (HTTP 429${detail ? `: ${detail}` : ''})${when ? `; it asks to retry after ${when}` : ''}`, `wait${when ? ` until ${when}` : ''} and run again (the live certificate is untouched); test with --staging, whose limits are higher`)
+  return acmeError(
+    `the ACME server ${originOf(url)} is rate limiting this account or domain (HTTP 429${detail ? `: ${detail}` : ''})${when ? `; it asks to retry after ${when}` : ''}`,
+    `wait${when ? ` until ${when}` : ''} and run again (the live certificate is untouched); test with --staging, whose limits are higher`,
+  )
 }
 
 function problemDetail(body: unknown): string | undefined {
@@ -285,7 +370,10 @@ function originOf(url: string): string {
 // Keys
 
 /** The ACME account key: made once (ECDSA P-256, 0600), then reused. Never the certificate's key. */
-export async function accountKey(layout: Layout, create: () => Promise<Buffer>): Promise<{pem: string; created: boolean}> {
+export async function accountKey(
+  layout: Layout,
+  create: () => Promise<Buffer>,
+): Promise<{pem: string; created: boolean}> {
   const existing = await readIfExists(layout.acmeAccountKey)
   if (existing !== undefined) return {pem: existing, created: false}
   await ensureDir(layout.sslDir, 0o700)
@@ -298,10 +386,14 @@ type AcmeModule = typeof import('acme-client')
 
 async function certificateKey(acme: AcmeModule, keyType: KeyType): Promise<Buffer> {
   switch (keyType) {
-    case 'ecdsa-p256': return acme.crypto.createPrivateEcdsaKey('P-256')
-    case 'ecdsa-p384': return acme.crypto.createPrivateEcdsaKey('P-384')
-    case 'rsa2048': return acme.crypto.createPrivateRsaKey(2048)
-    case 'rsa4096': return acme.crypto.createPrivateRsaKey(4096)
+    case 'ecdsa-p256':
+      return acme.crypto.createPrivateEcdsaKey('P-256')
+    case 'ecdsa-p384':
+      return acme.crypto.createPrivateEcdsaKey('P-384')
+    case 'rsa2048':
+      return acme.crypto.createPrivateRsaKey(2048)
+    case 'rsa4096':
+      return acme.crypto.createPrivateRsaKey(4096)
   }
 }
 
@@ -329,27 +421,37 @@ async function listen(port: number): Promise<Responder | undefined> {
       response.end('not found\n')
     }
   })
-  const tryListen = (host: string) => new Promise<string | undefined>((resolve) => {
-    const onError = (error: Error) => resolve(errnoCode(error) ?? 'ERROR')
-    server.once('error', onError)
-    server.listen({port, host, exclusive: true}, () => {
-      server.off('error', onError)
-      resolve(undefined)
+  const tryListen = (host: string) =>
+    new Promise<string | undefined>((resolve) => {
+      const onError = (error: Error) => resolve(errnoCode(error) ?? 'ERROR')
+      server.once('error', onError)
+      server.listen({port, host, exclusive: true}, () => {
+        server.off('error', onError)
+        resolve(undefined)
+      })
     })
-  })
   // '::' takes IPv4 as well (dual stack); without IPv6, 0.0.0.0.
   let failure = await tryListen('::')
   if (failure === 'EAFNOSUPPORT' || failure === 'EADDRNOTAVAIL') failure = await tryListen('0.0.0.0')
   if (failure === 'EADDRINUSE' || failure === 'EACCES') return undefined
-  if (failure) throw preflightError(`cannot listen on port ${port} to answer the ACME challenge (${failure})`, 'free the port, or start nginx with the hub\'s site so it answers from the webroot')
+  if (failure)
+    throw preflightError(
+      `cannot listen on port ${port} to answer the ACME challenge (${failure})`,
+      "free the port, or start nginx with the hub's site so it answers from the webroot",
+    )
   return {
     kind: 'hubctl',
-    async add(token, keyAuthorization) { answers.set(token, keyAuthorization) },
-    async remove(token) { answers.delete(token) },
-    close: () => new Promise<void>((resolve) => {
-      server.close(() => resolve())
-      server.closeAllConnections()
-    }),
+    async add(token, keyAuthorization) {
+      answers.set(token, keyAuthorization)
+    },
+    async remove(token) {
+      answers.delete(token)
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        server.closeAllConnections()
+      }),
   }
 }
 
@@ -362,23 +464,33 @@ function webroot(layout: Layout): Responder {
       await ensureDir(layout.acmeChallengeDir, 0o755)
       await writeFileAtomic(file(token), keyAuthorization, {mode: 0o644})
     },
-    async remove(token) { await fs.rm(file(token), {force: true}) },
+    async remove(token) {
+      await fs.rm(file(token), {force: true})
+    },
     async close() {},
   }
 }
 
 /** Fetch the token the way the CA will, before telling the CA; a wrong answer is named here. */
-export async function selfCheck(url: string, expected: string, responder: 'hubctl' | 'webroot', timeoutMs = 10_000): Promise<void> {
-  const causes = responder === 'hubctl'
-    ? 'hubctl answers on this port itself right now: the name may resolve to another machine (DNS elsewhere), or a firewall or NAT may block the port'
-    : 'nginx should serve it from the webroot: another server may hold the port, the nginx site may not be the hub\'s (hubctl init installs it), the name may resolve to another machine, or a firewall may block the port'
+export async function selfCheck(
+  url: string,
+  expected: string,
+  responder: 'hubctl' | 'webroot',
+  timeoutMs = 10_000,
+): Promise<void> {
+  const causes =
+    responder === 'hubctl'
+      ? 'hubctl answers on this port itself right now: the name may resolve to another machine (DNS elsewhere), or a firewall or NAT may block the port'
+      : "nginx should serve it from the webroot: another server may hold the port, the nginx site may not be the hub's (hubctl init installs it), the name may resolve to another machine, or a firewall may block the port"
   let result: {status: number; body: string}
   try {
     result = await new Promise((resolve, reject) => {
       const request = http.get(url, {timeout: timeoutMs}, (response) => {
         const chunks: Buffer[] = []
         response.on('data', (chunk: Buffer) => chunks.push(chunk))
-        response.on('end', () => resolve({status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8')}))
+        response.on('end', () =>
+          resolve({status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8')}),
+        )
         response.on('error', reject)
       })
       request.on('timeout', () => request.destroy(Object.assign(new Error('timed out'), {code: 'ETIMEDOUT'})))
@@ -388,13 +500,22 @@ export async function selfCheck(url: string, expected: string, responder: 'hubct
     const code = errnoCode(error)
     if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'ENODATA') {
       const host = new URL(url).hostname
-      throw acmeError(`the ACME challenge at ${url} cannot be fetched (${code}): ${host} does not resolve to any address from this machine, so the CA cannot reach it either`, `create the DNS A (and AAAA) record of ${host} pointing at this machine, wait until it resolves, then run again`)
+      throw acmeError(
+        `the ACME challenge at ${url} cannot be fetched (${code}): ${host} does not resolve to any address from this machine, so the CA cannot reach it either`,
+        `create the DNS A (and AAAA) record of ${host} pointing at this machine, wait until it resolves, then run again`,
+      )
     }
-    throw acmeError(`the ACME challenge at ${url} cannot be fetched (${code ?? messageOf(error)}); ${causes}`, 'make the domain resolve to this machine and the HTTP port reachable, then run again')
+    throw acmeError(
+      `the ACME challenge at ${url} cannot be fetched (${code ?? messageOf(error)}); ${causes}`,
+      'make the domain resolve to this machine and the HTTP port reachable, then run again',
+    )
   }
   if (result.status !== 200 || result.body.trim() !== expected) {
     const got = result.status === 200 ? 'a different answer' : `HTTP ${result.status}`
-    throw acmeError(`the ACME challenge at ${url} gave ${got} instead of the token; ${causes}`, 'make the domain resolve to this machine and the HTTP port reach the hub\'s nginx (or nothing, so hubctl answers), then run again')
+    throw acmeError(
+      `the ACME challenge at ${url} gave ${got} instead of the token; ${causes}`,
+      "make the domain resolve to this machine and the HTTP port reach the hub's nginx (or nothing, so hubctl answers), then run again",
+    )
   }
 }
 
@@ -417,7 +538,12 @@ let configured = false
  */
 function configureAxios(acme: AcmeModule, agent: https.Agent, timeoutMs: number): void {
   const instance = acme.axios as unknown as {
-    defaults: {acmeSettings: {retryMaxAttempts: number; retryDefaultDelay: number}; httpsAgent?: https.Agent; timeout?: number; adapter?: unknown}
+    defaults: {
+      acmeSettings: {retryMaxAttempts: number; retryDefaultDelay: number}
+      httpsAgent?: https.Agent
+      timeout?: number
+      adapter?: unknown
+    }
   }
   instance.defaults.acmeSettings.retryMaxAttempts = 1
   instance.defaults.acmeSettings.retryDefaultDelay = 2
@@ -434,9 +560,14 @@ function configureAxios(acme: AcmeModule, agent: https.Agent, timeoutMs: number)
     try {
       return await httpAdapter(config)
     } catch (error) {
-      const response = (error as {response?: {status: number; headers: Record<string, string>; data?: unknown}}).response
+      const response = (error as {response?: {status: number; headers: Record<string, string>; data?: unknown}})
+        .response
       if (response?.status === 429) {
-        recorder.rateLimit = {url: config.url ?? '', retryAfter: response.headers['retry-after'], detail: problemDetail(response.data)}
+        recorder.rateLimit = {
+          url: config.url ?? '',
+          retryAfter: response.headers['retry-after'],
+          detail: problemDetail(response.data),
+        }
         // Not retryable for acme-client: it hands the 429 back and fails with the CA's problem text.
         ;(error as {code?: string}).code = 'ECONNABORTED'
       } else if (!response) {
@@ -449,14 +580,27 @@ function configureAxios(acme: AcmeModule, agent: https.Agent, timeoutMs: number)
 
 function mapAcmeError(error: unknown, directoryUrl: string): HubctlError {
   if (error instanceof HubctlError) return error
-  if (recorder.rateLimit) return rateLimitError(recorder.rateLimit.url || directoryUrl, recorder.rateLimit.retryAfter, recorder.rateLimit.detail)
+  if (recorder.rateLimit)
+    return rateLimitError(
+      recorder.rateLimit.url || directoryUrl,
+      recorder.rateLimit.retryAfter,
+      recorder.rateLimit.detail,
+    )
   if (recorder.network) return connectionError(recorder.network.url || directoryUrl, recorder.network.error)
   const message = messageOf(error) ?? String(error)
   if (/anti-replay nonce|badNonce/i.test(message)) {
     // acme-client resends a request with a fresh nonce a few times (bounded); the CA refused each.
-    return acmeError(`the ACME server ${originOf(directoryUrl)} refused every fresh nonce hubctl sent (badNonce: ${message})`, 'the live certificate is untouched. This is the CA\'s side (or a proxy between hubctl and the CA replaying requests): run again later, and check --acme-directory', error)
+    return acmeError(
+      `the ACME server ${originOf(directoryUrl)} refused every fresh nonce hubctl sent (badNonce: ${message})`,
+      "the live certificate is untouched. This is the CA's side (or a proxy between hubctl and the CA replaying requests): run again later, and check --acme-directory",
+      error,
+    )
   }
-  return acmeError(`the ACME server ${originOf(directoryUrl)} refused: ${message}`, 'read the reason above; the live certificate is untouched. Check the domains, the contact e-mail and the server\'s policy, then run again', error)
+  return acmeError(
+    `the ACME server ${originOf(directoryUrl)} refused: ${message}`,
+    "read the reason above; the live certificate is untouched. Check the domains, the contact e-mail and the server's policy, then run again",
+    error,
+  )
 }
 
 const DEFAULT_BACKOFF = {attempts: 8, min: 1000, max: 8000}
@@ -467,16 +611,24 @@ const DEFAULT_BACKOFF = {attempts: 8, min: 1000, max: 8000}
  * went away mid-order kept hubctl waiting for about a minute: here a CA that stops answering (after
  * the single transport retry configured above) ends the wait at once.
  */
-async function waitForAuthorization(client: Connected['client'], order: Awaited<ReturnType<Connected['client']['createOrder']>>, authzUrl: string, backoff: {attempts: number; min: number; max: number}): Promise<void> {
+async function waitForAuthorization(
+  client: Connected['client'],
+  order: Awaited<ReturnType<Connected['client']['createOrder']>>,
+  authzUrl: string,
+  backoff: {attempts: number; min: number; max: number},
+): Promise<void> {
   let delay = backoff.min
   for (let check = 1; ; check++) {
     const [authz] = await client.getAuthorizations({...order, authorizations: [authzUrl]})
     if (authz?.status === 'valid') return
     if (authz?.status !== 'pending') {
-      const detail = authz?.challenges.map((challenge) => (challenge as {error?: {detail?: string}}).error?.detail).find(Boolean)
+      const detail = authz?.challenges
+        .map((challenge) => (challenge as {error?: {detail?: string}}).error?.detail)
+        .find(Boolean)
       throw new Error(detail ?? `the authorization is ${authz?.status ?? 'missing'}`)
     }
-    if (check >= backoff.attempts) throw new Error(`the CA had not validated it after ${check} checks; it may be slow: run again later`)
+    if (check >= backoff.attempts)
+      throw new Error(`the CA had not validated it after ${check} checks; it may be slow: run again later`)
     await new Promise((resolve) => setTimeout(resolve, delay))
     delay = Math.min(delay * 2, backoff.max)
   }
@@ -513,7 +665,10 @@ export function validationError(domain: string, answeredAt: string, httpPort: nu
     cause = `the CA got something other than the token hubctl serves at ${answeredAt}: the name may resolve, for the CA, to another machine (check AAAA records too), or a proxy or CDN in front answers instead`
     fix = 'make the domain resolve to this machine with nothing in front of its HTTP port, then run again'
   }
-  return new HubctlError(`the ACME server could not validate ${domain} over http-01${tried ? ` at ${tried}` : ''} (${detail}); likely cause: ${cause}`, {exitCode: ExitCode.ACME, fix})
+  return new HubctlError(
+    `the ACME server could not validate ${domain} over http-01${tried ? ` at ${tried}` : ''} (${detail}); likely cause: ${cause}`,
+    {exitCode: ExitCode.ACME, fix},
+  )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -530,7 +685,11 @@ interface Connected {
 }
 
 /** The directory (a CA that does not answer is named before anything is made), then acme-client with bounded retries. */
-async function connect(request: Pick<ObtainRequest, 'directoryUrl' | 'caCertFile' | 'eab'>, deps: AcmeDeps, accountPem: (acme: AcmeModule) => Promise<string>): Promise<Connected> {
+async function connect(
+  request: Pick<ObtainRequest, 'directoryUrl' | 'caCertFile' | 'eab'>,
+  deps: AcmeDeps,
+  accountPem: (acme: AcmeModule) => Promise<string>,
+): Promise<Connected> {
   const timeoutMs = deps.requestTimeoutMs ?? 30_000
   const agent = await acmeAgent(request.caCertFile)
   const directory = await fetchDirectory(request.directoryUrl, agent, timeoutMs)
@@ -563,10 +722,17 @@ async function existingAccount(client: Connected['client']): Promise<{contact?: 
   }
 }
 
-export type ContactChange = {status: 'unchanged' | 'updated'; contact: string; previous: string[]} | {status: 'no-account'} | {status: 'failed'; contact: string; previous: string[]; reason: string}
+export type ContactChange =
+  | {status: 'unchanged' | 'updated'; contact: string; previous: string[]}
+  | {status: 'no-account'}
+  | {status: 'failed'; contact: string; previous: string[]; reason: string}
 
 /** Make the account's contact `mailto:<email>` when it is anything else (the operator changed --email). */
-async function reconcileContact(client: Connected['client'], account: {contact?: unknown}, email: string): Promise<ContactChange> {
+async function reconcileContact(
+  client: Connected['client'],
+  account: {contact?: unknown},
+  email: string,
+): Promise<ContactChange> {
   const contact = `mailto:${email}`
   const previous = Array.isArray(account.contact) ? account.contact.map(String) : []
   if (previous.length === 1 && previous[0] === contact) return {status: 'unchanged', contact, previous}
@@ -582,9 +748,12 @@ async function reconcileContact(client: Connected['client'], account: {contact?:
 export function describeContactChange(change: ContactChange): string | undefined {
   const was = (previous: string[]) => (previous.length > 0 ? previous.join(', ') : 'no contact')
   switch (change.status) {
-    case 'updated': return `the ACME account's contact is now ${change.contact} (was ${was(change.previous)})`
-    case 'failed': return `the CA refused to change the ACME account's contact to ${change.contact} (${change.reason}); it still has ${was(change.previous)}. The next renewal tries again`
-    default: return undefined
+    case 'updated':
+      return `the ACME account's contact is now ${change.contact} (was ${was(change.previous)})`
+    case 'failed':
+      return `the CA refused to change the ACME account's contact to ${change.contact} (${change.reason}); it still has ${was(change.previous)}. The next renewal tries again`
+    default:
+      return undefined
   }
 }
 
@@ -593,7 +762,10 @@ export function describeContactChange(change: ContactChange): string | undefined
  * existing account's contact updated now. Never creates an account or an account key: without
  * one ('no-account') the next order registers the new address.
  */
-export async function updateAccountContact(request: Pick<ObtainRequest, 'directoryUrl' | 'caCertFile'> & {email: string}, deps: AcmeDeps): Promise<ContactChange> {
+export async function updateAccountContact(
+  request: Pick<ObtainRequest, 'directoryUrl' | 'caCertFile'> & {email: string},
+  deps: AcmeDeps,
+): Promise<ContactChange> {
   const pem = await readIfExists(deps.layout.acmeAccountKey)
   if (pem === undefined) return {status: 'no-account'}
   try {
@@ -625,7 +797,10 @@ export async function obtainCertificate(request: ObtainRequest, deps: AcmeDeps):
       // new one: terms agreed, contact if given.
       const account = await existingAccount(client)
       if (!account) {
-        await client.createAccount({termsOfServiceAgreed: true, ...(request.email ? {contact: [`mailto:${request.email}`]} : {})})
+        await client.createAccount({
+          termsOfServiceAgreed: true,
+          ...(request.email ? {contact: [`mailto:${request.email}`]} : {}),
+        })
       } else if (request.email) {
         const note = describeContactChange(await reconcileContact(client, account, request.email))
         if (note) {
@@ -635,7 +810,10 @@ export async function obtainCertificate(request: ObtainRequest, deps: AcmeDeps):
       }
     } catch (error) {
       if (!request.eab && /externalAccountBinding|external account/i.test(messageOf(error) ?? '')) {
-        throw usageError(`the ACME server ${originOf(request.directoryUrl)} requires an external account binding`, `give --eab-kid and the HMAC key (--eab-hmac-key FILE or ${EAB_HMAC_ENV}) from the CA's account page`)
+        throw usageError(
+          `the ACME server ${originOf(request.directoryUrl)} requires an external account binding`,
+          `give --eab-kid and the HMAC key (--eab-hmac-key FILE or ${EAB_HMAC_ENV}) from the CA's account page`,
+        )
       }
       throw error
     }
@@ -643,7 +821,9 @@ export async function obtainCertificate(request: ObtainRequest, deps: AcmeDeps):
     let order
     const replaces = request.replaces && directory.renewalInfo ? request.replaces : undefined
     try {
-      order = await client.createOrder({identifiers, ...(replaces ? {replaces} : {})} as Parameters<typeof client.createOrder>[0])
+      order = await client.createOrder({identifiers, ...(replaces ? {replaces} : {})} as Parameters<
+        typeof client.createOrder
+      >[0])
     } catch (error) {
       // A CA may refuse `replaces` (already replaced, unknown): a plain order is still right.
       if (!replaces || recorder.rateLimit || recorder.network) throw error
@@ -654,28 +834,46 @@ export async function obtainCertificate(request: ObtainRequest, deps: AcmeDeps):
     for (const authz of authorizations) {
       if (authz.status === 'valid') continue
       const challenge = authz.challenges.find((c) => c.type === 'http-01')
-      if (!challenge) throw acmeError(`the ACME server offers no http-01 challenge for ${authz.identifier.value}`, 'use a CA that supports http-01, or --tls manual with a certificate obtained elsewhere')
-      if (!/^[A-Za-z0-9_-]+$/.test(challenge.token)) throw acmeError(`the ACME server sent a challenge token that is not base64url (${JSON.stringify(challenge.token).slice(0, 60)})`, 'check --acme-directory points at a real ACME server')
+      if (!challenge)
+        throw acmeError(
+          `the ACME server offers no http-01 challenge for ${authz.identifier.value}`,
+          'use a CA that supports http-01, or --tls manual with a certificate obtained elsewhere',
+        )
+      if (!/^[A-Za-z0-9_-]+$/.test(challenge.token))
+        throw acmeError(
+          `the ACME server sent a challenge token that is not base64url (${JSON.stringify(challenge.token).slice(0, 60)})`,
+          'check --acme-directory points at a real ACME server',
+        )
       const keyAuthorization = await client.getChallengeKeyAuthorization(challenge)
       responder ??= (await listen(request.httpPort)) ?? webroot(deps.layout)
       await responder.add(challenge.token, keyAuthorization)
       try {
         const url = `http://${authz.identifier.value}${request.httpPort === 80 ? '' : `:${request.httpPort}`}/.well-known/acme-challenge/${challenge.token}`
         await selfCheck(url, keyAuthorization, responder.kind)
-        log(`${authz.identifier.value}: ${url} answers (${responder.kind === 'hubctl' ? 'hubctl\'s own listener' : 'nginx, from the webroot'}); asking the CA to validate`)
+        log(
+          `${authz.identifier.value}: ${url} answers (${responder.kind === 'hubctl' ? "hubctl's own listener" : 'nginx, from the webroot'}); asking the CA to validate`,
+        )
         await client.completeChallenge(challenge)
         try {
           await waitForAuthorization(client, order, authz.url, deps.backoff ?? DEFAULT_BACKOFF)
         } catch (error) {
           // The CA itself gone or limiting: reported as such by mapAcmeError, not as a validation failure.
           if (recorder.rateLimit || recorder.network) throw error
-          throw validationError(authz.identifier.value, url.replace(challenge.token, '<token>'), request.httpPort, messageOf(error) ?? String(error))
+          throw validationError(
+            authz.identifier.value,
+            url.replace(challenge.token, '<token>'),
+            request.httpPort,
+            messageOf(error) ?? String(error),
+          )
         }
       } finally {
         await responder.remove(challenge.token)
       }
     }
-    const [key, csr] = await acme.crypto.createCsr({commonName: request.domains[0], altNames: request.domains}, await certificateKey(acme, request.keyType))
+    const [key, csr] = await acme.crypto.createCsr(
+      {commonName: request.domains[0], altNames: request.domains},
+      await certificateKey(acme, request.keyType),
+    )
     const finalized = await client.finalizeOrder(order, csr)
     const fullchain = await client.getCertificate(finalized)
     log('certificate issued; installing it')

@@ -31,11 +31,17 @@ const KEEP_ARCHIVES = 3
  * never a new key beside an old chain. The previous pair stays behind the `previous` link.
  */
 export class CertStore {
-  constructor(readonly layout: Layout, readonly clock: () => Date = () => new Date()) {}
+  constructor(
+    readonly layout: Layout,
+    readonly clock: () => Date = () => new Date(),
+  ) {}
 
   async install(pair: CertificatePair): Promise<CertificateInfo> {
     const info = inspectPair(pair)
-    const id = `${this.clock().toISOString().replaceAll(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${info.serial.slice(0, 16).toLowerCase()}`
+    const id = `${this.clock()
+      .toISOString()
+      .replaceAll(/[-:]/g, '')
+      .replace(/\.\d+Z$/, 'Z')}-${info.serial.slice(0, 16).toLowerCase()}`
     await ensureDir(this.layout.sslDir, 0o700)
     await ensureDir(this.layout.sslArchiveDir, 0o700)
     await ensureDir(this.layout.sslArchive(id), 0o700)
@@ -58,7 +64,10 @@ export class CertStore {
   /** The live pair, or undefined when none is installed. */
   async current(): Promise<CertificatePair | undefined> {
     try {
-      const [fullchain, privkey] = await Promise.all([fs.readFile(this.layout.fullchain, 'utf8'), fs.readFile(this.layout.privkey, 'utf8')])
+      const [fullchain, privkey] = await Promise.all([
+        fs.readFile(this.layout.fullchain, 'utf8'),
+        fs.readFile(this.layout.privkey, 'utf8'),
+      ])
       return {fullchain, privkey}
     } catch (error) {
       if (errnoCode(error) === 'ENOENT') return undefined
@@ -72,7 +81,10 @@ export class CertStore {
   }
 
   private async ensureStableLinks(): Promise<void> {
-    for (const [file, target] of [[this.layout.fullchain, this.layout.sslLinkTargets.fullchain], [this.layout.privkey, this.layout.sslLinkTargets.privkey]] as const) {
+    for (const [file, target] of [
+      [this.layout.fullchain, this.layout.sslLinkTargets.fullchain],
+      [this.layout.privkey, this.layout.sslLinkTargets.privkey],
+    ] as const) {
       if ((await readLinkOrUndefined(file)) !== target) {
         if (await exists(file)) await fs.rm(file)
         await symlinkAtomic(target, file)
@@ -82,7 +94,11 @@ export class CertStore {
 
   /** Keep the current, the previous and a few older pairs. */
   private async prune(): Promise<void> {
-    const keep = new Set([await readLinkOrUndefined(this.layout.sslCurrentLink), await readLinkOrUndefined(this.layout.sslPreviousLink)].filter(Boolean).map((target) => String(target).split('/').pop()))
+    const keep = new Set(
+      [await readLinkOrUndefined(this.layout.sslCurrentLink), await readLinkOrUndefined(this.layout.sslPreviousLink)]
+        .filter(Boolean)
+        .map((target) => String(target).split('/').pop()),
+    )
     const ids = (await fs.readdir(this.layout.sslArchiveDir)).sort()
     const removable = ids.filter((id) => !keep.has(id))
     for (const id of removable.slice(0, Math.max(0, removable.length - (KEEP_ARCHIVES - keep.size)))) {
@@ -103,7 +119,10 @@ async function readLinkOrUndefined(file: string): Promise<string | undefined> {
 /** The one X.509 reader: what hubctl needs of a certificate (the first in a chain). */
 export function certificateInfo(pem: string): CertificateInfo {
   const cert = new X509Certificate(pem)
-  const domains = (cert.subjectAltName ?? '').split(/,\s*/).filter((entry) => entry.startsWith('DNS:')).map((entry) => entry.slice(4))
+  const domains = (cert.subjectAltName ?? '')
+    .split(/,\s*/)
+    .filter((entry) => entry.startsWith('DNS:'))
+    .map((entry) => entry.slice(4))
   return {
     subject: cert.subject,
     issuer: cert.issuer,
@@ -118,18 +137,27 @@ export function certificateInfo(pem: string): CertificateInfo {
 }
 
 /** Check that a certificate and key parse and belong together; return the certificate's info. */
-export function inspectPair(pair: CertificatePair, labels = {cert: 'the certificate', key: 'the key'}): CertificateInfo {
+export function inspectPair(
+  pair: CertificatePair,
+  labels = {cert: 'the certificate', key: 'the key'},
+): CertificateInfo {
   let cert: X509Certificate
   try {
     cert = new X509Certificate(pair.fullchain)
   } catch {
-    throw usageError(`${labels.cert} is not a PEM certificate`, 'give the PEM file that starts with -----BEGIN CERTIFICATE----- (leaf first, then the chain)')
+    throw usageError(
+      `${labels.cert} is not a PEM certificate`,
+      'give the PEM file that starts with -----BEGIN CERTIFICATE----- (leaf first, then the chain)',
+    )
   }
   let key
   try {
     key = createPrivateKey(pair.privkey)
   } catch {
-    throw usageError(`${labels.key} is not an unencrypted PEM private key`, 'give the PEM key without a passphrase (openssl pkey -in key.pem -out key-plain.pem)')
+    throw usageError(
+      `${labels.key} is not an unencrypted PEM private key`,
+      'give the PEM key without a passphrase (openssl pkey -in key.pem -out key-plain.pem)',
+    )
   }
   if (!cert.checkPrivateKey(key)) {
     throw usageError(`${labels.cert} and ${labels.key} do not match`, 'give the key the certificate was issued for')

@@ -51,7 +51,8 @@ export function searchSafePrime(bits: number, crypto: PrimeCrypto): string {
   const WINDOW = 1 << 20
   // Odd primes from 5 up to BOUND, paired so that one BigInt remainder serves two of them.
   const composite = new Uint8Array(BOUND >> 1)
-  for (let i = 3; i * i < BOUND; i += 2) if (!composite[i >> 1]) for (let j = (i * i) >> 1; j < BOUND >> 1; j += i) composite[j] = 1
+  for (let i = 3; i * i < BOUND; i += 2)
+    if (!composite[i >> 1]) for (let j = (i * i) >> 1; j < BOUND >> 1; j += i) composite[j] = 1
   let count = 0
   for (let i = 5; i < BOUND; i += 2) if (!composite[i >> 1]) count++
   const primes = new Float64Array(count)
@@ -73,7 +74,14 @@ export function searchSafePrime(bits: number, crypto: PrimeCrypto): string {
   const probablyPrime = (n: bigint): boolean => {
     if (fermatByRsa) {
       try {
-        const key = crypto.createPublicKey({key: {kty: 'RSA', n: Buffer.from(hex(n), 'hex').toString('base64url'), e: Buffer.from(hex(n - 1n), 'hex').toString('base64url')}, format: 'jwk'})
+        const key = crypto.createPublicKey({
+          key: {
+            kty: 'RSA',
+            n: Buffer.from(hex(n), 'hex').toString('base64url'),
+            e: Buffer.from(hex(n - 1n), 'hex').toString('base64url'),
+          },
+          format: 'jwk',
+        })
         const length = hex(n).length / 2
         const two = Buffer.alloc(length)
         two[length - 1] = 2
@@ -108,7 +116,8 @@ export function searchSafePrime(bits: number, crypto: PrimeCrypto): string {
       const p = base + 24n * BigInt(k)
       if (p >> BigInt(bits) !== 0n) break
       const q = p >> 1n
-      if (probablyPrime(q) && probablyPrime(p) && crypto.checkPrimeSync(q) && crypto.checkPrimeSync(p)) return p.toString(16)
+      if (probablyPrime(q) && probablyPrime(p) && crypto.checkPrimeSync(q) && crypto.checkPrimeSync(p))
+        return p.toString(16)
     }
   }
 }
@@ -130,15 +139,24 @@ parentPort.postMessage(search(workerData.bits, crypto))
  */
 export async function generateDhparam(
   bits: number,
-  options: {workers?: number; signal?: AbortSignal; onProgress?: (progress: DhparamProgress) => void; progressIntervalMs?: number} = {},
+  options: {
+    workers?: number
+    signal?: AbortSignal
+    onProgress?: (progress: DhparamProgress) => void
+    progressIntervalMs?: number
+  } = {},
 ): Promise<string> {
-  if (!Number.isInteger(bits) || bits < 512) throw new RangeError(`DH parameters of ${bits} bits are not made (at least 512)`)
+  if (!Number.isInteger(bits) || bits < 512)
+    throw new RangeError(`DH parameters of ${bits} bits are not made (at least 512)`)
   const {Worker} = await import('node:worker_threads')
   const count = Math.max(1, options.workers ?? Math.min(availableParallelism(), 4))
   const started = Date.now()
   const workers = Array.from({length: count}, () => new Worker(WORKER_SOURCE, {eval: true, workerData: {bits}}))
   const timer = options.onProgress
-    ? setInterval(() => options.onProgress?.({workers: count, elapsedMs: Date.now() - started}), options.progressIntervalMs ?? 1000)
+    ? setInterval(
+        () => options.onProgress?.({workers: count, elapsedMs: Date.now() - started}),
+        options.progressIntervalMs ?? 1000,
+      )
     : undefined
   let onAbort: (() => void) | undefined
   try {

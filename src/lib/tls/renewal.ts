@@ -1,6 +1,17 @@
 import {X509Certificate} from 'node:crypto'
 
-import {acmeAgent, acmeSettingsFrom, AcmeFlags, describeContactChange, fetchDirectory, getJson, obtainCertificate, obtainRequestFor, readEabHmacKey, updateAccountContact} from './acme.js'
+import {
+  acmeAgent,
+  acmeSettingsFrom,
+  AcmeFlags,
+  describeContactChange,
+  fetchDirectory,
+  getJson,
+  obtainCertificate,
+  obtainRequestFor,
+  readEabHmacKey,
+  updateAccountContact,
+} from './acme.js'
 import {readIfExists, writeFileAtomic, ensureDir} from '../files/atomic.js'
 import {CertificateInfo, certificateInfo} from './certstore.js'
 import {ExitCode, HubctlError, messageOf} from '../errors.js'
@@ -71,13 +82,24 @@ export function shouldRenew(input: RenewalInput): RenewalDecision {
   const renewAfter = ariStart && ariStart < local ? ariStart : local
   const left = `${formatDays(input.notAfter.getTime() - input.now.getTime())} left`
   if (input.force) return {due: true, reason: 'forced (--force)', renewAfter, byAri: false}
-  if (input.now >= input.notAfter) return {due: true, reason: `expired on ${input.notAfter.toISOString()}`, renewAfter, byAri: false}
+  if (input.now >= input.notAfter)
+    return {due: true, reason: `expired on ${input.notAfter.toISOString()}`, renewAfter, byAri: false}
   if (input.now >= local) {
-    const rule = input.days === undefined ? (input.notAfter.getTime() - input.notBefore.getTime() < SHORT_LIVED_MS ? 'half of its lifetime' : 'a third of its lifetime') : `fewer than ${input.days} days (--days)`
+    const rule =
+      input.days === undefined
+        ? input.notAfter.getTime() - input.notBefore.getTime() < SHORT_LIVED_MS
+          ? 'half of its lifetime'
+          : 'a third of its lifetime'
+        : `fewer than ${input.days} days (--days)`
     return {due: true, reason: `${left}: ${rule} remains`, renewAfter, byAri: false}
   }
   if (ariStart && input.now >= ariStart) {
-    return {due: true, reason: `the CA's renewal window (ARI) opened at ${ariStart.toISOString()}${input.ari?.explanationURL ? ` (${input.ari.explanationURL})` : ''}`, renewAfter, byAri: true}
+    return {
+      due: true,
+      reason: `the CA's renewal window (ARI) opened at ${ariStart.toISOString()}${input.ari?.explanationURL ? ` (${input.ari.explanationURL})` : ''}`,
+      renewAfter,
+      byAri: true,
+    }
   }
   return {due: false, reason: `${left}; due on ${renewAfter.toISOString()}`, renewAfter, byAri: false}
 }
@@ -147,7 +169,11 @@ function readTlv(buf: Buffer, offset: number): {tag: number; start: number; end:
 }
 
 /** The CA's suggested renewal window, or undefined when it has no ARI (or does not answer). */
-export async function fetchAriWindow(acme: AcmeSettings, pem: string, timeoutMs = 10_000): Promise<{window?: AriWindow; certId?: string; note?: string; hasAri: boolean; retryAfterSeconds?: number}> {
+export async function fetchAriWindow(
+  acme: AcmeSettings,
+  pem: string,
+  timeoutMs = 10_000,
+): Promise<{window?: AriWindow; certId?: string; note?: string; hasAri: boolean; retryAfterSeconds?: number}> {
   let renewalInfo: string | undefined
   let agent
   try {
@@ -165,13 +191,23 @@ export async function fetchAriWindow(acme: AcmeSettings, pem: string, timeoutMs 
   }
   try {
     const response = await getJson(`${renewalInfo.replace(/\/$/, '')}/${certId}`, agent, timeoutMs)
-    const body = response.body as {suggestedWindow?: {start?: string; end?: string}; explanationURL?: string} | undefined
+    const body = response.body as
+      {suggestedWindow?: {start?: string; end?: string}; explanationURL?: string} | undefined
     const start = new Date(body?.suggestedWindow?.start ?? '')
     const end = new Date(body?.suggestedWindow?.end ?? '')
     if (response.status !== 200 || Number.isNaN(start.getTime()) || Number.isNaN(end.getTime())) {
-      return {hasAri: true, certId, note: `the CA has no renewal information (ARI) for this certificate (HTTP ${response.status})`}
+      return {
+        hasAri: true,
+        certId,
+        note: `the CA has no renewal information (ARI) for this certificate (HTTP ${response.status})`,
+      }
     }
-    return {hasAri: true, certId, window: {start, end, explanationURL: body?.explanationURL}, retryAfterSeconds: retryAfterSeconds(response.headers['retry-after'])}
+    return {
+      hasAri: true,
+      certId,
+      window: {start, end, explanationURL: body?.explanationURL},
+      retryAfterSeconds: retryAfterSeconds(response.headers['retry-after']),
+    }
   } catch (error) {
     return {hasAri: true, certId, note: `renewal information (ARI) not checked: ${messageOf(error)}`}
   }
@@ -191,17 +227,42 @@ function retryAfterSeconds(header: string | string[] | undefined): number {
  * The CA's window for this certificate: the one kept in renewal.json while the CA's Retry-After
  * has not passed (a twice-daily run does not ask the CA each time), else asked anew and kept.
  */
-export async function ariWindowFor(layout: Layout, acme: AcmeSettings, live: {pem: string; serial: string}, state: RenewalState, now: Date): Promise<{window?: AriWindow; certId?: string; hasAri: boolean; note?: string; cached: boolean}> {
+export async function ariWindowFor(
+  layout: Layout,
+  acme: AcmeSettings,
+  live: {pem: string; serial: string},
+  state: RenewalState,
+  now: Date,
+): Promise<{window?: AriWindow; certId?: string; hasAri: boolean; note?: string; cached: boolean}> {
   const kept = state.ari
-  if (kept?.nextCheck && kept.serial === live.serial && kept.directory === acme.directory && now < new Date(kept.nextCheck)) {
+  if (
+    kept?.nextCheck &&
+    kept.serial === live.serial &&
+    kept.directory === acme.directory &&
+    now < new Date(kept.nextCheck)
+  ) {
     if (kept.none) return {hasAri: false, cached: true}
-    return {window: {start: new Date(kept.start), end: new Date(kept.end), explanationURL: kept.explanationURL}, certId: kept.certId, hasAri: true, cached: true}
+    return {
+      window: {start: new Date(kept.start), end: new Date(kept.end), explanationURL: kept.explanationURL},
+      certId: kept.certId,
+      hasAri: true,
+      cached: true,
+    }
   }
   const found = await fetchAriWindow(acme, live.pem)
   const nextCheck = new Date(now.getTime() + (found.retryAfterSeconds ?? ARI_DEFAULT_RECHECK_S) * 1000).toISOString()
   const keep = {checkedAt: now.toISOString(), nextCheck, serial: live.serial, directory: acme.directory}
   if (found.window) {
-    await writeRenewalState(layout, {...state, ari: {...keep, start: found.window.start.toISOString(), end: found.window.end.toISOString(), certId: found.certId, explanationURL: found.window.explanationURL}})
+    await writeRenewalState(layout, {
+      ...state,
+      ari: {
+        ...keep,
+        start: found.window.start.toISOString(),
+        end: found.window.end.toISOString(),
+        certId: found.certId,
+        explanationURL: found.window.explanationURL,
+      },
+    })
   } else if (!found.hasAri && !found.note) {
     // The CA's directory has no renewalInfo: ask again later, not on every run.
     await writeRenewalState(layout, {...state, ari: {...keep, none: true, start: '', end: ''}})
@@ -219,7 +280,17 @@ export interface RenewalState {
   lastError?: string
   lastSerial?: string
   /** The CA's last answer, kept until `nextCheck` (its Retry-After) for this certificate and CA. */
-  ari?: {start: string; end: string; checkedAt: string; nextCheck?: string; serial?: string; directory?: string; certId?: string; explanationURL?: string; none?: boolean}
+  ari?: {
+    start: string
+    end: string
+    checkedAt: string
+    nextCheck?: string
+    serial?: string
+    directory?: string
+    certId?: string
+    explanationURL?: string
+    none?: boolean
+  }
 }
 
 export async function readRenewalState(layout: Layout): Promise<RenewalState> {
@@ -253,7 +324,15 @@ export async function readLiveCertificate(layout: Layout): Promise<LiveCertifica
   const pem = await readIfExists(layout.fullchain)
   if (pem === undefined) return undefined
   const info = certificateInfo(pem)
-  return {pem, serial: info.serial, issuer: info.issuer, domains: info.domains, notBefore: new Date(info.notBefore), notAfter: new Date(info.notAfter), selfSigned: info.selfSigned}
+  return {
+    pem,
+    serial: info.serial,
+    issuer: info.issuer,
+    domains: info.domains,
+    notBefore: new Date(info.notBefore),
+    notAfter: new Date(info.notAfter),
+    selfSigned: info.selfSigned,
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -282,15 +361,22 @@ export async function certificateStatus(layout: Layout, now: Date): Promise<Cert
   const settings = await new SettingsStore(layout).loadIfExists()
   const state = await readRenewalState(layout)
   const live = await readLiveCertificate(layout)
-  const common = {mode: settings?.tls.mode, lastAttempt: state.lastAttempt, lastSuccess: state.lastSuccess, lastError: state.lastError}
+  const common = {
+    mode: settings?.tls.mode,
+    lastAttempt: state.lastAttempt,
+    lastSuccess: state.lastSuccess,
+    lastError: state.lastError,
+  }
   if (!live) return {installed: false, ...common, ok: false, problem: `no certificate at ${layout.fullchain}`}
-  const ari = state.ari && !state.ari.none ? {start: new Date(state.ari.start), end: new Date(state.ari.end)} : undefined
+  const ari =
+    state.ari && !state.ari.none ? {start: new Date(state.ari.start), end: new Date(state.ari.end)} : undefined
   const decision = shouldRenew({...live, now, ari})
   const expired = now >= live.notAfter
   const lastFailed = Boolean(state.lastError) && Boolean(state.lastAttempt)
   let problem: string | undefined
   if (expired) problem = `the certificate expired on ${live.notAfter.toISOString()}`
-  else if (decision.due && lastFailed) problem = `the certificate was due for renewal on ${decision.renewAfter.toISOString()} and the last attempt failed: ${state.lastError}`
+  else if (decision.due && lastFailed)
+    problem = `the certificate was due for renewal on ${decision.renewAfter.toISOString()} and the last attempt failed: ${state.lastError}`
   return {
     installed: true,
     ...common,
@@ -398,7 +484,12 @@ export class CertService {
 
   /** For `hubctl init --tls letsencrypt`: the settings are saved by init afterwards (with tls.acme set here). */
   async obtainForInit(settings: Settings, acme: AcmeSettings, hmacKey?: string): Promise<CertificateInfo> {
-    const obtained = await obtainCertificate(obtainRequestFor(settings, acme, {hmacKey}), {layout: this.deps.layout, clock: this.deps.clock, log: this.log, debug: this.deps.debug})
+    const obtained = await obtainCertificate(obtainRequestFor(settings, acme, {hmacKey}), {
+      layout: this.deps.layout,
+      clock: this.deps.clock,
+      log: this.log,
+      debug: this.deps.debug,
+    })
     settings.tls = {mode: settings.tls.mode, acme}
     return obtained.info
   }
@@ -409,8 +500,12 @@ export class CertService {
    */
   async updateAccountContact(settings: Settings, acme: AcmeSettings): Promise<{message?: string; warning: boolean}> {
     if (!settings.email) return {warning: false}
-    const change = await updateAccountContact({directoryUrl: acme.directory, caCertFile: acme.caCert, email: settings.email}, {layout: this.deps.layout, clock: this.deps.clock, log: this.log, debug: this.deps.debug})
-    if (change.status === 'no-account') return {message: `no ACME account yet: the first order registers ${settings.email}`, warning: false}
+    const change = await updateAccountContact(
+      {directoryUrl: acme.directory, caCertFile: acme.caCert, email: settings.email},
+      {layout: this.deps.layout, clock: this.deps.clock, log: this.log, debug: this.deps.debug},
+    )
+    if (change.status === 'no-account')
+      return {message: `no ACME account yet: the first order registers ${settings.email}`, warning: false}
     return {message: describeContactChange(change), warning: change.status === 'failed'}
   }
 
@@ -420,7 +515,13 @@ export class CertService {
     const settings = await store.load()
     const notes: string[] = []
     if (settings.tls.mode !== 'letsencrypt') {
-      return {action: 'skipped', reason: `the certificate is ${settings.tls.mode}: hubctl renews only certificates it obtained (hubctl cert obtain switches to ACME)`, domains: settings.domains, hooks: [], notes}
+      return {
+        action: 'skipped',
+        reason: `the certificate is ${settings.tls.mode}: hubctl renews only certificates it obtained (hubctl cert obtain switches to ACME)`,
+        domains: settings.domains,
+        hooks: [],
+        notes,
+      }
     }
     const acme = await acmeSettingsFrom(options, settings.tls.acme, settings.ports.http)
     const state = await readRenewalState(layout)
@@ -428,12 +529,23 @@ export class CertService {
     let decision = await this.decide(settings, acme, options, notes, state)
     if (!decision.due) {
       await this.keepChangedSettings(store, settings, acme, notes)
-      return {action: 'not-due', reason: decision.reason, domains: settings.domains, renewAfter: decision.renewAfter.toISOString(), serial: decision.live?.serial, notAfter: decision.live?.notAfter.toISOString(), hooks: [], notes}
+      return {
+        action: 'not-due',
+        reason: decision.reason,
+        domains: settings.domains,
+        renewAfter: decision.renewAfter.toISOString(),
+        serial: decision.live?.serial,
+        notAfter: decision.live?.notAfter.toISOString(),
+        hooks: [],
+        notes,
+      }
     }
 
     if (options.randomSleep !== false && !this.deps.interactive && !options.force) {
       const ms = Math.floor((this.deps.random ?? Math.random)() * MAX_RANDOM_SLEEP_MS)
-      this.log(`renewal due (${decision.reason}); waiting a random ${Math.round(ms / 1000)}s first so that scheduled runs do not all reach the CA at once (--no-random-sleep skips this)`)
+      this.log(
+        `renewal due (${decision.reason}); waiting a random ${Math.round(ms / 1000)}s first so that scheduled runs do not all reach the CA at once (--no-random-sleep skips this)`,
+      )
       await (this.deps.sleep ?? ((t) => new Promise((resolve) => setTimeout(resolve, t))))(ms)
     }
 
@@ -442,7 +554,13 @@ export class CertService {
       lock = await acquireLock(layout.lockFile, 'cert renew', {waitMs: LOCK_WAIT_MS})
     } catch (error) {
       if (error instanceof HubctlError && error.exitCode === ExitCode.LOCKED) {
-        return {action: 'locked', reason: `${error.message}; it does the work, this run leaves it alone`, domains: settings.domains, hooks: [], notes}
+        return {
+          action: 'locked',
+          reason: `${error.message}; it does the work, this run leaves it alone`,
+          domains: settings.domains,
+          hooks: [],
+          notes,
+        }
       }
       throw error
     }
@@ -450,7 +568,16 @@ export class CertService {
       // Another run may have renewed while we waited for the lock.
       if (!options.force) {
         decision = await this.decide(settings, acme, options, notes, await readRenewalState(layout))
-        if (!decision.due) return {action: 'not-due', reason: decision.reason, domains: settings.domains, renewAfter: decision.renewAfter.toISOString(), serial: decision.live?.serial, hooks: [], notes}
+        if (!decision.due)
+          return {
+            action: 'not-due',
+            reason: decision.reason,
+            domains: settings.domains,
+            renewAfter: decision.renewAfter.toISOString(),
+            serial: decision.live?.serial,
+            hooks: [],
+            notes,
+          }
       }
       this.log(`renewing: ${decision.reason}`)
       const hmacKey = await readEabHmacKey(options['eab-hmac-key'], this.deps.env)
@@ -463,7 +590,11 @@ export class CertService {
         await writeRenewalState(layout, {...(await readRenewalState(layout)), lastAttempt: attempt, lastError: message})
         throw error
       }
-      await writeRenewalState(layout, {lastAttempt: attempt, lastSuccess: this.clock().toISOString(), lastSerial: result.serial})
+      await writeRenewalState(layout, {
+        lastAttempt: attempt,
+        lastSuccess: this.clock().toISOString(),
+        lastSerial: result.serial,
+      })
       settings.tls = {mode: 'letsencrypt', acme}
       await store.save(settings)
       result.notes.push(...notes)
@@ -475,8 +606,20 @@ export class CertService {
     }
   }
 
-  private decide(settings: Settings, acme: AcmeSettings, options: RenewOptions, notes: string[], state: RenewalState): Promise<RenewalDecision & {live?: LiveCertificate; certId?: string}> {
-    return decideRenewal(this.deps.layout, settings, acme, state, {now: this.clock(), days: options.days, force: options.force, notes, lookUpReplaces: true})
+  private decide(
+    settings: Settings,
+    acme: AcmeSettings,
+    options: RenewOptions,
+    notes: string[],
+    state: RenewalState,
+  ): Promise<RenewalDecision & {live?: LiveCertificate; certId?: string}> {
+    return decideRenewal(this.deps.layout, settings, acme, state, {
+      now: this.clock(),
+      days: options.days,
+      force: options.force,
+      notes,
+      lookUpReplaces: true,
+    })
   }
 
   /**
@@ -484,7 +627,12 @@ export class CertService {
    * another CA...): kept now, under the lock, so the next renewal uses them. Without such flags
    * (the timer's runs) nothing is written and no lock is taken.
    */
-  private async keepChangedSettings(store: SettingsStore, settings: Settings, acme: AcmeSettings, notes: string[]): Promise<void> {
+  private async keepChangedSettings(
+    store: SettingsStore,
+    settings: Settings,
+    acme: AcmeSettings,
+    notes: string[],
+  ): Promise<void> {
     const changed = changedAcmeSettings(settings.tls.acme, acme)
     if (changed.length === 0) return
     let lock
@@ -507,9 +655,18 @@ export class CertService {
     }
   }
 
-  private async issue(settings: Settings, acme: AcmeSettings, options: {hmacKey?: string; replaces?: string}): Promise<Omit<CertResult, 'action' | 'reason'>> {
+  private async issue(
+    settings: Settings,
+    acme: AcmeSettings,
+    options: {hmacKey?: string; replaces?: string},
+  ): Promise<Omit<CertResult, 'action' | 'reason'>> {
     const request = obtainRequestFor(settings, acme, options)
-    const obtained = await obtainCertificate(request, {layout: this.deps.layout, clock: this.deps.clock, log: this.log, debug: this.deps.debug})
+    const obtained = await obtainCertificate(request, {
+      layout: this.deps.layout,
+      clock: this.deps.clock,
+      log: this.log,
+      debug: this.deps.debug,
+    })
     const notes = [...obtained.notes]
     return {
       domains: obtained.info.domains,
@@ -545,8 +702,18 @@ export class CertService {
     }
     for (const command of hooks) {
       this.log(`running deploy hook: ${command}`)
-      const result = await runner.run('/bin/sh', ['-c', command], {env: deployHookEnv(layout, settings), extendEnv: false, timeoutMs: 300_000, cwd: '/'})
-      results.push({command, exitCode: result.exitCode, ok: result.exitCode === 0, output: `${result.stdout}\n${result.stderr}`.trim().slice(-2000)})
+      const result = await runner.run('/bin/sh', ['-c', command], {
+        env: deployHookEnv(layout, settings),
+        extendEnv: false,
+        timeoutMs: 300_000,
+        cwd: '/',
+      })
+      results.push({
+        command,
+        exitCode: result.exitCode,
+        ok: result.exitCode === 0,
+        output: `${result.stdout}\n${result.stderr}`.trim().slice(-2000),
+      })
     }
     return results
   }
@@ -556,20 +723,38 @@ export class CertService {
  * A deploy hook's whole environment: a fixed PATH, the locale when set, and the documented
  * variables. Nothing else of root's (tokens, credentials, a PYTHONPATH or LD_PRELOAD) reaches it.
  */
-export function deployHookEnv(layout: Layout, settings: Pick<Settings, 'domains'>, base: NodeJS.ProcessEnv = process.env): Record<string, string> {
+export function deployHookEnv(
+  layout: Layout,
+  settings: Pick<Settings, 'domains'>,
+  base: NodeJS.ProcessEnv = process.env,
+): Record<string, string> {
   const env: Record<string, string> = {PATH: '/usr/sbin:/usr/bin:/sbin:/bin'}
   for (const name of ['LANG', 'LC_ALL'] as const) if (base[name]) env[name] = base[name]!
-  return {...env, RENEWED_LINEAGE: layout.sslDir, RENEWED_DOMAINS: settings.domains.join(' '), HUBCTL_FULLCHAIN: layout.fullchain, HUBCTL_PRIVKEY: layout.privkey, HUBCTL_PREFIX: layout.prefix}
+  return {
+    ...env,
+    RENEWED_LINEAGE: layout.sslDir,
+    RENEWED_DOMAINS: settings.domains.join(' '),
+    HUBCTL_FULLCHAIN: layout.fullchain,
+    HUBCTL_PRIVKEY: layout.privkey,
+    HUBCTL_PREFIX: layout.prefix,
+  }
 }
 
 const ACME_SETTING_FLAGS: Record<keyof AcmeSettings, string> = {
-  directory: '--acme-directory', caCert: '--acme-ca-cert', eabKid: '--eab-kid', keyType: '--key-type', deployHooks: '--deploy-hook', httpPort: '--http-port',
+  directory: '--acme-directory',
+  caCert: '--acme-ca-cert',
+  eabKid: '--eab-kid',
+  keyType: '--key-type',
+  deployHooks: '--deploy-hook',
+  httpPort: '--http-port',
 }
 
 /** The flags whose kept value differs between two ACME settings. */
 export function changedAcmeSettings(before: AcmeSettings | undefined, after: AcmeSettings): string[] {
   const keys = Object.keys(ACME_SETTING_FLAGS) as Array<keyof AcmeSettings>
-  return keys.filter((key) => JSON.stringify(before?.[key]) !== JSON.stringify(after[key])).map((key) => ACME_SETTING_FLAGS[key])
+  return keys
+    .filter((key) => JSON.stringify(before?.[key]) !== JSON.stringify(after[key]))
+    .map((key) => ACME_SETTING_FLAGS[key])
 }
 
 /**
@@ -577,19 +762,36 @@ export function changedAcmeSettings(before: AcmeSettings | undefined, after: Acm
  * rule (or --days, --force), then the CA's ARI window. With `lookUpReplaces`, a due certificate's
  * ARI id is looked up for the order's `replaces` (one directory fetch).
  */
-export async function decideRenewal(layout: Layout, settings: Settings, acme: AcmeSettings, state: RenewalState, options: {now: Date; days?: number; force?: boolean; notes: string[]; lookUpReplaces: boolean}): Promise<RenewalDecision & {live?: LiveCertificate; certId?: string}> {
+export async function decideRenewal(
+  layout: Layout,
+  settings: Settings,
+  acme: AcmeSettings,
+  state: RenewalState,
+  options: {now: Date; days?: number; force?: boolean; notes: string[]; lookUpReplaces: boolean},
+): Promise<RenewalDecision & {live?: LiveCertificate; certId?: string}> {
   const {now, days, force} = options
   const live = await readLiveCertificate(layout)
   if (!live) return {due: true, reason: `no certificate at ${layout.fullchain}`, renewAfter: now, byAri: false}
   const missing = settings.domains.filter((d) => !live.domains.includes(d))
-  if (missing.length > 0) return {due: true, reason: `the certificate does not cover ${missing.join(', ')}`, renewAfter: now, byAri: false, live}
+  if (missing.length > 0)
+    return {
+      due: true,
+      reason: `the certificate does not cover ${missing.join(', ')}`,
+      renewAfter: now,
+      byAri: false,
+      live,
+    }
   if (live.selfSigned) return {due: true, reason: 'the certificate is self-signed', renewAfter: now, byAri: false, live}
   // The local rule first: when it already says "due" (or --force), no need to ask the CA.
   const local = shouldRenew({...live, now, days, force})
   if (!local.due) {
     const found = await ariWindowFor(layout, acme, live, state, now)
     if (found.note) options.notes.push(found.note)
-    return {...shouldRenew({...live, now, days, ari: found.window}), live, certId: found.hasAri ? found.certId : undefined}
+    return {
+      ...shouldRenew({...live, now, days, ari: found.window}),
+      live,
+      certId: found.hasAri ? found.certId : undefined,
+    }
   }
   let certId: string | undefined
   if (options.lookUpReplaces) {
@@ -621,7 +823,11 @@ export async function renewNotDueQuickly(layout: Layout, now = new Date()): Prom
     const acme = settings.tls.acme
     if (settings.tls.mode !== 'letsencrypt' || !acme?.directory) return undefined
     const notes: string[] = []
-    const decision = await decideRenewal(layout, settings, acme, await readRenewalState(layout), {now, notes, lookUpReplaces: false})
+    const decision = await decideRenewal(layout, settings, acme, await readRenewalState(layout), {
+      now,
+      notes,
+      lookUpReplaces: false,
+    })
     return decision.due || notes.length > 0 ? undefined : notDueLine(settings.domains, decision.reason)
   } catch {
     return undefined

@@ -6,11 +6,26 @@ import path from 'node:path'
 import {RenderError, nginxToken, pythonLiteral, renderText} from '../../../src/lib/config/render.js'
 import {ROOT} from '../../helpers/cli.js'
 
-const HOSTILE = [`'); import os; os.system("id") #`, 'a"b', 'back\\slash', 'new\nline', 'tab\there', '\u0000nul', 'ünïcødé', '${x}', '"""', "'''"]
+const HOSTILE = [
+  `'); import os; os.system("id") #`,
+  'a"b',
+  'back\\slash',
+  'new\nline',
+  'tab\there',
+  '\u0000nul',
+  'ünïcødé',
+  '${x}',
+  '"""',
+  "'''",
+]
 
 describe('render', () => {
   it('writes every string as a Python literal that evaluates back to the same string', () => {
-    const program = HOSTILE.map((value, i) => `v${i} = ${pythonLiteral(value)}`).join('\n') + '\nimport json, sys\nprint(json.dumps([' + HOSTILE.map((_, i) => `v${i}`).join(', ') + ']))'
+    const program =
+      HOSTILE.map((value, i) => `v${i} = ${pythonLiteral(value)}`).join('\n') +
+      '\nimport json, sys\nprint(json.dumps([' +
+      HOSTILE.map((_, i) => `v${i}`).join(', ') +
+      ']))'
     const out = execFileSync('python3', ['-c', program], {encoding: 'utf8'})
     expect(JSON.parse(out)).to.deep.equal(HOSTILE)
   })

@@ -38,7 +38,7 @@ function cronCommand(line: string): string {
 function systemdArgv(value: string): string[] {
   const words: string[] = []
   let i = 0
-  const unescape: Record<string, string> = {n: '\n', t: '\t', '\\': '\\', '"': '"', '\'': '\'', ' ': ' '}
+  const unescape: Record<string, string> = {n: '\n', t: '\t', '\\': '\\', '"': '"', "'": "'", ' ': ' '}
   while (i < value.length) {
     while (value[i] === ' ') i++
     if (i >= value.length) break
@@ -61,7 +61,7 @@ function systemdArgv(value: string): string[] {
       } else if (quote) {
         if (ch === quote) quote = undefined
         else word += ch
-      } else if (ch === '"' || ch === '\'') {
+      } else if (ch === '"' || ch === "'") {
         quote = ch
       } else if (ch === ' ') {
         break
@@ -92,7 +92,9 @@ describe('units and cron: paths with spaces, ;, %, $ and quotes', function () {
     await fs.mkdir(odd, {recursive: true})
     // A "node" that records the arguments it was given, one per line.
     node = path.join(odd, 'node')
-    await fs.writeFile(node, `#!/bin/sh\nfor a in "$@"; do printf '%s\\n' "$a"; done > "$(dirname "$0")/argv"\n`, {mode: 0o755})
+    await fs.writeFile(node, `#!/bin/sh\nfor a in "$@"; do printf '%s\\n' "$a"; done > "$(dirname "$0")/argv"\n`, {
+      mode: 0o755,
+    })
     unitNode = path.join(dir, 'a b;touch PWNED%n', 'node')
     await fs.mkdir(path.dirname(unitNode))
     await fs.copyFile(node, unitNode)
@@ -101,7 +103,9 @@ describe('units and cron: paths with spaces, ;, %, $ and quotes', function () {
     await fs.writeFile(hubctl, '')
     layout = new Layout(path.join(dir, `prefix ${HOSTILE}`))
   })
-  after(async () => { await fs.rm(dir, {recursive: true, force: true}) })
+  after(async () => {
+    await fs.rm(dir, {recursive: true, force: true})
+  })
 
   it('the cron line runs exactly node, run.js, cert renew --prefix PREFIX under cron and sh (was: cut at the %, ; ran a command)', async () => {
     const [cron] = await planRenewalSchedule(layout, {node, hubctl}, false)
@@ -109,16 +113,30 @@ describe('units and cron: paths with spaces, ;, %, $ and quotes', function () {
     const command = line.replace(/^\S+ \S+ \* \* \* root /, '')
     const ran = await execa('/bin/sh', ['-c', cronCommand(command)], {cwd: dir, reject: false})
     expect(ran.exitCode, ran.stderr).to.equal(0)
-    expect(await fs.readFile(path.join(path.dirname(node), 'argv'), 'utf8')).to.equal([hubctl, 'cert', 'renew', '--prefix', layout.prefix, ''].join('\n'))
-    await fs.access(path.join(dir, 'PWNED')).then(() => expect.fail('the ; in a path ran a command'), () => {})
+    expect(await fs.readFile(path.join(path.dirname(node), 'argv'), 'utf8')).to.equal(
+      [hubctl, 'cert', 'renew', '--prefix', layout.prefix, ''].join('\n'),
+    )
+    await fs.access(path.join(dir, 'PWNED')).then(
+      () => expect.fail('the ; in a path ran a command'),
+      () => {},
+    )
   })
 
   it('every ExecStart= reads back as node, run.js and the arguments, unchanged (was: split at spaces, %n and $HOME expanded)', async () => {
-    const files = [await planServiceUnit(layout, {node: unitNode, hubctl}), ...(await planRenewalSchedule(layout, {node: unitNode, hubctl}, true))]
-    const execs = files.flatMap((f) => f.content.split('\n').filter((l) => /^Exec\w+=/.test(l)).map((l) => l.replace(/^Exec\w+=/, '')))
+    const files = [
+      await planServiceUnit(layout, {node: unitNode, hubctl}),
+      ...(await planRenewalSchedule(layout, {node: unitNode, hubctl}, true)),
+    ]
+    const execs = files.flatMap((f) =>
+      f.content
+        .split('\n')
+        .filter((l) => /^Exec\w+=/.test(l))
+        .map((l) => l.replace(/^Exec\w+=/, '')),
+    )
     expect(execs).to.have.length(3)
     const expected = [['start'], ['restart'], ['cert', 'renew']]
-    for (const [i, exec] of execs.entries()) expect(systemdArgv(exec)).to.deep.equal([unitNode, hubctl, ...expected[i], '--prefix', layout.prefix])
+    for (const [i, exec] of execs.entries())
+      expect(systemdArgv(exec)).to.deep.equal([unitNode, hubctl, ...expected[i], '--prefix', layout.prefix])
   })
 
   it('systemd-analyze verify accepts the units, when it is installed', async function () {
@@ -126,11 +144,24 @@ describe('units and cron: paths with spaces, ;, %, $ and quotes', function () {
     if (which.exitCode !== 0) this.skip()
     const unitDir = path.join(dir, 'units')
     await fs.mkdir(unitDir, {recursive: true})
-    for (const planned of [await planServiceUnit(layout, {node: unitNode, hubctl}), ...(await planRenewalSchedule(layout, {node: unitNode, hubctl}, true))]) {
+    for (const planned of [
+      await planServiceUnit(layout, {node: unitNode, hubctl}),
+      ...(await planRenewalSchedule(layout, {node: unitNode, hubctl}, true)),
+    ]) {
       await fs.writeFile(path.join(unitDir, path.basename(planned.file)), planned.content)
     }
-    const verify = await execa('systemd-analyze', ['verify', '--man=no', ...['jupyterhub.service', 'hubctl-renew.service'].map((f) => path.join(unitDir, f))], {reject: false})
-    expect(verify.stderr.split('\n').filter((l) => /jupyterhub\.service|hubctl-renew/.test(l) && !/Failed to create|not found|Unit .* not found/.test(l))).to.deep.equal([])
+    const verify = await execa(
+      'systemd-analyze',
+      ['verify', '--man=no', ...['jupyterhub.service', 'hubctl-renew.service'].map((f) => path.join(unitDir, f))],
+      {reject: false},
+    )
+    expect(
+      verify.stderr
+        .split('\n')
+        .filter(
+          (l) => /jupyterhub\.service|hubctl-renew/.test(l) && !/Failed to create|not found|Unit .* not found/.test(l),
+        ),
+    ).to.deep.equal([])
   })
 
   it('a line break in a path, or a node systemd cannot run (a quote, a backslash, a $ in its path), is refused with exit 2', async () => {
@@ -149,13 +180,25 @@ describe('units and cron: paths with spaces, ;, %, $ and quotes', function () {
 describe('logrotate configuration', function () {
   this.timeout(60_000)
   let layout: Layout
-  before(async () => { layout = new Layout(path.join(await tempPrefix('hubctl-logrotate'), 'a prefix')) })
-  after(async () => { await fs.rm(path.dirname(layout.prefix), {recursive: true, force: true}) })
+  before(async () => {
+    layout = new Layout(path.join(await tempPrefix('hubctl-logrotate'), 'a prefix'))
+  })
+  after(async () => {
+    await fs.rm(path.dirname(layout.prefix), {recursive: true, force: true})
+  })
 
-  it('names every log, creates new ones 0640 root:adm, reopens nginx\'s; logrotate -d reads it when installed', async function () {
+  it("names every log, creates new ones 0640 root:adm, reopens nginx's; logrotate -d reads it when installed", async function () {
     const planned = await planLogrotate(layout, 0)
     expect(planned.file).to.equal(path.join(layout.prefix, 'etc/logrotate.d/hubctl'))
-    for (const log of [layout.nginxAccessLog, layout.nginxErrorLog, layout.auditLog, layout.hubLog, layout.proxyLog, layout.supervisorLog]) expect(planned.content).to.include(`"${log}"`)
+    for (const log of [
+      layout.nginxAccessLog,
+      layout.nginxErrorLog,
+      layout.auditLog,
+      layout.hubLog,
+      layout.proxyLog,
+      layout.supervisorLog,
+    ])
+      expect(planned.content).to.include(`"${log}"`)
     expect(planned.content).to.match(/^ {4}create 0640 root adm$/m)
     expect(planned.content).to.include(`kill -USR1 "$(cat "${layout.nginxPid}")"`)
     expect((await planLogrotate(layout, 1000)).content).to.match(/^ {4}create 0640$/m)
@@ -165,7 +208,9 @@ describe('logrotate configuration', function () {
     for (const log of [layout.nginxAccessLog, layout.hubLog]) await fs.writeFile(log, 'a line\n', {mode: 0o640})
     await fs.mkdir(path.dirname(planned.file), {recursive: true})
     await fs.writeFile(planned.file, planned.content, {mode: 0o644})
-    const debug = await execa('logrotate', ['-d', '-f', '-s', path.join(layout.prefix, 'state'), planned.file], {reject: false})
+    const debug = await execa('logrotate', ['-d', '-f', '-s', path.join(layout.prefix, 'state'), planned.file], {
+      reject: false,
+    })
     expect(debug.exitCode, debug.stderr).to.equal(0)
     expect(debug.stderr + debug.stdout).to.not.match(/^error:/im)
     expect(debug.stderr + debug.stdout).to.include(layout.nginxAccessLog)

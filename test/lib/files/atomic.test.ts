@@ -7,8 +7,12 @@ import {modeOf, tempPrefix} from '../../helpers/cli.js'
 
 describe('atomic writes', () => {
   let dir: string
-  beforeEach(async () => { dir = await tempPrefix('hubctl-atomic') })
-  afterEach(async () => { await fs.rm(dir, {recursive: true, force: true}) })
+  beforeEach(async () => {
+    dir = await tempPrefix('hubctl-atomic')
+  })
+  afterEach(async () => {
+    await fs.rm(dir, {recursive: true, force: true})
+  })
 
   it('sets the final mode whatever the umask, and leaves no temp file', async () => {
     const old = process.umask(0)

@@ -8,8 +8,12 @@ import {tempPrefix} from '../../helpers/cli.js'
 
 describe('lock', () => {
   let layout: Layout
-  beforeEach(async () => { layout = new Layout(await tempPrefix('hubctl-lock')) })
-  afterEach(async () => { await fs.rm(layout.prefix, {recursive: true, force: true}) })
+  beforeEach(async () => {
+    layout = new Layout(await tempPrefix('hubctl-lock'))
+  })
+  afterEach(async () => {
+    await fs.rm(layout.prefix, {recursive: true, force: true})
+  })
 
   it('lets one writer in and refuses a second, naming the holder', async () => {
     const lock = await acquireLock(layout.lockFile, 'init')
@@ -37,27 +41,42 @@ describe('lock', () => {
 describe('lock: taking over a stale lock is atomic', function () {
   this.timeout(120_000)
   let layout: Layout
-  beforeEach(async () => { layout = new Layout(await tempPrefix('hubctl-lockrace')) })
-  afterEach(async () => { await fs.rm(layout.prefix, {recursive: true, force: true}) })
+  beforeEach(async () => {
+    layout = new Layout(await tempPrefix('hubctl-lockrace'))
+  })
+  afterEach(async () => {
+    await fs.rm(layout.prefix, {recursive: true, force: true})
+  })
 
   const DEAD = 2 ** 22 + 12_345
 
-  it('many writers racing to take over one dead holder\'s lock: exactly one wins, every round, nothing left beside it', async () => {
+  it("many writers racing to take over one dead holder's lock: exactly one wins, every round, nothing left beside it", async () => {
     await fs.mkdir(layout.srvDir, {recursive: true})
     for (let round = 0; round < 30; round++) {
       await fs.writeFile(layout.lockFile, JSON.stringify({pid: DEAD, what: 'dead'}))
-      const attempts = await Promise.allSettled(Array.from({length: 24}, (_, i) => acquireLock(layout.lockFile, `racer ${i}`)))
-      const winners = attempts.filter((a): a is PromiseFulfilledResult<Awaited<ReturnType<typeof acquireLock>>> => a.status === 'fulfilled')
-      for (const lost of attempts.filter((a) => a.status === 'rejected')) expect((lost as PromiseRejectedResult).reason.exitCode, String((lost as PromiseRejectedResult).reason)).to.equal(6)
+      const attempts = await Promise.allSettled(
+        Array.from({length: 24}, (_, i) => acquireLock(layout.lockFile, `racer ${i}`)),
+      )
+      const winners = attempts.filter(
+        (a): a is PromiseFulfilledResult<Awaited<ReturnType<typeof acquireLock>>> => a.status === 'fulfilled',
+      )
+      for (const lost of attempts.filter((a) => a.status === 'rejected'))
+        expect(
+          (lost as PromiseRejectedResult).reason.exitCode,
+          String((lost as PromiseRejectedResult).reason),
+        ).to.equal(6)
       expect(winners.length, `round ${round}: winners`).to.equal(1)
       const holder = JSON.parse(await fs.readFile(layout.lockFile, 'utf8'))
       expect(holder.pid).to.equal(process.pid)
       await winners[0].value.release()
-      expect((await fs.readdir(layout.srvDir)).filter((name) => name.startsWith('hubctl.lock')), 'files left beside the lock').to.deep.equal([])
+      expect(
+        (await fs.readdir(layout.srvDir)).filter((name) => name.startsWith('hubctl.lock')),
+        'files left beside the lock',
+      ).to.deep.equal([])
     }
   })
 
-  it('separate processes racing to take over one dead holder\'s lock: exactly one holds it (was: 4 of 8)', async () => {
+  it("separate processes racing to take over one dead holder's lock: exactly one holds it (was: 4 of 8)", async () => {
     const {execa} = await import('execa')
     await fs.mkdir(layout.srvDir, {recursive: true})
     const script = `
@@ -76,10 +95,24 @@ describe('lock: taking over a stale lock is atomic', function () {
     for (let round = 0; round < 3; round++) {
       await fs.writeFile(layout.lockFile, JSON.stringify({pid: DEAD, what: 'dead'}))
       const start = Date.now() + 4000
-      const results = await Promise.all(Array.from({length: 8}, () => execa(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, layout.lockFile, String(start)], {reject: false})))
+      const results = await Promise.all(
+        Array.from({length: 8}, () =>
+          execa(
+            process.execPath,
+            ['--import', 'tsx', '--input-type=module', '-e', script, layout.lockFile, String(start)],
+            {reject: false},
+          ),
+        ),
+      )
       const outcomes = results.map((r) => r.stdout.trim() || r.stderr.trim())
-      expect(outcomes.filter((o) => o === 'won'), outcomes.join(', ')).to.have.length(1)
-      expect(outcomes.filter((o) => o !== 'won' && o !== 'lost'), outcomes.join(', ')).to.deep.equal([])
+      expect(
+        outcomes.filter((o) => o === 'won'),
+        outcomes.join(', '),
+      ).to.have.length(1)
+      expect(
+        outcomes.filter((o) => o !== 'won' && o !== 'lost'),
+        outcomes.join(', '),
+      ).to.deep.equal([])
     }
   })
 })

@@ -54,9 +54,23 @@ describe('secrets', () => {
     ['truncated', (f) => fs.writeFile(f, 'abcdef'), /6 hex characters, not 64/],
     ['not hex', (f) => fs.writeFile(f, 'z'.repeat(64)), /not 64 lowercase hex/],
     ['mode 0644', (f) => fs.chmod(f, 0o644), /mode 0644, not 0600.*chmod 600/],
-    ['a symlink', async (f) => { await fs.rm(f); await fs.symlink('/etc/hostname', f) }, /symbolic link/],
+    [
+      'a symlink',
+      async (f) => {
+        await fs.rm(f)
+        await fs.symlink('/etc/hostname', f)
+      },
+      /symbolic link/,
+    ],
     ['owned by another user', (f) => fs.chown(f, 65_534, 65_534), /belongs to uid 65534.*chown/],
-    ['a directory', async (f) => { await fs.rm(f); await fs.mkdir(f) }, /not a regular file/],
+    [
+      'a directory',
+      async (f) => {
+        await fs.rm(f)
+        await fs.mkdir(f)
+      },
+      /not a regular file/,
+    ],
   ]
   for (const [label, breakIt, message] of broken) {
     it(`reports a cookie secret that is ${label}, with a fix, and does not overwrite it`, async () => {
@@ -102,7 +116,11 @@ describe('secrets', () => {
   it('keeps the old secret when a write fails half way (full disk)', async () => {
     await store.generateMissing(ffdhe)
     const before = await fs.readFile(layout.proxyAuthToken, 'utf8')
-    setWriteFaults({beforeRename: () => { throw Object.assign(new Error('no space'), {code: 'ENOSPC'}) }})
+    setWriteFaults({
+      beforeRename: () => {
+        throw Object.assign(new Error('no space'), {code: 'ENOSPC'})
+      },
+    })
     let error: unknown
     try {
       await store.write('proxyAuthToken', store.newToken())

@@ -7,9 +7,13 @@ import {HubEnvService} from '../../../src/lib/setup/hubenv.js'
 import {Layout} from '../../../src/lib/config/layout.js'
 import type {Runner} from '../../../src/lib/runner.js'
 
-const python: Runner = {async run() { return {exitCode: 0, stdout: '3.11.2 (main)', stderr: '', notFound: false} }}
+const python: Runner = {
+  async run() {
+    return {exitCode: 0, stdout: '3.11.2 (main)', stderr: '', notFound: false}
+  },
+}
 
-describe('hubenv: hubctl\'s JupyterHub environment', () => {
+describe("hubenv: hubctl's JupyterHub environment", () => {
   let layout: Layout
   beforeEach(async () => {
     layout = new Layout(await fs.mkdtemp(path.join(os.tmpdir(), 'hubctl-hubenv-')))
@@ -30,7 +34,9 @@ describe('hubenv: hubctl\'s JupyterHub environment', () => {
     expect(plan.jupyterhub).to.equal(path.join(layout.prefix, 'opt/jupyterhub/envs', plan.id, 'bin/jupyterhub'))
     const other = path.join(layout.prefix, 'c.txt')
     await fs.writeFile(other, 'jupyterhub==9.0.0\njupyterlab==4.0.0\n')
-    expect((await new HubEnvService({layout, runner: python, constraintsFile: other}).plan('/usr/bin/python3')).id).not.to.equal(plan.id)
+    expect(
+      (await new HubEnvService({layout, runner: python, constraintsFile: other}).plan('/usr/bin/python3')).id,
+    ).not.to.equal(plan.id)
   })
 
   it('ready only when the environment is complete and current names it', async () => {
@@ -44,14 +50,24 @@ describe('hubenv: hubctl\'s JupyterHub environment', () => {
     expect((await service.plan('/usr/bin/python3')).action).to.equal('ready')
   })
 
-  it('refuses an opt/jupyterhub without hubctl\'s marker (exit 3), and a file in its place', async () => {
+  it("refuses an opt/jupyterhub without hubctl's marker (exit 3), and a file in its place", async () => {
     await fs.mkdir(layout.hubEnvRoot, {recursive: true})
     await fs.writeFile(path.join(layout.hubEnvRoot, 'README'), 'mine')
-    const error = await new HubEnvService({layout, runner: python}).plan('/usr/bin/python3').then(() => undefined, (e) => e)
+    const error = await new HubEnvService({layout, runner: python}).plan('/usr/bin/python3').then(
+      () => undefined,
+      (e) => e,
+    )
     expect(error?.exitCode).to.equal(3)
     expect(error?.message).to.match(/opt\/jupyterhub exists and is not hubctl's/)
     await fs.rm(layout.hubEnvRoot, {recursive: true})
     await fs.writeFile(layout.hubEnvRoot, 'a file')
-    expect((await new HubEnvService({layout, runner: python}).plan('/usr/bin/python3').then(() => undefined, (e) => e))?.message).to.match(/is not a directory/)
+    expect(
+      (
+        await new HubEnvService({layout, runner: python}).plan('/usr/bin/python3').then(
+          () => undefined,
+          (e) => e,
+        )
+      )?.message,
+    ).to.match(/is not a directory/)
   })
 })

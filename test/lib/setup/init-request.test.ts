@@ -22,7 +22,15 @@ describe('init request', () => {
   it('applies the documented defaults', async () => {
     const request = await resolveInitRequest({domain: ['hub.example.org'], admin: ['alice'], email: 'a@example.org'})
     expect(request.tls).to.equal('letsencrypt')
-    expect(request.ports).to.deep.equal({http: 80, https: 443, proxy: 8000, proxyApi: 8001, hub: 8081, proxyStandby: 8002, proxyStandbyApi: 8003})
+    expect(request.ports).to.deep.equal({
+      http: 80,
+      https: 443,
+      proxy: 8000,
+      proxyApi: 8001,
+      hub: 8081,
+      proxyStandby: 8002,
+      proxyStandbyApi: 8003,
+    })
     expect(request.dhparam).to.equal('generate')
     expect(request.dhparamBits).to.equal(2048)
     expect(request.authenticator).to.equal('pam')
@@ -53,7 +61,13 @@ describe('init request', () => {
     expect(request.admins).to.deep.equal(['x'])
     let error: unknown
     try {
-      await resolveInitRequest({domain: ['a.org'], admin: ['x'], tls: 'self-signed', dhparam: 'ffdhe2048', 'dhparam-bits': '4096'})
+      await resolveInitRequest({
+        domain: ['a.org'],
+        admin: ['x'],
+        tls: 'self-signed',
+        dhparam: 'ffdhe2048',
+        'dhparam-bits': '4096',
+      })
     } catch (error_) {
       error = error_
     }
@@ -62,26 +76,50 @@ describe('init request', () => {
 
   it('chooses the spawn limit and timeout from the cores, or takes them from the flags', async () => {
     const base = {domain: ['a.org'], admin: ['x'], tls: 'self-signed'}
-    expect((await resolveInitRequest(base, undefined, {cores: 1})).spawn).to.deep.equal({maxConcurrent: 2, timeoutSeconds: 120})
-    expect((await resolveInitRequest(base, undefined, {cores: 2})).spawn).to.deep.equal({maxConcurrent: 2, timeoutSeconds: 120})
-    expect((await resolveInitRequest(base, undefined, {cores: 16})).spawn).to.deep.equal({maxConcurrent: 16, timeoutSeconds: 120})
+    expect((await resolveInitRequest(base, undefined, {cores: 1})).spawn).to.deep.equal({
+      maxConcurrent: 2,
+      timeoutSeconds: 120,
+    })
+    expect((await resolveInitRequest(base, undefined, {cores: 2})).spawn).to.deep.equal({
+      maxConcurrent: 2,
+      timeoutSeconds: 120,
+    })
+    expect((await resolveInitRequest(base, undefined, {cores: 16})).spawn).to.deep.equal({
+      maxConcurrent: 16,
+      timeoutSeconds: 120,
+    })
     // Many starts per core: the timeout grows with them (4 x their CPU time per core).
     const crowded = await resolveInitRequest({...base, 'max-concurrent-spawns': '100'}, undefined, {cores: 2})
-    expect(crowded.spawn).to.deep.equal({maxConcurrent: 100, timeoutSeconds: Math.ceil((4 * 100 * SERVER_START_CPU_SECONDS) / 2)})
-    expect((await resolveInitRequest({...base, 'max-concurrent-spawns': ' 8 ', 'spawn-timeout': 45}, undefined, {cores: 2})).spawn).to.deep.equal({maxConcurrent: 8, timeoutSeconds: 45})
+    expect(crowded.spawn).to.deep.equal({
+      maxConcurrent: 100,
+      timeoutSeconds: Math.ceil((4 * 100 * SERVER_START_CPU_SECONDS) / 2),
+    })
+    expect(
+      (await resolveInitRequest({...base, 'max-concurrent-spawns': ' 8 ', 'spawn-timeout': 45}, undefined, {cores: 2}))
+        .spawn,
+    ).to.deep.equal({maxConcurrent: 8, timeoutSeconds: 45})
     // The documented local defaults do not touch them.
-    expect((await resolveInitRequest({local: true}, undefined, {cores: 4})).spawn).to.deep.equal({maxConcurrent: 4, timeoutSeconds: 120})
+    expect((await resolveInitRequest({local: true}, undefined, {cores: 4})).spawn).to.deep.equal({
+      maxConcurrent: 4,
+      timeoutSeconds: 120,
+    })
   })
 
   it('refuses a spawn limit or timeout that is not a whole number in range, with the fix', async () => {
     const base = {domain: ['a.org'], admin: ['x'], tls: 'self-signed'}
     const cases: Array<[Record<string, string>, RegExp]> = [
-      [{'max-concurrent-spawns': '0'}, /^--max-concurrent-spawns "0" is not a whole number from 1 to 1000\. Fix: give how many servers may start at once, e\.g\. 2 \(one per core\), or leave the flag out$/],
+      [
+        {'max-concurrent-spawns': '0'},
+        /^--max-concurrent-spawns "0" is not a whole number from 1 to 1000\. Fix: give how many servers may start at once, e\.g\. 2 \(one per core\), or leave the flag out$/,
+      ],
       [{'max-concurrent-spawns': '2.5'}, /--max-concurrent-spawns "2\.5" is not a whole number/],
       [{'max-concurrent-spawns': '-3'}, /--max-concurrent-spawns "-3" is not a whole number/],
       [{'max-concurrent-spawns': 'many'}, /--max-concurrent-spawns "many" is not a whole number/],
       [{'max-concurrent-spawns': '1001'}, /from 1 to 1000/],
-      [{'spawn-timeout': '5'}, /^--spawn-timeout "5" is not a whole number from 10 to 3600\. Fix: give the seconds a server may take to start, e\.g\. 120, or leave the flag out$/],
+      [
+        {'spawn-timeout': '5'},
+        /^--spawn-timeout "5" is not a whole number from 10 to 3600\. Fix: give the seconds a server may take to start, e\.g\. 120, or leave the flag out$/,
+      ],
       [{'spawn-timeout': '2m'}, /--spawn-timeout "2m" is not a whole number/],
       [{'spawn-timeout': ''}, /--spawn-timeout "" is not a whole number/],
       [{'spawn-timeout': '1e3'}, /--spawn-timeout "1e3" is not a whole number/],

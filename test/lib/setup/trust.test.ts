@@ -1,7 +1,6 @@
 import {expect} from 'chai'
 import {execa} from 'execa'
 import fs from 'node:fs/promises'
-import path from 'node:path'
 
 import {Layout} from '../../../src/lib/config/layout.js'
 import {assertTrusted, assertTrustedFile, trustProblems, trustedPaths} from '../../../src/lib/setup/trust.js'
@@ -19,24 +18,37 @@ describe('trust: what root loads', function () {
     expect(created.exitCode, created.stderr).to.equal(0)
     uid = Number((await execa('id', ['-u', user])).stdout)
   })
-  after(async () => { await execa('userdel', [user], {reject: false}) })
+  after(async () => {
+    await execa('userdel', [user], {reject: false})
+  })
   beforeEach(async () => {
     layout = new Layout(await tempPrefix('hubctl-trust-unit'))
     for (const dir of [layout.srvDir, layout.hubConfigD]) await fs.mkdir(dir, {recursive: true, mode: 0o755})
     await fs.chmod(layout.srvDir, 0o700)
     await fs.writeFile(layout.hubConfig, '', {mode: 0o644})
   })
-  afterEach(async () => { await fs.rm(layout.prefix, {recursive: true, force: true}) })
+  afterEach(async () => {
+    await fs.rm(layout.prefix, {recursive: true, force: true})
+  })
 
-  it('passes a prefix under /tmp (sticky, root\'s) of root\'s own files', async () => {
+  it("passes a prefix under /tmp (sticky, root's) of root's own files", async () => {
     expect(await trustProblems(await trustedPaths(layout, '/usr/bin/jupyterhub'))).to.deep.equal([])
     await assertTrusted(layout, '/usr/bin/jupyterhub')
   })
 
-  it('lists the .d folder\'s files, the executable, its singleuser and its Python', async () => {
+  it("lists the .d folder's files, the executable, its singleuser and its Python", async () => {
     await fs.writeFile(layout.hubConfigDFile('10-mine.py'), '')
     const paths = await trustedPaths(layout, '/usr/bin/jupyterhub')
-    expect(paths).to.include.members([layout.etcDir, layout.hubConfig, layout.hubConfigD, layout.hubConfigDFile('10-mine.py'), layout.srvDir, layout.settings, '/usr/bin/jupyterhub', '/usr/bin/jupyterhub-singleuser'])
+    expect(paths).to.include.members([
+      layout.etcDir,
+      layout.hubConfig,
+      layout.hubConfigD,
+      layout.hubConfigDFile('10-mine.py'),
+      layout.srvDir,
+      layout.settings,
+      '/usr/bin/jupyterhub',
+      '/usr/bin/jupyterhub-singleuser',
+    ])
     expect(paths.some((p) => /python3/.test(p))).to.equal(true)
   })
 
@@ -53,7 +65,9 @@ describe('trust: what root loads', function () {
 
   it('a sticky directory is fine above, not as something root loads from', async () => {
     await fs.chmod(layout.hubConfigD, 0o1777)
-    expect((await trustProblems(await trustedPaths(layout))).map((p) => p.fix)).to.deep.equal([`chmod go-w ${layout.hubConfigD}`])
+    expect((await trustProblems(await trustedPaths(layout))).map((p) => p.fix)).to.deep.equal([
+      `chmod go-w ${layout.hubConfigD}`,
+    ])
   })
 
   it('follows a link to where it leads', async () => {
@@ -61,13 +75,15 @@ describe('trust: what root loads', function () {
     try {
       await fs.chown(elsewhere, uid, uid)
       await fs.symlink(elsewhere, layout.hubConfigDFile('linked'))
-      expect((await trustProblems(await trustedPaths(layout))).map((p) => p.fix)).to.deep.equal([`chown root:root ${elsewhere}`])
+      expect((await trustProblems(await trustedPaths(layout))).map((p) => p.fix)).to.deep.equal([
+        `chown root:root ${elsewhere}`,
+      ])
     } finally {
       await fs.rm(elsewhere, {recursive: true, force: true})
     }
   })
 
-  it('is not enforced when hubctl does not run as root (local mode: the files are the user\'s own)', async () => {
+  it("is not enforced when hubctl does not run as root (local mode: the files are the user's own)", async () => {
     await fs.chown(layout.hubConfig, uid, uid)
     expect(await trustProblems(await trustedPaths(layout), uid)).to.deep.equal([])
     await assertTrusted(layout, undefined, uid)

@@ -12,7 +12,11 @@ import {freePort} from '../../helpers/cli.js'
 
 /** A node process that listens on 127.0.0.1:port and says so on its standard output. */
 async function listener(port: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['-e', `require('net').createServer().listen(${port}, '127.0.0.1', () => console.log('up'))`], {stdio: ['ignore', 'pipe', 'inherit']})
+  const child = spawn(
+    process.execPath,
+    ['-e', `require('net').createServer().listen(${port}, '127.0.0.1', () => console.log('up'))`],
+    {stdio: ['ignore', 'pipe', 'inherit']},
+  )
   await new Promise<void>((resolve, reject) => {
     child.stdout!.once('data', () => resolve())
     child.once('exit', (code) => reject(new Error(`the listener exited (${code})`)))
@@ -39,7 +43,7 @@ describe('listeners (socket owners from /proc)', () => {
     expect(owner.problem).to.match(/nothing listens/)
   })
 
-  it('this process\'s own listener is its own; another process\'s pid does not own it', async () => {
+  it("this process's own listener is its own; another process's pid does not own it", async () => {
     const port = await freePort()
     const server = net.createServer()
     await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
@@ -50,7 +54,9 @@ describe('listeners (socket owners from /proc)', () => {
       children.push(other)
       const owner = await portOwnedBy(port, other.pid)
       expect(owner.owned).to.equal(false)
-      expect(owner.problem).to.match(new RegExp(`port ${port} is held by another program \\(pid ${process.pid}, uid \\d+\\)`))
+      expect(owner.problem).to.match(
+        new RegExp(`port ${port} is held by another program \\(pid ${process.pid}, uid \\d+\\)`),
+      )
     } finally {
       server.close()
     }

@@ -21,7 +21,15 @@ const settings = {
 /** nginx -V and nginx -t pass; nothing else is run by these tests. */
 const runner: Runner = {
   async run(command, args) {
-    return {exitCode: 0, stdout: '', stderr: args.includes('-V') || args.includes('-v') ? 'nginx version: nginx/1.22.1' : 'nginx: configuration file test is successful', notFound: false}
+    return {
+      exitCode: 0,
+      stdout: '',
+      stderr:
+        args.includes('-V') || args.includes('-v')
+          ? 'nginx version: nginx/1.22.1'
+          : 'nginx: configuration file test is successful',
+      notFound: false,
+    }
   },
 }
 
@@ -43,7 +51,10 @@ describe('rotate', () => {
   async function pretendRunning(): Promise<void> {
     await fs.mkdir(layout.runDir, {recursive: true})
     await fs.writeFile(layout.pidFile, `${process.pid}\n`)
-    await fs.writeFile(layout.stateFile, JSON.stringify({version: 1, supervisor: {pid: process.pid, startTime: await procStartTime(process.pid)}}))
+    await fs.writeFile(
+      layout.stateFile,
+      JSON.stringify({version: 1, supervisor: {pid: process.pid, startTime: await procStartTime(process.pid)}}),
+    )
   }
 
   it('says what users notice before it acts', () => {
@@ -58,11 +69,20 @@ describe('rotate', () => {
     const oldCookie = await store.read('cookieSecret')
     const oldToken = await store.read('proxyAuthToken')
     const calls: ControlAction[] = []
-    const service = new RotationService({layout, settings, runner, control: async (action) => {
-      calls.push(action)
-      return undefined
-    }})
-    const result = await service.rotate({secrets: ['proxyAuthToken', 'cookieSecret'], restartServers: false, dhparam: {mode: 'ffdhe2048', bits: 2048}})
+    const service = new RotationService({
+      layout,
+      settings,
+      runner,
+      control: async (action) => {
+        calls.push(action)
+        return undefined
+      },
+    })
+    const result = await service.rotate({
+      secrets: ['proxyAuthToken', 'cookieSecret'],
+      restartServers: false,
+      dhparam: {mode: 'ffdhe2048', bits: 2048},
+    })
     expect(result.running).to.equal(false)
     expect(calls).to.deep.equal([])
     expect(await store.read('cookieSecret')).to.not.equal(oldCookie)
@@ -74,7 +94,9 @@ describe('rotate', () => {
     expect(await modeOf(layout.backupDir)).to.equal(0o700)
     const audit = await fs.readFile(layout.auditLog, 'utf8')
     expect(audit.trim().split('\n')).to.have.length(2)
-    expect(audit).to.include(`secret=cookieSecret sha256=${fingerprint(await store.read('cookieSecret'))} outcome=written`)
+    expect(audit).to.include(
+      `secret=cookieSecret sha256=${fingerprint(await store.read('cookieSecret'))} outcome=written`,
+    )
     expect(audit).to.not.include(await store.read('cookieSecret'))
     expect(audit).to.not.include(oldCookie)
   })
@@ -92,8 +114,19 @@ describe('rotate', () => {
       return new Response('{}', {status: sent === `token ${await store.read('proxyAuthToken')}` ? 200 : 403})
     }) as typeof fetch
     const oldToken = await store.read('proxyAuthToken')
-    const service = new RotationService({layout, settings, runner, control, fetch: fakeFetch, listenerCheck: async () => undefined})
-    const result = await service.rotate({secrets: ['cookieSecret', 'proxyAuthToken'], restartServers: false, dhparam: {mode: 'ffdhe2048', bits: 2048}})
+    const service = new RotationService({
+      layout,
+      settings,
+      runner,
+      control,
+      fetch: fakeFetch,
+      listenerCheck: async () => undefined,
+    })
+    const result = await service.rotate({
+      secrets: ['cookieSecret', 'proxyAuthToken'],
+      restartServers: false,
+      dhparam: {mode: 'ffdhe2048', bits: 2048},
+    })
     expect(calls).to.deep.equal(['proxy-token', 'restart-hub'])
     expect(result.running).to.equal(true)
     expect(result.restarted).to.deep.equal(['proxy', 'hub'])
@@ -109,10 +142,19 @@ describe('rotate', () => {
     const control = async (action: ControlAction): Promise<ControlResult> => {
       calls.push(action)
       // The first restart fails (the hub cannot start with the new values), the rollback's works.
-      return {id: String(calls.length), action, ok: calls.length > 1, at: '', seconds: 1, ...(calls.length > 1 ? {} : {error: 'the hub did not answer /hub/health'})}
+      return {
+        id: String(calls.length),
+        action,
+        ok: calls.length > 1,
+        at: '',
+        seconds: 1,
+        ...(calls.length > 1 ? {} : {error: 'the hub did not answer /hub/health'}),
+      }
     }
     const service = new RotationService({layout, settings, runner, control})
-    const error = await service.rotate({secrets: ['cookieSecret', 'apiToken'], restartServers: false, dhparam: {mode: 'ffdhe2048', bits: 2048}}).catch((caught: unknown) => caught)
+    const error = await service
+      .rotate({secrets: ['cookieSecret', 'apiToken'], restartServers: false, dhparam: {mode: 'ffdhe2048', bits: 2048}})
+      .catch((caught: unknown) => caught)
     expect(error).to.be.instanceOf(HubctlError)
     expect((error as HubctlError).exitCode).to.equal(7)
     expect((error as HubctlError).message).to.match(/did not come back healthy/)
@@ -135,9 +177,14 @@ describe('rotate', () => {
   it('refuses an empty request before it changes anything', async () => {
     const before = await fs.readFile(layout.cookieSecret, 'utf8')
     const service = new RotationService({layout, settings, runner})
-    const error = await service.rotate({secrets: [], restartServers: false, dhparam: {mode: 'ffdhe2048', bits: 2048}}).catch((caught: unknown) => caught)
+    const error = await service
+      .rotate({secrets: [], restartServers: false, dhparam: {mode: 'ffdhe2048', bits: 2048}})
+      .catch((caught: unknown) => caught)
     expect((error as HubctlError).exitCode).to.equal(2)
     expect(await fs.readFile(layout.cookieSecret, 'utf8')).to.equal(before)
-    await fs.access(layout.backupDir).then(() => expect.fail('a backup directory was made'), () => {})
+    await fs.access(layout.backupDir).then(
+      () => expect.fail('a backup directory was made'),
+      () => {},
+    )
   })
 })

@@ -27,16 +27,22 @@ function iso(ms: number): string {
   return new Date(ms).toISOString()
 }
 
-function server(user: string, options: {name?: string; idleMs?: number; ready?: boolean; pending?: string | null; startedAt?: number} = {}): [string, RawServer] {
+function server(
+  user: string,
+  options: {name?: string; idleMs?: number; ready?: boolean; pending?: string | null; startedAt?: number} = {},
+): [string, RawServer] {
   const name = options.name ?? ''
-  return [user, {
-    name,
-    ready: options.ready ?? true,
-    pending: options.pending ?? null,
-    url: name ? `/user/${user}/${name}/` : `/user/${user}/`,
-    started: iso(options.startedAt ?? T0 - 10 * 3_600_000),
-    last_activity: options.idleMs === undefined ? null : iso(T0 - options.idleMs),
-  }]
+  return [
+    user,
+    {
+      name,
+      ready: options.ready ?? true,
+      pending: options.pending ?? null,
+      url: name ? `/user/${user}/${name}/` : `/user/${user}/`,
+      started: iso(options.startedAt ?? T0 - 10 * 3_600_000),
+      last_activity: options.idleMs === undefined ? null : iso(T0 - options.idleMs),
+    },
+  ]
 }
 
 type Answer = {status: number; body?: unknown} | {error: string}
@@ -66,7 +72,7 @@ class FakeWorld {
   }
 
   routes = async (): Promise<Record<string, ProxyRoute>> => {
-    if (this.tableFails) throw new Error('the proxy\'s API answered 403')
+    if (this.tableFails) throw new Error("the proxy's API answered 403")
     return this.table
   }
 
@@ -76,7 +82,12 @@ class FakeWorld {
     this.requests.push({method, url: input, auth})
     if (input.startsWith(`${HUB}/users?`)) {
       if (this.listFails) return json(500, {message: 'database is locked'})
-      const items = [...this.users].map(([name, servers]) => ({name, admin: false, last_activity: null, servers: Object.fromEntries(servers.map((s) => [s.name, s]))}))
+      const items = [...this.users].map(([name, servers]) => ({
+        name,
+        admin: false,
+        last_activity: null,
+        servers: Object.fromEntries(servers.map((s) => [s.name, s])),
+      }))
       return json(200, {items, _pagination: {offset: 0, limit: 200, total: items.length, next: null}})
     }
     if (input === `${HUB}/proxy` && method === 'POST') return new Response(null, {status: 200})
@@ -100,7 +111,10 @@ function json(status: number, body: unknown): Response {
   return new Response(JSON.stringify(body), {status, headers: {'Content-Type': 'application/json'}})
 }
 
-function watcher(world: FakeWorld, options: {cullIdleMs?: number; clock?: {now(): number}; intervalMs?: number} = {}): ServerWatcher {
+function watcher(
+  world: FakeWorld,
+  options: {cullIdleMs?: number; clock?: {now(): number}; intervalMs?: number} = {},
+): ServerWatcher {
   const api = new HubApi({baseUrl: HUB, token: 'hubctl-test-token', verify: async () => {}, fetch: world.fetch})
   return new ServerWatcher({
     api,
@@ -113,29 +127,43 @@ function watcher(world: FakeWorld, options: {cullIdleMs?: number; clock?: {now()
 }
 
 describe('ServerWatcher', () => {
-  it('reports each server with its idle time and whether it answers at its route\'s target', async () => {
-    const world = new FakeWorld()
-      .add(server('alice', {idleMs: 90_000}), server('bob', {ready: false, pending: 'spawn'}), server('carol', {name: 'gpu', idleMs: 0}))
+  it("reports each server with its idle time and whether it answers at its route's target", async () => {
+    const world = new FakeWorld().add(
+      server('alice', {idleMs: 90_000}),
+      server('bob', {ready: false, pending: 'spawn'}),
+      server('carol', {name: 'gpu', idleMs: 0}),
+    )
     const alice = world.route('/user/alice/')
     const carol = world.route('/user/carol/gpu/', {status: 302})
     const report = await watcher(world).check()
     expect(report.ok).to.equal(true)
     expect(report.cullIdleSeconds).to.equal(null)
     const byUser = Object.fromEntries(report.servers.map((s) => [s.user, s]))
-    expect(byUser.alice).to.include({name: '', url: '/user/alice/', ready: true, idleSeconds: 90, routeOk: true, refusals: 0})
+    expect(byUser.alice).to.include({
+      name: '',
+      url: '/user/alice/',
+      ready: true,
+      idleSeconds: 90,
+      routeOk: true,
+      refusals: 0,
+    })
     // Not ready: not probed.
     expect(byUser.bob).to.include({ready: false, pending: 'spawn', routeOk: null, idleSeconds: 36_000})
     // A redirect is not a Jupyter server answering.
     expect(byUser.carol).to.include({name: 'gpu', routeOk: false})
     expect(byUser.carol.routeProblem).to.equal(`its route's target ${carol} answered 302`)
     // Each target asked directly; nothing through the proxy's port, no stop, no route re-check.
-    const probes = world.requests.filter((r) => !r.url.startsWith(HUB)).map((r) => r.url).sort()
+    const probes = world.requests
+      .filter((r) => !r.url.startsWith(HUB))
+      .map((r) => r.url)
+      .sort()
     expect(probes).to.deep.equal([`${alice}/user/alice/api`, `${carol}/user/carol/gpu/api`])
     expect(world.requests.filter((r) => r.url.includes(`:${PROXY_PORT}`))).to.deep.equal([])
     expect(world.deletes()).to.deep.equal([])
     expect(world.syncs()).to.equal(0)
     // Only the hub gets hubctl's token.
-    for (const request of world.requests) expect(Boolean(request.auth), request.url).to.equal(request.url.startsWith(HUB))
+    for (const request of world.requests)
+      expect(Boolean(request.auth), request.url).to.equal(request.url.startsWith(HUB))
   })
 
   it('with a cull time, DELETEs the servers idle longer than that, and only those', async () => {
@@ -153,7 +181,10 @@ describe('ServerWatcher', () => {
     const report = await watcher(world, {cullIdleMs: hour}).check()
     expect(world.deletes().sort()).to.deep.equal(['/users/idle/server', '/users/named/servers/big'])
     expect(report.cullIdleSeconds).to.equal(3600)
-    expect(report.actions.map((a) => [a.user, a.name, a.action, a.result])).to.deep.equal([['idle', '', 'culled', 'stopped'], ['named', 'big', 'culled', 'stopped']])
+    expect(report.actions.map((a) => [a.user, a.name, a.action, a.result])).to.deep.equal([
+      ['idle', '', 'culled', 'stopped'],
+      ['named', 'big', 'culled', 'stopped'],
+    ])
     expect(report.actions[0].reason).to.equal('idle for 2h (more than 1h)')
   })
 
@@ -232,7 +263,8 @@ describe('ServerWatcher', () => {
     const world = new FakeWorld().add(server('idle', {idleMs: 7_200_000}))
     world.route('/user/idle/')
     const fetchFn = world.fetch
-    world.fetch = async (input, init = {}) => (init.method === 'DELETE' ? json(403, {message: 'Action is not authorized'}) : fetchFn(input, init))
+    world.fetch = async (input, init = {}) =>
+      init.method === 'DELETE' ? json(403, {message: 'Action is not authorized'}) : fetchFn(input, init)
     const report = await watcher(world, {cullIdleMs: 3_600_000}).check()
     expect(report.actions[0]).to.include({user: 'idle', action: 'culled', result: 'failed'})
     expect(report.actions[0].error).to.match(/403/)
@@ -283,10 +315,36 @@ describe('servers helpers', () => {
       {user: 'b', name: '', url: '/user/b/', ready: true, pending: null, lastActivity: null, started: 's2'},
     ]
     const report = {
-      at: 'now', ok: true, cullIdleSeconds: 60, actions: [],
+      at: 'now',
+      ok: true,
+      cullIdleSeconds: 60,
+      actions: [],
       servers: [
-        {user: 'a', name: '', url: '/user/a/', ready: true, pending: null, lastActivity: null, started: 's1', idleSeconds: 1, routeOk: false, routeProblem: 'p', refusals: 1},
-        {user: 'b', name: '', url: '/user/b/', ready: true, pending: null, lastActivity: null, started: 'older', idleSeconds: 1, routeOk: true, refusals: 0},
+        {
+          user: 'a',
+          name: '',
+          url: '/user/a/',
+          ready: true,
+          pending: null,
+          lastActivity: null,
+          started: 's1',
+          idleSeconds: 1,
+          routeOk: false,
+          routeProblem: 'p',
+          refusals: 1,
+        },
+        {
+          user: 'b',
+          name: '',
+          url: '/user/b/',
+          ready: true,
+          pending: null,
+          lastActivity: null,
+          started: 'older',
+          idleSeconds: 1,
+          routeOk: true,
+          refusals: 0,
+        },
       ],
     }
     const {servers, watch} = serversForStatus(live, report)

@@ -34,10 +34,13 @@ class FakeClock implements Clock {
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
       if (signal?.aborted) return resolve()
-      const timer = {at: this.t + ms, resolve: () => {
-        this.timers = this.timers.filter((other) => other !== timer)
-        resolve()
-      }}
+      const timer = {
+        at: this.t + ms,
+        resolve: () => {
+          this.timers = this.timers.filter((other) => other !== timer)
+          resolve()
+        },
+      }
       this.timers.push(timer)
       signal?.addEventListener('abort', () => timer.resolve(), {once: true})
     })
@@ -77,7 +80,11 @@ async function settle(): Promise<void> {
 }
 
 /** Wait (a bounded number of event-loop turns, no time asserted) until `check` holds. */
-async function until(what: string, check: () => boolean | Promise<boolean>, options: {clock?: FakeClock; stepMs?: number} = {}): Promise<void> {
+async function until(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  options: {clock?: FakeClock; stepMs?: number} = {},
+): Promise<void> {
   for (let i = 0; i < 2000; i++) {
     if (await check()) return
     await new Promise((resolve) => setTimeout(resolve, 1))
@@ -114,7 +121,6 @@ class FakeProc extends EventEmitter {
   }
 }
 
-
 interface Harness {
   supervisor: Supervisor
   clock: FakeClock
@@ -132,19 +138,54 @@ interface Harness {
 
 const prefixes: string[] = []
 
-async function startHarness(options: {failSpawn?: (name: ChildName, n: number) => boolean; cullIdleMs?: number; watcher?: {tick(): Promise<ServersReport | undefined>}; hubHealthy?: boolean; waitReady?: boolean} = {}): Promise<Harness> {
+async function startHarness(
+  options: {
+    failSpawn?: (name: ChildName, n: number) => boolean
+    cullIdleMs?: number
+    watcher?: {tick(): Promise<ServersReport | undefined>}
+    hubHealthy?: boolean
+    waitReady?: boolean
+  } = {},
+): Promise<Harness> {
   const prefix = await fs.mkdtemp(path.join(os.tmpdir(), 'hubctl-sup-unit-'))
   prefixes.push(prefix)
   const layout = new Layout(prefix)
-  const ports = {http: await freePort(), https: await freePort(), proxy: await freePort(), proxyApi: await freePort(), hub: await freePort(), proxyStandby: await freePort(), proxyStandbyApi: await freePort()}
+  const ports = {
+    http: await freePort(),
+    https: await freePort(),
+    proxy: await freePort(),
+    proxyApi: await freePort(),
+    hub: await freePort(),
+    proxyStandby: await freePort(),
+    proxyStandbyApi: await freePort(),
+  }
   const settings = {
-    version: 1, domains: ['localhost'], admins: ['alice'], allowedUsers: [], authenticator: 'dummy', spawner: 'simple',
-    tls: {mode: 'self-signed'}, ports, dhparam: {mode: 'ffdhe2048', bits: 2048},
-    executables: {jupyterhub: '/nonexistent/jupyterhub', singleuser: '/nonexistent/jupyterhub-singleuser', node: process.execPath, proxy: '/nonexistent/chp'},
-    jupyterhubVersion: '5.2.1', nginxSupervised: false,
+    version: 1,
+    domains: ['localhost'],
+    admins: ['alice'],
+    allowedUsers: [],
+    authenticator: 'dummy',
+    spawner: 'simple',
+    tls: {mode: 'self-signed'},
+    ports,
+    dhparam: {mode: 'ffdhe2048', bits: 2048},
+    executables: {
+      jupyterhub: '/nonexistent/jupyterhub',
+      singleuser: '/nonexistent/jupyterhub-singleuser',
+      node: process.execPath,
+      proxy: '/nonexistent/chp',
+    },
+    jupyterhubVersion: '5.2.1',
+    nginxSupervised: false,
   } as unknown as Settings
   const logDir = path.join(prefix, 'var/log/jupyterhub')
-  const specs: ChildSpec[] = (['proxy', 'hub'] as const).map((name) => ({name, command: `/nonexistent/${name}`, args: [], env: {}, logFile: path.join(logDir, `${name}.log`)}))
+  const specs: ChildSpec[] = (['proxy', 'hub'] as const).map((name) => ({
+    name,
+    command: `/nonexistent/${name}`,
+    args: [],
+    env: {},
+    logFile: path.join(logDir, `${name}.log`),
+  }))
   const clock = new FakeClock()
   const procs: FakeProc[] = []
   const events: SupervisorEvent[] = []
@@ -153,15 +194,19 @@ async function startHarness(options: {failSpawn?: (name: ChildName, n: number) =
   const fetchFn = async (url: string, init: RequestInit = {}): Promise<Response> => {
     const method = init.method ?? 'GET'
     requests.push({method, url})
-    const json = (status: number, body: unknown) => new Response(JSON.stringify(body), {status, headers: {'Content-Type': 'application/json'}})
+    const json = (status: number, body: unknown) =>
+      new Response(JSON.stringify(body), {status, headers: {'Content-Type': 'application/json'}})
     if (url === `http://127.0.0.1:${ports.proxyApi}/api/routes`) {
-      if (!procs.some((p) => p.name === 'proxy' && p.exitCode === null && p.signalCode === null)) throw new TypeError('fetch failed', {cause: {code: 'ECONNREFUSED'}})
+      if (!procs.some((p) => p.name === 'proxy' && p.exitCode === null && p.signalCode === null))
+        throw new TypeError('fetch failed', {cause: {code: 'ECONNREFUSED'}})
       return json(200, {})
     }
     if (url.endsWith('/hub/health')) return new Response(null, {status: hub.healthy ? 200 : 503})
     if (url === `http://127.0.0.1:${ports.hub}/hub/api/proxy`) return new Response(null, {status: 200})
-    if (url.startsWith(`http://127.0.0.1:${ports.hub}/hub/api/users?`)) return json(200, {items: hub.users, _pagination: {next: null}})
-    if (method === 'DELETE' && url.startsWith(`http://127.0.0.1:${ports.hub}/hub/api/users/`)) return new Response(null, {status: 204})
+    if (url.startsWith(`http://127.0.0.1:${ports.hub}/hub/api/users?`))
+      return json(200, {items: hub.users, _pagination: {next: null}})
+    if (method === 'DELETE' && url.startsWith(`http://127.0.0.1:${ports.hub}/hub/api/users/`))
+      return new Response(null, {status: 204})
     return json(404, {message: 'Not Found'})
   }
   const spawn = (command: string): ChildProcess => {
@@ -175,25 +220,51 @@ async function startHarness(options: {failSpawn?: (name: ChildName, n: number) =
     return proc as unknown as ChildProcess
   }
   const supervisor = new Supervisor({
-    layout, settings, specs, clock, fetch: fetchFn, spawn,
+    layout,
+    settings,
+    specs,
+    clock,
+    fetch: fetchFn,
+    spawn,
     secrets: {read: async () => 'f'.repeat(64)},
     // The fake children hold no real socket: every port is taken for theirs.
     ownsPort: async () => ({owned: true}),
     log: (event) => events.push(event),
     cullIdleMs: options.cullIdleMs,
     watcher: options.watcher,
-    timings: {backoffInitialMs: 500, backoffMaxMs: 30_000, stableMs: 60_000, crashLoopRestarts: 5, crashLoopWindowMs: 120_000, healthIntervalMs: 5000, pollMs: 200, stopTimeoutMs: 10_000, healthTimeoutMs: 180_000},
+    timings: {
+      backoffInitialMs: 500,
+      backoffMaxMs: 30_000,
+      stableMs: 60_000,
+      crashLoopRestarts: 5,
+      crashLoopWindowMs: 120_000,
+      healthIntervalMs: 5000,
+      pollMs: 200,
+      stopTimeoutMs: 10_000,
+      healthTimeoutMs: 180_000,
+    },
   })
   const settled: Harness['settled'] = {done: false}
   const running = supervisor.run()
-  running.then(() => {
-    settled.done = true
-  }, (error: unknown) => {
-    settled.done = true
-    settled.error = error
-  })
+  running.then(
+    () => {
+      settled.done = true
+    },
+    (error: unknown) => {
+      settled.done = true
+      settled.error = error
+    },
+  )
   const harness: Harness = {
-    supervisor, clock, layout, procs, events, requests, running, settled, hub,
+    supervisor,
+    clock,
+    layout,
+    procs,
+    events,
+    requests,
+    running,
+    settled,
+    hub,
     latest: (name) => procs.filter((p) => p.name === name).at(-1)!,
     spawned: (name) => procs.filter((p) => p.name === name).length,
     finish: async () => {
@@ -203,14 +274,20 @@ async function startHarness(options: {failSpawn?: (name: ChildName, n: number) =
   }
   if (options.waitReady ?? true) {
     // Ready, in state.json, and the monitor asleep until its first tick.
-    await until('the supervisor to be ready', async () => settled.done || ((await readState(layout))?.supervisor.ready === true && clock.pending > 0))
+    await until(
+      'the supervisor to be ready',
+      async () => settled.done || ((await readState(layout))?.supervisor.ready === true && clock.pending > 0),
+    )
   }
   return harness
 }
 
 /** Wait until the child's start number `n` is done: spawned, and its pid in state.json. */
 async function restarted(h: Harness, name: ChildName, n: number): Promise<void> {
-  await until(`${name} start ${n}`, async () => h.spawned(name) === n && (await readState(h.layout))?.[name]?.pid === h.latest(name).pid)
+  await until(
+    `${name} start ${n}`,
+    async () => h.spawned(name) === n && (await readState(h.layout))?.[name]?.pid === h.latest(name).pid,
+  )
   await settle()
 }
 
@@ -218,7 +295,11 @@ async function restarted(h: Harness, name: ChildName, n: number): Promise<void> 
  * End the child's latest process and move the clock by the backoff the supervisor announced, once
  * its restart is scheduled (it may be scheduled only when a restart still under way is done).
  */
-async function crash(h: Harness, name: ChildName, how: {code?: number; signal?: NodeJS.Signals} = {code: 1}): Promise<number> {
+async function crash(
+  h: Harness,
+  name: ChildName,
+  how: {code?: number; signal?: NodeJS.Signals} = {code: 1},
+): Promise<number> {
   h.latest(name).exit(how.code ?? null, how.signal ?? null)
   const delay = announcedDelays(h.events, name).at(-1)!
   await until(`the ${name}'s restart to be scheduled`, () => h.clock.sleepsFor(delay))
@@ -228,7 +309,9 @@ async function crash(h: Harness, name: ChildName, how: {code?: number; signal?: 
 
 /** The delay of the restart an 'exited' event announced, in ms. */
 function announcedDelays(events: SupervisorEvent[], child: ChildName): number[] {
-  return events.filter((e) => e.event === 'exited' && e.child === child).map((e) => Math.round(Number(/ in ([\d.]+)s$/.exec(e.message)?.[1]) * 1000))
+  return events
+    .filter((e) => e.event === 'exited' && e.child === child)
+    .map((e) => Math.round(Number(/ in ([\d.]+)s$/.exec(e.message)?.[1]) * 1000))
 }
 
 describe('Supervisor (fake spawn and clock)', function () {
@@ -298,7 +381,11 @@ describe('Supervisor (fake spawn and clock)', function () {
     const crashLoop = async () => Boolean((await readState(h.layout))?.hub.crashLoop)
     for (let i = 1; i <= 5; i++) {
       await crash(h, 'hub')
-      if (i === 4) expect(h.events.some((e) => e.event === 'crash-loop'), 'not after 4 exits').to.equal(false)
+      if (i === 4)
+        expect(
+          h.events.some((e) => e.event === 'crash-loop'),
+          'not after 4 exits',
+        ).to.equal(false)
       await restarted(h, 'hub', i + 1)
     }
     expect(h.events.filter((e) => e.event === 'crash-loop').map((e) => e.child)).to.deep.equal(['hub'])
@@ -332,7 +419,10 @@ describe('Supervisor (fake spawn and clock)', function () {
     const h = await startHarness()
     const result = await h.finish()
     expect(result.restarts).to.deep.equal({proxy: 0, hub: 0})
-    expect(h.procs.map((p) => [p.name, p.signals])).to.deep.equal([['proxy', ['SIGTERM']], ['hub', ['SIGTERM']]])
+    expect(h.procs.map((p) => [p.name, p.signals])).to.deep.equal([
+      ['proxy', ['SIGTERM']],
+      ['hub', ['SIGTERM']],
+    ])
     // The hub is stopped first, then the proxy.
     const stopped = h.events.filter((e) => e.event === 'stopped' && e.child).map((e) => e.child)
     expect(stopped).to.deep.equal(['hub', 'proxy'])
@@ -359,7 +449,26 @@ describe('Supervisor (fake spawn and clock)', function () {
     const reports: ServersReport[] = []
     const watcher = {
       tick: async () => {
-        const report: ServersReport = {at: new Date(h.clock.now()).toISOString(), ok: true, cullIdleSeconds: null, actions: [], servers: [{user: 'alice', name: '', url: '/user/alice/', ready: true, pending: null, lastActivity: null, started: null, idleSeconds: null, routeOk: true, refusals: 0}]}
+        const report: ServersReport = {
+          at: new Date(h.clock.now()).toISOString(),
+          ok: true,
+          cullIdleSeconds: null,
+          actions: [],
+          servers: [
+            {
+              user: 'alice',
+              name: '',
+              url: '/user/alice/',
+              ready: true,
+              pending: null,
+              lastActivity: null,
+              started: null,
+              idleSeconds: null,
+              routeOk: true,
+              refusals: 0,
+            },
+          ],
+        }
         reports.push(report)
         return report
       },
@@ -367,7 +476,10 @@ describe('Supervisor (fake spawn and clock)', function () {
     const h = await startHarness({watcher})
     expect(reports, 'not before the first tick').to.have.length(0)
     await h.clock.advance(5000)
-    await until('a report in state.json', async () => (await readState(h.layout))?.servers?.servers[0]?.user === 'alice')
+    await until(
+      'a report in state.json',
+      async () => (await readState(h.layout))?.servers?.servers[0]?.user === 'alice',
+    )
     expect(h.supervisor.snapshot().servers).to.deep.equal(reports.at(-1))
     await h.finish()
   })
@@ -375,12 +487,22 @@ describe('Supervisor (fake spawn and clock)', function () {
   it('with cullIdleMs, its own watcher DELETEs the idle servers and only those', async () => {
     const h = await startHarness({cullIdleMs: 3_600_000})
     const now = h.clock.now()
-    const raw = (idleMs: number) => ({'': {name: '', ready: true, pending: null, url: '', started: new Date(now - 86_400_000).toISOString(), last_activity: new Date(now - idleMs).toISOString()}})
+    const raw = (idleMs: number) => ({
+      '': {
+        name: '',
+        ready: true,
+        pending: null,
+        url: '',
+        started: new Date(now - 86_400_000).toISOString(),
+        last_activity: new Date(now - idleMs).toISOString(),
+      },
+    })
     h.hub.users = [
       {name: 'sleepy', servers: raw(2 * 3_600_000)},
       {name: 'busy', servers: raw(60_000)},
     ]
-    for (const user of h.hub.users as Array<{name: string; servers: Record<string, {url: string}>}>) user.servers[''].url = `/user/${user.name}/`
+    for (const user of h.hub.users as Array<{name: string; servers: Record<string, {url: string}>}>)
+      user.servers[''].url = `/user/${user.name}/`
     await h.clock.advance(5000)
     await until('the watcher report', async () => (await readState(h.layout))?.servers?.actions.length === 1)
     const deletes = h.requests.filter((r) => r.method === 'DELETE').map((r) => new URL(r.url).pathname)
@@ -393,16 +515,34 @@ describe('Supervisor (fake spawn and clock)', function () {
   })
 })
 
-describe('childSpecs: the operator\'s environment', () => {
-  it('never gives the hub or the proxy JPY_COOKIE_SECRET or the operator\'s CONFIGPROXY_AUTH_TOKEN (they would override the files); JUPYTERHUB_CRYPT_KEY stays', () => {
+describe("childSpecs: the operator's environment", () => {
+  it("never gives the hub or the proxy JPY_COOKIE_SECRET or the operator's CONFIGPROXY_AUTH_TOKEN (they would override the files); JUPYTERHUB_CRYPT_KEY stays", () => {
     const layout = new Layout('/tmp/hubctl-env-unit')
     const settings = {
-      version: 1, domains: ['localhost'], admins: ['alice'], allowedUsers: [], authenticator: 'pam', spawner: 'local',
-      tls: {mode: 'self-signed'}, ports: {http: 80, https: 443, proxy: 8000, proxyApi: 8001, hub: 8081, proxyStandby: 8002, proxyStandbyApi: 8003}, dhparam: {mode: 'ffdhe2048', bits: 2048},
-      executables: {jupyterhub: '/usr/bin/jupyterhub', singleuser: '/usr/bin/jupyterhub-singleuser', node: process.execPath, proxy: '/x/chp'},
-      jupyterhubVersion: '3.0.0', nginxSupervised: true,
+      version: 1,
+      domains: ['localhost'],
+      admins: ['alice'],
+      allowedUsers: [],
+      authenticator: 'pam',
+      spawner: 'local',
+      tls: {mode: 'self-signed'},
+      ports: {http: 80, https: 443, proxy: 8000, proxyApi: 8001, hub: 8081, proxyStandby: 8002, proxyStandbyApi: 8003},
+      dhparam: {mode: 'ffdhe2048', bits: 2048},
+      executables: {
+        jupyterhub: '/usr/bin/jupyterhub',
+        singleuser: '/usr/bin/jupyterhub-singleuser',
+        node: process.execPath,
+        proxy: '/x/chp',
+      },
+      jupyterhubVersion: '3.0.0',
+      nginxSupervised: true,
     } as unknown as Settings
-    const specs = childSpecs(layout, settings, 'from-the-file', {PATH: '/usr/bin:/bin', JPY_COOKIE_SECRET: 'ab'.repeat(32), CONFIGPROXY_AUTH_TOKEN: 'operator', JUPYTERHUB_CRYPT_KEY: 'cd'.repeat(32)})
+    const specs = childSpecs(layout, settings, 'from-the-file', {
+      PATH: '/usr/bin:/bin',
+      JPY_COOKIE_SECRET: 'ab'.repeat(32),
+      CONFIGPROXY_AUTH_TOKEN: 'operator',
+      JUPYTERHUB_CRYPT_KEY: 'cd'.repeat(32),
+    })
     expect(specs.map((s) => s.name)).to.deep.equal(['proxy', 'hub', 'nginx'])
     for (const spec of specs) {
       expect(spec.env.JPY_COOKIE_SECRET, spec.name).to.equal(undefined)

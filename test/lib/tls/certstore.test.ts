@@ -9,8 +9,12 @@ import {modeOf, tempPrefix} from '../../helpers/cli.js'
 
 describe('certstore and self-signed certificates', () => {
   let layout: Layout
-  beforeEach(async () => { layout = new Layout(await tempPrefix('hubctl-certs')) })
-  afterEach(async () => { await fs.rm(layout.prefix, {recursive: true, force: true}) })
+  beforeEach(async () => {
+    layout = new Layout(await tempPrefix('hubctl-certs'))
+  })
+  afterEach(async () => {
+    await fs.rm(layout.prefix, {recursive: true, force: true})
+  })
 
   it('makes a self-signed certificate for every domain, whose key matches', async () => {
     const pair = await makeSelfSigned(['localhost', 'hub.example.org'])
@@ -32,7 +36,12 @@ describe('certstore and self-signed certificates', () => {
     expect(await modeOf(layout.privkey)).to.equal(0o600)
     const previousTarget = await fs.readlink(layout.sslPreviousLink)
     const previousChain = await fs.readFile(`${layout.sslDir}/${previousTarget}/fullchain.pem`, 'utf8')
-    expect(inspectPair({fullchain: previousChain, privkey: await fs.readFile(`${layout.sslDir}/${previousTarget}/privkey.pem`, 'utf8')}).serial).to.equal(first.serial)
+    expect(
+      inspectPair({
+        fullchain: previousChain,
+        privkey: await fs.readFile(`${layout.sslDir}/${previousTarget}/privkey.pem`, 'utf8'),
+      }).serial,
+    ).to.equal(first.serial)
   })
 
   it('prunes old pairs, keeping three', async () => {
@@ -47,6 +56,9 @@ describe('certstore and self-signed certificates', () => {
     const b = await makeSelfSigned(['localhost'])
     expect(() => inspectPair({fullchain: a.fullchain, privkey: b.privkey})).to.throw(HubctlError, /do not match/)
     expect(() => inspectPair({fullchain: 'junk', privkey: a.privkey})).to.throw(HubctlError, /not a PEM certificate/)
-    expect(() => inspectPair({fullchain: a.fullchain, privkey: 'junk'})).to.throw(HubctlError, /not an unencrypted PEM private key/)
+    expect(() => inspectPair({fullchain: a.fullchain, privkey: 'junk'})).to.throw(
+      HubctlError,
+      /not an unencrypted PEM private key/,
+    )
   })
 })

@@ -20,7 +20,11 @@ async function cpuSeconds(): Promise<number> {
 
 function opensslCheck(pem: string): string {
   const file = path.join(os.tmpdir(), `hubctl-dh-${process.pid}-${Math.random()}.pem`)
-  return execFileSync('sh', ['-c', `cat > ${file} && openssl dhparam -in ${file} -check -text -noout 2>&1; rm -f ${file}`], {input: pem, encoding: 'utf8'})
+  return execFileSync(
+    'sh',
+    ['-c', `cat > ${file} && openssl dhparam -in ${file} -check -text -noout 2>&1; rm -f ${file}`],
+    {input: pem, encoding: 'utf8'},
+  )
 }
 
 describe('dhparam', () => {
@@ -33,7 +37,13 @@ describe('dhparam', () => {
 
   it('generates safe-prime parameters that `openssl dhparam -check` accepts (1024 bits here for speed)', async () => {
     let progressed = 0
-    const pem = await generateDhparam(1024, {workers: 2, onProgress: () => { progressed++ }, progressIntervalMs: 10})
+    const pem = await generateDhparam(1024, {
+      workers: 2,
+      onProgress: () => {
+        progressed++
+      },
+      progressIntervalMs: 10,
+    })
     expect(pem).to.match(/^-----BEGIN DH PARAMETERS-----\n/)
     expect(dhparamBits(pem)).to.equal(1024)
     expect(opensslCheck(pem)).to.match(/DH parameters appear to be ok/)
@@ -56,14 +66,24 @@ describe('dhparam', () => {
   it('stops the losers: once one worker finds a prime, no other worker thread is left running', async () => {
     const before = await threads()
     let during = 0
-    const pem = await generateDhparam(1024, {workers: 4, onProgress: () => { void threads().then((n) => { during = Math.max(during, n) }) }, progressIntervalMs: 5})
+    const pem = await generateDhparam(1024, {
+      workers: 4,
+      onProgress: () => {
+        void threads().then((n) => {
+          during = Math.max(during, n)
+        })
+      },
+      progressIntervalMs: 5,
+    })
     expect(dhparamBits(pem)).to.equal(1024)
     expect(during, 'the four workers ran as threads of this process').to.be.at.least(before + 4)
     expect(await threads(), 'threads left after it returned').to.be.at.most(before)
     const cpu = await cpuSeconds()
-    await new Promise((resolve) => { setTimeout(resolve, 1000) })
+    await new Promise((resolve) => {
+      setTimeout(resolve, 1000)
+    })
     // Three searching losers would burn up to 3 CPU-seconds here (as many as the cores let them).
-    expect(await cpuSeconds() - cpu, 'CPU seconds used in the second after it returned').to.be.below(0.3)
+    expect((await cpuSeconds()) - cpu, 'CPU seconds used in the second after it returned').to.be.below(0.3)
   })
 
   it('rejects what is not a DH parameters block', () => {

@@ -10,10 +10,17 @@ import {tempPrefix} from '../../helpers/cli.js'
 const acme: AcmeSettings = {directory: 'https://127.0.0.1:1/dir', keyType: 'ecdsa-p256', deployHooks: []}
 const live = {pem: '-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n', serial: 'AB01'}
 
-describe('renewal: the CA\'s window (ARI) is kept until its Retry-After', () => {
+describe("renewal: the CA's window (ARI) is kept until its Retry-After", () => {
   let layout: Layout
   const now = new Date('2026-11-23T12:00:00Z')
-  const kept = {start: '2026-12-20T00:00:00.000Z', end: '2026-12-22T00:00:00.000Z', checkedAt: '2026-11-23T09:00:00.000Z', serial: 'AB01', directory: acme.directory, certId: 'x.y'}
+  const kept = {
+    start: '2026-12-20T00:00:00.000Z',
+    end: '2026-12-22T00:00:00.000Z',
+    checkedAt: '2026-11-23T09:00:00.000Z',
+    serial: 'AB01',
+    directory: acme.directory,
+    certId: 'x.y',
+  }
 
   beforeEach(async () => {
     layout = new Layout(await tempPrefix('hubctl-ari'))
@@ -31,7 +38,11 @@ describe('renewal: the CA\'s window (ARI) is kept until its Retry-After', () => 
   })
 
   it('asks the CA again once nextCheck passed, for another certificate or another CA', async () => {
-    for (const ari of [{...kept, nextCheck: '2026-11-23T11:59:59.000Z'}, {...kept, nextCheck: '2026-11-23T15:00:00.000Z', serial: 'CD02'}, {...kept, nextCheck: '2026-11-23T15:00:00.000Z', directory: 'https://other/dir'}]) {
+    for (const ari of [
+      {...kept, nextCheck: '2026-11-23T11:59:59.000Z'},
+      {...kept, nextCheck: '2026-11-23T15:00:00.000Z', serial: 'CD02'},
+      {...kept, nextCheck: '2026-11-23T15:00:00.000Z', directory: 'https://other/dir'},
+    ]) {
       await writeRenewalState(layout, {ari})
       const found = await ariWindowFor(layout, acme, live, await readRenewalState(layout), now)
       expect(found.cached).to.equal(false)

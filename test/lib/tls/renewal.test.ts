@@ -8,7 +8,15 @@ import path from 'node:path'
 import {Layout} from '../../../src/lib/config/layout.js'
 import {makeSelfSigned} from '../../../src/lib/tls/selfsigned.js'
 import {CertStore} from '../../../src/lib/tls/certstore.js'
-import {ariCertId, certificateStatus, changedAcmeSettings, fetchAriWindow, renewalTime, shouldRenew, writeRenewalState} from '../../../src/lib/tls/renewal.js'
+import {
+  ariCertId,
+  certificateStatus,
+  changedAcmeSettings,
+  fetchAriWindow,
+  renewalTime,
+  shouldRenew,
+  writeRenewalState,
+} from '../../../src/lib/tls/renewal.js'
 import {tempPrefix} from '../../helpers/cli.js'
 
 const DAY = 86_400_000
@@ -59,7 +67,7 @@ describe('renewal policy (fake clock)', () => {
 
   describe('ACME Renewal Information (RFC 9773)', () => {
     const c = cert(90)
-    it('renews early once the CA\'s suggested window has started, not before', () => {
+    it("renews early once the CA's suggested window has started, not before", () => {
       const ari = {start: at(20), end: at(22)}
       expect(shouldRenew({...c, now: at(19), ari})).to.include({due: false})
       expect(shouldRenew({...c, now: at(19), ari}).renewAfter.toISOString()).to.equal(at(20).toISOString())
@@ -79,26 +87,100 @@ describe('renewal policy (fake clock)', () => {
         const ski = '69:88:5B:6B:87:46:40:41:E1:B3:7B:84:7B:A0:AE:2C:DE:01:C8:D4'
         const f = (name: string) => path.join(dir, name)
         const quiet = {stdio: 'ignore' as const}
-        execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=ari-ca', '-addext', `subjectKeyIdentifier=${ski}`, '-addext', 'basicConstraints=critical,CA:TRUE'], quiet)
-        execFileSync('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('leaf.key'), '-out', f('leaf.csr'), '-subj', '/CN=localhost'], quiet)
+        execFileSync(
+          'openssl',
+          [
+            'req',
+            '-x509',
+            '-newkey',
+            'ec',
+            '-pkeyopt',
+            'ec_paramgen_curve:P-256',
+            '-nodes',
+            '-keyout',
+            f('ca.key'),
+            '-out',
+            f('ca.pem'),
+            '-days',
+            '2',
+            '-subj',
+            '/CN=ari-ca',
+            '-addext',
+            `subjectKeyIdentifier=${ski}`,
+            '-addext',
+            'basicConstraints=critical,CA:TRUE',
+          ],
+          quiet,
+        )
+        execFileSync(
+          'openssl',
+          [
+            'req',
+            '-newkey',
+            'ec',
+            '-pkeyopt',
+            'ec_paramgen_curve:P-256',
+            '-nodes',
+            '-keyout',
+            f('leaf.key'),
+            '-out',
+            f('leaf.csr'),
+            '-subj',
+            '/CN=localhost',
+          ],
+          quiet,
+        )
         await fs.writeFile(f('ext'), 'authorityKeyIdentifier=keyid\nsubjectAltName=DNS:localhost\n')
-        execFileSync('openssl', ['x509', '-req', '-in', f('leaf.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-set_serial', '0x0087654321', '-days', '2', '-extfile', f('ext'), '-out', f('leaf.pem')], quiet)
+        execFileSync(
+          'openssl',
+          [
+            'x509',
+            '-req',
+            '-in',
+            f('leaf.csr'),
+            '-CA',
+            f('ca.pem'),
+            '-CAkey',
+            f('ca.key'),
+            '-set_serial',
+            '0x0087654321',
+            '-days',
+            '2',
+            '-extfile',
+            f('ext'),
+            '-out',
+            f('leaf.pem'),
+          ],
+          quiet,
+        )
         expect(ariCertId(await fs.readFile(f('leaf.pem'), 'utf8'))).to.equal('aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE')
       } finally {
         await fs.rm(dir, {recursive: true, force: true})
       }
     })
 
-    it('fetches the suggested window from the directory\'s renewalInfo endpoint', async () => {
+    it("fetches the suggested window from the directory's renewalInfo endpoint", async () => {
       const dir = await tempPrefix('hubctl-ari')
       const requests: string[] = []
       const server = http.createServer((request, response) => {
         requests.push(request.url ?? '')
         const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
         if (request.url === '/dir') {
-          response.end(JSON.stringify({newNonce: `${base}/nonce`, newAccount: `${base}/acct`, newOrder: `${base}/order`, renewalInfo: `${base}/ari`}))
+          response.end(
+            JSON.stringify({
+              newNonce: `${base}/nonce`,
+              newAccount: `${base}/acct`,
+              newOrder: `${base}/order`,
+              renewalInfo: `${base}/ari`,
+            }),
+          )
         } else if (request.url?.startsWith('/ari/')) {
-          response.end(JSON.stringify({suggestedWindow: {start: '2026-01-20T00:00:00Z', end: '2026-01-22T00:00:00Z'}, explanationURL: 'https://ca.example/why'}))
+          response.end(
+            JSON.stringify({
+              suggestedWindow: {start: '2026-01-20T00:00:00Z', end: '2026-01-22T00:00:00Z'},
+              explanationURL: 'https://ca.example/why',
+            }),
+          )
         } else {
           response.statusCode = 404
           response.end()
@@ -108,13 +190,76 @@ describe('renewal policy (fake clock)', () => {
       try {
         const f = (name: string) => path.join(dir, name)
         const quiet = {stdio: 'ignore' as const}
-        execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=ari-ca', '-addext', 'basicConstraints=critical,CA:TRUE'], quiet)
-        execFileSync('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('leaf.key'), '-out', f('leaf.csr'), '-subj', '/CN=localhost'], quiet)
+        execFileSync(
+          'openssl',
+          [
+            'req',
+            '-x509',
+            '-newkey',
+            'ec',
+            '-pkeyopt',
+            'ec_paramgen_curve:P-256',
+            '-nodes',
+            '-keyout',
+            f('ca.key'),
+            '-out',
+            f('ca.pem'),
+            '-days',
+            '2',
+            '-subj',
+            '/CN=ari-ca',
+            '-addext',
+            'basicConstraints=critical,CA:TRUE',
+          ],
+          quiet,
+        )
+        execFileSync(
+          'openssl',
+          [
+            'req',
+            '-newkey',
+            'ec',
+            '-pkeyopt',
+            'ec_paramgen_curve:P-256',
+            '-nodes',
+            '-keyout',
+            f('leaf.key'),
+            '-out',
+            f('leaf.csr'),
+            '-subj',
+            '/CN=localhost',
+          ],
+          quiet,
+        )
         await fs.writeFile(f('ext'), 'authorityKeyIdentifier=keyid\n')
-        execFileSync('openssl', ['x509', '-req', '-in', f('leaf.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-set_serial', '0x1234', '-days', '2', '-extfile', f('ext'), '-out', f('leaf.pem')], quiet)
+        execFileSync(
+          'openssl',
+          [
+            'x509',
+            '-req',
+            '-in',
+            f('leaf.csr'),
+            '-CA',
+            f('ca.pem'),
+            '-CAkey',
+            f('ca.key'),
+            '-set_serial',
+            '0x1234',
+            '-days',
+            '2',
+            '-extfile',
+            f('ext'),
+            '-out',
+            f('leaf.pem'),
+          ],
+          quiet,
+        )
         const pem = await fs.readFile(f('leaf.pem'), 'utf8')
         const port = (server.address() as AddressInfo).port
-        const found = await fetchAriWindow({directory: `http://127.0.0.1:${port}/dir`, keyType: 'ecdsa-p256', deployHooks: []}, pem)
+        const found = await fetchAriWindow(
+          {directory: `http://127.0.0.1:${port}/dir`, keyType: 'ecdsa-p256', deployHooks: []},
+          pem,
+        )
         expect(found.hasAri).to.equal(true)
         expect(found.window?.start.toISOString()).to.equal('2026-01-20T00:00:00.000Z')
         expect(found.window?.explanationURL).to.equal('https://ca.example/why')
@@ -127,7 +272,10 @@ describe('renewal policy (fake clock)', () => {
 
     it('a CA without renewalInfo, or one that does not answer, leaves the local rule alone', async () => {
       const pem = (await makeSelfSigned(['localhost'])).fullchain
-      const found = await fetchAriWindow({directory: 'http://127.0.0.1:1/dir', keyType: 'ecdsa-p256', deployHooks: []}, pem)
+      const found = await fetchAriWindow(
+        {directory: 'http://127.0.0.1:1/dir', keyType: 'ecdsa-p256', deployHooks: []},
+        pem,
+      )
       expect(found.window).to.equal(undefined)
     })
   })
@@ -137,16 +285,31 @@ describe('kept ACME settings', () => {
   it('names the flags whose kept value a run would change, none when nothing changes', () => {
     const kept = {directory: 'https://ca.example/dir', keyType: 'ecdsa-p256' as const, deployHooks: ['a']}
     expect(changedAcmeSettings(kept, {...kept, deployHooks: ['a']})).to.deep.equal([])
-    expect(changedAcmeSettings(kept, {...kept, deployHooks: ['a', 'b'], keyType: 'rsa2048'})).to.deep.equal(['--key-type', '--deploy-hook'])
-    expect(changedAcmeSettings(kept, {...kept, directory: 'https://other.example/dir', caCert: '/ca.pem', eabKid: 'k', httpPort: 5002})).to.deep.equal(['--acme-directory', '--acme-ca-cert', '--eab-kid', '--http-port'])
+    expect(changedAcmeSettings(kept, {...kept, deployHooks: ['a', 'b'], keyType: 'rsa2048'})).to.deep.equal([
+      '--key-type',
+      '--deploy-hook',
+    ])
+    expect(
+      changedAcmeSettings(kept, {
+        ...kept,
+        directory: 'https://other.example/dir',
+        caCert: '/ca.pem',
+        eabKid: 'k',
+        httpPort: 5002,
+      }),
+    ).to.deep.equal(['--acme-directory', '--acme-ca-cert', '--eab-kid', '--http-port'])
     expect(changedAcmeSettings(undefined, kept)).to.include('--acme-directory')
   })
 })
 
 describe('cert status', () => {
   let layout: Layout
-  beforeEach(async () => { layout = new Layout(await tempPrefix('hubctl-status')) })
-  afterEach(async () => { await fs.rm(layout.prefix, {recursive: true, force: true}) })
+  beforeEach(async () => {
+    layout = new Layout(await tempPrefix('hubctl-status'))
+  })
+  afterEach(async () => {
+    await fs.rm(layout.prefix, {recursive: true, force: true})
+  })
 
   it('reports no certificate as a problem', async () => {
     const status = await certificateStatus(layout, new Date())
