@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 
-import {EAB_HMAC_ENV} from '../lib/tls/acme.js'
+import {EAB_HMAC_ENV} from '../lib/tls/acme-settings.js'
 import {CertResult, notDueLine} from '../lib/tls/renewal.js'
 import {KEY_TYPES} from '../lib/config/settings.js'
 

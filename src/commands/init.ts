@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 import {fileURLToPath} from 'node:url'
 
 import {BaseCommand} from '../base-command.js'
-import {acmeSettingsFrom, readEabHmacKey} from '../lib/tls/acme.js'
+import {acmeSettingsFrom, readEabHmacKey} from '../lib/tls/acme-settings.js'
 import {CertService} from '../lib/tls/renewal.js'
 import {DHPARAM_BITS, DHPARAM_MODES} from '../lib/tls/dhparam.js'
 import {InitDeps, InitResult, InitService, silentReporter} from '../lib/setup/init.js'

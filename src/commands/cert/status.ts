@@ -1,6 +1,6 @@
 import {BaseCommand} from '../../base-command.js'
 import {ExitCode} from '../../lib/errors.js'
-import {CertStatus, certificateStatus} from '../../lib/tls/renewal.js'
+import {CertStatus, certificateStatus} from '../../lib/tls/cert-status.js'
 
 export default class CertStatusCommand extends BaseCommand<typeof CertStatusCommand> {
   static override summary =

@@ -3,7 +3,7 @@ import {createRequire} from 'node:module'
 
 import {exists, readIfExists} from '../files/atomic.js'
 import {CertStore} from '../tls/certstore.js'
-import {shouldRenew} from '../tls/renewal.js'
+import {shouldRenew} from '../tls/policy.js'
 import {HubctlError, messageOf} from '../errors.js'
 import {checkBrowserPath} from '../stack/browserpath.js'
 import {verifyRecordedListener} from '../stack/listeners.js'

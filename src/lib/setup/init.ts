@@ -2,7 +2,7 @@ import fs from 'node:fs/promises'
 
 import {ensureDir, readIfExists, writeFileAtomic} from '../files/atomic.js'
 import {CertStore, CertificateInfo, inspectPair} from '../tls/certstore.js'
-import {shouldRenew} from '../tls/renewal.js'
+import {shouldRenew} from '../tls/policy.js'
 import {FFDHE2048_PEM, generateDhparam} from '../tls/dhparam.js'
 import {messageOf, usageError} from '../errors.js'
 import {renderHubConfig} from '../config/hubconfig.js'

@@ -8,14 +8,12 @@ import path from 'node:path'
 import {
   LETSENCRYPT_PRODUCTION,
   LETSENCRYPT_STAGING,
-  acmeAgent,
   acmeSettingsFrom,
-  fetchDirectory,
-  obtainCertificate,
   readEabHmacKey,
-  selfCheck,
-  validationError,
-} from '../../../src/lib/tls/acme.js'
+} from '../../../src/lib/tls/acme-settings.js'
+import {acmeAgent, fetchDirectory} from '../../../src/lib/tls/acme-http.js'
+import {obtainCertificate, validationError} from '../../../src/lib/tls/acme.js'
+import {selfCheck} from '../../../src/lib/tls/http01.js'
 import {ExitCode, HubctlError} from '../../../src/lib/errors.js'
 import {Layout} from '../../../src/lib/config/layout.js'
 import {makeSelfSigned} from '../../../src/lib/tls/selfsigned.js'

@@ -2,7 +2,8 @@ import {expect} from 'chai'
 import fs from 'node:fs/promises'
 
 import {Layout} from '../../../src/lib/config/layout.js'
-import {ariWindowFor, readRenewalState, writeRenewalState} from '../../../src/lib/tls/renewal.js'
+import {ariWindowFor} from '../../../src/lib/tls/ari.js'
+import {readRenewalState, writeRenewalState} from '../../../src/lib/tls/renewal-state.js'
 import type {AcmeSettings} from '../../../src/lib/config/settings.js'
 import {tempPrefix} from '../../helpers/cli.js'
 

@@ -8,15 +8,11 @@ import path from 'node:path'
 import {Layout} from '../../../src/lib/config/layout.js'
 import {makeSelfSigned} from '../../../src/lib/tls/selfsigned.js'
 import {CertStore} from '../../../src/lib/tls/certstore.js'
-import {
-  ariCertId,
-  certificateStatus,
-  changedAcmeSettings,
-  fetchAriWindow,
-  renewalTime,
-  shouldRenew,
-  writeRenewalState,
-} from '../../../src/lib/tls/renewal.js'
+import {ariCertId, fetchAriWindow} from '../../../src/lib/tls/ari.js'
+import {certificateStatus} from '../../../src/lib/tls/cert-status.js'
+import {changedAcmeSettings} from '../../../src/lib/tls/renewal.js'
+import {renewalTime, shouldRenew} from '../../../src/lib/tls/policy.js'
+import {writeRenewalState} from '../../../src/lib/tls/renewal-state.js'
 import {tempPrefix} from '../../helpers/cli.js'
 
 const DAY = 86_400_000
