@@ -89,7 +89,7 @@ describe('a full disk during a write (the prefix on a 4 MiB tmpfs)', function ()
     const mount = await execa('mount', ['-t', 'tmpfs', '-o', 'size=4m,mode=0700', 'tmpfs', mountPoint], {reject: false})
     expect(
       mount.exitCode,
-      `mount -t tmpfs (this test needs root allowed to mount a tmpfs; else see test/lib/secrets.test.ts for the injected fault): ${mount.stderr}`,
+      `mount -t tmpfs (this test needs root allowed to mount a tmpfs; else see test/lib/files/secrets.test.ts for the injected fault): ${mount.stderr}`,
     ).to.equal(0)
     mounted = true
     layout = new Layout(path.join(mountPoint, 'hub'))
