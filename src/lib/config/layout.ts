@@ -223,6 +223,9 @@ export class Layout {
   hubEnvJupyterhub(id: string): string {
     return this.at('opt/jupyterhub/envs', id, 'bin/jupyterhub')
   }
+  hubEnvSingleuser(id: string): string {
+    return this.at('opt/jupyterhub/envs', id, 'bin/jupyterhub-singleuser')
+  }
   hubEnvPython(id: string): string {
     return this.at('opt/jupyterhub/envs', id, 'bin/python3')
   }

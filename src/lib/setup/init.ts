@@ -396,8 +396,8 @@ export class InitService {
       version: hubEnv.versions.jupyterhub,
       major,
       minor,
-      singleuser: `${hubEnv.jupyterhub}-singleuser`,
-      python: `${hubEnv.dir}/bin/python3`,
+      singleuser: layout.hubEnvSingleuser(hubEnv.id),
+      python: layout.hubEnvPython(hubEnv.id),
     }
     const steps = [
       ...(missing.length > 0 ? [`apt-get install ${[...new Set(missing.map((m) => m.name))].join(' ')}`] : []),
@@ -554,7 +554,7 @@ export class InitService {
     if (software.hubEnv?.action === 'build') {
       result.commands.push(
         `${software.hubEnv.python} -m venv ${software.hubEnv.dir}`,
-        `${software.hubEnv.dir}/bin/python3 -m pip install -c <hubctl>/python/constraints.txt jupyterhub==${software.hubEnv.versions.jupyterhub} jupyterlab==${software.hubEnv.versions.jupyterlab}`,
+        `${layout.hubEnvPython(software.hubEnv.id)} -m pip install -c <hubctl>/python/constraints.txt jupyterhub==${software.hubEnv.versions.jupyterhub} jupyterlab==${software.hubEnv.versions.jupyterlab}`,
       )
       result.files.push(
         {file: software.hubEnv.dir, action: 'would write'},
