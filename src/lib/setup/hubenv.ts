@@ -20,7 +20,8 @@ import {Runner, which} from '../runner.js'
  */
 
 /** What hubctl installs; every version, theirs and their dependencies', comes from the constraints. */
-export const HUB_PACKAGES = ['jupyterhub', 'jupyterlab'] as const
+// jupyterhub-idle-culler runs as a service of the hub (init --cull-idle); oauthenticator for --authenticator github|google|oauth.
+export const HUB_PACKAGES = ['jupyterhub', 'jupyterlab', 'jupyterhub-idle-culler', 'oauthenticator'] as const
 export const CONSTRAINTS_FILE = new URL('../../../python/constraints.txt', import.meta.url)
 
 export interface HubEnvPlan {
