@@ -345,7 +345,14 @@ export class Doctor {
         fix: `\`ss -ltnp 'sport = :${settings.ports.proxyApi}'\` names the program; stop it, then \`hubctl restart\``,
       }
     const proxyToken = await new SecretStore(layout).read('proxyAuthToken')
-    const result = await checkBrowserPath({settings, proxyApi: proxyApiUrl(settings.ports), proxyToken})
+    // nginx must present hubctl's live certificate: the probe talks to nothing else.
+    const live = await new CertStore(layout).currentInfo().catch(() => undefined)
+    const result = await checkBrowserPath({
+      settings,
+      proxyApi: proxyApiUrl(settings.ports),
+      proxyToken,
+      fingerprint256: live?.fingerprint256,
+    })
     if (result.ok)
       return {
         check: 'browser path',

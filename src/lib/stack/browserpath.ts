@@ -1,7 +1,7 @@
 import {createHash, randomBytes} from 'node:crypto'
 import http from 'node:http'
-import https from 'node:https'
 import type {AddressInfo} from 'node:net'
+import tls from 'node:tls'
 
 import {keepAlive} from './hubapi.js'
 import type {Settings} from '../config/settings.js'
@@ -24,6 +24,8 @@ export interface BrowserPathResult {
   websocketStatus?: number
 }
 
+const WRONG_CERTIFICATE = 'wrong certificate'
+
 export interface BrowserPathOptions {
   settings: Pick<Settings, 'domains' | 'ports'>
   /** The proxy's REST API and its token (read from its 0600 file by the caller). */
@@ -31,6 +33,12 @@ export interface BrowserPathOptions {
   proxyToken: string
   /** Where nginx listens (loopback by default). */
   connectHost?: string
+  /**
+   * The SHA-256 fingerprint (as Node prints it) of the certificate nginx must present: hubctl's
+   * live one. Anything else answering on the port (or nginx still serving an old certificate) is
+   * named as the problem it is, and the probe goes no further on that connection.
+   */
+  fingerprint256?: string
   timeoutMs?: number
 }
 
@@ -78,6 +86,14 @@ export async function checkBrowserPath(options: BrowserPathOptions): Promise<Bro
     await added.body?.cancel()
     if (!added.ok) return {ok: false, problems: [`the proxy's API refused a probe route (${added.status})`], origin}
     const page = await request(options, host, origin, `${routePath}/api/status`, false, timeoutMs)
+    if (page.error === WRONG_CERTIFICATE)
+      return {
+        ok: false,
+        problems: [
+          `the https port ${options.settings.ports.https} presents a certificate (SHA-256 ${page.detail}) other than hubctl's live one: nginx was not reloaded since the certificate changed, or another program answers there`,
+        ],
+        origin,
+      }
     if (page.status !== 200)
       problems.push(
         `a request through nginx (https port ${options.settings.ports.https}) to a route of the proxy got ${page.status || page.error}, not 200`,
@@ -109,24 +125,55 @@ export async function checkBrowserPath(options: BrowserPathOptions): Promise<Bro
   }
 }
 
+/**
+ * The TLS connection to nginx, checked before a byte of the request is sent: with a pinned
+ * fingerprint, a certificate other than hubctl's live one ends it here.
+ */
+function connect(
+  options: BrowserPathOptions,
+  timeoutMs: number,
+): Promise<{socket: tls.TLSSocket} | {status: 0; error: string; detail?: string}> {
+  return new Promise((resolve) => {
+    const socket = tls.connect({
+      host: options.connectHost ?? '127.0.0.1',
+      port: options.settings.ports.https,
+      servername: options.settings.domains[0],
+      // The chain and names are doctor's certificate check; here the certificate must be hubctl's
+      // live one (the pin below), whatever signed it (self-signed included).
+      rejectUnauthorized: false,
+      ALPNProtocols: ['http/1.1'],
+      timeout: timeoutMs,
+    })
+    socket.once('secureConnect', () => {
+      socket.setTimeout(0)
+      const seen = socket.getPeerCertificate().fingerprint256
+      if (options.fingerprint256 !== undefined && seen !== options.fingerprint256) {
+        socket.destroy()
+        resolve({status: 0, error: WRONG_CERTIFICATE, detail: seen})
+      } else resolve({socket})
+    })
+    socket.once('timeout', () => socket.destroy(new Error('no answer')))
+    socket.once('error', (error) => resolve({status: 0, error: (error as NodeJS.ErrnoException).code ?? error.message}))
+  })
+}
+
 /** One https request to nginx as a browser makes it (Host, Origin, the SNI of the hub's name). */
-function request(
+async function request(
   options: BrowserPathOptions,
   host: string,
   origin: string,
   path: string,
   upgrade: boolean,
   timeoutMs: number,
-): Promise<{status: number; error?: string}> {
+): Promise<{status: number; error?: string; detail?: string}> {
+  const connected = await connect(options, timeoutMs)
+  if (!('socket' in connected)) return connected
+  const {socket} = connected
   return new Promise((resolve) => {
-    const req = https.request({
-      host: options.connectHost ?? '127.0.0.1',
-      port: options.settings.ports.https,
-      servername: options.settings.domains[0],
+    const req = http.request({
+      createConnection: () => socket,
       path,
       method: 'GET',
-      // The certificate is checked by doctor's certificate check; this one follows the request's path.
-      rejectUnauthorized: false,
       headers: {
         Host: host,
         Origin: origin,
