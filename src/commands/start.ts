@@ -35,6 +35,8 @@ Runs in the foreground, as a service manager expects; --detach runs it in the ba
       description: 'stop user servers idle longer than this (e.g. 90s, 30m, 2h, 1d); activity is what the hub records',
       helpValue: 'DURATION',
     }),
+    // The background hubctl that --detach starts: its parent ran checkBeforeStart a moment ago.
+    'checked-by-parent': Flags.boolean({hidden: true}),
   }
 
   async run(): Promise<((SupervisorResult | DetachResult) & {detached: boolean}) | undefined> {
@@ -42,12 +44,12 @@ Runs in the foreground, as a service manager expects; --detach runs it in the ba
     const cullIdle = this.flags['cull-idle']
     const cullIdleMs = cullIdle === undefined ? undefined : parseDuration(cullIdle, '--cull-idle')
     const settings = await new SettingsStore(this.layout).load()
-    await checkBeforeStart(this.layout, settings, execaRunner)
+    if (!this.flags['checked-by-parent']) await checkBeforeStart(this.layout, settings, execaRunner)
     if (this.flags.detach) {
       const bin = fileURLToPath(new URL('../../bin/run.js', import.meta.url))
       const result = await startDetached(this.layout, {
         bin,
-        args: cullIdle === undefined ? [] : ['--cull-idle', cullIdle],
+        args: ['--checked-by-parent', ...(cullIdle === undefined ? [] : ['--cull-idle', cullIdle])],
       })
       this.log(
         `hubctl supervises the hub under ${this.layout.prefix} in the background (pid ${result.pid}); ready in ${result.readySeconds}s.`,

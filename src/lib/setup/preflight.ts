@@ -145,19 +145,34 @@ export function hasIpv6(): boolean {
  * broken site elsewhere would otherwise make nginx crash-loop behind a hub that reports ready).
  */
 export async function checkBeforeStart(layout: Layout, settings: Settings, runner: Runner): Promise<void> {
-  // Nothing root runs or loads may be someone else's; no server of another user runs as root.
+  // Nothing root runs or loads may be someone else's (first: `nginx -t` loads the configuration,
+  // and its modules, as root); no server of another user runs as root.
   await assertTrusted(layout, settings.executables.jupyterhub)
   assertNoRootServers(settings)
-  const problems = await new SecretStore(layout).check()
-  if (problems.length > 0) throw problemsError(problems)
-  // The JupyterHub init found, gone since (an upgrade, a removed virtualenv): named here, not met as five failed restarts.
+  // The rest do not depend on each other: run together, the first problem (in this order) is named.
+  const checks = await Promise.allSettled([
+    new SecretStore(layout).check().then((problems) => {
+      if (problems.length > 0) throw problemsError(problems)
+    }),
+    checkJupyterHubExecutable(layout, settings),
+    settings.nginxSupervised ? checkNginxConfig(layout, settings, runner) : Promise.resolve(),
+  ])
+  const failed = checks.find((check): check is PromiseRejectedResult => check.status === 'rejected')
+  if (failed) throw failed.reason
+}
+
+/** The JupyterHub init found, gone since (an upgrade, a removed virtualenv): named here, not met as five failed restarts. */
+async function checkJupyterHubExecutable(layout: Layout, settings: Settings): Promise<void> {
   if (settings.executables.jupyterhub && !(await which(settings.executables.jupyterhub))) {
     throw preflightError(
       `the JupyterHub executable ${settings.executables.jupyterhub} recorded in ${layout.settings} is missing or not executable`,
       'reinstall it, or run `hubctl init --jupyterhub PATH` again to record where it is now',
     )
   }
-  if (!settings.nginxSupervised) return
+}
+
+/** `nginx -t` on the configuration hubctl start runs nginx with. */
+async function checkNginxConfig(layout: Layout, settings: Settings, runner: Runner): Promise<void> {
   const nginx = await nginxFor(layout, settings, runner).catch((error: HubctlError) => {
     throw preflightError(
       `${error.message} (hubctl.json names ${settings.executables.nginx ?? 'nginx'})`,

@@ -46,6 +46,9 @@ export interface HubApiOptions {
 }
 
 /** A hub API call that failed: the status and the hub's own message, never the token. */
+/** How long a start or stop request may take to be answered (JupyterHub's own wait is 10 s). */
+const SERVER_ACTION_TIMEOUT_MS = 30_000
+
 export class HubApiError extends HubctlError {
   constructor(
     message: string,
@@ -220,18 +223,24 @@ export class HubApi {
     return `token ${token}`
   }
 
-  private async send(method: string, path: string, body: unknown, accept = 'application/json'): Promise<Response> {
+  private async send(
+    method: string,
+    path: string,
+    body: unknown,
+    accept = 'application/json',
+    timeoutMs = this.timeoutMs,
+  ): Promise<Response> {
     await this.options.verify()
     const headers: Record<string, string> = {Authorization: await this.authHeader(), Accept: accept}
     if (body !== undefined) headers['Content-Type'] = 'application/json'
     const attempt = () =>
       keepAlive(
-        this.timeoutMs,
+        timeoutMs,
         this.doFetch(`${this.baseUrl}${path}`, {
           method,
           headers,
           body: body === undefined ? undefined : JSON.stringify(body),
-          signal: AbortSignal.timeout(this.timeoutMs),
+          signal: AbortSignal.timeout(timeoutMs),
           redirect: 'manual',
         }),
       )
@@ -260,7 +269,9 @@ export class HubApi {
   }
 
   private async requestStatus(method: string, path: string, body: unknown, expected: number[]): Promise<number> {
-    const response = await this.send(method, path, body)
+    // JupyterHub holds a start or stop for up to slow_spawn_timeout / slow_stop_timeout (10 s by
+    // default) before it answers 202: on a busy machine the answer comes after that, not never.
+    const response = await this.send(method, path, body, undefined, Math.max(this.timeoutMs, SERVER_ACTION_TIMEOUT_MS))
     if (!expected.includes(response.status)) throw await failure(method, path, response)
     await response.body?.cancel()
     return response.status

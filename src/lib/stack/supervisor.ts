@@ -186,8 +186,22 @@ export class Supervisor {
       for (const spec of specs) this.children.set(spec.name, this.newRuntime(spec))
       this.log('info', 'starting', `supervising the hub under ${this.layout.prefix} (pid ${process.pid})`)
       await this.launch(this.child('proxy'))
-      await this.waitForProxyApi()
-      await this.launch(this.child('hub'))
+      // JupyterHub 6 retries its first call to the proxy's API until the proxy answers, and spends
+      // its first seconds importing and opening its database: it starts beside the proxy. Older
+      // ones give up on a refused connection, and start once the API answers.
+      const hubBesideProxy = this.deps.specs === undefined && majorVersion(this.settings.jupyterhubVersion) >= 6
+      if (hubBesideProxy) await this.launch(this.child('hub'))
+      const proxyUp = await this.waitForProxyApi()
+      // The hub sends the proxy's token to that port: it must be the proxy's (checked long before
+      // the hub is far enough along to call; a squatter there made the proxy fail, and the stack stops).
+      if (hubBesideProxy && !proxyUp && !this.stopping)
+        throw runtimeError(
+          `configurable-http-proxy did not answer on its API port ${this.settings.ports.proxyApi}`,
+          `read ${this.layout.proxyLog}, fix the cause, then run \`hubctl start\` again`,
+        )
+      if (proxyUp && hubBesideProxy)
+        await this.verifyOwnPort('proxy', this.settings.ports.proxyApi, "the proxy's token (the hub's first call)")
+      if (!hubBesideProxy) await this.launch(this.child('hub'))
       // While the hub starts: the standby holds its ports before nginx can send it anything.
       if (this.standbyEnabled) await this.startStandby()
       if (this.children.has('nginx')) await this.launch(this.child('nginx'))
@@ -1268,4 +1282,10 @@ export function installSignalHandlers(supervisor: Supervisor): () => void {
     process.off('SIGHUP', onHup)
     process.off('SIGUSR2', onControl)
   }
+}
+
+/** The major version of "6.1.1" (0 when unknown). */
+function majorVersion(version: string | undefined): number {
+  const major = Number.parseInt(version ?? '', 10)
+  return Number.isFinite(major) ? major : 0
 }
