@@ -31,14 +31,14 @@ interface Status {
   culling?: {on: boolean; idle: string | null; maxAge: string | null; by: string | null; python?: string}
 }
 
-/** `hubctl init` of a hub for one user under `prefix` (dummy authenticator, SimpleLocalProcessSpawner); its ports. */
-async function initHub(
+/** `hubctl init`'s arguments for a hub of one user under `prefix` (dummy authenticator, SimpleLocalProcessSpawner). */
+function initArgs(
   prefix: string,
   user: string,
+  portArgs: string[],
   options: {jupyterhub?: string; extra?: string[]} = {},
-): Promise<Awaited<ReturnType<typeof portFlags>>['ports']> {
-  const portInfo = await portFlags()
-  const init = await hubctl([
+): string[] {
+  return [
     'init',
     '--prefix',
     prefix,
@@ -59,9 +59,19 @@ async function initHub(
     options.jupyterhub ?? VENV_JUPYTERHUB,
     '--no-systemd',
     '--no-schedule',
-    ...portInfo.flags,
+    ...portArgs,
     ...(options.extra ?? []),
-  ])
+  ]
+}
+
+/** `hubctl init` of that hub; its ports. */
+async function initHub(
+  prefix: string,
+  user: string,
+  options: {jupyterhub?: string; extra?: string[]} = {},
+): Promise<Awaited<ReturnType<typeof portFlags>>['ports']> {
+  const portInfo = await portFlags()
+  const init = await hubctl(initArgs(prefix, user, portInfo.flags, options))
   expect(init.exitCode, init.stderr).to.equal(0)
   return portInfo.ports
 }
@@ -123,18 +133,9 @@ for (const hub of HUBS) {
         ['--cull-max-age', '0s'],
         ['--cull-max-age', '-1h'],
       ]) {
-        const result = await hubctl([
-          'init',
-          '--prefix',
-          prefix,
-          '--yes',
-          '--domain',
-          'localhost',
-          '--admin',
-          user,
-          flag,
-          bad,
-        ])
+        const result = await hubctl(
+          initArgs(prefix, user, (await portFlags()).flags, {jupyterhub: hub.jupyterhub, extra: [flag, bad]}),
+        )
         expect(result.exitCode, `${flag} ${bad}: ${result.stderr}`).to.equal(2)
         expect(result.stderr).to.match(
           new RegExp(`^hubctl: ${flag} .*\\. Fix: give a number and a unit, e\\.g\\. ${flag} 90s`),

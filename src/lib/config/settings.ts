@@ -245,11 +245,17 @@ function checkShape(settings: Record<string, unknown>, file: string): void {
     const cull = settings.cull as Record<string, unknown>
     for (const key of ['idleSeconds', 'maxAgeSeconds'] as const) {
       const value = cull[key]
-      if (value !== null && (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > MAX_CULL_SECONDS))
+      if (
+        value !== null &&
+        (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > MAX_CULL_SECONDS)
+      )
         bad(`cull.${key}`, `is neither null (off) nor a whole number of seconds from 1 to ${MAX_CULL_SECONDS}`)
     }
     if (!CULL_BY.includes(cull.by as CullBy)) bad('cull.by', `is not one of ${CULL_BY.join(', ')}`)
-    if (cull.by === 'jupyterhub-idle-culler' && typeof (settings.executables as Record<string, unknown>).idleCuller !== 'string')
+    if (
+      cull.by === 'jupyterhub-idle-culler' &&
+      typeof (settings.executables as Record<string, unknown>).idleCuller !== 'string'
+    )
       bad('executables.idleCuller', 'is missing, and cull.by is jupyterhub-idle-culler')
   }
 }

@@ -131,7 +131,10 @@ describe('culler', () => {
   })
 
   it('passes --max-age, and an idle timeout beyond any age when only --cull-max-age is on', async () => {
-    const both = await loaded({...settings, cull: {idleSeconds: 1800, maxAgeSeconds: 28_800, by: 'jupyterhub-idle-culler'}})
+    const both = await loaded({
+      ...settings,
+      cull: {idleSeconds: 1800, maxAgeSeconds: 28_800, by: 'jupyterhub-idle-culler'},
+    })
     expect(both.config.services[1].command?.slice(-3)).to.deep.equal([
       '--timeout=1800',
       '--cull-every=180',
@@ -174,7 +177,9 @@ describe('culler', () => {
   })
 
   it('says who culls and when, for status and doctor', () => {
-    expect(describeCulling(cullingSummary(settings))).to.equal('idle servers stopped after 1h by jupyterhub-idle-culler')
+    expect(describeCulling(cullingSummary(settings))).to.equal(
+      'idle servers stopped after 1h by jupyterhub-idle-culler',
+    )
     expect(cullingSummary(settings)).to.deep.include({on: true, idle: '1h', python: settings.executables.idleCuller})
     expect(
       describeCulling(cullingSummary({...settings, cull: {idleSeconds: 3600, maxAgeSeconds: 86_400, by: 'hubctl'}})),

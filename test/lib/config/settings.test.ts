@@ -60,8 +60,10 @@ describe('settings', () => {
     const withCuller = {...valid, cull, executables: {idleCuller: '/opt/jupyterhub/envs/x/bin/python3'}}
     expect(parseSettings(JSON.stringify(withCuller), 'hubctl.json').cull).to.deep.equal(cull)
     expect(
-      parseSettings(JSON.stringify({...valid, cull: {idleSeconds: null, maxAgeSeconds: 60, by: 'hubctl'}}), 'hubctl.json')
-        .cull,
+      parseSettings(
+        JSON.stringify({...valid, cull: {idleSeconds: null, maxAgeSeconds: 60, by: 'hubctl'}}),
+        'hubctl.json',
+      ).cull,
     ).to.deep.equal({idleSeconds: null, maxAgeSeconds: 60, by: 'hubctl'})
     const cases: Array<[unknown, RegExp]> = [
       [{...withCuller, cull: {...cull, idleSeconds: 0}}, /"cull.idleSeconds" is neither null/],
