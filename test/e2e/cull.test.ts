@@ -184,7 +184,7 @@ for (const hub of HUBS) {
       const parent = Number(/^PPid:\s+(\d+)/m.exec(await fs.readFile(`/proc/${cullers[0]}/status`, 'utf8'))?.[1])
       expect(parent, "the culler is the hub's child").to.equal(hubPid)
 
-      const api = HubApi.forLayout(layout, {ports})
+      const api = HubApi.forLayout(layout, {ports}, {timeoutMs: 60_000})
       await api.startServer(user)
       await waitUntil('the server to be ready', async () => (await api.userServers(user)).find((s) => s.ready), {
         tries: 120,
@@ -283,7 +283,7 @@ describe("hubctl start --cull-idle (deprecated: hubctl's own culling)", function
     expect(await fs.readFile(layout.hubConfig, 'utf8')).not.to.include('jupyterhub_idle_culler')
     const started = await hubctl(['start', '--detach', '--prefix', prefix, '--cull-idle', '2s', '--json'])
     expect(started.exitCode, started.stderr + started.stdout).to.equal(0)
-    const api = HubApi.forLayout(layout, {ports})
+    const api = HubApi.forLayout(layout, {ports}, {timeoutMs: 60_000})
     await api.startServer(user)
     await waitUntil('the server to be ready', async () => (await api.userServers(user)).find((s) => s.ready), {
       tries: 120,
@@ -342,7 +342,7 @@ describe('a user server whose process is gone', function () {
   })
 
   it("while it runs, the supervisor's checks are not activity in the proxy's route", async () => {
-    const api = HubApi.forLayout(layout, {ports})
+    const api = HubApi.forLayout(layout, {ports}, {timeoutMs: 60_000})
     await api.startServer(user)
     await waitUntil('the server to be ready', async () => (await api.userServers(user)).find((s) => s.ready), {
       tries: 120,
@@ -377,7 +377,7 @@ describe('a user server whose process is gone', function () {
   })
 
   it('is cleaned up through the hub API once its port refused three checks', async () => {
-    const api = HubApi.forLayout(layout, {ports})
+    const api = HubApi.forLayout(layout, {ports}, {timeoutMs: 60_000})
     await waitUntil('the server to be ready', async () => (await api.userServers(user)).find((s) => s.ready), {
       tries: 120,
       intervalMs: 500,

@@ -298,15 +298,13 @@ export async function followLogs(
       write(out.join(''))
     }
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, interval)
-      options.signal.addEventListener(
-        'abort',
-        () => {
-          clearTimeout(timer)
-          resolve()
-        },
-        {once: true},
-      )
+      const done = () => {
+        clearTimeout(timer)
+        options.signal.removeEventListener('abort', done)
+        resolve()
+      }
+      const timer = setTimeout(done, interval)
+      options.signal.addEventListener('abort', done, {once: true})
     })
   }
 }
