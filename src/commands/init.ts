@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 import {fileURLToPath} from 'node:url'
 
+import {describeCulling} from '../lib/config/culler.js'
 import {BaseCommand} from '../base-command.js'
 import {acmeSettingsFrom, readEabHmacKey} from '../lib/tls/acme-settings.js'
 import {CertService} from '../lib/tls/renewal.js'
@@ -215,6 +216,7 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
         `  certificate: ${result.certificate.mode}, ${result.certificate.reused ? 'kept' : 'new'}, valid until ${result.certificate.notAfter}`,
       )
     if (result.certificate?.accountContact) this.log(`  ACME account: ${result.certificate.accountContact}`)
+    if (result.culling) this.log(`  culling: ${describeCulling(result.culling)}`)
     this.log(`  files written: ${written.length} (${result.files.length - written.length} unchanged)`)
     for (const command of result.commands) this.log(`  ran: ${command}`)
     this.log('Next:')

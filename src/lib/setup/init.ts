@@ -26,7 +26,7 @@ import {checkDns, checkPorts, checkPrivileges} from './preflight.js'
 import {Runner, which} from '../runner.js'
 import {MissingPackage, PackagePlan, installPackages, packagesError, planPackages} from './syspkgs.js'
 import {assertTrusted, assertTrustedFile} from './trust.js'
-import {cullingOn, importsIdleCuller} from '../config/culler.js'
+import {CullingSummary, cullingOn, cullingSummary, importsIdleCuller} from '../config/culler.js'
 import {SecretName, SecretStore, problemsError} from '../files/secrets.js'
 import {proxyExecutable} from '../stack/proxy.js'
 import {makeSelfSigned} from '../tls/selfsigned.js'
@@ -111,6 +111,8 @@ export interface InitResult {
   commands: string[]
   warnings: string[]
   next: string[]
+  /** Who stops idle servers, and after how long. */
+  culling?: CullingSummary
 }
 
 interface SoftwarePlan {
@@ -360,6 +362,7 @@ export class InitService {
       await lock.release()
     }
     result.next = this.nextSteps(settings)
+    result.culling = cullingSummary(settings)
     return result
   }
 
