@@ -9,7 +9,7 @@ import {nginxFor} from '../config/nginx.js'
 import {Runner, which} from '../runner.js'
 import {SecretStore, problemsError} from '../files/secrets.js'
 import type {Settings} from '../config/settings.js'
-import {assertTrusted} from './trust.js'
+import {assertTrusted, assertTrustedFile} from './trust.js'
 import {assertNoRootServers} from '../config/hubconfig.js'
 
 /**
@@ -147,6 +147,9 @@ export function hasIpv6(): boolean {
 export async function checkBeforeStart(layout: Layout, settings: Settings, runner: Runner): Promise<void> {
   // Nothing root runs or loads may be someone else's; no server of another user runs as root.
   await assertTrusted(layout, settings.executables.jupyterhub)
+  // The hub runs jupyterhub-idle-culler with this Python, as the hub's user.
+  if (settings.executables.idleCuller)
+    await assertTrustedFile(settings.executables.idleCuller, 'the hub would run jupyterhub-idle-culler with it')
   assertNoRootServers(settings)
   const problems = await new SecretStore(layout).check()
   if (problems.length > 0) throw problemsError(problems)
