@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 import {fileURLToPath} from 'node:url'
 
+import {describeCulling} from '../lib/config/culler.js'
 import {BaseCommand} from '../base-command.js'
 import {acmeSettingsFrom, readEabHmacKey} from '../lib/tls/acme-settings.js'
 import {CertService} from '../lib/tls/renewal.js'
@@ -26,6 +27,7 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
     '<%= config.bin %> init --prefix /tmp/hub --yes --domain localhost --admin alice --tls self-signed --dhparam ffdhe2048 --http-port 8080 --https-port 8443',
     '<%= config.bin %> init --dry-run --domain hub.example.org --admin alice --tls self-signed',
     '<%= config.bin %> init --local',
+    '<%= config.bin %> init --domain hub.example.org --admin alice --cull-idle 2h --cull-max-age 1d',
   ]
 
   static override flags = {
@@ -97,6 +99,15 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
     'spawn-timeout': Flags.string({
       description:
         'seconds a user server may take to start, and as many more to answer (default: 120, more with many concurrent spawns per core)',
+    }),
+    'cull-idle': Flags.string({
+      description:
+        "stop a user's server idle longer than this (e.g. 30m, 1h, 2h30m; `off`: never), by jupyterhub-idle-culler run as a service of the hub (default: 1h)",
+      helpValue: 'DURATION|off',
+    }),
+    'cull-max-age': Flags.string({
+      description: "stop a user's server running longer than this, however active (e.g. 8h, 1d; default: off)",
+      helpValue: 'DURATION|off',
     }),
     systemd: Flags.boolean({
       description: 'install the jupyterhub.service unit when systemd runs (--no-systemd skips it)',
@@ -205,6 +216,7 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
         `  certificate: ${result.certificate.mode}, ${result.certificate.reused ? 'kept' : 'new'}, valid until ${result.certificate.notAfter}`,
       )
     if (result.certificate?.accountContact) this.log(`  ACME account: ${result.certificate.accountContact}`)
+    if (result.culling) this.log(`  culling: ${describeCulling(result.culling)}`)
     this.log(`  files written: ${written.length} (${result.files.length - written.length} unchanged)`)
     for (const command of result.commands) this.log(`  ran: ${command}`)
     this.log('Next:')

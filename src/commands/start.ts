@@ -3,6 +3,7 @@ import {fileURLToPath} from 'node:url'
 
 import {BaseCommand} from '../base-command.js'
 import {formatDuration, parseDuration} from '../lib/duration.js'
+import {cullingSummary, describeCulling} from '../lib/config/culler.js'
 import {checkBeforeStart} from '../lib/setup/preflight.js'
 import {execaRunner} from '../lib/runner.js'
 import {SettingsStore} from '../lib/config/settings.js'
@@ -15,7 +16,8 @@ export default class Start extends BaseCommand<typeof Start> {
     'Run the hub: configurable-http-proxy, JupyterHub and (for a --prefix other than /) nginx, supervised.'
 
   static override description = `Starts configurable-http-proxy (its token in its environment only), then JupyterHub, then nginx when hubctl runs it itself, and waits until /hub/health answers through the proxy. A program that exits is restarted with exponential backoff; after the proxy restarts the hub re-adds every route at once. Each program writes to its own log under var/log/jupyterhub; hubctl's own events go to standard output (with --json, one JSON object per line).
-Every 30 seconds hubctl lists the user servers through the hub API and checks each one's route (the proxy's routing table, then the route's target; \`hubctl status\` shows the result); a server whose port refuses connections three checks in a row is stopped through the API, and with --cull-idle so is a server idle longer than the duration.
+Every 30 seconds hubctl lists the user servers through the hub API and checks each one's route (the proxy's routing table, then the route's target; \`hubctl status\` shows the result); a server whose port refuses connections three checks in a row is stopped through the API. Idle servers are stopped by jupyterhub-idle-culler, a service of the hub set up by \`hubctl init --cull-idle\` (default 1h).
+--cull-idle here is deprecated and kept so that existing units and scripts still start: hubctl's supervisor then also stops servers idle longer than the duration itself, beside the culler; set the time with \`hubctl init --cull-idle\` instead.
 SIGTERM or SIGINT stops the hub, then the proxy, then nginx; user servers keep running (use \`hubctl stop\` to stop them too). SIGHUP restarts the proxy and the hub (what \`hubctl restart\` sends).
 Runs in the foreground, as a service manager expects; --detach runs it in the background and returns once the hub is ready.`
 
@@ -23,7 +25,6 @@ Runs in the foreground, as a service manager expects; --detach runs it in the ba
     '<%= config.bin %> start',
     '<%= config.bin %> start --detach --prefix /tmp/hub',
     '<%= config.bin %> start --detach --json',
-    '<%= config.bin %> start --detach --cull-idle 2h',
   ]
 
   static override flags = {
@@ -32,7 +33,8 @@ Runs in the foreground, as a service manager expects; --detach runs it in the ba
       description: 'run in the background (pid in srv/jupyterhub/run/hubctl.pid) and return once the hub is ready',
     }),
     'cull-idle': Flags.string({
-      description: 'stop user servers idle longer than this (e.g. 90s, 30m, 2h, 1d); activity is what the hub records',
+      description:
+        'deprecated: use `hubctl init --cull-idle`. hubctl itself also stops user servers idle longer than this (e.g. 90s, 30m, 2h)',
       helpValue: 'DURATION',
     }),
     // The background hubctl that --detach starts: its parent ran checkBeforeStart a moment ago.
@@ -72,6 +74,13 @@ Runs in the foreground, as a service manager expects; --detach runs it in the ba
         level: 'info',
         event: 'cull',
         message: `user servers idle longer than ${formatDuration(cullIdleMs)} will be stopped`,
+      })
+    if (cullIdleMs !== undefined)
+      print({
+        at: new Date().toISOString(),
+        level: 'warn',
+        event: 'deprecated',
+        message: `\`hubctl start --cull-idle\` is deprecated: hubctl's supervisor culls after ${formatDuration(cullIdleMs)} beside jupyterhub-idle-culler (${describeCulling(cullingSummary(settings))}). Fix: run \`hubctl init --cull-idle ${formatDuration(cullIdleMs)}\` with your other init flags, then drop --cull-idle from \`hubctl start\``,
       })
     const removeHandlers = installSignalHandlers(supervisor)
     try {

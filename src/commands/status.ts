@@ -1,5 +1,6 @@
 import {BaseCommand} from '../base-command.js'
 import {formatDuration} from '../lib/duration.js'
+import {describeCulling} from '../lib/config/culler.js'
 import {SettingsStore} from '../lib/config/settings.js'
 import {ChildStatus, StatusReport, stackStatus} from '../lib/stack/control.js'
 
@@ -43,10 +44,11 @@ export default class Status extends BaseCommand<typeof Status> {
     } else if (report.hub.healthy) {
       this.log('  user servers: none')
     }
+    this.log(`  culling: ${describeCulling(report.culling)}`)
     if (report.serverWatch) {
       const watch = report.serverWatch
       this.log(
-        `  servers checked by the supervisor at ${watch.checkedAt}${watch.ok ? '' : ` (FAILED: ${watch.error})`}; ${watch.cullIdleSeconds === null ? 'no idle culling' : `idle servers culled after ${formatDuration(watch.cullIdleSeconds * 1000)}`}`,
+        `  servers checked by the supervisor at ${watch.checkedAt}${watch.ok ? '' : ` (FAILED: ${watch.error})`}${watch.cullIdleSeconds === null ? '' : `; hubctl culls servers idle after ${formatDuration(watch.cullIdleSeconds * 1000)}`}`,
       )
       for (const action of watch.actions.slice(-5)) {
         this.log(

@@ -5,16 +5,20 @@ import path from 'node:path'
 import {HubApi} from '../../src/lib/stack/hubapi.js'
 import {Layout} from '../../src/lib/config/layout.js'
 import {findRoute, proxyRoutes} from '../../src/lib/stack/servers.js'
-import {VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
-import {killPids, serverPids, waitUntil} from '../helpers/processes.js'
+import {DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
+import {killPids, pidsWhere, serverPids, waitUntil} from '../helpers/processes.js'
 
 /*
- * User servers followed by the supervisor. `hubctl start --cull-idle`: bad durations are refused before anything starts (exit 2); with a
- * real stack (the virtualenv's JupyterHub, dummy authenticator, SimpleLocalProcessSpawner so no
- * system user is needed) a server idle longer than the duration is stopped through the hub API by
- * the supervisor, and `hubctl status` reports it. A server whose process is gone while the hub
- * still believes it running (the hub's own poll turned off, so that only hubctl can notice) is
- * cleaned up through the hub API after its port refused three checks.
+ * Idle user servers, stopped by jupyterhub-idle-culler run by the hub as a service (`init
+ * --cull-idle`), on the virtualenv's JupyterHub and on Debian's 3.0 (whose own Python has no
+ * culler: it runs with the Python of hubctl's environment); bad durations are refused before
+ * anything is written (exit 2). A real stack (dummy authenticator, SimpleLocalProcessSpawner so no
+ * system user is needed): a server idle longer than the duration is stopped by the culler (the
+ * hub's log says so, and `hubctl logs --user` shows it), `status` and `doctor` report the culling,
+ * and the culler ends with the hub. The deprecated `hubctl start --cull-idle` still works, by
+ * hubctl's supervisor. A server whose process is gone while the hub still believes it running (the
+ * hub's own poll turned off, so that only hubctl can notice) is cleaned up through the hub API
+ * after its port refused three checks.
  */
 
 interface Status {
@@ -24,12 +28,17 @@ interface Status {
     cullIdleSeconds: number | null
     actions: Array<{user: string; action: string; result: string; reason: string}>
   }
+  culling?: {on: boolean; idle: string | null; maxAge: string | null; by: string | null; python?: string}
 }
 
-/** `hubctl init` of a hub for one user under `prefix` (dummy authenticator, SimpleLocalProcessSpawner, the virtualenv's JupyterHub); its ports. */
-async function initHub(prefix: string, user: string): Promise<Awaited<ReturnType<typeof portFlags>>['ports']> {
-  const portInfo = await portFlags()
-  const init = await hubctl([
+/** `hubctl init`'s arguments for a hub of one user under `prefix` (dummy authenticator, SimpleLocalProcessSpawner). */
+function initArgs(
+  prefix: string,
+  user: string,
+  portArgs: string[],
+  options: {jupyterhub?: string; extra?: string[]} = {},
+): string[] {
+  return [
     'init',
     '--prefix',
     prefix,
@@ -47,33 +56,204 @@ async function initHub(prefix: string, user: string): Promise<Awaited<ReturnType
     '--dhparam',
     'ffdhe2048',
     '--jupyterhub',
-    VENV_JUPYTERHUB,
+    options.jupyterhub ?? VENV_JUPYTERHUB,
     '--no-systemd',
     '--no-schedule',
-    ...portInfo.flags,
-  ])
+    ...portArgs,
+    ...(options.extra ?? []),
+  ]
+}
+
+/** `hubctl init` of that hub; its ports. */
+async function initHub(
+  prefix: string,
+  user: string,
+  options: {jupyterhub?: string; extra?: string[]} = {},
+): Promise<Awaited<ReturnType<typeof portFlags>>['ports']> {
+  const portInfo = await portFlags()
+  const init = await hubctl(initArgs(prefix, user, portInfo.flags, options))
   expect(init.exitCode, init.stderr).to.equal(0)
   return portInfo.ports
 }
 
-describe('hubctl start --cull-idle', function () {
+/** The culler processes of the hub on this port (the hub gives each service its API URL and name). */
+function cullerPids(hubPort: number): Promise<number[]> {
+  return pidsWhere({
+    program: 'jupyterhub_idle_culler',
+    environ: ['JUPYTERHUB_SERVICE_NAME=idle-culler', `JUPYTERHUB_API_URL=http://127.0.0.1:${hubPort}/hub/api`],
+  })
+}
+
+const HUBS = [
+  {label: "the virtualenv's JupyterHub", jupyterhub: VENV_JUPYTERHUB, user: 'cullme'},
+  {
+    label: "Debian's JupyterHub 3.0, the culler run by hubctl's environment's Python",
+    jupyterhub: DEBIAN_JUPYTERHUB,
+    user: 'cullme3',
+  },
+]
+
+for (const hub of HUBS) {
+  describe(`idle servers stopped by jupyterhub-idle-culler (${hub.label})`, function () {
+    this.timeout(300_000)
+
+    let prefix = ''
+    let layout: Layout
+    let ports: Awaited<ReturnType<typeof portFlags>>['ports']
+    const {user} = hub
+
+    before(async function () {
+      this.timeout(300_000)
+      prefix = await tempPrefix('hubctl-cull')
+      layout = new Layout(prefix)
+      if (hub.jupyterhub === DEBIAN_JUPYTERHUB) {
+        // Debian's Python has no culler: an environment hubctl built before (here the test's) has it.
+        const venv = path.dirname(path.dirname(await fs.realpath(VENV_JUPYTERHUB)))
+        await fs.mkdir(layout.hubEnvRoot, {recursive: true, mode: 0o755})
+        await fs.writeFile(layout.hubEnvMarker, '')
+        await fs.symlink(venv, layout.hubEnvCurrent)
+      }
+      ports = await initHub(prefix, user, {jupyterhub: hub.jupyterhub, extra: ['--cull-idle', '20s']})
+    })
+
+    after(async function () {
+      this.timeout(120_000)
+      if (prefix) {
+        await hubctl(['stop', '--prefix', prefix, '--json'])
+        killPids(await serverPids({user, hubPort: ports.hub}))
+        await fs.rm(prefix, {recursive: true, force: true})
+      }
+    })
+
+    it('refuses a bad --cull-idle or --cull-max-age with exit 2 and the fix, and changes nothing', async () => {
+      const before = await fs.readFile(layout.settings, 'utf8')
+      for (const [flag, bad] of [
+        ['--cull-idle', '30'],
+        ['--cull-idle', 'soon'],
+        ['--cull-max-age', '0s'],
+        ['--cull-max-age', '-1h'],
+      ]) {
+        const result = await hubctl(
+          initArgs(prefix, user, (await portFlags()).flags, {jupyterhub: hub.jupyterhub, extra: [flag, bad]}),
+        )
+        expect(result.exitCode, `${flag} ${bad}: ${result.stderr}`).to.equal(2)
+        expect(result.stderr).to.match(
+          new RegExp(`^hubctl: ${flag} .*\\. Fix: give a number and a unit, e\\.g\\. ${flag} 90s`),
+        )
+      }
+      expect(await fs.readFile(layout.settings, 'utf8')).to.equal(before)
+    })
+
+    it('keeps the culling in hubctl.json, runs the culler with a Python that has it, and doctor says so', async () => {
+      const settings = JSON.parse(await fs.readFile(layout.settings, 'utf8')) as {
+        cull: unknown
+        executables: {idleCuller?: string}
+      }
+      expect(settings.cull).to.deep.equal({idleSeconds: 20, maxAgeSeconds: null, by: 'jupyterhub-idle-culler'})
+      const python = settings.executables.idleCuller
+      expect(python).to.be.a('string')
+      if (hub.jupyterhub === DEBIAN_JUPYTERHUB) expect(python).to.equal(layout.hubEnvCurrentPython)
+      const config = await fs.readFile(layout.hubConfig, 'utf8')
+      expect(config).to.include(
+        `"command": [${JSON.stringify(python)}, "-I", "-m", "jupyterhub_idle_culler", "--config=", "--timeout=20", "--cull-every=2", ]`,
+      )
+      const doctor = JSON.parse((await hubctl(['doctor', '--prefix', prefix, '--json'])).stdout) as {
+        checks: Array<{check: string; status: string; message: string}>
+      }
+      expect(doctor.checks.find((c) => c.check === 'idle culling')).to.deep.include({
+        status: 'pass',
+        message: `idle servers stopped after 20s by jupyterhub-idle-culler (${python})`,
+      })
+    })
+
+    it("stops a server idle longer than the duration; the hub's log and `logs --user` say so; the culler ends with the hub", async () => {
+      const started = await hubctl(['start', '--detach', '--prefix', prefix, '--json'])
+      expect(started.exitCode, started.stderr + started.stdout).to.equal(0)
+      const hubPid = (
+        JSON.parse((await hubctl(['status', '--prefix', prefix, '--json'])).stdout) as {hub: {pid: number}}
+      ).hub.pid
+      const cullers = await waitUntil(
+        'the hub to start the culler',
+        async () => {
+          const found = await cullerPids(ports.hub)
+          return found.length > 0 ? found : undefined
+        },
+        {tries: 60, intervalMs: 500},
+      )
+      expect(cullers).to.have.length(1)
+      const parent = Number(/^PPid:\s+(\d+)/m.exec(await fs.readFile(`/proc/${cullers[0]}/status`, 'utf8'))?.[1])
+      expect(parent, "the culler is the hub's child").to.equal(hubPid)
+
+      const api = HubApi.forLayout(layout, {ports}, {timeoutMs: 60_000})
+      await api.startServer(user)
+      await waitUntil('the server to be ready', async () => (await api.userServers(user)).find((s) => s.ready), {
+        tries: 120,
+        intervalMs: 500,
+      })
+      // 20 s idle, a look every 2 s: bounded wait for the server to be gone.
+      await waitUntil(
+        'the idle server to be stopped',
+        async () => ((await api.userServers(user)).length === 0 ? true : undefined),
+        {tries: 180, intervalMs: 1000},
+      )
+      const hubLog = await fs.readFile(layout.hubLog, 'utf8')
+      expect(hubLog).to.match(new RegExp(`Culling server ${user} \\(inactive for`))
+
+      const status = JSON.parse((await hubctl(['status', '--prefix', prefix, '--json'])).stdout) as Status
+      expect(status.servers).to.deep.equal([])
+      expect(status.culling).to.deep.include({on: true, idle: '20s', maxAge: null, by: 'jupyterhub-idle-culler'})
+      // Not hubctl's doing: its supervisor culls nothing.
+      expect(status.serverWatch?.cullIdleSeconds ?? null).to.equal(null)
+      expect(status.serverWatch?.actions ?? []).to.deep.equal([])
+      const text = await hubctl(['status', '--prefix', prefix])
+      expect(text.stdout).to.match(/culling: idle servers stopped after 20s by jupyterhub-idle-culler/)
+
+      const logs = await hubctl(['logs', '--prefix', prefix, '--user', user, '--json'])
+      expect(logs.exitCode, logs.stderr).to.equal(0)
+      const lines = (JSON.parse(logs.stdout) as {lines: Array<{source: string; text: string}>}).lines.map((l) => l.text)
+      expect(
+        lines.some((l) => new RegExp(`Culling server ${user} `).test(l)),
+        lines.join('\n'),
+      ).to.equal(true)
+      expect(
+        lines.some((l) => /took [\d.]+ seconds to start/.test(l) && l.includes(user)),
+        lines.join('\n'),
+      ).to.equal(true)
+      expect(lines.every((l) => l.includes(user))).to.equal(true)
+
+      const stopped = await hubctl(['stop', '--prefix', prefix, '--json'])
+      expect(stopped.exitCode, stopped.stderr).to.equal(0)
+      await waitUntil(
+        'the culler to end with the hub',
+        async () => ((await cullerPids(ports.hub)).length === 0 ? true : undefined),
+        {
+          tries: 30,
+          intervalMs: 500,
+        },
+      )
+    })
+  })
+}
+
+describe("hubctl start --cull-idle (deprecated: hubctl's own culling)", function () {
   this.timeout(300_000)
 
   let prefix = ''
   let layout: Layout
   let ports: Awaited<ReturnType<typeof portFlags>>['ports']
-  const user = 'cullme'
+  const user = 'cullold'
 
   before(async () => {
-    prefix = await tempPrefix('hubctl-cull')
+    prefix = await tempPrefix('hubctl-cull-old')
     layout = new Layout(prefix)
-    ports = await initHub(prefix, user)
+    ports = await initHub(prefix, user, {extra: ['--cull-idle', 'off']})
   })
 
   after(async function () {
     this.timeout(120_000)
     if (prefix) {
       await hubctl(['stop', '--prefix', prefix, '--json'])
+      killPids(await serverPids({user, hubPort: ports.hub}))
       await fs.rm(prefix, {recursive: true, force: true})
     }
   })
@@ -99,10 +279,11 @@ describe('hubctl start --cull-idle', function () {
     )
   })
 
-  it('stops a server idle longer than the duration, through the hub API, and status says so', async () => {
+  it("still stops a server idle longer than the duration, by hubctl's supervisor, saying it is deprecated", async () => {
+    expect(await fs.readFile(layout.hubConfig, 'utf8')).not.to.include('jupyterhub_idle_culler')
     const started = await hubctl(['start', '--detach', '--prefix', prefix, '--cull-idle', '2s', '--json'])
     expect(started.exitCode, started.stderr + started.stdout).to.equal(0)
-    const api = HubApi.forLayout(layout, {ports})
+    const api = HubApi.forLayout(layout, {ports}, {timeoutMs: 60_000})
     await api.startServer(user)
     await waitUntil('the server to be ready', async () => (await api.userServers(user)).find((s) => s.ready), {
       tries: 120,
@@ -118,15 +299,17 @@ describe('hubctl start --cull-idle', function () {
     const parsed = JSON.parse(status.stdout) as Status
     expect(parsed.servers).to.deep.equal([])
     expect(parsed.serverWatch?.cullIdleSeconds).to.equal(2)
+    expect(parsed.culling).to.deep.include({on: false, by: null})
     const culled = parsed.serverWatch?.actions.filter((a) => a.user === user && a.action === 'culled') ?? []
     expect(culled, JSON.stringify(parsed.serverWatch)).to.have.length(1)
     expect(['stopped', 'pending']).to.include(culled[0].result)
     expect(culled[0].reason).to.match(/^idle for \S+ \(more than 2s\)$/)
     const events = await fs.readFile(layout.supervisorLog, 'utf8')
     expect(events).to.match(/user servers idle longer than 2s will be stopped/)
+    expect(events).to.match(/`hubctl start --cull-idle` is deprecated.*Fix: run `hubctl init --cull-idle 2s`/)
     expect(events).to.match(new RegExp(`culled the server of ${user}: idle for`))
     const text = await hubctl(['status', '--prefix', prefix])
-    expect(text.stdout).to.match(/idle servers culled after 2s/)
+    expect(text.stdout).to.match(/hubctl culls servers idle after 2s/)
     expect(text.stdout).to.match(new RegExp(`culled ${user}: idle for`))
   })
 })
@@ -159,7 +342,7 @@ describe('a user server whose process is gone', function () {
   })
 
   it("while it runs, the supervisor's checks are not activity in the proxy's route", async () => {
-    const api = HubApi.forLayout(layout, {ports})
+    const api = HubApi.forLayout(layout, {ports}, {timeoutMs: 60_000})
     await api.startServer(user)
     await waitUntil('the server to be ready', async () => (await api.userServers(user)).find((s) => s.ready), {
       tries: 120,
@@ -194,7 +377,7 @@ describe('a user server whose process is gone', function () {
   })
 
   it('is cleaned up through the hub API once its port refused three checks', async () => {
-    const api = HubApi.forLayout(layout, {ports})
+    const api = HubApi.forLayout(layout, {ports}, {timeoutMs: 60_000})
     await waitUntil('the server to be ready', async () => (await api.userServers(user)).find((s) => s.ready), {
       tries: 120,
       intervalMs: 500,

@@ -1,4 +1,5 @@
 import type {JupyterHubInstall} from './jupyterhub.js'
+import {cullerService, supervisorCulling} from './culler.js'
 import {Layout} from './layout.js'
 import {renderTemplate} from './render.js'
 import type {Settings} from './settings.js'
@@ -126,6 +127,8 @@ export async function renderHubConfig(
       spawn: settings.spawn,
       apiTokenFile: layout.apiToken,
       serviceScopes: HUBCTL_SERVICE_SCOPES,
+      culler: cullerService(settings),
+      supervisorCulls: Object.keys(supervisorCulling(settings)).length > 0,
     },
     'python',
   )

@@ -233,6 +233,10 @@ export class Layout {
   get hubEnvCurrent(): string {
     return this.at('opt/jupyterhub/current')
   }
+  /** The Python of the environment in use (jupyterhub-idle-culler's, when init was given another JupyterHub). */
+  get hubEnvCurrentPython(): string {
+    return this.at('opt/jupyterhub/current/bin/python3')
+  }
   get hubEnvPrevious(): string {
     return this.at('opt/jupyterhub/previous')
   }

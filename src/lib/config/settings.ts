@@ -37,7 +37,15 @@ export interface Settings {
   tls: {mode: TlsMode; acme?: AcmeSettings}
   ports: Ports
   dhparam: {mode: 'generate' | 'ffdhe2048'; bits: number}
-  executables: {jupyterhub: string; singleuser: string; nginx?: string; node: string; proxy: string}
+  /** idleCuller: the Python that runs jupyterhub-idle-culler (one that imports it), when one was found. */
+  executables: {
+    jupyterhub: string
+    singleuser: string
+    nginx?: string
+    node: string
+    proxy: string
+    idleCuller?: string
+  }
   jupyterhubVersion: string
   /** Whether hubctl start runs nginx itself (prefix other than /), or the system's nginx serves. */
   nginxSupervised: boolean
@@ -47,7 +55,28 @@ export interface Settings {
   local?: boolean
   /** Servers starting at once, and how long one may take (init's --max-concurrent-spawns, --spawn-timeout); absent in files of older hubctl. */
   spawn?: SpawnSettings
+  /** Idle servers (init's --cull-idle, --cull-max-age); absent in files of older hubctl: no culling. */
+  cull?: CullSettings
 }
+
+/** Who stops idle servers, and after how long. */
+export interface CullSettings {
+  /** Stop a server idle longer than this many seconds; null: never. */
+  idleSeconds: number | null
+  /** Stop a server running longer than this many seconds, however active; null: never. */
+  maxAgeSeconds: number | null
+  /**
+   * jupyterhub-idle-culler, a service of the hub run with `executables.idleCuller`; or hubctl's
+   * supervisor itself, when no Python with the culler was found beside the JupyterHub used.
+   */
+  by: CullBy
+}
+
+export const CULL_BY = ['jupyterhub-idle-culler', 'hubctl'] as const
+export type CullBy = (typeof CULL_BY)[number]
+
+/** The longest idle time or age hubctl.json may hold (a year, as --cull-idle takes), in seconds. */
+export const MAX_CULL_SECONDS = 365 * 86_400
 
 /** c.JupyterHub.concurrent_spawn_limit, and c.Spawner.start_timeout and http_timeout (both the same). */
 export interface SpawnSettings {
@@ -210,6 +239,24 @@ function checkShape(settings: Record<string, unknown>, file: string): void {
     if (program === undefined) continue
     if (typeof program !== 'string' || !program.startsWith('/') || hasControlChar(program))
       bad(`executables.${name}`, 'is not an absolute path')
+  }
+  if (settings.cull !== undefined) {
+    if (!isObject(settings.cull)) bad('cull', 'is not an object')
+    const cull = settings.cull as Record<string, unknown>
+    for (const key of ['idleSeconds', 'maxAgeSeconds'] as const) {
+      const value = cull[key]
+      if (
+        value !== null &&
+        (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > MAX_CULL_SECONDS)
+      )
+        bad(`cull.${key}`, `is neither null (off) nor a whole number of seconds from 1 to ${MAX_CULL_SECONDS}`)
+    }
+    if (!CULL_BY.includes(cull.by as CullBy)) bad('cull.by', `is not one of ${CULL_BY.join(', ')}`)
+    if (
+      cull.by === 'jupyterhub-idle-culler' &&
+      typeof (settings.executables as Record<string, unknown>).idleCuller !== 'string'
+    )
+      bad('executables.idleCuller', 'is missing, and cull.by is jupyterhub-idle-culler')
   }
 }
 

@@ -15,6 +15,7 @@ import {
   vulnerabilityWarning,
 } from '../config/jupyterhub.js'
 import {Layout} from '../config/layout.js'
+import {cullingSummary, describeCulling, importsIdleCuller} from '../config/culler.js'
 import {Nginx, detectNginx} from '../config/nginx.js'
 import {checkDns, portInUse} from './preflight.js'
 import {Runner} from '../runner.js'
@@ -22,7 +23,7 @@ import {SecretStore} from '../files/secrets.js'
 import {PORT_FLAGS, Ports, Settings, SettingsStore} from '../config/settings.js'
 import {readState, runningSupervisor} from '../stack/state.js'
 import {checkHealth, hubHealthUrl, proxyApiUrl} from '../stack/hubapi.js'
-import {assertTrusted, trustProblems, trustedPaths} from './trust.js'
+import {assertTrusted, assertTrustedFile, trustProblems, trustedPaths} from './trust.js'
 
 export type CheckStatus = 'pass' | 'warn' | 'fail'
 
@@ -68,6 +69,7 @@ export class Doctor {
       ['versions', () => this.checkVersions()],
       ['jupyterhub config', () => this.checkHubConfig()],
       ['user interface', () => this.checkUserInterface()],
+      ['idle culling', () => this.checkCulling()],
       ['nginx config', () => this.checkNginx()],
       ['dns', () => this.checkDns()],
       ['ports', () => this.checkPorts()],
@@ -288,6 +290,41 @@ export class Doctor {
       status: 'pass',
       message: `JupyterHub ${hub.version} loads ${this.deps.layout.hubConfig}`,
     }
+  }
+
+  /** Who stops idle servers: jupyterhub-idle-culler with a Python that has it, in the rendered config. */
+  async checkCulling(): Promise<CheckResult> {
+    const settings = this.settings!
+    const summary = cullingSummary(settings)
+    const message = describeCulling(summary)
+    const again = 'run `hubctl init` again with your flags (--cull-idle DURATION, default 1h; --cull-idle off for none)'
+    if (summary.unset) return {check: 'idle culling', status: 'warn', message, fix: again}
+    if (!summary.on) return {check: 'idle culling', status: 'pass', message}
+    if (summary.by === 'hubctl')
+      return {
+        check: 'idle culling',
+        status: 'warn',
+        message: `${message}: no Python with jupyterhub-idle-culler was found beside ${settings.executables.jupyterhub}`,
+        fix: `install jupyterhub-idle-culler for that JupyterHub's Python (or run init once without --jupyterhub), then ${again}`,
+      }
+    const python = summary.python!
+    await assertTrustedFile(python, 'jupyterhub-idle-culler was not checked')
+    if (!(await importsIdleCuller(this.deps.runner, python)))
+      return {
+        check: 'idle culling',
+        status: 'fail',
+        message: `${python} cannot import jupyterhub_idle_culler: the hub starts the culler again and again and no idle server is stopped`,
+        fix: `install jupyterhub-idle-culler for ${python}, or ${again}`,
+      }
+    const config = (await readIfExists(this.deps.layout.hubConfig)) ?? ''
+    if (!config.includes('"jupyterhub_idle_culler"'))
+      return {
+        check: 'idle culling',
+        status: 'warn',
+        message: `hubctl.json says jupyterhub-idle-culler, but ${this.deps.layout.hubConfig} does not run it`,
+        fix: again,
+      }
+    return {check: 'idle culling', status: 'pass', message: `${message} (${python})`}
   }
 
   /** The page users land on exists in their servers: /lab needs JupyterLab, /tree the classic notebook. */

@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises'
 import os from 'node:os'
 
+import {CULL_DEFAULTS, parseCullDuration} from '../config/culler.js'
 import {DHPARAM_BITS, DHPARAM_MODES, DhparamMode} from '../tls/dhparam.js'
 import {messageOf, usageError} from '../errors.js'
 import {PORT_FLAGS, PORT_NAMES, Ports, SPAWN_LIMITS, SpawnSettings, TLS_MODES, TlsMode} from '../config/settings.js'
@@ -32,6 +33,8 @@ export interface RawInitFlags {
   nginx?: string
   'max-concurrent-spawns'?: string | number
   'spawn-timeout'?: string | number
+  'cull-idle'?: string
+  'cull-max-age'?: string
 }
 
 /** Asks the operator for what is missing (injected: @inquirer/prompts on a terminal, a fake in tests). */
@@ -59,6 +62,8 @@ export interface InitRequest {
   nginx?: string
   /** Servers starting at once and how long one may take: from the flags, else from the machine's cores. */
   spawn?: SpawnSettings
+  /** Idle servers: stop after this many idle seconds, or this many seconds of running (null: never). */
+  cull: {idleSeconds: number | null; maxAgeSeconds: number | null}
 }
 
 /**
@@ -208,6 +213,11 @@ export async function resolveInitRequest(
           `give the seconds a server may take to start, e.g. ${defaultSpawnTimeout(maxConcurrent, machine.cores)}, or leave the flag out`,
         )
 
+  const cull = {
+    idleSeconds: parseCullDuration(flags['cull-idle'] ?? CULL_DEFAULTS.idle, '--cull-idle'),
+    maxAgeSeconds: parseCullDuration(flags['cull-max-age'] ?? CULL_DEFAULTS.maxAge, '--cull-max-age'),
+  }
+
   return {
     domains,
     email,
@@ -219,6 +229,7 @@ export async function resolveInitRequest(
     dhparam,
     dhparamBits,
     spawn: {maxConcurrent, timeoutSeconds},
+    cull,
     local: Boolean(flags.local),
     authenticator: flags.authenticator ?? (flags.local ? undefined : 'pam'),
     spawner: spawner ?? (flags.local ? 'simple' : undefined),

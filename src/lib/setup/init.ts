@@ -1,6 +1,6 @@
 import fs from 'node:fs/promises'
 
-import {ensureDir, readIfExists, writeFileAtomic} from '../files/atomic.js'
+import {ensureDir, exists, readIfExists, writeFileAtomic} from '../files/atomic.js'
 import {CertStore, CertificateInfo, inspectPair} from '../tls/certstore.js'
 import {shouldRenew} from '../tls/policy.js'
 import {FFDHE2048_PEM, generateDhparam} from '../tls/dhparam.js'
@@ -25,7 +25,8 @@ import {runningSupervisor} from '../stack/state.js'
 import {checkDns, checkPorts, checkPrivileges} from './preflight.js'
 import {Runner, which} from '../runner.js'
 import {MissingPackage, PackagePlan, installPackages, packagesError, planPackages} from './syspkgs.js'
-import {assertTrusted} from './trust.js'
+import {assertTrusted, assertTrustedFile} from './trust.js'
+import {CullingSummary, cullingOn, cullingSummary, importsIdleCuller} from '../config/culler.js'
 import {SecretName, SecretStore, problemsError} from '../files/secrets.js'
 import {proxyExecutable} from '../stack/proxy.js'
 import {makeSelfSigned} from '../tls/selfsigned.js'
@@ -110,6 +111,8 @@ export interface InitResult {
   commands: string[]
   warnings: string[]
   next: string[]
+  /** Who stops idle servers, and after how long. */
+  culling?: CullingSummary
 }
 
 interface SoftwarePlan {
@@ -181,7 +184,10 @@ export class InitService {
         {fullchain: request.cert.fullchain, privkey: request.cert.privkey},
         {cert: `--cert ${request.cert.certFile}`, key: `--key ${request.cert.keyFile}`},
       )
-    let settings = this.settingsFor(request, jupyterhub, nginxInstall.executable, previous)
+    // Idle servers: jupyterhub-idle-culler with a Python that has it (hubctl's environment has it).
+    const idleCuller = await this.idleCullerPython(software)
+    if (idleCuller.warning && cullingOn({...request.cull, by: 'hubctl'})) warnings.push(idleCuller.warning)
+    let settings = this.settingsFor(request, jupyterhub, nginxInstall.executable, previous, idleCuller.python)
     // Rendering checks every value can be written safely, before anything is (software still to
     // be installed is rendered with the paths and versions it will have, and rendered again after).
     let ui: UserInterface = software.hubEnv ? 'lab' : await detectUserInterface(runner, jupyterhub)
@@ -235,7 +241,7 @@ export class InitService {
           result.software.environment = {dir: plan.dir, versions: plan.versions, built}
         }
         ui = await detectUserInterface(runner, jupyterhub)
-        settings = this.settingsFor(request, jupyterhub, nginxInstall.executable, previous)
+        settings = this.settingsFor(request, jupyterhub, nginxInstall.executable, previous, idleCuller.python)
         hubConfig = await renderHubConfig(layout, settings, jupyterhub, defaultUrlFor(ui))
         site = await renderSite(layout, settings, nginxInstall)
         result.jupyterhub = {executable: jupyterhub.executable, version: jupyterhub.version}
@@ -356,6 +362,7 @@ export class InitService {
       await lock.release()
     }
     result.next = this.nextSteps(settings)
+    result.culling = cullingSummary(settings)
     return result
   }
 
@@ -408,6 +415,25 @@ export class InitService {
     return {nginxInstall, nginxFound, jupyterhub, hubEnv, packages: await planPackages(missing), steps}
   }
 
+  /**
+   * The Python that runs jupyterhub-idle-culler: hubctl's environment's (it installs the culler), else
+   * the given JupyterHub's own Python, else the environment of an earlier init (opt/jupyterhub/current),
+   * whichever imports it. None found: hubctl's supervisor culls instead, and init says why.
+   */
+  private async idleCullerPython(software: SoftwarePlan): Promise<{python?: string; warning?: string}> {
+    const {layout, runner} = this.deps
+    if (software.hubEnv) return {python: layout.hubEnvPython(software.hubEnv.id)}
+    const candidates = [software.jupyterhub.python, layout.hubEnvCurrentPython]
+    for (const python of candidates) {
+      if (!python.startsWith('/') || !(await exists(python))) continue
+      await assertTrustedFile(python, 'jupyterhub-idle-culler was not looked for with it')
+      if (await importsIdleCuller(runner, python)) return {python}
+    }
+    return {
+      warning: `no Python with jupyterhub-idle-culler was found (tried ${candidates.join(', ')}): hubctl's supervisor stops idle servers itself instead; to use the culler, install jupyterhub-idle-culler beside ${software.jupyterhub.executable} (or run init once without --jupyterhub, which builds hubctl's environment with it), then run init again`,
+    }
+  }
+
   /** Missing system packages are installed only with consent: --yes, or yes on a terminal. */
   private async consentToPackages(plan: PackagePlan): Promise<void> {
     if (!plan.canInstall) {
@@ -432,6 +458,7 @@ export class InitService {
     jupyterhub: JupyterHubInstall,
     nginx: string,
     previous?: Settings,
+    idleCuller?: string,
   ): Settings {
     const root = (process.getuid?.() ?? 0) === 0
     return {
@@ -457,12 +484,14 @@ export class InitService {
         nginx,
         node: process.execPath,
         proxy: proxyExecutable(),
+        ...(idleCuller ? {idleCuller} : {}),
       },
       jupyterhubVersion: jupyterhub.version,
       nginxSupervised: !this.deps.layout.isSystem,
       proxyTls: false,
       local: request.local,
       spawn: request.spawn,
+      cull: {...request.cull, by: idleCuller ? 'jupyterhub-idle-culler' : 'hubctl'},
     }
   }
 

@@ -9,7 +9,7 @@ import {nginxFor} from '../config/nginx.js'
 import {Runner, which} from '../runner.js'
 import {SecretStore, problemsError} from '../files/secrets.js'
 import type {Settings} from '../config/settings.js'
-import {assertTrusted} from './trust.js'
+import {assertTrusted, assertTrustedFile} from './trust.js'
 import {assertNoRootServers} from '../config/hubconfig.js'
 
 /**
@@ -148,6 +148,9 @@ export async function checkBeforeStart(layout: Layout, settings: Settings, runne
   // Nothing root runs or loads may be someone else's (first: `nginx -t` loads the configuration,
   // and its modules, as root); no server of another user runs as root.
   await assertTrusted(layout, settings.executables.jupyterhub)
+  // The hub runs jupyterhub-idle-culler with this Python, as the hub's user.
+  if (settings.executables.idleCuller)
+    await assertTrustedFile(settings.executables.idleCuller, 'the hub would run jupyterhub-idle-culler with it')
   assertNoRootServers(settings)
   // The rest do not depend on each other: run together, the first problem (in this order) is named.
   const checks = await Promise.allSettled([

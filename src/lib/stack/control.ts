@@ -7,6 +7,7 @@ import {ensureLogFile, readIfExists, writeFileAtomic} from '../files/atomic.js'
 import {ExitCode, ExitCodeValue, HubctlError, messageOf, runtimeError} from '../errors.js'
 import {HubApi, FetchLike, checkHealth, hubHealthUrl} from './hubapi.js'
 import {Layout} from '../config/layout.js'
+import {CullingSummary, cullingSummary} from '../config/culler.js'
 import {portOwnedBy, recordedChild} from './listeners.js'
 import {processAlive} from '../processes.js'
 import {execaRunner} from '../runner.js'
@@ -332,6 +333,8 @@ export interface StatusReport {
   serversError?: string
   /** The running supervisor's last check of the servers: when, the cull time, recent culls and clean-ups. */
   serverWatch?: ServerWatchSummary
+  /** Who stops idle servers and when (hubctl.json's cull settings). */
+  culling: CullingSummary
   reloads: number
 }
 
@@ -371,6 +374,7 @@ export async function stackStatus(
     proxy,
     hub: {...hubChild, healthy},
     servers: [],
+    culling: cullingSummary(settings),
     reloads: supervisor ? (state?.reloads ?? 0) : 0,
   }
   if (settings.nginxSupervised && !layout.isSystem) report.nginx = await childStatus('nginx', layout.nginxErrorLog)

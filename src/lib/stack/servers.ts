@@ -6,7 +6,8 @@ import {messageOf} from '../errors.js'
 /*
  * hubctl follows the user servers the hub spawns: it lists them through the hub's REST API, checks
  * each ready one's route, and reports them; with a cull time it asks the hub to stop those idle
- * longer than that; and it cleans up, through the API, a server the hub believes running whose
+ * longer than that (only when jupyterhub-idle-culler cannot run, culler.ts, or with the deprecated
+ * `start --cull-idle`); and it cleans up, through the API, a server the hub believes running whose
  * process is gone.
  *
  * A route is checked where the proxy would send a request: hubctl reads configurable-http-proxy's
@@ -81,6 +82,8 @@ export interface ServerWatcherOptions {
   fetch: FetchLike
   /** Stop servers idle longer than this; undefined: never. */
   cullIdleMs?: number
+  /** Stop servers running longer than this, however active; undefined: never. */
+  cullMaxAgeMs?: number
   /** Minimum time between two checks; tick() before that returns nothing. Default 30 s. */
   intervalMs?: number
   /** Refused checks in a row before a server is taken for gone. Default 3. */
@@ -191,6 +194,15 @@ export class ServerWatcher {
           `idle for ${formatDuration(server.idleSeconds * 1000)} (more than ${formatDuration(this.options.cullIdleMs)})`,
           at,
         )
+      } else if (this.options.cullMaxAgeMs !== undefined && server.started) {
+        const age = now - Date.parse(server.started)
+        if (age > this.options.cullMaxAgeMs)
+          await this.stop(
+            server,
+            'culled',
+            `running for ${formatDuration(age)} (more than ${formatDuration(this.options.cullMaxAgeMs)})`,
+            at,
+          )
       }
     }
     this.last = {at, ok: true, cullIdleSeconds, servers: watched, actions: [...this.actions]}
@@ -346,6 +358,7 @@ export function createServerWatcher(options: {
   fetch: FetchLike
   clock: {now(): number}
   cullIdleMs?: number
+  cullMaxAgeMs?: number
   intervalMs?: number
   log?: ServerWatcherOptions['log']
   /** Throws unless the proxy's API port is held by the proxy hubctl started. */
@@ -357,6 +370,7 @@ export function createServerWatcher(options: {
     clock: options.clock,
     fetch: options.fetch,
     cullIdleMs: options.cullIdleMs,
+    cullMaxAgeMs: options.cullMaxAgeMs,
     intervalMs: options.intervalMs,
     log: options.log,
   })

@@ -7,6 +7,7 @@ import {ensureLogFile, writeFileAtomic} from '../files/atomic.js'
 import {ExitCode, HubctlError, errnoCode, messageOf, preflightError, runtimeError, usageError} from '../errors.js'
 import {HubApi, HubApiError, FetchLike, checkHealth, hubApiUrl, hubHealthUrl, keepAlive, proxyApiUrl} from './hubapi.js'
 import {Layout} from '../config/layout.js'
+import {supervisorCulling} from '../config/culler.js'
 import {PortOwner, portOwnedBy} from './listeners.js'
 import {procStartTime, processAlive} from '../processes.js'
 import {SecretStore} from '../files/secrets.js'
@@ -101,7 +102,10 @@ export interface SupervisorDeps {
   env?: NodeJS.ProcessEnv
   /** Replaces childSpecs() (tests). */
   specs?: ChildSpec[]
-  /** Stop user servers idle longer than this (`hubctl start --cull-idle`). */
+  /**
+   * Stop user servers idle longer than this (the deprecated `hubctl start --cull-idle`); without it,
+   * the supervisor culls only when hubctl.json says jupyterhub-idle-culler could not be used.
+   */
   cullIdleMs?: number
   /** Replaces the ServerWatcher made from the settings (tests). */
   watcher?: Pick<ServerWatcher, 'tick'>
@@ -805,7 +809,8 @@ export class Supervisor {
         proxyToken: () => this.secrets.read('proxyAuthToken'),
         fetch: this.fetchFn,
         clock: this.clock,
-        cullIdleMs: this.deps.cullIdleMs,
+        cullIdleMs: this.deps.cullIdleMs ?? supervisorCulling(this.settings).idleMs,
+        cullMaxAgeMs: supervisorCulling(this.settings).maxAgeMs,
         log: (level, event, message) => this.log(level, event, message),
         verifyProxy: () => this.verifyOwnPort('proxy', this.settings.ports.proxyApi, "the proxy's token"),
       })

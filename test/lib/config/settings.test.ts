@@ -53,4 +53,32 @@ describe('settings', () => {
       )
     }
   })
+
+  it('reads the cull settings; a file of an older hubctl has none (no culling until init runs again); bad ones are refused', () => {
+    expect(parseSettings(JSON.stringify(valid), 'hubctl.json').cull).to.equal(undefined)
+    const cull = {idleSeconds: 3600, maxAgeSeconds: null, by: 'jupyterhub-idle-culler'}
+    const withCuller = {...valid, cull, executables: {idleCuller: '/opt/jupyterhub/envs/x/bin/python3'}}
+    expect(parseSettings(JSON.stringify(withCuller), 'hubctl.json').cull).to.deep.equal(cull)
+    expect(
+      parseSettings(
+        JSON.stringify({...valid, cull: {idleSeconds: null, maxAgeSeconds: 60, by: 'hubctl'}}),
+        'hubctl.json',
+      ).cull,
+    ).to.deep.equal({idleSeconds: null, maxAgeSeconds: 60, by: 'hubctl'})
+    const cases: Array<[unknown, RegExp]> = [
+      [{...withCuller, cull: {...cull, idleSeconds: 0}}, /"cull.idleSeconds" is neither null/],
+      [{...withCuller, cull: {...cull, idleSeconds: '1h'}}, /"cull.idleSeconds" is neither null/],
+      [{...withCuller, cull: {...cull, maxAgeSeconds: 1.5}}, /"cull.maxAgeSeconds" is neither null/],
+      [{...withCuller, cull: {...cull, maxAgeSeconds: undefined}}, /"cull.maxAgeSeconds" is neither null/],
+      [{...withCuller, cull: {...cull, by: 'cron'}}, /"cull.by" is not one of/],
+      [{...valid, cull}, /"executables.idleCuller" is missing/],
+      [{...withCuller, executables: {idleCuller: 'python3'}}, /"executables.idleCuller" is not an absolute path/],
+      [{...valid, cull: [1]}, /"cull" is not an object/],
+    ]
+    for (const [file, message] of cases)
+      expect(() => parseSettings(JSON.stringify(file), 'hubctl.json'), JSON.stringify(file)).to.throw(
+        HubctlError,
+        message,
+      )
+  })
 })

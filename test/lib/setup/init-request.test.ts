@@ -74,6 +74,28 @@ describe('init request', () => {
     expect(String((error as Error).message)).to.match(/ffdhe2048 is a 2048-bit group/)
   })
 
+  it('culls servers idle for an hour by default, takes --cull-idle and --cull-max-age, off turns either off', async () => {
+    const base = {domain: ['hub.example.org'], admin: ['alice'], tls: 'self-signed'}
+    expect((await resolveInitRequest(base)).cull).to.deep.equal({idleSeconds: 3600, maxAgeSeconds: null})
+    expect((await resolveInitRequest({...base, 'cull-idle': 'off', 'cull-max-age': '1d'})).cull).to.deep.equal({
+      idleSeconds: null,
+      maxAgeSeconds: 86_400,
+    })
+    expect((await resolveInitRequest({...base, 'cull-idle': '20s'})).cull.idleSeconds).to.equal(20)
+    for (const [flag, bad] of [
+      ['cull-idle', '30'],
+      ['cull-max-age', 'never'],
+    ]) {
+      try {
+        await resolveInitRequest({...base, [flag]: bad})
+        expect.fail(`${flag} ${bad} accepted`)
+      } catch (error) {
+        expect((error as HubctlError).exitCode).to.equal(2)
+        expect((error as HubctlError).message).to.include(`--${flag}`)
+      }
+    }
+  })
+
   it('chooses the spawn limit and timeout from the cores, or takes them from the flags', async () => {
     const base = {domain: ['a.org'], admin: ['x'], tls: 'self-signed'}
     expect((await resolveInitRequest(base, undefined, {cores: 1})).spawn).to.deep.equal({

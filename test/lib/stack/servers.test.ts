@@ -113,7 +113,7 @@ function json(status: number, body: unknown): Response {
 
 function watcher(
   world: FakeWorld,
-  options: {cullIdleMs?: number; clock?: {now(): number}; intervalMs?: number} = {},
+  options: {cullIdleMs?: number; cullMaxAgeMs?: number; clock?: {now(): number}; intervalMs?: number} = {},
 ): ServerWatcher {
   const api = new HubApi({baseUrl: HUB, token: 'hubctl-test-token', verify: async () => {}, fetch: world.fetch})
   return new ServerWatcher({
@@ -122,6 +122,7 @@ function watcher(
     clock: options.clock ?? {now: () => T0},
     fetch: world.fetch,
     cullIdleMs: options.cullIdleMs,
+    cullMaxAgeMs: options.cullMaxAgeMs,
     intervalMs: options.intervalMs,
   })
 }
@@ -186,6 +187,20 @@ describe('ServerWatcher', () => {
       ['named', 'big', 'culled', 'stopped'],
     ])
     expect(report.actions[0].reason).to.equal('idle for 2h (more than 1h)')
+  })
+
+  it('with a maximum age (hubctl culling without jupyterhub-idle-culler), DELETEs the servers running longer, however active', async () => {
+    const hour = 3_600_000
+    const world = new FakeWorld().add(
+      server('old', {idleMs: 0, startedAt: T0 - 9 * hour}),
+      server('young', {idleMs: 0, startedAt: T0 - 7 * hour}),
+    )
+    for (const user of ['old', 'young']) world.route(`/user/${user}/`)
+    const report = await watcher(world, {cullMaxAgeMs: 8 * hour}).check()
+    expect(world.deletes()).to.deep.equal(['/users/old/server'])
+    expect(report.actions.map((a) => [a.user, a.action, a.reason])).to.deep.equal([
+      ['old', 'culled', 'running for 9h (more than 8h)'],
+    ])
   })
 
   it('without a cull time stops nothing, however idle', async () => {

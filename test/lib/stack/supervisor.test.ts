@@ -142,6 +142,7 @@ async function startHarness(
   options: {
     failSpawn?: (name: ChildName, n: number) => boolean
     cullIdleMs?: number
+    cull?: Settings['cull']
     watcher?: {tick(): Promise<ServersReport | undefined>}
     hubHealthy?: boolean
     waitReady?: boolean
@@ -177,6 +178,7 @@ async function startHarness(
     },
     jupyterhubVersion: '5.2.1',
     nginxSupervised: false,
+    cull: options.cull,
   } as unknown as Settings
   const logDir = path.join(prefix, 'var/log/jupyterhub')
   const specs: ChildSpec[] = (['proxy', 'hub'] as const).map((name) => ({
@@ -483,6 +485,47 @@ describe('Supervisor (fake spawn and clock)', function () {
     expect(h.supervisor.snapshot().servers).to.deep.equal(reports.at(-1))
     await h.finish()
   })
+
+  for (const [label, options, culled] of [
+    ['with cullIdleMs (start --cull-idle)', {cullIdleMs: 3_600_000}, true],
+    [
+      'when hubctl.json says hubctl culls (no jupyterhub-idle-culler found)',
+      {cull: {idleSeconds: 3600, maxAgeSeconds: null, by: 'hubctl' as const}},
+      true,
+    ],
+    [
+      'not when jupyterhub-idle-culler culls',
+      {cull: {idleSeconds: 3600, maxAgeSeconds: null, by: 'jupyterhub-idle-culler' as const}},
+      false,
+    ],
+  ] as const)
+    it(`${label}, its own watcher ${culled ? 'DELETEs the idle servers and only those' : 'DELETEs nothing'}`, async () => {
+      const h = await startHarness(options)
+      const now = h.clock.now()
+      const raw = (idleMs: number) => ({
+        '': {
+          name: '',
+          ready: true,
+          pending: null,
+          url: '',
+          started: new Date(now - 86_400_000).toISOString(),
+          last_activity: new Date(now - idleMs).toISOString(),
+        },
+      })
+      h.hub.users = [
+        {name: 'sleepy', servers: raw(2 * 3_600_000)},
+        {name: 'busy', servers: raw(60_000)},
+      ]
+      for (const user of h.hub.users as Array<{name: string; servers: Record<string, {url: string}>}>)
+        user.servers[''].url = `/user/${user.name}/`
+      await h.clock.advance(5000)
+      await until('the watcher report', async () => (await readState(h.layout))?.servers !== undefined)
+      if (culled) await until('the cull', async () => (await readState(h.layout))?.servers?.actions.length === 1)
+      const deletes = h.requests.filter((r) => r.method === 'DELETE').map((r) => new URL(r.url).pathname)
+      expect(deletes).to.deep.equal(culled ? ['/hub/api/users/sleepy/server'] : [])
+      expect((await readState(h.layout))?.servers?.cullIdleSeconds).to.equal(culled ? 3600 : null)
+      await h.finish()
+    })
 
   it('with cullIdleMs, its own watcher DELETEs the idle servers and only those', async () => {
     const h = await startHarness({cullIdleMs: 3_600_000})

@@ -1,0 +1,193 @@
+import {expect} from 'chai'
+import {execFileSync} from 'node:child_process'
+import fs from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+
+import {
+  CULLER_SCOPES,
+  cullEverySeconds,
+  cullerCommand,
+  cullingSummary,
+  describeCulling,
+  parseCullDuration,
+  supervisorCulling,
+} from '../../../src/lib/config/culler.js'
+import {HUBCTL_SERVICE_SCOPES, renderHubConfig} from '../../../src/lib/config/hubconfig.js'
+import {Layout} from '../../../src/lib/config/layout.js'
+import type {Settings} from '../../../src/lib/config/settings.js'
+import {HubctlError} from '../../../src/lib/errors.js'
+import {VENV_JUPYTERHUB} from '../../helpers/cli.js'
+
+const CULLER_PYTHON = path.join(path.dirname(VENV_JUPYTERHUB), 'python3')
+
+const settings: Settings = {
+  version: 1,
+  domains: ['hub.example.org'],
+  admins: ['alice'],
+  allowedUsers: [],
+  authenticator: 'pam',
+  spawner: 'local',
+  tls: {mode: 'self-signed'},
+  ports: {http: 80, https: 443, proxy: 8000, proxyApi: 8001, hub: 8081, proxyStandby: 8002, proxyStandbyApi: 8003},
+  dhparam: {mode: 'ffdhe2048', bits: 2048},
+  executables: {
+    jupyterhub: '/opt/jupyterhub/envs/x/bin/jupyterhub',
+    singleuser: '/opt/jupyterhub/envs/x/bin/jupyterhub-singleuser',
+    node: '/usr/bin/node',
+    proxy: '/x/chp',
+    idleCuller: '/opt/jupyterhub/envs/x/bin/python3',
+  },
+  jupyterhubVersion: '6.1.1',
+  nginxSupervised: false,
+  proxyTls: false,
+  cull: {idleSeconds: 3600, maxAgeSeconds: null, by: 'jupyterhub-idle-culler'},
+}
+const v6 = {
+  executable: '/opt/jupyterhub/envs/x/bin/jupyterhub',
+  version: '6.1.1',
+  major: 6,
+  minor: 1,
+  singleuser: '/opt/jupyterhub/envs/x/bin/jupyterhub-singleuser',
+  python: '/opt/jupyterhub/envs/x/bin/python3',
+}
+
+interface Loaded {
+  services: Array<{name: string; command?: string[]; cwd?: string; api_token?: string}>
+  load_roles: Array<{name: string; scopes: string[]; services: string[]}>
+}
+
+/** The services and roles JupyterHub gets from the rendered file (traitlets, stand-in class, secrets under a temp prefix). */
+async function loaded(settingsUsed: Settings): Promise<{text: string; config: Loaded}> {
+  const prefix = await fs.mkdtemp(path.join(os.tmpdir(), 'hubctl-culler-'))
+  try {
+    const layout = new Layout(prefix)
+    for (const file of [layout.proxyAuthToken, layout.apiToken]) {
+      await fs.mkdir(path.dirname(file), {recursive: true})
+      await fs.writeFile(file, 'a'.repeat(64))
+    }
+    const text = await renderHubConfig(layout, settingsUsed, v6, '/lab')
+    await fs.writeFile(path.join(prefix, 'jupyterhub_config.py'), text)
+    const code = [
+      'import json, sys',
+      'from traitlets import List',
+      'from traitlets.config import Configurable, PyFileConfigLoader',
+      'class JupyterHub(Configurable):',
+      '    services = List().tag(config=True)',
+      '    load_roles = List().tag(config=True)',
+      'hub = JupyterHub(config=PyFileConfigLoader("jupyterhub_config.py", sys.argv[1]).load_config())',
+      'print(json.dumps({"services": hub.services, "load_roles": hub.load_roles}))',
+    ].join('\n')
+    const out = execFileSync('/usr/bin/python3', ['-W', 'ignore', '-c', code, prefix], {encoding: 'utf8'})
+    return {text, config: JSON.parse(out) as Loaded}
+  } finally {
+    await fs.rm(prefix, {recursive: true, force: true})
+  }
+}
+
+describe('culler', () => {
+  it('reads --cull-idle and --cull-max-age: off, or whole seconds; bad values exit 2 naming the flag', () => {
+    expect(parseCullDuration('1h', '--cull-idle')).to.equal(3600)
+    expect(parseCullDuration('20s', '--cull-idle')).to.equal(20)
+    expect(parseCullDuration('1h30m', '--cull-max-age')).to.equal(5400)
+    expect(parseCullDuration('OFF', '--cull-idle')).to.equal(null)
+    for (const bad of ['30', 'never', '0s', '-1h', '2y'])
+      expect(() => parseCullDuration(bad, '--cull-max-age'), bad)
+        .to.throw(HubctlError, /--cull-max-age/)
+        .with.property('exitCode', 2)
+  })
+
+  it('looks a tenth of the shorter limit apart, between 1 s and 10 minutes', () => {
+    expect(cullEverySeconds({idleSeconds: 3600, maxAgeSeconds: null})).to.equal(360)
+    expect(cullEverySeconds({idleSeconds: 20, maxAgeSeconds: null})).to.equal(2)
+    expect(cullEverySeconds({idleSeconds: 5, maxAgeSeconds: null})).to.equal(1)
+    expect(cullEverySeconds({idleSeconds: 86_400, maxAgeSeconds: 3600})).to.equal(360)
+    expect(cullEverySeconds({idleSeconds: null, maxAgeSeconds: 86_400})).to.equal(600)
+  })
+
+  it('renders jupyterhub-idle-culler as a hub-managed service with only the scopes it needs, beside hubctl', async () => {
+    const {text, config} = await loaded(settings)
+    expect(config.services.map((s) => s.name)).to.deep.equal(['hubctl', 'idle-culler'])
+    const culler = config.services[1]
+    expect(culler.command).to.deep.equal([
+      '/opt/jupyterhub/envs/x/bin/python3',
+      '-I',
+      '-m',
+      'jupyterhub_idle_culler',
+      '--config=',
+      '--timeout=3600',
+      '--cull-every=360',
+    ])
+    expect(culler.cwd).to.equal('/')
+    // The hub makes its token and gives it in its environment: none in the file.
+    expect(culler).not.to.have.property('api_token')
+    const role = config.load_roles.find((r) => r.name === 'idle-culler')
+    expect(role).to.deep.include({services: ['idle-culler']})
+    expect(role?.scopes).to.deep.equal(['list:users', 'read:users:activity', 'read:servers', 'delete:servers'])
+    expect(role?.scopes).not.to.include('admin:users')
+    // hubctl's own service keeps its scopes, and the culler none of hubctl's others.
+    expect(config.load_roles.find((r) => r.name === 'hubctl')?.scopes).to.deep.equal(HUBCTL_SERVICE_SCOPES)
+    expect(text).not.to.include('&quot;')
+  })
+
+  it('passes --max-age, and an idle timeout beyond any age when only --cull-max-age is on', async () => {
+    const both = await loaded({
+      ...settings,
+      cull: {idleSeconds: 1800, maxAgeSeconds: 28_800, by: 'jupyterhub-idle-culler'},
+    })
+    expect(both.config.services[1].command?.slice(-3)).to.deep.equal([
+      '--timeout=1800',
+      '--cull-every=180',
+      '--max-age=28800',
+    ])
+    const ageOnly = cullerCommand('/p', {idleSeconds: null, maxAgeSeconds: 86_400, by: 'jupyterhub-idle-culler'})
+    expect(ageOnly.slice(-3)).to.deep.equal(['--timeout=315360000', '--cull-every=600', '--max-age=86400'])
+  })
+
+  it('renders no culler with --cull-idle off, for an older hubctl.json, or when hubctl culls itself', async () => {
+    for (const cull of [
+      {idleSeconds: null, maxAgeSeconds: null, by: 'jupyterhub-idle-culler' as const},
+      undefined,
+      {idleSeconds: 3600, maxAgeSeconds: null, by: 'hubctl' as const},
+    ]) {
+      const {text, config} = await loaded({...settings, cull})
+      expect(config.services.map((s) => s.name)).to.deep.equal(['hubctl'])
+      expect(config.load_roles.map((r) => r.name)).to.deep.equal(['hubctl'])
+      expect(text).not.to.include('jupyterhub_idle_culler')
+    }
+    expect(supervisorCulling({cull: {idleSeconds: 3600, maxAgeSeconds: 60, by: 'hubctl'}})).to.deep.equal({
+      idleMs: 3_600_000,
+      maxAgeMs: 60_000,
+    })
+    expect(supervisorCulling(settings)).to.deep.equal({})
+    expect(supervisorCulling({})).to.deep.equal({})
+  })
+
+  it("has every argument accepted by the installed jupyterhub-idle-culler's own parser", () => {
+    const command = cullerCommand(CULLER_PYTHON, {idleSeconds: 20, maxAgeSeconds: 600, by: 'jupyterhub-idle-culler'})
+    const code = [
+      'import json, sys',
+      'from jupyterhub_idle_culler import IdleCuller',
+      'app = IdleCuller()',
+      'app.initialize(sys.argv[1:])',
+      'print(json.dumps([app.config_file, app.timeout, app.cull_every, app.max_age, app.cull_users, app.remove_named_servers]))',
+    ].join('\n')
+    const out = execFileSync(command[0], ['-I', '-c', code, ...command.slice(4)], {encoding: 'utf8', cwd: '/'})
+    expect(JSON.parse(out)).to.deep.equal(['', 20, 2, 600, false, false])
+  })
+
+  it('says who culls and when, for status and doctor', () => {
+    expect(describeCulling(cullingSummary(settings))).to.equal(
+      'idle servers stopped after 1h by jupyterhub-idle-culler',
+    )
+    expect(cullingSummary(settings)).to.deep.include({on: true, idle: '1h', python: settings.executables.idleCuller})
+    expect(
+      describeCulling(cullingSummary({...settings, cull: {idleSeconds: 3600, maxAgeSeconds: 86_400, by: 'hubctl'}})),
+    ).to.equal("idle servers stopped after 1h and servers running longer than 1d stopped by hubctl's supervisor")
+    expect(describeCulling(cullingSummary({...settings, cull: undefined}))).to.match(/predates it; run `hubctl init`/)
+    expect(
+      describeCulling(cullingSummary({...settings, cull: {idleSeconds: null, maxAgeSeconds: null, by: 'hubctl'}})),
+    ).to.equal('no idle culling (--cull-idle off)')
+    expect(CULLER_SCOPES).to.have.length(4)
+  })
+})
