@@ -203,7 +203,8 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       )
       const started = await hubctl(['start', '--detach', '--prefix', prefix, '--json'])
       expect(started.exitCode, started.stderr + started.stdout).to.equal(0)
-      api = HubApi.forLayout(layout, {ports})
+      // A generous client timeout: a spawn request is answered after the hub's slow_spawn_timeout (10 s), later under load.
+      api = HubApi.forLayout(layout, {ports}, {timeoutMs: 60_000})
       ca = await fs.readFile(layout.fullchain, 'utf8')
     })
 
