@@ -20,7 +20,8 @@ import {
   jsonOf,
 } from '../helpers/cli.js'
 import {Pebble, PebbleLab, httpsGet, liveFiles, liveSerial, servedSerial, startNginx} from '../helpers/pebble.js'
-import {stopProcess, waitUntil} from '../helpers/processes.js'
+import {alive, stopProcess, waitUntil} from '../helpers/processes.js'
+import {processTree} from '../helpers/sampler.js'
 
 /**
  * ACME failures against a real Pebble (issue 6): the http-01 challenge unreachable, the CA down or
@@ -610,14 +611,28 @@ describe('ACME failures against a real Pebble', function () {
         const child = spawn(
           process.execPath,
           [BIN, 'cert', 'renew', '--prefix', layout.prefix, '--force', '--no-random-sleep'],
-          {stdio: 'ignore'},
+          // A process group of its own: the kill takes what the renewal started too (nginx -t, a hook).
+          {stdio: 'ignore', detached: true},
         )
         const exited = new Promise<[number | null, string | null]>((resolve) =>
           child.once('exit', (code, signal) => resolve([code, signal])),
         )
         await new Promise((resolve) => setTimeout(resolve, delay))
-        child.kill('SIGKILL') // a no-op when the renewal had already finished
+        const tree = child.exitCode === null ? await processTree(child.pid!) : []
+        try {
+          process.kill(-child.pid!, 'SIGKILL')
+        } catch {
+          // the renewal had already finished, and its group with it
+        }
         const [code, signal] = await exited
+        await waitUntil(
+          `iteration ${i}: every process of the killed renewal to be gone`,
+          async () => {
+            for (const pid of tree) if (await alive(pid)) return undefined
+            return true
+          },
+          {tries: 100},
+        )
         outcomes.push(`${delay} ms: ${signal ?? `exit ${code}`}`)
         expect(code === 0 || signal === 'SIGKILL', `iteration ${i}: exit ${code} ${signal}`).to.equal(true)
         expect(

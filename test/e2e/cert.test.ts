@@ -201,6 +201,11 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
       expect(json(result).action).to.equal('not-due')
       expect(await certFiles()).to.deep.equal(before)
       const state = await fs.readFile(layout.renewalState, 'utf8').catch(() => '')
+      // The CA's answer (its ARI window, or that it has none) is kept until its Retry-After: required here.
+      expect(state, 'renewal.json after a renewal that asked the CA').to.not.equal('')
+      const kept = JSON.parse(state) as {ari?: {checkedAt?: string; nextCheck?: string}}
+      expect(kept.ari?.checkedAt, state).to.be.a('string')
+      expect(Date.parse(kept.ari!.nextCheck ?? ''), `nextCheck in ${state}`).to.be.above(Date.now())
       const loaded = await fs.readFile(trace, 'utf8')
       expect(loaded).to.include('/dist/commands/cert/renew.js')
       expect(loaded).not.to.match(/acme-client|execa|node-forge/)
@@ -275,11 +280,32 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
         '--no-random-sleep',
         '--json',
       ]
-      const results = await Promise.all([hubctl(args), hubctl(args)])
+      // Decided, not left to the machine's load: the second starts once the first holds the lock,
+      // which the first keeps longer than the second waits for it (LOCK_WAIT_MS, 3 s: its deploy
+      // hook sleeps 8 s under the lock). The second must leave the work to the first: 'locked'.
+      // (Two started together may otherwise run one after the other and both renew, rightly.)
+      const settingsBefore = await fs.readFile(layout.settings, 'utf8')
+      await fs.rm(layout.lockFile, {force: true})
+      const first = hubctl([...args, '--deploy-hook', 'sleep 8'])
+      await waitUntil(
+        'the first renewal to hold the lock',
+        async () =>
+          fs.readFile(layout.lockFile, 'utf8').then(
+            (text) => text.includes('cert renew'),
+            () => false,
+          ),
+        {intervalMs: 20, tries: 3000},
+      )
+      const results = await Promise.all([first, hubctl(args)])
+      await fs.writeFile(layout.settings, settingsBefore)
       for (const result of results) ok(result)
       const actions = results.map((r) => json(r).action)
       for (const action of actions) expect(action).to.be.oneOf(['renewed', 'locked'])
       expect(actions).to.include('renewed')
+      expect(
+        actions,
+        'the first renews; the second, started while it holds the lock, leaves it the work',
+      ).to.deep.equal(['renewed', 'locked'])
       const renewed = results
         .map((r) => json(r))
         .filter((r) => r.action === 'renewed')
@@ -308,8 +334,12 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
           String(pebble.httpPort),
           '--force',
           '--no-random-sleep',
+          '--json',
           '--deploy-hook',
           `env > ${marker}`,
+          // What the hook reads through the names it is given: the renewed pair, readable by it.
+          '--deploy-hook',
+          `cat "$HUBCTL_PRIVKEY" > ${marker}.key && cat "$RENEWED_LINEAGE/fullchain.pem" > ${marker}.chain`,
         ],
         {env: {HUBCTL_TEST_ROOT_ONLY: "a value of root's", LANG: 'C.UTF-8'}},
       )
@@ -346,6 +376,15 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
       ]
       expect(Object.keys(env).filter((name) => !allowed.includes(name))).to.deep.equal([])
       expect(mode).to.equal(0o640)
+      // The files those names lead to are the renewed key and chain, as the hook saw them.
+      const renewedSerial = json(result).serial
+      const seenKey = await fs.readFile(`${marker}.key`, 'utf8')
+      const seenChain = await fs.readFile(`${marker}.chain`, 'utf8')
+      await fs.rm(`${marker}.key`)
+      expect(seenKey).to.equal(await fs.readFile(layout.privkey, 'utf8'))
+      expect(seenChain).to.equal(await fs.readFile(layout.fullchain, 'utf8'))
+      expect(new X509Certificate(seenChain).serialNumber).to.equal(renewedSerial)
+      expect(new X509Certificate(seenChain).checkPrivateKey(createPrivateKey(seenKey))).to.equal(true)
     })
 
     it('a failing --deploy-hook is reported with a non-zero exit; the hooks run with the renewed files named', async () => {

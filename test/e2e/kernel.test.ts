@@ -11,7 +11,7 @@ import {Layout} from '../../src/lib/config/layout.js'
 import {findRoute, proxyRoutes} from '../../src/lib/stack/servers.js'
 import {DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
 import {waitUntil} from '../helpers/processes.js'
-import {addUser, removeUser} from '../helpers/users.js'
+import {addUser, removeUser, testUserName} from '../helpers/users.js'
 
 /*
  * A notebook cell, end to end: a user's server from the default LocalProcessSpawner (root, a
@@ -143,7 +143,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
   describe(`a kernel over wss through nginx with ${jupyterhub}`, function () {
     this.timeout(300_000)
 
-    const user = `hubctl-k-${randomBytes(3).toString('hex')}`
+    const user = testUserName()
     let uid = -1
     let prefix = ''
     let layout: Layout
@@ -203,7 +203,8 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       )
       const started = await hubctl(['start', '--detach', '--prefix', prefix, '--json'])
       expect(started.exitCode, started.stderr + started.stdout).to.equal(0)
-      api = HubApi.forLayout(layout, {ports})
+      // A generous client timeout: a spawn request is answered after the hub's slow_spawn_timeout (10 s), later under load.
+      api = HubApi.forLayout(layout, {ports}, {timeoutMs: 60_000})
       ca = await fs.readFile(layout.fullchain, 'utf8')
     })
 
@@ -216,33 +217,39 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       if (prefix) await fs.rm(prefix, {recursive: true, force: true})
     })
 
-    it('the user gets a server, and a token for it from the hub API', async () => {
-      const outcome = await api.startServer(user)
-      expect(['started', 'pending']).to.include(outcome)
-      await waitUntil(
-        'the server to be ready',
-        async () => (await api.userServers(user)).find((s) => s.name === '' && s.ready),
-        {tries: 600, intervalMs: 200},
-      )
-      const apiToken = (await fs.readFile(layout.apiToken, 'utf8')).trim()
-      const response = await fetch(`http://127.0.0.1:${ports.hub}/hub/api/users/${user}/tokens`, {
-        method: 'POST',
-        headers: {Authorization: `token ${apiToken}`, 'Content-Type': 'application/json'},
-        body: JSON.stringify({note: 'hubctl kernel e2e', expires_in: 3600, scopes: [`access:servers!user=${user}`]}),
-      })
-      const body = (await response.json()) as {token?: string; message?: string}
-      expect(response.status, body.message).to.equal(201)
-      expect(body.token).to.match(/^\S{16,}$/)
-      userToken = body.token!
-    })
+    /**
+     * The user's server and a token for it, made once by whichever test needs them first: each
+     * test can run alone (mocha --grep) or in any order.
+     */
+    let made: Promise<void> | undefined
+    const serverAndToken = () =>
+      (made ??= (async () => {
+        const outcome = await api.startServer(user)
+        expect(['started', 'pending']).to.include(outcome)
+        await waitUntil(
+          'the server to be ready',
+          async () => (await api.userServers(user)).find((s) => s.name === '' && s.ready),
+          {tries: 600, intervalMs: 200},
+        )
+        const apiToken = (await fs.readFile(layout.apiToken, 'utf8')).trim()
+        const response = await fetch(`http://127.0.0.1:${ports.hub}/hub/api/users/${user}/tokens`, {
+          method: 'POST',
+          headers: {Authorization: `token ${apiToken}`, 'Content-Type': 'application/json'},
+          body: JSON.stringify({note: 'hubctl kernel e2e', expires_in: 3600, scopes: [`access:servers!user=${user}`]}),
+        })
+        const body = (await response.json()) as {token?: string; message?: string}
+        expect(response.status, body.message).to.equal(201)
+        expect(body.token).to.match(/^\S{16,}$/)
+        userToken = body.token!
+      })())
 
-    it('creates a kernel through nginx over https (the certificate checked against its own file)', async () => {
-      expect(userToken, 'the previous test made the token').to.not.equal('')
-      const base = `https://localhost:${ports.https}/user/${user}/api`
-      // Without a token the server refuses (it is the server answering, not a route to the hub).
-      const anonymous = await httpsJson(`${base}/kernels`, {ca})
-      expect(anonymous.status).to.be.oneOf([302, 403])
-      const kernel = await waitUntil(
+    /**
+     * POST …/api/kernels through nginx. Retried only while nginx answers 502 (the proxy's port
+     * refused it for an instant) or the request fails to connect; any other answer (a refusal, the
+     * server's error, the hub's "not running" page) fails the test at once, with the body.
+     */
+    const createKernel = async (base: string): Promise<{id: string; name: string}> =>
+      waitUntil(
         'the kernel to be created',
         async () => {
           const created = await httpsJson(`${base}/kernels`, {
@@ -251,21 +258,46 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
             token: userToken,
             body: {name: 'python3'},
           })
-          if (created.status !== 201)
-            throw new Error(`POST kernels answered ${created.status}: ${JSON.stringify(created.body).slice(0, 300)}`)
+          const detail = `POST kernels answered ${created.status}: ${JSON.stringify(created.body).slice(0, 300)}`
+          if (created.status === 502) throw new Error(detail)
+          expect(created.status, detail).to.equal(201)
           return created.body as {id: string; name: string}
         },
         {tries: 10, intervalMs: 1000},
       )
+
+    let kernelMade: Promise<void> | undefined
+    const kernelOnce = () =>
+      (kernelMade ??= (async () => {
+        await serverAndToken()
+        const kernel = await createKernel(`https://localhost:${ports.https}/user/${user}/api`)
+        kernelId = kernel.id
+      })())
+
+    it('the user gets a server, and a token for it from the hub API', async () => {
+      await serverAndToken()
+      expect(userToken).to.match(/^\S{16,}$/)
+    })
+
+    it('creates a kernel through nginx over https (the certificate checked against its own file)', async () => {
+      await serverAndToken()
+      expect(userToken, 'the previous test made the token').to.not.equal('')
+      const base = `https://localhost:${ports.https}/user/${user}/api`
+      // Without a token the server refuses (it is the server answering, not a route to the hub).
+      const anonymous = await httpsJson(`${base}/kernels`, {ca})
+      expect(anonymous.status).to.be.oneOf([302, 403])
+      const kernel = await createKernel(base)
       expect(kernel.name).to.equal('python3')
       expect(kernel.id).to.match(/^[0-9a-f-]{36}$/)
-      kernelId = kernel.id
+      kernelMade ??= Promise.resolve()
+      kernelId ||= kernel.id
       const listed = await httpsJson(`${base}/kernels`, {ca, token: userToken})
       expect(listed.status).to.equal(200)
-      expect((listed.body as Array<{id: string}>).map((k) => k.id)).to.include(kernelId)
+      expect((listed.body as Array<{id: string}>).map((k) => k.id)).to.include(kernel.id)
     })
 
     it('runs print(6*7) over wss and reads 42 from its stream', async () => {
+      await kernelOnce()
       expect(kernelId, 'the previous test made the kernel').to.not.equal('')
       const replies = await execute(`wss://localhost:${ports.https}/user/${user}/api/kernels/${kernelId}/channels`, {
         ca,
@@ -282,6 +314,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
     })
 
     it("uploads a 3 MiB file through nginx in JupyterLab's chunks (1 MiB, base64 in JSON) and saves a notebook larger than the hub's body limit", async () => {
+      await serverAndToken()
       expect(userToken, 'the first test made the token').to.not.equal('')
       const base = `https://localhost:${ports.https}/user/${user}/api/contents`
       const data = randomBytes(3 * 1024 * 1024)
@@ -322,6 +355,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
     })
 
     it("the proxy's routing table names the server's target (where hubctl checks each server)", async () => {
+      await serverAndToken()
       const routes = await proxyRoutes(
         `http://127.0.0.1:${ports.proxyApi}`,
         async () => (await fs.readFile(layout.proxyAuthToken, 'utf8')).trim(),
@@ -335,6 +369,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
     })
 
     it('hubctl status shows the server with its route checked by the supervisor', async () => {
+      await serverAndToken()
       // The supervisor checks the servers every 30 s: poll (bounded) until it has seen this one.
       const status = await waitUntil(
         'the supervisor to have probed the route',

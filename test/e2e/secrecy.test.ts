@@ -4,7 +4,8 @@ import fs from 'node:fs/promises'
 import {Layout} from '../../src/lib/config/layout.js'
 import {CliResult, DEBIAN_JUPYTERHUB, hubctl, portFlags, tempPrefix, walkTree} from '../helpers/cli.js'
 import {HubBrowser, loginForm, submitLogin} from '../helpers/hub.js'
-import {environOf, liveProcesses} from '../helpers/processes.js'
+import {environOf, procInfo} from '../helpers/processes.js'
+import {ProcSample, TreeSampler, processTree} from '../helpers/sampler.js'
 
 /*
  * No secret value anywhere it could be read by someone else, on a running stack (Debian's
@@ -17,6 +18,28 @@ import {environOf, liveProcesses} from '../helpers/processes.js'
 interface Secret {
   name: string
   value: string
+}
+
+/** Whether this sampled process is configurable-http-proxy (the proxy or the standby). */
+function isProxy(sample: ProcSample): boolean {
+  return sample.cmdline.some((arg) => arg.endsWith('configurable-http-proxy'))
+}
+
+/**
+ * Run `command`, sampling the argv and environment of every process of its tree (and of the
+ * running stack's supervisor's tree, `also`) from its start to its end.
+ */
+async function sampled(
+  command: (onSpawn: (pid: number) => void) => Promise<CliResult>,
+  also: number[] = [],
+): Promise<{result: CliResult; samples: ProcSample[]; rounds: number}> {
+  let pid: number | undefined
+  const sampler = new TreeSampler(() => [...(pid ? [pid] : []), ...also]).start()
+  const result = await command((spawned) => {
+    pid = spawned
+  })
+  const samples = await sampler.stop()
+  return {result, samples, rounds: sampler.rounds}
 }
 
 async function filesUnder(dir: string): Promise<string[]> {
@@ -33,8 +56,34 @@ describe('secrecy on a running stack: no secret in argv, logs, world-readable fi
   let flags: string[]
   let ports: Awaited<ReturnType<typeof portFlags>>['ports']
   let secrets: Secret[] = []
+  /** What every process of init's tree showed while init ran. */
+  let initSamples: ProcSample[] = []
   /** Every hubctl output this test collected, checked at the end as well as one by one. */
   const outputs: Array<{label: string; result: CliResult}> = []
+
+  /** The supervisor's pid, from status: the root of the stack's process tree. */
+  const supervisorPid = async (): Promise<number> => {
+    const status = JSON.parse((await hubctl(['status', '--json', '--prefix', layout.prefix])).stdout) as {
+      supervisor: {pid: number | null}
+    }
+    expect(status.supervisor.pid, 'the stack runs').to.be.a('number')
+    return status.supervisor.pid!
+  }
+
+  /**
+   * No secret in any sample's argv; none in its environment either, but for the proxy token of a
+   * configurable-http-proxy (its CONFIGPROXY_AUTH_TOKEN, how it is given the token).
+   */
+  const expectNoSecretInSamples = (samples: ProcSample[], during: string, proxyTokens: string[]) => {
+    for (const sample of samples) {
+      const where = `pid ${sample.pid} (${sample.cmdline.join(' ').slice(0, 100)}) during ${during}`
+      expectNoSecretIn(sample.cmdline.join('\0'), `the argv of ${where}`)
+      const environ = sample.environ.filter(
+        (entry) => !(isProxy(sample) && proxyTokens.some((token) => entry === `CONFIGPROXY_AUTH_TOKEN=${token}`)),
+      )
+      expectNoSecretIn(environ.join('\0'), `the environment of ${where}`)
+    }
+  }
 
   const expectNoSecretIn = (text: string, where: string) => {
     for (const secret of secrets)
@@ -72,7 +121,10 @@ describe('secrecy on a running stack: no secret in argv, logs, world-readable fi
       '--no-schedule',
       ...allocated.flags,
     ]
-    const init = await hubctl(['init', '--prefix', layout.prefix, ...flags])
+    const {result: init, samples} = await sampled((onSpawn) =>
+      hubctl(['init', '--prefix', layout.prefix, ...flags], {onSpawn}),
+    )
+    initSamples = samples
     expect(init.exitCode, init.stderr).to.equal(0)
     const read = async (file: string) => (await fs.readFile(file, 'utf8')).trim()
     const privkey = await read(layout.privkey)
@@ -168,7 +220,22 @@ describe('secrecy on a running stack: no secret in argv, logs, world-readable fi
     for (const {label, result} of outputs) expectNoSecretIn(`${result.stdout}\n${result.stderr}`, label)
   })
 
-  it('no process on this machine has a secret in its argv (/proc/*/cmdline)', async () => {
+  it('while init ran, no process of its tree had a secret in its argv or environment (sampled throughout)', async () => {
+    expect(initSamples.length, 'samples of init').to.be.greaterThan(1)
+    // The sampling saw init's children, not only hubctl: the JupyterHub config check and nginx -t.
+    const programs = initSamples.map((sample) => sample.cmdline.join(' '))
+    expect(
+      programs.some((cmd) => /jupyterhub/.test(cmd) && !cmd.includes('bin/run.js')),
+      programs.join('\n'),
+    ).to.equal(true)
+    expect(
+      programs.some((cmd) => /nginx.* -t/.test(cmd)),
+      programs.join('\n'),
+    ).to.equal(true)
+    expectNoSecretInSamples(initSamples, 'init', [])
+  })
+
+  it("no process of the running stack (the supervisor's tree) has a secret in its argv (/proc/PID/cmdline)", async () => {
     const status = JSON.parse((await run('status --json', ['status', '--json'])).stdout) as {
       running: boolean
       proxy: {pid: number}
@@ -176,18 +243,21 @@ describe('secrecy on a running stack: no secret in argv, logs, world-readable fi
       nginx?: {pid: number}
     }
     expect(status.running, 'the stack still runs').to.equal(true)
-    const cmdlines = (await liveProcesses()).map((info) => ({pid: info.pid, cmdline: info.cmdline.join(' ')}))
+    const tree = await processTree(await supervisorPid())
+    const cmdlines = (await Promise.all(tree.map(procInfo)))
+      .filter((info) => info !== undefined)
+      .map((info) => ({pid: info.pid, cmdline: info.cmdline.join(' ')}))
     // The stack's own processes are among those read.
     for (const pid of [status.proxy.pid, status.hub.pid, status.nginx?.pid])
       expect(cmdlines.map((c) => c.pid)).to.include(pid)
     for (const {pid, cmdline} of cmdlines) expectNoSecretIn(cmdline, `the argv of pid ${pid} (${cmdline.slice(0, 80)})`)
   })
 
-  it("the proxy token is in configurable-http-proxy's environment only; the other secrets in no process's environment", async () => {
+  it("the proxy token is in configurable-http-proxy's environment only; the other secrets in no environment of the stack's processes", async () => {
     const status = JSON.parse((await run('status --json', ['status', '--json'])).stdout) as {proxy: {pid: number}}
     const proxyToken = secrets.find((s) => s.name === 'proxy auth token')!
     const holders: number[] = []
-    for (const {pid} of await liveProcesses()) {
+    for (const pid of await processTree(await supervisorPid())) {
       const environ = (await environOf(pid))?.join('\0')
       if (environ === undefined) continue
       if (environ.includes(proxyToken.value)) holders.push(pid)
@@ -226,6 +296,38 @@ describe('secrecy on a running stack: no secret in argv, logs, world-readable fi
     // jupyterhub_config.py, hubctl.json, the nginx site and main config, the hub's database at least.
     expect(readable).to.be.greaterThan(4)
     for (const file of await filesUnder(layout.sslDir)) expect((await fs.lstat(file)).mode & 0o077, file).to.equal(0)
+  })
+
+  it('while secrets rotate --all runs (standby proxy, proxy and hub restarts), no process shows a secret, old or new, but the proxy its token', async () => {
+    const read = async (file: string) => (await fs.readFile(file, 'utf8')).trim()
+    const oldProxyToken = secrets.find((s) => s.name === 'proxy auth token')!.value
+    const supervisor = await supervisorPid()
+    const {result, samples, rounds} = await sampled(
+      (onSpawn) => hubctl(['secrets', 'rotate', '--all', '--yes', '--json', '--prefix', layout.prefix], {onSpawn}),
+      [supervisor],
+    )
+    outputs.push({label: 'secrets rotate --all', result})
+    expect(result.exitCode, result.stderr + result.stdout).to.equal(0)
+    const rotated = [
+      {name: 'new cookie secret', value: await read(layout.cookieSecret)},
+      {name: 'new proxy auth token', value: await read(layout.proxyAuthToken)},
+      {name: 'new hubctl API token', value: await read(layout.apiToken)},
+    ]
+    for (const secret of rotated) {
+      expect(
+        secrets.map((s) => s.value),
+        `the ${secret.name} is new`,
+      ).to.not.include(secret.value)
+      secrets.push(secret)
+    }
+    expectNoSecretIn(`${result.stdout}\n${result.stderr}`, 'the output of secrets rotate')
+    expect(rounds, 'sampling rounds').to.be.greaterThan(2)
+    // The samples hold the processes the rotation started: a proxy with the new token.
+    const newProxies = samples.filter(
+      (sample) => isProxy(sample) && sample.environ.includes(`CONFIGPROXY_AUTH_TOKEN=${rotated[1].value}`),
+    )
+    expect(newProxies.length, 'a proxy running with the new token was sampled').to.be.greaterThan(0)
+    expectNoSecretInSamples(samples, 'secrets rotate --all', [oldProxyToken, rotated[1].value])
   })
 
   it('hubctl stop prints no secret', async () => {

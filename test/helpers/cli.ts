@@ -22,15 +22,23 @@ export interface CliResult {
 /** Run the built hubctl (npm test builds first) as a real process. */
 export async function hubctl(
   args: string[],
-  options: {env?: Record<string, string>; input?: string; timeoutMs?: number} = {},
+  options: {
+    env?: Record<string, string>
+    input?: string
+    timeoutMs?: number
+    /** Told the process's pid as soon as it is started (to watch it while it runs). */
+    onSpawn?: (pid: number) => void
+  } = {},
 ): Promise<CliResult> {
-  const result = await execa(process.execPath, [BIN, ...args], {
+  const subprocess = execa(process.execPath, [BIN, ...args], {
     reject: false,
     env: {...options.env},
     input: options.input,
     stdin: options.input === undefined ? 'ignore' : undefined,
     timeout: options.timeoutMs ?? 300_000,
   })
+  if (subprocess.pid !== undefined) options.onSpawn?.(subprocess.pid)
+  const result = await subprocess
   return {exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr)}
 }
 
@@ -48,6 +56,32 @@ export async function freePort(): Promise<number> {
       server.close(() => resolve(port))
     })
   })
+}
+
+/**
+ * Hold these ports (a listener on 127.0.0.1 each) from now until `release()`: between a hubctl
+ * init that wrote them into the configs and the start that binds them, no other program (another
+ * suite's freePort()) is given them. Release right before the command that binds them.
+ */
+export async function holdPorts(ports: Iterable<number>): Promise<{release(): Promise<void>}> {
+  const servers: net.Server[] = []
+  const release = async () => {
+    await Promise.all(servers.splice(0).map((server) => new Promise((resolve) => server.close(resolve))))
+  }
+  try {
+    for (const port of ports) {
+      const server = net.createServer()
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject)
+        server.listen(port, '127.0.0.1', () => resolve())
+      })
+      servers.push(server)
+    }
+  } catch (error) {
+    await release()
+    throw new Error(`could not hold the test's ports (${(error as Error).message}): another program took one`)
+  }
+  return {release}
 }
 
 /** Seven distinct free ports as init flags. */

@@ -23,6 +23,22 @@ describe('waitUntil', () => {
     expect(calls).to.equal(3)
   })
 
+  it('withinMs bounds the whole wait: past it, it fails saying so, with tries left', async () => {
+    let calls = 0
+    const error = await rejection(
+      waitUntil(
+        'the route',
+        async () => {
+          calls++
+          return undefined
+        },
+        {tries: 1000, intervalMs: 20, withinMs: 100},
+      ),
+    )
+    expect(error.message).to.equal('the route did not happen within 0.1s')
+    expect(calls).to.be.above(1).and.below(1000)
+  })
+
   it('takes any other error for "not yet", and names the last one when it gives up', async () => {
     let calls = 0
     const error = await rejection(

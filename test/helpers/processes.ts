@@ -7,6 +7,12 @@ import {AssertionError as NodeAssertionError} from 'node:assert'
 export interface Pace {
   tries?: number
   intervalMs?: number
+  /**
+   * A bound on the whole wait, from its start: a generous one for what must happen "soon" (a
+   * crashed proxy's route back), proving the mechanism and not its speed. Past it, the wait fails
+   * saying so, whatever tries are left.
+   */
+  withinMs?: number
 }
 
 /**
@@ -20,9 +26,15 @@ export async function waitUntil<T>(
   check: () => Promise<T | undefined | false>,
   pace: Pace = {},
 ): Promise<T> {
-  const {tries = 600, intervalMs = 100} = pace
+  const {tries = 600, intervalMs = 100, withinMs} = pace
+  const deadline = withinMs === undefined ? Infinity : Date.now() + withinMs
   let last: unknown
   for (let i = 0; i < tries; i++) {
+    if (Date.now() > deadline) {
+      throw new Error(
+        `${what} did not happen within ${withinMs! / 1000}s${last ? ` (last error: ${(last as Error).message})` : ''}`,
+      )
+    }
     try {
       const value = await check()
       if (value !== undefined && value !== false) return value

@@ -1,5 +1,6 @@
 import {expect} from 'chai'
 import {execa} from 'execa'
+import {randomBytes} from 'node:crypto'
 
 import {killPids, userPids} from './processes.js'
 
@@ -7,6 +8,15 @@ import {killPids, userPids} from './processes.js'
  * System users made for a test (the e2e tests run as root): a user whose servers the hub spawns
  * (LocalProcessSpawner), or who runs hubctl itself.
  */
+
+/**
+ * A name for a test's system user: `HUBCTL_TEST_USER_PREFIX` (default `hubctl-e2e`; test runs
+ * that share a machine each set their own, so that each can find and remove its own users), a dash,
+ * then six random hex digits.
+ */
+export function testUserName(): string {
+  return `${process.env.HUBCTL_TEST_USER_PREFIX ?? 'hubctl-e2e'}-${randomBytes(3).toString('hex')}`
+}
 
 /** Make the user, with a home and a shell (useradd -m); its uid. A refusal fails the test with useradd's words. */
 export async function addUser(name: string): Promise<number> {

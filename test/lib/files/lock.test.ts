@@ -34,7 +34,19 @@ describe('lock', () => {
     await fs.mkdir(layout.srvDir, {recursive: true})
     await fs.writeFile(layout.lockFile, JSON.stringify({pid: 2 ** 22 + 12_345, what: 'dead'}))
     const lock = await acquireLock(layout.lockFile, 'init')
+    // The lock is now this process's, and held: a second writer is refused naming it, not the dead one.
+    expect(JSON.parse(await fs.readFile(layout.lockFile, 'utf8'))).to.include({pid: process.pid, what: 'init'})
+    const second = await acquireLock(layout.lockFile, 'cert renew').then(
+      () => expect.fail('a second writer got the lock taken over'),
+      (error: unknown) => error as HubctlError,
+    )
+    expect(second.exitCode).to.equal(6)
+    expect(second.line).to.match(new RegExp(`pid ${process.pid}, init`))
     await lock.release()
+    await fs.access(layout.lockFile).then(
+      () => expect.fail('the lock file is left after release'),
+      () => {},
+    )
   })
 })
 

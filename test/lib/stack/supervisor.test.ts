@@ -1,6 +1,7 @@
 import {expect} from 'chai'
 import {EventEmitter} from 'node:events'
 import {ChildProcess} from 'node:child_process'
+import {readFileSync} from 'node:fs'
 import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -13,6 +14,7 @@ import {ChildName, ChildSpec, SupervisorEvent, readState} from '../../../src/lib
 import {Clock} from '../../../src/lib/stack/clock.js'
 import {Supervisor, SupervisorResult} from '../../../src/lib/stack/supervisor.js'
 import {childSpecs} from '../../../src/lib/stack/children.js'
+import {seededStoreModule} from '../../../src/lib/stack/proxy.js'
 import {freePort} from '../../helpers/cli.js'
 
 /*
@@ -101,6 +103,10 @@ class FakeProc extends EventEmitter {
   exitCode: number | null = null
   signalCode: NodeJS.Signals | null = null
   readonly signals: string[] = []
+  /** What it was started with; `seed`: the content of the file HUBCTL_PROXY_SEED named at its start. */
+  args: string[] = []
+  env: NodeJS.ProcessEnv = {}
+  seed?: string
 
   constructor(readonly name: ChildName) {
     super()
@@ -146,6 +152,13 @@ async function startHarness(
     watcher?: {tick(): Promise<ServersReport | undefined>}
     hubHealthy?: boolean
     waitReady?: boolean
+    /**
+     * The programs childSpecs() makes from the settings (hubctl's proxy, the settings' JupyterHub),
+     * not injected specs: the supervisor's own proxy launches run, the seeded one included.
+     */
+    realSpecs?: boolean
+    /** What the proxy's API lists (GET /api/routes). */
+    routes?: Record<string, unknown>
   } = {},
 ): Promise<Harness> {
   const prefix = await fs.mkdtemp(path.join(os.tmpdir(), 'hubctl-sup-unit-'))
@@ -201,7 +214,7 @@ async function startHarness(
     if (url === `http://127.0.0.1:${ports.proxyApi}/api/routes`) {
       if (!procs.some((p) => p.name === 'proxy' && p.exitCode === null && p.signalCode === null))
         throw new TypeError('fetch failed', {cause: {code: 'ECONNREFUSED'}})
-      return json(200, {})
+      return json(200, options.routes ?? {})
     }
     if (url.endsWith('/hub/health')) return new Response(null, {status: hub.healthy ? 200 : 503})
     if (url === `http://127.0.0.1:${ports.hub}/hub/api/proxy`) return new Response(null, {status: 200})
@@ -211,8 +224,14 @@ async function startHarness(
       return new Response(null, {status: 204})
     return json(404, {message: 'Not Found'})
   }
-  const spawn = (command: string): ChildProcess => {
-    const proc = new FakeProc(path.basename(command) as ChildName)
+  const spawn = (command: string, args: readonly string[] = [], spawnOptions: {env?: NodeJS.ProcessEnv} = {}) => {
+    // Injected specs are /nonexistent/<name>; childSpecs' are node (the proxy) and the settings' jupyterhub.
+    const base = path.basename(command)
+    const name = (command === process.execPath ? 'proxy' : base === 'jupyterhub' ? 'hub' : base) as ChildName
+    const proc = new FakeProc(name)
+    proc.args = [...args]
+    proc.env = {...spawnOptions.env}
+    if (proc.env.HUBCTL_PROXY_SEED) proc.seed = readFileSync(proc.env.HUBCTL_PROXY_SEED, 'utf8')
     procs.push(proc)
     if (options.failSpawn?.(proc.name, procs.filter((p) => p.name === proc.name).length)) {
       // What spawn() does for a missing executable: no pid, 'error' (ENOENT) at once.
@@ -224,7 +243,7 @@ async function startHarness(
   const supervisor = new Supervisor({
     layout,
     settings,
-    specs,
+    ...(options.realSpecs ? {standby: false, env: {PATH: '/usr/bin:/bin'}} : {specs}),
     clock,
     fetch: fetchFn,
     spawn,
@@ -443,7 +462,42 @@ describe('Supervisor (fake spawn and clock)', function () {
     expect(await crash(h, 'proxy', {signal: 'SIGKILL'})).to.equal(500)
     await until('the hub API call', () => proxyApiCalls().length > 0)
     expect(['POST', 'PATCH']).to.include(proxyApiCalls()[0].method)
+    // README: the hub learns the proxy's token at runtime, PATCH /hub/api/proxy (a POST only re-checks the routes).
+    expect(proxyApiCalls().map((call) => call.method)).to.deep.equal(['PATCH'])
     await until('the route sync in state.json', async () => (await readState(h.layout))?.lastRouteSync?.ok === true)
+    await h.finish()
+  })
+
+  it('a crashed proxy comes back seeded with the routes of the last health tick, then the hub re-checks them (PATCH)', async () => {
+    const routes = {
+      '/': {hub: true, target: 'http://127.0.0.1:1', jupyterhub: true},
+      '/user/alice': {user: 'alice', target: 'http://127.0.0.1:2', jupyterhub: true},
+    }
+    const h = await startHarness({realSpecs: true, routes})
+    const first = h.latest('proxy')
+    expect(first.args, 'the first proxy starts with the default store').to.not.include('--storage-backend')
+    expect(first.env.HUBCTL_PROXY_SEED).to.equal(undefined)
+    // A health tick reads the proxy's routes: what a crashed proxy restarts with.
+    await h.clock.advance(5000)
+    await until('the health tick to read the routes', () =>
+      h.requests.some((r) => r.url.endsWith(`/api/routes`) && r.method === 'GET'),
+    )
+    await settle()
+    const proxyApiCalls = () => h.requests.filter((r) => /\/hub\/api\/proxy$/.test(r.url))
+    await crash(h, 'proxy', {signal: 'SIGKILL'})
+    await restarted(h, 'proxy', 2)
+    const second = h.latest('proxy')
+    expect(second.args).to.include.members(['--storage-backend', seededStoreModule()])
+    expect(second.env.HUBCTL_PROXY_SEED).to.equal(h.layout.proxySeed)
+    expect(second.env.CONFIGPROXY_AUTH_TOKEN).to.equal('f'.repeat(64))
+    expect(JSON.parse(second.seed!)).to.deep.equal({routes})
+    await until('the hub API call', () => proxyApiCalls().length > 0)
+    expect(proxyApiCalls().map((call) => call.method)).to.deep.equal(['PATCH'])
+    await until('the route sync in state.json', async () => (await readState(h.layout))?.lastRouteSync?.ok === true)
+    await fs.access(h.layout.proxySeed).then(
+      () => expect.fail('the seed file (user names and addresses) is left once the proxy runs'),
+      () => {},
+    )
     await h.finish()
   })
 
