@@ -130,6 +130,59 @@ export async function snapshot(dir: string): Promise<Record<string, string>> {
   return out
 }
 
+/** One entry of a tree as `snapshotTree` keeps it: what it holds, its mode and its owner. */
+export interface TreeEntry {
+  /** A file's content (base64 when it is not UTF-8), a link's target after `-> `, '' for a directory. */
+  content: string
+  mode: number
+  uid: number
+  gid: number
+}
+
+/**
+ * Every entry under `dir` (files, directories, links; never followed) with its content, mode and
+ * owner: for "nothing changed at all" assertions, where `snapshot` compares contents only.
+ */
+export async function snapshotTree(dir: string): Promise<Record<string, TreeEntry>> {
+  const out: Record<string, TreeEntry> = {}
+  await walkTree(dir, async (full, relative, entry) => {
+    const stat = await fs.lstat(full)
+    let content = ''
+    if (entry.isSymbolicLink()) content = `-> ${await fs.readlink(full)}`
+    else if (entry.isFile()) {
+      const bytes = await fs.readFile(full)
+      const text = bytes.toString('utf8')
+      content = Buffer.from(text, 'utf8').equals(bytes) ? text : `base64:${bytes.toString('base64')}`
+    }
+    out[relative] = {content, mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid}
+  })
+  return out
+}
+
+/**
+ * What differs between two `snapshotTree`s, one line per entry: added, removed, or which of
+ * content (from the first differing character), mode and owner changed. [] when nothing did.
+ */
+export function treeChanges(before: Record<string, TreeEntry>, after: Record<string, TreeEntry>): string[] {
+  const changes: string[] = []
+  for (const name of [...new Set([...Object.keys(before), ...Object.keys(after)])].sort()) {
+    const [a, b] = [before[name], after[name]]
+    if (!a) changes.push(`${name}: added`)
+    else if (!b) changes.push(`${name}: removed`)
+    else {
+      if (a.content !== b.content) {
+        let i = 0
+        while (a.content[i] === b.content[i]) i++
+        const around = (text: string) => JSON.stringify(text.slice(Math.max(0, i - 40), i + 40))
+        changes.push(`${name}: content ${around(a.content)} became ${around(b.content)}`)
+      }
+      if (a.mode !== b.mode) changes.push(`${name}: mode ${a.mode.toString(8)} became ${b.mode.toString(8)}`)
+      if (a.uid !== b.uid || a.gid !== b.gid) changes.push(`${name}: owner ${a.uid}:${a.gid} became ${b.uid}:${b.gid}`)
+    }
+  }
+  return changes
+}
+
 /**
  * A hubctl command's --json document as the tests read it: each test asserts the shape it needs
  * (chai), so the fields are reached without a declared type. The one `any` of the test suite.
