@@ -37,6 +37,12 @@ export interface HubApiOptions {
    */
   fallbackToken?: () => Promise<string | undefined>
   /**
+   * Told each time the fallback token was used and the hub accepted it: the hub still runs with
+   * the previous token, which only a restart ends. Never silent: whoever passes `fallbackToken`
+   * says (logs, warns) that it happened.
+   */
+  onFallback?: (request: string) => void
+  /**
    * Called before every request, before the token is read: throws unless what listens on the
    * hub's port is the hub hubctl started (listeners.ts). A token is never sent to anything else.
    */
@@ -59,6 +65,11 @@ export class HubApiError extends HubctlError {
     })
     this.name = 'HubApiError'
   }
+}
+
+/** The warning when a request went through only with the previous API token. */
+export function fallbackWarning(request: string): string {
+  return `the hub refused hubctl's current API token for ${request} and accepted the previous one: it still runs with the token of before a rotation that did not finish. Fix: run \`hubctl restart\``
 }
 
 /** The hub's API base URL for these settings (the hub's own port, loopback). */
@@ -143,13 +154,25 @@ export class HubApi {
   static forLayout(
     layout: Layout,
     settings: Pick<Settings, 'ports'>,
-    options: {secrets?: SecretStore; fetch?: FetchLike; timeoutMs?: number} = {},
+    options: {
+      secrets?: SecretStore
+      fetch?: FetchLike
+      timeoutMs?: number
+      /**
+       * Called when the hub refused the current token and accepted the previous one (a rotation
+       * that did not finish: README, "until then hubctl's own API calls fall back to the previous
+       * API token"); false: no fallback, the current token or a failure.
+       */
+      onFallback?: ((request: string) => void) | false
+    } = {},
   ): HubApi {
     const secrets = options.secrets ?? new SecretStore(layout)
     return new HubApi({
       baseUrl: hubApiUrl(settings),
       token: () => secrets.read('apiToken'),
-      fallbackToken: () => secrets.latestBackup('apiToken'),
+      ...(options.onFallback === false
+        ? {}
+        : {fallbackToken: () => secrets.latestBackup('apiToken'), onFallback: options.onFallback}),
       verify: hubVerifier(layout, settings),
       fetch: options.fetch,
       timeoutMs: options.timeoutMs,
@@ -243,7 +266,9 @@ export class HubApi {
       await response.body?.cancel()
       await this.options.verify()
       headers.Authorization = `token ${fallback}`
-      return await attempt()
+      const second = await attempt()
+      if (second.status !== 403) this.options.onFallback?.(`${method} ${path}`)
+      return second
     } catch (error) {
       const reason = (error as {cause?: {code?: string}}).cause?.code ?? (error as Error).name
       throw new HubApiError(`the hub API at ${this.baseUrl} did not answer ${method} ${path} (${reason})`, undefined, {
