@@ -50,8 +50,28 @@ export async function freePort(): Promise<number> {
   })
 }
 
-/** Seven distinct free ports as init flags. */
-export async function portFlags(): Promise<{
+/**
+ * A TCP port free right now below the kernel's ephemeral range (ip_local_port_range), which the
+ * kernel never hands out by itself: not to another test's `freePort()`, nor as the local port of
+ * an outgoing connection. For a test that runs init again and again over minutes with the same
+ * ports, where a port of the ephemeral range is soon taken by someone else.
+ */
+export async function freePortBelowEphemeral(): Promise<number> {
+  const range = await fs.readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').catch(() => '32768 60999')
+  const low = Number(range.trim().split(/\s+/)[0])
+  for (;;) {
+    const port = 10_000 + Math.floor(Math.random() * (low - 10_000))
+    const free = await new Promise<boolean>((resolve) => {
+      const server = net.createServer()
+      server.once('error', () => resolve(false))
+      server.listen(port, '0.0.0.0', () => server.close(() => resolve(true)))
+    })
+    if (free) return port
+  }
+}
+
+/** Seven distinct free ports as init flags (`belowEphemeral`: from freePortBelowEphemeral). */
+export async function portFlags(options: {belowEphemeral?: boolean} = {}): Promise<{
   flags: string[]
   ports: {
     http: number
@@ -66,8 +86,9 @@ export async function portFlags(): Promise<{
   const ports = {http: 0, https: 0, proxy: 0, proxyApi: 0, hub: 0, proxyStandby: 0, proxyStandbyApi: 0}
   const taken = new Set<number>()
   for (const key of Object.keys(ports) as Array<keyof typeof ports>) {
-    let port = await freePort()
-    while (taken.has(port)) port = await freePort()
+    const pick = options.belowEphemeral ? freePortBelowEphemeral : freePort
+    let port = await pick()
+    while (taken.has(port)) port = await pick()
     taken.add(port)
     ports[key] = port
   }
