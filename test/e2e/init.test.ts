@@ -265,6 +265,11 @@ for (const jupyterhub of JUPYTERHUBS) {
       // (srv/jupyterhub/jupyterhub.sqlite) and the logs would, while a hub runs; the one of the test
       // above was stopped before the first snapshot, so they are compared like every other file.
       expect(treeChanges(wholeBefore, wholeAfter)).to.deep.equal([])
+      // Nor does it write a file again with the same content (README: "rewrites only what changed").
+      expect(
+        json.files.filter((f: {action: string}) => f.action !== 'unchanged'),
+        'files init says it wrote',
+      ).to.deep.equal([])
       const settings = JSON.parse(await fs.readFile(layout.settings, 'utf8')) as {ports: Record<string, number>}
       expect(settings.ports).to.include({proxyStandby: ports.proxyStandby, proxyStandbyApi: ports.proxyStandbyApi})
     })

@@ -2,7 +2,7 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 import {randomInt} from 'node:crypto'
 
-import {writeFileAtomic} from '../files/atomic.js'
+import {writeFileAtomicIfChanged} from '../files/atomic.js'
 import {usageError} from '../errors.js'
 import {Layout} from './layout.js'
 import {renderTemplate} from './render.js'
@@ -107,11 +107,13 @@ export async function planLogrotate(layout: Layout, uid = process.getuid?.() ?? 
   return {file: layout.logrotateConf, content, mode: 0o644}
 }
 
-export async function writePlanned(files: PlannedFile[]): Promise<void> {
+export async function writePlanned(files: PlannedFile[]): Promise<string[]> {
+  const written: string[] = []
   for (const planned of files) {
     await fs.mkdir(path.dirname(planned.file), {recursive: true, mode: 0o755})
-    await writeFileAtomic(planned.file, planned.content, {mode: planned.mode})
+    if (await writeFileAtomicIfChanged(planned.file, planned.content, {mode: planned.mode})) written.push(planned.file)
   }
+  return written
 }
 
 /** Tell systemd (only for the real system, prefix `/`). */
