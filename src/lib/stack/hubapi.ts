@@ -4,6 +4,9 @@ import {verifyRecordedListener} from './listeners.js'
 import {SecretStore} from '../files/secrets.js'
 import type {Settings} from '../config/settings.js'
 
+/** How long a spawn request may take to be answered: JupyterHub's slow_spawn_timeout (10 s) and a margin for a loaded machine. */
+const SPAWN_ANSWER_MS = 60_000
+
 /** One user server as hubctl reports it. */
 export interface ServerInfo {
   user: string
@@ -212,7 +215,9 @@ export class HubApi {
 
   /** Ask the hub to start a server; 'started' (201) or 'pending' (202). */
   async startServer(user: string, name = '', options: Record<string, unknown> = {}): Promise<'started' | 'pending'> {
-    const status = await this.requestStatus('POST', serverPath(user, name), options, [201, 202])
+    // JupyterHub answers a spawn only once the server is up or its slow_spawn_timeout (10 s) has
+    // passed: on a loaded machine, later than a plain request's timeout.
+    const status = await this.requestStatus('POST', serverPath(user, name), options, [201, 202], SPAWN_ANSWER_MS)
     return status === 201 ? 'started' : 'pending'
   }
 
@@ -243,18 +248,25 @@ export class HubApi {
     return `token ${token}`
   }
 
-  private async send(method: string, path: string, body: unknown, accept = 'application/json'): Promise<Response> {
+  private async send(
+    method: string,
+    path: string,
+    body: unknown,
+    accept = 'application/json',
+    atLeastMs = 0,
+  ): Promise<Response> {
+    const timeoutMs = Math.max(this.timeoutMs, atLeastMs)
     await this.options.verify()
     const headers: Record<string, string> = {Authorization: await this.authHeader(), Accept: accept}
     if (body !== undefined) headers['Content-Type'] = 'application/json'
     const attempt = () =>
       keepAlive(
-        this.timeoutMs,
+        timeoutMs,
         this.doFetch(`${this.baseUrl}${path}`, {
           method,
           headers,
           body: body === undefined ? undefined : JSON.stringify(body),
-          signal: AbortSignal.timeout(this.timeoutMs),
+          signal: AbortSignal.timeout(timeoutMs),
           redirect: 'manual',
         }),
       )
@@ -284,8 +296,14 @@ export class HubApi {
     return (await response.json()) as T
   }
 
-  private async requestStatus(method: string, path: string, body: unknown, expected: number[]): Promise<number> {
-    const response = await this.send(method, path, body)
+  private async requestStatus(
+    method: string,
+    path: string,
+    body: unknown,
+    expected: number[],
+    atLeastMs = 0,
+  ): Promise<number> {
+    const response = await this.send(method, path, body, undefined, atLeastMs)
     if (!expected.includes(response.status)) throw await failure(method, path, response)
     await response.body?.cancel()
     return response.status
