@@ -5,7 +5,17 @@ import path from 'node:path'
 
 import {Layout} from '../../src/lib/config/layout.js'
 import {proxyExecutable} from '../../src/lib/stack/proxy.js'
-import {DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, modeOf, portFlags, snapshot, tempPrefix} from '../helpers/cli.js'
+import {
+  DEBIAN_JUPYTERHUB,
+  VENV_JUPYTERHUB,
+  hubctl,
+  modeOf,
+  portFlags,
+  snapshot,
+  snapshotTree,
+  tempPrefix,
+  treeChanges,
+} from '../helpers/cli.js'
 import {httpStatus, spawnLogged, stopProcess, waitUntil} from '../helpers/processes.js'
 
 const JUPYTERHUBS = [
@@ -54,6 +64,8 @@ for (const jupyterhub of JUPYTERHUBS) {
   describe(`hubctl init with ${jupyterhub.label} (real JupyterHub, nginx, configurable-http-proxy)`, () => {
     let layout: Layout
     let ports: Awaited<ReturnType<typeof portFlags>>['ports']
+    /** Every flag of the first init, the same again for the re-run. */
+    let initArgs: string[]
     let proxy: ChildProcess | undefined
     let hub: ChildProcess | undefined
 
@@ -61,7 +73,7 @@ for (const jupyterhub of JUPYTERHUBS) {
       layout = new Layout(await tempPrefix('hubctl-init'))
       const allocated = await portFlags()
       ports = allocated.ports
-      const result = await hubctl([
+      initArgs = [
         'init',
         '--prefix',
         layout.prefix,
@@ -71,7 +83,8 @@ for (const jupyterhub of JUPYTERHUBS) {
         '--jupyterhub',
         jupyterhub.executable,
         ...allocated.flags,
-      ])
+      ]
+      const result = await hubctl(initArgs)
       expect(result.exitCode, result.stderr + result.stdout).to.equal(0)
       const json = JSON.parse(result.stdout)
       expect(json.jupyterhub.version).to.match(jupyterhub.version)
@@ -222,33 +235,22 @@ for (const jupyterhub of JUPYTERHUBS) {
       expect(loaded.url).to.equal(jupyterhub.executable === VENV_JUPYTERHUB ? '/lab' : '/tree')
     })
 
-    it('changes no secret and no file when run a second time', async () => {
-      const before = await snapshot(layout.srvDir)
-      const allocated = [
-        '--http-port',
-        String(ports.http),
-        '--https-port',
-        String(ports.https),
-        '--proxy-port',
-        String(ports.proxy),
-        '--proxy-api-port',
-        String(ports.proxyApi),
-        '--hub-port',
-        String(ports.hub),
-      ]
+    it('changes no secret and no file when run a second time with every flag again: the whole prefix, content, mode and owner', async () => {
+      // The hub and proxy the test above started write their logs and the hub's database: stopped
+      // first, so that what the snapshot sees change is init's doing.
       await stopProcess(hub)
       await stopProcess(proxy)
-      const result = await hubctl([
-        'init',
-        '--prefix',
-        layout.prefix,
-        ...BASE,
-        '--dhparam',
-        'ffdhe2048',
-        '--jupyterhub',
-        jupyterhub.executable,
-        ...allocated,
+      const before = await snapshot(layout.srvDir)
+      const wholeBefore = await snapshotTree(layout.prefix)
+      // The ports of the first run, every one of them (the standby proxy's two included: leaving
+      // them out would move the standby to its defaults, 8002 and 8003, and change the config).
+      expect(initArgs).to.include.members([
+        '--proxy-standby-port',
+        String(ports.proxyStandby),
+        '--proxy-standby-api-port',
+        String(ports.proxyStandbyApi),
       ])
+      const result = await hubctl(initArgs)
       expect(result.exitCode, result.stderr + result.stdout).to.equal(0)
       const json = JSON.parse(result.stdout)
       expect(json.secrets.created).to.deep.equal([])
@@ -258,6 +260,18 @@ for (const jupyterhub of JUPYTERHUBS) {
       delete after['jupyterhub.sqlite']
       expect(after).to.deep.equal(before)
       expect(json.files.find((f: {file: string}) => f.file === layout.hubConfig).action).to.equal('unchanged')
+      const wholeAfter = await snapshotTree(layout.prefix)
+      // Known to change without init changing anything: none. The hub's database
+      // (srv/jupyterhub/jupyterhub.sqlite) and the logs would, while a hub runs; the one of the test
+      // above was stopped before the first snapshot, so they are compared like every other file.
+      expect(treeChanges(wholeBefore, wholeAfter)).to.deep.equal([])
+      // Nor does it write a file again with the same content (README: "rewrites only what changed").
+      expect(
+        json.files.filter((f: {action: string}) => f.action !== 'unchanged'),
+        'files init says it wrote',
+      ).to.deep.equal([])
+      const settings = JSON.parse(await fs.readFile(layout.settings, 'utf8')) as {ports: Record<string, number>}
+      expect(settings.ports).to.include({proxyStandby: ports.proxyStandby, proxyStandbyApi: ports.proxyStandbyApi})
     })
 
     it('passes `hubctl secrets check`', async () => {

@@ -75,63 +75,114 @@ function httpsJson(
   })
 }
 
+/** A kernel's channels websocket held open: execute on it as often as needed, see whether it closed. */
+interface Channel {
+  execute(code: string): Promise<Msg[]>
+  readonly closed: boolean
+  close(): void
+}
+
 /**
- * Open the kernel's channels, send one execute_request and collect what the kernel answers to it,
- * until its execute_reply and its status idle have both come (or the socket ends).
+ * Open the kernel's channels (`session` as JupyterLab's client id, kept across reconnects).
+ * Resolves once open; rejects when the upgrade is refused or the connection fails.
  */
-function execute(url: string, options: {ca: string; token: string; code: string}): Promise<Msg[]> {
+function openChannel(url: string, options: {ca: string; token: string; session?: string}): Promise<Channel> {
+  const session = options.session ?? randomUUID()
   return new Promise((resolve, reject) => {
-    const session = randomUUID()
-    const msgId = randomUUID()
     const socket = new WebSocket(`${url}?session_id=${session}`, {
       ca: options.ca,
       headers: {Authorization: `token ${options.token}`},
       handshakeTimeout: 30_000,
     })
-    const replies: Msg[] = []
-    let replied = false
-    let idle = false
-    socket.on('open', () => {
-      socket.send(
-        JSON.stringify({
-          header: {
-            msg_id: msgId,
-            username: 'hubctl-test',
-            session,
-            date: new Date().toISOString(),
-            msg_type: 'execute_request',
-            version: '5.3',
-          },
-          parent_header: {},
-          metadata: {},
-          content: {
-            code: options.code,
-            silent: false,
-            store_history: true,
-            user_expressions: {},
-            allow_stdin: false,
-            stop_on_error: true,
-          },
-          buffers: [],
-          channel: 'shell',
-        }),
-      )
-    })
-    socket.on('message', (data, isBinary) => {
-      if (isBinary) return
-      const msg = JSON.parse(data.toString()) as Msg
-      if (msg.parent_header?.msg_id !== msgId) return
-      replies.push(msg)
-      if (msg.header.msg_type === 'execute_reply') replied = true
-      if (msg.header.msg_type === 'status' && msg.content.execution_state === 'idle') idle = true
-      if (replied && idle) socket.close()
+    let closed = false
+    const waiting = new Set<() => void>()
+    socket.on('close', () => {
+      closed = true
+      for (const done of waiting) done()
     })
     socket.on('unexpected-response', (_request, response) =>
       reject(new Error(`the websocket upgrade was answered ${response.statusCode}`)),
     )
     socket.on('error', reject)
-    socket.on('close', () => resolve(replies))
+    socket.on('open', () =>
+      resolve({
+        get closed() {
+          return closed
+        },
+        close: () => socket.close(),
+        // Send one execute_request and collect what the kernel answers to it, until its
+        // execute_reply and its status idle have both come (or the socket ends).
+        execute: (code) =>
+          new Promise((resolveExecute, rejectExecute) => {
+            if (closed) return rejectExecute(new Error('the websocket is closed'))
+            const msgId = randomUUID()
+            const replies: Msg[] = []
+            let replied = false
+            let idle = false
+            const finish = () => {
+              socket.off('message', onMessage)
+              waiting.delete(finish)
+              resolveExecute(replies)
+            }
+            const onMessage = (data: WebSocket.RawData, isBinary: boolean) => {
+              if (isBinary) return
+              const msg = JSON.parse(data.toString()) as Msg
+              if (msg.parent_header?.msg_id !== msgId) return
+              replies.push(msg)
+              if (msg.header.msg_type === 'execute_reply') replied = true
+              if (msg.header.msg_type === 'status' && msg.content.execution_state === 'idle') idle = true
+              if (replied && idle) finish()
+            }
+            socket.on('message', onMessage)
+            waiting.add(finish)
+            socket.send(
+              JSON.stringify({
+                header: {
+                  msg_id: msgId,
+                  username: 'hubctl-test',
+                  session,
+                  date: new Date().toISOString(),
+                  msg_type: 'execute_request',
+                  version: '5.3',
+                },
+                parent_header: {},
+                metadata: {},
+                content: {
+                  code,
+                  silent: false,
+                  store_history: true,
+                  user_expressions: {},
+                  allow_stdin: false,
+                  stop_on_error: true,
+                },
+                buffers: [],
+                channel: 'shell',
+              }),
+            )
+          }),
+      }),
+    )
   })
+}
+
+/** Open the kernel's channels, run one piece of code, close: what the kernel answered to it. */
+async function execute(url: string, options: {ca: string; token: string; code: string}): Promise<Msg[]> {
+  const channel = await openChannel(url, options)
+  try {
+    return await channel.execute(options.code)
+  } finally {
+    channel.close()
+  }
+}
+
+/** The text the code printed on stdout, after an execute_reply with status ok. */
+function stdoutOf(replies: Msg[]): string {
+  const reply = replies.find((m) => m.header.msg_type === 'execute_reply')
+  expect(reply?.content.status, JSON.stringify(replies.map((m) => m.header.msg_type))).to.equal('ok')
+  return replies
+    .filter((m) => m.header.msg_type === 'stream' && m.content.name === 'stdout')
+    .map((m) => m.content.text)
+    .join('')
 }
 
 interface StatusServers {
@@ -385,6 +436,50 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       expect(status.serverWatch).to.include({ok: true, cullIdleSeconds: null})
       const text = await hubctl(['status', '--prefix', prefix])
       expect(text.stdout).to.match(new RegExp(`${user}\\s+ready\\s+/user/${user}/.*route ok`))
+    })
+
+    it('a kernel websocket held open across `hubctl restart` and `secrets rotate --proxy-token`: it survives, or reconnects as JupyterLab does to the same kernel, whose state is kept', async () => {
+      expect(kernelId, 'an earlier test made the kernel').to.not.equal('')
+      const url = `wss://localhost:${ports.https}/user/${user}/api/kernels/${kernelId}/channels`
+      // JupyterLab's client id, kept across its reconnects.
+      const session = randomUUID()
+      let channel = await openChannel(url, {ca, token: userToken, session})
+      expect(stdoutOf(await channel.execute('x = 41\nprint("set")'))).to.equal('set\n')
+      for (const [what, args] of [
+        ['hubctl restart', ['restart', '--prefix', prefix, '--json']],
+        ['secrets rotate --proxy-token', ['secrets', 'rotate', '--proxy-token', '--prefix', prefix, '--json']],
+      ] as const) {
+        const result = await hubctl([...args])
+        expect(result.exitCode, `${what}: ${result.stderr}${result.stdout}`).to.equal(0)
+        // On the socket held open; when it closed (before or while asked), JupyterLab's
+        // KernelConnection reconnects, unasked: up to 7 times to the same kernel id with the same
+        // client id, waiting 1, 2, 4… s between them.
+        let outcome = 'survived'
+        let replies = channel.closed ? [] : await channel.execute('print(x + 1)')
+        if (channel.closed && !replies.some((m) => m.header.msg_type === 'execute_reply')) {
+          outcome = 'was closed, and the client reconnected'
+          let attempt = 0
+          for (;;) {
+            try {
+              channel = await openChannel(url, {ca, token: userToken, session})
+              break
+            } catch (error) {
+              expect(attempt, `${what}: reconnecting to the kernel: ${(error as Error).message}`).to.be.lessThan(6)
+              await new Promise((resolve) => setTimeout(resolve, 1000 * 2 ** attempt++))
+            }
+          }
+          replies = await channel.execute('print(x + 1)')
+        }
+        console.log(`      ${what}: the kernel websocket ${outcome}`)
+        // The same kernel: the variable set before is still there.
+        expect(stdoutOf(replies), `${what}: the same kernel answers`).to.equal('42\n')
+      }
+      channel.close()
+      const listed = await httpsJson(`https://localhost:${ports.https}/user/${user}/api/kernels`, {
+        ca,
+        token: userToken,
+      })
+      expect((listed.body as Array<{id: string}>).map((k) => k.id)).to.include(kernelId)
     })
   })
 }

@@ -1,22 +1,48 @@
 import {expect} from 'chai'
-import {execFileSync, spawn} from 'node:child_process'
+import {execa} from 'execa'
+import {execFileSync} from 'node:child_process'
 import fs from 'node:fs/promises'
+import path from 'node:path'
 
 import {exists} from '../../src/lib/files/atomic.js'
 import {Layout} from '../../src/lib/config/layout.js'
 import {SECRET_NAMES, validateSecret} from '../../src/lib/files/secrets.js'
-import {BIN, DEBIAN_JUPYTERHUB, hubctl, modeOf, portFlags, tempPrefix} from '../helpers/cli.js'
+import {
+  DEBIAN_JUPYTERHUB,
+  type TreeEntry,
+  hubctl,
+  modeOf,
+  portFlags,
+  snapshotTree,
+  tempPrefix,
+  treeChanges,
+} from '../helpers/cli.js'
+import {killInsideWrite, writesOf} from '../helpers/processes.js'
 
-/** Moments (ms after start) at which init is killed with SIGKILL: spread over its whole run. */
-const KILL_AT = [30, 150, 400, 700, 1000, 1400, 1800, 2300, 2800, 3500]
+/** A temp file of an atomic write (`.NAME.RANDOM.tmp`): never read by anyone, not a file of the hub. */
+const isTemp = (relative: string) => /(^|\/)\.[^/]+\.tmp$/.test(relative)
 
-describe('hubctl init killed with SIGKILL at any moment', () => {
+/** The lock a killed init leaves: taken over by the next run (its pid is dead), not a file of the hub. */
+const withoutLockAndTemps = (tree: Record<string, TreeEntry>, layout: Layout) =>
+  Object.fromEntries(
+    Object.entries(tree).filter(([name]) => !isTemp(name) && name !== path.relative(layout.prefix, layout.lockFile)),
+  )
+
+describe('hubctl init killed with SIGKILL inside each of its writes', function () {
+  this.timeout(900_000)
   let layout: Layout
   let args: string[]
+  let portArgs: string[]
+  let writesLog = ''
+  let stash = ''
 
   before(async () => {
     layout = new Layout(await tempPrefix('hubctl-kill'))
-    const {flags} = await portFlags()
+    stash = await tempPrefix('hubctl-kill-stash')
+    writesLog = path.join(stash, 'writes.log')
+    // The same ports for every run of init over minutes: below the ephemeral range, where no
+    // other test's kernel-picked port or outgoing connection takes them meanwhile.
+    portArgs = (await portFlags({belowEphemeral: true})).flags
     args = [
       'init',
       '--prefix',
@@ -32,14 +58,22 @@ describe('hubctl init killed with SIGKILL at any moment', () => {
       'ffdhe2048',
       '--jupyterhub',
       DEBIAN_JUPYTERHUB,
-      ...flags,
+      ...portArgs,
     ]
   })
   after(async () => {
     await fs.rm(layout.prefix, {recursive: true, force: true})
+    await fs.rm(stash, {recursive: true, force: true})
   })
 
-  async function assertEveryFileWhole(): Promise<void> {
+  /** The prefix back to `from` (a copy kept in the stash, restored at the prefix's own path), or empty. */
+  async function resetPrefix(from?: string): Promise<void> {
+    await fs.rm(layout.prefix, {recursive: true, force: true})
+    if (from) await execa('cp', ['-a', from, layout.prefix])
+    else await fs.mkdir(layout.prefix, {mode: 0o700})
+  }
+
+  async function assertEveryFileWhole(what: string): Promise<void> {
     for (const name of SECRET_NAMES) {
       const file = layout.secretFiles[name]
       if (!(await exists(file))) continue
@@ -53,34 +87,89 @@ describe('hubctl init killed with SIGKILL at any moment', () => {
       const {X509Certificate} = await import('node:crypto')
       new X509Certificate(await fs.readFile(layout.fullchain)) // parses: not partial
     }
+    // Nothing that is not a temp file is empty. Aside: the logs, created empty on purpose, and
+    // nginx's pid file, which `nginx -t` (run by init) creates empty: nginx's, not written by hubctl.
+    const tree = await snapshotTree(layout.prefix)
+    const emptyByDesign = (name: string) =>
+      name.startsWith('var/log/') || name === path.relative(layout.prefix, layout.nginxPid)
+    for (const name of Object.keys(withoutLockAndTemps(tree, layout))) {
+      const stat = await fs.lstat(path.join(layout.prefix, name))
+      if (stat.isFile() && !emptyByDesign(name)) expect(stat.size, `${what}: ${name} is empty`).to.be.greaterThan(0)
+    }
   }
 
-  for (const delay of KILL_AT) {
-    it(`killed after ${delay} ms: every file is old or new, and the next init completes without changing a valid secret`, async () => {
-      const before: Record<string, string> = {}
-      for (const name of SECRET_NAMES)
-        if (await exists(layout.secretFiles[name])) before[name] = await fs.readFile(layout.secretFiles[name], 'utf8')
-      const child = spawn(process.execPath, [BIN, ...args], {stdio: 'ignore'})
-      const exited = new Promise((resolve) => child.once('exit', resolve))
-      await new Promise((resolve) => setTimeout(resolve, delay))
-      child.kill('SIGKILL') // a no-op when init already finished
-      await exited
-      await assertEveryFileWhole()
-      for (const [name, value] of Object.entries(before))
-        expect(await fs.readFile(layout.secretFiles[name as keyof typeof layout.secretFiles], 'utf8'), name).to.equal(
-          value,
-        )
-
-      const again = await hubctl(args)
-      expect(again.exitCode, again.stderr).to.equal(0)
-      for (const [name, value] of Object.entries(before))
-        expect(await fs.readFile(layout.secretFiles[name as keyof typeof layout.secretFiles], 'utf8'), name).to.equal(
-          value,
-        )
-      const check = await hubctl(['secrets', 'check', '--prefix', layout.prefix])
-      expect(check.exitCode, check.stderr).to.equal(0)
-    })
+  /** The next init completes, keeps each valid secret it found, and `secrets check` passes. */
+  async function assertNextInitCompletes(before: Record<string, string>, initArgs: string[]): Promise<void> {
+    const again = await hubctl(initArgs)
+    expect(again.exitCode, again.stderr).to.equal(0)
+    for (const [name, value] of Object.entries(before))
+      expect(await fs.readFile(layout.secretFiles[name as keyof typeof layout.secretFiles], 'utf8'), name).to.equal(
+        value,
+      )
+    const check = await hubctl(['secrets', 'check', '--prefix', layout.prefix])
+    expect(check.exitCode, check.stderr).to.equal(0)
   }
+
+  async function secretsNow(): Promise<Record<string, string>> {
+    const values: Record<string, string> = {}
+    for (const name of SECRET_NAMES)
+      if (await exists(layout.secretFiles[name])) values[name] = await fs.readFile(layout.secretFiles[name], 'utf8')
+    return values
+  }
+
+  it('a first init (empty prefix), killed inside each write: every file is absent or whole, and init again completes', async () => {
+    await resetPrefix()
+    const writes = await writesOf(args, writesLog)
+    // The secrets, the key and chain, the configs, hubctl.json, the schedule and logrotate: a dozen.
+    expect(writes.length, writes.join('\n')).to.be.greaterThan(8)
+    for (let n = 1; n <= writes.length; n++) {
+      await resetPrefix()
+      const held = await killInsideWrite(args, n, writesLog)
+      expect(await exists(held), `write ${n}: its temp file ${held} was written`).to.equal(true)
+      await assertEveryFileWhole(`killed inside write ${n} (${held})`)
+      const before = await secretsNow()
+      await assertNextInitCompletes(before, args)
+    }
+  })
+
+  it('init run again with a change (--allow-user bob), killed inside each write: every entry is the old or the new, whole; init again completes and ends at the new', async () => {
+    // The old state: a complete first init, kept aside and restored before each run.
+    await resetPrefix()
+    const first = await hubctl(args)
+    expect(first.exitCode, first.stderr).to.equal(0)
+    const oldCopy = path.join(stash, 'old')
+    await execa('cp', ['-a', layout.prefix, oldCopy])
+    const oldTree = withoutLockAndTemps(await snapshotTree(layout.prefix), layout)
+    const secrets = await secretsNow()
+    // The new state: the changed init run to the end from the old one.
+    const changed = [...args, '--allow-user', 'bob', '--max-concurrent-spawns', '3']
+    const writes = await writesOf(changed, writesLog)
+    const newTree = withoutLockAndTemps(await snapshotTree(layout.prefix), layout)
+    expect(treeChanges(oldTree, newTree), 'the change rewrites some files').to.not.deep.equal([])
+    expect(writes.length).to.be.greaterThan(0)
+    for (let n = 1; n <= writes.length; n++) {
+      await resetPrefix(oldCopy)
+      const held = await killInsideWrite(changed, n, writesLog)
+      expect(await exists(held), `write ${n}: its temp file ${held} was written`).to.equal(true)
+      await assertEveryFileWhole(`killed inside write ${n} (${held})`)
+      const now = withoutLockAndTemps(await snapshotTree(layout.prefix), layout)
+      const neither = Object.keys({...oldTree, ...newTree, ...now}).filter((name) => {
+        const entry = now[name]
+        const same = (other: TreeEntry | undefined) =>
+          entry === undefined
+            ? other === undefined
+            : other !== undefined && treeChanges({name: other}, {name: entry}).length === 0
+        return !same(oldTree[name]) && !same(newTree[name])
+      })
+      expect(neither, `killed inside write ${n} (${held}): entries neither old nor new`).to.deep.equal([])
+      expect(await secretsNow(), `write ${n}: the secrets`).to.deep.equal(secrets)
+      await assertNextInitCompletes(secrets, changed)
+      expect(
+        treeChanges(newTree, withoutLockAndTemps(await snapshotTree(layout.prefix), layout)),
+        `after write ${n} was killed, init again ends where an uninterrupted one does`,
+      ).to.deep.equal([])
+    }
+  })
 })
 
 describe('two hubctl commands that write at once', () => {

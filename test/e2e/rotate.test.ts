@@ -3,12 +3,14 @@ import {execa} from 'execa'
 import {randomBytes} from 'node:crypto'
 import fs from 'node:fs/promises'
 import https from 'node:https'
+import path from 'node:path'
 
 import {HubApi} from '../../src/lib/stack/hubapi.js'
 import {Layout} from '../../src/lib/config/layout.js'
+import {SecretStore} from '../../src/lib/files/secrets.js'
 import {BIN, DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, modeOf, portFlags, tempPrefix} from '../helpers/cli.js'
 import {HubBrowser, logIn} from '../helpers/hub.js'
-import {liveProcesses, serverPids, waitUntil} from '../helpers/processes.js'
+import {childPids, killInsideWrite, liveProcesses, serverPids, waitUntil} from '../helpers/processes.js'
 import {addUser, removeUser} from '../helpers/users.js'
 
 /*
@@ -19,6 +21,7 @@ import {addUser, removeUser} from '../helpers/users.js'
 
 interface Status {
   running: boolean
+  nginx?: {pid: number | null; running: boolean}
   proxy: {pid: number | null; running: boolean}
   hub: {pid: number | null; running: boolean; healthy: boolean}
 }
@@ -111,6 +114,36 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
 
     const auditLines = async () => (await fs.readFile(layout.auditLog, 'utf8')).trim().split('\n')
 
+    /**
+     * A request loop through nginx to the user's server while `action` runs, and 20 more requests
+     * after it (once a standby proxy is gone): how many were answered by the server, and each failure.
+     */
+    async function underRequestLoop<T>(action: () => Promise<T>): Promise<{result: T; ok: number; failures: string[]}> {
+      let stop = false
+      let ok = 0
+      const failures: string[] = []
+      const loop = (async () => {
+        while (!stop) {
+          try {
+            if (await routeAnswers()) ok++
+            else failures.push('not the user server')
+          } catch (error) {
+            failures.push((error as Error).message)
+          }
+        }
+      })()
+      try {
+        const result = await action()
+        const afterAction = ok
+        await waitUntil('requests after the action', async () => ok >= afterAction + 20 || failures.length > 0)
+        return {result, ok, failures}
+      } finally {
+        stop = true
+        await loop
+        console.log(`      request loop: ${ok} answered, ${failures.length} failed`)
+      }
+    }
+
     before(async function () {
       uid = await addUser(user)
       // The password reaches chpasswd on its standard input, never in argv.
@@ -162,26 +195,9 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
     it("--proxy-token: a request loop through nginx to the user's server sees no failure; the old token gets 403", async () => {
       const oldToken = await read(layout.proxyAuthToken)
       const before = await status()
-      let stop = false
-      let ok = 0
-      const failures: string[] = []
-      const loop = (async () => {
-        while (!stop) {
-          try {
-            if (await routeAnswers()) ok++
-            else failures.push('not the user server')
-          } catch (error) {
-            failures.push((error as Error).message)
-          }
-        }
-      })()
-      const rotated = await hubctl(['secrets', 'rotate', '--proxy-token', '--prefix', prefix, '--json'])
-      // A few more requests once the standby is gone.
-      const afterRotation = ok
-      await waitUntil('requests after the rotation', async () => ok >= afterRotation + 20)
-      stop = true
-      await loop
-      console.log(`      request loop: ${ok} answered, ${failures.length} failed`)
+      const {rotated, ok, failures} = await underRequestLoop(() =>
+        hubctl(['secrets', 'rotate', '--proxy-token', '--prefix', prefix, '--json']),
+      ).then(({result, ...rest}) => ({rotated: result, ...rest}))
       expect(rotated.exitCode, rotated.stderr + rotated.stdout).to.equal(0)
       expect(failures, 'failed requests during the rotation').to.deep.equal([])
       expect(ok).to.be.greaterThan(20)
@@ -211,6 +227,22 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       expect(audit).to.match(/secret=proxyAuthToken sha256=[0-9a-f]{8} outcome=applied/)
       expect(audit).to.include(result.rotated[0].sha256)
       expect(audit).to.not.include(newToken.slice(0, 16))
+    })
+
+    it("hubctl restart: a request loop through nginx to the user's server sees no failure; the server keeps its pid", async () => {
+      const before = await status()
+      const {
+        result: restarted,
+        ok,
+        failures,
+      } = await underRequestLoop(() => hubctl(['restart', '--prefix', prefix, '--json']))
+      expect(restarted.exitCode, restarted.stderr + restarted.stdout).to.equal(0)
+      expect(failures, 'failed requests during hubctl restart').to.deep.equal([])
+      expect(ok).to.be.greaterThan(20)
+      const after = await status()
+      expect(after.proxy.pid, 'the proxy was restarted').to.not.equal(before.proxy.pid)
+      expect(after.hub.pid, 'the hub was restarted').to.not.equal(before.hub.pid)
+      expect(await serverPids({uid})).to.deep.equal([serverPid])
     })
 
     it('--cookie-secret: the hub restarts, the login cookie is refused, the server keeps its pid and route', async () => {
@@ -262,24 +294,46 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       await waitUntil('the user route', routeAnswers)
     })
 
-    it('--dhparam: new parameters, nginx reloaded and still serving', async () => {
-      const before = await fs.stat(layout.dhparam)
-      const rotated = await hubctl([
-        'secrets',
-        'rotate',
-        '--dhparam',
-        '--dhparam-mode',
-        'ffdhe2048',
-        '--prefix',
-        prefix,
-        '--json',
-      ])
-      expect(rotated.exitCode, rotated.stderr + rotated.stdout).to.equal(0)
-      const result = JSON.parse(rotated.stdout) as {restarted: string[]}
-      expect(result.restarted).to.include('nginx (reload)')
-      expect(await modeOf(layout.dhparam)).to.equal(0o600)
-      expect((await fs.stat(layout.dhparam)).ino, "a new file took the old one's place").to.not.equal(before.ino)
-      expect(await routeAnswers()).to.equal(true)
+    it('--dhparam: new parameters (other bytes each time, from RFC 7919 ones and from generated ones), nginx reloaded (new workers) and still serving', async () => {
+      const nginxPid = (await status()).nginx?.pid
+      expect(nginxPid, 'nginx runs under the supervisor').to.be.a('number')
+      // Twice: ffdhe2048 (the init's) to generated parameters, then generated to generated.
+      for (const round of ['from ffdhe2048', 'from generated parameters']) {
+        const before = await fs.stat(layout.dhparam)
+        const oldContent = await fs.readFile(layout.dhparam, 'utf8')
+        const workersBefore = await childPids(nginxPid!)
+        expect(workersBefore, `${round}: nginx's workers`).to.not.deep.equal([])
+        const rotated = await hubctl([
+          'secrets',
+          'rotate',
+          '--dhparam',
+          '--dhparam-mode',
+          'generate',
+          '--dhparam-bits',
+          '2048',
+          '--prefix',
+          prefix,
+          '--json',
+        ])
+        expect(rotated.exitCode, rotated.stderr + rotated.stdout).to.equal(0)
+        const result = JSON.parse(rotated.stdout) as {restarted: string[]}
+        expect(result.restarted).to.include('nginx (reload)')
+        expect(await modeOf(layout.dhparam)).to.equal(0o600)
+        expect((await fs.stat(layout.dhparam)).ino, "a new file took the old one's place").to.not.equal(before.ino)
+        const newContent = await fs.readFile(layout.dhparam, 'utf8')
+        expect(newContent, `${round}: the parameters' bytes changed`).to.not.equal(oldContent)
+        const check = await execa('openssl', ['dhparam', '-in', layout.dhparam, '-check', '-text', '-noout'])
+        expect(check.stdout + check.stderr).to.match(/2048 bit/)
+        expect(check.stdout).to.not.match(/GROUP: ffdhe/)
+        // nginx reloaded, seen from nginx: the same master, none of its workers of before (the
+        // old ones finish their connections and exit; new ones read the new parameters).
+        expect((await status()).nginx?.pid, 'the same nginx master').to.equal(nginxPid)
+        await waitUntil(`${round}: nginx's workers replaced`, async () => {
+          const now = await childPids(nginxPid!)
+          return now.length > 0 && now.every((pid) => !workersBefore.includes(pid))
+        })
+        expect(await routeAnswers()).to.equal(true)
+      }
     })
 
     it('rolls back when the hub cannot start with the new value, and exits non-zero', async () => {
@@ -496,10 +550,66 @@ describe('secrets rotate on a stopped stack, and killed at random moments', func
     )
   })
 
+  /** What the hub answers GET /hub/api/users with this token (200, or 403 for a token it does not know). */
+  const usersStatus = async (token: string): Promise<number> => {
+    const response = await fetch(`http://127.0.0.1:${settingsNow().ports.hub}/hub/api/users`, {
+      headers: {Authorization: `token ${token}`},
+    })
+    await response.arrayBuffer()
+    return response.status
+  }
+  let settingsCache: {ports: Record<string, number>} | undefined
+  const settingsNow = () => settingsCache!
+  const TOKENS = ['cookieSecret', 'proxyAuthToken', 'apiToken'] as const
+  const tokensNow = async () =>
+    Object.fromEntries(await Promise.all(TOKENS.map(async (name) => [name, await read(layout.secretFiles[name])])))
+
+  /**
+   * Every secret is the old value or a new one: unchanged, or a valid new value whose newest
+   * backup is the old one (written before the new value, never after).
+   */
+  async function assertOldOrNew(olds: Record<string, string>, what: string): Promise<void> {
+    const store = new SecretStore(layout)
+    for (const name of TOKENS) {
+      const now = await read(layout.secretFiles[name])
+      if (now === olds[name]) continue
+      expect(now, `${what}: ${name} is new and valid`).to.match(/^[0-9a-f]{64}$/)
+      expect(await store.latestBackup(name), `${what}: the backup of ${name} is the old value`).to.equal(olds[name])
+    }
+  }
+
+  /**
+   * hubctl's own API calls work before any restart: through the current token, or through the
+   * previous one when the hub still runs with it, and then never silently (onFallback is told).
+   */
+  async function assertApiWorksBeforeRestart(what: string): Promise<'current' | 'previous'> {
+    return waitUntil(`${what}: hubctl's API calls before the restart`, async () => {
+      const fallbacks: string[] = []
+      const api = HubApi.forLayout(layout, settingsNow(), {onFallback: (request) => fallbacks.push(request)})
+      const current = await read(layout.apiToken)
+      const refused = await usersStatus(current)
+      const users = await api.listUsers()
+      // The hub restarted meanwhile (the killed rotation had asked the supervisor): ask again.
+      if ((await usersStatus(current)) !== refused || ![200, 403].includes(refused)) return undefined
+      expect(
+        users.map((user) => user.name),
+        what,
+      ).to.include('alice')
+      if (refused === 200) {
+        expect(fallbacks, `${what}: no fallback while the hub takes the current token`).to.deep.equal([])
+        return 'current'
+      }
+      expect(fallbacks, `${what}: the fallback to the previous token was used, and said so`).to.not.deep.equal([])
+      return 'previous'
+    })
+  }
+
   it('a rotation killed with SIGKILL at random moments on a running stack leaves valid secrets and a stack that starts healthy', async () => {
     const started = await hubctl(['start', '--detach', '--prefix', prefix])
     expect(started.exitCode, started.stderr).to.equal(0)
+    settingsCache = JSON.parse(await fs.readFile(layout.settings, 'utf8'))
     for (let round = 0; round < 6; round++) {
+      const olds = await tokensNow()
       const child = execa(
         process.execPath,
         [BIN, 'secrets', 'rotate', '--all', '--yes', '--dhparam-mode', 'ffdhe2048', '--prefix', prefix],
@@ -514,6 +624,8 @@ describe('secrets rotate on a stopped stack, and killed at random moments', func
         check.exitCode,
         `round ${round} (killed after ${delay} ms, ${outcome.signal ?? `exit ${outcome.exitCode}`}): ${check.stderr}`,
       ).to.equal(0)
+      await assertOldOrNew(olds, `round ${round} (killed after ${delay} ms)`)
+      await assertApiWorksBeforeRestart(`round ${round}`)
       const stop = await hubctl(['stop', '--prefix', prefix])
       expect(stop.exitCode, stop.stderr).to.equal(0)
       const start = await hubctl(['start', '--detach', '--prefix', prefix, '--json'])
@@ -525,6 +637,49 @@ describe('secrets rotate on a stopped stack, and killed at random moments', func
       // The proxy and the hub agree on the token: the hub can read the proxy's routes.
       const api = HubApi.forLayout(layout, JSON.parse(await fs.readFile(layout.settings, 'utf8')))
       await api.syncProxy()
+      expect(await usersStatus(await read(layout.apiToken)), `round ${round}: after the restart`).to.equal(200)
     }
+  })
+
+  it("--api-token killed after the new token is written, before the hub is told: hubctl's API calls go through with the previous token and say so; a restart ends it", async () => {
+    await hubctl(['stop', '--prefix', prefix])
+    const started = await hubctl(['start', '--detach', '--prefix', prefix])
+    expect(started.exitCode, started.stderr).to.equal(0)
+    settingsCache = JSON.parse(await fs.readFile(layout.settings, 'utf8'))
+    const olds = await tokensNow()
+    const stash = await tempPrefix('hubctl-rotk-writes')
+    try {
+      // Its writes: the old token's backup, the new token, then the request to the supervisor.
+      const held = await killInsideWrite(
+        ['secrets', 'rotate', '--api-token', '--prefix', prefix],
+        3,
+        path.join(stash, 'writes.log'),
+      )
+      expect(held).to.include(path.basename(layout.controlFile))
+    } finally {
+      await fs.rm(stash, {recursive: true, force: true})
+    }
+    await assertOldOrNew(olds, 'killed before the supervisor was asked')
+    const now = await read(layout.apiToken)
+    expect(now).to.not.equal(olds.apiToken)
+    expect(await usersStatus(now), 'the hub still runs with the old token').to.equal(403)
+    expect(await usersStatus(olds.apiToken)).to.equal(200)
+    expect(await assertApiWorksBeforeRestart('killed before the supervisor was asked')).to.equal('previous')
+    // `hubctl stop` asks the hub for the servers to stop: it gets through, and warns.
+    const stop = await hubctl(['stop', '--prefix', prefix])
+    expect(stop.exitCode, stop.stderr).to.equal(0)
+    expect(stop.stderr).to.match(
+      /warning: the hub refused hubctl's current API token for GET \/users\S* and accepted the previous one.*Fix: run `hubctl restart`/,
+    )
+    expect(stop.stderr + stop.stdout)
+      .to.not.include(now)
+      .and.not.include(olds.apiToken)
+    const start = await hubctl(['start', '--detach', '--prefix', prefix])
+    expect(start.exitCode, start.stderr).to.equal(0)
+    expect(await usersStatus(now), 'the restarted hub takes the token of the file').to.equal(200)
+    expect(await assertApiWorksBeforeRestart('after the restart')).to.equal('current')
+    const stopAgain = await hubctl(['stop', '--prefix', prefix])
+    expect(stopAgain.exitCode, stopAgain.stderr).to.equal(0)
+    expect(stopAgain.stderr).to.not.include('previous one')
   })
 })

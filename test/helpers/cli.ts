@@ -84,8 +84,29 @@ export async function holdPorts(ports: Iterable<number>): Promise<{release(): Pr
   return {release}
 }
 
-/** Seven distinct free ports as init flags. */
-export async function portFlags(): Promise<{
+/**
+ * A TCP port free right now below the kernel's ephemeral range (ip_local_port_range), which the
+ * kernel never hands out by itself: not to another test's `freePort()`, nor as the local port of
+ * an outgoing connection. For a test that runs init again and again over minutes with the same
+ * ports, where a port of the ephemeral range is soon taken by someone else. Below 20000 too: the
+ * range above it is where hubctl gives user servers their ports (init --server-ports' default).
+ */
+export async function freePortBelowEphemeral(): Promise<number> {
+  const range = await fs.readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').catch(() => '32768 60999')
+  const low = Number(range.trim().split(/\s+/)[0])
+  for (;;) {
+    const port = 10_000 + Math.floor(Math.random() * (Math.min(low, 20_000) - 10_000))
+    const free = await new Promise<boolean>((resolve) => {
+      const server = net.createServer()
+      server.once('error', () => resolve(false))
+      server.listen(port, '0.0.0.0', () => server.close(() => resolve(true)))
+    })
+    if (free) return port
+  }
+}
+
+/** Seven distinct free ports as init flags (`belowEphemeral`: from freePortBelowEphemeral). */
+export async function portFlags(options: {belowEphemeral?: boolean} = {}): Promise<{
   flags: string[]
   ports: {
     http: number
@@ -100,8 +121,9 @@ export async function portFlags(): Promise<{
   const ports = {http: 0, https: 0, proxy: 0, proxyApi: 0, hub: 0, proxyStandby: 0, proxyStandbyApi: 0}
   const taken = new Set<number>()
   for (const key of Object.keys(ports) as Array<keyof typeof ports>) {
-    let port = await freePort()
-    while (taken.has(port)) port = await freePort()
+    const pick = options.belowEphemeral ? freePortBelowEphemeral : freePort
+    let port = await pick()
+    while (taken.has(port)) port = await pick()
     taken.add(port)
     ports[key] = port
   }
@@ -162,6 +184,59 @@ export async function snapshot(dir: string): Promise<Record<string, string>> {
     else if (entry.isFile()) out[relative] = await fs.readFile(full, 'utf8')
   })
   return out
+}
+
+/** One entry of a tree as `snapshotTree` keeps it: what it holds, its mode and its owner. */
+export interface TreeEntry {
+  /** A file's content (base64 when it is not UTF-8), a link's target after `-> `, '' for a directory. */
+  content: string
+  mode: number
+  uid: number
+  gid: number
+}
+
+/**
+ * Every entry under `dir` (files, directories, links; never followed) with its content, mode and
+ * owner: for "nothing changed at all" assertions, where `snapshot` compares contents only.
+ */
+export async function snapshotTree(dir: string): Promise<Record<string, TreeEntry>> {
+  const out: Record<string, TreeEntry> = {}
+  await walkTree(dir, async (full, relative, entry) => {
+    const stat = await fs.lstat(full)
+    let content = ''
+    if (entry.isSymbolicLink()) content = `-> ${await fs.readlink(full)}`
+    else if (entry.isFile()) {
+      const bytes = await fs.readFile(full)
+      const text = bytes.toString('utf8')
+      content = Buffer.from(text, 'utf8').equals(bytes) ? text : `base64:${bytes.toString('base64')}`
+    }
+    out[relative] = {content, mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid}
+  })
+  return out
+}
+
+/**
+ * What differs between two `snapshotTree`s, one line per entry: added, removed, or which of
+ * content (from the first differing character), mode and owner changed. [] when nothing did.
+ */
+export function treeChanges(before: Record<string, TreeEntry>, after: Record<string, TreeEntry>): string[] {
+  const changes: string[] = []
+  for (const name of [...new Set([...Object.keys(before), ...Object.keys(after)])].sort()) {
+    const [a, b] = [before[name], after[name]]
+    if (!a) changes.push(`${name}: added`)
+    else if (!b) changes.push(`${name}: removed`)
+    else {
+      if (a.content !== b.content) {
+        let i = 0
+        while (a.content[i] === b.content[i]) i++
+        const around = (text: string) => JSON.stringify(text.slice(Math.max(0, i - 40), i + 40))
+        changes.push(`${name}: content ${around(a.content)} became ${around(b.content)}`)
+      }
+      if (a.mode !== b.mode) changes.push(`${name}: mode ${a.mode.toString(8)} became ${b.mode.toString(8)}`)
+      if (a.uid !== b.uid || a.gid !== b.gid) changes.push(`${name}: owner ${a.uid}:${a.gid} became ${b.uid}:${b.gid}`)
+    }
+  }
+  return changes
 }
 
 /**

@@ -1,7 +1,11 @@
-import {AssertionError} from 'chai'
+import {AssertionError, expect} from 'chai'
+import {execa} from 'execa'
 import {ChildProcess, spawn} from 'node:child_process'
 import fs from 'node:fs'
+import path from 'node:path'
 import {AssertionError as NodeAssertionError} from 'node:assert'
+
+import {BIN, ROOT} from './cli.js'
 
 /** How often and how many times to poll: bounded, no timing asserted. */
 export interface Pace {
@@ -173,6 +177,17 @@ export function serverPids(of: {uid: number} | {user: string; hubPort: number}):
   })
 }
 
+/** The pids of a process's children (every thread's, from /proc/PID/task/TID/children); [] once it is gone. */
+export async function childPids(pid: number): Promise<number[]> {
+  const tasks = await fs.promises.readdir(`/proc/${pid}/task`).catch(() => [] as string[])
+  const children: number[] = []
+  for (const task of tasks) {
+    const text = await fs.promises.readFile(`/proc/${pid}/task/${task}/children`, 'utf8').catch(() => '')
+    children.push(...text.split(' ').filter(Boolean).map(Number))
+  }
+  return children.sort((a, b) => a - b)
+}
+
 /** SIGKILL each pid; one already gone is no error. */
 export function killPids(pids: Iterable<number>): void {
   for (const pid of pids) {
@@ -182,4 +197,58 @@ export function killPids(pids: Iterable<number>): void {
       // already gone
     }
   }
+}
+
+/* A hubctl process killed inside one of its writes (test/helpers/pause-writes.js). */
+
+/** Preloaded into the killed init: numbers its atomic writes and holds the one asked for (atomic.ts's fault hook). */
+const PAUSE_WRITES = path.join(ROOT, 'test/helpers/pause-writes.js')
+
+/** Every atomic write a hubctl command makes, in order (the temp file of each), run to the end. */
+export async function writesOf(args: string[], log: string): Promise<string[]> {
+  await fs.promises.rm(log, {force: true})
+  const result = await execa(process.execPath, ['--import', PAUSE_WRITES, BIN, ...args], {
+    reject: false,
+    stdin: 'ignore',
+    env: {HUBCTL_TEST_WRITES_LOG: log},
+  })
+  expect(result.exitCode, result.stderr).to.equal(0)
+  return (await fs.promises.readFile(log, 'utf8'))
+    .trim()
+    .split('\n')
+    .map((line) => line.split('\t')[1])
+}
+
+/**
+ * Run a hubctl command (`args`, e.g. init) until its `n`-th atomic write is written to its temp file but not yet renamed, hold it
+ * there, then SIGKILL its whole process group (init and whatever it runs: JupyterHub's config
+ * check, nginx -t). Asserts the kill is what ended it, and that nothing of the group is left; returns the held write's temp file.
+ */
+export async function killInsideWrite(args: string[], n: number, log: string): Promise<string> {
+  await fs.promises.rm(log, {force: true})
+  const child = spawn(process.execPath, ['--import', PAUSE_WRITES, BIN, ...args], {
+    stdio: 'ignore',
+    detached: true,
+    env: {...process.env, HUBCTL_TEST_WRITES_LOG: log, HUBCTL_TEST_PAUSE_AT: String(n)},
+  })
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  const held = await waitUntil(`hubctl holding write ${n}`, async () => {
+    const text = await fs.promises.readFile(log, 'utf8').catch(() => '')
+    if (text.includes(`paused\t${n}\n`)) return text.split('\n')[n - 1].split('\t')[1]
+    expect(child.exitCode, `hubctl ${args[0]} ended (exit ${child.exitCode}) before its write ${n}`).to.equal(null)
+    return undefined
+  })
+  process.kill(-child.pid!, 'SIGKILL')
+  await exited
+  expect(child.signalCode, `write ${n}: how hubctl ${args[0]} ended`).to.equal('SIGKILL')
+  await waitUntil(`no process left of the killed group (write ${n})`, async () => {
+    try {
+      process.kill(-child.pid!, 0)
+      return false
+    } catch (error) {
+      expect((error as NodeJS.ErrnoException).code).to.equal('ESRCH')
+      return true
+    }
+  })
+  return held
 }

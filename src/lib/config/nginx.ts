@@ -1,7 +1,15 @@
 import fs from 'node:fs/promises'
 import os from 'node:os'
 
-import {ensureDir, ensureLogFile, exists, readIfExists, symlinkAtomic, writeFileAtomic} from '../files/atomic.js'
+import {
+  ensureDir,
+  ensureLogFile,
+  exists,
+  readIfExists,
+  symlinkAtomic,
+  writeFileAtomic,
+  writeFileAtomicIfChanged,
+} from '../files/atomic.js'
 import {HubctlError, preflightError, runtimeError, validationError} from '../errors.js'
 import {processAlive} from '../processes.js'
 import {Layout} from './layout.js'
@@ -72,12 +80,15 @@ export class Nginx {
   }
 
   /** The prefix's main nginx.conf (only when the prefix is not `/`). */
-  async writeMainConf(): Promise<void> {
-    if (this.layout.isSystem) return
+  /** Returns whether the file was written (false: the system's nginx.conf, or the same content). */
+  async writeMainConf(): Promise<boolean> {
+    if (this.layout.isSystem) return false
     await this.ensureDirs()
-    await writeFileAtomic(this.layout.nginxMainConf, await this.renderMainConf(this.layout.nginxSitesEnabled), {
-      mode: 0o644,
-    })
+    return writeFileAtomicIfChanged(
+      this.layout.nginxMainConf,
+      await this.renderMainConf(this.layout.nginxSitesEnabled),
+      {mode: 0o644},
+    )
   }
 
   private async renderMainConf(sitesEnabled: string): Promise<string> {

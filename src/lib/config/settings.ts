@@ -1,6 +1,6 @@
 import fs from 'node:fs/promises'
 
-import {readIfExists, writeFileAtomic} from '../files/atomic.js'
+import {readIfExists, writeFileAtomicIfChanged} from '../files/atomic.js'
 import {HubctlError, messageOf, usageError} from '../errors.js'
 import {Layout} from './layout.js'
 import {hasControlChar, parseDomain, parsePort, parseUserName} from '../validate.js'
@@ -144,10 +144,11 @@ export class SettingsStore {
     return (await this.exists()) ? this.load() : undefined
   }
 
-  async save(settings: Settings): Promise<void> {
+  /** Returns whether the file was written (false: it held these settings already). */
+  async save(settings: Settings): Promise<boolean> {
     await fs.mkdir(this.layout.etcDir, {recursive: true, mode: 0o755})
     // 0640: it holds the deploy hooks root runs; nobody else needs to read it.
-    await writeFileAtomic(this.layout.settings, `${JSON.stringify(settings, null, 2)}\n`, {mode: 0o640})
+    return writeFileAtomicIfChanged(this.layout.settings, `${JSON.stringify(settings, null, 2)}\n`, {mode: 0o640})
   }
 }
 

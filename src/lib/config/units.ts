@@ -2,7 +2,7 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 import {randomInt} from 'node:crypto'
 
-import {writeFileAtomic} from '../files/atomic.js'
+import {writeFileAtomicIfChanged} from '../files/atomic.js'
 import {usageError} from '../errors.js'
 import {Layout} from './layout.js'
 import {renderTemplate} from './render.js'
@@ -65,9 +65,26 @@ export async function planRenewalSchedule(
       {file: layout.renewTimer, content: await renderTemplate('hubctl-renew.timer', view, 'systemd'), mode: 0o644},
     ]
   }
-  const hourA = randomInt(12)
-  const content = await renderTemplate('cron', {...view, minute: randomInt(60), hourA, hourB: hourA + 12}, 'cron')
+  const {minute, hourA} = (await cronTimeOf(layout.cronFile)) ?? {minute: randomInt(60), hourA: randomInt(12)}
+  const content = await renderTemplate('cron', {...view, minute, hourA, hourB: hourA + 12}, 'cron')
   return [{file: layout.cronFile, content, mode: 0o644}]
+}
+
+/**
+ * The random time an installed cron file already has (`M H,H+12 * * *`), kept so that init run
+ * again leaves the file as it is; undefined when there is none or it is not hubctl's form.
+ */
+async function cronTimeOf(file: string): Promise<{minute: number; hourA: number} | undefined> {
+  let text: string
+  try {
+    text = await fs.readFile(file, 'utf8')
+  } catch {
+    return undefined
+  }
+  const match = /^(\d{1,2}) (\d{1,2}),(\d{1,2}) \* \* \* /m.exec(text)
+  if (!match) return undefined
+  const [minute, hourA, hourB] = match.slice(1).map(Number)
+  return minute < 60 && hourA < 12 && hourB === hourA + 12 ? {minute, hourA} : undefined
 }
 
 /**
@@ -90,11 +107,13 @@ export async function planLogrotate(layout: Layout, uid = process.getuid?.() ?? 
   return {file: layout.logrotateConf, content, mode: 0o644}
 }
 
-export async function writePlanned(files: PlannedFile[]): Promise<void> {
+export async function writePlanned(files: PlannedFile[]): Promise<string[]> {
+  const written: string[] = []
   for (const planned of files) {
     await fs.mkdir(path.dirname(planned.file), {recursive: true, mode: 0o755})
-    await writeFileAtomic(planned.file, planned.content, {mode: planned.mode})
+    if (await writeFileAtomicIfChanged(planned.file, planned.content, {mode: planned.mode})) written.push(planned.file)
   }
+  return written
 }
 
 /** Tell systemd (only for the real system, prefix `/`). */

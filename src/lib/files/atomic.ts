@@ -60,6 +60,33 @@ export async function writeFileAtomic(
   await fsyncDir(dir)
 }
 
+/**
+ * writeFileAtomic, unless the file already holds exactly this content with this mode (and owner,
+ * when given): then nothing is written, so that a command run again changes nothing. Returns
+ * whether it wrote.
+ */
+export async function writeFileAtomicIfChanged(
+  file: string,
+  data: string | Uint8Array,
+  options: AtomicWriteOptions,
+): Promise<boolean> {
+  try {
+    const stat = await fs.lstat(file)
+    if (
+      stat.isFile() &&
+      (stat.mode & 0o7777) === options.mode &&
+      (options.uid === undefined || stat.uid === options.uid) &&
+      (options.gid === undefined || stat.gid === options.gid) &&
+      (await fs.readFile(file)).equals(typeof data === 'string' ? Buffer.from(data, 'utf8') : data)
+    )
+      return false
+  } catch (error) {
+    if (errnoCode(error) !== 'ENOENT') throw error
+  }
+  await writeFileAtomic(file, data, options)
+  return true
+}
+
 export async function fsyncDir(dir: string): Promise<void> {
   const handle = await fs.open(dir, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY)
   try {

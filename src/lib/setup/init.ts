@@ -333,19 +333,24 @@ export class InitService {
       files.push(await this.installHubConfig(hubConfig, jupyterhub))
       if (dhMissing) r.progress('render', 'waiting for the DH parameters')
       await dhWrite
-      await nginx().writeMainConf()
+      const mainConfWritten = await nginx().writeMainConf()
       await nginx().ensureAcmeWebroot()
       const siteResult = await nginx().installSite(site)
       files.push({file: layout.nginxSite, action: siteResult.changed ? 'written' : 'unchanged'})
-      if (!layout.isSystem) files.push({file: layout.nginxMainConf, action: 'written'})
-      await new SettingsStore(layout).save(settings)
-      files.push({file: layout.settings, action: 'written'})
+      if (!layout.isSystem) files.push({file: layout.nginxMainConf, action: mainConfWritten ? 'written' : 'unchanged'})
+      const settingsWritten = await new SettingsStore(layout).save(settings)
+      files.push({file: layout.settings, action: settingsWritten ? 'written' : 'unchanged'})
       r.done('render', 'jupyterhub_config.py loaded by JupyterHub, nginx -t passed')
 
       // 6. install
       r.start('install')
-      await writePlanned(unitFiles)
-      files.push(...unitFiles.map((planned) => ({file: planned.file, action: 'written' as const})))
+      const unitsWritten = await writePlanned(unitFiles)
+      files.push(
+        ...unitFiles.map((planned) => ({
+          file: planned.file,
+          action: unitsWritten.includes(planned.file) ? ('written' as const) : ('unchanged' as const),
+        })),
+      )
       if (layout.isSystem && (await systemdRuns()) && unitFiles.length > 0) {
         commands.push(
           ...(await enableUnits(

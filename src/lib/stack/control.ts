@@ -5,7 +5,7 @@ import path from 'node:path'
 
 import {ensureLogFile, readIfExists, writeFileAtomic} from '../files/atomic.js'
 import {ExitCode, ExitCodeValue, HubctlError, messageOf, runtimeError} from '../errors.js'
-import {HubApi, FetchLike, checkHealth, hubHealthUrl} from './hubapi.js'
+import {HubApi, FetchLike, checkHealth, fallbackWarning, hubHealthUrl} from './hubapi.js'
 import {Layout} from '../config/layout.js'
 import {CullingSummary, cullingSummary} from '../config/culler.js'
 import {portOwnedBy, recordedChild} from './listeners.js'
@@ -160,7 +160,16 @@ export async function stopStack(
   result.wasRunning = supervisor !== undefined || hubUp
   if (!options.keepServers) {
     if (hubUp) {
-      const api = options.api ?? HubApi.forLayout(layout, settings, {fetch: options.fetch})
+      const warned = new Set<string>()
+      const api =
+        options.api ??
+        HubApi.forLayout(layout, settings, {
+          fetch: options.fetch,
+          onFallback: (request) => {
+            if (warned.size === 0) result.warnings.push(fallbackWarning(request))
+            warned.add(request)
+          },
+        })
       result.servers = await stopServers(api, {clock, timeoutMs, log})
       for (const server of result.servers.filter((s) => s.result !== 'stopped')) {
         result.warnings.push(

@@ -4,6 +4,9 @@ import {verifyRecordedListener} from './listeners.js'
 import {SecretStore} from '../files/secrets.js'
 import type {Settings} from '../config/settings.js'
 
+/** How long a spawn request may take to be answered: JupyterHub's slow_spawn_timeout (10 s) and a margin for a loaded machine. */
+const SPAWN_ANSWER_MS = 60_000
+
 /** One user server as hubctl reports it. */
 export interface ServerInfo {
   user: string
@@ -37,6 +40,12 @@ export interface HubApiOptions {
    */
   fallbackToken?: () => Promise<string | undefined>
   /**
+   * Told each time the fallback token was used and the hub accepted it: the hub still runs with
+   * the previous token, which only a restart ends. Never silent: whoever passes `fallbackToken`
+   * says (logs, warns) that it happened.
+   */
+  onFallback?: (request: string) => void
+  /**
    * Called before every request, before the token is read: throws unless what listens on the
    * hub's port is the hub hubctl started (listeners.ts). A token is never sent to anything else.
    */
@@ -46,9 +55,6 @@ export interface HubApiOptions {
 }
 
 /** A hub API call that failed: the status and the hub's own message, never the token. */
-/** How long a start or stop request may take to be answered (JupyterHub's own wait is 10 s). */
-const SERVER_ACTION_TIMEOUT_MS = 30_000
-
 export class HubApiError extends HubctlError {
   constructor(
     message: string,
@@ -62,6 +68,11 @@ export class HubApiError extends HubctlError {
     })
     this.name = 'HubApiError'
   }
+}
+
+/** The warning when a request went through only with the previous API token. */
+export function fallbackWarning(request: string): string {
+  return `the hub refused hubctl's current API token for ${request} and accepted the previous one: it still runs with the token of before a rotation that did not finish. Fix: run \`hubctl restart\``
 }
 
 /** The hub's API base URL for these settings (the hub's own port, loopback). */
@@ -146,13 +157,25 @@ export class HubApi {
   static forLayout(
     layout: Layout,
     settings: Pick<Settings, 'ports'>,
-    options: {secrets?: SecretStore; fetch?: FetchLike; timeoutMs?: number} = {},
+    options: {
+      secrets?: SecretStore
+      fetch?: FetchLike
+      timeoutMs?: number
+      /**
+       * Called when the hub refused the current token and accepted the previous one (a rotation
+       * that did not finish: README, "until then hubctl's own API calls fall back to the previous
+       * API token"); false: no fallback, the current token or a failure.
+       */
+      onFallback?: ((request: string) => void) | false
+    } = {},
   ): HubApi {
     const secrets = options.secrets ?? new SecretStore(layout)
     return new HubApi({
       baseUrl: hubApiUrl(settings),
       token: () => secrets.read('apiToken'),
-      fallbackToken: () => secrets.latestBackup('apiToken'),
+      ...(options.onFallback === false
+        ? {}
+        : {fallbackToken: () => secrets.latestBackup('apiToken'), onFallback: options.onFallback}),
       verify: hubVerifier(layout, settings),
       fetch: options.fetch,
       timeoutMs: options.timeoutMs,
@@ -192,7 +215,9 @@ export class HubApi {
 
   /** Ask the hub to start a server; 'started' (201) or 'pending' (202). */
   async startServer(user: string, name = '', options: Record<string, unknown> = {}): Promise<'started' | 'pending'> {
-    const status = await this.requestStatus('POST', serverPath(user, name), options, [201, 202])
+    // JupyterHub answers a spawn only once the server is up or its slow_spawn_timeout (10 s) has
+    // passed: on a loaded machine, later than a plain request's timeout.
+    const status = await this.requestStatus('POST', serverPath(user, name), options, [201, 202], SPAWN_ANSWER_MS)
     return status === 201 ? 'started' : 'pending'
   }
 
@@ -228,8 +253,9 @@ export class HubApi {
     path: string,
     body: unknown,
     accept = 'application/json',
-    timeoutMs = this.timeoutMs,
+    atLeastMs = 0,
   ): Promise<Response> {
+    const timeoutMs = Math.max(this.timeoutMs, atLeastMs)
     await this.options.verify()
     const headers: Record<string, string> = {Authorization: await this.authHeader(), Accept: accept}
     if (body !== undefined) headers['Content-Type'] = 'application/json'
@@ -252,7 +278,9 @@ export class HubApi {
       await response.body?.cancel()
       await this.options.verify()
       headers.Authorization = `token ${fallback}`
-      return await attempt()
+      const second = await attempt()
+      if (second.status !== 403) this.options.onFallback?.(`${method} ${path}`)
+      return second
     } catch (error) {
       const reason = (error as {cause?: {code?: string}}).cause?.code ?? (error as Error).name
       throw new HubApiError(`the hub API at ${this.baseUrl} did not answer ${method} ${path} (${reason})`, undefined, {
@@ -268,10 +296,14 @@ export class HubApi {
     return (await response.json()) as T
   }
 
-  private async requestStatus(method: string, path: string, body: unknown, expected: number[]): Promise<number> {
-    // JupyterHub holds a start or stop for up to slow_spawn_timeout / slow_stop_timeout (10 s by
-    // default) before it answers 202: on a busy machine the answer comes after that, not never.
-    const response = await this.send(method, path, body, undefined, Math.max(this.timeoutMs, SERVER_ACTION_TIMEOUT_MS))
+  private async requestStatus(
+    method: string,
+    path: string,
+    body: unknown,
+    expected: number[],
+    atLeastMs = 0,
+  ): Promise<number> {
+    const response = await this.send(method, path, body, undefined, atLeastMs)
     if (!expected.includes(response.status)) throw await failure(method, path, response)
     await response.body?.cancel()
     return response.status

@@ -3,7 +3,7 @@ import fs from 'node:fs/promises'
 
 import {DhparamMode, FFDHE2048_PEM, generateDhparam} from '../tls/dhparam.js'
 import {errnoCode, messageOf, runtimeError, usageError, validationError} from '../errors.js'
-import {FetchLike, HubApi, hubApiUrl, hubVerifier, keepAlive, proxyApiUrl} from './hubapi.js'
+import {FetchLike, HubApi, fallbackWarning, hubApiUrl, hubVerifier, keepAlive, proxyApiUrl} from './hubapi.js'
 import {databaseUrl} from '../config/hubconfig.js'
 import {detectJupyterHub} from '../config/jupyterhub.js'
 import {Layout} from '../config/layout.js'
@@ -264,7 +264,12 @@ export class RotationService {
    * reaches the script on its standard input).
    */
   private async revokeOldApiTokens(token: string, old: string | undefined): Promise<void> {
-    const api = HubApi.forLayout(this.layout, this.deps.settings, {secrets: this.store, fetch: this.deps.fetch})
+    // The new token or a failure: no fallback to the old one here, which would hide a hub refusing the new.
+    const api = HubApi.forLayout(this.layout, this.deps.settings, {
+      secrets: this.store,
+      fetch: this.deps.fetch,
+      onFallback: false,
+    })
     await api.version()
     const install = await detectJupyterHub(this.deps.runner, this.deps.settings.executables.jupyterhub)
     const result = await this.deps.runner.run(install.python, ['-I', '-c', REVOKE_SCRIPT, databaseUrl(this.layout)], {
@@ -297,7 +302,11 @@ export class RotationService {
 
   /** Restart each running user server, one after the other (to end sessions of the old cookie secret). */
   private async restartServers(): Promise<string[]> {
-    const api = HubApi.forLayout(this.layout, this.deps.settings, {secrets: this.store, fetch: this.deps.fetch})
+    const api = HubApi.forLayout(this.layout, this.deps.settings, {
+      secrets: this.store,
+      fetch: this.deps.fetch,
+      onFallback: (request) => this.log(`warning: ${fallbackWarning(request)}`),
+    })
     const done: string[] = []
     for (const server of await api.listServers()) {
       if (!server.ready) continue

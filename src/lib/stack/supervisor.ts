@@ -5,7 +5,17 @@ import path from 'node:path'
 
 import {ensureLogFile, writeFileAtomic} from '../files/atomic.js'
 import {ExitCode, HubctlError, errnoCode, messageOf, preflightError, runtimeError, usageError} from '../errors.js'
-import {HubApi, HubApiError, FetchLike, checkHealth, hubApiUrl, hubHealthUrl, keepAlive, proxyApiUrl} from './hubapi.js'
+import {
+  HubApi,
+  HubApiError,
+  FetchLike,
+  checkHealth,
+  fallbackWarning,
+  hubApiUrl,
+  hubHealthUrl,
+  keepAlive,
+  proxyApiUrl,
+} from './hubapi.js'
 import {Layout} from '../config/layout.js'
 import {supervisorCulling} from '../config/culler.js'
 import {PortOwner, portOwnedBy} from './listeners.js'
@@ -327,6 +337,7 @@ export class Supervisor {
       baseUrl: hubApiUrl(this.settings),
       token: () => this.secrets.read('apiToken'),
       fallbackToken: () => backups.latestBackup('apiToken'),
+      onFallback: (request) => this.log('warn', 'api-token-fallback', fallbackWarning(request), 'hub'),
       verify: () => this.verifyOwnPort('hub', this.settings.ports.hub, 'its API token'),
       fetch: this.fetchFn,
       timeoutMs: 10_000,

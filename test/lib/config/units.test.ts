@@ -234,3 +234,29 @@ describe('logrotate configuration', function () {
     }
   })
 })
+
+describe('the cron line run again', () => {
+  let dir: string
+  before(async () => {
+    dir = await tempPrefix('hubctl-cron')
+  })
+  after(async () => {
+    await fs.rm(dir, {recursive: true, force: true})
+  })
+
+  it('keeps the random time of the installed file, so that init run again leaves it as it is (was: a new time at each run)', async () => {
+    const layout = new Layout(dir)
+    const context = {node: '/usr/bin/node', hubctl: '/opt/hubctl/bin/run.js'}
+    const [first] = await planRenewalSchedule(layout, context, false)
+    await fs.mkdir(path.dirname(first.file), {recursive: true})
+    await fs.writeFile(first.file, first.content)
+    for (let i = 0; i < 20; i++) {
+      const [again] = await planRenewalSchedule(layout, context, false)
+      expect(again.content).to.equal(first.content)
+    }
+    // A file not in hubctl's form gets a time of its own, in the form.
+    await fs.writeFile(first.file, '61 3,15 * * * root true\n')
+    const [fresh] = await planRenewalSchedule(layout, context, false)
+    expect(fresh.content).to.match(/^([0-5]?\d) (\d|1[01]),(\d+) \* \* \* root /m)
+  })
+})

@@ -2,7 +2,7 @@ import {expect} from 'chai'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 
-import {ensureDir, symlinkAtomic, writeFileAtomic} from '../../../src/lib/files/atomic.js'
+import {ensureDir, symlinkAtomic, writeFileAtomic, writeFileAtomicIfChanged} from '../../../src/lib/files/atomic.js'
 import {modeOf, tempPrefix} from '../../helpers/cli.js'
 
 describe('atomic writes', () => {
@@ -41,5 +41,36 @@ describe('atomic writes', () => {
     await symlinkAtomic('a', path.join(dir, 'l'))
     await symlinkAtomic('b', path.join(dir, 'l'))
     expect(await fs.readlink(path.join(dir, 'l'))).to.equal('b')
+  })
+})
+
+describe('writeFileAtomicIfChanged', () => {
+  let dir: string
+  before(async () => {
+    dir = await tempPrefix('hubctl-ifchanged')
+  })
+  after(async () => {
+    await fs.rm(dir, {recursive: true, force: true})
+  })
+
+  it('writes a missing file, leaves the same content and mode alone (the same inode), writes a change of either', async () => {
+    const file = path.join(dir, 'conf')
+    expect(await writeFileAtomicIfChanged(file, 'a\n', {mode: 0o644})).to.equal(true)
+    const first = await fs.stat(file)
+    expect(await writeFileAtomicIfChanged(file, 'a\n', {mode: 0o644})).to.equal(false)
+    expect((await fs.stat(file)).ino).to.equal(first.ino)
+    expect(await writeFileAtomicIfChanged(file, 'a\n', {mode: 0o640})).to.equal(true)
+    expect(await modeOf(file)).to.equal(0o640)
+    expect(await writeFileAtomicIfChanged(file, 'b\n', {mode: 0o640})).to.equal(true)
+    expect(await fs.readFile(file, 'utf8')).to.equal('b\n')
+  })
+
+  it('replaces a link rather than comparing through it', async () => {
+    const target = path.join(dir, 'target')
+    const link = path.join(dir, 'link')
+    await fs.writeFile(target, 'same\n', {mode: 0o644})
+    await fs.symlink(target, link)
+    expect(await writeFileAtomicIfChanged(link, 'same\n', {mode: 0o644})).to.equal(true)
+    expect((await fs.lstat(link)).isFile()).to.equal(true)
   })
 })

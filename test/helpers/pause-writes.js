@@ -1,0 +1,25 @@
+// Preloaded into a hubctl process by test/e2e/kill.test.ts (`node --import THIS bin/run.js …`):
+// through atomic.ts's fault hook, it numbers every atomic write as it reaches its rename, and
+// appends `N<TAB>temp file` to the file named by HUBCTL_TEST_WRITES_LOG. The write numbered
+// HUBCTL_TEST_PAUSE_AT (when set) is then held there for good: the temp file written and synced,
+// the target still old, the whole process frozen (its event loop blocked, so that no other step
+// moves on either) until the test kills it.
+import fs from 'node:fs'
+
+import {setWriteFaults} from '../../dist/lib/files/atomic.js'
+
+const log = process.env.HUBCTL_TEST_WRITES_LOG
+const pauseAt = Number(process.env.HUBCTL_TEST_PAUSE_AT ?? 0)
+let count = 0
+
+if (log)
+  setWriteFaults({
+    beforeRename(temp) {
+      count++
+      fs.appendFileSync(log, `${count}\t${temp}\n`)
+      if (count === pauseAt) {
+        fs.appendFileSync(log, `paused\t${count}\n`)
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0)
+      }
+    },
+  })
