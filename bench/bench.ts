@@ -10,6 +10,7 @@ import path from 'node:path'
 import {BIN, DEBIAN_JUPYTERHUB, portFlags} from '../test/helpers/cli.js'
 import {initPebbleRows, renewRows} from './acme.js'
 import {browserRows} from './browser.js'
+import {lectureRows} from './lecture.js'
 import {rotationRows} from './rotation.js'
 import {spawnRows} from './spawn.js'
 import {proxyKillRows, startRows} from './supervision.js'
@@ -181,6 +182,10 @@ const rows: Record<string, () => Promise<Row | Row[]>> = {
   },
   async spawn() {
     return spawnRows(RUNS)
+  },
+  /** A class logging in at once (LECTURE_USERS, LECTURE_WINDOW): one run, medians over the users. */
+  async lecture() {
+    return lectureRows()
   },
 }
 

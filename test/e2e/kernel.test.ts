@@ -1,15 +1,15 @@
 import {expect} from 'chai'
 import {execa} from 'execa'
-import {randomBytes, randomUUID} from 'node:crypto'
+import {randomBytes} from 'node:crypto'
 import fs from 'node:fs/promises'
 import https from 'node:https'
 import path from 'node:path'
-import WebSocket from 'ws'
 
 import {HubApi} from '../../src/lib/stack/hubapi.js'
 import {Layout} from '../../src/lib/config/layout.js'
 import {findRoute, proxyRoutes} from '../../src/lib/stack/servers.js'
 import {DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
+import {execute} from '../helpers/kernel.js'
 import {waitUntil} from '../helpers/processes.js'
 import {addUser, removeUser} from '../helpers/users.js'
 
@@ -27,13 +27,6 @@ import {addUser, removeUser} from '../helpers/users.js'
  * hub for a token of the user limited to access:servers (POST /hub/api/users/NAME/tokens). Tokens
  * travel in headers only, never in a URL or argv.
  */
-
-interface Msg {
-  header: {msg_id: string; msg_type: string}
-  parent_header: {msg_id?: string}
-  channel?: string
-  content: Record<string, unknown>
-}
 
 /** An https request trusting `ca` (the hub's own certificate); JSON in and out. */
 function httpsJson(
@@ -72,65 +65,6 @@ function httpsJson(
     request.on('timeout', () => request.destroy(new Error(`${url}: no answer`)))
     request.on('error', reject)
     request.end(payload)
-  })
-}
-
-/**
- * Open the kernel's channels, send one execute_request and collect what the kernel answers to it,
- * until its execute_reply and its status idle have both come (or the socket ends).
- */
-function execute(url: string, options: {ca: string; token: string; code: string}): Promise<Msg[]> {
-  return new Promise((resolve, reject) => {
-    const session = randomUUID()
-    const msgId = randomUUID()
-    const socket = new WebSocket(`${url}?session_id=${session}`, {
-      ca: options.ca,
-      headers: {Authorization: `token ${options.token}`},
-      handshakeTimeout: 30_000,
-    })
-    const replies: Msg[] = []
-    let replied = false
-    let idle = false
-    socket.on('open', () => {
-      socket.send(
-        JSON.stringify({
-          header: {
-            msg_id: msgId,
-            username: 'hubctl-test',
-            session,
-            date: new Date().toISOString(),
-            msg_type: 'execute_request',
-            version: '5.3',
-          },
-          parent_header: {},
-          metadata: {},
-          content: {
-            code: options.code,
-            silent: false,
-            store_history: true,
-            user_expressions: {},
-            allow_stdin: false,
-            stop_on_error: true,
-          },
-          buffers: [],
-          channel: 'shell',
-        }),
-      )
-    })
-    socket.on('message', (data, isBinary) => {
-      if (isBinary) return
-      const msg = JSON.parse(data.toString()) as Msg
-      if (msg.parent_header?.msg_id !== msgId) return
-      replies.push(msg)
-      if (msg.header.msg_type === 'execute_reply') replied = true
-      if (msg.header.msg_type === 'status' && msg.content.execution_state === 'idle') idle = true
-      if (replied && idle) socket.close()
-    })
-    socket.on('unexpected-response', (_request, response) =>
-      reject(new Error(`the websocket upgrade was answered ${response.statusCode}`)),
-    )
-    socket.on('error', reject)
-    socket.on('close', () => resolve(replies))
   })
 }
 
@@ -269,7 +203,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       expect(kernelId, 'the previous test made the kernel').to.not.equal('')
       const replies = await execute(`wss://localhost:${ports.https}/user/${user}/api/kernels/${kernelId}/channels`, {
         ca,
-        token: userToken,
+        headers: {Authorization: `token ${userToken}`},
         code: 'print(6*7)',
       })
       const types = replies.map((m) => m.header.msg_type)

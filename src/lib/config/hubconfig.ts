@@ -1,7 +1,7 @@
 import type {JupyterHubInstall} from './jupyterhub.js'
 import {Layout} from './layout.js'
 import {renderTemplate} from './render.js'
-import type {Settings} from './settings.js'
+import {SERVER_PORTS, type Settings} from './settings.js'
 import {usageError} from '../errors.js'
 import {proxyApiUrl} from '../stack/hubapi.js'
 import {HUBCTL_VERSION} from '../version.js'
@@ -124,6 +124,8 @@ export async function renderHubConfig(
       labServer: defaultUrl === '/lab',
       labServerArgs: LAB_SERVER_ARGS,
       spawn: settings.spawn,
+      serverPortFirst: (settings.serverPorts ?? SERVER_PORTS).first,
+      serverPortLast: (settings.serverPorts ?? SERVER_PORTS).last,
       apiTokenFile: layout.apiToken,
       serviceScopes: HUBCTL_SERVICE_SCOPES,
     },

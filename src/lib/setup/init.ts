@@ -463,6 +463,7 @@ export class InitService {
       proxyTls: false,
       local: request.local,
       spawn: request.spawn,
+      serverPorts: request.serverPorts,
     }
   }
 

@@ -12,7 +12,7 @@ import {
   renderHubConfig,
 } from '../../../src/lib/config/hubconfig.js'
 import {Layout} from '../../../src/lib/config/layout.js'
-import type {Settings} from '../../../src/lib/config/settings.js'
+import {SERVER_PORTS, type Settings} from '../../../src/lib/config/settings.js'
 
 const settings: Settings = {
   version: 1,
@@ -77,7 +77,7 @@ describe('hubconfig', () => {
       ],
       {input: text, encoding: 'utf8'},
     )
-    expect(out.trim()).to.equal('2') // glob and os, from the template itself
+    expect(out.trim()).to.equal('7') // asyncio, errno, glob, os, socket, time, jupyterhub.objects: the template's own
   })
 
   it('maps authenticator choices and refuses what the version lacks', () => {
@@ -216,4 +216,77 @@ describe('hubconfig', () => {
       await fs.rm(prefix, {recursive: true, force: true})
     }
   })
+
+  /*
+   * The port hook and the readiness check, run by each JupyterHub's own Python: the hook skips a port
+   * something holds and never hands one out twice; a server answering 404 on the user's URL (another
+   * user's server on that port) never counts as up, the user's own server (200) does.
+   */
+  const PORTS_AND_READINESS = `
+import asyncio, http.server, json, socket, sys, threading
+from traitlets.config import PyFileConfigLoader
+from jupyterhub.spawner import LocalProcessSpawner
+import jupyterhub.objects
+config = PyFileConfigLoader("jupyterhub_config.py", sys.argv[1]).load_config()
+hook = config.Spawner.pre_spawn_hook
+held = socket.socket()
+held.bind(("127.0.0.1", hook.first))
+held.listen()
+ports = []
+for _ in range(3):
+    spawner = LocalProcessSpawner()
+    hook(spawner)
+    ports.append(spawner.port)
+
+class Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/user/right/api" else 404)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+
+server = http.server.HTTPServer(("127.0.0.1", 0), Answer)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+base = f"http://127.0.0.1:{server.server_port}"
+async def ready(path):
+    try:
+        await jupyterhub.objects.wait_for_http_server(base + path, timeout=2)
+        return True
+    except TimeoutError:
+        return False
+print(json.dumps({"first": hook.first, "last": hook.last, "ports": ports,
+    "right": asyncio.run(ready("/user/right/api")), "wrong": asyncio.run(ready("/user/wrong/api"))}))
+`
+
+  for (const python of ['/usr/bin/python3', '/opt/hubctl-venv/bin/python']) {
+    it(`hands user servers free ports outside the kernels' range, and takes only the user's own answer for up (${python})`, async function () {
+      this.timeout(30_000)
+      const prefix = await fs.mkdtemp(path.join(os.tmpdir(), 'hubctl-hubconfig-'))
+      try {
+        const layout = new Layout(prefix)
+        for (const file of [layout.proxyAuthToken, layout.apiToken]) {
+          await fs.mkdir(path.dirname(file), {recursive: true})
+          await fs.writeFile(file, 'a'.repeat(64))
+        }
+        await fs.writeFile(
+          path.join(prefix, 'jupyterhub_config.py'),
+          await renderHubConfig(layout, settings, python.includes('venv') ? v6 : v3, '/lab'),
+        )
+        const result = JSON.parse(
+          execFileSync(python, ['-W', 'ignore', '-c', PORTS_AND_READINESS, prefix], {encoding: 'utf8'}),
+        ) as {first: number; last: number; ports: number[]; right: boolean; wrong: boolean}
+        expect(result).to.include({first: SERVER_PORTS.first, last: SERVER_PORTS.last})
+        const [low, high] = (await fs.readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')).trim().split(/\s+/)
+        expect(SERVER_PORTS.last, 'below the ephemeral range').to.be.lessThan(Number(low))
+        expect(Number(high)).to.be.greaterThan(SERVER_PORTS.last)
+        expect(result.ports, 'the held port is skipped').not.to.include(SERVER_PORTS.first)
+        expect(new Set(result.ports).size, 'never the same port twice').to.equal(3)
+        for (const port of result.ports) expect(port).to.be.within(SERVER_PORTS.first, SERVER_PORTS.last)
+        expect(result.right, "the user's own server answers 200: up").to.equal(true)
+        expect(result.wrong, 'a 404 on the user URL: not up').to.equal(false)
+      } finally {
+        await fs.rm(prefix, {recursive: true, force: true})
+      }
+    })
+  }
 })
