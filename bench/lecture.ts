@@ -103,7 +103,11 @@ function summary(label: string, results: StudentResult[], resources: Record<stri
   const failed = results.filter((r) => r.failure)
   const causes = new Map<string, number>()
   for (const r of failed) {
-    const cause = `${r.failure!.step}: ${r.failure!.message.replace(/\d+/g, 'N').slice(0, 160)}`
+    const message = r
+      .failure!.message.replace(/hcl[0-9a-f]+-\d+/g, 'USER')
+      .replace(/:\d{4,5}\b/g, ':PORT')
+      .replace(/\b\d+(\.\d+)? seconds/g, 'N seconds')
+    const cause = `${r.failure!.step}: ${message.slice(0, 200)}`
     causes.set(cause, (causes.get(cause) ?? 0) + 1)
   }
   const retries = results.reduce((sum, r) => sum + r.retries, 0)
@@ -116,6 +120,15 @@ function summary(label: string, results: StudentResult[], resources: Record<stri
   )
   for (const [cause, count] of causes) process.stderr.write(`bench:   ${count} x ${cause}\n`)
   return {times, failed: failed.length, spread, used}
+}
+
+/** The logs of a run, kept for a look after the bench (the hub's work folder is removed). */
+async function keepLogs(hub: LocalHub, label: string, files: string[]): Promise<void> {
+  const dir = path.join(path.dirname(hub.work), `hubctl-bench-lecture-logs-${label}`)
+  await fsp.rm(dir, {recursive: true, force: true})
+  await fsp.mkdir(dir, {recursive: true})
+  for (const file of files) await fsp.copyFile(file, path.join(dir, path.basename(file))).catch(() => undefined)
+  process.stderr.write(`bench: lecture ${label}: logs kept in ${dir}\n`)
 }
 
 async function stopAll(api: HubApi, users: string[]): Promise<void> {
@@ -178,6 +191,7 @@ export async function lectureRows(): Promise<BenchRow[]> {
     })
     const stackUse = await stack.stop()
     const ours = summary(`hubctl (JupyterHub ${hub.version}, https via nginx)`, withHubctl, stackUse)
+    await keepLogs(hub, 'hubctl', [hub.layout.hubLog, hub.layout.proxyLog, hub.layout.supervisorLog])
     await stopAll(api, users)
     await hubctl(['stop', '--prefix', hub.layout.prefix])
 
@@ -205,6 +219,7 @@ export async function lectureRows(): Promise<BenchRow[]> {
         password,
       })
       theirs = summary(`JupyterHub ${hub.version} alone (own proxy, http)`, results, await alone.stop())
+      await keepLogs(hub, 'alone', [path.join(other.dir, 'jupyterhub.log')])
       await stopAll(api, others)
     } finally {
       await other.stop()

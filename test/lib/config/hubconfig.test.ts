@@ -1,6 +1,7 @@
 import {expect} from 'chai'
 import {execFileSync} from 'node:child_process'
 import fs from 'node:fs/promises'
+import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 
@@ -77,7 +78,7 @@ describe('hubconfig', () => {
       ],
       {input: text, encoding: 'utf8'},
     )
-    expect(out.trim()).to.equal('7') // asyncio, errno, glob, os, socket, time, jupyterhub.objects: the template's own
+    expect(out.trim()).to.equal('8') // asyncio, errno, glob, os, socket, time, jupyterhub.objects, jupyterhub.orm: the template's own
   })
 
   it('maps authenticator choices and refuses what the version lacks', () => {
@@ -222,6 +223,22 @@ describe('hubconfig', () => {
    * something holds and never hands one out twice; a server answering 404 on the user's URL (another
    * user's server on that port) never counts as up, the user's own server (200) does.
    */
+  /** The first of `count` neighbouring ports of the default range that nothing holds now. */
+  async function freeRange(count: number): Promise<number> {
+    const free = (port: number) =>
+      new Promise<boolean>((resolve) => {
+        const server = net.createServer()
+        server.once('error', () => resolve(false))
+        server.listen(port, () => server.close(() => resolve(true)))
+      })
+    for (;;) {
+      const first = SERVER_PORTS.first + Math.floor(Math.random() * (SERVER_PORTS.last - SERVER_PORTS.first - count))
+      let all = true
+      for (let port = first; port < first + count && all; port++) all = await free(port)
+      if (all) return first
+    }
+  }
+
   const PORTS_AND_READINESS = `
 import asyncio, http.server, json, socket, sys, threading
 from traitlets.config import PyFileConfigLoader
@@ -237,6 +254,15 @@ for _ in range(3):
     spawner = LocalProcessSpawner()
     hook(spawner)
     ports.append(spawner.port)
+# A hub restarted while servers were starting: a new hook, the database holds a starting server's port.
+import types, jupyterhub.orm
+db = jupyterhub.orm.new_session_factory("sqlite://")()
+db.add(jupyterhub.orm.Server(port=hook.first + 1))
+db.commit()
+restarted = type(hook)(hook.first, hook.last, hold_seconds=900)
+spawner = LocalProcessSpawner()
+spawner.user = types.SimpleNamespace(db=db)
+restarted(spawner)
 
 class Answer(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
@@ -254,7 +280,7 @@ async def ready(path):
         return True
     except TimeoutError:
         return False
-print(json.dumps({"first": hook.first, "last": hook.last, "ports": ports,
+print(json.dumps({"first": hook.first, "last": hook.last, "ports": ports, "restarted": spawner.port,
     "right": asyncio.run(ready("/user/right/api")), "wrong": asyncio.run(ready("/user/wrong/api"))}))
 `
 
@@ -268,20 +294,26 @@ print(json.dumps({"first": hook.first, "last": hook.last, "ports": ports,
           await fs.mkdir(path.dirname(file), {recursive: true})
           await fs.writeFile(file, 'a'.repeat(64))
         }
+        const version = python.includes('venv') ? v6 : v3
+        expect(await renderHubConfig(layout, settings, version, '/lab')).to.include(
+          `c.Spawner.pre_spawn_hook = _HubctlServerPorts(${SERVER_PORTS.first}, ${SERVER_PORTS.last}, hold_seconds=900)`,
+        )
+        // Servers of other hubs on this machine may hold ports of the default range: ten free ones.
+        const first = await freeRange(10)
         await fs.writeFile(
           path.join(prefix, 'jupyterhub_config.py'),
-          await renderHubConfig(layout, settings, python.includes('venv') ? v6 : v3, '/lab'),
+          await renderHubConfig(layout, {...settings, serverPorts: {first, last: first + 9}}, version, '/lab'),
         )
         const result = JSON.parse(
           execFileSync(python, ['-W', 'ignore', '-c', PORTS_AND_READINESS, prefix], {encoding: 'utf8'}),
-        ) as {first: number; last: number; ports: number[]; right: boolean; wrong: boolean}
-        expect(result).to.include({first: SERVER_PORTS.first, last: SERVER_PORTS.last})
+        ) as {first: number; last: number; ports: number[]; restarted: number; right: boolean; wrong: boolean}
+        expect(result).to.include({first, last: first + 9})
         const [low, high] = (await fs.readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')).trim().split(/\s+/)
         expect(SERVER_PORTS.last, 'below the ephemeral range').to.be.lessThan(Number(low))
         expect(Number(high)).to.be.greaterThan(SERVER_PORTS.last)
-        expect(result.ports, 'the held port is skipped').not.to.include(SERVER_PORTS.first)
+        expect(result.ports, 'the held port is skipped').to.deep.equal([first + 1, first + 2, first + 3])
         expect(new Set(result.ports).size, 'never the same port twice').to.equal(3)
-        for (const port of result.ports) expect(port).to.be.within(SERVER_PORTS.first, SERVER_PORTS.last)
+        expect(result.restarted, "after a restart, a port in the hub's database is skipped").to.equal(first + 2)
         expect(result.right, "the user's own server answers 200: up").to.equal(true)
         expect(result.wrong, 'a 404 on the user URL: not up').to.equal(false)
       } finally {
