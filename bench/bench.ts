@@ -13,6 +13,7 @@ import {browserRows} from './browser.js'
 import {lectureRows} from './lecture.js'
 import {rotationRows} from './rotation.js'
 import {spawnRows} from './spawn.js'
+import {watchRows} from './watch.js'
 import {proxyKillRows, startRows} from './supervision.js'
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5)
@@ -186,6 +187,10 @@ const rows: Record<string, () => Promise<Row | Row[]>> = {
   /** A class logging in at once (LECTURE_USERS, LECTURE_WINDOW): one run, medians over the users. */
   async lecture() {
     return lectureRows()
+  },
+  /** The server watch's tick with many users in the database (WATCH_USERS) and few running (WATCH_RUNNING). */
+  async watch() {
+    return watchRows(RUNS)
   },
 }
 
