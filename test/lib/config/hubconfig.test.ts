@@ -251,8 +251,9 @@ held.bind(("127.0.0.1", hook.first))
 held.listen()
 ports = []
 for _ in range(3):
-    spawner = LocalProcessSpawner()
-    hook(spawner)
+    # As the hub makes them: each spawner from the config (traitlets copies its values).
+    spawner = LocalProcessSpawner(config=config)
+    spawner.run_pre_spawn_hook()
     ports.append(spawner.port)
 # A hub restarted while servers were starting: a new hook, the database holds a starting server's port.
 import types, jupyterhub.orm
