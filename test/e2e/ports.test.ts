@@ -6,6 +6,7 @@ import net from 'node:net'
 import {HubApi} from '../../src/lib/stack/hubapi.js'
 import {Layout} from '../../src/lib/config/layout.js'
 import {SERVER_PORTS} from '../../src/lib/config/settings.js'
+import {serverPortStart} from '../../src/lib/config/hubconfig.js'
 import {findRoute, proxyRoutes} from '../../src/lib/stack/servers.js'
 import {DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
 import {waitUntil} from '../helpers/processes.js'
@@ -14,7 +15,8 @@ import {waitUntil} from '../helpers/processes.js'
  * The port of a user server, with something else on it (issue 15: under load a kernel took the
  * random port handed to a starting server, and the hub took that port's 404 for the server being
  * up). A process holds a port and answers 404 to everything, as another user's server does; the
- * hub's range (init --server-ports) is that port and the next, so the held one comes first. The user's server must still start, on the next port, and answer its own
+ * hub's range (init --server-ports) is that port and its neighbour, the held one where this hub's
+ * search begins. The user's server must still start, on the next port, and answer its own
  * /user/NAME/api through the proxy. Both JupyterHubs; dummy login, SimpleLocalProcessSpawner, so
  * no system user is needed.
  */
@@ -42,6 +44,7 @@ for (const jupyterhub of [VENV_JUPYTERHUB, DEBIAN_JUPYTERHUB]) {
     let layout: Layout
     let ports: Awaited<ReturnType<typeof portFlags>>['ports']
     let squatter: http.Server | undefined
+    let pair = 0
     let held = 0
     const asked: string[] = []
 
@@ -50,7 +53,9 @@ for (const jupyterhub of [VENV_JUPYTERHUB, DEBIAN_JUPYTERHUB]) {
       layout = new Layout(prefix)
       const portInfo = await portFlags()
       ports = portInfo.ports
-      held = await freePair()
+      pair = await freePair()
+      // The port this hub tries first (its search starts at a place its hub port picks).
+      held = serverPortStart({first: pair, last: pair + 1}, ports.hub)
       squatter = http.createServer((request, response) => {
         asked.push(request.url ?? '')
         response.writeHead(404, {'Content-Type': 'application/json'})
@@ -79,7 +84,7 @@ for (const jupyterhub of [VENV_JUPYTERHUB, DEBIAN_JUPYTERHUB]) {
         '--no-systemd',
         '--no-schedule',
         '--server-ports',
-        `${held}-${held + 1}`,
+        `${pair}-${pair + 1}`,
         ...portInfo.flags,
       ])
       expect(init.exitCode, init.stderr).to.equal(0)
@@ -116,7 +121,7 @@ for (const jupyterhub of [VENV_JUPYTERHUB, DEBIAN_JUPYTERHUB]) {
         fetch,
       )()
       const route = findRoute(routes, {user, name: '', url: server.url})
-      expect(route?.target, JSON.stringify(route)).to.equal(`http://127.0.0.1:${held + 1}`)
+      expect(route?.target, JSON.stringify(route)).to.equal(`http://127.0.0.1:${2 * pair + 1 - held}`)
       const answer = await fetch(`http://127.0.0.1:${ports.proxy}/user/${user}/api`)
       expect(answer.status).to.equal(200)
       expect(((await answer.json()) as {version?: unknown}).version).to.be.a('string')

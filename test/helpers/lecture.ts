@@ -41,7 +41,7 @@ export interface StudentResult {
   ms?: number
   /** Where it failed and why. */
   failure?: {step: string; message: string}
-  /** How often the hub said "too many spawns, retry" (429) and the student tried again. */
+  /** How often nginx (login) or the hub (too many spawns) said 429 and the student tried again. */
   retries: number
 }
 
@@ -139,10 +139,17 @@ export async function student(user: string, options: LectureOptions): Promise<{m
   const {page, xsrf} = await step('login form', () => loginForm(browser))
   if (page.status !== 200) throw new LectureError('login form', `answered ${page.status}`)
   const began = process.hrtime.bigint()
-  const posted = await step('login', () => submitLogin(browser, {user, password: options.password, xsrf}))
+  let posted = await step('login', () => submitLogin(browser, {user, password: options.password, xsrf}))
+  let retries = 0
+  // nginx's login limit (per address: a class behind one address shares it) answers 429 "Wait a
+  // minute, then try again": a person does, here after 20-40 s, at most 10 times.
+  while (posted.status === 429 && retries < 10) {
+    retries++
+    await new Promise((resolve) => setTimeout(resolve, 20_000 + Math.random() * 20_000))
+    posted = await step('login', () => submitLogin(browser, {user, password: options.password, xsrf}))
+  }
   if (posted.status !== 302 || !posted.location)
     throw new LectureError('login', `answered ${posted.status}: ${brief(posted.body)}`)
-  let retries = 0
   let next = new URL(posted.location, options.origin).href
   const cap = Date.now() + (options.capMs ?? 900_000)
   // Redirects, the spawn page and its progress, the OAuth round trip, until the server's own page.

@@ -9,6 +9,7 @@ import {HubctlError} from '../../../src/lib/errors.js'
 import {
   LAB_SERVER_ARGS,
   assertNoRootServers,
+  serverPortStart,
   authenticatorClass,
   renderHubConfig,
 } from '../../../src/lib/config/hubconfig.js'
@@ -247,7 +248,7 @@ import jupyterhub.objects
 config = PyFileConfigLoader("jupyterhub_config.py", sys.argv[1]).load_config()
 hook = config.Spawner.pre_spawn_hook
 held = socket.socket()
-held.bind(("127.0.0.1", hook.first))
+held.bind(("127.0.0.1", hook.start))
 held.listen()
 ports = []
 for _ in range(3):
@@ -258,9 +259,9 @@ for _ in range(3):
 # A hub restarted while servers were starting: a new hook, the database holds a starting server's port.
 import types, jupyterhub.orm
 db = jupyterhub.orm.new_session_factory("sqlite://")()
-db.add(jupyterhub.orm.Server(port=hook.first + 1))
+db.add(jupyterhub.orm.Server(port=hook.first + (hook.start - hook.first + 1) % (hook.last - hook.first + 1)))
 db.commit()
-restarted = type(hook)(hook.first, hook.last, hold_seconds=900)
+restarted = type(hook)(hook.first, hook.last, hold_seconds=900, start=hook.start)
 spawner = LocalProcessSpawner()
 spawner.user = types.SimpleNamespace(db=db)
 restarted(spawner)
@@ -281,7 +282,7 @@ async def ready(path):
         return True
     except TimeoutError:
         return False
-print(json.dumps({"first": hook.first, "last": hook.last, "ports": ports, "restarted": spawner.port,
+print(json.dumps({"first": hook.first, "last": hook.last, "start": hook.start, "ports": ports, "restarted": spawner.port,
     "right": asyncio.run(ready("/user/right/api")), "wrong": asyncio.run(ready("/user/wrong/api"))}))
 `
 
@@ -297,7 +298,7 @@ print(json.dumps({"first": hook.first, "last": hook.last, "ports": ports, "resta
         }
         const version = python.includes('venv') ? v6 : v3
         expect(await renderHubConfig(layout, settings, version, '/lab')).to.include(
-          `c.Spawner.pre_spawn_hook = _HubctlServerPorts(${SERVER_PORTS.first}, ${SERVER_PORTS.last}, hold_seconds=900)`,
+          `    ${SERVER_PORTS.first}, ${SERVER_PORTS.last}, hold_seconds=900, start=${serverPortStart(SERVER_PORTS, settings.ports.hub)}\n`,
         )
         // Servers of other hubs on this machine may hold ports of the default range: ten free ones.
         const first = await freeRange(10)
@@ -307,14 +308,24 @@ print(json.dumps({"first": hook.first, "last": hook.last, "ports": ports, "resta
         )
         const result = JSON.parse(
           execFileSync(python, ['-W', 'ignore', '-c', PORTS_AND_READINESS, prefix], {encoding: 'utf8'}),
-        ) as {first: number; last: number; ports: number[]; restarted: number; right: boolean; wrong: boolean}
-        expect(result).to.include({first, last: first + 9})
+        ) as {
+          first: number
+          last: number
+          start: number
+          ports: number[]
+          restarted: number
+          right: boolean
+          wrong: boolean
+        }
+        const start = serverPortStart({first, last: first + 9}, settings.ports.hub)
+        expect(result).to.include({first, last: first + 9, start})
+        const after = (k: number) => first + ((start - first + k) % 10)
         const [low, high] = (await fs.readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')).trim().split(/\s+/)
         expect(SERVER_PORTS.last, 'below the ephemeral range').to.be.lessThan(Number(low))
         expect(Number(high)).to.be.greaterThan(SERVER_PORTS.last)
-        expect(result.ports, 'the held port is skipped').to.deep.equal([first + 1, first + 2, first + 3])
+        expect(result.ports, 'the held port is skipped').to.deep.equal([after(1), after(2), after(3)])
         expect(new Set(result.ports).size, 'never the same port twice').to.equal(3)
-        expect(result.restarted, "after a restart, a port in the hub's database is skipped").to.equal(first + 2)
+        expect(result.restarted, "after a restart, a port in the hub's database is skipped").to.equal(after(2))
         expect(result.right, "the user's own server answers 200: up").to.equal(true)
         expect(result.wrong, 'a 404 on the user URL: not up').to.equal(false)
       } finally {
@@ -322,4 +333,11 @@ print(json.dumps({"first": hook.first, "last": hook.last, "ports": ports, "resta
       }
     })
   }
+
+  it("starts each hub's search for a server port elsewhere in the range (by its hub port), inside the range", () => {
+    const starts = [8081, 8082, 8083, 18081].map((port) => serverPortStart(SERVER_PORTS, port))
+    expect(new Set(starts).size).to.equal(4)
+    for (const start of starts) expect(start).to.be.within(SERVER_PORTS.first, SERVER_PORTS.last)
+    expect(serverPortStart({first: 30000, last: 30000}, 8081)).to.equal(30000)
+  })
 })
