@@ -10,8 +10,10 @@ import path from 'node:path'
 import {BIN, DEBIAN_JUPYTERHUB, portFlags} from '../test/helpers/cli.js'
 import {initPebbleRows, renewRows} from './acme.js'
 import {browserRows} from './browser.js'
+import {lectureRows} from './lecture.js'
 import {rotationRows} from './rotation.js'
 import {spawnRows} from './spawn.js'
+import {watchRows} from './watch.js'
 import {proxyKillRows, startRows} from './supervision.js'
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5)
@@ -181,6 +183,14 @@ const rows: Record<string, () => Promise<Row | Row[]>> = {
   },
   async spawn() {
     return spawnRows(RUNS)
+  },
+  /** A class logging in at once (LECTURE_USERS, LECTURE_WINDOW): one run, medians over the users. */
+  async lecture() {
+    return lectureRows()
+  },
+  /** The server watch's tick with many users in the database (WATCH_USERS) and few running (WATCH_RUNNING). */
+  async watch() {
+    return watchRows(RUNS)
   },
 }
 

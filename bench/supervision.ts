@@ -145,6 +145,11 @@ export class AloneHub {
     fs.closeSync(log)
   }
 
+  /** The hub's pid, once started. */
+  get pid(): number | undefined {
+    return this.child?.pid
+  }
+
   async proxyPid(): Promise<number> {
     return Number((await fsp.readFile(this.pidFile, 'utf8')).trim())
   }

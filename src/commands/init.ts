@@ -11,7 +11,7 @@ import {resolveInitRequest} from '../lib/setup/init-request.js'
 import {confirmOnTerminal, inquirerPrompter, isInteractive} from '../lib/setup/prompts.js'
 import {streamReporter} from '../lib/setup/reporter.js'
 import {execaRunner} from '../lib/runner.js'
-import {PORT_FLAGS, SettingsStore, TLS_MODES} from '../lib/config/settings.js'
+import {PORT_FLAGS, SERVER_PORTS, SettingsStore, TLS_MODES} from '../lib/config/settings.js'
 import {acmeFlags} from '../command-parts/cert.js'
 
 export default class Init extends BaseCommand<typeof Init> {
@@ -108,6 +108,9 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
     'cull-max-age': Flags.string({
       description: "stop a user's server running longer than this, however active (e.g. 8h, 1d; default: off)",
       helpValue: 'DURATION|off',
+    }),
+    'server-ports': Flags.string({
+      description: `the ports user servers get, FIRST-LAST, outside the kernels' ephemeral range (default: ${SERVER_PORTS.first}-${SERVER_PORTS.last})`,
     }),
     systemd: Flags.boolean({
       description: 'install the jupyterhub.service unit when systemd runs (--no-systemd skips it)',

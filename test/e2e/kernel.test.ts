@@ -1,15 +1,15 @@
 import {expect} from 'chai'
 import {execa} from 'execa'
-import {randomBytes, randomUUID} from 'node:crypto'
+import {randomBytes} from 'node:crypto'
 import fs from 'node:fs/promises'
 import https from 'node:https'
 import path from 'node:path'
-import WebSocket from 'ws'
 
 import {HubApi} from '../../src/lib/stack/hubapi.js'
 import {Layout} from '../../src/lib/config/layout.js'
 import {findRoute, proxyRoutes} from '../../src/lib/stack/servers.js'
 import {DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
+import {KernelMsg, execute, openChannel, stdoutOf as printed} from '../helpers/kernel.js'
 import {waitUntil} from '../helpers/processes.js'
 import {addUser, removeUser, testUserName} from '../helpers/users.js'
 
@@ -28,11 +28,11 @@ import {addUser, removeUser, testUserName} from '../helpers/users.js'
  * travel in headers only, never in a URL or argv.
  */
 
-interface Msg {
-  header: {msg_id: string; msg_type: string}
-  parent_header: {msg_id?: string}
-  channel?: string
-  content: Record<string, unknown>
+/** The text the code printed on stdout, after an execute_reply with status ok. */
+function stdoutOf(replies: KernelMsg[]): string {
+  const reply = replies.find((m) => m.header.msg_type === 'execute_reply')
+  expect(reply?.content.status, JSON.stringify(replies.map((m) => m.header.msg_type))).to.equal('ok')
+  return printed(replies)
 }
 
 /** An https request trusting `ca` (the hub's own certificate); JSON in and out. */
@@ -73,116 +73,6 @@ function httpsJson(
     request.on('error', reject)
     request.end(payload)
   })
-}
-
-/** A kernel's channels websocket held open: execute on it as often as needed, see whether it closed. */
-interface Channel {
-  execute(code: string): Promise<Msg[]>
-  readonly closed: boolean
-  close(): void
-}
-
-/**
- * Open the kernel's channels (`session` as JupyterLab's client id, kept across reconnects).
- * Resolves once open; rejects when the upgrade is refused or the connection fails.
- */
-function openChannel(url: string, options: {ca: string; token: string; session?: string}): Promise<Channel> {
-  const session = options.session ?? randomUUID()
-  return new Promise((resolve, reject) => {
-    const socket = new WebSocket(`${url}?session_id=${session}`, {
-      ca: options.ca,
-      headers: {Authorization: `token ${options.token}`},
-      handshakeTimeout: 30_000,
-    })
-    let closed = false
-    const waiting = new Set<() => void>()
-    socket.on('close', () => {
-      closed = true
-      for (const done of waiting) done()
-    })
-    socket.on('unexpected-response', (_request, response) =>
-      reject(new Error(`the websocket upgrade was answered ${response.statusCode}`)),
-    )
-    socket.on('error', reject)
-    socket.on('open', () =>
-      resolve({
-        get closed() {
-          return closed
-        },
-        close: () => socket.close(),
-        // Send one execute_request and collect what the kernel answers to it, until its
-        // execute_reply and its status idle have both come (or the socket ends).
-        execute: (code) =>
-          new Promise((resolveExecute, rejectExecute) => {
-            if (closed) return rejectExecute(new Error('the websocket is closed'))
-            const msgId = randomUUID()
-            const replies: Msg[] = []
-            let replied = false
-            let idle = false
-            const finish = () => {
-              socket.off('message', onMessage)
-              waiting.delete(finish)
-              resolveExecute(replies)
-            }
-            const onMessage = (data: WebSocket.RawData, isBinary: boolean) => {
-              if (isBinary) return
-              const msg = JSON.parse(data.toString()) as Msg
-              if (msg.parent_header?.msg_id !== msgId) return
-              replies.push(msg)
-              if (msg.header.msg_type === 'execute_reply') replied = true
-              if (msg.header.msg_type === 'status' && msg.content.execution_state === 'idle') idle = true
-              if (replied && idle) finish()
-            }
-            socket.on('message', onMessage)
-            waiting.add(finish)
-            socket.send(
-              JSON.stringify({
-                header: {
-                  msg_id: msgId,
-                  username: 'hubctl-test',
-                  session,
-                  date: new Date().toISOString(),
-                  msg_type: 'execute_request',
-                  version: '5.3',
-                },
-                parent_header: {},
-                metadata: {},
-                content: {
-                  code,
-                  silent: false,
-                  store_history: true,
-                  user_expressions: {},
-                  allow_stdin: false,
-                  stop_on_error: true,
-                },
-                buffers: [],
-                channel: 'shell',
-              }),
-            )
-          }),
-      }),
-    )
-  })
-}
-
-/** Open the kernel's channels, run one piece of code, close: what the kernel answered to it. */
-async function execute(url: string, options: {ca: string; token: string; code: string}): Promise<Msg[]> {
-  const channel = await openChannel(url, options)
-  try {
-    return await channel.execute(options.code)
-  } finally {
-    channel.close()
-  }
-}
-
-/** The text the code printed on stdout, after an execute_reply with status ok. */
-function stdoutOf(replies: Msg[]): string {
-  const reply = replies.find((m) => m.header.msg_type === 'execute_reply')
-  expect(reply?.content.status, JSON.stringify(replies.map((m) => m.header.msg_type))).to.equal('ok')
-  return replies
-    .filter((m) => m.header.msg_type === 'stream' && m.content.name === 'stdout')
-    .map((m) => m.content.text)
-    .join('')
 }
 
 interface StatusServers {
@@ -352,7 +242,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       expect(kernelId, 'the previous test made the kernel').to.not.equal('')
       const replies = await execute(`wss://localhost:${ports.https}/user/${user}/api/kernels/${kernelId}/channels`, {
         ca,
-        token: userToken,
+        headers: {Authorization: `token ${userToken}`},
         code: 'print(6*7)',
       })
       const types = replies.map((m) => m.header.msg_type)
@@ -443,7 +333,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       const url = `wss://localhost:${ports.https}/user/${user}/api/kernels/${kernelId}/channels`
       // JupyterLab's client id, kept across its reconnects.
       const session = randomUUID()
-      let channel = await openChannel(url, {ca, token: userToken, session})
+      let channel = await openChannel(url, {ca, headers: {Authorization: `token ${userToken}`}, session})
       expect(stdoutOf(await channel.execute('x = 41\nprint("set")'))).to.equal('set\n')
       for (const [what, args] of [
         ['hubctl restart', ['restart', '--prefix', prefix, '--json']],
@@ -461,7 +351,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
           let attempt = 0
           for (;;) {
             try {
-              channel = await openChannel(url, {ca, token: userToken, session})
+              channel = await openChannel(url, {ca, headers: {Authorization: `token ${userToken}`}, session})
               break
             } catch (error) {
               expect(attempt, `${what}: reconnecting to the kernel: ${(error as Error).message}`).to.be.lessThan(6)

@@ -40,11 +40,22 @@ export class HubBrowser {
 
   request(
     pathOrUrl: string,
-    options: {method?: string; form?: Record<string, string> | URLSearchParams} = {},
+    options: {
+      method?: string
+      form?: Record<string, string> | URLSearchParams
+      /** A JSON body, sent as a page's script sends it (fetch: Sec-Fetch-Mode cors, with Origin). */
+      json?: unknown
+      headers?: Record<string, string>
+    } = {},
   ): Promise<Reply> {
     const url = new URL(pathOrUrl, this.origin)
     if (url.origin !== this.origin) throw new Error(`a redirect left the hub's origin: ${url.href}`)
-    const body = options.form ? new URLSearchParams(options.form).toString() : undefined
+    const body = options.form
+      ? new URLSearchParams(options.form).toString()
+      : options.json === undefined
+        ? undefined
+        : JSON.stringify(options.json)
+    const byScript = options.json !== undefined
     const send = url.protocol === 'https:' ? https.request : http.request
     return new Promise((resolve, reject) => {
       const request = send(
@@ -53,15 +64,20 @@ export class HubBrowser {
           method: options.method ?? 'GET',
           ...(url.protocol === 'https:' ? {ca: this.options.ca} : {}),
           headers: {
-            Accept: 'text/html,application/json',
-            'Sec-Fetch-Mode': 'navigate',
+            Accept: byScript ? 'application/json' : 'text/html,application/json',
+            'Sec-Fetch-Mode': byScript ? 'cors' : 'navigate',
             'Sec-Fetch-Site': 'same-origin',
-            'Sec-Fetch-Dest': 'document',
+            'Sec-Fetch-Dest': byScript ? 'empty' : 'document',
             'User-Agent': 'hubctl-e2e',
             ...(this.cookies.size > 0 ? {Cookie: this.cookieHeader} : {}),
             ...(body
-              ? {'Content-Type': 'application/x-www-form-urlencoded', 'Content-Length': Buffer.byteLength(body)}
+              ? {
+                  'Content-Type': byScript ? 'application/json' : 'application/x-www-form-urlencoded',
+                  'Content-Length': Buffer.byteLength(body),
+                  Origin: this.origin,
+                }
               : {}),
+            ...options.headers,
           },
           timeout: 30_000,
         },

@@ -2,7 +2,7 @@ import type {JupyterHubInstall} from './jupyterhub.js'
 import {cullerService, supervisorCulling} from './culler.js'
 import {Layout} from './layout.js'
 import {renderTemplate} from './render.js'
-import type {Settings} from './settings.js'
+import {type PortRange, SERVER_PORTS, type Settings} from './settings.js'
 import {usageError} from '../errors.js'
 import {proxyApiUrl} from '../stack/hubapi.js'
 import {HUBCTL_VERSION} from '../version.js'
@@ -89,6 +89,16 @@ export const LAB_SERVER_ARGS = [
   '--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate',
 ]
 
+/**
+ * Where this hub's search for a free server port begins: a place in the range that depends on the
+ * hub's port, so that two hubs on one machine (each its own hub port) do not both try the same
+ * lowest ports at the same moment, each seeing it free before either server has bound it.
+ */
+export function serverPortStart(range: PortRange, hubPort: number): number {
+  const size = range.last - range.first + 1
+  return range.first + ((hubPort * 7919) % size)
+}
+
 /** jupyterhub_config.py for these settings and this JupyterHub version (allow rules changed in 5.0). */
 export async function renderHubConfig(
   layout: Layout,
@@ -125,6 +135,9 @@ export async function renderHubConfig(
       labServer: defaultUrl === '/lab',
       labServerArgs: LAB_SERVER_ARGS,
       spawn: settings.spawn,
+      serverPortFirst: (settings.serverPorts ?? SERVER_PORTS).first,
+      serverPortLast: (settings.serverPorts ?? SERVER_PORTS).last,
+      serverPortStart: serverPortStart(settings.serverPorts ?? SERVER_PORTS, settings.ports.hub),
       apiTokenFile: layout.apiToken,
       serviceScopes: HUBCTL_SERVICE_SCOPES,
       culler: cullerService(settings),

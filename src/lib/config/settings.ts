@@ -57,6 +57,8 @@ export interface Settings {
   spawn?: SpawnSettings
   /** Idle servers (init's --cull-idle, --cull-max-age); absent in files of older hubctl: no culling. */
   cull?: CullSettings
+  /** The ports hubctl hands to user servers (init's --server-ports); absent in files of older hubctl: SERVER_PORTS. */
+  serverPorts?: PortRange
 }
 
 /** Who stops idle servers, and after how long. */
@@ -77,6 +79,19 @@ export type CullBy = (typeof CULL_BY)[number]
 
 /** The longest idle time or age hubctl.json may hold (a year, as --cull-idle takes), in seconds. */
 export const MAX_CULL_SECONDS = 365 * 86_400
+
+/** A range of TCP ports, both ends included. */
+export interface PortRange {
+  first: number
+  last: number
+}
+
+/**
+ * The ports hubctl hands to user servers by default (Spawner.pre_spawn_hook in the rendered
+ * config): below Linux's ephemeral range (32768-60999), where JupyterHub's random_port() and every
+ * kernel's ZMQ ports are picked, so that a kernel never takes the port of a server still starting.
+ */
+export const SERVER_PORTS: PortRange = {first: 20000, last: 32767}
 
 /** c.JupyterHub.concurrent_spawn_limit, and c.Spawner.start_timeout and http_timeout (both the same). */
 export interface SpawnSettings {
@@ -234,6 +249,17 @@ function checkShape(settings: Record<string, unknown>, file: string): void {
       if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max)
         bad(`spawn.${key}`, `is not a whole number from ${min} to ${max}`)
     }
+  }
+  if (settings.serverPorts !== undefined) {
+    const range = settings.serverPorts as Record<string, unknown>
+    if (
+      !isObject(range) ||
+      ![range.first, range.last].every(
+        (p) => typeof p === 'number' && Number.isInteger(p) && p >= 1024 && p <= 65535,
+      ) ||
+      (range.first as number) > (range.last as number)
+    )
+      bad('serverPorts', 'is not a range {first, last} of ports from 1024 to 65535')
   }
   if (!isObject(settings.executables)) bad('executables', 'is not an object')
   for (const [name, program] of Object.entries(settings.executables as Record<string, unknown>)) {

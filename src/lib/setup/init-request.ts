@@ -4,7 +4,17 @@ import os from 'node:os'
 import {CULL_DEFAULTS, parseCullDuration} from '../config/culler.js'
 import {DHPARAM_BITS, DHPARAM_MODES, DhparamMode} from '../tls/dhparam.js'
 import {messageOf, usageError} from '../errors.js'
-import {PORT_FLAGS, PORT_NAMES, Ports, SPAWN_LIMITS, SpawnSettings, TLS_MODES, TlsMode} from '../config/settings.js'
+import {
+  PORT_FLAGS,
+  PORT_NAMES,
+  PortRange,
+  Ports,
+  SERVER_PORTS,
+  SPAWN_LIMITS,
+  SpawnSettings,
+  TLS_MODES,
+  TlsMode,
+} from '../config/settings.js'
 import {assertDistinctPorts, parseDomain, parseEmail, parsePort, parseUserName, unique} from '../validate.js'
 
 /** What `hubctl init` was asked, exactly as the flags gave it (strings, possibly missing). */
@@ -35,6 +45,7 @@ export interface RawInitFlags {
   'spawn-timeout'?: string | number
   'cull-idle'?: string
   'cull-max-age'?: string
+  'server-ports'?: string
 }
 
 /** Asks the operator for what is missing (injected: @inquirer/prompts on a terminal, a fake in tests). */
@@ -64,6 +75,7 @@ export interface InitRequest {
   spawn?: SpawnSettings
   /** Idle servers: stop after this many idle seconds, or this many seconds of running (null: never). */
   cull: {idleSeconds: number | null; maxAgeSeconds: number | null}
+  serverPorts?: PortRange
 }
 
 /**
@@ -102,6 +114,18 @@ function parseWhole(input: string | number, flag: string, limits: {min: number; 
     )
   }
   return value
+}
+
+/** --server-ports FIRST-LAST: ports from 1024 to 65535, FIRST not above LAST. */
+export function parseServerPorts(input: string): PortRange {
+  const match = /^\s*(\d{1,5})\s*-\s*(\d{1,5})\s*$/.exec(input)
+  const [first, last] = match ? [Number(match[1]), Number(match[2])] : [0, 0]
+  if (!match || first < 1024 || last > 65535 || first > last)
+    throw usageError(
+      `--server-ports ${JSON.stringify(input)} is not a range of ports FIRST-LAST from 1024 to 65535`,
+      `give a range outside the kernels' ephemeral ports (/proc/sys/net/ipv4/ip_local_port_range), e.g. ${SERVER_PORTS.first}-${SERVER_PORTS.last}, or leave the flag out`,
+    )
+  return {first, last}
 }
 
 /**
@@ -230,6 +254,7 @@ export async function resolveInitRequest(
     dhparamBits,
     spawn: {maxConcurrent, timeoutSeconds},
     cull,
+    serverPorts: flags['server-ports'] === undefined ? SERVER_PORTS : parseServerPorts(flags['server-ports']),
     local: Boolean(flags.local),
     authenticator: flags.authenticator ?? (flags.local ? undefined : 'pam'),
     spawner: spawner ?? (flags.local ? 'simple' : undefined),

@@ -497,6 +497,7 @@ export class InitService {
       local: request.local,
       spawn: request.spawn,
       cull: {...request.cull, by: idleCuller ? 'jupyterhub-idle-culler' : 'hubctl'},
+      serverPorts: request.serverPorts,
     }
   }
 

@@ -188,13 +188,19 @@ export class HubApi {
     return body.version
   }
 
-  /** Every user with their servers (paginated on JupyterHub 2+, a plain list on older hubs). */
-  async listUsers(): Promise<HubUser[]> {
+  /**
+   * Every user with their servers, a page of 200 at a time (JupyterHub 2+ pages when asked with
+   * Accept: application/jupyterhub-pagination+json; a plain list is read too). `active`: only the
+   * users with a server started or starting (?state=active), so the cost grows with running
+   * servers, not with everyone who ever logged in.
+   */
+  async listUsers(options: {active?: boolean} = {}): Promise<HubUser[]> {
     const users: HubUser[] = []
     let offset = 0
     const limit = 200
+    const state = options.active ? '&state=active' : ''
     for (let page = 0; page < 10_000; page++) {
-      const body = await this.request<unknown>('GET', `/users?offset=${offset}&limit=${limit}`, {
+      const body = await this.request<unknown>('GET', `/users?offset=${offset}&limit=${limit}${state}`, {
         accept: 'application/jupyterhub-pagination+json',
       })
       const items = Array.isArray(body) ? body : ((body as {items?: unknown[]}).items ?? [])
@@ -208,9 +214,9 @@ export class HubApi {
     return users
   }
 
-  /** Every server the hub knows as started or starting, across users. */
+  /** Every server the hub knows as started or starting, across users (asking only for active users). */
   async listServers(): Promise<ServerInfo[]> {
-    return (await this.listUsers()).flatMap((user) => user.servers)
+    return (await this.listUsers({active: true})).flatMap((user) => user.servers)
   }
 
   /** Ask the hub to start a server; 'started' (201) or 'pending' (202). */

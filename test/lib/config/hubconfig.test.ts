@@ -1,6 +1,7 @@
 import {expect} from 'chai'
 import {execFileSync} from 'node:child_process'
 import fs from 'node:fs/promises'
+import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 
@@ -8,11 +9,12 @@ import {HubctlError} from '../../../src/lib/errors.js'
 import {
   LAB_SERVER_ARGS,
   assertNoRootServers,
+  serverPortStart,
   authenticatorClass,
   renderHubConfig,
 } from '../../../src/lib/config/hubconfig.js'
 import {Layout} from '../../../src/lib/config/layout.js'
-import type {Settings} from '../../../src/lib/config/settings.js'
+import {SERVER_PORTS, type Settings} from '../../../src/lib/config/settings.js'
 
 const settings: Settings = {
   version: 1,
@@ -77,7 +79,7 @@ describe('hubconfig', () => {
       ],
       {input: text, encoding: 'utf8'},
     )
-    expect(out.trim()).to.equal('2') // glob and os, from the template itself
+    expect(out.trim()).to.equal('8') // asyncio, errno, glob, os, socket, time, jupyterhub.objects, jupyterhub.orm: the template's own
   })
 
   it('maps authenticator choices and refuses what the version lacks', () => {
@@ -215,5 +217,127 @@ describe('hubconfig', () => {
     } finally {
       await fs.rm(prefix, {recursive: true, force: true})
     }
+  })
+
+  /*
+   * The port hook and the readiness check, run by each JupyterHub's own Python: the hook skips a port
+   * something holds and never hands one out twice; a server answering 404 on the user's URL (another
+   * user's server on that port) never counts as up, the user's own server (200) does.
+   */
+  /** The first of `count` neighbouring ports of the default range that nothing holds now. */
+  async function freeRange(count: number): Promise<number> {
+    const free = (port: number) =>
+      new Promise<boolean>((resolve) => {
+        const server = net.createServer()
+        server.once('error', () => resolve(false))
+        server.listen(port, () => server.close(() => resolve(true)))
+      })
+    for (;;) {
+      const first = SERVER_PORTS.first + Math.floor(Math.random() * (SERVER_PORTS.last - SERVER_PORTS.first - count))
+      let all = true
+      for (let port = first; port < first + count && all; port++) all = await free(port)
+      if (all) return first
+    }
+  }
+
+  const PORTS_AND_READINESS = `
+import asyncio, http.server, json, socket, sys, threading
+from traitlets.config import PyFileConfigLoader
+from jupyterhub.spawner import LocalProcessSpawner
+import jupyterhub.objects
+config = PyFileConfigLoader("jupyterhub_config.py", sys.argv[1]).load_config()
+hook = config.Spawner.pre_spawn_hook
+held = socket.socket()
+held.bind(("127.0.0.1", hook.start))
+held.listen()
+ports = []
+for _ in range(3):
+    # As the hub makes them: each spawner from the config (traitlets copies its values).
+    spawner = LocalProcessSpawner(config=config)
+    spawner.run_pre_spawn_hook()
+    ports.append(spawner.port)
+# A hub restarted while servers were starting: a new hook, the database holds a starting server's port.
+import types, jupyterhub.orm
+db = jupyterhub.orm.new_session_factory("sqlite://")()
+db.add(jupyterhub.orm.Server(port=hook.first + (hook.start - hook.first + 1) % (hook.last - hook.first + 1)))
+db.commit()
+restarted = type(hook)(hook.first, hook.last, hold_seconds=900, start=hook.start)
+spawner = LocalProcessSpawner()
+spawner.user = types.SimpleNamespace(db=db)
+restarted(spawner)
+
+class Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/user/right/api" else 404)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+
+server = http.server.HTTPServer(("127.0.0.1", 0), Answer)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+base = f"http://127.0.0.1:{server.server_port}"
+async def ready(path):
+    try:
+        await jupyterhub.objects.wait_for_http_server(base + path, timeout=2)
+        return True
+    except TimeoutError:
+        return False
+print(json.dumps({"first": hook.first, "last": hook.last, "start": hook.start, "ports": ports, "restarted": spawner.port,
+    "right": asyncio.run(ready("/user/right/api")), "wrong": asyncio.run(ready("/user/wrong/api"))}))
+`
+
+  for (const python of ['/usr/bin/python3', '/opt/hubctl-venv/bin/python']) {
+    it(`hands user servers free ports outside the kernels' range, and takes only the user's own answer for up (${python})`, async function () {
+      this.timeout(30_000)
+      const prefix = await fs.mkdtemp(path.join(os.tmpdir(), 'hubctl-hubconfig-'))
+      try {
+        const layout = new Layout(prefix)
+        for (const file of [layout.proxyAuthToken, layout.apiToken]) {
+          await fs.mkdir(path.dirname(file), {recursive: true})
+          await fs.writeFile(file, 'a'.repeat(64))
+        }
+        const version = python.includes('venv') ? v6 : v3
+        expect(await renderHubConfig(layout, settings, version, '/lab')).to.include(
+          `    ${SERVER_PORTS.first}, ${SERVER_PORTS.last}, hold_seconds=900, start=${serverPortStart(SERVER_PORTS, settings.ports.hub)}\n`,
+        )
+        // Servers of other hubs on this machine may hold ports of the default range: ten free ones.
+        const first = await freeRange(10)
+        await fs.writeFile(
+          path.join(prefix, 'jupyterhub_config.py'),
+          await renderHubConfig(layout, {...settings, serverPorts: {first, last: first + 9}}, version, '/lab'),
+        )
+        const result = JSON.parse(
+          execFileSync(python, ['-W', 'ignore', '-c', PORTS_AND_READINESS, prefix], {encoding: 'utf8'}),
+        ) as {
+          first: number
+          last: number
+          start: number
+          ports: number[]
+          restarted: number
+          right: boolean
+          wrong: boolean
+        }
+        const start = serverPortStart({first, last: first + 9}, settings.ports.hub)
+        expect(result).to.include({first, last: first + 9, start})
+        const after = (k: number) => first + ((start - first + k) % 10)
+        const [low, high] = (await fs.readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')).trim().split(/\s+/)
+        expect(SERVER_PORTS.last, 'below the ephemeral range').to.be.lessThan(Number(low))
+        expect(Number(high)).to.be.greaterThan(SERVER_PORTS.last)
+        expect(result.ports, 'the held port is skipped').to.deep.equal([after(1), after(2), after(3)])
+        expect(new Set(result.ports).size, 'never the same port twice').to.equal(3)
+        expect(result.restarted, "after a restart, a port in the hub's database is skipped").to.equal(after(2))
+        expect(result.right, "the user's own server answers 200: up").to.equal(true)
+        expect(result.wrong, 'a 404 on the user URL: not up').to.equal(false)
+      } finally {
+        await fs.rm(prefix, {recursive: true, force: true})
+      }
+    })
+  }
+
+  it("starts each hub's search for a server port elsewhere in the range (by its hub port), inside the range", () => {
+    const starts = [8081, 8082, 8083, 18081].map((port) => serverPortStart(SERVER_PORTS, port))
+    expect(new Set(starts).size).to.equal(4)
+    for (const start of starts) expect(start).to.be.within(SERVER_PORTS.first, SERVER_PORTS.last)
+    expect(serverPortStart({first: 30000, last: 30000}, 8081)).to.equal(30000)
   })
 })
