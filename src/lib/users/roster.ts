@@ -79,7 +79,13 @@ function parseFlag(value: string, where: string): boolean {
 
 /** RFC 4180 records: quoted fields may hold commas, quotes ("") and line breaks. */
 export function parseCsv(text: string, file: string): string[][] {
-  const rows: string[][] = []
+  return parseCsvLines(text, file).map((row) => row.cells)
+}
+
+/** The records, each with the line it starts on. */
+function parseCsvLines(text: string, file: string): Array<{cells: string[]; line: number}> {
+  const rows: Array<{cells: string[]; line: number}> = []
+  let start = 1
   let row: string[] = []
   let field = ''
   let quoted = false
@@ -114,11 +120,12 @@ export function parseCsv(text: string, file: string): string[][] {
     } else if (c === '\n' || c === '\r') {
       if (c === '\r' && text[i + 1] === '\n') i++
       row.push(field)
-      rows.push(row)
+      rows.push({cells: row, line: start})
       row = []
       field = ''
       atStart = true
       line++
+      start = line
     } else {
       field += c
       atStart = false
@@ -127,7 +134,7 @@ export function parseCsv(text: string, file: string): string[][] {
   if (quoted) throw usageError(`${file}: a quoted field is never closed`, 'close the quote ("), then run again')
   if (field !== '' || row.length > 0) {
     row.push(field)
-    rows.push(row)
+    rows.push({cells: row, line: start})
   }
   return rows
 }
@@ -143,24 +150,27 @@ export function parseRoster(text: string, file: string, options: {pam: boolean})
       `${file} is not a CSV text file (it holds binary data)`,
       'give a CSV file with a header line: username,admin,email',
     )
-  const rows = parseCsv(text.replace(/^\uFEFF/, ''), file).filter((row) => !(row.length === 1 && row[0].trim() === ''))
-  if (rows.length === 0)
+  const body = text.replace(/^\uFEFF/, '')
+  if (body.trim() === '')
     throw usageError(`${file} is empty`, 'write a header line "username,admin,email", then one line per user')
-  const header = rows[0].map((cell) => cell.trim().toLowerCase())
-  const known = ['username', 'admin', 'email']
-  const unknown = header.filter((cell) => !known.includes(cell))
-  if (!header.includes('username') || unknown.length > 0)
-    throw usageError(
-      `${file} does not start with a CSV header naming the columns username, admin, email (its first line is ${JSON.stringify(rows[0].join(',').slice(0, 80))})`,
+  const firstLine = body.split(/\r?\n/)[0]
+  const headerProblem = () =>
+    usageError(
+      `${file} does not start with a CSV header naming the columns username, admin, email (its first line is ${JSON.stringify(firstLine.slice(0, 80))})`,
       'make the first line "username" or "username,admin,email" (in any order), then one line per user',
     )
+  if (!/^(?:[^,]*,)*\s*"?username"?\s*(?:,|$)/i.test(firstLine)) throw headerProblem()
+  const rows = parseCsvLines(body, file).filter((row) => !(row.cells.length === 1 && row.cells[0].trim() === ''))
+  const header = rows[0].cells.map((cell) => cell.trim().toLowerCase())
+  const known = ['username', 'admin', 'email']
+  const unknown = header.filter((cell) => !known.includes(cell))
+  if (!header.includes('username') || unknown.length > 0) throw headerProblem()
   const duplicateColumn = header.find((cell, i) => header.indexOf(cell) !== i)
   if (duplicateColumn) throw usageError(`${file}: the header names ${duplicateColumn} twice`, 'keep one such column')
   const column = (name: string) => header.indexOf(name)
   const entries: RosterEntry[] = []
   const seen = new Map<string, number>()
-  rows.slice(1).forEach((row, index) => {
-    const line = index + 2
+  rows.slice(1).forEach(({cells: row, line}) => {
     const where = `${file} line ${line}`
     if (row.length !== header.length)
       throw usageError(
