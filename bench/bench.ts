@@ -12,6 +12,7 @@ import {initPebbleRows, renewRows} from './acme.js'
 import {browserRows} from './browser.js'
 import {rotationRows} from './rotation.js'
 import {spawnRows} from './spawn.js'
+import {usersSyncRows} from './users.js'
 import {proxyKillRows, startRows} from './supervision.js'
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5)
@@ -181,6 +182,9 @@ const rows: Record<string, () => Promise<Row | Row[]>> = {
   },
   async spawn() {
     return spawnRows(RUNS)
+  },
+  async 'users-sync'() {
+    return usersSyncRows(RUNS)
   },
 }
 

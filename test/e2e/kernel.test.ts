@@ -1,10 +1,8 @@
 import {expect} from 'chai'
 import {execa} from 'execa'
-import {randomBytes, randomUUID} from 'node:crypto'
+import {randomBytes} from 'node:crypto'
 import fs from 'node:fs/promises'
-import https from 'node:https'
 import path from 'node:path'
-import WebSocket from 'ws'
 
 import {HubApi} from '../../src/lib/stack/hubapi.js'
 import {Layout} from '../../src/lib/config/layout.js'
@@ -12,6 +10,7 @@ import {findRoute, proxyRoutes} from '../../src/lib/stack/servers.js'
 import {DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
 import {waitUntil} from '../helpers/processes.js'
 import {addUser, removeUser} from '../helpers/users.js'
+import {execute, httpsJson} from '../helpers/kernel.js'
 
 /*
  * A notebook cell, end to end: a user's server from the default LocalProcessSpawner (root, a
@@ -27,112 +26,6 @@ import {addUser, removeUser} from '../helpers/users.js'
  * hub for a token of the user limited to access:servers (POST /hub/api/users/NAME/tokens). Tokens
  * travel in headers only, never in a URL or argv.
  */
-
-interface Msg {
-  header: {msg_id: string; msg_type: string}
-  parent_header: {msg_id?: string}
-  channel?: string
-  content: Record<string, unknown>
-}
-
-/** An https request trusting `ca` (the hub's own certificate); JSON in and out. */
-function httpsJson(
-  url: string,
-  options: {method?: string; ca: string; token?: string; body?: unknown},
-): Promise<{status: number; body: unknown}> {
-  return new Promise((resolve, reject) => {
-    const payload = options.body === undefined ? undefined : JSON.stringify(options.body)
-    const request = https.request(
-      url,
-      {
-        method: options.method ?? 'GET',
-        ca: options.ca,
-        headers: {
-          Accept: 'application/json',
-          ...(options.token ? {Authorization: `token ${options.token}`} : {}),
-          ...(payload ? {'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload)} : {}),
-        },
-        timeout: 30_000,
-      },
-      (response) => {
-        const chunks: Buffer[] = []
-        response.on('data', (chunk: Buffer) => chunks.push(chunk))
-        response.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8')
-          let body: unknown = text
-          try {
-            body = JSON.parse(text)
-          } catch {
-            // not JSON: kept as text
-          }
-          resolve({status: response.statusCode ?? 0, body})
-        })
-      },
-    )
-    request.on('timeout', () => request.destroy(new Error(`${url}: no answer`)))
-    request.on('error', reject)
-    request.end(payload)
-  })
-}
-
-/**
- * Open the kernel's channels, send one execute_request and collect what the kernel answers to it,
- * until its execute_reply and its status idle have both come (or the socket ends).
- */
-function execute(url: string, options: {ca: string; token: string; code: string}): Promise<Msg[]> {
-  return new Promise((resolve, reject) => {
-    const session = randomUUID()
-    const msgId = randomUUID()
-    const socket = new WebSocket(`${url}?session_id=${session}`, {
-      ca: options.ca,
-      headers: {Authorization: `token ${options.token}`},
-      handshakeTimeout: 30_000,
-    })
-    const replies: Msg[] = []
-    let replied = false
-    let idle = false
-    socket.on('open', () => {
-      socket.send(
-        JSON.stringify({
-          header: {
-            msg_id: msgId,
-            username: 'hubctl-test',
-            session,
-            date: new Date().toISOString(),
-            msg_type: 'execute_request',
-            version: '5.3',
-          },
-          parent_header: {},
-          metadata: {},
-          content: {
-            code: options.code,
-            silent: false,
-            store_history: true,
-            user_expressions: {},
-            allow_stdin: false,
-            stop_on_error: true,
-          },
-          buffers: [],
-          channel: 'shell',
-        }),
-      )
-    })
-    socket.on('message', (data, isBinary) => {
-      if (isBinary) return
-      const msg = JSON.parse(data.toString()) as Msg
-      if (msg.parent_header?.msg_id !== msgId) return
-      replies.push(msg)
-      if (msg.header.msg_type === 'execute_reply') replied = true
-      if (msg.header.msg_type === 'status' && msg.content.execution_state === 'idle') idle = true
-      if (replied && idle) socket.close()
-    })
-    socket.on('unexpected-response', (_request, response) =>
-      reject(new Error(`the websocket upgrade was answered ${response.statusCode}`)),
-    )
-    socket.on('error', reject)
-    socket.on('close', () => resolve(replies))
-  })
-}
 
 interface StatusServers {
   servers: Array<{user: string; name: string; ready: boolean; routeOk: boolean | null}>

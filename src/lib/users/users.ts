@@ -67,6 +67,8 @@ export interface ApplyResult {
   config: 'written' | 'unchanged' | 'not rendered'
   hub: {running: boolean; restarted: boolean; deleted: string[]; adminSet: string[]; serversStopped: string[]}
   seconds: number
+  /** Seconds per phase: checks, system accounts, the config (render, JupyterHub loads it), the running hub, removals. */
+  phases: {check: number; accounts: number; config: number; hub: number; removals: number}
 }
 
 /** The minimum length of a password `users passwd` sets. */
@@ -236,6 +238,13 @@ export class UsersService {
       config: 'not rendered',
       hub: {running: false, restarted: false, deleted: [], adminSet: [], serversStopped: []},
       seconds: 0,
+      phases: {check: 0, accounts: 0, config: 0, hub: 0, removals: 0},
+    }
+    let mark = began
+    const phase = (name: keyof ApplyResult['phases']) => {
+      const now = this.clock.now()
+      result.phases[name] = Math.round((now - mark) / 100) / 10
+      mark = now
     }
     const lock = options.dryRun ? undefined : await acquireLock(this.deps.layout.lockFile, 'users', {waitMs: 10_000})
     try {
@@ -258,6 +267,7 @@ export class UsersService {
       const install = await detectJupyterHub(this.deps.runner, settings.executables.jupyterhub)
       const ui = await detectUserInterface(this.deps.runner, install)
       const content = await renderHubConfig(this.deps.layout, next, install, defaultUrlFor(ui))
+      phase('check')
       // 2. System accounts (PAM): made or taken; undone if the config does not load.
       const made: string[] = []
       try {
@@ -278,6 +288,7 @@ export class UsersService {
         }
         for (const entry of plan.add)
           if (!pam && entry.email) record.accounts[entry.name] = {...record.accounts[entry.name], email: entry.email}
+        phase('accounts')
         // 3. The config, as init renders it; then hubctl.json and the record.
         result.config = (await installHubConfig(this.deps.layout, this.deps.runner, content, install)).action
       } catch (error) {
@@ -288,11 +299,14 @@ export class UsersService {
       await this.records.save(record)
       result.changed = true
       this.log(`hubctl.json and ${this.deps.layout.hubConfig} updated`)
+      phase('config')
       // 4. The running hub: servers of removed users stopped, the hub restarted, its database told.
       if (result.hub.running) await this.tellRunningHub(next, plan, result)
       else await this.deleteFromDatabase(install.python, plan.remove, result)
+      phase('hub')
       // 5. Accounts of removed users: locked, homes archived.
       await this.finishRemovals(plan, record, options, result)
+      phase('removals')
       result.seconds = this.seconds(began)
       return result
     } finally {

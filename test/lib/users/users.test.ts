@@ -85,9 +85,14 @@ describe('users service (fake system)', function () {
   this.timeout(20_000)
   let layout: Layout
   let home: string
+  let dir = ''
+
+  afterEach(async () => {
+    if (dir) await fs.rm(dir, {recursive: true, force: true})
+  })
 
   beforeEach(async () => {
-    const dir = await tempPrefix('hubctl-users')
+    dir = await tempPrefix('hubctl-users-unit')
     layout = new Layout(path.join(dir, 'prefix'))
     home = path.join(dir, 'home')
     await fs.mkdir(home)
