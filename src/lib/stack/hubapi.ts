@@ -210,12 +210,6 @@ export class HubApi {
     return status === 204 ? 'deleted' : 'absent'
   }
 
-  /** PATCH /hub/api/users/NAME {admin}: the hub's database agrees with hubctl.json at once ('absent': no such user yet). */
-  async setAdmin(user: string, admin: boolean): Promise<'set' | 'absent'> {
-    const status = await this.requestStatus('PATCH', `/users/${encodeURIComponent(user)}`, {admin}, [200, 404])
-    return status === 200 ? 'set' : 'absent'
-  }
-
   /** POST /hub/api/proxy: the hub compares the proxy's routes with its own and re-adds what is missing. */
   async syncProxy(): Promise<void> {
     await this.requestStatus('POST', '/proxy', undefined, [200, 204])

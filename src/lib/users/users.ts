@@ -1,4 +1,5 @@
 import {randomBytes} from 'node:crypto'
+import fs from 'node:fs/promises'
 
 import {installHubConfig, renderHubConfig, databaseUrl} from '../config/hubconfig.js'
 import {defaultUrlFor, detectJupyterHub, detectUserInterface} from '../config/jupyterhub.js'
@@ -301,8 +302,13 @@ export class UsersService {
       this.log(`hubctl.json and ${this.deps.layout.hubConfig} updated`)
       phase('config')
       // 4. The running hub: servers of removed users stopped, the hub restarted, its database told.
-      if (result.hub.running) await this.tellRunningHub(next, plan, result)
-      else await this.deleteFromDatabase(install.python, plan.remove, result)
+      if (result.hub.running) await this.tellRunningHub(next, install.python, plan, result)
+      else
+        await this.updateDatabase(
+          install.python,
+          {delete: plan.remove, revoke: plan.change.filter((c) => !c.admin).map((c) => c.name)},
+          result,
+        )
       phase('hub')
       // 5. Accounts of removed users: locked, homes archived.
       await this.finishRemovals(plan, record, options, result)
@@ -366,7 +372,7 @@ export class UsersService {
     return out
   }
 
-  private async tellRunningHub(settings: Settings, plan: UserPlan, result: ApplyResult): Promise<void> {
+  private async tellRunningHub(settings: Settings, python: string, plan: UserPlan, result: ApplyResult): Promise<void> {
     const api = this.api(settings)
     for (const name of plan.remove) {
       const servers = await api.userServers(name).catch(() => [])
@@ -376,37 +382,56 @@ export class UsersService {
         await this.clock.sleep(200)
       result.hub.serversStopped.push(name)
     }
+    // An admin revoked: JupyterHub 5+ lets no service but an admin one take the flag away through
+    // the API, and its start only ever grants it (admin_users): the database is told first.
+    await this.updateDatabase(python, {revoke: plan.change.filter((c) => !c.admin).map((c) => c.name)}, result)
     if (result.config === 'written') {
       await (this.deps.restart ?? restartStack)(this.deps.layout)
       result.hub.restarted = true
       this.log('the hub restarted with the new config; user servers kept running')
     }
     for (const name of plan.remove) if ((await api.deleteUser(name)) === 'deleted') result.hub.deleted.push(name)
-    for (const {name, admin} of plan.change)
-      if ((await api.setAdmin(name, admin)) === 'set') result.hub.adminSet.push(name)
+    // A new admin is made one by the restarted hub (admin_users); both directions checked here.
+    if (plan.change.length > 0) {
+      const admins = new Map((await api.listUsers()).map((user) => [user.name, user.admin]))
+      for (const {name, admin} of plan.change) if (admins.get(name) === admin) result.hub.adminSet.push(name)
+    }
   }
 
-  /** With the hub stopped, removed users leave its database through JupyterHub's own ORM (the hub's Python). */
-  private async deleteFromDatabase(python: string, names: string[], result: ApplyResult): Promise<void> {
-    if (names.length === 0) return
-    const found = await import('node:fs/promises').then((fs) =>
-      fs.stat(this.deps.layout.database).then(
-        () => true,
-        () => false,
-      ),
+  /**
+   * The hub's database through JupyterHub's own ORM (the hub's Python): users deleted (with the hub
+   * stopped) and admin flags taken away. The names reach the script on its standard input.
+   */
+  private async updateDatabase(
+    python: string,
+    changes: {delete?: string[]; revoke?: string[]},
+    result: ApplyResult,
+  ): Promise<void> {
+    const lines = [
+      ...(changes.delete ?? []).map((name) => `delete ${name}`),
+      ...(changes.revoke ?? []).map((name) => `revoke ${name}`),
+    ]
+    if (lines.length === 0) return
+    const found = await fs.stat(this.deps.layout.database).then(
+      () => true,
+      () => false,
     )
     if (!found) return
-    const run = await this.deps.runner.run(python, ['-I', '-c', DELETE_USERS_SCRIPT, databaseUrl(this.deps.layout)], {
-      input: `${names.join('\n')}\n`,
+    const run = await this.deps.runner.run(python, ['-I', '-c', DATABASE_SCRIPT, databaseUrl(this.deps.layout)], {
+      input: `${lines.join('\n')}\n`,
       timeoutMs: 60_000,
       cwd: '/',
     })
     if (run.exitCode !== 0)
       throw runtimeError(
-        `could not delete ${names.join(', ')} from the hub's database: ${run.stderr.trim().split('\n').pop() ?? ''}`,
-        'start the hub (`hubctl start`), then run `hubctl users remove` again',
+        `could not update the hub's database (${lines.join(', ')}): ${run.stderr.trim().split('\n').pop() ?? ''}`,
+        'read the message; then run the same `hubctl users` command again',
       )
-    result.hub.deleted.push(...run.stdout.split('\n').filter(Boolean))
+    for (const line of run.stdout.split('\n')) {
+      const [action, name] = line.split(' ')
+      if (action === 'deleted') result.hub.deleted.push(name)
+      if (action === 'revoked') result.hub.adminSet.push(name)
+    }
   }
 
   /** Removed users' accounts: those hubctl made are locked (home archived unless --keep-home); adopted ones are left. */
@@ -435,9 +460,7 @@ export class UsersService {
       if (!options.keepHome) {
         const stamp = new Date(this.clock.now()).toISOString().replace(/[:.]/g, '-')
         const archive = this.deps.layout.homeArchive(name, stamp)
-        await import('node:fs/promises').then((fs) =>
-          fs.mkdir(this.deps.layout.homeArchiveDir, {recursive: true, mode: 0o700}),
-        )
+        await fs.mkdir(this.deps.layout.homeArchiveDir, {recursive: true, mode: 0o700})
         await this.accounts.archiveHome(account, archive)
         result.archives.push(archive)
       }
@@ -500,15 +523,24 @@ export function generatePassword(): string {
   return randomBytes(14).toString('base64url').slice(0, 18)
 }
 
-/** Names on stdin, one a line; deletes each user (and, by the ORM's cascade, its servers and tokens); prints the deleted. */
-const DELETE_USERS_SCRIPT = `
+/**
+ * Lines on stdin, "delete NAME" or "revoke NAME": the user deleted (and, by the ORM's cascade, its
+ * servers and tokens), or its admin flag cleared; prints what it did, one line each.
+ */
+const DATABASE_SCRIPT = `
 import sys
 from jupyterhub import orm
 db = orm.new_session_factory(sys.argv[1])()
-for name in sys.stdin.read().split():
+for line in sys.stdin.read().splitlines():
+    action, _, name = line.partition(" ")
     user = db.query(orm.User).filter_by(name=name).first()
-    if user is not None:
+    if user is None:
+        continue
+    if action == "delete":
         db.delete(user)
-        print(name)
+        print("deleted", name)
+    elif action == "revoke" and user.admin:
+        user.admin = False
+        print("revoked", name)
 db.commit()
 `

@@ -149,7 +149,7 @@ describe('users service (fake system)', function () {
         events.push(`delete ${user}`)
         return 'deleted'
       },
-      setAdmin: async () => 'set',
+      listUsers: async () => [],
     } as unknown as HubApi
     let running = false
     const service = new UsersService({
