@@ -265,9 +265,15 @@ export class UsersService {
         result.seconds = this.seconds(began)
         return result
       }
-      const install = await detectJupyterHub(this.deps.runner, settings.executables.jupyterhub)
-      const ui = await detectUserInterface(this.deps.runner, install)
-      const content = await renderHubConfig(this.deps.layout, next, install, defaultUrlFor(ui))
+      // Only system accounts to make (init --create-users, `users add` of a user without one): the
+      // lists, so the config, stay as they are, and JupyterHub need not be asked anything.
+      const listsChange =
+        JSON.stringify([next.admins, next.allowedUsers]) !== JSON.stringify([settings.admins, settings.allowedUsers])
+      const install = listsChange
+        ? await detectJupyterHub(this.deps.runner, settings.executables.jupyterhub)
+        : undefined
+      const ui = install && (await detectUserInterface(this.deps.runner, install))
+      const content = install && ui && (await renderHubConfig(this.deps.layout, next, install, defaultUrlFor(ui)))
       phase('check')
       // 2. System accounts (PAM): made or taken; undone if the config does not load.
       const made: string[] = []
@@ -291,7 +297,10 @@ export class UsersService {
           if (!pam && entry.email) record.accounts[entry.name] = {...record.accounts[entry.name], email: entry.email}
         phase('accounts')
         // 3. The config, as init renders it; then hubctl.json and the record.
-        result.config = (await installHubConfig(this.deps.layout, this.deps.runner, content, install)).action
+        result.config =
+          install && content
+            ? (await installHubConfig(this.deps.layout, this.deps.runner, content, install)).action
+            : 'unchanged'
       } catch (error) {
         for (const name of made) await this.deps.runner.run('userdel', ['--remove', name])
         throw error
@@ -302,10 +311,13 @@ export class UsersService {
       this.log(`hubctl.json and ${this.deps.layout.hubConfig} updated`)
       phase('config')
       // 4. The running hub: servers of removed users stopped, the hub restarted, its database told.
-      if (result.hub.running) await this.tellRunningHub(next, install.python, plan, result)
+      const python = install?.python ?? ''
+      if (!install) {
+        // Nothing of the hub's changes.
+      } else if (result.hub.running) await this.tellRunningHub(next, python, plan, result)
       else
         await this.updateDatabase(
-          install.python,
+          python,
           {delete: plan.remove, revoke: plan.change.filter((c) => !c.admin).map((c) => c.name)},
           result,
         )
@@ -394,7 +406,8 @@ export class UsersService {
     // A new admin is made one by the restarted hub (admin_users); both directions checked here.
     if (plan.change.length > 0) {
       const admins = new Map((await api.listUsers()).map((user) => [user.name, user.admin]))
-      for (const {name, admin} of plan.change) if (admins.get(name) === admin) result.hub.adminSet.push(name)
+      const set = plan.change.filter(({name, admin}) => admins.get(name) === admin).map((c) => c.name)
+      result.hub.adminSet = [...new Set([...result.hub.adminSet, ...set])]
     }
   }
 
