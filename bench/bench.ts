@@ -14,6 +14,7 @@ import {lectureRows} from './lecture.js'
 import {rotationRows} from './rotation.js'
 import {spawnRows} from './spawn.js'
 import {watchRows} from './watch.js'
+import {usersSyncRows} from './users.js'
 import {proxyKillRows, startRows} from './supervision.js'
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5)
@@ -191,6 +192,9 @@ const rows: Record<string, () => Promise<Row | Row[]>> = {
   /** The server watch's tick with many users in the database (WATCH_USERS) and few running (WATCH_RUNNING). */
   async watch() {
     return watchRows(RUNS)
+  },
+  async 'users-sync'() {
+    return usersSyncRows(RUNS)
   },
 }
 

@@ -127,6 +127,10 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
         'a hub on this machine without root or a domain: prefix ./hubctl-local, localhost, self-signed TLS, ports 8080/8443, a generated login printed once',
     }),
     yes: Flags.boolean({char: 'y', description: 'never ask: a missing required value is an error'}),
+    'create-users': Flags.boolean({
+      description:
+        'with PAM: make the system account of each --admin and --allow-user who has none (as `hubctl users add`); on a terminal init asks',
+    }),
     'dry-run': Flags.boolean({
       description: 'print every file it would write and every command it would run; write nothing',
     }),
@@ -155,6 +159,7 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
       schedule: flags.schedule,
       dryRun: flags['dry-run'],
       yes: flags.yes,
+      createUsers: flags['create-users'],
       confirm: interactive ? confirmOnTerminal : undefined,
       ...(request.tls === 'letsencrypt' ? await this.acmeDeps(reporter) : {}),
     })
@@ -207,6 +212,7 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
       this.log(`Log in at ${result.login.url} as ${result.login.user} with the password ${result.login.password}`)
       this.log('  (shown this once; it is kept 0600 in srv/jupyterhub/login_password)')
     }
+    if (result.usersCreated) this.log(`System accounts created: ${result.usersCreated.join(', ')} (no password yet)`)
     const written = result.files.filter((f) => f.action === 'written')
     this.log(
       `hubctl init done under ${result.prefix}: JupyterHub ${result.jupyterhub.version}, nginx ${result.nginx.version}.`,

@@ -2,14 +2,13 @@ import {expect} from 'chai'
 import {execa} from 'execa'
 import {randomBytes} from 'node:crypto'
 import fs from 'node:fs/promises'
-import https from 'node:https'
 import path from 'node:path'
 
 import {HubApi} from '../../src/lib/stack/hubapi.js'
 import {Layout} from '../../src/lib/config/layout.js'
 import {findRoute, proxyRoutes} from '../../src/lib/stack/servers.js'
 import {DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
-import {KernelMsg, execute, openChannel, stdoutOf as printed} from '../helpers/kernel.js'
+import {KernelMsg, execute, httpsJson, openChannel, stdoutOf as printed} from '../helpers/kernel.js'
 import {waitUntil} from '../helpers/processes.js'
 import {addUser, removeUser, testUserName} from '../helpers/users.js'
 
@@ -33,46 +32,6 @@ function stdoutOf(replies: KernelMsg[]): string {
   const reply = replies.find((m) => m.header.msg_type === 'execute_reply')
   expect(reply?.content.status, JSON.stringify(replies.map((m) => m.header.msg_type))).to.equal('ok')
   return printed(replies)
-}
-
-/** An https request trusting `ca` (the hub's own certificate); JSON in and out. */
-function httpsJson(
-  url: string,
-  options: {method?: string; ca: string; token?: string; body?: unknown},
-): Promise<{status: number; body: unknown}> {
-  return new Promise((resolve, reject) => {
-    const payload = options.body === undefined ? undefined : JSON.stringify(options.body)
-    const request = https.request(
-      url,
-      {
-        method: options.method ?? 'GET',
-        ca: options.ca,
-        headers: {
-          Accept: 'application/json',
-          ...(options.token ? {Authorization: `token ${options.token}`} : {}),
-          ...(payload ? {'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload)} : {}),
-        },
-        timeout: 30_000,
-      },
-      (response) => {
-        const chunks: Buffer[] = []
-        response.on('data', (chunk: Buffer) => chunks.push(chunk))
-        response.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8')
-          let body: unknown = text
-          try {
-            body = JSON.parse(text)
-          } catch {
-            // not JSON: kept as text
-          }
-          resolve({status: response.statusCode ?? 0, body})
-        })
-      },
-    )
-    request.on('timeout', () => request.destroy(new Error(`${url}: no answer`)))
-    request.on('error', reject)
-    request.end(payload)
-  })
 }
 
 interface StatusServers {

@@ -1,4 +1,5 @@
 import {randomUUID} from 'node:crypto'
+import https from 'node:https'
 import WebSocket from 'ws'
 
 /*
@@ -126,4 +127,71 @@ export function stdoutOf(replies: KernelMsg[]): string {
     .filter((m) => m.header.msg_type === 'stream' && m.content.name === 'stdout')
     .map((m) => String(m.content.text))
     .join('')
+}
+
+/** An https request trusting `ca` (the hub's own certificate); JSON in and out. */
+export function httpsJson(
+  url: string,
+  options: {method?: string; ca: string; token?: string; body?: unknown},
+): Promise<{status: number; body: unknown}> {
+  return new Promise((resolve, reject) => {
+    const payload = options.body === undefined ? undefined : JSON.stringify(options.body)
+    const request = https.request(
+      url,
+      {
+        method: options.method ?? 'GET',
+        ca: options.ca,
+        headers: {
+          Accept: 'application/json',
+          ...(options.token ? {Authorization: `token ${options.token}`} : {}),
+          ...(payload ? {'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload)} : {}),
+        },
+        timeout: 30_000,
+      },
+      (response) => {
+        const chunks: Buffer[] = []
+        response.on('data', (chunk: Buffer) => chunks.push(chunk))
+        response.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8')
+          let body: unknown = text
+          try {
+            body = JSON.parse(text)
+          } catch {
+            // not JSON: kept as text
+          }
+          resolve({status: response.statusCode ?? 0, body})
+        })
+      },
+    )
+    request.on('timeout', () => request.destroy(new Error(`${url}: no answer`)))
+    request.on('error', reject)
+    request.end(payload)
+  })
+}
+
+/**
+ * A new python3 kernel in the user's server through `origin` (nginx), the code run in it; its
+ * stdout. Creation is tried again only on nginx's 502/503 (a server that has just started, its
+ * route not yet answering): any other answer fails at once, with what it was.
+ */
+export async function runInNewKernel(
+  origin: string,
+  options: {user: string; ca: string; token: string; code: string},
+): Promise<string> {
+  const base = `${origin}/user/${options.user}/api/kernels`
+  let created = {status: 0, body: undefined as unknown}
+  for (let attempt = 0; attempt < 10; attempt++) {
+    created = await httpsJson(base, {method: 'POST', ca: options.ca, token: options.token, body: {name: 'python3'}})
+    if (created.status !== 502 && created.status !== 503) break
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+  }
+  if (created.status !== 201)
+    throw new Error(`creating a kernel at ${base} was answered ${created.status}: ${JSON.stringify(created.body)}`)
+  const kernel = created.body as {id: string}
+  const replies = await execute(`${base.replace(/^https:/, 'wss:')}/${kernel.id}/channels`, {
+    ca: options.ca,
+    headers: {Authorization: `token ${options.token}`},
+    code: options.code,
+  })
+  return stdoutOf(replies)
 }

@@ -1,9 +1,13 @@
-import type {JupyterHubInstall} from './jupyterhub.js'
+import fs from 'node:fs/promises'
+
+import {readIfExists, writeFileAtomic} from '../files/atomic.js'
+import {type JupyterHubInstall, validateHubConfig} from './jupyterhub.js'
 import {cullerService, supervisorCulling} from './culler.js'
 import {Layout} from './layout.js'
 import {renderTemplate} from './render.js'
 import {type PortRange, SERVER_PORTS, type Settings} from './settings.js'
 import {usageError} from '../errors.js'
+import type {Runner} from '../runner.js'
 import {proxyApiUrl} from '../stack/hubapi.js'
 import {HUBCTL_VERSION} from '../version.js'
 
@@ -12,8 +16,16 @@ export function databaseUrl(layout: Layout): string {
   return `sqlite:///${layout.database}`
 }
 
-/** The scopes of hubctl's own service: restore routes, follow, start and stop user servers. Nothing more. */
-export const HUBCTL_SERVICE_SCOPES = ['proxy', 'list:users', 'read:users:activity', 'read:servers', 'servers']
+/** The scopes of hubctl's own service: restore routes, follow, start and stop user servers, manage users. Nothing more. */
+export const HUBCTL_SERVICE_SCOPES = [
+  'proxy',
+  'list:users',
+  'read:users:activity',
+  'read:servers',
+  'servers',
+  // `hubctl users`: delete a removed user from the hub's database, grant and revoke admin at once.
+  'admin:users',
+]
 
 const AUTHENTICATORS: Record<string, {className: string; minMajor?: number; minMinor?: number}> = {
   pam: {className: 'pam'},
@@ -145,4 +157,28 @@ export async function renderHubConfig(
     },
     'python',
   )
+}
+
+/**
+ * Install a rendered jupyterhub_config.py: write the candidate, have JupyterHub load it, then move
+ * it into place; a failing one never replaces a working one (init, `hubctl users`).
+ */
+export async function installHubConfig(
+  layout: Layout,
+  runner: Runner,
+  content: string,
+  jupyterhub: JupyterHubInstall,
+): Promise<{file: string; action: 'written' | 'unchanged'}> {
+  if ((await readIfExists(layout.hubConfig)) === content) {
+    await validateHubConfig(runner, jupyterhub, layout.hubConfig)
+    return {file: layout.hubConfig, action: 'unchanged'}
+  }
+  await writeFileAtomic(layout.hubConfigCandidate, content, {mode: 0o644})
+  try {
+    await validateHubConfig(runner, jupyterhub, layout.hubConfigCandidate)
+    await fs.rename(layout.hubConfigCandidate, layout.hubConfig)
+  } finally {
+    await fs.rm(layout.hubConfigCandidate, {force: true})
+  }
+  return {file: layout.hubConfig, action: 'written'}
 }

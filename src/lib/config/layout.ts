@@ -53,6 +53,18 @@ export class Layout {
   backupFile(name: string): string {
     return path.join(this.backupDir, name)
   }
+  /** `hubctl users`: which system accounts hubctl created or adopted, and their e-mail (0600). */
+  get usersRecord(): string {
+    return this.at('srv/jupyterhub/users.json')
+  }
+  /** Home directories of removed users, each a 0600 tar.gz (`hubctl users remove`). */
+  get homeArchiveDir(): string {
+    return this.at('srv/jupyterhub/archive')
+  }
+  /** One archived home: `<user>-<time>.tar.gz`. */
+  homeArchive(user: string, stamp: string): string {
+    return path.join(this.homeArchiveDir, `${user}-${stamp}.tar.gz`)
+  }
   get lockFile(): string {
     return this.at('srv/jupyterhub/hubctl.lock')
   }

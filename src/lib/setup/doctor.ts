@@ -24,6 +24,7 @@ import {PORT_FLAGS, Ports, Settings, SettingsStore} from '../config/settings.js'
 import {readState, runningSupervisor} from '../stack/state.js'
 import {checkHealth, hubHealthUrl, proxyApiUrl} from '../stack/hubapi.js'
 import {assertTrusted, assertTrustedFile, trustProblems, trustedPaths} from './trust.js'
+import {UnixAccounts, UsersRecordStore} from '../users/accounts.js'
 
 export type CheckStatus = 'pass' | 'warn' | 'fail'
 
@@ -70,6 +71,7 @@ export class Doctor {
       ['jupyterhub config', () => this.checkHubConfig()],
       ['user interface', () => this.checkUserInterface()],
       ['idle culling', () => this.checkCulling()],
+      ['user accounts', () => this.checkUserAccounts()],
       ['nginx config', () => this.checkNginx()],
       ['dns', () => this.checkDns()],
       ['ports', () => this.checkPorts()],
@@ -354,6 +356,34 @@ export class Doctor {
       status: 'pass',
       message: ui === 'lab' ? 'JupyterLab at /lab' : 'the classic notebook at /tree (no JupyterLab)',
     }
+  }
+
+  /** With PAM, every admin and allowed user needs a system account to log in with: one result per user who has none. */
+  async checkUserAccounts(): Promise<CheckResult[]> {
+    const settings = this.settings!
+    if (settings.authenticator !== 'pam')
+      return [
+        {
+          check: 'user accounts',
+          status: 'pass',
+          message: `authenticator ${settings.authenticator}: no system accounts needed`,
+        },
+      ]
+    const names = [...new Set([...settings.admins, ...settings.allowedUsers])]
+    const accounts = await new UnixAccounts(this.deps.runner).lookup(names)
+    const record = await new UsersRecordStore(this.deps.layout).load()
+    const missing = names.filter((name) => !accounts.has(name) || record.accounts[name]?.removed)
+    const prefix = this.deps.layout.isSystem ? '' : ` --prefix ${this.deps.layout.prefix}`
+    if (missing.length === 0)
+      return [
+        {check: 'user accounts', status: 'pass', message: `all ${names.length} users have a system account (PAM)`},
+      ]
+    return missing.map((name) => ({
+      check: 'user accounts',
+      status: 'fail' as const,
+      message: `${name} is ${settings.admins.includes(name) ? 'an admin' : 'allowed'} but has no system account: with PAM nobody can log in as ${name}`,
+      fix: `hubctl users add ${name}${prefix}, then hubctl users passwd ${name}${prefix}`,
+    }))
   }
 
   /**

@@ -1,11 +1,11 @@
 import fs from 'node:fs/promises'
 
-import {ensureDir, exists, readIfExists, writeFileAtomic} from '../files/atomic.js'
+import {ensureDir, exists} from '../files/atomic.js'
 import {CertStore, CertificateInfo, inspectPair} from '../tls/certstore.js'
 import {shouldRenew} from '../tls/policy.js'
 import {FFDHE2048_PEM, generateDhparam} from '../tls/dhparam.js'
 import {messageOf, usageError} from '../errors.js'
-import {renderHubConfig} from '../config/hubconfig.js'
+import {installHubConfig, renderHubConfig} from '../config/hubconfig.js'
 import type {InitRequest} from './init-request.js'
 import {HubEnvPlan, HubEnvService, canMakeVenv, systemPython} from './hubenv.js'
 import {
@@ -14,11 +14,11 @@ import {
   defaultUrlFor,
   detectJupyterHub,
   detectUserInterface,
-  validateHubConfig,
   vulnerabilityWarning,
 } from '../config/jupyterhub.js'
 import {Layout} from '../config/layout.js'
 import {acquireLock} from '../files/lock.js'
+import {UsersService} from '../users/users.js'
 import {Nginx, NginxInstall, detectNginx} from '../config/nginx.js'
 import {renderSite} from '../config/site.js'
 import {runningSupervisor} from '../stack/state.js'
@@ -83,6 +83,8 @@ export interface InitDeps {
   confirm?: (message: string) => Promise<boolean>
   /** Updates the ACME account's contact when --email changed and no certificate is ordered (an order does it itself). */
   updateAccountContact?: (settings: Settings) => Promise<{message?: string; warning: boolean}>
+  /** --create-users: with PAM, make the system account of an admin or allowed user who has none (as `hubctl users add`). */
+  createUsers?: boolean
 }
 
 export interface InitResult {
@@ -106,6 +108,8 @@ export interface InitResult {
     accountContact?: string
   }
   files: Array<{file: string; action: 'written' | 'unchanged' | 'would write'}>
+  /** --create-users: the system accounts init made for admins and allowed users (PAM). */
+  usersCreated?: string[]
   /** Local mode's generated login, shown once: only on the run that created it. */
   login?: {url: string; user: string; password: string}
   commands: string[]
@@ -330,7 +334,7 @@ export class InitService {
       await ensureDir(layout.etcDir, 0o755)
       await fs.mkdir(layout.hubConfigD, {recursive: true, mode: 0o755})
       await fs.mkdir(layout.logDir, {recursive: true, mode: 0o755})
-      files.push(await this.installHubConfig(hubConfig, jupyterhub))
+      files.push(await installHubConfig(layout, runner, hubConfig, jupyterhub))
       if (dhMissing) r.progress('render', 'waiting for the DH parameters')
       await dhWrite
       const mainConfWritten = await nginx().writeMainConf()
@@ -368,7 +372,37 @@ export class InitService {
     }
     result.next = this.nextSteps(settings)
     result.culling = cullingSummary(settings)
+    await this.checkUserAccounts(settings, result)
     return result
+  }
+
+  /**
+   * With PAM every admin and allowed user logs in with a system account: a missing one is made
+   * (--create-users, or yes on a terminal) as `hubctl users add` makes it, or named in a warning
+   * with that command. After the lock is released: the users service takes it itself.
+   */
+  private async checkUserAccounts(settings: Settings, result: InitResult): Promise<void> {
+    if (settings.authenticator !== 'pam' || settings.local) return
+    const users = new UsersService({layout: this.deps.layout, runner: this.deps.runner})
+    const names = [...new Set([...settings.admins, ...settings.allowedUsers])]
+    const plan = await users.planAdd(names, false)
+    const missing = plan.account.map((entry) => entry.name)
+    if (missing.length === 0) return
+    const question = `${missing.join(', ')} ${missing.length === 1 ? 'has' : 'have'} no system account, so nobody can log in as ${missing.length === 1 ? 'that user' : 'them'}. Create ${missing.length === 1 ? 'it' : 'them'} now (no password until \`hubctl users passwd\`)?`
+    if (this.deps.createUsers || (this.deps.confirm && (await this.deps.confirm(question)))) {
+      await users.apply(plan)
+      result.usersCreated = missing
+      result.next.unshift(...missing.map((name) => `hubctl users passwd ${name}${this.prefixFlag()}`))
+      return
+    }
+    for (const name of missing)
+      result.warnings.push(
+        `${name} has no system account: with PAM nobody can log in as ${name}; create it with \`hubctl users add ${name}${this.prefixFlag()}\` (or init --create-users --yes)`,
+      )
+  }
+
+  private prefixFlag(): string {
+    return this.deps.layout.isSystem ? '' : ` --prefix ${this.deps.layout.prefix}`
   }
 
   /**
@@ -471,7 +505,8 @@ export class InitService {
       domains: request.domains,
       email: request.email,
       admins: request.admins,
-      allowedUsers: request.allowedUsers,
+      // Users added since (`hubctl users add`, `users sync`) stay: only `hubctl users remove` removes one.
+      allowedUsers: [...new Set([...(previous?.allowedUsers ?? []), ...request.allowedUsers])],
       authenticator:
         request.authenticator ??
         (request.local
@@ -545,26 +580,6 @@ export class InitService {
       )
     }
     return summary(await this.deps.obtainCertificate(settings), false)
-  }
-
-  /** Write the candidate config, have JupyterHub load it, then move it into place; a failing one never replaces a working one. */
-  private async installHubConfig(
-    content: string,
-    jupyterhub: Awaited<ReturnType<typeof detectJupyterHub>>,
-  ): Promise<InitResult['files'][number]> {
-    const {layout, runner} = this.deps
-    if ((await readIfExists(layout.hubConfig)) === content) {
-      await validateHubConfig(runner, jupyterhub, layout.hubConfig)
-      return {file: layout.hubConfig, action: 'unchanged'}
-    }
-    await writeFileAtomic(layout.hubConfigCandidate, content, {mode: 0o644})
-    try {
-      await validateHubConfig(runner, jupyterhub, layout.hubConfigCandidate)
-      await fs.rename(layout.hubConfigCandidate, layout.hubConfig)
-    } finally {
-      await fs.rm(layout.hubConfigCandidate, {force: true})
-    }
-    return {file: layout.hubConfig, action: 'written'}
   }
 
   private async plannedUnits(): Promise<PlannedFile[]> {

@@ -26,3 +26,14 @@ export async function confirmOnTerminal(message: string): Promise<boolean> {
   const {confirm} = await import('@inquirer/prompts')
   return confirm({message, default: false})
 }
+
+/** A new password on a terminal, asked twice (@inquirer/prompts' password: nothing echoed); asks again until both agree. */
+export async function passwordTwice(message: string): Promise<string> {
+  const {password} = await import('@inquirer/prompts')
+  for (;;) {
+    const first = await password({message, mask: true})
+    const second = await password({message: 'Again:', mask: true})
+    if (first === second) return first
+    process.stderr.write('The two passwords differ; try again.\n')
+  }
+}

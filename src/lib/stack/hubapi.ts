@@ -140,7 +140,7 @@ export async function checkHealth(
 
 /**
  * A small client for the JupyterHub REST API with hubctl's service token (scopes: proxy,
- * list:users, read:users:activity, read:servers, servers).
+ * list:users, read:users:activity, read:servers, servers, admin:users).
  */
 export class HubApi {
   private readonly baseUrl: string
@@ -236,6 +236,12 @@ export class HubApi {
   /** One user's servers. */
   async userServers(user: string): Promise<ServerInfo[]> {
     return toUser(await this.request<RawUser>('GET', `/users/${encodeURIComponent(user)}`)).servers
+  }
+
+  /** DELETE /hub/api/users/NAME: the user leaves the hub's database ('absent' when it had none). */
+  async deleteUser(user: string): Promise<'deleted' | 'absent'> {
+    const status = await this.requestStatus('DELETE', `/users/${encodeURIComponent(user)}`, undefined, [204, 404])
+    return status === 204 ? 'deleted' : 'absent'
   }
 
   /** POST /hub/api/proxy: the hub compares the proxy's routes with its own and re-adds what is missing. */
