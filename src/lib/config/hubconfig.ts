@@ -1,5 +1,6 @@
 import type {JupyterHubInstall} from './jupyterhub.js'
 import {Layout} from './layout.js'
+import {OAUTH_PROVIDER_INFO, OAuthProvider, isOAuthProvider, oauthAllowAll, oauthCallbackUrl} from './oauth.js'
 import {renderTemplate} from './render.js'
 import type {Settings} from './settings.js'
 import {usageError} from '../errors.js'
@@ -18,6 +19,10 @@ const AUTHENTICATORS: Record<string, {className: string; minMajor?: number; minM
   pam: {className: 'pam'},
   dummy: {className: 'dummy'},
   'shared-password': {className: 'shared-password', minMajor: 5, minMinor: 1},
+  // oauthenticator's classes: whether this JupyterHub's Python has the package is checked by init (checkOAuthenticator).
+  github: {className: OAUTH_PROVIDER_INFO.github.className},
+  google: {className: OAUTH_PROVIDER_INFO.google.className},
+  oauth: {className: OAUTH_PROVIDER_INFO.oauth.className},
 }
 
 const SPAWNERS = {
@@ -88,6 +93,35 @@ export const LAB_SERVER_ARGS = [
   '--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate',
 ]
 
+/** The template's view of an OAuth login (undefined for the other authenticators). */
+function oauthView(layout: Layout, settings: Settings): object | undefined {
+  const provider = settings.authenticator
+  if (!isOAuthProvider(provider)) return undefined
+  const oauth = settings.oauth
+  if (!oauth)
+    throw usageError(
+      `--authenticator ${provider} needs the OAuth app's settings, and ${layout.settings} has none`,
+      `run \`hubctl init --authenticator ${provider} --oauth-client-id ID --oauth-client-secret-file FILE\` again`,
+    )
+  const section = (name: OAuthProvider) => (provider === name ? {} : undefined)
+  return {
+    label: OAUTH_PROVIDER_INFO[provider].label,
+    clientId: oauth.clientId,
+    clientSecretFile: layout.oauthClientSecret,
+    callbackUrl: oauthCallbackUrl(settings),
+    allowAll: oauthAllowAll(provider, oauth),
+    scopes: oauth.scopes.length > 0 ? {list: oauth.scopes} : undefined,
+    generic: section('oauth') && {
+      authorizeUrl: oauth.authorizeUrl,
+      tokenUrl: oauth.tokenUrl,
+      userdataUrl: oauth.userdataUrl,
+      usernameClaim: oauth.usernameClaim,
+    },
+    github: section('github') && (oauth.allowedOrgs.length > 0 ? {orgs: oauth.allowedOrgs} : undefined),
+    google: section('google') && (oauth.allowedDomains.length > 0 ? {domains: oauth.allowedDomains} : undefined),
+  }
+}
+
 /** jupyterhub_config.py for these settings and this JupyterHub version (allow rules changed in 5.0). */
 export async function renderHubConfig(
   layout: Layout,
@@ -126,6 +160,7 @@ export async function renderHubConfig(
       spawn: settings.spawn,
       apiTokenFile: layout.apiToken,
       serviceScopes: HUBCTL_SERVICE_SCOPES,
+      oauth: oauthView(layout, settings),
     },
     'python',
   )
