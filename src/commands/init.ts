@@ -234,7 +234,9 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
         `JupyterHub ${env.versions.jupyterhub} and JupyterLab ${env.versions.jupyterlab}: ${env.dir}${env.built ? ' (installed now)' : ''}`,
       )
     if (result.oauth) {
-      this.log(`Register this callback URL with ${result.oauth.provider} for the OAuth app ${result.oauth.clientId}:`)
+      this.log(
+        `Register this callback URL for the OAuth app ${result.oauth.clientId} with the provider (--authenticator ${result.oauth.provider}):`,
+      )
       this.log(`  ${result.oauth.callbackUrl}`)
       this.log(`  (client secret: ${result.oauth.clientSecret}, 0600 in srv/jupyterhub/oauth_client_secret)`)
     }

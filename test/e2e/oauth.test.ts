@@ -15,6 +15,7 @@ import {
   jsonOf,
   modeOf,
   portFlags,
+  snapshot,
   tempPrefix,
   walkTree,
 } from '../helpers/cli.js'
@@ -52,6 +53,7 @@ describe('OAuth logins: hubctl init --authenticator oauth against a second Jupyt
   let layout: Layout
   let https = 0
   let init: CommandJson = {}
+  let initArgs: string[] = []
   let session: BrowserSession | undefined
 
   before(async function () {
@@ -108,46 +110,43 @@ describe('OAuth logins: hubctl init --authenticator oauth against a second Jupyt
       intervalMs: 200,
     })
 
-    const result = await hubctl(
-      [
-        'init',
-        '--prefix',
-        prefix,
-        '--yes',
-        '--json',
-        '--domain',
-        'localhost',
-        '--admin',
-        `hcoboss${tag}`,
-        '--allow-user',
-        alice,
-        '--tls',
-        'self-signed',
-        '--dhparam',
-        'ffdhe2048',
-        '--jupyterhub',
-        VENV_JUPYTERHUB,
-        '--no-systemd',
-        '--no-schedule',
-        ...flags,
-        '--authenticator',
-        'oauth',
-        '--oauth-client-id',
-        clientId,
-        '--oauth-client-secret-stdin',
-        '--oauth-authorize-url',
-        `${providerUrl}/hub/api/oauth2/authorize`,
-        '--oauth-token-url',
-        `${providerUrl}/hub/api/oauth2/token`,
-        '--oauth-userdata-url',
-        `${providerUrl}/hub/api/user`,
-        '--oauth-username-claim',
-        'name',
-        '--oauth-scope',
-        'read:users:name!user',
-      ],
-      {input: `${clientSecret}\n`},
-    )
+    initArgs = [
+      'init',
+      '--prefix',
+      prefix,
+      '--yes',
+      '--json',
+      '--domain',
+      'localhost',
+      '--admin',
+      `hcoboss${tag}`,
+      '--allow-user',
+      alice,
+      '--tls',
+      'self-signed',
+      '--dhparam',
+      'ffdhe2048',
+      '--jupyterhub',
+      VENV_JUPYTERHUB,
+      '--no-systemd',
+      '--no-schedule',
+      ...flags,
+      '--authenticator',
+      'oauth',
+      '--oauth-client-id',
+      clientId,
+      '--oauth-authorize-url',
+      `${providerUrl}/hub/api/oauth2/authorize`,
+      '--oauth-token-url',
+      `${providerUrl}/hub/api/oauth2/token`,
+      '--oauth-userdata-url',
+      `${providerUrl}/hub/api/user`,
+      '--oauth-username-claim',
+      'name',
+      '--oauth-scope',
+      'read:users:name!user',
+    ]
+    const result = await hubctl([...initArgs, '--oauth-client-secret-stdin'], {input: `${clientSecret}\n`})
     expect(result.exitCode, result.stderr + result.stdout).to.equal(0)
     init = jsonOf(result)
     const started = await hubctl(['start', '--detach', '--prefix', prefix, '--json'])
@@ -251,5 +250,27 @@ describe('OAuth logins: hubctl init --authenticator oauth against a second Jupyt
     expect(leaks).to.deep.equal([])
     // The login did reach the hub's log (so the search above read a real one).
     expect(await fs.readFile(layout.hubLog, 'utf8')).to.include(alice)
+  })
+
+  it('init again without a secret flag keeps the secret and the config; a bad secret file is refused with nothing changed', async () => {
+    const again = await hubctl(initArgs)
+    expect(again.exitCode, again.stderr).to.equal(0)
+    const result = jsonOf(again)
+    expect(result.oauth.clientSecret).to.equal('kept')
+    expect(result.files).to.deep.include({file: layout.hubConfig, action: 'unchanged'})
+    expect((await fs.readFile(layout.oauthClientSecret, 'utf8')).trim()).to.equal(clientSecret)
+
+    const before = await snapshot(layout.etcDir)
+    const secretBefore = await fs.readFile(layout.oauthClientSecret, 'utf8')
+    const badFile = path.join(providerDir, 'two-lines')
+    await fs.writeFile(badFile, 'first-line\nsecond-line\n', {mode: 0o600})
+    const bad = await hubctl([...initArgs, '--oauth-client-secret-file', badFile])
+    expect(bad.exitCode, bad.stderr).to.equal(2)
+    const error = jsonOf(bad).error as {message: string; fix: string}
+    expect(error.message).to.match(/^the OAuth client secret from --oauth-client-secret-file .* holds a line break/)
+    expect(error.fix).to.match(/on one line/)
+    expect(bad.stdout + bad.stderr).not.to.include('first-line')
+    expect(await snapshot(layout.etcDir)).to.deep.equal(before)
+    expect(await fs.readFile(layout.oauthClientSecret, 'utf8')).to.equal(secretBefore)
   })
 })

@@ -150,7 +150,7 @@ export async function checkOAuthenticator(
   const code = 'import oauthenticator\nprint(oauthenticator.__version__)'
   const result = await runner.run(install.python, ['-I', '-c', code], {cwd: '/', timeoutMs: 60_000})
   const version = /^(\d+)\.\d+\S*$/m.exec(result.stdout.trim())
-  const fix = `run init without --jupyterhub: hubctl's own JupyterHub environment has oauthenticator ${MIN_OAUTHENTICATOR_MAJOR}+ (python/constraints.txt pins it); or \`${install.python} -m pip install oauthenticator\` into that JupyterHub's Python`
+  const fix = `run init without --jupyterhub: hubctl's own JupyterHub environment has oauthenticator (python/constraints.txt pins it); or install oauthenticator ${MIN_OAUTHENTICATOR_MAJOR}.0 or later where ${install.python} imports it`
   if (result.exitCode !== 0 || !version)
     throw preflightError(
       `--authenticator ${authenticator} needs the oauthenticator package, which JupyterHub ${install.version}'s Python (${install.python}) cannot import`,
