@@ -8,6 +8,7 @@ import {Layout} from '../../src/lib/config/layout.js'
 import {BrowserSession, runCellInLab, waitForServerPage} from '../helpers/browser.js'
 import {
   CommandJson,
+  DEBIAN_JUPYTERHUB,
   ROOT,
   VENV_JUPYTERHUB,
   freePort,
@@ -272,5 +273,53 @@ describe('OAuth logins: hubctl init --authenticator oauth against a second Jupyt
     expect(bad.stdout + bad.stderr).not.to.include('first-line')
     expect(await snapshot(layout.etcDir)).to.deep.equal(before)
     expect(await fs.readFile(layout.oauthClientSecret, 'utf8')).to.equal(secretBefore)
+  })
+})
+
+describe("OAuth logins with Debian's JupyterHub 3.0, which has no oauthenticator", function () {
+  this.timeout(300_000)
+  let prefix = ''
+  after(async () => {
+    if (prefix) await fs.rm(prefix, {recursive: true, force: true})
+  })
+
+  it('init --authenticator github is refused before anything is written, naming the fix (exit 3)', async () => {
+    prefix = await tempPrefix('hco-oauth-debian')
+    const {flags} = await portFlags()
+    const result = await hubctl(
+      [
+        'init',
+        '--prefix',
+        prefix,
+        '--yes',
+        '--json',
+        '--domain',
+        'localhost',
+        '--admin',
+        'hcoboss',
+        '--tls',
+        'self-signed',
+        '--dhparam',
+        'ffdhe2048',
+        '--jupyterhub',
+        DEBIAN_JUPYTERHUB,
+        '--no-systemd',
+        '--no-schedule',
+        ...flags,
+        '--authenticator',
+        'github',
+        '--oauth-client-id',
+        'Iv1.hco',
+        '--oauth-client-secret-stdin',
+      ],
+      {input: 'hco-debian-secret\n'},
+    )
+    expect(result.exitCode, result.stdout + result.stderr).to.equal(3)
+    const error = jsonOf(result).error as {message: string; fix: string}
+    expect(error.message).to.match(
+      /--authenticator github needs the oauthenticator package, which JupyterHub 3\.0\.\d+'s Python/,
+    )
+    expect(error.fix).to.match(/run init without --jupyterhub/)
+    expect(await snapshot(prefix)).to.deep.equal({})
   })
 })
