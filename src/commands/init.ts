@@ -8,7 +8,7 @@ import {CertService} from '../lib/tls/renewal.js'
 import {DHPARAM_BITS, DHPARAM_MODES} from '../lib/tls/dhparam.js'
 import {InitDeps, InitResult, InitService, silentReporter} from '../lib/setup/init.js'
 import {resolveInitRequest} from '../lib/setup/init-request.js'
-import {confirmOnTerminal, inquirerPrompter, isInteractive} from '../lib/setup/prompts.js'
+import {confirmOnTerminal, inquirerPrompter, isInteractive, readSecretFromStdin} from '../lib/setup/prompts.js'
 import {streamReporter} from '../lib/setup/reporter.js'
 import {execaRunner} from '../lib/runner.js'
 import {PORT_FLAGS, SERVER_PORTS, SettingsStore, TLS_MODES} from '../lib/config/settings.js'
@@ -28,6 +28,9 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
     '<%= config.bin %> init --dry-run --domain hub.example.org --admin alice --tls self-signed',
     '<%= config.bin %> init --local',
     '<%= config.bin %> init --domain hub.example.org --admin alice --cull-idle 2h --cull-max-age 1d',
+    '<%= config.bin %> init --yes --domain hub.example.org --email admin@example.org --admin alice --authenticator github --oauth-client-id Iv1.0123abcd --oauth-client-secret-file /root/github-secret --oauth-allowed-org my-lab',
+    '<%= config.bin %> init --yes --domain hub.example.org --email admin@example.org --admin alice --authenticator google --oauth-client-id 123.apps.googleusercontent.com --oauth-client-secret-stdin --oauth-allowed-domain example.org < /root/google-secret',
+    '<%= config.bin %> init --yes --domain hub.example.org --email admin@example.org --admin alice --authenticator oauth --oauth-client-id hub --oauth-client-secret-file /root/secret --oauth-authorize-url https://id.example.org/authorize --oauth-token-url https://id.example.org/token --oauth-userdata-url https://id.example.org/userinfo',
   ]
 
   static override flags = {
@@ -42,7 +45,44 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
     'allow-user': Flags.string({description: 'user allowed to log in (repeatable; admins always are)', multiple: true}),
     authenticator: Flags.string({
       description:
-        'pam, dummy, shared-password (JupyterHub 5.1+) or a Python class (default: pam; with --local see its help)',
+        'pam, dummy, shared-password (JupyterHub 5.1+), github, google, oauth (any OAuth2/OpenID Connect provider; these three through oauthenticator) or a Python class (default: pam; with --local see its help)',
+    }),
+    'oauth-client-id': Flags.string({
+      description:
+        'with --authenticator github|google|oauth: the client ID of the OAuth app registered with the provider',
+    }),
+    'oauth-client-secret-file': Flags.string({
+      description:
+        "a file holding the OAuth app's client secret (kept 0600 in srv/jupyterhub/oauth_client_secret; never give it on the command line)",
+    }),
+    'oauth-client-secret-stdin': Flags.boolean({
+      description: "read the OAuth app's client secret from standard input (asked without echo on a terminal)",
+    }),
+    'oauth-authorize-url': Flags.string({
+      description: "with --authenticator oauth: the provider's authorization endpoint",
+    }),
+    'oauth-token-url': Flags.string({description: "with --authenticator oauth: the provider's token endpoint"}),
+    'oauth-userdata-url': Flags.string({
+      description: "with --authenticator oauth: the provider's user data (userinfo) endpoint",
+    }),
+    'oauth-username-claim': Flags.string({
+      description:
+        'with --authenticator oauth: the key of the user data that holds the login name (default: preferred_username)',
+    }),
+    'oauth-scope': Flags.string({
+      description:
+        'a scope asked of the provider (repeatable; default: openid profile for oauth, read:org for github with --oauth-allowed-org)',
+      multiple: true,
+    }),
+    'oauth-allowed-org': Flags.string({
+      description:
+        'with --authenticator github: members of this organization (or org:team) may log in (repeatable; admins and --allow-user always may)',
+      multiple: true,
+    }),
+    'oauth-allowed-domain': Flags.string({
+      description:
+        'with --authenticator google: every account of this Google Workspace domain may log in, and no other account (repeatable)',
+      multiple: true,
     }),
     spawner: Flags.string({
       description:
@@ -140,7 +180,9 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
   async run(): Promise<InitResult> {
     const {flags} = this
     const interactive = !flags.yes && !this.jsonEnabled() && isInteractive()
-    const request = await resolveInitRequest(flags, interactive ? inquirerPrompter : undefined)
+    const request = await resolveInitRequest(flags, interactive ? inquirerPrompter : undefined, undefined, {
+      stdin: () => readSecretFromStdin('OAuth client secret:'),
+    })
     const titles = {
       preflight: 'Preflight checks',
       software: 'Software (nginx, JupyterHub, JupyterLab)',
@@ -195,6 +237,8 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
   private render(result: InitResult): void {
     for (const warning of result.warnings) this.logToStderr(`warning: ${warning}`)
     if (result.dryRun) {
+      if (result.oauth)
+        this.log(`OAuth callback URL to register with ${result.oauth.provider}: ${result.oauth.callbackUrl}`)
       this.log('Dry run: nothing was written. It would write:')
       for (const file of result.files) this.log(`  ${file.file}`)
       this.log('and run:')
@@ -208,6 +252,13 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
       this.log(
         `JupyterHub ${env.versions.jupyterhub} and JupyterLab ${env.versions.jupyterlab}: ${env.dir}${env.built ? ' (installed now)' : ''}`,
       )
+    if (result.oauth) {
+      this.log(
+        `Register this callback URL for the OAuth app ${result.oauth.clientId} with the provider (--authenticator ${result.oauth.provider}):`,
+      )
+      this.log(`  ${result.oauth.callbackUrl}`)
+      this.log(`  (client secret: ${result.oauth.clientSecret}, 0600 in srv/jupyterhub/oauth_client_secret)`)
+    }
     if (result.login) {
       this.log(`Log in at ${result.login.url} as ${result.login.user} with the password ${result.login.password}`)
       this.log('  (shown this once; it is kept 0600 in srv/jupyterhub/login_password)')

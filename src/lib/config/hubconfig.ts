@@ -4,6 +4,7 @@ import {readIfExists, writeFileAtomic} from '../files/atomic.js'
 import {type JupyterHubInstall, validateHubConfig} from './jupyterhub.js'
 import {cullerService, supervisorCulling} from './culler.js'
 import {Layout} from './layout.js'
+import {OAUTH_PROVIDER_INFO, OAuthProvider, isOAuthProvider, oauthAllowAll, oauthCallbackUrl} from './oauth.js'
 import {renderTemplate} from './render.js'
 import {type PortRange, SERVER_PORTS, type Settings} from './settings.js'
 import {usageError} from '../errors.js'
@@ -31,6 +32,10 @@ const AUTHENTICATORS: Record<string, {className: string; minMajor?: number; minM
   pam: {className: 'pam'},
   dummy: {className: 'dummy'},
   'shared-password': {className: 'shared-password', minMajor: 5, minMinor: 1},
+  // oauthenticator's classes: whether this JupyterHub's Python has the package is checked by init (checkOAuthenticator).
+  github: {className: OAUTH_PROVIDER_INFO.github.className},
+  google: {className: OAUTH_PROVIDER_INFO.google.className},
+  oauth: {className: OAUTH_PROVIDER_INFO.oauth.className},
 }
 
 const SPAWNERS = {
@@ -111,6 +116,35 @@ export function serverPortStart(range: PortRange, hubPort: number): number {
   return range.first + ((hubPort * 7919) % size)
 }
 
+/** The template's view of an OAuth login (undefined for the other authenticators). */
+function oauthView(layout: Layout, settings: Settings): object | undefined {
+  const provider = settings.authenticator
+  if (!isOAuthProvider(provider)) return undefined
+  const oauth = settings.oauth
+  if (!oauth)
+    throw usageError(
+      `--authenticator ${provider} needs the OAuth app's settings, and ${layout.settings} has none`,
+      `run \`hubctl init --authenticator ${provider} --oauth-client-id ID --oauth-client-secret-file FILE\` again`,
+    )
+  const section = (name: OAuthProvider) => (provider === name ? {} : undefined)
+  return {
+    label: OAUTH_PROVIDER_INFO[provider].label,
+    clientId: oauth.clientId,
+    clientSecretFile: layout.oauthClientSecret,
+    callbackUrl: oauthCallbackUrl(settings),
+    allowAll: oauthAllowAll(provider, oauth),
+    scopes: oauth.scopes.length > 0 ? {list: oauth.scopes} : undefined,
+    generic: section('oauth') && {
+      authorizeUrl: oauth.authorizeUrl,
+      tokenUrl: oauth.tokenUrl,
+      userdataUrl: oauth.userdataUrl,
+      usernameClaim: oauth.usernameClaim,
+    },
+    github: section('github') && (oauth.allowedOrgs.length > 0 ? {orgs: oauth.allowedOrgs} : undefined),
+    google: section('google') && (oauth.allowedDomains.length > 0 ? {domains: oauth.allowedDomains} : undefined),
+  }
+}
+
 /** jupyterhub_config.py for these settings and this JupyterHub version (allow rules changed in 5.0). */
 export async function renderHubConfig(
   layout: Layout,
@@ -154,6 +188,7 @@ export async function renderHubConfig(
       serviceScopes: HUBCTL_SERVICE_SCOPES,
       culler: cullerService(settings),
       supervisorCulls: Object.keys(supervisorCulling(settings)).length > 0,
+      oauth: oauthView(layout, settings),
     },
     'python',
   )

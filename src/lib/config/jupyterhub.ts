@@ -2,6 +2,7 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 
 import {preflightError, validationError} from '../errors.js'
+import {MIN_OAUTHENTICATOR_MAJOR} from './oauth.js'
 import {Runner, which} from '../runner.js'
 
 export const MIN_JUPYTERHUB = [3, 0] as const
@@ -135,4 +136,30 @@ export async function validateHubConfig(runner: Runner, install: JupyterHubInsta
 
 function lastLine(text: string): string {
   return text.trim().split('\n').filter(Boolean).pop() ?? ''
+}
+
+/**
+ * --authenticator github|google|oauth: oauthenticator (16.0 or later) importable by the hub's own
+ * Python. Debian's JupyterHub 3.0 has none: refused before anything is written, naming the fix.
+ */
+export async function checkOAuthenticator(
+  runner: Runner,
+  install: Pick<JupyterHubInstall, 'python' | 'version' | 'executable'>,
+  authenticator: string,
+): Promise<string> {
+  const code = 'import oauthenticator\nprint(oauthenticator.__version__)'
+  const result = await runner.run(install.python, ['-I', '-c', code], {cwd: '/', timeoutMs: 60_000})
+  const version = /^(\d+)\.\d+\S*$/m.exec(result.stdout.trim())
+  const fix = `run init without --jupyterhub: hubctl's own JupyterHub environment has oauthenticator (python/constraints.txt pins it); or install oauthenticator ${MIN_OAUTHENTICATOR_MAJOR}.0 or later where ${install.python} imports it`
+  if (result.exitCode !== 0 || !version)
+    throw preflightError(
+      `--authenticator ${authenticator} needs the oauthenticator package, which JupyterHub ${install.version}'s Python (${install.python}) cannot import`,
+      fix,
+    )
+  if (Number(version[1]) < MIN_OAUTHENTICATOR_MAJOR)
+    throw preflightError(
+      `--authenticator ${authenticator} needs oauthenticator ${MIN_OAUTHENTICATOR_MAJOR}.0 or later, and ${install.python} has ${version[0]}`,
+      fix,
+    )
+  return version[0]
 }

@@ -43,6 +43,10 @@ export class Layout {
   get loginPassword(): string {
     return this.at('srv/jupyterhub/login_password')
   }
+  /** The OAuth app's client secret (--authenticator github|google|oauth), read by the hub's config. */
+  get oauthClientSecret(): string {
+    return this.at('srv/jupyterhub/oauth_client_secret')
+  }
   get database(): string {
     return this.at('srv/jupyterhub/jupyterhub.sqlite')
   }

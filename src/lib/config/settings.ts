@@ -3,6 +3,16 @@ import fs from 'node:fs/promises'
 import {readIfExists, writeFileAtomicIfChanged} from '../files/atomic.js'
 import {HubctlError, messageOf, usageError} from '../errors.js'
 import {Layout} from './layout.js'
+import {
+  OAuthSettings,
+  isOAuthProvider,
+  parseAllowedDomain,
+  parseClientId,
+  parseEndpointUrl,
+  parseGitHubOrg,
+  parseScope,
+  parseUsernameClaim,
+} from './oauth.js'
 import {hasControlChar, parseDomain, parsePort, parseUserName} from '../validate.js'
 
 export const SETTINGS_VERSION = 1
@@ -30,8 +40,10 @@ export interface Settings {
   email?: string
   admins: string[]
   allowedUsers: string[]
-  /** pam, dummy, shared-password, or a Python class name. */
+  /** pam, dummy, shared-password, github, google, oauth, or a Python class name. */
   authenticator: string
+  /** With --authenticator github|google|oauth: the OAuth app (its secret is 0600 in srv/jupyterhub). */
+  oauth?: OAuthSettings
   /** local (LocalProcessSpawner, root) or simple (SimpleLocalProcessSpawner, one user). */
   spawner: 'local' | 'simple'
   tls: {mode: TlsMode; acme?: AcmeSettings}
@@ -231,6 +243,10 @@ function checkShape(settings: Record<string, unknown>, file: string): void {
   }
   if (typeof settings.authenticator !== 'string' || settings.authenticator.length === 0)
     bad('authenticator', 'is not a name')
+  if (isOAuthProvider(settings.authenticator as string))
+    checkOAuthShape(settings.oauth, settings.authenticator as string, bad)
+  else if (settings.oauth !== undefined)
+    bad('oauth', `is set, but "authenticator" is ${settings.authenticator} (not github, google or oauth)`)
   if (settings.spawner !== 'local' && settings.spawner !== 'simple') bad('spawner', 'is neither "local" nor "simple"')
   if (!isObject(settings.tls) || !TLS_MODES.includes(settings.tls.mode as TlsMode))
     bad('tls.mode', `is not one of ${TLS_MODES.join(', ')}`)
@@ -285,6 +301,39 @@ function checkShape(settings: Record<string, unknown>, file: string): void {
     )
       bad('executables.idleCuller', 'is missing, and cull.by is jupyterhub-idle-culler')
   }
+}
+
+/** The OAuth app's settings: the values init's flags accept, or a clear "repair it" error. */
+function checkOAuthShape(oauth: unknown, provider: string, bad: (where: string, problem: string) => never): void {
+  if (typeof oauth !== 'object' || oauth === null || Array.isArray(oauth))
+    bad('oauth', `is missing: --authenticator ${provider} needs the OAuth app's client ID and endpoints`)
+  const o = oauth as Record<string, unknown>
+  const valid = (where: string, value: unknown, parse: (v: string) => unknown) => {
+    try {
+      if (typeof value !== 'string') throw new Error('is not a string')
+      parse(value)
+    } catch (error) {
+      bad(`oauth.${where}`, `is invalid: ${(error as Error).message}`)
+    }
+  }
+  valid('clientId', o.clientId, parseClientId)
+  const lists: Array<[string, (v: string) => unknown]> = [
+    ['scopes', parseScope],
+    ['allowedOrgs', parseGitHubOrg],
+    ['allowedDomains', parseAllowedDomain],
+  ]
+  for (const [key, parse] of lists) {
+    if (!Array.isArray(o[key])) bad(`oauth.${key}`, 'is not a list of strings')
+    for (const item of o[key] as unknown[]) valid(key, item, parse)
+  }
+  if (provider !== 'github' && (o.allowedOrgs as unknown[]).length > 0) bad('oauth.allowedOrgs', 'is only for github')
+  if (provider !== 'google' && (o.allowedDomains as unknown[]).length > 0)
+    bad('oauth.allowedDomains', 'is only for google')
+  for (const key of ['authorizeUrl', 'tokenUrl', 'userdataUrl'] as const) {
+    if (provider === 'oauth') valid(key, o[key], (v) => parseEndpointUrl(v, key))
+    else if (o[key] !== undefined) bad(`oauth.${key}`, 'is only for the generic provider (oauth)')
+  }
+  if (o.usernameClaim !== undefined) valid('usernameClaim', o.usernameClaim, parseUsernameClaim)
 }
 
 /** Bring settings written by an older hubctl to the current version; refuse a newer one. */

@@ -4,8 +4,9 @@ import fs from 'node:fs/promises'
 
 import {ensureDir, exists, writeFileAtomic} from './atomic.js'
 import {dhparamBits} from '../tls/dhparam.js'
-import {ExitCode, HubctlError, checkFailedError, errnoCode, fsError} from '../errors.js'
+import {ExitCode, HubctlError, checkFailedError, errnoCode, fsError, usageError} from '../errors.js'
 import {Layout} from '../config/layout.js'
+import {oauthSecretProblem} from '../config/oauth.js'
 
 export const SECRET_NAMES = ['cookieSecret', 'proxyAuthToken', 'apiToken', 'dhparam'] as const
 export type SecretName = (typeof SECRET_NAMES)[number]
@@ -32,7 +33,7 @@ export const SECRET_DIR_MODE = 0o700
 
 export interface SecretProblem {
   /** The secret, or the directory that holds them. */
-  subject: SecretName | 'directory' | 'loginPassword'
+  subject: SecretName | 'directory' | 'loginPassword' | 'oauthClientSecret'
   file: string
   problem: string
   fix: string
@@ -122,6 +123,75 @@ export class SecretStore {
         fix: `chmod 600 ${file}`,
       })
     return problems
+  }
+
+  /**
+   * The OAuth app's client secret (--authenticator github|google|oauth): a regular file of the
+   * service user's, 0600, one line of printable ASCII. Its value is never part of a problem.
+   */
+  async checkOAuthClientSecret(): Promise<SecretProblem[]> {
+    const file = this.layout.oauthClientSecret
+    const label = `the OAuth client secret ${file}`
+    const replace = `run \`hubctl init\` again with --oauth-client-secret-file FILE or --oauth-client-secret-stdin (it replaces ${file})`
+    const stat = await lstatOrUndefined(file)
+    if (!stat) return [{subject: 'oauthClientSecret', file, problem: `${label} is missing`, fix: replace}]
+    if (stat.isSymbolicLink())
+      return [
+        {
+          subject: 'oauthClientSecret',
+          file,
+          problem: `${label} is a symbolic link, which hubctl never follows`,
+          fix: `remove the link, then ${replace}`,
+        },
+      ]
+    if (!stat.isFile())
+      return [{subject: 'oauthClientSecret', file, problem: `${label} is not a regular file`, fix: replace}]
+    const problems: SecretProblem[] = []
+    if (stat.uid !== this.uid)
+      problems.push({
+        subject: 'oauthClientSecret',
+        file,
+        problem: `${label} belongs to uid ${stat.uid}, not ${this.uid}`,
+        fix: `chown ${this.uid}:${this.gid} ${file}`,
+      })
+    if ((stat.mode & 0o777) !== SECRET_FILE_MODE)
+      problems.push({
+        subject: 'oauthClientSecret',
+        file,
+        problem: `${label} has mode ${octal(stat.mode)}, not 0600`,
+        fix: `chmod 600 ${file}`,
+      })
+    const formatProblem = oauthSecretProblem(await readNoFollow(file))
+    if (formatProblem)
+      problems.push({subject: 'oauthClientSecret', file, problem: `${label} ${formatProblem}`, fix: replace})
+    return problems
+  }
+
+  /**
+   * Keep the OAuth app's client secret, atomically at 0600 (a file hubctl would not follow or
+   * trust is refused first). An unchanged secret is not rewritten.
+   */
+  async writeOAuthClientSecret(value: string): Promise<{changed: boolean}> {
+    const secret = value.replace(/\r?\n$/, '')
+    const problem = oauthSecretProblem(secret)
+    if (problem)
+      throw usageError(
+        `the OAuth client secret given ${problem}`,
+        'give the client secret exactly as the provider shows it, on one line',
+      )
+    const current = await this.checkOAuthClientSecret()
+    const missing = current.length === 1 && current[0].problem.endsWith('is missing')
+    const unsafe = current.filter((p) => /symbolic link|not a regular file|belongs to uid/.test(p.problem))
+    if (unsafe.length > 0) throw problemsError(unsafe)
+    if (!missing && current.length === 0 && (await readNoFollow(this.layout.oauthClientSecret)).trim() === secret)
+      return {changed: false}
+    await this.ensureDirectories()
+    try {
+      await writeFileAtomic(this.layout.oauthClientSecret, `${secret}\n`, {mode: SECRET_FILE_MODE, ...this.owner()})
+    } catch (error) {
+      throw fsError(error, this.layout.oauthClientSecret)
+    }
+    return {changed: true}
   }
 
   async checkDirectory(): Promise<SecretProblem[]> {

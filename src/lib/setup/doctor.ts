@@ -16,6 +16,7 @@ import {
 } from '../config/jupyterhub.js'
 import {Layout} from '../config/layout.js'
 import {cullingSummary, describeCulling, importsIdleCuller} from '../config/culler.js'
+import {OAUTH_PROVIDER_INFO, isOAuthProvider, oauthCallbackUrl, oauthEndpoints} from '../config/oauth.js'
 import {Nginx, detectNginx} from '../config/nginx.js'
 import {checkDns, portInUse} from './preflight.js'
 import {Runner} from '../runner.js'
@@ -41,6 +42,8 @@ export interface DoctorDeps {
   runner: Runner
   now?: () => Date
   lookup?: (name: string) => Promise<string[]>
+  /** HTTP requests to the OAuth provider (tests pass a fake; default: fetch, 10 s per request). */
+  fetch?: typeof fetch
 }
 
 /**
@@ -77,6 +80,7 @@ export class Doctor {
       ['ports', () => this.checkPorts()],
       ['processes', () => this.checkProcesses()],
       ['browser path', () => this.checkBrowserPath()],
+      ['oauth', () => this.checkOAuth()],
     ]
     for (const [name, fn] of all) {
       if (!this.settings && name !== 'secrets') continue
@@ -384,6 +388,101 @@ export class Doctor {
       message: `${name} is ${settings.admins.includes(name) ? 'an admin' : 'allowed'} but has no system account: with PAM nobody can log in as ${name}`,
       fix: `hubctl users add ${name}${prefix}, then hubctl users passwd ${name}${prefix}`,
     }))
+  }
+
+  /**
+   * --authenticator github|google|oauth: the client secret is 0600 and well-formed, and each of the
+   * provider's endpoints answers as an OAuth endpoint does to a request without credentials: the
+   * authorization URL with a page or a redirect (to its login), the token URL with an OAuth error
+   * for a made-up code (no secret is sent), the user data URL with 401/403 for no token. A refused
+   * connection, a 404 or a 5xx is named with the flag to correct.
+   */
+  async checkOAuth(): Promise<CheckResult[]> {
+    const settings = this.settings!
+    const provider = settings.authenticator
+    if (!isOAuthProvider(provider)) return []
+    const results: CheckResult[] = []
+    const problems = await new SecretStore(this.deps.layout).checkOAuthClientSecret()
+    results.push(
+      ...(problems.length === 0
+        ? [
+            {
+              check: 'oauth secret',
+              status: 'pass' as const,
+              message: `${this.deps.layout.oauthClientSecret}: 0600, one line`,
+            },
+          ]
+        : problems.map((p) => ({check: 'oauth secret', status: 'fail' as const, message: p.problem, fix: p.fix}))),
+    )
+    const oauth = settings.oauth!
+    const endpoints = oauthEndpoints(provider, oauth)
+    const label = OAUTH_PROVIDER_INFO[provider].label
+    const callback = oauthCallbackUrl(settings)
+    const http = this.deps.fetch ?? fetch
+    const ask = async (url: string, init: RequestInit = {}): Promise<number | string> => {
+      try {
+        const response = await http(url, {redirect: 'manual', signal: AbortSignal.timeout(10_000), ...init})
+        await response.arrayBuffer().catch(() => undefined)
+        return response.status
+      } catch (error) {
+        const cause = (error as {cause?: {code?: string; message?: string}}).cause
+        return cause?.code ?? cause?.message ?? messageOf(error)
+      }
+    }
+    const authorizeUrl = new URL(endpoints.authorize)
+    authorizeUrl.searchParams.set('client_id', oauth.clientId)
+    authorizeUrl.searchParams.set('response_type', 'code')
+    authorizeUrl.searchParams.set('redirect_uri', callback)
+    const answers = {
+      authorize: await ask(authorizeUrl.href),
+      token: await ask(endpoints.token, {
+        method: 'POST',
+        headers: {'Content-Type': 'application/x-www-form-urlencoded', Accept: 'application/json'},
+        body: new URLSearchParams({
+          grant_type: 'authorization_code',
+          code: 'hubctl-doctor-made-up-code',
+          client_id: oauth.clientId,
+          redirect_uri: callback,
+        }).toString(),
+      }),
+      userdata: await ask(endpoints.userdata, {headers: {Accept: 'application/json'}}),
+    }
+    // What each endpoint answers when it is one: the authorization page (or a redirect to a
+    // login), an OAuth error for the made-up code, "no token" for the user data.
+    const fine = {
+      authorize: (status: number) => status < 400 || status === 400 || status === 401 || status === 403,
+      token: (status: number) => status >= 400 && status < 500 && status !== 404 && status !== 405,
+      userdata: (status: number) => status === 401 || status === 403 || status === 400,
+    }
+    const flags = {authorize: '--oauth-authorize-url', token: '--oauth-token-url', userdata: '--oauth-userdata-url'}
+    const bad = (Object.keys(answers) as Array<keyof typeof answers>).filter((key) => {
+      const answer = answers[key]
+      return typeof answer !== 'number' || !fine[key](answer)
+    })
+    const describe = (key: keyof typeof answers) =>
+      `${key} ${endpoints[key]} ${typeof answers[key] === 'number' ? `answers ${answers[key]}` : `cannot be reached (${answers[key]})`}`
+    if (bad.length === 0)
+      return [
+        ...results,
+        {
+          check: 'oauth provider',
+          status: 'pass',
+          message: `${label} answers: ${(Object.keys(answers) as Array<keyof typeof answers>).map(describe).join('; ')}`,
+        },
+      ]
+    const unreachable = bad.some((key) => typeof answers[key] !== 'number')
+    return [
+      ...results,
+      {
+        check: 'oauth provider',
+        status: 'fail',
+        message: `${label}'s endpoints do not answer as OAuth endpoints: ${bad.map(describe).join('; ')}`,
+        fix:
+          provider === 'oauth'
+            ? `check ${bad.map((key) => flags[key]).join(', ')} against the provider's documentation (or its /.well-known/openid-configuration)${unreachable ? ", and that this machine reaches it (DNS, firewall, the provider's own state)" : ''}, then run \`hubctl init\` again with the right URL`
+            : `check that this machine reaches ${label} over HTTPS (DNS, firewall, an outbound proxy)`,
+      },
+    ]
   }
 
   /**

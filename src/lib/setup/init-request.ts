@@ -15,6 +15,19 @@ import {
   TLS_MODES,
   TlsMode,
 } from '../config/settings.js'
+import {
+  GENERIC_DEFAULTS,
+  OAUTH_PROVIDERS,
+  OAuthSettings,
+  isOAuthProvider,
+  oauthSecretProblem,
+  parseAllowedDomain,
+  parseClientId,
+  parseEndpointUrl,
+  parseGitHubOrg,
+  parseScope,
+  parseUsernameClaim,
+} from '../config/oauth.js'
 import {assertDistinctPorts, parseDomain, parseEmail, parsePort, parseUserName, unique} from '../validate.js'
 
 /** What `hubctl init` was asked, exactly as the flags gave it (strings, possibly missing). */
@@ -46,7 +59,31 @@ export interface RawInitFlags {
   'cull-idle'?: string
   'cull-max-age'?: string
   'server-ports'?: string
+  'oauth-client-id'?: string
+  'oauth-client-secret-file'?: string
+  'oauth-client-secret-stdin'?: boolean
+  'oauth-authorize-url'?: string
+  'oauth-token-url'?: string
+  'oauth-userdata-url'?: string
+  'oauth-username-claim'?: string
+  'oauth-scope'?: string[]
+  'oauth-allowed-org'?: string[]
+  'oauth-allowed-domain'?: string[]
 }
+
+/** The OAuth flags, each with the providers it goes with. */
+const OAUTH_FLAGS: Array<[keyof RawInitFlags, readonly string[]]> = [
+  ['oauth-client-id', OAUTH_PROVIDERS],
+  ['oauth-client-secret-file', OAUTH_PROVIDERS],
+  ['oauth-client-secret-stdin', OAUTH_PROVIDERS],
+  ['oauth-scope', OAUTH_PROVIDERS],
+  ['oauth-authorize-url', ['oauth']],
+  ['oauth-token-url', ['oauth']],
+  ['oauth-userdata-url', ['oauth']],
+  ['oauth-username-claim', ['oauth']],
+  ['oauth-allowed-org', ['github']],
+  ['oauth-allowed-domain', ['google']],
+]
 
 /** Asks the operator for what is missing (injected: @inquirer/prompts on a terminal, a fake in tests). */
 export interface Prompter {
@@ -76,6 +113,8 @@ export interface InitRequest {
   /** Idle servers: stop after this many idle seconds, or this many seconds of running (null: never). */
   cull: {idleSeconds: number | null; maxAgeSeconds: number | null}
   serverPorts?: PortRange
+  /** --authenticator github|google|oauth: the app's settings, and its client secret when one was given (never argv). */
+  oauth?: OAuthSettings & {clientSecret?: string}
 }
 
 /**
@@ -136,6 +175,7 @@ export async function resolveInitRequest(
   flags: RawInitFlags,
   prompter?: Prompter,
   machine: {cores: number} = {cores: os.availableParallelism()},
+  input: {stdin?: () => Promise<string>} = {},
 ): Promise<InitRequest> {
   const ask = async (flag: string, message: string, parse: (value: string) => unknown): Promise<string> => {
     if (!prompter) throw usageError(`--${flag} is required`, `give --${flag} (or run init on a terminal to be asked)`)
@@ -241,8 +281,10 @@ export async function resolveInitRequest(
     idleSeconds: parseCullDuration(flags['cull-idle'] ?? CULL_DEFAULTS.idle, '--cull-idle'),
     maxAgeSeconds: parseCullDuration(flags['cull-max-age'] ?? CULL_DEFAULTS.maxAge, '--cull-max-age'),
   }
+  const oauth = await resolveOAuth(flags, input.stdin)
 
   return {
+    oauth,
     domains,
     email,
     admins,
@@ -260,6 +302,91 @@ export async function resolveInitRequest(
     spawner: spawner ?? (flags.local ? 'simple' : undefined),
     jupyterhub: flags.jupyterhub,
     nginx: flags.nginx,
+  }
+}
+
+/**
+ * --authenticator github|google|oauth: the client ID, the secret (from a file or standard input,
+ * never argv), the generic provider's endpoints, and the allow rules each provider has. A flag
+ * that does not go with the authenticator is refused, never ignored.
+ */
+async function resolveOAuth(flags: RawInitFlags, stdin?: () => Promise<string>): Promise<InitRequest['oauth']> {
+  const provider = flags.authenticator
+  const given = (key: keyof RawInitFlags) => {
+    const value = flags[key]
+    return value !== undefined && value !== false && !(Array.isArray(value) && value.length === 0)
+  }
+  for (const [key, providers] of OAUTH_FLAGS) {
+    if (given(key) && !providers.includes(provider ?? ''))
+      throw usageError(
+        `--${key} goes with --authenticator ${providers.join(' or ')}${provider ? `, not ${provider}` : ''}`,
+        `add --authenticator ${providers[0]}, or drop --${key}`,
+      )
+  }
+  if (!isOAuthProvider(provider)) return undefined
+  if (!flags['oauth-client-id'])
+    throw usageError(
+      `--authenticator ${provider} needs --oauth-client-id`,
+      `register an OAuth app with the provider (its callback URL is https://DOMAIN/hub/oauth_callback) and give its client ID`,
+    )
+  const clientId = parseClientId(flags['oauth-client-id'])
+  if (flags['oauth-client-secret-file'] && flags['oauth-client-secret-stdin'])
+    throw usageError(
+      '--oauth-client-secret-file and --oauth-client-secret-stdin both give the client secret',
+      'give one of them',
+    )
+  let clientSecret: string | undefined
+  if (flags['oauth-client-secret-file'])
+    clientSecret = await readInput(flags['oauth-client-secret-file'], '--oauth-client-secret-file')
+  else if (flags['oauth-client-secret-stdin']) {
+    if (!stdin)
+      throw usageError('--oauth-client-secret-stdin: no standard input to read', 'pipe the secret into hubctl')
+    clientSecret = await stdin()
+  }
+  if (clientSecret !== undefined) {
+    const problem = oauthSecretProblem(clientSecret)
+    if (problem)
+      throw usageError(
+        `the OAuth client secret from ${flags['oauth-client-secret-file'] ? `--oauth-client-secret-file ${flags['oauth-client-secret-file']}` : 'standard input'} ${problem}`,
+        'give the client secret exactly as the provider shows it, on one line',
+      )
+    clientSecret = clientSecret.replace(/\r?\n$/, '')
+  }
+  let endpoints: Pick<OAuthSettings, 'authorizeUrl' | 'tokenUrl' | 'userdataUrl' | 'usernameClaim'> = {}
+  if (provider === 'oauth') {
+    const missing = (['oauth-authorize-url', 'oauth-token-url', 'oauth-userdata-url'] as const).filter(
+      (key) => !flags[key],
+    )
+    if (missing.length > 0)
+      throw usageError(
+        `--authenticator oauth needs ${missing.map((key) => `--${key}`).join(', ')}`,
+        "give the provider's endpoints (its documentation, or its /.well-known/openid-configuration, lists them)",
+      )
+    endpoints = {
+      authorizeUrl: parseEndpointUrl(flags['oauth-authorize-url']!, '--oauth-authorize-url'),
+      tokenUrl: parseEndpointUrl(flags['oauth-token-url']!, '--oauth-token-url'),
+      userdataUrl: parseEndpointUrl(flags['oauth-userdata-url']!, '--oauth-userdata-url'),
+      usernameClaim: parseUsernameClaim(flags['oauth-username-claim'] ?? GENERIC_DEFAULTS.usernameClaim),
+    }
+  }
+  const allowedOrgs = unique((flags['oauth-allowed-org'] ?? []).map(parseGitHubOrg))
+  const scopesGiven = unique((flags['oauth-scope'] ?? []).map(parseScope))
+  // GitHub shows private organization membership only with read:org; the generic provider asks for OIDC's name claim.
+  const scopes =
+    scopesGiven.length > 0
+      ? scopesGiven
+      : provider === 'oauth'
+        ? [...GENERIC_DEFAULTS.scopes]
+        : provider === 'github' && allowedOrgs.length > 0
+          ? ['read:org']
+          : []
+  return {
+    clientId,
+    clientSecret,
+    ...endpoints,
+    scopes,
+    allowedOrgs,
+    allowedDomains: unique((flags['oauth-allowed-domain'] ?? []).map(parseAllowedDomain)),
   }
 }
 

@@ -11,12 +11,14 @@ import {HubEnvPlan, HubEnvService, canMakeVenv, systemPython} from './hubenv.js'
 import {
   JupyterHubInstall,
   UserInterface,
+  checkOAuthenticator,
   defaultUrlFor,
   detectJupyterHub,
   detectUserInterface,
   vulnerabilityWarning,
 } from '../config/jupyterhub.js'
 import {Layout} from '../config/layout.js'
+import {OAuthProvider, isOAuthProvider, oauthCallbackUrl} from '../config/oauth.js'
 import {acquireLock} from '../files/lock.js'
 import {UsersService} from '../users/users.js'
 import {Nginx, NginxInstall, detectNginx} from '../config/nginx.js'
@@ -110,6 +112,13 @@ export interface InitResult {
   files: Array<{file: string; action: 'written' | 'unchanged' | 'would write'}>
   /** --create-users: the system accounts init made for admins and allowed users (PAM). */
   usersCreated?: string[]
+  /** --authenticator github|google|oauth: the callback URL to register with the provider (the secret is never here). */
+  oauth?: {
+    provider: OAuthProvider
+    clientId: string
+    callbackUrl: string
+    clientSecret: 'written' | 'kept' | 'would write'
+  }
   /** Local mode's generated login, shown once: only on the run that created it. */
   login?: {url: string; user: string; password: string}
   commands: string[]
@@ -192,6 +201,7 @@ export class InitService {
     const idleCuller = await this.idleCullerPython(software)
     if (idleCuller.warning && cullingOn({...request.cull, by: 'hubctl'})) warnings.push(idleCuller.warning)
     let settings = this.settingsFor(request, jupyterhub, nginxInstall.executable, previous, idleCuller.python)
+    if (request.oauth) await this.checkOAuthPreflight(request, jupyterhub, Boolean(software.hubEnv))
     // Rendering checks every value can be written safely, before anything is (software still to
     // be installed is rendered with the paths and versions it will have, and rendered again after).
     let ui: UserInterface = software.hubEnv ? 'lab' : await detectUserInterface(runner, jupyterhub)
@@ -218,6 +228,15 @@ export class InitService {
           : undefined,
       },
       secrets: {created: [], kept: []},
+      oauth:
+        request.oauth && isOAuthProvider(settings.authenticator)
+          ? {
+              provider: settings.authenticator,
+              clientId: request.oauth.clientId,
+              callbackUrl: oauthCallbackUrl(settings),
+              clientSecret: this.deps.dryRun && request.oauth.clientSecret !== undefined ? 'would write' : 'kept',
+            }
+          : undefined,
       files,
       commands,
       warnings,
@@ -245,6 +264,7 @@ export class InitService {
           result.software.environment = {dir: plan.dir, versions: plan.versions, built}
         }
         ui = await detectUserInterface(runner, jupyterhub)
+        if (request.oauth) await checkOAuthenticator(runner, jupyterhub, settings.authenticator)
         settings = this.settingsFor(request, jupyterhub, nginxInstall.executable, previous, idleCuller.python)
         hubConfig = await renderHubConfig(layout, settings, jupyterhub, defaultUrlFor(ui))
         site = await renderSite(layout, settings, nginxInstall)
@@ -292,6 +312,10 @@ export class InitService {
       result.secrets = {
         created: [...tokens.created, ...(dhMissing ? ['dhparam' as const] : [])],
         kept: [...tokens.kept, ...(dhMissing ? [] : ['dhparam' as const])],
+      }
+      if (request.oauth?.clientSecret !== undefined && result.oauth) {
+        const {changed} = await secrets.writeOAuthClientSecret(request.oauth.clientSecret)
+        result.oauth.clientSecret = changed ? 'written' : 'kept'
       }
       if (settings.authenticator === 'dummy' || settings.authenticator === 'shared-password') {
         const login = await secrets.ensureLoginPassword()
@@ -533,6 +557,43 @@ export class InitService {
       spawn: request.spawn,
       cull: {...request.cull, by: idleCuller ? 'jupyterhub-idle-culler' : 'hubctl'},
       serverPorts: request.serverPorts,
+      oauth: request.oauth && {
+        clientId: request.oauth.clientId,
+        authorizeUrl: request.oauth.authorizeUrl,
+        tokenUrl: request.oauth.tokenUrl,
+        userdataUrl: request.oauth.userdataUrl,
+        usernameClaim: request.oauth.usernameClaim,
+        scopes: request.oauth.scopes,
+        allowedOrgs: request.oauth.allowedOrgs,
+        allowedDomains: request.oauth.allowedDomains,
+      },
+    }
+  }
+
+  /**
+   * Before anything is written: the hub's Python has oauthenticator (hubctl's own environment
+   * pins it; a --jupyterhub one is asked), and the client secret is given or already kept, in a
+   * file hubctl may replace.
+   */
+  private async checkOAuthPreflight(
+    request: InitRequest,
+    jupyterhub: JupyterHubInstall,
+    ownEnv: boolean,
+  ): Promise<void> {
+    const authenticator = request.authenticator ?? ''
+    if (!ownEnv) await checkOAuthenticator(this.deps.runner, jupyterhub, authenticator)
+    const problems = await new SecretStore(this.deps.layout).checkOAuthClientSecret()
+    const missing = problems.length === 1 && problems[0].problem.endsWith('is missing')
+    if (request.oauth?.clientSecret === undefined) {
+      if (missing)
+        throw usageError(
+          `--authenticator ${authenticator} needs the OAuth app's client secret, and none is kept yet`,
+          'give --oauth-client-secret-file FILE (a file only you can read) or --oauth-client-secret-stdin; never put it on the command line',
+        )
+      if (problems.length > 0) throw problemsError(problems)
+    } else {
+      const unsafe = problems.filter((p) => /symbolic link|not a regular file|belongs to uid/.test(p.problem))
+      if (unsafe.length > 0) throw problemsError(unsafe)
     }
   }
 
@@ -614,6 +675,7 @@ export class InitService {
     const secretFiles = Object.values(layout.secretFiles)
     for (const file of [
       ...secretFiles,
+      ...(result.oauth?.clientSecret === 'would write' ? [layout.oauthClientSecret] : []),
       layout.fullchain,
       layout.privkey,
       layout.hubConfig,
@@ -650,6 +712,9 @@ export class InitService {
       ? 'systemctl start jupyterhub (or: hubctl start)'
       : `hubctl start --prefix ${layout.prefix}`
     return [
+      ...(isOAuthProvider(settings.authenticator)
+        ? [`register ${oauthCallbackUrl(settings)} as the OAuth app's callback URL with the provider`]
+        : []),
       start,
       `open ${this.url(settings)} and log in as ${settings.admins[0]}`,
       `hubctl secrets check --prefix ${layout.prefix}`,

@@ -37,3 +37,22 @@ export async function passwordTwice(message: string): Promise<string> {
     process.stderr.write('The two passwords differ; try again.\n')
   }
 }
+
+/**
+ * A secret piped to hubctl (--oauth-client-secret-stdin): all of standard input, at most 64 KiB.
+ * On a terminal, asked without echo instead.
+ */
+export async function readSecretFromStdin(message: string): Promise<string> {
+  if (process.stdin.isTTY) {
+    const {password} = await import('@inquirer/prompts')
+    return password({message, mask: false})
+  }
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of process.stdin) {
+    size += (chunk as Buffer).length
+    if (size > 64 * 1024) break
+    chunks.push(chunk as Buffer)
+  }
+  return Buffer.concat(chunks).toString('utf8')
+}
