@@ -120,7 +120,7 @@ for (const hub of HUBS) {
       this.timeout(120_000)
       if (prefix) {
         await hubctl(['stop', '--prefix', prefix, '--json'])
-        killPids(await serverPids({user, hubPort: ports.hub}))
+        if (ports) killPids(await serverPids({user, hubPort: ports.hub}))
         await fs.rm(prefix, {recursive: true, force: true})
       }
     })
@@ -253,7 +253,7 @@ describe("hubctl start --cull-idle (deprecated: hubctl's own culling)", function
     this.timeout(120_000)
     if (prefix) {
       await hubctl(['stop', '--prefix', prefix, '--json'])
-      killPids(await serverPids({user, hubPort: ports.hub}))
+      if (ports) killPids(await serverPids({user, hubPort: ports.hub}))
       await fs.rm(prefix, {recursive: true, force: true})
     }
   })
@@ -336,7 +336,7 @@ describe('a user server whose process is gone', function () {
     this.timeout(120_000)
     if (prefix) {
       await hubctl(['stop', '--prefix', prefix, '--json'])
-      killPids(await serverPids({user, hubPort: ports.hub}))
+      if (ports) killPids(await serverPids({user, hubPort: ports.hub}))
       await fs.rm(prefix, {recursive: true, force: true})
     }
   })
