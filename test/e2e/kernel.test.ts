@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 import {execa} from 'execa'
-import {randomBytes} from 'node:crypto'
+import {randomBytes, randomUUID} from 'node:crypto'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 

@@ -7,6 +7,7 @@ import path from 'node:path'
 
 import {HubApi} from '../../src/lib/stack/hubapi.js'
 import {Layout} from '../../src/lib/config/layout.js'
+import type {Ports} from '../../src/lib/config/settings.js'
 import {SecretStore} from '../../src/lib/files/secrets.js'
 import {BIN, DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, modeOf, portFlags, tempPrefix} from '../helpers/cli.js'
 import {HubBrowser, logIn} from '../helpers/hub.js'
@@ -558,7 +559,7 @@ describe('secrets rotate on a stopped stack, and killed at random moments', func
     await response.arrayBuffer()
     return response.status
   }
-  let settingsCache: {ports: Record<string, number>} | undefined
+  let settingsCache: {ports: Ports} | undefined
   const settingsNow = () => settingsCache!
   const TOKENS = ['cookieSecret', 'proxyAuthToken', 'apiToken'] as const
   const tokensNow = async () =>
