@@ -177,23 +177,26 @@ describe('OAuth logins (oauthenticator)', () => {
   })
 
   it('a value from a hand-edited hubctl.json cannot inject Python', async () => {
+    const render = (url: string) =>
+      renderHubConfig(
+        new Layout(dir),
+        {
+          ...base,
+          authenticator: 'oauth',
+          oauth: {...noOAuth, clientId: 'a', authorizeUrl: url, tokenUrl: url, userdataUrl: url, usernameClaim: 'x'},
+        },
+        v6,
+        '/lab',
+      )
+    const imports = (text: string) =>
+      execFileSync(
+        'python3',
+        ['-c', 'import ast, sys; print(sum(isinstance(n, ast.Import) for n in ast.walk(ast.parse(sys.stdin.read()))))'],
+        {input: text, encoding: 'utf8'},
+      ).trim()
+    // The injected "import os" would be one more import statement than the config has of its own.
     const evil = 'https://x.org/a"\nimport os\nos.system("id")\n"'
-    const text = await renderHubConfig(
-      new Layout(dir),
-      {
-        ...base,
-        authenticator: 'oauth',
-        oauth: {...noOAuth, clientId: 'a', authorizeUrl: evil, tokenUrl: evil, userdataUrl: evil, usernameClaim: 'x'},
-      },
-      v6,
-      '/lab',
-    )
-    const imports = execFileSync(
-      'python3',
-      ['-c', 'import ast, sys; print(sum(isinstance(n, ast.Import) for n in ast.walk(ast.parse(sys.stdin.read()))))'],
-      {input: text, encoding: 'utf8'},
-    )
-    expect(imports.trim()).to.equal('2')
+    expect(imports(await render(evil))).to.equal(imports(await render('https://x.org/a')))
   })
 
   describe('init flags', () => {
