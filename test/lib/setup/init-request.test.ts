@@ -158,4 +158,28 @@ describe('init request', () => {
       expect((error as HubctlError).exitCode).to.equal(2)
     }
   })
+
+  it('takes --server-ports as FIRST-LAST, defaults to 20000-32767, and refuses anything else with the fix', async () => {
+    const base = {domain: ['a.org'], admin: ['x'], tls: 'self-signed'}
+    expect((await resolveInitRequest(base, undefined, {cores: 2})).serverPorts).to.deep.equal({
+      first: 20000,
+      last: 32767,
+    })
+    expect(
+      (await resolveInitRequest({...base, 'server-ports': ' 25000 - 25099 '}, undefined, {cores: 2})).serverPorts,
+    ).to.deep.equal({first: 25000, last: 25099})
+    for (const bad of ['25000', '80-90', '30000-20000', '20000-70000', 'a-b', '']) {
+      let error: unknown
+      try {
+        await resolveInitRequest({...base, 'server-ports': bad}, undefined, {cores: 2})
+      } catch (error_) {
+        error = error_
+      }
+      expect(error, bad).to.be.instanceOf(HubctlError)
+      expect((error as HubctlError).exitCode).to.equal(2)
+      expect((error as HubctlError).line, bad).to.match(
+        /^--server-ports ".*" is not a range of ports FIRST-LAST from 1024 to 65535\. Fix: give a range outside the kernels' ephemeral ports .*e\.g\. 20000-32767, or leave the flag out$/,
+      )
+    }
+  })
 })
