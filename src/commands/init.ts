@@ -136,6 +136,11 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
     'max-concurrent-spawns': Flags.string({
       description: 'user servers starting at once; more are asked to retry (default: one per core, at least 2)',
     }),
+    'login-burst': Flags.string({
+      description:
+        'login attempts nginx lets through at once from one address before it limits them to 30 a minute (default: 100: a class behind one school address logs in together)',
+      helpValue: 'N',
+    }),
     'spawn-timeout': Flags.string({
       description:
         'seconds a user server may take to start, and as many more to answer (default: 120, more with many concurrent spawns per core)',

@@ -162,6 +162,10 @@ describe("a local user without privileges squatting hubctl's ports, and the ngin
       'alice',
       '--tls',
       'self-signed',
+      // The login limit's burst at 10 (the default, 100, lets a class in at once): 30 attempts then
+      // show both sides of it without 100 PAM failures first.
+      '--login-burst',
+      '10',
       '--dhparam',
       'ffdhe2048',
       '--jupyterhub',

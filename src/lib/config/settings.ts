@@ -71,7 +71,12 @@ export interface Settings {
   cull?: CullSettings
   /** The ports hubctl hands to user servers (init's --server-ports); absent in files of older hubctl: SERVER_PORTS. */
   serverPorts?: PortRange
+  /** Login POSTs per address nginx answers at once before it limits them (init's --login-burst); absent: LOGIN_BURST.default. */
+  loginBurst?: number
 }
+
+/** --login-burst: a class behind one address (a school's NAT) logs in together; a guesser does not get far. */
+export const LOGIN_BURST = {default: 100, min: 1, max: 10_000} as const
 
 /** Who stops idle servers, and after how long. */
 export interface CullSettings {
@@ -276,6 +281,11 @@ function checkShape(settings: Record<string, unknown>, file: string): void {
       (range.first as number) > (range.last as number)
     )
       bad('serverPorts', 'is not a range {first, last} of ports from 1024 to 65535')
+  }
+  if (settings.loginBurst !== undefined) {
+    const value = settings.loginBurst
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < LOGIN_BURST.min || value > LOGIN_BURST.max)
+      bad('loginBurst', `is not a whole number from ${LOGIN_BURST.min} to ${LOGIN_BURST.max}`)
   }
   if (!isObject(settings.executables)) bad('executables', 'is not an object')
   for (const [name, program] of Object.entries(settings.executables as Record<string, unknown>)) {

@@ -2,22 +2,23 @@ import type {NginxInstall} from './nginx.js'
 import {Layout} from './layout.js'
 import {hasIpv6} from '../setup/preflight.js'
 import {renderTemplate} from './render.js'
-import type {Settings} from './settings.js'
+import {LOGIN_BURST, type Settings} from './settings.js'
 import {HUBCTL_VERSION} from '../version.js'
 
 /**
  * Request body limits and the login form's rate limit. 1m for the hub's pages and API (forms, JSON
  * calls); 16k for the login form (its body is a few hundred bytes); 1g under /user/, where notebooks
  * are saved whole and JupyterLab's upload chunks (1 MiB, base64 in JSON: about 1.4 MB) go.
- * 20 login POSTs a minute per address, bursts of 10 answered at once: a class behind one address
- * can log in together; a guesser gets about 29,000 tries a day instead of thousands a second.
+ * 30 login POSTs a minute per address, bursts of 100 answered at once (init's --login-burst): a
+ * class behind one address (a school's NAT) logs in together; a guesser gets about 43,000 tries a
+ * day instead of thousands a second.
  */
 export const SITE_LIMITS = {
   clientMaxBodySize: '1m',
   loginMaxBodySize: '16k',
   userMaxBodySize: '1g',
-  loginRate: '20r/m',
-  loginBurst: 10,
+  loginRate: '30r/m',
+  loginBurst: LOGIN_BURST.default,
 } as const
 
 /** The nginx site for these settings (values escaped as nginx tokens; an unsafe one is refused). */
@@ -39,6 +40,7 @@ export async function renderSite(layout: Layout, settings: Settings, nginx: Ngin
       privkey: layout.privkey,
       dhparam: layout.dhparam,
       ...SITE_LIMITS,
+      loginBurst: settings.loginBurst ?? SITE_LIMITS.loginBurst,
       http2Listen: !nginx.http2Directive,
       http2Directive: nginx.http2Directive,
       ipv6: hasIpv6(),

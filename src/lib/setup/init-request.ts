@@ -11,6 +11,7 @@ import {
   Ports,
   SERVER_PORTS,
   SPAWN_LIMITS,
+  LOGIN_BURST,
   SpawnSettings,
   TLS_MODES,
   TlsMode,
@@ -55,6 +56,7 @@ export interface RawInitFlags {
   jupyterhub?: string
   nginx?: string
   'max-concurrent-spawns'?: string | number
+  'login-burst'?: string | number
   'spawn-timeout'?: string | number
   'cull-idle'?: string
   'cull-max-age'?: string
@@ -110,6 +112,8 @@ export interface InitRequest {
   nginx?: string
   /** Servers starting at once and how long one may take: from the flags, else from the machine's cores. */
   spawn?: SpawnSettings
+  /** --login-burst, when given (else the default, or what hubctl.json holds). */
+  loginBurst?: number
   /** Idle servers: stop after this many idle seconds, or this many seconds of running (null: never). */
   cull: {idleSeconds: number | null; maxAgeSeconds: number | null}
   serverPorts?: PortRange
@@ -277,6 +281,16 @@ export async function resolveInitRequest(
           `give the seconds a server may take to start, e.g. ${defaultSpawnTimeout(maxConcurrent, machine.cores)}, or leave the flag out`,
         )
 
+  const loginBurst =
+    flags['login-burst'] === undefined
+      ? undefined
+      : parseWhole(
+          flags['login-burst'],
+          '--login-burst',
+          LOGIN_BURST,
+          `give how many logins from one address nginx lets through at once, e.g. ${LOGIN_BURST.default} (a class behind one address), or leave the flag out`,
+        )
+
   const cull = {
     idleSeconds: parseCullDuration(flags['cull-idle'] ?? CULL_DEFAULTS.idle, '--cull-idle'),
     maxAgeSeconds: parseCullDuration(flags['cull-max-age'] ?? CULL_DEFAULTS.maxAge, '--cull-max-age'),
@@ -295,6 +309,7 @@ export async function resolveInitRequest(
     dhparam,
     dhparamBits,
     spawn: {maxConcurrent, timeoutSeconds},
+    loginBurst,
     cull,
     serverPorts: flags['server-ports'] === undefined ? SERVER_PORTS : parseServerPorts(flags['server-ports']),
     local: Boolean(flags.local),

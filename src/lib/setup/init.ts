@@ -555,6 +555,7 @@ export class InitService {
       proxyTls: false,
       local: request.local,
       spawn: request.spawn,
+      loginBurst: request.loginBurst ?? previous?.loginBurst,
       cull: {...request.cull, by: idleCuller ? 'jupyterhub-idle-culler' : 'hubctl'},
       serverPorts: request.serverPorts,
       oauth: request.oauth && {

@@ -127,6 +127,25 @@ describe('init request', () => {
     })
   })
 
+  it('takes --login-burst as a whole number from 1 to 10000 (absent: not set, the site uses 100)', async () => {
+    const base = {domain: ['a.org'], admin: ['x'], tls: 'self-signed'}
+    expect((await resolveInitRequest(base)).loginBurst).to.equal(undefined)
+    expect((await resolveInitRequest({...base, 'login-burst': '250'})).loginBurst).to.equal(250)
+    for (const bad of ['0', '10001', 'lots', '']) {
+      let error: unknown
+      try {
+        await resolveInitRequest({...base, 'login-burst': bad})
+      } catch (error_) {
+        error = error_
+      }
+      expect(error, bad).to.be.instanceOf(HubctlError)
+      expect((error as HubctlError).line, bad).to.match(
+        /^--login-burst ".*" is not a whole number from 1 to 10000\. Fix: /,
+      )
+      expect((error as HubctlError).exitCode).to.equal(2)
+    }
+  })
+
   it('refuses a spawn limit or timeout that is not a whole number in range, with the fix', async () => {
     const base = {domain: ['a.org'], admin: ['x'], tls: 'self-signed'}
     const cases: Array<[Record<string, string>, RegExp]> = [
