@@ -81,7 +81,7 @@ export async function usersSyncRows(runs: number): Promise<BenchRow[]> {
 }
 
 const PHASE_NAMES: Record<string, string> = {
-  check: 'checks (getent, JupyterHub version, the config rendered)',
+  check: 'checks (getent, JupyterHub version and interface, the config rendered)',
   accounts: 'system accounts (useradd, one a user)',
   config: 'the config loaded by JupyterHub and installed, hubctl.json',
   hub: 'the hub restarted (servers kept)',

@@ -552,7 +552,11 @@ for line in sys.stdin.read().splitlines():
     if action == "delete":
         db.delete(user)
         print("deleted", name)
-    elif action == "revoke" and user.admin:
+    elif action == "revoke":
+        # JupyterHub 2+: admin is also the role "admin", which grants the admin page's scopes.
+        admin_role = db.query(orm.Role).filter_by(name="admin").first()
+        if admin_role is not None and admin_role in user.roles:
+            user.roles.remove(admin_role)
         user.admin = False
         print("revoked", name)
 db.commit()
