@@ -4,12 +4,17 @@ import net from 'node:net'
 
 import {Layout} from '../../src/lib/config/layout.js'
 import {DEBIAN_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
+import {addUser, removeUser, testUserName} from '../helpers/users.js'
 
 describe('hubctl doctor (real JupyterHub and nginx)', () => {
   let layout: Layout
   let ports: Awaited<ReturnType<typeof portFlags>>['ports']
+  // With PAM, an admin needs a system account (doctor fails without one: see the last test).
+  const admin = testUserName()
+  let adminUid = 0
 
   before(async () => {
+    adminUid = await addUser(admin)
     layout = new Layout(await tempPrefix('hubctl-doctor'))
     const {flags, ports: chosen} = await portFlags()
     ports = chosen
@@ -21,7 +26,7 @@ describe('hubctl doctor (real JupyterHub and nginx)', () => {
       '--domain',
       'localhost',
       '--admin',
-      'alice',
+      admin,
       '--tls',
       'self-signed',
       '--dhparam',
@@ -35,6 +40,7 @@ describe('hubctl doctor (real JupyterHub and nginx)', () => {
   after(async () => {
     await hubctl(['stop', '--prefix', layout.prefix])
     await fs.rm(layout.prefix, {recursive: true, force: true})
+    await removeUser(admin, adminUid)
   })
 
   it('passes every check on a fresh init', async () => {
@@ -100,6 +106,24 @@ describe('hubctl doctor (real JupyterHub and nginx)', () => {
       })
     } finally {
       await new Promise((resolve) => squatter.close(resolve))
+    }
+  })
+
+  it('fails when an admin has no system account (PAM), naming `hubctl users add`', async () => {
+    const saved = await fs.readFile(layout.settings, 'utf8')
+    const settings = JSON.parse(saved) as {admins: string[]}
+    await fs.writeFile(layout.settings, JSON.stringify({...settings, admins: [...settings.admins, 'hcdoc-nobody']}))
+    try {
+      const result = await hubctl(['doctor', '--prefix', layout.prefix, '--json'])
+      expect(result.exitCode, result.stdout).to.equal(1)
+      const checks = (JSON.parse(result.stdout) as {checks: Array<{check: string; status: string; message: string}>})
+        .checks
+      const failed = checks.filter((c) => c.check === 'user accounts' && c.status === 'fail')
+      expect(failed.map((c) => c.message).join('\n')).to.include('hcdoc-nobody')
+      expect(failed.map((c) => c.message).join('\n')).to.not.include(admin)
+      expect(result.stdout).to.include('hubctl users add hcdoc-nobody')
+    } finally {
+      await fs.writeFile(layout.settings, saved)
     }
   })
 
