@@ -229,7 +229,8 @@ export class HubApi {
 
   /** Ask the hub to stop a server; 'stopped' (204) or 'pending' (202). */
   async stopServer(user: string, name = ''): Promise<'stopped' | 'pending'> {
-    const status = await this.requestStatus('DELETE', serverPath(user, name), undefined, [202, 204])
+    // JupyterHub holds a stop up to slow_stop_timeout (10 s) before it answers 202: as a start.
+    const status = await this.requestStatus('DELETE', serverPath(user, name), undefined, [202, 204], SPAWN_ANSWER_MS)
     return status === 204 ? 'stopped' : 'pending'
   }
 
