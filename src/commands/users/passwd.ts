@@ -3,7 +3,7 @@ import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../../base-command.js'
 import {usageError} from '../../lib/errors.js'
 import {execaRunner} from '../../lib/runner.js'
-import {isInteractive, passwordTwice} from '../../lib/setup/prompts.js'
+import {isInteractive, passwordTwice, readPipedStdin} from '../../lib/setup/prompts.js'
 import {UsersService, generatePassword} from '../../lib/users/users.js'
 
 export default class UsersPasswd extends BaseCommand<typeof UsersPasswd> {
@@ -29,7 +29,7 @@ export default class UsersPasswd extends BaseCommand<typeof UsersPasswd> {
     const service = new UsersService({layout: this.layout, runner: execaRunner})
     let password: string
     if (this.flags.generate) password = generatePassword()
-    else if (this.flags['password-stdin']) password = (await readStdin()).split(/\r?\n/)[0] ?? ''
+    else if (this.flags['password-stdin']) password = (await readPipedStdin()).split(/\r?\n/)[0] ?? ''
     else if (isInteractive() && !this.jsonEnabled()) password = await passwordTwice(`New password for ${args.name}:`)
     else
       throw usageError(
@@ -45,11 +45,4 @@ export default class UsersPasswd extends BaseCommand<typeof UsersPasswd> {
       )
     return {user: args.name, generated: this.flags.generate, ...(this.flags.generate ? {password} : {})}
   }
-}
-
-async function readStdin(): Promise<string> {
-  if (process.stdin.isTTY) return ''
-  const chunks: Buffer[] = []
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
-  return Buffer.concat(chunks).toString('utf8')
 }

@@ -39,14 +39,11 @@ export async function passwordTwice(message: string): Promise<string> {
 }
 
 /**
- * A secret piped to hubctl (--oauth-client-secret-stdin): all of standard input, at most 64 KiB.
- * On a terminal, asked without echo instead.
+ * What was piped to hubctl's standard input (a secret: --oauth-client-secret-stdin,
+ * --password-stdin), at most 64 KiB; empty on a terminal, where nothing was piped.
  */
-export async function readSecretFromStdin(message: string): Promise<string> {
-  if (process.stdin.isTTY) {
-    const {password} = await import('@inquirer/prompts')
-    return password({message, mask: false})
-  }
+export async function readPipedStdin(): Promise<string> {
+  if (process.stdin.isTTY) return ''
   const chunks: Buffer[] = []
   let size = 0
   for await (const chunk of process.stdin) {
@@ -55,4 +52,13 @@ export async function readSecretFromStdin(message: string): Promise<string> {
     chunks.push(chunk as Buffer)
   }
   return Buffer.concat(chunks).toString('utf8')
+}
+
+/** A secret piped to hubctl (readPipedStdin); on a terminal, asked without echo instead. */
+export async function readSecretFromStdin(message: string): Promise<string> {
+  if (process.stdin.isTTY) {
+    const {password} = await import('@inquirer/prompts')
+    return password({message, mask: false})
+  }
+  return readPipedStdin()
 }
