@@ -1,5 +1,6 @@
 import {createHash} from 'node:crypto'
 import fs from 'node:fs/promises'
+import {fileURLToPath} from 'node:url'
 
 import {ensureDir, exists, readIfExists, symlinkAtomic, writeFileAtomic} from '../files/atomic.js'
 import {HubctlError, internalError, preflightError} from '../errors.js'
@@ -23,6 +24,8 @@ import {Runner, which} from '../runner.js'
 // jupyterhub-idle-culler runs as a service of the hub (init --cull-idle); oauthenticator for --authenticator github|google|oauth.
 export const HUB_PACKAGES = ['jupyterhub', 'jupyterlab', 'jupyterhub-idle-culler', 'oauthenticator'] as const
 export const CONSTRAINTS_FILE = new URL('../../../python/constraints.txt', import.meta.url)
+/** Packages pip brings that no hub or server uses and that cost every start (the file says which and why). */
+export const UNUSED_FILE = new URL('../../../python/unused.txt', import.meta.url)
 
 export interface HubEnvPlan {
   id: string
@@ -85,8 +88,9 @@ export class HubEnvService {
     await this.assertOurs()
     const constraints = await this.constraints()
     const pythonVersion = python ? await this.pythonVersion(python) : 'system python3'
+    const unused = await fs.readFile(UNUSED_FILE, 'utf8')
     const id = createHash('sha256')
-      .update(`${HUB_PACKAGES.join(' ')}\n${pythonVersion}\n${constraints}`)
+      .update(`${HUB_PACKAGES.join(' ')}\n${pythonVersion}\n${constraints}\n${unused}`)
       .digest('hex')
       .slice(0, 16)
     const complete = await exists(layout.hubEnvComplete(id))
@@ -174,6 +178,16 @@ export class HubEnvService {
           '-c',
           constraintsPath,
           ...HUB_PACKAGES,
+        ])
+        await this.step(plan, 'remove what no hub or server uses', layout.hubEnvPython(plan.id), [
+          '-I',
+          '-m',
+          'pip',
+          'uninstall',
+          '--disable-pip-version-check',
+          '--yes',
+          '-r',
+          fileURLToPath(UNUSED_FILE),
         ])
         const version = await runner.run(plan.jupyterhub, ['--version'], {cwd: '/', timeoutMs: 120_000})
         if (version.exitCode !== 0 || version.stdout.trim() !== plan.versions.jupyterhub) {

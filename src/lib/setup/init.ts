@@ -667,6 +667,7 @@ export class InitService {
       result.commands.push(
         `${software.hubEnv.python} -m venv ${software.hubEnv.dir}`,
         `${layout.hubEnvPython(software.hubEnv.id)} -m pip install -c <hubctl>/python/constraints.txt jupyterhub==${software.hubEnv.versions.jupyterhub} jupyterlab==${software.hubEnv.versions.jupyterlab}`,
+        `${layout.hubEnvPython(software.hubEnv.id)} -m pip uninstall --yes -r <hubctl>/python/unused.txt`,
       )
       result.files.push(
         {file: software.hubEnv.dir, action: 'would write'},

@@ -2,8 +2,9 @@ import {expect} from 'chai'
 import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
+import {fileURLToPath} from 'node:url'
 
-import {HubEnvService} from '../../../src/lib/setup/hubenv.js'
+import {HubEnvService, UNUSED_FILE} from '../../../src/lib/setup/hubenv.js'
 import {Layout} from '../../../src/lib/config/layout.js'
 import type {Runner} from '../../../src/lib/runner.js'
 
@@ -69,5 +70,28 @@ describe("hubenv: hubctl's JupyterHub environment", () => {
         )
       )?.message,
     ).to.match(/is not a directory/)
+  })
+
+  it('removes, after pip install, what python/unused.txt names (rfc3987-syntax: 1.1 CPU-s at every server start)', async () => {
+    const calls: string[][] = []
+    let jupyterhubVersion = ''
+    const runner: Runner = {
+      async run(command, args) {
+        calls.push([command, ...args])
+        if (args.includes('venv')) await fs.mkdir(args[args.length - 1], {recursive: true})
+        const stdout = args[0] === '--version' ? jupyterhubVersion : '3.11.2 (main)'
+        return {exitCode: 0, stdout, stderr: '', notFound: false}
+      },
+    }
+    const service = new HubEnvService({layout, runner})
+    const plan = await service.plan('/usr/bin/python3')
+    jupyterhubVersion = plan.versions.jupyterhub
+    expect((await service.build(plan)).built).to.equal(true)
+    const pip = calls.filter((c) => c.includes('pip')).map((c) => c.slice(c.indexOf('pip') + 1))
+    expect(pip.map((c) => c[0])).to.deep.equal(['install', 'uninstall'])
+    const unused = pip[1][pip[1].indexOf('-r') + 1]
+    expect(unused).to.equal(fileURLToPath(UNUSED_FILE))
+    const names = (await fs.readFile(unused, 'utf8')).split('\n').filter((l) => l && !l.startsWith('#'))
+    expect(names).to.include('rfc3987-syntax')
   })
 })
