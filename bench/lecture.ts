@@ -9,8 +9,10 @@
  * session. Reported: failures with their causes, p50/p95/max of login → 42, CPU seconds and peak
  * RSS of the hub, the supervisor, the proxy and nginx (master and workers). One run each.
  */
+import {execFile} from 'node:child_process'
 import fsp from 'node:fs/promises'
 import path from 'node:path'
+import {promisify} from 'node:util'
 
 import {StudentResult, classNames, lecture} from '../test/helpers/lecture.js'
 import {VENV_JUPYTERHUB} from '../test/helpers/cli.js'
@@ -22,6 +24,36 @@ import {AloneHub, LocalHub, withLocalHub} from './supervision.js'
 const USERS = Number(process.env.LECTURE_USERS ?? 40)
 const WINDOW_S = Number(process.env.LECTURE_WINDOW ?? 20)
 const TICKS = 100
+const execFileAsync = promisify(execFile)
+const ALONE = process.env.LECTURE_ALONE ?? 'stock'
+
+/**
+ * JupyterHub as an operator gets it without hubctl: its own defaults for what hubctl sets for a
+ * class (no queue: concurrent_spawn_limit 100; start_timeout 60 s, http_timeout 30 s; a random port
+ * per server; any answer below 500 taken for "up"; JupyterLab's start-up checks on), and the
+ * packages pip installs, rfc3987-syntax included (hubctl removes it: python/unused.txt), put back
+ * with PYTHONPATH, which the spawner passes on to each server.
+ */
+async function stockJupyterHub(): Promise<{extra: string[]; env: NodeJS.ProcessEnv}> {
+  const site = '/tmp/hubctl-bench-stock-site'
+  if (!(await fsp.stat(path.join(site, 'rfc3987_syntax')).catch(() => undefined))) {
+    const pip = path.join(path.dirname(VENV_JUPYTERHUB), 'pip')
+    const constraints = path.join(import.meta.dirname, '../python/constraints.txt')
+    await execFileAsync(pip, ['install', '-q', '--target', site, '-c', constraints, 'rfc3987-syntax', 'lark'])
+  }
+  return {
+    extra: [
+      'import jupyterhub.objects, jupyterhub.utils',
+      'jupyterhub.objects.wait_for_http_server = jupyterhub.utils.wait_for_http_server',
+      'c.Spawner.pre_spawn_hook = None',
+      'c.JupyterHub.concurrent_spawn_limit = 100',
+      'c.Spawner.start_timeout = 60',
+      'c.Spawner.http_timeout = 30',
+      'c.Spawner.args = [a for a in c.Spawner.args if a == "--allow-root"]',
+    ],
+    env: {PYTHONPATH: site},
+  }
+}
 
 /** CPU ticks (utime + stime) and peak RSS (VmHWM, kB) of one process; undefined once it is gone. */
 async function usage(pid: number): Promise<{ticks: number; hwmKb: number} | undefined> {
@@ -195,8 +227,9 @@ export async function lectureRows(): Promise<BenchRow[]> {
     await stopAll(api, users)
     await hubctl(['stop', '--prefix', hub.layout.prefix])
 
-    // JupyterHub alone, own proxy, own session.
-    const other = new AloneHub(hub)
+    // JupyterHub alone, own proxy, own session: as pip installs it and with its own defaults
+    // (LECTURE_ALONE=hubctl-config: with hubctl's config and environment instead).
+    const other = new AloneHub(hub, ALONE === 'stock' ? await stockJupyterHub() : {})
     await other.start()
     let theirs: ReturnType<typeof summary>
     try {
@@ -218,7 +251,11 @@ export async function lectureRows(): Promise<BenchRow[]> {
         origin: `http://127.0.0.1:${hub.ports.proxy}`,
         password,
       })
-      theirs = summary(`JupyterHub ${hub.version} alone (own proxy, http)`, results, await alone.stop())
+      theirs = summary(
+        `JupyterHub ${hub.version} alone (own proxy, http, ${ALONE === 'stock' ? 'its own defaults' : "hubctl's config"})`,
+        results,
+        await alone.stop(),
+      )
       await keepLogs(hub, 'alone', [path.join(other.dir, 'jupyterhub.log')])
       await stopAll(api, others)
     } finally {
@@ -230,7 +267,7 @@ export async function lectureRows(): Promise<BenchRow[]> {
         name: `lecture: ${USERS} users in ${WINDOW_S} s, login → 42 (JupyterHub ${hub.version}, https via nginx); ${ours.failed} failed; ${ours.spread}; ${ours.used}`,
         hubctl: ours.times.length > 0 ? ours.times : [Number.NaN],
         other: {
-          name: `jupyterhub alone, own proxy, http; ${theirs.failed} failed; ${theirs.spread}; ${theirs.used}`,
+          name: `jupyterhub alone, own proxy, http, ${ALONE === 'stock' ? 'its own defaults' : "hubctl's config"}; ${theirs.failed} failed; ${theirs.spread}; ${theirs.used}`,
           times: theirs.times.length > 0 ? theirs.times : [Number.NaN],
         },
       },

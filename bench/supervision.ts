@@ -108,7 +108,14 @@ export class AloneHub {
   readonly dir: string
   readonly pidFile: string
 
-  constructor(readonly hub: LocalHub) {
+  /**
+   * `extra`: config lines after hubctl's (the lecture bench puts JupyterHub's own defaults back);
+   * `env`: added to the hub's environment.
+   */
+  constructor(
+    readonly hub: LocalHub,
+    readonly options: {extra?: string[]; env?: NodeJS.ProcessEnv} = {},
+  ) {
     this.dir = path.join(hub.work, 'alone')
     this.pidFile = path.join(this.dir, 'jupyterhub-proxy.pid')
   }
@@ -133,6 +140,7 @@ export class AloneHub {
         'c.ConfigurableHTTPProxy.should_start = True',
         `c.ConfigurableHTTPProxy.command = [${JSON.stringify(process.execPath)}, ${JSON.stringify(proxyExecutable())}]`,
         `c.ConfigurableHTTPProxy.pid_file = ${JSON.stringify(this.pidFile)}`,
+        ...(this.options.extra ?? []),
         '',
       ].join('\n'),
     )
@@ -141,6 +149,7 @@ export class AloneHub {
       cwd: this.dir,
       stdio: ['ignore', log, log],
       detached: true,
+      env: {...process.env, ...this.options.env},
     })
     fs.closeSync(log)
   }

@@ -1,9 +1,11 @@
 #!/usr/bin/env node
-// Two answers are given without loading oclif, because cron, timers and scripts ask them often:
+// Three answers are given without loading oclif, because cron, timers and scripts ask them often,
+// or because every start waits for them:
 // - `hubctl --version`, printed as oclif would: hubctl/<version> <platform>-<arch> node-<version>;
 // - `hubctl cert renew [--prefix P] [--no-random-sleep]` when nothing is due (twice a day on every
 //   server): the same decision as the command's, in lib/renewal.js. Anything else, including a
-//   renewal that is due, runs the full command.
+//   renewal that is due, runs the full command;
+// - the background hubctl that `start --detach` runs (`start --checked-by-parent ...`).
 const args = process.argv.slice(2)
 
 function quickRenewPrefix(argv) {
@@ -19,7 +21,13 @@ function quickRenewPrefix(argv) {
 }
 
 let answered = false
-if (args.length === 1 && args[0] === '--version') {
+if (args[0] === 'start' && args.includes('--checked-by-parent')) {
+  // The background hubctl of `start --detach`, loaded while its parent runs the checks: without
+  // oclif, which would add a fifth of a second to every start (lib/stack/background.js).
+  const {runBackground} = await import('../dist/lib/stack/background.js')
+  process.exitCode = await runBackground(args)
+  answered = true
+} else if (args.length === 1 && args[0] === '--version') {
   const {readFileSync} = await import('node:fs')
   const {version} = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
   process.stdout.write(`hubctl/${version} ${process.platform}-${process.arch} node-${process.version}\n`)

@@ -2,14 +2,13 @@ import {Flags} from '@oclif/core'
 import {fileURLToPath} from 'node:url'
 
 import {BaseCommand} from '../base-command.js'
-import {formatDuration, parseDuration} from '../lib/duration.js'
-import {cullingSummary, describeCulling} from '../lib/config/culler.js'
+import {parseDuration} from '../lib/duration.js'
 import {checkBeforeStart} from '../lib/setup/preflight.js'
 import {execaRunner} from '../lib/runner.js'
 import {SettingsStore} from '../lib/config/settings.js'
-import {DetachResult, startDetached} from '../lib/stack/control.js'
-import {Supervisor, SupervisorResult, installSignalHandlers} from '../lib/stack/supervisor.js'
-import {SupervisorEvent, claimPidFile} from '../lib/stack/state.js'
+import {DetachResult, parentSaysGo, startDetached} from '../lib/stack/control.js'
+import {SupervisorResult} from '../lib/stack/supervisor.js'
+import {superviseHere} from '../lib/stack/foreground.js'
 
 export default class Start extends BaseCommand<typeof Start> {
   static override summary =
@@ -37,7 +36,8 @@ Runs in the foreground, as a service manager expects; --detach runs it in the ba
         'deprecated: use `hubctl init --cull-idle`. hubctl itself also stops user servers idle longer than this (e.g. 90s, 30m, 2h)',
       helpValue: 'DURATION',
     }),
-    // The background hubctl that --detach starts: its parent ran checkBeforeStart a moment ago.
+    // The background hubctl that --detach starts (bin/run.js runs it without oclif: lib/stack/background.ts):
+    // it loads while its parent runs checkBeforeStart, then starts only once the parent says go on its stdin.
     'checked-by-parent': Flags.boolean({hidden: true}),
   }
 
@@ -46,12 +46,15 @@ Runs in the foreground, as a service manager expects; --detach runs it in the ba
     const cullIdle = this.flags['cull-idle']
     const cullIdleMs = cullIdle === undefined ? undefined : parseDuration(cullIdle, '--cull-idle')
     const settings = await new SettingsStore(this.layout).load()
-    if (!this.flags['checked-by-parent']) await checkBeforeStart(this.layout, settings, execaRunner)
+    if (this.flags['checked-by-parent']) {
+      if (!(await parentSaysGo(process.stdin))) return undefined
+    } else if (!this.flags.detach) await checkBeforeStart(this.layout, settings, execaRunner)
     if (this.flags.detach) {
       const bin = fileURLToPath(new URL('../../bin/run.js', import.meta.url))
       const result = await startDetached(this.layout, {
         bin,
         args: ['--checked-by-parent', ...(cullIdle === undefined ? [] : ['--cull-idle', cullIdle])],
+        checks: () => checkBeforeStart(this.layout, settings, execaRunner),
       })
       this.log(
         `hubctl supervises the hub under ${this.layout.prefix} in the background (pid ${result.pid}); ready in ${result.readySeconds}s.`,
@@ -60,38 +63,7 @@ Runs in the foreground, as a service manager expects; --detach runs it in the ba
       this.log(`  stop it with: hubctl stop --prefix ${this.layout.prefix}`)
       return {...result, detached: true}
     }
-    await claimPidFile(this.layout)
-    const json = this.jsonEnabled()
-    const print = (event: SupervisorEvent) => {
-      process.stdout.write(
-        json ? `${JSON.stringify(event)}\n` : `${event.at} hubctl[${process.pid}] ${event.level}: ${event.message}\n`,
-      )
-    }
-    const supervisor = new Supervisor({layout: this.layout, settings, log: print, cullIdleMs})
-    if (cullIdleMs !== undefined)
-      print({
-        at: new Date().toISOString(),
-        level: 'info',
-        event: 'cull',
-        message: `user servers idle longer than ${formatDuration(cullIdleMs)} will be stopped`,
-      })
-    if (cullIdleMs !== undefined)
-      print({
-        at: new Date().toISOString(),
-        level: 'warn',
-        event: 'deprecated',
-        message: `\`hubctl start --cull-idle\` is deprecated: hubctl's supervisor culls after ${formatDuration(cullIdleMs)} beside jupyterhub-idle-culler (${describeCulling(cullingSummary(settings))}). Fix: run \`hubctl init --cull-idle ${formatDuration(cullIdleMs)}\` with your other init flags, then drop --cull-idle from \`hubctl start\``,
-      })
-    const removeHandlers = installSignalHandlers(supervisor)
-    try {
-      const result = await supervisor.run()
-      if (json) process.stdout.write(`${JSON.stringify({event: 'exit', ...result, detached: false})}\n`)
-      return undefined
-    } finally {
-      removeHandlers()
-      // Idle keep-alive sockets of fetch() would hold the process for seconds after everything
-      // stopped (and `hubctl stop` waits for this pid): leave once oclif has written its output.
-      setTimeout(() => process.exit(), 500).unref()
-    }
+    await superviseHere({layout: this.layout, settings, cullIdleMs, json: this.jsonEnabled()})
+    return undefined
   }
 }

@@ -232,6 +232,51 @@ for (const hub of HUBS) {
         },
       )
     })
+
+    it('a hub killed with SIGKILL leaves its culler behind; the supervisor ends it when it starts the next hub', async () => {
+      const started = await hubctl(['start', '--detach', '--prefix', prefix, '--json'])
+      expect(started.exitCode, started.stderr + started.stdout).to.equal(0)
+      const hubPid = async () =>
+        (JSON.parse((await hubctl(['status', '--prefix', prefix, '--json'])).stdout) as {hub: {pid: number | null}}).hub
+          .pid
+      const first = await hubPid()
+      const parentOf = async (pid: number) =>
+        Number(/^PPid:\s+(\d+)/m.exec(await fs.readFile(`/proc/${pid}/status`, 'utf8'))?.[1])
+      const [old] = await waitUntil(
+        'the hub to start the culler',
+        async () => {
+          const found = await cullerPids(ports.hub)
+          return found.length === 1 && (await parentOf(found[0])) === first ? found : undefined
+        },
+        {tries: 60, intervalMs: 500},
+      )
+      process.kill(first!, 'SIGKILL')
+      const second = await waitUntil(
+        'the supervisor to start another hub',
+        async () => {
+          const pid = await hubPid()
+          return pid && pid !== first ? pid : undefined
+        },
+        {tries: 120, intervalMs: 500},
+      )
+      // The new hub's culler, and no other: the one the killed hub left (re-parented) is gone.
+      await waitUntil(
+        "one culler, the new hub's",
+        async () => {
+          const found = await cullerPids(ports.hub)
+          return found.length === 1 && found[0] !== old && (await parentOf(found[0]).catch(() => 0)) === second
+            ? true
+            : undefined
+        },
+        {tries: 120, intervalMs: 500},
+      )
+      const events = await fs.readFile(layout.supervisorLog, 'utf8')
+      expect(events).to.match(
+        new RegExp(`stopping what a hub that is gone left running: service idle-culler \\(pid ${old}\\)`),
+      )
+      const stopped = await hubctl(['stop', '--prefix', prefix, '--json'])
+      expect(stopped.exitCode, stopped.stderr).to.equal(0)
+    })
   })
 }
 

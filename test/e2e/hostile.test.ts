@@ -17,6 +17,7 @@ import {
   tempPrefix,
   walkTree,
 } from '../helpers/cli.js'
+import {liveProcesses} from '../helpers/processes.js'
 
 /*
  * Hostile input, end to end through the built CLI, as root. Each case asserts: the one-line
@@ -990,6 +991,11 @@ describe('hostile input: hubctl start against a taken port, a broken nginx, miss
       () => expect.fail('a pid file was left'),
       () => {},
     )
+    // The background hubctl, started while the checks ran, was told to leave and is gone.
+    const background = (await liveProcesses()).filter(
+      (p) => p.cmdline.includes('--checked-by-parent') && p.cmdline.includes(layout.prefix),
+    )
+    expect(background.map((p) => p.cmdline.join(' '))).to.deep.equal([])
     expect(await stateOf(layout.prefix, notLogs)).to.deep.equal(before)
   }
 

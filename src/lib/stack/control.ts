@@ -43,13 +43,54 @@ export interface DetachResult {
   log: string
 }
 
+/** What the parent of a background `hubctl start` writes on its stdin once its checks passed. */
+const GO = 'go\n'
+
+/**
+ * In the background `hubctl start`: wait for the parent's word on stdin. True once it says go;
+ * false when stdin ends without it (the parent's checks failed, or the parent is gone): then
+ * nothing may be started.
+ */
+export function parentSaysGo(stdin: NodeJS.ReadableStream & {destroy?: () => void}): Promise<boolean> {
+  return new Promise((resolve) => {
+    let text = ''
+    const done = (go: boolean) => {
+      stdin.removeListener('data', onData)
+      stdin.removeListener('end', onEnd)
+      stdin.removeListener('error', onEnd)
+      stdin.destroy?.()
+      resolve(go)
+    }
+    const onData = (chunk: Buffer | string) => {
+      text += chunk.toString()
+      if (text.includes(GO)) done(true)
+    }
+    const onEnd = () => done(false)
+    stdin.on('data', onData)
+    stdin.once('end', onEnd)
+    stdin.once('error', onEnd)
+  })
+}
+
 /**
  * Run `hubctl start` in the background (its own session, output to the supervisor log) and wait
  * until it says ready; stops it and throws when it fails or takes too long.
+ *
+ * `checks` (the checks before a start) run here while the background hubctl loads, which waits
+ * for them on its stdin (`parentSaysGo`) before it starts anything: when they fail it is told to
+ * leave, and exits having changed nothing.
  */
 export async function startDetached(
   layout: Layout,
-  options: {bin: string; args?: string[]; spawn?: SpawnFn; clock?: Clock; timeoutMs?: number; env?: NodeJS.ProcessEnv},
+  options: {
+    bin: string
+    args?: string[]
+    checks?: () => Promise<void>
+    spawn?: SpawnFn
+    clock?: Clock
+    timeoutMs?: number
+    env?: NodeJS.ProcessEnv
+  },
 ): Promise<DetachResult> {
   const clock = options.clock ?? systemClock
   const other = await runningSupervisor(layout)
@@ -66,7 +107,7 @@ export async function startDetached(
       [options.bin, 'start', '--prefix', layout.prefix, ...(options.args ?? [])],
       {
         detached: true,
-        stdio: ['ignore', handle.fd, handle.fd],
+        stdio: [options.checks ? 'pipe' : 'ignore', handle.fd, handle.fd],
         env: options.env ?? process.env,
         cwd: '/',
       },
@@ -84,6 +125,26 @@ export async function startDetached(
   })
   proc.unref()
   const pid = proc.pid
+  if (options.checks) {
+    const stdin = proc.stdin
+    // A child gone before it read its word: its exit says why, below.
+    stdin?.on('error', () => {})
+    try {
+      await options.checks()
+    } catch (error) {
+      // Told to leave (stdin ends without the word), it exits at once; one that does not is stopped.
+      stdin?.end()
+      const waited = new AbortController()
+      const left = new Promise<boolean>((resolve) =>
+        exit || !pid ? resolve(true) : proc.once('exit', () => resolve(true)),
+      )
+      const gone = await Promise.race([left, clock.sleep(10_000, waited.signal).then(() => false)])
+      waited.abort()
+      if (!gone && pid !== undefined) await terminatePid(pid, null, {clock})
+      throw error
+    }
+    stdin?.end(GO)
+  }
   const deadline = clock.now() + (options.timeoutMs ?? DEFAULT_TIMINGS.healthTimeoutMs + 30_000)
   while (clock.now() < deadline) {
     if (exit) {

@@ -20,6 +20,7 @@ import {Layout} from '../config/layout.js'
 import {supervisorCulling} from '../config/culler.js'
 import {PortOwner, portOwnedBy} from './listeners.js'
 import {procStartTime, processAlive} from '../processes.js'
+import {endOrphans, orphanedServices} from './orphans.js'
 import {SecretStore} from '../files/secrets.js'
 import {ProxyRoute, ServerWatcher, ServersReport, createServerWatcher, proxyRoutes} from './servers.js'
 import {PORT_FLAGS, PORT_NAMES, Ports, Settings} from '../config/settings.js'
@@ -448,6 +449,7 @@ export class Supervisor {
       })
     })
     child.startTime = proc.pid === undefined ? undefined : await procStartTime(proc.pid)
+    if (spec.name === 'hub' && proc.pid !== undefined) void this.endOrphanedServices(proc.pid)
     if (proc.pid !== undefined)
       this.log(
         'info',
@@ -457,6 +459,27 @@ export class Supervisor {
         proc.pid,
       )
     await this.writeState()
+  }
+
+  /**
+   * A hub that died without stopping its services (SIGKILL, the OOM killer) left them running in
+   * sessions of their own; the hub just started starts its own. Not awaited: nothing waits on it.
+   */
+  private async endOrphanedServices(hubPid: number): Promise<void> {
+    const orphans = await orphanedServices({
+      apiUrl: hubApiUrl(this.settings),
+      hubPid,
+      uid: process.getuid?.() ?? 0,
+    })
+    if (orphans.length === 0) return
+    this.log(
+      'warn',
+      'orphans',
+      `stopping what a hub that is gone left running: ${orphans.map((o) => `service ${o.service} (pid ${o.pid})`).join(', ')}`,
+      'hub',
+      hubPid,
+    )
+    await endOrphans(orphans)
   }
 
   /** Spawn `spec` in a session of its own, its output appended to its log. Attach listeners before awaiting anything. */
