@@ -9,22 +9,19 @@
  * session. Reported: failures with their causes, p50/p95/max of login → 42, CPU seconds and peak
  * RSS of the hub, the supervisor, the proxy and nginx (master and workers). One run each.
  */
-import {execFile} from 'node:child_process'
 import fsp from 'node:fs/promises'
 import path from 'node:path'
-import {promisify} from 'node:util'
 
 import {StudentResult, classNames, lecture} from '../test/helpers/lecture.js'
 import {VENV_JUPYTERHUB} from '../test/helpers/cli.js'
 import {HubApi, hubApiUrl} from '../src/lib/stack/hubapi.js'
 import {SecretStore} from '../src/lib/files/secrets.js'
-import {BenchRow, hubctl, status, until} from './lib.js'
+import {BenchRow, hubctl, status, stockSitePackages, until} from './lib.js'
 import {AloneHub, LocalHub, withLocalHub} from './supervision.js'
 
 const USERS = Number(process.env.LECTURE_USERS ?? 40)
 const WINDOW_S = Number(process.env.LECTURE_WINDOW ?? 20)
 const TICKS = 100
-const execFileAsync = promisify(execFile)
 const ALONE = process.env.LECTURE_ALONE ?? 'stock'
 
 /**
@@ -35,12 +32,7 @@ const ALONE = process.env.LECTURE_ALONE ?? 'stock'
  * with PYTHONPATH, which the spawner passes on to each server.
  */
 async function stockJupyterHub(): Promise<{extra: string[]; env: NodeJS.ProcessEnv}> {
-  const site = '/tmp/hubctl-bench-stock-site'
-  if (!(await fsp.stat(path.join(site, 'rfc3987_syntax')).catch(() => undefined))) {
-    const pip = path.join(path.dirname(VENV_JUPYTERHUB), 'pip')
-    const constraints = path.join(import.meta.dirname, '../python/constraints.txt')
-    await execFileAsync(pip, ['install', '-q', '--target', site, '-c', constraints, 'rfc3987-syntax', 'lark'])
-  }
+  const site = await stockSitePackages()
   return {
     extra: [
       'import jupyterhub.objects, jupyterhub.utils',

@@ -6,7 +6,7 @@ import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 
-import {BIN} from '../test/helpers/cli.js'
+import {BIN, VENV_JUPYTERHUB} from '../test/helpers/cli.js'
 
 /** One line of the table: hubctl's times and the alternative's (ms). */
 export interface BenchRow {
@@ -90,4 +90,23 @@ export function killAll(pids: Iterable<number>): void {
       }
     }
   }
+}
+
+/**
+ * What hubctl removes from its environment (python/unused.txt) installed apart, for PYTHONPATH: a
+ * hub or server given it imports them as it would from a plain `pip install jupyterhub jupyterlab`.
+ * The spawner passes PYTHONPATH on to each server (Spawner.env_keep).
+ */
+export async function stockSitePackages(): Promise<string> {
+  const site = '/tmp/hubctl-bench-stock-site'
+  if (!(await fs.stat(path.join(site, 'rfc3987_syntax')).catch(() => undefined))) {
+    const names = (await fs.readFile(path.join(import.meta.dirname, '../python/unused.txt'), 'utf8'))
+      .split('\n')
+      .map((line) => line.replace(/#.*/, '').trim())
+      .filter(Boolean)
+    const pip = path.join(path.dirname(VENV_JUPYTERHUB), 'pip')
+    const constraints = path.join(import.meta.dirname, '../python/constraints.txt')
+    await execa(pip, ['install', '-q', '--target', site, '-c', constraints, ...names])
+  }
+  return site
 }

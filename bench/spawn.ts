@@ -8,7 +8,8 @@
  * not wall time: other programs may share the cores.
  *
  * For JupyterLab (the venv's JupyterHub 6.1.1 and JupyterLab 4.6.6), runs alternate between
- * hubctl's config and the same config with LAB_SERVER_ARGS taken out again (a file in
+ * hubctl's config and JupyterLab as pip installs it: LAB_SERVER_ARGS taken out again and the packages
+ * hubctl removes (python/unused.txt) put back on the servers' PYTHONPATH (a file in
  * jupyterhub_config.d, then `hubctl restart`), so that the machine's load falls on both alike.
  * Debian's JupyterHub 3.0 (the classic notebook, which gets no such args) is measured once per run.
  */
@@ -17,7 +18,7 @@ import path from 'node:path'
 
 import {LAB_SERVER_ARGS} from '../src/lib/config/hubconfig.js'
 import {DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB} from '../test/helpers/cli.js'
-import {BenchRow, hubctl, sleep, status, until} from './lib.js'
+import {BenchRow, hubctl, sleep, status, stockSitePackages, until} from './lib.js'
 import {LocalHub, stopUserServer, withLocalHub} from './supervision.js'
 
 const USER = 'bench'
@@ -88,7 +89,16 @@ async function labDefaults(hub: LocalHub, on: boolean): Promise<void> {
     // main file's c.Spawner.args, so it sets them whole, as the main file has them without the savings
     // (local mode as root: the servers run as root).
     const args = (process.getuid?.() ?? 0) === 0 ? ['--allow-root'] : []
-    await fsp.writeFile(file, `c.Spawner.args = ${JSON.stringify(args)}  # noqa: F821\n`)
+    // And the packages a plain pip install has, which hubctl removes (python/unused.txt).
+    const site = await stockSitePackages()
+    await fsp.writeFile(
+      file,
+      [
+        `c.Spawner.args = ${JSON.stringify(args)}  # noqa: F821`,
+        `c.Spawner.environment = {"PYTHONPATH": ${JSON.stringify(site)}}  # noqa: F821`,
+        '',
+      ].join('\n'),
+    )
   } else {
     await fsp.rm(file, {force: true})
   }
@@ -133,7 +143,7 @@ export async function spawnRows(runs: number): Promise<BenchRow[]> {
       }
       await hubctl(['stop', '--prefix', hub.layout.prefix])
       const other = (key: keyof Sample) => ({
-        name: `JupyterLab's defaults (${LAB_SERVER_ARGS.length} args taken out)`,
+        name: `as pip installs it: JupyterLab's defaults (${LAB_SERVER_ARGS.length} args taken out), python/unused.txt's packages back`,
         times: defaults.map((s) => s[key]),
       })
       return [
