@@ -21,6 +21,12 @@ function quickRenewPrefix(argv) {
 }
 
 let answered = false
+if (args[0] === 'start' && (args.includes('--detach') || args.includes('-d'))) {
+  // `start --detach`: its background hubctl starts loading now, beside oclif (lib/stack/prewarm.js).
+  const {prewarm} = await import('../dist/lib/stack/prewarm.js')
+  const {fileURLToPath} = await import('node:url')
+  prewarm(args, fileURLToPath(import.meta.url))
+}
 if (args[0] === 'start' && args.includes('--checked-by-parent')) {
   // The background hubctl of `start --detach`, loaded while its parent runs the checks: without
   // oclif, which would add a fifth of a second to every start (lib/stack/background.js).

@@ -972,9 +972,16 @@ describe('hostile input: hubctl start against a taken port, a broken nginx, miss
 
   /** start --detach refused: the exit code, the message, nothing running, nothing but logs changed. */
   async function expectStartRefused(exitCode: number, message: RegExp): Promise<void> {
+    // A hub started before has its supervisor log: then the background hubctl is started at once,
+    // beside the checks (prewarm.ts), and must leave when they fail.
+    await fs.mkdir(path.dirname(layout.supervisorLog), {recursive: true})
+    await fs.appendFile(layout.supervisorLog, '')
+    const logStart = (await fs.stat(layout.supervisorLog)).size
     const before = await stateOf(layout.prefix, notLogs)
     const result = await hubctl(['start', '--detach', '--prefix', layout.prefix], {timeoutMs: 120_000})
     expectRefused(result, exitCode, message)
+    // Refused before it began: the background hubctl never started supervising.
+    expect((await fs.readFile(layout.supervisorLog, 'utf8')).slice(logStart)).not.to.include('supervising the hub')
     const status = await hubctl(['status', '--prefix', layout.prefix, '--json'])
     expect(status.exitCode, status.stderr).to.equal(0)
     const report = JSON.parse(status.stdout) as {

@@ -14,6 +14,7 @@ import {execaRunner} from '../runner.js'
 import {ServerWatchSummary, StatusServer, serversForStatus} from './servers.js'
 import {Settings} from '../config/settings.js'
 import {Clock, systemClock} from './clock.js'
+import {takePrewarmed} from './prewarm.js'
 import {
   ChildName,
   ControlAction,
@@ -96,27 +97,37 @@ export async function startDetached(
   const other = await runningSupervisor(layout)
   if (other) throw alreadyRunning(layout, other.pid)
   const logFile = layout.supervisorLog
-  await fs.mkdir(path.dirname(logFile), {recursive: true, mode: 0o755})
-  await ensureLogFile(logFile)
-  const handle = await fs.open(logFile, 'a', 0o640)
-  const logStart = (await handle.stat()).size
+  // Started by bin/run.js already (prewarm.ts), for this prefix and these arguments: loaded by now.
+  const early = options.checks ? takePrewarmed(layout.prefix, options.args ?? []) : undefined
   let proc: ChildProcess
-  try {
-    proc = (options.spawn ?? nodeSpawn)(
-      process.execPath,
-      [options.bin, 'start', '--prefix', layout.prefix, ...(options.args ?? [])],
-      {
-        detached: true,
-        stdio: [options.checks ? 'pipe' : 'ignore', handle.fd, handle.fd],
-        env: options.env ?? process.env,
-        cwd: '/',
-      },
-    )
-  } finally {
-    // Not awaited: the listeners below must be attached before a spawn error's next tick.
-    void handle.close().catch(() => {})
+  let logStart: number
+  if (early) {
+    proc = early.proc
+    logStart = early.logStart
+  } else {
+    await fs.mkdir(path.dirname(logFile), {recursive: true, mode: 0o755})
+    await ensureLogFile(logFile)
+    const handle = await fs.open(logFile, 'a', 0o640)
+    logStart = (await handle.stat()).size
+    try {
+      proc = (options.spawn ?? nodeSpawn)(
+        process.execPath,
+        [options.bin, 'start', '--prefix', layout.prefix, ...(options.args ?? [])],
+        {
+          detached: true,
+          stdio: [options.checks ? 'pipe' : 'ignore', handle.fd, handle.fd],
+          env: options.env ?? process.env,
+          cwd: '/',
+        },
+      )
+    } finally {
+      // Not awaited: the listeners below must be attached before a spawn error's next tick.
+      void handle.close().catch(() => {})
+    }
   }
   let exit: {code: number | null; signal: string | null} | undefined
+  // A prewarmed child may have ended already.
+  if (proc.exitCode !== null || proc.signalCode !== null) exit = {code: proc.exitCode, signal: proc.signalCode}
   proc.once('exit', (code, signal) => {
     exit = {code, signal}
   })
