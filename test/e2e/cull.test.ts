@@ -5,7 +5,16 @@ import path from 'node:path'
 import {HubApi} from '../../src/lib/stack/hubapi.js'
 import {Layout} from '../../src/lib/config/layout.js'
 import {findRoute, proxyRoutes} from '../../src/lib/stack/servers.js'
-import {DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
+import {
+  DEBIAN_JUPYTERHUB,
+  hubctl,
+  initTestHub,
+  portFlags,
+  tempPrefix,
+  testHubInitArgs,
+  type TestHubOptions,
+  VENV_JUPYTERHUB,
+} from '../helpers/cli.js'
 import {killPids, pidsWhere, serverPids, waitUntil} from '../helpers/processes.js'
 
 /*
@@ -31,49 +40,13 @@ interface Status {
   culling?: {on: boolean; idle: string | null; maxAge: string | null; by: string | null; python?: string}
 }
 
-/** `hubctl init`'s arguments for a hub of one user under `prefix` (dummy authenticator, SimpleLocalProcessSpawner). */
-function initArgs(
-  prefix: string,
-  user: string,
-  portArgs: string[],
-  options: {jupyterhub?: string; extra?: string[]} = {},
-): string[] {
-  return [
-    'init',
-    '--prefix',
-    prefix,
-    '--yes',
-    '--domain',
-    'localhost',
-    '--admin',
-    user,
-    '--authenticator',
-    'dummy',
-    '--spawner',
-    'simple',
-    '--tls',
-    'self-signed',
-    '--dhparam',
-    'ffdhe2048',
-    '--jupyterhub',
-    options.jupyterhub ?? VENV_JUPYTERHUB,
-    '--no-systemd',
-    '--no-schedule',
-    ...portArgs,
-    ...(options.extra ?? []),
-  ]
-}
-
-/** `hubctl init` of that hub; its ports. */
-async function initHub(
-  prefix: string,
-  user: string,
-  options: {jupyterhub?: string; extra?: string[]} = {},
-): Promise<Awaited<ReturnType<typeof portFlags>>['ports']> {
-  const portInfo = await portFlags()
-  const init = await hubctl(initArgs(prefix, user, portInfo.flags, options))
-  expect(init.exitCode, init.stderr).to.equal(0)
-  return portInfo.ports
+/** A hub of one user under `prefix`: dummy authenticator, SimpleLocalProcessSpawner. */
+function hubOptions(user: string, options: {jupyterhub?: string; extra?: string[]} = {}): TestHubOptions {
+  return {
+    admin: user,
+    jupyterhub: options.jupyterhub ?? VENV_JUPYTERHUB,
+    extra: ['--authenticator', 'dummy', '--spawner', 'simple', ...(options.extra ?? [])],
+  }
 }
 
 /** The culler processes of the hub on this port (the hub gives each service its API URL and name). */
@@ -113,7 +86,7 @@ for (const hub of HUBS) {
         await fs.writeFile(layout.hubEnvMarker, '')
         await fs.symlink(venv, layout.hubEnvCurrent)
       }
-      ports = await initHub(prefix, user, {jupyterhub: hub.jupyterhub, extra: ['--cull-idle', '20s']})
+      ports = await initTestHub(prefix, hubOptions(user, {jupyterhub: hub.jupyterhub, extra: ['--cull-idle', '20s']}))
     })
 
     after(async function () {
@@ -134,7 +107,11 @@ for (const hub of HUBS) {
         ['--cull-max-age', '-1h'],
       ]) {
         const result = await hubctl(
-          initArgs(prefix, user, (await portFlags()).flags, {jupyterhub: hub.jupyterhub, extra: [flag, bad]}),
+          testHubInitArgs(
+            prefix,
+            hubOptions(user, {jupyterhub: hub.jupyterhub, extra: [flag, bad]}),
+            (await portFlags()).flags,
+          ),
         )
         expect(result.exitCode, `${flag} ${bad}: ${result.stderr}`).to.equal(2)
         expect(result.stderr).to.match(
@@ -291,7 +268,7 @@ describe("hubctl start --cull-idle (deprecated: hubctl's own culling)", function
   before(async () => {
     prefix = await tempPrefix('hubctl-cull-old')
     layout = new Layout(prefix)
-    ports = await initHub(prefix, user, {extra: ['--cull-idle', 'off']})
+    ports = await initTestHub(prefix, hubOptions(user, {extra: ['--cull-idle', 'off']}))
   })
 
   after(async function () {
@@ -370,7 +347,7 @@ describe('a user server whose process is gone', function () {
   before(async () => {
     prefix = await tempPrefix('hubctl-gone')
     layout = new Layout(prefix)
-    ports = await initHub(prefix, user)
+    ports = await initTestHub(prefix, hubOptions(user))
     // The hub's own poll of its spawners would notice a dead server first: off, for this test.
     await fs.writeFile(path.join(layout.hubConfigD, '90-no-poll.py'), 'c.Spawner.poll_interval = 0\n', {mode: 0o644})
     const started = await hubctl(['start', '--detach', '--prefix', prefix, '--json'])

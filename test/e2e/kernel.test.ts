@@ -7,7 +7,7 @@ import path from 'node:path'
 import {HubApi} from '../../src/lib/stack/hubapi.js'
 import {Layout} from '../../src/lib/config/layout.js'
 import {findRoute, proxyRoutes} from '../../src/lib/stack/servers.js'
-import {DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
+import {DEBIAN_JUPYTERHUB, hubctl, initTestHub, portFlags, tempPrefix, VENV_JUPYTERHUB} from '../helpers/cli.js'
 import {KernelMsg, execute, httpsJson, openChannel, stdoutOf as printed} from '../helpers/kernel.js'
 import {waitUntil} from '../helpers/processes.js'
 import {addUser, removeUser, testUserName} from '../helpers/users.js'
@@ -60,30 +60,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       expect(canRun.exitCode, `${user} cannot run ${singleuser}: ${canRun.stderr}`).to.equal(0)
       prefix = await tempPrefix('hubctl-kernel')
       layout = new Layout(prefix)
-      const portInfo = await portFlags()
-      ports = portInfo.ports
-      const init = await hubctl([
-        'init',
-        '--prefix',
-        prefix,
-        '--yes',
-        '--domain',
-        'localhost',
-        '--admin',
-        user,
-        '--allow-user',
-        user,
-        '--tls',
-        'self-signed',
-        '--dhparam',
-        'ffdhe2048',
-        '--jupyterhub',
-        jupyterhub,
-        '--no-systemd',
-        '--no-schedule',
-        ...portInfo.flags,
-      ])
-      expect(init.exitCode, init.stderr).to.equal(0)
+      ports = await initTestHub(prefix, {admin: user, allowUsers: [user], jupyterhub})
       // The test's own grant (see above): tokens and server access for this one user. JupyterHub
       // 3.0 checks a service's filtered `tokens!user=` against the service instead of the user,
       // and refuses: there, the (throwaway) test hub grants `tokens` unfiltered.

@@ -8,7 +8,7 @@ import {Layout} from '../../src/lib/config/layout.js'
 import {SERVER_PORTS} from '../../src/lib/config/settings.js'
 import {serverPortStart} from '../../src/lib/config/hubconfig.js'
 import {findRoute, proxyRoutes} from '../../src/lib/stack/servers.js'
-import {DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
+import {DEBIAN_JUPYTERHUB, hubctl, portFlags, tempPrefix, testHubInitArgs, VENV_JUPYTERHUB} from '../helpers/cli.js'
 import {waitUntil} from '../helpers/processes.js'
 
 /*
@@ -62,31 +62,17 @@ for (const jupyterhub of [VENV_JUPYTERHUB, DEBIAN_JUPYTERHUB]) {
         response.end('{"message": "Not Found", "reason": null}')
       })
       await new Promise<void>((resolve) => squatter!.listen(held, '127.0.0.1', resolve))
-      const init = await hubctl([
-        'init',
-        '--prefix',
-        prefix,
-        '--yes',
-        '--domain',
-        'localhost',
-        '--admin',
-        user,
-        '--authenticator',
-        'dummy',
-        '--spawner',
-        'simple',
-        '--tls',
-        'self-signed',
-        '--dhparam',
-        'ffdhe2048',
-        '--jupyterhub',
-        jupyterhub,
-        '--no-systemd',
-        '--no-schedule',
-        '--server-ports',
-        `${pair}-${pair + 1}`,
-        ...portInfo.flags,
-      ])
+      const init = await hubctl(
+        testHubInitArgs(
+          prefix,
+          {
+            admin: user,
+            jupyterhub,
+            extra: ['--authenticator', 'dummy', '--spawner', 'simple', '--server-ports', `${pair}-${pair + 1}`],
+          },
+          portInfo.flags,
+        ),
+      )
       expect(init.exitCode, init.stderr).to.equal(0)
     })
 

@@ -9,7 +9,16 @@ import {HubApi} from '../../src/lib/stack/hubapi.js'
 import {Layout} from '../../src/lib/config/layout.js'
 import type {Ports} from '../../src/lib/config/settings.js'
 import {SecretStore} from '../../src/lib/files/secrets.js'
-import {BIN, DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, modeOf, portFlags, tempPrefix} from '../helpers/cli.js'
+import {
+  BIN,
+  DEBIAN_JUPYTERHUB,
+  hubctl,
+  initTestHub,
+  modeOf,
+  portFlags,
+  tempPrefix,
+  VENV_JUPYTERHUB,
+} from '../helpers/cli.js'
 import {HubBrowser, logIn} from '../helpers/hub.js'
 import {childPids, killInsideWrite, liveProcesses, serverPids, waitUntil} from '../helpers/processes.js'
 import {addUser, removeUser} from '../helpers/users.js'
@@ -151,28 +160,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       await execa('chpasswd', [], {input: `${user}:${password}\n`})
       prefix = await tempPrefix('hubctl-rot')
       layout = new Layout(prefix)
-      const portInfo = await portFlags()
-      ports = portInfo.ports
-      const init = await hubctl([
-        'init',
-        '--prefix',
-        prefix,
-        '--yes',
-        '--domain',
-        'localhost',
-        '--admin',
-        user,
-        '--tls',
-        'self-signed',
-        '--dhparam',
-        'ffdhe2048',
-        '--jupyterhub',
-        jupyterhub,
-        '--no-systemd',
-        '--no-schedule',
-        ...portInfo.flags,
-      ])
-      expect(init.exitCode, init.stderr).to.equal(0)
+      ports = await initTestHub(prefix, {admin: user, jupyterhub})
       ca = await fs.readFile(layout.fullchain, 'utf8')
       const started = await hubctl(['start', '--detach', '--prefix', prefix])
       expect(started.exitCode, started.stderr).to.equal(0)

@@ -8,7 +8,7 @@ import os from 'node:os'
 import path from 'node:path'
 
 import {Layout} from '../../src/lib/config/layout.js'
-import {DEBIAN_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
+import {DEBIAN_JUPYTERHUB, hubctl, initTestHub, portFlags, tempPrefix} from '../helpers/cli.js'
 import {stopProcess, waitUntil} from '../helpers/processes.js'
 
 /*
@@ -149,32 +149,13 @@ describe("a local user without privileges squatting hubctl's ports, and the ngin
     await fs.chmod(work, 0o755)
     prefix = await tempPrefix('hubctl-sq')
     layout = new Layout(prefix)
-    const portInfo = await portFlags()
-    ports = portInfo.ports
-    const init = await hubctl([
-      'init',
-      '--prefix',
-      prefix,
-      '--yes',
-      '--domain',
-      'localhost',
-      '--admin',
-      'alice',
-      '--tls',
-      'self-signed',
+    ports = await initTestHub(prefix, {
+      admin: 'alice',
+      jupyterhub: DEBIAN_JUPYTERHUB,
       // The login limit's burst at 10 (the default, 100, lets a class in at once): 30 attempts then
       // show both sides of it without 100 PAM failures first.
-      '--login-burst',
-      '10',
-      '--dhparam',
-      'ffdhe2048',
-      '--jupyterhub',
-      DEBIAN_JUPYTERHUB,
-      '--no-systemd',
-      '--no-schedule',
-      ...portInfo.flags,
-    ])
-    expect(init.exitCode, init.stderr).to.equal(0)
+      extra: ['--login-burst', '10'],
+    })
     ca = await fs.readFile(layout.fullchain, 'utf8')
     const started = await hubctl(['start', '--detach', '--prefix', prefix])
     expect(started.exitCode, started.stderr).to.equal(0)

@@ -5,7 +5,15 @@ import path from 'node:path'
 
 import {HubApi} from '../../src/lib/stack/hubapi.js'
 import {Layout} from '../../src/lib/config/layout.js'
-import {DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, holdPorts, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
+import {
+  DEBIAN_JUPYTERHUB,
+  holdPorts,
+  hubctl,
+  initTestHub,
+  portFlags,
+  tempPrefix,
+  VENV_JUPYTERHUB,
+} from '../helpers/cli.js'
 import {alive, environOf, killPids, liveProcesses, procInfo, serverPids, waitUntil} from '../helpers/processes.js'
 import {addUser, removeUser, testUserName} from '../helpers/users.js'
 
@@ -81,30 +89,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       }
       prefix = await tempPrefix('hubctl-sup')
       layout = new Layout(prefix)
-      const portInfo = await portFlags()
-      ports = portInfo.ports
-      const init = await hubctl([
-        'init',
-        '--prefix',
-        prefix,
-        '--yes',
-        '--domain',
-        'localhost',
-        '--admin',
-        user,
-        '--allow-user',
-        user,
-        '--tls',
-        'self-signed',
-        '--dhparam',
-        'ffdhe2048',
-        '--jupyterhub',
-        jupyterhub,
-        '--no-systemd',
-        '--no-schedule',
-        ...portInfo.flags,
-      ])
-      expect(init.exitCode, init.stderr).to.equal(0)
+      ports = await initTestHub(prefix, {admin: user, allowUsers: [user], jupyterhub})
       held = await holdPorts(Object.values(ports))
       // A generous client timeout: a spawn request is answered after the hub's slow_spawn_timeout (10 s), later under load.
       api = HubApi.forLayout(layout, {ports}, {timeoutMs: 60_000})

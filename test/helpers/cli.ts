@@ -148,6 +148,54 @@ export async function portFlags(options: {belowEphemeral?: boolean} = {}): Promi
   }
 }
 
+export type TestHubPorts = Awaited<ReturnType<typeof portFlags>>['ports']
+
+export interface TestHubOptions {
+  /** The hub's admin (and its only user unless allowUsers says more). */
+  admin: string
+  /** The jupyterhub executable (VENV_JUPYTERHUB or DEBIAN_JUPYTERHUB). */
+  jupyterhub: string
+  allowUsers?: string[]
+  /** More init flags (an authenticator, a spawner, --cull-idle, …). */
+  extra?: string[]
+}
+
+/**
+ * The init command line of a throwaway test hub: self-signed TLS for localhost, ffdhe2048 (no DH
+ * parameters to generate), no systemd unit or cron line, and the ports in `portFlagList`.
+ */
+export function testHubInitArgs(prefix: string, options: TestHubOptions, portFlagList: string[]): string[] {
+  return [
+    'init',
+    '--prefix',
+    prefix,
+    '--yes',
+    '--domain',
+    'localhost',
+    '--admin',
+    options.admin,
+    ...(options.allowUsers ?? []).flatMap((user) => ['--allow-user', user]),
+    '--tls',
+    'self-signed',
+    '--dhparam',
+    'ffdhe2048',
+    '--jupyterhub',
+    options.jupyterhub,
+    '--no-systemd',
+    '--no-schedule',
+    ...(options.extra ?? []),
+    ...portFlagList,
+  ]
+}
+
+/** `hubctl init` of that test hub on free ports; fails the test (with init's stderr) when init fails. */
+export async function initTestHub(prefix: string, options: TestHubOptions): Promise<TestHubPorts> {
+  const portInfo = await portFlags()
+  const init = await hubctl(testHubInitArgs(prefix, options, portInfo.flags))
+  if (init.exitCode !== 0) throw new Error(`hubctl init exited ${init.exitCode}: ${init.stderr}`)
+  return portInfo.ports
+}
+
 export async function modeOf(file: string): Promise<number> {
   return (await fs.stat(file)).mode & 0o777
 }

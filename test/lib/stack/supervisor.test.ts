@@ -303,6 +303,25 @@ async function startHarness(
   return harness
 }
 
+/** Two users in the fake hub, each with a ready server started a day ago: sleepy idle 2 h, busy 1 min. */
+function sleepyAndBusy(h: Harness): void {
+  const now = h.clock.now()
+  const server = (user: string, idleMs: number) => ({
+    '': {
+      name: '',
+      ready: true,
+      pending: null,
+      url: `/user/${user}/`,
+      started: new Date(now - 86_400_000).toISOString(),
+      last_activity: new Date(now - idleMs).toISOString(),
+    },
+  })
+  h.hub.users = [
+    {name: 'sleepy', servers: server('sleepy', 2 * 3_600_000)},
+    {name: 'busy', servers: server('busy', 60_000)},
+  ]
+}
+
 /** Wait until the child's start number `n` is done: spawned, and its pid in state.json. */
 async function restarted(h: Harness, name: ChildName, n: number): Promise<void> {
   await until(
@@ -555,23 +574,7 @@ describe('Supervisor (fake spawn and clock)', function () {
   ] as const)
     it(`${label}, its own watcher ${culled ? 'DELETEs the idle servers and only those' : 'DELETEs nothing'}`, async () => {
       const h = await startHarness(options)
-      const now = h.clock.now()
-      const raw = (idleMs: number) => ({
-        '': {
-          name: '',
-          ready: true,
-          pending: null,
-          url: '',
-          started: new Date(now - 86_400_000).toISOString(),
-          last_activity: new Date(now - idleMs).toISOString(),
-        },
-      })
-      h.hub.users = [
-        {name: 'sleepy', servers: raw(2 * 3_600_000)},
-        {name: 'busy', servers: raw(60_000)},
-      ]
-      for (const user of h.hub.users as Array<{name: string; servers: Record<string, {url: string}>}>)
-        user.servers[''].url = `/user/${user.name}/`
+      sleepyAndBusy(h)
       await h.clock.advance(5000)
       await until('the watcher report', async () => (await readState(h.layout))?.servers !== undefined)
       if (culled) await until('the cull', async () => (await readState(h.layout))?.servers?.actions.length === 1)
@@ -583,23 +586,7 @@ describe('Supervisor (fake spawn and clock)', function () {
 
   it('with cullIdleMs, its own watcher DELETEs the idle servers and only those', async () => {
     const h = await startHarness({cullIdleMs: 3_600_000})
-    const now = h.clock.now()
-    const raw = (idleMs: number) => ({
-      '': {
-        name: '',
-        ready: true,
-        pending: null,
-        url: '',
-        started: new Date(now - 86_400_000).toISOString(),
-        last_activity: new Date(now - idleMs).toISOString(),
-      },
-    })
-    h.hub.users = [
-      {name: 'sleepy', servers: raw(2 * 3_600_000)},
-      {name: 'busy', servers: raw(60_000)},
-    ]
-    for (const user of h.hub.users as Array<{name: string; servers: Record<string, {url: string}>}>)
-      user.servers[''].url = `/user/${user.name}/`
+    sleepyAndBusy(h)
     await h.clock.advance(5000)
     await until('the watcher report', async () => (await readState(h.layout))?.servers?.actions.length === 1)
     const deletes = h.requests.filter((r) => r.method === 'DELETE').map((r) => new URL(r.url).pathname)
