@@ -7,7 +7,7 @@ import {execa} from 'execa'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 
-import {BIN, DEBIAN_JUPYTERHUB, portFlags} from '../test/helpers/cli.js'
+import {BIN, DEBIAN_JUPYTERHUB, portFlags, testHubInitArgs} from '../test/helpers/cli.js'
 import {BenchRow, run, tempDir, timed} from './lib.js'
 
 const USERS = 200
@@ -25,25 +25,7 @@ export async function usersSyncRows(runs: number): Promise<BenchRow[]> {
     const {flags} = await portFlags()
     const names = Array.from({length: USERS}, (_, n) => `hcub${i}x${n}`)
     try {
-      await hubctl([
-        'init',
-        '--prefix',
-        prefix,
-        '--yes',
-        '--domain',
-        'localhost',
-        '--admin',
-        names[0],
-        '--tls',
-        'self-signed',
-        '--dhparam',
-        'ffdhe2048',
-        '--jupyterhub',
-        DEBIAN_JUPYTERHUB,
-        '--no-systemd',
-        '--no-schedule',
-        ...flags,
-      ])
+      await hubctl(testHubInitArgs(prefix, {admin: names[0], jupyterhub: DEBIAN_JUPYTERHUB}, flags))
       await hubctl(['start', '--detach', '--prefix', prefix])
       const file = path.join(prefix, 'roster.csv')
       await fs.writeFile(

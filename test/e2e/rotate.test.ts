@@ -417,27 +417,7 @@ describe('secrets rotate on a stopped stack, and killed at random moments', func
   before(async () => {
     prefix = await tempPrefix('hubctl-rotk')
     layout = new Layout(prefix)
-    const portInfo = await portFlags()
-    const init = await hubctl([
-      'init',
-      '--prefix',
-      prefix,
-      '--yes',
-      '--domain',
-      'localhost',
-      '--admin',
-      'alice',
-      '--tls',
-      'self-signed',
-      '--dhparam',
-      'ffdhe2048',
-      '--jupyterhub',
-      DEBIAN_JUPYTERHUB,
-      '--no-systemd',
-      '--no-schedule',
-      ...portInfo.flags,
-    ])
-    expect(init.exitCode, init.stderr).to.equal(0)
+    await initTestHub(prefix, {admin: 'alice', jupyterhub: DEBIAN_JUPYTERHUB})
   })
 
   after(async () => {
