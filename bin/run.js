@@ -23,9 +23,19 @@ function quickRenewPrefix(argv) {
 let answered = false
 if (args[0] === 'start' && (args.includes('--detach') || args.includes('-d'))) {
   // `start --detach`: its background hubctl starts loading now, beside oclif (lib/stack/prewarm.js).
+  // Its checks too: they wait on files and on nginx -t while oclif loads.
   const {prewarm} = await import('../dist/lib/stack/prewarm.js')
   const {fileURLToPath} = await import('node:url')
-  prewarm(args, fileURLToPath(import.meta.url))
+  prewarm(args, fileURLToPath(import.meta.url), async (prefix) => {
+    const [{Layout}, {SettingsStore}, {checkBeforeStart}, {execaRunner}] = await Promise.all([
+      import('../dist/lib/config/layout.js'),
+      import('../dist/lib/config/settings.js'),
+      import('../dist/lib/setup/preflight.js'),
+      import('../dist/lib/runner.js'),
+    ])
+    const layout = new Layout(prefix)
+    await checkBeforeStart(layout, await new SettingsStore(layout).load(), execaRunner)
+  })
 }
 if (args[0] === 'start' && args.includes('--checked-by-parent')) {
   // The background hubctl of `start --detach`, loaded while its parent runs the checks: without

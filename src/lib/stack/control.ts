@@ -141,7 +141,8 @@ export async function startDetached(
     // A child gone before it read its word: its exit says why, below.
     stdin?.on('error', () => {})
     try {
-      await options.checks()
+      // Begun by bin/run.js beside oclif's loading, for this prefix (the same checks): else here.
+      await (early?.checked ?? options.checks())
     } catch (error) {
       // Told to leave (stdin ends without the word), it exits at once; one that does not is stopped.
       stdin?.end()

@@ -20,6 +20,8 @@ export interface Prewarmed {
   /** The log's size when the child was started: what it writes comes after. */
   logStart: number
   args: string[]
+  /** The checks before a start, begun at the same moment (when bin/run.js gave them). */
+  checked?: Promise<void>
 }
 
 let prewarmed: Prewarmed | undefined
@@ -53,8 +55,11 @@ export function detachedStartPrefix(
   return {prefix: new Layout(prefix).prefix, ...(cullIdle === undefined ? {} : {cullIdle})}
 }
 
-/** Start the background hubctl for this command line now, if it is a `start --detach` read without doubt. */
-export function prewarm(argv: string[], bin: string): void {
+/**
+ * Start the background hubctl for this command line now, if it is a `start --detach` read without
+ * doubt; and `checks` for its prefix, whose outcome startDetached() takes instead of running them.
+ */
+export function prewarm(argv: string[], bin: string, checks?: (prefix: string) => Promise<void>): void {
   const found = detachedStartPrefix(argv, process.env)
   if (!found) return
   const layout = new Layout(found.prefix)
@@ -78,7 +83,10 @@ export function prewarm(argv: string[], bin: string): void {
     // Neither may keep this process alive: when it ends without a word, the child reads the end of its stdin and leaves.
     proc.unref()
     ;(proc.stdin as unknown as {unref?: () => void} | null)?.unref?.()
-    prewarmed = {proc, prefix: layout.prefix, logFile: layout.supervisorLog, logStart, args}
+    const checked = checks?.(layout.prefix)
+    // Awaited (and its failure reported) by startDetached; a command that never gets there drops it.
+    checked?.catch(() => {})
+    prewarmed = {proc, prefix: layout.prefix, logFile: layout.supervisorLog, logStart, args, checked}
   } finally {
     fs.closeSync(fd)
   }
