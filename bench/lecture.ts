@@ -135,12 +135,14 @@ function summary(label: string, results: StudentResult[], resources: Record<stri
     causes.set(cause, (causes.get(cause) ?? 0) + 1)
   }
   const retries = results.reduce((sum, r) => sum + r.retries, 0)
+  const spawnRetries = results.reduce((sum, r) => sum + r.spawnRetries, 0)
+  const inLine = results.filter((r) => r.waitedInLine).length
   const spread = `p50 ${secs(percentile(times, 50))}, p95 ${secs(percentile(times, 95))}, max ${secs(times.at(-1) ?? Number.NaN)}`
   const used = Object.entries(resources)
     .map(([name, r]) => `${name} ${r.cpuS.toFixed(1)} CPU-s ${r.rssMb.toFixed(0)} MB`)
     .join(', ')
   process.stderr.write(
-    `bench: lecture ${label}: ${failed.length} of ${results.length} failed, ${retries} retries after 429; ${spread}; ${used}\n`,
+    `bench: lecture ${label}: ${failed.length} of ${results.length} failed, ${retries} retries after 429 (${spawnRetries} of them the hub's), ${inLine} waited in line; ${spread}; ${used}\n`,
   )
   for (const [cause, count] of causes) process.stderr.write(`bench:   ${count} x ${cause}\n`)
   return {times, failed: failed.length, spread, used}

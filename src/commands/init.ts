@@ -134,7 +134,8 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
         'the nginx executable (default: nginx on PATH; installed with apt-get when missing, asked first unless --yes)',
     }),
     'max-concurrent-spawns': Flags.string({
-      description: 'user servers starting at once; more are asked to retry (default: one per core, at least 2)',
+      description:
+        'user servers starting at once; the others wait in line on the spawn page (default: one per core, at least 2)',
     }),
     'login-burst': Flags.string({
       description:

@@ -11,8 +11,8 @@ import {classNames, lecture} from '../helpers/lecture.js'
  * self-signed certificate trusted as the CA), each as a browser does (test/helpers/lecture.ts: the
  * login form, the spawn page and its progress stream, the OAuth round trip, a kernel and its
  * websocket with Origin and cookies), and every one gets 42 from print(6*7). More servers start
- * than --max-concurrent-spawns allows at once: the rest are told to retry (429) and do, as a person
- * reloading the page. The virtualenv's JupyterHub, dummy login (one password, every name let in by
+ * than --max-concurrent-spawns allows at once: the rest wait their turn on the spawn page, which
+ * says so; none is told to try again (JupyterHub's 429 page). The virtualenv's JupyterHub, dummy login (one password, every name let in by
  * the test's file in jupyterhub_config.d), SimpleLocalProcessSpawner: no system users.
  */
 
@@ -95,6 +95,13 @@ describe('a class of 15 logging in at once through nginx', function () {
       `hub log in ${layout.hubLog}`,
     ).to.deep.equal([])
     expect(results.filter((r) => r.ms !== undefined)).to.have.length(STUDENTS)
+    // 15 starts, 2 at a time here (--max-concurrent-spawns: one per core, at least 2): some waited
+    // in line, and the hub turned none away.
+    expect(
+      results.map((r) => r.spawnRetries).reduce((a, b) => a + b, 0),
+      'spawns answered 429',
+    ).to.equal(0)
+    expect(results.filter((r) => r.waitedInLine).length, 'students told they wait in line').to.be.greaterThan(0)
     passed = true
   })
 })

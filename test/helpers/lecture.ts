@@ -43,6 +43,10 @@ export interface StudentResult {
   failure?: {step: string; message: string}
   /** How often nginx (login) or the hub (too many spawns) said 429 and the student tried again. */
   retries: number
+  /** Of those, the hub's (too many spawns). */
+  spawnRetries: number
+  /** Whether the spawn page said the student waited for a turn (hubctl's queue). */
+  waitedInLine: boolean
 }
 
 /** What a page says went wrong: JupyterHub's login or error message, else the start of its text. */
@@ -127,7 +131,10 @@ function readEvents(
  * One student, from the "Sign in" click to 42: the ms it took and the 429 retries, or a LectureError
  * naming the step. The form is loaded first (not timed), as a person opens the page before typing.
  */
-export async function student(user: string, options: LectureOptions): Promise<{ms: number; retries: number}> {
+export async function student(
+  user: string,
+  options: LectureOptions,
+): Promise<{ms: number; retries: number; spawnRetries: number; waitedInLine: boolean}> {
   const browser = new HubBrowser(options.origin, {ca: options.ca})
   const step = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
     try {
@@ -141,6 +148,8 @@ export async function student(user: string, options: LectureOptions): Promise<{m
   const began = process.hrtime.bigint()
   let posted = await step('login', () => submitLogin(browser, {user, password: options.password, xsrf}))
   let retries = 0
+  let spawnRetries = 0
+  let waitedInLine = false
   // nginx's login limit (per address: a class behind one address shares it) answers 429 "Wait a
   // minute, then try again": a person does, here after 20-40 s, at most 10 times.
   while (posted.status === 429 && retries < 10) {
@@ -164,6 +173,7 @@ export async function student(user: string, options: LectureOptions): Promise<{m
     }
     if (reply.status === 429) {
       retries++
+      spawnRetries++
       await new Promise((resolve) => setTimeout(resolve, 1000 + Math.random() * 4000))
       continue
     }
@@ -171,7 +181,10 @@ export async function student(user: string, options: LectureOptions): Promise<{m
     if (path.startsWith(`/user/${user}/`)) break
     const progress = /new EventSource\("([^"]+)"\)/.exec(reply.body)?.[1]?.replaceAll('&amp;', '&')
     if (!progress) throw new LectureError('spawn', `${path}: neither the server's page nor the spawn's progress`)
-    const last = await readEvents(browser, progress, options.ca, (data) => Boolean(data.ready || data.failed))
+    const last = await readEvents(browser, progress, options.ca, (data) => {
+      if (typeof data.message === 'string' && data.message.startsWith('Waiting for a turn')) waitedInLine = true
+      return Boolean(data.ready || data.failed)
+    })
     if (last.failed) throw new LectureError('spawn failed', String(last.message ?? JSON.stringify(last)))
     next = new URL(String(last.url), options.origin).href
   }
@@ -201,7 +214,7 @@ export async function student(user: string, options: LectureOptions): Promise<{m
       'output',
       `the kernel printed ${JSON.stringify(printed)} (${replies.map((m) => m.header.msg_type).join(', ')})`,
     )
-  return {ms: Number(process.hrtime.bigint() - began) / 1e6, retries}
+  return {ms: Number(process.hrtime.bigint() - began) / 1e6, retries, spawnRetries, waitedInLine}
 }
 
 /** Names for a class of n students (hub users only, no system users): hcl<random>-NN. */
@@ -216,14 +229,13 @@ export async function lecture(users: string[], windowMs: number, options: Lectur
     users.map(async (user) => {
       await new Promise((resolve) => setTimeout(resolve, Math.random() * windowMs))
       try {
-        const {ms, retries} = await student(user, options)
-        return {user, ms, retries}
+        return {user, ...(await student(user, options))}
       } catch (error) {
         const failure =
           error instanceof LectureError
             ? {step: error.step, message: error.message.slice(error.step.length + 2)}
             : {step: 'unknown', message: (error as Error).message}
-        return {user, failure, retries: 0}
+        return {user, failure, retries: 0, spawnRetries: 0, waitedInLine: false}
       }
     }),
   )

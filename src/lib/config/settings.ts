@@ -110,7 +110,7 @@ export interface PortRange {
  */
 export const SERVER_PORTS: PortRange = {first: 20000, last: 32767}
 
-/** c.JupyterHub.concurrent_spawn_limit, and c.Spawner.start_timeout and http_timeout (both the same). */
+/** How many servers start at once (hubctl's spawn queue), and c.Spawner.start_timeout and http_timeout (both the same). */
 export interface SpawnSettings {
   maxConcurrent: number
   timeoutSeconds: number

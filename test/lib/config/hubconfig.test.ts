@@ -207,12 +207,14 @@ describe('hubconfig', () => {
         v6,
         '/lab',
       )
-      expect(text).to.include('c.JupyterHub.concurrent_spawn_limit = 3\n')
+      // The queue takes the limit's place: JupyterHub's own (a 429 page) is off.
+      expect(text).to.include('c.JupyterHub.concurrent_spawn_limit = 0\n')
+      expect(text).to.include('_hubctl_queue = _HubctlSpawnQueue(3)\n')
       expect(text).to.include('c.Spawner.start_timeout = 150\n')
       expect(text).to.include('c.Spawner.http_timeout = 150\n')
-      expect(await loaded(text, prefix)).to.include({concurrent_spawn_limit: 3, start_timeout: 150, http_timeout: 150})
+      expect(await loaded(text, prefix)).to.include({concurrent_spawn_limit: 0, start_timeout: 150, http_timeout: 150})
       const old = await renderHubConfig(layout, settings, v6, '/lab')
-      expect(old).not.to.match(/concurrent_spawn_limit|start_timeout|http_timeout/)
+      expect(old).not.to.match(/concurrent_spawn_limit|start_timeout|http_timeout|_HubctlSpawnQueue\(/)
       expect(await loaded(old, prefix)).to.include({concurrent_spawn_limit: 100, start_timeout: 60, http_timeout: 30})
     } finally {
       await fs.rm(prefix, {recursive: true, force: true})
@@ -246,7 +248,7 @@ from traitlets.config import PyFileConfigLoader
 from jupyterhub.spawner import LocalProcessSpawner
 import jupyterhub.objects
 config = PyFileConfigLoader("jupyterhub_config.py", sys.argv[1]).load_config()
-hook = config.Spawner.pre_spawn_hook
+hook = config.Spawner.pre_spawn_hook.ports
 held = socket.socket()
 held.bind(("127.0.0.1", hook.start))
 held.listen()
@@ -254,7 +256,7 @@ ports = []
 for _ in range(3):
     # As the hub makes them: each spawner from the config (traitlets copies its values).
     spawner = LocalProcessSpawner(config=config)
-    spawner.run_pre_spawn_hook()
+    asyncio.run(spawner.run_pre_spawn_hook())
     ports.append(spawner.port)
 # A hub restarted while servers were starting: a new hook, the database holds a starting server's port.
 import types, jupyterhub.orm
@@ -285,6 +287,81 @@ async def ready(path):
 print(json.dumps({"first": hook.first, "last": hook.last, "start": hook.start, "ports": ports, "restarted": spawner.port,
     "right": asyncio.run(ready("/user/right/api")), "wrong": asyncio.run(ready("/user/wrong/api"))}))
 `
+
+  const QUEUE = `
+import asyncio, json, sys
+from traitlets.config import PyFileConfigLoader
+from jupyterhub.spawner import LocalProcessSpawner
+config = PyFileConfigLoader("jupyterhub_config.py", sys.argv[1]).load_config()
+
+async def main():
+    inside, most, order, messages = 0, 0, [], []
+    spawners = [LocalProcessSpawner(config=config) for _ in range(5)]
+
+    async def spawn(i, spawner):
+        nonlocal inside, most
+        spawner._spawn_pending = True  # as the hub's handler sets it until the server answered
+        await spawner.run_pre_spawn_hook()
+        inside += 1
+        most = max(most, inside)
+        order.append(i)
+        await asyncio.sleep(0.6)
+        inside -= 1
+        spawner._spawn_pending = False
+
+    async def watch(spawner):
+        async for event in spawner.progress():
+            messages.append(event["message"])
+
+    tasks = []
+    for i, spawner in enumerate(spawners):
+        tasks.append(asyncio.ensure_future(spawn(i, spawner)))
+        await asyncio.sleep(0.01)
+    watcher = asyncio.ensure_future(watch(spawners[4]))
+    await asyncio.gather(*tasks)
+    await watcher
+    print(json.dumps({"most": most, "order": order, "messages": messages}))
+
+asyncio.run(main())
+`
+
+  for (const python of ['/usr/bin/python3', '/opt/hubctl-venv/bin/python']) {
+    it(`lets servers start --max-concurrent-spawns at a time, the others waiting in line with their place on the spawn page (${python})`, async function () {
+      this.timeout(30_000)
+      const prefix = await fs.mkdtemp(path.join(os.tmpdir(), 'hubctl-hubconfig-'))
+      try {
+        const layout = new Layout(prefix)
+        for (const file of [layout.proxyAuthToken, layout.apiToken]) {
+          await fs.mkdir(path.dirname(file), {recursive: true})
+          await fs.writeFile(file, 'a'.repeat(64))
+        }
+        const first = await freeRange(10)
+        await fs.writeFile(
+          path.join(prefix, 'jupyterhub_config.py'),
+          await renderHubConfig(
+            layout,
+            {...settings, serverPorts: {first, last: first + 9}, spawn: {maxConcurrent: 2, timeoutSeconds: 120}},
+            python.includes('venv') ? v6 : v3,
+            '/lab',
+          ),
+        )
+        const result = JSON.parse(execFileSync(python, ['-W', 'ignore', '-c', QUEUE, prefix], {encoding: 'utf8'})) as {
+          most: number
+          order: number[]
+          messages: string[]
+        }
+        expect(result.most, 'never more than 2 starting at once').to.equal(2)
+        expect(result.order, 'in arrival order').to.deep.equal([0, 1, 2, 3, 4])
+        // Its place as it moves up (two places may free at once), then the spawner's own progress.
+        const line = (who: string) => `Waiting for a turn to start (${who}; 2 servers start at a time on this machine)`
+        expect(result.messages[0]).to.equal(line('2 ahead of you'))
+        expect(result.messages.slice(-2)).to.deep.equal([line('you are next'), 'Spawning server...'])
+        expect(result.messages.slice(1, -2).every((m) => m === line('1 ahead of you'))).to.equal(true)
+      } finally {
+        await fs.rm(prefix, {recursive: true, force: true})
+      }
+    })
+  }
 
   for (const python of ['/usr/bin/python3', '/opt/hubctl-venv/bin/python']) {
     it(`hands user servers free ports outside the kernels' range, and takes only the user's own answer for up (${python})`, async function () {
