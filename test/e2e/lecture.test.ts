@@ -3,7 +3,7 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 
 import {Layout} from '../../src/lib/config/layout.js'
-import {VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
+import {VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix, testHubInitArgs} from '../helpers/cli.js'
 import {classNames, lecture} from '../helpers/lecture.js'
 
 /*
@@ -32,29 +32,13 @@ describe('a class of 15 logging in at once through nginx', function () {
     layout = new Layout(prefix)
     const portInfo = await portFlags()
     ports = portInfo.ports
-    const init = await hubctl([
-      'init',
-      '--prefix',
-      prefix,
-      '--yes',
-      '--domain',
-      'localhost',
-      '--admin',
-      users[0],
-      '--authenticator',
-      'dummy',
-      '--spawner',
-      'simple',
-      '--tls',
-      'self-signed',
-      '--dhparam',
-      'ffdhe2048',
-      '--jupyterhub',
-      VENV_JUPYTERHUB,
-      '--no-systemd',
-      '--no-schedule',
-      ...portInfo.flags,
-    ])
+    const init = await hubctl(
+      testHubInitArgs(
+        prefix,
+        {admin: users[0], jupyterhub: VENV_JUPYTERHUB, extra: ['--authenticator', 'dummy', '--spawner', 'simple']},
+        portInfo.flags,
+      ),
+    )
     expect(init.exitCode, init.stderr).to.equal(0)
     await fs.writeFile(
       path.join(layout.hubConfigD, '90-lecture-test.py'),

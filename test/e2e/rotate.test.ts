@@ -18,6 +18,7 @@ import {
   portFlags,
   tempPrefix,
   VENV_JUPYTERHUB,
+  testHubInitArgs,
 } from '../helpers/cli.js'
 import {HubBrowser, logIn} from '../helpers/hub.js'
 import {childPids, killInsideWrite, liveProcesses, serverPids, waitUntil} from '../helpers/processes.js'
@@ -475,25 +476,7 @@ describe('secrets rotate on a stopped stack, and killed at random moments', func
   })
 
   it('two writers at once (rotate and rotate, rotate and init): one waits for the other or refuses; nothing mixes', async () => {
-    const initArgs = [
-      'init',
-      '--prefix',
-      prefix,
-      '--yes',
-      '--domain',
-      'localhost',
-      '--admin',
-      'alice',
-      '--tls',
-      'self-signed',
-      '--dhparam',
-      'ffdhe2048',
-      '--jupyterhub',
-      DEBIAN_JUPYTERHUB,
-      '--no-systemd',
-      '--no-schedule',
-      ...(await portFlagsOf(layout)),
-    ]
+    const initArgs = testHubInitArgs(prefix, {admin: 'alice', jupyterhub: DEBIAN_JUPYTERHUB}, await portFlagsOf(layout))
     const auditBefore = (await fs.readFile(layout.auditLog, 'utf8')).trim().split('\n').length
     const results = await Promise.all([
       hubctl(['secrets', 'rotate', '--api-token', '--cookie-secret', '--yes', '--prefix', prefix]),

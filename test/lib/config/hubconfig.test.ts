@@ -117,6 +117,17 @@ describe('hubconfig', () => {
     }
   })
 
+  /** A temporary prefix holding the secret files a rendered config reads (the proxy and API tokens, the login password). */
+  async function prefixWithSecrets(): Promise<{prefix: string; layout: Layout}> {
+    const prefix = await fs.mkdtemp(path.join(os.tmpdir(), 'hubctl-hubconfig-'))
+    const layout = new Layout(prefix)
+    for (const file of [layout.proxyAuthToken, layout.apiToken, layout.loginPassword]) {
+      await fs.mkdir(path.dirname(file), {recursive: true})
+      await fs.writeFile(file, 'a'.repeat(64))
+    }
+    return {prefix, layout}
+  }
+
   /**
    * Load a rendered config with traitlets (Debian's, as JupyterHub 3.0 does) into stand-ins of the
    * classes it configures, the secrets it reads made under a temporary prefix: the values JupyterHub gets.
@@ -144,13 +155,8 @@ describe('hubconfig', () => {
   }
 
   it("gives JupyterLab servers the start-up savings, and the classic notebook's servers nothing new", async () => {
-    const prefix = await fs.mkdtemp(path.join(os.tmpdir(), 'hubctl-hubconfig-'))
+    const {prefix, layout} = await prefixWithSecrets()
     try {
-      const layout = new Layout(prefix)
-      for (const file of [layout.proxyAuthToken, layout.apiToken, layout.loginPassword]) {
-        await fs.mkdir(path.dirname(file), {recursive: true})
-        await fs.writeFile(file, 'a'.repeat(64))
-      }
       const lab = await loaded(await renderHubConfig(layout, settings, v6, '/lab'), prefix)
       expect(lab.args).to.deep.equal(LAB_SERVER_ARGS)
       expect(LAB_SERVER_ARGS).to.include('--LanguageServerManager.autodetect=False')
@@ -194,13 +200,8 @@ describe('hubconfig', () => {
   })
 
   it("renders the spawn limit and both timeouts from the settings, and leaves JupyterHub's defaults for settings without them", async () => {
-    const prefix = await fs.mkdtemp(path.join(os.tmpdir(), 'hubctl-hubconfig-'))
+    const {prefix, layout} = await prefixWithSecrets()
     try {
-      const layout = new Layout(prefix)
-      for (const file of [layout.proxyAuthToken, layout.apiToken]) {
-        await fs.mkdir(path.dirname(file), {recursive: true})
-        await fs.writeFile(file, 'a'.repeat(64))
-      }
       const text = await renderHubConfig(
         layout,
         {...settings, spawn: {maxConcurrent: 3, timeoutSeconds: 150}},
@@ -328,13 +329,8 @@ asyncio.run(main())
   for (const python of ['/usr/bin/python3', '/opt/hubctl-venv/bin/python']) {
     it(`lets servers start --max-concurrent-spawns at a time, the others waiting in line with their place on the spawn page (${python})`, async function () {
       this.timeout(30_000)
-      const prefix = await fs.mkdtemp(path.join(os.tmpdir(), 'hubctl-hubconfig-'))
+      const {prefix, layout} = await prefixWithSecrets()
       try {
-        const layout = new Layout(prefix)
-        for (const file of [layout.proxyAuthToken, layout.apiToken]) {
-          await fs.mkdir(path.dirname(file), {recursive: true})
-          await fs.writeFile(file, 'a'.repeat(64))
-        }
         const first = await freeRange(10)
         await fs.writeFile(
           path.join(prefix, 'jupyterhub_config.py'),
@@ -366,13 +362,8 @@ asyncio.run(main())
   for (const python of ['/usr/bin/python3', '/opt/hubctl-venv/bin/python']) {
     it(`hands user servers free ports outside the kernels' range, and takes only the user's own answer for up (${python})`, async function () {
       this.timeout(30_000)
-      const prefix = await fs.mkdtemp(path.join(os.tmpdir(), 'hubctl-hubconfig-'))
+      const {prefix, layout} = await prefixWithSecrets()
       try {
-        const layout = new Layout(prefix)
-        for (const file of [layout.proxyAuthToken, layout.apiToken]) {
-          await fs.mkdir(path.dirname(file), {recursive: true})
-          await fs.writeFile(file, 'a'.repeat(64))
-        }
         const version = python.includes('venv') ? v6 : v3
         expect(await renderHubConfig(layout, settings, version, '/lab')).to.include(
           `    ${SERVER_PORTS.first}, ${SERVER_PORTS.last}, hold_seconds=900, start=${serverPortStart(SERVER_PORTS, settings.ports.hub)}\n`,
