@@ -100,13 +100,10 @@ export function killAll(pids: Iterable<number>): void {
 export async function stockSitePackages(): Promise<string> {
   const site = '/tmp/hubctl-bench-stock-site'
   if (!(await fs.stat(path.join(site, 'rfc3987_syntax')).catch(() => undefined))) {
-    const names = (await fs.readFile(path.join(import.meta.dirname, '../python/unused.txt'), 'utf8'))
-      .split('\n')
-      .map((line) => line.replace(/#.*/, '').trim())
-      .filter(Boolean)
     const pip = path.join(path.dirname(VENV_JUPYTERHUB), 'pip')
     const constraints = path.join(import.meta.dirname, '../python/constraints.txt')
-    await execa(pip, ['install', '-q', '--target', site, '-c', constraints, ...names])
+    const unused = path.join(import.meta.dirname, '../python/unused.txt')
+    await execa(pip, ['install', '-q', '--target', site, '-c', constraints, '-r', unused])
   }
   return site
 }
