@@ -7,8 +7,7 @@ import {checkBeforeStart} from '../lib/setup/preflight.js'
 import {execaRunner} from '../lib/runner.js'
 import {SettingsStore} from '../lib/config/settings.js'
 import {DetachResult, parentSaysGo, startDetached} from '../lib/stack/control.js'
-import {SupervisorResult} from '../lib/stack/supervisor.js'
-import {superviseHere} from '../lib/stack/foreground.js'
+import type {SupervisorResult} from '../lib/stack/supervisor.js'
 
 export default class Start extends BaseCommand<typeof Start> {
   static override summary =
@@ -63,6 +62,8 @@ Runs in the foreground, as a service manager expects; --detach runs it in the ba
       this.log(`  stop it with: hubctl stop --prefix ${this.layout.prefix}`)
       return {...result, detached: true}
     }
+    // The supervisor is loaded only here: `start --detach` leaves it to its background hubctl.
+    const {superviseHere} = await import('../lib/stack/foreground.js')
     await superviseHere({layout: this.layout, settings, cullIdleMs, json: this.jsonEnabled()})
     return undefined
   }
