@@ -287,6 +287,17 @@ describe("local mode's server home, against a local user who makes /tmp/NAME fir
         const refused = await hubctl(args)
         expectRefused(refused, 3, each.message)
         expect(await snapshotTree(prefix), `${each.name}: nothing changed`).to.deep.equal(before)
+        if (each.name === 'another owner') {
+          const doctor = await hubctl(['doctor', '--prefix', prefix, '--json'])
+          const checks = (
+            JSON.parse(doctor.stdout) as {checks: Array<{check: string; status: string; message: string}>}
+          ).checks
+          expect(doctor.exitCode).to.equal(1)
+          expect(checks.find((c) => c.check === 'server homes')).to.deep.include({status: 'fail'})
+          expect(checks.find((c) => c.check === 'server homes')?.message).to.include(
+            `${home} belongs to uid ${attackerUid}`,
+          )
+        }
       } finally {
         await each.undo()
       }
