@@ -304,6 +304,20 @@ describe("local mode's server home, against a local user who makes /tmp/NAME fir
     }
     const again = await hubctl(args)
     expect(again.exitCode, again.stderr).to.equal(0)
+    // The user's /tmp/NAME is not offered as the notebooks of before; one root's server made there is.
+    expect(again.stderr).to.not.include(oldHome)
+    await fs.rename(oldHome, `${oldHome}.aside`)
+    try {
+      await fs.mkdir(oldHome, {mode: 0o755})
+      const upgraded = await hubctl(args)
+      expect(upgraded.exitCode, upgraded.stderr).to.equal(0)
+      expect(upgraded.stderr).to.include(
+        `warning: ${oldHome} (JupyterHub's default home, which any local user could make first) is no longer used: the server's home is now ${home}`,
+      )
+    } finally {
+      await fs.rm(oldHome, {recursive: true, force: true})
+      await fs.rename(`${oldHome}.aside`, oldHome)
+    }
     expect(await markers()).to.deep.equal([])
   })
 })
