@@ -3,7 +3,7 @@ import fs from 'node:fs/promises'
 import {readIfExists, writeFileAtomic} from '../files/atomic.js'
 import {type JupyterHubInstall, validateHubConfig} from './jupyterhub.js'
 import {cullerService, supervisorCulling} from './culler.js'
-import {Layout} from './layout.js'
+import {Layout, SERVER_HOME_MARKER} from './layout.js'
 import {OAUTH_PROVIDER_INFO, OAuthProvider, isOAuthProvider, oauthAllowAll, oauthCallbackUrl} from './oauth.js'
 import {renderTemplate} from './render.js'
 import {type PortRange, SERVER_PORTS, type Settings} from './settings.js'
@@ -178,6 +178,11 @@ export async function renderHubConfig(
       singleuser: install.singleuser,
       defaultUrl,
       allowRoot: settings.spawner === 'simple' && (process.getuid?.() ?? 0) === 0,
+      // Servers run as the hub's user: their homes are hubctl's, under the prefix (not /tmp/NAME).
+      serverHomes:
+        settings.spawner === 'simple'
+          ? {dir: layout.serverHomesDir, template: layout.serverHomeTemplate, marker: SERVER_HOME_MARKER}
+          : undefined,
       labServer: defaultUrl === '/lab',
       labServerArgs: LAB_SERVER_ARGS,
       spawn: settings.spawn,

@@ -6,6 +6,10 @@ import path from 'node:path'
  */
 /** Where `--local` puts its hub when no --prefix is given (relative to the working directory). */
 export const LOCAL_PREFIX = 'hubctl-local'
+/** The file in a server home that says hubctl made it. */
+export const SERVER_HOME_MARKER = '.hubctl-home'
+/** SimpleLocalProcessSpawner's own default home (JupyterHub's), where an earlier hubctl's local servers kept their files. */
+export const JUPYTERHUB_DEFAULT_HOME = '/tmp/{username}'
 
 export class Layout {
   readonly prefix: string
@@ -68,6 +72,26 @@ export class Layout {
   /** One archived home: `<user>-<time>.tar.gz`. */
   homeArchive(user: string, stamp: string): string {
     return path.join(this.homeArchiveDir, `${user}-${stamp}.tar.gz`)
+  }
+  /**
+   * The homes of servers that run as the hub's own user (SimpleLocalProcessSpawner: local mode),
+   * one 0700 directory per hub user, made by hubctl. Inside srvDir (0700, the hub's user's, checked
+   * by init, start and doctor), so nobody else can reach or make them first; JupyterHub's default,
+   * /tmp/{username}, is shared by the machine, world-readable and lost at reboot.
+   */
+  get serverHomesDir(): string {
+    return this.at('srv/jupyterhub/home')
+  }
+  serverHome(user: string): string {
+    return path.join(this.serverHomesDir, user)
+  }
+  /** In each server home: the file that says hubctl made it (a home without it is never used). */
+  serverHomeMarker(user: string): string {
+    return path.join(this.serverHomesDir, user, SERVER_HOME_MARKER)
+  }
+  /** `c.SimpleLocalProcessSpawner.home_dir_template`: serverHome with JupyterHub's `{username}`, braces of the path doubled for str.format. */
+  get serverHomeTemplate(): string {
+    return `${this.serverHomesDir.replaceAll('{', '{{').replaceAll('}', '}}')}/{username}`
   }
   get lockFile(): string {
     return this.at('srv/jupyterhub/hubctl.lock')

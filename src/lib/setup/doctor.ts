@@ -25,6 +25,7 @@ import {PORT_FLAGS, Ports, Settings, SettingsStore} from '../config/settings.js'
 import {readState, runningSupervisor} from '../stack/state.js'
 import {checkHealth, hubHealthUrl, proxyApiUrl} from '../stack/hubapi.js'
 import {assertTrusted, assertTrustedFile, trustProblems, trustedPaths} from './trust.js'
+import {serverHomeProblems, serverHomeUsers} from './homes.js'
 import {UnixAccounts, UsersRecordStore} from '../users/accounts.js'
 
 export type CheckStatus = 'pass' | 'warn' | 'fail'
@@ -68,6 +69,7 @@ export class Doctor {
     const all: Array<[string, () => Promise<CheckResult | CheckResult[]>]> = [
       ['secrets', () => this.checkSecrets()],
       ['ownership', () => this.checkOwnership()],
+      ['server homes', () => this.checkServerHomes()],
       ['certificate', () => this.checkCertificate()],
       ['renewal schedule', () => this.checkSchedule()],
       ['versions', () => this.checkVersions()],
@@ -151,6 +153,18 @@ export class Doctor {
         },
       ]
     return problems.map((p) => ({check: 'ownership', status: 'fail' as const, message: p.problem, fix: p.fix}))
+  }
+
+  /** --spawner simple (servers run as the hub's user): each home is hubctl's, or not made yet (the spawn makes it). */
+  async checkServerHomes(): Promise<CheckResult[]> {
+    const {layout} = this.deps
+    const users = serverHomeUsers(this.settings!)
+    if (users.length === 0)
+      return [{check: 'server homes', status: 'pass', message: "--spawner local: each server runs in its user's home"}]
+    const problems = await serverHomeProblems(layout, users)
+    if (problems.length === 0)
+      return [{check: 'server homes', status: 'pass', message: `in ${layout.serverHomesDir}: 0700, hubctl's`}]
+    return problems.map((p) => ({check: 'server homes', status: 'fail' as const, message: p.problem, fix: p.fix}))
   }
 
   async checkCertificate(): Promise<CheckResult> {

@@ -28,6 +28,7 @@ import {checkDns, checkPorts, checkPrivileges} from './preflight.js'
 import {Runner, which} from '../runner.js'
 import {MissingPackage, PackagePlan, installPackages, packagesError, planPackages} from './syspkgs.js'
 import {assertTrusted, assertTrustedFile} from './trust.js'
+import {assertServerHomes, formerServerHomes, makeServerHomes, serverHomeUsers} from './homes.js'
 import {CullingSummary, cullingOn, cullingSummary, importsIdleCuller} from '../config/culler.js'
 import {SecretName, SecretStore, problemsError} from '../files/secrets.js'
 import {proxyExecutable} from '../stack/proxy.js'
@@ -202,6 +203,14 @@ export class InitService {
     if (idleCuller.warning && cullingOn({...request.cull, by: 'hubctl'})) warnings.push(idleCuller.warning)
     let settings = this.settingsFor(request, jupyterhub, nginxInstall.executable, previous, idleCuller.python)
     if (request.oauth) await this.checkOAuthPreflight(request, jupyterhub, Boolean(software.hubEnv))
+    // Servers run as the hub's user (--spawner simple): a home of theirs that exists and is not hubctl's is refused.
+    const homeUsers = serverHomeUsers(settings)
+    await assertServerHomes(layout, homeUsers)
+    if (previous?.spawner === 'simple')
+      for (const former of await formerServerHomes(homeUsers))
+        warnings.push(
+          `${former.dir} (JupyterHub's default home, which any local user could make first) is no longer used: the server's home is now ${layout.serverHome(former.user)}; copy what you want from ${former.dir} into it, after looking at what it holds`,
+        )
     // Rendering checks every value can be written safely, before anything is (software still to
     // be installed is rendered with the paths and versions it will have, and rendered again after).
     let ui: UserInterface = software.hubEnv ? 'lab' : await detectUserInterface(runner, jupyterhub)
@@ -242,7 +251,11 @@ export class InitService {
       warnings,
       next: [],
     }
-    if (this.deps.dryRun) return this.dryRun(result, settings, unitFiles, nginxRunning, software)
+    if (this.deps.dryRun) {
+      for (const user of homeUsers)
+        if (!(await exists(layout.serverHome(user)))) files.push({file: layout.serverHome(user), action: 'would write'})
+      return this.dryRun(result, settings, unitFiles, nginxRunning, software)
+    }
 
     const lock = await acquireLock(layout.lockFile, 'init')
     const abort = new AbortController()
@@ -358,6 +371,7 @@ export class InitService {
       await ensureDir(layout.etcDir, 0o755)
       await fs.mkdir(layout.hubConfigD, {recursive: true, mode: 0o755})
       await fs.mkdir(layout.logDir, {recursive: true, mode: 0o755})
+      for (const home of await makeServerHomes(layout, homeUsers)) files.push({file: home, action: 'written'})
       files.push(await installHubConfig(layout, runner, hubConfig, jupyterhub))
       if (dhMissing) r.progress('render', 'waiting for the DH parameters')
       await dhWrite

@@ -79,7 +79,7 @@ describe('hubconfig', () => {
       ],
       {input: text, encoding: 'utf8'},
     )
-    expect(out.trim()).to.equal('8') // asyncio, errno, glob, os, socket, time, jupyterhub.objects, jupyterhub.orm: the template's own
+    expect(out.trim()).to.equal('9') // asyncio, errno, glob, os, socket, stat, time, jupyterhub.objects, jupyterhub.orm: the template's own
   })
 
   it('maps authenticator choices and refuses what the version lacks', () => {
@@ -325,6 +325,100 @@ async def main():
 
 asyncio.run(main())
 `
+
+  const SERVER_HOMES = `
+import asyncio, json, sys, types
+from traitlets.config import PyFileConfigLoader
+from jupyterhub.spawner import SimpleLocalProcessSpawner
+config = PyFileConfigLoader("jupyterhub_config.py", sys.argv[1]).load_config()
+out = {}
+for name in sys.argv[2:]:
+    # As the hub makes it: a spawner from the config, then its pre-spawn hook.
+    spawner = SimpleLocalProcessSpawner(config=config, user=types.SimpleNamespace(name=name))
+    try:
+        asyncio.run(spawner.run_pre_spawn_hook())
+        out[name] = {"home": spawner.home_dir}
+    except Exception as e:
+        out[name] = {"home": spawner.home_dir, "error": getattr(e, "jupyterhub_message", repr(e))}
+print(json.dumps(out))
+`
+
+  it('gives SimpleLocalProcessSpawner servers no home_dir_template of their own with --spawner local', async () => {
+    const text = await renderHubConfig(new Layout('/'), settings, v3, '/lab')
+    expect(text).to.not.include('home_dir_template')
+    expect(text).to.include('_hubctl_server_home = None')
+  })
+
+  for (const python of ['/usr/bin/python3', '/opt/hubctl-venv/bin/python']) {
+    it(`gives servers run as the hub's user a 0700 home of hubctl's under the prefix, and refuses one that is not hubctl's (${python})`, async function () {
+      this.timeout(30_000)
+      // Braces in the prefix: the template doubles them for str.format.
+      const prefix = await fs.mkdtemp(path.join(os.tmpdir(), 'hubctl-hubconfig-{x}-'))
+      const layout = new Layout(prefix)
+      for (const file of [layout.proxyAuthToken, layout.apiToken, layout.loginPassword]) {
+        await fs.mkdir(path.dirname(file), {recursive: true})
+        await fs.writeFile(file, 'a'.repeat(64))
+      }
+      try {
+        const simple = {...settings, spawner: 'simple' as const, authenticator: 'dummy', allowedUsers: []}
+        const text = await renderHubConfig(layout, simple, python.includes('venv') ? v6 : v3, '/lab')
+        expect(text).to.include(
+          `c.SimpleLocalProcessSpawner.home_dir_template = ${JSON.stringify(layout.serverHomeTemplate)}`,
+        )
+        await fs.writeFile(path.join(prefix, 'jupyterhub_config.py'), text)
+        const run = (names: string[]) =>
+          JSON.parse(
+            execFileSync(python, ['-W', 'ignore', '-c', SERVER_HOMES, prefix, ...names], {encoding: 'utf8'}),
+          ) as Record<string, {home: string; error?: string}>
+        // Made at the first start: 0700, the hub's user's, marked; the second start takes it as it is.
+        const first = run(['ada'])
+        expect(first.ada).to.deep.equal({home: layout.serverHome('ada')})
+        const stat = await fs.lstat(layout.serverHome('ada'))
+        expect(stat.mode & 0o7777).to.equal(0o700)
+        expect(stat.uid).to.equal(process.getuid!())
+        expect((await fs.lstat(layout.serverHomesDir)).mode & 0o7777).to.equal(0o700)
+        expect((await fs.lstat(layout.serverHomeMarker('ada'))).isFile()).to.equal(true)
+        await fs.writeFile(path.join(layout.serverHome('ada'), 'notebook.ipynb'), '{}')
+        // Homes that are not hubctl's: a link, another owner's, one without the mark, one others can write.
+        const elsewhere = await fs.mkdtemp(path.join(os.tmpdir(), 'hubctl-elsewhere-'))
+        await fs.symlink(elsewhere, layout.serverHome('link'))
+        for (const name of ['other', 'unmarked', 'open']) await fs.mkdir(layout.serverHome(name), {mode: 0o700})
+        for (const name of ['other', 'open']) await fs.writeFile(layout.serverHomeMarker(name), '')
+        await fs.chown(layout.serverHome('other'), 65534, 65534)
+        await fs.chmod(layout.serverHome('open'), 0o777)
+        const results = run(['ada', 'link', 'other', 'unmarked', 'open'])
+        await fs.rm(elsewhere, {recursive: true, force: true})
+        expect(results.ada).to.deep.equal({home: layout.serverHome('ada')})
+        expect(await fs.readdir(layout.serverHome('ada'))).to.include('notebook.ipynb')
+        const home = (name: string) => layout.serverHome(name).replaceAll(/[{}]/g, '\\$&')
+        expect(results.link.error).to.match(
+          new RegExp(
+            `^hubctl: the server home ${home('link')} is a symbolic link\\. Fix: .*mv ${home('link')} ${home('link')}\\.not-hubctl`,
+          ),
+        )
+        expect(results.other.error).to.match(
+          new RegExp(
+            `^hubctl: the server home ${home('other')} belongs to uid 65534, not to the hub's user.*Fix: .*mv ${home('other')}`,
+          ),
+        )
+        expect(results.unmarked.error).to.match(
+          new RegExp(
+            `^hubctl: the server home ${home('unmarked')} was not made by hubctl .*Fix: .*touch ${home('unmarked')}/\\.hubctl-home`,
+          ),
+        )
+        expect(results.open.error).to.match(
+          new RegExp(
+            `^hubctl: the server home ${home('open')} is writable by its group.*Fix: .*chmod go-w ${home('open')}`,
+          ),
+        )
+        // Nothing refused was changed.
+        expect(await fs.readdir(layout.serverHome('unmarked'))).to.deep.equal([])
+        expect((await fs.lstat(layout.serverHome('open'))).mode & 0o777).to.equal(0o777)
+      } finally {
+        await fs.rm(prefix, {recursive: true, force: true})
+      }
+    })
+  }
 
   for (const python of ['/usr/bin/python3', '/opt/hubctl-venv/bin/python']) {
     it(`lets servers start --max-concurrent-spawns at a time, the others waiting in line with their place on the spawn page (${python})`, async function () {
