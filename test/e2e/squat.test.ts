@@ -551,7 +551,7 @@ describe("a student squatting another user's server port (/user/VICTIM/)", funct
     const log = await asStudent('watcher', WATCHER, [String(victimUid), String(first), String(first + RANGE - 1)])
     const server = await spawnVictim()
     const seen = await fs.readFile(log, 'utf8')
-    expect(seen, 'the student bound every port of the range before the victim\'s server (the attack ran)').to.include(
+    expect(seen, "the student bound every port of the range before the victim's server (the attack ran)").to.include(
       `bound ${RANGE} of ${RANGE}`,
     )
     // Through the proxy, as the victim's browser would ask (with a marker the student must never see).
@@ -565,10 +565,10 @@ describe("a student squatting another user's server port (/user/VICTIM/)", funct
     expect(after, "the student's listener got a request").to.not.include('REQUEST')
     expect(after).to.not.include(marker)
     expect(body, 'the squatter answered for the victim').to.not.include('9.9.9')
-    expect(server, 'every port is the student\'s: the victim\'s server cannot start, the spawn fails').to.equal(undefined)
+    expect(server, "every port is the student's: the victim's server cannot start, the spawn fails").to.equal(undefined)
     const hubLog = await fs.readFile(layout.hubLog, 'utf8')
     expect(hubLog).to.match(new RegExp(`port ${first}|port ${first + 1}|port ${first + 2}|port ${first + 3}`))
-    expect(hubLog, 'the spawn failed at once (not at the timeout), naming the student\'s listener').to.match(
+    expect(hubLog, "the spawn failed at once (not at the timeout), naming the student's listener").to.match(
       new RegExp(`exited.*held by another program \\(pid \\d+, uid ${studentUid}\\)`),
     )
   })
@@ -620,7 +620,7 @@ describe("a student squatting another user's server port (/user/VICTIM/)", funct
       {tries: 120, intervalMs: 500},
     )
     const route = routeOf(shown)
-    expect(route, 'the hub still lists the victim\'s server').to.not.equal(undefined)
+    expect(route, "the hub still lists the victim's server").to.not.equal(undefined)
     expect(route!.routeOk, JSON.stringify(route)).to.equal(false)
     expect(route!.routeProblem).to.match(new RegExp(`another program \\(pid \\d+, uid ${studentUid}\\)`))
     await api.stopServer(victim).catch(() => undefined)

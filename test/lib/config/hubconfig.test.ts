@@ -453,10 +453,12 @@ async def main():
         ports(spawner)
     pre.ports = no_port_for_e
     try:
-        await e.run_pre_spawn_hook()
+        await asyncio.wait_for(e.run_pre_spawn_hook(), 10)
         raised = None
     except RuntimeError as error:
         raised = str(error)
+    except asyncio.TimeoutError:
+        raised = "still waiting for a turn"
     after_raise = await got_in(asyncio.ensure_future(f.run_pre_spawn_hook()))
     print(json.dumps({"cancelled": cancelled, "raised": raised, "afterRaise": after_raise, "waiting": len(queue.waiting)}))
 
@@ -541,7 +543,9 @@ asyncio.run(main())
         path.join(prefix, 'jupyterhub_config.py'),
         await renderHubConfig(layout, {...settings, ...extra}, python.includes('venv') ? v6 : v3, '/lab'),
       )
-      return JSON.parse(execFileSync(python, ['-W', 'ignore', '-c', script, prefix], {encoding: 'utf8'})) as T
+      return JSON.parse(
+        execFileSync(python, ['-W', 'ignore', '-c', script, prefix], {encoding: 'utf8', timeout: 50_000}),
+      ) as T
     } finally {
       await fs.rm(prefix, {recursive: true, force: true})
     }
@@ -630,7 +634,9 @@ asyncio.run(main())
         ),
       )
       expect(result.asked, 'the squatter was never asked').to.deep.equal([])
-      expect(result.died).to.match(/^RuntimeError: The server's process \(pid \d+\) exited with code 3 before it listened on port \d+$/)
+      expect(result.died).to.match(
+        /^RuntimeError: The server's process \(pid \d+\) exited with code 3 before it listened on port \d+$/,
+      )
       expect(result.own).to.equal('up')
       expect(result.patched, "JupyterHub's User._wait_up tells the check which spawner it waits for").to.equal(
         '_hubctl_wait_up',
