@@ -6,7 +6,7 @@ import {cullerService, supervisorCulling} from './culler.js'
 import {Layout, SERVER_HOME_MARKER} from './layout.js'
 import {OAUTH_PROVIDER_INFO, OAuthProvider, isOAuthProvider, oauthAllowAll, oauthCallbackUrl} from './oauth.js'
 import {renderTemplate} from './render.js'
-import {type PortRange, SERVER_PORTS, type Settings} from './settings.js'
+import {SERVER_PORTS, type Settings} from './settings.js'
 import {usageError} from '../errors.js'
 import type {Runner} from '../runner.js'
 import {proxyApiUrl} from '../stack/hubapi.js'
@@ -106,16 +106,6 @@ export const LAB_SERVER_ARGS = [
   '--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate',
 ]
 
-/**
- * Where this hub's search for a free server port begins: a place in the range that depends on the
- * hub's port, so that two hubs on one machine (each its own hub port) do not both try the same
- * lowest ports at the same moment, each seeing it free before either server has bound it.
- */
-export function serverPortStart(range: PortRange, hubPort: number): number {
-  const size = range.last - range.first + 1
-  return range.first + ((hubPort * 7919) % size)
-}
-
 /** The template's view of an OAuth login (undefined for the other authenticators). */
 function oauthView(layout: Layout, settings: Settings): object | undefined {
   const provider = settings.authenticator
@@ -188,7 +178,7 @@ export async function renderHubConfig(
       spawn: settings.spawn,
       serverPortFirst: (settings.serverPorts ?? SERVER_PORTS).first,
       serverPortLast: (settings.serverPorts ?? SERVER_PORTS).last,
-      serverPortStart: serverPortStart(settings.serverPorts ?? SERVER_PORTS, settings.ports.hub),
+      serverProcesses: layout.serverProcesses,
       apiTokenFile: layout.apiToken,
       serviceScopes: HUBCTL_SERVICE_SCOPES,
       culler: cullerService(settings),

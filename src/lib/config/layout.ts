@@ -109,6 +109,13 @@ export class Layout {
   get controlFile(): string {
     return this.at('srv/jupyterhub/run/control.json')
   }
+  /**
+   * Which process serves each user server, written by the hub's config once the server's own
+   * process holds its port (0600): the supervisor's route check takes an answer only from it.
+   */
+  get serverProcesses(): string {
+    return this.at('srv/jupyterhub/run/servers.json')
+  }
   /** The routes a replacement proxy starts with, during a handover (0600). */
   get proxySeed(): string {
     return this.at('srv/jupyterhub/run/proxy-routes.json')
