@@ -99,14 +99,15 @@ export async function startDetached(
   const logFile = layout.supervisorLog
   // Started by bin/run.js already (prewarm.ts), for this prefix and these arguments: loaded by now.
   const early = options.checks ? takePrewarmed(layout.prefix, options.args ?? []) : undefined
+  // 0640 or tighter, the existing log a prewarmed child writes to as well.
+  await fs.mkdir(path.dirname(logFile), {recursive: true, mode: 0o755})
+  await ensureLogFile(logFile)
   let proc: ChildProcess
   let logStart: number
   if (early) {
     proc = early.proc
     logStart = early.logStart
   } else {
-    await fs.mkdir(path.dirname(logFile), {recursive: true, mode: 0o755})
-    await ensureLogFile(logFile)
     const handle = await fs.open(logFile, 'a', 0o640)
     logStart = (await handle.stat()).size
     try {

@@ -2,7 +2,13 @@ import {expect} from 'chai'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 
-import {ensureDir, symlinkAtomic, writeFileAtomic, writeFileAtomicIfChanged} from '../../../src/lib/files/atomic.js'
+import {
+  ensureDir,
+  ensureLogFile,
+  symlinkAtomic,
+  writeFileAtomic,
+  writeFileAtomicIfChanged,
+} from '../../../src/lib/files/atomic.js'
 import {modeOf, tempPrefix} from '../../helpers/cli.js'
 
 describe('atomic writes', () => {
@@ -72,5 +78,43 @@ describe('writeFileAtomicIfChanged', () => {
     await fs.symlink(target, link)
     expect(await writeFileAtomicIfChanged(link, 'same\n', {mode: 0o644})).to.equal(true)
     expect((await fs.lstat(link)).isFile()).to.equal(true)
+  })
+
+  it('a log file: made 0640 whatever the umask; an existing one looser than that tightened in place (content, inode kept); a tighter one left alone; never through a link', async () => {
+    const fresh = path.join(dir, 'fresh.log')
+    const old = process.umask(0)
+    try {
+      await ensureLogFile(fresh)
+    } finally {
+      process.umask(old)
+    }
+    expect(await modeOf(fresh)).to.equal(0o640)
+    for (const [before, after] of [
+      [0o644, 0o640],
+      [0o666, 0o640],
+      [0o604, 0o600],
+      [0o600, 0o600],
+    ]) {
+      const log = path.join(dir, `${before.toString(8)}.log`)
+      await fs.writeFile(log, 'an old line\n')
+      await fs.chmod(log, before)
+      const inode = (await fs.stat(log)).ino
+      await ensureLogFile(log)
+      expect(await modeOf(log), before.toString(8)).to.equal(after)
+      expect(await fs.readFile(log, 'utf8')).to.equal('an old line\n')
+      expect((await fs.stat(log)).ino).to.equal(inode)
+    }
+    const target = path.join(dir, 'target')
+    await fs.writeFile(target, '')
+    await fs.chmod(target, 0o644)
+    await fs.symlink(target, path.join(dir, 'linked.log'))
+    let error: NodeJS.ErrnoException | undefined
+    try {
+      await ensureLogFile(path.join(dir, 'linked.log'))
+    } catch (error_) {
+      error = error_ as NodeJS.ErrnoException
+    }
+    expect(error?.code).to.equal('ELOOP')
+    expect(await modeOf(target)).to.equal(0o644)
   })
 })
