@@ -79,6 +79,16 @@ describe('writeFileAtomicIfChanged', () => {
     expect(await writeFileAtomicIfChanged(link, 'same\n', {mode: 0o644})).to.equal(true)
     expect((await fs.lstat(link)).isFile()).to.equal(true)
   })
+})
+
+describe('ensureLogFile', () => {
+  let dir: string
+  beforeEach(async () => {
+    dir = await tempPrefix('hubctl-logfile')
+  })
+  afterEach(async () => {
+    await fs.rm(dir, {recursive: true, force: true})
+  })
 
   it('a log file: made 0640 whatever the umask; an existing one looser than that tightened in place (content, inode kept); a tighter one left alone; never through a link', async () => {
     const fresh = path.join(dir, 'fresh.log')
