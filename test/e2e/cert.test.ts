@@ -178,7 +178,7 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
       cleanup.push(dir)
       await fs.writeFile(path.join(dir, 'root.pem'), root.toString())
       await fs.writeFile(path.join(dir, 'rest.pem'), pems.slice(1).join(''))
-      await fs.writeFile(path.join(dir, 'leaf.pem'), pems[0])
+      await fs.writeFile(path.join(dir, 'leaf.pem'), leaf.toString())
       // The leaf with only what fullchain.pem sent beside it, against Pebble's root as the one trust anchor.
       const verified = await execa(
         'openssl',
