@@ -5,6 +5,7 @@ import path from 'node:path'
 import {
   ensureDir,
   ensureLogFile,
+  setWriteFaults,
   symlinkAtomic,
   writeFileAtomic,
   writeFileAtomicIfChanged,
@@ -29,6 +30,42 @@ describe('atomic writes', () => {
     }
     expect(await modeOf(path.join(dir, 'f'))).to.equal(0o600)
     expect(await fs.readdir(dir)).to.deep.equal(['f'])
+  })
+
+  it('replaces the file whole: up to the swap the old content is there whole, then a new file (inode) by rename; a reader of the old one never sees it change', async () => {
+    const file = path.join(dir, 'f')
+    const old = 'old content\n'.repeat(1000)
+    const next = 'new content, longer than the old\n'.repeat(1000)
+    await fs.writeFile(file, old)
+    const before = await fs.stat(file)
+    const reader = await fs.open(file, 'r')
+    const seen: Array<{target: string; temp: string; tempMode: number; tempDir: string}> = []
+    setWriteFaults({
+      beforeRename: async (temp) => {
+        seen.push({
+          target: await fs.readFile(file, 'utf8'),
+          temp: await fs.readFile(temp, 'utf8'),
+          tempMode: await modeOf(temp),
+          tempDir: path.dirname(temp),
+        })
+      },
+    })
+    try {
+      await writeFileAtomic(file, next, {mode: 0o600})
+    } finally {
+      setWriteFaults({})
+    }
+    try {
+      // The new content was complete, with its final mode, beside the target, while the target still held the old.
+      expect(seen).to.deep.equal([{target: old, temp: next, tempMode: 0o600, tempDir: dir}])
+      expect(await fs.readFile(file, 'utf8')).to.equal(next)
+      expect((await fs.stat(file)).ino).to.not.equal(before.ino)
+      // What a reader had open is the old file, untouched: not truncated, not overwritten in place.
+      expect((await reader.readFile()).toString('utf8')).to.equal(old)
+      expect(await fs.readdir(dir)).to.deep.equal(['f'])
+    } finally {
+      await reader.close()
+    }
   })
 
   it('replaces a symbolic link itself, never the file it points to', async () => {
