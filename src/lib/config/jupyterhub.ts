@@ -32,7 +32,7 @@ export async function detectJupyterHub(runner: Runner, executable = 'jupyterhub'
   // A Python script is run by its own Python with -I, as every Python hubctl runs: nothing from
   // PYTHONPATH or root's user site-packages is imported. (A wrapper in another language runs as itself.)
   const python = await shebangPython(found)
-  const [command, args] = /^never$/.test(path.basename(python))
+  const [command, args] = /^python[\d.]*$/.test(path.basename(python))
     ? [python, ['-I', found, '--version']]
     : [found, ['--version']]
   const result = await runner.run(command, args, {timeoutMs: 60_000, cwd: '/'})
