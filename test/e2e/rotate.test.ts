@@ -284,6 +284,35 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       await waitUntil('the user route', routeAnswers)
     })
 
+    it('a login through nginx over https: every cookie the hub and the user server set is Secure and HttpOnly (nginx tells them the scheme)', async () => {
+      const browser = new HubBrowser(`https://localhost:${ports.https}`, {ca})
+      await logIn(browser, user, password)
+      // The user's server: the hub's OAuth handshake ends with the server's own cookie.
+      const page = await browser.follow(`/user/${user}/`)
+      expect(page.status, page.body.slice(0, 300)).to.equal(200)
+      // Every cookie set (a deletion, expiring in the past, carries nothing).
+      const cookies = browser.setCookieHeaders.filter((c) => {
+        const expires = /;\s*expires=([^;]+)/i.exec(c)?.[1]
+        return !(expires && Date.parse(expires) <= Date.now())
+      })
+      const names = cookies.map((c) => c.split('=')[0])
+      for (const name of ['jupyterhub-hub-login', 'jupyterhub-session-id', `jupyterhub-user-${user}`])
+        expect(names, `${name} is set`).to.include(name)
+      for (const cookie of cookies) {
+        const name = cookie.split('=')[0]
+        // _xsrf is not a credential, and JupyterHub and the servers set it without Secure or HttpOnly.
+        if (name === '_xsrf') continue
+        const flags = cookie
+          .split(';')
+          .slice(1)
+          .map((flag) => flag.trim().toLowerCase())
+        expect(flags, `${name}: Secure`).to.include('secure')
+        expect(flags, `${name}: HttpOnly`).to.include('httponly')
+        const sameSite = flags.find((flag) => flag.startsWith('samesite='))
+        if (sameSite) expect(['samesite=lax', 'samesite=strict'], `${name}: ${sameSite}`).to.include(sameSite)
+      }
+    })
+
     it("--api-token with a module planted on PYTHONPATH and in root's user site: no Python hubctl runs imports it (each runs with -I)", async () => {
       const python = /^#!(\S+)/.exec(await fs.readFile(jupyterhub, 'utf8'))![1]
       const [site, userSiteOn] = (
