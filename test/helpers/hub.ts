@@ -25,6 +25,8 @@ export interface Reply {
  */
 export class HubBrowser {
   readonly cookies = new Map<string, string>()
+  /** Every Set-Cookie header received, whole (with its flags), in order. */
+  readonly setCookieHeaders: string[] = []
 
   constructor(
     readonly origin: string,
@@ -83,6 +85,7 @@ export class HubBrowser {
         },
         (response) => {
           const cookies: string[] = []
+          for (const header of response.headers['set-cookie'] ?? []) this.setCookieHeaders.push(header)
           for (const header of response.headers['set-cookie'] ?? [])
             cookies.push(this.keep(header.split(';')[0], /expires=Thu, 01 Jan 1970/i.test(header)))
           const chunks: Buffer[] = []

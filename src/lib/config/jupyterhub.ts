@@ -29,7 +29,13 @@ export async function detectJupyterHub(runner: Runner, executable = 'jupyterhub'
       'install JupyterHub (apt-get install jupyterhub, or pip install jupyterhub in a virtualenv) and pass its path with --jupyterhub',
     )
   }
-  const result = await runner.run(found, ['--version'], {timeoutMs: 60_000, cwd: '/'})
+  // A Python script is run by its own Python with -I, as every Python hubctl runs: nothing from
+  // PYTHONPATH or root's user site-packages is imported. (A wrapper in another language runs as itself.)
+  const python = await shebangPython(found)
+  const [command, args] = /^python[\d.]*$/.test(path.basename(python))
+    ? [python, ['-I', found, '--version']]
+    : [found, ['--version']]
+  const result = await runner.run(command, args, {timeoutMs: 60_000, cwd: '/'})
   const version = /(\d+)\.(\d+)\.(\d+)\S*/.exec(result.stdout.trim())
   if (result.notFound || result.exitCode !== 0 || !version) {
     throw preflightError(
@@ -53,7 +59,7 @@ export async function detectJupyterHub(runner: Runner, executable = 'jupyterhub'
       'install JupyterHub completely (the singleuser server comes with it) or pass another --jupyterhub',
     )
   }
-  return {executable: found, version: version[0], major, minor, singleuser, python: await shebangPython(found)}
+  return {executable: found, version: version[0], major, minor, singleuser, python}
 }
 
 /** What a user's server shows: JupyterLab, the classic notebook (/tree), or neither. */

@@ -4,6 +4,7 @@ import {createRequire} from 'node:module'
 import {exists, readIfExists} from '../files/atomic.js'
 import {CertStore} from '../tls/certstore.js'
 import {shouldRenew} from '../tls/policy.js'
+import {readRenewalState} from '../tls/renewal-state.js'
 import {HubctlError, messageOf} from '../errors.js'
 import {checkBrowserPath} from '../stack/browserpath.js'
 import {verifyRecordedListener} from '../stack/listeners.js'
@@ -201,7 +202,8 @@ export class Doctor {
       notAfter: new Date(notAfter),
       now: this.now(),
     }).renewAfter.getTime()
-    const lastError = await this.lastRenewalError()
+    // renewal.json through its one reader: the last attempt's error, cleared by a success.
+    const {lastError} = await readRenewalState(this.deps.layout)
     if (now >= renewAfter && lastError)
       return {
         check: 'certificate',
@@ -227,17 +229,6 @@ export class Doctor {
       check: 'certificate',
       status: 'pass',
       message: `${daysLeft} days left (until ${info.notAfter}), issued by ${info.issuer.split('\n').join(', ')}`,
-    }
-  }
-
-  private async lastRenewalError(): Promise<string | undefined> {
-    const text = await readIfExists(this.deps.layout.renewalState)
-    if (!text) return undefined
-    try {
-      const state = JSON.parse(text) as {lastAttempt?: {ok?: boolean; error?: string}; lastError?: string}
-      return state.lastAttempt?.ok === false ? (state.lastAttempt.error ?? 'unknown error') : state.lastError
-    } catch {
-      return undefined
     }
   }
 

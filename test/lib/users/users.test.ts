@@ -48,6 +48,9 @@ function fakeSystem(home: string, passwd: Record<string, number>) {
   const runner: Runner = {
     async run(command: string, args: string[], options: RunOptions = {}) {
       calls.push({command: path.basename(command), args, input: options.input})
+      // Every Python hubctl runs is isolated (-I), a Python script too (run by its Python, never as itself).
+      if (/^(python[\d.]*|jupyterhub.*)$/.test(path.basename(command)) && args[0] !== '-I')
+        throw new Error(`a Python run without -I: ${command} ${args.join(' ')}`)
       const ok = (stdout = '') => ({exitCode: 0, stdout, stderr: '', notFound: false})
       switch (path.basename(command)) {
         case 'getent': {
@@ -60,9 +63,9 @@ function fakeSystem(home: string, passwd: Record<string, number>) {
           await fs.mkdir(path.join(home, name), {recursive: true, mode: 0o755})
           return ok()
         }
-        case 'jupyterhub':
-          return ok('3.0.0')
         default:
+          // JupyterHub's Python, isolated: its --version, or a script.
+          if (args[0] === '-I' && args[2] === '--version') return ok('3.0.0')
           if (args[0] === '-I') return ok(args[2].includes('find_spec') ? 'notebook' : 'ok')
           return ok()
       }
