@@ -145,6 +145,20 @@ function oauthView(layout: Layout, settings: Settings): object | undefined {
   }
 }
 
+/**
+ * PAM logins run in the hub's own thread pool, and a wrong password holds a thread for PAM's fail
+ * delay (2-4 s: pam_unix, pam_faildelay): with JupyterHub's 4 threads (1 before 5.2, not
+ * configurable there), 60 wrong passwords at once kept every other login waiting for a minute or
+ * more. The threads mostly sleep, so many cost little; nginx lets one address have at most half
+ * of them (SITE_LIMITS.loginConcurrent, site.ts).
+ */
+export const PAM_THREADS = 16
+
+/** Whether this JupyterHub has PAMAuthenticator.executor_threads (5.2). */
+function hasPamThreads(install: Pick<JupyterHubInstall, 'major' | 'minor'>): boolean {
+  return install.major > 5 || (install.major === 5 && install.minor >= 2)
+}
+
 /** jupyterhub_config.py for these settings and this JupyterHub version (allow rules changed in 5.0). */
 export async function renderHubConfig(
   layout: Layout,
@@ -174,6 +188,7 @@ export async function renderHubConfig(
       // The generated login of local mode lives in its own 0600 file.
       dummyPasswordFile: settings.authenticator === 'dummy' ? layout.loginPassword : undefined,
       sharedPasswordFile: settings.authenticator === 'shared-password' ? layout.loginPassword : undefined,
+      pamThreads: settings.authenticator === 'pam' && hasPamThreads(install) ? PAM_THREADS : undefined,
       spawnerClass: SPAWNERS[settings.spawner],
       singleuser: install.singleuser,
       defaultUrl,

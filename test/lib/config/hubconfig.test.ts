@@ -8,12 +8,14 @@ import path from 'node:path'
 import {HubctlError} from '../../../src/lib/errors.js'
 import {
   LAB_SERVER_ARGS,
+  PAM_THREADS,
   assertNoRootServers,
   serverPortStart,
   authenticatorClass,
   renderHubConfig,
 } from '../../../src/lib/config/hubconfig.js'
 import {Layout} from '../../../src/lib/config/layout.js'
+import {SITE_LIMITS} from '../../../src/lib/config/site.js'
 import {SERVER_PORTS, type Settings} from '../../../src/lib/config/settings.js'
 
 const settings: Settings = {
@@ -60,6 +62,20 @@ describe('hubconfig', () => {
   it('renders the allow rules each version needs (allow_all exists from 5.0)', async () => {
     expect(await renderHubConfig(new Layout('/'), settings, v3, '/lab')).not.to.include('allow_all')
     expect(await renderHubConfig(new Layout('/'), settings, v6, '/lab')).to.include('c.Authenticator.allow_all = False')
+  })
+
+  it('gives PAM logins enough threads that one address guessing does not hold them all (JupyterHub 5.2+)', async () => {
+    const v52 = {...v3, version: '5.2.0', major: 5, minor: 2}
+    for (const install of [v52, v6])
+      expect(await renderHubConfig(new Layout('/'), settings, install, '/lab')).to.include(
+        `c.PAMAuthenticator.executor_threads = ${PAM_THREADS}`,
+      )
+    // Before 5.2 the setting does not exist; other authenticators have no PAM threads.
+    expect(await renderHubConfig(new Layout('/'), settings, v3, '/lab')).not.to.include('executor_threads')
+    expect(
+      await renderHubConfig(new Layout('/'), {...settings, authenticator: 'dummy'}, v6, '/lab'),
+    ).not.to.include('executor_threads')
+    expect(PAM_THREADS).to.be.at.least(2 * SITE_LIMITS.loginConcurrent)
   })
 
   it('admits admins and allowed users', async () => {
