@@ -32,6 +32,10 @@ export const SITE_LIMITS = {
   loginConcurrent: 8,
 } as const
 
+/** Mozilla's "intermediate" ciphers (TLS 1.2; TLS 1.3's are OpenSSL's defaults). */
+const SSL_CIPHERS =
+  'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305'
+
 /**
  * Who answers requests for names the hub does not serve (a forged Host header, a bare address, a
  * scanner) on the hub's http and https ports. hubctl's site does, with a closed connection, on
@@ -57,7 +61,7 @@ export function defaultServerPorts(text: string): number[] {
     const [address, ...params] = match[1].trim().split(/\s+/)
     if (!params.includes('default_server') && !params.includes('default')) continue
     if (address.startsWith('unix:')) continue
-    const port = /^\d+$/.test(address) ? address : /:(\d+)$/.exec(address)?.[1] ?? '80'
+    const port = /^\d+$/.test(address) ? address : (/:(\d+)$/.exec(address)?.[1] ?? '80')
     ports.add(Number(port))
   }
   return [...ports].sort((a, b) => a - b)
@@ -139,6 +143,7 @@ export async function renderSite(
       defaultHttp: defaults.ports.includes(settings.ports.http),
       defaultHttps: defaults.ports.includes(settings.ports.https),
       rejectHandshake: nginx.rejectHandshake,
+      sslCiphers: SSL_CIPHERS,
       httpPort: settings.ports.http,
       httpsPort: settings.ports.https,
       // The https URL's port, left out on 443 (a section: an empty value is no nginx token).

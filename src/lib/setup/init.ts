@@ -470,11 +470,11 @@ export class InitService {
       nginxFound = false
       missing.push({name: 'nginx', why: 'the web server in front of the hub'})
       nginxInstall = {
-          executable: '/usr/sbin/nginx',
-          version: 'to be installed',
-          http2Directive: false,
-          rejectHandshake: true,
-        }
+        executable: '/usr/sbin/nginx',
+        version: 'to be installed',
+        http2Directive: false,
+        rejectHandshake: true,
+      }
     } else {
       nginxInstall = await detectNginx(runner, request.nginx ?? 'nginx')
     }

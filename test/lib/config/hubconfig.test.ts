@@ -64,17 +64,23 @@ describe('hubconfig', () => {
     expect(await renderHubConfig(new Layout('/'), settings, v6, '/lab')).to.include('c.Authenticator.allow_all = False')
   })
 
-  it('gives PAM logins enough threads that one address guessing does not hold them all (JupyterHub 5.2+)', async () => {
+  it('gives PAM logins enough threads that one address guessing does not hold them all', async () => {
     const v52 = {...v3, version: '5.2.0', major: 5, minor: 2}
-    for (const install of [v52, v6])
-      expect(await renderHubConfig(new Layout('/'), settings, install, '/lab')).to.include(
-        `c.PAMAuthenticator.executor_threads = ${PAM_THREADS}`,
-      )
-    // Before 5.2 the setting does not exist; other authenticators have no PAM threads.
-    expect(await renderHubConfig(new Layout('/'), settings, v3, '/lab')).not.to.include('executor_threads')
-    expect(
-      await renderHubConfig(new Layout('/'), {...settings, authenticator: 'dummy'}, v6, '/lab'),
-    ).not.to.include('executor_threads')
+    for (const install of [v52, v6]) {
+      const text = await renderHubConfig(new Layout('/'), settings, install, '/lab')
+      expect(text).to.include(`c.PAMAuthenticator.executor_threads = ${PAM_THREADS}`)
+      expect(text).not.to.include('HubctlPAMAuthenticator')
+    }
+    // Before 5.2 the setting does not exist: PAMAuthenticator's subclass with a larger pool.
+    const old = await renderHubConfig(new Layout('/'), settings, v3, '/lab')
+    execFileSync('python3', ['-c', 'import ast, sys; ast.parse(sys.stdin.read())'], {input: old})
+    expect(old).not.to.include('executor_threads')
+    expect(old).to.include(`return ThreadPoolExecutor(${PAM_THREADS})`)
+    expect(old).to.include('c.JupyterHub.authenticator_class = HubctlPAMAuthenticator')
+    // Other authenticators: no PAM threads.
+    expect(await renderHubConfig(new Layout('/'), {...settings, authenticator: 'dummy'}, v6, '/lab')).not.to.match(
+      /executor_threads|HubctlPAMAuthenticator/,
+    )
     expect(PAM_THREADS).to.be.at.least(2 * SITE_LIMITS.loginConcurrent)
   })
 

@@ -26,6 +26,13 @@ const STOCK_DEFAULT = [
   '',
 ].join('\n')
 
+/** The `server { … }` block of a rendered site that holds this text. */
+function serverBlock(site: string, holding: string): string {
+  const block = site.split(/\n(?=server \{)/).find((b) => b.startsWith('server {') && b.includes(holding))
+  expect(block, `a server block with ${holding}`).to.be.a('string')
+  return block!
+}
+
 const md5 = (text: string) => createHash('md5').update(text).digest('hex')
 
 /** dpkg's status file with nginx-common's conffiles (the stock default site's md5 as given). */
@@ -204,9 +211,14 @@ describe('nginx site: names the hub does not serve', () => {
     expect(site).to.include('return 301 https://hub.example.org$request_uri;')
     expect(site).not.to.include('$host$request_uri')
     expect(site).to.match(/listen 80 default_server;[\s\S]*?return 444;/)
-    expect(site).to.match(
-      /listen 443 ssl http2 default_server;\n(?:.*\n)*?\s+ssl_reject_handshake on;\n\s+server_tokens off;\n\s+return 444;/,
-    )
+    const tlsDefault = serverBlock(site, 'listen 443 ssl http2 default_server;')
+    expect(tlsDefault).to.include('ssl_reject_handshake on;').and.to.include('return 444;')
+    // The port's protocols and ciphers are the default server's: the hub's own (else no TLS 1.3).
+    const hub = serverBlock(site, 'server_name hub.example.org jupyter.example.org;\n\n    # Mozilla')
+    for (const directive of ['ssl_protocols', 'ssl_ciphers', 'ssl_prefer_server_ciphers']) {
+      const line = new RegExp(`^\\s+${directive} .*$`, 'm')
+      expect(tlsDefault.match(line)?.[0], directive).to.equal(hub.match(line)?.[0]).and.not.equal(undefined)
+    }
     const on8443 = await renderSite(layout, {...settings, ports: {...settings.ports, https: 8443}}, nginx122, {
       ports: [],
     })
@@ -225,9 +237,10 @@ describe('nginx site: names the hub does not serve', () => {
       {ports: [80, 443]},
     )
     expect(site).not.to.include('ssl_reject_handshake on')
-    expect(site).to.match(
-      /listen 443 ssl http2 default_server;\n(?:.*\n)*?\s+ssl_certificate \S+fullchain.pem;\n\s+ssl_certificate_key \S+privkey.pem;\n(?:.*\n)*?\s+return 444;/,
-    )
+    const tlsDefault = serverBlock(site, 'listen 443 ssl http2 default_server;')
+    expect(tlsDefault).to.include(`ssl_certificate ${layout.fullchain};`)
+    expect(tlsDefault).to.include(`ssl_certificate_key ${layout.privkey};`)
+    expect(tlsDefault).to.include('ssl_protocols TLSv1.2 TLSv1.3;').and.to.include('return 444;')
   })
 
   it('limits how many login POSTs one address has in the hub at once, with the same 429 page', async () => {
