@@ -216,8 +216,17 @@ describe('nginx: names the hub does not serve (forged Host, bare address, anothe
       (error: NodeJS.ErrnoException) => expect(error.code).to.equal('ENOENT'),
     )
     expect(await fs.readFile(layout.nginxDefaultSite, 'utf8')).to.equal(stock(ports.http))
-    // Enabled again (say by hand): the next init disables it again, and says so in words.
+    // Enabled again (say by hand): an init that nginx -t refuses (another site is broken) leaves it enabled.
     await fs.symlink(layout.nginxDefaultSite, layout.nginxDefaultSiteLink)
+    const broken = layout.nginxEnabledSite('broken.conf')
+    await fs.writeFile(broken, 'server { listen 1; bogus_directive on; }\n')
+    const refused = await hubctl(
+      testHubInitArgs(layout.prefix, {admin: 'hcnames', jupyterhub: VENV_JUPYTERHUB}, portArgs(ports)),
+    )
+    expect(refused.exitCode, refused.stderr).to.equal(4)
+    expect(await fs.readlink(layout.nginxDefaultSiteLink)).to.equal(layout.nginxDefaultSite)
+    await fs.rm(broken)
+    // The next init disables it again, and says so in words.
     const again = await hubctl(
       testHubInitArgs(layout.prefix, {admin: 'hcnames', jupyterhub: VENV_JUPYTERHUB}, portArgs(ports)),
     )
