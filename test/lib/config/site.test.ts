@@ -5,7 +5,7 @@ import os from 'node:os'
 import path from 'node:path'
 
 import {Layout} from '../../../src/lib/config/layout.js'
-import type {NginxInstall} from '../../../src/lib/config/nginx.js'
+import {detectNginx, type NginxInstall} from '../../../src/lib/config/nginx.js'
 import type {Settings} from '../../../src/lib/config/settings.js'
 import {defaultServerPorts, dpkgConffileMd5, planDefaultServers, renderSite} from '../../../src/lib/config/site.js'
 
@@ -241,6 +241,21 @@ describe('nginx site: names the hub does not serve', () => {
     expect(tlsDefault).to.include(`ssl_certificate ${layout.fullchain};`)
     expect(tlsDefault).to.include(`ssl_certificate_key ${layout.privkey};`)
     expect(tlsDefault).to.include('ssl_protocols TLSv1.2 TLSv1.3;').and.to.include('return 444;')
+  })
+
+  it('knows from nginx -v whether this nginx has ssl_reject_handshake (1.19.4) and the http2 directive (1.25.1)', async () => {
+    const said = (version: string) => ({
+      run: async () => ({exitCode: 0, stdout: '', stderr: `nginx version: nginx/${version}\n`, notFound: false}),
+    })
+    const flags = async (version: string) => {
+      const {rejectHandshake, http2Directive} = await detectNginx(said(version), process.execPath)
+      return {rejectHandshake, http2Directive}
+    }
+    expect(await flags('1.18.0')).to.deep.equal({rejectHandshake: false, http2Directive: false})
+    expect(await flags('1.19.4')).to.deep.equal({rejectHandshake: true, http2Directive: false})
+    expect(await flags('1.22.1')).to.deep.equal({rejectHandshake: true, http2Directive: false})
+    expect(await flags('1.25.1')).to.deep.equal({rejectHandshake: true, http2Directive: true})
+    expect(await flags('2.0.0')).to.deep.equal({rejectHandshake: true, http2Directive: true})
   })
 
   it('limits how many login POSTs one address has in the hub at once, with the same 429 page', async () => {
