@@ -269,6 +269,11 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
       this.log(`Log in at ${result.login.url} as ${result.login.user} with the password ${result.login.password}`)
       this.log('  (shown this once; it is kept 0600 in srv/jupyterhub/login_password)')
     }
+    const disabled = result.unknownNames.disabledSite
+    if (disabled)
+      this.log(
+        `Disabled Debian's stock nginx site (it answered unknown names on a port of the hub): removed the link ${disabled.link}; the file stays in ${disabled.file}`,
+      )
     if (result.usersCreated) this.log(`System accounts created: ${result.usersCreated.join(', ')} (no password yet)`)
     const written = result.files.filter((f) => f.action === 'written')
     this.log(

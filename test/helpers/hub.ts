@@ -21,7 +21,9 @@ export interface Reply {
  * cors, and JupyterHub 4.1+ sets its _xsrf cookie only for a navigation). The jar keeps cookies as a
  * browser does: a later one of the same name replaces the earlier, an expired or emptied one is
  * dropped. `cookie`: what the browser already holds (a Cookie header), say cookies signed with a
- * secret a rotation replaced.
+ * secret a rotation replaced. `localAddress`: the IPv4 source address of every connection (any
+ * 127.x on Linux), to be another client address as nginx sees it. `timeoutMs`: how long a request
+ * may go unanswered (30 s).
  */
 export class HubBrowser {
   readonly cookies = new Map<string, string>()
@@ -30,7 +32,7 @@ export class HubBrowser {
 
   constructor(
     readonly origin: string,
-    private readonly options: {ca?: string; cookie?: string} = {},
+    private readonly options: {ca?: string; cookie?: string; localAddress?: string; timeoutMs?: number} = {},
   ) {
     for (const pair of options.cookie ? options.cookie.split('; ') : []) this.keep(pair, false)
   }
@@ -65,6 +67,7 @@ export class HubBrowser {
         {
           method: options.method ?? 'GET',
           ...(url.protocol === 'https:' ? {ca: this.options.ca} : {}),
+          ...(this.options.localAddress ? {localAddress: this.options.localAddress, family: 4} : {}),
           headers: {
             Accept: byScript ? 'application/json' : 'text/html,application/json',
             'Sec-Fetch-Mode': byScript ? 'cors' : 'navigate',
@@ -81,7 +84,7 @@ export class HubBrowser {
               : {}),
             ...options.headers,
           },
-          timeout: 30_000,
+          timeout: this.options.timeoutMs ?? 30_000,
         },
         (response) => {
           const cookies: string[] = []

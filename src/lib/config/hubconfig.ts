@@ -135,6 +135,20 @@ function oauthView(layout: Layout, settings: Settings): object | undefined {
   }
 }
 
+/**
+ * PAM logins run in the hub's own thread pool, and a wrong password holds a thread for PAM's fail
+ * delay (2-4 s: pam_unix, pam_faildelay): with JupyterHub's 4 threads (1 before 5.2, and no setting
+ * there: the config gives PAMAuthenticator's subclass a larger pool), 60 wrong passwords at once
+ * kept every other login waiting for 43 s. The threads mostly sleep, so many cost little; nginx
+ * lets one address have at most half of them busy (SITE_LIMITS.loginConcurrent, site.ts).
+ */
+export const PAM_THREADS = 16
+
+/** Whether this JupyterHub has PAMAuthenticator.executor_threads (5.2). */
+function hasPamThreads(install: Pick<JupyterHubInstall, 'major' | 'minor'>): boolean {
+  return install.major > 5 || (install.major === 5 && install.minor >= 2)
+}
+
 /** jupyterhub_config.py for these settings and this JupyterHub version (allow rules changed in 5.0). */
 export async function renderHubConfig(
   layout: Layout,
@@ -164,6 +178,8 @@ export async function renderHubConfig(
       // The generated login of local mode lives in its own 0600 file.
       dummyPasswordFile: settings.authenticator === 'dummy' ? layout.loginPassword : undefined,
       sharedPasswordFile: settings.authenticator === 'shared-password' ? layout.loginPassword : undefined,
+      pamThreads: settings.authenticator === 'pam' ? PAM_THREADS : undefined,
+      executorThreads: hasPamThreads(install),
       spawnerClass: SPAWNERS[settings.spawner],
       singleuser: install.singleuser,
       defaultUrl,

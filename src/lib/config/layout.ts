@@ -211,6 +211,32 @@ export class Layout {
   get nginxChallengeSite(): string {
     return this.at('etc/nginx/sites-enabled/hubctl-acme-challenge.conf')
   }
+  /** One entry of sites-enabled by its name (Debian's nginx.conf includes every one). */
+  nginxEnabledSite(name: string): string {
+    return path.join(this.nginxSitesEnabled, name)
+  }
+  /** conf.d: Debian's nginx.conf includes its *.conf files. */
+  get nginxConfD(): string {
+    return this.at('etc/nginx/conf.d')
+  }
+  nginxConfDFile(name: string): string {
+    return path.join(this.nginxConfD, name)
+  }
+  /** Debian's stock default site (a conffile of nginx-common) and its link in sites-enabled. */
+  get nginxDefaultSite(): string {
+    return this.at('etc/nginx/sites-available/default')
+  }
+  get nginxDefaultSiteLink(): string {
+    return this.at('etc/nginx/sites-enabled/default')
+  }
+  /** dpkg's record of the installed packages, with each conffile's md5 as the package shipped it. */
+  get dpkgStatus(): string {
+    return this.at('var/lib/dpkg/status')
+  }
+  /** The name a file under the prefix has on the system at `/` (how dpkg names a conffile). */
+  systemPath(file: string): string {
+    return path.join('/', path.relative(this.prefix, file))
+  }
   /** Where nginx serves /.well-known/acme-challenge/ from. */
   get acmeWebroot(): string {
     return this.at('var/www/hubctl-acme')

@@ -22,7 +22,7 @@ import {OAuthProvider, isOAuthProvider, oauthCallbackUrl} from '../config/oauth.
 import {acquireLock} from '../files/lock.js'
 import {UsersService} from '../users/users.js'
 import {Nginx, NginxInstall, detectNginx} from '../config/nginx.js'
-import {renderSite} from '../config/site.js'
+import {DefaultServerPlan, planDefaultServers, renderSite} from '../config/site.js'
 import {runningSupervisor} from '../stack/state.js'
 import {checkDns, checkPorts, checkPrivileges} from './preflight.js'
 import {Runner, which} from '../runner.js'
@@ -127,6 +127,15 @@ export interface InitResult {
   next: string[]
   /** Who stops idle servers, and after how long. */
   culling?: CullingSummary
+  /**
+   * Requests for names the hub does not serve: the hub's ports where its site closes them, Debian's
+   * stock default site whose link init removed (the file stays), and other sites that answer them.
+   */
+  unknownNames: {
+    closedOn: number[]
+    disabledSite?: {link: string; file: string}
+    answeredBy: Array<{port: number; file: string}>
+  }
 }
 
 interface SoftwarePlan {
@@ -215,7 +224,8 @@ export class InitService {
     // be installed is rendered with the paths and versions it will have, and rendered again after).
     let ui: UserInterface = software.hubEnv ? 'lab' : await detectUserInterface(runner, jupyterhub)
     let hubConfig = await renderHubConfig(layout, settings, jupyterhub, defaultUrlFor(ui))
-    let site = await renderSite(layout, settings, nginxInstall)
+    let defaults = await planDefaultServers(layout, settings.ports)
+    let site = await renderSite(layout, settings, nginxInstall, defaults)
     const unitFiles = await this.plannedUnits()
     if (software.packages.missing.length > 0 && !this.deps.dryRun) await this.consentToPackages(software.packages)
     r.done(
@@ -250,8 +260,10 @@ export class InitService {
       commands,
       warnings,
       next: [],
+      unknownNames: {closedOn: [], answeredBy: []},
     }
     if (this.deps.dryRun) {
+      this.reportDefaults(result, defaults, true)
       for (const user of homeUsers)
         if (!(await exists(layout.serverHome(user)))) files.push({file: layout.serverHome(user), action: 'would write'})
       return this.dryRun(result, settings, unitFiles, nginxRunning, software)
@@ -280,7 +292,9 @@ export class InitService {
         if (request.oauth) await checkOAuthenticator(runner, jupyterhub, settings.authenticator)
         settings = this.settingsFor(request, jupyterhub, nginxInstall.executable, previous, idleCuller.python)
         hubConfig = await renderHubConfig(layout, settings, jupyterhub, defaultUrlFor(ui))
-        site = await renderSite(layout, settings, nginxInstall)
+        // apt-get's nginx comes with Debian's default site enabled.
+        defaults = await planDefaultServers(layout, settings.ports)
+        site = await renderSite(layout, settings, nginxInstall, defaults)
         result.jupyterhub = {executable: jupyterhub.executable, version: jupyterhub.version}
         result.nginx = {executable: nginxInstall.executable, version: nginxInstall.version}
         const env = result.software.environment
@@ -377,8 +391,9 @@ export class InitService {
       await dhWrite
       const mainConfWritten = await nginx().writeMainConf()
       await nginx().ensureAcmeWebroot()
-      const siteResult = await nginx().installSite(site)
+      const siteResult = await nginx().installSite(site, {disable: defaults.disable?.link})
       files.push({file: layout.nginxSite, action: siteResult.changed ? 'written' : 'unchanged'})
+      this.reportDefaults(result, defaults, false)
       if (!layout.isSystem) files.push({file: layout.nginxMainConf, action: mainConfWritten ? 'written' : 'unchanged'})
       const settingsWritten = await new SettingsStore(layout).save(settings)
       files.push({file: layout.settings, action: settingsWritten ? 'written' : 'unchanged'})
@@ -460,6 +475,16 @@ export class InitService {
     return []
   }
 
+  /** Who answers names the hub does not serve, in the result: what init did, and a warning for each other site. */
+  private reportDefaults(result: InitResult, defaults: DefaultServerPlan, dryRun: boolean): void {
+    result.unknownNames = {closedOn: defaults.ports, disabledSite: defaults.disable, answeredBy: defaults.others}
+    if (dryRun && defaults.disable) result.commands.push(`rm ${defaults.disable.link}`)
+    for (const other of defaults.others)
+      result.warnings.push(
+        `${other.file} answers requests for names the hub does not serve on port ${other.port} (its default_server): hubctl adds no default server there, so a forged Host header reaches that site instead of a closed connection; to have the hub close them, remove default_server from that file and run init again`,
+      )
+  }
+
   private prefixFlag(): string {
     return this.deps.layout.isSystem ? '' : ` --prefix ${this.deps.layout.prefix}`
   }
@@ -477,7 +502,12 @@ export class InitService {
     if (request.nginx === undefined && !(await which('nginx'))) {
       nginxFound = false
       missing.push({name: 'nginx', why: 'the web server in front of the hub'})
-      nginxInstall = {executable: '/usr/sbin/nginx', version: 'to be installed', http2Directive: false}
+      nginxInstall = {
+        executable: '/usr/sbin/nginx',
+        version: 'to be installed',
+        http2Directive: false,
+        rejectHandshake: true,
+      }
     } else {
       nginxInstall = await detectNginx(runner, request.nginx ?? 'nginx')
     }

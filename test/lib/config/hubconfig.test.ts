@@ -8,11 +8,13 @@ import path from 'node:path'
 import {HubctlError} from '../../../src/lib/errors.js'
 import {
   LAB_SERVER_ARGS,
+  PAM_THREADS,
   assertNoRootServers,
   authenticatorClass,
   renderHubConfig,
 } from '../../../src/lib/config/hubconfig.js'
 import {Layout} from '../../../src/lib/config/layout.js'
+import {SITE_LIMITS} from '../../../src/lib/config/site.js'
 import {SERVER_PORTS, type Settings} from '../../../src/lib/config/settings.js'
 
 const settings: Settings = {
@@ -59,6 +61,26 @@ describe('hubconfig', () => {
   it('renders the allow rules each version needs (allow_all exists from 5.0)', async () => {
     expect(await renderHubConfig(new Layout('/'), settings, v3, '/lab')).not.to.include('allow_all')
     expect(await renderHubConfig(new Layout('/'), settings, v6, '/lab')).to.include('c.Authenticator.allow_all = False')
+  })
+
+  it('gives PAM logins enough threads that one address guessing does not hold them all', async () => {
+    const v52 = {...v3, version: '5.2.0', major: 5, minor: 2}
+    for (const install of [v52, v6]) {
+      const text = await renderHubConfig(new Layout('/'), settings, install, '/lab')
+      expect(text).to.include(`c.PAMAuthenticator.executor_threads = ${PAM_THREADS}`)
+      expect(text).not.to.include('HubctlPAMAuthenticator')
+    }
+    // Before 5.2 the setting does not exist: PAMAuthenticator's subclass with a larger pool.
+    const old = await renderHubConfig(new Layout('/'), settings, v3, '/lab')
+    execFileSync('python3', ['-c', 'import ast, sys; ast.parse(sys.stdin.read())'], {input: old})
+    expect(old).not.to.include('executor_threads')
+    expect(old).to.include(`return ThreadPoolExecutor(${PAM_THREADS})`)
+    expect(old).to.include('c.JupyterHub.authenticator_class = HubctlPAMAuthenticator')
+    // Other authenticators: no PAM threads.
+    expect(await renderHubConfig(new Layout('/'), {...settings, authenticator: 'dummy'}, v6, '/lab')).not.to.match(
+      /executor_threads|HubctlPAMAuthenticator/,
+    )
+    expect(PAM_THREADS).to.be.at.least(2 * SITE_LIMITS.loginConcurrent)
   })
 
   it('admits admins and allowed users', async () => {
