@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises'
 
 import {readIfExists, writeFileAtomic} from '../files/atomic.js'
-import {type JupyterHubInstall, validateHubConfig} from './jupyterhub.js'
+import {type JupyterHubInstall, type SpawnerConfig, validateHubConfig} from './jupyterhub.js'
 import {cullerService, supervisorCulling} from './culler.js'
 import {Layout, SERVER_HOME_MARKER} from './layout.js'
 import {OAUTH_PROVIDER_INFO, OAuthProvider, isOAuthProvider, oauthAllowAll, oauthCallbackUrl} from './oauth.js'
@@ -207,24 +207,26 @@ export async function renderHubConfig(
 
 /**
  * Install a rendered jupyterhub_config.py: write the candidate, have JupyterHub load it, then move
- * it into place; a failing one never replaces a working one (init, `hubctl users`).
+ * it into place; a failing one never replaces a working one (init, `hubctl users`). Also returns
+ * the spawner the installed config makes (validateHubConfig).
  */
 export async function installHubConfig(
   layout: Layout,
   runner: Runner,
   content: string,
   jupyterhub: JupyterHubInstall,
-): Promise<{file: string; action: 'written' | 'unchanged'}> {
+): Promise<{file: string; action: 'written' | 'unchanged'; spawner?: SpawnerConfig}> {
   if ((await readIfExists(layout.hubConfig)) === content) {
-    await validateHubConfig(runner, jupyterhub, layout.hubConfig)
-    return {file: layout.hubConfig, action: 'unchanged'}
+    const {spawner} = await validateHubConfig(runner, jupyterhub, layout.hubConfig)
+    return {file: layout.hubConfig, action: 'unchanged', spawner}
   }
   await writeFileAtomic(layout.hubConfigCandidate, content, {mode: 0o644})
+  let spawner: SpawnerConfig | undefined
   try {
-    await validateHubConfig(runner, jupyterhub, layout.hubConfigCandidate)
+    ;({spawner} = await validateHubConfig(runner, jupyterhub, layout.hubConfigCandidate))
     await fs.rename(layout.hubConfigCandidate, layout.hubConfig)
   } finally {
     await fs.rm(layout.hubConfigCandidate, {force: true})
   }
-  return {file: layout.hubConfig, action: 'written'}
+  return {file: layout.hubConfig, action: 'written', spawner}
 }

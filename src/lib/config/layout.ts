@@ -1,3 +1,4 @@
+import os from 'node:os'
 import path from 'node:path'
 
 /**
@@ -363,4 +364,14 @@ export function pathChain(file: string): string[] {
     chain.unshift(current)
     if (path.dirname(current) === current) return chain
   }
+}
+
+/** Where the user-server check makes the home of an identity made for it (mkdtemp's prefix). */
+export function userServerCheckHomePrefix(tmpdir = os.tmpdir()): string {
+  return path.join(tmpdir, 'hubctl-user-server-check-')
+}
+
+/** SimpleLocalProcessSpawner's home for a user: its home_dir_template with {username} filled in. */
+export function simpleSpawnerHome(template: string, username: string): string {
+  return template.split('{username}').join(username)
 }

@@ -28,6 +28,8 @@ import {checkHealth, hubHealthUrl, proxyApiUrl} from '../stack/hubapi.js'
 import {assertTrusted, assertTrustedFile, trustProblems, trustedPaths} from './trust.js'
 import {serverHomeProblems, serverHomeUsers} from './homes.js'
 import {UnixAccounts, UsersRecordStore} from '../users/accounts.js'
+import {type ServerTrial, checkUserServer} from './userserver.js'
+import {realTrial} from './userserver-trial.js'
 
 export type CheckStatus = 'pass' | 'warn' | 'fail'
 
@@ -46,6 +48,8 @@ export interface DoctorDeps {
   lookup?: (name: string) => Promise<string[]>
   /** HTTP requests to the OAuth provider (tests pass a fake; default: fetch, 10 s per request). */
   fetch?: typeof fetch
+  /** Starts a user's server for the `user server` check (tests pass a fake; default: the real one). */
+  trial?: ServerTrial
 }
 
 /**
@@ -58,6 +62,8 @@ export class Doctor {
   /** Each program is asked its version once (JupyterHub's answer costs a Python start-up). */
   private jupyterhub?: ReturnType<typeof detectJupyterHub>
   private nginx?: ReturnType<typeof detectNginx>
+  /** The loaded config, once (the user-server check starts what its spawner would). */
+  private hubConfig?: ReturnType<typeof validateHubConfig>
 
   constructor(private readonly deps: DoctorDeps) {
     this.now = deps.now ?? (() => new Date())
@@ -78,6 +84,7 @@ export class Doctor {
       ['user interface', () => this.checkUserInterface()],
       ['idle culling', () => this.checkCulling()],
       ['user accounts', () => this.checkUserAccounts()],
+      ['user server', () => this.checkUserServer()],
       ['nginx config', () => this.checkNginx()],
       ['dns', () => this.checkDns()],
       ['ports', () => this.checkPorts()],
@@ -293,9 +300,16 @@ export class Doctor {
     return results
   }
 
+  private loadHubConfig(): ReturnType<typeof validateHubConfig> {
+    this.hubConfig ??= this.detectHub().then((hub) =>
+      validateHubConfig(this.deps.runner, hub, this.deps.layout.hubConfig),
+    )
+    return this.hubConfig
+  }
+
   async checkHubConfig(): Promise<CheckResult> {
     const hub = await this.detectHub()
-    await validateHubConfig(this.deps.runner, hub, this.deps.layout.hubConfig)
+    await this.loadHubConfig()
     return {
       check: 'jupyterhub config',
       status: 'pass',
@@ -393,6 +407,23 @@ export class Doctor {
       message: `${name} is ${settings.admins.includes(name) ? 'an admin' : 'allowed'} but has no system account: with PAM nobody can log in as ${name}`,
       fix: `hubctl users add ${name}${prefix}, then hubctl users passwd ${name}${prefix}`,
     }))
+  }
+
+  /**
+   * A user's server starts: the spawner's command, arguments and environment from the loaded
+   * config, started as an admin or allowed user with an account (else a uid made for the check),
+   * or as the hub's user for SimpleLocalProcessSpawner; stopped as soon as it answers (userserver.ts).
+   */
+  async checkUserServer(): Promise<CheckResult> {
+    const hub = await this.detectHub()
+    const {spawner} = await this.loadHubConfig()
+    const result = await checkUserServer(
+      {layout: this.deps.layout, runner: this.deps.runner, trial: this.deps.trial ?? realTrial},
+      this.settings!,
+      spawner,
+      hub.version,
+    )
+    return {check: 'user server', ...result}
   }
 
   /**
