@@ -196,6 +196,7 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
       certificate: 'Certificate',
       render: 'Render and validate configs',
       install: 'Install',
+      'user server': "A user's server starts",
     }
     const reporter = this.jsonEnabled() ? silentReporter : streamReporter(process.stderr, titles)
     const service = new InitService({
@@ -288,6 +289,7 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
       )
     if (result.certificate?.accountContact) this.log(`  ACME account: ${result.certificate.accountContact}`)
     if (result.culling) this.log(`  culling: ${describeCulling(result.culling)}`)
+    if (result.userServer?.status === 'pass') this.log(`  user server: ${result.userServer.message}`)
     this.log(`  files written: ${written.length} (${result.files.length - written.length} unchanged)`)
     for (const command of result.commands) this.log(`  ran: ${command}`)
     this.log('Next:')

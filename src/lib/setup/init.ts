@@ -4,12 +4,13 @@ import {ensureDir, exists} from '../files/atomic.js'
 import {CertStore, CertificateInfo, inspectPair} from '../tls/certstore.js'
 import {shouldRenew} from '../tls/policy.js'
 import {FFDHE2048_PEM, generateDhparam} from '../tls/dhparam.js'
-import {messageOf, usageError} from '../errors.js'
+import {messageOf, runtimeError, usageError} from '../errors.js'
 import {installHubConfig, renderHubConfig} from '../config/hubconfig.js'
 import type {InitRequest} from './init-request.js'
 import {HubEnvPlan, HubEnvService, canMakeVenv, systemPython} from './hubenv.js'
 import {
   JupyterHubInstall,
+  SpawnerConfig,
   UserInterface,
   checkOAuthenticator,
   defaultUrlFor,
@@ -32,6 +33,8 @@ import {assertServerHomes, formerServerHomes, makeServerHomes, serverHomeUsers} 
 import {CullingSummary, cullingOn, cullingSummary, importsIdleCuller} from '../config/culler.js'
 import {SecretName, SecretStore, problemsError} from '../files/secrets.js'
 import {proxyExecutable} from '../stack/proxy.js'
+import {type ServerTrial, type UserServerCheck, checkUserServer} from './userserver.js'
+import {realTrial} from './userserver-trial.js'
 import {makeSelfSigned} from '../tls/selfsigned.js'
 import {
   AcmeSettings,
@@ -88,6 +91,8 @@ export interface InitDeps {
   updateAccountContact?: (settings: Settings) => Promise<{message?: string; warning: boolean}>
   /** --create-users: with PAM, make the system account of an admin or allowed user who has none (as `hubctl users add`). */
   createUsers?: boolean
+  /** Starts a user's server for the last step (tests pass a fake; default: the real one). */
+  trial?: ServerTrial
 }
 
 export interface InitResult {
@@ -136,6 +141,8 @@ export interface InitResult {
     disabledSite?: {link: string; file: string}
     answeredBy: Array<{port: number; file: string}>
   }
+  /** The last step: a user's server started as the spawner would start it (doctor's `user server` check). */
+  userServer?: UserServerCheck
 }
 
 interface SoftwarePlan {
@@ -151,10 +158,19 @@ interface SoftwarePlan {
   steps: string[]
 }
 
-export const INIT_STEPS = ['preflight', 'software', 'secrets', 'certificate', 'render', 'install'] as const
+export const INIT_STEPS = [
+  'preflight',
+  'software',
+  'secrets',
+  'certificate',
+  'render',
+  'install',
+  'user server',
+] as const
 
 /**
- * `hubctl init`: preflight → secrets → certificate → render and validate → install → summary.
+ * `hubctl init`: preflight → secrets → certificate → render and validate → install → a user's
+ * server starts → summary.
  * Everything that can be refused is refused before the first write; a second run changes no secret.
  */
 export class InitService {
@@ -170,6 +186,7 @@ export class InitService {
     const files: InitResult['files'] = []
     const commands: string[] = []
     const warnings: string[] = []
+    let spawner: SpawnerConfig | undefined
 
     // 1. preflight: nothing written yet.
     r.start('preflight')
@@ -386,7 +403,9 @@ export class InitService {
       await fs.mkdir(layout.hubConfigD, {recursive: true, mode: 0o755})
       await fs.mkdir(layout.logDir, {recursive: true, mode: 0o755})
       for (const home of await makeServerHomes(layout, homeUsers)) files.push({file: home, action: 'written'})
-      files.push(await installHubConfig(layout, runner, hubConfig, jupyterhub))
+      const installed = await installHubConfig(layout, runner, hubConfig, jupyterhub)
+      spawner = installed.spawner
+      files.push({file: installed.file, action: installed.action})
       if (dhMissing) r.progress('render', 'waiting for the DH parameters')
       await dhWrite
       const mainConfWritten = await nginx().writeMainConf()
@@ -428,7 +447,37 @@ export class InitService {
     result.next = this.nextSteps(settings)
     result.culling = cullingSummary(settings)
     await this.checkUserAccounts(settings, result)
+    await this.checkUserServer(settings, spawner, jupyterhub.version, result)
     return result
+  }
+
+  /**
+   * 7. A user's server starts, as doctor's `user server` check starts it (after the accounts
+   * --create-users made): init does not call a hub ready that no user can use. A failure is exit 7
+   * with the fix; the files stay written, and `hubctl doctor` checks again once it is fixed.
+   */
+  private async checkUserServer(
+    settings: Settings,
+    spawner: SpawnerConfig | undefined,
+    hubVersion: string,
+    result: InitResult,
+  ): Promise<void> {
+    const r = this.reporter
+    r.start('user server')
+    const check = await checkUserServer(
+      {layout: this.deps.layout, runner: this.deps.runner, trial: this.deps.trial ?? realTrial},
+      settings,
+      spawner,
+      hubVersion,
+    )
+    if (check.status === 'fail')
+      throw runtimeError(
+        `hubctl init wrote the hub's files, but ${check.message}`,
+        `${check.fix ?? 'fix it'}, then \`hubctl doctor${this.prefixFlag()}\` (or init again) checks it`,
+      )
+    if (check.status === 'warn') result.warnings.push(`${check.message}; ${check.fix ?? ''}`)
+    result.userServer = check
+    r.done('user server', check.message)
   }
 
   /**

@@ -45,8 +45,7 @@ export interface ServerLaunch {
 }
 
 export type TrialResult =
-  | {answered: true; ms: number}
-  | {answered: false; timedOut: boolean; exitCode?: number; output: string; ms: number}
+  {answered: true; ms: number} | {answered: false; timedOut: boolean; exitCode?: number; output: string; ms: number}
 
 /** Starts a launch and stops it again (the real one: userserver-trial.ts; unit tests pass a fake). */
 export interface ServerTrial {
@@ -127,16 +126,16 @@ export async function checkUserServer(
         const made = await madeIdentity(deps.runner)
         madeHome = made.home
         identity = made
-        note = ' (no admin or allowed user has a system account yet)'
+        note = ': no admin or allowed user has a system account yet'
       }
     }
     const launch = launchFor(identity, spawner, settings, hubVersion)
-    const who = describe(identity, deps.userName ?? hubUserName()) + note
+    const who = describe(identity, deps.userName ?? hubUserName(), note)
     const result = await deps.trial.run(launch)
     if (result.answered)
       return {
         status: 'pass',
-        message: `${who}: ${launch.command} started and answered ${launch.probePath} in ${(result.ms / 1000).toFixed(1)} s, then was stopped`,
+        message: `${launch.command} started as ${who} and answered ${launch.probePath} in ${(result.ms / 1000).toFixed(1)} s (stopped again)`,
       }
     return await explainFailure(deps, launch, who, result)
   } finally {
@@ -151,7 +150,11 @@ async function userToCheckAs(deps: UserServerDeps, settings: Settings): Promise<
   const record = await new UsersRecordStore(deps.layout).load().catch(() => ({accounts: {}}) as const)
   for (const name of names) {
     const account = accounts.get(name)
-    if (!account || systemAccountProblem(account) || (record.accounts as Record<string, {removed?: string}>)[name]?.removed)
+    if (
+      !account ||
+      systemAccountProblem(account) ||
+      (record.accounts as Record<string, {removed?: string}>)[name]?.removed
+    )
       continue
     return {
       kind: 'user',
@@ -175,7 +178,8 @@ async function madeIdentity(runner: Runner): Promise<ServerIdentity> {
     ])
     if (passwd.exitCode !== 2 || group.exitCode !== 2) continue
     const home = await fs.mkdtemp(userServerCheckHomePrefix())
-    await fs.chown(home, id, id)
+    // Only root gets here outside unit tests (LocalProcessSpawner runs as root).
+    if ((process.getuid?.() ?? 0) === 0) await fs.chown(home, id, id)
     return {kind: 'made', name: `hubctl-check-${id}`, uid: id, gid: id, home, shell: '/bin/sh'}
   }
   throw new Error(`no free uid in ${MADE_UID.first}-${MADE_UID.last} for the check`)
@@ -189,14 +193,15 @@ function hubUserName(): string | undefined {
   }
 }
 
-function describe(identity: ServerIdentity, userName?: string): string {
+/** Who the server ran as, in words: the output says whether it was a real user or one made for the check. */
+function describe(identity: ServerIdentity, userName: string | undefined, note: string): string {
   switch (identity.kind) {
     case 'user':
-      return `as ${identity.name} (uid ${identity.uid})`
+      return `${identity.name} (uid ${identity.uid})`
     case 'made':
-      return `as uid ${identity.uid}, made for this check with no account and removed after`
+      return `uid ${identity.uid} (made for this check with no account, its home removed after${note})`
     case 'hub':
-      return `as the hub's own user ${userName ?? `uid ${identity.uid}`} (SimpleLocalProcessSpawner)`
+      return `the hub's own user ${userName ?? `uid ${identity.uid}`} (SimpleLocalProcessSpawner)`
   }
 }
 
@@ -237,7 +242,10 @@ export function launchFor(
         JUPYTERHUB_HOST: '',
         JUPYTERHUB_OAUTH_CALLBACK_URL: `${prefix}oauth_callback`,
         JUPYTERHUB_OAUTH_SCOPES: JSON.stringify([`access:servers!server=${name}/`, `access:servers!user=${name}`]),
-        JUPYTERHUB_OAUTH_ACCESS_SCOPES: JSON.stringify([`access:servers!server=${name}/`, `access:servers!user=${name}`]),
+        JUPYTERHUB_OAUTH_ACCESS_SCOPES: JSON.stringify([
+          `access:servers!server=${name}/`,
+          `access:servers!user=${name}`,
+        ]),
         JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES: '[]',
         JUPYTERHUB_USER: name,
         JUPYTERHUB_SERVER_NAME: '',
@@ -298,7 +306,7 @@ async function explainFailure(
       const inPrefix = !deps.layout.isSystem && (blocked.path === prefix || prefix.startsWith(`${blocked.path}/`))
       return {
         status: 'fail',
-        message: `${who}: cannot ${action}: ${reason} at ${blocked.path}${mode ? ` (${mode})` : ''}: no user's server can start`,
+        message: `${who} cannot ${action}: ${reason} at ${blocked.path}${mode ? ` (${mode})` : ''}: no user's server can start`,
         fix: isDir
           ? `chmod o+x ${blocked.path} (users must pass through it to reach ${target})${inPrefix ? ', or put the hub under a prefix every user can pass through' : ''}`
           : `chmod o+${blocked.need} ${blocked.path}`,
@@ -306,7 +314,7 @@ async function explainFailure(
     }
     return {
       status: 'fail',
-      message: `${who}: cannot ${action}: ${reason}: no user's server can start`,
+      message: `${who} cannot ${action}: ${reason}: no user's server can start`,
       fix: `check that users may ${exec ? 'execute' : 'read'} ${target} (its mode, its directories, the mount's noexec, ACLs)`,
     }
   }
@@ -315,12 +323,12 @@ async function explainFailure(
   if (result.timedOut)
     return {
       status: 'fail',
-      message: `${who}: ${launch.command} did not answer ${launch.probePath} within ${launch.timeoutMs / 1000} s: ${tail}`,
+      message: `${launch.command} started as ${who} did not answer ${launch.probePath} within ${launch.timeoutMs / 1000} s: ${tail}`,
       fix: "read the server's output above; the hub's log shows the same when a user starts a server",
     }
   return {
     status: 'fail',
-    message: `${who}: ${launch.command} exited with ${result.exitCode ?? 'a signal'} before it answered: ${tail}`,
+    message: `${launch.command} started as ${who} exited with ${result.exitCode ?? 'a signal'} before it answered: ${tail}`,
     fix: "fix what the server's last lines name (its Python, its packages, the user's home), then check again",
   }
 }
