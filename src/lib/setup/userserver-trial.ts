@@ -62,7 +62,20 @@ export const realTrial: ServerTrial = {
           // already gone
         }
     }
+    // hubctl stopped meanwhile (Ctrl-C, a TERM): the server, in its own session, goes too.
+    const onSignal = (signal: NodeJS.Signals) => {
+      stopGroup()
+      removeListeners()
+      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal)
+    }
+    const removeListeners = () => {
+      process.removeListener('exit', stopGroup)
+      process.removeListener('SIGINT', onSignal)
+      process.removeListener('SIGTERM', onSignal)
+    }
     process.once('exit', stopGroup)
+    process.once('SIGINT', onSignal)
+    process.once('SIGTERM', onSignal)
     try {
       const url = `http://127.0.0.1:${port}${launch.probePath}`
       const deadline = started + launch.timeoutMs
@@ -74,7 +87,7 @@ export const realTrial: ServerTrial = {
       return {answered: false, timedOut: !done, exitCode, output, ms: Date.now() - started}
     } finally {
       await stop(child.pid, exited, () => done)
-      process.removeListener('exit', stopGroup)
+      removeListeners()
       const closed = new Promise((resolve) => hub.close(resolve))
       hub.closeAllConnections()
       await closed

@@ -6,7 +6,7 @@ import type {SpawnerConfig} from '../config/jupyterhub.js'
 import {Layout, pathChain, simpleSpawnerHome, userServerCheckHomePrefix} from '../config/layout.js'
 import type {Settings} from '../config/settings.js'
 import type {Runner} from '../runner.js'
-import {UnixAccounts, UsersRecordStore, systemAccountProblem} from '../users/accounts.js'
+import {UnixAccounts, type UsersRecord, UsersRecordStore, systemAccountProblem} from '../users/accounts.js'
 
 /*
  * "Can a user's server start?", asked the way the hub asks it: the spawner's own command, arguments
@@ -147,15 +147,11 @@ export async function checkUserServer(
 async function userToCheckAs(deps: UserServerDeps, settings: Settings): Promise<ServerIdentity | undefined> {
   const names = [...new Set([...settings.admins, ...settings.allowedUsers])]
   const accounts = await new UnixAccounts(deps.runner).lookup(names)
-  const record = await new UsersRecordStore(deps.layout).load().catch(() => ({accounts: {}}) as const)
+  // An unreadable record is doctor's `user accounts` check's to report; here it only skips removed users.
+  const record = await new UsersRecordStore(deps.layout).load().catch((): UsersRecord => ({version: 1, accounts: {}}))
   for (const name of names) {
     const account = accounts.get(name)
-    if (
-      !account ||
-      systemAccountProblem(account) ||
-      (record.accounts as Record<string, {removed?: string}>)[name]?.removed
-    )
-      continue
+    if (!account || systemAccountProblem(account) || record.accounts[name]?.removed) continue
     return {
       kind: 'user',
       name,
