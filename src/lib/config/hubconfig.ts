@@ -215,18 +215,18 @@ export async function installHubConfig(
   runner: Runner,
   content: string,
   jupyterhub: JupyterHubInstall,
-): Promise<{file: string; action: 'written' | 'unchanged'; spawner?: SpawnerConfig}> {
+): Promise<{file: string; action: 'written' | 'unchanged'; spawner?: SpawnerConfig; spawnerError?: string}> {
   if ((await readIfExists(layout.hubConfig)) === content) {
-    const {spawner} = await validateHubConfig(runner, jupyterhub, layout.hubConfig)
-    return {file: layout.hubConfig, action: 'unchanged', spawner}
+    const loaded = await validateHubConfig(runner, jupyterhub, layout.hubConfig)
+    return {file: layout.hubConfig, action: 'unchanged', ...loaded}
   }
   await writeFileAtomic(layout.hubConfigCandidate, content, {mode: 0o644})
-  let spawner: SpawnerConfig | undefined
+  let loaded: Awaited<ReturnType<typeof validateHubConfig>>
   try {
-    ;({spawner} = await validateHubConfig(runner, jupyterhub, layout.hubConfigCandidate))
+    loaded = await validateHubConfig(runner, jupyterhub, layout.hubConfigCandidate)
     await fs.rename(layout.hubConfigCandidate, layout.hubConfig)
   } finally {
     await fs.rm(layout.hubConfigCandidate, {force: true})
   }
-  return {file: layout.hubConfig, action: 'written', spawner}
+  return {file: layout.hubConfig, action: 'written', ...loaded}
 }

@@ -160,14 +160,14 @@ export interface SpawnerConfig {
 
 /**
  * Execute the rendered config with the JupyterHub it was made for: a syntax or runtime error fails
- * here, not at start. Returns the spawner the config makes (undefined when it cannot be made
- * without a running hub).
+ * here, not at start. Returns the spawner the config makes (or why it cannot be made without a
+ * running hub).
  */
 export async function validateHubConfig(
   runner: Runner,
   install: JupyterHubInstall,
   configFile: string,
-): Promise<{spawner?: SpawnerConfig}> {
+): Promise<{spawner?: SpawnerConfig; spawnerError?: string}> {
   // -I: never import from the working directory, PYTHONPATH or the user's site-packages (root runs this).
   const result = await runner.run(install.python, ['-I', '-c', LOAD_CONFIG, path.resolve(configFile)], {
     timeoutMs: 120_000,
@@ -184,11 +184,12 @@ export async function validateHubConfig(
     )
   }
   const line = /^spawner (\{.*\})$/m.exec(result.stdout)?.[1]
-  if (!line) return {}
+  const error = /^spawner-error (.*)$/m.exec(result.stdout)?.[1]
   try {
-    return {spawner: JSON.parse(line) as SpawnerConfig}
+    if (line) return {spawner: JSON.parse(line) as SpawnerConfig}
+    return {spawnerError: error ? String(JSON.parse(error)) : 'no spawner was printed'}
   } catch {
-    return {}
+    return {spawnerError: 'its description could not be read'}
   }
 }
 

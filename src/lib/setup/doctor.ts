@@ -416,12 +416,13 @@ export class Doctor {
    */
   async checkUserServer(): Promise<CheckResult> {
     const hub = await this.detectHub()
-    const {spawner} = await this.loadHubConfig()
+    const {spawner, spawnerError} = await this.loadHubConfig()
     const result = await checkUserServer(
       {layout: this.deps.layout, runner: this.deps.runner, trial: this.deps.trial ?? realTrial},
       this.settings!,
       spawner,
       hub.version,
+      spawnerError,
     )
     return {check: 'user server', ...result}
   }

@@ -187,6 +187,7 @@ export class InitService {
     const commands: string[] = []
     const warnings: string[] = []
     let spawner: SpawnerConfig | undefined
+    let spawnerError: string | undefined
 
     // 1. preflight: nothing written yet.
     r.start('preflight')
@@ -405,6 +406,7 @@ export class InitService {
       for (const home of await makeServerHomes(layout, homeUsers)) files.push({file: home, action: 'written'})
       const installed = await installHubConfig(layout, runner, hubConfig, jupyterhub)
       spawner = installed.spawner
+      spawnerError = installed.spawnerError
       files.push({file: installed.file, action: installed.action})
       if (dhMissing) r.progress('render', 'waiting for the DH parameters')
       await dhWrite
@@ -447,7 +449,7 @@ export class InitService {
     result.next = this.nextSteps(settings)
     result.culling = cullingSummary(settings)
     await this.checkUserAccounts(settings, result)
-    await this.checkUserServer(settings, spawner, jupyterhub.version, result)
+    await this.checkUserServer(settings, {spawner, spawnerError}, jupyterhub.version, result)
     return result
   }
 
@@ -458,7 +460,7 @@ export class InitService {
    */
   private async checkUserServer(
     settings: Settings,
-    spawner: SpawnerConfig | undefined,
+    {spawner, spawnerError}: {spawner?: SpawnerConfig; spawnerError?: string},
     hubVersion: string,
     result: InitResult,
   ): Promise<void> {
@@ -469,6 +471,7 @@ export class InitService {
       settings,
       spawner,
       hubVersion,
+      spawnerError,
     )
     if (check.status === 'fail')
       throw runtimeError(

@@ -81,12 +81,13 @@ export async function checkUserServer(
   settings: Settings,
   spawner: SpawnerConfig | undefined,
   hubVersion: string,
+  spawnerError?: string,
 ): Promise<UserServerCheck> {
   const uid = deps.uid ?? process.getuid?.() ?? 0
   if (!spawner)
     return {
       status: 'warn',
-      message: 'not checked: the spawner could not be made from the config without a running hub',
+      message: `not checked: the spawner could not be made from the config without a running hub (${spawnerError ?? 'unknown'})`,
       fix: 'start the hub and log in as a user to see that a server starts',
     }
   if (spawner.class !== LOCAL && spawner.class !== SIMPLE)

@@ -264,6 +264,15 @@ describe('user server check (fake runner and trial)', () => {
     )
     expect(other.status).to.equal('warn')
     expect(other.message).to.include('dockerspawner.DockerSpawner')
+    const unmade = await checkUserServer(
+      {layout, runner, trial, uid: 0},
+      settingsWith(['hcdoc-alice']),
+      undefined,
+      '6.1.1',
+      "TypeError('needs a user')",
+    )
+    expect(unmade.status).to.equal('warn')
+    expect(unmade.message).to.include("TypeError('needs a user')")
     expect(launches).to.have.length(0)
   })
 
