@@ -371,7 +371,9 @@ export function userServerCheckHomePrefix(tmpdir = os.tmpdir()): string {
   return path.join(tmpdir, 'hubctl-user-server-check-')
 }
 
-/** SimpleLocalProcessSpawner's home for a user: its home_dir_template with {username} filled in. */
+/** SimpleLocalProcessSpawner's home for a user: its home_dir_template as str.format fills it ({username}; {{ and }} are braces). */
 export function simpleSpawnerHome(template: string, username: string): string {
-  return template.split('{username}').join(username)
+  return template.replace(/\{\{|\}\}|\{username\}/g, (token) =>
+    token === '{{' ? '{' : token === '}}' ? '}' : username,
+  )
 }

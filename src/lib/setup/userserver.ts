@@ -1,11 +1,14 @@
 import {randomBytes, randomInt} from 'node:crypto'
 import fs from 'node:fs/promises'
 import os from 'node:os'
+import path from 'node:path'
 
 import type {SpawnerConfig} from '../config/jupyterhub.js'
 import {Layout, pathChain, simpleSpawnerHome, userServerCheckHomePrefix} from '../config/layout.js'
 import type {Settings} from '../config/settings.js'
+import {HubctlError} from '../errors.js'
 import type {Runner} from '../runner.js'
+import {makeServerHomes} from './homes.js'
 import {UnixAccounts, type UsersRecord, UsersRecordStore, systemAccountProblem} from '../users/accounts.js'
 
 /*
@@ -110,8 +113,17 @@ export async function checkUserServer(
     if (simple) {
       const name = settings.admins[0] ?? 'hubctl-check'
       const home = simpleSpawnerHome(spawner.homeDirTemplate ?? '/tmp/{username}', name)
-      // As the spawner does before the server starts (os.makedirs(home, 0o755, exist_ok=True)).
-      await fs.mkdir(home, {recursive: true, mode: 0o755})
+      if (path.resolve(home) === deps.layout.serverHome(name)) {
+        // hubctl's own home (homes.ts): made 0700 with its mark, or refused when it is not hubctl's,
+        // as init and the spawn hook make or refuse it.
+        try {
+          await makeServerHomes(deps.layout, [name], uid)
+        } catch (error) {
+          if (!(error instanceof HubctlError)) throw error
+          return {status: 'fail', message: `${name}'s server cannot start: ${error.message}`, fix: error.fix}
+        }
+        // Any other home_dir_template (jupyterhub_config.d): as the spawner does (os.makedirs(home, 0o755)).
+      } else await fs.mkdir(home, {recursive: true, mode: 0o755})
       identity = {
         kind: 'hub',
         name,

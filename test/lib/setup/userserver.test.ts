@@ -3,7 +3,7 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 
 import type {SpawnerConfig} from '../../../src/lib/config/jupyterhub.js'
-import {Layout} from '../../../src/lib/config/layout.js'
+import {Layout, simpleSpawnerHome} from '../../../src/lib/config/layout.js'
 import type {Settings} from '../../../src/lib/config/settings.js'
 import type {RunOptions, RunResult, Runner} from '../../../src/lib/runner.js'
 import {type ServerLaunch, type TrialResult, checkUserServer, launchFor} from '../../../src/lib/setup/userserver.js'
@@ -246,6 +246,26 @@ describe('user server check (fake runner and trial)', () => {
     expect((await fs.stat(`${home}/hcdoc-local`)).isDirectory()).to.equal(true)
   })
 
+  it("SimpleLocalProcessSpawner with hubctl's homes: the home made as init makes it (0700, marked), one not hubctl's refused", async () => {
+    const {runner} = fakeRunner({})
+    const uid = process.getuid?.() ?? 0
+    const {trial, launches} = fakeTrial({answered: true, ms: 2000})
+    const spawner = {...SIMPLE, homeDirTemplate: layout.serverHomeTemplate}
+    await fs.mkdir(layout.srvDir, {recursive: true, mode: 0o700})
+    const check = await checkUserServer({layout, runner, trial, uid}, settingsWith(['hcdoc-local']), spawner, '6.1.1')
+    expect(check.status, check.message).to.equal('pass')
+    expect(launches[0].identity.home).to.equal(layout.serverHome('hcdoc-local'))
+    expect((await fs.stat(layout.serverHome('hcdoc-local'))).mode & 0o777).to.equal(0o700)
+    await fs.access(layout.serverHomeMarker('hcdoc-local'))
+    // A home someone else put there (no mark): the spawn hook refuses it, and so does the check.
+    await fs.mkdir(layout.serverHome('hcdoc-other'), {mode: 0o700})
+    const refused = await checkUserServer({layout, runner, trial, uid}, settingsWith(['hcdoc-other']), spawner, '6.1.1')
+    expect(refused.status).to.equal('fail')
+    expect(refused.message).to.include(`hcdoc-other's server cannot start: `)
+    expect(refused.message).to.include(layout.serverHome('hcdoc-other'))
+    expect(launches).to.have.length(1)
+  })
+
   it('is not checked (a warning) by a non-root doctor for LocalProcessSpawner, or for a spawner hubctl does not start', async () => {
     const {runner} = fakeRunner({'hcdoc-alice': ALICE})
     const {trial, launches} = fakeTrial({answered: true, ms: 1})
@@ -274,6 +294,11 @@ describe('user server check (fake runner and trial)', () => {
     expect(unmade.status).to.equal('warn')
     expect(unmade.message).to.include("TypeError('needs a user')")
     expect(launches).to.have.length(0)
+  })
+
+  it("fills SimpleLocalProcessSpawner's home_dir_template as str.format does", () => {
+    expect(simpleSpawnerHome('/srv/{{odd}}/home/{username}', 'hcdoc-a')).to.equal('/srv/{odd}/home/hcdoc-a')
+    expect(simpleSpawnerHome('/tmp/{username}', 'hcdoc-a')).to.equal('/tmp/hcdoc-a')
   })
 
   it("launchFor keeps only env_keep's variables of the hub's environment, and runs shell_cmd with the quoted command", () => {
