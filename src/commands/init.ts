@@ -168,6 +168,12 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
       allowNo: true,
       default: true,
     }),
+    'server-check': Flags.boolean({
+      description:
+        "last, start a user's server as the spawner would and stop it (--no-server-check skips it; `hubctl doctor` runs the same check)",
+      allowNo: true,
+      default: true,
+    }),
     local: Flags.boolean({
       description:
         'a hub on this machine without root or a domain: prefix ./hubctl-local, localhost, self-signed TLS, ports 8080/8443, a generated login printed once',
@@ -206,6 +212,7 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
       units: {node: process.execPath, hubctl: fileURLToPath(new URL('../../bin/run.js', import.meta.url))},
       systemd: flags.systemd,
       schedule: flags.schedule,
+      serverCheck: flags['server-check'],
       dryRun: flags['dry-run'],
       yes: flags.yes,
       createUsers: flags['create-users'],
