@@ -41,10 +41,7 @@ const PATH_ONLY = {PATH: '/usr/sbin:/usr/bin:/sbin:/bin'}
  * Ends every process of the account's uid; how many rounds it took. Throws, naming the survivors
  * and their states, when some are still there after KILL_ROUNDS (a process blocked in the kernel).
  */
-export async function endProcesses(
-  account: Pick<Account, 'name' | 'uid' | 'gid'>,
-  deps: RemovalDeps,
-): Promise<number> {
+export async function endProcesses(account: Pick<Account, 'name' | 'uid' | 'gid'>, deps: RemovalDeps): Promise<number> {
   // kill -1 as uid 0 or a system account would reach the machine's own services.
   const system = systemAccountProblem(account)
   if (system) throw usageError(`${system}: hubctl never ends its processes`, 'remove only accounts hubctl created')
@@ -85,7 +82,10 @@ export async function endProcesses(
 }
 
 /** The home moved out of the user's reach; undefined when there is none (already removed). */
-export async function moveHomeAway(layout: Layout, account: Pick<Account, 'name' | 'home'>): Promise<string | undefined> {
+export async function moveHomeAway(
+  layout: Layout,
+  account: Pick<Account, 'name' | 'home'>,
+): Promise<string | undefined> {
   const dir = layout.removedHomesDir(account.home)
   const moved = layout.removedHome(account.home, account.name)
   await rootOnlyDir(dir)
