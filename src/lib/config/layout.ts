@@ -94,6 +94,18 @@ export class Layout {
   get serverHomeTemplate(): string {
     return `${this.serverHomesDir.replaceAll('{', '{{').replaceAll('}', '}}')}/{username}`
   }
+  /**
+   * Where `hubctl users remove` moves a home before archiving and deleting it: a 0700 root directory
+   * beside the home (`<home's parent>/.hubctl-removed`), not under the prefix, because a rename
+   * cannot leave the home's file system.
+   */
+  removedHomesDir(home: string): string {
+    return path.join(path.dirname(path.resolve(home)), '.hubctl-removed')
+  }
+  /** One home moved there, by the user's name. */
+  removedHome(home: string, user: string): string {
+    return path.join(this.removedHomesDir(home), user)
+  }
   get lockFile(): string {
     return this.at('srv/jupyterhub/hubctl.lock')
   }

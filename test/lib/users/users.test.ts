@@ -174,6 +174,15 @@ describe('users service (fake system)', function () {
     expect(path.dirname(result.archives[0])).to.equal(layout.homeArchiveDir)
     const usermod = calls.find((c) => c.command === 'usermod')!
     expect(usermod.args).to.deep.equal(['--lock', '--expiredate', '1', 'ada'])
+    // Locked first, then every process of the uid ended, then the home archived and deleted.
+    const order = calls.map((c) => c.command).filter((c) => ['usermod', 'setpriv', 'tar', 'rm'].includes(c))
+    expect(order).to.deep.equal(['usermod', 'setpriv', 'tar', 'rm'])
+    expect(calls.find((c) => c.command === 'rm')!.args).to.deep.equal([
+      '-rf',
+      '--one-file-system',
+      '--',
+      path.join(home, '.hubctl-removed', 'ada'),
+    ])
     expect((await new SettingsStore(layout).load()).allowedUsers).to.deep.equal(['prof'])
     // Removing again changes nothing.
     const again = await service.apply(await service.planRemove(['ada']))
