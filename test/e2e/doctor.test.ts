@@ -220,7 +220,7 @@ describe("hubctl doctor and init: a user's server starts (real user, real jupyte
       const init = await hubctl(
         testHubInitArgs(
           layout.prefix,
-          {admin: user, jupyterhub: path.join(path.dirname(singleuser), 'jupyterhub')},
+          {admin: user, jupyterhub: path.join(path.dirname(singleuser), 'jupyterhub'), serverCheck: true},
           flags,
         ),
       )

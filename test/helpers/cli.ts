@@ -158,6 +158,8 @@ export interface TestHubOptions {
   allowUsers?: string[]
   /** More init flags (an authenticator, a spawner, --cull-idle, …). */
   extra?: string[]
+  /** Run init's last step, a user's server started and stopped (off: --no-server-check). */
+  serverCheck?: boolean
 }
 
 /**
@@ -184,7 +186,7 @@ export function testHubInitArgs(prefix: string, options: TestHubOptions, portFla
     options.jupyterhub,
     '--no-systemd',
     '--no-schedule',
-    '--no-server-check',
+    ...(options.serverCheck ? [] : ['--no-server-check']),
     ...(options.extra ?? []),
     ...portFlagList,
   ]
