@@ -40,3 +40,16 @@ export async function hasProc(): Promise<boolean> {
     )
   return procChecked
 }
+
+/** The pids whose parent is `pid` (from /proc), e.g. an nginx master's workers. */
+export async function childPids(pid: number): Promise<number[]> {
+  const entries = (await fs.readdir('/proc').catch(() => [] as string[])).filter((name) => /^\d+$/.test(name))
+  const children: number[] = []
+  await Promise.all(
+    entries.map(async (name) => {
+      const stat = await fs.readFile(`/proc/${name}/stat`, 'utf8').catch(() => '')
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) children.push(Number(name))
+    }),
+  )
+  return children.sort((a, b) => a - b)
+}

@@ -173,6 +173,13 @@ export class Layout {
   get nginxSiteLink(): string {
     return this.at('etc/nginx/sites-enabled/jupyterhub.conf')
   }
+  /**
+   * A site that exists only while an ACME order runs and nginx already holds the HTTP port without
+   * the hub's site (the system's nginx with its default site, before the first certificate).
+   */
+  get nginxChallengeSite(): string {
+    return this.at('etc/nginx/sites-enabled/hubctl-acme-challenge.conf')
+  }
   /** Where nginx serves /.well-known/acme-challenge/ from. */
   get acmeWebroot(): string {
     return this.at('var/www/hubctl-acme')

@@ -1,4 +1,6 @@
+import {randomBytes} from 'node:crypto'
 import fs from 'node:fs/promises'
+import http from 'node:http'
 import os from 'node:os'
 
 import {
@@ -10,11 +12,12 @@ import {
   writeFileAtomic,
   writeFileAtomicIfChanged,
 } from '../files/atomic.js'
-import {HubctlError, preflightError, runtimeError, validationError} from '../errors.js'
-import {processAlive} from '../processes.js'
+import {HubctlError, acmeError, preflightError, runtimeError, validationError} from '../errors.js'
+import {childPids, processAlive} from '../processes.js'
 import {Layout} from './layout.js'
 import {renderTemplate} from './render.js'
 import {Runner, which} from '../runner.js'
+import {renderChallengeSite} from './site.js'
 
 export interface NginxInstall {
   executable: string
@@ -134,6 +137,8 @@ export class Nginx {
    */
   async installSite(content: string): Promise<{changed: boolean}> {
     await this.ensureDirs()
+    // A challenge site left by an interrupted order: the hub's site answers the challenges now.
+    await fs.rm(this.layout.nginxChallengeSite, {force: true})
     const previous = await readIfExists(this.layout.nginxSite)
     await this.testAlone(content)
     if (previous === content && (await exists(this.layout.nginxSiteLink))) return {changed: false}
@@ -205,6 +210,126 @@ export class Nginx {
   async ensureAcmeWebroot(): Promise<void> {
     await ensureDir(this.layout.acmeChallengeDir, 0o755)
   }
+
+  /** The names the installed, enabled hub site answers on its HTTP port (none before the first install). */
+  async hubSiteNames(): Promise<string[]> {
+    if (!(await exists(this.layout.nginxSiteLink))) return []
+    const site = (await readIfExists(this.layout.nginxSite)) ?? ''
+    return /^\s*server_name\s+([^;]+);/m.exec(site)?.[1].trim().split(/\s+/) ?? []
+  }
+
+  /**
+   * For an ACME order while this nginx holds the HTTP port: the names of `domains` that the hub's
+   * site does not answer yet (all of them before the first certificate, when the system's nginx
+   * answers with its default site) get a server block of their own that serves the webroot, until
+   * `close()`. Nothing else changes: no default_server, other sites keep their names. A name that
+   * another site already claims on that port is refused, naming the site, before the CA is asked.
+   */
+  async openChallengeSite(domains: string[], port: number): Promise<{names: string[]; close(): Promise<void>}> {
+    const served = await this.hubSiteNames()
+    const names = domains.filter((domain) => !served.includes(domain))
+    if (names.length === 0) return {names, close: async () => {}}
+    await this.ensureAcmeWebroot()
+    const content = await renderChallengeSite(this.layout, port, names)
+    await ensureDir(this.layout.nginxSitesEnabled, 0o755)
+    await writeFileAtomic(this.layout.nginxChallengeSite, content, {mode: 0o644})
+    const close = async () => {
+      await fs.rm(this.layout.nginxChallengeSite, {force: true})
+      await this.reloadIfRunning().catch(() => false)
+    }
+    try {
+      const check = await this.test()
+      if (!check.ok) throw nginxRejected(check.output, 'the temporary ACME challenge site')
+      const conflict = names.find(
+        (name) => check.output.includes(`conflicting server name "${name}" on `) && check.output.includes(`:${port}`),
+      )
+      if (conflict) {
+        const file = await this.fileServing(conflict)
+        throw acmeError(
+          `another nginx site${file ? ` (${file})` : ''} already answers ${conflict} on port ${port}, so the CA's http-01 request would not reach hubctl's token`,
+          `remove ${conflict} from that site's server_name or disable the site (hubctl's own site will answer it), then run again`,
+        )
+      }
+      await this.reloadAndSettle()
+      await this.waitForWebroot(names[0], port)
+    } catch (error) {
+      await close()
+      throw error
+    }
+    return {names, close}
+  }
+
+  /**
+   * Reload, then wait until every worker of the old configuration has gone: until it is told to quit,
+   * a new connection may still land on an old worker, which knows nothing of the challenge site. A
+   * worker kept by long connections (users' websockets) stops accepting at once when told; after
+   * `settleMs` the wait ends anyway.
+   */
+  private async reloadAndSettle(settleMs = 2_000): Promise<void> {
+    const master = await this.runningPid()
+    const old = master === undefined ? [] : await childPids(master)
+    await this.reloadIfRunning()
+    const deadline = Date.now() + settleMs
+    while (Date.now() < deadline && (await Promise.all(old.map((pid) => processAlive(pid)))).some(Boolean))
+      await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+
+  /** The configuration file, other than hubctl's challenge site, whose server_name has `name` (nginx -T). */
+  private async fileServing(name: string): Promise<string | undefined> {
+    const dump = await this.runner.run(this.install.executable, ['-T', ...this.configArgs()])
+    let file: string | undefined
+    for (const line of dump.stdout.split('\n')) {
+      const header = /^# configuration file (.+):$/.exec(line)
+      if (header) file = header[1]
+      else if (
+        file !== this.layout.nginxChallengeSite &&
+        /^\s*server_name\s/.test(line) &&
+        line.replace(/;.*$/, '').trim().split(/\s+/).includes(name)
+      )
+        return file
+    }
+    return undefined
+  }
+
+  /**
+   * nginx -s reload returns before the new workers run: wait (bounded) until a probe file in the
+   * webroot is served for `name`, so that the token fetched next is answered by the new configuration.
+   */
+  private async waitForWebroot(name: string, port: number, timeoutMs = 10_000): Promise<void> {
+    const probe = `hubctl-probe-${randomBytes(8).toString('hex')}`
+    const file = this.layout.acmeChallengeFile(probe)
+    await writeFileAtomic(file, probe, {mode: 0o644})
+    try {
+      const deadline = Date.now() + timeoutMs
+      for (;;) {
+        if ((await fetchLocal(port, name, `/.well-known/acme-challenge/${probe}`)) === probe) return
+        if (Date.now() > deadline)
+          throw runtimeError(
+            `nginx did not serve hubctl's webroot for ${name} on port ${port} after a reload`,
+            `look at nginx's error log; check that its configuration includes ${this.layout.nginxSitesEnabled}`,
+          )
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+    } finally {
+      await fs.rm(file, {force: true})
+    }
+  }
+}
+
+/** GET http://127.0.0.1:port/path with this Host: the body on 200, else undefined. */
+function fetchLocal(port: number, host: string, path: string): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const request = http.get({host: '127.0.0.1', port, path, headers: {Host: host}, timeout: 2000}, (response) => {
+      const chunks: Buffer[] = []
+      response.on('data', (chunk: Buffer) => chunks.push(chunk))
+      response.on('end', () =>
+        resolve(response.statusCode === 200 ? Buffer.concat(chunks).toString('utf8') : undefined),
+      )
+      response.on('error', () => resolve(undefined))
+    })
+    request.on('timeout', () => request.destroy())
+    request.on('error', () => resolve(undefined))
+  })
 }
 
 /** nginx -t's own line, as a validation failure (exit 4). */

@@ -1,6 +1,7 @@
+import os from 'node:os'
+
 import type {NginxInstall} from './nginx.js'
 import {Layout} from './layout.js'
-import {hasIpv6} from '../setup/preflight.js'
 import {renderTemplate} from './render.js'
 import {LOGIN_BURST, type Settings} from './settings.js'
 import {HUBCTL_VERSION} from '../version.js'
@@ -45,6 +46,22 @@ export async function renderSite(layout: Layout, settings: Settings, nginx: Ngin
       http2Directive: nginx.http2Directive,
       ipv6: hasIpv6(),
     },
+    'nginx',
+  )
+}
+
+/** Whether this machine has IPv6 (nginx cannot listen on [::] without it). */
+export function hasIpv6(): boolean {
+  return Object.values(os.networkInterfaces())
+    .flat()
+    .some((i) => i?.family === 'IPv6' && i.address === '::1')
+}
+
+/** The site that answers http-01 for `names` during one order, while nginx holds the HTTP port (nginx.ts). */
+export async function renderChallengeSite(layout: Layout, port: number, names: string[]): Promise<string> {
+  return renderTemplate(
+    'nginx-acme-challenge.conf',
+    {hubctlVersion: HUBCTL_VERSION, httpPort: port, domains: names, webroot: layout.acmeWebroot, ipv6: hasIpv6()},
     'nginx',
   )
 }

@@ -392,7 +392,9 @@ export class InitService {
           )),
         )
       }
-      if (nginxRunning && (await nginx().reloadIfRunning())) commands.push('nginx -s reload')
+      // nginx may have started since preflight (apt-get starts Debian's): reload whichever runs now.
+      if (await nginx().reloadIfRunning()) commands.push('nginx -s reload')
+      else if (layout.isSystem) commands.push(...(await this.startSystemNginx(warnings)))
       r.done('install', commands.length > 0 ? commands.join('; ') : 'files in place')
     } finally {
       abort.abort()
@@ -427,6 +429,25 @@ export class InitService {
       result.warnings.push(
         `${name} has no system account: with PAM nobody can log in as ${name}; create it with \`hubctl users add ${name}${this.prefixFlag()}\` (or init --create-users --yes)`,
       )
+  }
+
+  /**
+   * At prefix `/` hubctl never runs nginx itself (the system's service does): a stopped one is
+   * enabled and started under systemd, or named in a warning elsewhere.
+   */
+  private async startSystemNginx(warnings: string[]): Promise<string[]> {
+    if (await systemdRuns()) {
+      const started = await this.deps.runner.run('systemctl', ['enable', '--now', 'nginx.service'])
+      if (started.exitCode === 0) return ['systemctl enable --now nginx.service']
+      warnings.push(
+        `nginx did not start (systemctl enable --now nginx.service: ${started.stderr.trim().split('\n').pop()}); look at \`journalctl -u nginx\`, fix it, then \`systemctl start nginx\``,
+      )
+      return []
+    }
+    warnings.push(
+      'nginx is not running, and the hub answers only through it: start it (`nginx`, or your service manager)',
+    )
+    return []
   }
 
   private prefixFlag(): string {

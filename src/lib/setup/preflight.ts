@@ -131,12 +131,7 @@ async function defaultLookup(name: string): Promise<string[]> {
   return (await dns.lookup(name, {all: true})).map((entry) => entry.address)
 }
 
-/** Whether this machine has IPv6 (nginx cannot listen on [::] without it). */
-export function hasIpv6(): boolean {
-  return Object.values(os.networkInterfaces())
-    .flat()
-    .some((i) => i?.family === 'IPv6' && i.address === '::1')
-}
+export {hasIpv6} from '../config/site.js'
 
 /**
  * What `hubctl start` checks before it runs anything: every secret as `hubctl secrets check` wants

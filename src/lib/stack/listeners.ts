@@ -163,3 +163,25 @@ export async function recordedChild(
   const startTime = typeof child?.startTime === 'string' ? child.startTime : null
   return (await processAlive(pid, startTime)) ? {pid, startTime} : undefined
 }
+
+/** Who holds a listening socket on a port: for naming it in a message (not a proof of ownership). */
+export interface PortHolder {
+  uid: number
+  /** Undefined when no process shows the socket (another namespace, or not root). */
+  pid?: number
+  ppid?: number
+  /** The program's name (/proc/PID/comm), e.g. nginx, apache2, node. */
+  name?: string
+}
+
+/** The process behind the first socket listening on `port` that 127.0.0.1 reaches; undefined when none listens. */
+export async function portHolder(port: number): Promise<PortHolder | undefined> {
+  const [listener] = await listenersOn(port)
+  if (!listener) return undefined
+  const pid = await holderOf(listener.inode)
+  if (pid === undefined) return {uid: listener.uid}
+  const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')
+  const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+  const name = (await fs.readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '')).trim() || undefined
+  return {uid: listener.uid, pid, ...(Number.isInteger(ppid) ? {ppid} : {}), ...(name ? {name} : {})}
+}

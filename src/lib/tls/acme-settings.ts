@@ -5,6 +5,7 @@ import path from 'node:path'
 import {CertificateInfo} from './certstore.js'
 import {errnoCode, usageError} from '../errors.js'
 import {Layout} from '../config/layout.js'
+import type {Nginx} from '../config/nginx.js'
 import {AcmeSettings, KEY_TYPES, KeyType, Settings} from '../config/settings.js'
 
 export const LETSENCRYPT_PRODUCTION = 'https://acme-v02.api.letsencrypt.org/directory'
@@ -38,6 +39,8 @@ export interface AcmeDeps {
   backoff?: {attempts: number; min: number; max: number}
   /** Timeout of one HTTP request (ms). */
   requestTimeoutMs?: number
+  /** The nginx hubctl configures, which answers http-01 from the webroot when it holds the HTTP port. */
+  nginx?: () => Promise<Nginx | undefined>
 }
 
 export interface ObtainResult {

@@ -8,7 +8,7 @@ import {Layout} from '../config/layout.js'
 import {KeyType} from '../config/settings.js'
 import {AcmeDeps, AcmeDirectory, EAB_HMAC_ENV, ObtainRequest, ObtainResult} from './acme-settings.js'
 import {acmeAgent, connectionError, fetchDirectory, originOf, problemDetail, rateLimitError} from './acme-http.js'
-import {Responder, listen, selfCheck, webroot} from './http01.js'
+import {Responder, listen, selfCheck, takenPortResponder} from './http01.js'
 
 /**
  * Certificates from an ACME certificate authority (Let's Encrypt by default), http-01 challenge.
@@ -380,7 +380,9 @@ export async function obtainCertificate(request: ObtainRequest, deps: AcmeDeps):
           'check --acme-directory points at a real ACME server',
         )
       const keyAuthorization = await client.getChallengeKeyAuthorization(challenge)
-      responder ??= (await listen(request.httpPort)) ?? webroot(deps.layout)
+      responder ??=
+        (await listen(request.httpPort)) ??
+        (await takenPortResponder(deps.layout, request.httpPort, request.domains, await deps.nginx?.(), log))
       await responder.add(challenge.token, keyAuthorization)
       try {
         const url = `http://${authz.identifier.value}${request.httpPort === 80 ? '' : `:${request.httpPort}`}/.well-known/acme-challenge/${challenge.token}`

@@ -4,6 +4,7 @@ import http from 'node:http'
 import {ensureDir, writeFileAtomic} from '../files/atomic.js'
 import {acmeError, errnoCode, messageOf, preflightError} from '../errors.js'
 import {Layout} from '../config/layout.js'
+import type {Nginx} from '../config/nginx.js'
 
 // ---------------------------------------------------------------------------------------------
 // The http-01 responders
@@ -77,6 +78,44 @@ export function webroot(layout: Layout): Responder {
     },
     async close() {},
   }
+}
+
+/**
+ * When the HTTP port is taken: who holds it decides. The nginx hubctl configures (the system's at
+ * prefix `/`, found by its pid file) answers from the webroot, with a challenge site of the order's
+ * duration for the names its hub site does not answer yet (the first issuance, while Debian's default
+ * site holds port 80). Any other program is named and refused before the CA is asked: its answer
+ * would never be the token.
+ */
+export async function takenPortResponder(
+  layout: Layout,
+  port: number,
+  domains: string[],
+  nginx: Nginx | undefined,
+  log: (line: string) => void = () => {},
+): Promise<Responder> {
+  const {portHolder} = await import('../stack/listeners.js')
+  const holder = await portHolder(port)
+  const master = await nginx?.runningPid()
+  if (holder?.pid === undefined) return webroot(layout)
+  const ours = master !== undefined && (holder.pid === master || holder.ppid === master)
+  if (!ours) {
+    const who = `${holder.name ?? 'a program'} (pid ${holder.pid}, uid ${holder.uid})`
+    if (holder.name === 'nginx')
+      throw acmeError(
+        `port ${port} is held by ${who}, an nginx that is not the one hubctl configures (${layout.nginxPid} ${master === undefined ? 'names no running nginx' : `names pid ${master}`}), so the CA's http-01 request would not reach hubctl's token`,
+        `stop that nginx or run it from ${layout.nginxPid}'s configuration, then run again`,
+      )
+    throw acmeError(
+      `port ${port} is held by ${who}, not by nginx, so the CA's http-01 request would reach it instead of hubctl's token`,
+      `stop it and keep it from starting again (systemctl disable --now <its service>), or free port ${port}; then run again (or use --tls manual or --tls self-signed)`,
+    )
+  }
+  if (!nginx) return webroot(layout)
+  const site = await nginx.openChallengeSite(domains, port)
+  if (site.names.length > 0)
+    log(`nginx holds port ${port}: a challenge site for ${site.names.join(', ')} serves the webroot during the order`)
+  return {...webroot(layout), close: () => site.close()}
 }
 
 /** Fetch the token the way the CA will, before telling the CA; a wrong answer is named here. */

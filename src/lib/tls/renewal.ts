@@ -1,5 +1,5 @@
 import {acmeAgent, fetchDirectory} from './acme-http.js'
-import {acmeSettingsFrom, AcmeFlags, obtainRequestFor, readEabHmacKey} from './acme-settings.js'
+import {acmeSettingsFrom, AcmeDeps, AcmeFlags, obtainRequestFor, readEabHmacKey} from './acme-settings.js'
 import {describeContactChange, obtainCertificate, updateAccountContact} from './acme.js'
 import {CertificateInfo} from './certstore.js'
 import {ExitCode, HubctlError, messageOf} from '../errors.js'
@@ -112,12 +112,7 @@ export class CertService {
 
   /** For `hubctl init --tls letsencrypt`: the settings are saved by init afterwards (with tls.acme set here). */
   async obtainForInit(settings: Settings, acme: AcmeSettings, hmacKey?: string): Promise<CertificateInfo> {
-    const obtained = await obtainCertificate(obtainRequestFor(settings, acme, {hmacKey}), {
-      layout: this.deps.layout,
-      clock: this.deps.clock,
-      log: this.log,
-      debug: this.deps.debug,
-    })
+    const obtained = await obtainCertificate(obtainRequestFor(settings, acme, {hmacKey}), this.acmeDeps(settings))
     settings.tls = {mode: settings.tls.mode, acme}
     return obtained.info
   }
@@ -289,12 +284,7 @@ export class CertService {
     options: {hmacKey?: string; replaces?: string},
   ): Promise<Omit<CertResult, 'action' | 'reason'>> {
     const request = obtainRequestFor(settings, acme, options)
-    const obtained = await obtainCertificate(request, {
-      layout: this.deps.layout,
-      clock: this.deps.clock,
-      log: this.log,
-      debug: this.deps.debug,
-    })
+    const obtained = await obtainCertificate(request, this.acmeDeps(settings))
     const notes = [...obtained.notes]
     return {
       domains: obtained.info.domains,
@@ -304,6 +294,20 @@ export class CertService {
       responder: obtained.responder,
       hooks: [],
       notes,
+    }
+  }
+
+  /** What an order needs: the layout, clock and log, and the nginx that answers http-01 when it holds the port. */
+  private acmeDeps(settings: Settings): AcmeDeps {
+    return {
+      layout: this.deps.layout,
+      clock: this.deps.clock,
+      log: this.log,
+      debug: this.deps.debug,
+      nginx: async () => {
+        const {nginxFor} = await import('../config/nginx.js')
+        return nginxFor(this.deps.layout, settings, this.deps.runner).catch(() => undefined)
+      },
     }
   }
 

@@ -2,7 +2,7 @@ import {expect} from 'chai'
 import {ChildProcess, spawn} from 'node:child_process'
 import net from 'node:net'
 
-import {listenersOn, portOwnedBy} from '../../../src/lib/stack/listeners.js'
+import {listenersOn, portHolder, portOwnedBy} from '../../../src/lib/stack/listeners.js'
 import {freePort} from '../../helpers/cli.js'
 
 /*
@@ -72,5 +72,13 @@ describe('listeners (socket owners from /proc)', () => {
     children.push(sibling)
     expect((await portOwnedBy(port, sibling.pid)).owned).to.equal(false)
     expect((await portOwnedBy(port, undefined)).owned).to.equal(false)
+  })
+
+  it('portHolder names the process behind a port (pid, parent, program) for a message; nothing for a free port', async () => {
+    const port = await freePort()
+    expect(await portHolder(port)).to.equal(undefined)
+    const child = await listener(port)
+    children.push(child)
+    expect(await portHolder(port)).to.deep.equal({uid: 0, pid: child.pid, ppid: process.pid, name: 'node'})
   })
 })
