@@ -7,7 +7,7 @@ export default class DoctorCommand extends BaseCommand<typeof DoctorCommand> {
   static override summary = 'Check everything hubctl set up; each check passes, warns or fails with the exact fix.'
 
   static override description =
-    'Secrets (format, owner, modes), certificate (expiry, renewal schedule, last renewal), configs (JupyterHub loads its config, nginx -t), DNS for each domain, ports, versions (Node, JupyterHub, nginx, configurable-http-proxy). Exits 1 when any check fails.'
+    'Secrets (format, owner, modes), certificate (expiry, renewal schedule, last renewal), configs (JupyterHub loads its config, nginx -t), DNS for each domain, ports, versions (Node, JupyterHub, nginx, configurable-http-proxy), a user server starts (the spawner command, as a user). Exits 1 when any check fails.'
 
   static override examples = ['<%= config.bin %> doctor', '<%= config.bin %> doctor --json']
 

@@ -168,6 +168,12 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
       allowNo: true,
       default: true,
     }),
+    'server-check': Flags.boolean({
+      description:
+        "last, start a user's server as the spawner would and stop it (--no-server-check skips it; `hubctl doctor` runs the same check)",
+      allowNo: true,
+      default: true,
+    }),
     local: Flags.boolean({
       description:
         'a hub on this machine without root or a domain: prefix ./hubctl-local, localhost, self-signed TLS, ports 8080/8443, a generated login printed once',
@@ -196,6 +202,7 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
       certificate: 'Certificate',
       render: 'Render and validate configs',
       install: 'Install',
+      'user server': "A user's server starts",
     }
     const reporter = this.jsonEnabled() ? silentReporter : streamReporter(process.stderr, titles)
     const service = new InitService({
@@ -205,6 +212,7 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
       units: {node: process.execPath, hubctl: fileURLToPath(new URL('../../bin/run.js', import.meta.url))},
       systemd: flags.systemd,
       schedule: flags.schedule,
+      serverCheck: flags['server-check'],
       dryRun: flags['dry-run'],
       yes: flags.yes,
       createUsers: flags['create-users'],
@@ -269,6 +277,11 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
       this.log(`Log in at ${result.login.url} as ${result.login.user} with the password ${result.login.password}`)
       this.log('  (shown this once; it is kept 0600 in srv/jupyterhub/login_password)')
     }
+    const disabled = result.unknownNames.disabledSite
+    if (disabled)
+      this.log(
+        `Disabled Debian's stock nginx site (it answered unknown names on a port of the hub): removed the link ${disabled.link}; the file stays in ${disabled.file}`,
+      )
     if (result.usersCreated) this.log(`System accounts created: ${result.usersCreated.join(', ')} (no password yet)`)
     const written = result.files.filter((f) => f.action === 'written')
     this.log(
@@ -283,6 +296,7 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
       )
     if (result.certificate?.accountContact) this.log(`  ACME account: ${result.certificate.accountContact}`)
     if (result.culling) this.log(`  culling: ${describeCulling(result.culling)}`)
+    if (result.userServer?.status === 'pass') this.log(`  user server: ${result.userServer.message}`)
     this.log(`  files written: ${written.length} (${result.files.length - written.length} unchanged)`)
     for (const command of result.commands) this.log(`  ran: ${command}`)
     this.log('Next:')

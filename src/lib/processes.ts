@@ -53,3 +53,33 @@ export async function childPids(pid: number): Promise<number[]> {
   )
   return children.sort((a, b) => a - b)
 }
+
+export interface ProcessOfUid {
+  pid: number
+  /** The state letter of /proc/PID/stat: R, S, D (blocked in the kernel), T, … */
+  state: string
+}
+
+/**
+ * The live processes (zombies left out) whose real, effective or saved uid is `uid`, as /proc shows
+ * them now. A process that forks and exits in a loop can be missing from one walk: use this to see
+ * what is left after the uid's processes were signalled all at once, never to find them.
+ */
+export async function processesOfUid(uid: number, procDir = '/proc'): Promise<ProcessOfUid[]> {
+  const names = await fs.readdir(procDir).catch(() => [] as string[])
+  const found: ProcessOfUid[] = []
+  for (const name of names) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      const status = await fs.readFile(`${procDir}/${name}/status`, 'utf8')
+      const uids = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status)
+      if (!uids || !uids.slice(1, 4).map(Number).includes(uid)) continue
+      const state = /^State:\s+(\S)/m.exec(status)?.[1] ?? '?'
+      if (state === 'Z' || state === 'X') continue
+      found.push({pid: Number(name), state})
+    } catch {
+      // gone while /proc was read
+    }
+  }
+  return found
+}

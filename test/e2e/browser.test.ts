@@ -113,17 +113,11 @@ describe('a person in Chromium on the README quick start (local mode, https://lo
   const aside = `${local}.before-browser-test`
   let session: BrowserSession | undefined
   let password = ''
-  // The local hub's servers run as the user who started it (root here), in JupyterHub's
-  // SimpleLocalProcessSpawner home /tmp/admin: what the person's session creates there
-  // (notebooks, the JupyterLab workspace) is removed after.
-  const home = '/tmp/admin'
-  let homeBefore = new Set<string>()
-  let workspacesBefore = new Set<string>()
-  const workspaces = path.join(home, '.jupyter/lab/workspaces')
-
+  // The local hub's server runs as the user who started it (root here), in hubctl's home for it
+  // under the prefix (srv/jupyterhub/home/admin, 0700): what the person's session creates there
+  // (the notebook, the JupyterLab workspace) goes with hubctl-local.
+  const home = path.join(local, 'srv/jupyterhub/home/admin')
   before(async function () {
-    homeBefore = new Set(await fs.readdir(home).catch(() => []))
-    workspacesBefore = new Set(await fs.readdir(workspaces).catch(() => []))
     // A hub of the developer's own in hubctl-local is kept aside, and put back after.
     if (
       await fs.stat(local).then(
@@ -156,10 +150,6 @@ describe('a person in Chromium on the README quick start (local mode, https://lo
   after(async function () {
     await execa(process.execPath, [BIN, 'stop', '--local'], {cwd: ROOT, reject: false})
     await fs.rm(local, {recursive: true, force: true})
-    for (const name of await fs.readdir(home).catch(() => []))
-      if (!homeBefore.has(name) && /^Untitled.*\.ipynb$/.test(name)) await fs.rm(path.join(home, name), {force: true})
-    for (const name of await fs.readdir(workspaces).catch(() => []))
-      if (!workspacesBefore.has(name)) await fs.rm(path.join(workspaces, name), {force: true})
     if (
       await fs.stat(aside).then(
         () => true,
@@ -173,6 +163,13 @@ describe('a person in Chromium on the README quick start (local mode, https://lo
     session = await BrowserSession.start({acceptSelfSigned: true})
     await personSession(session.page, 'https://localhost:8443', 'admin', password, 'lab')
     expect(await runningServers(['--prefix', local])).to.deep.equal([])
+    // The notebook is in the home under hubctl-local (0700, root's), not in JupyterHub's /tmp/admin.
+    const stat = await fs.lstat(home)
+    expect([stat.mode & 0o7777, stat.uid]).to.deep.equal([0o700, 0])
+    expect(
+      (await fs.readdir(home)).some((name) => /^Untitled.*\.ipynb$/.test(name)),
+      'the notebook',
+    ).to.equal(true)
   })
 
   it("doctor follows the browser's path (Host with its port, websocket 101), and fails when nginx drops the port", async () => {
@@ -226,19 +223,13 @@ describe("a person in Chromium on Debian's JupyterHub 3.0 (classic notebook at /
   this.timeout(900_000)
   let prefix = ''
   let session: BrowserSession | undefined
-  // The classic server runs as root in /tmp/admin (SimpleLocalProcessSpawner): the notebook the
-  // person makes there is removed after.
-  let homeBefore = new Set<string>()
-  before(async () => {
-    homeBefore = new Set(await fs.readdir('/tmp/admin').catch(() => []))
-  })
-
+  // The classic server runs as root in hubctl's home for it under the prefix: removed with it.
   after(async () => {
     await session?.close()
-    if (prefix) await hubctl(['stop', '--prefix', prefix])
-    for (const name of await fs.readdir('/tmp/admin').catch(() => []))
-      if (!homeBefore.has(name) && /^Untitled.*\.ipynb$/.test(name))
-        await fs.rm(path.join('/tmp/admin', name), {force: true})
+    if (prefix) {
+      await hubctl(['stop', '--prefix', prefix])
+      await fs.rm(prefix, {recursive: true, force: true})
+    }
   })
 
   it('init warns of CVE-2024-28233 and sends users to /tree; a person runs a cell there; doctor warns too', async function () {

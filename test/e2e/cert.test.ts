@@ -1,4 +1,5 @@
 import {expect} from 'chai'
+import {execa} from 'execa'
 import {ChildProcess} from 'node:child_process'
 import {X509Certificate, createPrivateKey} from 'node:crypto'
 import fs from 'node:fs/promises'
@@ -161,6 +162,32 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
         due: false,
       })
       expect(json(status).daysLeft).to.be.within(88, 90)
+    })
+
+    it("fullchain.pem holds the leaf and Pebble's intermediate, and verifies against Pebble's root (openssl verify)", async () => {
+      const chain = await fs.readFile(layout.fullchain, 'utf8')
+      const pems = chain.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n/g) ?? []
+      expect(pems.join('')).to.equal(chain)
+      expect(pems).to.have.length(2)
+      const [leaf, sent] = pems.map((pem) => new X509Certificate(pem))
+      const intermediate = await lab.intermediate(pebble)
+      expect(sent.fingerprint256).to.equal(intermediate.fingerprint256)
+      const root = await lab.root(pebble)
+      expect(intermediate.verify(root.publicKey)).to.equal(true)
+      const dir = await tempPrefix('hubctl-chain')
+      cleanup.push(dir)
+      await fs.writeFile(path.join(dir, 'root.pem'), root.toString())
+      await fs.writeFile(path.join(dir, 'rest.pem'), pems.slice(1).join(''))
+      await fs.writeFile(path.join(dir, 'leaf.pem'), leaf.toString())
+      // The leaf with only what fullchain.pem sent beside it, against Pebble's root as the one trust anchor.
+      const verified = await execa(
+        'openssl',
+        ['verify', '-CAfile', 'root.pem', '-untrusted', 'rest.pem', '-purpose', 'sslserver', 'leaf.pem'],
+        {cwd: dir, reject: false},
+      )
+      expect(verified.exitCode, verified.stderr).to.equal(0)
+      expect(verified.stdout).to.equal('leaf.pem: OK')
+      expect(leaf.checkIssued(intermediate)).to.equal(true)
     })
 
     it("cert obtain with nginx running answers from nginx's webroot, and nginx serves the new certificate", async () => {

@@ -1,9 +1,12 @@
 import {expect} from 'chai'
+import {randomBytes} from 'node:crypto'
 import fs from 'node:fs/promises'
 import net from 'node:net'
+import path from 'node:path'
 
 import {Layout} from '../../src/lib/config/layout.js'
-import {DEBIAN_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
+import {DEBIAN_JUPYTERHUB, hubctl, initTestHub, jsonOf, portFlags, tempPrefix, testHubInitArgs} from '../helpers/cli.js'
+import {userPids} from '../helpers/processes.js'
 import {addUser, removeUser, testUserName} from '../helpers/users.js'
 
 describe('hubctl doctor (real JupyterHub and nginx)', () => {
@@ -60,7 +63,11 @@ describe('hubctl doctor (real JupyterHub and nginx)', () => {
       'jupyterhub',
       'nginx',
       'configurable-http-proxy',
+      'user server',
     ])
+    // The admin has an account: the server was started as that user (and is gone again).
+    expect(json.checks.find((c) => c.check === 'user server')).to.deep.include({status: 'pass'})
+    expect(await userPids(adminUid)).to.deep.equal([])
   })
 
   it('fails with the exact fix when a secret is world-readable', async () => {
@@ -149,5 +156,83 @@ describe('hubctl doctor (real JupyterHub and nginx)', () => {
     } finally {
       process.kill(state.hub.pid, 'SIGCONT')
     }
+  })
+})
+
+describe("hubctl doctor and init: a user's server starts (real user, real jupyterhub-singleuser)", () => {
+  // The hub's JupyterHub lives in the prefix (as hubctl's own environment does, in opt/jupyterhub):
+  // Debian's jupyterhub and jupyterhub-singleuser scripts, copied to PREFIX/venv/bin.
+  const user = `hcdoc-${randomBytes(3).toString('hex')}`
+  let uid = 0
+  let layout: Layout
+  let singleuser = ''
+
+  before(async () => {
+    uid = await addUser(user)
+    layout = new Layout(await tempPrefix('hubctl-doctor-spawn'))
+    const bin = path.join(layout.prefix, 'venv/bin')
+    await fs.mkdir(bin, {recursive: true, mode: 0o755})
+    for (const name of ['jupyterhub', 'jupyterhub-singleuser'])
+      await fs.copyFile(path.join('/usr/bin', name), path.join(bin, name))
+    await Promise.all(['jupyterhub', 'jupyterhub-singleuser'].map((name) => fs.chmod(path.join(bin, name), 0o755)))
+    singleuser = path.join(bin, 'jupyterhub-singleuser')
+    // mkdtemp made the prefix 0700: users could not reach the singleuser server. Init with it open.
+    await fs.chmod(layout.prefix, 0o755)
+    await initTestHub(layout.prefix, {admin: user, jupyterhub: path.join(bin, 'jupyterhub')})
+  })
+  after(async () => {
+    await fs.rm(layout.prefix, {recursive: true, force: true})
+    await removeUser(user, uid)
+  })
+
+  it('doctor fails when the user cannot pass through the prefix (0700), naming the directory and the fix; passes at 0755', async () => {
+    await fs.chmod(layout.prefix, 0o700)
+    try {
+      const result = await hubctl(['doctor', '--prefix', layout.prefix, '--json'])
+      expect(result.exitCode, result.stdout).to.equal(1)
+      const check = (
+        jsonOf(result).checks as Array<{check: string; status: string; message: string; fix?: string}>
+      ).find((c) => c.check === 'user server')!
+      expect(check.status).to.equal('fail')
+      expect(check.message).to.equal(
+        `${user} (uid ${uid}) cannot execute ${singleuser}: Permission denied at ${layout.prefix} (mode 0700, owner uid 0): no user's server can start`,
+      )
+      expect(check.fix).to.match(new RegExp(`^chmod o\\+x ${layout.prefix} .*or put the hub under a prefix`))
+    } finally {
+      await fs.chmod(layout.prefix, 0o755)
+    }
+    const fixed = await hubctl(['doctor', '--prefix', layout.prefix, '--json'])
+    const check = (jsonOf(fixed).checks as Array<{check: string; status: string; message: string}>).find(
+      (c) => c.check === 'user server',
+    )!
+    expect(check, fixed.stdout).to.include({status: 'pass'})
+    expect(check.message).to.match(
+      new RegExp(`^${singleuser} started as ${user} \\(uid ${uid}\\) and answered /user/${user}/api in`),
+    )
+    // Stopped again: nothing of the user's runs.
+    expect(await userPids(uid)).to.deep.equal([])
+  })
+
+  it('init does not call the hub ready when no user can start a server: exit 7 with the fix', async () => {
+    await fs.chmod(layout.prefix, 0o700)
+    try {
+      const {flags} = await portFlags()
+      const init = await hubctl(
+        testHubInitArgs(
+          layout.prefix,
+          {admin: user, jupyterhub: path.join(path.dirname(singleuser), 'jupyterhub')},
+          flags,
+        ),
+      )
+      expect(init.exitCode, init.stderr).to.equal(7)
+      expect(init.stderr).to.include(
+        `hubctl: hubctl init wrote the hub's files, but ${user} (uid ${uid}) cannot execute ${singleuser}: Permission denied at ${layout.prefix} (mode 0700, owner uid 0)`,
+      )
+      expect(init.stderr).to.include(`Fix: chmod o+x ${layout.prefix}`)
+      expect(init.stdout).to.not.include('Next:')
+    } finally {
+      await fs.chmod(layout.prefix, 0o755)
+    }
+    expect(await userPids(uid)).to.deep.equal([])
   })
 })

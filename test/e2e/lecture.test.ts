@@ -73,6 +73,8 @@ describe('a class of 15 logging in at once through nginx', function () {
       ca,
       capMs: 1_500_000,
     })
+    // Reported, not asserted: logins nginx answered 429 (one address: the class shares its limits), each waited out and sent again.
+    console.log(`      login 429s waited out: ${results.map((r) => r.retries).reduce((a, b) => a + b, 0)}`)
     const failed = results.filter((r) => r.failure)
     expect(
       failed.map((r) => `${r.user}: ${r.failure!.step}: ${r.failure!.message}`),

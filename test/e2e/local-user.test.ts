@@ -5,6 +5,7 @@ import path from 'node:path'
 
 import {Layout} from '../../src/lib/config/layout.js'
 import {BIN, CliResult, DEBIAN_JUPYTERHUB, hubctl, portFlags, snapshot, tempPrefix} from '../helpers/cli.js'
+import {needTool} from '../helpers/tools.js'
 
 /*
  * What a local user (a real account made here with useradd, owning real files) can do to the
@@ -366,10 +367,11 @@ describe('a local user against the hubctl root runs', function () {
       const logrotate = await execa('logrotate', ['-d', '-s', path.join(layout.prefix, 'logrotate.state'), config], {
         reject: false,
       })
-      if (logrotate.exitCode === undefined && /ENOENT/.test(String(logrotate.message))) {
-        console.log('      skipped: logrotate is not installed (.ci/run installs it)')
-        this.skip()
-      }
+      needTool(
+        this,
+        !(logrotate.exitCode === undefined && /ENOENT/.test(String(logrotate.message))),
+        'logrotate is not installed (.ci/run installs it)',
+      )
       expect(logrotate.exitCode, logrotate.stderr).to.equal(0)
       expect(logrotate.stderr).to.not.match(/^error:/im)
     })

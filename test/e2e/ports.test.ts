@@ -6,7 +6,6 @@ import net from 'node:net'
 import {HubApi} from '../../src/lib/stack/hubapi.js'
 import {Layout} from '../../src/lib/config/layout.js'
 import {SERVER_PORTS} from '../../src/lib/config/settings.js'
-import {serverPortStart} from '../../src/lib/config/hubconfig.js'
 import {findRoute, proxyRoutes} from '../../src/lib/stack/servers.js'
 import {DEBIAN_JUPYTERHUB, hubctl, portFlags, tempPrefix, testHubInitArgs, VENV_JUPYTERHUB} from '../helpers/cli.js'
 import {waitUntil} from '../helpers/processes.js'
@@ -15,9 +14,9 @@ import {waitUntil} from '../helpers/processes.js'
  * The port of a user server, with something else on it (issue 15: under load a kernel took the
  * random port handed to a starting server, and the hub took that port's 404 for the server being
  * up). A process holds a port and answers 404 to everything, as another user's server does; the
- * hub's range (init --server-ports) is that port and its neighbour, the held one where this hub's
- * search begins. The user's server must still start, on the next port, and answer its own
- * /user/NAME/api through the proxy. Both JupyterHubs; dummy login, SimpleLocalProcessSpawner, so
+ * hub's range (init --server-ports) is that port and its neighbour (the hub picks one of the two at
+ * random, so it would pick the held one every other time if it did not check). The user's server
+ * must still start, on the other port, and answer its own /user/NAME/api through the proxy. Both JupyterHubs; dummy login, SimpleLocalProcessSpawner, so
  * no system user is needed.
  */
 
@@ -54,8 +53,7 @@ for (const jupyterhub of [VENV_JUPYTERHUB, DEBIAN_JUPYTERHUB]) {
       const portInfo = await portFlags()
       ports = portInfo.ports
       pair = await freePair()
-      // The port this hub tries first (its search starts at a place its hub port picks).
-      held = serverPortStart({first: pair, last: pair + 1}, ports.hub)
+      held = pair
       squatter = http.createServer((request, response) => {
         asked.push(request.url ?? '')
         response.writeHead(404, {'Content-Type': 'application/json'})

@@ -284,6 +284,79 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       await waitUntil('the user route', routeAnswers)
     })
 
+    it('a login through nginx over https: every cookie the hub and the user server set is Secure and HttpOnly (nginx tells them the scheme)', async () => {
+      const browser = new HubBrowser(`https://localhost:${ports.https}`, {ca})
+      await logIn(browser, user, password)
+      // The user's server: the hub's OAuth handshake ends with the server's own cookie.
+      const page = await browser.follow(`/user/${user}/`)
+      expect(page.status, page.body.slice(0, 300)).to.equal(200)
+      // Every cookie set (a deletion, expiring in the past, carries nothing).
+      const cookies = browser.setCookieHeaders.filter((c) => {
+        const expires = /;\s*expires=([^;]+)/i.exec(c)?.[1]
+        return !(expires && Date.parse(expires) <= Date.now())
+      })
+      const names = cookies.map((c) => c.split('=')[0])
+      for (const name of ['jupyterhub-hub-login', 'jupyterhub-session-id', `jupyterhub-user-${user}`])
+        expect(names, `${name} is set`).to.include(name)
+      for (const cookie of cookies) {
+        const name = cookie.split('=')[0]
+        // _xsrf is not a credential, and JupyterHub and the servers set it without Secure or HttpOnly.
+        if (name === '_xsrf') continue
+        const flags = cookie
+          .split(';')
+          .slice(1)
+          .map((flag) => flag.trim().toLowerCase())
+        expect(flags, `${name}: Secure`).to.include('secure')
+        expect(flags, `${name}: HttpOnly`).to.include('httponly')
+        const sameSite = flags.find((flag) => flag.startsWith('samesite='))
+        if (sameSite) expect(['samesite=lax', 'samesite=strict'], `${name}: ${sameSite}`).to.include(sameSite)
+      }
+    })
+
+    it("--api-token with a module planted on PYTHONPATH and in root's user site: no Python hubctl runs imports it (each runs with -I)", async () => {
+      const python = /^#!(\S+)/.exec(await fs.readFile(jupyterhub, 'utf8'))![1]
+      const [site, userSiteOn] = (
+        await execa(python, ['-c', 'import site; print(site.getusersitepackages()); print(site.ENABLE_USER_SITE)'])
+      ).stdout.split('\n')
+      // Only hubctl's commands carry this id: other Pythons root runs on this machine meanwhile write nothing.
+      const plantId = randomBytes(8).toString('hex')
+      const marker = path.join(prefix, 'planted-imported')
+      const plant = [
+        'import os, sys',
+        `if os.environ.get("HUBCTL_PLANT_ID") == ${JSON.stringify(plantId)}:`,
+        `    with open(${JSON.stringify(marker)}, "a") as f:`,
+        '        f.write(" ".join(sys.orig_argv) + "\\n")',
+        '',
+      ].join('\n')
+      const plantDir = path.join(prefix, 'plant')
+      await fs.mkdir(plantDir)
+      await fs.writeFile(path.join(plantDir, 'sitecustomize.py'), plant)
+      const userModule = path.join(site, 'usercustomize.py')
+      await fs.access(userModule).then(
+        () => expect.fail(`${userModule} exists already: not replaced by the test`),
+        () => {},
+      )
+      const made = await fs.mkdir(site, {recursive: true})
+      await fs.writeFile(userModule, plant)
+      try {
+        const env = {PYTHONPATH: plantDir, HUBCTL_PLANT_ID: plantId}
+        // The plant works: a Python without -I imports it from both places (the user site unless a virtualenv's).
+        await execa(python, ['-c', 'pass'], {env})
+        expect(await fs.readFile(marker, 'utf8')).to.equal(`${python} -c pass\n`.repeat(userSiteOn === 'True' ? 2 : 1))
+        await fs.rm(marker)
+        const rotated = await hubctl(['secrets', 'rotate', '--api-token', '--prefix', prefix], {env})
+        expect(rotated.exitCode, rotated.stderr + rotated.stdout).to.equal(0)
+        expect(rotated.stdout + rotated.stderr).to.match(/revoked \d+ old hubctl API token/)
+        expect(await fs.readFile(marker, 'utf8').catch(() => ''), 'a Python hubctl ran imported the plant').to.equal('')
+      } finally {
+        await fs.rm(userModule, {force: true})
+        // The directories the test made for root's user site, if empty (something else may have used them since).
+        for (let dir = site; made && dir.startsWith(made); dir = path.dirname(dir))
+          await fs.rmdir(dir).catch(() => undefined)
+        await fs.rm(plantDir, {recursive: true, force: true})
+      }
+    })
+
     it('--dhparam: new parameters (other bytes each time, from RFC 7919 ones and from generated ones), nginx reloaded (new workers) and still serving', async () => {
       const nginxPid = (await status()).nginx?.pid
       expect(nginxPid, 'nginx runs under the supervisor').to.be.a('number')

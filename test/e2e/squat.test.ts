@@ -4,12 +4,27 @@ import {execa} from 'execa'
 import {randomBytes} from 'node:crypto'
 import fs from 'node:fs/promises'
 import https from 'node:https'
+import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 
 import {Layout} from '../../src/lib/config/layout.js'
-import {DEBIAN_JUPYTERHUB, hubctl, initTestHub, portFlags, tempPrefix} from '../helpers/cli.js'
-import {stopProcess, waitUntil} from '../helpers/processes.js'
+import {SERVER_PORTS} from '../../src/lib/config/settings.js'
+import {SITE_LIMITS} from '../../src/lib/config/site.js'
+import {HubApi, type ServerInfo} from '../../src/lib/stack/hubapi.js'
+import {findRoute, proxyRoutes} from '../../src/lib/stack/servers.js'
+import {
+  type CommandJson,
+  DEBIAN_JUPYTERHUB,
+  VENV_JUPYTERHUB,
+  hubctl,
+  initTestHub,
+  portFlags,
+  tempPrefix,
+  testHubInitArgs,
+} from '../helpers/cli.js'
+import {killPids, serverPids, stopProcess, waitUntil} from '../helpers/processes.js'
+import {addUser, removeUser} from '../helpers/users.js'
 
 /*
  * Attacks by a local user without privileges on the ports hubctl's stack uses (a system user made
@@ -302,9 +317,10 @@ describe("a local user without privileges squatting hubctl's ports, and the ngin
       expect(reply.headers['x-content-type-options'], url).to.equal('nosniff')
       expect(reply.headers['referrer-policy'], url).to.equal('same-origin')
     }
-    const redirect = await fetch(`http://127.0.0.1:${ports.http}/hub/`, {redirect: 'manual'})
+    const redirect = await fetch(`http://localhost:${ports.http}/hub/`, {redirect: 'manual'})
     await redirect.arrayBuffer()
     expect(redirect.status).to.equal(301)
+    expect(redirect.headers.get('location')).to.equal(`https://localhost:${ports.https}/hub/`)
     expect(redirect.headers.get('server')).to.equal('nginx')
   })
 
@@ -322,10 +338,12 @@ describe("a local user without privileges squatting hubctl's ports, and the ngin
     )
     const statuses = replies.map((reply) => reply.status)
     const limited = replies.find((reply) => reply.status === 429)
+    // All 30 are within the burst (100), but one address has at most 8 in the hub at once (a wrong
+    // password holds a PAM thread for seconds): the others get the same 429 page at once.
     expect(
       statuses.filter((status) => status !== 429).length,
       `a burst of attempts reaches the hub (${statuses.join(' ')})`,
-    ).to.be.at.least(10)
+    ).to.be.at.least(SITE_LIMITS.loginConcurrent)
     expect(limited, `some attempts are limited (${statuses.join(' ')})`).to.not.equal(undefined)
     expect(limited!.body).to.match(/too many login attempts/i)
     expect(String(limited!.headers['content-type'])).to.match(/^text\/(plain|html)/)
@@ -349,5 +367,266 @@ describe("a local user without privileges squatting hubctl's ports, and the ngin
     const seen = await fs.readFile(log, 'utf8')
     expect(seen, 'a token was sent to the squatter').to.not.match(/authorization/i)
     expect(seen).to.not.include(apiToken)
+  })
+})
+
+/**
+ * The watcher (issue 21, item 1): a student who watches for the victim's jupyterhub-singleuser
+ * process to appear (its uid and command line are in /proc for everyone), then binds every port
+ * of the hub's server range it can, at once, before the victim's server has bound its own (the
+ * port is in the server's environment, which only root and the victim can read: the student
+ * binds them all). It says "bound N of M" in its log and answers every request 200 with a Jupyter
+ * server's JSON, logging each request. Arguments: the victim's uid, FIRST, LAST, the log.
+ */
+const WATCHER = String.raw`
+import os, select, socket, sys, time
+victim, first, last, log = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+def note(text):
+    with open(log, "a") as f:
+        f.write(text)
+def victims_server():
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/status") as f:
+                uid = next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except (OSError, StopIteration):
+            continue
+        if uid == victim and b"jupyterhub-singleuser" in cmdline:
+            return name
+    return None
+note("watching\n")
+while victims_server() is None:
+    time.sleep(0.003)
+held = []
+for port in range(first, last + 1):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", port))
+        s.listen(64)
+        held.append(s)
+    except OSError:
+        s.close()
+note(f"bound {len(held)} of {last - first + 1}\n")
+while True:
+    ready, _, _ = select.select(held, [], [])
+    for s in ready:
+        c, _ = s.accept()
+        c.settimeout(2)
+        data = b""
+        try:
+            while b"\r\n\r\n" not in data:
+                chunk = c.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError:
+            pass
+        note("REQUEST " + data.decode("latin-1") + "\n")
+        body = b'{"version": "9.9.9"}'
+        try:
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        except OSError:
+            pass
+        c.close()
+`
+
+describe("a student squatting another user's server port (/user/VICTIM/)", function () {
+  this.timeout(400_000)
+
+  const victim = `hcsq-v-${randomBytes(3).toString('hex')}`
+  const student = `hcsq-a-${randomBytes(3).toString('hex')}`
+  let victimUid = -1
+  let studentUid = -1
+  let prefix = ''
+  let layout: Layout
+  let ports: Awaited<ReturnType<typeof portFlags>>['ports']
+  let api: HubApi
+  let work = ''
+  let first = 0
+  const RANGE = 4
+  const children: ChildProcess[] = []
+
+  /** `count` neighbouring ports of the default server range that nothing holds now, on IPv4 or IPv6. */
+  const freeRange = async (count: number): Promise<number> => {
+    const free = (port: number) =>
+      new Promise<boolean>((resolve) => {
+        const server = net.createServer()
+        server.once('error', () => resolve(false))
+        server.listen(port, '::', () => server.close(() => resolve(true)))
+      })
+    for (;;) {
+      const start = SERVER_PORTS.first + Math.floor(Math.random() * (SERVER_PORTS.last - SERVER_PORTS.first - count))
+      let all = true
+      for (let port = start; port < start + count && all; port++) all = await free(port)
+      if (all) return start
+    }
+  }
+
+  /** A program run as the student (runuser), its log returned. */
+  const asStudent = async (label: string, script: string, args: string[]): Promise<string> => {
+    const log = path.join(work, `${label}-${children.length}.log`)
+    await fs.writeFile(log, '', {mode: 0o666})
+    await fs.chmod(log, 0o666)
+    children.push(
+      spawn('runuser', ['-u', student, '--', '/usr/bin/python3', '-c', script, ...args, log], {
+        stdio: 'ignore',
+        detached: true,
+        cwd: '/',
+      }),
+    )
+    await waitUntil(`the ${label} to run`, async () => ((await fs.readFile(log, 'utf8')).length > 0 ? true : undefined))
+    return log
+  }
+
+  const status = async (): Promise<CommandJson> => {
+    const result = await hubctl(['status', '--prefix', prefix, '--json'])
+    expect(result.exitCode, result.stderr).to.equal(0)
+    return JSON.parse(result.stdout) as CommandJson
+  }
+
+  /** Start the victim's server; its ready record, or undefined when the spawn failed. */
+  const spawnVictim = async (): Promise<ServerInfo | undefined> => {
+    await api.startServer(victim).catch(() => 'failed')
+    return waitUntil(
+      "the victim's spawn to end (ready or failed)",
+      async () => {
+        const servers = await api.userServers(victim)
+        const ready = servers.find((server) => server.ready)
+        if (ready) return {server: ready}
+        return servers.length === 0 ? {server: undefined} : undefined
+      },
+      {tries: 1200, intervalMs: 250},
+    ).then((outcome) => outcome.server)
+  }
+
+  before(async function () {
+    this.timeout(200_000)
+    victimUid = await addUser(victim)
+    studentUid = await addUser(student)
+    work = await fs.mkdtemp(path.join(os.tmpdir(), 'hubctl-sqserver-'))
+    await fs.chmod(work, 0o755)
+    prefix = await tempPrefix('hubctl-sqserver')
+    layout = new Layout(prefix)
+    first = await freeRange(RANGE)
+    const portInfo = await portFlags()
+    ports = portInfo.ports
+    const init = await hubctl(
+      testHubInitArgs(
+        prefix,
+        {admin: victim, jupyterhub: VENV_JUPYTERHUB, extra: ['--server-ports', `${first}-${first + RANGE - 1}`]},
+        portInfo.flags,
+      ),
+    )
+    expect(init.exitCode, init.stderr).to.equal(0)
+    // The hub's own poll (every 30 s) would clean up a killed server before the supervisor's
+    // route check sees it: this test hub polls once an hour.
+    await fs.writeFile(
+      path.join(layout.hubConfigD, '90-squat-test.py'),
+      '# hubctl squat e2e test: the hub leaves a killed server to the supervisor.\nc.Spawner.poll_interval = 3600\n',
+      {mode: 0o644},
+    )
+    const started = await hubctl(['start', '--detach', '--prefix', prefix, '--json'])
+    expect(started.exitCode, started.stderr + started.stdout).to.equal(0)
+    api = HubApi.forLayout(layout, {ports}, {timeoutMs: 60_000})
+  })
+
+  afterEach(async () => {
+    for (const child of children.splice(0)) await stopProcess(child)
+  })
+
+  after(async function () {
+    this.timeout(120_000)
+    for (const child of children.splice(0)) await stopProcess(child)
+    if (prefix) {
+      await hubctl(['stop', '--prefix', prefix, '--json'])
+      await fs.rm(prefix, {recursive: true, force: true})
+    }
+    if (studentUid >= 0) await removeUser(student, studentUid)
+    if (victimUid >= 0) await removeUser(victim, victimUid)
+    if (work) await fs.rm(work, {recursive: true, force: true})
+  })
+
+  it("a student who binds the victim's port first never gets /user/VICTIM/: the spawn fails at once, naming the other program", async () => {
+    const log = await asStudent('watcher', WATCHER, [String(victimUid), String(first), String(first + RANGE - 1)])
+    const server = await spawnVictim()
+    const seen = await fs.readFile(log, 'utf8')
+    expect(seen, "the student bound every port of the range before the victim's server (the attack ran)").to.include(
+      `bound ${RANGE} of ${RANGE}`,
+    )
+    // Through the proxy, as the victim's browser would ask (with a marker the student must never see).
+    const marker = `hubctl-cookie-${randomBytes(6).toString('hex')}`
+    const answer = await fetch(`http://127.0.0.1:${ports.proxy}/user/${victim}/api`, {
+      headers: {Cookie: `jupyterhub-session-id=${marker}`},
+      redirect: 'manual',
+    })
+    const body = await answer.text()
+    const after = await fs.readFile(log, 'utf8')
+    expect(after, "the student's listener got a request").to.not.include('REQUEST')
+    expect(after).to.not.include(marker)
+    expect(body, 'the squatter answered for the victim').to.not.include('9.9.9')
+    expect(server, "every port is the student's: the victim's server cannot start, the spawn fails").to.equal(undefined)
+    const hubLog = await fs.readFile(layout.hubLog, 'utf8')
+    expect(hubLog).to.match(new RegExp(`port ${first}|port ${first + 1}|port ${first + 2}|port ${first + 3}`))
+    expect(hubLog, "the spawn failed at once (not at the timeout), naming the student's listener").to.match(
+      new RegExp(`exited.*held by another program \\(pid \\d+, uid ${studentUid}\\)`),
+    )
+  })
+
+  it("hubctl status does not say routeOk for a route whose port a student took after the victim's server died", async () => {
+    const server = await spawnVictim()
+    expect(server, "the victim's server starts when nobody squats").to.not.equal(undefined)
+    const routes = await proxyRoutes(
+      `http://127.0.0.1:${ports.proxyApi}`,
+      async () => (await fs.readFile(layout.proxyAuthToken, 'utf8')).trim(),
+      fetch,
+    )()
+    const port = Number(new URL(findRoute(routes, {user: victim, name: '', url: server!.url})!.target).port)
+    expect(port).to.be.within(first, first + RANGE - 1)
+    const routeOf = (shown: CommandJson) =>
+      (shown.servers as Array<{user: string; routeOk: boolean | null; routeProblem?: string}>).find(
+        (s) => s.user === victim,
+      )
+    await waitUntil(
+      "the supervisor's check to find the victim's route ok",
+      async () => (routeOf(await status())?.routeOk === true ? true : undefined),
+      {tries: 120, intervalMs: 500},
+    )
+    // The victim's server dies; the student takes its port at once and answers as a Jupyter server.
+    const pids = await serverPids({uid: victimUid})
+    expect(pids).to.have.length.greaterThan(0)
+    const log = path.join(work, 'late-squatter.log')
+    await fs.writeFile(log, '', {mode: 0o666})
+    await fs.chmod(log, 0o666)
+    children.push(
+      spawn('runuser', ['-u', student, '--', '/usr/bin/python3', '-c', SQUATTER, String(port), log], {
+        stdio: 'ignore',
+        detached: true,
+        cwd: '/',
+      }),
+    )
+    killPids(pids)
+    await waitUntil("the student to take the victim's port", async () =>
+      (await fs.readFile(log, 'utf8')).includes('bound') ? true : undefined,
+    )
+    const squattedAt = Date.now()
+    const shown = await waitUntil(
+      "the supervisor's next check of the servers",
+      async () => {
+        const now = await status()
+        const checked = Date.parse((now.serverWatch as {checkedAt?: string} | undefined)?.checkedAt ?? '')
+        return checked > squattedAt ? now : undefined
+      },
+      {tries: 120, intervalMs: 500},
+    )
+    const route = routeOf(shown)
+    expect(route, "the hub still lists the victim's server").to.not.equal(undefined)
+    expect(route!.routeOk, JSON.stringify(route)).to.equal(false)
+    expect(route!.routeProblem).to.match(new RegExp(`another program \\(pid \\d+, uid ${studentUid}\\)`))
+    await api.stopServer(victim).catch(() => undefined)
   })
 })

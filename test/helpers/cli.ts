@@ -162,7 +162,8 @@ export interface TestHubOptions {
 
 /**
  * The init command line of a throwaway test hub: self-signed TLS for localhost, ffdhe2048 (no DH
- * parameters to generate), no systemd unit or cron line, and the ports in `portFlagList`.
+ * parameters to generate), no systemd unit or cron line, no user's server started by init (each
+ * costs 4-9 s; init's and doctor's own tests run that check), and the ports in `portFlagList`.
  */
 export function testHubInitArgs(prefix: string, options: TestHubOptions, portFlagList: string[]): string[] {
   return [
@@ -183,6 +184,7 @@ export function testHubInitArgs(prefix: string, options: TestHubOptions, portFla
     options.jupyterhub,
     '--no-systemd',
     '--no-schedule',
+    '--no-server-check',
     ...(options.extra ?? []),
     ...portFlagList,
   ]

@@ -21,14 +21,18 @@ export interface Reply {
  * cors, and JupyterHub 4.1+ sets its _xsrf cookie only for a navigation). The jar keeps cookies as a
  * browser does: a later one of the same name replaces the earlier, an expired or emptied one is
  * dropped. `cookie`: what the browser already holds (a Cookie header), say cookies signed with a
- * secret a rotation replaced.
+ * secret a rotation replaced. `localAddress`: the IPv4 source address of every connection (any
+ * 127.x on Linux), to be another client address as nginx sees it. `timeoutMs`: how long a request
+ * may go unanswered (30 s).
  */
 export class HubBrowser {
   readonly cookies = new Map<string, string>()
+  /** Every Set-Cookie header received, whole (with its flags), in order. */
+  readonly setCookieHeaders: string[] = []
 
   constructor(
     readonly origin: string,
-    private readonly options: {ca?: string; cookie?: string} = {},
+    private readonly options: {ca?: string; cookie?: string; localAddress?: string; timeoutMs?: number} = {},
   ) {
     for (const pair of options.cookie ? options.cookie.split('; ') : []) this.keep(pair, false)
   }
@@ -63,6 +67,7 @@ export class HubBrowser {
         {
           method: options.method ?? 'GET',
           ...(url.protocol === 'https:' ? {ca: this.options.ca} : {}),
+          ...(this.options.localAddress ? {localAddress: this.options.localAddress, family: 4} : {}),
           headers: {
             Accept: byScript ? 'application/json' : 'text/html,application/json',
             'Sec-Fetch-Mode': byScript ? 'cors' : 'navigate',
@@ -79,10 +84,11 @@ export class HubBrowser {
               : {}),
             ...options.headers,
           },
-          timeout: 30_000,
+          timeout: this.options.timeoutMs ?? 30_000,
         },
         (response) => {
           const cookies: string[] = []
+          for (const header of response.headers['set-cookie'] ?? []) this.setCookieHeaders.push(header)
           for (const header of response.headers['set-cookie'] ?? [])
             cookies.push(this.keep(header.split(';')[0], /expires=Thu, 01 Jan 1970/i.test(header)))
           const chunks: Buffer[] = []

@@ -234,6 +234,13 @@ export class PebbleLab {
     )
   }
 
+  /** The root this Pebble's chains lead to (made anew by each Pebble). */
+  async root(pebble: Pebble): Promise<X509Certificate> {
+    return new X509Certificate(
+      (await httpsGet(`${pebble.managementUrl}/roots/0`, await fs.readFile(this.tls.ca, 'utf8'))).body,
+    )
+  }
+
   async stop(): Promise<void> {
     for (const child of this.spawned.reverse()) await stopProcess(child)
     this.spawned.length = 0

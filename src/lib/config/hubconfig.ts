@@ -1,12 +1,12 @@
 import fs from 'node:fs/promises'
 
 import {readIfExists, writeFileAtomic} from '../files/atomic.js'
-import {type JupyterHubInstall, validateHubConfig} from './jupyterhub.js'
+import {type JupyterHubInstall, type SpawnerConfig, validateHubConfig} from './jupyterhub.js'
 import {cullerService, supervisorCulling} from './culler.js'
-import {Layout} from './layout.js'
+import {Layout, SERVER_HOME_MARKER} from './layout.js'
 import {OAUTH_PROVIDER_INFO, OAuthProvider, isOAuthProvider, oauthAllowAll, oauthCallbackUrl} from './oauth.js'
 import {renderTemplate} from './render.js'
-import {type PortRange, SERVER_PORTS, type Settings} from './settings.js'
+import {SERVER_PORTS, type Settings} from './settings.js'
 import {usageError} from '../errors.js'
 import type {Runner} from '../runner.js'
 import {proxyApiUrl} from '../stack/hubapi.js'
@@ -106,16 +106,6 @@ export const LAB_SERVER_ARGS = [
   '--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate',
 ]
 
-/**
- * Where this hub's search for a free server port begins: a place in the range that depends on the
- * hub's port, so that two hubs on one machine (each its own hub port) do not both try the same
- * lowest ports at the same moment, each seeing it free before either server has bound it.
- */
-export function serverPortStart(range: PortRange, hubPort: number): number {
-  const size = range.last - range.first + 1
-  return range.first + ((hubPort * 7919) % size)
-}
-
 /** The template's view of an OAuth login (undefined for the other authenticators). */
 function oauthView(layout: Layout, settings: Settings): object | undefined {
   const provider = settings.authenticator
@@ -143,6 +133,20 @@ function oauthView(layout: Layout, settings: Settings): object | undefined {
     github: section('github') && (oauth.allowedOrgs.length > 0 ? {orgs: oauth.allowedOrgs} : undefined),
     google: section('google') && (oauth.allowedDomains.length > 0 ? {domains: oauth.allowedDomains} : undefined),
   }
+}
+
+/**
+ * PAM logins run in the hub's own thread pool, and a wrong password holds a thread for PAM's fail
+ * delay (2-4 s: pam_unix, pam_faildelay): with JupyterHub's 4 threads (1 before 5.2, and no setting
+ * there: the config gives PAMAuthenticator's subclass a larger pool), 60 wrong passwords at once
+ * kept every other login waiting for 43 s. The threads mostly sleep, so many cost little; nginx
+ * lets one address have at most half of them busy (SITE_LIMITS.loginConcurrent, site.ts).
+ */
+export const PAM_THREADS = 16
+
+/** Whether this JupyterHub has PAMAuthenticator.executor_threads (5.2). */
+function hasPamThreads(install: Pick<JupyterHubInstall, 'major' | 'minor'>): boolean {
+  return install.major > 5 || (install.major === 5 && install.minor >= 2)
 }
 
 /** jupyterhub_config.py for these settings and this JupyterHub version (allow rules changed in 5.0). */
@@ -174,16 +178,23 @@ export async function renderHubConfig(
       // The generated login of local mode lives in its own 0600 file.
       dummyPasswordFile: settings.authenticator === 'dummy' ? layout.loginPassword : undefined,
       sharedPasswordFile: settings.authenticator === 'shared-password' ? layout.loginPassword : undefined,
+      pamThreads: settings.authenticator === 'pam' ? PAM_THREADS : undefined,
+      executorThreads: hasPamThreads(install),
       spawnerClass: SPAWNERS[settings.spawner],
       singleuser: install.singleuser,
       defaultUrl,
       allowRoot: settings.spawner === 'simple' && (process.getuid?.() ?? 0) === 0,
+      // Servers run as the hub's user: their homes are hubctl's, under the prefix (not /tmp/NAME).
+      serverHomes:
+        settings.spawner === 'simple'
+          ? {dir: layout.serverHomesDir, template: layout.serverHomeTemplate, marker: SERVER_HOME_MARKER}
+          : undefined,
       labServer: defaultUrl === '/lab',
       labServerArgs: LAB_SERVER_ARGS,
       spawn: settings.spawn,
       serverPortFirst: (settings.serverPorts ?? SERVER_PORTS).first,
       serverPortLast: (settings.serverPorts ?? SERVER_PORTS).last,
-      serverPortStart: serverPortStart(settings.serverPorts ?? SERVER_PORTS, settings.ports.hub),
+      serverProcesses: layout.serverProcesses,
       apiTokenFile: layout.apiToken,
       serviceScopes: HUBCTL_SERVICE_SCOPES,
       culler: cullerService(settings),
@@ -196,24 +207,26 @@ export async function renderHubConfig(
 
 /**
  * Install a rendered jupyterhub_config.py: write the candidate, have JupyterHub load it, then move
- * it into place; a failing one never replaces a working one (init, `hubctl users`).
+ * it into place; a failing one never replaces a working one (init, `hubctl users`). Also returns
+ * the spawner the installed config makes (validateHubConfig).
  */
 export async function installHubConfig(
   layout: Layout,
   runner: Runner,
   content: string,
   jupyterhub: JupyterHubInstall,
-): Promise<{file: string; action: 'written' | 'unchanged'}> {
+): Promise<{file: string; action: 'written' | 'unchanged'; spawner?: SpawnerConfig; spawnerError?: string}> {
   if ((await readIfExists(layout.hubConfig)) === content) {
-    await validateHubConfig(runner, jupyterhub, layout.hubConfig)
-    return {file: layout.hubConfig, action: 'unchanged'}
+    const loaded = await validateHubConfig(runner, jupyterhub, layout.hubConfig)
+    return {file: layout.hubConfig, action: 'unchanged', ...loaded}
   }
   await writeFileAtomic(layout.hubConfigCandidate, content, {mode: 0o644})
+  let loaded: Awaited<ReturnType<typeof validateHubConfig>>
   try {
-    await validateHubConfig(runner, jupyterhub, layout.hubConfigCandidate)
+    loaded = await validateHubConfig(runner, jupyterhub, layout.hubConfigCandidate)
     await fs.rename(layout.hubConfigCandidate, layout.hubConfig)
   } finally {
     await fs.rm(layout.hubConfigCandidate, {force: true})
   }
-  return {file: layout.hubConfig, action: 'written'}
+  return {file: layout.hubConfig, action: 'written', ...loaded}
 }

@@ -29,7 +29,13 @@ export async function detectJupyterHub(runner: Runner, executable = 'jupyterhub'
       'install JupyterHub (apt-get install jupyterhub, or pip install jupyterhub in a virtualenv) and pass its path with --jupyterhub',
     )
   }
-  const result = await runner.run(found, ['--version'], {timeoutMs: 60_000, cwd: '/'})
+  // A Python script is run by its own Python with -I, as every Python hubctl runs: nothing from
+  // PYTHONPATH or root's user site-packages is imported. (A wrapper in another language runs as itself.)
+  const python = await shebangPython(found)
+  const [command, args] = /^python[\d.]*$/.test(path.basename(python))
+    ? [python, ['-I', found, '--version']]
+    : [found, ['--version']]
+  const result = await runner.run(command, args, {timeoutMs: 60_000, cwd: '/'})
   const version = /(\d+)\.(\d+)\.(\d+)\S*/.exec(result.stdout.trim())
   if (result.notFound || result.exitCode !== 0 || !version) {
     throw preflightError(
@@ -53,7 +59,7 @@ export async function detectJupyterHub(runner: Runner, executable = 'jupyterhub'
       'install JupyterHub completely (the singleuser server comes with it) or pass another --jupyterhub',
     )
   }
-  return {executable: found, version: version[0], major, minor, singleuser, python: await shebangPython(found)}
+  return {executable: found, version: version[0], major, minor, singleuser, python}
 }
 
 /** What a user's server shows: JupyterLab, the classic notebook (/tree), or neither. */
@@ -100,9 +106,12 @@ async function shebangPython(executable: string): Promise<string> {
  * Loads the file itself, whatever its name: Application.load_config_file() strips the extension
  * and looks for NAME.py, so the candidate (.jupyterhub_config.py.candidate) was never read.
  * update_config() sets the hub's traits, so a class that cannot be imported or is not an
- * Authenticator / Spawner fails here too, not at start.
+ * Authenticator / Spawner fails here too, not at start. Then the spawner as this config makes it
+ * (its class, command, arguments and environment, the operator's jupyterhub_config.d included):
+ * what the user-server check starts.
  */
 const LOAD_CONFIG = `
+import json
 import os
 import sys
 from traitlets.config.loader import PyFileConfigLoader
@@ -113,10 +122,52 @@ path = os.path.abspath(sys.argv[1])
 loader = PyFileConfigLoader(os.path.basename(path), os.path.dirname(path), log=app.log)
 app.update_config(loader.load_config())
 print("ok")
+try:
+    cls = app.spawner_class
+    s = cls(config=app.config)
+    print("spawner " + json.dumps({
+        "class": cls.__module__ + "." + cls.__name__,
+        "cmd": list(s.cmd),
+        "args": list(s.args),
+        "envKeep": list(s.env_keep),
+        "environment": {k: v for k, v in s.environment.items() if isinstance(v, str)},
+        "defaultUrl": s.default_url or "",
+        "notebookDir": s.notebook_dir or "",
+        "shellCmd": list(getattr(s, "shell_cmd", None) or []),
+        "homeDirTemplate": getattr(s, "home_dir_template", None),
+    }))
+except Exception as e:
+    print("spawner-error " + json.dumps(repr(e)))
 `
 
-/** Execute the rendered config with the JupyterHub it was made for: a syntax or runtime error fails here, not at start. */
-export async function validateHubConfig(runner: Runner, install: JupyterHubInstall, configFile: string): Promise<void> {
+/** The spawner as the hub's config makes it: what a user's server is started with. */
+export interface SpawnerConfig {
+  /** Its Python class, e.g. jupyterhub.spawner.LocalProcessSpawner. */
+  class: string
+  cmd: string[]
+  args: string[]
+  /** The variables of the hub's own environment a server gets. */
+  envKeep: string[]
+  /** c.Spawner.environment (its text values; a callable is left out). */
+  environment: Record<string, string>
+  defaultUrl: string
+  notebookDir: string
+  /** LocalProcessSpawner.shell_cmd (empty: the command is run directly). */
+  shellCmd: string[]
+  /** SimpleLocalProcessSpawner's home, e.g. /tmp/{username}; null for other spawners. */
+  homeDirTemplate: string | null
+}
+
+/**
+ * Execute the rendered config with the JupyterHub it was made for: a syntax or runtime error fails
+ * here, not at start. Returns the spawner the config makes (or why it cannot be made without a
+ * running hub).
+ */
+export async function validateHubConfig(
+  runner: Runner,
+  install: JupyterHubInstall,
+  configFile: string,
+): Promise<{spawner?: SpawnerConfig; spawnerError?: string}> {
   // -I: never import from the working directory, PYTHONPATH or the user's site-packages (root runs this).
   const result = await runner.run(install.python, ['-I', '-c', LOAD_CONFIG, path.resolve(configFile)], {
     timeoutMs: 120_000,
@@ -131,6 +182,14 @@ export async function validateHubConfig(runner: Runner, install: JupyterHubInsta
         ? `give --${classProblem[1]} a class this JupyterHub's Python can import (${install.python}), then run the command again; the installed config is unchanged`
         : 'fix the file named in the error (your own additions live in jupyterhub_config.d/), then run the command again',
     )
+  }
+  const line = /^spawner (\{.*\})$/m.exec(result.stdout)?.[1]
+  const error = /^spawner-error (.*)$/m.exec(result.stdout)?.[1]
+  try {
+    if (line) return {spawner: JSON.parse(line) as SpawnerConfig}
+    return {spawnerError: error ? String(JSON.parse(error)) : 'no spawner was printed'}
+  } catch {
+    return {spawnerError: 'its description could not be read'}
   }
 }
 

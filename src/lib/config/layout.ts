@@ -1,3 +1,4 @@
+import os from 'node:os'
 import path from 'node:path'
 
 /**
@@ -6,6 +7,10 @@ import path from 'node:path'
  */
 /** Where `--local` puts its hub when no --prefix is given (relative to the working directory). */
 export const LOCAL_PREFIX = 'hubctl-local'
+/** The file in a server home that says hubctl made it. */
+export const SERVER_HOME_MARKER = '.hubctl-home'
+/** SimpleLocalProcessSpawner's own default home (JupyterHub's), where an earlier hubctl's local servers kept their files. */
+export const JUPYTERHUB_DEFAULT_HOME = '/tmp/{username}'
 
 export class Layout {
   readonly prefix: string
@@ -69,6 +74,38 @@ export class Layout {
   homeArchive(user: string, stamp: string): string {
     return path.join(this.homeArchiveDir, `${user}-${stamp}.tar.gz`)
   }
+  /**
+   * The homes of servers that run as the hub's own user (SimpleLocalProcessSpawner: local mode),
+   * one 0700 directory per hub user, made by hubctl. Inside srvDir (0700, the hub's user's, checked
+   * by init, start and doctor), so nobody else can reach or make them first; JupyterHub's default,
+   * /tmp/{username}, is shared by the machine, world-readable and lost at reboot.
+   */
+  get serverHomesDir(): string {
+    return this.at('srv/jupyterhub/home')
+  }
+  serverHome(user: string): string {
+    return path.join(this.serverHomesDir, user)
+  }
+  /** In each server home: the file that says hubctl made it (a home without it is never used). */
+  serverHomeMarker(user: string): string {
+    return path.join(this.serverHomesDir, user, SERVER_HOME_MARKER)
+  }
+  /** `c.SimpleLocalProcessSpawner.home_dir_template`: serverHome with JupyterHub's `{username}`, braces of the path doubled for str.format. */
+  get serverHomeTemplate(): string {
+    return `${this.serverHomesDir.replaceAll('{', '{{').replaceAll('}', '}}')}/{username}`
+  }
+  /**
+   * Where `hubctl users remove` moves a home before archiving and deleting it: a 0700 root directory
+   * beside the home (`<home's parent>/.hubctl-removed`), not under the prefix, because a rename
+   * cannot leave the home's file system.
+   */
+  removedHomesDir(home: string): string {
+    return path.join(path.dirname(path.resolve(home)), '.hubctl-removed')
+  }
+  /** One home moved there, by the user's name. */
+  removedHome(home: string, user: string): string {
+    return path.join(this.removedHomesDir(home), user)
+  }
   get lockFile(): string {
     return this.at('srv/jupyterhub/hubctl.lock')
   }
@@ -84,6 +121,13 @@ export class Layout {
   /** A request of another hubctl command to the running supervisor (0600). */
   get controlFile(): string {
     return this.at('srv/jupyterhub/run/control.json')
+  }
+  /**
+   * Which process serves each user server, written by the hub's config once the server's own
+   * process holds its port (0600): the supervisor's route check takes an answer only from it.
+   */
+  get serverProcesses(): string {
+    return this.at('srv/jupyterhub/run/servers.json')
   }
   /** The routes a replacement proxy starts with, during a handover (0600). */
   get proxySeed(): string {
@@ -179,6 +223,32 @@ export class Layout {
    */
   get nginxChallengeSite(): string {
     return this.at('etc/nginx/sites-enabled/hubctl-acme-challenge.conf')
+  }
+  /** One entry of sites-enabled by its name (Debian's nginx.conf includes every one). */
+  nginxEnabledSite(name: string): string {
+    return path.join(this.nginxSitesEnabled, name)
+  }
+  /** conf.d: Debian's nginx.conf includes its *.conf files. */
+  get nginxConfD(): string {
+    return this.at('etc/nginx/conf.d')
+  }
+  nginxConfDFile(name: string): string {
+    return path.join(this.nginxConfD, name)
+  }
+  /** Debian's stock default site (a conffile of nginx-common) and its link in sites-enabled. */
+  get nginxDefaultSite(): string {
+    return this.at('etc/nginx/sites-available/default')
+  }
+  get nginxDefaultSiteLink(): string {
+    return this.at('etc/nginx/sites-enabled/default')
+  }
+  /** dpkg's record of the installed packages, with each conffile's md5 as the package shipped it. */
+  get dpkgStatus(): string {
+    return this.at('var/lib/dpkg/status')
+  }
+  /** The name a file under the prefix has on the system at `/` (how dpkg names a conffile). */
+  systemPath(file: string): string {
+    return path.join('/', path.relative(this.prefix, file))
   }
   /** Where nginx serves /.well-known/acme-challenge/ from. */
   get acmeWebroot(): string {
@@ -306,4 +376,16 @@ export function pathChain(file: string): string[] {
     chain.unshift(current)
     if (path.dirname(current) === current) return chain
   }
+}
+
+/** Where the user-server check makes the home of an identity made for it (mkdtemp's prefix). */
+export function userServerCheckHomePrefix(tmpdir = os.tmpdir()): string {
+  return path.join(tmpdir, 'hubctl-user-server-check-')
+}
+
+/** SimpleLocalProcessSpawner's home for a user: its home_dir_template as str.format fills it ({username}; {{ and }} are braces). */
+export function simpleSpawnerHome(template: string, username: string): string {
+  return template.replace(/\{\{|\}\}|\{username\}/g, (token) =>
+    token === '{{' ? '{' : token === '}}' ? '}' : username,
+  )
 }

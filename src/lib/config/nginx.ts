@@ -24,6 +24,8 @@ export interface NginxInstall {
   version: string
   /** nginx 1.25.1 replaced `listen ... http2` with the `http2 on;` directive. */
   http2Directive: boolean
+  /** `ssl_reject_handshake` (nginx 1.19.4): a TLS default server that needs no certificate. */
+  rejectHandshake: boolean
 }
 
 export async function detectNginx(runner: Runner, executable = 'nginx'): Promise<NginxInstall> {
@@ -38,8 +40,13 @@ export async function detectNginx(runner: Runner, executable = 'nginx'): Promise
       'check the nginx installation (apt-get install --reinstall nginx)',
     )
   const [major, minor, patch] = match.slice(1).map(Number)
-  const http2Directive = major > 1 || minor > 25 || (minor === 25 && patch >= 1)
-  return {executable: found, version: `${major}.${minor}.${patch}`, http2Directive}
+  const atLeast = (m: number, p: number) => major > 1 || minor > m || (minor === m && patch >= p)
+  return {
+    executable: found,
+    version: `${major}.${minor}.${patch}`,
+    http2Directive: atLeast(25, 1),
+    rejectHandshake: atLeast(19, 4),
+  }
 }
 
 /**
@@ -104,6 +111,7 @@ export class Nginx {
         errorLog: this.layout.nginxErrorLog,
         accessLog: this.layout.nginxAccessLog,
         tempDir: this.layout.nginxRunDir,
+        confD: this.layout.nginxConfD,
         sitesEnabled,
       },
       'nginx',
@@ -133,18 +141,22 @@ export class Nginx {
   /**
    * Install the site so that a broken one never replaces a working one: first `nginx -t` on the
    * candidate alone (nothing installed yet), then install it and `nginx -t` the whole
-   * configuration, putting the previous site back if that fails.
+   * configuration, putting the previous site back if that fails. `disable`: a link in
+   * sites-enabled to remove with it (Debian's stock default site, see site.ts), put back on failure.
    */
-  async installSite(content: string): Promise<{changed: boolean}> {
+  async installSite(content: string, options: {disable?: string} = {}): Promise<{changed: boolean}> {
     await this.ensureDirs()
     // A challenge site left by an interrupted order: the hub's site answers the challenges now.
     await fs.rm(this.layout.nginxChallengeSite, {force: true})
     const previous = await readIfExists(this.layout.nginxSite)
     await this.testAlone(content)
-    if (previous === content && (await exists(this.layout.nginxSiteLink))) return {changed: false}
+    const disabledTarget = options.disable ? await readLinkIfExists(options.disable) : undefined
+    if (previous === content && (await exists(this.layout.nginxSiteLink)) && disabledTarget === undefined)
+      return {changed: false}
     await writeFileAtomic(this.layout.nginxSite, content, {mode: 0o644})
     const linked = await exists(this.layout.nginxSiteLink)
     if (!linked) await symlinkAtomic(this.layout.nginxSite, this.layout.nginxSiteLink)
+    if (options.disable && disabledTarget !== undefined) await fs.rm(options.disable)
     const whole = await this.test()
     if (!whole.ok) {
       if (previous === undefined) {
@@ -153,6 +165,7 @@ export class Nginx {
         await writeFileAtomic(this.layout.nginxSite, previous, {mode: 0o644})
       }
       if (!linked) await fs.rm(this.layout.nginxSiteLink, {force: true})
+      if (options.disable && disabledTarget !== undefined) await symlinkAtomic(disabledTarget, options.disable)
       throw nginxRejected(whole.output, 'the nginx configuration with the new site')
     }
     return {changed: true}
@@ -330,6 +343,16 @@ function fetchLocal(port: number, host: string, path: string): Promise<string | 
     request.on('timeout', () => request.destroy())
     request.on('error', () => resolve(undefined))
   })
+}
+
+/** A symbolic link's target, or undefined when there is no such link. */
+async function readLinkIfExists(link: string): Promise<string | undefined> {
+  try {
+    return await fs.readlink(link)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw error
+  }
 }
 
 /** nginx -t's own line, as a validation failure (exit 4). */

@@ -4,6 +4,7 @@ import {createRequire} from 'node:module'
 import {exists, readIfExists} from '../files/atomic.js'
 import {CertStore} from '../tls/certstore.js'
 import {shouldRenew} from '../tls/policy.js'
+import {readRenewalState} from '../tls/renewal-state.js'
 import {HubctlError, messageOf} from '../errors.js'
 import {checkBrowserPath} from '../stack/browserpath.js'
 import {verifyRecordedListener} from '../stack/listeners.js'
@@ -25,7 +26,10 @@ import {PORT_FLAGS, Ports, Settings, SettingsStore} from '../config/settings.js'
 import {readState, runningSupervisor} from '../stack/state.js'
 import {checkHealth, hubHealthUrl, proxyApiUrl} from '../stack/hubapi.js'
 import {assertTrusted, assertTrustedFile, trustProblems, trustedPaths} from './trust.js'
+import {serverHomeProblems, serverHomeUsers} from './homes.js'
 import {UnixAccounts, UsersRecordStore} from '../users/accounts.js'
+import {type ServerTrial, checkUserServer} from './userserver.js'
+import {realTrial} from './userserver-trial.js'
 
 export type CheckStatus = 'pass' | 'warn' | 'fail'
 
@@ -44,6 +48,8 @@ export interface DoctorDeps {
   lookup?: (name: string) => Promise<string[]>
   /** HTTP requests to the OAuth provider (tests pass a fake; default: fetch, 10 s per request). */
   fetch?: typeof fetch
+  /** Starts a user's server for the `user server` check (tests pass a fake; default: the real one). */
+  trial?: ServerTrial
 }
 
 /**
@@ -56,6 +62,8 @@ export class Doctor {
   /** Each program is asked its version once (JupyterHub's answer costs a Python start-up). */
   private jupyterhub?: ReturnType<typeof detectJupyterHub>
   private nginx?: ReturnType<typeof detectNginx>
+  /** The loaded config, once (the user-server check starts what its spawner would). */
+  private hubConfig?: ReturnType<typeof validateHubConfig>
 
   constructor(private readonly deps: DoctorDeps) {
     this.now = deps.now ?? (() => new Date())
@@ -68,6 +76,7 @@ export class Doctor {
     const all: Array<[string, () => Promise<CheckResult | CheckResult[]>]> = [
       ['secrets', () => this.checkSecrets()],
       ['ownership', () => this.checkOwnership()],
+      ['server homes', () => this.checkServerHomes()],
       ['certificate', () => this.checkCertificate()],
       ['renewal schedule', () => this.checkSchedule()],
       ['versions', () => this.checkVersions()],
@@ -75,6 +84,7 @@ export class Doctor {
       ['user interface', () => this.checkUserInterface()],
       ['idle culling', () => this.checkCulling()],
       ['user accounts', () => this.checkUserAccounts()],
+      ['user server', () => this.checkUserServer()],
       ['nginx config', () => this.checkNginx()],
       ['dns', () => this.checkDns()],
       ['ports', () => this.checkPorts()],
@@ -153,6 +163,18 @@ export class Doctor {
     return problems.map((p) => ({check: 'ownership', status: 'fail' as const, message: p.problem, fix: p.fix}))
   }
 
+  /** --spawner simple (servers run as the hub's user): each home is hubctl's, or not made yet (the spawn makes it). */
+  async checkServerHomes(): Promise<CheckResult[]> {
+    const {layout} = this.deps
+    const users = serverHomeUsers(this.settings!)
+    if (users.length === 0)
+      return [{check: 'server homes', status: 'pass', message: "--spawner local: each server runs in its user's home"}]
+    const problems = await serverHomeProblems(layout, users)
+    if (problems.length === 0)
+      return [{check: 'server homes', status: 'pass', message: `in ${layout.serverHomesDir}: 0700, hubctl's`}]
+    return problems.map((p) => ({check: 'server homes', status: 'fail' as const, message: p.problem, fix: p.fix}))
+  }
+
   async checkCertificate(): Promise<CheckResult> {
     const info = await new CertStore(this.deps.layout).currentInfo()
     if (!info)
@@ -187,7 +209,8 @@ export class Doctor {
       notAfter: new Date(notAfter),
       now: this.now(),
     }).renewAfter.getTime()
-    const lastError = await this.lastRenewalError()
+    // renewal.json through its one reader: the last attempt's error, cleared by a success.
+    const {lastError} = await readRenewalState(this.deps.layout)
     if (now >= renewAfter && lastError)
       return {
         check: 'certificate',
@@ -213,17 +236,6 @@ export class Doctor {
       check: 'certificate',
       status: 'pass',
       message: `${daysLeft} days left (until ${info.notAfter}), issued by ${info.issuer.split('\n').join(', ')}`,
-    }
-  }
-
-  private async lastRenewalError(): Promise<string | undefined> {
-    const text = await readIfExists(this.deps.layout.renewalState)
-    if (!text) return undefined
-    try {
-      const state = JSON.parse(text) as {lastAttempt?: {ok?: boolean; error?: string}; lastError?: string}
-      return state.lastAttempt?.ok === false ? (state.lastAttempt.error ?? 'unknown error') : state.lastError
-    } catch {
-      return undefined
     }
   }
 
@@ -288,9 +300,16 @@ export class Doctor {
     return results
   }
 
+  private loadHubConfig(): ReturnType<typeof validateHubConfig> {
+    this.hubConfig ??= this.detectHub().then((hub) =>
+      validateHubConfig(this.deps.runner, hub, this.deps.layout.hubConfig),
+    )
+    return this.hubConfig
+  }
+
   async checkHubConfig(): Promise<CheckResult> {
     const hub = await this.detectHub()
-    await validateHubConfig(this.deps.runner, hub, this.deps.layout.hubConfig)
+    await this.loadHubConfig()
     return {
       check: 'jupyterhub config',
       status: 'pass',
@@ -388,6 +407,24 @@ export class Doctor {
       message: `${name} is ${settings.admins.includes(name) ? 'an admin' : 'allowed'} but has no system account: with PAM nobody can log in as ${name}`,
       fix: `hubctl users add ${name}${prefix}, then hubctl users passwd ${name}${prefix}`,
     }))
+  }
+
+  /**
+   * A user's server starts: the spawner's command, arguments and environment from the loaded
+   * config, started as an admin or allowed user with an account (else a uid made for the check),
+   * or as the hub's user for SimpleLocalProcessSpawner; stopped as soon as it answers (userserver.ts).
+   */
+  async checkUserServer(): Promise<CheckResult> {
+    const hub = await this.detectHub()
+    const {spawner, spawnerError} = await this.loadHubConfig()
+    const result = await checkUserServer(
+      {layout: this.deps.layout, runner: this.deps.runner, trial: this.deps.trial ?? realTrial},
+      this.settings!,
+      spawner,
+      hub.version,
+      spawnerError,
+    )
+    return {check: 'user server', ...result}
   }
 
   /**

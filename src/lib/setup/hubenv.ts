@@ -189,7 +189,10 @@ export class HubEnvService {
           '-r',
           fileURLToPath(UNUSED_FILE),
         ])
-        const version = await runner.run(plan.jupyterhub, ['--version'], {cwd: '/', timeoutMs: 120_000})
+        const version = await runner.run(layout.hubEnvPython(plan.id), ['-I', plan.jupyterhub, '--version'], {
+          cwd: '/',
+          timeoutMs: 120_000,
+        })
         if (version.exitCode !== 0 || version.stdout.trim() !== plan.versions.jupyterhub) {
           throw preflightError(
             `the new environment's jupyterhub --version printed ${JSON.stringify(version.stdout.trim() || version.stderr.trim().split('\n').pop())}, not ${plan.versions.jupyterhub}`,

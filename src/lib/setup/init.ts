@@ -4,12 +4,13 @@ import {ensureDir, exists} from '../files/atomic.js'
 import {CertStore, CertificateInfo, inspectPair} from '../tls/certstore.js'
 import {shouldRenew} from '../tls/policy.js'
 import {FFDHE2048_PEM, generateDhparam} from '../tls/dhparam.js'
-import {messageOf, usageError} from '../errors.js'
+import {messageOf, runtimeError, usageError} from '../errors.js'
 import {installHubConfig, renderHubConfig} from '../config/hubconfig.js'
 import type {InitRequest} from './init-request.js'
 import {HubEnvPlan, HubEnvService, canMakeVenv, systemPython} from './hubenv.js'
 import {
   JupyterHubInstall,
+  SpawnerConfig,
   UserInterface,
   checkOAuthenticator,
   defaultUrlFor,
@@ -22,15 +23,18 @@ import {OAuthProvider, isOAuthProvider, oauthCallbackUrl} from '../config/oauth.
 import {acquireLock} from '../files/lock.js'
 import {UsersService} from '../users/users.js'
 import {Nginx, NginxInstall, detectNginx} from '../config/nginx.js'
-import {renderSite} from '../config/site.js'
+import {DefaultServerPlan, planDefaultServers, renderSite} from '../config/site.js'
 import {runningSupervisor} from '../stack/state.js'
 import {checkDns, checkPorts, checkPrivileges} from './preflight.js'
 import {Runner, which} from '../runner.js'
 import {MissingPackage, PackagePlan, installPackages, packagesError, planPackages} from './syspkgs.js'
 import {assertTrusted, assertTrustedFile} from './trust.js'
+import {assertServerHomes, formerServerHomes, makeServerHomes, serverHomeUsers} from './homes.js'
 import {CullingSummary, cullingOn, cullingSummary, importsIdleCuller} from '../config/culler.js'
 import {SecretName, SecretStore, problemsError} from '../files/secrets.js'
 import {proxyExecutable} from '../stack/proxy.js'
+import {type ServerTrial, type UserServerCheck, checkUserServer} from './userserver.js'
+import {realTrial} from './userserver-trial.js'
 import {makeSelfSigned} from '../tls/selfsigned.js'
 import {
   AcmeSettings,
@@ -70,6 +74,8 @@ export interface InitDeps {
   /** Install the systemd unit and the schedule (off with --no-systemd / --no-schedule). */
   systemd?: boolean
   schedule?: boolean
+  /** false: no user's server is started at the end (--no-server-check); doctor still checks it. */
+  serverCheck?: boolean
   dryRun?: boolean
   /** Resolves DNS names (tests pass a fake). */
   lookup?: (name: string) => Promise<string[]>
@@ -87,6 +93,8 @@ export interface InitDeps {
   updateAccountContact?: (settings: Settings) => Promise<{message?: string; warning: boolean}>
   /** --create-users: with PAM, make the system account of an admin or allowed user who has none (as `hubctl users add`). */
   createUsers?: boolean
+  /** Starts a user's server for the last step (tests pass a fake; default: the real one). */
+  trial?: ServerTrial
 }
 
 export interface InitResult {
@@ -126,6 +134,17 @@ export interface InitResult {
   next: string[]
   /** Who stops idle servers, and after how long. */
   culling?: CullingSummary
+  /**
+   * Requests for names the hub does not serve: the hub's ports where its site closes them, Debian's
+   * stock default site whose link init removed (the file stays), and other sites that answer them.
+   */
+  unknownNames: {
+    closedOn: number[]
+    disabledSite?: {link: string; file: string}
+    answeredBy: Array<{port: number; file: string}>
+  }
+  /** The last step: a user's server started as the spawner would start it (doctor's `user server` check). */
+  userServer?: UserServerCheck
 }
 
 interface SoftwarePlan {
@@ -141,10 +160,19 @@ interface SoftwarePlan {
   steps: string[]
 }
 
-export const INIT_STEPS = ['preflight', 'software', 'secrets', 'certificate', 'render', 'install'] as const
+export const INIT_STEPS = [
+  'preflight',
+  'software',
+  'secrets',
+  'certificate',
+  'render',
+  'install',
+  'user server',
+] as const
 
 /**
- * `hubctl init`: preflight → secrets → certificate → render and validate → install → summary.
+ * `hubctl init`: preflight → secrets → certificate → render and validate → install → a user's
+ * server starts → summary.
  * Everything that can be refused is refused before the first write; a second run changes no secret.
  */
 export class InitService {
@@ -160,6 +188,8 @@ export class InitService {
     const files: InitResult['files'] = []
     const commands: string[] = []
     const warnings: string[] = []
+    let spawner: SpawnerConfig | undefined
+    let spawnerError: string | undefined
 
     // 1. preflight: nothing written yet.
     r.start('preflight')
@@ -202,11 +232,20 @@ export class InitService {
     if (idleCuller.warning && cullingOn({...request.cull, by: 'hubctl'})) warnings.push(idleCuller.warning)
     let settings = this.settingsFor(request, jupyterhub, nginxInstall.executable, previous, idleCuller.python)
     if (request.oauth) await this.checkOAuthPreflight(request, jupyterhub, Boolean(software.hubEnv))
+    // Servers run as the hub's user (--spawner simple): a home of theirs that exists and is not hubctl's is refused.
+    const homeUsers = serverHomeUsers(settings)
+    await assertServerHomes(layout, homeUsers)
+    if (previous?.spawner === 'simple')
+      for (const former of await formerServerHomes(homeUsers))
+        warnings.push(
+          `${former.dir} (JupyterHub's default home, which any local user could make first) is no longer used: the server's home is now ${layout.serverHome(former.user)}; copy what you want from ${former.dir} into it, after looking at what it holds`,
+        )
     // Rendering checks every value can be written safely, before anything is (software still to
     // be installed is rendered with the paths and versions it will have, and rendered again after).
     let ui: UserInterface = software.hubEnv ? 'lab' : await detectUserInterface(runner, jupyterhub)
     let hubConfig = await renderHubConfig(layout, settings, jupyterhub, defaultUrlFor(ui))
-    let site = await renderSite(layout, settings, nginxInstall)
+    let defaults = await planDefaultServers(layout, settings.ports)
+    let site = await renderSite(layout, settings, nginxInstall, defaults)
     const unitFiles = await this.plannedUnits()
     if (software.packages.missing.length > 0 && !this.deps.dryRun) await this.consentToPackages(software.packages)
     r.done(
@@ -241,8 +280,14 @@ export class InitService {
       commands,
       warnings,
       next: [],
+      unknownNames: {closedOn: [], answeredBy: []},
     }
-    if (this.deps.dryRun) return this.dryRun(result, settings, unitFiles, nginxRunning, software)
+    if (this.deps.dryRun) {
+      this.reportDefaults(result, defaults, true)
+      for (const user of homeUsers)
+        if (!(await exists(layout.serverHome(user)))) files.push({file: layout.serverHome(user), action: 'would write'})
+      return this.dryRun(result, settings, unitFiles, nginxRunning, software)
+    }
 
     const lock = await acquireLock(layout.lockFile, 'init')
     const abort = new AbortController()
@@ -271,7 +316,9 @@ export class InitService {
         if (request.oauth) await checkOAuthenticator(runner, jupyterhub, settings.authenticator)
         settings = this.settingsFor(request, jupyterhub, nginxInstall.executable, previous, idleCuller.python)
         hubConfig = await renderHubConfig(layout, settings, jupyterhub, defaultUrlFor(ui))
-        site = await renderSite(layout, settings, nginxInstall)
+        // apt-get's nginx comes with Debian's default site enabled.
+        defaults = await planDefaultServers(layout, settings.ports)
+        site = await renderSite(layout, settings, nginxInstall, defaults)
         result.jupyterhub = {executable: jupyterhub.executable, version: jupyterhub.version}
         result.nginx = {executable: nginxInstall.executable, version: nginxInstall.version}
         const env = result.software.environment
@@ -362,13 +409,18 @@ export class InitService {
       await ensureDir(layout.etcDir, 0o755)
       await fs.mkdir(layout.hubConfigD, {recursive: true, mode: 0o755})
       await fs.mkdir(layout.logDir, {recursive: true, mode: 0o755})
-      files.push(await installHubConfig(layout, runner, hubConfig, jupyterhub))
+      for (const home of await makeServerHomes(layout, homeUsers)) files.push({file: home, action: 'written'})
+      const installed = await installHubConfig(layout, runner, hubConfig, jupyterhub)
+      spawner = installed.spawner
+      spawnerError = installed.spawnerError
+      files.push({file: installed.file, action: installed.action})
       if (dhMissing) r.progress('render', 'waiting for the DH parameters')
       await dhWrite
       const mainConfWritten = await nginx().writeMainConf()
       await nginx().ensureAcmeWebroot()
-      const siteResult = await nginx().installSite(site)
+      const siteResult = await nginx().installSite(site, {disable: defaults.disable?.link})
       files.push({file: layout.nginxSite, action: siteResult.changed ? 'written' : 'unchanged'})
+      this.reportDefaults(result, defaults, false)
       if (!layout.isSystem) files.push({file: layout.nginxMainConf, action: mainConfWritten ? 'written' : 'unchanged'})
       const settingsWritten = await new SettingsStore(layout).save(settings)
       files.push({file: layout.settings, action: settingsWritten ? 'written' : 'unchanged'})
@@ -403,7 +455,39 @@ export class InitService {
     result.next = this.nextSteps(settings)
     result.culling = cullingSummary(settings)
     await this.checkUserAccounts(settings, result)
+    if (this.deps.serverCheck !== false)
+      await this.checkUserServer(settings, {spawner, spawnerError}, jupyterhub.version, result)
     return result
+  }
+
+  /**
+   * 7. A user's server starts, as doctor's `user server` check starts it (after the accounts
+   * --create-users made): init does not call a hub ready that no user can use. A failure is exit 7
+   * with the fix; the files stay written, and `hubctl doctor` checks again once it is fixed.
+   */
+  private async checkUserServer(
+    settings: Settings,
+    {spawner, spawnerError}: {spawner?: SpawnerConfig; spawnerError?: string},
+    hubVersion: string,
+    result: InitResult,
+  ): Promise<void> {
+    const r = this.reporter
+    r.start('user server')
+    const check = await checkUserServer(
+      {layout: this.deps.layout, runner: this.deps.runner, trial: this.deps.trial ?? realTrial},
+      settings,
+      spawner,
+      hubVersion,
+      spawnerError,
+    )
+    if (check.status === 'fail')
+      throw runtimeError(
+        `hubctl init wrote the hub's files, but ${check.message}`,
+        `${check.fix ?? 'fix it'}, then \`hubctl doctor${this.prefixFlag()}\` (or init again) checks it`,
+      )
+    if (check.status === 'warn') result.warnings.push(`${check.message}; ${check.fix ?? ''}`)
+    result.userServer = check
+    r.done('user server', check.message)
   }
 
   /**
@@ -450,6 +534,16 @@ export class InitService {
     return []
   }
 
+  /** Who answers names the hub does not serve, in the result: what init did, and a warning for each other site. */
+  private reportDefaults(result: InitResult, defaults: DefaultServerPlan, dryRun: boolean): void {
+    result.unknownNames = {closedOn: defaults.ports, disabledSite: defaults.disable, answeredBy: defaults.others}
+    if (dryRun && defaults.disable) result.commands.push(`rm ${defaults.disable.link}`)
+    for (const other of defaults.others)
+      result.warnings.push(
+        `${other.file} answers requests for names the hub does not serve on port ${other.port} (its default_server): hubctl adds no default server there, so a forged Host header reaches that site instead of a closed connection; to have the hub close them, remove default_server from that file and run init again`,
+      )
+  }
+
   private prefixFlag(): string {
     return this.deps.layout.isSystem ? '' : ` --prefix ${this.deps.layout.prefix}`
   }
@@ -467,7 +561,12 @@ export class InitService {
     if (request.nginx === undefined && !(await which('nginx'))) {
       nginxFound = false
       missing.push({name: 'nginx', why: 'the web server in front of the hub'})
-      nginxInstall = {executable: '/usr/sbin/nginx', version: 'to be installed', http2Directive: false}
+      nginxInstall = {
+        executable: '/usr/sbin/nginx',
+        version: 'to be installed',
+        http2Directive: false,
+        rejectHandshake: true,
+      }
     } else {
       nginxInstall = await detectNginx(runner, request.nginx ?? 'nginx')
     }

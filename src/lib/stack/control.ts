@@ -99,14 +99,15 @@ export async function startDetached(
   const logFile = layout.supervisorLog
   // Started by bin/run.js already (prewarm.ts), for this prefix and these arguments: loaded by now.
   const early = options.checks ? takePrewarmed(layout.prefix, options.args ?? []) : undefined
+  // 0640 or tighter, the existing log a prewarmed child writes to as well.
+  await fs.mkdir(path.dirname(logFile), {recursive: true, mode: 0o755})
+  await ensureLogFile(logFile)
   let proc: ChildProcess
   let logStart: number
   if (early) {
     proc = early.proc
     logStart = early.logStart
   } else {
-    await fs.mkdir(path.dirname(logFile), {recursive: true, mode: 0o755})
-    await ensureLogFile(logFile)
     const handle = await fs.open(logFile, 'a', 0o640)
     logStart = (await handle.stat()).size
     try {
@@ -277,7 +278,12 @@ export async function stopStack(
   if (state) {
     for (const name of SHUTDOWN_ORDER) {
       const child = state[name]
-      if (!child?.pid || !(await processAlive(child.pid, child.startTime))) continue
+      if (!child?.pid) continue
+      if (!(await processAlive(child.pid, child.startTime))) {
+        // Its pid taken by another process since (the start time differs): never signalled.
+        if (await processAlive(child.pid)) result.warnings.push(staleWarning(layout.stateFile, child.pid, label(name)))
+        continue
+      }
       log(`stopping ${label(name)} left behind (pid ${child.pid})`)
       result.leftovers.push({
         name,
@@ -295,11 +301,23 @@ export async function stopStack(
         result: await terminatePid(standby.pid, standby.startTime, {clock}),
       })
       result.wasRunning = true
+    } else if (standby?.pid && (await processAlive(standby.pid))) {
+      result.warnings.push(staleWarning(layout.stateFile, standby.pid, 'the standby proxy'))
     }
   }
   const pidText = await readIfExists(layout.pidFile)
-  if (pidText !== undefined && !(await runningSupervisor(layout))) await fs.rm(layout.pidFile, {force: true})
+  if (pidText !== undefined && !(await runningSupervisor(layout))) {
+    const pid = Number(pidText.trim())
+    // A live process that is not this hub's supervisor (another start time or program) has its pid.
+    if (!supervisor && Number.isInteger(pid) && pid > 0 && (await processAlive(pid)))
+      result.warnings.push(staleWarning(layout.pidFile, pid, "the hub's supervisor"))
+    await fs.rm(layout.pidFile, {force: true})
+  }
   return result
+}
+
+function staleWarning(file: string, pid: number, what: string): string {
+  return `${file} names pid ${pid} as ${what}, but pid ${pid} is now another process: the record is stale, and that process was left alone`
 }
 
 /** The systemd unit hubctl installed, when `pid` runs inside it (its cgroup names it). */

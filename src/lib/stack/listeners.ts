@@ -99,8 +99,12 @@ async function holderOf(inode: string): Promise<number | undefined> {
   return undefined
 }
 
-/** Whether `pid` (or a process it started) is what listens on 127.0.0.1:port. */
-export async function portOwnedBy(port: number, pid: number | null | undefined): Promise<PortOwner> {
+/** Whether `pid` (or a process it started) is what listens on 127.0.0.1:port; `whose` names that process in the problem. */
+export async function portOwnedBy(
+  port: number,
+  pid: number | null | undefined,
+  whose = 'the process hubctl started',
+): Promise<PortOwner> {
   const listeners = await listenersOn(port)
   if (listeners.length === 0) return {owned: false, problem: `nothing listens on port ${port}`}
   if (!pid)
@@ -117,7 +121,7 @@ export async function portOwnedBy(port: number, pid: number | null | undefined):
   if (foreign)
     return {
       owned: false,
-      problem: `port ${port} is held by ${await describe(foreign)}, not by the process hubctl started (pid ${pid})`,
+      problem: `port ${port} is held by ${await describe(foreign)}, not by ${whose} (pid ${pid})`,
     }
   return {owned: true}
 }
@@ -184,4 +188,54 @@ export async function portHolder(port: number): Promise<PortHolder | undefined> 
   const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
   const name = (await fs.readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '')).trim() || undefined
   return {uid: listener.uid, pid, ...(Number.isInteger(ppid) ? {ppid} : {}), ...(name ? {name} : {})}
+}
+
+/** What the hub's config records for a user server it found up: the process the spawner started (layout.serverProcesses). */
+export interface ServerProcess {
+  pid: number
+  startTime: string | null
+  port: number
+}
+
+/** The hub's records of its servers' processes, by `user/server name`; {} when there are none. */
+export async function readServerProcesses(layout: Layout): Promise<Record<string, ServerProcess>> {
+  try {
+    const records = JSON.parse((await readIfExists(layout.serverProcesses)) ?? '{}') as unknown
+    return records && typeof records === 'object' ? (records as Record<string, ServerProcess>) : {}
+  } catch {
+    return {}
+  }
+}
+
+/**
+ * For the supervisor's route check of a user server: the listener at its route's target is the
+ * process the hub started for it (recorded by the hub's config, same pid and start time), as the
+ * hub itself required before it took the server for up. Another local user can bind the port the
+ * moment the server's process is gone, and answer as a Jupyter server would. Undefined when it is
+ * the server's own; otherwise the problem, in words.
+ */
+export async function verifyServerListener(
+  layout: Layout,
+  server: {user: string; name: string},
+  target: string,
+): Promise<string | undefined> {
+  let url: URL
+  try {
+    url = new URL(target)
+  } catch {
+    return `its route's target ${target} is not a URL`
+  }
+  if (!['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname))
+    return `its route's target ${target} is not on this machine: hubctl cannot tell who listens there`
+  const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80))
+  const record = (await readServerProcesses(layout))[`${server.user}/${server.name}`]
+  const pid = Number(record?.pid)
+  if (!record || !Number.isInteger(pid) || pid <= 0)
+    return `the hub recorded no process for this server in ${layout.serverProcesses}: who listens on port ${port} cannot be told (stop and start the server)`
+  if (!(await processAlive(pid, typeof record.startTime === 'string' ? record.startTime : null))) {
+    const holder = await portOwnedBy(port, null)
+    return `the server's process (pid ${pid}) is gone${holder.problem ? `; ${holder.problem}` : ''}`
+  }
+  const owner = await portOwnedBy(port, pid, "the server's process")
+  return owner.owned ? undefined : owner.problem
 }

@@ -13,7 +13,9 @@ import {messageOf} from '../errors.js'
  * A route is checked where the proxy would send a request: hubctl reads configurable-http-proxy's
  * routing table (GET /api/routes with the proxy's token) and asks the route's target for
  * `<server url>api`, which a Jupyter server answers 200 with its version and without a login.
- * Not through the proxy's public port: the proxy records every successful request as activity of
+ * The answer counts only from the process the hub started for that server (`verifyTarget`, the
+ * proof of listeners.ts: another local user can bind the port of a server that died and answer as
+ * a Jupyter server would). Not through the proxy's public port: the proxy records every successful request as activity of
  * the route, the hub copies that into the server's last activity every 5 minutes, and a probe
  * every 30 s would then keep every server "active" for ever (no idle culling, hubctl's or
  * jupyterhub-idle-culler's). A direct, unauthenticated request is not activity to the server either.
@@ -92,6 +94,11 @@ export interface ServerWatcherOptions {
   /** Probes at once. Default 8. */
   concurrency?: number
   log?: (level: 'info' | 'warn' | 'error', event: string, message: string) => void
+  /**
+   * Whether the listener at a route's target is the server's own process (listeners.ts): undefined
+   * when it is, else the problem. Without it, any Jupyter-like answer there counts.
+   */
+  verifyTarget?: (server: ServerInfo, target: string) => Promise<string | undefined>
 }
 
 const MAX_ACTIONS = 20
@@ -269,7 +276,11 @@ export class ServerWatcher {
     if (!route) return {routeOk: false, problem: `the proxy has no route for ${server.url}`, refused: false}
     const target = route.target.replace(/\/+$/, '')
     const answer = await this.get(`${target}${server.url}api`)
-    if (answer.status === 200 && answer.jupyter) return {routeOk: true}
+    if (answer.status === 200 && answer.jupyter) {
+      // A Jupyter-like answer is not enough: another local user may hold the port the server left.
+      const problem = await this.options.verifyTarget?.(server, target)
+      return problem ? {routeOk: false, problem, refused: false} : {routeOk: true}
+    }
     if (answer.status !== undefined)
       return {
         routeOk: false,
@@ -363,6 +374,8 @@ export function createServerWatcher(options: {
   log?: ServerWatcherOptions['log']
   /** Throws unless the proxy's API port is held by the proxy hubctl started. */
   verifyProxy?: () => Promise<void>
+  /** Undefined when the listener at a server's route target is that server's own process; else the problem. */
+  verifyTarget: NonNullable<ServerWatcherOptions['verifyTarget']>
 }): ServerWatcher {
   return new ServerWatcher({
     api: options.api,
@@ -373,6 +386,7 @@ export function createServerWatcher(options: {
     cullMaxAgeMs: options.cullMaxAgeMs,
     intervalMs: options.intervalMs,
     log: options.log,
+    verifyTarget: options.verifyTarget,
   })
 }
 

@@ -18,7 +18,7 @@ import {
 } from './hubapi.js'
 import {Layout} from '../config/layout.js'
 import {supervisorCulling} from '../config/culler.js'
-import {PortOwner, portOwnedBy} from './listeners.js'
+import {PortOwner, portOwnedBy, verifyServerListener} from './listeners.js'
 import {procStartTime, processAlive} from '../processes.js'
 import {endOrphans, orphanedServices} from './orphans.js'
 import {SecretStore} from '../files/secrets.js'
@@ -847,6 +847,7 @@ export class Supervisor {
         cullMaxAgeMs: supervisorCulling(this.settings).maxAgeMs,
         log: (level, event, message) => this.log(level, event, message),
         verifyProxy: () => this.verifyOwnPort('proxy', this.settings.ports.proxyApi, "the proxy's token"),
+        verifyTarget: (server, target) => verifyServerListener(this.layout, server, target),
       })
     this.watchingServers = true
     void this.serverWatcher

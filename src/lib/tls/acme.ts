@@ -2,7 +2,7 @@ import https from 'node:https'
 import {createRequire} from 'node:module'
 
 import {ensureDir, readIfExists, writeFileAtomic} from '../files/atomic.js'
-import {CertStore} from './certstore.js'
+import {CertStore, chainProblem} from './certstore.js'
 import {ExitCode, HubctlError, acmeError, messageOf, usageError} from '../errors.js'
 import {Layout} from '../config/layout.js'
 import {KeyType} from '../config/settings.js'
@@ -413,6 +413,12 @@ export async function obtainCertificate(request: ObtainRequest, deps: AcmeDeps):
     )
     const finalized = await client.finalizeOrder(order, csr)
     const fullchain = await client.getCertificate(finalized)
+    const problem = chainProblem({fullchain, privkey: key.toString()}, request.domains)
+    if (problem)
+      throw acmeError(
+        `the CA issued a certificate hubctl did not install: ${problem}`,
+        'run the command again; if it happens again, report it to the CA (the live certificate is unchanged)',
+      )
     log('certificate issued; installing it')
     const info = await new CertStore(deps.layout, deps.clock).install({fullchain, privkey: key.toString()})
     return {info, responder: responder?.kind ?? 'none', directoryUrl: request.directoryUrl, notes}

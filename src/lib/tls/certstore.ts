@@ -136,6 +136,46 @@ export function certificateInfo(pem: string): CertificateInfo {
   }
 }
 
+/**
+ * What an issued chain must be before it is installed (certbot checks the same): the leaf first,
+ * matching the key hubctl made for it and naming every requested domain, then its issuer and the
+ * rest of the chain as the CA sent it (RFC 8555 7.4.2), each certificate signed by the next; a leaf
+ * alone would leave every client without the intermediate unable to verify it. The first problem,
+ * or undefined.
+ */
+export function chainProblem(pair: CertificatePair, domains: readonly string[]): string | undefined {
+  const pems = pair.fullchain.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []
+  let certs: X509Certificate[]
+  try {
+    certs = pems.map((pem) => new X509Certificate(pem))
+  } catch {
+    return 'a certificate in the chain does not parse'
+  }
+  const [leaf] = certs
+  if (!leaf) return 'it holds no PEM certificate'
+  let matches = false
+  try {
+    matches = leaf.checkPrivateKey(createPrivateKey(pair.privkey))
+  } catch {
+    // An unreadable key matches nothing.
+  }
+  if (!matches) return 'the certificate does not match the key hubctl made for it'
+  const covered = certificateInfo(leaf.toString()).domains
+  const missing = domains.filter((domain) => !covered.includes(domain))
+  if (missing.length > 0) return `the certificate does not cover ${missing.join(', ')}`
+  if (certs.length === 1) return `the chain holds the certificate only, without its issuer (${oneLine(leaf.issuer)})`
+  for (let i = 0; i + 1 < certs.length; i++) {
+    const [cert, issuer] = [certs[i], certs[i + 1]]
+    if (!cert.checkIssued(issuer) || !cert.verify(issuer.publicKey))
+      return `certificate ${i + 1} of the chain (${oneLine(cert.subject)}) is not signed by the next (${oneLine(issuer.subject)})`
+  }
+  return undefined
+}
+
+function oneLine(name: string): string {
+  return name.split('\n').join(', ')
+}
+
 /** Check that a certificate and key parse and belong together; return the certificate's info. */
 export function inspectPair(
   pair: CertificatePair,

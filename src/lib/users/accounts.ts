@@ -1,8 +1,9 @@
+import {constants} from 'node:fs'
 import fs from 'node:fs/promises'
 
 import {Layout} from '../config/layout.js'
 import {readIfExists, writeFileAtomic} from '../files/atomic.js'
-import {preflightError, runtimeError, usageError} from '../errors.js'
+import {errnoCode, preflightError, runtimeError, usageError} from '../errors.js'
 import type {Runner} from '../runner.js'
 
 /**
@@ -109,7 +110,7 @@ export class UnixAccounts {
     ])
     const account = (await this.lookup([name])).get(name)
     if (!account) throw runtimeError(`useradd made no account ${name}`, 'check /etc/passwd and the system log')
-    await fs.chmod(account.home, 0o700)
+    await ownHome(account)
     return account
   }
 
@@ -117,8 +118,7 @@ export class UnixAccounts {
   async reopen(account: Account): Promise<void> {
     await this.must('usermod', ['--expiredate', '', '--password', '!', account.name])
     await fs.mkdir(account.home, {recursive: true, mode: 0o700})
-    await fs.chown(account.home, account.uid, account.gid)
-    await fs.chmod(account.home, 0o700)
+    await ownHome(account)
   }
 
   /** No login any more: the password locked and the account expired. */
@@ -138,22 +138,6 @@ export class UnixAccounts {
       )
   }
 
-  /** The home directory as a tar.gz at `archive` (0600, made 0600 before anything is written), then the home removed. */
-  async archiveHome(account: Account, archive: string): Promise<void> {
-    const handle = await fs.open(archive, 'wx', 0o600)
-    await handle.close()
-    const result = await this.runner.run('tar', ['-czf', archive, '-C', account.home, '.'])
-    if (result.exitCode !== 0) {
-      await fs.rm(archive, {force: true})
-      throw runtimeError(
-        `could not archive ${account.home}: ${result.stderr.trim().split('\n').pop() ?? ''}`,
-        'free space or fix the directory, then run `hubctl users remove` again (or give --keep-home)',
-      )
-    }
-    await fs.chmod(archive, 0o600)
-    await fs.rm(account.home, {recursive: true, force: true})
-  }
-
   private async must(command: string, args: string[]): Promise<void> {
     const result = await this.runner.run(command, args)
     if (result.notFound)
@@ -163,5 +147,24 @@ export class UnixAccounts {
         `${command} ${args.at(-1)} failed: ${result.stderr.trim().split('\n').pop() ?? `exit ${result.exitCode}`}`,
         'run hubctl as root; read the message, fix it, then run the command again',
       )
+  }
+}
+
+/** The home the user's and 0700: through a descriptor of the directory itself, never a link's target. */
+async function ownHome(account: Account): Promise<void> {
+  let handle: fs.FileHandle
+  try {
+    handle = await fs.open(account.home, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
+  } catch (error) {
+    throw usageError(
+      `${account.home}, the home of ${account.name}, is not a directory (${errnoCode(error) ?? String(error)})`,
+      `look at what it is, move it away, then run the command again`,
+    )
+  }
+  try {
+    await handle.chown(account.uid, account.gid)
+    await handle.chmod(0o700)
+  } finally {
+    await handle.close()
   }
 }

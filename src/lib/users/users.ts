@@ -13,6 +13,7 @@ import {restartStack} from '../stack/control.js'
 import {FetchLike, HubApi, HubUser} from '../stack/hubapi.js'
 import {runningSupervisor} from '../stack/state.js'
 import {Account, AccountRecord, UnixAccounts, UsersRecord, UsersRecordStore, systemAccountProblem} from './accounts.js'
+import {RemovalDeps, archiveAndDelete, endProcesses, moveHomeAway} from './removal.js'
 import {RosterEntry, UserPlan, applyPlan, checkUserName, emptyPlan, planSync} from './roster.js'
 
 /**
@@ -32,6 +33,8 @@ export interface UsersDeps {
   stackRunning?: () => Promise<boolean>
   restart?: (layout: Layout) => Promise<unknown>
   api?: (settings: Settings) => HubApi
+  /** The live processes of a uid (default: /proc). */
+  processesOf?: RemovalDeps['processesOf']
 }
 
 export interface UserListEntry {
@@ -467,14 +470,17 @@ export class UsersService {
         result.accounts.left.push(name)
         continue
       }
+      // No new login, then whatever still runs as the user (a server the hub no longer knows, a
+      // terminal's children, a process that does not want to go) ended; then the home moved out of
+      // the user's reach before root archives and deletes it (removal.ts).
       await this.accounts.lock(name)
-      // Whatever still runs as the user (a server the hub no longer knows, a terminal's children).
-      await this.deps.runner.run('pkill', ['--signal', 'KILL', '--euid', String(account.uid)])
-      if (!options.keepHome) {
+      await endProcesses(account, {runner: this.deps.runner, clock: this.clock, processesOf: this.deps.processesOf})
+      const moved = options.keepHome ? undefined : await moveHomeAway(this.deps.layout, account)
+      if (moved) {
         const stamp = new Date(this.clock.now()).toISOString().replace(/[:.]/g, '-')
         const archive = this.deps.layout.homeArchive(name, stamp)
         await fs.mkdir(this.deps.layout.homeArchiveDir, {recursive: true, mode: 0o700})
-        await this.accounts.archiveHome(account, archive)
+        await archiveAndDelete(this.deps.runner, name, moved, archive)
         result.archives.push(archive)
       }
       record.accounts[name] = {...known, removed: new Date(this.clock.now()).toISOString()}

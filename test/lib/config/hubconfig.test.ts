@@ -8,12 +8,13 @@ import path from 'node:path'
 import {HubctlError} from '../../../src/lib/errors.js'
 import {
   LAB_SERVER_ARGS,
+  PAM_THREADS,
   assertNoRootServers,
-  serverPortStart,
   authenticatorClass,
   renderHubConfig,
 } from '../../../src/lib/config/hubconfig.js'
 import {Layout} from '../../../src/lib/config/layout.js'
+import {SITE_LIMITS} from '../../../src/lib/config/site.js'
 import {SERVER_PORTS, type Settings} from '../../../src/lib/config/settings.js'
 
 const settings: Settings = {
@@ -62,6 +63,26 @@ describe('hubconfig', () => {
     expect(await renderHubConfig(new Layout('/'), settings, v6, '/lab')).to.include('c.Authenticator.allow_all = False')
   })
 
+  it('gives PAM logins enough threads that one address guessing does not hold them all', async () => {
+    const v52 = {...v3, version: '5.2.0', major: 5, minor: 2}
+    for (const install of [v52, v6]) {
+      const text = await renderHubConfig(new Layout('/'), settings, install, '/lab')
+      expect(text).to.include(`c.PAMAuthenticator.executor_threads = ${PAM_THREADS}`)
+      expect(text).not.to.include('HubctlPAMAuthenticator')
+    }
+    // Before 5.2 the setting does not exist: PAMAuthenticator's subclass with a larger pool.
+    const old = await renderHubConfig(new Layout('/'), settings, v3, '/lab')
+    execFileSync('python3', ['-c', 'import ast, sys; ast.parse(sys.stdin.read())'], {input: old})
+    expect(old).not.to.include('executor_threads')
+    expect(old).to.include(`return ThreadPoolExecutor(${PAM_THREADS})`)
+    expect(old).to.include('c.JupyterHub.authenticator_class = HubctlPAMAuthenticator')
+    // Other authenticators: no PAM threads.
+    expect(await renderHubConfig(new Layout('/'), {...settings, authenticator: 'dummy'}, v6, '/lab')).not.to.match(
+      /executor_threads|HubctlPAMAuthenticator/,
+    )
+    expect(PAM_THREADS).to.be.at.least(2 * SITE_LIMITS.loginConcurrent)
+  })
+
   it('admits admins and allowed users', async () => {
     const text = await renderHubConfig(new Layout('/'), settings, v6, '/lab')
     expect(text).to.include('c.Authenticator.admin_users = { "alice",  }')
@@ -79,7 +100,7 @@ describe('hubconfig', () => {
       ],
       {input: text, encoding: 'utf8'},
     )
-    expect(out.trim()).to.equal('8') // asyncio, errno, glob, os, socket, time, jupyterhub.objects, jupyterhub.orm: the template's own
+    expect(out.trim()).to.equal('14') // asyncio, contextvars, errno, glob, json, os, random, socket, stat, tempfile, time, jupyterhub.objects, jupyterhub.orm, jupyterhub.user: the template's own
   })
 
   it('maps authenticator choices and refuses what the version lacks', () => {
@@ -243,31 +264,53 @@ describe('hubconfig', () => {
     }
   }
 
-  const PORTS_AND_READINESS = `
-import asyncio, http.server, json, socket, sys, threading
-from traitlets.config import PyFileConfigLoader
+  /** Runs a rendered config (argv[1]: its folder) as JupyterHub would, keeping its functions in `hub`. */
+  const LOAD = `
+import asyncio, http.server, json, os, socket, subprocess, sys, threading
+from traitlets.config import Config
 from jupyterhub.spawner import LocalProcessSpawner
 import jupyterhub.objects
-config = PyFileConfigLoader("jupyterhub_config.py", sys.argv[1]).load_config()
+hub = {"get_config": Config, "load_subconfig": lambda path: None, "__name__": "jupyterhub_config"}
+with open(os.path.join(sys.argv[1], "jupyterhub_config.py")) as f:
+    exec(compile(f.read(), "jupyterhub_config.py", "exec"), hub)
+config = hub["c"]
+`
+
+  const PORTS_AND_READINESS = `${LOAD}
 hook = config.Spawner.pre_spawn_hook.ports
-held = socket.socket()
-held.bind(("127.0.0.1", hook.start))
-held.listen()
+first, last = hook.first, hook.last
+# One port held on IPv4, the next on IPv6 only (a bind on 127.0.0.1 would not see it).
+v4 = socket.socket()
+v4.bind(("127.0.0.1", first))
+v4.listen()
+v6 = socket.socket(socket.AF_INET6)
+v6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+v6.bind(("::", first + 1))
+v6.listen()
 ports = []
-for _ in range(3):
+for _ in range(8):
     # As the hub makes them: each spawner from the config (traitlets copies its values).
     spawner = LocalProcessSpawner(config=config)
     asyncio.run(spawner.run_pre_spawn_hook())
     ports.append(spawner.port)
+# A fresh hook each time (a hub just started): where does its first port fall?
+fresh = [type(hook)(first, last, hold_seconds=900).pick() for _ in range(40)]
+try:
+    type(hook)(first, first + 1, hold_seconds=900).pick()
+    both_held = None
+except RuntimeError as e:
+    both_held = str(e)
 # A hub restarted while servers were starting: a new hook, the database holds a starting server's port.
 import types, jupyterhub.orm
 db = jupyterhub.orm.new_session_factory("sqlite://")()
-db.add(jupyterhub.orm.Server(port=hook.first + (hook.start - hook.first + 1) % (hook.last - hook.first + 1)))
+db.add(jupyterhub.orm.Server(port=first + 2))
 db.commit()
-restarted = type(hook)(hook.first, hook.last, hold_seconds=900, start=hook.start)
-spawner = LocalProcessSpawner()
-spawner.user = types.SimpleNamespace(db=db)
-restarted(spawner)
+restarted = []
+for _ in range(20):
+    spawner = LocalProcessSpawner()
+    spawner.user = types.SimpleNamespace(db=db)
+    type(hook)(first, last, hold_seconds=900)(spawner)
+    restarted.append(spawner.port)
 
 class Answer(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
@@ -285,8 +328,163 @@ async def ready(path):
         return True
     except TimeoutError:
         return False
-print(json.dumps({"first": hook.first, "last": hook.last, "start": hook.start, "ports": ports, "restarted": spawner.port,
-    "right": asyncio.run(ready("/user/right/api")), "wrong": asyncio.run(ready("/user/wrong/api"))}))
+print(json.dumps({"first": first, "last": last, "ports": ports, "fresh": fresh, "bothHeld": both_held,
+    "restarted": restarted, "right": asyncio.run(ready("/user/right/api")), "wrong": asyncio.run(ready("/user/wrong/api"))}))
+`
+
+  /** Processes that listen: LISTEN on 127.0.0.1:argv[1] (says "ready"); PARENT starts LISTEN as its child. */
+  const PROCESSES = String.raw`
+LISTEN = "import socket, sys, time\ns = socket.socket()\ns.bind(('127.0.0.1', int(sys.argv[1])))\ns.listen()\nprint('ready', flush=True)\ntime.sleep(120)"
+PARENT = "import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', sys.argv[2], sys.argv[1]])\ntime.sleep(120)"
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+def started(*args):
+    return subprocess.Popen([sys.executable, "-c", *args], stdout=subprocess.PIPE, text=True, start_new_session=True)
+def end(children):
+    # Each started in its own session: its whole group (a child's own child too) ends here.
+    for proc in children:
+        try:
+            os.killpg(proc.pid, 9)
+        except ProcessLookupError:
+            pass
+children = []
+`
+
+  const OWNERS = `${LOAD}${PROCESSES}
+owner = hub["_hubctl_port_owner"]
+out = {"me": os.getpid(), "uid": os.getuid()}
+p = free_port()
+child = started(LISTEN, str(p)); children.append(child); child.stdout.readline()
+out["own"] = owner(p, child.pid)
+p = free_port()
+parent = started(PARENT, str(p), LISTEN); children.append(parent); parent.stdout.readline()
+out["descendant"] = owner(p, parent.pid)
+idle = started("import time; time.sleep(120)"); children.append(idle)
+p = free_port()
+squatter = socket.socket()
+squatter.bind(("127.0.0.1", p))
+squatter.listen()
+out["foreign"] = [*owner(p, idle.pid), p]
+p = free_port()
+v6 = socket.socket(socket.AF_INET6)
+v6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+v6.bind(("::", p))
+v6.listen()
+child = started(LISTEN, str(p)); children.append(child); child.stdout.readline()
+out["mixed"] = [*owner(p, child.pid), p]
+out["none"] = owner(free_port(), idle.pid)
+end(children)
+print(json.dumps(out))
+`
+
+  /**
+   * The readiness check with the spawner known (as JupyterHub's User._wait_up calls it): a server
+   * process that cannot bind its port because another program answers 200 on it; one that dies
+   * before it listens; one that answers itself.
+   */
+  const OWN_READINESS = `${LOAD}${PROCESSES}
+SERVER = """
+import http.server, json, sys
+class Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"version": "own"}).encode()
+        self.send_response(200 if self.path == "/user/right/api" else 404)
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+try:
+    server = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Answer)
+except OSError as e:
+    sys.exit(f"port already in use: {e}")
+server.serve_forever()
+"""
+asked = []
+class Squatter(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        asked.append(self.path)
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+squatter = http.server.HTTPServer(("127.0.0.1", 0), Squatter)
+threading.Thread(target=squatter.serve_forever, daemon=True).start()
+
+async def up(port, script, *args):
+    proc = subprocess.Popen([sys.executable, "-c", script, *args], stderr=subprocess.DEVNULL, start_new_session=True)
+    children.append(proc)
+    spawner = LocalProcessSpawner()
+    spawner.proc = proc
+    spawner.pid = proc.pid
+    hub["_hubctl_spawner_waiting"].set(spawner)
+    try:
+        await jupyterhub.objects.wait_for_http_server(f"http://127.0.0.1:{port}/user/right/api", timeout=25)
+        return "up"
+    except Exception as e:
+        return f"{type(e).__name__}: {e}"
+
+out = {"me": os.getpid(), "uid": os.getuid(), "squatted": squatter.server_port}
+out["squatted"] = [asyncio.run(up(squatter.server_port, SERVER, str(squatter.server_port))), squatter.server_port]
+out["asked"] = asked
+out["died"] = asyncio.run(up(free_port(), "import sys; sys.exit(3)"))
+port = free_port()
+out["own"] = asyncio.run(up(port, SERVER, str(port)))
+out["patched"] = jupyterhub.user.User._wait_up.__name__
+end(children)
+print(json.dumps(out))
+`
+
+  const QUEUE_FAILURES = `${LOAD}
+async def main():
+    pre = config.Spawner.pre_spawn_hook
+    queue = pre.queue
+    a, b, d, e, f = spawners = [LocalProcessSpawner(config=config) for _ in range(5)]
+    for spawner in spawners:
+        spawner._spawn_pending = True  # as the hub's handler sets it until the spawn is over
+
+    async def got_in(task):
+        try:
+            await asyncio.wait_for(task, 10)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    await a.run_pre_spawn_hook()  # a starts; b and then d wait in line
+    waiting_b = asyncio.ensure_future(b.run_pre_spawn_hook())
+    await asyncio.sleep(0.1)
+    waiting_d = asyncio.ensure_future(d.run_pre_spawn_hook())
+    await asyncio.sleep(0.1)
+    waiting_b.cancel()  # b's spawn is cancelled while it waits
+    try:
+        await waiting_b
+    except asyncio.CancelledError:
+        pass
+    a._spawn_pending = False  # a's spawn is over: d's turn
+    cancelled = await got_in(waiting_d)
+    d._spawn_pending = False
+    await asyncio.sleep(0.6)
+    # e's port cannot be had: the hook raises, e's spawn still marked pending (the hub ends it later).
+    ports = pre.ports
+    def no_port_for_e(spawner):
+        if spawner is e:
+            raise RuntimeError("no free port")
+        ports(spawner)
+    pre.ports = no_port_for_e
+    try:
+        await asyncio.wait_for(e.run_pre_spawn_hook(), 10)
+        raised = None
+    except RuntimeError as error:
+        raised = str(error)
+    except asyncio.TimeoutError:
+        raised = "still waiting for a turn"
+    after_raise = await got_in(asyncio.ensure_future(f.run_pre_spawn_hook()))
+    print(json.dumps({"cancelled": cancelled, "raised": raised, "afterRaise": after_raise, "waiting": len(queue.waiting)}))
+
+asyncio.run(main())
 `
 
   const QUEUE = `
@@ -326,6 +524,100 @@ async def main():
 asyncio.run(main())
 `
 
+  const SERVER_HOMES = `
+import asyncio, json, sys, types
+from traitlets.config import PyFileConfigLoader
+from jupyterhub.spawner import SimpleLocalProcessSpawner
+config = PyFileConfigLoader("jupyterhub_config.py", sys.argv[1]).load_config()
+out = {}
+for name in sys.argv[2:]:
+    # As the hub makes it: a spawner from the config, then its pre-spawn hook.
+    spawner = SimpleLocalProcessSpawner(config=config, user=types.SimpleNamespace(name=name))
+    try:
+        asyncio.run(spawner.run_pre_spawn_hook())
+        out[name] = {"home": spawner.home_dir}
+    except Exception as e:
+        out[name] = {"home": spawner.home_dir, "error": getattr(e, "jupyterhub_message", repr(e))}
+print(json.dumps(out))
+`
+
+  it('gives SimpleLocalProcessSpawner servers no home_dir_template of their own with --spawner local', async () => {
+    const text = await renderHubConfig(new Layout('/'), settings, v3, '/lab')
+    expect(text).to.not.include('home_dir_template')
+    expect(text).to.include('_hubctl_server_home = None')
+  })
+
+  for (const python of ['/usr/bin/python3', '/opt/hubctl-venv/bin/python']) {
+    it(`gives servers run as the hub's user a 0700 home of hubctl's under the prefix, and refuses one that is not hubctl's (${python})`, async function () {
+      this.timeout(30_000)
+      // Braces in the prefix: the template doubles them for str.format.
+      const prefix = await fs.mkdtemp(path.join(os.tmpdir(), 'hubctl-hubconfig-{x}-'))
+      const layout = new Layout(prefix)
+      for (const file of [layout.proxyAuthToken, layout.apiToken, layout.loginPassword]) {
+        await fs.mkdir(path.dirname(file), {recursive: true})
+        await fs.writeFile(file, 'a'.repeat(64))
+      }
+      try {
+        const simple = {...settings, spawner: 'simple' as const, authenticator: 'dummy', allowedUsers: []}
+        const text = await renderHubConfig(layout, simple, python.includes('venv') ? v6 : v3, '/lab')
+        expect(text).to.include(
+          `c.SimpleLocalProcessSpawner.home_dir_template = ${JSON.stringify(layout.serverHomeTemplate)}`,
+        )
+        await fs.writeFile(path.join(prefix, 'jupyterhub_config.py'), text)
+        const run = (names: string[]) =>
+          JSON.parse(
+            execFileSync(python, ['-W', 'ignore', '-c', SERVER_HOMES, prefix, ...names], {encoding: 'utf8'}),
+          ) as Record<string, {home: string; error?: string}>
+        // Made at the first start: 0700, the hub's user's, marked; the second start takes it as it is.
+        const first = run(['ada'])
+        expect(first.ada).to.deep.equal({home: layout.serverHome('ada')})
+        const stat = await fs.lstat(layout.serverHome('ada'))
+        expect(stat.mode & 0o7777).to.equal(0o700)
+        expect(stat.uid).to.equal(process.getuid!())
+        expect((await fs.lstat(layout.serverHomesDir)).mode & 0o7777).to.equal(0o700)
+        expect((await fs.lstat(layout.serverHomeMarker('ada'))).isFile()).to.equal(true)
+        await fs.writeFile(path.join(layout.serverHome('ada'), 'notebook.ipynb'), '{}')
+        // Homes that are not hubctl's: a link, another owner's, one without the mark, one others can write.
+        const elsewhere = await fs.mkdtemp(path.join(os.tmpdir(), 'hubctl-elsewhere-'))
+        await fs.symlink(elsewhere, layout.serverHome('link'))
+        for (const name of ['other', 'unmarked', 'open']) await fs.mkdir(layout.serverHome(name), {mode: 0o700})
+        for (const name of ['other', 'open']) await fs.writeFile(layout.serverHomeMarker(name), '')
+        await fs.chown(layout.serverHome('other'), 65534, 65534)
+        await fs.chmod(layout.serverHome('open'), 0o777)
+        const results = run(['ada', 'link', 'other', 'unmarked', 'open'])
+        await fs.rm(elsewhere, {recursive: true, force: true})
+        expect(results.ada).to.deep.equal({home: layout.serverHome('ada')})
+        expect(await fs.readdir(layout.serverHome('ada'))).to.include('notebook.ipynb')
+        const home = (name: string) => layout.serverHome(name).replaceAll(/[{}]/g, '\\$&')
+        expect(results.link.error).to.match(
+          new RegExp(
+            `^hubctl: the server home ${home('link')} is a symbolic link\\. Fix: .*mv ${home('link')} ${home('link')}\\.not-hubctl`,
+          ),
+        )
+        expect(results.other.error).to.match(
+          new RegExp(
+            `^hubctl: the server home ${home('other')} belongs to uid 65534, not to the hub's user.*Fix: .*mv ${home('other')}`,
+          ),
+        )
+        expect(results.unmarked.error).to.match(
+          new RegExp(
+            `^hubctl: the server home ${home('unmarked')} was not made by hubctl .*Fix: .*touch ${home('unmarked')}/\\.hubctl-home`,
+          ),
+        )
+        expect(results.open.error).to.match(
+          new RegExp(
+            `^hubctl: the server home ${home('open')} is writable by its group.*Fix: .*chmod go-w ${home('open')}`,
+          ),
+        )
+        // Nothing refused was changed.
+        expect(await fs.readdir(layout.serverHome('unmarked'))).to.deep.equal([])
+        expect((await fs.lstat(layout.serverHome('open'))).mode & 0o777).to.equal(0o777)
+      } finally {
+        await fs.rm(prefix, {recursive: true, force: true})
+      }
+    })
+  }
+
   for (const python of ['/usr/bin/python3', '/opt/hubctl-venv/bin/python']) {
     it(`lets servers start --max-concurrent-spawns at a time, the others waiting in line with their place on the spawn page (${python})`, async function () {
       this.timeout(30_000)
@@ -359,53 +651,126 @@ asyncio.run(main())
     })
   }
 
-  for (const python of ['/usr/bin/python3', '/opt/hubctl-venv/bin/python']) {
-    it(`hands user servers free ports outside the kernels' range, and takes only the user's own answer for up (${python})`, async function () {
-      this.timeout(30_000)
-      const {prefix, layout} = await prefixWithSecrets()
-      try {
-        const version = python.includes('venv') ? v6 : v3
-        expect(await renderHubConfig(layout, settings, version, '/lab')).to.include(
-          `    ${SERVER_PORTS.first}, ${SERVER_PORTS.last}, hold_seconds=900, start=${serverPortStart(SERVER_PORTS, settings.ports.hub)}\n`,
-        )
-        // Servers of other hubs on this machine may hold ports of the default range: ten free ones.
-        const first = await freeRange(10)
-        await fs.writeFile(
-          path.join(prefix, 'jupyterhub_config.py'),
-          await renderHubConfig(layout, {...settings, serverPorts: {first, last: first + 9}}, version, '/lab'),
-        )
-        const result = JSON.parse(
-          execFileSync(python, ['-W', 'ignore', '-c', PORTS_AND_READINESS, prefix], {encoding: 'utf8'}),
-        ) as {
-          first: number
-          last: number
-          start: number
-          ports: number[]
-          restarted: number
-          right: boolean
-          wrong: boolean
-        }
-        const start = serverPortStart({first, last: first + 9}, settings.ports.hub)
-        expect(result).to.include({first, last: first + 9, start})
-        const after = (k: number) => first + ((start - first + k) % 10)
-        const [low, high] = (await fs.readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')).trim().split(/\s+/)
-        expect(SERVER_PORTS.last, 'below the ephemeral range').to.be.lessThan(Number(low))
-        expect(Number(high)).to.be.greaterThan(SERVER_PORTS.last)
-        expect(result.ports, 'the held port is skipped').to.deep.equal([after(1), after(2), after(3)])
-        expect(new Set(result.ports).size, 'never the same port twice').to.equal(3)
-        expect(result.restarted, "after a restart, a port in the hub's database is skipped").to.equal(after(2))
-        expect(result.right, "the user's own server answers 200: up").to.equal(true)
-        expect(result.wrong, 'a 404 on the user URL: not up').to.equal(false)
-      } finally {
-        await fs.rm(prefix, {recursive: true, force: true})
-      }
-    })
+  /** Render the config for `python`'s JupyterHub with these settings into a temporary prefix; run `script` there. */
+  async function runInHub<T>(python: string, extra: Partial<Settings>, script: string): Promise<T> {
+    const {prefix, layout} = await prefixWithSecrets()
+    try {
+      await fs.writeFile(
+        path.join(prefix, 'jupyterhub_config.py'),
+        await renderHubConfig(layout, {...settings, ...extra}, python.includes('venv') ? v6 : v3, '/lab'),
+      )
+      return JSON.parse(
+        execFileSync(python, ['-W', 'ignore', '-c', script, prefix], {encoding: 'utf8', timeout: 50_000}),
+      ) as T
+    } finally {
+      await fs.rm(prefix, {recursive: true, force: true})
+    }
   }
 
-  it("starts each hub's search for a server port elsewhere in the range (by its hub port), inside the range", () => {
-    const starts = [8081, 8082, 8083, 18081].map((port) => serverPortStart(SERVER_PORTS, port))
-    expect(new Set(starts).size).to.equal(4)
-    for (const start of starts) expect(start).to.be.within(SERVER_PORTS.first, SERVER_PORTS.last)
-    expect(serverPortStart({first: 30000, last: 30000}, 8081)).to.equal(30000)
-  })
+  for (const python of ['/usr/bin/python3', '/opt/hubctl-venv/bin/python']) {
+    it(`hands user servers free ports outside the kernels' range, at random, none held on IPv4 or IPv6, and takes only the user's own answer for up (${python})`, async function () {
+      this.timeout(30_000)
+      expect(await renderHubConfig(new Layout('/'), settings, v6, '/lab')).to.include(
+        `_HubctlServerPorts(${SERVER_PORTS.first}, ${SERVER_PORTS.last}, hold_seconds=900)\n`,
+      )
+      // Servers of other hubs on this machine may hold ports of the default range: ten free ones.
+      const first = await freeRange(10)
+      const result = await runInHub<{
+        first: number
+        last: number
+        ports: number[]
+        fresh: number[]
+        bothHeld: string | null
+        restarted: number[]
+        right: boolean
+        wrong: boolean
+      }>(python, {serverPorts: {first, last: first + 9}}, PORTS_AND_READINESS)
+      expect(result).to.include({first, last: first + 9})
+      const [low, high] = (await fs.readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')).trim().split(/\s+/)
+      expect(SERVER_PORTS.last, 'below the ephemeral range').to.be.lessThan(Number(low))
+      expect(Number(high)).to.be.greaterThan(SERVER_PORTS.last)
+      const held = [first, first + 1]
+      for (const port of [...result.ports, ...result.fresh, ...result.restarted])
+        expect(port).to.be.within(first + 2, first + 9)
+      expect(result.bothHeld, 'a range whose ports are held on IPv4 and on IPv6 only: none handed out').to.match(
+        new RegExp(`^no free port for a user server in ${held[0]}-${held[1]}: `),
+      )
+      expect(new Set(result.ports).size, 'never the same port twice').to.equal(8)
+      expect(
+        new Set(result.fresh).size,
+        `a hub's first port is not predictable (not the lowest free one): ${result.fresh.join(' ')}`,
+      ).to.be.greaterThan(3)
+      expect(result.restarted, "after a restart, a port in the hub's database is skipped").to.not.include(first + 2)
+      expect(result.right, "the user's own server answers 200: up").to.equal(true)
+      expect(result.wrong, 'a 404 on the user URL: not up').to.equal(false)
+    })
+
+    it(`proves who listens on a port through /proc: the server's process or its descendant, not another program (${python})`, async function () {
+      this.timeout(30_000)
+      type Owner = [string, string | null]
+      const result = await runInHub<{
+        me: number
+        uid: number
+        own: Owner
+        descendant: Owner
+        foreign: [string, string, number]
+        mixed: [string, string, number]
+        none: Owner
+      }>(python, {}, OWNERS)
+      expect(result.own).to.deep.equal(['owned', null])
+      expect(result.descendant).to.deep.equal(['owned', null])
+      const [state, problem, port] = result.foreign
+      expect(state).to.equal('foreign')
+      expect(problem).to.match(
+        new RegExp(
+          `^port ${port} is held by another program \\(pid ${result.me}, uid ${result.uid}\\), not by the server's process \\(pid \\d+\\)$`,
+        ),
+      )
+      // Its own listener on 127.0.0.1, another program's on [::] (IPv6 only): not the server's port.
+      expect(result.mixed[0]).to.equal('mixed')
+      expect(result.mixed[1]).to.include(`port ${result.mixed[2]} is held by another program (pid ${result.me}`)
+      expect(result.none[0]).to.equal('none')
+    })
+
+    it(`takes a server for up only when its own process holds the port: a squatter's 200 fails the spawn at once, naming it (${python})`, async function () {
+      this.timeout(60_000)
+      const result = await runInHub<{
+        me: number
+        uid: number
+        squatted: [string, number]
+        asked: string[]
+        died: string
+        own: string
+        patched: string
+      }>(python, {}, OWN_READINESS)
+      const [outcome, port] = result.squatted
+      expect(outcome).to.match(
+        new RegExp(
+          `^RuntimeError: The server's process \\(pid \\d+\\) exited with code 1 before it listened on port ${port}: port ${port} is held by another program \\(pid ${result.me}, uid ${result.uid}\\)`,
+        ),
+      )
+      expect(result.asked, 'the squatter was never asked').to.deep.equal([])
+      expect(result.died).to.match(
+        /^RuntimeError: The server's process \(pid \d+\) exited with code 3 before it listened on port \d+$/,
+      )
+      expect(result.own).to.equal('up')
+      expect(result.patched, "JupyterHub's User._wait_up tells the check which spawner it waits for").to.equal(
+        '_hubctl_wait_up',
+      )
+    })
+
+    it(`lets a spawn cancelled in line leave it, and a pre-spawn hook that raises give its turn back (${python})`, async function () {
+      this.timeout(60_000)
+      const first = await freeRange(10)
+      const result = await runInHub<{cancelled: boolean; raised: string | null; afterRaise: boolean; waiting: number}>(
+        python,
+        {serverPorts: {first, last: first + 9}, spawn: {maxConcurrent: 1, timeoutSeconds: 120}},
+        QUEUE_FAILURES,
+      )
+      expect(result.cancelled, 'the spawn behind a cancelled one gets its turn').to.equal(true)
+      expect(result.raised).to.equal('no free port')
+      expect(result.afterRaise, 'the next spawn gets the slot of the one whose hook raised').to.equal(true)
+      expect(result.waiting, 'nobody left in line').to.equal(0)
+    })
+  }
 })

@@ -20,6 +20,16 @@ describe('layout', () => {
     expect(layout.logDir).to.equal('/tmp/x/var/log/jupyterhub')
   })
 
+  it("puts the homes of servers run as the hub's user in srv/jupyterhub/home, their template with the prefix's braces doubled", () => {
+    const layout = new Layout('/tmp/x')
+    expect(layout.serverHomesDir).to.equal('/tmp/x/srv/jupyterhub/home')
+    expect(layout.serverHome('ada')).to.equal('/tmp/x/srv/jupyterhub/home/ada')
+    expect(layout.serverHomeMarker('ada')).to.equal('/tmp/x/srv/jupyterhub/home/ada/.hubctl-home')
+    expect(layout.serverHomeTemplate).to.equal('/tmp/x/srv/jupyterhub/home/{username}')
+    expect(new Layout('/').serverHome('ada')).to.equal('/srv/jupyterhub/home/ada')
+    expect(new Layout('/tmp/a{b}c').serverHomeTemplate).to.equal('/tmp/a{{b}}c/srv/jupyterhub/home/{username}')
+  })
+
   it('is the real system with prefix /', () => {
     const layout = new Layout('/')
     expect(layout.isSystem).to.equal(true)

@@ -6,6 +6,7 @@ import path from 'node:path'
 import {Layout} from '../../../src/lib/config/layout.js'
 import {planLogrotate, planRenewalSchedule, planServiceUnit} from '../../../src/lib/config/units.js'
 import {tempPrefix} from '../../helpers/cli.js'
+import {needTool} from '../../helpers/tools.js'
 
 /*
  * The systemd units and the root cron line run hubctl by the paths of node and bin/run.js and the
@@ -141,10 +142,7 @@ describe('units and cron: paths with spaces, ;, %, $ and quotes', function () {
 
   it('systemd-analyze verify accepts the units, when it is installed', async function () {
     const which = await execa('sh', ['-c', 'command -v systemd-analyze'], {reject: false})
-    if (which.exitCode !== 0) {
-      console.log('      skipped: systemd-analyze is not installed (apt-get install systemd)')
-      this.skip()
-    }
+    needTool(this, which.exitCode === 0, 'systemd-analyze is not installed (apt-get install systemd)')
     const unitDir = path.join(dir, 'units')
     await fs.mkdir(unitDir, {recursive: true})
     for (const planned of [
@@ -206,10 +204,7 @@ describe('logrotate configuration', function () {
     expect(planned.content).to.include(`kill -USR1 "$(cat "${layout.nginxPid}")"`)
     expect((await planLogrotate(layout, 1000)).content).to.match(/^ {4}create 0640$/m)
     const logrotate = await execa('sh', ['-c', 'command -v logrotate'], {reject: false})
-    if (logrotate.exitCode !== 0) {
-      console.log('      skipped: logrotate is not installed (.ci/run installs it)')
-      this.skip()
-    }
+    needTool(this, logrotate.exitCode === 0, 'logrotate is not installed (.ci/run installs it)')
     await fs.mkdir(layout.logDir, {recursive: true})
     for (const log of [layout.nginxAccessLog, layout.hubLog]) await fs.writeFile(log, 'a line\n', {mode: 0o640})
     await fs.mkdir(path.dirname(planned.file), {recursive: true})

@@ -2,7 +2,14 @@ import {expect} from 'chai'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 
-import {ensureDir, symlinkAtomic, writeFileAtomic, writeFileAtomicIfChanged} from '../../../src/lib/files/atomic.js'
+import {
+  ensureDir,
+  ensureLogFile,
+  setWriteFaults,
+  symlinkAtomic,
+  writeFileAtomic,
+  writeFileAtomicIfChanged,
+} from '../../../src/lib/files/atomic.js'
 import {modeOf, tempPrefix} from '../../helpers/cli.js'
 
 describe('atomic writes', () => {
@@ -23,6 +30,42 @@ describe('atomic writes', () => {
     }
     expect(await modeOf(path.join(dir, 'f'))).to.equal(0o600)
     expect(await fs.readdir(dir)).to.deep.equal(['f'])
+  })
+
+  it('replaces the file whole: up to the swap the old content is there whole, then a new file (inode) by rename; a reader of the old one never sees it change', async () => {
+    const file = path.join(dir, 'f')
+    const old = 'old content\n'.repeat(1000)
+    const next = 'new content, longer than the old\n'.repeat(1000)
+    await fs.writeFile(file, old)
+    const before = await fs.stat(file)
+    const reader = await fs.open(file, 'r')
+    const seen: Array<{target: string; temp: string; tempMode: number; tempDir: string}> = []
+    setWriteFaults({
+      beforeRename: async (temp) => {
+        seen.push({
+          target: await fs.readFile(file, 'utf8'),
+          temp: await fs.readFile(temp, 'utf8'),
+          tempMode: await modeOf(temp),
+          tempDir: path.dirname(temp),
+        })
+      },
+    })
+    try {
+      await writeFileAtomic(file, next, {mode: 0o600})
+    } finally {
+      setWriteFaults({})
+    }
+    try {
+      // The new content was complete, with its final mode, beside the target, while the target still held the old.
+      expect(seen).to.deep.equal([{target: old, temp: next, tempMode: 0o600, tempDir: dir}])
+      expect(await fs.readFile(file, 'utf8')).to.equal(next)
+      expect((await fs.stat(file)).ino).to.not.equal(before.ino)
+      // What a reader had open is the old file, untouched: not truncated, not overwritten in place.
+      expect((await reader.readFile()).toString('utf8')).to.equal(old)
+      expect(await fs.readdir(dir)).to.deep.equal(['f'])
+    } finally {
+      await reader.close()
+    }
   })
 
   it('replaces a symbolic link itself, never the file it points to', async () => {
@@ -72,5 +115,53 @@ describe('writeFileAtomicIfChanged', () => {
     await fs.symlink(target, link)
     expect(await writeFileAtomicIfChanged(link, 'same\n', {mode: 0o644})).to.equal(true)
     expect((await fs.lstat(link)).isFile()).to.equal(true)
+  })
+})
+
+describe('ensureLogFile', () => {
+  let dir: string
+  beforeEach(async () => {
+    dir = await tempPrefix('hubctl-logfile')
+  })
+  afterEach(async () => {
+    await fs.rm(dir, {recursive: true, force: true})
+  })
+
+  it('a log file: made 0640 whatever the umask; an existing one looser than that tightened in place (content, inode kept); a tighter one left alone; never through a link', async () => {
+    const fresh = path.join(dir, 'fresh.log')
+    const old = process.umask(0)
+    try {
+      await ensureLogFile(fresh)
+    } finally {
+      process.umask(old)
+    }
+    expect(await modeOf(fresh)).to.equal(0o640)
+    for (const [before, after] of [
+      [0o644, 0o640],
+      [0o666, 0o640],
+      [0o604, 0o600],
+      [0o600, 0o600],
+    ]) {
+      const log = path.join(dir, `${before.toString(8)}.log`)
+      await fs.writeFile(log, 'an old line\n')
+      await fs.chmod(log, before)
+      const inode = (await fs.stat(log)).ino
+      await ensureLogFile(log)
+      expect(await modeOf(log), before.toString(8)).to.equal(after)
+      expect(await fs.readFile(log, 'utf8')).to.equal('an old line\n')
+      expect((await fs.stat(log)).ino).to.equal(inode)
+    }
+    const target = path.join(dir, 'target')
+    await fs.writeFile(target, '')
+    await fs.chmod(target, 0o644)
+    await fs.symlink(target, path.join(dir, 'linked.log'))
+    let error: NodeJS.ErrnoException | undefined
+    try {
+      await ensureLogFile(path.join(dir, 'linked.log'))
+    } catch (error_) {
+      error = error_ as NodeJS.ErrnoException
+    }
+    expect(error?.code).to.equal('ELOOP')
+    expect(await modeOf(target)).to.equal(0o644)
   })
 })

@@ -79,7 +79,7 @@ describe("hubenv: hubctl's JupyterHub environment", () => {
       async run(command, args) {
         calls.push([command, ...args])
         if (args.includes('venv')) await fs.mkdir(args[args.length - 1], {recursive: true})
-        const stdout = args[0] === '--version' ? jupyterhubVersion : '3.11.2 (main)'
+        const stdout = args.includes('--version') ? jupyterhubVersion : '3.11.2 (main)'
         return {exitCode: 0, stdout, stderr: '', notFound: false}
       },
     }

@@ -63,6 +63,37 @@ describe('trust: what root loads', function () {
     expect(problems[1].problem).to.include(`belongs to uid ${uid}`)
   })
 
+  it('names a root-owned file that its group or others may write (a .d file at 0664, the config at 0646), each with its fix', async () => {
+    const extra = layout.hubConfigDFile('50-x.py')
+    await fs.writeFile(extra, '')
+    await fs.chmod(extra, 0o664)
+    await fs.chmod(layout.hubConfig, 0o646)
+    const problems = await trustProblems(await trustedPaths(layout))
+    expect(problems.map((p) => p.fix)).to.deep.equal([`chmod go-w ${layout.hubConfig}`, `chmod go-w ${extra}`])
+    expect(problems[0].problem).to.equal(
+      `${layout.hubConfig} is writable by others, and hubctl (as root) loads what it holds: they could run code as root`,
+    )
+    expect(problems[1].problem).to.match(/50-x\.py is writable by its group, and/)
+    let error: {exitCode?: number; message?: string} | undefined
+    try {
+      await assertTrusted(layout)
+    } catch (error_) {
+      error = error_ as {exitCode?: number}
+    }
+    expect(error?.exitCode).to.equal(3)
+    expect(error?.message).to.include(layout.hubConfig)
+    await fs.writeFile(layout.settings, '{}')
+    await fs.chmod(layout.settings, 0o660)
+    let one: {exitCode?: number; fix?: string} | undefined
+    try {
+      await assertTrustedFile(layout.settings, 'the deploy hooks were not run')
+    } catch (error_) {
+      one = error_ as {exitCode?: number}
+    }
+    expect(one?.exitCode).to.equal(3)
+    expect(one?.fix).to.equal(`chmod go-w ${layout.settings}, then run the command again`)
+  })
+
   it('a sticky directory is fine above, not as something root loads from', async () => {
     await fs.chmod(layout.hubConfigD, 0o1777)
     expect((await trustProblems(await trustedPaths(layout))).map((p) => p.fix)).to.deep.equal([

@@ -1,8 +1,13 @@
 import {expect} from 'chai'
 import {ChildProcess, spawn} from 'node:child_process'
+import fs from 'node:fs/promises'
 import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
 
-import {listenersOn, portHolder, portOwnedBy} from '../../../src/lib/stack/listeners.js'
+import {Layout} from '../../../src/lib/config/layout.js'
+import {procStartTime} from '../../../src/lib/processes.js'
+import {listenersOn, portHolder, portOwnedBy, verifyServerListener} from '../../../src/lib/stack/listeners.js'
 import {freePort} from '../../helpers/cli.js'
 
 /*
@@ -80,5 +85,50 @@ describe('listeners (socket owners from /proc)', () => {
     const child = await listener(port)
     children.push(child)
     expect(await portHolder(port)).to.deep.equal({uid: 0, pid: child.pid, ppid: process.pid, name: 'node'})
+  })
+
+  it("a user server's route target: only the process the hub recorded for that server (same start time) holds it", async () => {
+    const prefix = await fs.mkdtemp(path.join(os.tmpdir(), 'hubctl-listeners-'))
+    const layout = new Layout(prefix)
+    const record = async (records: object) => {
+      await fs.mkdir(path.dirname(layout.serverProcesses), {recursive: true})
+      await fs.writeFile(layout.serverProcesses, JSON.stringify(records))
+    }
+    const squat = net.createServer()
+    try {
+      const port = await freePort()
+      const server = await listener(port)
+      children.push(server)
+      const target = `http://127.0.0.1:${port}`
+      const alice = {user: 'alice', name: ''}
+      const startTime = (await procStartTime(server.pid!))!
+      expect(await verifyServerListener(layout, alice, target)).to.match(/the hub recorded no process for this server/)
+      await record({'alice/': {pid: server.pid, startTime, port}})
+      expect(await verifyServerListener(layout, alice, target)).to.equal(undefined)
+      expect(await verifyServerListener(layout, {user: 'alice', name: 'gpu'}, target)).to.match(/recorded no process/)
+      expect(await verifyServerListener(layout, alice, `http://10.0.0.9:${port}`)).to.match(/not on this machine/)
+      // The same pid with another start time: another process (a reused pid).
+      await record({'alice/': {pid: server.pid, startTime: '1', port}})
+      expect(await verifyServerListener(layout, alice, target)).to.match(
+        new RegExp(`^the server's process \\(pid ${server.pid}\\) is gone`),
+      )
+      // The server dies; another program takes its port and would answer as a Jupyter server.
+      const other = await freePort()
+      await new Promise<void>((resolve) => squat.listen(other, '127.0.0.1', resolve))
+      const idle = sleeper()
+      children.push(idle)
+      await record({'alice/': {pid: idle.pid, startTime: await procStartTime(idle.pid!), port: other}})
+      expect(await verifyServerListener(layout, alice, `http://127.0.0.1:${other}`)).to.equal(
+        `port ${other} is held by another program (pid ${process.pid}, uid ${process.getuid!()}), not by the server's process (pid ${idle.pid})`,
+      )
+      idle.kill('SIGKILL')
+      await new Promise((resolve) => idle.once('exit', resolve))
+      expect(await verifyServerListener(layout, alice, `http://127.0.0.1:${other}`)).to.equal(
+        `the server's process (pid ${idle.pid}) is gone; port ${other} is held by another program (pid ${process.pid}, uid ${process.getuid!()}), not by a process hubctl started`,
+      )
+    } finally {
+      squat.close()
+      await fs.rm(prefix, {recursive: true, force: true})
+    }
   })
 })

@@ -1,7 +1,13 @@
 import {expect} from 'chai'
 
 import {HubApi} from '../../../src/lib/stack/hubapi.js'
-import {ProxyRoute, ServerWatcher, findRoute, serversForStatus} from '../../../src/lib/stack/servers.js'
+import {
+  ProxyRoute,
+  ServerWatcher,
+  type ServerWatcherOptions,
+  findRoute,
+  serversForStatus,
+} from '../../../src/lib/stack/servers.js'
 
 /*
  * The ServerWatcher against a fake hub API (the real HubApi client over a fake fetch, so that the
@@ -127,7 +133,13 @@ function json(status: number, body: unknown): Response {
 
 function watcher(
   world: FakeWorld,
-  options: {cullIdleMs?: number; cullMaxAgeMs?: number; clock?: {now(): number}; intervalMs?: number} = {},
+  options: {
+    cullIdleMs?: number
+    cullMaxAgeMs?: number
+    clock?: {now(): number}
+    intervalMs?: number
+    verifyTarget?: ServerWatcherOptions['verifyTarget']
+  } = {},
 ): ServerWatcher {
   const api = new HubApi({baseUrl: HUB, token: 'hubctl-test-token', verify: async () => {}, fetch: world.fetch})
   return new ServerWatcher({
@@ -138,10 +150,31 @@ function watcher(
     cullIdleMs: options.cullIdleMs,
     cullMaxAgeMs: options.cullMaxAgeMs,
     intervalMs: options.intervalMs,
+    verifyTarget: options.verifyTarget,
   })
 }
 
 describe('ServerWatcher', () => {
+  it("takes a Jupyter server's answer at a route's target only from the server's own process (verifyTarget)", async () => {
+    const world = new FakeWorld().add(server('alice'), server('bob'))
+    const alice = world.route('/user/alice/')
+    const bob = world.route('/user/bob/')
+    const asked: string[] = []
+    const problem = "port 20001 is held by another program (pid 4242, uid 1001), not by the server's process (pid 17)"
+    const report = await watcher(world, {
+      verifyTarget: async (info, target) => {
+        asked.push(`${info.user} ${target}`)
+        return info.user === 'bob' ? problem : undefined
+      },
+    }).check()
+    const byUser = Object.fromEntries(report.servers.map((s) => [s.user, s]))
+    expect(byUser.alice).to.include({routeOk: true})
+    expect(byUser.bob).to.include({routeOk: false, routeProblem: problem, refusals: 0})
+    expect(asked.sort()).to.deep.equal([`alice ${alice}`, `bob ${bob}`])
+    // Not "gone": nothing is stopped for it (the squatter is not the server; the hub's poll decides).
+    expect(world.deletes()).to.deep.equal([])
+  })
+
   it("reports each server with its idle time and whether it answers at its route's target", async () => {
     const world = new FakeWorld().add(
       server('alice', {idleMs: 90_000}),

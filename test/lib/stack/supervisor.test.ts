@@ -159,6 +159,8 @@ async function startHarness(
     realSpecs?: boolean
     /** What the proxy's API lists (GET /api/routes). */
     routes?: Record<string, unknown>
+    /** Run on the new prefix before the supervisor starts. */
+    beforeRun?: (layout: Layout) => Promise<void>
   } = {},
 ): Promise<Harness> {
   const prefix = await fs.mkdtemp(path.join(os.tmpdir(), 'hubctl-sup-unit-'))
@@ -240,6 +242,7 @@ async function startHarness(
     }
     return proc as unknown as ChildProcess
   }
+  await options.beforeRun?.(layout)
   const supervisor = new Supervisor({
     layout,
     settings,
@@ -367,6 +370,23 @@ describe('Supervisor (fake spawn and clock)', function () {
     const state = await readState(h.layout)
     expect(state?.supervisor.ready).to.equal(true)
     expect(state?.proxy).to.include({pid: h.latest('proxy').pid, running: true, restarts: 0})
+    await h.finish()
+  })
+
+  it("the hub's and the proxy's existing logs, 0644, are made 0640 (content kept) before they are started", async () => {
+    const h = await startHarness({
+      beforeRun: async (layout) => {
+        await fs.mkdir(path.dirname(layout.hubLog), {recursive: true})
+        for (const log of [layout.hubLog, layout.proxyLog]) {
+          await fs.writeFile(log, 'an earlier run\n')
+          await fs.chmod(log, 0o644)
+        }
+      },
+    })
+    for (const log of [h.layout.hubLog, h.layout.proxyLog]) {
+      expect((await fs.stat(log)).mode & 0o777, log).to.equal(0o640)
+      expect(await fs.readFile(log, 'utf8')).to.equal('an earlier run\n')
+    }
     await h.finish()
   })
 

@@ -1,11 +1,12 @@
 import {expect} from 'chai'
 import fs from 'node:fs/promises'
 
-import {CertStore, inspectPair} from '../../../src/lib/tls/certstore.js'
+import {CertStore, chainProblem, inspectPair} from '../../../src/lib/tls/certstore.js'
 import {HubctlError} from '../../../src/lib/errors.js'
 import {Layout} from '../../../src/lib/config/layout.js'
 import {makeSelfSigned} from '../../../src/lib/tls/selfsigned.js'
 import {modeOf, tempPrefix} from '../../helpers/cli.js'
+import {chainFor, issue} from '../../helpers/pki.js'
 
 describe('certstore and self-signed certificates', () => {
   let layout: Layout
@@ -60,5 +61,48 @@ describe('certstore and self-signed certificates', () => {
       HubctlError,
       /not an unencrypted PEM private key/,
     )
+  })
+
+  describe('an issued chain, before it is installed', () => {
+    const domains = ['hub.example.org', 'www.hub.example.org']
+    const {root, intermediate, leaf} = chainFor(domains)
+    const fullchain = leaf.cert + intermediate.cert
+
+    it('passes the leaf for every domain, matching its key, followed by its issuer (and the root, if sent)', () => {
+      expect(chainProblem({fullchain, privkey: leaf.key}, domains)).to.equal(undefined)
+      expect(chainProblem({fullchain: fullchain + root.cert, privkey: leaf.key}, domains)).to.equal(undefined)
+    })
+
+    it('refuses the leaf alone, without its chain', () => {
+      expect(chainProblem({fullchain: leaf.cert, privkey: leaf.key}, domains)).to.equal(
+        'the chain holds the certificate only, without its issuer (CN=hubctl test intermediate)',
+      )
+    })
+
+    it('refuses a chain whose next certificate did not sign the one before', () => {
+      const other = issue({name: 'hubctl test intermediate'})
+      expect(chainProblem({fullchain: leaf.cert + other.cert, privkey: leaf.key}, domains)).to.equal(
+        'certificate 1 of the chain (CN=hub.example.org) is not signed by the next (CN=hubctl test intermediate)',
+      )
+      expect(chainProblem({fullchain: leaf.cert + root.cert, privkey: leaf.key}, domains)).to.match(
+        /^certificate 1 of the chain .* is not signed by the next \(CN=hubctl test root\)$/,
+      )
+      expect(chainProblem({fullchain: fullchain + other.cert, privkey: leaf.key}, domains)).to.match(
+        /^certificate 2 of the chain \(CN=hubctl test intermediate\) is not signed by the next/,
+      )
+    })
+
+    it('refuses a leaf that does not match the key, or does not cover a requested domain', () => {
+      expect(chainProblem({fullchain, privkey: intermediate.key}, domains)).to.equal(
+        'the certificate does not match the key hubctl made for it',
+      )
+      expect(chainProblem({fullchain, privkey: 'junk'}, domains)).to.equal(
+        'the certificate does not match the key hubctl made for it',
+      )
+      expect(chainProblem({fullchain, privkey: leaf.key}, [...domains, 'jupyter.example.org'])).to.equal(
+        'the certificate does not cover jupyter.example.org',
+      )
+      expect(chainProblem({fullchain: 'junk', privkey: leaf.key}, domains)).to.equal('it holds no PEM certificate')
+    })
   })
 })

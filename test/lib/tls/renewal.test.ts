@@ -10,10 +10,12 @@ import {makeSelfSigned} from '../../../src/lib/tls/selfsigned.js'
 import {CertStore} from '../../../src/lib/tls/certstore.js'
 import {ariCertId, fetchAriWindow} from '../../../src/lib/tls/ari.js'
 import {certificateStatus} from '../../../src/lib/tls/cert-status.js'
-import {changedAcmeSettings} from '../../../src/lib/tls/renewal.js'
+import {changedAcmeSettings, decideRenewal, renewNotDueQuickly} from '../../../src/lib/tls/renewal.js'
 import {renewalTime, shouldRenew} from '../../../src/lib/tls/policy.js'
-import {writeRenewalState} from '../../../src/lib/tls/renewal-state.js'
+import {readRenewalState, writeRenewalState} from '../../../src/lib/tls/renewal-state.js'
+import {SettingsStore, type AcmeSettings, type Settings} from '../../../src/lib/config/settings.js'
 import {tempPrefix} from '../../helpers/cli.js'
+import {chainFor} from '../../helpers/pki.js'
 
 const DAY = 86_400_000
 const T0 = Date.UTC(2026, 0, 1)
@@ -326,5 +328,75 @@ describe('cert status', () => {
     expect(failing.problem).to.match(/last attempt failed: cannot reach/)
     const expired = await certificateStatus(layout, new Date(now.getTime() + 100 * DAY))
     expect(expired).to.include({ok: false, expired: true})
+  })
+})
+
+describe('renewal decision: a configured domain the live certificate lacks (fake clock)', () => {
+  let layout: Layout
+  /** Nothing listens there: the CA is never asked (its ARI answer is kept below). */
+  const acme: AcmeSettings = {directory: 'https://127.0.0.1:1/dir', keyType: 'ecdsa-p256', deployHooks: []}
+  const {intermediate, leaf} = chainFor(['hub.example.org'], {notBefore: at(0), days: 90})
+
+  function settingsFor(domains: string[]): Settings {
+    return {
+      version: 1,
+      domains,
+      admins: ['hrnadmin'],
+      allowedUsers: [],
+      authenticator: 'pam',
+      spawner: 'local',
+      tls: {mode: 'letsencrypt', acme},
+      ports: {http: 80, https: 443, proxy: 8000, proxyApi: 8001, hub: 8081, proxyStandby: 8002, proxyStandbyApi: 8003},
+      dhparam: {mode: 'ffdhe2048', bits: 2048},
+      executables: {jupyterhub: '/usr/bin/jupyterhub', singleuser: '/x', node: '/usr/bin/node', proxy: '/x'},
+      jupyterhubVersion: '6.1.1',
+      nginxSupervised: true,
+      proxyTls: false,
+    }
+  }
+
+  beforeEach(async () => {
+    layout = new Layout(await tempPrefix('hubctl-renew-domains'))
+    const info = await new CertStore(layout).install({fullchain: leaf.cert + intermediate.cert, privkey: leaf.key})
+    // The CA has no ARI, as it said at day 10; asked again only after day 11.
+    await writeRenewalState(layout, {
+      ari: {
+        none: true,
+        start: '',
+        end: '',
+        checkedAt: at(10).toISOString(),
+        nextCheck: at(11).toISOString(),
+        serial: info.serial,
+        directory: acme.directory,
+      },
+    })
+  })
+  afterEach(async () => {
+    await fs.rm(layout.prefix, {recursive: true, force: true})
+  })
+
+  async function decide(domains: string[], now: Date) {
+    await new SettingsStore(layout).save(settingsFor(domains))
+    const notes: string[] = []
+    const decision = await decideRenewal(layout, settingsFor(domains), acme, await readRenewalState(layout), {
+      now,
+      notes,
+      lookUpReplaces: false,
+    })
+    return {decision, notes, quick: await renewNotDueQuickly(layout, now)}
+  }
+
+  it('is not due on day 10 while the certificate covers every configured domain (the timer answers without the full command)', async () => {
+    const {decision, notes, quick} = await decide(['hub.example.org'], at(10))
+    expect(decision).to.include({due: false})
+    expect(notes).to.deep.equal([])
+    expect(quick).to.equal(`certificate for hub.example.org not due for renewal: ${decision.reason}`)
+  })
+
+  it('is due at once, naming the domain, when a configured domain is missing from it, and the timer runs the full renewal', async () => {
+    const {decision, quick} = await decide(['hub.example.org', 'jupyter.example.org'], at(10))
+    expect(decision).to.include({due: true, reason: 'the certificate does not cover jupyter.example.org'})
+    expect(decision.renewAfter.toISOString()).to.equal(at(10).toISOString())
+    expect(quick).to.equal(undefined)
   })
 })

@@ -48,6 +48,9 @@ function fakeSystem(home: string, passwd: Record<string, number>) {
   const runner: Runner = {
     async run(command: string, args: string[], options: RunOptions = {}) {
       calls.push({command: path.basename(command), args, input: options.input})
+      // Every Python hubctl runs is isolated (-I), a Python script too (run by its Python, never as itself).
+      if (/^(python[\d.]*|jupyterhub.*)$/.test(path.basename(command)) && args[0] !== '-I')
+        throw new Error(`a Python run without -I: ${command} ${args.join(' ')}`)
       const ok = (stdout = '') => ({exitCode: 0, stdout, stderr: '', notFound: false})
       switch (path.basename(command)) {
         case 'getent': {
@@ -60,9 +63,9 @@ function fakeSystem(home: string, passwd: Record<string, number>) {
           await fs.mkdir(path.join(home, name), {recursive: true, mode: 0o755})
           return ok()
         }
-        case 'jupyterhub':
-          return ok('3.0.0')
         default:
+          // JupyterHub's Python, isolated: its --version, or a script.
+          if (args[0] === '-I' && args[2] === '--version') return ok('3.0.0')
           if (args[0] === '-I') return ok(args[2].includes('find_spec') ? 'notebook' : 'ok')
           return ok()
       }
@@ -171,6 +174,15 @@ describe('users service (fake system)', function () {
     expect(path.dirname(result.archives[0])).to.equal(layout.homeArchiveDir)
     const usermod = calls.find((c) => c.command === 'usermod')!
     expect(usermod.args).to.deep.equal(['--lock', '--expiredate', '1', 'ada'])
+    // Locked first, then every process of the uid ended, then the home archived and deleted.
+    const order = calls.map((c) => c.command).filter((c) => ['usermod', 'setpriv', 'tar', 'rm'].includes(c))
+    expect(order).to.deep.equal(['usermod', 'setpriv', 'tar', 'rm'])
+    expect(calls.find((c) => c.command === 'rm')!.args).to.deep.equal([
+      '-rf',
+      '--one-file-system',
+      '--',
+      path.join(home, '.hubctl-removed', 'ada'),
+    ])
     expect((await new SettingsStore(layout).load()).allowedUsers).to.deep.equal(['prof'])
     // Removing again changes nothing.
     const again = await service.apply(await service.planRemove(['ada']))
