@@ -228,7 +228,7 @@ export class InitService {
         {cert: `--cert ${request.cert.certFile}`, key: `--key ${request.cert.keyFile}`},
       )
     // Idle servers: jupyterhub-idle-culler with a Python that has it (hubctl's environment has it).
-    const idleCuller = await this.idleCullerPython(software)
+    let idleCuller = await this.idleCullerPython(software)
     if (idleCuller.warning && cullingOn({...request.cull, by: 'hubctl'})) warnings.push(idleCuller.warning)
     let settings = this.settingsFor(request, jupyterhub, nginxInstall.executable, previous, idleCuller.python)
     if (request.oauth) await this.checkOAuthPreflight(request, jupyterhub, Boolean(software.hubEnv))
@@ -306,6 +306,10 @@ export class InitService {
           const {built} = await env.build(plan)
           jupyterhub = await detectJupyterHub(runner, plan.jupyterhub)
           await assertTrusted(layout, plan.jupyterhub)
+          // The environment's id counts on the Python's build: the apt-get above may have upgraded
+          // Python (python3-venv pulls the current python3.11), and the one built is then not the
+          // one planned. The culler runs with the Python of the environment built.
+          idleCuller = {python: layout.hubEnvPython(plan.id)}
           result.software.environment = {dir: plan.dir, versions: plan.versions, built}
         }
         ui = await detectUserInterface(runner, jupyterhub)

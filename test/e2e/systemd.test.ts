@@ -1,0 +1,426 @@
+import {expect} from 'chai'
+import {X509Certificate} from 'node:crypto'
+import fs from 'node:fs/promises'
+import https from 'node:https'
+import path from 'node:path'
+import tls from 'node:tls'
+
+import {Layout} from '../../src/lib/config/layout.js'
+import {PORT_FLAGS, PORT_NAMES} from '../../src/lib/config/settings.js'
+import {portInUse} from '../../src/lib/setup/preflight.js'
+import {BrowserSession, logIn, runCellInLab, waitForServerPage} from '../helpers/browser.js'
+import {ROOT, portFlags, tempPrefix} from '../helpers/cli.js'
+import {SystemContainer, containerPrerequisites, ensureRootfs} from '../helpers/container.js'
+import {PebbleLab, httpsGet} from '../helpers/pebble.js'
+import {waitUntil} from '../helpers/processes.js'
+import {needTool} from '../helpers/tools.js'
+import {onTerminal} from '../helpers/terminal.js'
+
+/*
+ * The README's domain command as written, on a fresh Debian 12 with systemd as PID 1 (a system
+ * container, test/helpers/container.ts, sharing this machine's network): in the checkout, as root,
+ * on a terminal where the operator agrees to the packages init installs (nginx, which Debian starts
+ * at once with its default site on port 80, and python3-venv); Pebble on this machine as the CA.
+ * Then what systemd does with what init installed: alice (a PAM user of the machine) in Chromium
+ * runs a cell; the unit restarted or its supervisor killed, users' servers keep running and the
+ * unit comes back; the renewal timer and its service; a reboot, after which everything comes back
+ * by itself and doctor passes.
+ * The tests follow one another (one machine): each needs the ones before it.
+ */
+
+const README = await fs.readFile(path.join(ROOT, 'README.md'), 'utf8')
+const DOMAIN = 'hub.example.org'
+const USER = 'alice'
+const CHECKOUT = '/root/hubctl'
+const PEBBLE_CA = '/root/pebble-ca.pem'
+const NOTEBOOK = `/home/${USER}/Untitled.ipynb`
+
+/** The README's command for a server with a domain, whole: `./bin/run.js init --domain … && systemctl start jupyterhub`. */
+function domainCommand(): string {
+  const match = /`(\.\/bin\/run\.js init --domain [^`]*? && systemctl start jupyterhub)`/.exec(README)
+  if (!match)
+    throw new Error('README.md has no domain command `./bin/run.js init --domain … && systemctl start jupyterhub`')
+  return match[1]
+}
+
+/** The loopback-internal ports' defaults, moved (with their flags) only when taken on this machine (the container shares its network). */
+async function movedInternalPorts(): Promise<string[]> {
+  const flags: string[] = []
+  const fresh = (await portFlags()).ports
+  for (const name of PORT_NAMES) {
+    if (name === 'http' || name === 'https') continue
+    if (await portInUse(PORT_FLAGS[name].default)) flags.push(PORT_FLAGS[name].flag, String(fresh[name]))
+  }
+  return flags
+}
+
+/** A GET of https://hub.example.org{path} as a browser sends it (the name to 127.0.0.1), Pebble's root trusted. */
+function hubGet(urlPath: string, ca: string): Promise<{status: number; body: string}> {
+  return new Promise((resolve, reject) => {
+    https
+      .get(
+        {host: '127.0.0.1', port: 443, path: urlPath, servername: DOMAIN, headers: {Host: DOMAIN}, ca, timeout: 10_000},
+        (response) => {
+          const chunks: Buffer[] = []
+          response.on('data', (c: Buffer) => chunks.push(c))
+          response.on('end', () =>
+            resolve({status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8')}),
+          )
+        },
+      )
+      .on('timeout', function (this: {destroy(e: Error): void}) {
+        this.destroy(new Error('timed out'))
+      })
+      .on('error', reject)
+  })
+}
+
+/** The serial of the certificate nginx serves for the name (what a browser sees). */
+function servedSerial(ca: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({host: '127.0.0.1', port: 443, servername: DOMAIN, ca}, () => {
+      const serial = socket.getPeerCertificate().serialNumber
+      socket.end()
+      resolve(serial.toUpperCase())
+    })
+    socket.on('error', reject)
+  })
+}
+
+function elapsed(since: number): string {
+  return `${Math.round((Date.now() - since) / 1000)}s`
+}
+
+describe('the README domain command on a Debian 12 machine with systemd as PID 1 (a system container)', function () {
+  this.timeout(1_800_000)
+  const password = `pw-${Math.random().toString(36).slice(2)}-Aa1`
+  let machine: SystemContainer | undefined
+  let lab: PebbleLab | undefined
+  let session: BrowserSession | undefined
+  let pebbleRoot = ''
+  let acmeEnv: Record<string, string> = {}
+  let layout: Layout
+  const times: string[] = []
+
+  /** The units' states, as `systemctl is-active` prints them. */
+  const active = async (...units: string[]) => (await machine!.exec(['systemctl', 'is-active', ...units])).stdout.trim()
+  /** The pid (inside) of alice's single-user server. */
+  const serverPid = async () => {
+    const found = await machine!.exec(['pgrep', '-u', USER, '-f', 'jupyterhub-singleuser'])
+    return found.stdout.trim().split('\n').filter(Boolean).map(Number)
+  }
+  const mainPid = async () =>
+    Number((await machine!.exec(['systemctl', 'show', '-p', 'MainPID', '--value', 'jupyterhub'])).stdout.trim())
+  /** Until the unit's supervisor `pid` says in the journal that its proxy and hub are ready. */
+  const supervisorReady = (pid: number) =>
+    waitUntil(
+      `the supervisor (pid ${pid}) ready`,
+      async () =>
+        (
+          await machine!.exec(['journalctl', '--no-pager', '-o', 'cat', '-u', 'jupyterhub', `_PID=${pid}`])
+        ).stdout.includes('info: ready in'),
+      {tries: 600, intervalMs: 500, withinMs: 240_000},
+    )
+  /** Until the hub answers through nginx: the unit's supervisor started the proxy and the hub. */
+  const hubAnswers = (what: string) =>
+    waitUntil(what, async () => (await hubGet('/hub/api', pebbleRoot)).status === 200, {
+      tries: 600,
+      intervalMs: 500,
+      withinMs: 240_000,
+    })
+
+  before(async function () {
+    // Without systemd-nspawn, debootstrap or root: skipped, saying why; in CI, a failure.
+    const missing = await containerPrerequisites()
+    needTool(this, missing === undefined, `cannot run a system container here: ${missing}`)
+    for (const port of [80, 443])
+      expect(
+        await portInUse(port),
+        `port ${port} is taken on this machine: the container shares its network, and the README's command needs it`,
+      ).to.equal(false)
+    let start = Date.now()
+    const built = await ensureRootfs()
+    times.push(built ? `root filesystem built in ${Math.round(built / 1000)}s` : 'root filesystem reused')
+    start = Date.now()
+    machine = await SystemContainer.create('hubctl-systemd', [DOMAIN])
+    await machine.installCheckout(CHECKOUT)
+    times.push(`copy ${elapsed(start)}`)
+    start = Date.now()
+    const booted = await machine.boot()
+    times.push(`boot ${elapsed(start)}`)
+    expect(booted.state, `failed units: ${booted.failed}`).to.equal('running')
+    layout = new Layout(machine.dir)
+
+    // alice: a user of the machine, with a password (PAM), as an operator makes one.
+    const made = await machine.exec(['useradd', '-m', '-s', '/bin/bash', USER])
+    expect(made.exitCode, made.stderr).to.equal(0)
+    const passwd = await machine.exec(['chpasswd'], {input: `${USER}:${password}\n`})
+    expect(passwd.exitCode, passwd.stderr).to.equal(0)
+
+    lab = await new PebbleLab(await tempPrefix('hubctl-systemd-pebble')).setup()
+    const pebble = await lab.startPebble('systemd', {httpPort: 80})
+    pebbleRoot = (await httpsGet(`${pebble.managementUrl}/roots/0`, await fs.readFile(lab.tls.ca, 'utf8'))).body
+    await machine.copyIn(lab.tls.ca, PEBBLE_CA)
+    acmeEnv = {HUBCTL_ACME_DIRECTORY: pebble.directory, HUBCTL_ACME_CA_CERT: PEBBLE_CA}
+  })
+
+  // One machine, one story: after a failure the next steps have nothing to stand on.
+  let failed = ''
+  beforeEach(function () {
+    if (failed) {
+      console.log(`      skipped: "${failed}" failed before`)
+      this.skip()
+    }
+  })
+
+  afterEach(async function () {
+    if (this.currentTest?.state === 'failed') failed = this.currentTest.title
+    if (this.currentTest?.state === 'failed' && machine?.init) {
+      const journal = await machine.exec([
+        'journalctl',
+        '--no-pager',
+        '-n',
+        '80',
+        '-u',
+        'jupyterhub',
+        '-u',
+        'nginx',
+        '-u',
+        'hubctl-renew',
+      ])
+      console.log(`journal of the container:\n${journal.stdout}`)
+      if (session) console.log(`kept: ${(await session.keep(this.currentTest.fullTitle())).join(', ')}`)
+    }
+    await session?.close()
+    session = undefined
+  })
+
+  after(async function () {
+    await session?.close()
+    await machine?.destroy()
+    await lab?.stop()
+    if (!machine) return
+    console.log(`      times: ${times.join(', ')}`)
+    for (const port of [80, 443])
+      expect(await portInUse(port), `port ${port} still taken after the test`).to.equal(false)
+  })
+
+  it("runs the README's command as written on a terminal (agreeing to apt-get install nginx python3-venv), then alice in Chromium runs a cell", async function () {
+    const start = Date.now()
+    const moved = await movedInternalPorts()
+    const command = domainCommand().replace(
+      ' && systemctl start jupyterhub',
+      `${moved.length > 0 ? ` ${moved.join(' ')}` : ''} && systemctl start jupyterhub`,
+    )
+    const run = await onTerminal(
+      ['nsenter', ...machine!.nsenterArgs(['sh', '-c', command], {cwd: CHECKOUT, env: {...acmeEnv, TERM: 'xterm'}})],
+      [[/Install nginx, python3-venv with `apt-get install -y nginx python3-venv`\?/, 'y']],
+      {timeoutSeconds: 1500},
+    )
+    times.push(`init and systemctl start ${elapsed(start)}`)
+    expect(run.exitCode, `${command}\n${run.transcript}`).to.equal(0)
+    expect(run.answered, run.transcript).to.equal(1)
+    expect(await active('jupyterhub', 'nginx', 'hubctl-renew.timer')).to.equal('active\nactive\nactive')
+    await hubAnswers('the hub through nginx after systemctl start jupyterhub')
+
+    const browse = Date.now()
+    session = await BrowserSession.start({trustCa: pebbleRoot, hostResolverRules: `MAP ${DOMAIN} 127.0.0.1`})
+    const page = session.page
+    await logIn(page, `https://${DOMAIN}`, USER, password)
+    await waitForServerPage(page, USER, 'lab')
+    expect(await runCellInLab(page, 'print(6*7)')).to.equal('42')
+    // She saves her notebook (Ctrl+S; JupyterLab asks for a name on a notebook's first save, she
+    // keeps "Untitled": Enter): it is in her home, with the cell and its output. (Keys and a look at
+    // the page only: no locator action, which the cell helper's dialog handler would answer first.)
+    await page.keyboard.press('Control+s')
+    await waitUntil('JupyterLab’s rename dialog', () =>
+      page.evaluate(() => document.querySelector('.jp-Dialog input') !== null),
+    )
+    await page.keyboard.press('Enter')
+    await waitUntil('alice’s saved notebook', async () => {
+      const saved = await fs.readFile(machine!.path(NOTEBOOK), 'utf8').catch(() => '')
+      return saved.includes('print(6*7)') && saved.includes('42')
+    })
+    times.push(`browser ${elapsed(browse)}`)
+  })
+
+  /**
+   * GETs through nginx one after another while `during` runs, then 20 more (bounded), in turn: of
+   * alice's server (/user/alice/api, which answers without a login) and of the hub (/hub/api).
+   * Each answer is the status, or the error of a request that got none.
+   */
+  async function requestsDuring(during: () => Promise<void>): Promise<{server: string[]; hub: string[]}> {
+    const answers = {server: [] as string[], hub: [] as string[]}
+    const get = (urlPath: string) =>
+      hubGet(urlPath, pebbleRoot).then(
+        (r) => String(r.status),
+        (error: Error) => error.message,
+      )
+    let done = false
+    const load = (async () => {
+      let after = 0
+      while (answers.hub.length < 5000 && after < 20) {
+        answers.server.push(await get(`/user/${USER}/api`))
+        answers.hub.push(await get('/hub/api'))
+        if (done) after++
+      }
+    })()
+    try {
+      await waitUntil('the first requests', async () => answers.hub.length >= 5)
+      await during()
+    } finally {
+      done = true
+      await load
+    }
+    return answers
+  }
+  const ok20 = Array.from({length: 20}, () => '200')
+
+  it('systemctl reload jupyterhub (the unit’s hubctl restart): alice’s server keeps running and answers every request through nginx meanwhile; the hub’s are all answered', async () => {
+    const [server] = await serverPid()
+    expect(server, 'alice’s server runs').to.be.greaterThan(0)
+    await waitUntil(
+      'alice’s server through nginx',
+      async () => (await hubGet(`/user/${USER}/api`, pebbleRoot)).status === 200,
+    )
+    const before = await mainPid()
+    const answers = await requestsDuring(async () => {
+      const reload = await machine!.exec(['systemctl', 'reload', 'jupyterhub'], {timeoutMs: 300_000})
+      expect(reload.exitCode, reload.stderr).to.equal(0)
+    })
+    // Her server: through the proxy handed over to a new one (the standby meanwhile), never a failure.
+    expect(
+      answers.server.filter((a) => a !== '200'),
+      `${answers.server.length} requests`,
+    ).to.deep.equal([])
+    // The hub: 503 from the proxy while JupyterHub itself restarts, never nginx's 502 or no answer.
+    expect(
+      answers.hub.filter((a) => a !== '200' && a !== '503'),
+      `${answers.hub.length} requests`,
+    ).to.deep.equal([])
+    expect(answers.hub.slice(-20)).to.deep.equal(ok20)
+    expect(await mainPid()).to.equal(before)
+    expect(await serverPid()).to.include(server)
+  })
+
+  it('systemctl restart jupyterhub: alice’s server keeps running, the unit’s new supervisor serves her again', async () => {
+    const [server] = await serverPid()
+    const before = await mainPid()
+    const answers = await requestsDuring(async () => {
+      const restart = await machine!.exec(['systemctl', 'restart', 'jupyterhub'])
+      expect(restart.exitCode, restart.stderr).to.equal(0)
+      await supervisorReady(
+        await waitUntil('a new supervisor', async () => {
+          const pid = await mainPid()
+          return pid > 0 && pid !== before && pid
+        }),
+      )
+      await hubAnswers('the hub after the restart')
+      await waitUntil(
+        'alice’s server through the new proxy',
+        async () => (await hubGet(`/user/${USER}/api`, pebbleRoot)).status === 200,
+      )
+    })
+    expect(await serverPid()).to.include(server)
+    expect(answers.server.slice(-20)).to.deep.equal(ok20)
+    expect(answers.hub.slice(-20)).to.deep.equal(ok20)
+    const lost = (list: string[]) => list.filter((a) => a !== '200').length
+    console.log(
+      `      systemctl restart: not 200 through nginx: ${lost(answers.server)} of ${answers.server.length} requests to alice’s server, ${lost(answers.hub)} of ${answers.hub.length} to the hub`,
+    )
+  })
+
+  // Issue 20 asks that no request be lost through nginx during `systemctl restart jupyterhub`; today
+  // the unit's stop stops the proxy, the standby and the hub: nginx answers 502 until the new
+  // supervisor's proxy runs, to users' servers too (and 503 for the hub until it is ready): about
+  // 1000 of 1200 GETs of /hub/api in one run. `systemctl reload` (hubctl restart) loses none.
+  it('systemctl restart jupyterhub loses no request through nginx (open: see issue 20)')
+
+  it('the supervisor killed (SIGKILL): systemd starts the unit again by itself, alice’s server keeps running', async () => {
+    const [server] = await serverPid()
+    const before = await mainPid()
+    const killed = await machine!.exec(['systemctl', 'kill', '-s', 'KILL', '--kill-whom=main', 'jupyterhub'])
+    expect(killed.exitCode, killed.stderr).to.equal(0)
+    const after = await waitUntil(
+      'the unit started again (Restart=)',
+      async () => {
+        const pid = await mainPid()
+        return pid > 0 && pid !== before && (await active('jupyterhub')) === 'active' && pid
+      },
+      {tries: 600, intervalMs: 250},
+    )
+    // The killed supervisor's proxy and hub may still answer: the new one is ready once it says so.
+    await supervisorReady(after)
+    await hubAnswers('the hub after its supervisor was killed')
+    expect(await serverPid()).to.include(server)
+    expect(
+      Number((await machine!.exec(['systemctl', 'show', '-p', 'NRestarts', '--value', 'jupyterhub'])).stdout),
+    ).to.be.greaterThan(0)
+  })
+
+  it('the renewal timer is enabled and waiting; its service renews a certificate that is due, and nginx serves the new one', async () => {
+    expect((await machine!.exec(['systemctl', 'is-enabled', 'hubctl-renew.timer'])).stdout.trim()).to.equal('enabled')
+    const timers = await machine!.exec(['systemctl', 'list-timers', '--all', '--no-pager', 'hubctl-renew.timer'])
+    expect(timers.stdout).to.match(/hubctl-renew\.timer\s+hubctl-renew\.service/)
+
+    const live = new X509Certificate(await fs.readFile(layout.fullchain, 'utf8'))
+    expect(await servedSerial(pebbleRoot)).to.equal(live.serialNumber)
+    // Due: the CA's renewal window (ARI) has opened, as kept from its last answer in renewal.json
+    // (a CA asks so before it revokes a certificate; this Pebble has no ARI of its own).
+    const settings = JSON.parse(await fs.readFile(layout.settings, 'utf8')) as {tls: {acme: {directory: string}}}
+    const state = JSON.parse(await fs.readFile(layout.renewalState, 'utf8').catch(() => '{}')) as object
+    const now = Date.now()
+    await fs.writeFile(
+      layout.renewalState,
+      JSON.stringify({
+        ...state,
+        ari: {
+          start: new Date(now - 3_600_000).toISOString(),
+          end: new Date(now + 86_400_000).toISOString(),
+          checkedAt: new Date(now).toISOString(),
+          nextCheck: new Date(now + 6 * 3_600_000).toISOString(),
+          serial: live.serialNumber,
+          directory: settings.tls.acme.directory,
+        },
+      }),
+      {mode: 0o600},
+    )
+    // The timer's runs wait a random delay of up to 8 minutes first: for this run only (a runtime
+    // drop-in, gone at the next boot), the unit's own command with --no-random-sleep.
+    const unit = await fs.readFile(machine!.path('/etc/systemd/system/hubctl-renew.service'), 'utf8')
+    const execStart = /^ExecStart=(.*)$/m.exec(unit)?.[1]
+    expect(execStart, unit).to.match(/ cert renew --prefix \/$/)
+    const dropIn = await machine!.sh(
+      'mkdir -p /run/systemd/system/hubctl-renew.service.d && cat > /run/systemd/system/hubctl-renew.service.d/no-random-sleep.conf',
+      {input: `[Service]\nExecStart=\nExecStart=${execStart} --no-random-sleep\n`},
+    )
+    expect(dropIn.exitCode, dropIn.stderr).to.equal(0)
+    expect((await machine!.exec(['systemctl', 'daemon-reload'])).exitCode).to.equal(0)
+    const renew = await machine!.exec(['systemctl', 'start', 'hubctl-renew.service'], {timeoutMs: 300_000})
+    const journal = (await machine!.exec(['journalctl', '--no-pager', '-u', 'hubctl-renew.service'])).stdout
+    expect(renew.exitCode, `${renew.stderr}\n${journal}`).to.equal(0)
+    expect(journal).to.include("the CA's renewal window (ARI) opened")
+    const renewed = new X509Certificate(await fs.readFile(layout.fullchain, 'utf8'))
+    expect(renewed.serialNumber, journal).to.not.equal(live.serialNumber)
+    // nginx reloads as its master does: new workers with the new certificate, old ones finishing.
+    await waitUntil(
+      'nginx serving the renewed certificate',
+      async () => (await servedSerial(pebbleRoot)) === renewed.serialNumber,
+      {tries: 120, intervalMs: 500},
+    )
+  })
+
+  it('a reboot: the hub, nginx and the timer come back by themselves, alice’s notebook is still there, doctor passes', async () => {
+    const start = Date.now()
+    await machine!.powerOff()
+    const booted = await machine!.boot()
+    expect(booted.state, `failed units: ${booted.failed}`).to.equal('running')
+    times.push(`reboot ${elapsed(start)}`)
+    expect(await active('jupyterhub', 'nginx', 'hubctl-renew.timer')).to.equal('active\nactive\nactive')
+    await hubAnswers('the hub after the reboot')
+    const notebook = await fs.readFile(machine!.path(NOTEBOOK), 'utf8')
+    expect(notebook).to.include('print(6*7)').and.to.include('42')
+    const doctor = await machine!.exec(['./bin/run.js', 'doctor'], {cwd: CHECKOUT, timeoutMs: 300_000})
+    expect(doctor.exitCode, `${doctor.stdout}\n${doctor.stderr}`).to.equal(0)
+  })
+})
