@@ -41,17 +41,33 @@ export async function hasProc(): Promise<boolean> {
   return procChecked
 }
 
-/** The pids whose parent is `pid` (from /proc), e.g. an nginx master's workers. */
-export async function childPids(pid: number): Promise<number[]> {
-  const entries = (await fs.readdir('/proc').catch(() => [] as string[])).filter((name) => /^\d+$/.test(name))
-  const children: number[] = []
+/** The parent of `pid` (field 4 of /proc/PID/stat), or undefined when it cannot be read. */
+export async function parentPid(pid: number): Promise<number | undefined> {
+  const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')
+  // The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+  const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+  return stat && Number.isInteger(ppid) ? ppid : undefined
+}
+
+/** Every process's parent, from one walk of /proc: pid → ppid. */
+export async function parentsByPid(): Promise<Map<number, number>> {
+  const pids = (await fs.readdir('/proc').catch(() => [] as string[])).filter((name) => /^\d+$/.test(name)).map(Number)
+  const parents = new Map<number, number>()
   await Promise.all(
-    entries.map(async (name) => {
-      const stat = await fs.readFile(`/proc/${name}/stat`, 'utf8').catch(() => '')
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) children.push(Number(name))
+    pids.map(async (pid) => {
+      const ppid = await parentPid(pid)
+      if (ppid !== undefined) parents.set(pid, ppid)
     }),
   )
-  return children.sort((a, b) => a - b)
+  return parents
+}
+
+/** The pids whose parent is `pid` (from /proc), e.g. an nginx master's workers. */
+export async function childPids(pid: number): Promise<number[]> {
+  return [...(await parentsByPid())]
+    .filter(([, ppid]) => ppid === pid)
+    .map(([child]) => child)
+    .sort((a, b) => a - b)
 }
 
 export interface ProcessOfUid {

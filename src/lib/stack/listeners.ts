@@ -2,7 +2,7 @@ import fs from 'node:fs/promises'
 
 import {readIfExists} from '../files/atomic.js'
 import type {Layout} from '../config/layout.js'
-import {processAlive} from '../processes.js'
+import {parentPid, parentsByPid, processAlive} from '../processes.js'
 
 /*
  * Who listens on a loopback port (Linux). hubctl sends a token, or takes a health answer, only
@@ -72,15 +72,7 @@ async function socketInodes(pid: number): Promise<Set<string>> {
 /** Every process whose parent chain leads to `pid`. */
 async function descendants(pid: number): Promise<number[]> {
   const parents = new Map<number, number[]>()
-  const entries = (await fs.readdir('/proc').catch(() => [] as string[])).filter((name) => /^\d+$/.test(name))
-  await Promise.all(
-    entries.map(async (name) => {
-      const stat = await fs.readFile(`/proc/${name}/stat`, 'utf8').catch(() => '')
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
-      if (!Number.isInteger(ppid)) return
-      parents.set(ppid, [...(parents.get(ppid) ?? []), Number(name)])
-    }),
-  )
+  for (const [child, ppid] of await parentsByPid()) parents.set(ppid, [...(parents.get(ppid) ?? []), child])
   const out: number[] = []
   const queue = [...(parents.get(pid) ?? [])]
   for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
@@ -184,10 +176,9 @@ export async function portHolder(port: number): Promise<PortHolder | undefined> 
   if (!listener) return undefined
   const pid = await holderOf(listener.inode)
   if (pid === undefined) return {uid: listener.uid}
-  const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')
-  const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+  const ppid = await parentPid(pid)
   const name = (await fs.readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '')).trim() || undefined
-  return {uid: listener.uid, pid, ...(Number.isInteger(ppid) ? {ppid} : {}), ...(name ? {name} : {})}
+  return {uid: listener.uid, pid, ...(ppid !== undefined ? {ppid} : {}), ...(name ? {name} : {})}
 }
 
 /** What the hub's config records for a user server it found up: the process the spawner started (layout.serverProcesses). */
