@@ -6,11 +6,11 @@ import path from 'node:path'
 import type {Page} from 'playwright-core'
 
 import {Layout} from '../../src/lib/config/layout.js'
+import {README, movedInternalPorts, readmeDomainCommand} from '../helpers/readme.js'
 import {BrowserSession, logIn, runCellInClassic, runCellInLab, waitForServerPage} from '../helpers/browser.js'
 import {BIN, DEBIAN_JUPYTERHUB, ROOT, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
 import {PebbleLab, httpsGet} from '../helpers/pebble.js'
 import {portInUse} from '../../src/lib/setup/preflight.js'
-import {PORT_FLAGS, PORT_NAMES} from '../../src/lib/config/settings.js'
 
 /*
  * A person in a real browser (Debian's Chromium): log in, the spawn page leads to the server by
@@ -25,8 +25,6 @@ import {PORT_FLAGS, PORT_NAMES} from '../../src/lib/config/settings.js'
  * On failure the screenshot, HTML and console log of each page are kept in test-output/browser/.
  */
 
-const README = await fs.readFile(path.join(ROOT, 'README.md'), 'utf8')
-
 /** The README's quick start line (after `npm ci && npm run build`, which `npm test` has done). */
 function quickStartCommand(): string {
   const line = README.split('\n').find((l) => l.includes('./bin/run.js init --local'))
@@ -36,21 +34,7 @@ function quickStartCommand(): string {
 
 /** The README's command for a server with a domain: `./bin/run.js init --domain …` (before `&& systemctl start jupyterhub`). */
 function domainCommand(): string {
-  const match = /`(\.\/bin\/run\.js init --domain [^`]*?) && systemctl start jupyterhub`/.exec(README)
-  if (!match)
-    throw new Error('README.md has no domain command `./bin/run.js init --domain … && systemctl start jupyterhub`')
-  return match[1]
-}
-
-/** The README's loopback-internal port defaults, moved (with their flags) only when taken on this machine. */
-async function movedInternalPorts(): Promise<string[]> {
-  const flags: string[] = []
-  const fresh = (await portFlags()).ports
-  for (const name of PORT_NAMES) {
-    if (name === 'http' || name === 'https') continue
-    if (await portInUse(PORT_FLAGS[name].default)) flags.push(PORT_FLAGS[name].flag, String(fresh[name]))
-  }
-  return flags
+  return readmeDomainCommand().replace(/ && systemctl start jupyterhub$/, '')
 }
 
 async function sh(

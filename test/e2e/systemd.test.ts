@@ -2,17 +2,16 @@ import {expect} from 'chai'
 import {X509Certificate} from 'node:crypto'
 import fs from 'node:fs/promises'
 import https from 'node:https'
-import path from 'node:path'
 import tls from 'node:tls'
 
 import {Layout} from '../../src/lib/config/layout.js'
-import {PORT_FLAGS, PORT_NAMES} from '../../src/lib/config/settings.js'
 import {portInUse} from '../../src/lib/setup/preflight.js'
 import {BrowserSession, logIn, runCellInLab, waitForServerPage} from '../helpers/browser.js'
-import {ROOT, portFlags, tempPrefix} from '../helpers/cli.js'
+import {tempPrefix} from '../helpers/cli.js'
 import {SystemContainer, containerPrerequisites, ensureRootfs} from '../helpers/container.js'
 import {PebbleLab, httpsGet} from '../helpers/pebble.js'
 import {waitUntil} from '../helpers/processes.js'
+import {movedInternalPorts, readmeDomainCommand} from '../helpers/readme.js'
 import {needTool} from '../helpers/tools.js'
 import {onTerminal} from '../helpers/terminal.js'
 
@@ -28,31 +27,11 @@ import {onTerminal} from '../helpers/terminal.js'
  * The tests follow one another (one machine): each needs the ones before it.
  */
 
-const README = await fs.readFile(path.join(ROOT, 'README.md'), 'utf8')
 const DOMAIN = 'hub.example.org'
 const USER = 'alice'
 const CHECKOUT = '/root/hubctl'
 const PEBBLE_CA = '/root/pebble-ca.pem'
 const NOTEBOOK = `/home/${USER}/Untitled.ipynb`
-
-/** The README's command for a server with a domain, whole: `./bin/run.js init --domain … && systemctl start jupyterhub`. */
-function domainCommand(): string {
-  const match = /`(\.\/bin\/run\.js init --domain [^`]*? && systemctl start jupyterhub)`/.exec(README)
-  if (!match)
-    throw new Error('README.md has no domain command `./bin/run.js init --domain … && systemctl start jupyterhub`')
-  return match[1]
-}
-
-/** The loopback-internal ports' defaults, moved (with their flags) only when taken on this machine (the container shares its network). */
-async function movedInternalPorts(): Promise<string[]> {
-  const flags: string[] = []
-  const fresh = (await portFlags()).ports
-  for (const name of PORT_NAMES) {
-    if (name === 'http' || name === 'https') continue
-    if (await portInUse(PORT_FLAGS[name].default)) flags.push(PORT_FLAGS[name].flag, String(fresh[name]))
-  }
-  return flags
-}
 
 /** A GET of https://hub.example.org{path} as a browser sends it (the name to 127.0.0.1), Pebble's root trusted. */
 function hubGet(urlPath: string, ca: string): Promise<{status: number; body: string}> {
@@ -208,7 +187,7 @@ describe('the README domain command on a Debian 12 machine with systemd as PID 1
   it("runs the README's command as written on a terminal (agreeing to apt-get install nginx python3-venv), then alice in Chromium runs a cell", async function () {
     const start = Date.now()
     const moved = await movedInternalPorts()
-    const command = domainCommand().replace(
+    const command = readmeDomainCommand().replace(
       ' && systemctl start jupyterhub',
       `${moved.length > 0 ? ` ${moved.join(' ')}` : ''} && systemctl start jupyterhub`,
     )
