@@ -48,6 +48,7 @@ import {
 } from './state.js'
 import {childSpecs, proxySpec} from './children.js'
 import {portAnswers} from './control.js'
+import {AdoptedStandby, HandoverRecord, adoptedHolds, handedOverStandby, systemdRestarting} from './handover.js'
 
 /*
  * hubctl's process supervisor: configurable-http-proxy, then JupyterHub, then (for a prefix other
@@ -127,6 +128,8 @@ export interface SupervisorDeps {
   ownsPort?: (port: number, pid: number | undefined) => Promise<PortOwner>
   /** Keep the standby proxy running beside the proxy (default: unless `specs` replaces the programs). */
   standby?: boolean
+  /** Whether systemd is restarting the unit at this stop (handover.ts's systemdRestarting; tests replace it). */
+  restarting?: () => Promise<boolean>
 }
 
 export interface SupervisorResult {
@@ -174,6 +177,10 @@ export class Supervisor {
   private hubPortProblem?: string
   private stateQueue: Promise<void> = Promise.resolve()
   private api?: HubApi
+  // handover.ts: the standby a supervisor stopped by `systemctl restart` left to this one, until
+  // this one's own replaces it; and the standby this one leaves to the next.
+  private adopted?: AdoptedStandby
+  private handover?: HandoverRecord
 
   constructor(private readonly deps: SupervisorDeps) {
     this.layout = deps.layout
@@ -200,7 +207,7 @@ export class Supervisor {
       const specs = await this.prepare()
       for (const spec of specs) this.children.set(spec.name, this.newRuntime(spec))
       this.log('info', 'starting', `supervising the hub under ${this.layout.prefix} (pid ${process.pid})`)
-      await this.launch(this.child('proxy'))
+      await this.launchFirstProxy()
       // JupyterHub 6 retries its first call to the proxy's API until the proxy answers, and spends
       // its first seconds importing and opening its database: it starts beside the proxy. Older
       // ones give up on a refused connection, and start once the API answers.
@@ -217,6 +224,8 @@ export class Supervisor {
       if (proxyUp && hubBesideProxy)
         await this.verifyOwnPort('proxy', this.settings.ports.proxyApi, "the proxy's token (the hub's first call)")
       if (!hubBesideProxy) await this.launch(this.child('hub'))
+      // handover.ts: the adopted standby goes once this proxy answers, and this one's own replaces it.
+      await this.retireAdopted(true)
       // While the hub starts: the standby holds its ports before nginx can send it anything.
       if (this.standbyEnabled) await this.startStandby()
       if (this.children.has('nginx')) await this.launch(this.child('nginx'))
@@ -303,7 +312,10 @@ export class Supervisor {
       lastControl: this.lastControl,
       standby: this.standby
         ? {pid: this.standby.pid, startTime: this.standby.startTime, restarts: this.standbyRestarts}
-        : null,
+        : this.adopted
+          ? {pid: this.adopted.pid, startTime: this.adopted.startTime}
+          : null,
+      ...(this.handover ? {handover: this.handover} : {}),
       updatedAt: new Date().toISOString(),
     }
   }
@@ -351,7 +363,17 @@ export class Supervisor {
     const previous = await readState(this.layout)
     if (!previous || previous.supervisor.pid === process.pid) return
     if (await processAlive(previous.supervisor.pid, previous.supervisor.startTime)) return
-    if (previous.standby && (await processAlive(previous.standby.pid, previous.standby.startTime))) {
+    // handover.ts: the standby a supervisor stopped by `systemctl restart` left running is adopted.
+    this.adopted = await handedOverStandby(previous, {now: Date.now()})
+    if (this.adopted)
+      this.log(
+        'info',
+        'handover',
+        `adopting the standby proxy (pid ${this.adopted.pid}) the previous supervisor left running for this restart: it serves until this supervisor's proxy runs`,
+        'proxy',
+        this.adopted.pid,
+      )
+    else if (previous.standby && (await processAlive(previous.standby.pid, previous.standby.startTime))) {
       this.log(
         'warn',
         'leftover',
@@ -397,6 +419,9 @@ export class Supervisor {
       const port = ports[name]
       const {flag, listener: what} = PORT_FLAGS[name]
       if (await portAnswers(port)) {
+        // handover.ts: the adopted standby's own ports (its pid and start time recorded, and it holds them).
+        const standbyPort = name === 'proxyStandby' || name === 'proxyStandbyApi'
+        if (standbyPort && (await adoptedHolds(port, this.adopted, this.ownsPort))) continue
         throw preflightError(
           `port ${port}, where ${what} should listen, is already taken by another program`,
           `stop that program (\`ss -ltnp 'sport = :${port}'\` names it), or run \`hubctl init\` again with another ${flag}`,
@@ -1080,6 +1105,74 @@ export class Supervisor {
     }
   }
 
+  // ---------------------------------------------------------------------------------------------
+  // handover.ts's hooks: `systemctl restart` without a lost request.
+
+  /** The first proxy: with an adopted standby, seeded with the routes handed over (the seed file). */
+  private async launchFirstProxy(): Promise<void> {
+    const proxy = this.child('proxy')
+    const seeded = this.adopted && !this.deps.specs && (await fs.stat(this.layout.proxySeed).catch(() => undefined))
+    if (!seeded) return this.launch(proxy)
+    await this.launchSeeded(proxy, this.layout.proxySeed)
+  }
+
+  /**
+   * Stop the adopted standby: at start (`whenProxyAnswers`) once this supervisor's proxy answers on
+   * its port (nginx sends it everything from then on), or at once when this supervisor stops.
+   */
+  private async retireAdopted(whenProxyAnswers: boolean): Promise<void> {
+    const adopted = this.adopted
+    if (!adopted) return
+    if (whenProxyAnswers) {
+      const deadline = this.clock.now() + 30_000
+      while (!this.stopping && this.clock.now() < deadline && !(await portAnswers(this.settings.ports.proxy)))
+        await this.clock.sleep(this.timings.pollMs, this.shutdownController.signal)
+      if (this.stopping) return
+      await fs.rm(this.layout.proxySeed, {force: true})
+    }
+    await terminatePid(adopted.pid, adopted.startTime, {
+      clock: this.clock,
+      timeoutMs: this.timings.stopTimeoutMs,
+      pollMs: this.timings.pollMs,
+    })
+    this.adopted = undefined
+    this.log('info', 'handover', `the adopted standby proxy stopped (pid ${adopted.pid})`, 'proxy', adopted.pid)
+  }
+
+  /**
+   * At a stop: when systemd is restarting the unit (and the stack was ready, with its standby and
+   * without an nginx of its own), bring the standby's routes in step with the proxy's, write them to
+   * the seed file for the next proxy, and record the handover; the standby is then left running.
+   */
+  private async prepareHandover(): Promise<boolean> {
+    const standby = this.standby
+    if (!this.ready || this.failure || !standby?.startTime || this.children.has('nginx')) return false
+    const restarting = this.deps.restarting ?? (() => systemdRestarting({layout: this.layout, env: this.deps.env}))
+    if (!(await restarting().catch(() => false))) return false
+    try {
+      const read = await this.currentRoutes()
+      const routes = Object.keys(read).length > 0 ? read : (this.routesSnapshot ?? {})
+      await this.syncStandby(routes)
+      await this.writeSeed(routes)
+      this.handover = {
+        at: new Date().toISOString(),
+        standby: {pid: standby.pid, startTime: standby.startTime},
+        routes: Object.keys(routes).length,
+      }
+    } catch (error) {
+      this.log('warn', 'handover', `could not hand the standby proxy over: ${messageOf(error)}; stopping it`)
+      return false
+    }
+    this.log(
+      'info',
+      'handover',
+      `systemd restarts the unit: the standby proxy (pid ${standby.pid}) keeps serving ${this.handover.routes} route(s) until the next supervisor takes over`,
+      'proxy',
+      standby.pid,
+    )
+    return true
+  }
+
   /**
    * Start the standby proxy on the standby ports. It runs as long as the stack does, so that the
    * port nginx falls back to is always held by hubctl's own process. Its API token is its own,
@@ -1252,6 +1345,8 @@ export class Supervisor {
       await releasePidFile(this.layout).catch(() => {})
       return
     }
+    // handover.ts: when systemd restarts the unit, the standby stays for the next supervisor.
+    const handingOver = await this.prepareHandover()
     for (const name of SHUTDOWN_ORDER) {
       const child = this.children.get(name)
       if (!child) continue
@@ -1261,7 +1356,8 @@ export class Supervisor {
         this.log('error', 'stop-failed', `stopping ${label(name)} failed: ${messageOf(error)}`, name)
       }
     }
-    await this.stopStandby()
+    if (!handingOver) await this.stopStandby()
+    await this.retireAdopted(false)
     const state = this.snapshot()
     state.supervisor.stoppedAt = new Date().toISOString()
     await this.writeState(state)
@@ -1271,7 +1367,8 @@ export class Supervisor {
       'stopped',
       'hubctl stopped the proxy, the hub' +
         (this.children.has('nginx') ? ' and nginx' : '') +
-        '; user servers, if any, keep running',
+        '; user servers, if any, keep running' +
+        (handingOver ? ', and the standby proxy serves them until the next supervisor takes over' : ''),
     )
   }
 
