@@ -13,6 +13,7 @@ import {
   authenticatorClass,
   renderHubConfig,
 } from '../../../src/lib/config/hubconfig.js'
+import {installHubPython} from '../../../src/lib/config/hubpython.js'
 import {Layout} from '../../../src/lib/config/layout.js'
 import {SITE_LIMITS} from '../../../src/lib/config/site.js'
 import {SERVER_PORTS, type Settings} from '../../../src/lib/config/settings.js'
@@ -68,17 +69,18 @@ describe('hubconfig', () => {
     for (const install of [v52, v6]) {
       const text = await renderHubConfig(new Layout('/'), settings, install, '/lab')
       expect(text).to.include(`c.PAMAuthenticator.executor_threads = ${PAM_THREADS}`)
-      expect(text).not.to.include('HubctlPAMAuthenticator')
+      expect(text).not.to.include('threaded_pam_authenticator')
     }
     // Before 5.2 the setting does not exist: PAMAuthenticator's subclass with a larger pool.
     const old = await renderHubConfig(new Layout('/'), settings, v3, '/lab')
     execFileSync('python3', ['-c', 'import ast, sys; ast.parse(sys.stdin.read())'], {input: old})
     expect(old).not.to.include('executor_threads')
-    expect(old).to.include(`return ThreadPoolExecutor(${PAM_THREADS})`)
-    expect(old).to.include('c.JupyterHub.authenticator_class = HubctlPAMAuthenticator')
+    expect(old).to.include(
+      `c.JupyterHub.authenticator_class = hubctl_hub.pam.threaded_pam_authenticator(${PAM_THREADS})`,
+    )
     // Other authenticators: no PAM threads.
     expect(await renderHubConfig(new Layout('/'), {...settings, authenticator: 'dummy'}, v6, '/lab')).not.to.match(
-      /executor_threads|HubctlPAMAuthenticator/,
+      /executor_threads|threaded_pam_authenticator\(/,
     )
     expect(PAM_THREADS).to.be.at.least(2 * SITE_LIMITS.loginConcurrent)
   })
@@ -100,7 +102,7 @@ describe('hubconfig', () => {
       ],
       {input: text, encoding: 'utf8'},
     )
-    expect(out.trim()).to.equal('14') // asyncio, contextvars, errno, glob, json, os, random, socket, stat, tempfile, time, jupyterhub.objects, jupyterhub.orm, jupyterhub.user: the template's own
+    expect(out.trim()).to.equal('10') // glob, os, sys and seven modules of hubctl_hub: the template's own
   })
 
   it('maps authenticator choices and refuses what the version lacks', () => {
@@ -146,6 +148,7 @@ describe('hubconfig', () => {
       await fs.mkdir(path.dirname(file), {recursive: true})
       await fs.writeFile(file, 'a'.repeat(64))
     }
+    await installHubPython(layout)
     return {prefix, layout}
   }
 
@@ -231,12 +234,12 @@ describe('hubconfig', () => {
       )
       // The queue takes the limit's place: JupyterHub's own (a 429 page) is off.
       expect(text).to.include('c.JupyterHub.concurrent_spawn_limit = 0\n')
-      expect(text).to.include('_hubctl_queue = _HubctlSpawnQueue(3)\n')
+      expect(text).to.include('_hubctl_queue = hubctl_hub.spawnqueue.SpawnQueue(3)\n')
       expect(text).to.include('c.Spawner.start_timeout = 150\n')
       expect(text).to.include('c.Spawner.http_timeout = 150\n')
       expect(await loaded(text, prefix)).to.include({concurrent_spawn_limit: 0, start_timeout: 150, http_timeout: 150})
       const old = await renderHubConfig(layout, settings, v6, '/lab')
-      expect(old).not.to.match(/concurrent_spawn_limit|start_timeout|http_timeout|_HubctlSpawnQueue\(/)
+      expect(old).not.to.match(/concurrent_spawn_limit|start_timeout|http_timeout|SpawnQueue\(/)
       expect(await loaded(old, prefix)).to.include({concurrent_spawn_limit: 100, start_timeout: 60, http_timeout: 30})
     } finally {
       await fs.rm(prefix, {recursive: true, force: true})
@@ -355,7 +358,7 @@ children = []
 `
 
   const OWNERS = `${LOAD}${PROCESSES}
-owner = hub["_hubctl_port_owner"]
+owner = hub["hubctl_hub"].owners.port_owner
 out = {"me": os.getpid(), "uid": os.getuid()}
 p = free_port()
 child = started(LISTEN, str(p)); children.append(child); child.stdout.readline()
@@ -420,7 +423,7 @@ async def up(port, script, *args):
     spawner = LocalProcessSpawner()
     spawner.proc = proc
     spawner.pid = proc.pid
-    hub["_hubctl_spawner_waiting"].set(spawner)
+    hub["hubctl_hub"].readiness.spawner_waiting.set(spawner)
     try:
         await jupyterhub.objects.wait_for_http_server(f"http://127.0.0.1:{port}/user/right/api", timeout=25)
         return "up"
@@ -557,6 +560,7 @@ print(json.dumps(out))
         await fs.mkdir(path.dirname(file), {recursive: true})
         await fs.writeFile(file, 'a'.repeat(64))
       }
+      await installHubPython(layout)
       try {
         const simple = {...settings, spawner: 'simple' as const, authenticator: 'dummy', allowedUsers: []}
         const text = await renderHubConfig(layout, simple, python.includes('venv') ? v6 : v3, '/lab')
@@ -671,7 +675,7 @@ print(json.dumps(out))
     it(`hands user servers free ports outside the kernels' range, at random, none held on IPv4 or IPv6, and takes only the user's own answer for up (${python})`, async function () {
       this.timeout(30_000)
       expect(await renderHubConfig(new Layout('/'), settings, v6, '/lab')).to.include(
-        `_HubctlServerPorts(${SERVER_PORTS.first}, ${SERVER_PORTS.last}, hold_seconds=900)\n`,
+        `hubctl_hub.ports.ServerPorts(${SERVER_PORTS.first}, ${SERVER_PORTS.last}, hold_seconds=900)\n`,
       )
       // Servers of other hubs on this machine may hold ports of the default range: ten free ones.
       const first = await freeRange(10)
@@ -755,7 +759,7 @@ print(json.dumps(out))
       )
       expect(result.own).to.equal('up')
       expect(result.patched, "JupyterHub's User._wait_up tells the check which spawner it waits for").to.equal(
-        '_hubctl_wait_up',
+        'wait_up',
       )
     })
 
