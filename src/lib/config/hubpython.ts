@@ -30,7 +30,7 @@ export async function installHubPython(layout: Layout): Promise<{written: string
       written.push(layout.hubPythonFile(name))
   }
   const removed: string[] = []
-  for (const name of await fs.readdir(layout.hubPythonPackage)) {
+  for (const name of (await fs.readdir(layout.hubPythonPackage)).sort()) {
     if (modules.includes(name)) continue
     await fs.rm(layout.hubPythonFile(name), {recursive: true, force: true})
     removed.push(layout.hubPythonFile(name))
