@@ -197,6 +197,17 @@ export class Layout {
   get settings(): string {
     return this.at('etc/jupyterhub/hubctl.json')
   }
+  /** The directory jupyterhub_config.py puts first on sys.path: hubctl's Python package for the hub is in it. */
+  get hubPythonPath(): string {
+    return this.at('etc/jupyterhub/python')
+  }
+  /** hubctl_hub, the Python the hub's config imports (python/hubctl_hub, written with the config). */
+  get hubPythonPackage(): string {
+    return this.at('etc/jupyterhub/python/hubctl_hub')
+  }
+  hubPythonFile(name: string): string {
+    return path.join(this.hubPythonPackage, name)
+  }
 
   // nginx
   get nginxDir(): string {
