@@ -27,7 +27,7 @@ export interface RestoreJournal {
 }
 
 /** Apply a journal's operations; each is done only if not done yet, so a second run finishes a first that was killed. */
-async function applyJournal(journal: RestoreJournal): Promise<void> {
+export async function applyJournal(journal: RestoreJournal): Promise<void> {
   const dirs = new Set<string>()
   for (const op of journal.ops) {
     if (op.op === 'remove') {
