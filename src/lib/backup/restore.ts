@@ -113,6 +113,9 @@ export class RestoreService {
           this.warnings.push(...stop.warnings)
           stopped = true
         }
+        // Under systemd (Restart=always) the unit would start the old hub again: stopped through systemd.
+        if (layout.isSystem && (await exists(layout.systemdUnit)))
+          await this.deps.runner.run('systemctl', ['stop', 'jupyterhub.service'])
         const ops: RestoreJournal['ops'] = []
         accounts.push(...(await this.accounts(manifest, staging)))
         await this.stageFiles(manifest, staging, ops)

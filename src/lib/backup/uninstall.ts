@@ -82,6 +82,7 @@ export class UninstallService {
         result.warnings.push(...stop.warnings)
         result.stopped = true
       }
+      // Under systemd (Restart=always) the unit would start the hub again: stopped through systemd (removeService).
       await this.removeService(result)
       const remove = async (file: string) => {
         if (!(await exists(file))) return
