@@ -14,6 +14,7 @@ import {
   supervisorCulling,
 } from '../../../src/lib/config/culler.js'
 import {HUBCTL_SERVICE_SCOPES, renderHubConfig} from '../../../src/lib/config/hubconfig.js'
+import {installHubPython} from '../../../src/lib/config/hubpython.js'
 import {Layout} from '../../../src/lib/config/layout.js'
 import type {Settings} from '../../../src/lib/config/settings.js'
 import {HubctlError} from '../../../src/lib/errors.js'
@@ -67,6 +68,7 @@ async function loaded(settingsUsed: Settings): Promise<{text: string; config: Lo
       await fs.writeFile(file, 'a'.repeat(64))
     }
     const text = await renderHubConfig(layout, settingsUsed, v6, '/lab')
+    await installHubPython(layout)
     await fs.writeFile(path.join(prefix, 'jupyterhub_config.py'), text)
     const code = [
       'import json, sys',

@@ -42,8 +42,8 @@ describe('layout', () => {
     const proto = Object.getOwnPropertyDescriptors(Layout.prototype)
     for (const [name, descriptor] of Object.entries(proto)) {
       if (!descriptor.get || name === 'isSystem' || name === 'secretFiles') continue
-      const value = (layout as unknown as Record<string, string>)[name]
-      expect(value.startsWith('/tmp/p/') || value === '/tmp/p', name).to.equal(true)
+      const value = (layout as unknown as Record<string, string | string[]>)[name]
+      for (const one of [value].flat()) expect(one.startsWith('/tmp/p/') || one === '/tmp/p', name).to.equal(true)
     }
   })
 })

@@ -6,6 +6,7 @@ import path from 'node:path'
 
 import {HubctlError} from '../../../src/lib/errors.js'
 import {renderHubConfig} from '../../../src/lib/config/hubconfig.js'
+import {installHubPython} from '../../../src/lib/config/hubpython.js'
 import {Layout} from '../../../src/lib/config/layout.js'
 import {oauthAllowAll, oauthCallbackUrl, oauthSecretProblem, parseEndpointUrl} from '../../../src/lib/config/oauth.js'
 import {parseSettings, type Settings} from '../../../src/lib/config/settings.js'
@@ -67,6 +68,7 @@ describe('OAuth logins (oauthenticator)', () => {
     await fs.writeFile(path.join(dir, 'srv/jupyterhub/oauth_client_secret'), 'the-secret\n')
     for (const name of ['proxy_auth_token', 'hubctl_api_token'])
       await fs.writeFile(path.join(dir, 'srv/jupyterhub', name), 'x\n')
+    await installHubPython(new Layout(dir))
   })
   after(async () => {
     await fs.rm(dir, {recursive: true, force: true})
