@@ -7,6 +7,7 @@ import {Layout, SERVER_HOME_MARKER} from './layout.js'
 import {OAUTH_PROVIDER_INFO, OAuthProvider, isOAuthProvider, oauthAllowAll, oauthCallbackUrl} from './oauth.js'
 import {renderTemplate} from './render.js'
 import {SERVER_PORTS, type Settings} from './settings.js'
+import {assertSubdomainsSupported, subdomainHost} from './subdomains.js'
 import {usageError} from '../errors.js'
 import type {Runner} from '../runner.js'
 import {proxyApiUrl} from '../stack/hubapi.js'
@@ -157,6 +158,7 @@ export async function renderHubConfig(
   defaultUrl: string,
 ): Promise<string> {
   assertNoRootServers(settings)
+  if (settings.subdomains) assertSubdomainsSupported(install)
   const allowed = [...new Set([...settings.admins, ...settings.allowedUsers])]
   return renderTemplate(
     'jupyterhub_config.py',
@@ -200,6 +202,7 @@ export async function renderHubConfig(
       culler: cullerService(settings),
       supervisorCulls: Object.keys(supervisorCulling(settings)).length > 0,
       oauth: oauthView(layout, settings),
+      subdomainHost: settings.subdomains ? subdomainHost(settings) : undefined,
     },
     'python',
   )

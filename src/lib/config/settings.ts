@@ -36,7 +36,10 @@ export interface AcmeSettings {
 
 export interface Settings {
   version: number
+  /** The hub's names, the first primary; with `subdomains`, `*.` the primary second (config/subdomains.ts). */
   domains: string[]
+  /** Each user's server at NAME.domains[0] (init --subdomains); absent: one origin, /user/NAME/. */
+  subdomains?: boolean
   email?: string
   admins: string[]
   allowedUsers: string[]
@@ -244,8 +247,16 @@ function checkShape(settings: Record<string, unknown>, file: string): void {
     if (!Array.isArray(list) || !list.every((item) => typeof item === 'string')) bad(key, 'is not a list of strings')
     if (key !== 'allowedUsers' && (list as string[]).length === 0) bad(key, 'is empty')
     for (const item of list as string[])
-      valid(key, () => (key === 'domains' ? parseDomain(item) : parseUserName(item, key)))
+      valid(key, () =>
+        key !== 'domains'
+          ? parseUserName(item, key)
+          : settings.subdomains === true && item === `*.${(list as string[])[0]}`
+            ? parseDomain(item.slice(2))
+            : parseDomain(item),
+      )
   }
+  if (settings.subdomains !== undefined && typeof settings.subdomains !== 'boolean')
+    bad('subdomains', 'is neither true nor false')
   if (typeof settings.authenticator !== 'string' || settings.authenticator.length === 0)
     bad('authenticator', 'is not a name')
   if (isOAuthProvider(settings.authenticator as string))

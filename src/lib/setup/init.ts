@@ -26,6 +26,7 @@ import {Nginx, NginxInstall, detectNginx} from '../config/nginx.js'
 import {DefaultServerPlan, planDefaultServers, renderSite} from '../config/site.js'
 import {runningSupervisor} from '../stack/state.js'
 import {checkDns, checkPorts, checkPrivileges} from './preflight.js'
+import {assertSubdomainsSupported} from '../config/subdomains.js'
 import {Runner, which} from '../runner.js'
 import {MissingPackage, PackagePlan, installPackages, packagesError, planPackages} from './syspkgs.js'
 import {assertTrusted, assertTrustedFile} from './trust.js'
@@ -218,6 +219,7 @@ export class InitService {
         PORT_NAMES.map((name) => ({flag: PORT_FLAGS[name].flag, port: request.ports[name], heldOk: heldBy[name]})),
       )),
     )
+    if (request.subdomains) assertSubdomainsSupported(jupyterhub)
     for (const domain of request.domains) {
       const warning = await checkDns(domain, this.deps.lookup)
       if (warning) warnings.push(warning)
@@ -651,6 +653,7 @@ export class InitService {
     return {
       version: SETTINGS_VERSION,
       domains: request.domains,
+      ...(request.subdomains ? {subdomains: true} : {}),
       email: request.email,
       admins: request.admins,
       // Users added since (`hubctl users add`, `users sync`) stay: only `hubctl users remove` removes one.
