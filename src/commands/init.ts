@@ -175,6 +175,10 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
       allowNo: true,
       default: true,
     }),
+    subdomains: Flags.boolean({
+      description:
+        "each user's server at https://NAME.DOMAIN/ and the hub at https://DOMAIN/ (the first --domain): browsers then keep users' pages apart (__Host- cookies); needs DNS records for DOMAIN and *.DOMAIN and a wildcard certificate (--tls self-signed, manual, or letsencrypt through DNS-01); JupyterHub 4.1 or later",
+    }),
     local: Flags.boolean({
       description:
         'a hub on this machine without root or a domain: prefix ./hubctl-local, localhost, self-signed TLS, ports 8080/8443, a generated login printed once',

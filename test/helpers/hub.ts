@@ -32,7 +32,14 @@ export class HubBrowser {
 
   constructor(
     readonly origin: string,
-    private readonly options: {ca?: string; cookie?: string; localAddress?: string; timeoutMs?: number} = {},
+    private readonly options: {
+      ca?: string
+      cookie?: string
+      localAddress?: string
+      timeoutMs?: number
+      /** Connect here whatever the origin's name (a name DNS does not know, as Chromium's --host-resolver-rules). */
+      resolveTo?: string
+    } = {},
   ) {
     for (const pair of options.cookie ? options.cookie.split('; ') : []) this.keep(pair, false)
   }
@@ -68,6 +75,7 @@ export class HubBrowser {
           method: options.method ?? 'GET',
           ...(url.protocol === 'https:' ? {ca: this.options.ca} : {}),
           ...(this.options.localAddress ? {localAddress: this.options.localAddress, family: 4} : {}),
+          ...(this.options.resolveTo ? {lookup: fixedLookup(this.options.resolveTo)} : {}),
           headers: {
             Accept: byScript ? 'application/json' : 'text/html,application/json',
             'Sec-Fetch-Mode': byScript ? 'cors' : 'navigate',
@@ -131,6 +139,14 @@ export class HubBrowser {
   }
 }
 
+/** A dns.lookup that answers every name with one IPv4 address (both of its calling conventions). */
+function fixedLookup(address: string): NonNullable<http.RequestOptions['lookup']> {
+  return ((_name: string, options: {all?: boolean}, callback: (...args: unknown[]) => void) => {
+    if (options?.all) callback(null, [{address, family: 4}])
+    else callback(null, address, 4)
+  }) as unknown as NonNullable<http.RequestOptions['lookup']>
+}
+
 /** The _xsrf token a page's form carries (JupyterHub 4.1+; none before). */
 export function xsrfOf(html: string): string | undefined {
   return /name="_xsrf"\s+value="([^"]+)"/.exec(html)?.[1]
@@ -177,7 +193,7 @@ export async function logIn(browser: HubBrowser, user: string, password: string)
     /XSRF[^<]*|'_xsrf'[^<]*|Invalid username or password/.exec(response.body)?.[0] ?? response.body.slice(0, 300)
   expect(response.status, `login answers a redirect (the hub said: ${refusal})`).to.equal(302)
   expect(
-    response.cookies.some((c) => /^jupyterhub-hub-login="?[^";]{16,}/.test(c)),
+    response.cookies.some((c) => /^(__Host-)?jupyterhub-hub-login="?[^";]{16,}/.test(c)),
     `the login sets a login cookie (${response.cookies.map((c) => c.slice(0, 30)).join(', ')})`,
   ).to.equal(true)
   return browser.cookieHeader

@@ -8,6 +8,7 @@ import {Layout, SERVER_HOME_MARKER} from './layout.js'
 import {OAUTH_PROVIDER_INFO, OAuthProvider, isOAuthProvider, oauthAllowAll, oauthCallbackUrl} from './oauth.js'
 import {renderTemplate} from './render.js'
 import {SERVER_PORTS, type Settings} from './settings.js'
+import {assertSubdomainsSupported, subdomainHost} from './subdomains.js'
 import {usageError} from '../errors.js'
 import type {Runner} from '../runner.js'
 import {proxyApiUrl} from '../stack/hubapi.js'
@@ -158,6 +159,7 @@ export async function renderHubConfig(
   defaultUrl: string,
 ): Promise<string> {
   assertNoRootServers(settings)
+  if (settings.subdomains) assertSubdomainsSupported(install)
   const allowed = [...new Set([...settings.admins, ...settings.allowedUsers])]
   return renderTemplate(
     'jupyterhub_config.py',
@@ -202,6 +204,7 @@ export async function renderHubConfig(
       culler: cullerService(settings),
       supervisorCulls: Object.keys(supervisorCulling(settings)).length > 0,
       oauth: oauthView(layout, settings),
+      subdomainHost: settings.subdomains ? subdomainHost(settings) : undefined,
     },
     'python',
   )

@@ -43,7 +43,10 @@ export type DnsSettings =
 
 export interface Settings {
   version: number
+  /** The hub's names, the first primary; with `subdomains`, `*.` the primary second (config/subdomains.ts). */
   domains: string[]
+  /** Each user's server at NAME.domains[0] (init --subdomains); absent: one origin, /user/NAME/. */
+  subdomains?: boolean
   email?: string
   admins: string[]
   allowedUsers: string[]
@@ -253,6 +256,8 @@ function checkShape(settings: Record<string, unknown>, file: string): void {
     for (const item of list as string[])
       valid(key, () => (key === 'domains' ? parseDomain(item, '--domain', {wildcard: true}) : parseUserName(item, key)))
   }
+  if (settings.subdomains !== undefined && typeof settings.subdomains !== 'boolean')
+    bad('subdomains', 'is neither true nor false')
   if (typeof settings.authenticator !== 'string' || settings.authenticator.length === 0)
     bad('authenticator', 'is not a name')
   if (isOAuthProvider(settings.authenticator as string))

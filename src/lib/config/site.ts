@@ -7,6 +7,7 @@ import type {NginxInstall} from './nginx.js'
 import {Layout} from './layout.js'
 import {renderTemplate} from './render.js'
 import {LOGIN_BURST, type Settings} from './settings.js'
+import {isWildcard} from './subdomains.js'
 import {HUBCTL_VERSION} from '../version.js'
 
 /**
@@ -138,7 +139,9 @@ export async function renderSite(
     {
       hubctlVersion: HUBCTL_VERSION,
       nginxVersion: nginx.version,
-      domains: settings.domains,
+      // *.DOMAIN (--subdomains) is written as `*.` and the name, which is escaped as every other.
+      domains: settings.domains.filter((name) => !isWildcard(name)),
+      wildcardOf: settings.domains.filter(isWildcard).map((name) => name.slice(2)),
       primaryDomain: settings.domains[0],
       defaultHttp: defaults.ports.includes(settings.ports.http),
       defaultHttps: defaults.ports.includes(settings.ports.https),

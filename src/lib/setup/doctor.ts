@@ -16,6 +16,7 @@ import {
   vulnerabilityWarning,
 } from '../config/jupyterhub.js'
 import {Layout} from '../config/layout.js'
+import {isWildcard} from '../config/subdomains.js'
 import {cullingSummary, describeCulling, importsIdleCuller} from '../config/culler.js'
 import {OAUTH_PROVIDER_INFO, isOAuthProvider, oauthCallbackUrl, oauthEndpoints} from '../config/oauth.js'
 import {Nginx, detectNginx} from '../config/nginx.js'
@@ -590,7 +591,13 @@ export class Doctor {
         results.push(
           warning
             ? {check: 'dns', status: 'warn', message: warning, fix: `point ${domain} at this machine`}
-            : {check: 'dns', status: 'pass', message: `${domain} resolves to this machine`},
+            : {
+                check: 'dns',
+                status: 'pass',
+                message: isWildcard(domain)
+                  ? `${domain} resolves to this machine (a random name under it does)`
+                  : `${domain} resolves to this machine`,
+              },
         )
       } catch (error) {
         const e = error as HubctlError

@@ -29,12 +29,16 @@ import {
   parseScope,
   parseUsernameClaim,
 } from '../config/oauth.js'
+import {subdomainNames} from '../config/subdomains.js'
+import {certificateInfo} from '../tls/certstore.js'
 import {assertDistinctPorts, parseDomain, parseEmail, parsePort, parseUserName, unique} from '../validate.js'
 
 /** What `hubctl init` was asked, exactly as the flags gave it (strings, possibly missing). */
 export interface RawInitFlags {
   /** Local mode: a hub on this machine, no root, no domain (localhost, self-signed, high ports). */
   local?: boolean
+  /** Per-user subdomains: NAME.DOMAIN for each user's server, the hub at DOMAIN. */
+  subdomains?: boolean
   domain?: string[]
   email?: string
   admin?: string[]
@@ -94,7 +98,9 @@ export interface Prompter {
 
 export interface InitRequest {
   local: boolean
+  /** The certificate's and nginx's names: with --subdomains, `*.` the first one follows it (subdomainNames). */
   domains: string[]
+  subdomains: boolean
   email?: string
   admins: string[]
   allowedUsers: string[]
@@ -202,7 +208,11 @@ export async function resolveInitRequest(
   let domainInputs = flags.domain ?? []
   if (domainInputs.length === 0)
     domainInputs = [await ask('domain', 'Domain name of the hub (e.g. hub.example.org):', (v) => parseDomain(v))]
-  const domains = unique(domainInputs.map((d) => parseDomain(d)))
+  const subdomains = Boolean(flags.subdomains)
+  const domains = subdomains
+    ? subdomainNames(unique(domainInputs.map((d) => parseDomain(d))))
+    : unique(domainInputs.map((d) => parseDomain(d)))
+  if (subdomains) assertSubdomainsRequest(flags, domains)
 
   let email: string | undefined
   if (flags.email !== undefined) email = parseEmail(flags.email)
@@ -251,6 +261,7 @@ export async function resolveInitRequest(
       certFile: flags.cert,
       keyFile: flags.key,
     }
+    if (subdomains) assertCoversWildcard(cert.fullchain, flags.cert, domains)
   } else if (flags.cert || flags.key) {
     throw usageError('--cert and --key go with --tls manual', 'add --tls manual, or drop --cert and --key')
   }
@@ -313,6 +324,7 @@ export async function resolveInitRequest(
     cull,
     serverPorts: flags['server-ports'] === undefined ? SERVER_PORTS : parseServerPorts(flags['server-ports']),
     local: Boolean(flags.local),
+    subdomains,
     authenticator: flags.authenticator ?? (flags.local ? undefined : 'pam'),
     spawner: spawner ?? (flags.local ? 'simple' : undefined),
     jupyterhub: flags.jupyterhub,
@@ -403,6 +415,42 @@ async function resolveOAuth(flags: RawInitFlags, stdin?: () => Promise<string>):
     allowedOrgs,
     allowedDomains: unique((flags['oauth-allowed-domain'] ?? []).map(parseAllowedDomain)),
   }
+}
+
+/**
+ * --subdomains: users' servers at NAME.DOMAIN need a certificate for *.DOMAIN, which Let's Encrypt
+ * issues only through DNS-01 (http-01 cannot prove a wildcard); `localhost` and local mode have no
+ * DNS records to make. Refused before anything is written.
+ */
+function assertSubdomainsRequest(flags: RawInitFlags, domains: string[]): void {
+  if (flags.local)
+    throw usageError(
+      '--subdomains does not go with --local (a hub on this machine, at localhost)',
+      'drop --subdomains, or give --domain hub.example.org without --local',
+    )
+  if (domains[0] === 'localhost')
+    throw usageError(
+      '--subdomains needs a domain of its own, and --domain is localhost',
+      'give --domain hub.example.org, with DNS records for hub.example.org and *.hub.example.org pointing at this machine',
+    )
+  // With --tls letsencrypt the wildcard needs DNS-01: init's ACME flags are checked with the kept
+  // settings (tls/dns01's checkOrderNames), which name --dns and --dns-hook.
+}
+
+/** --tls manual with --subdomains: the given certificate must name *.DOMAIN (and DOMAIN) itself. */
+function assertCoversWildcard(fullchain: string, file: string, domains: string[]): void {
+  let covered: string[] = []
+  try {
+    covered = certificateInfo(fullchain).domains
+  } catch {
+    return // inspectPair names an unreadable certificate, with its fix
+  }
+  const missing = domains.slice(0, 2).filter((name) => !covered.includes(name))
+  if (missing.length > 0)
+    throw usageError(
+      `--cert ${file} does not cover ${missing.join(' and ')} (it names ${covered.join(', ') || 'no DNS name'}), and --subdomains serves every user at NAME.${domains[0]}`,
+      `give a certificate whose names include ${domains[0]} and ${domains[1]}, or drop --subdomains`,
+    )
 }
 
 /** What --local means when a flag is not given. */

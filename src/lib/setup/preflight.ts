@@ -12,6 +12,7 @@ import type {Settings} from '../config/settings.js'
 import {assertTrusted, assertTrustedFile} from './trust.js'
 import {assertNoRootServers} from '../config/hubconfig.js'
 import {finishInterruptedRestore} from '../backup/journal.js'
+import {isWildcard, wildcardProbeName} from '../config/subdomains.js'
 
 /**
  * Root for the real system; for any other prefix, a directory we can create and write. With
@@ -104,14 +105,18 @@ export async function checkPorts(checks: PortCheck[]): Promise<string[]> {
 export async function checkDns(
   domain: string,
   lookup: (name: string) => Promise<string[]> = defaultLookup,
+  probeName: (wildcard: string) => string = wildcardProbeName,
 ): Promise<string | undefined> {
   if (domain === 'localhost' || domain.endsWith('.localhost')) return undefined
+  // *.DOMAIN (--subdomains): a name under it that nobody made on purpose must resolve here too.
+  const name = isWildcard(domain) ? probeName(domain) : domain
+  const shown = name === domain ? domain : `${name} (a name under ${domain})`
   let addresses: string[]
   try {
-    addresses = await lookup(domain)
+    addresses = await lookup(name)
   } catch {
     throw preflightError(
-      `${domain} does not resolve in DNS`,
+      `${shown} does not resolve in DNS`,
       `create an A (and AAAA) record for ${domain} pointing at this machine, wait for it to propagate, then run the command again`,
     )
   }
@@ -122,7 +127,7 @@ export async function checkDns(
       .filter(Boolean),
   )
   if (!addresses.some((address) => local.has(address))) {
-    return `${domain} resolves to ${addresses.join(', ')}, which is not an address of this machine (fine behind NAT; otherwise fix the DNS record before asking for a certificate)`
+    return `${shown} resolves to ${addresses.join(', ')}, which is not an address of this machine (fine behind NAT; otherwise fix the DNS record before asking for a certificate)`
   }
   return undefined
 }

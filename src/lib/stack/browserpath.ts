@@ -27,7 +27,7 @@ export interface BrowserPathResult {
 const WRONG_CERTIFICATE = 'wrong certificate'
 
 export interface BrowserPathOptions {
-  settings: Pick<Settings, 'domains' | 'ports'>
+  settings: Pick<Settings, 'domains' | 'ports' | 'subdomains'>
   /** The proxy's REST API and its token (read from its 0600 file by the caller). */
   proxyApi: string
   proxyToken: string
@@ -71,7 +71,9 @@ export async function checkBrowserPath(options: BrowserPathOptions): Promise<Bro
   })
   const port = (probe.address() as AddressInfo).port
   const problems: string[] = []
-  const route = `${options.proxyApi.replace(/\/+$/, '')}/api/routes${routePath}`
+  // With --subdomains the proxy routes by host first (--host-routing): the route names the hub's host.
+  const routeKey = options.settings.subdomains ? `/${options.settings.domains[0]}${routePath}` : routePath
+  const route = `${options.proxyApi.replace(/\/+$/, '')}/api/routes${routeKey}`
   const auth = {Authorization: `token ${options.proxyToken}`}
   try {
     const added = await keepAlive(

@@ -55,6 +55,8 @@ export function proxySpec(
       `http://127.0.0.1:${ports.hub}/hub/error`,
       '--default-target',
       `http://127.0.0.1:${ports.hub}`,
+      // init --subdomains: the hub adds each user's route as /NAME.DOMAIN/user/NAME/ (its host first).
+      ...(settings.subdomains ? ['--host-routing'] : []),
       ...(options.seedFile ? ['--storage-backend', seededStoreModule()] : []),
     ],
     env,

@@ -21,6 +21,7 @@ import {type InitContext, type InitDeps, type InitResult, silentReporter} from '
 import {consentToPackages, idleCullerPython, planSoftware} from './software.js'
 import {renderConfigs, reportDefaults, settingsFor} from './render.js'
 import {plannedUnits} from './install.js'
+import {assertSubdomainsSupported} from '../../config/subdomains.js'
 
 /**
  * Before anything is written: the hub's Python has oauthenticator (hubctl's own environment
@@ -89,6 +90,7 @@ export async function preflight(deps: InitDeps, request: InitRequest, signal: Ab
       PORT_NAMES.map((name) => ({flag: PORT_FLAGS[name].flag, port: request.ports[name], heldOk: heldBy[name]})),
     )),
   )
+  if (request.subdomains) assertSubdomainsSupported(jupyterhub)
   for (const domain of request.domains) {
     const warning = await checkDns(domain, deps.lookup)
     if (warning) warnings.push(warning)

@@ -25,6 +25,7 @@ export function settingsFor(
   return {
     version: SETTINGS_VERSION,
     domains: request.domains,
+    ...(request.subdomains ? {subdomains: true} : {}),
     email: request.email,
     admins: request.admins,
     // Users added since (`hubctl users add`, `users sync`) stay: only `hubctl users remove` removes one.

@@ -1,0 +1,259 @@
+import {expect} from 'chai'
+import {execa} from 'execa'
+import fs from 'node:fs/promises'
+import path from 'node:path'
+
+import {Layout} from '../../src/lib/config/layout.js'
+import {HubApi} from '../../src/lib/stack/hubapi.js'
+import {type AttackEntry, attackLog, plantAttack} from '../helpers/attacker.js'
+import {BrowserSession, logIn, runCellInLab, waitForServerPage} from '../helpers/browser.js'
+import {VENV_JUPYTERHUB, hubctl, portFlags, tempPrefix, testHubInitArgs, type TestHubPorts} from '../helpers/cli.js'
+import {HubBrowser, logIn as logInWithoutBrowser} from '../helpers/hub.js'
+import {waitUntil} from '../helpers/processes.js'
+import {addUser, removeUser, testUserName} from '../helpers/users.js'
+
+/*
+ * Issue 27: one student's page against another in the browser. Bob (a local user) replaces his own
+ * server by a listener of his (test/helpers/attacker.ts: his jupyter_server_config.py execs it, so
+ * it is the very process the spawner started); alice, logged in, opens bob's page; the page tries
+ * to read her cookies and to use the hub's API as her (her identity, a new API token).
+ * Real JupyterHub 6.1.1 from .venv, nginx, configurable-http-proxy, Chromium.
+ *
+ * On one origin (the default) the page gets an admin's token. With `init --subdomains` (hub.localhost
+ * and *.hub.localhost: no DNS record needed, init's DNS check and Chromium both know .localhost as
+ * loopback; Chromium is told so anyway, as --host-resolver-rules would map a real domain) the page
+ * is another origin: it gets nothing.
+ */
+
+type Report = Extract<AttackEntry, {report: unknown}>['report']
+
+const reportOf = (entries: AttackEntry[]): Report | undefined =>
+  entries.flatMap((entry) => ('report' in entry ? [entry.report] : [])).at(-1)
+
+const cookiesBobGot = (entries: AttackEntry[]): string[] =>
+  entries.flatMap((entry) => ('cookie' in entry && entry.cookie ? entry.cookie.split('; ') : []))
+
+describe("bob's page against alice in the browser (issue 27)", function () {
+  this.timeout(600_000)
+
+  const alice = testUserName()
+  const bob = testUserName()
+  const password = `pw-${Math.random().toString(36).slice(2)}-A1`
+  let aliceUid = -1
+  let bobUid = -1
+  let bobHome = ''
+  let session: BrowserSession | undefined
+
+  before(async function () {
+    aliceUid = await addUser(alice)
+    bobUid = await addUser(bob)
+    await execa('chpasswd', {input: `${alice}:${password}\n${bob}:${password}\n`})
+    bobHome = (await execa('getent', ['passwd', bob])).stdout.split(':')[5]
+    await plantAttack(bobHome, bobUid)
+  })
+
+  afterEach(async function () {
+    if (this.currentTest?.state === 'failed' && session) await session.keep(this.currentTest.fullTitle())
+    await session?.close()
+    session = undefined
+  })
+
+  after(async function () {
+    this.timeout(120_000)
+    if (aliceUid >= 0) await removeUser(alice, aliceUid)
+    if (bobUid >= 0) await removeUser(bob, bobUid)
+  })
+
+  interface TestHub {
+    prefix: string
+    layout: Layout
+    ports: TestHubPorts
+    /** The hub's origin, and bob's server's. */
+    origin: string
+    bobOrigin: string
+  }
+
+  /** A hub (JupyterHub 6.1.1) for alice (admin) and bob, started, with bob's server (his listener) running. */
+  const startHub = async (domain: string, extra: string[]): Promise<TestHub> => {
+    const prefix = await tempPrefix('hubctl-sd')
+    const layout = new Layout(prefix)
+    const {ports, flags} = await portFlags()
+    const args = testHubInitArgs(
+      prefix,
+      {admin: alice, allowUsers: [bob], jupyterhub: VENV_JUPYTERHUB, extra},
+      flags,
+    ).map((arg) => (arg === 'localhost' ? domain : arg))
+    const init = await hubctl(args)
+    expect(init.exitCode, init.stderr).to.equal(0)
+    const started = await hubctl(['start', '--detach', '--prefix', prefix])
+    expect(started.exitCode, started.stderr).to.equal(0)
+    const api = HubApi.forLayout(layout, {ports}, {timeoutMs: 60_000})
+    expect(['started', 'pending']).to.include(await api.startServer(bob))
+    await waitUntil(
+      "bob's server (his listener) to be ready",
+      async () => (await api.userServers(bob)).find((s) => s.name === '' && s.ready),
+      {tries: 600, intervalMs: 200},
+    )
+    const origin = `https://${domain}:${ports.https}`
+    const bobOrigin = extra.includes('--subdomains') ? `https://${bob}.${domain}:${ports.https}` : origin
+    return {prefix, layout, ports, origin, bobOrigin}
+  }
+
+  const stopHub = async (hub: TestHub | undefined) => {
+    if (!hub) return
+    await hubctl(['stop', '--prefix', hub.prefix])
+    await fs.rm(hub.prefix, {recursive: true, force: true})
+  }
+
+  const browser = () =>
+    BrowserSession.start({
+      acceptSelfSigned: true,
+      hostResolverRules: 'MAP *.hub.localhost 127.0.0.1, MAP hub.localhost 127.0.0.1',
+    })
+
+  /** Alice logs in at the hub, then opens bob's page; what bob's listener logged meanwhile. */
+  const aliceOpensBobsPage = async (hub: TestHub): Promise<AttackEntry[]> => {
+    await fs.writeFile(path.join(bobHome, 'attack.log'), '')
+    session = await browser()
+    const {page} = session
+    await logIn(page, hub.origin, alice, password)
+    await page.waitForURL((url) => !url.pathname.endsWith('/hub/login'), {timeout: 60_000})
+    const cookies = await page.context().cookies()
+    expect(
+      cookies.some((c) => c.name.endsWith('jupyterhub-hub-login')),
+      `alice is logged in (${cookies.map((c) => c.name).join(', ')})`,
+    ).to.equal(true)
+    const hubParam = hub.bobOrigin === hub.origin ? '' : hub.origin
+    await page.goto(`${hub.bobOrigin}/user/${bob}/attack?victim=${alice}&hub=${encodeURIComponent(hubParam)}`)
+    await page.waitForFunction(() => document.title === 'done', undefined, {timeout: 60_000})
+    return attackLog(bobHome)
+  }
+
+  /** Who the hub says a token belongs to (asked on the hub's own port). */
+  const ownerOf = async (hub: TestHub, token: string): Promise<{name: string; admin: boolean}> => {
+    const response = await fetch(`http://127.0.0.1:${hub.ports.hub}/hub/api/user`, {
+      headers: {Authorization: `token ${token}`},
+    })
+    expect(response.status, 'the token works').to.equal(200)
+    return (await response.json()) as {name: string; admin: boolean}
+  }
+
+  /** The hub's login cookie as a login through nginx sets it: its name and flags. */
+  const loginCookie = async (hub: TestHub): Promise<string> => {
+    const client = new HubBrowser(hub.origin, {
+      ca: await fs.readFile(hub.layout.fullchain, 'utf8'),
+      resolveTo: '127.0.0.1',
+    })
+    await logInWithoutBrowser(client, alice, password)
+    const header = client.setCookieHeaders.find((h) => /^(__Host-)?jupyterhub-hub-login=/.test(h))
+    expect(header, client.setCookieHeaders.join('\n')).to.not.equal(undefined)
+    return header!
+  }
+
+  describe('on one origin (the default)', () => {
+    let hub: TestHub | undefined
+    before(async () => {
+      hub = await startHub('localhost', [])
+    })
+    after(async function () {
+      this.timeout(120_000)
+      await stopHub(hub)
+    })
+
+    it('the login cookie is jupyterhub-hub-login, path /hub/, Secure, HttpOnly (no __Host- prefix)', async () => {
+      const header = await loginCookie(hub!)
+      expect(header).to.match(/^jupyterhub-hub-login=/)
+      expect(header).to.match(/;\s*Path=\/hub\/(;|$)/i)
+      expect(header).to.match(/;\s*Secure(;|$)/i)
+      expect(header).to.match(/;\s*HttpOnly(;|$)/i)
+    })
+
+    it("on a single origin (today's default): bob's page reads alice's identity from the hub's API and makes an API token as her", async () => {
+      const entries = await aliceOpensBobsPage(hub!)
+      const report = reportOf(entries)
+      expect(report, 'the page reported').to.not.equal(undefined)
+      // The hub's own page, fetched by bob's page as alice, gives away her _xsrf token...
+      expect(report!.hubHome).to.equal(200)
+      expect(report!.xsrfFound, 'the page found the _xsrf token in the hub page').to.equal(true)
+      // ...with which her identity and a token in her name are the page's.
+      expect(report!.apiUserWithXsrf?.status, JSON.stringify(report!.apiUserWithXsrf)).to.equal(200)
+      expect(JSON.parse(report!.apiUserWithXsrf!.body!).name).to.equal(alice)
+      expect(report!.token.status, JSON.stringify(report!.token)).to.equal(201)
+      const made = JSON.parse(report!.token.body!) as {token: string}
+      expect(await ownerOf(hub!, made.token), "the token bob's page made is alice's, an admin's").to.deep.include({
+        name: alice,
+        admin: true,
+      })
+      // Her login cookie itself (path /hub/, HttpOnly) is neither readable by the page nor sent to bob's server.
+      expect(report!.documentCookie).to.not.match(/jupyterhub-hub-login/)
+      expect(cookiesBobGot(entries).filter((c) => c.includes('jupyterhub-hub-login'))).to.deep.equal([])
+    })
+
+    it("with __Host- cookies on a single origin, bob's server receives alice's login cookie (why hubctl enables them only with --subdomains)", async () => {
+      const extra = hub!.layout.hubConfigDFile('50-host-prefix.py')
+      await fs.writeFile(extra, 'c.JupyterHub.cookie_host_prefix_enabled = True\n')
+      try {
+        const restarted = await hubctl(['restart', '--prefix', hub!.prefix])
+        expect(restarted.exitCode, restarted.stderr).to.equal(0)
+        const entries = await aliceOpensBobsPage(hub!)
+        const leaked = cookiesBobGot(entries).filter((c) => c.startsWith('__Host-jupyterhub-hub-login='))
+        expect(leaked, "bob's server got alice's __Host- login cookie").to.have.length.greaterThan(0)
+        // Replayed by bob, it is alice's session: the hub's home page answers as her.
+        const home = await fetch(`http://127.0.0.1:${hub!.ports.hub}/hub/home`, {
+          headers: {Cookie: leaked[0], 'Sec-Fetch-Mode': 'navigate'},
+          redirect: 'manual',
+        })
+        expect(home.status).to.equal(200)
+        expect(await home.text()).to.include(alice)
+      } finally {
+        await fs.rm(extra, {force: true})
+        const back = await hubctl(['restart', '--prefix', hub!.prefix])
+        expect(back.exitCode, back.stderr).to.equal(0)
+      }
+    })
+  })
+
+  describe('with --subdomains (hub.localhost, bob at his own host)', () => {
+    let hub: TestHub | undefined
+    before(async () => {
+      hub = await startHub('hub.localhost', ['--subdomains'])
+    })
+    after(async function () {
+      this.timeout(120_000)
+      await stopHub(hub)
+    })
+
+    it("the login cookie is __Host-jupyterhub-hub-login: path /, Secure, HttpOnly, no Domain (the hub's host only)", async () => {
+      const header = await loginCookie(hub!)
+      expect(header).to.match(/^__Host-jupyterhub-hub-login=/)
+      expect(header).to.match(/;\s*Path=\/(;|$)/i)
+      expect(header).to.match(/;\s*Secure(;|$)/i)
+      expect(header).to.match(/;\s*HttpOnly(;|$)/i)
+      expect(header).to.not.match(/;\s*Domain=/i)
+    })
+
+    it('alice logs in at the hub, lands on her own host and runs a cell', async () => {
+      session = await browser()
+      const {page} = session
+      await logIn(page, hub!.origin, alice, password)
+      await waitForServerPage(page, alice, 'lab')
+      expect(new URL(page.url()).host).to.equal(`${alice}.hub.localhost:${hub!.ports.https}`)
+      expect(await runCellInLab(page, 'print(6*7)')).to.equal('42')
+    })
+
+    it("bob's page, at his own host, gets none of alice's cookies and cannot use the hub's API as her", async () => {
+      const entries = await aliceOpensBobsPage(hub!)
+      const report = reportOf(entries)
+      expect(report, 'the page reported').to.not.equal(undefined)
+      expect(report!.origin).to.equal(hub!.bobOrigin)
+      expect(report!.documentCookie).to.not.match(/jupyterhub/)
+      expect(report!.xsrfFound, "the hub's page (and its _xsrf token) was out of the page's reach").to.equal(false)
+      expect(report!.apiUser.status, JSON.stringify(report!.apiUser)).to.not.equal(200)
+      expect(report!.token.status, JSON.stringify(report!.token)).to.not.equal(201)
+      // Her login cookies never reach bob's host. (jupyterhub-session-id does: JupyterHub sets it on the
+      // domain on purpose, for its servers to read; it names her browser session and logs nobody in.)
+      expect(cookiesBobGot(entries).filter((c) => /jupyterhub-hub-login|jupyterhub-user-/.test(c))).to.deep.equal([])
+      expect(report, JSON.stringify(report)).to.not.equal(undefined)
+    })
+  })
+})
