@@ -1,3 +1,4 @@
+// e2e-lane: parallel
 import acme from 'acme-client'
 import {expect} from 'chai'
 import {X509Certificate, createPrivateKey} from 'node:crypto'

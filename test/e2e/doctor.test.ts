@@ -1,3 +1,4 @@
+// e2e-lane: parallel
 import {expect} from 'chai'
 import {randomBytes} from 'node:crypto'
 import fs from 'node:fs/promises'

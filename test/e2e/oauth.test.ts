@@ -1,3 +1,4 @@
+// e2e-lane: parallel
 import {expect} from 'chai'
 import type {ChildProcess} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
