@@ -314,6 +314,7 @@ describe("a person in Chromium on the README domain install: ports 80 and 443, L
     await lab?.stop()
     await execa('userdel', ['-r', user], {reject: false})
     if (hostsBefore) await fs.writeFile('/etc/hosts', hostsBefore)
+    for (const dir of [prefix, lab?.work]) if (dir) await fs.rm(dir, {recursive: true, force: true})
   })
 
   it('runs the README command as written, then alice logs in with her Unix password and runs a cell', async function () {
