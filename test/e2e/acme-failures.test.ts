@@ -1,3 +1,4 @@
+// e2e-lane: parallel
 import {expect} from 'chai'
 import {ChildProcess, spawn} from 'node:child_process'
 import {X509Certificate, createPrivateKey, createPublicKey} from 'node:crypto'
@@ -18,6 +19,7 @@ import {
   snapshot,
   tempPrefix,
   jsonOf,
+  testHubFlags,
 } from '../helpers/cli.js'
 import {Pebble, PebbleLab, httpsGet, liveFiles, liveSerial, servedSerial, startNginx} from '../helpers/pebble.js'
 import {alive, stopProcess, waitUntil} from '../helpers/processes.js'
@@ -124,16 +126,8 @@ describe('ACME failures against a real Pebble', function () {
       flags: [
         '--prefix',
         layout.prefix,
-        '--yes',
-        '--domain',
-        'localhost',
-        '--admin',
-        'alice',
-        '--dhparam',
-        'ffdhe2048',
-        '--jupyterhub',
-        DEBIAN_JUPYTERHUB,
-        '--no-systemd',
+        // No --tls: each command gives its own.
+        ...testHubFlags({admin: 'alice', jupyterhub: DEBIAN_JUPYTERHUB, tls: [], schedule: true}),
         ...flags,
         ...extra,
       ],

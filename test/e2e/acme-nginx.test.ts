@@ -7,7 +7,7 @@ import path from 'node:path'
 import {Layout} from '../../src/lib/config/layout.js'
 import {Nginx, detectNginx} from '../../src/lib/config/nginx.js'
 import {execaRunner} from '../../src/lib/runner.js'
-import {DEBIAN_JUPYTERHUB, CliResult, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
+import {DEBIAN_JUPYTERHUB, CliResult, hubctl, portFlags, tempPrefix, testHubInitArgs} from '../helpers/cli.js'
 import {PebbleLab, liveSerial, servedSerial, startNginx} from '../helpers/pebble.js'
 import {stopProcess} from '../helpers/processes.js'
 
@@ -93,27 +93,19 @@ describe("the first certificate while nginx holds the HTTP port with other sites
     label: string,
   ): Promise<CliResult> {
     const pebble = await lab.startPebble(label, {httpPort: ports.http})
-    return hubctl([
-      'init',
-      '--prefix',
-      layout.prefix,
-      '--yes',
-      '--domain',
-      'localhost',
-      '--email',
-      'admin@example.org',
-      '--admin',
-      'alice',
-      '--tls',
-      'letsencrypt',
-      ...lab.acmeFlags(pebble),
-      '--dhparam',
-      'ffdhe2048',
-      '--jupyterhub',
-      DEBIAN_JUPYTERHUB,
-      '--no-systemd',
-      ...flags,
-    ])
+    return hubctl(
+      testHubInitArgs(
+        layout.prefix,
+        {
+          admin: 'alice',
+          jupyterhub: DEBIAN_JUPYTERHUB,
+          tls: ['--tls', 'letsencrypt', ...lab.acmeFlags(pebble)],
+          schedule: true,
+          extra: ['--email', 'admin@example.org'],
+        },
+        flags,
+      ),
+    )
   }
 
   const otherSite = (port: number) =>

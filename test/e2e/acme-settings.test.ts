@@ -1,3 +1,4 @@
+// e2e-lane: parallel
 import acme from 'acme-client'
 import {expect} from 'chai'
 import {X509Certificate, createPrivateKey} from 'node:crypto'
@@ -6,7 +7,16 @@ import https from 'node:https'
 import path from 'node:path'
 
 import {Layout} from '../../src/lib/config/layout.js'
-import {DEBIAN_JUPYTERHUB, CliResult, freePort, hubctl, portFlags, tempPrefix, jsonOf} from '../helpers/cli.js'
+import {
+  DEBIAN_JUPYTERHUB,
+  CliResult,
+  freePort,
+  hubctl,
+  portFlags,
+  tempPrefix,
+  jsonOf,
+  testHubInitArgs,
+} from '../helpers/cli.js'
 import {Pebble, PebbleLab} from '../helpers/pebble.js'
 
 /**
@@ -35,26 +45,19 @@ describe('ACME settings kept for the renewals (Pebble)', function () {
   const settings = async () => JSON.parse(await fs.readFile(layout.settings, 'utf8'))
   const leaf = async () => new X509Certificate(await fs.readFile(layout.fullchain, 'utf8'))
   const init = (extra: string[]) =>
-    hubctl([
-      'init',
-      '--prefix',
-      layout.prefix,
-      '--yes',
-      '--domain',
-      'localhost',
-      '--admin',
-      'alice',
-      '--tls',
-      'letsencrypt',
-      '--dhparam',
-      'ffdhe2048',
-      '--jupyterhub',
-      DEBIAN_JUPYTERHUB,
-      '--no-systemd',
-      '--json',
-      ...portArgs,
-      ...extra,
-    ])
+    hubctl(
+      testHubInitArgs(
+        layout.prefix,
+        {
+          admin: 'alice',
+          jupyterhub: DEBIAN_JUPYTERHUB,
+          tls: ['--tls', 'letsencrypt'],
+          schedule: true,
+          extra: ['--json', ...extra],
+        },
+        portArgs,
+      ),
+    )
 
   /**
    * The contact the CA holds for hubctl's ACME account, asked with the account key as any ACME

@@ -8,7 +8,7 @@ import type {Page} from 'playwright-core'
 import {Layout} from '../../src/lib/config/layout.js'
 import {README, movedInternalPorts, readmeDomainCommand} from '../helpers/readme.js'
 import {BrowserSession, logIn, runCellInClassic, runCellInLab, waitForServerPage} from '../helpers/browser.js'
-import {BIN, DEBIAN_JUPYTERHUB, ROOT, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
+import {BIN, DEBIAN_JUPYTERHUB, ROOT, hubctl, portFlags, tempPrefix, testHubInitArgs} from '../helpers/cli.js'
 import {PebbleLab, httpsGet} from '../helpers/pebble.js'
 import {portInUse} from '../../src/lib/setup/preflight.js'
 
@@ -219,16 +219,13 @@ describe("a person in Chromium on Debian's JupyterHub 3.0 (classic notebook at /
   it('init warns of CVE-2024-28233 and sends users to /tree; a person runs a cell there; doctor warns too', async function () {
     prefix = await tempPrefix('hubctl-browser3')
     const {flags, ports} = await portFlags()
-    const init = await hubctl([
-      'init',
-      '--local',
-      '--yes',
-      '--prefix',
-      prefix,
-      '--jupyterhub',
-      DEBIAN_JUPYTERHUB,
-      ...flags,
-    ])
+    const init = await hubctl(
+      testHubInitArgs(
+        prefix,
+        {local: true, jupyterhub: DEBIAN_JUPYTERHUB, systemd: true, schedule: true, serverCheck: true},
+        flags,
+      ),
+    )
     expect(init.exitCode, init.stderr).to.equal(0)
     expect(init.stderr).to.match(
       /warning: JupyterHub 3\.0\.\d+ .* is affected by CVE-2024-28233 .*fixed in JupyterHub 4\.1\.0/,
@@ -317,6 +314,7 @@ describe("a person in Chromium on the README domain install: ports 80 and 443, L
     await lab?.stop()
     await execa('userdel', ['-r', user], {reject: false})
     if (hostsBefore) await fs.writeFile('/etc/hosts', hostsBefore)
+    for (const dir of [prefix, lab?.work]) if (dir) await fs.rm(dir, {recursive: true, force: true})
   })
 
   it('runs the README command as written, then alice logs in with her Unix password and runs a cell', async function () {

@@ -1,3 +1,4 @@
+// e2e-lane: parallel
 import {expect} from 'chai'
 import {execa} from 'execa'
 import {ChildProcess} from 'node:child_process'
@@ -16,6 +17,7 @@ import {
   portFlags,
   snapshot,
   tempPrefix,
+  testHubInitArgs,
 } from '../helpers/cli.js'
 import {
   Pebble,
@@ -84,28 +86,19 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
     await fs.chmod(layout.prefix, 0o755)
     const allocated = await portFlags()
     const pebble = await lab.startPebble(label, {httpPort: allocated.ports.http, validitySeconds})
-    const result = await hubctl([
-      'init',
-      '--prefix',
-      layout.prefix,
-      '--yes',
-      '--domain',
-      'localhost',
-      '--email',
-      'admin@example.org',
-      '--admin',
-      'alice',
-      '--tls',
-      'letsencrypt',
-      ...acmeFlags(pebble),
-      '--dhparam',
-      'ffdhe2048',
-      '--jupyterhub',
-      DEBIAN_JUPYTERHUB,
-      '--no-systemd',
-      '--json',
-      ...allocated.flags,
-    ])
+    const result = await hubctl(
+      testHubInitArgs(
+        layout.prefix,
+        {
+          admin: 'alice',
+          jupyterhub: DEBIAN_JUPYTERHUB,
+          tls: ['--tls', 'letsencrypt', ...acmeFlags(pebble)],
+          schedule: true,
+          extra: ['--email', 'admin@example.org', '--json'],
+        },
+        allocated.flags,
+      ),
+    )
     ok(result)
     return {layout, ports: allocated.ports, pebble, init: json(result)}
   }
@@ -553,25 +546,13 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
         eab: {[kid]: hmac},
       })
       ok(
-        await hubctl([
-          'init',
-          '--prefix',
-          layout.prefix,
-          '--yes',
-          '--domain',
-          'localhost',
-          '--admin',
-          'alice',
-          '--tls',
-          'self-signed',
-          '--dhparam',
-          'ffdhe2048',
-          '--jupyterhub',
-          DEBIAN_JUPYTERHUB,
-          '--no-systemd',
-          '--json',
-          ...allocated.flags,
-        ]),
+        await hubctl(
+          testHubInitArgs(
+            layout.prefix,
+            {admin: 'alice', jupyterhub: DEBIAN_JUPYTERHUB, schedule: true, extra: ['--json']},
+            allocated.flags,
+          ),
+        ),
       )
     })
 

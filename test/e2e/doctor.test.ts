@@ -1,3 +1,4 @@
+// e2e-lane: parallel
 import {expect} from 'chai'
 import {randomBytes} from 'node:crypto'
 import fs from 'node:fs/promises'
@@ -21,23 +22,14 @@ describe('hubctl doctor (real JupyterHub and nginx)', () => {
     layout = new Layout(await tempPrefix('hubctl-doctor'))
     const {flags, ports: chosen} = await portFlags()
     ports = chosen
-    const result = await hubctl([
-      'init',
-      '--prefix',
-      layout.prefix,
-      '--yes',
-      '--domain',
-      'localhost',
-      '--admin',
-      admin,
-      '--tls',
-      'self-signed',
-      '--dhparam',
-      'ffdhe2048',
-      '--jupyterhub',
-      DEBIAN_JUPYTERHUB,
-      ...flags,
-    ])
+    // A server's init, whole: its systemd unit, schedule and user's server too (doctor checks them).
+    const result = await hubctl(
+      testHubInitArgs(
+        layout.prefix,
+        {admin, jupyterhub: DEBIAN_JUPYTERHUB, systemd: true, schedule: true, serverCheck: true},
+        flags,
+      ),
+    )
     expect(result.exitCode, result.stderr).to.equal(0)
   })
   after(async () => {

@@ -1,3 +1,4 @@
+// e2e-lane: parallel
 import {expect} from 'chai'
 import {execa} from 'execa'
 import {X509Certificate} from 'node:crypto'
@@ -8,7 +9,7 @@ import path from 'node:path'
 import {HubctlError} from '../../src/lib/errors.js'
 import {Layout} from '../../src/lib/config/layout.js'
 import {acquireLock} from '../../src/lib/files/lock.js'
-import {DEBIAN_JUPYTERHUB, hubctl, portFlags, snapshot, tempPrefix} from '../helpers/cli.js'
+import {DEBIAN_JUPYTERHUB, hubctl, portFlags, snapshot, tempPrefix, testHubFlags} from '../helpers/cli.js'
 
 /*
  * A full disk during a write, for real: the prefix is a 4 MiB tmpfs (root may mount one in this
@@ -19,21 +20,7 @@ import {DEBIAN_JUPYTERHUB, hubctl, portFlags, snapshot, tempPrefix} from '../hel
  */
 
 const PAGE = 4096
-const BASE = [
-  '--yes',
-  '--domain',
-  'localhost',
-  '--admin',
-  'alice',
-  '--tls',
-  'self-signed',
-  '--dhparam',
-  'ffdhe2048',
-  '--jupyterhub',
-  DEBIAN_JUPYTERHUB,
-  '--no-systemd',
-  '--no-schedule',
-]
+const BASE = testHubFlags({admin: 'alice', jupyterhub: DEBIAN_JUPYTERHUB})
 
 /** Every file under `dir` whose name says it is a temp file of an atomic write, or a candidate. */
 async function leftovers(dir: string): Promise<string[]> {

@@ -15,6 +15,7 @@ import {
   portFlags,
   snapshot,
   tempPrefix,
+  testHubFlags,
   walkTree,
 } from '../helpers/cli.js'
 import {liveProcesses} from '../helpers/processes.js'
@@ -29,21 +30,7 @@ import {liveProcesses} from '../helpers/processes.js'
  * --admin or --email, a port held at init, nginx -t failing at init) and in test/lib are not repeated.
  */
 
-const BASE = [
-  '--yes',
-  '--domain',
-  'localhost',
-  '--admin',
-  'alice',
-  '--tls',
-  'self-signed',
-  '--dhparam',
-  'ffdhe2048',
-  '--jupyterhub',
-  DEBIAN_JUPYTERHUB,
-  '--no-systemd',
-  '--no-schedule',
-]
+const BASE = testHubFlags({admin: 'alice', jupyterhub: DEBIAN_JUPYTERHUB})
 
 /** BASE less the flags `given` sets itself (oclif refuses a single-value flag given twice). */
 function baseExcept(given: string[]): string[] {

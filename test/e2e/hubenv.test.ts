@@ -1,3 +1,4 @@
+// e2e-lane: parallel
 import {expect} from 'chai'
 import {execa} from 'execa'
 import {spawn} from 'node:child_process'
@@ -34,12 +35,22 @@ async function offlinePip(): Promise<Record<string, string>> {
 
 describe("hubctl's JupyterHub environment: failures leave nothing half-installed", function () {
   this.timeout(600_000)
+  const prefixes: string[] = []
+  /** A prefix of this test's, removed in after(). */
+  const newPrefix = async (label: string) => {
+    const prefix = await tempPrefix(label)
+    prefixes.push(prefix)
+    return prefix
+  }
+  after(async () => {
+    for (const prefix of prefixes.splice(0)) await fs.rm(prefix, {recursive: true, force: true})
+  })
 
   const init = async (prefix: string, env: Record<string, string> = {}) =>
     hubctl(['init', '--local', '--yes', '--prefix', prefix, ...(await portFlags()).flags], {env})
 
   it('init --dry-run names the virtualenv and the pinned versions it would install, and builds nothing', async () => {
-    const prefix = await tempPrefix('hubctl-env-dry')
+    const prefix = await newPrefix('hubctl-env-dry')
     const result = await hubctl([
       'init',
       '--local',
@@ -58,7 +69,7 @@ describe("hubctl's JupyterHub environment: failures leave nothing half-installed
   })
 
   it("an opt/jupyterhub that is not hubctl's: exit 3 naming it and the fix; it is left as it was, nothing else written", async () => {
-    const prefix = await tempPrefix('hubctl-env-foreign')
+    const prefix = await newPrefix('hubctl-env-foreign')
     const layout = new Layout(prefix)
     await fs.mkdir(path.join(layout.hubEnvRoot, 'bin'), {recursive: true})
     await fs.writeFile(path.join(layout.hubEnvRoot, 'bin/jupyterhub'), '#!/bin/sh\necho mine\n', {mode: 0o755})
@@ -74,7 +85,7 @@ describe("hubctl's JupyterHub environment: failures leave nothing half-installed
   })
 
   it('PyPI unreachable: exit 3 saying so with the fix; no environment, no current link, no secret or config written', async () => {
-    const prefix = await tempPrefix('hubctl-env-offline')
+    const prefix = await newPrefix('hubctl-env-offline')
     const layout = new Layout(prefix)
     const result = await init(prefix, await offlinePip())
     expect(result.exitCode, result.stderr).to.equal(3)
@@ -88,7 +99,7 @@ describe("hubctl's JupyterHub environment: failures leave nothing half-installed
   })
 
   it('a full disk while installing: exit 3 naming the disk and the fix; nothing half-installed is left', async function () {
-    const prefix = await tempPrefix('hubctl-env-full')
+    const prefix = await newPrefix('hubctl-env-full')
     const layout = new Layout(prefix)
     const opt = path.join(prefix, 'opt')
     await fs.mkdir(opt)
@@ -109,7 +120,7 @@ describe("hubctl's JupyterHub environment: failures leave nothing half-installed
   })
 
   it('killed (SIGKILL) while pip installs: current names nothing; the next init removes the half-built environment', async () => {
-    const prefix = await tempPrefix('hubctl-env-kill')
+    const prefix = await newPrefix('hubctl-env-kill')
     const layout = new Layout(prefix)
     const {flags} = await portFlags()
     const child = spawn(process.execPath, [BIN, 'init', '--local', '--yes', '--prefix', prefix, ...flags], {

@@ -1,3 +1,4 @@
+// e2e-lane: parallel
 import {expect} from 'chai'
 import {execa} from 'execa'
 import {execFileSync} from 'node:child_process'
@@ -16,6 +17,7 @@ import {
   snapshotTree,
   tempPrefix,
   treeChanges,
+  testHubInitArgs,
 } from '../helpers/cli.js'
 import {killInsideWrite, writesOf} from '../helpers/processes.js'
 
@@ -43,23 +45,13 @@ describe('hubctl init killed with SIGKILL inside each of its writes', function (
     // The same ports for every run of init over minutes: below the ephemeral range, where no
     // other test's kernel-picked port or outgoing connection takes them meanwhile.
     portArgs = (await portFlags({belowEphemeral: true})).flags
-    args = [
-      'init',
-      '--prefix',
+    // A server's init (its systemd unit and schedule written too), less the user's server it starts
+    // last: that check writes nothing, after the lock is released.
+    args = testHubInitArgs(
       layout.prefix,
-      '--yes',
-      '--domain',
-      'localhost',
-      '--admin',
-      'alice',
-      '--tls',
-      'self-signed',
-      '--dhparam',
-      'ffdhe2048',
-      '--jupyterhub',
-      DEBIAN_JUPYTERHUB,
-      ...portArgs,
-    ]
+      {admin: 'alice', jupyterhub: DEBIAN_JUPYTERHUB, systemd: true, schedule: true},
+      portArgs,
+    )
   })
   after(async () => {
     await fs.rm(layout.prefix, {recursive: true, force: true})
@@ -177,23 +169,11 @@ describe('two hubctl commands that write at once', () => {
     const layout = new Layout(await tempPrefix('hubctl-race'))
     try {
       const {flags} = await portFlags()
-      const args = [
-        'init',
-        '--prefix',
+      const args = testHubInitArgs(
         layout.prefix,
-        '--yes',
-        '--domain',
-        'localhost',
-        '--admin',
-        'alice',
-        '--tls',
-        'self-signed',
-        '--dhparam',
-        'ffdhe2048',
-        '--jupyterhub',
-        DEBIAN_JUPYTERHUB,
-        ...flags,
-      ]
+        {admin: 'alice', jupyterhub: DEBIAN_JUPYTERHUB, systemd: true, schedule: true},
+        flags,
+      )
       const [a, b] = await Promise.all([hubctl(args), hubctl(args)])
       const codes = [a.exitCode, b.exitCode].sort()
       // Either the second saw the lock (6), or the first had finished before the second locked (both 0).

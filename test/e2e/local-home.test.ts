@@ -1,3 +1,4 @@
+// e2e-lane: parallel
 import {expect} from 'chai'
 import {execa} from 'execa'
 import {randomBytes} from 'node:crypto'
@@ -14,6 +15,7 @@ import {
   portFlags,
   snapshotTree,
   tempPrefix,
+  testHubInitArgs,
 } from '../helpers/cli.js'
 import {httpsJson, runInNewKernel} from '../helpers/kernel.js'
 import {waitUntil} from '../helpers/processes.js'
@@ -101,20 +103,7 @@ describe("local mode's server home, against a local user who makes /tmp/NAME fir
     const ports = await portFlags()
     hubPort = ports.ports.hub
     httpsPort = ports.ports.https
-    const init = await hubctl([
-      'init',
-      '--local',
-      '--prefix',
-      prefix,
-      '--yes',
-      '--admin',
-      admin,
-      '--jupyterhub',
-      VENV_JUPYTERHUB,
-      '--no-systemd',
-      '--no-schedule',
-      ...ports.flags,
-    ])
+    const init = await hubctl(testHubInitArgs(prefix, {local: true, admin, jupyterhub: VENV_JUPYTERHUB}, ports.flags))
     expect(init.exitCode, init.stderr + init.stdout).to.equal(0)
     // The test's own grant: a token for the admin, to run a kernel in its server.
     await fs.writeFile(
@@ -231,20 +220,7 @@ describe("local mode's server home, against a local user who makes /tmp/NAME fir
     const prefix = await tempPrefix('hclocal-init')
     prefixes.push(prefix)
     const other = new Layout(prefix)
-    const args = [
-      'init',
-      '--local',
-      '--prefix',
-      prefix,
-      '--yes',
-      '--admin',
-      admin,
-      '--jupyterhub',
-      DEBIAN_JUPYTERHUB,
-      '--no-systemd',
-      '--no-schedule',
-      ...(await portFlags()).flags,
-    ]
+    const args = testHubInitArgs(prefix, {local: true, admin, jupyterhub: DEBIAN_JUPYTERHUB}, (await portFlags()).flags)
     const first = await hubctl(args)
     expect(first.exitCode, first.stderr).to.equal(0)
     const home = other.serverHome(admin)

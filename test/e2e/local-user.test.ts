@@ -1,10 +1,21 @@
+// e2e-lane: parallel
 import {expect} from 'chai'
 import {execa} from 'execa'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 
 import {Layout} from '../../src/lib/config/layout.js'
-import {BIN, CliResult, DEBIAN_JUPYTERHUB, hubctl, portFlags, snapshot, tempPrefix} from '../helpers/cli.js'
+import {
+  BIN,
+  CliResult,
+  DEBIAN_JUPYTERHUB,
+  hubctl,
+  portFlags,
+  snapshot,
+  tempPrefix,
+  testHubFlags,
+  testHubInitArgs,
+} from '../helpers/cli.js'
 import {needTool} from '../helpers/tools.js'
 
 /*
@@ -15,21 +26,7 @@ import {needTool} from '../helpers/tools.js'
  * environment overriding the secret files, logs others can read, and --dry-run writing anyway.
  */
 
-const BASE = [
-  '--yes',
-  '--domain',
-  'localhost',
-  '--admin',
-  'alice',
-  '--tls',
-  'self-signed',
-  '--dhparam',
-  'ffdhe2048',
-  '--jupyterhub',
-  DEBIAN_JUPYTERHUB,
-  '--no-systemd',
-  '--no-schedule',
-]
+const BASE = testHubFlags({admin: 'alice', jupyterhub: DEBIAN_JUPYTERHUB})
 
 /** The refusal: one last stderr line `hubctl: ... . Fix: ...` matching `message`, and the exit code. */
 function expectRefused(result: CliResult, exitCode: number, message: RegExp): void {
@@ -270,38 +267,26 @@ describe('a local user against the hubctl root runs', function () {
 
     it('local mode with another allowed user: exit 2, nothing written', async () => {
       const layout = await newPrefix('hubctl-simple-local')
-      const init = await hubctl([
-        'init',
-        '--local',
-        '--prefix',
-        layout.prefix,
-        '--yes',
-        '--jupyterhub',
-        DEBIAN_JUPYTERHUB,
-        '--no-systemd',
-        '--no-schedule',
-        '--allow-user',
-        'bob',
-        ...(await portFlags()).flags,
-      ])
+      const init = await hubctl(
+        testHubInitArgs(
+          layout.prefix,
+          {local: true, jupyterhub: DEBIAN_JUPYTERHUB, allowUsers: ['bob']},
+          (await portFlags()).flags,
+        ),
+      )
       expectRefused(init, 2, /--spawner local/)
       expect(await snapshot(layout.prefix)).to.deep.equal({})
     })
 
     it("the quick start run by root (init --local: one generated login, the admin's) still works", async () => {
       const layout = await newPrefix('hubctl-local-root')
-      const init = await hubctl([
-        'init',
-        '--local',
-        '--prefix',
-        layout.prefix,
-        '--yes',
-        '--jupyterhub',
-        DEBIAN_JUPYTERHUB,
-        '--no-systemd',
-        '--no-schedule',
-        ...(await portFlags()).flags,
-      ])
+      const init = await hubctl(
+        testHubInitArgs(
+          layout.prefix,
+          {local: true, jupyterhub: DEBIAN_JUPYTERHUB, serverCheck: true},
+          (await portFlags()).flags,
+        ),
+      )
       expect(init.exitCode, init.stderr).to.equal(0)
       expect(await fs.readFile(layout.hubConfig, 'utf8')).to.include('c.Spawner.args = ["--allow-root"]')
     })

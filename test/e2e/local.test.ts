@@ -88,6 +88,8 @@ describe('local mode as a non-root user', function () {
     this.timeout(120_000)
     if (home) await asUser(['stop', '--local', '--json'])
     if (uid > 0) await removeUser(user, uid)
+    // The user's server's home, JupyterHub's /tmp/NAME (its uid is free for the next account now).
+    await fs.rm(path.join('/tmp', user), {recursive: true, force: true})
   })
 
   it('init --local as the user: its own prefix, a generated login printed once, kept 0600', async () => {

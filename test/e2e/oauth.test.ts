@@ -1,3 +1,4 @@
+// e2e-lane: parallel
 import {expect} from 'chai'
 import type {ChildProcess} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
@@ -18,6 +19,7 @@ import {
   portFlags,
   snapshot,
   tempPrefix,
+  testHubInitArgs,
   walkTree,
 } from '../helpers/cli.js'
 import {httpStatus, liveProcesses, spawnLogged, stopProcess, waitUntil} from '../helpers/processes.js'
@@ -112,26 +114,8 @@ describe('OAuth logins: hubctl init --authenticator oauth against a second Jupyt
     })
 
     initArgs = [
-      'init',
-      '--prefix',
-      prefix,
-      '--yes',
+      ...testHubInitArgs(prefix, {admin: `hcoboss${tag}`, allowUsers: [alice], jupyterhub: VENV_JUPYTERHUB}, flags),
       '--json',
-      '--domain',
-      'localhost',
-      '--admin',
-      `hcoboss${tag}`,
-      '--allow-user',
-      alice,
-      '--tls',
-      'self-signed',
-      '--dhparam',
-      'ffdhe2048',
-      '--jupyterhub',
-      VENV_JUPYTERHUB,
-      '--no-systemd',
-      '--no-schedule',
-      ...flags,
       '--authenticator',
       'oauth',
       '--oauth-client-id',
@@ -288,24 +272,8 @@ describe("OAuth logins with Debian's JupyterHub 3.0, which has no oauthenticator
     const {flags} = await portFlags()
     const result = await hubctl(
       [
-        'init',
-        '--prefix',
-        prefix,
-        '--yes',
+        ...testHubInitArgs(prefix, {admin: 'hcoboss', jupyterhub: DEBIAN_JUPYTERHUB}, flags),
         '--json',
-        '--domain',
-        'localhost',
-        '--admin',
-        'hcoboss',
-        '--tls',
-        'self-signed',
-        '--dhparam',
-        'ffdhe2048',
-        '--jupyterhub',
-        DEBIAN_JUPYTERHUB,
-        '--no-systemd',
-        '--no-schedule',
-        ...flags,
         '--authenticator',
         'github',
         '--oauth-client-id',

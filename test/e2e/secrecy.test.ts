@@ -2,7 +2,7 @@ import {expect} from 'chai'
 import fs from 'node:fs/promises'
 
 import {Layout} from '../../src/lib/config/layout.js'
-import {CliResult, DEBIAN_JUPYTERHUB, hubctl, portFlags, tempPrefix, walkTree} from '../helpers/cli.js'
+import {CliResult, DEBIAN_JUPYTERHUB, hubctl, portFlags, tempPrefix, testHubFlags, walkTree} from '../helpers/cli.js'
 import {HubBrowser, loginForm, submitLogin} from '../helpers/hub.js'
 import {environOf, procInfo} from '../helpers/processes.js'
 import {ProcSample, TreeSampler, processTree} from '../helpers/sampler.js'
@@ -102,23 +102,12 @@ describe('secrecy on a running stack: no secret in argv, logs, world-readable fi
     const allocated = await portFlags()
     ports = allocated.ports
     flags = [
-      '--yes',
-      '--domain',
-      'localhost',
-      '--admin',
-      'alice',
-      '--authenticator',
-      'dummy',
-      '--spawner',
-      'simple',
-      '--tls',
-      'self-signed',
-      '--dhparam',
-      'ffdhe2048',
-      '--jupyterhub',
-      DEBIAN_JUPYTERHUB,
-      '--no-systemd',
-      '--no-schedule',
+      ...testHubFlags({
+        admin: 'alice',
+        jupyterhub: DEBIAN_JUPYTERHUB,
+        serverCheck: true,
+        extra: ['--authenticator', 'dummy', '--spawner', 'simple'],
+      }),
       ...allocated.flags,
     ]
     const {result: init, samples} = await sampled((onSpawn) =>

@@ -1,3 +1,4 @@
+// e2e-lane: parallel
 import {expect} from 'chai'
 import {ChildProcess, spawn} from 'node:child_process'
 import {execa} from 'execa'

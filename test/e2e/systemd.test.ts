@@ -180,6 +180,7 @@ describe('the README domain command on a Debian 12 machine with systemd as PID 1
     await session?.close()
     await machine?.destroy()
     await lab?.stop()
+    if (lab) await fs.rm(lab.work, {recursive: true, force: true})
     if (!machine) return
     console.log(`      times: ${times.join(', ')}`)
     for (const port of [80, 443])

@@ -1,10 +1,11 @@
+// e2e-lane: parallel
 import {expect} from 'chai'
 import {execa} from 'execa'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 
 import {Layout} from '../../src/lib/config/layout.js'
-import {DEBIAN_JUPYTERHUB, hubctl, portFlags, tempPrefix} from '../helpers/cli.js'
+import {DEBIAN_JUPYTERHUB, hubctl, portFlags, tempPrefix, testHubInitArgs} from '../helpers/cli.js'
 
 /*
  * TLS quality of the nginx site hubctl configures, judged by testssl.sh (Debian's package,
@@ -56,25 +57,7 @@ describe('TLS of the nginx site hubctl configures, checked by testssl.sh', funct
     work = await tempPrefix('hubctl-testssl')
     const {flags, ports} = await portFlags()
     https = ports.https
-    const init = await hubctl([
-      'init',
-      '--prefix',
-      layout.prefix,
-      '--yes',
-      '--domain',
-      'localhost',
-      '--admin',
-      'alice',
-      '--tls',
-      'self-signed',
-      '--dhparam',
-      'ffdhe2048',
-      '--jupyterhub',
-      DEBIAN_JUPYTERHUB,
-      '--no-systemd',
-      '--no-schedule',
-      ...flags,
-    ])
+    const init = await hubctl(testHubInitArgs(layout.prefix, {admin: 'alice', jupyterhub: DEBIAN_JUPYTERHUB}, flags))
     expect(init.exitCode, init.stderr).to.equal(0)
     const started = await hubctl(['start', '--detach', '--prefix', layout.prefix, '--json'])
     expect(started.exitCode, started.stderr + started.stdout).to.equal(0)

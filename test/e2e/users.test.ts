@@ -1,3 +1,4 @@
+// e2e-lane: parallel
 import {expect} from 'chai'
 import {execa} from 'execa'
 import {randomBytes} from 'node:crypto'
@@ -7,7 +8,16 @@ import path from 'node:path'
 import {Layout} from '../../src/lib/config/layout.js'
 import {Settings} from '../../src/lib/config/settings.js'
 import {HubApi} from '../../src/lib/stack/hubapi.js'
-import {DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB, hubctl, jsonOf, modeOf, portFlags, tempPrefix} from '../helpers/cli.js'
+import {
+  DEBIAN_JUPYTERHUB,
+  VENV_JUPYTERHUB,
+  hubctl,
+  jsonOf,
+  modeOf,
+  portFlags,
+  tempPrefix,
+  testHubInitArgs,
+} from '../helpers/cli.js'
 import {HubBrowser, logIn, loginForm, submitLogin} from '../helpers/hub.js'
 import {runInNewKernel} from '../helpers/kernel.js'
 import {serverPids, userPids, waitUntil} from '../helpers/processes.js'
@@ -65,26 +75,13 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       ports = portInfo.ports
       origin = `https://localhost:${ports.https}`
       // init --admin of a user without a system account: --create-users --yes makes it.
-      const init = await hubctl([
-        'init',
-        '--prefix',
-        prefix,
-        '--yes',
-        '--create-users',
-        '--domain',
-        'localhost',
-        '--admin',
-        prof,
-        '--tls',
-        'self-signed',
-        '--dhparam',
-        'ffdhe2048',
-        '--jupyterhub',
-        jupyterhub,
-        '--no-systemd',
-        '--no-schedule',
-        ...portInfo.flags,
-      ])
+      const init = await hubctl(
+        testHubInitArgs(
+          prefix,
+          {admin: prof, jupyterhub, serverCheck: true, extra: ['--create-users']},
+          portInfo.flags,
+        ),
+      )
       expect(init.exitCode, init.stderr).to.equal(0)
       expect(await uidOf(prof), 'init --create-users made the admin account').to.be.a('number')
       // The test's own grant (as in kernel.test.ts): hubctl's service may issue a token for the

@@ -151,8 +151,8 @@ export async function portFlags(options: {belowEphemeral?: boolean} = {}): Promi
 export type TestHubPorts = Awaited<ReturnType<typeof portFlags>>['ports']
 
 export interface TestHubOptions {
-  /** The hub's admin (and its only user unless allowUsers says more). */
-  admin: string
+  /** The hub's admin (and its only user unless allowUsers says more); local mode may leave it to init. */
+  admin?: string
   /** The jupyterhub executable (VENV_JUPYTERHUB or DEBIAN_JUPYTERHUB). */
   jupyterhub: string
   allowUsers?: string[]
@@ -160,36 +160,41 @@ export interface TestHubOptions {
   extra?: string[]
   /** Run init's last step, a user's server started and stopped (off: --no-server-check). */
   serverCheck?: boolean
+  /** Local mode (init --local: no domain, TLS or DH flags; init picks them). */
+  local?: boolean
+  /** The TLS flags (default `--tls self-signed`), e.g. `--tls letsencrypt` and the ACME server's. */
+  tls?: string[]
+  /** Write the systemd unit (off: --no-systemd). */
+  systemd?: boolean
+  /** Write the renewal schedule (off: --no-schedule). */
+  schedule?: boolean
 }
 
 /**
- * The init command line of a throwaway test hub: self-signed TLS for localhost, ffdhe2048 (no DH
- * parameters to generate), no systemd unit or cron line, no user's server started by init (each
- * costs 4-9 s; init's and doctor's own tests run that check), and the ports in `portFlagList`.
+ * The flags of a throwaway test hub's init, without the prefix and ports: self-signed TLS for
+ * localhost (or local mode), ffdhe2048 (no DH parameters to generate), no systemd unit or
+ * schedule, no user's server started by init (each costs 4-9 s; init's and doctor's own tests run
+ * that check). Each option turns one of these back to what a server's init does.
  */
-export function testHubInitArgs(prefix: string, options: TestHubOptions, portFlagList: string[]): string[] {
+export function testHubFlags(options: TestHubOptions): string[] {
   return [
-    'init',
-    '--prefix',
-    prefix,
     '--yes',
-    '--domain',
-    'localhost',
-    '--admin',
-    options.admin,
+    ...(options.local ? ['--local'] : ['--domain', 'localhost']),
+    ...(options.admin === undefined ? [] : ['--admin', options.admin]),
     ...(options.allowUsers ?? []).flatMap((user) => ['--allow-user', user]),
-    '--tls',
-    'self-signed',
-    '--dhparam',
-    'ffdhe2048',
+    ...(options.local ? [] : [...(options.tls ?? ['--tls', 'self-signed']), '--dhparam', 'ffdhe2048']),
     '--jupyterhub',
     options.jupyterhub,
-    '--no-systemd',
-    '--no-schedule',
+    ...(options.systemd ? [] : ['--no-systemd']),
+    ...(options.schedule ? [] : ['--no-schedule']),
     ...(options.serverCheck ? [] : ['--no-server-check']),
     ...(options.extra ?? []),
-    ...portFlagList,
   ]
+}
+
+/** The init command line of a throwaway test hub (testHubFlags) under `prefix`, on the ports in `portFlagList`. */
+export function testHubInitArgs(prefix: string, options: TestHubOptions, portFlagList: string[]): string[] {
+  return ['init', '--prefix', prefix, ...testHubFlags(options), ...portFlagList]
 }
 
 /** `hubctl init` of that test hub on free ports; fails the test (with init's stderr) when init fails. */

@@ -5,7 +5,6 @@ import os from 'node:os'
 import path from 'node:path'
 
 import {
-  CULLER_SCOPES,
   cullEverySeconds,
   cullerCommand,
   cullingSummary,
@@ -17,33 +16,20 @@ import {HUBCTL_SERVICE_SCOPES, renderHubConfig} from '../../../src/lib/config/hu
 import {installHubPython} from '../../../src/lib/config/hubpython.js'
 import {Layout} from '../../../src/lib/config/layout.js'
 import type {Settings} from '../../../src/lib/config/settings.js'
+import {testSettings} from '../../helpers/settings.js'
 import {HubctlError} from '../../../src/lib/errors.js'
 import {VENV_JUPYTERHUB} from '../../helpers/cli.js'
 
 const CULLER_PYTHON = path.join(path.dirname(VENV_JUPYTERHUB), 'python3')
 
-const settings: Settings = {
-  version: 1,
-  domains: ['hub.example.org'],
-  admins: ['alice'],
-  allowedUsers: [],
-  authenticator: 'pam',
-  spawner: 'local',
-  tls: {mode: 'self-signed'},
-  ports: {http: 80, https: 443, proxy: 8000, proxyApi: 8001, hub: 8081, proxyStandby: 8002, proxyStandbyApi: 8003},
-  dhparam: {mode: 'ffdhe2048', bits: 2048},
+const settings = testSettings({
   executables: {
     jupyterhub: '/opt/jupyterhub/envs/x/bin/jupyterhub',
     singleuser: '/opt/jupyterhub/envs/x/bin/jupyterhub-singleuser',
-    node: '/usr/bin/node',
-    proxy: '/x/chp',
     idleCuller: '/opt/jupyterhub/envs/x/bin/python3',
   },
-  jupyterhubVersion: '6.1.1',
-  nginxSupervised: false,
-  proxyTls: false,
   cull: {idleSeconds: 3600, maxAgeSeconds: null, by: 'jupyterhub-idle-culler'},
-}
+})
 const v6 = {
   executable: '/opt/jupyterhub/envs/x/bin/jupyterhub',
   version: '6.1.1',
@@ -125,12 +111,53 @@ describe('culler', () => {
     expect(culler).not.to.have.property('api_token')
     const role = config.load_roles.find((r) => r.name === 'idle-culler')
     expect(role).to.deep.include({services: ['idle-culler']})
-    expect(role?.scopes).to.deep.equal(['list:users', 'read:users:activity', 'read:servers', 'delete:servers'])
-    expect(role?.scopes).not.to.include('admin:users')
     // hubctl's own service keeps its scopes, and the culler none of hubctl's others.
     expect(config.load_roles.find((r) => r.name === 'hubctl')?.scopes).to.deep.equal(HUBCTL_SERVICE_SCOPES)
     expect(text).not.to.include('&quot;')
   })
+
+  // The role as each installed JupyterHub reads it: the scopes its API handlers require (from their
+  // @needs_scope) against the role's scopes as the hub expands them.
+  for (const [hub, python] of [
+    ['PyPI', CULLER_PYTHON],
+    ["Debian's 3.0", '/usr/bin/python3'],
+  ])
+    it(`gives the culler a role that reaches what it calls and nothing that changes a user (${hub}'s JupyterHub)`, async () => {
+      const {config} = await loaded(settings)
+      const role = config.load_roles.find((r) => r.name === 'idle-culler')
+      const code = [
+        'import json, sys',
+        'from jupyterhub import scopes',
+        'from jupyterhub.apihandlers import users',
+        'def needs(name):',
+        "    handler, method = name.split('.')",
+        '    fn = getattr(getattr(users, handler), method)',
+        '    return sorted(s for c in (fn.__closure__ or []) if isinstance(c.cell_contents, tuple) for s in c.cell_contents)',
+        'granted = scopes.expand_scopes(frozenset(json.loads(sys.argv[1])))',
+        'print(json.dumps({"granted": sorted(granted), "needs": {name: needs(name) for name in sys.argv[2:]}}))',
+      ].join('\n')
+      // What the culler calls: the user list (with servers and activity), and stopping a server.
+      const calls = ['UserListAPIHandler.get', 'UserServerAPIHandler.delete']
+      // What it must never do: create, change or delete a user, start a server.
+      const forbidden = [
+        'UserListAPIHandler.post',
+        'UserAPIHandler.patch',
+        'UserAPIHandler.delete',
+        'UserServerAPIHandler.post',
+      ]
+      const out = execFileSync(python, ['-I', '-c', code, JSON.stringify(role?.scopes), ...calls, ...forbidden], {
+        encoding: 'utf8',
+        cwd: '/',
+      })
+      const {granted, needs} = JSON.parse(out) as {granted: string[]; needs: Record<string, string[]>}
+      const allowed = (call: string) => needs[call].length > 0 && needs[call].every((s) => granted.includes(s))
+      for (const call of calls) expect(allowed(call), `${call} needs ${needs[call]}; granted ${granted}`).to.equal(true)
+      for (const call of forbidden)
+        expect(allowed(call), `${call} needs ${needs[call]}; granted ${granted}`).to.equal(false)
+      // The user model shows each user's servers and last activity only with these.
+      expect(granted).to.include.members(['read:servers', 'read:users:activity'])
+      expect(granted.filter((s) => /^(admin:|access:|tokens|users$|servers$)/.test(s))).to.deep.equal([])
+    })
 
   it('passes --max-age, and an idle timeout beyond any age when only --cull-max-age is on', async () => {
     const both = await loaded({
@@ -190,6 +217,5 @@ describe('culler', () => {
     expect(
       describeCulling(cullingSummary({...settings, cull: {idleSeconds: null, maxAgeSeconds: null, by: 'hubctl'}})),
     ).to.equal('no idle culling (--cull-idle off)')
-    expect(CULLER_SCOPES).to.have.length(4)
   })
 })

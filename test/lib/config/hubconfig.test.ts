@@ -17,27 +17,9 @@ import {installHubPython} from '../../../src/lib/config/hubpython.js'
 import {Layout} from '../../../src/lib/config/layout.js'
 import {SITE_LIMITS} from '../../../src/lib/config/site.js'
 import {SERVER_PORTS, type Settings} from '../../../src/lib/config/settings.js'
+import {testSettings} from '../../helpers/settings.js'
 
-const settings: Settings = {
-  version: 1,
-  domains: ['hub.example.org'],
-  admins: ['alice'],
-  allowedUsers: ['bob'],
-  authenticator: 'pam',
-  spawner: 'local',
-  tls: {mode: 'self-signed'},
-  ports: {http: 80, https: 443, proxy: 8000, proxyApi: 8001, hub: 8081, proxyStandby: 8002, proxyStandbyApi: 8003},
-  dhparam: {mode: 'ffdhe2048', bits: 2048},
-  executables: {
-    jupyterhub: '/usr/bin/jupyterhub',
-    singleuser: '/usr/bin/jupyterhub-singleuser',
-    node: '/usr/bin/node',
-    proxy: '/x/chp',
-  },
-  jupyterhubVersion: '3.0.0',
-  nginxSupervised: false,
-  proxyTls: false,
-}
+const settings = testSettings({allowedUsers: ['bob'], jupyterhubVersion: '3.0.0'})
 const v3 = {
   executable: '/usr/bin/jupyterhub',
   version: '3.0.0',

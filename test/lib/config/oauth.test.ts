@@ -10,29 +10,15 @@ import {installHubPython} from '../../../src/lib/config/hubpython.js'
 import {Layout} from '../../../src/lib/config/layout.js'
 import {oauthAllowAll, oauthCallbackUrl, oauthSecretProblem, parseEndpointUrl} from '../../../src/lib/config/oauth.js'
 import {parseSettings, type Settings} from '../../../src/lib/config/settings.js'
+import {testSettings} from '../../helpers/settings.js'
 import {RawInitFlags, resolveInitRequest} from '../../../src/lib/setup/init-request.js'
 import {VENV_JUPYTERHUB} from '../../helpers/cli.js'
 
-const base: Settings = {
-  version: 1,
+const base = testSettings({
   domains: ['hub.example.org', 'other.example.org'],
-  admins: ['alice'],
   allowedUsers: ['bob'],
-  authenticator: 'pam',
-  spawner: 'local',
-  tls: {mode: 'self-signed'},
-  ports: {http: 80, https: 443, proxy: 8000, proxyApi: 8001, hub: 8081, proxyStandby: 8002, proxyStandbyApi: 8003},
-  dhparam: {mode: 'ffdhe2048', bits: 2048},
-  executables: {
-    jupyterhub: VENV_JUPYTERHUB,
-    singleuser: '/x/jupyterhub-singleuser',
-    node: '/usr/bin/node',
-    proxy: '/x/chp',
-  },
-  jupyterhubVersion: '6.1.1',
-  nginxSupervised: false,
-  proxyTls: false,
-}
+  executables: {jupyterhub: VENV_JUPYTERHUB, singleuser: '/x/jupyterhub-singleuser'},
+})
 const v6 = {
   executable: VENV_JUPYTERHUB,
   version: '6.1.1',

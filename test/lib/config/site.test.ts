@@ -6,7 +6,7 @@ import path from 'node:path'
 
 import {Layout} from '../../../src/lib/config/layout.js'
 import {detectNginx, type NginxInstall} from '../../../src/lib/config/nginx.js'
-import type {Settings} from '../../../src/lib/config/settings.js'
+import {testSettings} from '../../helpers/settings.js'
 import {
   defaultServerPorts,
   dpkgConffileMd5,
@@ -62,26 +62,7 @@ const dpkgStatus = (defaultMd5: string) =>
     '',
   ].join('\n')
 
-const settings: Settings = {
-  version: 1,
-  domains: ['hub.example.org', 'jupyter.example.org'],
-  admins: ['alice'],
-  allowedUsers: [],
-  authenticator: 'pam',
-  spawner: 'local',
-  tls: {mode: 'self-signed'},
-  ports: {http: 80, https: 443, proxy: 8000, proxyApi: 8001, hub: 8081, proxyStandby: 8002, proxyStandbyApi: 8003},
-  dhparam: {mode: 'ffdhe2048', bits: 2048},
-  executables: {
-    jupyterhub: '/usr/bin/jupyterhub',
-    singleuser: '/usr/bin/jupyterhub-singleuser',
-    node: '/usr/bin/node',
-    proxy: '/x/chp',
-  },
-  jupyterhubVersion: '6.1.1',
-  nginxSupervised: false,
-  proxyTls: false,
-}
+const settings = testSettings({domains: ['hub.example.org', 'jupyter.example.org']})
 const nginx122: NginxInstall = {
   executable: '/usr/sbin/nginx',
   version: '1.22.1',

@@ -1,4 +1,5 @@
 import {expect} from 'chai'
+import {spawn} from 'node:child_process'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 
@@ -11,6 +12,7 @@ import {
   writeFileAtomicIfChanged,
 } from '../../../src/lib/files/atomic.js'
 import {modeOf, tempPrefix} from '../../helpers/cli.js'
+import {waitUntil} from '../../helpers/processes.js'
 
 describe('atomic writes', () => {
   let dir: string
@@ -66,6 +68,46 @@ describe('atomic writes', () => {
     } finally {
       await reader.close()
     }
+  })
+
+  it('a reader racing the writer (another process, reading in a loop) sees the old or the new content whole: never empty, cut or mixed', async () => {
+    // Without the implementation's own hooks: what another program reading the file meanwhile sees.
+    const file = path.join(dir, 'f')
+    const stop = path.join(dir, 'stop')
+    const contents = ['A'.repeat(2 << 20), 'B'.repeat(1 << 20)]
+    await fs.writeFile(file, contents[0])
+    const reader = [
+      "const fs = require('node:fs')",
+      'const [file, stop, ...whole] = process.argv.slice(1)',
+      'const seen = {}',
+      'let reads = 0',
+      'for (;;) {',
+      "  const text = fs.readFileSync(file, 'latin1')",
+      '  const ok = whole.includes(`${text[0]}x${text.length}`) && /^(A+|B+)$/.test(text)',
+      '  const key = ok ? `${text[0]}x${text.length}` : `bad: ${text.length} bytes, ${JSON.stringify(text.slice(0, 1) + text.slice(-1))}`',
+      '  seen[key] = (seen[key] ?? 0) + 1',
+      "  if (++reads === 1) process.stdout.write('ready\\n')",
+      '  if (fs.existsSync(stop)) break',
+      '}',
+      "process.stdout.write(JSON.stringify(seen) + '\\n')",
+    ].join('\n')
+    const child = spawn(process.execPath, ['-e', reader, file, stop, ...contents.map((c) => `${c[0]}x${c.length}`)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+    let out = ''
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString('utf8')))
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
+    await waitUntil('the reader reading', async () => out.startsWith('ready'))
+    for (let i = 1; i <= 60; i++) await writeFileAtomic(file, contents[i % 2], {mode: 0o600})
+    await fs.writeFile(stop, '')
+    expect(await exited).to.equal(0)
+    const seen = JSON.parse(out.split('\n')[1]) as Record<string, number>
+    // Whole contents only; the new one too (the reader read while the writes went on).
+    expect(
+      Object.keys(seen).filter((key) => key.startsWith('bad')),
+      JSON.stringify(seen),
+    ).to.deep.equal([])
+    expect(seen).to.have.property(`Bx${1 << 20}`)
   })
 
   it('replaces a symbolic link itself, never the file it points to', async () => {

@@ -3,6 +3,7 @@ import fs from 'node:fs/promises'
 
 import {Layout} from '../../../src/lib/config/layout.js'
 import {SettingsStore, type Settings} from '../../../src/lib/config/settings.js'
+import {DEFAULT_TEST_PORTS, testSettings} from '../../helpers/settings.js'
 import {Doctor} from '../../../src/lib/setup/doctor.js'
 import {CertStore} from '../../../src/lib/tls/certstore.js'
 import {writeRenewalState} from '../../../src/lib/tls/renewal-state.js'
@@ -18,21 +19,13 @@ const T0 = Date.UTC(2026, 0, 1)
 const at = (days: number) => new Date(T0 + days * DAY)
 
 function settingsFor(domains: string[]): Settings {
-  return {
-    version: 1,
+  return testSettings({
     domains,
     admins: ['hdcadmin'],
-    allowedUsers: [],
-    authenticator: 'pam',
-    spawner: 'local',
-    tls: {mode: 'self-signed'},
-    ports: {http: 80, https: 8443, proxy: 8000, proxyApi: 8001, hub: 8081, proxyStandby: 8002, proxyStandbyApi: 8003},
-    dhparam: {mode: 'ffdhe2048', bits: 2048},
-    executables: {jupyterhub: '/usr/bin/jupyterhub', singleuser: '/x', node: '/usr/bin/node', proxy: '/x'},
-    jupyterhubVersion: '6.1.1',
+    ports: {...DEFAULT_TEST_PORTS, https: 8443},
+    executables: {singleuser: '/x', proxy: '/x'},
     nginxSupervised: true,
-    proxyTls: false,
-  }
+  })
 }
 
 /* doctor's certificate check on a real certificate in a real prefix, with a fake clock: it passes, warns and fails. */

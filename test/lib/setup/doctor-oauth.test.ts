@@ -2,7 +2,8 @@ import {expect} from 'chai'
 import fs from 'node:fs/promises'
 
 import {Layout} from '../../../src/lib/config/layout.js'
-import {SettingsStore, type Settings} from '../../../src/lib/config/settings.js'
+import {SettingsStore} from '../../../src/lib/config/settings.js'
+import {DEFAULT_TEST_PORTS, testSettings} from '../../helpers/settings.js'
 import {SecretStore} from '../../../src/lib/files/secrets.js'
 import {Doctor} from '../../../src/lib/setup/doctor.js'
 import type {Runner} from '../../../src/lib/runner.js'
@@ -10,11 +11,7 @@ import {tempPrefix} from '../../helpers/cli.js'
 
 const runner: Runner = {run: async () => ({exitCode: 1, stdout: '', stderr: 'unused', notFound: false})}
 
-const settings: Settings = {
-  version: 1,
-  domains: ['hub.example.org'],
-  admins: ['alice'],
-  allowedUsers: [],
+const settings = testSettings({
   authenticator: 'oauth',
   oauth: {
     clientId: 'hub',
@@ -26,15 +23,10 @@ const settings: Settings = {
     allowedOrgs: [],
     allowedDomains: [],
   },
-  spawner: 'local',
-  tls: {mode: 'self-signed'},
-  ports: {http: 80, https: 8443, proxy: 8000, proxyApi: 8001, hub: 8081, proxyStandby: 8002, proxyStandbyApi: 8003},
-  dhparam: {mode: 'ffdhe2048', bits: 2048},
-  executables: {jupyterhub: '/usr/bin/jupyterhub', singleuser: '/x', node: '/usr/bin/node', proxy: '/x'},
-  jupyterhubVersion: '6.1.1',
+  ports: {...DEFAULT_TEST_PORTS, https: 8443},
+  executables: {singleuser: '/x', proxy: '/x'},
   nginxSupervised: true,
-  proxyTls: false,
-}
+})
 
 /** A provider that answers each endpoint with the status given (or refuses the connection). */
 function fakeProvider(answers: Record<string, number | 'refused'>, seen: Request[] = []): typeof fetch {

@@ -14,6 +14,7 @@ import {changedAcmeSettings, decideRenewal, renewNotDueQuickly} from '../../../s
 import {renewalTime, shouldRenew} from '../../../src/lib/tls/policy.js'
 import {readRenewalState, writeRenewalState} from '../../../src/lib/tls/renewal-state.js'
 import {SettingsStore, type AcmeSettings, type Settings} from '../../../src/lib/config/settings.js'
+import {testSettings} from '../../helpers/settings.js'
 import {tempPrefix} from '../../helpers/cli.js'
 import {chainFor} from '../../helpers/pki.js'
 
@@ -338,21 +339,13 @@ describe('renewal decision: a configured domain the live certificate lacks (fake
   const {intermediate, leaf} = chainFor(['hub.example.org'], {notBefore: at(0), days: 90})
 
   function settingsFor(domains: string[]): Settings {
-    return {
-      version: 1,
+    return testSettings({
       domains,
       admins: ['hrnadmin'],
-      allowedUsers: [],
-      authenticator: 'pam',
-      spawner: 'local',
       tls: {mode: 'letsencrypt', acme},
-      ports: {http: 80, https: 443, proxy: 8000, proxyApi: 8001, hub: 8081, proxyStandby: 8002, proxyStandbyApi: 8003},
-      dhparam: {mode: 'ffdhe2048', bits: 2048},
-      executables: {jupyterhub: '/usr/bin/jupyterhub', singleuser: '/x', node: '/usr/bin/node', proxy: '/x'},
-      jupyterhubVersion: '6.1.1',
+      executables: {singleuser: '/x', proxy: '/x'},
       nginxSupervised: true,
-      proxyTls: false,
-    }
+    })
   }
 
   beforeEach(async () => {

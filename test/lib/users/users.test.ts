@@ -4,33 +4,15 @@ import path from 'node:path'
 
 import {HubctlError} from '../../../src/lib/errors.js'
 import {Layout} from '../../../src/lib/config/layout.js'
-import {Settings, SettingsStore} from '../../../src/lib/config/settings.js'
+import {SettingsStore} from '../../../src/lib/config/settings.js'
+import {testSettings} from '../../helpers/settings.js'
 import type {RunOptions, Runner} from '../../../src/lib/runner.js'
 import type {HubApi} from '../../../src/lib/stack/hubapi.js'
 import {UsersRecordStore} from '../../../src/lib/users/accounts.js'
 import {UsersService} from '../../../src/lib/users/users.js'
 import {modeOf, tempPrefix} from '../../helpers/cli.js'
 
-const settings: Settings = {
-  version: 1,
-  domains: ['hub.example.org'],
-  admins: ['prof'],
-  allowedUsers: [],
-  authenticator: 'pam',
-  spawner: 'local',
-  tls: {mode: 'self-signed'},
-  ports: {http: 80, https: 443, proxy: 8000, proxyApi: 8001, hub: 8081, proxyStandby: 8002, proxyStandbyApi: 8003},
-  dhparam: {mode: 'ffdhe2048', bits: 2048},
-  executables: {
-    jupyterhub: '/usr/bin/jupyterhub',
-    singleuser: '/usr/bin/jupyterhub-singleuser',
-    node: '/usr/bin/node',
-    proxy: '/x/chp',
-  },
-  jupyterhubVersion: '3.0.0',
-  nginxSupervised: false,
-  proxyTls: false,
-}
+const settings = testSettings({admins: ['prof'], jupyterhubVersion: '3.0.0'})
 
 interface Call {
   command: string

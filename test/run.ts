@@ -1,0 +1,129 @@
+import {spawn} from 'node:child_process'
+import fs from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+/*
+ * `npm test`'s runner (after the build): the unit tests in one mocha, then the end-to-end files in
+ * lanes, side by side. One mocha process per e2e file, its output printed whole when it ends, so
+ * the lanes' outputs never mix and each file keeps its own "N passing" / "N failing" lines (what
+ * .ci/run sums). The exit status is 1 when any mocha exited non-zero.
+ *
+ * Lanes: an e2e file runs beside others only when it says so, in a line of its own:
+ *     // e2e-lane: parallel
+ * which it may say only when it uses nothing another file uses: its own temp prefix, kernel-picked
+ * ports (freePort, portFlags), system users named by testUserName() or its own pid; not ports
+ * 80/443 or 8443, not /etc (hosts, nginx), not the system nginx, not the systemd container. Every
+ * other file, a new one too until it is marked, runs in the serial lane: one such file at a time.
+ * Lane 1 runs the serial files, then helps with the parallel ones; the other lanes take the
+ * parallel files only, longest first (the times of the last run, in .test-times.json, else the
+ * file's size). HUBCTL_TEST_LANES: how many lanes (default 3; 1 runs every file one after another).
+ * Arguments after `npm test --` are given to every mocha (say, --grep).
+ */
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const MOCHA = path.join(ROOT, 'node_modules/.bin/mocha')
+const TIMES = path.join(ROOT, '.test-times.json')
+const MARK = /^\/\/ e2e-lane: parallel$/m
+
+interface Outcome {
+  file: string
+  lane: number
+  seconds: number
+  code: number
+}
+
+function mocha(files: string[], extra: string[]): Promise<{code: number; output: string}> {
+  return new Promise((resolve) => {
+    const child = spawn(MOCHA, ['--forbid-only', ...extra, ...files], {cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe']})
+    const chunks: Buffer[] = []
+    child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk))
+    child.stderr.on('data', (chunk: Buffer) => chunks.push(chunk))
+    child.on('error', (error) => chunks.push(Buffer.from(`${error.message}\n`)))
+    child.on('close', (code, signal) =>
+      resolve({code: code ?? (signal ? 128 : 1), output: Buffer.concat(chunks).toString('utf8')}),
+    )
+  })
+}
+
+async function e2eFiles(): Promise<{serial: string[]; parallel: string[]}> {
+  const dir = path.join(ROOT, 'test/e2e')
+  const names = (await fs.readdir(dir)).filter((name) => name.endsWith('.test.ts')).sort()
+  const last: Record<string, number> = await fs
+    .readFile(TIMES, 'utf8')
+    .then((text) => JSON.parse(text) as Record<string, number>)
+    .catch(() => ({}))
+  const weighed: Array<{file: string; weight: number; parallel: boolean}> = []
+  for (const name of names) {
+    const file = path.join('test/e2e', name)
+    const text = await fs.readFile(path.join(ROOT, file), 'utf8')
+    weighed.push({file, weight: last[file] ?? text.length / 100, parallel: MARK.test(text)})
+  }
+  weighed.sort((a, b) => b.weight - a.weight)
+  return {
+    serial: weighed.filter((f) => !f.parallel).map((f) => f.file),
+    parallel: weighed.filter((f) => f.parallel).map((f) => f.file),
+  }
+}
+
+const clock = (seconds: number) => `${Math.floor(seconds / 60)}m${String(Math.round(seconds % 60)).padStart(2, '0')}s`
+
+async function main(): Promise<number> {
+  const extra = process.argv.slice(2)
+  const lanes = Math.max(1, Number(process.env.HUBCTL_TEST_LANES ?? 3) || 3)
+  const started = Date.now()
+  let failed = false
+
+  console.log('unit tests: test/lib, test/helpers')
+  const unit = await mocha(['test/lib/**/*.test.ts', 'test/helpers/**/*.test.ts'], extra)
+  process.stdout.write(unit.output)
+  if (unit.code !== 0) failed = true
+  const unitSeconds = (Date.now() - started) / 1000
+
+  const {serial, parallel} = await e2eFiles()
+  console.log(
+    `\ne2e: ${lanes} lane(s); serial lane: ${serial.length} files, one at a time; parallel: ${parallel.length} files`,
+  )
+  const outcomes: Outcome[] = []
+  const e2eStart = Date.now()
+  const laneSeconds: number[] = []
+  const work = async (lane: number): Promise<void> => {
+    const laneStart = Date.now()
+    for (;;) {
+      const file = lane === 1 ? (serial.shift() ?? parallel.shift()) : parallel.shift()
+      if (!file) break
+      console.log(`[lane ${lane}] ${file} started`)
+      const begun = Date.now()
+      const result = await mocha([file], extra)
+      const seconds = (Date.now() - begun) / 1000
+      outcomes.push({file, lane, seconds, code: result.code})
+      if (result.code !== 0) failed = true
+      process.stdout.write(
+        `\n=== ${file} (lane ${lane}, ${clock(seconds)}, exit ${result.code})\n${result.output}=== end of ${file}\n`,
+      )
+    }
+    laneSeconds[lane - 1] = (Date.now() - laneStart) / 1000
+  }
+  // With one lane, lane 1 takes the parallel files too, after the serial ones.
+  await Promise.all(Array.from({length: lanes}, (_, i) => work(i + 1)))
+
+  const times: Record<string, number> = {}
+  for (const o of outcomes) times[o.file] = Math.round(o.seconds)
+  if (extra.length === 0) await fs.writeFile(TIMES, `${JSON.stringify(times, null, 2)}\n`).catch(() => undefined)
+  console.log('\ntest times (the slowest first):')
+  for (const o of [...outcomes].sort((a, b) => b.seconds - a.seconds))
+    console.log(
+      `  ${clock(o.seconds).padStart(7)}  lane ${o.lane}  ${o.file}${o.code === 0 ? '' : `  (exit ${o.code})`}`,
+    )
+  console.log(`  ${clock(unitSeconds).padStart(7)}  unit tests`)
+  console.log(
+    `lanes: ${laneSeconds.map((s, i) => `${i + 1}: ${clock(s)}`).join(', ')}; e2e ${clock((Date.now() - e2eStart) / 1000)}; all ${clock((Date.now() - started) / 1000)} on ${os.cpus().length} cores`,
+  )
+  const bad = outcomes.filter((o) => o.code !== 0).map((o) => o.file)
+  if (unit.code !== 0) bad.unshift('the unit tests')
+  if (bad.length > 0) console.log(`failed: ${bad.join(', ')}`)
+  return failed ? 1 : 0
+}
+
+process.exitCode = await main()
