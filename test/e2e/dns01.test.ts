@@ -65,8 +65,9 @@ async function served(layout: Layout): Promise<void> {
 
 /** What hubctl.json holds, with the wildcard added to the domains (as `init --subdomains` does). */
 async function addWildcard(layout: Layout): Promise<void> {
-  const settings = JSON.parse(await fs.readFile(layout.settings, 'utf8')) as {domains: string[]}
+  const settings = JSON.parse(await fs.readFile(layout.settings, 'utf8')) as {domains: string[]; subdomains?: boolean}
   settings.domains = [DOMAIN, WILDCARD]
+  settings.subdomains = true
   await fs.writeFile(layout.settings, JSON.stringify(settings, null, 2) + '\n')
 }
 

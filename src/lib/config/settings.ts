@@ -254,7 +254,13 @@ function checkShape(settings: Record<string, unknown>, file: string): void {
     if (!Array.isArray(list) || !list.every((item) => typeof item === 'string')) bad(key, 'is not a list of strings')
     if (key !== 'allowedUsers' && (list as string[]).length === 0) bad(key, 'is empty')
     for (const item of list as string[])
-      valid(key, () => (key === 'domains' ? parseDomain(item, '--domain', {wildcard: true}) : parseUserName(item, key)))
+      valid(key, () =>
+        key !== 'domains'
+          ? parseUserName(item, key)
+          : settings.subdomains === true && item === `*.${(list as string[])[0]}`
+            ? parseDomain(item.slice(2))
+            : parseDomain(item),
+      )
   }
   if (settings.subdomains !== undefined && typeof settings.subdomains !== 'boolean')
     bad('subdomains', 'is neither true nor false')

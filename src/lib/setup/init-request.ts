@@ -212,7 +212,7 @@ export async function resolveInitRequest(
   const domains = subdomains
     ? subdomainNames(unique(domainInputs.map((d) => parseDomain(d))))
     : unique(domainInputs.map((d) => parseDomain(d)))
-  if (subdomains) assertSubdomainsRequest(flags, domains)
+  if (subdomains) assertSubdomainsRequest(flags, tls, domains)
 
   let email: string | undefined
   if (flags.email !== undefined) email = parseEmail(flags.email)
@@ -422,7 +422,7 @@ async function resolveOAuth(flags: RawInitFlags, stdin?: () => Promise<string>):
  * issues only through DNS-01 (http-01 cannot prove a wildcard); `localhost` and local mode have no
  * DNS records to make. Refused before anything is written.
  */
-function assertSubdomainsRequest(flags: RawInitFlags, domains: string[]): void {
+function assertSubdomainsRequest(flags: RawInitFlags, tls: TlsMode, domains: string[]): void {
   if (flags.local)
     throw usageError(
       '--subdomains does not go with --local (a hub on this machine, at localhost)',
@@ -433,8 +433,14 @@ function assertSubdomainsRequest(flags: RawInitFlags, domains: string[]): void {
       '--subdomains needs a domain of its own, and --domain is localhost',
       'give --domain hub.example.org, with DNS records for hub.example.org and *.hub.example.org pointing at this machine',
     )
-  // With --tls letsencrypt the wildcard needs DNS-01: init's ACME flags are checked with the kept
-  // settings (tls/dns01's checkOrderNames), which name --dns and --dns-hook.
+  // The ACME flags (--dns, --dns-hook) are the certificate's, not in RawInitFlags: `--dns none` is http-01.
+  const {dns, 'dns-hook': hook} = flags as {dns?: string; 'dns-hook'?: string}
+  const dns01 = hook !== undefined || (dns !== undefined && dns !== 'none')
+  if (tls === 'letsencrypt' && !dns01)
+    throw usageError(
+      `--subdomains needs a wildcard certificate for ${domains[1]}, which Let's Encrypt issues only through the DNS-01 challenge, not http-01`,
+      `add --dns rfc2136 (with --dns-server and --dns-tsig-key-file) or --dns-hook PATH to answer DNS-01, or use --tls manual with a certificate for ${domains[0]} and ${domains[1]}, or --tls self-signed`,
+    )
 }
 
 /** --tls manual with --subdomains: the given certificate must name *.DOMAIN (and DOMAIN) itself. */
