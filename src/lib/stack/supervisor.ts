@@ -18,7 +18,7 @@ import {
 } from './hubapi.js'
 import {Layout} from '../config/layout.js'
 import {supervisorCulling} from '../config/culler.js'
-import {PortOwner, portOwnedBy, verifyServerListener} from './listeners.js'
+import {PortOwner, portAnswers, portOwnedBy, verifyServerListener} from './listeners.js'
 import {procStartTime, processAlive} from '../processes.js'
 import {endOrphans, orphanedServices} from './orphans.js'
 import {SecretStore} from '../files/secrets.js'
@@ -47,7 +47,6 @@ import {
   terminatePid,
 } from './state.js'
 import {childSpecs, proxySpec} from './children.js'
-import {portAnswers} from './control.js'
 
 /*
  * hubctl's process supervisor: configurable-http-proxy, then JupyterHub, then (for a prefix other
