@@ -3,8 +3,8 @@ import {randomBytes} from 'node:crypto'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 
-import {ensureLogFile, writeFileAtomic} from '../files/atomic.js'
-import {ExitCode, HubctlError, errnoCode, messageOf, preflightError, runtimeError, usageError} from '../errors.js'
+import {ensureLogFile, writeFileAtomic} from '../../files/atomic.js'
+import {ExitCode, HubctlError, errnoCode, messageOf, preflightError, runtimeError, usageError} from '../../errors.js'
 import {
   HubApi,
   HubApiError,
@@ -15,16 +15,16 @@ import {
   hubHealthUrl,
   keepAlive,
   proxyApiUrl,
-} from './hubapi.js'
-import {Layout} from '../config/layout.js'
-import {supervisorCulling} from '../config/culler.js'
-import {PortOwner, portAnswers, portOwnedBy, verifyServerListener} from './listeners.js'
-import {procStartTime, processAlive} from '../processes.js'
-import {endOrphans, orphanedServices} from './orphans.js'
-import {SecretStore} from '../files/secrets.js'
-import {ProxyRoute, ServerWatcher, ServersReport, createServerWatcher, proxyRoutes} from './servers.js'
-import {PORT_FLAGS, PORT_NAMES, Ports, Settings} from '../config/settings.js'
-import {Clock, systemClock} from './clock.js'
+} from '../hubapi.js'
+import {Layout} from '../../config/layout.js'
+import {supervisorCulling} from '../../config/culler.js'
+import {PortOwner, portAnswers, portOwnedBy, verifyServerListener} from '../listeners.js'
+import {procStartTime, processAlive} from '../../processes.js'
+import {endOrphans, orphanedServices} from '../orphans.js'
+import {SecretStore} from '../../files/secrets.js'
+import {ProxyRoute, ServerWatcher, ServersReport, createServerWatcher, proxyRoutes} from '../servers.js'
+import {PORT_FLAGS, PORT_NAMES, Ports, Settings} from '../../config/settings.js'
+import {Clock, systemClock} from '../clock.js'
 import {
   ChildName,
   ChildSpec,
@@ -45,8 +45,8 @@ import {
   round,
   signalPid,
   terminatePid,
-} from './state.js'
-import {childSpecs, proxySpec} from './children.js'
+} from '../state.js'
+import {childSpecs, proxySpec} from '../children.js'
 
 /*
  * hubctl's process supervisor: configurable-http-proxy, then JupyterHub, then (for a prefix other
