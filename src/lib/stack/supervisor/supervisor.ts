@@ -47,6 +47,7 @@ import {
   terminatePid,
 } from '../state.js'
 import {childSpecs, proxySpec} from '../children.js'
+import {NO_RESTARTS, RestartHistory, crashLoopOver, nextRestart, started} from './policy.js'
 
 /*
  * hubctl's process supervisor: configurable-http-proxy, then JupyterHub, then (for a prefix other
@@ -84,11 +85,8 @@ interface ChildRuntime {
   pid?: number
   startTime?: string
   startedAt?: string
-  runningSince: number
-  restarts: number
-  consecutive: number
-  recent: number[]
-  crashLoop: boolean
+  /** Its runs and exits, as the restart policy (policy.ts) sees them. */
+  history: RestartHistory
   lastExit: ChildState['lastExit']
   healthy?: boolean
   /** Set before hubctl itself stops the child: its exit is not a crash. */
@@ -165,8 +163,7 @@ export class Supervisor {
   private lastControl: ControlResult | null = null
   private routesSnapshot?: Record<string, ProxyRoute>
   private standby?: Standby
-  private standbyRestarts = 0
-  private standbyConsecutive = 0
+  private standbyHistory: RestartHistory = NO_RESTARTS
   private readonly standbyEnabled: boolean
   private readonly ownsPort: (port: number, pid: number | undefined) => Promise<PortOwner>
   /** Why the last health answer on the hub's port was not taken (another program holds it). */
@@ -245,7 +242,7 @@ export class Supervisor {
     return {
       pid: process.pid,
       readySeconds: this.readySeconds,
-      restarts: Object.fromEntries([...this.children].map(([name, child]) => [name, child.restarts])),
+      restarts: Object.fromEntries([...this.children].map(([name, child]) => [name, child.history.restarts])),
       reloads: this.reloads,
     }
   }
@@ -272,8 +269,8 @@ export class Supervisor {
       startTime: child.startTime ?? null,
       running: child.proc !== undefined,
       startedAt: child.startedAt ?? null,
-      restarts: child.restarts,
-      crashLoop: child.crashLoop,
+      restarts: child.history.restarts,
+      crashLoop: child.history.crashLoop,
       lastExit: child.lastExit,
       ...(child.spec.name === 'hub' ? {healthy: Boolean(child.healthy)} : {}),
       log: child.spec.logFile,
@@ -301,7 +298,7 @@ export class Supervisor {
       servers: this.serversReport ?? null,
       lastControl: this.lastControl,
       standby: this.standby
-        ? {pid: this.standby.pid, startTime: this.standby.startTime, restarts: this.standbyRestarts}
+        ? {pid: this.standby.pid, startTime: this.standby.startTime, restarts: this.standbyHistory.restarts}
         : null,
       updatedAt: new Date().toISOString(),
     }
@@ -407,11 +404,7 @@ export class Supervisor {
   private newRuntime(spec: ChildSpec): ChildRuntime {
     return {
       spec,
-      runningSince: 0,
-      restarts: 0,
-      consecutive: 0,
-      recent: [],
-      crashLoop: false,
+      history: NO_RESTARTS,
       lastExit: null,
       intentional: false,
       exited: Promise.resolve(),
@@ -432,7 +425,7 @@ export class Supervisor {
     child.pid = proc.pid
     child.intentional = false
     child.healthy = false
-    child.runningSince = this.clock.now()
+    child.history = started(child.history, this.clock.now())
     child.startedAt = new Date().toISOString()
     child.exited = new Promise((resolve) => {
       let done = false
@@ -523,31 +516,25 @@ export class Supervisor {
       void this.writeState()
       return
     }
-    const now = this.clock.now()
-    const ranMs = now - child.runningSince
-    if (ranMs >= this.timings.stableMs) child.consecutive = 0
-    child.consecutive++
-    child.restarts++
-    child.recent = [...child.recent.filter((at) => now - at < this.timings.crashLoopWindowMs), now]
+    const {history, delayMs: delay, ranMs, crashLoopBegins} = nextRestart(child.history, this.clock.now(), this.timings)
+    child.history = history
     const how = error
       ? `could not be started (${errnoCode(error) ?? error.message})`
       : signal
         ? `was killed by ${signal}`
         : `exited with code ${code}`
-    const delay = Math.min(this.timings.backoffMaxMs, this.timings.backoffInitialMs * 2 ** (child.consecutive - 1))
     this.log(
       'warn',
       'exited',
-      `${label(name)}${pid ? ` (pid ${pid})` : ''} ${how} after ${round(ranMs / 1000)}s; restart ${child.restarts} in ${round(delay / 1000)}s`,
+      `${label(name)}${pid ? ` (pid ${pid})` : ''} ${how} after ${round(ranMs / 1000)}s; restart ${history.restarts} in ${round(delay / 1000)}s`,
       name,
       pid,
     )
-    if (child.recent.length >= this.timings.crashLoopRestarts && !child.crashLoop) {
-      child.crashLoop = true
+    if (crashLoopBegins) {
       this.log(
         'error',
         'crash-loop',
-        `${label(name)} is in a crash loop: ${child.recent.length} restarts within ${round(this.timings.crashLoopWindowMs / 1000)}s; see ${child.spec.logFile}`,
+        `${label(name)} is in a crash loop: ${history.recent.length} restarts within ${round(this.timings.crashLoopWindowMs / 1000)}s; see ${child.spec.logFile}`,
         name,
       )
       if (!this.ready) {
@@ -809,9 +796,9 @@ export class Supervisor {
         }
       }
       for (const child of this.children.values()) {
-        if (child.crashLoop && child.proc && this.clock.now() - child.runningSince >= this.timings.stableMs) {
-          child.crashLoop = false
-          child.recent = []
+        const over = child.proc && crashLoopOver(child.history, this.clock.now(), this.timings)
+        if (over) {
+          child.history = over
           changed = true
           this.log(
             'info',
@@ -1088,7 +1075,7 @@ export class Supervisor {
     const token = randomBytes(32).toString('hex')
     const spec = proxySpec(this.layout, this.settings, token, {baseEnv: this.deps.env, standby: true})
     const proc = await this.spawnWithLog(spec)
-    const began = this.clock.now()
+    this.standbyHistory = started(this.standbyHistory, this.clock.now())
     let running = true
     let resolveExit!: () => void
     const exited = new Promise<void>((resolve) => {
@@ -1100,7 +1087,7 @@ export class Supervisor {
       if (!running) return
       running = false
       resolveExit()
-      this.onStandbyExit(standby, how, this.clock.now() - began)
+      this.onStandbyExit(standby, how)
     }
     proc.once('exit', (code, signal) => onGone(signal ? `was killed by ${signal}` : `exited with code ${code}`))
     proc.once('error', (error) => onGone(`could not be started (${errnoCode(error) ?? error.message})`))
@@ -1125,20 +1112,16 @@ export class Supervisor {
   }
 
   /** The standby exited: unless hubctl stopped it, start it again (the same backoff as a child's). */
-  private onStandbyExit(standby: Standby, how: string, ranMs: number): void {
+  private onStandbyExit(standby: Standby, how: string): void {
     if (this.standby === standby) this.standby = undefined
     if (standby.intentional || this.stopping) return
-    if (ranMs >= this.timings.stableMs) this.standbyConsecutive = 0
-    this.standbyConsecutive++
-    this.standbyRestarts++
-    const delay = Math.min(
-      this.timings.backoffMaxMs,
-      this.timings.backoffInitialMs * 2 ** (this.standbyConsecutive - 1),
-    )
+    // The same backoff as a child's; a standby that keeps exiting is said at each exit, not as a crash loop.
+    const {history, delayMs: delay, ranMs} = nextRestart(this.standbyHistory, this.clock.now(), this.timings)
+    this.standbyHistory = history
     this.log(
       'warn',
       'exited',
-      `the standby proxy (pid ${standby.pid}) ${how} after ${round(ranMs / 1000)}s; restart ${this.standbyRestarts} in ${round(delay / 1000)}s`,
+      `the standby proxy (pid ${standby.pid}) ${how} after ${round(ranMs / 1000)}s; restart ${history.restarts} in ${round(delay / 1000)}s`,
       'proxy',
       standby.pid,
     )
