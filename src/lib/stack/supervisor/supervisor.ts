@@ -47,6 +47,7 @@ import {
   terminatePid,
 } from '../state.js'
 import {childSpecs, proxySpec} from '../children.js'
+import {StateWriter} from './statewriter.js'
 import {NO_RESTARTS, RestartHistory, crashLoopOver, nextRestart, started} from './policy.js'
 
 /*
@@ -168,7 +169,7 @@ export class Supervisor {
   private readonly ownsPort: (port: number, pid: number | undefined) => Promise<PortOwner>
   /** Why the last health answer on the hub's port was not taken (another program holds it). */
   private hubPortProblem?: string
-  private stateQueue: Promise<void> = Promise.resolve()
+  private readonly state: StateWriter
   private api?: HubApi
 
   constructor(private readonly deps: SupervisorDeps) {
@@ -182,6 +183,11 @@ export class Supervisor {
     this.secrets = deps.secrets ?? new SecretStore(deps.layout)
     this.standbyEnabled = deps.standby ?? deps.specs === undefined
     this.ownsPort = deps.ownsPort ?? ((port, pid) => portOwnedBy(port, pid))
+    this.state = new StateWriter(
+      this.layout.stateFile,
+      () => (this.children.size === 0 ? undefined : this.snapshot()),
+      (level, event, message) => this.log(level, event, message),
+    )
     this.stopPromise = new Promise((resolve) => {
       this.stopRequested = resolve
     })
@@ -1264,17 +1270,7 @@ export class Supervisor {
   }
 
   private writeState(state?: SupervisorState): Promise<void> {
-    if (this.children.size === 0) return Promise.resolve()
-    this.stateQueue = this.stateQueue.then(async () => {
-      try {
-        await writeFileAtomic(this.layout.stateFile, `${JSON.stringify(state ?? this.snapshot(), null, 2)}\n`, {
-          mode: 0o644,
-        })
-      } catch (error) {
-        this.log('warn', 'state', `could not write ${this.layout.stateFile}: ${errnoCode(error) ?? messageOf(error)}`)
-      }
-    })
-    return this.stateQueue
+    return this.state.write(state)
   }
 
   private log(level: SupervisorEvent['level'], event: string, message: string, child?: ChildName, pid?: number): void {
