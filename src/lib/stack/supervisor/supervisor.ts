@@ -28,7 +28,6 @@ import {Clock, systemClock} from '../clock.js'
 import {
   ChildName,
   ChildSpec,
-  ChildState,
   ControlRequest,
   ControlResult,
   DEFAULT_TIMINGS,
@@ -43,12 +42,13 @@ import {
   readState,
   releasePidFile,
   round,
-  signalPid,
   terminatePid,
 } from '../state.js'
 import {childSpecs, proxySpec} from '../children.js'
 import {StateWriter} from './statewriter.js'
-import {NO_RESTARTS, RestartHistory, crashLoopOver, nextRestart, started} from './policy.js'
+import {NO_RESTARTS, RestartHistory, nextRestart, started} from './policy.js'
+import {SupervisedChild, crashLoopError, spawnWithLog} from './child.js'
+import {SupervisorContext, eventLogger} from './context.js'
 
 /*
  * hubctl's process supervisor: configurable-http-proxy, then JupyterHub, then (for a prefix other
@@ -78,24 +78,6 @@ function sameRoute(have: ProxyRoute | undefined, want: Record<string, unknown>):
   const {last_activity: _ignored, ...rest} = have as ProxyRoute & {last_activity?: unknown}
   const keys = new Set([...Object.keys(rest), ...Object.keys(want)])
   return [...keys].every((key) => JSON.stringify((rest as Record<string, unknown>)[key]) === JSON.stringify(want[key]))
-}
-
-interface ChildRuntime {
-  spec: ChildSpec
-  proc?: ChildProcess
-  pid?: number
-  startTime?: string
-  startedAt?: string
-  /** Its runs and exits, as the restart policy (policy.ts) sees them. */
-  history: RestartHistory
-  lastExit: ChildState['lastExit']
-  healthy?: boolean
-  /** Set before hubctl itself stops the child: its exit is not a crash. */
-  intentional: boolean
-  exited: Promise<void>
-  restartPending: boolean
-  /** The backoff of an exit during a restart under way (it exited while being started): restarted after that one. */
-  restartAgainMs?: number
 }
 
 export interface SupervisorDeps {
@@ -143,7 +125,7 @@ export class Supervisor {
   private readonly emit: EventLog
   private readonly timings: SupervisorTimings
   private readonly secrets: Pick<SecretStore, 'read'>
-  private readonly children = new Map<ChildName, ChildRuntime>()
+  private readonly children = new Map<ChildName, SupervisedChild>()
   private readonly shutdownController = new AbortController()
   private stopRequested!: () => void
   private readonly stopPromise: Promise<void>
@@ -170,6 +152,8 @@ export class Supervisor {
   /** Why the last health answer on the hub's port was not taken (another program holds it). */
   private hubPortProblem?: string
   private readonly state: StateWriter
+  /** What every part reads (context.ts). */
+  private readonly ctx: SupervisorContext
   private api?: HubApi
 
   constructor(private readonly deps: SupervisorDeps) {
@@ -183,6 +167,19 @@ export class Supervisor {
     this.secrets = deps.secrets ?? new SecretStore(deps.layout)
     this.standbyEnabled = deps.standby ?? deps.specs === undefined
     this.ownsPort = deps.ownsPort ?? ((port, pid) => portOwnedBy(port, pid))
+    this.ctx = {
+      layout: this.layout,
+      settings: this.settings,
+      clock: this.clock,
+      fetch: this.fetchFn,
+      timings: this.timings,
+      env: deps.env,
+      shutdown: this.shutdownController.signal,
+      stopping: () => this.stopping,
+      ready: () => this.ready,
+      log: eventLogger(this.emit),
+      writeState: () => this.writeState(),
+    }
     this.state = new StateWriter(
       this.layout.stateFile,
       () => (this.children.size === 0 ? undefined : this.snapshot()),
@@ -200,14 +197,14 @@ export class Supervisor {
     this.selfStartTime = (await procStartTime(process.pid)) ?? null
     try {
       const specs = await this.prepare()
-      for (const spec of specs) this.children.set(spec.name, this.newRuntime(spec))
+      for (const spec of specs) this.children.set(spec.name, this.newChild(spec))
       this.log('info', 'starting', `supervising the hub under ${this.layout.prefix} (pid ${process.pid})`)
-      await this.launch(this.child('proxy'))
+      await this.child('proxy').launch()
       // JupyterHub 6 retries its first call to the proxy's API until the proxy answers, and spends
       // its first seconds importing and opening its database: it starts beside the proxy. Older
       // ones give up on a refused connection, and start once the API answers.
       const hubBesideProxy = this.deps.specs === undefined && majorVersion(this.settings.jupyterhubVersion) >= 6
-      if (hubBesideProxy) await this.launch(this.child('hub'))
+      if (hubBesideProxy) await this.child('hub').launch()
       const proxyUp = await this.waitForProxyApi()
       // The hub sends the proxy's token to that port: it must be the proxy's (checked long before
       // the hub is far enough along to call; a squatter there made the proxy fail, and the stack stops).
@@ -218,10 +215,10 @@ export class Supervisor {
         )
       if (proxyUp && hubBesideProxy)
         await this.verifyOwnPort('proxy', this.settings.ports.proxyApi, "the proxy's token (the hub's first call)")
-      if (!hubBesideProxy) await this.launch(this.child('hub'))
+      if (!hubBesideProxy) await this.child('hub').launch()
       // While the hub starts: the standby holds its ports before nginx can send it anything.
       if (this.standbyEnabled) await this.startStandby()
-      if (this.children.has('nginx')) await this.launch(this.child('nginx'))
+      if (this.children.has('nginx')) await this.child('nginx').launch()
       await this.waitReady()
       if (!this.stopping) {
         this.ready = true
@@ -248,7 +245,7 @@ export class Supervisor {
     return {
       pid: process.pid,
       readySeconds: this.readySeconds,
-      restarts: Object.fromEntries([...this.children].map(([name, child]) => [name, child.history.restarts])),
+      restarts: Object.fromEntries([...this.children].map(([name, child]) => [name, child.restarts])),
       reloads: this.reloads,
     }
   }
@@ -270,17 +267,6 @@ export class Supervisor {
 
   /** The state as written to state.json. */
   snapshot(): SupervisorState {
-    const childState = (child: ChildRuntime): ChildState => ({
-      pid: child.pid ?? null,
-      startTime: child.startTime ?? null,
-      running: child.proc !== undefined,
-      startedAt: child.startedAt ?? null,
-      restarts: child.history.restarts,
-      crashLoop: child.history.crashLoop,
-      lastExit: child.lastExit,
-      ...(child.spec.name === 'hub' ? {healthy: Boolean(child.healthy)} : {}),
-      log: child.spec.logFile,
-    })
     const nginx = this.children.get('nginx')
     return {
       version: 1,
@@ -295,9 +281,9 @@ export class Supervisor {
         stopping: this.stopping,
         stoppedAt: null,
       },
-      proxy: childState(this.child('proxy')),
-      hub: childState(this.child('hub')),
-      ...(nginx ? {nginx: childState(nginx)} : {}),
+      proxy: this.child('proxy').state(),
+      hub: this.child('hub').state(),
+      ...(nginx ? {nginx: nginx.state()} : {}),
       reloads: this.reloads,
       lastReload: this.lastReload,
       lastRouteSync: this.lastRouteSync,
@@ -407,56 +393,31 @@ export class Supervisor {
     }
   }
 
-  private newRuntime(spec: ChildSpec): ChildRuntime {
-    return {
-      spec,
-      history: NO_RESTARTS,
-      lastExit: null,
-      intentional: false,
-      exited: Promise.resolve(),
-      restartPending: false,
-    }
+  private newChild(spec: ChildSpec): SupervisedChild {
+    return new SupervisedChild(spec, this.ctx, this.spawnFn, {
+      started: (pid) => {
+        if (spec.name === 'hub') void this.endOrphanedServices(pid)
+      },
+      relaunch: async (child) => {
+        if (child.name === 'hub' && this.ready) await this.ensureProxyTokenCurrent()
+        if (child.name === 'proxy' && this.ready) await this.launchProxyWithKnownRoutes(child)
+        else await child.launch()
+      },
+      restarted: async (child) => {
+        if (child.name === 'proxy') await this.restoreRoutes()
+        else if (child.name === 'hub') await this.waitHubHealthy(this.timings.healthTimeoutMs, true)
+      },
+      failedBeforeReady: (child, how) => {
+        this.fail(crashLoopError(child, how))
+        this.stop(`${label(child.name)} is in a crash loop`)
+      },
+    })
   }
 
-  private child(name: ChildName): ChildRuntime {
+  private child(name: ChildName): SupervisedChild {
     const child = this.children.get(name)
     if (!child) throw new HubctlError(`no ${name} is supervised`, {exitCode: ExitCode.INTERNAL})
     return child
-  }
-
-  private async launch(child: ChildRuntime): Promise<void> {
-    const {spec} = child
-    const proc = await this.spawnWithLog(spec)
-    child.proc = proc
-    child.pid = proc.pid
-    child.intentional = false
-    child.healthy = false
-    child.history = started(child.history, this.clock.now())
-    child.startedAt = new Date().toISOString()
-    child.exited = new Promise((resolve) => {
-      let done = false
-      const finish = (code: number | null, signal: NodeJS.Signals | null, error?: Error) => {
-        if (done) return
-        done = true
-        this.onExit(child, proc, code, signal, error)
-        resolve()
-      }
-      proc.once('exit', (code, signal) => finish(code, signal))
-      proc.once('error', (error) => {
-        if (proc.pid === undefined || proc.exitCode !== null) finish(null, null, error)
-      })
-    })
-    child.startTime = proc.pid === undefined ? undefined : await procStartTime(proc.pid)
-    if (spec.name === 'hub' && proc.pid !== undefined) void this.endOrphanedServices(proc.pid)
-    if (proc.pid !== undefined)
-      this.log(
-        'info',
-        'started',
-        `${label(spec.name)} started (pid ${proc.pid}); output in ${spec.logFile}`,
-        spec.name,
-        proc.pid,
-      )
-    await this.writeState()
   }
 
   /**
@@ -480,128 +441,13 @@ export class Supervisor {
     await endOrphans(orphans)
   }
 
-  /** Spawn `spec` in a session of its own, its output appended to its log. Attach listeners before awaiting anything. */
-  private async spawnWithLog(spec: ChildSpec): Promise<ChildProcess> {
-    const handle = await fs.open(spec.logFile, 'a', 0o640)
-    try {
-      return this.spawnFn(spec.command, spec.args, {
-        cwd: spec.cwd,
-        env: spec.env,
-        stdio: ['ignore', handle.fd, handle.fd],
-        detached: true,
-      })
-    } finally {
-      // Not awaited: spawn() already handed the descriptor over, and a missing executable's
-      // 'error' comes on the next tick, before listeners attached after an await would be.
-      void handle.close().catch(() => {})
-    }
-  }
-
-  private onExit(
-    child: ChildRuntime,
-    proc: ChildProcess,
-    code: number | null,
-    signal: NodeJS.Signals | null,
-    error?: Error,
-  ): void {
-    if (child.proc !== proc) return
-    const {name} = child.spec
-    const pid = proc.pid
-    child.proc = undefined
-    child.pid = undefined
-    child.startTime = undefined
-    child.healthy = false
-    child.lastExit = {
-      code,
-      signal,
-      at: new Date().toISOString(),
-      ...(error ? {error: errnoCode(error) ?? error.message} : {}),
-    }
-    if (child.spec.killGroup && pid !== undefined) signalPid(-pid, 'SIGKILL')
-    if (child.intentional || this.stopping) {
-      void this.writeState()
-      return
-    }
-    const {history, delayMs: delay, ranMs, crashLoopBegins} = nextRestart(child.history, this.clock.now(), this.timings)
-    child.history = history
-    const how = error
-      ? `could not be started (${errnoCode(error) ?? error.message})`
-      : signal
-        ? `was killed by ${signal}`
-        : `exited with code ${code}`
-    this.log(
-      'warn',
-      'exited',
-      `${label(name)}${pid ? ` (pid ${pid})` : ''} ${how} after ${round(ranMs / 1000)}s; restart ${history.restarts} in ${round(delay / 1000)}s`,
-      name,
-      pid,
-    )
-    if (crashLoopBegins) {
-      this.log(
-        'error',
-        'crash-loop',
-        `${label(name)} is in a crash loop: ${history.recent.length} restarts within ${round(this.timings.crashLoopWindowMs / 1000)}s; see ${child.spec.logFile}`,
-        name,
-      )
-      if (!this.ready) {
-        this.fail(
-          runtimeError(
-            `${label(name)} kept exiting before the hub became ready (${how}); see ${child.spec.logFile}`,
-            `read ${child.spec.logFile}, fix the cause, then run \`hubctl start\` again`,
-          ),
-        )
-        this.stop(`${label(name)} is in a crash loop`)
-        return
-      }
-    }
-    void this.writeState()
-    void this.restartAfter(child, delay)
-  }
-
-  private async restartAfter(child: ChildRuntime, delay: number): Promise<void> {
-    if (child.restartPending) {
-      child.restartAgainMs = delay
-      return
-    }
-    child.restartPending = true
-    child.restartAgainMs = undefined
-    try {
-      await this.clock.sleep(delay, this.shutdownController.signal)
-      if (this.stopping || child.proc) return
-      if (child.spec.name === 'hub' && this.ready) await this.ensureProxyTokenCurrent()
-      if (child.spec.name === 'proxy' && this.ready) await this.launchProxyWithKnownRoutes(child)
-      else await this.launch(child)
-    } catch (error) {
-      this.log(
-        'error',
-        'restart-failed',
-        `restarting ${label(child.spec.name)} failed: ${messageOf(error)}`,
-        child.spec.name,
-      )
-      return
-    } finally {
-      child.restartPending = false
-    }
-    if (child.restartAgainMs !== undefined) {
-      // It exited while this restart started it (a missing executable fails at once): the next one.
-      const again = child.restartAgainMs
-      child.restartAgainMs = undefined
-      if (!this.stopping && !child.proc) void this.restartAfter(child, again)
-      return
-    }
-    // Before ready, run() waits for the hub itself; the proxy's routes are the hub's job at its start.
-    if (!this.ready) return
-    if (child.spec.name === 'proxy') await this.restoreRoutes()
-    else if (child.spec.name === 'hub') await this.waitHubHealthy(this.timings.healthTimeoutMs, true)
-  }
-
   /** After the proxy (re)starts: once its API listens, have the hub re-add every route at once. */
   private async restoreRoutes(): Promise<void> {
     const began = this.clock.now()
     if (!(await this.waitForProxyApi())) return
     await fs.rm(this.layout.proxySeed, {force: true})
     const hub = this.child('hub')
-    if (!hub.proc) {
+    if (!hub.running) {
       this.log('info', 'routes', 'the hub is not running: it adds the routes itself when it starts')
       return
     }
@@ -632,7 +478,7 @@ export class Supervisor {
   private async waitForProxyApi(
     timeoutMs = 30_000,
     port = this.settings.ports.proxyApi,
-    alive: () => boolean = () => this.child('proxy').proc !== undefined,
+    alive: () => boolean = () => this.child('proxy').running,
   ): Promise<boolean> {
     const deadline = this.clock.now() + timeoutMs
     const url = `${proxyApiUrl({proxyApi: port})}/api/routes`
@@ -652,13 +498,13 @@ export class Supervisor {
   /** Poll /hub/health; with `sameProcess`, give up when the hub that runs now exits (its restart waits on its own). */
   private async waitHubHealthy(timeoutMs: number, sameProcess = false): Promise<boolean> {
     const hub = this.child('hub')
-    const proc = hub.proc
+    const proc = hub.process
     const began = this.clock.now()
     const deadline = began + timeoutMs
     while (!this.stopping && this.clock.now() < deadline) {
-      if (sameProcess && hub.proc !== proc) return false
-      if (hub.proc && (await this.hubAnswers())) {
-        hub.healthy = true
+      if (sameProcess && hub.process !== proc) return false
+      if (hub.running && (await this.hubAnswers())) {
+        hub.setHealthy(true)
         this.log(
           'info',
           'healthy',
@@ -787,10 +633,10 @@ export class Supervisor {
       )
       await this.watchPorts()
       const hub = this.child('hub')
-      if (hub.proc && !hub.restartPending) {
+      if (hub.running && !hub.restartPending) {
         const healthy = await this.hubAnswers()
-        if (healthy !== Boolean(hub.healthy) && !this.stopping) {
-          hub.healthy = healthy
+        if (healthy !== hub.isHealthy && !this.stopping) {
+          hub.setHealthy(healthy)
           changed = true
           this.log(
             healthy ? 'info' : 'warn',
@@ -802,19 +648,9 @@ export class Supervisor {
         }
       }
       for (const child of this.children.values()) {
-        const over = child.proc && crashLoopOver(child.history, this.clock.now(), this.timings)
-        if (over) {
-          child.history = over
-          changed = true
-          this.log(
-            'info',
-            'stable',
-            `${label(child.spec.name)} has run for ${round(this.timings.stableMs / 1000)}s: no longer in a crash loop`,
-            child.spec.name,
-          )
-        }
+        if (child.settle()) changed = true
       }
-      if (hub.proc && hub.healthy && !hub.restartPending) this.watchServers()
+      if (hub.running && hub.isHealthy && !hub.restartPending) this.watchServers()
       if (changed) await this.writeState()
     }
   }
@@ -867,14 +703,13 @@ export class Supervisor {
       await this.handoverProxy(await this.secrets.read('proxyAuthToken'))
       if (this.stopping) return
       const hub = this.child('hub')
-      await this.stopChild(hub)
+      await hub.stop()
       if (this.stopping) return
-      await this.launch(hub)
+      await hub.launch()
       ok = await this.waitHubHealthy(this.timings.healthTimeoutMs, true)
       if (!ok) error = `the hub did not answer /hub/health within ${round(this.timings.healthTimeoutMs / 1000)}s`
       const nginx = this.children.get('nginx')
-      if (nginx?.proc) {
-        nginx.proc.kill('SIGHUP')
+      if (nginx?.signal('SIGHUP')) {
         this.log('info', 'reload', 'nginx reloads its configuration', 'nginx', nginx.pid)
       }
     } catch (caught) {
@@ -935,10 +770,10 @@ export class Supervisor {
   private async restartHub(): Promise<void> {
     const hub = this.child('hub')
     this.log('info', 'restart', 'restarting the hub; the proxy and user servers keep running', 'hub', hub.pid)
-    await this.stopChild(hub)
+    await hub.stop()
     if (this.stopping) return
     await this.ensureProxyTokenCurrent()
-    await this.launch(hub)
+    await hub.launch()
     if (!(await this.waitHubHealthy(this.timings.healthTimeoutMs, true))) {
       if (this.hubPortProblem)
         throw new Error(
@@ -982,7 +817,7 @@ export class Supervisor {
         await this.syncStandby(routes)
       }
       if (this.stopping) return
-      await this.stopChild(proxy)
+      await proxy.stop()
       if (this.stopping) return
       this.proxyToken = token
       await this.launchSeeded(proxy, seedFile)
@@ -1014,9 +849,9 @@ export class Supervisor {
    * A proxy that crashed comes back with the routes it had at the last health tick (seeded store),
    * so users' routes answer as soon as it listens; the hub then re-checks every route (PATCH).
    */
-  private async launchProxyWithKnownRoutes(proxy: ChildRuntime): Promise<void> {
+  private async launchProxyWithKnownRoutes(proxy: SupervisedChild): Promise<void> {
     const routes = this.routesSnapshot
-    if (this.deps.specs || !routes || Object.keys(routes).length <= 1) return this.launch(proxy)
+    if (this.deps.specs || !routes || Object.keys(routes).length <= 1) return proxy.launch()
     await this.launchSeeded(proxy, await this.writeSeed(routes))
   }
 
@@ -1027,13 +862,9 @@ export class Supervisor {
   }
 
   /** Start the proxy with the current token and the routes in `seedFile`; later (crash) restarts start empty. */
-  private async launchSeeded(proxy: ChildRuntime, seedFile: string): Promise<void> {
-    proxy.spec = proxySpec(this.layout, this.settings, this.proxyToken, {baseEnv: this.deps.env, seedFile})
-    try {
-      await this.launch(proxy)
-    } finally {
-      proxy.spec = proxySpec(this.layout, this.settings, this.proxyToken, {baseEnv: this.deps.env})
-    }
+  private async launchSeeded(proxy: SupervisedChild, seedFile: string): Promise<void> {
+    proxy.setSpec(proxySpec(this.layout, this.settings, this.proxyToken, {baseEnv: this.deps.env}))
+    await proxy.launch(proxySpec(this.layout, this.settings, this.proxyToken, {baseEnv: this.deps.env, seedFile}))
   }
 
   /** The running proxy's routing table, with the token it runs with. */
@@ -1050,7 +881,7 @@ export class Supervisor {
   /** The proxy's routing table, kept at each health tick for a crashed proxy's restart. */
   private async refreshRoutesSnapshot(): Promise<void> {
     const proxy = this.children.get('proxy')
-    if (!proxy?.proc || proxy.restartPending) return
+    if (!proxy?.running || proxy.restartPending) return
     try {
       this.routesSnapshot = await this.readRoutes(2000)
     } catch {
@@ -1080,7 +911,7 @@ export class Supervisor {
   private async startStandby(): Promise<void> {
     const token = randomBytes(32).toString('hex')
     const spec = proxySpec(this.layout, this.settings, token, {baseEnv: this.deps.env, standby: true})
-    const proc = await this.spawnWithLog(spec)
+    const proc = await spawnWithLog(this.spawnFn, spec)
     this.standbyHistory = started(this.standbyHistory, this.clock.now())
     let running = true
     let resolveExit!: () => void
@@ -1203,35 +1034,6 @@ export class Supervisor {
     this.log('info', 'stopped', `standby proxy stopped (pid ${standby.pid})`, 'proxy', standby.pid)
   }
 
-  /** SIGTERM, then SIGKILL after the timeout; resolves once it exited. */
-  private async stopChild(child: ChildRuntime): Promise<void> {
-    const proc = child.proc
-    if (!proc) return
-    const {name} = child.spec
-    child.intentional = true
-    const pid = proc.pid
-    proc.kill('SIGTERM')
-    const timeout = new AbortController()
-    const exited = child.exited.then(() => true)
-    const inTime = await Promise.race([
-      exited,
-      this.clock.sleep(this.timings.stopTimeoutMs, timeout.signal).then(() => false),
-    ])
-    timeout.abort()
-    if (!inTime) {
-      this.log(
-        'warn',
-        'kill',
-        `${label(name)} (pid ${pid}) did not stop within ${round(this.timings.stopTimeoutMs / 1000)}s: SIGKILL`,
-        name,
-        pid,
-      )
-      proc.kill('SIGKILL')
-      await exited
-    }
-    this.log('info', 'stopped', `${label(name)} stopped (pid ${pid})`, name, pid)
-  }
-
   private async shutdown(): Promise<void> {
     this.stopping = true
     this.shutdownController.abort()
@@ -1244,7 +1046,7 @@ export class Supervisor {
       const child = this.children.get(name)
       if (!child) continue
       try {
-        await this.stopChild(child)
+        await child.stop()
       } catch (error) {
         this.log('error', 'stop-failed', `stopping ${label(name)} failed: ${messageOf(error)}`, name)
       }
@@ -1274,7 +1076,7 @@ export class Supervisor {
   }
 
   private log(level: SupervisorEvent['level'], event: string, message: string, child?: ChildName, pid?: number): void {
-    this.emit({at: new Date().toISOString(), level, event, message, ...(child ? {child} : {}), ...(pid ? {pid} : {})})
+    this.ctx.log(level, event, message, child, pid)
   }
 }
 
