@@ -4,18 +4,8 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 
 import {ensureLogFile, writeFileAtomic} from '../../files/atomic.js'
-import {ExitCode, HubctlError, errnoCode, messageOf, preflightError, runtimeError, usageError} from '../../errors.js'
-import {
-  HubApi,
-  HubApiError,
-  FetchLike,
-  checkHealth,
-  fallbackWarning,
-  hubApiUrl,
-  hubHealthUrl,
-  keepAlive,
-  proxyApiUrl,
-} from '../hubapi.js'
+import {ExitCode, HubctlError, errnoCode, messageOf, runtimeError, usageError} from '../../errors.js'
+import {HubApi, FetchLike, fallbackWarning, hubApiUrl, keepAlive, proxyApiUrl} from '../hubapi.js'
 import {Layout} from '../../config/layout.js'
 import {supervisorCulling} from '../../config/culler.js'
 import {PortOwner, portAnswers, portOwnedBy, verifyServerListener} from '../listeners.js'
@@ -23,7 +13,7 @@ import {procStartTime, processAlive} from '../../processes.js'
 import {endOrphans, orphanedServices} from '../orphans.js'
 import {SecretStore} from '../../files/secrets.js'
 import {ProxyRoute, ServerWatcher, ServersReport, createServerWatcher, proxyRoutes} from '../servers.js'
-import {PORT_FLAGS, PORT_NAMES, Ports, Settings} from '../../config/settings.js'
+import {Settings} from '../../config/settings.js'
 import {Clock, systemClock} from '../clock.js'
 import {
   ChildName,
@@ -48,6 +38,7 @@ import {childSpecs, proxySpec} from '../children.js'
 import {StateWriter} from './statewriter.js'
 import {NO_RESTARTS, RestartHistory, nextRestart, started} from './policy.js'
 import {SupervisedChild, crashLoopError, spawnWithLog} from './child.js'
+import {Readiness} from './readiness.js'
 import {SupervisorContext, eventLogger} from './context.js'
 
 /*
@@ -149,9 +140,8 @@ export class Supervisor {
   private standbyHistory: RestartHistory = NO_RESTARTS
   private readonly standbyEnabled: boolean
   private readonly ownsPort: (port: number, pid: number | undefined) => Promise<PortOwner>
-  /** Why the last health answer on the hub's port was not taken (another program holds it). */
-  private hubPortProblem?: string
   private readonly state: StateWriter
+  private readonly readiness: Readiness
   /** What every part reads (context.ts). */
   private readonly ctx: SupervisorContext
   private api?: HubApi
@@ -180,6 +170,15 @@ export class Supervisor {
       log: eventLogger(this.emit),
       writeState: () => this.writeState(),
     }
+    this.readiness = new Readiness(
+      this.ctx,
+      {
+        child: (name) => this.child(name),
+        pidOf: (name) => (name === 'standby' ? this.standby?.pid : this.children.get(name)?.pid),
+        standbyEnabled: this.standbyEnabled,
+      },
+      this.ownsPort,
+    )
     this.state = new StateWriter(
       this.layout.stateFile,
       () => (this.children.size === 0 ? undefined : this.snapshot()),
@@ -205,7 +204,7 @@ export class Supervisor {
       // ones give up on a refused connection, and start once the API answers.
       const hubBesideProxy = this.deps.specs === undefined && majorVersion(this.settings.jupyterhubVersion) >= 6
       if (hubBesideProxy) await this.child('hub').launch()
-      const proxyUp = await this.waitForProxyApi()
+      const proxyUp = await this.readiness.waitForProxyApi()
       // The hub sends the proxy's token to that port: it must be the proxy's (checked long before
       // the hub is far enough along to call; a squatter there made the proxy fail, and the stack stops).
       if (hubBesideProxy && !proxyUp && !this.stopping)
@@ -214,12 +213,16 @@ export class Supervisor {
           `read ${this.layout.proxyLog}, fix the cause, then run \`hubctl start\` again`,
         )
       if (proxyUp && hubBesideProxy)
-        await this.verifyOwnPort('proxy', this.settings.ports.proxyApi, "the proxy's token (the hub's first call)")
+        await this.readiness.verifyOwnPort(
+          'proxy',
+          this.settings.ports.proxyApi,
+          "the proxy's token (the hub's first call)",
+        )
       if (!hubBesideProxy) await this.child('hub').launch()
       // While the hub starts: the standby holds its ports before nginx can send it anything.
       if (this.standbyEnabled) await this.startStandby()
       if (this.children.has('nginx')) await this.child('nginx').launch()
-      await this.waitReady()
+      await this.readiness.waitReady()
       if (!this.stopping) {
         this.ready = true
         this.readySeconds = round((this.clock.now() - this.startedAtMs) / 1000)
@@ -318,7 +321,7 @@ export class Supervisor {
       await ensureLogFile(file)
     await fs.mkdir(this.layout.runDir, {recursive: true, mode: 0o755})
     await this.stopLeftovers()
-    await this.checkPorts()
+    await this.readiness.checkPorts()
     const proxyToken = await this.secrets.read('proxyAuthToken')
     this.proxyToken = proxyToken
     const backups = new SecretStore(this.layout)
@@ -327,7 +330,7 @@ export class Supervisor {
       token: () => this.secrets.read('apiToken'),
       fallbackToken: () => backups.latestBackup('apiToken'),
       onFallback: (request) => this.log('warn', 'api-token-fallback', fallbackWarning(request), 'hub'),
-      verify: () => this.verifyOwnPort('hub', this.settings.ports.hub, 'its API token'),
+      verify: () => this.readiness.verifyOwnPort('hub', this.settings.ports.hub, 'its API token'),
       fetch: this.fetchFn,
       timeoutMs: 10_000,
     })
@@ -372,27 +375,6 @@ export class Supervisor {
     }
   }
 
-  /** Every port hubctl is about to listen on must be free: a program already there would answer in our place. */
-  private async checkPorts(): Promise<void> {
-    const {ports} = this.settings
-    // The ports of PORT_FLAGS hubctl's stack listens on: nginx's only when hubctl runs nginx; the loopback ones first.
-    const nginxPorts: Array<keyof Ports> = ['http', 'https']
-    const wanted = [
-      ...PORT_NAMES.filter((name) => !nginxPorts.includes(name)),
-      ...(this.settings.nginxSupervised && !this.layout.isSystem ? nginxPorts : []),
-    ]
-    for (const name of wanted) {
-      const port = ports[name]
-      const {flag, listener: what} = PORT_FLAGS[name]
-      if (await portAnswers(port)) {
-        throw preflightError(
-          `port ${port}, where ${what} should listen, is already taken by another program`,
-          `stop that program (\`ss -ltnp 'sport = :${port}'\` names it), or run \`hubctl init\` again with another ${flag}`,
-        )
-      }
-    }
-  }
-
   private newChild(spec: ChildSpec): SupervisedChild {
     return new SupervisedChild(spec, this.ctx, this.spawnFn, {
       started: (pid) => {
@@ -405,7 +387,7 @@ export class Supervisor {
       },
       restarted: async (child) => {
         if (child.name === 'proxy') await this.restoreRoutes()
-        else if (child.name === 'hub') await this.waitHubHealthy(this.timings.healthTimeoutMs, true)
+        else if (child.name === 'hub') await this.readiness.waitHubHealthy(this.timings.healthTimeoutMs, true)
       },
       failedBeforeReady: (child, how) => {
         this.fail(crashLoopError(child, how))
@@ -444,7 +426,7 @@ export class Supervisor {
   /** After the proxy (re)starts: once its API listens, have the hub re-add every route at once. */
   private async restoreRoutes(): Promise<void> {
     const began = this.clock.now()
-    if (!(await this.waitForProxyApi())) return
+    if (!(await this.readiness.waitForProxyApi())) return
     await fs.rm(this.layout.proxySeed, {force: true})
     const hub = this.child('hub')
     if (!hub.running) {
@@ -474,153 +456,6 @@ export class Supervisor {
     await this.writeState()
   }
 
-  /** Wait until the proxy's API port answers (any status); false when the proxy is gone or we stop. */
-  private async waitForProxyApi(
-    timeoutMs = 30_000,
-    port = this.settings.ports.proxyApi,
-    alive: () => boolean = () => this.child('proxy').running,
-  ): Promise<boolean> {
-    const deadline = this.clock.now() + timeoutMs
-    const url = `${proxyApiUrl({proxyApi: port})}/api/routes`
-    while (!this.stopping && this.clock.now() < deadline) {
-      if (!alive()) return false
-      try {
-        const response = await this.fetchFn(url, {signal: AbortSignal.timeout(1000)})
-        await response.body?.cancel()
-        return true
-      } catch {
-        await this.clock.sleep(this.timings.pollMs, this.shutdownController.signal)
-      }
-    }
-    return false
-  }
-
-  /** Poll /hub/health; with `sameProcess`, give up when the hub that runs now exits (its restart waits on its own). */
-  private async waitHubHealthy(timeoutMs: number, sameProcess = false): Promise<boolean> {
-    const hub = this.child('hub')
-    const proc = hub.process
-    const began = this.clock.now()
-    const deadline = began + timeoutMs
-    while (!this.stopping && this.clock.now() < deadline) {
-      if (sameProcess && hub.process !== proc) return false
-      if (hub.running && (await this.hubAnswers())) {
-        hub.setHealthy(true)
-        this.log(
-          'info',
-          'healthy',
-          `the hub answers /hub/health (${round((this.clock.now() - began) / 1000)}s after it started)`,
-          'hub',
-          hub.pid,
-        )
-        await this.writeState()
-        return true
-      }
-      await this.clock.sleep(this.timings.pollMs, this.shutdownController.signal)
-    }
-    return false
-  }
-
-  /**
-   * /hub/health answers 200 on the hub's port, and what answers is the hub hubctl started: a
-   * program that took the port while the hub restarted is never taken for it.
-   */
-  private async hubAnswers(): Promise<boolean> {
-    if (!(await checkHealth(hubHealthUrl(this.settings), {fetch: this.fetchFn}))) return false
-    const hub = this.child('hub')
-    const owner = await this.ownsPort(this.settings.ports.hub, hub.pid)
-    if (owner.owned) {
-      this.hubPortProblem = undefined
-      return true
-    }
-    if (owner.problem !== this.hubPortProblem)
-      this.log('error', 'port', `a health answer on the hub's port was not taken: ${owner.problem}`, 'hub', hub.pid)
-    this.hubPortProblem = owner.problem
-    return false
-  }
-
-  /** The pid that should hold `port`: a child's or the standby's. */
-  private pidOf(name: ChildName | 'standby'): number | undefined {
-    return name === 'standby' ? this.standby?.pid : this.children.get(name)?.pid
-  }
-
-  /** Throws unless `name` (the process hubctl started) is what listens on `port`: before a token is sent there. */
-  private async verifyOwnPort(name: ChildName | 'standby', port: number, what: string): Promise<void> {
-    const owner = await this.ownsPort(port, this.pidOf(name))
-    if (!owner.owned)
-      throw new HubApiError(`hubctl did not send ${what}: ${owner.problem}`, undefined, {
-        fix: `stop the program that holds port ${port} (\`ss -ltnp 'sport = :${port}'\` names it)`,
-      })
-  }
-
-  /** The ports hubctl's programs listen on, each with the one that should hold it. */
-  private heldPorts(): Array<[ChildName | 'standby', keyof Ports]> {
-    const wanted: Array<[ChildName | 'standby', keyof Ports]> = [
-      ['proxy', 'proxy'],
-      ['proxy', 'proxyApi'],
-      ['hub', 'hub'],
-    ]
-    if (this.standbyEnabled) wanted.push(['standby', 'proxyStandby'], ['standby', 'proxyStandbyApi'])
-    return wanted
-  }
-
-  /** Once ready: every port hubctl's programs listen on is theirs (another program may have been quicker). */
-  private async verifyPortsHeld(): Promise<void> {
-    for (const [name, key] of this.heldPorts()) {
-      const owner = await this.ownsPort(this.settings.ports[key], this.pidOf(name))
-      if (!owner.owned)
-        throw preflightError(
-          `${owner.problem}`,
-          `stop that program, or run \`hubctl init\` again with another ${PORT_FLAGS[key].flag}`,
-        )
-    }
-  }
-
-  private portProblems = new Map<keyof Ports, string>()
-
-  /**
-   * At each health tick: a port that another program took while its owner restarted (a crash) is
-   * said in the log, once, with who holds it; hubctl sends no token there and takes no health
-   * answer from it, but cannot make it go away.
-   */
-  private async watchPorts(): Promise<void> {
-    for (const [name, key] of this.heldPorts()) {
-      // Also while its owner is down between restarts: a listener there then is another program's.
-      const owner = await this.ownsPort(this.settings.ports[key], this.pidOf(name))
-      const problem = owner.owned ? undefined : owner.problem
-      if (problem && problem !== this.portProblems.get(key) && !problem.startsWith('nothing listens'))
-        this.log(
-          'error',
-          'port',
-          `${problem}: nginx or hubctl would send it what is meant for ${name === 'standby' ? 'the standby proxy' : label(name)}; stop that program`,
-          name === 'standby' ? 'proxy' : name,
-        )
-      if (problem) this.portProblems.set(key, problem)
-      else this.portProblems.delete(key)
-    }
-  }
-
-  /** The hub healthy on its own port and through the proxy. */
-  private async waitReady(): Promise<void> {
-    const deadline = this.clock.now() + this.timings.healthTimeoutMs
-    if (!(await this.waitHubHealthy(this.timings.healthTimeoutMs))) {
-      if (this.stopping) return
-      throw runtimeError(
-        `the hub did not answer /hub/health within ${round(this.timings.healthTimeoutMs / 1000)}s`,
-        `read ${this.layout.hubLog}, fix the cause, then run \`hubctl start\` again`,
-      )
-    }
-    const proxyDeadline = Math.min(deadline, this.clock.now() + 30_000)
-    while (!this.stopping && this.clock.now() < proxyDeadline) {
-      if (await checkHealth(hubHealthUrl(this.settings, 'proxy'), {fetch: this.fetchFn})) return this.verifyPortsHeld()
-      await this.clock.sleep(this.timings.pollMs, this.shutdownController.signal)
-    }
-    if (!this.stopping)
-      throw runtimeError(
-        `the hub does not answer through the proxy on port ${this.settings.ports.proxy}`,
-        `read ${this.layout.proxyLog}, fix the cause, then run \`hubctl start\` again`,
-      )
-  }
-
   /** Health of the hub every few seconds, crash loops cleared once a child has run long enough. */
   private async monitor(): Promise<void> {
     while (!this.stopping) {
@@ -631,22 +466,9 @@ export class Supervisor {
       await this.syncStandby().catch((error: unknown) =>
         this.log('warn', 'standby', `could not bring the standby proxy's routes in step: ${messageOf(error)}`),
       )
-      await this.watchPorts()
+      await this.readiness.watchPorts()
       const hub = this.child('hub')
-      if (hub.running && !hub.restartPending) {
-        const healthy = await this.hubAnswers()
-        if (healthy !== hub.isHealthy && !this.stopping) {
-          hub.setHealthy(healthy)
-          changed = true
-          this.log(
-            healthy ? 'info' : 'warn',
-            'health',
-            healthy ? 'the hub answers /hub/health again' : 'the hub does not answer /hub/health',
-            'hub',
-            hub.pid,
-          )
-        }
-      }
+      if (await this.readiness.checkHub()) changed = true
       for (const child of this.children.values()) {
         if (child.settle()) changed = true
       }
@@ -674,7 +496,7 @@ export class Supervisor {
         cullIdleMs: this.deps.cullIdleMs ?? supervisorCulling(this.settings).idleMs,
         cullMaxAgeMs: supervisorCulling(this.settings).maxAgeMs,
         log: (level, event, message) => this.log(level, event, message),
-        verifyProxy: () => this.verifyOwnPort('proxy', this.settings.ports.proxyApi, "the proxy's token"),
+        verifyProxy: () => this.readiness.verifyOwnPort('proxy', this.settings.ports.proxyApi, "the proxy's token"),
         verifyTarget: (server, target) => verifyServerListener(this.layout, server, target),
       })
     this.watchingServers = true
@@ -706,7 +528,7 @@ export class Supervisor {
       await hub.stop()
       if (this.stopping) return
       await hub.launch()
-      ok = await this.waitHubHealthy(this.timings.healthTimeoutMs, true)
+      ok = await this.readiness.waitHubHealthy(this.timings.healthTimeoutMs, true)
       if (!ok) error = `the hub did not answer /hub/health within ${round(this.timings.healthTimeoutMs / 1000)}s`
       const nginx = this.children.get('nginx')
       if (nginx?.signal('SIGHUP')) {
@@ -774,10 +596,10 @@ export class Supervisor {
     if (this.stopping) return
     await this.ensureProxyTokenCurrent()
     await hub.launch()
-    if (!(await this.waitHubHealthy(this.timings.healthTimeoutMs, true))) {
-      if (this.hubPortProblem)
+    if (!(await this.readiness.waitHubHealthy(this.timings.healthTimeoutMs, true))) {
+      if (this.readiness.hubPortTaken)
         throw new Error(
-          `the hub's port was taken while it restarted: ${this.hubPortProblem}; see ${this.layout.hubLog}`,
+          `the hub's port was taken while it restarted: ${this.readiness.hubPortTaken}; see ${this.layout.hubLog}`,
         )
       throw new Error(
         `the hub did not answer /hub/health within ${round(this.timings.healthTimeoutMs / 1000)}s; see ${this.layout.hubLog}`,
@@ -821,7 +643,7 @@ export class Supervisor {
       if (this.stopping) return
       this.proxyToken = token
       await this.launchSeeded(proxy, seedFile)
-      if (!(await this.waitForProxyApi()))
+      if (!(await this.readiness.waitForProxyApi()))
         throw new Error(
           `the new proxy did not answer on port ${this.settings.ports.proxyApi}; see ${this.layout.proxyLog}`,
         )
@@ -874,7 +696,7 @@ export class Supervisor {
       async () => this.proxyToken,
       this.fetchFn,
       timeoutMs,
-      () => this.verifyOwnPort('proxy', this.settings.ports.proxyApi, "the proxy's token"),
+      () => this.readiness.verifyOwnPort('proxy', this.settings.ports.proxyApi, "the proxy's token"),
     )()
   }
 
@@ -940,7 +762,7 @@ export class Supervisor {
     )
     await this.writeState()
     if (
-      !(await this.waitForProxyApi(30_000, this.settings.ports.proxyStandbyApi, () => running)) ||
+      !(await this.readiness.waitForProxyApi(30_000, this.settings.ports.proxyStandbyApi, () => running)) ||
       !(await portAnswers(this.settings.ports.proxyStandby))
     ) {
       throw new Error(`the standby proxy did not start; see ${this.layout.proxyLog}`)
@@ -982,7 +804,8 @@ export class Supervisor {
     const standby = this.standby
     // An empty table is a proxy that did not answer (its own has the default route, '/'): keep the standby's.
     if (!standby || !routes || Object.keys(routes).length === 0) return
-    const verify = () => this.verifyOwnPort('standby', this.settings.ports.proxyStandbyApi, "the standby proxy's token")
+    const verify = () =>
+      this.readiness.verifyOwnPort('standby', this.settings.ports.proxyStandbyApi, "the standby proxy's token")
     const base = proxyApiUrl({proxyApi: this.settings.ports.proxyStandbyApi})
     const current = await proxyRoutes(base, async () => standby.token, this.fetchFn, 2000, verify)()
     const send = async (method: 'POST' | 'DELETE', routePath: string, body?: unknown) => {
