@@ -1,18 +1,17 @@
-import {ChildProcess, spawn as nodeSpawn} from 'node:child_process'
-import {randomBytes} from 'node:crypto'
+import {spawn as nodeSpawn} from 'node:child_process'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 
-import {ensureLogFile, writeFileAtomic} from '../../files/atomic.js'
-import {ExitCode, HubctlError, errnoCode, messageOf, runtimeError, usageError} from '../../errors.js'
-import {HubApi, FetchLike, fallbackWarning, hubApiUrl, keepAlive, proxyApiUrl} from '../hubapi.js'
+import {ensureLogFile} from '../../files/atomic.js'
+import {ExitCode, HubctlError, messageOf, runtimeError, usageError} from '../../errors.js'
+import {HubApi, FetchLike, fallbackWarning, hubApiUrl} from '../hubapi.js'
 import {Layout} from '../../config/layout.js'
 import {supervisorCulling} from '../../config/culler.js'
-import {PortOwner, portAnswers, portOwnedBy, verifyServerListener} from '../listeners.js'
+import {PortOwner, portOwnedBy, verifyServerListener} from '../listeners.js'
 import {procStartTime, processAlive} from '../../processes.js'
 import {endOrphans, orphanedServices} from '../orphans.js'
 import {SecretStore} from '../../files/secrets.js'
-import {ProxyRoute, ServerWatcher, ServersReport, createServerWatcher, proxyRoutes} from '../servers.js'
+import {ServerWatcher, ServersReport, createServerWatcher} from '../servers.js'
 import {Settings} from '../../config/settings.js'
 import {Clock, systemClock} from '../clock.js'
 import {
@@ -34,11 +33,11 @@ import {
   round,
   terminatePid,
 } from '../state.js'
-import {childSpecs, proxySpec} from '../children.js'
+import {childSpecs} from '../children.js'
 import {StateWriter} from './statewriter.js'
-import {NO_RESTARTS, RestartHistory, nextRestart, started} from './policy.js'
-import {SupervisedChild, crashLoopError, spawnWithLog} from './child.js'
+import {SupervisedChild, crashLoopError} from './child.js'
 import {Readiness} from './readiness.js'
+import {ProxyHandover} from './proxyhandover.js'
 import {SupervisorContext, eventLogger} from './context.js'
 
 /*
@@ -50,26 +49,6 @@ import {SupervisorContext, eventLogger} from './context.js'
  *
  * Nothing here imports oclif: clock, spawn, fetch and the event log are parameters.
  */
-
-/** The standby proxy: always beside the proxy while the stack runs. */
-interface Standby {
-  proc: ChildProcess
-  pid: number
-  startTime: string | null
-  exited: Promise<void>
-  /** Its API token: its own, in memory and its environment only. */
-  token: string
-  /** Set before hubctl stops it: its exit is not a crash. */
-  intentional: boolean
-}
-
-/** Whether the standby's route has the proxy's target and data (last_activity aside). */
-function sameRoute(have: ProxyRoute | undefined, want: Record<string, unknown>): boolean {
-  if (!have) return false
-  const {last_activity: _ignored, ...rest} = have as ProxyRoute & {last_activity?: unknown}
-  const keys = new Set([...Object.keys(rest), ...Object.keys(want)])
-  return [...keys].every((key) => JSON.stringify((rest as Record<string, unknown>)[key]) === JSON.stringify(want[key]))
-}
 
 export interface SupervisorDeps {
   layout: Layout
@@ -130,18 +109,13 @@ export class Supervisor {
   private selfStartTime: string | null = null
   private reloads = 0
   private lastReload: SupervisorState['lastReload'] = null
-  private lastRouteSync: SupervisorState['lastRouteSync'] = null
   private reloadQueue: Promise<void> = Promise.resolve()
-  /** The token the running proxy was started with (the hub is told it after each proxy start). */
-  private proxyToken = ''
   private lastControl: ControlResult | null = null
-  private routesSnapshot?: Record<string, ProxyRoute>
-  private standby?: Standby
-  private standbyHistory: RestartHistory = NO_RESTARTS
   private readonly standbyEnabled: boolean
   private readonly ownsPort: (port: number, pid: number | undefined) => Promise<PortOwner>
   private readonly state: StateWriter
   private readonly readiness: Readiness
+  private readonly handover: ProxyHandover
   /** What every part reads (context.ts). */
   private readonly ctx: SupervisorContext
   private api?: HubApi
@@ -174,11 +148,21 @@ export class Supervisor {
       this.ctx,
       {
         child: (name) => this.child(name),
-        pidOf: (name) => (name === 'standby' ? this.standby?.pid : this.children.get(name)?.pid),
+        pidOf: (name) => (name === 'standby' ? this.handover.standbyPid : this.children.get(name)?.pid),
         standbyEnabled: this.standbyEnabled,
       },
       this.ownsPort,
     )
+    this.handover = new ProxyHandover(this.ctx, {
+      child: (name) => this.child(name),
+      readiness: this.readiness,
+      api: () => this.api,
+      secrets: this.secrets,
+      spawn: this.spawnFn,
+      ownsPort: this.ownsPort,
+      standbyEnabled: this.standbyEnabled,
+      injectedSpecs: deps.specs !== undefined,
+    })
     this.state = new StateWriter(
       this.layout.stateFile,
       () => (this.children.size === 0 ? undefined : this.snapshot()),
@@ -220,7 +204,7 @@ export class Supervisor {
         )
       if (!hubBesideProxy) await this.child('hub').launch()
       // While the hub starts: the standby holds its ports before nginx can send it anything.
-      if (this.standbyEnabled) await this.startStandby()
+      if (this.standbyEnabled) await this.handover.startStandby()
       if (this.children.has('nginx')) await this.child('nginx').launch()
       await this.readiness.waitReady()
       if (!this.stopping) {
@@ -271,6 +255,7 @@ export class Supervisor {
   /** The state as written to state.json. */
   snapshot(): SupervisorState {
     const nginx = this.children.get('nginx')
+    const handover = this.handover.state()
     return {
       version: 1,
       prefix: this.layout.prefix,
@@ -289,12 +274,10 @@ export class Supervisor {
       ...(nginx ? {nginx: nginx.state()} : {}),
       reloads: this.reloads,
       lastReload: this.lastReload,
-      lastRouteSync: this.lastRouteSync,
+      lastRouteSync: handover.lastRouteSync,
       servers: this.serversReport ?? null,
       lastControl: this.lastControl,
-      standby: this.standby
-        ? {pid: this.standby.pid, startTime: this.standby.startTime, restarts: this.standbyHistory.restarts}
-        : null,
+      standby: handover.standby,
       updatedAt: new Date().toISOString(),
     }
   }
@@ -323,7 +306,7 @@ export class Supervisor {
     await this.stopLeftovers()
     await this.readiness.checkPorts()
     const proxyToken = await this.secrets.read('proxyAuthToken')
-    this.proxyToken = proxyToken
+    this.handover.useToken(proxyToken)
     const backups = new SecretStore(this.layout)
     this.api = new HubApi({
       baseUrl: hubApiUrl(this.settings),
@@ -381,12 +364,12 @@ export class Supervisor {
         if (spec.name === 'hub') void this.endOrphanedServices(pid)
       },
       relaunch: async (child) => {
-        if (child.name === 'hub' && this.ready) await this.ensureProxyTokenCurrent()
-        if (child.name === 'proxy' && this.ready) await this.launchProxyWithKnownRoutes(child)
+        if (child.name === 'hub' && this.ready) await this.handover.ensureProxyTokenCurrent()
+        if (child.name === 'proxy' && this.ready) await this.handover.launchProxyWithKnownRoutes(child)
         else await child.launch()
       },
       restarted: async (child) => {
-        if (child.name === 'proxy') await this.restoreRoutes()
+        if (child.name === 'proxy') await this.handover.restoreRoutes()
         else if (child.name === 'hub') await this.readiness.waitHubHealthy(this.timings.healthTimeoutMs, true)
       },
       failedBeforeReady: (child, how) => {
@@ -423,49 +406,18 @@ export class Supervisor {
     await endOrphans(orphans)
   }
 
-  /** After the proxy (re)starts: once its API listens, have the hub re-add every route at once. */
-  private async restoreRoutes(): Promise<void> {
-    const began = this.clock.now()
-    if (!(await this.readiness.waitForProxyApi())) return
-    await fs.rm(this.layout.proxySeed, {force: true})
-    const hub = this.child('hub')
-    if (!hub.running) {
-      this.log('info', 'routes', 'the hub is not running: it adds the routes itself when it starts')
-      return
-    }
-    const deadline = this.clock.now() + this.timings.healthTimeoutMs
-    let lastError = ''
-    while (!this.stopping && this.clock.now() < deadline) {
-      try {
-        // PATCH, not POST: the hub also learns the token this proxy runs with (it may have changed).
-        await this.api?.updateProxy({auth_token: this.proxyToken})
-        const seconds = round((this.clock.now() - began) / 1000)
-        this.lastRouteSync = {at: new Date().toISOString(), ok: true, seconds}
-        this.log('info', 'routes', `the hub restored every route in the proxy (${seconds}s after the proxy started)`)
-        await this.writeState()
-        return
-      } catch (error) {
-        lastError = messageOf(error)
-        if ((error as {status?: number}).status === 403 || (error as {status?: number}).status === 401) break
-      }
-      await this.clock.sleep(this.timings.pollMs * 2, this.shutdownController.signal)
-    }
-    if (this.stopping) return
-    this.lastRouteSync = {at: new Date().toISOString(), ok: false, seconds: round((this.clock.now() - began) / 1000)}
-    this.log('error', 'routes', `could not have the hub restore the proxy's routes: ${lastError}`)
-    await this.writeState()
-  }
-
   /** Health of the hub every few seconds, crash loops cleared once a child has run long enough. */
   private async monitor(): Promise<void> {
     while (!this.stopping) {
       await this.clock.sleep(this.timings.healthIntervalMs, this.shutdownController.signal)
       if (this.stopping) return
       let changed = false
-      await this.refreshRoutesSnapshot()
-      await this.syncStandby().catch((error: unknown) =>
-        this.log('warn', 'standby', `could not bring the standby proxy's routes in step: ${messageOf(error)}`),
-      )
+      await this.handover.refreshRoutesSnapshot()
+      await this.handover
+        .syncStandby()
+        .catch((error: unknown) =>
+          this.log('warn', 'standby', `could not bring the standby proxy's routes in step: ${messageOf(error)}`),
+        )
       await this.readiness.watchPorts()
       const hub = this.child('hub')
       if (await this.readiness.checkHub()) changed = true
@@ -522,7 +474,7 @@ export class Supervisor {
     let ok = true
     let error: string | undefined
     try {
-      await this.handoverProxy(await this.secrets.read('proxyAuthToken'))
+      await this.handover.handoverProxy(await this.secrets.read('proxyAuthToken'))
       if (this.stopping) return
       const hub = this.child('hub')
       await hub.stop()
@@ -564,7 +516,8 @@ export class Supervisor {
       error = 'the stack is not ready yet'
     } else {
       try {
-        if (request.action === 'proxy-token') await this.handoverProxy(await this.secrets.read('proxyAuthToken'))
+        if (request.action === 'proxy-token')
+          await this.handover.handoverProxy(await this.secrets.read('proxyAuthToken'))
         else await this.restartHub()
       } catch (caught) {
         error = messageOf(caught)
@@ -594,7 +547,7 @@ export class Supervisor {
     this.log('info', 'restart', 'restarting the hub; the proxy and user servers keep running', 'hub', hub.pid)
     await hub.stop()
     if (this.stopping) return
-    await this.ensureProxyTokenCurrent()
+    await this.handover.ensureProxyTokenCurrent()
     await hub.launch()
     if (!(await this.readiness.waitHubHealthy(this.timings.healthTimeoutMs, true))) {
       if (this.readiness.hubPortTaken)
@@ -605,256 +558,6 @@ export class Supervisor {
         `the hub did not answer /hub/health within ${round(this.timings.healthTimeoutMs / 1000)}s; see ${this.layout.hubLog}`,
       )
     }
-  }
-
-  /** The hub reads the proxy's token from its file when it starts: the proxy must run with that one. */
-  private async ensureProxyTokenCurrent(): Promise<void> {
-    let fileToken: string
-    try {
-      fileToken = await this.secrets.read('proxyAuthToken')
-    } catch {
-      return
-    }
-    if (fileToken !== this.proxyToken) {
-      this.log('warn', 'proxy-token', 'the proxy token file changed since the proxy started: replacing the proxy first')
-      await this.handoverProxy(fileToken)
-    }
-  }
-
-  /**
-   * Replace the running proxy by one with `token`, without a failed request: the standby proxy
-   * (always running, routes kept in step at each health tick) gets the current routes, the proxy
-   * stops (nginx sends the standby whatever the proxy's port refuses) and starts again with the
-   * same routes, then the hub is told the token (PATCH /hub/api/proxy, which also re-checks every
-   * route). The standby keeps running: its port is never left to another program.
-   */
-  private async handoverProxy(token: string): Promise<void> {
-    const proxy = this.child('proxy')
-    const began = this.clock.now()
-    const routes = await this.currentRoutes()
-    const seedFile = await this.writeSeed(routes)
-    try {
-      if (this.standbyEnabled) {
-        if (!this.standby) await this.startStandby()
-        await this.syncStandby(routes)
-      }
-      if (this.stopping) return
-      await proxy.stop()
-      if (this.stopping) return
-      this.proxyToken = token
-      await this.launchSeeded(proxy, seedFile)
-      if (!(await this.readiness.waitForProxyApi()))
-        throw new Error(
-          `the new proxy did not answer on port ${this.settings.ports.proxyApi}; see ${this.layout.proxyLog}`,
-        )
-      // Its ports were free while it restarted: another program may have taken one.
-      for (const key of ['proxy', 'proxyApi'] as const) {
-        const owner = await this.ownsPort(this.settings.ports[key], proxy.pid)
-        if (!owner.owned) throw new Error(`the proxy's port was taken while it restarted: ${owner.problem}`)
-      }
-      await this.api?.updateProxy({auth_token: token})
-      this.lastRouteSync = {at: new Date().toISOString(), ok: true, seconds: round((this.clock.now() - began) / 1000)}
-      this.log(
-        'info',
-        'handover',
-        `the proxy was replaced with ${Object.keys(routes).length} route(s) in place (${round((this.clock.now() - began) / 1000)}s)`,
-        'proxy',
-        proxy.pid,
-      )
-    } finally {
-      await fs.rm(seedFile, {force: true})
-      await this.writeState()
-    }
-  }
-
-  /**
-   * A proxy that crashed comes back with the routes it had at the last health tick (seeded store),
-   * so users' routes answer as soon as it listens; the hub then re-checks every route (PATCH).
-   */
-  private async launchProxyWithKnownRoutes(proxy: SupervisedChild): Promise<void> {
-    const routes = this.routesSnapshot
-    if (this.deps.specs || !routes || Object.keys(routes).length <= 1) return proxy.launch()
-    await this.launchSeeded(proxy, await this.writeSeed(routes))
-  }
-
-  /** The routes a replacement proxy starts with (0600: user names and their servers' addresses). */
-  private async writeSeed(routes: Record<string, unknown>): Promise<string> {
-    await writeFileAtomic(this.layout.proxySeed, `${JSON.stringify({routes})}\n`, {mode: 0o600})
-    return this.layout.proxySeed
-  }
-
-  /** Start the proxy with the current token and the routes in `seedFile`; later (crash) restarts start empty. */
-  private async launchSeeded(proxy: SupervisedChild, seedFile: string): Promise<void> {
-    proxy.setSpec(proxySpec(this.layout, this.settings, this.proxyToken, {baseEnv: this.deps.env}))
-    await proxy.launch(proxySpec(this.layout, this.settings, this.proxyToken, {baseEnv: this.deps.env, seedFile}))
-  }
-
-  /** The running proxy's routing table, with the token it runs with. */
-  private readRoutes(timeoutMs: number): Promise<Record<string, ProxyRoute>> {
-    return proxyRoutes(
-      proxyApiUrl(this.settings.ports),
-      async () => this.proxyToken,
-      this.fetchFn,
-      timeoutMs,
-      () => this.readiness.verifyOwnPort('proxy', this.settings.ports.proxyApi, "the proxy's token"),
-    )()
-  }
-
-  /** The proxy's routing table, kept at each health tick for a crashed proxy's restart. */
-  private async refreshRoutesSnapshot(): Promise<void> {
-    const proxy = this.children.get('proxy')
-    if (!proxy?.running || proxy.restartPending) return
-    try {
-      this.routesSnapshot = await this.readRoutes(2000)
-    } catch {
-      // The proxy is restarting: keep the previous table.
-    }
-  }
-
-  /** The routes to hand over; empty when the proxy does not answer (the hub re-adds them after). */
-  private async currentRoutes(): Promise<Record<string, ProxyRoute>> {
-    try {
-      return await this.readRoutes(5000)
-    } catch (error) {
-      this.log(
-        'warn',
-        'handover',
-        `could not read the proxy's routes (${messageOf(error)}): the hub re-adds them after the handover`,
-      )
-      return {}
-    }
-  }
-
-  /**
-   * Start the standby proxy on the standby ports. It runs as long as the stack does, so that the
-   * port nginx falls back to is always held by hubctl's own process. Its API token is its own,
-   * made here and kept in memory and in its environment only (hubctl alone talks to its API).
-   */
-  private async startStandby(): Promise<void> {
-    const token = randomBytes(32).toString('hex')
-    const spec = proxySpec(this.layout, this.settings, token, {baseEnv: this.deps.env, standby: true})
-    const proc = await spawnWithLog(this.spawnFn, spec)
-    this.standbyHistory = started(this.standbyHistory, this.clock.now())
-    let running = true
-    let resolveExit!: () => void
-    const exited = new Promise<void>((resolve) => {
-      resolveExit = resolve
-    })
-    const standby: Standby = {proc, pid: proc.pid ?? 0, startTime: null, exited, token, intentional: false}
-    // Listeners before any await: a spawn error is emitted on the next tick.
-    const onGone = (how: string) => {
-      if (!running) return
-      running = false
-      resolveExit()
-      this.onStandbyExit(standby, how)
-    }
-    proc.once('exit', (code, signal) => onGone(signal ? `was killed by ${signal}` : `exited with code ${code}`))
-    proc.once('error', (error) => onGone(`could not be started (${errnoCode(error) ?? error.message})`))
-    if (proc.pid === undefined) throw new Error('the standby proxy could not be started')
-    this.standby = standby
-    standby.startTime = (await procStartTime(proc.pid)) ?? null
-    this.log(
-      'info',
-      'standby',
-      `standby proxy started (pid ${proc.pid}) on port ${this.settings.ports.proxyStandby}`,
-      'proxy',
-      proc.pid,
-    )
-    await this.writeState()
-    if (
-      !(await this.readiness.waitForProxyApi(30_000, this.settings.ports.proxyStandbyApi, () => running)) ||
-      !(await portAnswers(this.settings.ports.proxyStandby))
-    ) {
-      throw new Error(`the standby proxy did not start; see ${this.layout.proxyLog}`)
-    }
-    if (this.routesSnapshot) await this.syncStandby()
-  }
-
-  /** The standby exited: unless hubctl stopped it, start it again (the same backoff as a child's). */
-  private onStandbyExit(standby: Standby, how: string): void {
-    if (this.standby === standby) this.standby = undefined
-    if (standby.intentional || this.stopping) return
-    // The same backoff as a child's; a standby that keeps exiting is said at each exit, not as a crash loop.
-    const {history, delayMs: delay, ranMs} = nextRestart(this.standbyHistory, this.clock.now(), this.timings)
-    this.standbyHistory = history
-    this.log(
-      'warn',
-      'exited',
-      `the standby proxy (pid ${standby.pid}) ${how} after ${round(ranMs / 1000)}s; restart ${history.restarts} in ${round(delay / 1000)}s`,
-      'proxy',
-      standby.pid,
-    )
-    void this.writeState()
-    void this.clock
-      .sleep(delay, this.shutdownController.signal)
-      .then(async () => {
-        if (this.stopping || this.standby) return
-        await this.startStandby()
-      })
-      .catch((error: unknown) =>
-        this.log('error', 'restart-failed', `restarting the standby proxy failed: ${messageOf(error)}`, 'proxy'),
-      )
-  }
-
-  /**
-   * Bring the standby's routing table in step with the proxy's (`routes`, by default the last
-   * health tick's): add or replace what differs, remove what the proxy no longer has.
-   */
-  private async syncStandby(routes = this.routesSnapshot): Promise<void> {
-    const standby = this.standby
-    // An empty table is a proxy that did not answer (its own has the default route, '/'): keep the standby's.
-    if (!standby || !routes || Object.keys(routes).length === 0) return
-    const verify = () =>
-      this.readiness.verifyOwnPort('standby', this.settings.ports.proxyStandbyApi, "the standby proxy's token")
-    const base = proxyApiUrl({proxyApi: this.settings.ports.proxyStandbyApi})
-    const current = await proxyRoutes(base, async () => standby.token, this.fetchFn, 2000, verify)()
-    const send = async (method: 'POST' | 'DELETE', routePath: string, body?: unknown) => {
-      await verify()
-      const response = await keepAlive(
-        2000,
-        this.fetchFn(`${base}/api/routes${routePath}`, {
-          method,
-          headers: {Authorization: `token ${standby.token}`, ...(body ? {'Content-Type': 'application/json'} : {})},
-          body: body ? JSON.stringify(body) : undefined,
-          signal: AbortSignal.timeout(2000),
-          redirect: 'manual',
-        }),
-      )
-      await response.body?.cancel()
-      // A route already gone is what a DELETE wants: two syncs (a health tick and a handover) may race.
-      if (method === 'DELETE' && response.status === 404) return
-      if (!response.ok) throw new Error(`the standby proxy's API answered ${response.status} to ${method} ${routePath}`)
-    }
-    const wanted = new Set<string>()
-    for (const [routePath, route] of Object.entries(routes)) {
-      if (routePath === '/' || !route?.target) continue
-      wanted.add(routePath)
-      const {last_activity: _ignored, ...data} = route as ProxyRoute & {last_activity?: unknown}
-      if (sameRoute(current[routePath], data)) continue
-      await send('POST', routePath, data)
-    }
-    for (const routePath of Object.keys(current)) {
-      if (routePath !== '/' && !wanted.has(routePath)) await send('DELETE', routePath)
-    }
-  }
-
-  private async stopStandby(): Promise<void> {
-    const standby = this.standby
-    if (!standby) return
-    standby.intentional = true
-    standby.proc.kill('SIGTERM')
-    const timeout = new AbortController()
-    const inTime = await Promise.race([
-      standby.exited.then(() => true),
-      this.clock.sleep(this.timings.stopTimeoutMs, timeout.signal).then(() => false),
-    ])
-    timeout.abort()
-    if (!inTime) {
-      standby.proc.kill('SIGKILL')
-      await standby.exited
-    }
-    this.standby = undefined
-    this.log('info', 'stopped', `standby proxy stopped (pid ${standby.pid})`, 'proxy', standby.pid)
   }
 
   private async shutdown(): Promise<void> {
@@ -874,7 +577,7 @@ export class Supervisor {
         this.log('error', 'stop-failed', `stopping ${label(name)} failed: ${messageOf(error)}`, name)
       }
     }
-    await this.stopStandby()
+    await this.handover.stopStandby()
     const state = this.snapshot()
     state.supervisor.stoppedAt = new Date().toISOString()
     await this.writeState(state)
