@@ -18,7 +18,6 @@ import {
   ChildName,
   ChildSpec,
   ControlRequest,
-  ControlResult,
   DEFAULT_TIMINGS,
   EventLog,
   SHUTDOWN_ORDER,
@@ -27,7 +26,6 @@ import {
   SupervisorState,
   SupervisorTimings,
   label,
-  readControlRequest,
   readState,
   releasePidFile,
   round,
@@ -38,6 +36,7 @@ import {StateWriter} from './statewriter.js'
 import {SupervisedChild, crashLoopError} from './child.js'
 import {Readiness} from './readiness.js'
 import {ProxyHandover} from './proxyhandover.js'
+import {ControlChannel} from './channel.js'
 import {SupervisorContext, eventLogger} from './context.js'
 
 /*
@@ -107,15 +106,12 @@ export class Supervisor {
   private startedAt = ''
   private startedAtMs = 0
   private selfStartTime: string | null = null
-  private reloads = 0
-  private lastReload: SupervisorState['lastReload'] = null
-  private reloadQueue: Promise<void> = Promise.resolve()
-  private lastControl: ControlResult | null = null
   private readonly standbyEnabled: boolean
   private readonly ownsPort: (port: number, pid: number | undefined) => Promise<PortOwner>
   private readonly state: StateWriter
   private readonly readiness: Readiness
   private readonly handover: ProxyHandover
+  private readonly channel: ControlChannel
   /** What every part reads (context.ts). */
   private readonly ctx: SupervisorContext
   private api?: HubApi
@@ -162,6 +158,13 @@ export class Supervisor {
       ownsPort: this.ownsPort,
       standbyEnabled: this.standbyEnabled,
       injectedSpecs: deps.specs !== undefined,
+    })
+    this.channel = new ControlChannel(this.ctx, {
+      child: (name) => this.child(name),
+      children: this.children,
+      readiness: this.readiness,
+      handover: this.handover,
+      secrets: this.secrets,
     })
     this.state = new StateWriter(
       this.layout.stateFile,
@@ -233,7 +236,7 @@ export class Supervisor {
       pid: process.pid,
       readySeconds: this.readySeconds,
       restarts: Object.fromEntries([...this.children].map(([name, child]) => [name, child.restarts])),
-      reloads: this.reloads,
+      reloads: this.channel.restartsDone,
     }
   }
 
@@ -248,14 +251,19 @@ export class Supervisor {
 
   /** Restart the proxy and the hub (SIGHUP), keeping user servers and their routes; nginx reloads. */
   restart(): Promise<void> {
-    this.reloadQueue = this.reloadQueue.then(() => this.doRestart())
-    return this.reloadQueue
+    return this.channel.restart()
+  }
+
+  /** A request of another hubctl command (control.json + SIGUSR2), queued behind restarts. */
+  control(request: ControlRequest): Promise<void> {
+    return this.channel.control(request)
   }
 
   /** The state as written to state.json. */
   snapshot(): SupervisorState {
     const nginx = this.children.get('nginx')
     const handover = this.handover.state()
+    const channel = this.channel.state()
     return {
       version: 1,
       prefix: this.layout.prefix,
@@ -272,11 +280,11 @@ export class Supervisor {
       proxy: this.child('proxy').state(),
       hub: this.child('hub').state(),
       ...(nginx ? {nginx: nginx.state()} : {}),
-      reloads: this.reloads,
-      lastReload: this.lastReload,
+      reloads: channel.reloads,
+      lastReload: channel.lastReload,
       lastRouteSync: handover.lastRouteSync,
       servers: this.serversReport ?? null,
-      lastControl: this.lastControl,
+      lastControl: channel.lastControl,
       standby: handover.standby,
       updatedAt: new Date().toISOString(),
     }
@@ -467,99 +475,6 @@ export class Supervisor {
       })
   }
 
-  private async doRestart(): Promise<void> {
-    if (this.stopping || !this.ready) return
-    const began = this.clock.now()
-    this.log('info', 'restart', 'restarting the proxy and the hub; user servers keep running')
-    let ok = true
-    let error: string | undefined
-    try {
-      await this.handover.handoverProxy(await this.secrets.read('proxyAuthToken'))
-      if (this.stopping) return
-      const hub = this.child('hub')
-      await hub.stop()
-      if (this.stopping) return
-      await hub.launch()
-      ok = await this.readiness.waitHubHealthy(this.timings.healthTimeoutMs, true)
-      if (!ok) error = `the hub did not answer /hub/health within ${round(this.timings.healthTimeoutMs / 1000)}s`
-      const nginx = this.children.get('nginx')
-      if (nginx?.signal('SIGHUP')) {
-        this.log('info', 'reload', 'nginx reloads its configuration', 'nginx', nginx.pid)
-      }
-    } catch (caught) {
-      ok = false
-      error = messageOf(caught)
-    }
-    if (this.stopping) return
-    this.reloads++
-    const seconds = round((this.clock.now() - began) / 1000)
-    this.lastReload = {at: new Date().toISOString(), ok, seconds, ...(error ? {error} : {})}
-    this.log(
-      ok ? 'info' : 'error',
-      'restarted',
-      ok ? `proxy and hub restarted in ${seconds}s` : `restart failed: ${error}`,
-    )
-    await this.writeState()
-  }
-
-  /** A request of another hubctl command (control.json + SIGUSR2), queued behind restarts. */
-  control(request: ControlRequest): Promise<void> {
-    this.reloadQueue = this.reloadQueue.then(() => this.doControl(request))
-    return this.reloadQueue
-  }
-
-  private async doControl(request: ControlRequest): Promise<void> {
-    if (this.stopping) return
-    const began = this.clock.now()
-    let error: string | undefined
-    if (!this.ready) {
-      error = 'the stack is not ready yet'
-    } else {
-      try {
-        if (request.action === 'proxy-token')
-          await this.handover.handoverProxy(await this.secrets.read('proxyAuthToken'))
-        else await this.restartHub()
-      } catch (caught) {
-        error = messageOf(caught)
-      }
-    }
-    if (this.stopping) return
-    const seconds = round((this.clock.now() - began) / 1000)
-    this.lastControl = {
-      id: request.id,
-      action: request.action,
-      ok: error === undefined,
-      at: new Date().toISOString(),
-      seconds,
-      ...(error ? {error} : {}),
-    }
-    this.log(
-      error ? 'error' : 'info',
-      'control',
-      error ? `${request.action} failed: ${error}` : `${request.action} done in ${seconds}s`,
-    )
-    await this.writeState()
-  }
-
-  /** Restart the hub alone (cookie secret, API token): user servers and the proxy keep running. */
-  private async restartHub(): Promise<void> {
-    const hub = this.child('hub')
-    this.log('info', 'restart', 'restarting the hub; the proxy and user servers keep running', 'hub', hub.pid)
-    await hub.stop()
-    if (this.stopping) return
-    await this.handover.ensureProxyTokenCurrent()
-    await hub.launch()
-    if (!(await this.readiness.waitHubHealthy(this.timings.healthTimeoutMs, true))) {
-      if (this.readiness.hubPortTaken)
-        throw new Error(
-          `the hub's port was taken while it restarted: ${this.readiness.hubPortTaken}; see ${this.layout.hubLog}`,
-        )
-      throw new Error(
-        `the hub did not answer /hub/health within ${round(this.timings.healthTimeoutMs / 1000)}s; see ${this.layout.hubLog}`,
-      )
-    }
-  }
-
   private async shutdown(): Promise<void> {
     this.stopping = true
     this.shutdownController.abort()
@@ -603,30 +518,6 @@ export class Supervisor {
 
   private log(level: SupervisorEvent['level'], event: string, message: string, child?: ChildName, pid?: number): void {
     this.ctx.log(level, event, message, child, pid)
-  }
-}
-
-/** SIGTERM/SIGINT stop the supervisor, SIGHUP restarts proxy and hub. Returns a function that removes the handlers. */
-export function installSignalHandlers(supervisor: Supervisor): () => void {
-  const onStop = (signal: NodeJS.Signals) =>
-    supervisor.stop(
-      `${signal} received: stopping the hub, then the proxy${supervisor.settings.nginxSupervised ? ', then nginx' : ''}`,
-    )
-  const onHup = () => {
-    void supervisor.restart()
-  }
-  const onControl = () => {
-    void readControlRequest(supervisor.layout).then((request) => request && supervisor.control(request))
-  }
-  process.on('SIGTERM', onStop)
-  process.on('SIGINT', onStop)
-  process.on('SIGHUP', onHup)
-  process.on('SIGUSR2', onControl)
-  return () => {
-    process.off('SIGTERM', onStop)
-    process.off('SIGINT', onStop)
-    process.off('SIGHUP', onHup)
-    process.off('SIGUSR2', onControl)
   }
 }
 
