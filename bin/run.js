@@ -3,7 +3,7 @@
 // or because every start waits for them:
 // - `hubctl --version`, printed as oclif would: hubctl/<version> <platform>-<arch> node-<version>;
 // - `hubctl cert renew [--prefix P] [--no-random-sleep]` when nothing is due (twice a day on every
-//   server): the same decision as the command's, in lib/renewal.js. Anything else, including a
+//   server): the same decision as the command's, in lib/tls/renewal.js. Anything else, including a
 //   renewal that is due, runs the full command;
 // - the background hubctl that `start --detach` runs (`start --checked-by-parent ...`).
 const args = process.argv.slice(2)
