@@ -118,6 +118,11 @@ export interface SupervisorState {
   lastControl?: ControlResult | null
   /** The standby proxy (so that a successor can stop it after a kill -9). */
   standby?: {pid: number; startTime: string | null; restarts?: number} | null
+  /**
+   * Set by a supervisor that systemd stopped to restart the unit: it left its standby running for
+   * the next one to adopt (handover.ts), with the routes in the proxy's seed file.
+   */
+  handover?: {at: string; standby: {pid: number; startTime: string}; routes: number} | null
   updatedAt: string
 }
 

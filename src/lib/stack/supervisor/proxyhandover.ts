@@ -10,7 +10,8 @@ import {PortOwner, portAnswers} from '../listeners.js'
 import {procStartTime} from '../../processes.js'
 import {ProxyRoute, proxyRoutes} from '../servers.js'
 import {proxySpec} from '../children.js'
-import {ChildName, SpawnFn, SupervisorState, round} from '../state.js'
+import {ChildName, SpawnFn, SupervisorState, round, terminatePid} from '../state.js'
+import {AdoptedStandby, HandoverRecord, handedOverStandby, systemdRestarting} from '../handover.js'
 import {SupervisedChild, spawnWithLog} from './child.js'
 import type {SupervisorContext} from './context.js'
 import {NO_RESTARTS, RestartHistory, nextRestart, started} from './policy.js'
@@ -36,6 +37,8 @@ export interface HandoverParts {
   readonly standbyEnabled: boolean
   /** The programs are the tests' (SupervisorDeps.specs): a crashed proxy is not seeded. */
   readonly injectedSpecs: boolean
+  /** Whether systemd is restarting the unit at this stop (handover.ts's systemdRestarting; tests replace it). */
+  readonly restarting?: () => Promise<boolean>
 }
 
 /** The standby proxy: always beside the proxy while the stack runs. */
@@ -65,6 +68,10 @@ export class ProxyHandover {
   private standby?: Standby
   private history: RestartHistory = NO_RESTARTS
   private lastRouteSync: SupervisorState['lastRouteSync'] = null
+  // handover.ts: the standby a supervisor stopped by `systemctl restart` left to this one, until
+  // this one's own replaces it; and the standby this one leaves to the next.
+  private adopted?: AdoptedStandby
+  private record?: HandoverRecord
 
   constructor(
     private readonly ctx: SupervisorContext,
@@ -76,19 +83,112 @@ export class ProxyHandover {
     this.proxyToken = token
   }
 
+  /** The standby a previous supervisor handed over, while this one has adopted it. */
+  get adoptedStandby(): AdoptedStandby | undefined {
+    return this.adopted
+  }
+
   /** The standby's pid, while it runs. */
   get standbyPid(): number | undefined {
     return this.standby?.pid
   }
 
   /** Its part of state.json. */
-  state(): Pick<SupervisorState, 'lastRouteSync' | 'standby'> {
+  state(): Pick<SupervisorState, 'lastRouteSync' | 'standby' | 'handover'> {
     return {
       lastRouteSync: this.lastRouteSync,
       standby: this.standby
         ? {pid: this.standby.pid, startTime: this.standby.startTime, restarts: this.history.restarts}
-        : null,
+        : this.adopted
+          ? {pid: this.adopted.pid, startTime: this.adopted.startTime}
+          : null,
+      ...(this.record ? {handover: this.record} : {}),
     }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // handover.ts's hooks: `systemctl restart` without a lost request.
+
+  /** A standby the previous supervisor (`previous`, gone) left running for this restart is adopted; whether it was. */
+  async adopt(previous: SupervisorState): Promise<boolean> {
+    this.adopted = await handedOverStandby(previous, {now: Date.now()})
+    if (this.adopted)
+      this.ctx.log(
+        'info',
+        'handover',
+        `adopting the standby proxy (pid ${this.adopted.pid}) the previous supervisor left running for this restart: it serves until this supervisor's proxy runs`,
+        'proxy',
+        this.adopted.pid,
+      )
+    return this.adopted !== undefined
+  }
+
+  /** The first proxy: with an adopted standby, seeded with the routes handed over (the seed file). */
+  async launchFirstProxy(): Promise<void> {
+    const proxy = this.parts.child('proxy')
+    const seeded =
+      this.adopted && !this.parts.injectedSpecs && (await fs.stat(this.ctx.layout.proxySeed).catch(() => undefined))
+    if (!seeded) return proxy.launch()
+    await this.launchSeeded(proxy, this.ctx.layout.proxySeed)
+  }
+
+  /**
+   * Stop the adopted standby: at start (`whenProxyAnswers`) once this supervisor's proxy answers on
+   * its port (nginx sends it everything from then on), or at once when this supervisor stops.
+   */
+  async retireAdopted(whenProxyAnswers: boolean): Promise<void> {
+    const adopted = this.adopted
+    if (!adopted) return
+    const {clock, timings} = this.ctx
+    if (whenProxyAnswers) {
+      const deadline = clock.now() + 30_000
+      while (!this.ctx.stopping() && clock.now() < deadline && !(await portAnswers(this.ctx.settings.ports.proxy)))
+        await clock.sleep(timings.pollMs, this.ctx.shutdown)
+      if (this.ctx.stopping()) return
+      await fs.rm(this.ctx.layout.proxySeed, {force: true})
+    }
+    await terminatePid(adopted.pid, adopted.startTime, {
+      clock,
+      timeoutMs: timings.stopTimeoutMs,
+      pollMs: timings.pollMs,
+    })
+    this.adopted = undefined
+    this.ctx.log('info', 'handover', `the adopted standby proxy stopped (pid ${adopted.pid})`, 'proxy', adopted.pid)
+  }
+
+  /**
+   * At a stop: when systemd is restarting the unit (and the stack was ready, with its standby and
+   * without an nginx of its own: `eligible`), bring the standby's routes in step with the proxy's,
+   * write them to the seed file for the next proxy, and record the handover; the standby is then
+   * left running.
+   */
+  async prepareHandover(eligible: boolean): Promise<boolean> {
+    const standby = this.standby
+    if (!eligible || !standby?.startTime) return false
+    const restarting = this.parts.restarting ?? (() => systemdRestarting({layout: this.ctx.layout, env: this.ctx.env}))
+    if (!(await restarting().catch(() => false))) return false
+    try {
+      const read = await this.currentRoutes()
+      const routes = Object.keys(read).length > 0 ? read : (this.routesSnapshot ?? {})
+      await this.syncStandby(routes)
+      await this.writeSeed(routes)
+      this.record = {
+        at: new Date().toISOString(),
+        standby: {pid: standby.pid, startTime: standby.startTime},
+        routes: Object.keys(routes).length,
+      }
+    } catch (error) {
+      this.ctx.log('warn', 'handover', `could not hand the standby proxy over: ${messageOf(error)}; stopping it`)
+      return false
+    }
+    this.ctx.log(
+      'info',
+      'handover',
+      `systemd restarts the unit: the standby proxy (pid ${standby.pid}) keeps serving ${this.record.routes} route(s) until the next supervisor takes over`,
+      'proxy',
+      standby.pid,
+    )
+    return true
   }
 
   /** After the proxy (re)starts: once its API listens, have the hub re-add every route at once. */

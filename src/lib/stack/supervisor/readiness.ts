@@ -3,6 +3,7 @@ import {HubApiError, checkHealth, hubHealthUrl, proxyApiUrl} from '../hubapi.js'
 import {preflightError, runtimeError} from '../../errors.js'
 import {PORT_FLAGS, PORT_NAMES, Ports} from '../../config/settings.js'
 import {ChildName, label, round} from '../state.js'
+import {AdoptedStandby, adoptedHolds} from '../handover.js'
 import type {SupervisedChild} from './child.js'
 import type {SupervisorContext} from './context.js'
 
@@ -19,6 +20,8 @@ export interface ReadinessParts {
   pidOf(name: ChildName | 'standby'): number | undefined
   /** Whether the standby proxy runs beside the proxy (its ports are then held too). */
   readonly standbyEnabled: boolean
+  /** The standby a previous supervisor handed over (handover.ts), while adopted: its ports are not taken. */
+  adoptedStandby(): AdoptedStandby | undefined
 }
 
 export class Readiness {
@@ -50,6 +53,9 @@ export class Readiness {
       const port = ports[name]
       const {flag, listener: what} = PORT_FLAGS[name]
       if (await portAnswers(port)) {
+        // handover.ts: the adopted standby's own ports (its pid and start time recorded, and it holds them).
+        const standbyPort = name === 'proxyStandby' || name === 'proxyStandbyApi'
+        if (standbyPort && (await adoptedHolds(port, this.parts.adoptedStandby(), this.ownsPort))) continue
         throw preflightError(
           `port ${port}, where ${what} should listen, is already taken by another program`,
           `stop that program (\`ss -ltnp 'sport = :${port}'\` names it), or run \`hubctl init\` again with another ${flag}`,

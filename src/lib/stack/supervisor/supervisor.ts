@@ -76,6 +76,8 @@ export interface SupervisorDeps {
   ownsPort?: (port: number, pid: number | undefined) => Promise<PortOwner>
   /** Keep the standby proxy running beside the proxy (default: unless `specs` replaces the programs). */
   standby?: boolean
+  /** Whether systemd is restarting the unit at this stop (handover.ts's systemdRestarting; tests replace it). */
+  restarting?: () => Promise<boolean>
 }
 
 export interface SupervisorResult {
@@ -146,6 +148,7 @@ export class Supervisor {
         child: (name) => this.child(name),
         pidOf: (name) => (name === 'standby' ? this.handover.standbyPid : this.children.get(name)?.pid),
         standbyEnabled: this.standbyEnabled,
+        adoptedStandby: () => this.handover.adoptedStandby,
       },
       this.ownsPort,
     )
@@ -158,6 +161,7 @@ export class Supervisor {
       ownsPort: this.ownsPort,
       standbyEnabled: this.standbyEnabled,
       injectedSpecs: deps.specs !== undefined,
+      restarting: deps.restarting,
     })
     this.channel = new ControlChannel(this.ctx, {
       child: (name) => this.child(name),
@@ -185,7 +189,7 @@ export class Supervisor {
       const specs = await this.prepare()
       for (const spec of specs) this.children.set(spec.name, this.newChild(spec))
       this.log('info', 'starting', `supervising the hub under ${this.layout.prefix} (pid ${process.pid})`)
-      await this.child('proxy').launch()
+      await this.handover.launchFirstProxy()
       // JupyterHub 6 retries its first call to the proxy's API until the proxy answers, and spends
       // its first seconds importing and opening its database: it starts beside the proxy. Older
       // ones give up on a refused connection, and start once the API answers.
@@ -206,6 +210,8 @@ export class Supervisor {
           "the proxy's token (the hub's first call)",
         )
       if (!hubBesideProxy) await this.child('hub').launch()
+      // handover.ts: the adopted standby goes once this proxy answers, and this one's own replaces it.
+      await this.handover.retireAdopted(true)
       // While the hub starts: the standby holds its ports before nginx can send it anything.
       if (this.standbyEnabled) await this.handover.startStandby()
       if (this.children.has('nginx')) await this.child('nginx').launch()
@@ -286,6 +292,7 @@ export class Supervisor {
       servers: this.serversReport ?? null,
       lastControl: channel.lastControl,
       standby: handover.standby,
+      ...(handover.handover ? {handover: handover.handover} : {}),
       updatedAt: new Date().toISOString(),
     }
   }
@@ -333,7 +340,9 @@ export class Supervisor {
     const previous = await readState(this.layout)
     if (!previous || previous.supervisor.pid === process.pid) return
     if (await processAlive(previous.supervisor.pid, previous.supervisor.startTime)) return
-    if (previous.standby && (await processAlive(previous.standby.pid, previous.standby.startTime))) {
+    // handover.ts: the standby a supervisor stopped by `systemctl restart` left running is adopted.
+    const adopted = await this.handover.adopt(previous)
+    if (!adopted && previous.standby && (await processAlive(previous.standby.pid, previous.standby.startTime))) {
       this.log(
         'warn',
         'leftover',
@@ -483,6 +492,8 @@ export class Supervisor {
       await releasePidFile(this.layout).catch(() => {})
       return
     }
+    // handover.ts: when systemd restarts the unit, the standby stays for the next supervisor.
+    const handingOver = await this.handover.prepareHandover(this.ready && !this.failure && !this.children.has('nginx'))
     for (const name of SHUTDOWN_ORDER) {
       const child = this.children.get(name)
       if (!child) continue
@@ -492,7 +503,8 @@ export class Supervisor {
         this.log('error', 'stop-failed', `stopping ${label(name)} failed: ${messageOf(error)}`, name)
       }
     }
-    await this.handover.stopStandby()
+    if (!handingOver) await this.handover.stopStandby()
+    await this.handover.retireAdopted(false)
     const state = this.snapshot()
     state.supervisor.stoppedAt = new Date().toISOString()
     await this.writeState(state)
@@ -502,7 +514,8 @@ export class Supervisor {
       'stopped',
       'hubctl stopped the proxy, the hub' +
         (this.children.has('nginx') ? ' and nginx' : '') +
-        '; user servers, if any, keep running',
+        '; user servers, if any, keep running' +
+        (handingOver ? ', and the standby proxy serves them until the next supervisor takes over' : ''),
     )
   }
 
