@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {EAB_HMAC_ENV} from '../lib/tls/acme-settings.js'
+import {DEFAULT_DNS_WAIT_SECONDS, DNS_PROVIDERS} from '../lib/tls/dns01.js'
 import {CertResult, notDueLine} from '../lib/tls/renewal.js'
 import {KEY_TYPES} from '../lib/config/settings.js'
 
@@ -39,6 +40,34 @@ export const acmeFlags = {
     description: 'command to run (sh -c) after each new certificate (repeatable; kept in hubctl.json for the renewals)',
     multiple: true,
   }),
+  dns: Flags.string({
+    description:
+      'answer DNS-01 instead of http-01 (needed for a wildcard name): rfc2136 (nsupdate), hook (--dns-hook), none (back to http-01); kept for the renewals',
+    options: [...DNS_PROVIDERS],
+  }),
+  'dns-server': Flags.string({
+    description: 'with --dns rfc2136: the primary DNS server of the zone nsupdate sends the TXT records to',
+    helpValue: 'HOST[:PORT]',
+  }),
+  'dns-tsig-key-file': Flags.string({
+    description:
+      'with --dns rfc2136: the TSIG key file (nsupdate -k), root-owned, mode 0600; never read into argv or logs',
+    helpValue: 'FILE',
+  }),
+  'dns-hook': Flags.string({
+    description:
+      'an executable (root-owned, not group/other-writable) that adds or removes the TXT record; gets HUBCTL_DNS_ACTION=add|remove, HUBCTL_DNS_NAME, HUBCTL_DNS_VALUE',
+    helpValue: 'PATH',
+  }),
+  'dns-resolver': Flags.string({
+    description:
+      "the DNS server hubctl looks the TXT record up at before asking the CA (default: --dns-server, or the zone's authoritative servers)",
+    helpValue: 'HOST[:PORT]',
+  }),
+  'dns-wait': Flags.string({
+    description: `how long to wait for the TXT record to appear, in seconds (default ${DEFAULT_DNS_WAIT_SECONDS})`,
+    helpValue: 'SECONDS',
+  }),
 }
 
 export const certHttpPortFlag = {
@@ -67,7 +96,8 @@ export function renderCertResult(
         `${result.action === 'renewed' ? 'renewed' : 'obtained'} a certificate for ${result.domains.join(', ')} (serial ${result.serial}), valid until ${result.notAfter}; issuer ${result.issuer}`,
       )
       if (result.action === 'renewed') command.log(`  why: ${result.reason}`)
-      if (result.responder && result.responder !== 'none')
+      if (result.responder === 'dns') command.log('  dns-01 answered by TXT records, removed afterwards')
+      else if (result.responder && result.responder !== 'none')
         command.log(
           `  http-01 answered by ${result.responder === 'hubctl' ? "hubctl's own listener" : 'nginx from the webroot'}`,
         )

@@ -5,6 +5,7 @@ import {describeCulling} from '../lib/config/culler.js'
 import {BaseCommand} from '../base-command.js'
 import {acmeSettingsFrom, readEabHmacKey} from '../lib/tls/acme-settings.js'
 import {CertService} from '../lib/tls/renewal.js'
+import {checkOrderNames} from '../lib/tls/dns01.js'
 import {DHPARAM_BITS, DHPARAM_MODES} from '../lib/tls/dhparam.js'
 import {InitDeps, InitResult, InitService, silentReporter} from '../lib/setup/init.js'
 import {resolveInitRequest} from '../lib/setup/init-request.js'
@@ -217,7 +218,7 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
       yes: flags.yes,
       createUsers: flags['create-users'],
       confirm: interactive ? confirmOnTerminal : undefined,
-      ...(request.tls === 'letsencrypt' ? await this.acmeDeps(reporter) : {}),
+      ...(request.tls === 'letsencrypt' ? await this.acmeDeps(reporter, request.domains) : {}),
     })
     const result = await service.run(request)
     this.render(result)
@@ -231,10 +232,12 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
    */
   private async acmeDeps(
     reporter: ReturnType<typeof streamReporter>,
+    domains: string[],
   ): Promise<Pick<InitDeps, 'acme' | 'obtainCertificate' | 'updateAccountContact'>> {
     const {flags} = this
     const previous = await new SettingsStore(this.layout).loadIfExists().catch(() => undefined)
     const acme = await acmeSettingsFrom({...flags, 'http-port': undefined}, previous?.tls.acme)
+    checkOrderNames(domains, acme.dns)
     const hmacKey = await readEabHmacKey(flags['eab-hmac-key'])
     const service = new CertService({
       layout: this.layout,

@@ -20,7 +20,9 @@ const USER = /^[a-z0-9_][a-z0-9_.@+-]{0,63}$/
  * punycode (bücher.example → xn--bcher-kva.example); anything else that is not a plain host name
  * is refused.
  */
-export function parseDomain(input: string, flag = '--domain'): string {
+export function parseDomain(input: string, flag = '--domain', options: {wildcard?: boolean} = {}): string {
+  // `*.name` (a certificate's wildcard, only through DNS-01) where the caller accepts one.
+  if (options.wildcard && input.trim().startsWith('*.')) return `*.${parseDomain(input.trim().slice(2), flag)}`
   const raw = input.trim().replace(/\.$/, '')
   if (raw.length === 0) throw usageError(`${flag} is empty`, `give a host name such as hub.example.org`)
   if (/[\s/:@*]/.test(raw) || hasControlChar(raw)) {

@@ -4,7 +4,7 @@ import path from 'node:path'
 
 import {Layout} from '../../src/lib/config/layout.js'
 import {makeSelfSigned} from '../../src/lib/tls/selfsigned.js'
-import {DEBIAN_JUPYTERHUB, hubctl, portFlags, snapshot, tempPrefix} from '../helpers/cli.js'
+import {DEBIAN_JUPYTERHUB, hubctl, portFlags, snapshot, snapshotTree, tempPrefix, treeChanges} from '../helpers/cli.js'
 
 const GOOD = [
   '--yes',
@@ -204,13 +204,21 @@ describe('hubctl init refuses bad input before writing anything', () => {
     }
   })
 
-  it('--dry-run lists what it would write and writes nothing', async () => {
+  it('--dry-run lists what it would write and writes nothing: no file, no directory, no mode changed', async () => {
+    // The prefix as an operator may leave it before init: a directory of theirs (mode 0750) in it.
+    await fs.mkdir(path.join(prefix, 'notes'), {mode: 0o750})
+    await fs.chmod(path.join(prefix, 'notes'), 0o750)
+    const before = await snapshotTree(prefix)
     const result = await hubctl(['init', '--prefix', prefix, ...GOOD, ...ports, '--dry-run', '--json'])
     expect(result.exitCode, result.stderr).to.equal(0)
     const json = JSON.parse(result.stdout)
     expect(json.dryRun).to.equal(true)
-    expect(json.files.map((f: {file: string}) => f.file)).to.include(new Layout(prefix).cookieSecret)
-    expect(await snapshot(prefix)).to.deep.equal({})
+    const files: string[] = json.files.map((f: {file: string}) => f.file)
+    expect(files).to.include(new Layout(prefix).cookieSecret)
+    // Every target is inside the prefix, so the prefix's whole tree (directories and modes too:
+    // `snapshot` sees files only) is where a write would show.
+    expect(files.filter((file) => !file.startsWith(`${prefix}/`))).to.deep.equal([])
+    expect(treeChanges(before, await snapshotTree(prefix))).to.deep.equal([])
   })
 })
 

@@ -277,6 +277,19 @@ for (const jupyterhub of JUPYTERHUBS) {
       expect(settings.ports).to.include({proxyStandby: ports.proxyStandby, proxyStandbyApi: ports.proxyStandbyApi})
     })
 
+    it('--dry-run on the prefix init made changes nothing in it: no file, no directory, no mode', async () => {
+      // The hub and proxy were stopped by the test above: nothing else writes in the prefix.
+      await stopProcess(hub)
+      await stopProcess(proxy)
+      const before = await snapshotTree(layout.prefix)
+      const result = await hubctl([...initArgs, '--dry-run'])
+      expect(result.exitCode, result.stderr + result.stdout).to.equal(0)
+      const json = JSON.parse(result.stdout)
+      expect(json.dryRun).to.equal(true)
+      expect(json.files.filter((f: {file: string}) => !f.file.startsWith(`${layout.prefix}/`))).to.deep.equal([])
+      expect(treeChanges(before, await snapshotTree(layout.prefix))).to.deep.equal([])
+    })
+
     it('passes `hubctl secrets check`', async () => {
       const result = await hubctl(['secrets', 'check', '--prefix', layout.prefix, '--json'])
       expect(result.exitCode, result.stderr).to.equal(0)

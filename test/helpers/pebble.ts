@@ -40,6 +40,8 @@ export interface PebbleOptions {
   domainBlocklist?: string[]
   /** Extra environment, e.g. PEBBLE_WFE_NONCEREJECT. */
   env?: Record<string, string>
+  /** The DNS server Pebble asks (dns-01's TXT records too), HOST:PORT; the challtestsrv unless given. */
+  dnsServer?: string
 }
 
 export async function makePebbleTls(dir: string): Promise<PebbleTls> {
@@ -135,6 +137,8 @@ export class PebbleLab {
   readonly spawned: ChildProcess[] = []
   tls!: PebbleTls
   dnsPort = 0
+  /** The challtestsrv's management API (POST /set-txt, /clear-txt), http://127.0.0.1:PORT. */
+  challtestsrvUrl = ''
 
   constructor(readonly work: string) {}
 
@@ -178,6 +182,7 @@ export class PebbleLab {
     await waitUntil('pebble-challtestsrv', async () =>
       (await fs.readFile(log, 'utf8')).includes('Starting management server'),
     )
+    this.challtestsrvUrl = `http://127.0.0.1:${management}`
     return dns
   }
 
@@ -203,17 +208,21 @@ export class PebbleLab {
         },
       }),
     )
-    const child = spawnLogged('pebble', ['-config', config, '-dnsserver', `127.0.0.1:${this.dnsPort}`], {
-      // No random validation delay, no rejected nonces, and a real challenge for every order.
-      env: {
-        ...process.env,
-        PEBBLE_VA_NOSLEEP: '1',
-        PEBBLE_WFE_NONCEREJECT: '0',
-        PEBBLE_AUTHZREUSE: '0',
-        ...options.env,
+    const child = spawnLogged(
+      'pebble',
+      ['-config', config, '-dnsserver', options.dnsServer ?? `127.0.0.1:${this.dnsPort}`],
+      {
+        // No random validation delay, no rejected nonces, and a real challenge for every order.
+        env: {
+          ...process.env,
+          PEBBLE_VA_NOSLEEP: '1',
+          PEBBLE_WFE_NONCEREJECT: '0',
+          PEBBLE_AUTHZREUSE: '0',
+          ...options.env,
+        },
+        log: path.join(this.work, `${name}.log`),
       },
-      log: path.join(this.work, `${name}.log`),
-    })
+    )
     this.spawned.push(child)
     const directory = `https://127.0.0.1:${listen}/dir`
     const ca = await fs.readFile(this.tls.ca, 'utf8')
@@ -259,10 +268,10 @@ export async function startNginx(layout: Layout): Promise<ChildProcess> {
 }
 
 /** The serial of the certificate a TLS server presents (what a browser would see). */
-export function servedSerial(port: number): string {
+export function servedSerial(port: number, servername = 'localhost'): string {
   let out = ''
   try {
-    out = execFileSync('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'localhost'], {
+    out = execFileSync('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', servername], {
       input: '',
       encoding: 'utf8',
       timeout: 10_000,

@@ -3,6 +3,7 @@ import fs from 'node:fs/promises'
 import {readIfExists, writeFileAtomic} from '../files/atomic.js'
 import {type JupyterHubInstall, type SpawnerConfig, validateHubConfig} from './jupyterhub.js'
 import {cullerService, supervisorCulling} from './culler.js'
+import {installHubPython} from './hubpython.js'
 import {Layout, SERVER_HOME_MARKER} from './layout.js'
 import {OAUTH_PROVIDER_INFO, OAuthProvider, isOAuthProvider, oauthAllowAll, oauthCallbackUrl} from './oauth.js'
 import {renderTemplate} from './render.js'
@@ -165,6 +166,7 @@ export async function renderHubConfig(
       jupyterhubVersion: install.version,
       configD: layout.hubConfigD,
       srvDir: layout.srvDir,
+      hubPythonPath: layout.hubPythonPath,
       hubPort: settings.ports.hub,
       bindUrl: `http://127.0.0.1:${settings.ports.proxy}`,
       cookieSecretFile: layout.cookieSecret,
@@ -207,8 +209,9 @@ export async function renderHubConfig(
 
 /**
  * Install a rendered jupyterhub_config.py: write the candidate, have JupyterHub load it, then move
- * it into place; a failing one never replaces a working one (init, `hubctl users`). Also returns
- * the spawner the installed config makes (validateHubConfig).
+ * it into place; a failing one never replaces a working one (init, `hubctl users`). The hub's
+ * Python it imports (hubctl_hub) is installed first, so that the config is loaded with the modules
+ * of this hubctl. Also returns the spawner the installed config makes (validateHubConfig).
  */
 export async function installHubConfig(
   layout: Layout,
@@ -216,6 +219,7 @@ export async function installHubConfig(
   content: string,
   jupyterhub: JupyterHubInstall,
 ): Promise<{file: string; action: 'written' | 'unchanged'; spawner?: SpawnerConfig; spawnerError?: string}> {
+  await installHubPython(layout)
   if ((await readIfExists(layout.hubConfig)) === content) {
     const loaded = await validateHubConfig(runner, jupyterhub, layout.hubConfig)
     return {file: layout.hubConfig, action: 'unchanged', ...loaded}

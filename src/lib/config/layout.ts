@@ -62,6 +62,59 @@ export class Layout {
   backupFile(name: string): string {
     return path.join(this.backupDir, name)
   }
+  /** `hubctl backup`: one archive of the whole hub in backupDir (`hubctl-backup-<time>.tar`, 0600). */
+  hubBackup(stamp: string): string {
+    return path.join(this.backupDir, `hubctl-backup-${stamp}.tar`)
+  }
+  /** Where `hubctl backup` gathers the members of an archive before it writes it (0700, removed after). */
+  backupStaging(id: string): string {
+    return path.join(this.backupDir, `.staging-${id}`)
+  }
+  /** Where `hubctl uninstall --purge` puts its backup: outside srv/jupyterhub, which it removes. */
+  get purgeBackupDir(): string {
+    return this.at('var/backups/hubctl')
+  }
+  purgeBackup(stamp: string): string {
+    return this.at('var/backups/hubctl', `hubctl-backup-${stamp}.tar`)
+  }
+  /** Where `hubctl restore` unpacks and checks an archive: beside srv/jupyterhub, removed after (0700). */
+  restoreStaging(id: string): string {
+    return this.at('srv', `.jupyterhub-restore-${id}`)
+  }
+  /** The list of renames a restore makes once every new file is in place (written before the first). */
+  get restoreJournal(): string {
+    return this.at('srv/jupyterhub/restore-journal.json')
+  }
+  /** A file or directory of a restore, complete, beside the one it replaces (renamed over it). */
+  restoreNew(target: string): string {
+    return path.join(path.dirname(target), `.${path.basename(target)}.hubctl-restore`)
+  }
+  /** A home a restore replaced, moved aside until the restore is complete, then deleted. */
+  restoreOld(target: string): string {
+    return path.join(path.dirname(target), `.${path.basename(target)}.hubctl-replaced`)
+  }
+  /** A path under the prefix by its relative name in a backup (refused when it would leave the prefix). */
+  underPrefix(relative: string): string {
+    const full = path.resolve(this.prefix, relative)
+    if (
+      path.isAbsolute(relative) ||
+      (full !== this.prefix && !full.startsWith(`${this.prefix === '/' ? '' : this.prefix}/`))
+    )
+      throw new Error(`${relative} is not a path under ${this.prefix}`)
+    return full
+  }
+  /** The name of a file under the prefix as a backup keeps it (relative to the prefix). */
+  relativeToPrefix(file: string): string {
+    return path.relative(this.prefix, file)
+  }
+  /** A member of an unpacked archive by its name in the manifest. */
+  stagedMember(staging: string, member: string): string {
+    return path.join(staging, member)
+  }
+  /** The SQLite journal files beside the hub's database (a stale one must not be applied to a restored database). */
+  get databaseSidecars(): string[] {
+    return ['-journal', '-wal', '-shm'].map((suffix) => `${this.database}${suffix}`)
+  }
   /** `hubctl users`: which system accounts hubctl created or adopted, and their e-mail (0600). */
   get usersRecord(): string {
     return this.at('srv/jupyterhub/users.json')
@@ -196,6 +249,17 @@ export class Layout {
   }
   get settings(): string {
     return this.at('etc/jupyterhub/hubctl.json')
+  }
+  /** The directory jupyterhub_config.py puts first on sys.path: hubctl's Python package for the hub is in it. */
+  get hubPythonPath(): string {
+    return this.at('etc/jupyterhub/python')
+  }
+  /** hubctl_hub, the Python the hub's config imports (python/hubctl_hub, written with the config). */
+  get hubPythonPackage(): string {
+    return this.at('etc/jupyterhub/python/hubctl_hub')
+  }
+  hubPythonFile(name: string): string {
+    return path.join(this.hubPythonPackage, name)
   }
 
   // nginx

@@ -32,7 +32,14 @@ export interface AcmeSettings {
   deployHooks: string[]
   /** The port hubctl answers http-01 on when `cert obtain --http-port` chose one (else the hub's HTTP port). */
   httpPort?: number
+  /** DNS-01 instead of http-01 (`--dns`, `--dns-hook`): how the TXT records are published; needed for a wildcard name. */
+  dns?: DnsSettings
 }
+
+/** The TSIG key and the hook are paths (the key stays in its 0600 file). */
+export type DnsSettings =
+  | {provider: 'rfc2136'; server: string; tsigKeyFile: string; resolver?: string; waitSeconds: number}
+  | {provider: 'hook'; hook: string; resolver?: string; waitSeconds: number}
 
 export interface Settings {
   version: number
@@ -244,7 +251,7 @@ function checkShape(settings: Record<string, unknown>, file: string): void {
     if (!Array.isArray(list) || !list.every((item) => typeof item === 'string')) bad(key, 'is not a list of strings')
     if (key !== 'allowedUsers' && (list as string[]).length === 0) bad(key, 'is empty')
     for (const item of list as string[])
-      valid(key, () => (key === 'domains' ? parseDomain(item) : parseUserName(item, key)))
+      valid(key, () => (key === 'domains' ? parseDomain(item, '--domain', {wildcard: true}) : parseUserName(item, key)))
   }
   if (typeof settings.authenticator !== 'string' || settings.authenticator.length === 0)
     bad('authenticator', 'is not a name')

@@ -11,6 +11,7 @@ import {SecretStore, problemsError} from '../files/secrets.js'
 import type {Settings} from '../config/settings.js'
 import {assertTrusted, assertTrustedFile} from './trust.js'
 import {assertNoRootServers} from '../config/hubconfig.js'
+import {finishInterruptedRestore} from '../backup/journal.js'
 
 /**
  * Root for the real system; for any other prefix, a directory we can create and write. With
@@ -140,6 +141,8 @@ export {hasIpv6} from '../config/site.js'
  * broken site elsewhere would otherwise make nginx crash-loop behind a hub that reports ready).
  */
 export async function checkBeforeStart(layout: Layout, settings: Settings, runner: Runner): Promise<void> {
+  // A `hubctl restore` killed during its renames: finished first, so the hub that starts is the restored one, whole.
+  await finishInterruptedRestore(layout)
   // Nothing root runs or loads may be someone else's (first: `nginx -t` loads the configuration,
   // and its modules, as root); no server of another user runs as root.
   await assertTrusted(layout, settings.executables.jupyterhub)

@@ -10,7 +10,8 @@ import {which} from '../runner.js'
  * by `sh`. A file, or any directory above it, that another user owns or that its group or others
  * may write lets that user run code as root. So each one must belong to root (or to the user
  * running hubctl) and be writable by its owner only. A sticky directory of root's above them (/tmp,
- * mode 1777) is fine: nobody but its owner can replace an entry in it. Enforced only as root: in
+ * mode 1777) is fine: nobody but its owner can replace an entry in it. The config imports hubctl_hub
+ * (config/hubpython.ts) from beside it: those files are checked the same way. Enforced only as root: in
  * local mode a user runs hubctl on files of their own.
  */
 export interface TrustProblem {
@@ -25,6 +26,10 @@ export async function trustedPaths(layout: Layout, jupyterhub?: string): Promise
   const paths = [layout.srvDir, layout.etcDir, layout.hubConfig, layout.settings, layout.hubConfigD]
   const extras = await fs.readdir(layout.hubConfigD).catch(() => [] as string[])
   paths.push(...extras.sort().map((name) => layout.hubConfigDFile(name)))
+  // hubctl_hub, which the config imports: every entry of its directory, not only the modules hubctl wrote.
+  paths.push(layout.hubPythonPath, layout.hubPythonPackage)
+  const modules = await fs.readdir(layout.hubPythonPackage).catch(() => [] as string[])
+  paths.push(...modules.sort().map((name) => layout.hubPythonFile(name)))
   if (jupyterhub) paths.push(...(await executablePaths(jupyterhub)))
   return paths
 }

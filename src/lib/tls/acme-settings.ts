@@ -6,7 +6,9 @@ import {CertificateInfo} from './certstore.js'
 import {errnoCode, usageError} from '../errors.js'
 import {Layout} from '../config/layout.js'
 import type {Nginx} from '../config/nginx.js'
-import {AcmeSettings, KEY_TYPES, KeyType, Settings} from '../config/settings.js'
+import {AcmeSettings, DnsSettings, KEY_TYPES, KeyType, Settings} from '../config/settings.js'
+import type {Runner} from '../runner.js'
+import {DnsFlags, dnsSettingsFrom} from './dns01.js'
 
 export const LETSENCRYPT_PRODUCTION = 'https://acme-v02.api.letsencrypt.org/directory'
 export const LETSENCRYPT_STAGING = 'https://acme-staging-v02.api.letsencrypt.org/directory'
@@ -26,6 +28,8 @@ export interface ObtainRequest {
   httpPort: number
   /** ARI (RFC 9773): the id of the certificate this order replaces. */
   replaces?: string
+  /** DNS-01 for every name of the order (needed for a wildcard); http-01 without it. */
+  dns?: DnsSettings
 }
 
 export interface AcmeDeps {
@@ -41,12 +45,17 @@ export interface AcmeDeps {
   requestTimeoutMs?: number
   /** The nginx hubctl configures, which answers http-01 from the webroot when it holds the HTTP port. */
   nginx?: () => Promise<Nginx | undefined>
+  /** Runs nsupdate or the DNS hook (DNS-01). */
+  runner?: Runner
+  /** DNS-01's propagation check: the lookup, and the pause between rounds (tests pass fakes). */
+  txtQuery?: import('./dns01.js').TxtQuery
+  dnsIntervalMs?: number
 }
 
 export interface ObtainResult {
   info: CertificateInfo
-  /** Who answered http-01 ('none' when the CA still had every domain validated). */
-  responder: 'hubctl' | 'webroot' | 'none'
+  /** Who answered the challenges ('none' when the CA still had every domain validated; 'dns' for DNS-01). */
+  responder: 'hubctl' | 'webroot' | 'dns' | 'none'
   directoryUrl: string
   /** What the operator should know that did not stop the order (the account's contact changed, or could not be). */
   notes: string[]
@@ -64,7 +73,7 @@ export interface AcmeDirectory {
 // ---------------------------------------------------------------------------------------------
 // Requests from settings and flags
 
-export interface AcmeFlags {
+export interface AcmeFlags extends DnsFlags {
   staging?: boolean
   'acme-directory'?: string
   'acme-ca-cert'?: string
@@ -118,10 +127,12 @@ export async function acmeSettingsFrom(
   const deployHooks = [...new Set([...(previous?.deployHooks ?? []), ...(flags['deploy-hook'] ?? [])])]
   let httpPort = previous?.httpPort
   if (flags['http-port'] !== undefined) httpPort = parseHttpPort(flags['http-port'])
+  const dns = await dnsSettingsFrom(flags, previous?.dns)
   const settings: AcmeSettings = {directory, keyType, deployHooks}
   if (caCert) settings.caCert = caCert
   if (eabKid) settings.eabKid = eabKid
   if (httpPort !== undefined && httpPort !== hubHttpPort) settings.httpPort = httpPort
+  if (dns) settings.dns = dns
   return settings
 }
 
@@ -175,6 +186,7 @@ export function obtainRequestFor(
     keyType: acme.keyType,
     httpPort: acme.httpPort ?? settings.ports.http,
     replaces: options.replaces,
+    ...(acme.dns ? {dns: acme.dns} : {}),
   }
 }
 

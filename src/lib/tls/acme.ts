@@ -9,6 +9,8 @@ import {KeyType} from '../config/settings.js'
 import {AcmeDeps, AcmeDirectory, EAB_HMAC_ENV, ObtainRequest, ObtainResult} from './acme-settings.js'
 import {acmeAgent, connectionError, fetchDirectory, originOf, problemDetail, rateLimitError} from './acme-http.js'
 import {Responder, listen, selfCheck, takenPortResponder} from './http01.js'
+import {DnsSettings} from '../config/settings.js'
+import {challengeRecordName, checkOrderNames, dnsPublisher, propagationServers, txtQuery, waitForTxt} from './dns01.js'
 
 /**
  * Certificates from an ACME certificate authority (Let's Encrypt by default), http-01 challenge.
@@ -206,6 +208,71 @@ export function validationError(domain: string, answeredAt: string, httpPort: nu
   )
 }
 
+/**
+ * One authorization through dns-01: the TXT record published (nsupdate or the hook), looked up
+ * until it appears, then the CA asked; the record removed afterwards, on failure too.
+ */
+async function answerDns01(
+  client: Connected['client'],
+  order: Awaited<ReturnType<Connected['client']['createOrder']>>,
+  authz: Awaited<ReturnType<Connected['client']['getAuthorizations']>>[number],
+  dns: DnsSettings,
+  deps: AcmeDeps,
+  log: (line: string) => void,
+  notes: string[],
+): Promise<void> {
+  const identifier = `${authz.wildcard ? '*.' : ''}${authz.identifier.value}`
+  const challenge = authz.challenges.find((c) => c.type === 'dns-01')
+  if (!challenge)
+    throw acmeError(
+      `the ACME server offers no dns-01 challenge for ${identifier}`,
+      'use a CA that supports dns-01, or drop --dns (http-01; no wildcard names then)',
+    )
+  const value = await client.getChallengeKeyAuthorization(challenge)
+  const name = challengeRecordName(authz.identifier.value)
+  if (!deps.runner) throw new HubctlError('DNS-01 needs a runner (a bug)', {exitCode: ExitCode.INTERNAL})
+  const publisher = dnsPublisher(dns, deps.runner)
+  log(`${identifier}: adding the TXT record ${name} (${publisher.label})`)
+  await publisher.add(name, value)
+  let failed = false
+  try {
+    const servers = await propagationServers(dns, name)
+    const rounds = await waitForTxt({
+      name,
+      value,
+      servers,
+      query: deps.txtQuery ?? txtQuery,
+      timeoutMs: dns.waitSeconds * 1000,
+      intervalMs: deps.dnsIntervalMs,
+    })
+    log(
+      `${identifier}: ${name} answers at ${servers.join(', ')} (after ${rounds} lookup${rounds === 1 ? '' : 's'}); asking the CA to validate`,
+    )
+    await client.completeChallenge(challenge)
+    try {
+      await waitForAuthorization(client, order, authz.url, deps.backoff ?? DEFAULT_BACKOFF)
+    } catch (error) {
+      if (recorder.rateLimit || recorder.network) throw error
+      throw acmeError(
+        `the ACME server could not validate ${identifier} over dns-01 (${messageOf(error)}), although ${name} answered the value at ${servers.join(', ')}`,
+        'the CA may ask other servers than those: check every authoritative server of the zone has the record (secondaries that lag, a split view), then run again; the live certificate is untouched',
+      )
+    }
+  } catch (error) {
+    failed = true
+    throw error
+  } finally {
+    try {
+      await publisher.remove(name, value)
+      log(`${identifier}: removed the TXT record ${name}`)
+    } catch (error) {
+      const note = `the TXT record ${name} (value ${value}) could not be removed: ${messageOf(error)}; remove it by hand`
+      log(note)
+      if (!failed) notes.push(note)
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The order
 
@@ -316,6 +383,13 @@ export async function updateAccountContact(
 export async function obtainCertificate(request: ObtainRequest, deps: AcmeDeps): Promise<ObtainResult> {
   const log = deps.log ?? (() => {})
   const notes: string[] = []
+  // Names no CA issues for (a public suffix), or not through this challenge (a wildcard without DNS-01): before anything is made.
+  checkOrderNames(request.domains, request.dns)
+  if (request.dns) {
+    // The hook and the key file come from hubctl.json: run nothing someone else could have put there.
+    const {assertTrustedFile} = await import('../setup/trust.js')
+    await assertTrustedFile(deps.layout.settings, 'the DNS-01 settings in it were not used')
+  }
   let accountCreated = false
   // The CA first: a server that does not answer is named before anything is made.
   const {acme, client, directory} = await connect(request, deps, async (module) => {
@@ -368,6 +442,10 @@ export async function obtainCertificate(request: ObtainRequest, deps: AcmeDeps):
     const authorizations = await client.getAuthorizations(order)
     for (const authz of authorizations) {
       if (authz.status === 'valid') continue
+      if (request.dns) {
+        await answerDns01(client, order, authz, request.dns, deps, log, notes)
+        continue
+      }
       const challenge = authz.challenges.find((c) => c.type === 'http-01')
       if (!challenge)
         throw acmeError(
@@ -421,7 +499,8 @@ export async function obtainCertificate(request: ObtainRequest, deps: AcmeDeps):
       )
     log('certificate issued; installing it')
     const info = await new CertStore(deps.layout, deps.clock).install({fullchain, privkey: key.toString()})
-    return {info, responder: responder?.kind ?? 'none', directoryUrl: request.directoryUrl, notes}
+    const answered = request.dns && authorizations.some((authz) => authz.status !== 'valid') ? 'dns' : undefined
+    return {info, responder: answered ?? responder?.kind ?? 'none', directoryUrl: request.directoryUrl, notes}
   } catch (error) {
     throw mapAcmeError(error, request.directoryUrl)
   } finally {

@@ -2,6 +2,7 @@ import {acmeAgent, fetchDirectory} from './acme-http.js'
 import {acmeSettingsFrom, AcmeDeps, AcmeFlags, obtainRequestFor, readEabHmacKey} from './acme-settings.js'
 import {describeContactChange, obtainCertificate, updateAccountContact} from './acme.js'
 import {CertificateInfo} from './certstore.js'
+import {checkOrderNames} from './dns01.js'
 import {ExitCode, HubctlError, messageOf} from '../errors.js'
 import {Layout} from '../config/layout.js'
 import {acquireLock} from '../files/lock.js'
@@ -67,7 +68,7 @@ export interface CertResult {
   issuer?: string
   notAfter?: string
   renewAfter?: string
-  responder?: 'hubctl' | 'webroot' | 'none'
+  responder?: 'hubctl' | 'webroot' | 'dns' | 'none'
   nginxReloaded?: boolean
   hooks: HookResult[]
   notes: string[]
@@ -92,6 +93,7 @@ export class CertService {
     const store = new SettingsStore(layout)
     const loaded = await store.load()
     const acme = await acmeSettingsFrom(options, loaded.tls.acme, loaded.ports.http)
+    checkOrderNames(loaded.domains, acme.dns)
     const email = options.email === undefined ? undefined : parseEmail(options.email)
     const hmacKey = await readEabHmacKey(options['eab-hmac-key'], this.deps.env)
     const lock = await acquireLock(layout.lockFile, 'cert obtain')
@@ -304,6 +306,7 @@ export class CertService {
       clock: this.deps.clock,
       log: this.log,
       debug: this.deps.debug,
+      runner: this.deps.runner,
       nginx: async () => {
         const {nginxFor} = await import('../config/nginx.js')
         return nginxFor(this.deps.layout, settings, this.deps.runner).catch(() => undefined)
@@ -379,6 +382,7 @@ const ACME_SETTING_FLAGS: Record<keyof AcmeSettings, string> = {
   keyType: '--key-type',
   deployHooks: '--deploy-hook',
   httpPort: '--http-port',
+  dns: '--dns',
 }
 
 /** The flags whose kept value differs between two ACME settings. */

@@ -13,6 +13,7 @@ import {
   authenticatorClass,
   renderHubConfig,
 } from '../../../src/lib/config/hubconfig.js'
+import {installHubPython} from '../../../src/lib/config/hubpython.js'
 import {Layout} from '../../../src/lib/config/layout.js'
 import {SITE_LIMITS} from '../../../src/lib/config/site.js'
 import {SERVER_PORTS, type Settings} from '../../../src/lib/config/settings.js'
@@ -68,17 +69,18 @@ describe('hubconfig', () => {
     for (const install of [v52, v6]) {
       const text = await renderHubConfig(new Layout('/'), settings, install, '/lab')
       expect(text).to.include(`c.PAMAuthenticator.executor_threads = ${PAM_THREADS}`)
-      expect(text).not.to.include('HubctlPAMAuthenticator')
+      expect(text).not.to.include('threaded_pam_authenticator')
     }
     // Before 5.2 the setting does not exist: PAMAuthenticator's subclass with a larger pool.
     const old = await renderHubConfig(new Layout('/'), settings, v3, '/lab')
     execFileSync('python3', ['-c', 'import ast, sys; ast.parse(sys.stdin.read())'], {input: old})
     expect(old).not.to.include('executor_threads')
-    expect(old).to.include(`return ThreadPoolExecutor(${PAM_THREADS})`)
-    expect(old).to.include('c.JupyterHub.authenticator_class = HubctlPAMAuthenticator')
+    expect(old).to.include(
+      `c.JupyterHub.authenticator_class = hubctl_hub.pam.threaded_pam_authenticator(${PAM_THREADS})`,
+    )
     // Other authenticators: no PAM threads.
     expect(await renderHubConfig(new Layout('/'), {...settings, authenticator: 'dummy'}, v6, '/lab')).not.to.match(
-      /executor_threads|HubctlPAMAuthenticator/,
+      /executor_threads|threaded_pam_authenticator\(/,
     )
     expect(PAM_THREADS).to.be.at.least(2 * SITE_LIMITS.loginConcurrent)
   })
@@ -100,7 +102,7 @@ describe('hubconfig', () => {
       ],
       {input: text, encoding: 'utf8'},
     )
-    expect(out.trim()).to.equal('14') // asyncio, contextvars, errno, glob, json, os, random, socket, stat, tempfile, time, jupyterhub.objects, jupyterhub.orm, jupyterhub.user: the template's own
+    expect(out.trim()).to.equal('10') // glob, os, sys and seven modules of hubctl_hub: the template's own
   })
 
   it('maps authenticator choices and refuses what the version lacks', () => {
@@ -146,6 +148,7 @@ describe('hubconfig', () => {
       await fs.mkdir(path.dirname(file), {recursive: true})
       await fs.writeFile(file, 'a'.repeat(64))
     }
+    await installHubPython(layout)
     return {prefix, layout}
   }
 
@@ -231,12 +234,12 @@ describe('hubconfig', () => {
       )
       // The queue takes the limit's place: JupyterHub's own (a 429 page) is off.
       expect(text).to.include('c.JupyterHub.concurrent_spawn_limit = 0\n')
-      expect(text).to.include('_hubctl_queue = _HubctlSpawnQueue(3)\n')
+      expect(text).to.include('_hubctl_queue = hubctl_hub.spawnqueue.SpawnQueue(3)\n')
       expect(text).to.include('c.Spawner.start_timeout = 150\n')
       expect(text).to.include('c.Spawner.http_timeout = 150\n')
       expect(await loaded(text, prefix)).to.include({concurrent_spawn_limit: 0, start_timeout: 150, http_timeout: 150})
       const old = await renderHubConfig(layout, settings, v6, '/lab')
-      expect(old).not.to.match(/concurrent_spawn_limit|start_timeout|http_timeout|_HubctlSpawnQueue\(/)
+      expect(old).not.to.match(/concurrent_spawn_limit|start_timeout|http_timeout|SpawnQueue\(/)
       expect(await loaded(old, prefix)).to.include({concurrent_spawn_limit: 100, start_timeout: 60, http_timeout: 30})
     } finally {
       await fs.rm(prefix, {recursive: true, force: true})
@@ -354,33 +357,6 @@ def end(children):
 children = []
 `
 
-  const OWNERS = `${LOAD}${PROCESSES}
-owner = hub["_hubctl_port_owner"]
-out = {"me": os.getpid(), "uid": os.getuid()}
-p = free_port()
-child = started(LISTEN, str(p)); children.append(child); child.stdout.readline()
-out["own"] = owner(p, child.pid)
-p = free_port()
-parent = started(PARENT, str(p), LISTEN); children.append(parent); parent.stdout.readline()
-out["descendant"] = owner(p, parent.pid)
-idle = started("import time; time.sleep(120)"); children.append(idle)
-p = free_port()
-squatter = socket.socket()
-squatter.bind(("127.0.0.1", p))
-squatter.listen()
-out["foreign"] = [*owner(p, idle.pid), p]
-p = free_port()
-v6 = socket.socket(socket.AF_INET6)
-v6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-v6.bind(("::", p))
-v6.listen()
-child = started(LISTEN, str(p)); children.append(child); child.stdout.readline()
-out["mixed"] = [*owner(p, child.pid), p]
-out["none"] = owner(free_port(), idle.pid)
-end(children)
-print(json.dumps(out))
-`
-
   /**
    * The readiness check with the spawner known (as JupyterHub's User._wait_up calls it): a server
    * process that cannot bind its port because another program answers 200 on it; one that dies
@@ -420,7 +396,7 @@ async def up(port, script, *args):
     spawner = LocalProcessSpawner()
     spawner.proc = proc
     spawner.pid = proc.pid
-    hub["_hubctl_spawner_waiting"].set(spawner)
+    hub["hubctl_hub"].readiness.spawner_waiting.set(spawner)
     try:
         await jupyterhub.objects.wait_for_http_server(f"http://127.0.0.1:{port}/user/right/api", timeout=25)
         return "up"
@@ -436,55 +412,6 @@ out["own"] = asyncio.run(up(port, SERVER, str(port)))
 out["patched"] = jupyterhub.user.User._wait_up.__name__
 end(children)
 print(json.dumps(out))
-`
-
-  const QUEUE_FAILURES = `${LOAD}
-async def main():
-    pre = config.Spawner.pre_spawn_hook
-    queue = pre.queue
-    a, b, d, e, f = spawners = [LocalProcessSpawner(config=config) for _ in range(5)]
-    for spawner in spawners:
-        spawner._spawn_pending = True  # as the hub's handler sets it until the spawn is over
-
-    async def got_in(task):
-        try:
-            await asyncio.wait_for(task, 10)
-            return True
-        except asyncio.TimeoutError:
-            return False
-
-    await a.run_pre_spawn_hook()  # a starts; b and then d wait in line
-    waiting_b = asyncio.ensure_future(b.run_pre_spawn_hook())
-    await asyncio.sleep(0.1)
-    waiting_d = asyncio.ensure_future(d.run_pre_spawn_hook())
-    await asyncio.sleep(0.1)
-    waiting_b.cancel()  # b's spawn is cancelled while it waits
-    try:
-        await waiting_b
-    except asyncio.CancelledError:
-        pass
-    a._spawn_pending = False  # a's spawn is over: d's turn
-    cancelled = await got_in(waiting_d)
-    d._spawn_pending = False
-    await asyncio.sleep(0.6)
-    # e's port cannot be had: the hook raises, e's spawn still marked pending (the hub ends it later).
-    ports = pre.ports
-    def no_port_for_e(spawner):
-        if spawner is e:
-            raise RuntimeError("no free port")
-        ports(spawner)
-    pre.ports = no_port_for_e
-    try:
-        await asyncio.wait_for(e.run_pre_spawn_hook(), 10)
-        raised = None
-    except RuntimeError as error:
-        raised = str(error)
-    except asyncio.TimeoutError:
-        raised = "still waiting for a turn"
-    after_raise = await got_in(asyncio.ensure_future(f.run_pre_spawn_hook()))
-    print(json.dumps({"cancelled": cancelled, "raised": raised, "afterRaise": after_raise, "waiting": len(queue.waiting)}))
-
-asyncio.run(main())
 `
 
   const QUEUE = `
@@ -557,6 +484,7 @@ print(json.dumps(out))
         await fs.mkdir(path.dirname(file), {recursive: true})
         await fs.writeFile(file, 'a'.repeat(64))
       }
+      await installHubPython(layout)
       try {
         const simple = {...settings, spawner: 'simple' as const, authenticator: 'dummy', allowedUsers: []}
         const text = await renderHubConfig(layout, simple, python.includes('venv') ? v6 : v3, '/lab')
@@ -651,6 +579,10 @@ print(json.dumps(out))
     })
   }
 
+  /*
+   * These run hubctl_hub as the rendered config wires it; its parts alone (the queue's cancel and
+   * failure paths, free ports, the listener proof) are tested in python/tests (hubpython.test.ts).
+   */
   /** Render the config for `python`'s JupyterHub with these settings into a temporary prefix; run `script` there. */
   async function runInHub<T>(python: string, extra: Partial<Settings>, script: string): Promise<T> {
     const {prefix, layout} = await prefixWithSecrets()
@@ -671,7 +603,7 @@ print(json.dumps(out))
     it(`hands user servers free ports outside the kernels' range, at random, none held on IPv4 or IPv6, and takes only the user's own answer for up (${python})`, async function () {
       this.timeout(30_000)
       expect(await renderHubConfig(new Layout('/'), settings, v6, '/lab')).to.include(
-        `_HubctlServerPorts(${SERVER_PORTS.first}, ${SERVER_PORTS.last}, hold_seconds=900)\n`,
+        `hubctl_hub.ports.ServerPorts(${SERVER_PORTS.first}, ${SERVER_PORTS.last}, hold_seconds=900)\n`,
       )
       // Servers of other hubs on this machine may hold ports of the default range: ten free ones.
       const first = await freeRange(10)
@@ -705,33 +637,6 @@ print(json.dumps(out))
       expect(result.wrong, 'a 404 on the user URL: not up').to.equal(false)
     })
 
-    it(`proves who listens on a port through /proc: the server's process or its descendant, not another program (${python})`, async function () {
-      this.timeout(30_000)
-      type Owner = [string, string | null]
-      const result = await runInHub<{
-        me: number
-        uid: number
-        own: Owner
-        descendant: Owner
-        foreign: [string, string, number]
-        mixed: [string, string, number]
-        none: Owner
-      }>(python, {}, OWNERS)
-      expect(result.own).to.deep.equal(['owned', null])
-      expect(result.descendant).to.deep.equal(['owned', null])
-      const [state, problem, port] = result.foreign
-      expect(state).to.equal('foreign')
-      expect(problem).to.match(
-        new RegExp(
-          `^port ${port} is held by another program \\(pid ${result.me}, uid ${result.uid}\\), not by the server's process \\(pid \\d+\\)$`,
-        ),
-      )
-      // Its own listener on 127.0.0.1, another program's on [::] (IPv6 only): not the server's port.
-      expect(result.mixed[0]).to.equal('mixed')
-      expect(result.mixed[1]).to.include(`port ${result.mixed[2]} is held by another program (pid ${result.me}`)
-      expect(result.none[0]).to.equal('none')
-    })
-
     it(`takes a server for up only when its own process holds the port: a squatter's 200 fails the spawn at once, naming it (${python})`, async function () {
       this.timeout(60_000)
       const result = await runInHub<{
@@ -755,22 +660,8 @@ print(json.dumps(out))
       )
       expect(result.own).to.equal('up')
       expect(result.patched, "JupyterHub's User._wait_up tells the check which spawner it waits for").to.equal(
-        '_hubctl_wait_up',
+        'wait_up',
       )
-    })
-
-    it(`lets a spawn cancelled in line leave it, and a pre-spawn hook that raises give its turn back (${python})`, async function () {
-      this.timeout(60_000)
-      const first = await freeRange(10)
-      const result = await runInHub<{cancelled: boolean; raised: string | null; afterRaise: boolean; waiting: number}>(
-        python,
-        {serverPorts: {first, last: first + 9}, spawn: {maxConcurrent: 1, timeoutSeconds: 120}},
-        QUEUE_FAILURES,
-      )
-      expect(result.cancelled, 'the spawn behind a cancelled one gets its turn').to.equal(true)
-      expect(result.raised).to.equal('no free port')
-      expect(result.afterRaise, 'the next spawn gets the slot of the one whose hook raised').to.equal(true)
-      expect(result.waiting, 'nobody left in line').to.equal(0)
     })
   }
 })

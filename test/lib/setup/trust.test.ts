@@ -2,6 +2,7 @@ import {expect} from 'chai'
 import {execa} from 'execa'
 import fs from 'node:fs/promises'
 
+import {installHubPython} from '../../../src/lib/config/hubpython.js'
 import {Layout} from '../../../src/lib/config/layout.js'
 import {assertTrusted, assertTrustedFile, trustProblems, trustedPaths} from '../../../src/lib/setup/trust.js'
 import {tempPrefix} from '../../helpers/cli.js'
@@ -50,6 +51,22 @@ describe('trust: what root loads', function () {
       '/usr/bin/jupyterhub-singleuser',
     ])
     expect(paths.some((p) => /python3/.test(p))).to.equal(true)
+  })
+
+  it('checks hubctl_hub, which the config imports: a module others may write, a file another user put beside them', async () => {
+    await installHubPython(layout)
+    const paths = await trustedPaths(layout)
+    expect(paths).to.include.members([layout.hubPythonPath, layout.hubPythonPackage, layout.hubPythonFile('ports.py')])
+    expect(await trustProblems(paths)).to.deep.equal([])
+    await fs.chmod(layout.hubPythonFile('ports.py'), 0o664)
+    const planted = layout.hubPythonFile('planted.py')
+    await fs.writeFile(planted, '')
+    await fs.chown(planted, uid, uid)
+    const problems = await trustProblems(await trustedPaths(layout))
+    expect(problems.map((p) => p.fix)).to.deep.equal([
+      `chown root:root ${planted}`,
+      `chmod go-w ${layout.hubPythonFile('ports.py')}`,
+    ])
   })
 
   it('names a file of another user, a group- or world-writable directory, each with its exact fix, from / down', async () => {

@@ -1,0 +1,169 @@
+import fs from 'node:fs/promises'
+
+import {Layout} from '../config/layout.js'
+import {Settings, SettingsStore} from '../config/settings.js'
+import {nginxFor} from '../config/nginx.js'
+import {ensureDir, exists} from '../files/atomic.js'
+import {acquireLock} from '../files/lock.js'
+import {messageOf, usageError} from '../errors.js'
+import type {Runner} from '../runner.js'
+import {UsersRecordStore} from '../users/accounts.js'
+import {runningSupervisor} from '../stack/state.js'
+import {stopStack} from '../stack/control.js'
+import {BackupService, stampOf} from './backup.js'
+
+/*
+ * `hubctl uninstall [--purge]`: the hub stopped (its user servers too), and what hubctl put in the
+ * system's places removed: the unit, the renewal timer or cron line, the logrotate file, the nginx
+ * site (then `nginx -t` and a reload, when an nginx runs: its other sites keep serving). The hub's
+ * own files (srv/jupyterhub, etc/jupyterhub), the environment (opt/jupyterhub) and the homes stay,
+ * so that `hubctl init` gives the same hub again. --purge first writes a backup with the homes
+ * outside srv/jupyterhub (var/backups/hubctl), then removes those too, and the accounts hubctl made.
+ */
+
+export interface UninstallOptions {
+  purge?: boolean
+}
+
+export interface UninstallResult {
+  stopped: boolean
+  removed: string[]
+  nginxReloaded: boolean
+  /** --purge: the backup written first. */
+  backup?: string
+  /** --purge: the accounts hubctl made, removed with their homes. */
+  accountsRemoved: string[]
+  warnings: string[]
+}
+
+export interface UninstallDeps {
+  layout: Layout
+  runner: Runner
+  log?: (line: string) => void
+}
+
+export class UninstallService {
+  constructor(private readonly deps: UninstallDeps) {}
+
+  private log(line: string): void {
+    this.deps.log?.(line)
+  }
+
+  async uninstall(options: UninstallOptions = {}): Promise<UninstallResult> {
+    const {layout, runner} = this.deps
+    if (!(await exists(layout.settings)))
+      throw usageError(
+        `there is no hub under ${layout.prefix} (${layout.settings} is missing)`,
+        'give the --prefix of the hub to uninstall',
+      )
+    const settings = await new SettingsStore(layout).load()
+    const result: UninstallResult = {
+      stopped: false,
+      removed: [],
+      nginxReloaded: false,
+      accountsRemoved: [],
+      warnings: [],
+    }
+    if (options.purge) {
+      // Outside srv/jupyterhub, which is removed below.
+      await ensureDir(layout.purgeBackupDir, 0o700)
+      const backup = await new BackupService({layout, runner, log: this.deps.log}).backup({
+        output: layout.purgeBackup(stampOf(new Date())),
+        includeHomes: true,
+      })
+      result.backup = backup.archive
+      this.log(`backup written first: ${backup.archive}`)
+    }
+    const lock = await acquireLock(layout.lockFile, 'uninstall', {waitMs: 10_000})
+    try {
+      if (await runningSupervisor(layout)) {
+        this.log('stopping the hub and its user servers')
+        const stop = await stopStack(layout, settings, {log: (line) => this.log(line)})
+        result.warnings.push(...stop.warnings)
+        result.stopped = true
+      }
+      // Under systemd (Restart=always) the unit would start the hub again: stopped through systemd (removeService).
+      await this.removeService(result)
+      const remove = async (file: string) => {
+        if (!(await exists(file))) return
+        await fs.rm(file, {force: true})
+        result.removed.push(file)
+      }
+      for (const file of [layout.cronFile, layout.logrotateConf, layout.nginxChallengeSite, layout.nginxSiteLink])
+        await remove(file)
+      await remove(layout.nginxSite)
+      result.nginxReloaded = await this.reloadNginx(settings)
+      if (options.purge) await this.purge(result)
+    } finally {
+      // The lock lives in srv/jupyterhub, gone after --purge.
+      await lock.release().catch(() => {})
+    }
+    return result
+  }
+
+  /** systemd's unit and timer: stopped and disabled at prefix `/`, then their files removed. */
+  private async removeService(result: UninstallResult): Promise<void> {
+    const {layout, runner} = this.deps
+    const units = [layout.systemdUnit, layout.renewService, layout.renewTimer]
+    const present = []
+    for (const unit of units) if (await exists(unit)) present.push(unit)
+    if (present.length === 0) return
+    if (layout.isSystem) {
+      const disable = await runner.run('systemctl', [
+        'disable',
+        '--now',
+        'jupyterhub.service',
+        'hubctl-renew.timer',
+        'hubctl-renew.service',
+      ])
+      if (disable.exitCode !== 0 && !disable.notFound)
+        result.warnings.push(`systemctl disable --now: ${disable.stderr.trim().split('\n').pop() ?? ''}`)
+    }
+    for (const unit of present) {
+      await fs.rm(unit, {force: true})
+      result.removed.push(unit)
+    }
+    if (layout.isSystem) await runner.run('systemctl', ['daemon-reload'])
+  }
+
+  /** An nginx that runs (the system's, or the prefix's own started by someone else) drops the site: `nginx -t`, then reload. */
+  private async reloadNginx(settings: Settings): Promise<boolean> {
+    try {
+      const nginx = await nginxFor(this.deps.layout, settings, this.deps.runner)
+      return await nginx.reloadIfRunning()
+    } catch (error) {
+      if (error instanceof Error && 'exitCode' in error) throw error
+      // No nginx on this machine any more: nothing serves the site.
+      return false
+    }
+  }
+
+  /** --purge: the hub's files, the environment, the logs, and the accounts hubctl made (with their homes). */
+  private async purge(result: UninstallResult): Promise<void> {
+    const {layout, runner} = this.deps
+    const record = await new UsersRecordStore(layout).load().catch(() => ({version: 1 as const, accounts: {}}))
+    for (const [name, entry] of Object.entries(record.accounts)) {
+      if (entry.origin !== 'created') continue
+      const removed = await runner.run('userdel', ['--remove', name])
+      if (removed.exitCode === 0) result.accountsRemoved.push(name)
+      else result.warnings.push(`userdel --remove ${name}: ${removed.stderr.trim().split('\n').pop() ?? ''}`)
+    }
+    for (const dir of [
+      layout.etcDir,
+      layout.hubEnvRoot,
+      layout.logDir,
+      layout.acmeWebroot,
+      layout.nginxRunDir,
+      ...(layout.isSystem ? [] : [layout.nginxMainConf]),
+      layout.srvDir,
+    ]) {
+      if (!(await exists(dir))) continue
+      try {
+        await fs.rm(dir, {recursive: true, force: true})
+        result.removed.push(dir)
+      } catch (error) {
+        result.warnings.push(`could not remove ${dir}: ${messageOf(error)}`)
+      }
+    }
+  }
+}

@@ -1,0 +1,96 @@
+import {Nginx} from '../../config/nginx.js'
+import type {Layout} from '../../config/layout.js'
+import type {Runner} from '../../runner.js'
+import {
+  type PlannedFile,
+  enableUnits,
+  planLogrotate,
+  planRenewalSchedule,
+  planServiceUnit,
+  systemdRuns,
+  writePlanned,
+} from '../../config/units.js'
+import type {InitDeps, InitStep} from './context.js'
+
+/** The service unit (with systemd, unless --no-systemd), the renewal schedule (unless --no-schedule) and logrotate's file. */
+export async function plannedUnits(
+  deps: Pick<InitDeps, 'layout' | 'units' | 'systemd' | 'schedule'>,
+): Promise<PlannedFile[]> {
+  const {layout, units} = deps
+  const withSystemd = await systemdRuns()
+  const planned: PlannedFile[] = []
+  if (deps.systemd !== false && withSystemd) planned.push(await planServiceUnit(layout, units))
+  if (deps.schedule !== false) planned.push(...(await planRenewalSchedule(layout, units, withSystemd)))
+  planned.push(await planLogrotate(layout))
+  return planned
+}
+
+/**
+ * At prefix `/` hubctl never runs nginx itself (the system's service does): a stopped one is
+ * enabled and started under systemd, or named in a warning elsewhere.
+ */
+async function startSystemNginx(runner: Runner, warnings: string[]): Promise<string[]> {
+  if (await systemdRuns()) {
+    const started = await runner.run('systemctl', ['enable', '--now', 'nginx.service'])
+    if (started.exitCode === 0) return ['systemctl enable --now nginx.service']
+    warnings.push(
+      `nginx did not start (systemctl enable --now nginx.service: ${started.stderr.trim().split('\n').pop()}); look at \`journalctl -u nginx\`, fix it, then \`systemctl start nginx\``,
+    )
+    return []
+  }
+  warnings.push(
+    'nginx is not running, and the hub answers only through it: start it (`nginx`, or your service manager)',
+  )
+  return []
+}
+
+function systemctlCommands(layout: Layout, units: PlannedFile[]): boolean {
+  return layout.isSystem && units.length > 0
+}
+
+/**
+ * 6. install: the units, the schedule and logrotate's file (unchanged ones are left alone), enabled
+ * under systemd at prefix `/`; nginx reloaded, or at `/` started when it is not running.
+ */
+export const install: InitStep = {
+  name: 'install',
+
+  plan(ctx) {
+    const {layout, result, plan} = ctx
+    const settings = plan.rendered.settings
+    result.files.push(...plan.units.map((u) => ({file: u.file, action: 'would write' as const})))
+    if (plan.nginxRunning) result.commands.push(`${settings.executables.nginx} -s reload`)
+    if (systemctlCommands(layout, plan.units))
+      result.commands.push(
+        'systemctl daemon-reload',
+        'systemctl enable jupyterhub.service',
+        'systemctl enable --now hubctl-renew.timer',
+      )
+  },
+
+  async run(ctx) {
+    const {layout, runner, result, plan, deps, reporter: r} = ctx
+    const {commands} = result
+    r.start('install')
+    const unitsWritten = await writePlanned(plan.units)
+    result.files.push(
+      ...plan.units.map((planned) => ({
+        file: planned.file,
+        action: unitsWritten.includes(planned.file) ? ('written' as const) : ('unchanged' as const),
+      })),
+    )
+    if (systemctlCommands(layout, plan.units) && (await systemdRuns())) {
+      commands.push(
+        ...(await enableUnits(
+          runner,
+          deps.systemd === false ? [] : ['jupyterhub.service'],
+          plan.units.some((f) => f.file === layout.renewTimer) ? ['hubctl-renew.timer'] : [],
+        )),
+      )
+    }
+    // nginx may have started since preflight (apt-get starts Debian's): reload whichever runs now.
+    if (await new Nginx(layout, plan.nginxInstall, runner).reloadIfRunning()) commands.push('nginx -s reload')
+    else if (layout.isSystem) commands.push(...(await startSystemNginx(runner, result.warnings)))
+    r.done('install', commands.length > 0 ? commands.join('; ') : 'files in place')
+  },
+}

@@ -1,0 +1,50 @@
+import {expect} from 'chai'
+import fs from 'node:fs/promises'
+
+import {install, plannedUnits} from '../../../../src/lib/setup/init/install.js'
+import {tempPrefix} from '../../../helpers/cli.js'
+import {initContext} from './context.js'
+
+describe('init: the install step', () => {
+  let prefix: string
+  beforeEach(async () => {
+    prefix = await tempPrefix('hubctl-initinstall')
+  })
+  afterEach(async () => {
+    await fs.rm(prefix, {recursive: true, force: true})
+  })
+
+  it("plans logrotate's file always, the renewal schedule unless --no-schedule", async () => {
+    const ctx = await initContext(prefix)
+    const all = await plannedUnits({...ctx.deps, systemd: false})
+    expect(all.map((u) => u.file)).to.include.members([ctx.layout.logrotateConf])
+    expect(all.length).to.be.greaterThan(1)
+    const none = await plannedUnits({...ctx.deps, systemd: false, schedule: false})
+    expect(none.map((u) => u.file)).to.deep.equal([ctx.layout.logrotateConf])
+  })
+
+  it('writes the planned files, then leaves them alone; nginx not running under a prefix is left to `hubctl start`', async () => {
+    const ctx = await initContext(prefix)
+    ctx.plan.units = await plannedUnits({...ctx.deps, systemd: false, schedule: false})
+    await install.run(ctx)
+    expect(ctx.result.files).to.deep.equal([{file: ctx.layout.logrotateConf, action: 'written'}])
+    expect(ctx.result.commands).to.deep.equal([])
+    expect(ctx.reporter.lines).to.deep.equal(['start install', 'done install: files in place'])
+    const again = await initContext(prefix)
+    again.plan.units = ctx.plan.units
+    await install.run(again)
+    expect(again.result.files).to.deep.equal([{file: ctx.layout.logrotateConf, action: 'unchanged'}])
+  })
+
+  it('--dry-run: lists the units, and the reload only when nginx runs', async () => {
+    const units = [{file: '/x/unit', content: '', mode: 0o644}]
+    const stopped = await initContext(prefix, {deps: {dryRun: true}, units})
+    await install.plan?.(stopped)
+    expect(stopped.result.files).to.deep.equal([{file: '/x/unit', action: 'would write'}])
+    expect(stopped.result.commands).to.deep.equal([])
+    const running = await initContext(prefix, {deps: {dryRun: true}, units, nginxRunning: true})
+    await install.plan?.(running)
+    expect(running.result.commands).to.deep.equal(['/x/sbin/nginx -s reload'])
+    expect(await fs.readdir(prefix)).to.deep.equal([])
+  })
+})
