@@ -7,7 +7,7 @@ import {checkBeforeStart} from '../lib/setup/preflight.js'
 import {execaRunner} from '../lib/runner.js'
 import {SettingsStore} from '../lib/config/settings.js'
 import {DetachResult, parentSaysGo, startDetached} from '../lib/stack/control.js'
-import type {SupervisorResult} from '../lib/stack/supervisor.js'
+import type {SupervisorResult} from '../lib/stack/supervisor/supervisor.js'
 
 export default class Start extends BaseCommand<typeof Start> {
   static override summary =

@@ -1,6 +1,5 @@
 import {ChildProcess, spawn as nodeSpawn} from 'node:child_process'
 import fs from 'node:fs/promises'
-import net from 'node:net'
 import path from 'node:path'
 
 import {ensureLogFile, readIfExists, writeFileAtomic} from '../files/atomic.js'
@@ -498,20 +497,6 @@ async function recordedHubAnswers(layout: Layout, settings: Settings, fetchFn?: 
   const hub = await recordedChild(layout, 'hub')
   if (!hub || !(await portOwnedBy(settings.ports.hub, hub.pid)).owned) return false
   return checkHealth(hubHealthUrl(settings), {fetch: fetchFn})
-}
-
-/** Whether something accepts TCP connections on 127.0.0.1:port. */
-export function portAnswers(port: number, timeoutMs = 1000): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({host: '127.0.0.1', port})
-    const done = (answer: boolean) => {
-      socket.destroy()
-      resolve(answer)
-    }
-    socket.setTimeout(timeoutMs, () => done(false))
-    socket.once('connect', () => done(true))
-    socket.once('error', () => done(false))
-  })
 }
 
 /**

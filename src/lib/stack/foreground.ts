@@ -3,7 +3,8 @@ import {cullingSummary, describeCulling} from '../config/culler.js'
 import {Layout} from '../config/layout.js'
 import {Settings} from '../config/settings.js'
 import {SupervisorEvent, claimPidFile} from './state.js'
-import {Supervisor, installSignalHandlers} from './supervisor.js'
+import {Supervisor} from './supervisor/supervisor.js'
+import {installSignalHandlers} from './supervisor/channel.js'
 
 /*
  * The supervisor run in this process until it stops: what `hubctl start` does in the foreground,

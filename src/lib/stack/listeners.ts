@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises'
+import net from 'node:net'
 
 import {readIfExists} from '../files/atomic.js'
 import type {Layout} from '../config/layout.js'
@@ -89,6 +90,20 @@ async function holderOf(inode: string): Promise<number | undefined> {
     if ((await socketInodes(Number(name))).has(inode)) return Number(name)
   }
   return undefined
+}
+
+/** Whether something accepts TCP connections on 127.0.0.1:port. */
+export function portAnswers(port: number, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({host: '127.0.0.1', port})
+    const done = (answer: boolean) => {
+      socket.destroy()
+      resolve(answer)
+    }
+    socket.setTimeout(timeoutMs, () => done(false))
+    socket.once('connect', () => done(true))
+    socket.once('error', () => done(false))
+  })
 }
 
 /** Whether `pid` (or a process it started) is what listens on 127.0.0.1:port; `whose` names that process in the problem. */
