@@ -98,7 +98,10 @@ describe('lock: taking over a stale lock is atomic', function () {
       try {
         const lock = await acquireLock(process.argv[1], 'racer')
         console.log('won')
-        await new Promise((r) => setTimeout(r, 3000))
+        // Held until every racer has said how it ended: a racer that starts late (a loaded machine)
+        // must find it held, not released by a winner that gave up waiting.
+        const {existsSync} = await import('node:fs')
+        while (!existsSync(process.argv[3])) await new Promise((r) => setTimeout(r, 20))
         await lock.release()
       } catch (error) {
         console.log(error.exitCode === 6 ? 'lost' : 'error ' + error.message)
@@ -107,15 +110,30 @@ describe('lock: taking over a stale lock is atomic', function () {
     for (let round = 0; round < 3; round++) {
       await fs.writeFile(layout.lockFile, JSON.stringify({pid: DEAD, what: 'dead'}))
       const start = Date.now() + 4000
-      const results = await Promise.all(
-        Array.from({length: 8}, () =>
-          execa(
-            process.execPath,
-            ['--import', 'tsx', '--input-type=module', '-e', script, layout.lockFile, String(start)],
-            {reject: false},
-          ),
+      const release = `${layout.lockFile}.release-${round}`
+      const racers = Array.from({length: 8}, () =>
+        execa(
+          process.execPath,
+          ['--import', 'tsx', '--input-type=module', '-e', script, layout.lockFile, String(start), release],
+          {reject: false},
         ),
       )
+      // Every racer has printed won or lost (or ended): then the winners may let go.
+      let said = 0
+      await new Promise<void>((resolve) => {
+        for (const racer of racers) {
+          let done = false
+          const once = () => {
+            if (done) return
+            done = true
+            if (++said === racers.length) resolve()
+          }
+          racer.stdout?.once('data', once)
+          void racer.then(once, once)
+        }
+      })
+      await fs.writeFile(release, '')
+      const results = await Promise.all(racers)
       const outcomes = results.map((r) => r.stdout.trim() || r.stderr.trim())
       expect(
         outcomes.filter((o) => o === 'won'),
