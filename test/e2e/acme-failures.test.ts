@@ -12,7 +12,6 @@ import {Layout} from '../../src/lib/config/layout.js'
 import {
   BIN,
   DEBIAN_JUPYTERHUB,
-  CliResult,
   freePort,
   hubctl,
   portFlags,
@@ -20,8 +19,10 @@ import {
   tempPrefix,
   jsonOf,
   testHubFlags,
+  failed,
+  ok,
 } from '../helpers/cli.js'
-import {Pebble, PebbleLab, httpsGet, liveFiles, liveSerial, servedSerial, startNginx} from '../helpers/pebble.js'
+import {Pebble, PebbleLab, httpsGet, liveSerial, untouched, servedSerial, startNginx} from '../helpers/pebble.js'
 import {alive, stopProcess, waitUntil} from '../helpers/processes.js'
 import {processTree} from '../helpers/sampler.js'
 
@@ -35,29 +36,6 @@ import {processTree} from '../helpers/sampler.js'
  */
 
 const json = jsonOf
-
-function ok(result: CliResult): void {
-  expect(result.exitCode, `${result.stdout}\n${result.stderr}`).to.equal(0)
-}
-
-/** A failure: this exit code, and hubctl's last line on stderr is `hubctl: <problem>. Fix: <fix>` matching `pattern`. */
-function failed(result: CliResult, exitCode: number, pattern: RegExp): string {
-  expect(result.exitCode, `${result.stdout}\n${result.stderr}`).to.equal(exitCode)
-  const line = result.stderr.trim().split('\n').pop() ?? ''
-  expect(line).to.match(/^hubctl: .+\. Fix: .+/)
-  expect(line).to.match(pattern)
-  return line
-}
-
-/** Run `command` and check the live certificate, key and hubctl.json are exactly as before. */
-async function untouched(layout: Layout, command: () => Promise<CliResult>): Promise<CliResult> {
-  const files = await liveFiles(layout)
-  const settings = await fs.readFile(layout.settings, 'utf8')
-  const result = await command()
-  expect(await liveFiles(layout), 'the live certificate and key').to.deep.equal(files)
-  expect(await fs.readFile(layout.settings, 'utf8'), 'hubctl.json').to.equal(settings)
-  return result
-}
 
 /** The live fullchain's leaf and the live private key belong together. */
 async function pairMatches(layout: Layout): Promise<boolean> {

@@ -7,8 +7,18 @@ import path from 'node:path'
 
 import {Layout} from '../../src/lib/config/layout.js'
 import {txtQuery} from '../../src/lib/tls/dns01.js'
-import {CliResult, DEBIAN_JUPYTERHUB, freePort, hubctl, jsonOf, portFlags, tempPrefix} from '../helpers/cli.js'
-import {Pebble, PebbleLab, liveFiles, liveSerial, servedSerial, startNginx} from '../helpers/pebble.js'
+import {
+  CliResult,
+  DEBIAN_JUPYTERHUB,
+  freePort,
+  hubctl,
+  jsonOf,
+  portFlags,
+  tempPrefix,
+  failed,
+  ok,
+} from '../helpers/cli.js'
+import {Pebble, PebbleLab, liveSerial, untouched, servedSerial, startNginx} from '../helpers/pebble.js'
 import {spawnLogged, stopProcess, waitUntil} from '../helpers/processes.js'
 import {needTool} from '../helpers/tools.js'
 import {which} from '../../src/lib/runner.js'
@@ -24,28 +34,6 @@ import {which} from '../../src/lib/runner.js'
 const DOMAIN = 'hub.localhost'
 const WILDCARD = `*.${DOMAIN}`
 const RECORD = `_acme-challenge.${DOMAIN}`
-
-function ok(result: CliResult): void {
-  expect(result.exitCode, `${result.stdout}\n${result.stderr}`).to.equal(0)
-}
-
-function failed(result: CliResult, exitCode: number, pattern: RegExp): string {
-  expect(result.exitCode, `${result.stdout}\n${result.stderr}`).to.equal(exitCode)
-  const line = result.stderr.trim().split('\n').pop() ?? ''
-  expect(line).to.match(/^hubctl: .+\. Fix: .+/)
-  expect(line).to.match(pattern)
-  return line
-}
-
-/** Run `command` and check the live certificate, key and hubctl.json are exactly as before. */
-async function untouched(layout: Layout, command: () => Promise<CliResult>): Promise<CliResult> {
-  const files = await liveFiles(layout)
-  const settings = await fs.readFile(layout.settings, 'utf8')
-  const result = await command()
-  expect(await liveFiles(layout), 'the live certificate and key').to.deep.equal(files)
-  expect(await fs.readFile(layout.settings, 'utf8'), 'hubctl.json').to.equal(settings)
-  return result
-}
 
 /** The TXT values a server answers for a name ([] when none). */
 async function txt(server: string, name = RECORD): Promise<string[]> {

@@ -1,3 +1,4 @@
+import {expect} from 'chai'
 import {execa} from 'execa'
 import type {Dirent} from 'node:fs'
 import fs from 'node:fs/promises'
@@ -310,4 +311,18 @@ export function jsonOf(result: CliResult): CommandJson {
   } catch {
     throw new Error(`not JSON (exit ${result.exitCode}): ${result.stdout}\n${result.stderr}`)
   }
+}
+
+/** hubctl exited 0 (its output in the message when not). */
+export function ok(result: CliResult): void {
+  expect(result.exitCode, `${result.stdout}\n${result.stderr}`).to.equal(0)
+}
+
+/** A failure: this exit code, and hubctl's last line on stderr is `hubctl: <problem>. Fix: <fix>` matching `pattern`. */
+export function failed(result: CliResult, exitCode: number, pattern: RegExp): string {
+  expect(result.exitCode, `${result.stdout}\n${result.stderr}`).to.equal(exitCode)
+  const line = result.stderr.trim().split('\n').pop() ?? ''
+  expect(line).to.match(/^hubctl: .+\. Fix: .+/)
+  expect(line).to.match(pattern)
+  return line
 }

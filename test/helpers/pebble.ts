@@ -1,3 +1,4 @@
+import {expect} from 'chai'
 import {ChildProcess, execFileSync} from 'node:child_process'
 import {X509Certificate} from 'node:crypto'
 import fs from 'node:fs/promises'
@@ -5,7 +6,7 @@ import https from 'node:https'
 import path from 'node:path'
 
 import {Layout} from '../../src/lib/config/layout.js'
-import {freePort, snapshot} from './cli.js'
+import {CliResult, freePort, snapshot} from './cli.js'
 import {spawnLogged, stopProcess, waitUntil} from './processes.js'
 
 /**
@@ -294,4 +295,14 @@ export async function liveFiles(layout: Layout): Promise<Record<string, string>>
   delete all['renewal.json']
   delete all['acme_account_key.pem']
   return all
+}
+
+/** Run `command` and check the live certificate, key and hubctl.json are exactly as before. */
+export async function untouched(layout: Layout, command: () => Promise<CliResult>): Promise<CliResult> {
+  const files = await liveFiles(layout)
+  const settings = await fs.readFile(layout.settings, 'utf8')
+  const result = await command()
+  expect(await liveFiles(layout), 'the live certificate and key').to.deep.equal(files)
+  expect(await fs.readFile(layout.settings, 'utf8'), 'hubctl.json').to.equal(settings)
+  return result
 }

@@ -155,17 +155,7 @@ export class BackupService {
       const target = layout.stagedMember(staging, member)
       await fs.mkdir(path.dirname(target), {recursive: true, mode: 0o700})
       await fs.copyFile(source, target, fsConstants.COPYFILE_EXCL)
-      const {sha256, size} = await sha256File(target)
-      files.push({
-        path: relative,
-        type: 'file',
-        mode: stat.mode & 0o7777,
-        uid: stat.uid,
-        gid: stat.gid,
-        member,
-        size,
-        sha256,
-      })
+      files.push(await fileEntry(relative, stat, member, target))
     }
     // Walk a file or a directory without following links; the database is copied apart (below).
     const skip = new Set([
@@ -227,17 +217,7 @@ export class BackupService {
           `check ${layout.database} (the hub's log: ${layout.hubLog}), then run \`hubctl backup\` again`,
         )
       const stat = await fs.lstat(layout.database)
-      const {sha256, size} = await sha256File(target)
-      files.push({
-        path: layout.relativeToPrefix(layout.database),
-        type: 'file',
-        mode: stat.mode & 0o7777,
-        uid: stat.uid,
-        gid: stat.gid,
-        member,
-        size,
-        sha256,
-      })
+      files.push(await fileEntry(layout.relativeToPrefix(layout.database), stat, member, target))
     }
     // The environment: the pinned constraints and what the hub's Python has installed (for the record).
     const envDir = layout.stagedMember(staging, 'env')
@@ -386,4 +366,15 @@ export class BackupService {
     for (const name of old) await fs.rm(layout.backupFile(name), {force: true})
     return old.map((name) => layout.backupFile(name))
   }
+}
+
+/** A regular file's manifest entry: its owner and mode as found, its member's size and SHA-256 (the staged copy). */
+async function fileEntry(
+  relative: string,
+  stat: {mode: number; uid: number; gid: number},
+  member: string,
+  staged: string,
+): Promise<FileEntry> {
+  const {sha256, size} = await sha256File(staged)
+  return {path: relative, type: 'file', mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, member, size, sha256}
 }

@@ -52,6 +52,7 @@ export class SupervisedChild {
   private healthy = false
   /** Set before hubctl itself stops the child: its exit is not a crash. */
   private intentional = false
+  private launching?: Promise<void>
   private exited: Promise<void> = Promise.resolve()
   private pendingRestart = false
   /** The backoff of an exit during a restart under way (it exited while being started): restarted after that one. */
@@ -123,11 +124,27 @@ export class SupervisedChild {
     }
   }
 
-  /** Start it (with `spec` this once, e.g. the proxy seeded with routes). */
+  /**
+   * Start it (with `spec` this once, e.g. the proxy seeded with routes). One process at a time: when
+   * it runs, or a start is under way, that is the start. A backoff restart that wakes while a control
+   * restart awaits (the proxy token) would otherwise start a second hub and lose the first, which then
+   * holds the hub's port as "another program" (seen under load in rotate's rollback test).
+   */
   async launch(spec: ChildSpec = this.spec): Promise<void> {
+    if (this.proc) return
+    if (this.launching) return this.launching
+    this.launching = this.spawnOnce(spec).finally(() => {
+      this.launching = undefined
+    })
+    return this.launching
+  }
+
+  private async spawnOnce(spec: ChildSpec): Promise<void> {
     const {clock} = this.ctx
     const proc = await spawnWithLog(this.spawnFn, spec)
     this.proc = proc
+    // From here `proc` guards: once it exits, a restart starts another at once.
+    this.launching = undefined
     this.processId = proc.pid
     this.intentional = false
     this.healthy = false

@@ -29,6 +29,19 @@ describe('supervised child (fake spawn and clock): restart, backoff, crash loop'
     expect(result.restarts).to.deep.equal({proxy: 0, hub: 1})
   })
 
+  it('one process at a time: a start while it runs, or two starts at once, start no second process', async () => {
+    const h = await startHarness()
+    const hub = (h.supervisor as unknown as {children: Map<string, {launch(): Promise<void>}>}).children.get('hub')!
+    await hub.launch()
+    expect(h.spawned('hub'), 'a start while it runs').to.equal(1)
+    h.latest('hub').exit(1)
+    await Promise.all([hub.launch(), hub.launch()])
+    expect(h.spawned('hub'), 'two starts at once (a backoff restart meeting a control restart)').to.equal(2)
+    await h.clock.advance(500)
+    expect(h.spawned('hub'), 'the backoff restart finds it running').to.equal(2)
+    await h.finish()
+  })
+
   it('a child whose restart fails at once (a missing executable) is retried with the next backoff', async () => {
     const h = await startHarness({failSpawn: (name, n) => name === 'hub' && n === 2})
     h.latest('hub').exit(1)
