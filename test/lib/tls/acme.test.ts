@@ -14,20 +14,11 @@ import {
 import {acmeAgent, fetchDirectory} from '../../../src/lib/tls/acme-http.js'
 import {obtainCertificate, validationError} from '../../../src/lib/tls/acme.js'
 import {selfCheck} from '../../../src/lib/tls/http01.js'
-import {ExitCode, HubctlError} from '../../../src/lib/errors.js'
+import {ExitCode} from '../../../src/lib/errors.js'
 import {Layout} from '../../../src/lib/config/layout.js'
 import {makeSelfSigned} from '../../../src/lib/tls/selfsigned.js'
 import {freePort, modeOf, tempPrefix} from '../../helpers/cli.js'
-
-async function rejection(promise: Promise<unknown>): Promise<HubctlError> {
-  try {
-    await promise
-  } catch (error) {
-    expect(error).to.be.instanceOf(HubctlError)
-    return error as HubctlError
-  }
-  throw new Error('expected a rejection')
-}
+import {rejection} from '../../helpers/errors.js'
 
 async function serve(handler: http.RequestListener): Promise<{server: http.Server; base: string}> {
   const server = http.createServer(handler)

@@ -16,26 +16,7 @@ import {
 import {ExitCode, HubctlError} from '../../../src/lib/errors.js'
 import type {RunOptions, Runner} from '../../../src/lib/runner.js'
 import {tempPrefix} from '../../helpers/cli.js'
-
-async function rejection(promise: Promise<unknown>): Promise<HubctlError> {
-  try {
-    await promise
-  } catch (error) {
-    expect(error).to.be.instanceOf(HubctlError)
-    return error as HubctlError
-  }
-  throw new Error('expected a rejection')
-}
-
-function thrown(fn: () => unknown): HubctlError {
-  try {
-    fn()
-  } catch (error) {
-    expect(error).to.be.instanceOf(HubctlError)
-    return error as HubctlError
-  }
-  throw new Error('expected an error')
-}
+import {rejection, thrown} from '../../helpers/errors.js'
 
 /** A runner that records each call and answers `result`. */
 function recordingRunner(result = {exitCode: 0, stdout: '', stderr: ''}) {

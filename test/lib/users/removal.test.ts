@@ -4,11 +4,11 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 
 import {Layout} from '../../../src/lib/config/layout.js'
-import {HubctlError} from '../../../src/lib/errors.js'
 import {execaRunner, type RunOptions, type Runner} from '../../../src/lib/runner.js'
 import type {Clock} from '../../../src/lib/stack/clock.js'
 import {KILL_ROUNDS, archiveAndDelete, endProcesses, moveHomeAway} from '../../../src/lib/users/removal.js'
 import {modeOf, tempPrefix} from '../../helpers/cli.js'
+import {rejection} from '../../helpers/errors.js'
 
 /** A clock that never waits. */
 const clock: Clock = {now: () => 0, sleep: async () => {}}
@@ -22,16 +22,6 @@ function recordingRunner(answer = {exitCode: 0, stdout: '', stderr: '', notFound
     },
   }
   return {runner, calls}
-}
-
-async function rejection(promise: Promise<unknown>): Promise<HubctlError> {
-  try {
-    await promise
-  } catch (error) {
-    expect(error).to.be.instanceOf(HubctlError)
-    return error as HubctlError
-  }
-  throw new Error('expected a refusal')
 }
 
 const ada = {name: 'ada', uid: 2001, gid: 2001}

@@ -1,18 +1,7 @@
 import {expect} from 'chai'
 
-import {HubctlError} from '../../../src/lib/errors.js'
 import {applyPlan, checkUserName, emptyPlan, parseCsv, parseRoster, planSync} from '../../../src/lib/users/roster.js'
-
-/** The thrown HubctlError (exit code and line), or a failure when nothing was thrown. */
-function thrown(fn: () => unknown): HubctlError {
-  try {
-    fn()
-  } catch (error) {
-    expect(error).to.be.instanceOf(HubctlError)
-    return error as HubctlError
-  }
-  throw new Error('expected an error')
-}
+import {thrown} from '../../helpers/errors.js'
 
 describe('users: names', () => {
   it('accepts portable names, refuses invalid, upper-case and reserved ones with the fix (exit 2)', () => {

@@ -2,7 +2,6 @@ import {expect} from 'chai'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 
-import {HubctlError} from '../../../src/lib/errors.js'
 import {Layout} from '../../../src/lib/config/layout.js'
 import {SettingsStore} from '../../../src/lib/config/settings.js'
 import {testSettings} from '../../helpers/settings.js'
@@ -11,6 +10,7 @@ import type {HubApi} from '../../../src/lib/stack/hubapi.js'
 import {UsersRecordStore} from '../../../src/lib/users/accounts.js'
 import {UsersService} from '../../../src/lib/users/users.js'
 import {modeOf, tempPrefix} from '../../helpers/cli.js'
+import {rejection} from '../../helpers/errors.js'
 
 const settings = testSettings({admins: ['prof'], jupyterhubVersion: '3.0.0'})
 
@@ -54,16 +54,6 @@ function fakeSystem(home: string, passwd: Record<string, number>) {
     },
   }
   return {runner, calls}
-}
-
-async function rejection(promise: Promise<unknown>): Promise<HubctlError> {
-  try {
-    await promise
-  } catch (error) {
-    expect(error).to.be.instanceOf(HubctlError)
-    return error as HubctlError
-  }
-  throw new Error('expected a refusal')
 }
 
 describe('users service (fake system)', function () {
