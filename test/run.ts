@@ -32,6 +32,13 @@ interface Outcome {
   lane: number
   seconds: number
   code: number
+  output: string
+}
+
+/** What mocha printed of its failures (from "N failing" on), else its last lines: repeated at the end, where a tail of the log shows it. */
+const failures = (output: string): string => {
+  const at = output.search(/^ +\d+ failing/m)
+  return at >= 0 ? output.slice(at) : output.split('\n').slice(-40).join('\n')
 }
 
 function mocha(files: string[], extra: string[]): Promise<{code: number; output: string}> {
@@ -97,7 +104,7 @@ async function main(): Promise<number> {
       const begun = Date.now()
       const result = await mocha([file], extra)
       const seconds = (Date.now() - begun) / 1000
-      outcomes.push({file, lane, seconds, code: result.code})
+      outcomes.push({file, lane, seconds, code: result.code, output: result.output})
       if (result.code !== 0) failed = true
       process.stdout.write(
         `\n=== ${file} (lane ${lane}, ${clock(seconds)}, exit ${result.code})\n${result.output}=== end of ${file}\n`,
@@ -122,6 +129,9 @@ async function main(): Promise<number> {
   )
   const bad = outcomes.filter((o) => o.code !== 0).map((o) => o.file)
   if (unit.code !== 0) bad.unshift('the unit tests')
+  if (unit.code !== 0) console.log(`\n=== what failed in the unit tests\n${failures(unit.output)}`)
+  for (const o of outcomes.filter((o) => o.code !== 0))
+    console.log(`\n=== what failed in ${o.file}\n${failures(o.output)}`)
   if (bad.length > 0) console.log(`failed: ${bad.join(', ')}`)
   return failed ? 1 : 0
 }
