@@ -50,6 +50,10 @@ describe('hubctl backup, restore and uninstall', function () {
   let cookie = ''
   let userToken = ''
   let archive = ''
+  /** The archive, outside the prefix (which the restore test wipes): restored again on "a new VM". */
+  let kept = ''
+  /** The new VM's prefix. */
+  let second = ''
   const notebook = `{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5, "note": "${randomBytes(8).toString('hex')}"}`
   let otherNginx: string[] | undefined
 
@@ -114,10 +118,13 @@ describe('hubctl backup, restore and uninstall', function () {
   after(async function () {
     this.timeout(120_000)
     if (otherNginx) await execa('nginx', [...otherNginx, '-s', 'quit'], {reject: false})
+    if (second) await hubctl(['stop', '--prefix', second, '--json'])
     if (prefix) await hubctl(['stop', '--prefix', prefix, '--json'])
     if (uid >= 1000) await killEveryProcessOf(uid)
     await execa('userdel', ['--remove', user], {reject: false})
     if (prefix) await fs.rm(prefix, {recursive: true, force: true})
+    if (second) await fs.rm(second, {recursive: true, force: true})
+    if (kept) await fs.rm(kept, {force: true})
   })
 
   it('backs up the running hub with its homes while a kernel writes: one 0600 archive with a manifest', async function () {
@@ -241,55 +248,101 @@ describe('hubctl backup, restore and uninstall', function () {
 
   it('restores into a wiped prefix: the account, its password, the old token and cookie, the notebook', async function () {
     expect(archive, 'the backup test ran').to.not.equal('')
-    const kept = path.join(path.dirname(prefix), `${path.basename(prefix)}.tar`)
+    kept = path.join(path.dirname(prefix), `${path.basename(prefix)}.tar`)
     await fs.copyFile(archive, kept)
-    try {
-      const stop = await hubctl(['stop', '--prefix', prefix, '--json'])
-      expect(stop.exitCode, stop.stderr).to.equal(0)
-      await killEveryProcessOf(uid)
-      const home = (await execa('getent', ['passwd', user])).stdout.split(':')[5]
-      await execa('userdel', ['--remove', user])
-      await fs.rm(prefix, {recursive: true, force: true})
-      await fs.mkdir(prefix, {mode: 0o755})
-      // Not a terminal, no --yes: refused, nothing made.
-      const unasked = await hubctl(['restore', kept, '--prefix', prefix])
-      expect(unasked.exitCode, unasked.stderr).to.equal(2)
-      expect(await fs.readdir(prefix)).to.deep.equal(['srv'])
-      const result = await hubctl(['restore', kept, '--yes', '--prefix', prefix, '--json'])
-      expect(result.exitCode, result.stdout + result.stderr).to.equal(0)
-      const json = jsonOf(result)
-      expect(json.healthy).to.equal(true)
-      expect(json.accounts).to.deep.equal([{name: user, uid, created: true, uidKept: true}])
-      expect(Number((await execa('id', ['-u', user])).stdout)).to.equal(uid)
-      expect(await fs.readFile(path.join(home, 'kept.ipynb'), 'utf8')).to.include(JSON.parse(notebook).note)
-      expect((await fs.stat(path.join(home, 'kept.ipynb'))).uid).to.equal(uid)
-      // The old cookie: the hub's home page, not the login page.
-      const browser = new HubBrowser(origin, {ca, cookie})
-      const page = await browser.request('/hub/home')
-      expect(page.status, page.location).to.equal(200)
-      // The old token: the hub says whose it is.
-      const whoami = await httpsJson(`${origin}/hub/api/user`, {method: 'GET', ca, token: userToken})
-      expect(whoami.status).to.equal(200)
-      expect((whoami.body as {name: string}).name).to.equal(user)
-      // The password (the shadow entry came back).
-      await logIn(new HubBrowser(origin, {ca}), user, password)
-      // The notebook through the restarted server, with the old token.
-      const api = HubApi.forLayout(layout, {ports}, {timeoutMs: 60_000})
-      expect(['started', 'pending']).to.include(await api.startServer(user))
-      await waitUntil('the server to be ready', async () => (await api.userServers(user)).find((s) => s.ready), {
-        tries: 600,
-        intervalMs: 200,
-      })
-      const got = await httpsJson(`${origin}/user/${user}/api/contents/kept.ipynb`, {
-        method: 'GET',
-        ca,
-        token: userToken,
-      })
-      expect(got.status, JSON.stringify(got.body)).to.equal(200)
-      expect(JSON.stringify((got.body as {content: unknown}).content)).to.include(JSON.parse(notebook).note)
-    } finally {
-      await fs.rm(kept, {force: true})
-    }
+    const stop = await hubctl(['stop', '--prefix', prefix, '--json'])
+    expect(stop.exitCode, stop.stderr).to.equal(0)
+    await killEveryProcessOf(uid)
+    const home = (await execa('getent', ['passwd', user])).stdout.split(':')[5]
+    await execa('userdel', ['--remove', user])
+    await fs.rm(prefix, {recursive: true, force: true})
+    await fs.mkdir(prefix, {mode: 0o755})
+    // Not a terminal, no --yes: refused, nothing made.
+    const unasked = await hubctl(['restore', kept, '--prefix', prefix])
+    expect(unasked.exitCode, unasked.stderr).to.equal(2)
+    expect(await fs.readdir(prefix)).to.deep.equal(['srv'])
+    const result = await hubctl(['restore', kept, '--yes', '--prefix', prefix, '--json'])
+    expect(result.exitCode, result.stdout + result.stderr).to.equal(0)
+    const json = jsonOf(result)
+    expect(json.healthy).to.equal(true)
+    expect(json.accounts).to.deep.equal([{name: user, uid, created: true, uidKept: true}])
+    expect(Number((await execa('id', ['-u', user])).stdout)).to.equal(uid)
+    expect(await fs.readFile(path.join(home, 'kept.ipynb'), 'utf8')).to.include(JSON.parse(notebook).note)
+    expect((await fs.stat(path.join(home, 'kept.ipynb'))).uid).to.equal(uid)
+    // The old cookie: the hub's home page, not the login page.
+    const browser = new HubBrowser(origin, {ca, cookie})
+    const page = await browser.request('/hub/home')
+    expect(page.status, page.location).to.equal(200)
+    // The old token: the hub says whose it is.
+    const whoami = await httpsJson(`${origin}/hub/api/user`, {method: 'GET', ca, token: userToken})
+    expect(whoami.status).to.equal(200)
+    expect((whoami.body as {name: string}).name).to.equal(user)
+    // The password (the shadow entry came back).
+    await logIn(new HubBrowser(origin, {ca}), user, password)
+    // The notebook through the restarted server, with the old token.
+    const api = HubApi.forLayout(layout, {ports}, {timeoutMs: 60_000})
+    expect(['started', 'pending']).to.include(await api.startServer(user))
+    await waitUntil('the server to be ready', async () => (await api.userServers(user)).find((s) => s.ready), {
+      tries: 600,
+      intervalMs: 200,
+    })
+    const got = await httpsJson(`${origin}/user/${user}/api/contents/kept.ipynb`, {
+      method: 'GET',
+      ca,
+      token: userToken,
+    })
+    expect(got.status, JSON.stringify(got.body)).to.equal(200)
+    expect(JSON.stringify((got.body as {content: unknown}).content)).to.include(JSON.parse(notebook).note)
+  })
+
+  it('restores the same archive on "a new VM": a second, clean prefix on other ports, the same users, token, cookie and notebook', async function () {
+    expect(kept, 'the restore test ran').to.not.equal('')
+    second = await tempPrefix('hubctl-backup-vm')
+    const layout2 = new Layout(second)
+    const {ports: ports2, flags} = await portFlags()
+    // The archive's ports are the first hub's, which still runs: refused before anything changes.
+    const busy = await hubctl(['restore', kept, '--yes', '--prefix', second, '--json'])
+    expect(busy.exitCode, busy.stdout + busy.stderr).to.equal(3)
+    expect(jsonOf(busy).error.message).to.match(/port \d+ \(--[a-z-]+\) of the restored hub is already in use/)
+    expect(await fs.readdir(second)).to.deep.equal(['srv'])
+    expect(await fs.readdir(path.join(second, 'srv'))).to.deep.equal([])
+    // The first hub stopped (its user's server too: the account and home are this machine's, shared).
+    const stop = await hubctl(['stop', '--prefix', prefix, '--json'])
+    expect(stop.exitCode, stop.stderr).to.equal(0)
+    await killEveryProcessOf(uid)
+    const result = await hubctl(['restore', kept, '--yes', '--prefix', second, ...flags, '--json'])
+    expect(result.exitCode, result.stdout + result.stderr).to.equal(0)
+    const json = jsonOf(result)
+    expect(json).to.deep.include({healthy: true, relocated: true, from: prefix, ports: ports2})
+    expect(json.accounts).to.deep.equal([{name: user, uid, created: false, uidKept: true}])
+    // Nothing of the new hub names the old prefix (its config, site, link, hubctl.json), nor its ports.
+    const named = await execa('grep', ['-rlF', `${prefix}/`, layout2.etcDir, layout2.srvDir], {reject: false})
+    expect(named.stdout, 'files naming the old prefix').to.equal('')
+    expect(await fs.readlink(layout2.nginxSiteLink)).to.equal(layout2.nginxSite)
+    expect(await fs.readFile(layout2.hubConfig, 'utf8')).to.include(`c.JupyterHub.hub_port = ${ports2.hub}`)
+    const origin2 = `https://localhost:${ports2.https}`
+    // The old cookie (the cookie secret came along) and the old token.
+    const page = await new HubBrowser(origin2, {ca, cookie}).request('/hub/home')
+    expect(page.status, page.location).to.equal(200)
+    const whoami = await httpsJson(`${origin2}/hub/api/user`, {method: 'GET', ca, token: userToken})
+    expect(whoami.status).to.equal(200)
+    expect((whoami.body as {name: string}).name).to.equal(user)
+    // The notebook, through a server the new hub starts.
+    const api = HubApi.forLayout(layout2, {ports: ports2}, {timeoutMs: 60_000})
+    expect(['started', 'pending']).to.include(await api.startServer(user))
+    await waitUntil('the server to be ready', async () => (await api.userServers(user)).find((s) => s.ready), {
+      tries: 600,
+      intervalMs: 200,
+    })
+    const got = await httpsJson(`${origin2}/user/${user}/api/contents/kept.ipynb`, {
+      method: 'GET',
+      ca,
+      token: userToken,
+    })
+    expect(got.status, JSON.stringify(got.body)).to.equal(200)
+    expect(JSON.stringify((got.body as {content: unknown}).content)).to.include(JSON.parse(notebook).note)
+    const stopped = await hubctl(['stop', '--prefix', second, '--json'])
+    expect(stopped.exitCode, stopped.stderr).to.equal(0)
   })
 
   it('uninstall removes the site and keeps another nginx site serving; init afterwards gives a working hub', async function () {

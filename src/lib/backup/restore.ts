@@ -4,8 +4,8 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 
 import {Layout} from '../config/layout.js'
-import {Settings, SettingsStore} from '../config/settings.js'
-import {detectJupyterHub} from '../config/jupyterhub.js'
+import {PORT_FLAGS, PORT_NAMES, Ports, Settings, SettingsStore} from '../config/settings.js'
+import {JupyterHubInstall, detectJupyterHub} from '../config/jupyterhub.js'
 import {nginxFor} from '../config/nginx.js'
 import {exists, readIfExists, writeFileAtomic} from '../files/atomic.js'
 import {acquireLock} from '../files/lock.js'
@@ -18,6 +18,7 @@ import {runningSupervisor} from '../stack/state.js'
 import {startDetached, stopStack} from '../stack/control.js'
 import {JournalOp, RestoreJournal, finishInterruptedRestore} from './journal.js'
 import {MANIFEST, Manifest, compareVersions, parseManifest, sha256File} from './manifest.js'
+import {PortChoice, isRelocated, movedPath, relocatedSettings, renderedForHere} from './relocate.js'
 
 /*
  * `hubctl restore FILE`: the archive is unpacked beside srv/jupyterhub and checked whole (manifest,
@@ -43,10 +44,17 @@ export interface RestoreOptions {
   confirm: (summary: string) => Promise<boolean>
   /** hubctl's bin/run.js, to start the restored hub in the background (`start --detach`). */
   bin: string
+  /** The ports the operator chose (restore's port flags); the others are the archive's. */
+  ports?: PortChoice
 }
 
 export interface RestoreResult {
   archive: string
+  /** The prefix the archive's hub was under (its paths were moved under this one when it differs). */
+  from: string
+  ports: Ports
+  /** The hub's config and nginx site rendered again here (another prefix or other ports). */
+  relocated: boolean
   createdAt: string
   hubctl: string
   jupyterhub: string
@@ -89,14 +97,16 @@ export class RestoreService {
     try {
       this.log(`checking ${archive}`)
       const manifest = await this.verify(archive, staging)
-      if (manifest.prefix !== layout.prefix)
-        throw usageError(
-          `the archive is of the hub under ${manifest.prefix}, not ${layout.prefix} (its configs name their paths); nothing was changed`,
-          `restore it with --prefix ${manifest.prefix}`,
-        )
-      const settings = await this.stagedSettings(manifest, staging)
-      await this.checkVersions(manifest, settings)
-      const summary = `Restore the hub of ${manifest.createdAt} (hubctl ${manifest.hubctl}, JupyterHub ${manifest.jupyterhub}; ${manifest.files.length} entries, ${manifest.accounts.length} accounts, ${manifest.homes.length} homes) under ${layout.prefix}, replacing what is there?`
+      // Elsewhere (another prefix, other ports): hubctl.json moved here, its files rendered again.
+      const archived = await this.stagedSettings(manifest, staging)
+      const settings = relocatedSettings(archived, manifest.prefix, layout, options.ports)
+      const relocated = isRelocated(archived, manifest.prefix, layout, settings)
+      const install = await this.checkVersions(manifest, settings)
+      if (!(await runningSupervisor(layout))) await this.checkPorts(settings)
+      const where = relocated
+        ? ` (moved from ${manifest.prefix}; ports ${PORT_NAMES.map((name) => `${PORT_FLAGS[name].flag.slice(2)} ${settings.ports[name]}`).join(', ')})`
+        : ''
+      const summary = `Restore the hub of ${manifest.createdAt} (hubctl ${manifest.hubctl}, JupyterHub ${manifest.jupyterhub}; ${manifest.files.length} entries, ${manifest.accounts.length} accounts, ${manifest.homes.length} homes) under ${layout.prefix}${where}, replacing what is there?`
       if (!(await options.confirm(summary)))
         throw usageError('the restore was not confirmed; nothing changed', 'answer yes, or give --yes')
       await fs.mkdir(layout.srvDir, {recursive: true, mode: 0o700})
@@ -118,6 +128,7 @@ export class RestoreService {
           await this.deps.runner.run('systemctl', ['stop', 'jupyterhub.service'])
         const ops: RestoreJournal['ops'] = []
         accounts.push(...(await this.accounts(manifest, staging)))
+        await this.renderHere(manifest, staging, {settings, install, relocated, bin: options.bin})
         await this.stageFiles(manifest, staging, ops)
         await this.stageHomes(manifest, staging, accounts, ops)
         for (const sidecar of layout.databaseSidecars) ops.unshift({op: 'remove', to: sidecar})
@@ -143,6 +154,9 @@ export class RestoreService {
         )
       return {
         archive,
+        from: manifest.prefix,
+        ports: restored.ports,
+        relocated,
         createdAt: manifest.createdAt,
         hubctl: manifest.hubctl,
         jupyterhub: manifest.jupyterhub,
@@ -208,21 +222,22 @@ export class RestoreService {
   }
 
   /** hubctl and JupyterHub: the archive's must not be newer than this machine's (a newer database cannot be read). */
-  private async checkVersions(manifest: Manifest, settings: Settings): Promise<void> {
+  private async checkVersions(manifest: Manifest, settings: Settings): Promise<JupyterHubInstall> {
     if (compareVersions(manifest.hubctl, HUBCTL_VERSION) > 0)
       throw usageError(
         `the archive was made by hubctl ${manifest.hubctl}, newer than this hubctl ${HUBCTL_VERSION}; nothing was changed`,
         `install hubctl ${manifest.hubctl} or later, then restore`,
       )
-    let version: string
+    let install: JupyterHubInstall
     try {
-      version = (await detectJupyterHub(this.deps.runner, settings.executables.jupyterhub)).version
+      install = await detectJupyterHub(this.deps.runner, settings.executables.jupyterhub)
     } catch (error) {
       throw preflightError(
         `the archive's hub runs ${settings.executables.jupyterhub} (JupyterHub ${manifest.jupyterhub}), which this machine lacks (${messageOf(error)}); nothing was changed`,
         `install that JupyterHub first (hubctl init with the same --jupyterhub, or its virtualenv), then restore`,
       )
     }
+    const {version} = install
     if (compareVersions(version, manifest.jupyterhub) < 0)
       throw preflightError(
         `the archive's database is JupyterHub ${manifest.jupyterhub}'s, newer than this machine's ${version}; nothing was changed`,
@@ -232,6 +247,77 @@ export class RestoreService {
       this.warnings.push(
         `the archive's database is JupyterHub ${manifest.jupyterhub}'s, this machine runs ${version}: the hub may need \`jupyterhub upgrade-db\``,
       )
+    return install
+  }
+
+  /**
+   * Where no hub of this prefix runs, the restored hub's ports must be free (a new VM's other
+   * programs, another hub on this machine): refused before anything changes, naming the flag. At
+   * prefix `/` the system's nginx may hold the HTTP and HTTPS ports.
+   */
+  private async checkPorts(settings: Settings): Promise<void> {
+    const {portInUse} = await import('../setup/preflight.js')
+    for (const name of PORT_NAMES) {
+      if (this.deps.layout.isSystem && (name === 'http' || name === 'https')) continue
+      const port = settings.ports[name]
+      if (!(await portInUse(port))) continue
+      const {flag} = PORT_FLAGS[name]
+      throw preflightError(
+        `port ${port} (${flag}) of the restored hub is already in use by another program; nothing was changed`,
+        `stop that program (ss -ltnp 'sport = :${port}' names it), or give restore another ${flag} (the archive's ports are kept unless a port flag says otherwise)`,
+      )
+    }
+  }
+
+  /**
+   * This machine's renderings in place of the archive's (relocate.ts): hubctl.json with this
+   * prefix's paths and the chosen ports, the units and cron line, and when relocated the hub's
+   * config, the nginx site and main conf; the links under the old prefix pointed under this one.
+   * A file of the archive that still names the old prefix (a hand-written jupyterhub_config.d
+   * file) is named in a warning.
+   */
+  private async renderHere(
+    manifest: Manifest,
+    staging: string,
+    inputs: {settings: Settings; install: JupyterHubInstall; relocated: boolean; bin: string},
+  ): Promise<void> {
+    const {layout, runner} = this.deps
+    const byTarget = new Map(manifest.files.map((entry) => [layout.underPrefix(entry.path), entry]))
+    const cronText = async (file: string) => {
+      const member = byTarget.get(file)?.member
+      return member && (await fs.readFile(path.join(staging, member), 'utf8'))
+    }
+    const rendered = await renderedForHere(
+      {
+        layout,
+        runner,
+        settings: inputs.settings,
+        install: inputs.install,
+        units: {node: process.execPath, hubctl: inputs.bin},
+        archivedCron: await cronText(layout.cronFile),
+        archivedBackupCron: await cronText(layout.backupCronFile),
+        relocated: inputs.relocated,
+      },
+      new Set([...byTarget].filter(([, entry]) => entry.type === 'file').map(([target]) => target)),
+    )
+    const replace = async (target: string, content: string) => {
+      const entry = byTarget.get(target)!
+      const file = path.join(staging, entry.member!)
+      await fs.writeFile(file, content)
+      Object.assign(entry, await sha256File(file))
+    }
+    await replace(layout.settings, `${JSON.stringify(inputs.settings, null, 2)}\n`)
+    for (const planned of rendered) await replace(planned.file, planned.content)
+    for (const entry of manifest.files)
+      if (entry.type === 'link') entry.target = movedPath(entry.target!, manifest.prefix, layout)
+    if (new Layout(manifest.prefix).prefix === layout.prefix || new Layout(manifest.prefix).isSystem) return
+    const kept = new Set([layout.settings, ...rendered.map((planned) => planned.file)])
+    for (const [target, entry] of byTarget) {
+      if (entry.type !== 'file' || kept.has(target) || target === layout.database || (entry.size ?? 0) > 1_000_000)
+        continue
+      if ((await fs.readFile(path.join(staging, entry.member!), 'utf8')).includes(manifest.prefix))
+        this.warnings.push(`${target} names the archive's prefix ${manifest.prefix}: change it to ${layout.prefix}`)
+    }
   }
 
   /**

@@ -412,6 +412,16 @@ export class Layout {
   get cronFile(): string {
     return this.at('etc/cron.d/hubctl')
   }
+  /** init --schedule-backup: `hubctl backup` daily or weekly, by a systemd timer or else a cron line. */
+  get backupService(): string {
+    return this.at('etc/systemd/system/hubctl-backup.service')
+  }
+  get backupTimer(): string {
+    return this.at('etc/systemd/system/hubctl-backup.timer')
+  }
+  get backupCronFile(): string {
+    return this.at('etc/cron.d/hubctl-backup')
+  }
   /** Rotation of the logs in logDir (the system's logrotate reads it under prefix `/`). */
   get logrotateConf(): string {
     return this.at('etc/logrotate.d/hubctl')

@@ -101,7 +101,8 @@ export class Nginx {
     )
   }
 
-  private async renderMainConf(sitesEnabled: string): Promise<string> {
+  /** The prefix's main nginx.conf as writeMainConf writes it (a restore elsewhere stages it). */
+  async renderMainConf(sitesEnabled: string): Promise<string> {
     return renderTemplate(
       'nginx-main.conf',
       {

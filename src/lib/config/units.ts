@@ -6,6 +6,7 @@ import {writeFileAtomicIfChanged} from '../files/atomic.js'
 import {usageError} from '../errors.js'
 import {Layout} from './layout.js'
 import {renderTemplate} from './render.js'
+import type {BackupSchedule} from './settings.js'
 import {Runner} from '../runner.js'
 import {HUBCTL_VERSION} from '../version.js'
 
@@ -51,11 +52,15 @@ export async function planServiceUnit(layout: Layout, context: UnitContext): Pro
   return {file: layout.systemdUnit, content, mode: 0o644}
 }
 
-/** The renewal schedule: a systemd timer twice a day when systemd runs, else /etc/cron.d/hubctl. */
+/**
+ * The renewal schedule: a systemd timer twice a day when systemd runs, else /etc/cron.d/hubctl.
+ * The cron line keeps the random time of the installed file, or of `cronText` (a restore's archive).
+ */
 export async function planRenewalSchedule(
   layout: Layout,
   context: UnitContext,
   withSystemd: boolean,
+  cronText?: string,
 ): Promise<PlannedFile[]> {
   const view = {...context, prefix: layout.prefix, hubctlVersion: HUBCTL_VERSION}
   if (withSystemd) {
@@ -65,9 +70,55 @@ export async function planRenewalSchedule(
       {file: layout.renewTimer, content: await renderTemplate('hubctl-renew.timer', view, 'systemd'), mode: 0o644},
     ]
   }
-  const {minute, hourA} = (await cronTimeOf(layout.cronFile)) ?? {minute: randomInt(60), hourA: randomInt(12)}
+  const kept = cronText === undefined ? await cronTimeOf(layout.cronFile) : cronTimeIn(cronText)
+  const {minute, hourA} = kept ?? {minute: randomInt(60), hourA: randomInt(12)}
   const content = await renderTemplate('cron', {...view, minute, hourA, hourB: hourA + 12}, 'cron')
   return [{file: layout.cronFile, content, mode: 0o644}]
+}
+
+/**
+ * init --schedule-backup: `hubctl backup --include-homes --keep N` daily or weekly at night, by a
+ * systemd timer when systemd runs, else /etc/cron.d/hubctl-backup (its random minute kept, from the
+ * installed file or `cronText`).
+ */
+export async function planBackupSchedule(
+  layout: Layout,
+  context: UnitContext,
+  withSystemd: boolean,
+  schedule: BackupSchedule,
+  cronText?: string,
+): Promise<PlannedFile[]> {
+  const view = {
+    ...context,
+    prefix: layout.prefix,
+    hubctlVersion: HUBCTL_VERSION,
+    every: schedule.every,
+    keep: schedule.keep,
+    daily: schedule.every === 'daily',
+    weekly: schedule.every === 'weekly',
+  }
+  if (withSystemd) {
+    assertSystemdExecutable(context)
+    return [
+      {
+        file: layout.backupService,
+        content: await renderTemplate('hubctl-backup.service', view, 'systemd'),
+        mode: 0o644,
+      },
+      {file: layout.backupTimer, content: await renderTemplate('hubctl-backup.timer', view, 'systemd'), mode: 0o644},
+    ]
+  }
+  let text = cronText
+  if (text === undefined) text = await fs.readFile(layout.backupCronFile, 'utf8').catch(() => undefined)
+  const kept = /^(\d{1,2}) 3 \* \* /m.exec(text ?? '')
+  const minute = kept && Number(kept[1]) < 60 ? Number(kept[1]) : randomInt(60)
+  const content = await renderTemplate('cron-backup', {...view, minute}, 'cron')
+  return [{file: layout.backupCronFile, content, mode: 0o644}]
+}
+
+/** The files of a backup schedule, whichever kind is installed (removed by init --schedule-backup off and uninstall). */
+export function backupScheduleFiles(layout: Layout): string[] {
+  return [layout.backupTimer, layout.backupService, layout.backupCronFile]
 }
 
 /**
@@ -81,6 +132,10 @@ async function cronTimeOf(file: string): Promise<{minute: number; hourA: number}
   } catch {
     return undefined
   }
+  return cronTimeIn(text)
+}
+
+function cronTimeIn(text: string): {minute: number; hourA: number} | undefined {
   const match = /^(\d{1,2}) (\d{1,2}),(\d{1,2}) \* \* \* /m.exec(text)
   if (!match) return undefined
   const [minute, hourA, hourB] = match.slice(1).map(Number)
