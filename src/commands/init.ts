@@ -169,6 +169,15 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
       allowNo: true,
       default: true,
     }),
+    'schedule-backup': Flags.string({
+      description:
+        '`hubctl backup --include-homes` daily or weekly at night, by a systemd timer or else a cron line (off: removes it; default: as hubctl.json has it, none at first)',
+      options: ['daily', 'weekly', 'off'],
+    }),
+    'backup-keep': Flags.string({
+      description: 'the scheduled backups kept in srv/jupyterhub/backup (with --schedule-backup; default: 7)',
+      helpValue: 'N',
+    }),
     'server-check': Flags.boolean({
       description:
         "last, start a user's server as the spawner would and stop it (--no-server-check skips it; `hubctl doctor` runs the same check)",

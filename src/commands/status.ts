@@ -3,6 +3,7 @@ import {formatDuration} from '../lib/duration.js'
 import {describeCulling} from '../lib/config/culler.js'
 import {SettingsStore} from '../lib/config/settings.js'
 import {ChildStatus, StatusReport, stackStatus} from '../lib/stack/control.js'
+import {BackupStatus, backupStatus} from '../lib/backup/backup.js'
 
 export default class Status extends BaseCommand<typeof Status> {
   static override summary = 'Show what runs: supervisor, proxy, hub, nginx and the user servers.'
@@ -11,7 +12,7 @@ export default class Status extends BaseCommand<typeof Status> {
 
   static override examples = ['<%= config.bin %> status', '<%= config.bin %> status --prefix /tmp/hub --json']
 
-  async run(): Promise<StatusReport> {
+  async run(): Promise<StatusReport & {backups: BackupStatus}> {
     const settings = await new SettingsStore(this.layout).load()
     const report = await stackStatus(this.layout, settings)
     const line = (name: string, child: ChildStatus, extra = '') => {
@@ -56,7 +57,12 @@ export default class Status extends BaseCommand<typeof Status> {
         )
       }
     }
+    const backups = await backupStatus(this.layout, settings)
+    const newest = backups.newest ? `; newest ${backups.newest.archive} (${backups.newest.at})` : ''
+    this.log(
+      `  backups: ${backups.schedule ? `${backups.schedule.every}, the last ${backups.schedule.keep} kept` : 'not scheduled (init --schedule-backup daily)'}${newest}`,
+    )
     if (report.serversError) this.logToStderr(`warning: could not list user servers: ${report.serversError}`)
-    return report
+    return {...report, backups}
   }
 }

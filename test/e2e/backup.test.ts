@@ -8,6 +8,7 @@ import path from 'node:path'
 
 import {HubApi} from '../../src/lib/stack/hubapi.js'
 import {Layout} from '../../src/lib/config/layout.js'
+import {systemdRuns} from '../../src/lib/config/units.js'
 import {
   VENV_JUPYTERHUB,
   freePort,
@@ -64,7 +65,7 @@ describe('hubctl backup, restore and uninstall', function () {
     ports = portInfo.ports
     initArgs = testHubInitArgs(
       prefix,
-      {admin: user, jupyterhub: VENV_JUPYTERHUB, extra: ['--create-users']},
+      {admin: user, jupyterhub: VENV_JUPYTERHUB, extra: ['--create-users', '--schedule-backup', 'daily']},
       portInfo.flags,
     )
     const init = await hubctl(initArgs)
@@ -178,6 +179,10 @@ describe('hubctl backup, restore and uninstall', function () {
         expect(paths, file).to.include(layout.relativeToPrefix(file))
       for (const entry of manifest.files.filter((f: {type: string}) => f.type === 'file'))
         expect(entry.sha256, entry.path).to.match(/^[0-9a-f]{64}$/)
+      // status: the schedule init installed, and this archive the newest.
+      const status = await hubctl(['status', '--prefix', prefix, '--json'])
+      expect(jsonOf(status).backups).to.deep.include({schedule: {every: 'daily', keep: 7}, count: 1})
+      expect(jsonOf(status).backups.newest.archive).to.equal(archive)
       // No secret in the archive's name or the command's output.
       const secret = (await fs.readFile(layout.cookieSecret, 'utf8')).trim()
       expect(result.stdout + result.stderr).not.to.include(secret)
@@ -366,6 +371,8 @@ describe('hubctl backup, restore and uninstall', function () {
     const json = jsonOf(result)
     expect(json.nginxReloaded).to.equal(true)
     expect(json.removed).to.include.members([layout.nginxSite, layout.nginxSiteLink, layout.logrotateConf])
+    // The backup schedule (init --schedule-backup daily): the cron line, or the timer under systemd.
+    expect(json.removed).to.include((await systemdRuns()) ? layout.backupTimer : layout.backupCronFile)
     await waitUntil("nginx to drop the hub's site", async () => !(await portOpen(ports.https)), {
       tries: 100,
       intervalMs: 100,

@@ -80,6 +80,35 @@ export interface BackupDeps {
   log?: (line: string) => void
 }
 
+/** `hubctl status`: the backup schedule hubctl.json holds, and the newest archive in the default directory. */
+export interface BackupStatus {
+  schedule: Settings['backupSchedule'] | null
+  newest: {archive: string; at: string} | null
+  count: number
+}
+
+export async function backupStatus(layout: Layout, settings: Settings): Promise<BackupStatus> {
+  const names = (await fs.readdir(layout.backupDir).catch(() => [] as string[]))
+    .filter((name) => ARCHIVE_NAME.test(name))
+    .sort()
+  const last = names.at(-1)
+  const stamp = last && ARCHIVE_NAME.exec(last)![1]
+  return {
+    schedule: settings.backupSchedule ?? null,
+    newest:
+      last && stamp
+        ? {
+            archive: layout.backupFile(last),
+            at: stamp.replace(/^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/, '$1-$2-$3T$4:$5:$6Z'),
+          }
+        : null,
+    count: names.length,
+  }
+}
+
+/** The archives `hubctl backup` writes into its default directory (pruned by --keep). */
+const ARCHIVE_NAME = /^hubctl-backup-(\d{8}T\d{6}Z)\.tar$/
+
 /** Stamp for file names: 20261207T121314Z. */
 export function stampOf(date: Date): string {
   return date
@@ -199,6 +228,9 @@ export class BackupService {
       layout.renewService,
       layout.renewTimer,
       layout.cronFile,
+      layout.backupService,
+      layout.backupTimer,
+      layout.backupCronFile,
       layout.logrotateConf,
     ])
     // The database, online.
@@ -359,9 +391,7 @@ export class BackupService {
   /** The default directory keeps the last `keep` archives. */
   private async prune(keep: number): Promise<string[]> {
     const {layout} = this.deps
-    const names = (await fs.readdir(layout.backupDir))
-      .filter((name) => /^hubctl-backup-\d{8}T\d{6}Z\.tar$/.test(name))
-      .sort()
+    const names = (await fs.readdir(layout.backupDir)).filter((name) => ARCHIVE_NAME.test(name)).sort()
     const old = names.slice(0, Math.max(0, names.length - keep))
     for (const name of old) await fs.rm(layout.backupFile(name), {force: true})
     return old.map((name) => layout.backupFile(name))

@@ -89,7 +89,13 @@ export class UninstallService {
         await fs.rm(file, {force: true})
         result.removed.push(file)
       }
-      for (const file of [layout.cronFile, layout.logrotateConf, layout.nginxChallengeSite, layout.nginxSiteLink])
+      for (const file of [
+        layout.cronFile,
+        layout.backupCronFile,
+        layout.logrotateConf,
+        layout.nginxChallengeSite,
+        layout.nginxSiteLink,
+      ])
         await remove(file)
       await remove(layout.nginxSite)
       result.nginxReloaded = await this.reloadNginx(settings)
@@ -104,7 +110,7 @@ export class UninstallService {
   /** systemd's unit and timer: stopped and disabled at prefix `/`, then their files removed. */
   private async removeService(result: UninstallResult): Promise<void> {
     const {layout, runner} = this.deps
-    const units = [layout.systemdUnit, layout.renewService, layout.renewTimer]
+    const units = [layout.systemdUnit, layout.renewService, layout.renewTimer, layout.backupService, layout.backupTimer]
     const present = []
     for (const unit of units) if (await exists(unit)) present.push(unit)
     if (present.length === 0) return
@@ -115,6 +121,8 @@ export class UninstallService {
         'jupyterhub.service',
         'hubctl-renew.timer',
         'hubctl-renew.service',
+        'hubctl-backup.timer',
+        'hubctl-backup.service',
       ])
       if (disable.exitCode !== 0 && !disable.notFound)
         result.warnings.push(`systemctl disable --now: ${disable.stderr.trim().split('\n').pop() ?? ''}`)

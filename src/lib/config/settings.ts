@@ -83,7 +83,21 @@ export interface Settings {
   serverPorts?: PortRange
   /** Login POSTs per address nginx answers at once before it limits them (init's --login-burst); absent: LOGIN_BURST.default. */
   loginBurst?: number
+  /** init --schedule-backup: `hubctl backup --include-homes` by a timer or cron line; absent: none. */
+  backupSchedule?: BackupSchedule
 }
+
+/** How often the scheduled backup runs, and how many archives it keeps in srv/jupyterhub/backup. */
+export interface BackupSchedule {
+  every: BackupEvery
+  keep: number
+}
+
+export const BACKUP_EVERY = ['daily', 'weekly'] as const
+export type BackupEvery = (typeof BACKUP_EVERY)[number]
+
+/** --backup-keep: the archives a scheduled backup keeps (as `hubctl backup --keep`). */
+export const BACKUP_KEEP = {default: 7, min: 1, max: 1000} as const
 
 /** --login-burst: a class behind one address (a school's NAT) logs in together; a guesser does not get far. */
 export const LOGIN_BURST = {default: 100, min: 1, max: 10_000} as const
@@ -304,6 +318,14 @@ function checkShape(settings: Record<string, unknown>, file: string): void {
     const value = settings.loginBurst
     if (typeof value !== 'number' || !Number.isInteger(value) || value < LOGIN_BURST.min || value > LOGIN_BURST.max)
       bad('loginBurst', `is not a whole number from ${LOGIN_BURST.min} to ${LOGIN_BURST.max}`)
+  }
+  if (settings.backupSchedule !== undefined) {
+    const schedule = settings.backupSchedule as Record<string, unknown>
+    if (!isObject(schedule) || !BACKUP_EVERY.includes(schedule.every as BackupEvery))
+      bad('backupSchedule.every', `is not one of ${BACKUP_EVERY.join(', ')}`)
+    const keep = schedule.keep
+    if (typeof keep !== 'number' || !Number.isInteger(keep) || keep < BACKUP_KEEP.min || keep > BACKUP_KEEP.max)
+      bad('backupSchedule.keep', `is not a whole number from ${BACKUP_KEEP.min} to ${BACKUP_KEEP.max}`)
   }
   if (!isObject(settings.executables)) bad('executables', 'is not an object')
   for (const [name, program] of Object.entries(settings.executables as Record<string, unknown>)) {

@@ -5,6 +5,10 @@ import {CULL_DEFAULTS, parseCullDuration} from '../config/culler.js'
 import {DHPARAM_BITS, DHPARAM_MODES, DhparamMode} from '../tls/dhparam.js'
 import {messageOf, usageError} from '../errors.js'
 import {
+  BACKUP_EVERY,
+  BACKUP_KEEP,
+  BackupEvery,
+  BackupSchedule,
   PORT_FLAGS,
   PORT_NAMES,
   PortRange,
@@ -61,6 +65,8 @@ export interface RawInitFlags {
   nginx?: string
   'max-concurrent-spawns'?: string | number
   'login-burst'?: string | number
+  'schedule-backup'?: string
+  'backup-keep'?: string | number
   'spawn-timeout'?: string | number
   'cull-idle'?: string
   'cull-max-age'?: string
@@ -120,6 +126,8 @@ export interface InitRequest {
   spawn?: SpawnSettings
   /** --login-burst, when given (else the default, or what hubctl.json holds). */
   loginBurst?: number
+  /** --schedule-backup (with --backup-keep), when given; absent: what hubctl.json holds. */
+  backupSchedule?: BackupSchedule | 'off'
   /** Idle servers: stop after this many idle seconds, or this many seconds of running (null: never). */
   cull: {idleSeconds: number | null; maxAgeSeconds: number | null}
   serverPorts?: PortRange
@@ -163,6 +171,38 @@ function parseWhole(input: string | number, flag: string, limits: {min: number; 
     )
   }
   return value
+}
+
+/** --schedule-backup daily|weekly|off and --backup-keep N (which needs daily or weekly beside it). */
+export function parseBackupSchedule(
+  every: string | undefined,
+  keep: string | number | undefined,
+): BackupSchedule | 'off' | undefined {
+  if (every === undefined) {
+    if (keep !== undefined)
+      throw usageError(
+        '--backup-keep is given without --schedule-backup',
+        'give --schedule-backup daily or weekly with it (the schedule kept in hubctl.json is written again whole)',
+      )
+    return undefined
+  }
+  if (every === 'off') {
+    if (keep !== undefined)
+      throw usageError('--backup-keep is given with --schedule-backup off', 'leave --backup-keep out')
+    return 'off'
+  }
+  if (!BACKUP_EVERY.includes(every as BackupEvery))
+    throw usageError(
+      `--schedule-backup ${JSON.stringify(every)} is not daily, weekly or off`,
+      'give daily, weekly or off',
+    )
+  return {
+    every: every as BackupEvery,
+    keep:
+      keep === undefined
+        ? BACKUP_KEEP.default
+        : parseWhole(keep, '--backup-keep', BACKUP_KEEP, `give how many archives to keep, e.g. ${BACKUP_KEEP.default}`),
+  }
 }
 
 /** --server-ports FIRST-LAST: ports from 1024 to 65535, FIRST not above LAST. */
@@ -302,6 +342,8 @@ export async function resolveInitRequest(
           `give how many logins from one address nginx lets through at once, e.g. ${LOGIN_BURST.default} (a class behind one address), or leave the flag out`,
         )
 
+  const backupSchedule = parseBackupSchedule(flags['schedule-backup'], flags['backup-keep'])
+
   const cull = {
     idleSeconds: parseCullDuration(flags['cull-idle'] ?? CULL_DEFAULTS.idle, '--cull-idle'),
     maxAgeSeconds: parseCullDuration(flags['cull-max-age'] ?? CULL_DEFAULTS.maxAge, '--cull-max-age'),
@@ -321,6 +363,7 @@ export async function resolveInitRequest(
     dhparamBits,
     spawn: {maxConcurrent, timeoutSeconds},
     loginBurst,
+    backupSchedule,
     cull,
     serverPorts: flags['server-ports'] === undefined ? SERVER_PORTS : parseServerPorts(flags['server-ports']),
     local: Boolean(flags.local),

@@ -4,7 +4,7 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 
 import {Layout} from '../../../src/lib/config/layout.js'
-import {planLogrotate, planRenewalSchedule, planServiceUnit} from '../../../src/lib/config/units.js'
+import {planBackupSchedule, planLogrotate, planRenewalSchedule, planServiceUnit} from '../../../src/lib/config/units.js'
 import {tempPrefix} from '../../helpers/cli.js'
 import {needTool} from '../../helpers/tools.js'
 
@@ -148,21 +148,68 @@ describe('units and cron: paths with spaces, ;, %, $ and quotes', function () {
     for (const planned of [
       await planServiceUnit(layout, {node: unitNode, hubctl}),
       ...(await planRenewalSchedule(layout, {node: unitNode, hubctl}, true)),
+      ...(await planBackupSchedule(layout, {node: unitNode, hubctl}, true, {every: 'weekly', keep: 7})),
     ]) {
       await fs.writeFile(path.join(unitDir, path.basename(planned.file)), planned.content)
     }
     const verify = await execa(
       'systemd-analyze',
-      ['verify', '--man=no', ...['jupyterhub.service', 'hubctl-renew.service'].map((f) => path.join(unitDir, f))],
+      [
+        'verify',
+        '--man=no',
+        ...['jupyterhub.service', 'hubctl-renew.service', 'hubctl-backup.service', 'hubctl-backup.timer'].map((f) =>
+          path.join(unitDir, f),
+        ),
+      ],
       {reject: false},
     )
     expect(
       verify.stderr
         .split('\n')
         .filter(
-          (l) => /jupyterhub\.service|hubctl-renew/.test(l) && !/Failed to create|not found|Unit .* not found/.test(l),
+          (l) =>
+            /jupyterhub\.service|hubctl-renew|hubctl-backup/.test(l) &&
+            !/Failed to create|not found|Unit .* not found/.test(l),
         ),
     ).to.deep.equal([])
+  })
+
+  it('the backup cron line runs exactly nice node, run.js, backup --include-homes --keep N --prefix PREFIX, at 3 daily or on Sundays, its minute kept', async () => {
+    const [daily] = await planBackupSchedule(layout, {node, hubctl}, false, {every: 'daily', keep: 4})
+    expect(daily.file).to.equal(layout.backupCronFile)
+    const line = daily.content.split('\n').find((l) => /^\d/.test(l))!
+    const match = /^(\d{1,2}) 3 \* \* \* root nice (.*)$/.exec(line)
+    expect(match, line).to.not.equal(null)
+    await fs.rm(path.join(path.dirname(node), 'argv'), {force: true})
+    const ran = await execa('/bin/sh', ['-c', cronCommand(match![2])], {cwd: dir, reject: false})
+    expect(ran.exitCode, ran.stderr).to.equal(0)
+    expect(await fs.readFile(path.join(path.dirname(node), 'argv'), 'utf8')).to.equal(
+      [hubctl, 'backup', '--include-homes', '--keep', '4', '--prefix', layout.prefix, ''].join('\n'),
+    )
+    const [weekly] = await planBackupSchedule(layout, {node, hubctl}, false, {every: 'weekly', keep: 4}, daily.content)
+    expect(weekly.content).to.match(new RegExp(`^${match![1]} 3 \\* \\* 0 root nice `, 'm'))
+  })
+
+  it('the backup timer runs hubctl backup daily or weekly; its ExecStart reads back unchanged', async () => {
+    for (const every of ['daily', 'weekly'] as const) {
+      const [service, timer] = await planBackupSchedule(layout, {node: unitNode, hubctl}, true, {every, keep: 9})
+      expect([service.file, timer.file]).to.deep.equal([layout.backupService, layout.backupTimer])
+      const exec = service.content.split('\n').find((l) => l.startsWith('ExecStart='))!
+      expect(systemdArgv(exec.replace(/^ExecStart=/, ''))).to.deep.equal([
+        unitNode,
+        hubctl,
+        'backup',
+        '--include-homes',
+        '--keep',
+        '9',
+        '--prefix',
+        layout.prefix,
+      ])
+      const calendar = timer.content.split('\n').filter((l) => l.startsWith('OnCalendar='))
+      expect(calendar).to.deep.equal([
+        every === 'daily' ? 'OnCalendar=*-*-* 03:00:00' : 'OnCalendar=Sun *-*-* 03:00:00',
+      ])
+    }
   })
 
   it('a line break in a path, or a node systemd cannot run (a quote, a backslash, a $ in its path), is refused with exit 2', async () => {

@@ -77,7 +77,7 @@ export interface InitResult {
     reused: boolean
     accountContact?: string
   }
-  files: Array<{file: string; action: 'written' | 'unchanged' | 'would write'}>
+  files: Array<{file: string; action: 'written' | 'unchanged' | 'would write' | 'removed' | 'would remove'}>
   /** --create-users: the system accounts init made for admins and allowed users (PAM). */
   usersCreated?: string[]
   /** --authenticator github|google|oauth: the callback URL to register with the provider (the secret is never here). */

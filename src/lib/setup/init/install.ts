@@ -1,9 +1,15 @@
+import fs from 'node:fs/promises'
+
 import {Nginx} from '../../config/nginx.js'
+import type {Settings} from '../../config/settings.js'
+import {exists} from '../../files/atomic.js'
 import type {Layout} from '../../config/layout.js'
 import type {Runner} from '../../runner.js'
 import {
   type PlannedFile,
+  backupScheduleFiles,
   enableUnits,
+  planBackupSchedule,
   planLogrotate,
   planRenewalSchedule,
   planServiceUnit,
@@ -12,15 +18,21 @@ import {
 } from '../../config/units.js'
 import type {InitDeps, InitStep} from './context.js'
 
-/** The service unit (with systemd, unless --no-systemd), the renewal schedule (unless --no-schedule) and logrotate's file. */
+/**
+ * The service unit (with systemd, unless --no-systemd), the renewal schedule (unless --no-schedule),
+ * the backup schedule (when hubctl.json has one: init --schedule-backup) and logrotate's file.
+ */
 export async function plannedUnits(
   deps: Pick<InitDeps, 'layout' | 'units' | 'systemd' | 'schedule'>,
+  settings?: Pick<Settings, 'backupSchedule'>,
 ): Promise<PlannedFile[]> {
   const {layout, units} = deps
   const withSystemd = await systemdRuns()
   const planned: PlannedFile[] = []
   if (deps.systemd !== false && withSystemd) planned.push(await planServiceUnit(layout, units))
   if (deps.schedule !== false) planned.push(...(await planRenewalSchedule(layout, units, withSystemd)))
+  if (settings?.backupSchedule)
+    planned.push(...(await planBackupSchedule(layout, units, withSystemd, settings.backupSchedule)))
   planned.push(await planLogrotate(layout))
   return planned
 }
@@ -48,6 +60,25 @@ function systemctlCommands(layout: Layout, units: PlannedFile[]): boolean {
   return layout.isSystem && units.length > 0
 }
 
+/** The backup schedule's files that are installed but not planned (--schedule-backup off, or another kind). */
+async function unplannedBackupFiles(layout: Layout, units: PlannedFile[]): Promise<string[]> {
+  const stale = []
+  for (const file of backupScheduleFiles(layout))
+    if (!units.some((u) => u.file === file) && (await exists(file))) stale.push(file)
+  return stale
+}
+
+/** A backup schedule no longer wanted: its timer stopped and disabled at prefix `/`, its files removed. */
+export async function removeBackupSchedule(layout: Layout, runner: Runner, files: string[]): Promise<string[]> {
+  const commands: string[] = []
+  if (files.includes(layout.backupTimer) && layout.isSystem && (await systemdRuns())) {
+    await runner.run('systemctl', ['disable', '--now', 'hubctl-backup.timer'])
+    commands.push('systemctl disable --now hubctl-backup.timer')
+  }
+  for (const file of files) await fs.rm(file, {force: true})
+  return commands
+}
+
 /**
  * 6. install: the units, the schedule and logrotate's file (unchanged ones are left alone), enabled
  * under systemd at prefix `/`; nginx reloaded, or at `/` started when it is not running.
@@ -55,16 +86,18 @@ function systemctlCommands(layout: Layout, units: PlannedFile[]): boolean {
 export const install: InitStep = {
   name: 'install',
 
-  plan(ctx) {
+  async plan(ctx) {
     const {layout, result, plan} = ctx
     const settings = plan.rendered.settings
     result.files.push(...plan.units.map((u) => ({file: u.file, action: 'would write' as const})))
+    for (const file of await unplannedBackupFiles(layout, plan.units)) result.files.push({file, action: 'would remove'})
     if (plan.nginxRunning) result.commands.push(`${settings.executables.nginx} -s reload`)
     if (systemctlCommands(layout, plan.units))
       result.commands.push(
         'systemctl daemon-reload',
         'systemctl enable jupyterhub.service',
         'systemctl enable --now hubctl-renew.timer',
+        ...(settings.backupSchedule ? ['systemctl enable --now hubctl-backup.timer'] : []),
       )
   },
 
@@ -72,6 +105,9 @@ export const install: InitStep = {
     const {layout, runner, result, plan, deps, reporter: r} = ctx
     const {commands} = result
     r.start('install')
+    const stale = await unplannedBackupFiles(layout, plan.units)
+    commands.push(...(await removeBackupSchedule(layout, runner, stale)))
+    result.files.push(...stale.map((file) => ({file, action: 'removed' as const})))
     const unitsWritten = await writePlanned(plan.units)
     result.files.push(
       ...plan.units.map((planned) => ({
@@ -84,7 +120,11 @@ export const install: InitStep = {
         ...(await enableUnits(
           runner,
           deps.systemd === false ? [] : ['jupyterhub.service'],
-          plan.units.some((f) => f.file === layout.renewTimer) ? ['hubctl-renew.timer'] : [],
+          ['hubctl-renew.timer', 'hubctl-backup.timer'].filter((timer) =>
+            plan.units.some(
+              (f) => f.file === (timer === 'hubctl-renew.timer' ? layout.renewTimer : layout.backupTimer),
+            ),
+          ),
         )),
       )
     }

@@ -117,7 +117,7 @@ export async function preflight(deps: InitDeps, request: InitRequest, signal: Ab
   // be installed is rendered with the paths and versions it will have).
   const ui: UserInterface = software.hubEnv ? 'lab' : await detectUserInterface(runner, jupyterhub)
   const rendered = await renderConfigs(layout, settings, jupyterhub, nginxInstall, ui)
-  const units = await plannedUnits(deps)
+  const units = await plannedUnits(deps, settings)
   if (software.packages.missing.length > 0 && !dryRun) await consentToPackages(deps, software.packages)
   r.done(
     'preflight',

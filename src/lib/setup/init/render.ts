@@ -55,6 +55,8 @@ export function settingsFor(
     local: request.local,
     spawn: request.spawn,
     loginBurst: request.loginBurst ?? previous?.loginBurst,
+    // Kept from hubctl.json unless --schedule-backup says otherwise (off: none).
+    backupSchedule: request.backupSchedule === 'off' ? undefined : (request.backupSchedule ?? previous?.backupSchedule),
     cull: {...request.cull, by: idleCuller ? 'jupyterhub-idle-culler' : 'hubctl'},
     serverPorts: request.serverPorts,
     oauth: request.oauth && {
