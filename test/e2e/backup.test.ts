@@ -270,7 +270,16 @@ describe('hubctl backup, restore and uninstall', function () {
     expect(result.exitCode, result.stdout + result.stderr).to.equal(0)
     const json = jsonOf(result)
     expect(json.healthy).to.equal(true)
-    expect(json.accounts).to.deep.equal([{name: user, uid, created: true, uidKept: true}])
+    // The uid is kept where it is free. Other test files make accounts meanwhile (useradd takes the
+    // highest uid + 1, which was this user's): then another uid, and only then.
+    const [account] = json.accounts as Array<{name: string; uid: number; created: boolean; uidKept: boolean}>
+    if (!account.uidKept) {
+      const holder = await execa('getent', ['passwd', String(uid)], {reject: false})
+      expect(holder.stdout, `uid ${uid} was free, yet not kept`).to.match(/^[^:]+:/)
+      expect(holder.stdout.split(':')[0]).to.not.equal(user)
+      uid = account.uid
+    }
+    expect(json.accounts).to.deep.equal([{name: user, uid, created: true, uidKept: account.uidKept}])
     expect(Number((await execa('id', ['-u', user])).stdout)).to.equal(uid)
     expect(await fs.readFile(path.join(home, 'kept.ipynb'), 'utf8')).to.include(JSON.parse(notebook).note)
     expect((await fs.stat(path.join(home, 'kept.ipynb'))).uid).to.equal(uid)
