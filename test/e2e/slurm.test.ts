@@ -35,6 +35,7 @@ describe('user servers as Slurm jobs (--spawner slurm)', function () {
   let ports: Awaited<ReturnType<typeof portFlags>>['ports']
   let api: HubApi
   let ca = ''
+  let badInit: Promise<{result: Awaited<ReturnType<typeof hubctl>>; prefix: string}> | undefined
 
   const slurmFlags = (partition: string) => [
     '--spawner',
@@ -58,6 +59,13 @@ describe('user servers as Slurm jobs (--spawner slurm)', function () {
     expect(imports.exitCode, `${python} has no batchspawner (.ci/run installs it): ${imports.stderr}`).to.equal(0)
     cluster = await startSlurmCluster()
     uid = await addUser(user)
+    // An init naming a partition the cluster lacks, run beside the hub's own init (the first test reads it).
+    badInit = (async () => {
+      const other = await tempPrefix('hubctl-slurm-bad')
+      const portInfo = await portFlags()
+      const args = testHubInitArgs(other, {admin: user, jupyterhub, extra: slurmFlags('no-such-partition')}, portInfo.flags)
+      return {result: await hubctl(args), prefix: other}
+    })()
     prefix = await tempPrefix('hubctl-slurm')
     layout = new Layout(prefix)
     ports = await initTestHub(prefix, {
@@ -90,6 +98,8 @@ describe('user servers as Slurm jobs (--spawner slurm)', function () {
     if (prefix) await hubctl(['stop', '--prefix', prefix, '--json'])
     if (uid >= 0) await removeUser(user, uid)
     if (prefix) await fs.rm(prefix, {recursive: true, force: true})
+    const bad = await badInit?.catch(() => undefined)
+    if (bad) await fs.rm(bad.prefix, {recursive: true, force: true})
     await cluster?.stop()
   })
 
@@ -112,23 +122,15 @@ describe('user servers as Slurm jobs (--spawner slurm)', function () {
   const server = () => (serverOnce ??= startServer())
 
   it('refuses a partition the cluster does not have, naming the ones it has, and writes nothing', async () => {
-    const other = await tempPrefix('hubctl-slurm-bad')
-    try {
-      const portInfo = await portFlags()
-      const init = await hubctl(
-        testHubInitArgs(other, {admin: user, jupyterhub, extra: slurmFlags('no-such-partition')}, portInfo.flags),
-      )
-      expect(init.exitCode, init.stderr).to.equal(2)
-      expect(init.stderr).to.include('the Slurm partition no-such-partition does not exist')
-      expect(init.stderr).to.include(`give --slurm-partition one of ${cluster!.partition}`)
-      const written = await fs.access(new Layout(other).settings).then(
-        () => true,
-        () => false,
-      )
-      expect(written, 'hubctl.json was written').to.equal(false)
-    } finally {
-      await fs.rm(other, {recursive: true, force: true})
-    }
+    const {result, prefix: other} = await badInit!
+    expect(result.exitCode, result.stderr).to.equal(2)
+    expect(result.stderr).to.include('the Slurm partition no-such-partition does not exist')
+    expect(result.stderr).to.include(`give --slurm-partition one of ${cluster!.partition}`)
+    const written = await fs.access(new Layout(other).settings).then(
+      () => true,
+      () => false,
+    )
+    expect(written, 'hubctl.json was written').to.equal(false)
   })
 
   it("starts the user's server as a Slurm job of the user, running, on the cluster's node", async () => {
@@ -141,6 +143,24 @@ describe('user servers as Slurm jobs (--spawner slurm)', function () {
     expect(scontrol.stdout).to.include('Comment=hubctl-e2e')
     expect(scontrol.stdout).to.match(/TimeLimit=01:00:00/)
     expect(scontrol.stdout).to.match(/MinMemoryNode=512M|mem=512M/)
+    // hubctl status names the server's job, its state and node.
+    const status = await hubctl(['status', '--prefix', prefix, '--json'])
+    const listed = (JSON.parse(status.stdout) as {servers: Array<{user: string; slurmJobs?: unknown[]}>}).servers
+    expect(listed.find((s) => s.user === user)?.slurmJobs).to.deep.equal([
+      {id: job.id, state: 'RUNNING', node: cluster!.node, reason: 'None'},
+    ])
+  })
+
+  it('doctor checks munge and the partition against the cluster', async () => {
+    const doctor = await hubctl(['doctor', '--prefix', prefix, '--json'])
+    const checks = (JSON.parse(doctor.stdout) as {checks: Array<{check: string; status: string; message: string}>})
+      .checks
+    const slurmChecks = checks.filter((c) => c.check === 'munge' || c.check === 'slurm partition')
+    expect(slurmChecks.map((c) => [c.check, c.status]), JSON.stringify(slurmChecks)).to.deep.equal([
+      ['munge', 'pass'],
+      ['slurm partition', 'pass'],
+    ])
+    expect(slurmChecks[1].message).to.include(`${cluster!.partition} is up`)
   })
 
   it('runs a cell in a kernel of that server, through nginx', async () => {
