@@ -91,7 +91,9 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
       options: ['local', 'simple', 'slurm'],
     }),
     'slurm-partition': Flags.string({description: 'with --spawner slurm: the partition the servers run in'}),
-    'slurm-memory': Flags.string({description: 'with --spawner slurm: memory per server, as sbatch --mem takes it (default: 2G)'}),
+    'slurm-memory': Flags.string({
+      description: 'with --spawner slurm: memory per server, as sbatch --mem takes it (default: 2G)',
+    }),
     'slurm-cpus': Flags.string({description: 'with --spawner slurm: CPUs per server (default: 1)'}),
     'slurm-runtime': Flags.string({
       description: "with --spawner slurm: a server's time limit, a Slurm time such as 8:00:00 (default: 8:00:00)",

