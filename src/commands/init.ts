@@ -87,8 +87,25 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
     }),
     spawner: Flags.string({
       description:
-        "local (a system user per hub user; default as root) or simple (servers run as the hub's user; default otherwise)",
-      options: ['local', 'simple'],
+        "local (a system user per hub user; default as root), simple (servers run as the hub's user; default otherwise) or slurm (each server a job on a Slurm cluster, batchspawner)",
+      options: ['local', 'simple', 'slurm'],
+    }),
+    'slurm-partition': Flags.string({description: 'with --spawner slurm: the partition the servers run in'}),
+    'slurm-memory': Flags.string({
+      description: 'with --spawner slurm: memory per server, as sbatch --mem takes it (default: 2G)',
+    }),
+    'slurm-cpus': Flags.string({description: 'with --spawner slurm: CPUs per server (default: 1)'}),
+    'slurm-runtime': Flags.string({
+      description: "with --spawner slurm: a server's time limit, a Slurm time such as 8:00:00 (default: 8:00:00)",
+    }),
+    'slurm-gpus': Flags.string({description: 'with --spawner slurm: GPUs per server (--gres=gpu:N; default: none)'}),
+    'slurm-extra': Flags.string({
+      description: "with --spawner slurm: '#SBATCH ...' lines added to every job's script (repeatable; nothing else)",
+      multiple: true,
+    }),
+    'hub-connect-ip': Flags.string({
+      description:
+        "with --spawner slurm: this machine's private address the compute nodes reach the hub's API at (default: 127.0.0.1, a cluster of this machine alone)",
     }),
     tls: Flags.string({
       description: 'where the certificate comes from (default: letsencrypt; with --local see its help)',

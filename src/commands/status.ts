@@ -41,6 +41,10 @@ export default class Status extends BaseCommand<typeof Status> {
         this.log(
           `    ${server.name ? `${server.user}/${server.name}` : server.user}  ${server.ready ? 'ready' : 'starting'}  ${server.url}  last activity ${server.lastActivity ?? 'never'}  ${route}`,
         )
+        for (const job of server.slurmJobs ?? [])
+          this.log(
+            `      Slurm job ${job.id}: ${job.state}${job.node ? ` on ${job.node}` : ''}${job.state === 'PENDING' && job.reason !== 'None' ? ` (${job.reason})` : ''}`,
+          )
       }
     } else if (report.hub.healthy) {
       this.log('  user servers: none')
@@ -62,6 +66,7 @@ export default class Status extends BaseCommand<typeof Status> {
     this.log(
       `  backups: ${backups.schedule ? `${backups.schedule.every}, the last ${backups.schedule.keep} kept` : 'not scheduled (init --schedule-backup daily)'}${newest}`,
     )
+    if (report.slurmError) this.logToStderr(`warning: could not list the Slurm jobs: ${report.slurmError}`)
     if (report.serversError) this.logToStderr(`warning: could not list user servers: ${report.serversError}`)
     return {...report, backups}
   }

@@ -7,6 +7,7 @@ import {installHubPython} from './hubpython.js'
 import {Layout, SERVER_HOME_MARKER} from './layout.js'
 import {OAUTH_PROVIDER_INFO, OAuthProvider, isOAuthProvider, oauthAllowAll, oauthCallbackUrl} from './oauth.js'
 import {renderTemplate} from './render.js'
+import {slurmView} from './slurm.js'
 import {SERVER_PORTS, type Settings} from './settings.js'
 import {assertSubdomainsSupported, subdomainHost} from './subdomains.js'
 import {usageError} from '../errors.js'
@@ -43,6 +44,7 @@ const AUTHENTICATORS: Record<string, {className: string; minMajor?: number; minM
 const SPAWNERS = {
   local: 'jupyterhub.spawner.LocalProcessSpawner',
   simple: 'jupyterhub.spawner.SimpleLocalProcessSpawner',
+  slurm: 'batchspawner.SlurmSpawner',
 } as const
 
 /** The Python value of `authenticator_class` for an --authenticator choice, refusing what this JupyterHub lacks. */
@@ -192,6 +194,10 @@ export async function renderHubConfig(
       serverHomes:
         settings.spawner === 'simple'
           ? {dir: layout.serverHomesDir, template: layout.serverHomeTemplate, marker: SERVER_HOME_MARKER}
+          : undefined,
+      slurm:
+        settings.spawner === 'slurm' && settings.slurm
+          ? slurmView(settings.slurm, {singleuser: install.singleuser})
           : undefined,
       labServer: defaultUrl === '/lab',
       labServerArgs: LAB_SERVER_ARGS,

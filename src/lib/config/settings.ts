@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises'
+import net from 'node:net'
 
 import {readIfExists, writeFileAtomicIfChanged} from '../files/atomic.js'
 import {HubctlError, messageOf, usageError} from '../errors.js'
@@ -13,6 +14,7 @@ import {
   parseScope,
   parseUsernameClaim,
 } from './oauth.js'
+import {type SlurmSettings, parseExtra, parseMemory, parsePartition, parseRuntime} from './slurm.js'
 import {hasControlChar, parseDomain, parsePort, parseUserName} from '../validate.js'
 
 export const SETTINGS_VERSION = 1
@@ -54,8 +56,10 @@ export interface Settings {
   authenticator: string
   /** With --authenticator github|google|oauth: the OAuth app (its secret is 0600 in srv/jupyterhub). */
   oauth?: OAuthSettings
-  /** local (LocalProcessSpawner, root) or simple (SimpleLocalProcessSpawner, one user). */
-  spawner: 'local' | 'simple'
+  /** local (LocalProcessSpawner, root), simple (SimpleLocalProcessSpawner, one user) or slurm (batchspawner's SlurmSpawner). */
+  spawner: 'local' | 'simple' | 'slurm'
+  /** With spawner slurm: the jobs' partition, resources and the hub's address for them (init --slurm-*). */
+  slurm?: SlurmSettings
   tls: {mode: TlsMode; acme?: AcmeSettings}
   ports: Ports
   dhparam: {mode: 'generate' | 'ffdhe2048'; bits: number}
@@ -284,7 +288,30 @@ function checkShape(settings: Record<string, unknown>, file: string): void {
     checkOAuthShape(settings.oauth, settings.authenticator as string, bad)
   else if (settings.oauth !== undefined)
     bad('oauth', `is set, but "authenticator" is ${settings.authenticator} (not github, google or oauth)`)
-  if (settings.spawner !== 'local' && settings.spawner !== 'simple') bad('spawner', 'is neither "local" nor "simple"')
+  if (settings.spawner !== 'local' && settings.spawner !== 'simple' && settings.spawner !== 'slurm')
+    bad('spawner', 'is not "local", "simple" or "slurm"')
+  if (settings.spawner === 'slurm') {
+    const slurm = settings.slurm as Record<string, unknown> | undefined
+    if (!isObject(slurm)) bad('slurm', 'is missing, and "spawner" is slurm')
+    else {
+      valid('slurm.partition', () => parsePartition(String(slurm.partition)))
+      valid('slurm.memory', () => parseMemory(String(slurm.memory)))
+      valid('slurm.runtime', () => parseRuntime(String(slurm.runtime)))
+      if (typeof slurm.cpus !== 'number' || !Number.isInteger(slurm.cpus) || slurm.cpus < 1)
+        bad('slurm.cpus', 'is not a whole number of at least 1')
+      if (
+        slurm.gpus !== undefined &&
+        (typeof slurm.gpus !== 'number' || !Number.isInteger(slurm.gpus) || slurm.gpus < 1)
+      )
+        bad('slurm.gpus', 'is not a whole number of at least 1')
+      if (!Array.isArray(slurm.extra) || !slurm.extra.every((line) => typeof line === 'string'))
+        bad('slurm.extra', 'is not a list of strings')
+      else valid('slurm.extra', () => parseExtra(slurm.extra as string[]))
+      for (const key of ['hubConnectIp', 'connectAddress'] as const)
+        if (typeof slurm[key] !== 'string' || !net.isIP(slurm[key] as string))
+          bad(`slurm.${key}`, 'is not an IP address')
+    }
+  } else if (settings.slurm !== undefined) bad('slurm', `is set, but "spawner" is ${settings.spawner} (not slurm)`)
   if (!isObject(settings.tls) || !TLS_MODES.includes(settings.tls.mode as TlsMode))
     bad('tls.mode', `is not one of ${TLS_MODES.join(', ')}`)
   if (!isObject(settings.ports)) bad('ports', 'is not an object')

@@ -30,6 +30,8 @@ import {assertTrusted, assertTrustedFile, trustProblems, trustedPaths} from './t
 import {serverHomeProblems, serverHomeUsers} from './homes.js'
 import {UnixAccounts, UsersRecordStore} from '../users/accounts.js'
 import {type ServerTrial, checkUserServer} from './userserver.js'
+import {checkPartition, missingSlurmPrograms, slurmPartitions} from './slurm.js'
+import {parseMemory} from '../config/slurm.js'
 import {realTrial} from './userserver-trial.js'
 
 export type CheckStatus = 'pass' | 'warn' | 'fail'
@@ -92,6 +94,7 @@ export class Doctor {
       ['processes', () => this.checkProcesses()],
       ['browser path', () => this.checkBrowserPath()],
       ['oauth', () => this.checkOAuth()],
+      ['slurm', () => this.checkSlurm()],
     ]
     for (const [name, fn] of all) {
       if (!this.settings && name !== 'secrets') continue
@@ -435,6 +438,65 @@ export class Doctor {
    * for a made-up code (no secret is sent), the user data URL with 401/403 for no token. A refused
    * connection, a 404 or a 5xx is named with the flag to correct.
    */
+  /** --spawner slurm: Slurm's programs, munge, sinfo answering, the partition up, the memory and CPUs fitting a node. */
+  async checkSlurm(): Promise<CheckResult[]> {
+    const slurm = this.settings!.slurm
+    if (this.settings!.spawner !== 'slurm' || !slurm) return []
+    const {runner} = this.deps
+    const missing = await missingSlurmPrograms()
+    if (missing.length > 0)
+      return [
+        {
+          check: 'slurm',
+          status: 'fail',
+          message: `${missing.join(', ')} not found: the hub cannot submit, follow or cancel its servers' jobs`,
+          fix: "install Slurm's client and sudo (apt-get install slurm-client sudo), with the cluster's slurm.conf and munge key",
+        },
+      ]
+    const results: CheckResult[] = []
+    const munge = await runner.run('sh', ['-c', 'munge -n | unmunge'], {cwd: '/', timeoutMs: 15_000})
+    results.push(
+      munge.exitCode === 0
+        ? {check: 'munge', status: 'pass', message: 'munge -n | unmunge: a credential made and read back'}
+        : {
+            check: 'munge',
+            status: 'fail',
+            message: `munge -n | unmunge failed: ${(munge.stderr || munge.stdout).trim().split('\n').pop() ?? ''}`,
+            fix: "start munged (it needs /run/munge, and the cluster's /etc/munge/munge.key, 0400, owned by munge)",
+          },
+    )
+    try {
+      const {partition, warnings} = checkPartition(await slurmPartitions(runner), {
+        partition: slurm.partition,
+        memory: slurm.memory,
+        memoryMb: parseMemory(slurm.memory).megabytes,
+        cpus: slurm.cpus,
+      })
+      results.push(
+        warnings.length > 0
+          ? {
+              check: 'slurm partition',
+              status: 'warn',
+              message: warnings.join('; '),
+              fix: `bring partition ${partition.name} up, or run init again with another --slurm-partition`,
+            }
+          : {
+              check: 'slurm partition',
+              status: 'pass',
+              message: `${partition.name} is up, ${partition.nodes.length} node(s); ${slurm.memory} and ${slurm.cpus} CPU(s) fit one`,
+            },
+      )
+    } catch (error) {
+      results.push({
+        check: 'slurm partition',
+        status: 'fail',
+        message: messageOf(error),
+        fix: error instanceof HubctlError && error.fix ? error.fix : 'check the cluster with sinfo',
+      })
+    }
+    return results
+  }
+
   async checkOAuth(): Promise<CheckResult[]> {
     const settings = this.settings!
     const provider = settings.authenticator

@@ -34,6 +34,7 @@ import {
   parseUsernameClaim,
 } from '../config/oauth.js'
 import {subdomainNames} from '../config/subdomains.js'
+import {parseCount, parseExtra, parseMemory, parsePartition, parseRuntime} from '../config/slurm.js'
 import {certificateInfo} from '../tls/certstore.js'
 import {assertDistinctPorts, parseDomain, parseEmail, parsePort, parseUserName, unique} from '../validate.js'
 
@@ -81,7 +82,25 @@ export interface RawInitFlags {
   'oauth-scope'?: string[]
   'oauth-allowed-org'?: string[]
   'oauth-allowed-domain'?: string[]
+  'slurm-partition'?: string
+  'slurm-memory'?: string
+  'slurm-cpus'?: string | number
+  'slurm-runtime'?: string
+  'slurm-gpus'?: string | number
+  'slurm-extra'?: string[]
+  'hub-connect-ip'?: string
 }
+
+/** The flags of --spawner slurm. */
+const SLURM_FLAGS = [
+  'slurm-partition',
+  'slurm-memory',
+  'slurm-cpus',
+  'slurm-runtime',
+  'slurm-gpus',
+  'slurm-extra',
+  'hub-connect-ip',
+] as const
 
 /** The OAuth flags, each with the providers it goes with. */
 const OAUTH_FLAGS: Array<[keyof RawInitFlags, readonly string[]]> = [
@@ -112,7 +131,9 @@ export interface InitRequest {
   allowedUsers: string[]
   /** undefined: chosen by init (pam; in local mode a generated shared password). */
   authenticator?: string
-  spawner?: 'local' | 'simple'
+  spawner?: 'local' | 'simple' | 'slurm'
+  /** --spawner slurm: what each job asks for (checked against the cluster by preflight, setup/slurm.ts). */
+  slurm?: SlurmRequest
   tls: TlsMode
   cert?: {fullchain: string; privkey: string; certFile: string; keyFile: string}
   ports: Ports
@@ -307,11 +328,12 @@ export async function resolveInitRequest(
   }
 
   const spawner = flags.spawner
-  if (spawner !== undefined && spawner !== 'local' && spawner !== 'simple')
+  if (spawner !== undefined && spawner !== 'local' && spawner !== 'simple' && spawner !== 'slurm')
     throw usageError(
       `--spawner ${JSON.stringify(spawner)} is not a choice`,
-      "give local (one system user per hub user, needs root) or simple (every server runs as the hub's user)",
+      "give local (one system user per hub user, needs root), simple (every server runs as the hub's user) or slurm (each server a job on a Slurm cluster)",
     )
+  const slurm = slurmRequest(flags, spawner)
 
   const maxConcurrent =
     flags['max-concurrent-spawns'] === undefined
@@ -370,10 +392,63 @@ export async function resolveInitRequest(
     subdomains,
     authenticator: flags.authenticator ?? (flags.local ? undefined : 'pam'),
     spawner: spawner ?? (flags.local ? 'simple' : undefined),
+    slurm,
     jupyterhub: flags.jupyterhub,
     nginx: flags.nginx,
   }
 }
+
+export interface SlurmRequest {
+  partition: string
+  memory: string
+  memoryMb: number
+  cpus: number
+  runtime: string
+  gpus?: number
+  extra: string[]
+  /** --hub-connect-ip as given; undefined: 127.0.0.1 (a cluster of this machine alone). */
+  hubConnectIp?: string
+}
+
+/** The --slurm-* flags and --hub-connect-ip: only with --spawner slurm, which needs --slurm-partition. */
+function slurmRequest(flags: RawInitFlags, spawner: string | undefined): SlurmRequest | undefined {
+  const given = SLURM_FLAGS.filter((key) => {
+    const value = flags[key]
+    return value !== undefined && !(Array.isArray(value) && value.length === 0)
+  })
+  if (spawner !== 'slurm') {
+    if (given.length > 0)
+      throw usageError(
+        `--${given[0]} goes with --spawner slurm`,
+        `add --spawner slurm --slurm-partition NAME, or drop --${given[0]}`,
+      )
+    return undefined
+  }
+  if (flags.local)
+    throw usageError(
+      '--spawner slurm does not go with --local',
+      'drop --local: a Slurm hub runs as root, with a domain',
+    )
+  if (!flags['slurm-partition'])
+    throw usageError(
+      '--spawner slurm needs --slurm-partition',
+      'give the partition the servers run in, one that `sinfo -s` lists',
+    )
+  const {memory, megabytes} = parseMemory(flags['slurm-memory'] ?? SLURM_DEFAULTS.memory)
+  return {
+    partition: parsePartition(flags['slurm-partition']),
+    memory,
+    memoryMb: megabytes,
+    cpus: parseCount(flags['slurm-cpus'] ?? SLURM_DEFAULTS.cpus, '--slurm-cpus', 1, 4096, '2'),
+    runtime: parseRuntime(flags['slurm-runtime'] ?? SLURM_DEFAULTS.runtime).runtime,
+    gpus: flags['slurm-gpus'] === undefined ? undefined : parseCount(flags['slurm-gpus'], '--slurm-gpus', 1, 64, '1'),
+    extra: parseExtra(flags['slurm-extra'] ?? []),
+    hubConnectIp: flags['hub-connect-ip'],
+  }
+}
+
+/** What a Slurm server asks for when its flag is left out. */
+export const SLURM_DEFAULTS = {memory: '2G', cpus: 1, runtime: '8:00:00'} as const
 
 /**
  * --authenticator github|google|oauth: the client ID, the secret (from a file or standard input,

@@ -93,6 +93,12 @@ export async function checkUserServer(
       message: `not checked: the spawner could not be made from the config without a running hub (${spawnerError ?? 'unknown'})`,
       fix: 'start the hub and log in as a user to see that a server starts',
     }
+  if (settings.spawner === 'slurm' && spawner.class === 'batchspawner.SlurmSpawner')
+    return {
+      status: 'warn',
+      message: "not checked: each user's server is a Slurm job (--spawner slurm), which starts only through the hub",
+      fix: 'start the hub and log in as a user: `squeue` shows the job, `hubctl status` the job of each server',
+    }
   if (spawner.class !== LOCAL && spawner.class !== SIMPLE)
     return {
       status: 'warn',

@@ -11,6 +11,7 @@ import {portOwnedBy, recordedChild} from './listeners.js'
 import {processAlive} from '../processes.js'
 import {execaRunner} from '../runner.js'
 import {ServerWatchSummary, StatusServer, serversForStatus} from './servers.js'
+import {serverJobs} from './slurmjobs.js'
 import {Settings} from '../config/settings.js'
 import {Clock, systemClock} from './clock.js'
 import {takePrewarmed} from './prewarm.js'
@@ -430,6 +431,8 @@ export interface StatusReport {
   /** Each with the running supervisor's last probe of its route (routeOk). */
   servers: StatusServer[]
   serversError?: string
+  /** --spawner slurm: squeue could not be asked (each server's job is then unknown). */
+  slurmError?: string
   /** The running supervisor's last check of the servers: when, the cull time, recent culls and clean-ups. */
   serverWatch?: ServerWatchSummary
   /** Who stops idle servers and when (hubctl.json's cull settings). */
@@ -485,6 +488,15 @@ export async function stackStatus(
       const watched = serversForStatus(await api.listServers(), supervisor ? state?.servers : undefined)
       report.servers = watched.servers
       if (watched.watch) report.serverWatch = watched.watch
+      if (settings.spawner === 'slurm') {
+        // Each server's Slurm job: matched by user (batchspawner submits a job as its user).
+        const {jobs, error} = await serverJobs(execaRunner)
+        if (error) report.slurmError = error
+        for (const server of report.servers)
+          server.slurmJobs = jobs
+            .filter((job) => job.user === server.user)
+            .map(({id, state, node, reason}) => ({id, state, node, reason}))
+      }
     } catch (error) {
       report.serversError = error instanceof HubctlError ? error.line : messageOf(error)
     }

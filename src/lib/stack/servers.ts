@@ -405,6 +405,8 @@ export type StatusServer = Pick<ServerInfo, 'user' | 'name' | 'url' | 'ready' | 
   /** true: answered at its route's target; false: did not (routeProblem says why); null: not probed yet. */
   routeOk: boolean | null
   routeProblem?: string
+  /** --spawner slurm: the server's jobs in the queue (squeue; a user's default server has one). */
+  slurmJobs?: Array<{id: string; state: string; node: string; reason: string}>
 }
 
 /** What the supervisor's watcher last did, for `hubctl status`. */

@@ -1,3 +1,4 @@
+import type {SlurmSettings} from '../../config/slurm.js'
 import type {CertificateInfo} from '../../tls/certstore.js'
 import type {JupyterHubInstall, SpawnerConfig, UserInterface} from '../../config/jupyterhub.js'
 import type {Layout} from '../../config/layout.js'
@@ -145,6 +146,8 @@ export interface InitPlan {
   previous?: Settings
   /** The Python that runs jupyterhub-idle-culler (none: hubctl's supervisor culls). */
   idleCullerPython?: string
+  /** --spawner slurm: the jobs' settings, as preflight checked them against the cluster. */
+  slurm?: SlurmSettings
   /** Users whose servers run as the hub's user, each with a home hubctl makes. */
   homeUsers: string[]
   rendered: Rendered

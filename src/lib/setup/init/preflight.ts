@@ -21,6 +21,7 @@ import {type InitContext, type InitDeps, type InitResult, silentReporter} from '
 import {consentToPackages, idleCullerPython, planSoftware} from './software.js'
 import {renderConfigs, reportDefaults, settingsFor} from './render.js'
 import {plannedUnits} from './install.js'
+import {checkSlurmRequest} from '../slurm.js'
 import {assertSubdomainsSupported} from '../../config/subdomains.js'
 
 /**
@@ -103,7 +104,13 @@ export async function preflight(deps: InitDeps, request: InitRequest, signal: Ab
   // Idle servers: jupyterhub-idle-culler with a Python that has it (hubctl's environment has it).
   const idleCuller = await idleCullerPython(layout, runner, software)
   if (idleCuller.warning && cullingOn({...request.cull, by: 'hubctl'})) warnings.push(idleCuller.warning)
-  const settings = settingsFor(deps, request, jupyterhub, nginxInstall, previous, idleCuller.python)
+  // --spawner slurm: the cluster answers, the partition exists, the resources fit a node (setup/slurm.ts).
+  let slurm: Awaited<ReturnType<typeof checkSlurmRequest>> | undefined
+  if (request.spawner === 'slurm' && request.slurm) {
+    slurm = await checkSlurmRequest(runner, request.slurm, jupyterhub, {toBeInstalled: Boolean(software.hubEnv)})
+    warnings.push(...slurm.warnings)
+  }
+  const settings = settingsFor(deps, request, jupyterhub, nginxInstall, previous, idleCuller.python, slurm?.settings)
   if (request.oauth) await checkOAuthPreflight(deps, request, jupyterhub, Boolean(software.hubEnv))
   // Servers run as the hub's user (--spawner simple): a home of theirs that exists and is not hubctl's is refused.
   const homeUsers = serverHomeUsers(settings)
@@ -168,6 +175,7 @@ export async function preflight(deps: InitDeps, request: InitRequest, signal: Ab
       nginxRunning,
       previous,
       idleCullerPython: idleCuller.python,
+      slurm: slurm?.settings,
       homeUsers,
       rendered,
       units,

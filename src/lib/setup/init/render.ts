@@ -10,6 +10,7 @@ import {type Settings, SettingsStore, SETTINGS_VERSION} from '../../config/setti
 import {proxyExecutable} from '../../stack/proxy.js'
 import {makeServerHomes} from '../homes.js'
 import type {InitRequest} from '../init-request.js'
+import type {SlurmSettings} from '../../config/slurm.js'
 import type {InitContext, InitDeps, InitResult, InitStep, Rendered} from './context.js'
 
 /** hubctl.json as this init writes it: the request, with what an earlier init or `hubctl users` kept. */
@@ -20,6 +21,7 @@ export function settingsFor(
   nginx: NginxInstall,
   previous?: Settings,
   idleCuller?: string,
+  slurm?: SlurmSettings,
 ): Settings {
   const root = (process.getuid?.() ?? 0) === 0
   return {
@@ -38,6 +40,7 @@ export function settingsFor(
           : 'dummy'
         : 'pam'),
     spawner: request.spawner ?? (root ? 'local' : 'simple'),
+    ...(request.spawner === 'slurm' && slurm ? {slurm} : {}),
     tls: {mode: request.tls, acme: deps.acme ?? previous?.tls.acme},
     ports: request.ports,
     dhparam: {mode: request.dhparam, bits: request.dhparamBits},
@@ -110,6 +113,7 @@ export function renderAgain(ctx: InitContext, ui: UserInterface): Promise<Render
     plan.nginxInstall,
     plan.previous,
     plan.idleCullerPython,
+    plan.slurm,
   )
   return renderConfigs(ctx.layout, settings, plan.jupyterhub, plan.nginxInstall, ui, plan.rendered)
 }
