@@ -2,7 +2,6 @@ import {Layout} from '../config/layout.js'
 import {Settings, SettingsStore} from '../config/settings.js'
 import {hasControlChar} from '../validate.js'
 import {usageError} from '../errors.js'
-import {browserOrigin} from '../stack/browserpath.js'
 
 /**
  * `hubctl link`: the nbgitpuller link that hands out a repository's notebooks. A student who
@@ -81,7 +80,10 @@ function checkFile(file: string): string {
 }
 
 /** The link, for the hub's primary name and HTTPS port (every value URL-encoded). */
-export function assignmentLink(settings: Pick<Settings, 'domains' | 'ports'>, request: LinkRequest): LinkResult {
+export function assignmentLink(
+  settings: Pick<Settings, 'domains'> & {ports: Pick<Settings['ports'], 'https'>},
+  request: LinkRequest,
+): LinkResult {
   const repo = checkRepo(request.repo)
   const branch = request.branch === undefined ? undefined : checkBranch(request.branch)
   const folder = repoFolder(repo)
@@ -93,9 +95,10 @@ export function assignmentLink(settings: Pick<Settings, 'domains' | 'ports'>, re
     ['targetpath', folder],
     ['urlpath', urlpath],
   ]
+  const port = settings.ports.https === 443 ? '' : `:${settings.ports.https}`
   const query = params.map(([key, value]) => `${key}=${encodeURIComponent(value)}`).join('&')
   return {
-    url: `${browserOrigin(settings).origin}/hub/user-redirect/git-pull?${query}`,
+    url: `https://${settings.domains[0]}${port}/hub/user-redirect/git-pull?${query}`,
     repo,
     branch: branch ?? null,
     folder,
