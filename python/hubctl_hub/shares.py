@@ -75,12 +75,12 @@ class SharedLinks:
 
     async def __call__(self, spawner):
         names = share_names(self.record_file)
+        if not names and not os.path.isdir(self.root):
+            return  # no share was ever made: no process to start
         try:
             home, uid, gid = self.who(spawner)
         except KeyError:
             return  # no system account: the spawner itself says so
-        if not names and not os.path.isdir(self.root):
-            return
         as_user = {} if uid == os.getuid() else {"user": uid, "group": gid, "extra_groups": []}
         try:
             process = await asyncio.create_subprocess_exec(
