@@ -274,9 +274,9 @@ export class SharesService {
         await handle.close()
       }
       if (source !== undefined) {
-        // Copied as root, links kept as links; then all of it the group's and the writers' to change.
+        // Copied as root, links kept as links: root's, and the group's (the folder is setgid); then
+        // all of it the writers' to change, and its folders setgid too (cp gave them their modes).
         await this.must('cp', ['-R', '-P', '--preserve=mode,timestamps', '--', `${source}/.`, `${dir}/`])
-        await this.must('chown', ['-R', '-P', `${process.getuid?.() ?? 0}:${gid}`, '--', dir])
         await this.must('chmod', ['-R', 'u+rwX,g+rwX,o+rX,o-w', '--', dir])
         await this.must('find', [dir, '-type', 'd', '-exec', 'chmod', 'g+s', '{}', '+'])
       }

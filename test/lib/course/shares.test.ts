@@ -3,7 +3,7 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 
 import {Layout} from '../../../src/lib/config/layout.js'
-import {SHARE_MODE, SharesService, SharesStore, shareGroup} from '../../../src/lib/course/shares.js'
+import {SharesService, SharesStore, shareGroup} from '../../../src/lib/course/shares.js'
 import {execaRunner, type Runner} from '../../../src/lib/runner.js'
 import {tempPrefix} from '../../helpers/cli.js'
 import {rejection} from '../../helpers/errors.js'
@@ -73,7 +73,7 @@ describe('shares service (fake users and groups)', function () {
     expect(result.share.members).to.deep.equal(['ta1'])
     const stat = await fs.lstat(layout.sharedDir('data'))
     expect(stat.isDirectory()).to.equal(true)
-    expect(stat.mode & 0o7777).to.equal(SHARE_MODE)
+    expect(stat.mode & 0o7777).to.equal(0o2775)
     expect([stat.uid, stat.gid]).to.deep.equal([0, system.groups[group].gid])
     expect((await fs.stat(layout.sharedRoot)).mode & 0o777).to.equal(0o755)
     expect(Object.keys((await new SharesStore(layout).load()).shares)).to.deep.equal(['data'])
