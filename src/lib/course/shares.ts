@@ -274,11 +274,10 @@ export class SharesService {
         await handle.close()
       }
       if (source !== undefined) {
-        // Copied as root, links kept as links: root's, and the group's (the folder is setgid); then
-        // all of it the writers' to change, and its folders setgid too (cp gave them their modes).
+        // Copied as root, links kept as links: root's, and the group's (the folder is setgid, and its
+        // new folders keep the bit); then all of it the writers' to change and everyone's to read.
         await this.must('cp', ['-R', '-P', '--preserve=mode,timestamps', '--', `${source}/.`, `${dir}/`])
         await this.must('chmod', ['-R', 'u+rwX,g+rwX,o+rX,o-w', '--', dir])
-        await this.must('find', [dir, '-type', 'd', '-exec', 'chmod', 'g+s', '{}', '+'])
       }
       return gid
     } catch (error) {
