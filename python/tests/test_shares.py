@@ -96,6 +96,30 @@ class SharedLinksTest(unittest.IsolatedAsyncioTestCase):
             json.dump({"shares": {"../etc": {}, "ok": {}, "Bad": {}}}, f)
         self.assertEqual(share_names(self.record), ["ok"])
 
+    @unittest.skipUnless(os.getuid() == 0, "switching to another user needs root")
+    async def test_acts_as_the_user_never_as_root_in_their_home(self):
+        nobody = 65534
+        os.chmod(self.dir, 0o755)
+        os.chown(self.home, nobody, nobody)
+        roots = os.path.join(self.dir, "roots")
+        os.mkdir(roots, 0o700)
+        # The user's own link, to a folder only root writes: the links must not land there.
+        os.symlink(roots, os.path.join(self.home, "shared"))
+        home = self.home
+
+        class AsNobody(SharedLinks):
+            def who(self, spawner):
+                return home, nobody, nobody
+
+        links = AsNobody(self.record, self.root, "shared")
+        self.share("data")
+        await links(self.spawner)
+        self.assertEqual(os.listdir(roots), [])
+        os.unlink(os.path.join(self.home, "shared"))
+        await links(self.spawner)
+        self.assertEqual(os.lstat(os.path.join(self.home, "shared")).st_uid, nobody)
+        self.assertEqual(os.lstat(self.entry("data")).st_uid, nobody)
+
     async def test_a_missing_home_is_a_warning_not_a_failed_start(self):
         self.share("data")
         shutil.rmtree(self.home)
