@@ -147,7 +147,7 @@ export class SharesService {
    * change; a new share half made is taken away again.
    */
   async add(input: string, options: {source?: string; writers?: string[]} = {}): Promise<ShareAddResult> {
-    const {layout, runner} = this.deps
+    const {layout} = this.deps
     const name = checkShareName(input)
     const writerNames = [...new Set(options.writers ?? [])]
     for (const writer of writerNames)
