@@ -1,13 +1,14 @@
-"""The pre-spawn hook: the server's home (when hubctl makes it), a turn (when servers start in line), a port."""
+"""The pre-spawn hook: the server's home (when hubctl makes it), the shared folders' links, a turn (when servers start in line), a port."""
 
 
 class PreSpawn:
-    """Spawner.pre_spawn_hook: make or check the home, wait for a turn (when a queue is set), then take a port."""
+    """Spawner.pre_spawn_hook: make or check the home, place the shared folders' links, wait for a turn (when a queue is set), then take a port."""
 
-    def __init__(self, ports, queue=None, homes=None):
+    def __init__(self, ports, queue=None, homes=None, shares=None):
         self.ports = ports
         self.queue = queue
         self.homes = homes
+        self.shares = shares
 
     def __deepcopy__(self, memo):
         return self
@@ -15,6 +16,8 @@ class PreSpawn:
     async def __call__(self, spawner):
         if self.homes is not None:
             self.homes(spawner)
+        if self.shares is not None:
+            await self.shares(spawner)
         if self.queue is None:
             self.ports(spawner)
             return

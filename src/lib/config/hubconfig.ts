@@ -4,7 +4,7 @@ import {readIfExists, writeFileAtomic} from '../files/atomic.js'
 import {type JupyterHubInstall, type SpawnerConfig, validateHubConfig} from './jupyterhub.js'
 import {cullerService, supervisorCulling} from './culler.js'
 import {installHubPython} from './hubpython.js'
-import {Layout, SERVER_HOME_MARKER} from './layout.js'
+import {HOME_SHARED_DIR, Layout, SERVER_HOME_MARKER} from './layout.js'
 import {OAUTH_PROVIDER_INFO, OAuthProvider, isOAuthProvider, oauthAllowAll, oauthCallbackUrl} from './oauth.js'
 import {renderTemplate} from './render.js'
 import {slurmView} from './slurm.js'
@@ -205,6 +205,9 @@ export async function renderHubConfig(
       serverPortFirst: (settings.serverPorts ?? SERVER_PORTS).first,
       serverPortLast: (settings.serverPorts ?? SERVER_PORTS).last,
       serverProcesses: layout.serverProcesses,
+      sharesRecord: layout.sharesRecord,
+      sharedRoot: layout.sharedRoot,
+      sharedLinkDir: HOME_SHARED_DIR,
       apiTokenFile: layout.apiToken,
       serviceScopes: HUBCTL_SERVICE_SCOPES,
       culler: cullerService(settings),

@@ -7,6 +7,8 @@ import path from 'node:path'
  */
 /** Where `--local` puts its hub when no --prefix is given (relative to the working directory). */
 export const LOCAL_PREFIX = 'hubctl-local'
+/** In every user's home: the folder of links to the shared folders (`shared/NAME`), placed at each server start. */
+export const HOME_SHARED_DIR = 'shared'
 /** The file in a server home that says hubctl made it. */
 export const SERVER_HOME_MARKER = '.hubctl-home'
 /** SimpleLocalProcessSpawner's own default home (JupyterHub's), where an earlier hubctl's local servers kept their files. */
@@ -158,6 +160,20 @@ export class Layout {
   /** One home moved there, by the user's name. */
   removedHome(home: string, user: string): string {
     return path.join(this.removedHomesDir(home), user)
+  }
+  /**
+   * `hubctl share`: the course's shared folders, one per share (root's, group the share's writers,
+   * setgid, 2775). Not inside srvDir, which is 0700 and holds the secrets: every hub user must reach these.
+   */
+  get sharedRoot(): string {
+    return this.at('srv/jupyterhub-shared')
+  }
+  sharedDir(name: string): string {
+    return path.join(this.sharedRoot, name)
+  }
+  /** The shares hubctl made (names, groups, writers), read by the hub's pre-spawn hook at each start (0644). */
+  get sharesRecord(): string {
+    return this.at('etc/jupyterhub/shares.json')
   }
   get lockFile(): string {
     return this.at('srv/jupyterhub/hubctl.lock')

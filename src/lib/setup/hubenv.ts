@@ -22,13 +22,15 @@ import {Runner, which} from '../runner.js'
 
 /** What hubctl installs; every version, theirs and their dependencies', comes from the constraints. */
 // jupyterhub-idle-culler runs as a service of the hub (init --cull-idle); oauthenticator for --authenticator github|google|oauth;
-// batchspawner for --spawner slurm.
+// batchspawner for --spawner slurm;
+// nbgitpuller for the assignment links (hubctl link).
 export const HUB_PACKAGES = [
   'jupyterhub',
   'jupyterlab',
   'jupyterhub-idle-culler',
   'oauthenticator',
   'batchspawner',
+  'nbgitpuller',
 ] as const
 export const CONSTRAINTS_FILE = new URL('../../../python/constraints.txt', import.meta.url)
 /** Packages pip brings that no hub or server uses and that cost every start (the file says which and why). */
