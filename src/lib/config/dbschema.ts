@@ -15,15 +15,27 @@ import type {Runner} from '../runner.js'
  * systemd, restarts it forever. hubctl asks the same question first, with the hub's own Python
  * (-I, the database opened read-only), and refuses to start with what to run instead.
  */
+// Without importing alembic or SQLAlchemy (seconds on a busy machine, at every start): the
+// migrations are read from JupyterHub's alembic/versions, each file's revision and down_revision,
+// as alembic reads them; the head is the one no other migration names as its down_revision.
 const SCHEMA_SCRIPT = `
-import json, os, pathlib, sqlite3, sys
+import json, os, pathlib, re, sqlite3, sys
 import jupyterhub
-from alembic.config import Config
-from alembic.script import ScriptDirectory
-cfg = Config()
-cfg.set_main_option("script_location", os.path.join(os.path.dirname(jupyterhub.__file__), "alembic"))
-scripts = ScriptDirectory.from_config(cfg)
-head = scripts.get_current_head()
+versions = os.path.join(os.path.dirname(jupyterhub.__file__), "alembic", "versions")
+down, doc = {}, {}
+for name in os.listdir(versions):
+    if not name.endswith(".py"):
+        continue
+    text = open(os.path.join(versions, name), encoding="utf-8").read()
+    rev = re.search(r"^revision\\s*=\\s*[\\x22\\x27](\\w+)[\\x22\\x27]", text, re.M)
+    if not rev:
+        continue
+    prev = re.search(r"^down_revision\\s*=\\s*[\\x22\\x27](\\w+)[\\x22\\x27]", text, re.M)
+    down[rev.group(1)] = prev.group(1) if prev else None
+    first = re.match(r"\\s*[\\x22\\x27]{3}\\s*(.*)", text)
+    doc[rev.group(1)] = (first.group(1).strip() if first else "") or rev.group(1)
+heads = sorted(set(down) - set(d for d in down.values() if d))
+head = heads[0] if len(heads) == 1 else None
 out = {"jupyterhub": jupyterhub.__version__, "head": head, "revision": None, "tables": False, "known": True, "pending": []}
 db = sys.argv[1]
 if os.path.exists(db):
@@ -35,12 +47,13 @@ if os.path.exists(db):
         out["revision"] = row[0] if row else None
     con.close()
 rev = out["revision"]
-if rev and rev != head:
-    try:
-        scripts.get_revision(rev)
-        out["pending"] = [r.doc or r.revision for r in scripts.iterate_revisions(head, rev) if r.revision != rev][::-1]
-    except Exception:
-        out["known"] = False
+if head and rev and rev != head:
+    chain, at = [], head
+    while at and at != rev:
+        chain.append(doc[at])
+        at = down.get(at)
+    out["known"] = at == rev
+    out["pending"] = chain[::-1] if at == rev else []
 print(json.dumps(out))
 `
 
@@ -48,8 +61,8 @@ print(json.dumps(out))
 export interface SchemaReport {
   /** The version of the JupyterHub asked. */
   jupyterhub: string
-  /** The newest migration that JupyterHub knows (its alembic head). */
-  head: string
+  /** The newest migration that JupyterHub knows (its alembic head; null: more than one). */
+  head: string | null
   /** The migration the database is at (none: no database, or one from before JupyterHub 0.8). */
   revision: string | null
   /** Whether the database has JupyterHub's tables at all. */
@@ -69,7 +82,9 @@ export type SchemaState = 'current' | 'older' | 'newer'
 
 /** The decision alone (pure). */
 export function schemaState(report: SchemaReport): SchemaState {
-  if (!report.tables || report.revision === null || report.revision === report.head) return 'current'
+  // No single head (a JupyterHub with branched migrations): JupyterHub decides for itself.
+  if (!report.tables || report.revision === null || report.head === null || report.revision === report.head)
+    return 'current'
   return report.known ? 'older' : 'newer'
 }
 
