@@ -28,7 +28,7 @@ import {killEveryProcessOf} from '../helpers/users.js'
 const VENV = path.join(ROOT, '.venv')
 
 describe('hubctl upgrade', function () {
-  this.timeout(600_000)
+  this.timeout(1_500_000)
 
   const user = `hcup${randomBytes(3).toString('hex')}`
   let uid = -1
@@ -45,7 +45,7 @@ describe('hubctl upgrade', function () {
   const serverStatus = () => httpsJson(`${origin}/user/${user}/api/status`, {ca, token: userToken})
   const settings = () => new SettingsStore(layout).load()
   const upgrade = (...extra: string[]) =>
-    hubctl(['upgrade', '--yes', '--env', VENV, '--prefix', prefix, '--json', ...extra])
+    hubctl(['upgrade', '--yes', '--env', VENV, '--prefix', prefix, '--json', ...extra], {timeoutMs: 900_000})
 
   before(async function () {
     prefix = await tempPrefix('hubctl-upgrade')
