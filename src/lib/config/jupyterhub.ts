@@ -94,6 +94,12 @@ export function vulnerabilityWarning(
   return `JupyterHub ${install.version} (${install.executable}) is affected by CVE-2024-28233 (GHSA-7r3h-4ph8-w38g, High: one user's page can run script as another user), fixed in JupyterHub 4.1.0`
 }
 
+/** The Python a JupyterHub executable runs with (its shebang's), or undefined when it is not found. */
+export async function jupyterhubPython(executable: string): Promise<string | undefined> {
+  const onPath = await which(executable)
+  return onPath && shebangPython(await fs.realpath(onPath))
+}
+
 async function shebangPython(executable: string): Promise<string> {
   const head = (await fs.readFile(executable, 'utf8')).slice(0, 256)
   const match = /^#!\s*(\S+)(?:\s+(\S+))?/.exec(head)

@@ -57,6 +57,14 @@ export class Layout {
   get database(): string {
     return this.at('srv/jupyterhub/jupyterhub.sqlite')
   }
+  /** `hubctl upgrade`: the copy of the database migrated by the new JupyterHub, renamed over the live one at the switch. */
+  get databaseUpgrade(): string {
+    return this.at('srv/jupyterhub/jupyterhub.sqlite.upgrade')
+  }
+  /** `hubctl upgrade`: the database as it was before the switch (put back on a rollback, kept after). */
+  get databasePreUpgrade(): string {
+    return this.at('srv/jupyterhub/jupyterhub.sqlite.pre-upgrade')
+  }
   get backupDir(): string {
     return this.at('srv/jupyterhub/backup')
   }

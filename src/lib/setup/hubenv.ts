@@ -148,7 +148,7 @@ export class HubEnvService {
    * Build the planned environment (when it is not already built), then make it live. Every
    * failure leaves `current` as it was and removes the half-built environment.
    */
-  async build(plan: HubEnvPlan): Promise<{built: boolean}> {
+  async build(plan: HubEnvPlan, options: {live?: boolean} = {}): Promise<{built: boolean}> {
     const {layout, runner} = this.deps
     const progress = this.deps.onProgress ?? (() => {})
     await ensureDir(layout.hubEnvRoot, 0o755)
@@ -219,7 +219,8 @@ export class HubEnvService {
         throw error
       }
     }
-    await this.makeLive(plan.id)
+    // `hubctl upgrade` builds beside the live one ({live: false}) and makes it live only at its switch.
+    if (options.live !== false) await this.makeLive(plan.id)
     return {built}
   }
 
@@ -270,7 +271,7 @@ export class HubEnvService {
   }
 
   /** current → envs/<id> (previous → what current was); environments neither names are removed. */
-  private async makeLive(id: string): Promise<void> {
+  async makeLive(id: string): Promise<void> {
     const {layout} = this.deps
     const target = layout.hubEnvLinkTarget(id)
     const old = await fs.readlink(layout.hubEnvCurrent).catch(() => undefined)

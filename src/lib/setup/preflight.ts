@@ -6,6 +6,7 @@ import os from 'node:os'
 import {HubctlError, errnoCode, preflightError, validationError} from '../errors.js'
 import {Layout, pathChain} from '../config/layout.js'
 import {nginxFor} from '../config/nginx.js'
+import {checkSchemaBeforeStart} from '../config/dbschema.js'
 import {Runner, which} from '../runner.js'
 import {SecretStore, problemsError} from '../files/secrets.js'
 import type {Settings} from '../config/settings.js'
@@ -160,7 +161,11 @@ export async function checkBeforeStart(layout: Layout, settings: Settings, runne
     new SecretStore(layout).check().then((problems) => {
       if (problems.length > 0) throw problemsError(problems)
     }),
-    checkJupyterHubExecutable(layout, settings),
+    checkJupyterHubExecutable(layout, settings).then(() =>
+      // A database older than the JupyterHub installed (an upgraded package, another init): exit 7
+      // naming `hubctl upgrade`, before JupyterHub refuses it and the service restarts it forever.
+      checkSchemaBeforeStart(layout, runner, settings.executables.jupyterhub),
+    ),
     settings.nginxSupervised ? checkNginxConfig(layout, settings, runner) : Promise.resolve(),
   ])
   const failed = checks.find((check): check is PromiseRejectedResult => check.status === 'rejected')

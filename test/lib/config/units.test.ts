@@ -140,6 +140,12 @@ describe('units and cron: paths with spaces, ;, %, $ and quotes', function () {
       expect(systemdArgv(exec)).to.deep.equal([unitNode, hubctl, ...expected[i], '--prefix', layout.prefix])
   })
 
+  it('the service is not restarted after exit 7 (an old database, a crash loop: restarting loops), and is after any other exit', async () => {
+    const unit = (await planServiceUnit(layout, {node: unitNode, hubctl})).content
+    expect(unit).to.match(/^Restart=always$/m)
+    expect(unit.match(/^RestartPreventExitStatus=.*$/gm)).to.deep.equal(['RestartPreventExitStatus=7'])
+  })
+
   it('systemd-analyze verify accepts the units, when it is installed', async function () {
     const which = await execa('sh', ['-c', 'command -v systemd-analyze'], {reject: false})
     needTool(this, which.exitCode === 0, 'systemd-analyze is not installed (apt-get install systemd)')

@@ -7,6 +7,8 @@ import {ExitCode, HubctlError, messageOf, runtimeError, usageError} from '../../
 import {HubApi, FetchLike, fallbackWarning, hubApiUrl} from '../hubapi.js'
 import {Layout} from '../../config/layout.js'
 import {supervisorCulling} from '../../config/culler.js'
+import {checkSchemaBeforeStart} from '../../config/dbschema.js'
+import {execaRunner} from '../../runner.js'
 import {PortOwner, portOwnedBy, verifyServerListener} from '../listeners.js'
 import {procStartTime, processAlive} from '../../processes.js'
 import {endOrphans, orphanedServices} from '../orphans.js'
@@ -78,6 +80,11 @@ export interface SupervisorDeps {
   standby?: boolean
   /** Whether systemd is restarting the unit at this stop (handover.ts's systemdRestarting; tests replace it). */
   restarting?: () => Promise<boolean>
+  /**
+   * Asked before the hub is started again after it exited: throws (exit 7) when it cannot run as it
+   * is, a database older than the JupyterHub installed (config/dbschema; tests replace it).
+   */
+  checkHub?: () => Promise<void>
 }
 
 export interface SupervisorResult {
@@ -101,6 +108,7 @@ export class Supervisor {
   private stopRequested!: () => void
   private readonly stopPromise: Promise<void>
   private failure?: HubctlError
+  private readonly checkHub: () => Promise<void>
   private stopping = false
   private ready = false
   private readyAt: string | null = null
@@ -129,6 +137,8 @@ export class Supervisor {
     this.secrets = deps.secrets ?? new SecretStore(deps.layout)
     this.standbyEnabled = deps.standby ?? deps.specs === undefined
     this.ownsPort = deps.ownsPort ?? ((port, pid) => portOwnedBy(port, pid))
+    this.checkHub =
+      deps.checkHub ?? (() => checkSchemaBeforeStart(this.layout, execaRunner, this.settings.executables.jupyterhub))
     this.ctx = {
       layout: this.layout,
       settings: this.settings,
@@ -381,6 +391,19 @@ export class Supervisor {
         if (spec.name === 'hub') void this.endOrphanedServices(pid)
       },
       relaunch: async (child) => {
+        // A hub that exited because its database is older than its JupyterHub (the package upgraded
+        // under it) would exit again at every restart: the supervisor stops, saying what to run.
+        if (child.name === 'hub') {
+          const problem = await this.checkHub().then(
+            () => undefined,
+            (error: unknown) => error,
+          )
+          if (problem instanceof HubctlError && problem.exitCode === ExitCode.RUNTIME) {
+            this.fail(problem)
+            this.stop('the hub cannot start on its database')
+            return
+          }
+        }
         if (child.name === 'hub' && this.ready) await this.handover.ensureProxyTokenCurrent()
         if (child.name === 'proxy' && this.ready) await this.handover.launchProxyWithKnownRoutes(child)
         else await child.launch()

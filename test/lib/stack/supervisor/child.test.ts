@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 
-import {ExitCode, HubctlError} from '../../../../src/lib/errors.js'
+import {ExitCode, HubctlError, runtimeError} from '../../../../src/lib/errors.js'
 import {readState} from '../../../../src/lib/stack/state.js'
 import {announcedDelays, crash, removePrefixes, restarted, startHarness, until} from './harness.js'
 
@@ -92,6 +92,23 @@ describe('supervised child (fake spawn and clock): restart, backoff, crash loop'
     expect(h.events.some((e) => e.event === 'stable' && e.child === 'hub')).to.equal(true)
     expect((await readState(h.layout))?.hub.restarts).to.equal(5)
     await h.finish()
+  })
+
+  it('a hub that exits on a database older than its JupyterHub is not restarted: the supervisor stops with exit 7 naming hubctl upgrade', async () => {
+    let databaseOld = false
+    const h = await startHarness({
+      checkHub: async () => {
+        if (databaseOld) throw runtimeError('the database is older than JupyterHub 6.1.1', 'run `hubctl upgrade`')
+      },
+    })
+    databaseOld = true
+    h.latest('hub').exit(1)
+    await h.clock.advance(500)
+    await until('run() to end', () => h.settled.done, {clock: h.clock, stepMs: 200})
+    expect(h.spawned('hub'), 'no restart of the hub').to.equal(1)
+    expect((h.settled.error as HubctlError).exitCode).to.equal(ExitCode.RUNTIME)
+    expect((h.settled.error as HubctlError).line).to.match(/hubctl upgrade/)
+    expect(h.latest('proxy').signals).to.include('SIGTERM')
   })
 
   it('a crash loop before the hub was ever ready fails the start (exit 7) and stops everything', async () => {

@@ -162,6 +162,8 @@ export async function startHarness(
     routes?: Record<string, unknown>
     /** Run on the new prefix before the supervisor starts. */
     beforeRun?: (layout: Layout) => Promise<void>
+    /** The check before the hub is started again (default: none). */
+    checkHub?: () => Promise<void>
   } = {},
 ): Promise<Harness> {
   const prefix = await fs.mkdtemp(path.join(os.tmpdir(), 'hubctl-sup-unit-'))
@@ -257,6 +259,7 @@ export async function startHarness(
     log: (event) => events.push(event),
     cullIdleMs: options.cullIdleMs,
     watcher: options.watcher,
+    checkHub: options.checkHub ?? (async () => {}),
     timings: {
       backoffInitialMs: 500,
       backoffMaxMs: 30_000,
