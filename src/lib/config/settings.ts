@@ -13,6 +13,7 @@ import {
   parseScope,
   parseUsernameClaim,
 } from './oauth.js'
+import {LimitSettings, limitsShapeProblem} from './limits.js'
 import {hasControlChar, parseDomain, parsePort, parseUserName} from '../validate.js'
 
 export const SETTINGS_VERSION = 1
@@ -83,6 +84,8 @@ export interface Settings {
   serverPorts?: PortRange
   /** Login POSTs per address nginx answers at once before it limits them (init's --login-burst); absent: LOGIN_BURST.default. */
   loginBurst?: number
+  /** Each user's server's limits (init --mem-limit, --cpu-limit, --tasks-limit; systemd as PID 1); absent: none. */
+  limits?: LimitSettings
 }
 
 /** --login-burst: a class behind one address (a school's NAT) logs in together; a guesser does not get far. */
@@ -304,6 +307,10 @@ function checkShape(settings: Record<string, unknown>, file: string): void {
     const value = settings.loginBurst
     if (typeof value !== 'number' || !Number.isInteger(value) || value < LOGIN_BURST.min || value > LOGIN_BURST.max)
       bad('loginBurst', `is not a whole number from ${LOGIN_BURST.min} to ${LOGIN_BURST.max}`)
+  }
+  if (settings.limits !== undefined) {
+    const problem = limitsShapeProblem(settings.limits)
+    if (problem) bad('limits', problem)
   }
   if (!isObject(settings.executables)) bad('executables', 'is not an object')
   for (const [name, program] of Object.entries(settings.executables as Record<string, unknown>)) {

@@ -21,8 +21,15 @@ import {Runner, which} from '../runner.js'
  */
 
 /** What hubctl installs; every version, theirs and their dependencies', comes from the constraints. */
-// jupyterhub-idle-culler runs as a service of the hub (init --cull-idle); oauthenticator for --authenticator github|google|oauth.
-export const HUB_PACKAGES = ['jupyterhub', 'jupyterlab', 'jupyterhub-idle-culler', 'oauthenticator'] as const
+// jupyterhub-idle-culler runs as a service of the hub (init --cull-idle); oauthenticator for --authenticator github|google|oauth;
+// jupyterhub-systemdspawner for init --mem-limit, --cpu-limit, --tasks-limit.
+export const HUB_PACKAGES = [
+  'jupyterhub',
+  'jupyterlab',
+  'jupyterhub-idle-culler',
+  'oauthenticator',
+  'jupyterhub-systemdspawner',
+] as const
 export const CONSTRAINTS_FILE = new URL('../../../python/constraints.txt', import.meta.url)
 /** Packages pip brings that no hub or server uses and that cost every start (the file says which and why). */
 export const UNUSED_FILE = new URL('../../../python/unused.txt', import.meta.url)

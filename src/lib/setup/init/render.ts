@@ -57,6 +57,7 @@ export function settingsFor(
     loginBurst: request.loginBurst ?? previous?.loginBurst,
     cull: {...request.cull, by: idleCuller ? 'jupyterhub-idle-culler' : 'hubctl'},
     serverPorts: request.serverPorts,
+    limits: request.limits,
     oauth: request.oauth && {
       clientId: request.oauth.clientId,
       authorizeUrl: request.oauth.authorizeUrl,
