@@ -36,7 +36,7 @@ export async function superviseHere(options: {
       message:
         oom.action === 'set'
           ? `oom_score_adj ${oom.score} for hubctl, the proxy, the hub and nginx: the OOM killer takes users' servers (+500) first`
-          : `oom_score_adj stays ${oom.score}: lowering it needs root, so the OOM killer may take the hub as soon as a user's server. Fix: run \`hubctl start\` as root, or under the jupyterhub.service unit (OOMScoreAdjust)`,
+          : `oom_score_adj stays ${oom.score}: lowering it needs CAP_SYS_RESOURCE (root, outside a container that drops it); users' servers still start at +500, so the OOM killer takes them first. Fix: run \`hubctl start\` as root, or under the jupyterhub.service unit (OOMScoreAdjust)`,
     })
   const supervisor = new Supervisor({layout, settings, log: print, cullIdleMs})
   if (cullIdleMs !== undefined) {
