@@ -81,7 +81,7 @@ async function measureStart(hub: LocalHub): Promise<Sample> {
 }
 
 /** Take LAB_SERVER_ARGS out of c.Spawner.args (JupyterLab's own defaults), or put them back; the hub restarts. */
-async function labDefaults(hub: LocalHub, on: boolean): Promise<void> {
+export async function labDefaults(hub: LocalHub, on: boolean): Promise<void> {
   const file = path.join(hub.layout.hubConfigD, 'zz-bench-lab-defaults.py')
   if (on) {
     await fsp.mkdir(hub.layout.hubConfigD, {recursive: true})

@@ -26,7 +26,8 @@ class ServerPorts:
         return self
 
     def __call__(self, spawner):
-        if isinstance(spawner, LocalProcessSpawner):
+        # hubctl's SystemdSpawner (limits.py) keeps the port given here, too.
+        if isinstance(spawner, LocalProcessSpawner) or hasattr(spawner, "_hubctl_base"):
             spawner.port = self.pick(ports_in_db(spawner))
 
     def pick(self, taken=()):

@@ -48,7 +48,9 @@ async def wait_for_own_server(url, timeout=10, ssl_context=None):
     if not parsed.path.startswith("/user/"):
         return await _wait_for_http_server(url, timeout=timeout, ssl_context=ssl_context)
     spawner = spawner_waiting.get()
-    pid = getattr(spawner, "pid", 0) if isinstance(spawner, LocalProcessSpawner) else 0
+    # LocalProcessSpawner's process, or the MainPID of hubctl's SystemdSpawner's unit (limits.py).
+    known = isinstance(spawner, LocalProcessSpawner) or hasattr(spawner, "_hubctl_base")
+    pid = getattr(spawner, "pid", 0) if known else 0
     port = parsed.port
     deadline = time.monotonic() + timeout
     while True:

@@ -176,6 +176,21 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
     'server-ports': Flags.string({
       description: `the ports user servers get, FIRST-LAST, outside the kernels' ephemeral range (default: ${SERVER_PORTS.first}-${SERVER_PORTS.last})`,
     }),
+    'mem-limit': Flags.string({
+      description:
+        "memory of each user's server with its kernels (e.g. 2G, 512M): past it the kernel's OOM killer ends the user's own largest process. Needs systemd as PID 1 (each server a systemd unit, jupyterhub-systemdspawner) and --spawner local",
+      helpValue: 'SIZE',
+    }),
+    'cpu-limit': Flags.string({
+      description:
+        "cores each user's server may use (e.g. 1.5; at most the machine's); needs systemd as --mem-limit does",
+      helpValue: 'CORES',
+    }),
+    'tasks-limit': Flags.string({
+      description:
+        "processes and threads each user's server may have (e.g. 512: a fork loop stops there); needs systemd as --mem-limit does",
+      helpValue: 'N',
+    }),
     systemd: Flags.boolean({
       description: 'install the jupyterhub.service unit when systemd runs (--no-systemd skips it)',
       allowNo: true,

@@ -1,6 +1,7 @@
 import {BaseCommand} from '../base-command.js'
 import {formatDuration} from '../lib/duration.js'
 import {describeCulling} from '../lib/config/culler.js'
+import {describeLimits} from '../lib/config/limits.js'
 import {SettingsStore} from '../lib/config/settings.js'
 import {ChildStatus, StatusReport, stackStatus} from '../lib/stack/control.js'
 import {BackupStatus, backupStatus} from '../lib/backup/backup.js'
@@ -50,6 +51,7 @@ export default class Status extends BaseCommand<typeof Status> {
       this.log('  user servers: none')
     }
     this.log(`  culling: ${describeCulling(report.culling)}`)
+    this.log(`  limits: ${describeLimits(report.limits ?? undefined)}`)
     if (report.serverWatch) {
       const watch = report.serverWatch
       this.log(

@@ -1,5 +1,6 @@
 // e2e-lane: parallel
 import {expect} from 'chai'
+import {existsSync} from 'node:fs'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 
@@ -168,6 +169,35 @@ describe('hubctl init refuses bad input before writing anything', () => {
       /--email is required/,
       2,
     ],
+    [
+      'a memory limit that is not a size',
+      async () => [...GOOD, '--mem-limit', 'lots'],
+      /--mem-limit "lots" is not a size/,
+      2,
+    ],
+    [
+      'a CPU limit above the cores',
+      async () => [...GOOD, '--cpu-limit', '4096'],
+      /--cpu-limit 4096 is more than this machine's/,
+      2,
+    ],
+    [
+      'a memory limit above the memory',
+      async () => [...GOOD, '--mem-limit', '64T'],
+      /--mem-limit 64T is more than this machine's memory/,
+      2,
+    ],
+    // Limits make each server a systemd unit: on a machine without systemd as PID 1 (this one), refused.
+    ...(existsSync('/run/systemd/system')
+      ? []
+      : [
+          [
+            'limits without systemd as PID 1',
+            async () => [...GOOD, '--mem-limit', '1G', '--tasks-limit', '512'],
+            /need systemd as PID 1/,
+            2,
+          ] as [string, () => Promise<string[]>, RegExp, number],
+        ]),
   ]
 
   for (const [label, args, message, exitCode] of cases) {

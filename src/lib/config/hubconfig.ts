@@ -6,6 +6,7 @@ import {cullerService, supervisorCulling} from './culler.js'
 import {installHubPython} from './hubpython.js'
 import {HOME_SHARED_DIR, Layout, SERVER_HOME_MARKER} from './layout.js'
 import {OAUTH_PROVIDER_INFO, OAuthProvider, isOAuthProvider, oauthAllowAll, oauthCallbackUrl} from './oauth.js'
+import {OOM_SCORE_ADJ} from './limits.js'
 import {renderTemplate} from './render.js'
 import {slurmView} from './slurm.js'
 import {SERVER_PORTS, type Settings} from './settings.js'
@@ -187,6 +188,14 @@ export async function renderHubConfig(
       pamThreads: settings.authenticator === 'pam' ? PAM_THREADS : undefined,
       executorThreads: hasPamThreads(install),
       spawnerClass: SPAWNERS[settings.spawner],
+      serverOomScoreAdj: OOM_SCORE_ADJ.server,
+      serverOomScoreAdjText: String(OOM_SCORE_ADJ.server),
+      hubOomScoreAdj: OOM_SCORE_ADJ.hub,
+      limits: settings.limits && {
+        memoryBytes: settings.limits.memoryBytes,
+        cpu: settings.limits.cpu,
+        tasks: settings.limits.tasks === undefined ? undefined : String(settings.limits.tasks),
+      },
       singleuser: install.singleuser,
       defaultUrl,
       allowRoot: settings.spawner === 'simple' && (process.getuid?.() ?? 0) === 0,

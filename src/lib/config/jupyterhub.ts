@@ -132,7 +132,7 @@ try:
     cls = app.spawner_class
     s = cls(config=app.config)
     print("spawner " + json.dumps({
-        "class": cls.__module__ + "." + cls.__name__,
+        "class": getattr(cls, "_hubctl_base", cls.__module__ + "." + cls.__name__),
         "cmd": list(s.cmd),
         "args": list(s.args),
         "envKeep": list(s.env_keep),

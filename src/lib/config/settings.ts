@@ -15,6 +15,7 @@ import {
   parseUsernameClaim,
 } from './oauth.js'
 import {type SlurmSettings, parseExtra, parseMemory, parsePartition, parseRuntime} from './slurm.js'
+import {LimitSettings, limitsShapeProblem} from './limits.js'
 import {hasControlChar, parseDomain, parsePort, parseUserName} from '../validate.js'
 
 export const SETTINGS_VERSION = 1
@@ -89,6 +90,8 @@ export interface Settings {
   loginBurst?: number
   /** init --schedule-backup: `hubctl backup --include-homes` by a timer or cron line; absent: none. */
   backupSchedule?: BackupSchedule
+  /** Each user's server's limits (init --mem-limit, --cpu-limit, --tasks-limit; systemd as PID 1); absent: none. */
+  limits?: LimitSettings
 }
 
 /** How often the scheduled backup runs, and how many archives it keeps in srv/jupyterhub/backup. */
@@ -353,6 +356,10 @@ function checkShape(settings: Record<string, unknown>, file: string): void {
     const keep = schedule.keep
     if (typeof keep !== 'number' || !Number.isInteger(keep) || keep < BACKUP_KEEP.min || keep > BACKUP_KEEP.max)
       bad('backupSchedule.keep', `is not a whole number from ${BACKUP_KEEP.min} to ${BACKUP_KEEP.max}`)
+  }
+  if (settings.limits !== undefined) {
+    const problem = limitsShapeProblem(settings.limits)
+    if (problem) bad('limits', problem)
   }
   if (!isObject(settings.executables)) bad('executables', 'is not an object')
   for (const [name, program] of Object.entries(settings.executables as Record<string, unknown>)) {

@@ -5,6 +5,7 @@ import {randomInt} from 'node:crypto'
 import {writeFileAtomicIfChanged} from '../files/atomic.js'
 import {usageError} from '../errors.js'
 import {Layout} from './layout.js'
+import {OOM_SCORE_ADJ} from './limits.js'
 import {renderTemplate} from './render.js'
 import type {BackupSchedule} from './settings.js'
 import {Runner} from '../runner.js'
@@ -46,7 +47,13 @@ export async function planServiceUnit(layout: Layout, context: UnitContext): Pro
   assertSystemdExecutable(context)
   const content = await renderTemplate(
     'jupyterhub.service',
-    {...context, prefix: layout.prefix, hubctlVersion: HUBCTL_VERSION},
+    {
+      ...context,
+      prefix: layout.prefix,
+      hubctlVersion: HUBCTL_VERSION,
+      hubOomScoreAdj: OOM_SCORE_ADJ.hub,
+      serverOomScoreAdj: OOM_SCORE_ADJ.server,
+    },
     'systemd',
   )
   return {file: layout.systemdUnit, content, mode: 0o644}

@@ -33,6 +33,10 @@ import {type ServerTrial, checkUserServer} from './userserver.js'
 import {checkPartition, missingSlurmPrograms, slurmPartitions} from './slurm.js'
 import {parseMemory} from '../config/slurm.js'
 import {realTrial} from './userserver-trial.js'
+import {memoryEnforcement} from './cgroups.js'
+import {OOM_SCORE_ADJ, describeLimits, formatSize} from '../config/limits.js'
+import {readServerProcesses} from '../stack/listeners.js'
+import {processAlive} from '../processes.js'
 
 export type CheckStatus = 'pass' | 'warn' | 'fail'
 
@@ -86,6 +90,7 @@ export class Doctor {
       ['jupyterhub config', () => this.checkHubConfig()],
       ['user interface', () => this.checkUserInterface()],
       ['idle culling', () => this.checkCulling()],
+      ['limits', () => this.checkLimits()],
       ['user accounts', () => this.checkUserAccounts()],
       ['user server', () => this.checkUserServer()],
       ['nginx config', () => this.checkNginx()],
@@ -322,6 +327,57 @@ export class Doctor {
   }
 
   /** Who stops idle servers: jupyterhub-idle-culler with a Python that has it, in the rendered config. */
+  /**
+   * Per-user limits as hubctl.json keeps them; with a memory limit, for each running user's server,
+   * whether the kernel enforces it, read from the server's cgroup (systemd takes MemoryMax= whatever
+   * the kernel can do with it): a limit the kernel does not apply is a failure, with the reason.
+   */
+  async checkLimits(): Promise<CheckResult[]> {
+    const limits = this.settings!.limits
+    if (!limits)
+      return [
+        {
+          check: 'limits',
+          status: 'pass',
+          message: `none per user (init --mem-limit, --cpu-limit, --tasks-limit, where systemd is PID 1); users' servers and kernels are the OOM killer's first choice (oom_score_adj +${OOM_SCORE_ADJ.server})`,
+        },
+      ]
+    const results: CheckResult[] = [{check: 'limits', status: 'pass', message: describeLimits(limits)}]
+    if (limits.memoryBytes === undefined) return results
+    const wanted = formatSize(limits.memoryBytes)
+    const running: Array<[string, number]> = []
+    for (const [key, record] of Object.entries(await readServerProcesses(this.deps.layout))) {
+      if (await processAlive(record?.pid, record?.startTime ?? null)) running.push([key, record.pid])
+    }
+    if (running.length === 0)
+      results.push({
+        check: 'memory limit',
+        status: 'warn',
+        message: `no user's server runs now: whether the kernel enforces the ${wanted} memory limit is read from a running server's cgroup`,
+        fix: "start a user's server (log in), then run `hubctl doctor` again",
+      })
+    for (const [key, pid] of running) {
+      const found = await memoryEnforcement(pid)
+      if (!found.enforced)
+        results.push({
+          check: 'memory limit',
+          status: 'fail',
+          message: `${key} (pid ${pid}): the kernel does not enforce the ${wanted} memory limit: ${found.reason}`,
+          fix: "boot with cgroup v2 and its memory controller (systemd.unified_cgroup_hierarchy=1 on the kernel command line; in a container, have the host delegate the memory controller to it), then restart the servers; until then one server can take all the memory (its processes are still the OOM killer's first choice)",
+        })
+      else
+        results.push({
+          check: 'memory limit',
+          status: found.limitBytes! > limits.memoryBytes ? 'warn' : 'pass',
+          message: `${key} (pid ${pid}): enforced by the kernel, ${formatSize(found.limitBytes!)} (cgroup v${found.version} ${found.cgroup})`,
+          ...(found.limitBytes! > limits.memoryBytes
+            ? {fix: `stop and start the server: it was started before the limit became ${wanted}`}
+            : {}),
+        })
+    }
+    return results
+  }
+
   async checkCulling(): Promise<CheckResult> {
     const settings = this.settings!
     const summary = cullingSummary(settings)

@@ -23,7 +23,8 @@ import {Runner, which} from '../runner.js'
 /** What hubctl installs; every version, theirs and their dependencies', comes from the constraints. */
 // jupyterhub-idle-culler runs as a service of the hub (init --cull-idle); oauthenticator for --authenticator github|google|oauth;
 // batchspawner for --spawner slurm;
-// nbgitpuller for the assignment links (hubctl link).
+// nbgitpuller for the assignment links (hubctl link);
+// jupyterhub-systemdspawner for init --mem-limit, --cpu-limit, --tasks-limit.
 export const HUB_PACKAGES = [
   'jupyterhub',
   'jupyterlab',
@@ -31,6 +32,7 @@ export const HUB_PACKAGES = [
   'oauthenticator',
   'batchspawner',
   'nbgitpuller',
+  'jupyterhub-systemdspawner',
 ] as const
 export const CONSTRAINTS_FILE = new URL('../../../python/constraints.txt', import.meta.url)
 /** Packages pip brings that no hub or server uses and that cost every start (the file says which and why). */

@@ -1,3 +1,4 @@
+import {existsSync} from 'node:fs'
 import fs from 'node:fs/promises'
 import os from 'node:os'
 
@@ -35,6 +36,7 @@ import {
 } from '../config/oauth.js'
 import {subdomainNames} from '../config/subdomains.js'
 import {parseCount, parseExtra, parseMemory, parsePartition, parseRuntime} from '../config/slurm.js'
+import {LimitSettings, assertLimitsPossible, parseLimits} from '../config/limits.js'
 import {certificateInfo} from '../tls/certstore.js'
 import {assertDistinctPorts, parseDomain, parseEmail, parsePort, parseUserName, unique} from '../validate.js'
 
@@ -72,6 +74,9 @@ export interface RawInitFlags {
   'cull-idle'?: string
   'cull-max-age'?: string
   'server-ports'?: string
+  'mem-limit'?: string
+  'cpu-limit'?: string
+  'tasks-limit'?: string
   'oauth-client-id'?: string
   'oauth-client-secret-file'?: string
   'oauth-client-secret-stdin'?: boolean
@@ -152,6 +157,8 @@ export interface InitRequest {
   /** Idle servers: stop after this many idle seconds, or this many seconds of running (null: never). */
   cull: {idleSeconds: number | null; maxAgeSeconds: number | null}
   serverPorts?: PortRange
+  /** --mem-limit, --cpu-limit, --tasks-limit: each user's server a systemd unit with them (systemd as PID 1 only). */
+  limits?: LimitSettings
   /** --authenticator github|google|oauth: the app's settings, and its client secret when one was given (never argv). */
   oauth?: OAuthSettings & {clientSecret?: string}
 }
@@ -245,7 +252,7 @@ export function parseServerPorts(input: string): PortRange {
 export async function resolveInitRequest(
   flags: RawInitFlags,
   prompter?: Prompter,
-  machine: {cores: number} = {cores: os.availableParallelism()},
+  machine: {cores: number; memoryBytes?: number; systemdBooted?: boolean} = {cores: os.availableParallelism()},
   input: {stdin?: () => Promise<string>} = {},
 ): Promise<InitRequest> {
   const ask = async (flag: string, message: string, parse: (value: string) => unknown): Promise<string> => {
@@ -370,6 +377,12 @@ export async function resolveInitRequest(
     idleSeconds: parseCullDuration(flags['cull-idle'] ?? CULL_DEFAULTS.idle, '--cull-idle'),
     maxAgeSeconds: parseCullDuration(flags['cull-max-age'] ?? CULL_DEFAULTS.maxAge, '--cull-max-age'),
   }
+  const limits = parseLimits(flags, {cores: machine.cores, memoryBytes: machine.memoryBytes ?? os.totalmem()})
+  assertLimitsPossible(limits, {
+    systemdBooted: machine.systemdBooted ?? systemdBooted(),
+    spawner,
+    local: Boolean(flags.local),
+  })
   const oauth = await resolveOAuth(flags, input.stdin)
 
   return {
@@ -388,6 +401,7 @@ export async function resolveInitRequest(
     backupSchedule,
     cull,
     serverPorts: flags['server-ports'] === undefined ? SERVER_PORTS : parseServerPorts(flags['server-ports']),
+    limits,
     local: Boolean(flags.local),
     subdomains,
     authenticator: flags.authenticator ?? (flags.local ? undefined : 'pam'),
@@ -575,6 +589,11 @@ function assertCoversWildcard(fullchain: string, file: string, domains: string[]
       `--cert ${file} does not cover ${missing.join(' and ')} (it names ${covered.join(', ') || 'no DNS name'}), and --subdomains serves every user at NAME.${domains[0]}`,
       `give a certificate whose names include ${domains[0]} and ${domains[1]}, or drop --subdomains`,
     )
+}
+
+/** Whether systemd is PID 1 (sd_booted(3): /run/systemd/system exists). */
+export function systemdBooted(): boolean {
+  return existsSync('/run/systemd/system')
 }
 
 /** What --local means when a flag is not given. */

@@ -7,6 +7,7 @@ import {ExitCode, ExitCodeValue, HubctlError, messageOf, runtimeError} from '../
 import {HubApi, FetchLike, checkHealth, fallbackWarning, hubHealthUrl} from './hubapi.js'
 import {Layout} from '../config/layout.js'
 import {CullingSummary, cullingSummary} from '../config/culler.js'
+import type {LimitSettings} from '../config/limits.js'
 import {portOwnedBy, recordedChild} from './listeners.js'
 import {processAlive} from '../processes.js'
 import {execaRunner} from '../runner.js'
@@ -437,6 +438,8 @@ export interface StatusReport {
   serverWatch?: ServerWatchSummary
   /** Who stops idle servers and when (hubctl.json's cull settings). */
   culling: CullingSummary
+  /** Each user's server's limits (init --mem-limit, --cpu-limit, --tasks-limit); null: none. */
+  limits: LimitSettings | null
   reloads: number
 }
 
@@ -477,6 +480,7 @@ export async function stackStatus(
     hub: {...hubChild, healthy},
     servers: [],
     culling: cullingSummary(settings),
+    limits: settings.limits ?? null,
     reloads: supervisor ? (state?.reloads ?? 0) : 0,
   }
   if (settings.nginxSupervised && !layout.isSystem) report.nginx = await childStatus('nginx', layout.nginxErrorLog)

@@ -4,6 +4,7 @@ import {Layout} from '../config/layout.js'
 import {Settings} from '../config/settings.js'
 import {SupervisorEvent, claimPidFile} from './state.js'
 import {Supervisor} from './supervisor/supervisor.js'
+import {protectFromOomKiller} from './oom.js'
 import {installSignalHandlers} from './supervisor/channel.js'
 
 /*
@@ -25,6 +26,18 @@ export async function superviseHere(options: {
       json ? `${JSON.stringify(event)}\n` : `${event.at} hubctl[${process.pid}] ${event.level}: ${event.message}\n`,
     )
   }
+  // Before the first child: the proxy, the hub and nginx inherit it.
+  const oom = await protectFromOomKiller()
+  if (oom.action !== 'kept')
+    print({
+      at: new Date().toISOString(),
+      level: oom.action === 'set' ? 'info' : 'warn',
+      event: 'oom',
+      message:
+        oom.action === 'set'
+          ? `oom_score_adj ${oom.score} for hubctl, the proxy, the hub and nginx: the OOM killer takes users' servers (+500) first`
+          : `oom_score_adj stays ${oom.score}: lowering it needs CAP_SYS_RESOURCE (root, outside a container that drops it); users' servers still start at +500, so the OOM killer takes them first. Fix: run \`hubctl start\` as root, or under the jupyterhub.service unit (OOMScoreAdjust)`,
+    })
   const supervisor = new Supervisor({layout, settings, log: print, cullIdleMs})
   if (cullIdleMs !== undefined) {
     print({

@@ -62,6 +62,7 @@ export function settingsFor(
     backupSchedule: request.backupSchedule === 'off' ? undefined : (request.backupSchedule ?? previous?.backupSchedule),
     cull: {...request.cull, by: idleCuller ? 'jupyterhub-idle-culler' : 'hubctl'},
     serverPorts: request.serverPorts,
+    limits: request.limits,
     oauth: request.oauth && {
       clientId: request.oauth.clientId,
       authorizeUrl: request.oauth.authorizeUrl,
