@@ -135,7 +135,6 @@ export const software: InitStep = {
       result.commands.push(
         `cp -al ${hubEnv ? hubEnv.dir : 'the virtualenv of --jupyterhub'} ${layout.usersEnvsDir}/<id>; pip install -c <hubctl>/python/constraints.txt -r <hubctl>/python/userenv.txt (unless ${layout.usersEnvCurrent} is there)`,
       )
-      result.files.push({file: layout.usersEnvCurrent, action: 'would write'})
     }
   },
 
@@ -184,7 +183,8 @@ export const software: InitStep = {
           .join('; '),
       )
     }
-    if (plan.rendered.settings.usersEnv) {
+    // Built from the hub's environment, or from the virtualenv of --jupyterhub.
+    if (plan.rendered.settings.usersEnv && (planned.hubEnv || request.jupyterhub !== undefined)) {
       // The users' environment, apart from the hub's: a copy (hard links) of the hub's environment,
       // or of the virtualenv --jupyterhub is in, plus python/userenv.txt. Kept when there.
       r.start('software')
