@@ -147,6 +147,10 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
       description:
         'an installed JupyterHub executable to use (default: hubctl installs the JupyterHub and JupyterLab it is tested with into /opt/jupyterhub, or opt/jupyterhub under --prefix)',
     }),
+    'users-env': Flags.boolean({
+      description:
+        "with --jupyterhub: user servers run from hubctl's users' environment (opt/jupyterhub/users), a copy of that JupyterHub's virtualenv, which `hubctl env` changes (without --jupyterhub they always do)",
+    }),
     nginx: Flags.string({
       description:
         'the nginx executable (default: nginx on PATH; installed with apt-get when missing, asked first unless --yes)',

@@ -196,7 +196,8 @@ export async function renderHubConfig(
         cpu: settings.limits.cpu,
         tasks: settings.limits.tasks === undefined ? undefined : String(settings.limits.tasks),
       },
-      singleuser: install.singleuser,
+      // The users' environment through its `current` link: `hubctl env` switches it without a restart of the hub.
+      singleuser: settings.usersEnv ? layout.usersEnvCurrentSingleuser : install.singleuser,
       defaultUrl,
       allowRoot: settings.spawner === 'simple' && (process.getuid?.() ?? 0) === 0,
       // Servers run as the hub's user: their homes are hubctl's, under the prefix (not /tmp/NAME).

@@ -423,6 +423,45 @@ export class Layout {
   }
   readonly hubEnvLinkTarget = (id: string) => `envs/${id}`
 
+  // the users' Python side: the environment user servers run from, apart from the hub's (env/userenv.ts)
+  /** opt/jupyterhub/users: the users' environments (root's, 0755: users read and run them, never write). */
+  get usersEnvRoot(): string {
+    return this.at('opt/jupyterhub/users')
+  }
+  get usersEnvsDir(): string {
+    return this.at('opt/jupyterhub/users/envs')
+  }
+  /** One users' environment, named by when it was built. */
+  usersEnv(id: string): string {
+    return this.at('opt/jupyterhub/users/envs', id)
+  }
+  /** Written last into a users' environment: its course packages; present only when it was built completely. */
+  usersEnvState(id: string): string {
+    return this.at('opt/jupyterhub/users/envs', id, '.hubctl-users-env.json')
+  }
+  usersEnvPython(id: string): string {
+    return this.at('opt/jupyterhub/users/envs', id, 'bin/python3')
+  }
+  /** The users' environment new servers start from (a link to envs/<id>), the one before it, and the base (no course package). */
+  get usersEnvCurrent(): string {
+    return this.at('opt/jupyterhub/users/current')
+  }
+  get usersEnvPrevious(): string {
+    return this.at('opt/jupyterhub/users/previous')
+  }
+  get usersEnvBase(): string {
+    return this.at('opt/jupyterhub/users/base')
+  }
+  /** What the spawner runs once the users' environment exists: through the link, so a switch needs no restart of the hub. */
+  get usersEnvCurrentSingleuser(): string {
+    return this.at('opt/jupyterhub/users/current/bin/jupyterhub-singleuser')
+  }
+  readonly usersEnvLinkTarget = (id: string) => `envs/${id}`
+  /** Where a users' environment nothing uses goes, to be deleted in the background (deleting 400 MB of links takes seconds). */
+  usersEnvRemoved(id: string): string {
+    return this.at('opt/jupyterhub/users', `.removed-${id}`)
+  }
+
   // service manager
   get systemdUnit(): string {
     return this.at('etc/systemd/system/jupyterhub.service')
@@ -486,4 +525,9 @@ export function simpleSpawnerHome(template: string, username: string): string {
   return template.replace(/\{\{|\}\}|\{username\}/g, (token) =>
     token === '{{' ? '{' : token === '}}' ? '}' : username,
   )
+}
+
+/** A file inside a virtualenv given by its directory (pyvenv.cfg, bin/python3) or a /proc entry (PID/cmdline). */
+export function inside(dir: string, rel: string): string {
+  return path.join(dir, rel)
 }

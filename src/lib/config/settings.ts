@@ -74,6 +74,8 @@ export interface Settings {
     idleCuller?: string
   }
   jupyterhubVersion: string
+  /** User servers run from hubctl's users' environment (opt/jupyterhub/users/current), not beside the hub's JupyterHub. */
+  usersEnv?: boolean
   /** Whether hubctl start runs nginx itself (prefix other than /), or the system's nginx serves. */
   nginxSupervised: boolean
   /** The hub's own HTTPS when no nginx serves (local mode without nginx). */

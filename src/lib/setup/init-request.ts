@@ -65,6 +65,7 @@ export interface RawInitFlags {
   dhparam?: string
   'dhparam-bits'?: string | number
   jupyterhub?: string
+  'users-env'?: boolean
   nginx?: string
   'max-concurrent-spawns'?: string | number
   'login-burst'?: string | number
@@ -146,6 +147,8 @@ export interface InitRequest {
   dhparamBits: number
   /** undefined: hubctl's own environment of the pinned JupyterHub and JupyterLab. */
   jupyterhub?: string
+  /** With --jupyterhub: copy its environment into hubctl's users' environment, which servers then run (`hubctl env`). */
+  usersEnv?: boolean
   /** undefined: nginx on PATH, installed with apt-get when missing. */
   nginx?: string
   /** Servers starting at once and how long one may take: from the flags, else from the machine's cores. */
@@ -408,6 +411,7 @@ export async function resolveInitRequest(
     spawner: spawner ?? (flags.local ? 'simple' : undefined),
     slurm,
     jupyterhub: flags.jupyterhub,
+    ...(flags['users-env'] ? {usersEnv: true} : {}),
     nginx: flags.nginx,
   }
 }

@@ -67,6 +67,8 @@ export interface InitResult {
   software: {
     packagesInstalled: string[]
     environment?: {dir: string; versions: {jupyterhub: string; jupyterlab: string}; built: boolean}
+    /** The users' environment (opt/jupyterhub/users/current): built now from the hub's or --jupyterhub's, or kept. */
+    usersEnvironment?: {current: string; built: boolean}
   }
   secrets: {created: SecretName[]; kept: SecretName[]}
   certificate?: {

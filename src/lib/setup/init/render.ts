@@ -53,6 +53,8 @@ export function settingsFor(
       ...(idleCuller ? {idleCuller} : {}),
     },
     jupyterhubVersion: jupyterhub.version,
+    // Without --jupyterhub, or with --users-env, or kept from an earlier init: servers run the users' environment.
+    ...(request.jupyterhub === undefined || request.usersEnv || previous?.usersEnv ? {usersEnv: true} : {}),
     nginxSupervised: !deps.layout.isSystem,
     proxyTls: false,
     local: request.local,

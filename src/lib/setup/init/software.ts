@@ -1,4 +1,7 @@
+import fs from 'node:fs/promises'
+
 import {exists} from '../../files/atomic.js'
+import {UsersEnvService} from '../../env/userenv.js'
 import {
   JupyterHubInstall,
   checkOAuthenticator,
@@ -8,7 +11,7 @@ import {
 } from '../../config/jupyterhub.js'
 import {detectNginx, type NginxInstall} from '../../config/nginx.js'
 import {importsIdleCuller} from '../../config/culler.js'
-import type {Layout} from '../../config/layout.js'
+import {type Layout, besideFile} from '../../config/layout.js'
 import {type Runner, which} from '../../runner.js'
 import {HubEnvService, canMakeVenv, systemPython} from '../hubenv.js'
 import type {InitRequest} from '../init-request.js'
@@ -128,6 +131,11 @@ export const software: InitStep = {
       )
       result.files.push({file: hubEnv.dir, action: 'would write'}, {file: layout.hubEnvCurrent, action: 'would write'})
     }
+    if (ctx.plan.rendered.settings.usersEnv) {
+      result.commands.push(
+        `cp -al ${hubEnv ? hubEnv.dir : 'the virtualenv of --jupyterhub'} ${layout.usersEnvsDir}/<id>; pip install -c <hubctl>/python/constraints.txt -r <hubctl>/python/userenv.txt (unless ${layout.usersEnvCurrent} is there)`,
+      )
+    }
   },
 
   async run(ctx) {
@@ -174,6 +182,23 @@ export const software: InitStep = {
           .filter(Boolean)
           .join('; '),
       )
+    }
+    // Built from the hub's environment, or from the virtualenv of --jupyterhub.
+    if (plan.rendered.settings.usersEnv && (planned.hubEnv || request.jupyterhub !== undefined)) {
+      // The users' environment, apart from the hub's: a copy (hard links) of the hub's environment,
+      // or of the virtualenv --jupyterhub is in, plus python/userenv.txt. Kept when there.
+      r.start('software')
+      const users = new UsersEnvService({
+        layout,
+        runner,
+        lock: false,
+        onProgress: (text) => r.progress('software', text),
+      })
+      const source = result.software.environment?.dir ?? besideFile(await fs.realpath(plan.jupyterhub.singleuser), '..')
+      const made = await users.ensure(source)
+      const current = (await users.list()).current ?? ''
+      result.software.usersEnvironment = {current, built: made !== undefined}
+      r.done('software', `users' environment ${layout.usersEnv(current)}${made ? '' : ' (already there)'}`)
     }
     const {jupyterhub} = plan
     if (plan.rendered.ui === 'none')
