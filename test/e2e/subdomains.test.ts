@@ -5,7 +5,6 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 
 import {Layout} from '../../src/lib/config/layout.js'
-import {SecretStore} from '../../src/lib/files/secrets.js'
 import {HubApi} from '../../src/lib/stack/hubapi.js'
 import {type AttackEntry, attackLog, plantAttack} from '../helpers/attacker.js'
 import {BrowserSession, logIn, runCellInLab, waitForServerPage} from '../helpers/browser.js'
@@ -160,14 +159,15 @@ describe("bob's page against alice in the browser (issue 27)", function () {
     return (await response.json()) as {name: string; admin: boolean}
   }
 
-  /** The notes of alice's API tokens (asked on the hub's own port with hubctl's token). */
+  /** The notes of alice's API tokens, read from the hub's database (hubctl's own token may not list them). */
   const aliceTokenNotes = async (hub: TestHub): Promise<string[]> => {
-    const token = await new SecretStore(hub.layout).read('apiToken')
-    const response = await fetch(`http://127.0.0.1:${hub.ports.hub}/hub/api/users/${alice}/tokens`, {
-      headers: {Authorization: `token ${token}`},
-    })
-    expect(response.status).to.equal(200)
-    return ((await response.json()) as {api_tokens: Array<{note: string}>}).api_tokens.map((t) => t.note)
+    const code =
+      'import json, sqlite3, sys\n' +
+      'db = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)\n' +
+      'rows = db.execute("select t.note from api_tokens t join users u on t.user_id = u.id where u.name = ?", (sys.argv[2],))\n' +
+      'print(json.dumps([r[0] or "" for r in rows]))'
+    const {stdout} = await execa('/usr/bin/python3', ['-I', '-c', code, hub.layout.database, alice])
+    return JSON.parse(stdout) as string[]
   }
 
   /** The hub's login cookie as a login through nginx sets it: its name and flags. */
@@ -209,7 +209,11 @@ describe("bob's page against alice in the browser (issue 27)", function () {
     expect(here.host).to.equal(host)
     // Asked from her page (Chromium resolves the test's names; Node does not).
     const kept = await page.evaluate(
-      async (url) => (await fetch(url)).status,
+      // As JupyterLab asks it: the _xsrf cookie's value in X-XSRFToken (jupyter_server checks it on API GETs too).
+      async (url) => {
+        const xsrf = /(?:^|; )_xsrf=([^;]*)/.exec(document.cookie)?.[1] ?? ''
+        return (await fetch(url, {headers: {'X-XSRFToken': decodeURIComponent(xsrf)}})).status
+      },
       `/user/${alice}/api/contents/${NOTEBOOK}?content=0`,
     )
     expect(kept, 'her notebook, through her server at its new address').to.equal(200)
