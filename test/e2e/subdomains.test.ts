@@ -245,18 +245,15 @@ describe("bob's page against alice in the browser (issue 27)", function () {
         name: alice,
         admin: true,
       })
-      // A plain form (a cross-origin POST needs no fetch): the hub refuses it without the _xsrf token,
-      // and takes it with the token the page read from the hub's page.
+      // A plain form (a POST any page can send, no fetch, no CORS), its JSON body in text/plain: the hub
+      // refuses it (403) without the _xsrf token and with it in the query too (observed with JupyterHub
+      // 6.1.1: "Error authenticating request", the form's cookie request is no user's): no token is made.
       const notes = await aliceTokenNotes(hub!)
       expect(report!.formSent, 'both forms were answered').to.deep.equal([true, true])
       expect(
-        notes.filter((n) => n.includes('form by bob, without _xsrf')),
+        notes.filter((n) => n.startsWith('form by bob')),
         notes.join('; '),
       ).to.deep.equal([])
-      expect(
-        notes.filter((n) => n.includes('form by bob, with _xsrf')),
-        notes.join('; '),
-      ).to.have.length(1)
       // Her login cookie itself (path /hub/, HttpOnly) is neither readable by the page nor sent to bob's server.
       expect(report!.documentCookie).to.not.match(/jupyterhub-hub-login/)
       expect(cookiesBobGot(entries).filter((c) => c.includes('jupyterhub-hub-login'))).to.deep.equal([])
