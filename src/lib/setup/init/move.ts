@@ -128,7 +128,7 @@ export const move: InitStep = {
     r.start('move')
     const old = HubApi.forLayout(layout, previous, {timeoutMs: 60_000})
     const servers = await old.listServers().catch(() => [] as ServerInfo[])
-    const names = servers.map((s) => `${s.user}${s.name ? `/${s.name}` : ''}`)
+    const names = servers.map((s) => `${s.user}${s.name ? `/${s.name}` : ''}`).sort()
     r.progress(
       'move',
       `stopping ${names.length > 0 ? `the servers of ${names.join(', ')}, ` : ''}the hub and the proxy to move them`,
