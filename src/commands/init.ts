@@ -221,6 +221,7 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
       default: true,
     }),
     subdomains: Flags.boolean({
+      allowNo: true,
       description:
         "each user's server at https://NAME.DOMAIN/ and the hub at https://DOMAIN/ (the first --domain): browsers then keep users' pages apart (__Host- cookies); needs DNS records for DOMAIN and *.DOMAIN and a wildcard certificate (--tls self-signed, manual, or letsencrypt through DNS-01); JupyterHub 4.1 or later",
     }),
@@ -252,6 +253,7 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
       certificate: 'Certificate',
       render: 'Render and validate configs',
       install: 'Install',
+      move: 'Move the running hub (subdomains)',
       'user server': "A user's server starts",
     }
     const reporter = this.jsonEnabled() ? silentReporter : streamReporter(process.stderr, titles)
@@ -260,6 +262,7 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
       runner: execaRunner,
       reporter,
       units: {node: process.execPath, hubctl: fileURLToPath(new URL('../../bin/run.js', import.meta.url))},
+      bin: fileURLToPath(new URL('../../bin/run.js', import.meta.url)),
       systemd: flags.systemd,
       schedule: flags.schedule,
       serverCheck: flags['server-check'],
@@ -349,6 +352,7 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
     if (result.certificate?.accountContact) this.log(`  ACME account: ${result.certificate.accountContact}`)
     if (result.culling) this.log(`  culling: ${describeCulling(result.culling)}`)
     if (result.userServer?.status === 'pass') this.log(`  user server: ${result.userServer.message}`)
+    if (result.moved) this.log(`  moved: ${result.moved.notice}`)
     this.log(`  files written: ${written.length} (${result.files.length - written.length} unchanged)`)
     for (const command of result.commands) this.log(`  ran: ${command}`)
     this.log('Next:')

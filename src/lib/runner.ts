@@ -15,6 +15,8 @@ export interface RunResult {
   stderr: string
   /** True when the program could not be started at all (not found, not executable). */
   notFound: boolean
+  /** True when it was killed at RunOptions.timeoutMs. */
+  timedOut?: boolean
 }
 
 export interface Runner {
@@ -41,6 +43,7 @@ export const execaRunner: Runner = {
       stdout: String(result.stdout ?? ''),
       stderr: String(result.stderr ?? (notFound ? result.message : '')),
       notFound,
+      ...(result.timedOut ? {timedOut: true} : {}),
     }
   },
 }

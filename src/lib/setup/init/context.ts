@@ -56,6 +56,8 @@ export interface InitDeps {
   createUsers?: boolean
   /** Starts a user's server for the last step (tests pass a fake; default: the real one). */
   trial?: ServerTrial
+  /** hubctl's bin/run.js: a running hub moved to or from subdomains is started again with it (`start --detach`). */
+  bin?: string
 }
 
 export interface InitResult {
@@ -108,6 +110,8 @@ export interface InitResult {
   }
   /** The last step: a user's server started as the spawner would start it (doctor's `user server` check). */
   userServer?: UserServerCheck
+  /** A running hub moved between one origin and per-user subdomains (init/move.ts): what restarted. */
+  moved?: {to: 'subdomains' | 'one origin'; serversRestarted: string[]; notice: string}
 }
 
 /** What the software step will install, and the nginx and JupyterHub init uses. */
