@@ -17,14 +17,18 @@ import {fileURLToPath} from 'node:url'
  * 80/443 or 8443, not /etc (hosts, nginx), not the system nginx, not the systemd container. Every
  * other file, a new one too until it is marked, runs in the serial lane: one such file at a time.
  * Lane 1 runs the serial files, then helps with the parallel ones; the other lanes take the
- * parallel files only, longest first (the times of the last run, in .test-times.json, else the
- * file's size). HUBCTL_TEST_LANES: how many lanes (default 3; 1 runs every file one after another).
- * Arguments after `npm test --` are given to every mocha (say, --grep).
+ * parallel files only, longest first: by the times of the last run on this machine
+ * (.test-times.json, not committed), else those of a CI run (test/e2e-times.json, committed: a
+ * fresh checkout, CI's, starts its longest files first too, not last), else the file's size. The
+ * unit tests (one mocha, mostly one core) run as the last lane's first job, beside the serial
+ * lane's first file. HUBCTL_TEST_LANES: how many lanes (default 3; 1 runs the unit tests, then
+ * every file one after another). Arguments after `npm test --` are given to every mocha (say, --grep).
  */
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const MOCHA = path.join(ROOT, 'node_modules/.bin/mocha')
 const TIMES = path.join(ROOT, '.test-times.json')
+const CI_TIMES = path.join(ROOT, 'test/e2e-times.json')
 const MARK = /^\/\/ e2e-lane: parallel$/m
 
 interface Outcome {
@@ -57,10 +61,12 @@ function mocha(files: string[], extra: string[]): Promise<{code: number; output:
 async function e2eFiles(): Promise<{serial: string[]; parallel: string[]}> {
   const dir = path.join(ROOT, 'test/e2e')
   const names = (await fs.readdir(dir)).filter((name) => name.endsWith('.test.ts')).sort()
-  const last: Record<string, number> = await fs
-    .readFile(TIMES, 'utf8')
-    .then((text) => JSON.parse(text) as Record<string, number>)
-    .catch(() => ({}))
+  const read = (file: string): Promise<Record<string, number>> =>
+    fs
+      .readFile(file, 'utf8')
+      .then((text) => JSON.parse(text) as Record<string, number>)
+      .catch(() => ({}))
+  const last = {...(await read(CI_TIMES)), ...(await read(TIMES))}
   const weighed: Array<{file: string; weight: number; parallel: boolean}> = []
   for (const name of names) {
     const file = path.join('test/e2e', name)
@@ -82,21 +88,26 @@ async function main(): Promise<number> {
   const started = Date.now()
   let failed = false
 
-  console.log('unit tests: test/lib, test/helpers')
-  const unit = await mocha(['test/lib/**/*.test.ts', 'test/helpers/**/*.test.ts'], extra)
-  process.stdout.write(unit.output)
-  if (unit.code !== 0) failed = true
-  const unitSeconds = (Date.now() - started) / 1000
-
   const {serial, parallel} = await e2eFiles()
   console.log(
-    `\ne2e: ${lanes} lane(s); serial lane: ${serial.length} files, one at a time; parallel: ${parallel.length} files`,
+    `unit tests (test/lib, test/helpers) in lane ${lanes}; e2e: ${lanes} lane(s); serial lane: ${serial.length} files, one at a time; parallel: ${parallel.length} files`,
   )
   const outcomes: Outcome[] = []
+  let unit = {code: 0, output: ''}
+  let unitSeconds = 0
   const e2eStart = Date.now()
   const laneSeconds: number[] = []
   const work = async (lane: number): Promise<void> => {
     const laneStart = Date.now()
+    if (lane === lanes) {
+      // The unit tests, printed whole when they end, like a file.
+      unit = await mocha(['test/lib/**/*.test.ts', 'test/helpers/**/*.test.ts'], extra)
+      unitSeconds = (Date.now() - laneStart) / 1000
+      if (unit.code !== 0) failed = true
+      process.stdout.write(
+        `\n=== unit tests (lane ${lane}, ${clock(unitSeconds)}, exit ${unit.code})\n${unit.output}=== end of the unit tests\n`,
+      )
+    }
     for (;;) {
       const file = lane === 1 ? (serial.shift() ?? parallel.shift()) : parallel.shift()
       if (!file) break
@@ -112,7 +123,7 @@ async function main(): Promise<number> {
     }
     laneSeconds[lane - 1] = (Date.now() - laneStart) / 1000
   }
-  // With one lane, lane 1 takes the parallel files too, after the serial ones.
+  // With one lane, lane 1 runs the unit tests first, then the serial files, then the parallel ones.
   await Promise.all(Array.from({length: lanes}, (_, i) => work(i + 1)))
 
   const times: Record<string, number> = {}

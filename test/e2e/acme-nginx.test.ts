@@ -1,3 +1,4 @@
+// e2e-lane: parallel
 import {expect} from 'chai'
 import {ChildProcess} from 'node:child_process'
 import fs from 'node:fs/promises'

@@ -3,12 +3,11 @@ import {execa} from 'execa'
 import fs from 'node:fs/promises'
 import http from 'node:http'
 import path from 'node:path'
-import type {Page} from 'playwright-core'
 
 import {Layout} from '../../src/lib/config/layout.js'
 import {README, movedInternalPorts, readmeDomainCommand} from '../helpers/readme.js'
-import {BrowserSession, logIn, runCellInClassic, runCellInLab, waitForServerPage} from '../helpers/browser.js'
-import {BIN, DEBIAN_JUPYTERHUB, ROOT, hubctl, portFlags, tempPrefix, testHubInitArgs} from '../helpers/cli.js'
+import {BrowserSession, personSession} from '../helpers/browser.js'
+import {BIN, ROOT, hubctl, tempPrefix} from '../helpers/cli.js'
 import {PebbleLab, httpsGet} from '../helpers/pebble.js'
 import {portInUse} from '../../src/lib/setup/preflight.js'
 
@@ -21,7 +20,8 @@ import {portInUse} from '../../src/lib/setup/preflight.js'
  * - the quick start (local mode, https://localhost:8443/, hubctl's own JupyterHub and JupyterLab);
  * - the domain command on ports 80 and 443, with Pebble as the CA, a real system user logging in
  *   through PAM, and the browser told to trust Pebble's root (its NSS database);
- * - Debian's JupyterHub 3.0, where a person still uses it: the classic notebook at /tree.
+ * (Debian's JupyterHub 3.0, where a person still uses it, the classic notebook at /tree: in
+ * browser-classic.test.ts, which runs beside other files.)
  * On failure the screenshot, HTML and console log of each page are kept in test-output/browser/.
  */
 
@@ -49,39 +49,6 @@ async function sh(
     timeout: 1_200_000,
   })
   return {exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr)}
-}
-
-/** What a person does once logged in, as admin: a cell, the admin page, a token, Stop, log out. */
-async function personSession(
-  page: Page,
-  origin: string,
-  user: string,
-  password: string,
-  ui: 'lab' | 'tree',
-): Promise<void> {
-  await logIn(page, origin, user, password)
-  await waitForServerPage(page, user, ui)
-  const output = ui === 'lab' ? await runCellInLab(page, 'print(6*7)') : await runCellInClassic(page, 'print(6*7)')
-  expect(output).to.equal('42')
-
-  await page.goto(`${origin}/hub/admin`)
-  await page.locator('table').getByText(user, {exact: true}).first().waitFor()
-
-  await page.goto(`${origin}/hub/token`)
-  await page.locator('#request-token-form button[type="submit"]').click()
-  const token = page.locator('#token-result')
-  await token.waitFor()
-  expect((await token.innerText()).trim()).to.match(/^[0-9a-f]{32}$/)
-
-  await page.goto(`${origin}/hub/home`)
-  await page.locator('#stop').click()
-  await page.locator('#stop').waitFor({state: 'hidden', timeout: 120_000})
-  await page.locator('#start', {hasText: 'Start My Server'}).waitFor()
-
-  await page.locator('#logout').click()
-  await page.waitForURL(/\/hub\/(login|logout)/)
-  await page.goto(`${origin}/hub/home`)
-  await page.waitForURL(/\/hub\/login/)
 }
 
 /** Who is running a server, as the hub says (hubctl status). */
@@ -200,62 +167,6 @@ describe('a person in Chromium on the README quick start (local mode, https://lo
       await fs.writeFile(layout.nginxSite, site)
       await reload()
     }
-  })
-})
-
-describe("a person in Chromium on Debian's JupyterHub 3.0 (classic notebook at /tree)", function () {
-  this.timeout(900_000)
-  let prefix = ''
-  let session: BrowserSession | undefined
-  // The classic server runs as root in hubctl's home for it under the prefix: removed with it.
-  after(async () => {
-    await session?.close()
-    if (prefix) {
-      await hubctl(['stop', '--prefix', prefix])
-      await fs.rm(prefix, {recursive: true, force: true})
-    }
-  })
-
-  it('init warns of CVE-2024-28233 and sends users to /tree; a person runs a cell there; doctor warns too', async function () {
-    prefix = await tempPrefix('hubctl-browser3')
-    const {flags, ports} = await portFlags()
-    const init = await hubctl(
-      testHubInitArgs(
-        prefix,
-        {local: true, jupyterhub: DEBIAN_JUPYTERHUB, systemd: true, schedule: true, serverCheck: true},
-        flags,
-      ),
-    )
-    expect(init.exitCode, init.stderr).to.equal(0)
-    expect(init.stderr).to.match(
-      /warning: JupyterHub 3\.0\.\d+ .* is affected by CVE-2024-28233 .*fixed in JupyterHub 4\.1\.0/,
-    )
-    expect(await fs.readFile(new Layout(prefix).hubConfig, 'utf8')).to.include('c.Spawner.default_url = "/tree"')
-    const password = /with the password ([0-9a-f]+)/.exec(init.stdout)?.[1] ?? ''
-    const start = await hubctl(['start', '--prefix', prefix, '--detach'])
-    expect(start.exitCode, start.stderr).to.equal(0)
-    session = await BrowserSession.start({acceptSelfSigned: true})
-    try {
-      await personSession(session.page, `https://localhost:${ports.https}`, 'admin', password, 'tree')
-    } catch (error) {
-      console.log(`kept: ${(await session.keep(this.test?.fullTitle() ?? 'jupyterhub3')).join(', ')}`)
-      throw error
-    }
-    const doctor = await hubctl(['doctor', '--prefix', prefix, '--json'])
-    const checks = (JSON.parse(doctor.stdout) as {checks: Array<{check: string; status: string; message: string}>})
-      .checks
-    expect(
-      checks.find((c) => c.check === 'jupyterhub security'),
-      doctor.stdout,
-    ).to.include({status: 'warn'})
-    expect(
-      checks.find((c) => c.check === 'user interface'),
-      doctor.stdout,
-    ).to.include({status: 'pass'})
-    expect(
-      checks.find((c) => c.check === 'browser path'),
-      doctor.stdout,
-    ).to.include({status: 'pass'})
   })
 })
 

@@ -19,7 +19,7 @@ import {
   treeChanges,
   testHubInitArgs,
 } from '../helpers/cli.js'
-import {killInsideWrite, writesOf} from '../helpers/processes.js'
+import {holdEachWrite, killInsideWrite} from '../helpers/processes.js'
 
 /** A temp file of an atomic write (`.NAME.RANDOM.tmp`): never read by anyone, not a file of the hub. */
 const isTemp = (relative: string) => /(^|\/)\.[^/]+\.tmp$/.test(relative)
@@ -109,18 +109,36 @@ describe('hubctl init killed with SIGKILL inside each of its writes', function (
     return values
   }
 
+  /**
+   * The prefix as init left it, stopped inside write `n` (`held`, its temp file): every file absent
+   * or whole, and the next init completes from there, keeping each valid secret it found.
+   */
+  async function assertKilledFirstInit(n: number, held: string): Promise<void> {
+    expect(await exists(held), `write ${n}: its temp file ${held} was written`).to.equal(true)
+    await assertEveryFileWhole(`killed inside write ${n} (${held})`)
+    const before = await secretsNow()
+    await assertNextInitCompletes(before, args)
+  }
+
   it('a first init (empty prefix), killed inside each write: every file is absent or whole, and init again completes', async () => {
+    // One init held inside each of its writes in turn (the process frozen there), the prefix
+    // copied aside at each: what a SIGKILL there leaves on disk, every write seen in one run.
     await resetPrefix()
-    const writes = await writesOf(args, writesLog)
+    const states = path.join(stash, 'first')
+    await fs.mkdir(states)
+    const writes = await holdEachWrite(args, writesLog, async (n) => {
+      await execa('cp', ['-a', layout.prefix, path.join(states, String(n))])
+    })
     // The secrets, the key and chain, the configs, hubctl.json, the schedule and logrotate: a dozen.
     expect(writes.length, writes.join('\n')).to.be.greaterThan(8)
     for (let n = 1; n <= writes.length; n++) {
+      await resetPrefix(path.join(states, String(n)))
+      await assertKilledFirstInit(n, writes[n - 1])
+    }
+    // And killed for real (SIGKILL to init's whole process group) inside its first and its last write.
+    for (const n of [1, writes.length]) {
       await resetPrefix()
-      const held = await killInsideWrite(args, n, writesLog)
-      expect(await exists(held), `write ${n}: its temp file ${held} was written`).to.equal(true)
-      await assertEveryFileWhole(`killed inside write ${n} (${held})`)
-      const before = await secretsNow()
-      await assertNextInitCompletes(before, args)
+      await assertKilledFirstInit(n, await killInsideWrite(args, n, writesLog))
     }
   })
 
@@ -133,15 +151,18 @@ describe('hubctl init killed with SIGKILL inside each of its writes', function (
     await execa('cp', ['-a', layout.prefix, oldCopy])
     const oldTree = withoutLockAndTemps(await snapshotTree(layout.prefix), layout)
     const secrets = await secretsNow()
-    // The new state: the changed init run to the end from the old one.
+    // The changed init run to the end from the old one, held inside each write (the prefix copied
+    // aside there, as in the first test): it ends at the new state.
     const changed = [...args, '--allow-user', 'bob', '--max-concurrent-spawns', '3']
-    const writes = await writesOf(changed, writesLog)
+    const states = path.join(stash, 'changed')
+    await fs.mkdir(states)
+    const writes = await holdEachWrite(changed, writesLog, async (n) => {
+      await execa('cp', ['-a', layout.prefix, path.join(states, String(n))])
+    })
     const newTree = withoutLockAndTemps(await snapshotTree(layout.prefix), layout)
     expect(treeChanges(oldTree, newTree), 'the change rewrites some files').to.not.deep.equal([])
     expect(writes.length).to.be.greaterThan(0)
-    for (let n = 1; n <= writes.length; n++) {
-      await resetPrefix(oldCopy)
-      const held = await killInsideWrite(changed, n, writesLog)
+    const assertKilled = async (n: number, held: string) => {
       expect(await exists(held), `write ${n}: its temp file ${held} was written`).to.equal(true)
       await assertEveryFileWhole(`killed inside write ${n} (${held})`)
       const now = withoutLockAndTemps(await snapshotTree(layout.prefix), layout)
@@ -161,6 +182,13 @@ describe('hubctl init killed with SIGKILL inside each of its writes', function (
         `after write ${n} was killed, init again ends where an uninterrupted one does`,
       ).to.deep.equal([])
     }
+    for (let n = 1; n <= writes.length; n++) {
+      await resetPrefix(path.join(states, String(n)))
+      await assertKilled(n, writes[n - 1])
+    }
+    // And killed for real (SIGKILL to init's whole process group) inside its last write.
+    await resetPrefix(oldCopy)
+    await assertKilled(writes.length, await killInsideWrite(changed, writes.length, writesLog))
   })
 })
 

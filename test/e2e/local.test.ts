@@ -1,3 +1,4 @@
+// e2e-lane: parallel
 import {expect} from 'chai'
 import {execa} from 'execa'
 import {randomBytes} from 'node:crypto'

@@ -1,3 +1,4 @@
+// e2e-lane: parallel
 import {expect} from 'chai'
 import fs from 'node:fs/promises'
 

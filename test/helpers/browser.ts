@@ -1,3 +1,4 @@
+import {expect} from 'chai'
 import {execa} from 'execa'
 import fs from 'node:fs/promises'
 import path from 'node:path'
@@ -171,4 +172,37 @@ export async function runCellInClassic(page: Page, code: string): Promise<string
   const output = notebook.locator('.output_subarea').first()
   await output.waitFor({timeout: 120_000})
   return (await output.innerText()).trim()
+}
+
+/** What a person does once logged in, as admin: a cell, the admin page, a token, Stop, log out. */
+export async function personSession(
+  page: Page,
+  origin: string,
+  user: string,
+  password: string,
+  ui: 'lab' | 'tree',
+): Promise<void> {
+  await logIn(page, origin, user, password)
+  await waitForServerPage(page, user, ui)
+  const output = ui === 'lab' ? await runCellInLab(page, 'print(6*7)') : await runCellInClassic(page, 'print(6*7)')
+  expect(output).to.equal('42')
+
+  await page.goto(`${origin}/hub/admin`)
+  await page.locator('table').getByText(user, {exact: true}).first().waitFor()
+
+  await page.goto(`${origin}/hub/token`)
+  await page.locator('#request-token-form button[type="submit"]').click()
+  const token = page.locator('#token-result')
+  await token.waitFor()
+  expect((await token.innerText()).trim()).to.match(/^[0-9a-f]{32}$/)
+
+  await page.goto(`${origin}/hub/home`)
+  await page.locator('#stop').click()
+  await page.locator('#stop').waitFor({state: 'hidden', timeout: 120_000})
+  await page.locator('#start', {hasText: 'Start My Server'}).waitFor()
+
+  await page.locator('#logout').click()
+  await page.waitForURL(/\/hub\/(login|logout)/)
+  await page.goto(`${origin}/hub/home`)
+  await page.waitForURL(/\/hub\/login/)
 }

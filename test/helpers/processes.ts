@@ -252,3 +252,47 @@ export async function killInsideWrite(args: string[], n: number, log: string): P
   })
   return held
 }
+
+/**
+ * Run a hubctl command (`args`) to its end, holding it inside each of its atomic writes in turn
+ * (the temp file written and synced, not yet renamed; the whole process frozen), where
+ * `atEach(n, temp)` looks at the files: what a SIGKILL there would leave on disk (killInsideWrite
+ * kills at one write; this sees every write in one run). Asserts the command then exits 0;
+ * returns the temp file of each write, in order.
+ */
+export async function holdEachWrite(
+  args: string[],
+  log: string,
+  atEach: (n: number, temp: string) => Promise<void>,
+): Promise<string[]> {
+  const go = `${log}.go`
+  await fs.promises.rm(log, {force: true})
+  await fs.promises.rm(go, {force: true})
+  const child = spawn(process.execPath, ['--import', PAUSE_WRITES, BIN, ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    detached: true,
+    env: {...process.env, HUBCTL_TEST_WRITES_LOG: log, HUBCTL_TEST_PAUSE_AT: 'each', HUBCTL_TEST_WRITES_GO: go},
+  })
+  let stderr = ''
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')))
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  const temps: string[] = []
+  for (let n = 1; ; n++) {
+    const held = await waitUntil(
+      `hubctl ${args[0]} holding write ${n}, or its end`,
+      async () => {
+        const text = await fs.promises.readFile(log, 'utf8').catch(() => '')
+        if (text.includes(`paused\t${n}\n`)) return /^\d+\t(.*)$/m.exec(text.split(`paused\t${n - 1}\n`).pop()!)![1]
+        return child.exitCode !== null || child.signalCode !== null ? null : undefined
+      },
+      {tries: 3000},
+    )
+    if (held === null) break
+    temps.push(held)
+    await atEach(n, held)
+    await fs.promises.appendFile(go, `go\t${n}\n`)
+  }
+  await exited
+  expect(child.exitCode, `hubctl ${args[0]} held at each write: ${stderr}`).to.equal(0)
+  return temps
+}
