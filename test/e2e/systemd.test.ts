@@ -35,10 +35,15 @@ const CHECKOUT = '/root/hubctl'
 const PEBBLE_CA = '/root/pebble-ca.pem'
 const NOTEBOOK = `/home/${USER}/Untitled.ipynb`
 
-/** A GET of https://hub.example.org{path} as a browser sends it (the name to 127.0.0.1), Pebble's root trusted. */
-function hubGet(urlPath: string, ca: string): Promise<{status: number; body: string}> {
+/**
+ * A GET of https://hub.example.org{path} as a browser sends it (the name to 127.0.0.1), Pebble's root
+ * trusted. Node's agent keeps connections alive, as a browser does, and as a browser does it sends the
+ * request again, once, when nginx closed a kept-alive connection just as the request went out (what a
+ * reload of nginx does to its idle connections): a failure on a new connection counts.
+ */
+function hubGet(urlPath: string, ca: string, again = true): Promise<{status: number; body: string}> {
   return new Promise((resolve, reject) => {
-    https
+    const request = https
       .get(
         {host: '127.0.0.1', port: 443, path: urlPath, servername: DOMAIN, headers: {Host: DOMAIN}, ca, timeout: 10_000},
         (response) => {
@@ -52,7 +57,10 @@ function hubGet(urlPath: string, ca: string): Promise<{status: number; body: str
       .on('timeout', function (this: {destroy(e: Error): void}) {
         this.destroy(new Error('timed out'))
       })
-      .on('error', reject)
+      .on('error', (error: NodeJS.ErrnoException) => {
+        if (again && request.reusedSocket && error.code === 'ECONNRESET') resolve(hubGet(urlPath, ca, false))
+        else reject(error)
+      })
   })
 }
 
