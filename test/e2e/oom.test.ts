@@ -197,7 +197,10 @@ describe('the OOM killer takes a student’s kernel, not the hub, the proxy or n
       const info = await procInfo(pid)
       const adj = await readNumber(`/proc/${pid}/oom_score_adj`).catch(() => NaN)
       const score = await readNumber(`/proc/${pid}/oom_score`).catch(() => NaN)
-      if (info && !Number.isNaN(adj)) rows.push({pid, uid: info.uid, adj, score, cmd: info.cmdline.join(' ')})
+      // A process being killed (a fork loop's child the OOM killer just took) has no memory left, no command
+      // line, and a score of 0 that ranks nothing: only the living count.
+      if (info && info.cmdline.length > 0 && !Number.isNaN(adj))
+        rows.push({pid, uid: info.uid, adj, score, cmd: info.cmdline.join(' ')})
     }
     const mine = rows.filter((r) => !uids.includes(r.uid))
     const theirs = rows.filter((r) => uids.includes(r.uid))

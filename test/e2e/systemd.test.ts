@@ -556,98 +556,92 @@ describe('the README domain command on a Debian 12 machine with systemd as PID 1
     expect(doctor.exitCode, `${doctor.stdout}\n${doctor.stderr}`).to.equal(0)
   })
 
-  // Not yet seen passing (its first run was skipped: the rotation before it failed under load): run
-  // with HUBCTL_TEST_SYSTEMD_LIMITS=1 until it has been, then drop the condition.
-  const limitsIt = process.env.HUBCTL_TEST_SYSTEMD_LIMITS === '1' ? it : it.skip
-  limitsIt(
-    'init --mem-limit 1G --cpu-limit 1 --tasks-limit 256: alice’s server is a systemd unit with them and a private /tmp; doctor says whether the kernel enforces the memory limit, as her cgroup shows',
-    async () => {
-      const start = Date.now()
-      const token = (await fs.readFile(layout.apiToken, 'utf8')).trim()
-      const server = () => hubApi('GET', `/hub/api/users/${USER}`, pebbleRoot, token)
-      const serverState = async () =>
-        (JSON.parse((await server()).body) as {servers?: Record<string, {ready: boolean}>}).servers ?? {}
-      // Her server of LocalProcessSpawner stopped first: the new spawner would not know it.
-      const stopped = await hubApi('DELETE', `/hub/api/users/${USER}/server`, pebbleRoot, token)
-      expect([202, 204], stopped.body).to.include(stopped.status)
-      await waitUntil('alice’s server stopped', async () => Object.keys(await serverState()).length === 0, {
-        tries: 600,
-        intervalMs: 500,
-      })
-      const init = readmeDomainCommand()
-        .replace(/ && systemctl start jupyterhub$/, '')
-        .split(' ')
-      const moved = await movedInternalPorts()
-      const limited = await machine!.exec(
-        [
-          ...init,
-          ...moved,
-          '--yes',
-          '--mem-limit',
-          '1G',
-          '--cpu-limit',
-          '1',
-          '--tasks-limit',
-          '256',
-          '--no-server-check',
-        ],
-        {cwd: CHECKOUT, env: acmeEnv, timeoutMs: 600_000},
-      )
-      expect(limited.exitCode, `${limited.stdout}\n${limited.stderr}`).to.equal(0)
-      const unitFile = await fs.readFile(machine!.path('/etc/systemd/system/jupyterhub.service'), 'utf8')
-      expect(unitFile).to.match(/^OOMScoreAdjust=-800$/m)
-      await machine!.exec(['systemctl', 'restart', 'jupyterhub'])
-      await hubAnswers('the hub after init with limits')
-      const started = await hubApi('POST', `/hub/api/users/${USER}/server`, pebbleRoot, token)
-      expect([201, 202], started.body).to.include(started.status)
-      await waitUntil('alice’s server ready', async () => (await serverState())['']?.ready === true, {
-        tries: 600,
-        intervalMs: 500,
-      })
-      const unit = `jupyter-${USER}-singleuser.service`
-      const shown = await machine!.exec([
-        'systemctl',
-        'show',
-        unit,
-        '-p',
-        'ActiveState,MemoryMax,CPUQuotaPerSecUSec,TasksMax,PrivateTmp,OOMScoreAdjust,MainPID',
-      ])
-      const props = Object.fromEntries(
-        shown.stdout
-          .trim()
-          .split('\n')
-          .map((l) => l.split(/=(.*)/s).slice(0, 2)),
-      )
-      expect(props, shown.stdout).to.include({
-        ActiveState: 'active',
-        MemoryMax: String(2 ** 30),
-        CPUQuotaPerSecUSec: '1s',
-        TasksMax: '256',
-        PrivateTmp: 'yes',
-        OOMScoreAdjust: '500',
-      })
-      // What the kernel does with it, read here as doctor must: her server's cgroup.
-      const pid = Number(props.MainPID)
-      const cgroup = (await machine!.exec(['cat', `/proc/${pid}/cgroup`])).stdout
-      const v1 = /^\d+:[^:]*\bmemory\b[^:]*:(.*)$/m.exec(cgroup)?.[1]
-      const file = v1
-        ? `/sys/fs/cgroup/memory${v1}/memory.limit_in_bytes`
-        : `/sys/fs/cgroup${/^0::(.*)$/m.exec(cgroup)?.[1]}/memory.max`
-      const limit = await machine!.exec(['cat', file])
-      const enforced = limit.exitCode === 0 && limit.stdout.trim() !== 'max' && Number(limit.stdout.trim()) <= 2 ** 30
-      const doctor = await machine!.exec(['./bin/run.js', 'doctor', '--json'], {cwd: CHECKOUT, timeoutMs: 300_000})
-      const checks = (JSON.parse(doctor.stdout) as {checks: Array<{check: string; status: string; message: string}>})
-        .checks
-      const memory = checks.find((c) => c.check === 'memory limit' && c.message.includes(`${USER}/`))
-      console.log(
-        `      ${file}: ${limit.exitCode === 0 ? limit.stdout.trim() : 'absent'}; doctor: ${memory?.status}: ${memory?.message}`,
-      )
-      expect(memory?.status, JSON.stringify(checks)).to.equal(enforced ? 'pass' : 'fail')
-      expect(doctor.exitCode).to.equal(enforced ? 0 : 1)
-      expect(checks.find((c) => c.check === 'limits')?.message).to.equal(
-        "memory 1G, CPU 1 core, 256 tasks per user's server",
-      )
-      times.push(`limits ${elapsed(start)}`)
-    },
-  )
+  it('init --mem-limit 1G --cpu-limit 1 --tasks-limit 256: alice’s server is a systemd unit with them and a private /tmp; doctor says whether the kernel enforces the memory limit, as her cgroup shows', async () => {
+    const start = Date.now()
+    const token = (await fs.readFile(layout.apiToken, 'utf8')).trim()
+    const server = () => hubApi('GET', `/hub/api/users/${USER}`, pebbleRoot, token)
+    const serverState = async () =>
+      (JSON.parse((await server()).body) as {servers?: Record<string, {ready: boolean}>}).servers ?? {}
+    // Her server of LocalProcessSpawner stopped first: the new spawner would not know it.
+    const stopped = await hubApi('DELETE', `/hub/api/users/${USER}/server`, pebbleRoot, token)
+    expect([202, 204], stopped.body).to.include(stopped.status)
+    await waitUntil('alice’s server stopped', async () => Object.keys(await serverState()).length === 0, {
+      tries: 600,
+      intervalMs: 500,
+    })
+    const init = readmeDomainCommand()
+      .replace(/ && systemctl start jupyterhub$/, '')
+      .split(' ')
+    const moved = await movedInternalPorts()
+    const limited = await machine!.exec(
+      [
+        ...init,
+        ...moved,
+        '--yes',
+        '--mem-limit',
+        '1G',
+        '--cpu-limit',
+        '1',
+        '--tasks-limit',
+        '256',
+        '--no-server-check',
+      ],
+      {cwd: CHECKOUT, env: acmeEnv, timeoutMs: 600_000},
+    )
+    expect(limited.exitCode, `${limited.stdout}\n${limited.stderr}`).to.equal(0)
+    const unitFile = await fs.readFile(machine!.path('/etc/systemd/system/jupyterhub.service'), 'utf8')
+    expect(unitFile).to.match(/^OOMScoreAdjust=-800$/m)
+    await machine!.exec(['systemctl', 'restart', 'jupyterhub'])
+    await hubAnswers('the hub after init with limits')
+    const started = await hubApi('POST', `/hub/api/users/${USER}/server`, pebbleRoot, token)
+    expect([201, 202], started.body).to.include(started.status)
+    await waitUntil('alice’s server ready', async () => (await serverState())['']?.ready === true, {
+      tries: 600,
+      intervalMs: 500,
+    })
+    const unit = `jupyter-${USER}-singleuser.service`
+    const shown = await machine!.exec([
+      'systemctl',
+      'show',
+      unit,
+      '-p',
+      'ActiveState,MemoryMax,CPUQuotaPerSecUSec,TasksMax,PrivateTmp,OOMScoreAdjust,MainPID',
+    ])
+    const props = Object.fromEntries(
+      shown.stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.split(/=(.*)/s).slice(0, 2)),
+    )
+    expect(props, shown.stdout).to.include({
+      ActiveState: 'active',
+      MemoryMax: String(2 ** 30),
+      CPUQuotaPerSecUSec: '1s',
+      TasksMax: '256',
+      PrivateTmp: 'yes',
+      OOMScoreAdjust: '500',
+    })
+    // What the kernel does with it, read here as doctor must: her server's cgroup.
+    const pid = Number(props.MainPID)
+    const cgroup = (await machine!.exec(['cat', `/proc/${pid}/cgroup`])).stdout
+    const v1 = /^\d+:[^:]*\bmemory\b[^:]*:(.*)$/m.exec(cgroup)?.[1]
+    const file = v1
+      ? `/sys/fs/cgroup/memory${v1}/memory.limit_in_bytes`
+      : `/sys/fs/cgroup${/^0::(.*)$/m.exec(cgroup)?.[1]}/memory.max`
+    const limit = await machine!.exec(['cat', file])
+    const enforced = limit.exitCode === 0 && limit.stdout.trim() !== 'max' && Number(limit.stdout.trim()) <= 2 ** 30
+    const doctor = await machine!.exec(['./bin/run.js', 'doctor', '--json'], {cwd: CHECKOUT, timeoutMs: 300_000})
+    const checks = (JSON.parse(doctor.stdout) as {checks: Array<{check: string; status: string; message: string}>})
+      .checks
+    const memory = checks.find((c) => c.check === 'memory limit' && c.message.includes(`${USER}/`))
+    console.log(
+      `      ${file}: ${limit.exitCode === 0 ? limit.stdout.trim() : 'absent'}; doctor: ${memory?.status}: ${memory?.message}`,
+    )
+    expect(memory?.status, JSON.stringify(checks)).to.equal(enforced ? 'pass' : 'fail')
+    expect(doctor.exitCode).to.equal(enforced ? 0 : 1)
+    expect(checks.find((c) => c.check === 'limits')?.message).to.equal(
+      "memory 1G, CPU 1 core, 256 tasks per user's server",
+    )
+    times.push(`limits ${elapsed(start)}`)
+  })
 })
