@@ -247,14 +247,23 @@ describe('the OOM killer takes a student’s kernel, not the hub, the proxy or n
     const kernel = await newKernel(0)
     const parent = await kernelPid(0, kernel)
     const before = await oomKills(memory)
-    // 12 children of 160 MB each: three times the room. They sleep once they have it.
+    // 12 children of 160 MB each: three times the room. They sleep once they have it. One child
+    // allocates at a time (the loop goes on when it has its memory, or was killed): twelve allocating
+    // at once would each hold less than a student's server (about 110 MB) when memory runs out, and the
+    // OOM killer, which takes the biggest of the students' processes, could take another student's server.
     const code = [
       'import os, time',
       'for i in range(12):',
+      '    r, w = os.pipe()',
       '    if os.fork() == 0:',
+      '        os.close(r)',
       '        b = b"x" * (160 << 20)',
+      '        os.write(w, b"1")',
       '        time.sleep(600)',
       '        os._exit(0)',
+      '    os.close(w)',
+      '    os.read(r, 1)',
+      '    os.close(r)',
       'print("forked")',
     ].join('\n')
     expect(await run(0, kernel, code)).to.equal('forked\n')

@@ -114,7 +114,7 @@ describe('Supervisor (fake spawn and clock)', function () {
       const h = await startHarness(options)
       sleepyAndBusy(h)
       await h.clock.advance(5000)
-      await until('the watcher report', async () => (await readState(h.layout))?.servers !== undefined)
+      await until('the watcher report', async () => Boolean((await readState(h.layout))?.servers)) // null until the first report
       if (culled) await until('the cull', async () => (await readState(h.layout))?.servers?.actions.length === 1)
       const deletes = h.requests.filter((r) => r.method === 'DELETE').map((r) => new URL(r.url).pathname)
       expect(deletes).to.deep.equal(culled ? ['/hub/api/users/sleepy/server'] : [])
