@@ -42,7 +42,9 @@ interface Outcome {
 /** What mocha printed of its failures (from "N failing" on), else its last lines: repeated at the end, where a tail of the log shows it. */
 const failures = (output: string): string => {
   const at = output.search(/^ +\d+ failing/m)
-  return at >= 0 ? output.slice(at) : output.split('\n').slice(-40).join('\n')
+  const text = at >= 0 ? output.slice(at) : output.split('\n').slice(-40).join('\n')
+  // Each line marked, so that .ci/run, which sums the "N failing" lines, does not count them twice.
+  return text.replace(/^/gm, '| ')
 }
 
 function mocha(files: string[], extra: string[]): Promise<{code: number; output: string}> {
