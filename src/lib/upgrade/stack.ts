@@ -1,4 +1,5 @@
 import https from 'node:https'
+import type {TLSSocket} from 'node:tls'
 
 import type {Layout} from '../config/layout.js'
 import type {Settings} from '../config/settings.js'
@@ -8,6 +9,7 @@ import type {Runner} from '../runner.js'
 import {browserOrigin} from '../stack/browserpath.js'
 import {startDetached, stopStack} from '../stack/control.js'
 import {HubApi, checkHealth, hubHealthUrl} from '../stack/hubapi.js'
+import {CertStore} from '../tls/certstore.js'
 import {runningSupervisor} from '../stack/state.js'
 import type {HubControl} from './upgrade.js'
 
@@ -60,7 +62,14 @@ export function hubControl(layout: Layout, runner: Runner, bin: string, log: (li
       // The migrated database, read with hubctl's token (a listener verified as the hub's).
       await HubApi.forLayout(layout, settings, {onFallback: false}).listUsers()
       // The page a person logs in on, through nginx, as a browser asks for it.
-      const status = await loginPage(settings)
+      // nginx must present hubctl's live certificate: the check talks to nothing else.
+      const live = await new CertStore(layout).currentInfo().catch(() => undefined)
+      const status = await loginPage(settings, live?.fingerprint256)
+      if (status === WRONG_CERTIFICATE)
+        throw runtimeError(
+          `nginx presented another certificate than hubctl's live one on https://${browserOrigin(settings).host}/`,
+          `\`hubctl cert status\` and \`hubctl doctor\` name the certificate nginx serves; run \`hubctl init\` again to install the hub's site`,
+        )
       if (status !== 200)
         throw runtimeError(
           `the login page answered ${status} through nginx (https://${browserOrigin(settings).host}/hub/login)`,
@@ -75,8 +84,15 @@ export function hubControl(layout: Layout, runner: Runner, bin: string, log: (li
   }
 }
 
-/** GET /hub/login through nginx on loopback, with the Host a browser sends; no credential is sent. */
-function loginPage(settings: Settings): Promise<number> {
+/** loginPage's answer when nginx presents a certificate other than the pinned one. */
+const WRONG_CERTIFICATE = -1
+
+/**
+ * GET /hub/login through nginx on loopback, with the Host a browser sends; no credential is sent.
+ * The certificate is pinned by its SHA-256 (hubctl's live one), not checked against a CA: it may
+ * be Pebble's or self-signed, and a name on loopback is what is asked.
+ */
+function loginPage(settings: Settings, fingerprint256?: string): Promise<number> {
   const {host} = browserOrigin(settings)
   return new Promise((resolve) => {
     const request = https.get(
@@ -86,13 +102,16 @@ function loginPage(settings: Settings): Promise<number> {
         path: '/hub/login',
         servername: settings.domains[0],
         headers: {Host: host},
-        // Only a public page is read: the certificate is nginx's business here (doctor checks it).
+        // Pinned below, by fingerprint.
         rejectUnauthorized: false,
         timeout: 15_000,
       },
       (response) => {
         response.resume()
-        resolve(response.statusCode ?? 0)
+        const seen = (response.socket as TLSSocket).getPeerCertificate().fingerprint256
+        resolve(
+          fingerprint256 !== undefined && seen !== fingerprint256 ? WRONG_CERTIFICATE : (response.statusCode ?? 0),
+        )
       },
     )
     request.on('timeout', () => request.destroy())
