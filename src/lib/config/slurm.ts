@@ -192,9 +192,13 @@ export function checkHubConnectIp(
   return {hubConnectIp: ip, connectAddress: ip, warnings}
 }
 
+/** batchspawner's wrapper, which tells the hub the port the server chose: beside jupyterhub-singleuser, by absolute path. */
+export function batchspawnerWrapper(singleuser: string): string {
+  return `${singleuser.slice(0, singleuser.lastIndexOf('/'))}/batchspawner-singleuser`
+}
+
 /** The template's view of the Slurm spawner. */
 export function slurmView(slurm: SlurmSettings, executables: {singleuser: string}): object {
-  const dir = executables.singleuser.slice(0, executables.singleuser.lastIndexOf('/'))
   return {
     hubIp: slurm.hubConnectIp,
     connectIp: slurm.connectAddress,
@@ -203,8 +207,7 @@ export function slurmView(slurm: SlurmSettings, executables: {singleuser: string
     cpus: String(slurm.cpus),
     runtime: slurm.runtime,
     gres: slurm.gpus ? `gpu:${slurm.gpus}` : '',
-    // The wrapper that tells the hub the port the server chose; beside jupyterhub-singleuser, by absolute path.
-    wrapper: `${dir}/batchspawner-singleuser`,
+    wrapper: batchspawnerWrapper(executables.singleuser),
     batchScript: batchScript(slurm.extra),
   }
 }

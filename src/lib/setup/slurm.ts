@@ -2,7 +2,7 @@ import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 
-import {checkHubConnectIp, type SlurmSettings} from '../config/slurm.js'
+import {batchspawnerWrapper, checkHubConnectIp, type SlurmSettings} from '../config/slurm.js'
 import {messageOf, preflightError, usageError} from '../errors.js'
 import {type Runner, which} from '../runner.js'
 import type {SlurmRequest} from './init-request.js'
@@ -149,7 +149,7 @@ export async function checkSlurmRequest(
   const connect = checkHubConnectIp(request.hubConnectIp ?? '127.0.0.1', options.addresses ?? machineAddresses())
   warnings.push(...connect.warnings)
   if (!options.toBeInstalled) {
-    const wrapper = path.join(path.dirname(executables.singleuser), 'batchspawner-singleuser')
+    const wrapper = batchspawnerWrapper(executables.singleuser)
     for (const file of [executables.singleuser, wrapper]) {
       const problem = await unreachableByUsers(file)
       if (problem)
