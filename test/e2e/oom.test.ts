@@ -8,7 +8,7 @@ import path from 'node:path'
 import {HubApi} from '../../src/lib/stack/hubapi.js'
 import {Layout} from '../../src/lib/config/layout.js'
 import {OOM_SCORE_ADJ} from '../../src/lib/config/limits.js'
-import {BIN, VENV_JUPYTERHUB, hubctl, initTestHub, tempPrefix} from '../helpers/cli.js'
+import {BIN, VENV_JUPYTERHUB, grantHubctlTokens, hubctl, initTestHub, tempPrefix} from '../helpers/cli.js'
 import type {TestHubPorts} from '../helpers/cli.js'
 import {execute, httpsJson, openChannel, stdoutOf} from '../helpers/kernel.js'
 import {needTool} from '../helpers/tools.js'
@@ -118,19 +118,7 @@ describe('the OOM killer takes a student’s kernel, not the hub, the proxy or n
     prefix = await tempPrefix('hubctl-oom')
     layout = new Layout(prefix)
     ports = await initTestHub(prefix, {admin: students[0], allowUsers: students, jupyterhub: VENV_JUPYTERHUB})
-    await fs.writeFile(
-      path.join(layout.hubConfigD, '90-oom-test.py'),
-      [
-        '# hubctl OOM e2e test: lets the hubctl service issue tokens for the two test users.',
-        'c.JupyterHub.load_roles.append({',
-        '    "name": "oom-test-tokens",',
-        `    "scopes": [${students.flatMap((s) => [`"tokens!user=${s}"`, `"access:servers!user=${s}"`]).join(', ')}],`,
-        '    "services": ["hubctl"],',
-        '})',
-        '',
-      ].join('\n'),
-      {mode: 0o644},
-    )
+    await grantHubctlTokens(layout.hubConfigD, 'oom-test-tokens', students)
     // hubctl start in both groups from its first instruction: everything it starts is in them.
     const started = await execa(
       '/bin/sh',

@@ -8,7 +8,15 @@ import {HubApi} from '../../src/lib/stack/hubapi.js'
 import {Doctor} from '../../src/lib/setup/doctor.js'
 import {execaRunner} from '../../src/lib/runner.js'
 import {Layout} from '../../src/lib/config/layout.js'
-import {hubctl, initTestHub, portFlags, tempPrefix, testHubInitArgs, VENV_JUPYTERHUB} from '../helpers/cli.js'
+import {
+  grantHubctlTokens,
+  hubctl,
+  initTestHub,
+  portFlags,
+  tempPrefix,
+  testHubInitArgs,
+  VENV_JUPYTERHUB,
+} from '../helpers/cli.js'
 import {execute, httpsJson, stdoutOf} from '../helpers/kernel.js'
 import {waitUntil} from '../helpers/processes.js'
 import {type SlurmCluster, slurmInstalled, squeue, startSlurmCluster} from '../helpers/slurm.js'
@@ -80,19 +88,7 @@ describe('user servers as Slurm jobs (--spawner slurm)', function () {
       jupyterhub,
       extra: slurmFlags(cluster.partition),
     })
-    await fs.writeFile(
-      path.join(layout.hubConfigD, '90-slurm-test.py'),
-      [
-        '# hubctl Slurm e2e test: lets the hubctl service issue a token for the test user.',
-        'c.JupyterHub.load_roles.append({',
-        `    "name": "slurm-test-tokens",`,
-        `    "scopes": ["tokens!user=${user}", "access:servers!user=${user}"],`,
-        '    "services": ["hubctl"],',
-        '})',
-        '',
-      ].join('\n'),
-      {mode: 0o644},
-    )
+    await grantHubctlTokens(layout.hubConfigD, 'slurm-test-tokens', [user])
     const started = await hubctl(['start', '--detach', '--prefix', prefix, '--json'])
     expect(started.exitCode, started.stderr + started.stdout).to.equal(0)
     api = HubApi.forLayout(layout, {ports}, {timeoutMs: 60_000})

@@ -326,3 +326,26 @@ export function failed(result: CliResult, exitCode: number, pattern: RegExp): st
   expect(line).to.match(pattern)
   return line
 }
+
+/**
+ * The test's own grant, in the hub's jupyterhub_config.d (90-NAME.py, read at the next start): hubctl's
+ * service may issue these users tokens for their servers. JupyterHub 3.0 refuses the filtered
+ * `tokens!user=` for a service: `unfilteredTokens` grants `tokens` there.
+ */
+export async function grantHubctlTokens(
+  hubConfigD: string,
+  name: string,
+  users: string[],
+  options: {unfilteredTokens?: boolean} = {},
+): Promise<void> {
+  const scopes = users.flatMap((user) => [
+    options.unfilteredTokens ? 'tokens' : `tokens!user=${user}`,
+    `access:servers!user=${user}`,
+  ])
+  const role = {name, scopes: [...new Set(scopes)], services: ['hubctl']}
+  await fs.writeFile(
+    path.join(hubConfigD, `90-${name}.py`),
+    `# hubctl e2e test: lets the hubctl service issue tokens for ${users.join(', ')}.\nc.JupyterHub.load_roles.append(${JSON.stringify(role)})\n`,
+    {mode: 0o644},
+  )
+}
