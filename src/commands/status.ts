@@ -4,7 +4,7 @@ import {describeCulling} from '../lib/config/culler.js'
 import {describeLimits} from '../lib/config/limits.js'
 import {SettingsStore} from '../lib/config/settings.js'
 import {ChildStatus, StatusReport, stackStatus} from '../lib/stack/control.js'
-import {BackupStatus, backupStatus} from '../lib/backup/backup.js'
+import {BackupStatus, backupStatus, describeBackups} from '../lib/backup/archives.js'
 
 export default class Status extends BaseCommand<typeof Status> {
   static override summary = 'Show what runs: supervisor, proxy, hub, nginx and the user servers.'
@@ -64,12 +64,7 @@ export default class Status extends BaseCommand<typeof Status> {
       }
     }
     const backups = await backupStatus(this.layout, settings)
-    const newest = backups.newest ? `; newest ${backups.newest.archive} (${backups.newest.at})` : ''
-    this.log(
-      `  backups: ${backups.schedule ? `${backups.schedule.every}, the last ${backups.schedule.keep} kept` : 'not scheduled (init --schedule-backup daily)'}${newest}`,
-    )
-    if (report.slurmError) this.logToStderr(`warning: could not list the Slurm jobs: ${report.slurmError}`)
-    if (report.serversError) this.logToStderr(`warning: could not list user servers: ${report.serversError}`)
+    this.log(`  ${describeBackups(backups)}`)
     return {...report, backups}
   }
 }

@@ -12,6 +12,7 @@ import {acquireLock} from '../files/lock.js'
 import {errnoCode, preflightError, runtimeError, usageError} from '../errors.js'
 import type {Runner} from '../runner.js'
 import {HUBCTL_VERSION} from '../version.js'
+import {ARCHIVE_NAME} from './archives.js'
 import {UnixAccounts, UsersRecordStore} from '../users/accounts.js'
 import {
   AccountEntry,
@@ -81,33 +82,6 @@ export interface BackupDeps {
 }
 
 /** `hubctl status`: the backup schedule hubctl.json holds, and the newest archive in the default directory. */
-export interface BackupStatus {
-  schedule: Settings['backupSchedule'] | null
-  newest: {archive: string; at: string} | null
-  count: number
-}
-
-export async function backupStatus(layout: Layout, settings: Settings): Promise<BackupStatus> {
-  const names = (await fs.readdir(layout.backupDir).catch(() => [] as string[]))
-    .filter((name) => ARCHIVE_NAME.test(name))
-    .sort()
-  const last = names.at(-1)
-  const stamp = last && ARCHIVE_NAME.exec(last)![1]
-  return {
-    schedule: settings.backupSchedule ?? null,
-    newest:
-      last && stamp
-        ? {
-            archive: layout.backupFile(last),
-            at: stamp.replace(/^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/, '$1-$2-$3T$4:$5:$6Z'),
-          }
-        : null,
-    count: names.length,
-  }
-}
-
-/** The archives `hubctl backup` writes into its default directory (pruned by --keep). */
-const ARCHIVE_NAME = /^hubctl-backup-(\d{8}T\d{6}Z)\.tar$/
 
 /** Stamp for file names: 20261207T121314Z. */
 export function stampOf(date: Date): string {
