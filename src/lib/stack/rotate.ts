@@ -2,10 +2,10 @@ import {createHash} from 'node:crypto'
 import fs from 'node:fs/promises'
 
 import {DhparamMode, FFDHE2048_PEM, generateDhparam} from '../tls/dhparam.js'
-import {errnoCode, messageOf, runtimeError, usageError, validationError} from '../errors.js'
+import {errnoCode, messageOf, preflightError, runtimeError, usageError, validationError} from '../errors.js'
 import {FetchLike, HubApi, fallbackWarning, hubApiUrl, hubVerifier, keepAlive, proxyApiUrl} from './hubapi.js'
 import {databaseUrl} from '../config/hubconfig.js'
-import {detectJupyterHub} from '../config/jupyterhub.js'
+import {jupyterhubPython} from '../config/jupyterhub.js'
 import {Layout} from '../config/layout.js'
 import {verifyRecordedListener} from './listeners.js'
 import {ensureLogFile} from '../files/atomic.js'
@@ -271,8 +271,16 @@ export class RotationService {
       onFallback: false,
     })
     await api.version()
-    const install = await detectJupyterHub(this.deps.runner, this.deps.settings.executables.jupyterhub)
-    const result = await this.deps.runner.run(install.python, ['-I', '-c', REVOKE_SCRIPT, databaseUrl(this.layout)], {
+    // The hub's Python, from its executable's first line: the script below imports jupyterhub.orm
+    // itself, and a `jupyterhub --version` first (seconds of imports) would tell nothing more.
+    const executable = this.deps.settings.executables.jupyterhub
+    const python = await jupyterhubPython(executable)
+    if (!python)
+      throw preflightError(
+        `the JupyterHub executable "${executable}" recorded in ${this.layout.settings} was not found`,
+        'install it again, or run `hubctl init --jupyterhub PATH` to record another, then rotate again',
+      )
+    const result = await this.deps.runner.run(python, ['-I', '-c', REVOKE_SCRIPT, databaseUrl(this.layout)], {
       input: `${token}\n`,
       timeoutMs: 60_000,
       cwd: '/',

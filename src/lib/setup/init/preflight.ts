@@ -70,6 +70,13 @@ export async function preflight(deps: InitDeps, request: InitRequest, signal: Ab
   // Nothing root would load may be someone else's (checked before any program runs or directory is made).
   await assertTrusted(layout, request.jupyterhub)
   await checkPrivileges(layout, undefined, {create: !dryRun})
+  // The given certificate and key, read already: refused before any program runs (the Python
+  // probes below take seconds each).
+  if (request.cert)
+    inspectPair(
+      {fullchain: request.cert.fullchain, privkey: request.cert.privkey},
+      {cert: `--cert ${request.cert.certFile}`, key: `--key ${request.cert.keyFile}`},
+    )
   const software = await planSoftware(layout, runner, request)
   const {jupyterhub, nginxInstall} = software
   const nginxRunning = software.nginxFound && (await new Nginx(layout, nginxInstall, runner).runningPid()) !== undefined
@@ -96,11 +103,6 @@ export async function preflight(deps: InitDeps, request: InitRequest, signal: Ab
     const warning = await checkDns(domain, deps.lookup)
     if (warning) warnings.push(warning)
   }
-  if (request.cert)
-    inspectPair(
-      {fullchain: request.cert.fullchain, privkey: request.cert.privkey},
-      {cert: `--cert ${request.cert.certFile}`, key: `--key ${request.cert.keyFile}`},
-    )
   // Idle servers: jupyterhub-idle-culler with a Python that has it (hubctl's environment has it).
   const idleCuller = await idleCullerPython(layout, runner, software)
   if (idleCuller.warning && cullingOn({...request.cull, by: 'hubctl'})) warnings.push(idleCuller.warning)
