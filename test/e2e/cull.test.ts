@@ -372,10 +372,20 @@ describe('a user server whose process is gone', function () {
       intervalMs: 500,
     })
     const status = async () => JSON.parse((await hubctl(['status', '--prefix', prefix, '--json'])).stdout) as Status
+    // What the waits below look at (the supervisor's last check: routeOk, checkedAt) comes from its
+    // state file, rewritten after each check 30 s apart: `status` (a hubctl process, most of a
+    // second of CPU) is asked again only once that file changed, not every second.
+    let seen: string | undefined
+    let last: Status | undefined
+    const statusOnceStateChanged = async () => {
+      const now = await fs.readFile(layout.stateFile, 'utf8').catch(() => '')
+      if (last === undefined || now !== seen) [seen, last] = [now, await status()]
+      return last
+    }
     const checked = await waitUntil(
       'a check that found the route',
       async () => {
-        const s = await status()
+        const s = await statusOnceStateChanged()
         return s.servers[0]?.routeOk === true ? s.serverWatch!.checkedAt : undefined
       },
       {tries: 90, intervalMs: 1000},
@@ -392,7 +402,7 @@ describe('a user server whose process is gone', function () {
     expect(before, 'the proxy keeps a last_activity per route').to.be.a('string')
     await waitUntil(
       'the next check',
-      async () => ((await status()).serverWatch!.checkedAt !== checked ? true : undefined),
+      async () => ((await statusOnceStateChanged()).serverWatch!.checkedAt !== checked ? true : undefined),
       {tries: 90, intervalMs: 1000},
     )
     expect((await status()).servers[0].routeOk).to.equal(true)
