@@ -26,6 +26,19 @@ export interface JupyterHubInstall {
   python: string
 }
 
+/** pip's console script for jupyterhub.app:main, or Debian's easy-install entry script of the jupyterhub distribution. */
+const STANDARD_SCRIPT =
+  /^from jupyterhub\.app import main$|^# EASY-INSTALL-ENTRY-SCRIPT: 'jupyterhub==[^']+','console_scripts','jupyterhub'$/m
+
+/** What `jupyterhub --version` prints (jupyterhub._version.__version__), without importing the app. */
+const VERSION_PROBE = `
+import importlib.util
+from jupyterhub._version import __version__
+if importlib.util.find_spec("jupyterhub.app") is None:
+    raise SystemExit("ModuleNotFoundError: No module named 'jupyterhub.app'")
+print(__version__)
+`
+
 /** Find the JupyterHub executable, its version, its singleuser and its Python; refuse what hubctl cannot configure. */
 export async function detectJupyterHub(runner: Runner, executable = 'jupyterhub'): Promise<JupyterHubInstall> {
   const onPath = await which(executable)
@@ -40,9 +53,18 @@ export async function detectJupyterHub(runner: Runner, executable = 'jupyterhub'
   // A Python script is run by its own Python with -I, as every Python hubctl runs: nothing from
   // PYTHONPATH or root's user site-packages is imported. (A wrapper in another language runs as itself.)
   const python = await shebangPython(found)
-  const [command, args] = /^python[\d.]*$/.test(path.basename(python))
-    ? [python, ['-I', found, '--version']]
-    : [found, ['--version']]
+  const isPython = /^python[\d.]*$/.test(path.basename(python))
+  // A standard console script of jupyterhub.app:main (pip's or Debian's) prints the package's
+  // version after importing the whole app (about 3 s of CPU); its own Python reads the same version
+  // from jupyterhub._version in a few milliseconds, and checks that jupyterhub.app is there. A
+  // broken app import is still refused before anything is installed: the config's load imports it.
+  // Any other executable (a wrapper, a script of another shape) is asked --version.
+  const [command, args] =
+    isPython && STANDARD_SCRIPT.test(await fs.readFile(found, 'utf8'))
+      ? [python, ['-I', '-c', VERSION_PROBE]]
+      : isPython
+        ? [python, ['-I', found, '--version']]
+        : [found, ['--version']]
   const result = await runner.run(command, args, {timeoutMs: PYTHON_TIMEOUT_MS, cwd: '/'})
   const version = /(\d+)\.(\d+)\.(\d+)\S*/.exec(result.stdout.trim())
   if (result.timedOut)

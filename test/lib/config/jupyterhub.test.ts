@@ -92,3 +92,50 @@ describe('the Pythons hubctl runs are isolated (-I)', function () {
     expect(argv.slice(0, 2)).to.deep.equal(['/opt/x/bin/python3', '-I'])
   })
 })
+
+/*
+ * The version of a standard console script is read from jupyterhub._version by its own Python
+ * (milliseconds), not from `jupyterhub --version` (the whole app imported, seconds): the same answer
+ * for both JupyterHubs, and any other executable is still asked --version.
+ */
+describe('detectJupyterHub reads the version the way the executable would print it', function () {
+  this.timeout(120_000)
+
+  for (const executable of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
+    it(`${executable}: the same version as its --version, asked without running the app`, async () => {
+      const calls: string[][] = []
+      const recording: Runner = {
+        run(command: string, args: string[], options?: RunOptions) {
+          calls.push([command, ...args])
+          return execaRunner.run(command, args, options)
+        },
+      }
+      const install = await detectJupyterHub(recording, executable)
+      const printed = await execa(install.python, ['-I', install.executable, '--version'])
+      expect(install.version).to.equal(printed.stdout.trim())
+      expect(calls).to.have.length(1)
+      expect(calls[0].slice(0, 3)).to.deep.equal([install.python, '-I', '-c'])
+    })
+  }
+
+  it('a script of another shape (a wrapper) is asked --version', async () => {
+    const dir = await tempPrefix('hubctl-wrapper')
+    try {
+      const wrapper = path.join(dir, 'jupyterhub')
+      await fs.writeFile(wrapper, `#!/usr/bin/python3\nimport sys\nprint("4.1.6")\n`, {mode: 0o755})
+      await fs.writeFile(path.join(dir, 'jupyterhub-singleuser'), '#!/bin/sh\n', {mode: 0o755})
+      const calls: string[][] = []
+      const recording: Runner = {
+        run(command: string, args: string[], options?: RunOptions) {
+          calls.push([command, ...args])
+          return execaRunner.run(command, args, options)
+        },
+      }
+      const install = await detectJupyterHub(recording, wrapper)
+      expect(install.version).to.equal('4.1.6')
+      expect(calls).to.deep.equal([['/usr/bin/python3', '-I', wrapper, '--version']])
+    } finally {
+      await fs.rm(dir, {recursive: true, force: true})
+    }
+  })
+})
