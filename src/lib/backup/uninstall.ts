@@ -3,6 +3,7 @@ import fs from 'node:fs/promises'
 import {Layout} from '../config/layout.js'
 import {Settings, SettingsStore} from '../config/settings.js'
 import {nginxFor} from '../config/nginx.js'
+import {restoreDefaultSite} from '../config/site.js'
 import {ensureDir, exists} from '../files/atomic.js'
 import {acquireLock} from '../files/lock.js'
 import {messageOf, usageError} from '../errors.js'
@@ -31,6 +32,8 @@ export interface UninstallResult {
   nginxReloaded: boolean
   /** --purge: the backup written first. */
   backup?: string
+  /** Debian's stock default site's link, which init had removed, made again. */
+  defaultSiteRestored?: string
   /** --purge: the accounts hubctl made, removed with their homes. */
   accountsRemoved: string[]
   warnings: string[]
@@ -98,6 +101,7 @@ export class UninstallService {
       ])
         await remove(file)
       await remove(layout.nginxSite)
+      await this.restoreDefaultSite(settings, result)
       result.nginxReloaded = await this.reloadNginx(settings)
       if (options.purge) await this.purge(result)
     } finally {
@@ -132,6 +136,33 @@ export class UninstallService {
       result.removed.push(unit)
     }
     if (layout.isSystem) await runner.run('systemctl', ['daemon-reload'])
+  }
+
+  /**
+   * Debian's stock default site, whose link init removed (site.ts): enabled again as it was, so
+   * that the machine's nginx answers as before the hub; kept disabled, with a warning saying how
+   * to enable it, when it changed, another site claims its default_server, or `nginx -t` refuses it.
+   */
+  private async restoreDefaultSite(settings: Settings, result: UninstallResult): Promise<void> {
+    const {layout, runner} = this.deps
+    const enable = `ln -s ${layout.systemPath(layout.nginxDefaultSite)} ${layout.systemPath(layout.nginxDefaultSiteLink)}, then \`nginx -t\` and reload nginx`
+    const outcome = await restoreDefaultSite(layout)
+    if (outcome.skipped)
+      result.warnings.push(
+        `Debian's default nginx site, which init disabled, stays disabled: ${outcome.skipped}; to enable it: ${enable}`,
+      )
+    if (!outcome.restored) return
+    const check = await nginxFor(layout, settings, runner)
+      .then((nginx) => nginx.test())
+      .catch(() => ({ok: true, output: ''}))
+    if (check.ok) {
+      result.defaultSiteRestored = outcome.restored
+      return
+    }
+    await fs.rm(outcome.restored, {force: true})
+    result.warnings.push(
+      `Debian's default nginx site, which init disabled, stays disabled: nginx -t refuses it (${check.output.split('\n').pop()}); fix that, then ${enable}`,
+    )
   }
 
   /** An nginx that runs (the system's, or the prefix's own started by someone else) drops the site: `nginx -t`, then reload. */
