@@ -6,7 +6,7 @@ import {nginxFor} from '../config/nginx.js'
 import {restoreDefaultSite} from '../config/site.js'
 import {ensureDir, exists} from '../files/atomic.js'
 import {acquireLock} from '../files/lock.js'
-import {messageOf, usageError} from '../errors.js'
+import {messageOf, preflightError, usageError} from '../errors.js'
 import type {Runner} from '../runner.js'
 import {UsersRecordStore} from '../users/accounts.js'
 import {runningSupervisor} from '../stack/state.js'
@@ -43,6 +43,8 @@ export interface UninstallDeps {
   layout: Layout
   runner: Runner
   log?: (line: string) => void
+  /** The caller's uid (default: this process's): at prefix `/` only root may uninstall. */
+  uid?: number
 }
 
 export class UninstallService {
@@ -54,6 +56,12 @@ export class UninstallService {
 
   async uninstall(options: UninstallOptions = {}): Promise<UninstallResult> {
     const {layout, runner} = this.deps
+    // Before anything stops: a user other than root would stop the hub, then fail on /etc.
+    if (layout.isSystem && (this.deps.uid ?? process.getuid?.() ?? 0) !== 0)
+      throw preflightError(
+        'hubctl must run as root to uninstall the hub under / (its units, schedule and nginx site are in /etc). Nothing was changed',
+        'run it with sudo',
+      )
     if (!(await exists(layout.settings)))
       throw usageError(
         `there is no hub under ${layout.prefix} (${layout.settings} is missing)`,
