@@ -673,7 +673,7 @@ describe('the README domain command on a Debian 12 machine with systemd as PID 1
   // Debian's default site, which init disabled, answers again; the hub's files, the environment and
   // alice's home stay.
   const OTHER = 'other.example.org'
-  const OTHER_BODY = 'the operator’s other site\n'
+  const OTHER_BODY = 'the other site of the operator\n'
   const UNITS = ['jupyterhub.service', 'hubctl-renew.timer', 'hubctl-renew.service']
   it('hubctl uninstall --yes: the units, timer, logrotate file and the hub’s site are gone; nginx still serves the operator’s other site and Debian’s default site again; the hub’s files, environment and alice’s notebook stay', async () => {
     // The operator's other site on port 80 (no default_server: the hub's site holds it now).
@@ -756,7 +756,7 @@ describe('the README domain command on a Debian 12 machine with systemd as PID 1
       expect(await modeOf(file), `${file}'s mode`).to.equal(0o600)
     }
     const {executables} = JSON.parse(await fs.readFile(layout.settings, 'utf8')) as {executables: {jupyterhub: string}}
-    await fs.access(machine!.path(executables.jupyterhub))
+    await fs.lstat(machine!.path(executables.jupyterhub))
     expect((await fs.readdir(layout.hubEnvRoot)).length).to.be.greaterThan(0)
     expect(await fs.readFile(machine!.path(NOTEBOOK), 'utf8')).to.include('print(6*7)')
   })

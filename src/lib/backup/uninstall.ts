@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises'
+import path from 'node:path'
 
 import {Layout} from '../config/layout.js'
 import {Settings, SettingsStore} from '../config/settings.js'
@@ -127,15 +128,9 @@ export class UninstallService {
     for (const unit of units) if (await exists(unit)) present.push(unit)
     if (present.length === 0) return
     if (layout.isSystem) {
-      const disable = await runner.run('systemctl', [
-        'disable',
-        '--now',
-        'jupyterhub.service',
-        'hubctl-renew.timer',
-        'hubctl-renew.service',
-        'hubctl-backup.timer',
-        'hubctl-backup.service',
-      ])
+      // Only the units that exist: systemctl refuses the whole command for one it does not know
+      // (a hub without --schedule-backup has no hubctl-backup.timer), and would disable none.
+      const disable = await runner.run('systemctl', ['disable', '--now', ...present.map((unit) => path.basename(unit))])
       if (disable.exitCode !== 0 && !disable.notFound)
         result.warnings.push(`systemctl disable --now: ${disable.stderr.trim().split('\n').pop() ?? ''}`)
     }
