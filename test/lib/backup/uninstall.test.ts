@@ -16,7 +16,7 @@ describe('uninstall: refused before anything changes', () => {
     const runner: Runner = {
       run: (command, args) => {
         ran.push([command, ...args].join(' '))
-        return Promise.resolve({exitCode: 0, stdout: '', stderr: ''})
+        return Promise.resolve({exitCode: 0, stdout: '', stderr: '', notFound: false})
       },
     }
     const error = await new UninstallService({layout: new Layout('/'), runner, uid: 1000}).uninstall().then(
