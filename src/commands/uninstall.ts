@@ -42,6 +42,8 @@ export default class Uninstall extends BaseCommand<typeof Uninstall> {
     if (result.backup) this.log(`backup written first: ${result.backup}`)
     this.log(`hubctl uninstalled the hub under ${this.layout.prefix}${result.stopped ? ' (stopped)' : ''}.`)
     for (const file of result.removed) this.log(`  removed ${file}`)
+    if (result.defaultSiteRestored)
+      this.log(`  enabled again ${result.defaultSiteRestored} (Debian's default site, which init had disabled)`)
     if (result.nginxReloaded) this.log('  nginx reloaded (nginx -t passed)')
     if (!purge)
       this.log(

@@ -1,6 +1,7 @@
 import {expect} from 'chai'
 import {X509Certificate} from 'node:crypto'
 import fs from 'node:fs/promises'
+import http from 'node:http'
 import https from 'node:https'
 import tls from 'node:tls'
 
@@ -104,6 +105,27 @@ function hubApi(method: string, urlPath: string, ca: string, token: string): Pro
       })
       .on('error', reject)
       .end()
+  })
+}
+
+/** A GET of http://NAME/ on port 80 (the name in the Host header): the status and body, or the error's code. */
+function httpGet(name: string): Promise<{status: number; body: string} | {error: string}> {
+  return new Promise((resolve) => {
+    http
+      .get(
+        {host: '127.0.0.1', port: 80, path: '/', headers: {Host: name}, agent: false, timeout: 10_000},
+        (response) => {
+          const chunks: Buffer[] = []
+          response.on('data', (c: Buffer) => chunks.push(c))
+          response.on('end', () =>
+            resolve({status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8')}),
+          )
+        },
+      )
+      .on('timeout', function (this: {destroy(e: Error): void}) {
+        this.destroy(new Error('timed out'))
+      })
+      .on('error', (error: NodeJS.ErrnoException) => resolve({error: error.code ?? error.message}))
   })
 }
 
@@ -643,5 +665,129 @@ describe('the README domain command on a Debian 12 machine with systemd as PID 1
       "memory 1G, CPU 1 core, 256 tasks per user's server",
     )
     times.push(`limits ${elapsed(start)}`)
+  })
+
+  // Issue 20 (and 23's uninstall): `hubctl uninstall --yes` at prefix / with the system nginx, which
+  // also serves another site of the operator's. What init put in the system's places is gone (the
+  // units, the timer, the logrotate file, the hub's site); nginx keeps serving the other site and
+  // Debian's default site, which init disabled, answers again; the hub's files, the environment and
+  // alice's home stay.
+  const OTHER = 'other.example.org'
+  const OTHER_BODY = 'the other site of the operator\n'
+  const UNITS = ['jupyterhub.service', 'hubctl-renew.timer', 'hubctl-renew.service']
+  it('hubctl uninstall --yes: the units, timer, logrotate file and the hub’s site are gone; nginx still serves the operator’s other site and Debian’s default site again; the hub’s files, environment and alice’s notebook stay', async () => {
+    // The operator's other site on port 80 (no default_server: the hub's site holds it now).
+    await machine!.writeFile(
+      '/etc/nginx/sites-available/other',
+      `server {\n  listen 80;\n  server_name ${OTHER};\n  default_type text/plain;\n  return 200 "${OTHER_BODY.replace('\n', '\\n')}";\n}\n`,
+    )
+    const enabled = await machine!.sh(
+      'ln -s /etc/nginx/sites-available/other /etc/nginx/sites-enabled/other && nginx -t && systemctl reload nginx',
+    )
+    expect(enabled.exitCode, enabled.stderr).to.equal(0)
+    await waitUntil('the other site through nginx', async () => {
+      const got = await httpGet(OTHER)
+      return 'body' in got && got.body === OTHER_BODY
+    })
+    // Before: init disabled Debian's default site, and said so in its record; unknown names get a closed connection.
+    expect(await fs.readFile(layout.nginxDefaultSiteRecord, 'utf8')).to.include('sites-available/default')
+    expect(await fs.lstat(machine!.path('/etc/nginx/sites-enabled/default')).catch(() => undefined)).to.equal(undefined)
+    expect(await httpGet('unknown.example.net')).to.not.have.property('status')
+    const nginxPid = (await machine!.exec(['systemctl', 'show', '-p', 'MainPID', '--value', 'nginx'])).stdout.trim()
+    const secrets = [layout.cookieSecret, layout.proxyAuthToken, layout.apiToken]
+    const kept = Object.fromEntries(await Promise.all(secrets.map(async (f) => [f, await fs.readFile(f, 'utf8')])))
+
+    const start = Date.now()
+    const uninstall = await machine!.exec(['./bin/run.js', 'uninstall', '--yes'], {cwd: CHECKOUT, timeoutMs: 300_000})
+    times.push(`uninstall ${elapsed(start)}`)
+    const output = `${uninstall.stdout}\n${uninstall.stderr}`
+    expect(uninstall.exitCode, output).to.equal(0)
+    expect(uninstall.stderr, output).to.not.include('warning')
+    expect(uninstall.stdout).to.include('enabled again /etc/nginx/sites-enabled/default')
+
+    // systemd knows none of hubctl's units any more: stopped, disabled (no link left in a .wants), files gone.
+    const loadStates = await machine!.exec(['systemctl', 'show', '-p', 'LoadState', '--value', ...UNITS])
+    expect(loadStates.stdout.trim().split('\n'), output).to.deep.equal(UNITS.map(() => 'not-found'))
+    expect((await machine!.exec(['systemctl', 'is-active', ...UNITS])).stdout.trim().split('\n')).to.deep.equal(
+      UNITS.map(() => 'inactive'),
+    )
+    expect((await machine!.exec(['systemctl', 'list-timers', '--all', '--no-pager'])).stdout).to.not.include('hubctl')
+    const wants = await machine!.sh('ls /etc/systemd/system/*.wants/ 2>/dev/null')
+    expect(wants.stdout).to.not.match(/jupyterhub|hubctl/)
+    for (const file of [
+      layout.systemdUnit,
+      layout.renewService,
+      layout.renewTimer,
+      layout.cronFile,
+      layout.logrotateConf,
+      layout.nginxSite,
+      layout.nginxSiteLink,
+      layout.nginxChallengeSite,
+      layout.nginxDefaultSiteRecord,
+    ])
+      expect(await fs.lstat(file).catch(() => undefined), `${file} is gone`).to.equal(undefined)
+    // The hub and alice's server are stopped.
+    expect(await serverPid(), 'alice’s server stopped').to.deep.equal([])
+    expect((await machine!.exec(['pgrep', '-f', 'jupyterhub|configurable-http-proxy'])).stdout.trim()).to.equal('')
+
+    // The system's nginx: the same master, reloaded without the hub's site; the other site serves
+    // as before, Debian's default site answers unknown names again, nothing listens on 443.
+    expect(await active('nginx')).to.equal('active')
+    expect((await machine!.exec(['systemctl', 'show', '-p', 'MainPID', '--value', 'nginx'])).stdout.trim()).to.equal(
+      nginxPid,
+    )
+    const config = await machine!.exec(['nginx', '-T'])
+    expect(config.exitCode, config.stderr).to.equal(0)
+    expect(config.stdout).to.not.include(DOMAIN)
+    expect(await fs.readlink(machine!.path('/etc/nginx/sites-enabled/default'))).to.equal(
+      '/etc/nginx/sites-available/default',
+    )
+    expect(await httpGet(OTHER)).to.deep.equal({status: 200, body: OTHER_BODY})
+    const unknown = await httpGet('unknown.example.net')
+    expect(unknown, JSON.stringify(unknown)).to.have.property('status', 200)
+    expect((unknown as {body: string}).body).to.include('Welcome to nginx')
+    expect(await hubGet('/hub/login', pebbleRoot, false).catch((error: NodeJS.ErrnoException) => error.code)).to.equal(
+      'ECONNREFUSED',
+    )
+
+    // Kept: the hub's files (its secrets unchanged and 0600), its settings, the environment, alice's notebook.
+    for (const file of secrets) {
+      expect(await fs.readFile(file, 'utf8'), file).to.equal(kept[file])
+      expect(await modeOf(file), `${file}'s mode`).to.equal(0o600)
+    }
+    const {executables} = JSON.parse(await fs.readFile(layout.settings, 'utf8')) as {executables: {jupyterhub: string}}
+    await fs.lstat(machine!.path(executables.jupyterhub))
+    expect((await fs.readdir(layout.hubEnvRoot)).length).to.be.greaterThan(0)
+    expect(await fs.readFile(machine!.path(NOTEBOOK), 'utf8')).to.include('print(6*7)')
+  })
+
+  it('the README’s domain command again after uninstall: the hub answers through nginx with Pebble’s certificate, alice’s notebook is there, the other site still serves', async () => {
+    const start = Date.now()
+    const moved = await movedInternalPorts()
+    const command = readmeDomainCommand().replace(
+      ' && systemctl start jupyterhub',
+      `${moved.length > 0 ? ` ${moved.join(' ')}` : ''} && systemctl start jupyterhub`,
+    )
+    // Nothing to install this time: no question.
+    const run = await onTerminal(
+      ['nsenter', ...machine!.nsenterArgs(['sh', '-c', command], {cwd: CHECKOUT, env: {...acmeEnv, TERM: 'xterm'}})],
+      [],
+      {timeoutSeconds: 600},
+    )
+    expect(run.exitCode, `${command}\n${run.transcript}`).to.equal(0)
+    expect(await active('jupyterhub', 'nginx', 'hubctl-renew.timer')).to.equal('active\nactive\nactive')
+    await hubAnswers('the hub through nginx after init again')
+    times.push(`init again and systemctl start ${elapsed(start)}`)
+    const login = await hubGet('/hub/login', pebbleRoot)
+    expect(login.status).to.equal(200)
+    expect(login.body).to.include('name="password"')
+    expect(await servedSerial(pebbleRoot)).to.equal(
+      new X509Certificate(await fs.readFile(layout.fullchain, 'utf8')).serialNumber,
+    )
+    expect(await fs.readFile(machine!.path(NOTEBOOK), 'utf8')).to.include('print(6*7)')
+    // init disabled Debian's default site again (recorded again); the operator's site is untouched.
+    expect(await fs.lstat(machine!.path('/etc/nginx/sites-enabled/default')).catch(() => undefined)).to.equal(undefined)
+    expect(await fs.readFile(layout.nginxDefaultSiteRecord, 'utf8')).to.include('sites-available/default')
+    expect(await httpGet(OTHER)).to.deep.equal({status: 200, body: OTHER_BODY})
   })
 })

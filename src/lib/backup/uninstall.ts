@@ -1,11 +1,13 @@
 import fs from 'node:fs/promises'
+import path from 'node:path'
 
 import {Layout} from '../config/layout.js'
 import {Settings, SettingsStore} from '../config/settings.js'
 import {nginxFor} from '../config/nginx.js'
+import {restoreDefaultSite} from '../config/site.js'
 import {ensureDir, exists} from '../files/atomic.js'
 import {acquireLock} from '../files/lock.js'
-import {messageOf, usageError} from '../errors.js'
+import {messageOf, preflightError, usageError} from '../errors.js'
 import type {Runner} from '../runner.js'
 import {UsersRecordStore} from '../users/accounts.js'
 import {runningSupervisor} from '../stack/state.js'
@@ -31,6 +33,8 @@ export interface UninstallResult {
   nginxReloaded: boolean
   /** --purge: the backup written first. */
   backup?: string
+  /** Debian's stock default site's link, which init had removed, made again. */
+  defaultSiteRestored?: string
   /** --purge: the accounts hubctl made, removed with their homes. */
   accountsRemoved: string[]
   warnings: string[]
@@ -40,6 +44,8 @@ export interface UninstallDeps {
   layout: Layout
   runner: Runner
   log?: (line: string) => void
+  /** The caller's uid (default: this process's): at prefix `/` only root may uninstall. */
+  uid?: number
 }
 
 export class UninstallService {
@@ -51,6 +57,12 @@ export class UninstallService {
 
   async uninstall(options: UninstallOptions = {}): Promise<UninstallResult> {
     const {layout, runner} = this.deps
+    // Before anything stops: a user other than root would stop the hub, then fail on /etc.
+    if (layout.isSystem && (this.deps.uid ?? process.getuid?.() ?? 0) !== 0)
+      throw preflightError(
+        'hubctl must run as root to uninstall the hub under / (its units, schedule and nginx site are in /etc). Nothing was changed',
+        'run it with sudo',
+      )
     if (!(await exists(layout.settings)))
       throw usageError(
         `there is no hub under ${layout.prefix} (${layout.settings} is missing)`,
@@ -98,6 +110,7 @@ export class UninstallService {
       ])
         await remove(file)
       await remove(layout.nginxSite)
+      await this.restoreDefaultSite(settings, result)
       result.nginxReloaded = await this.reloadNginx(settings)
       if (options.purge) await this.purge(result)
     } finally {
@@ -115,15 +128,9 @@ export class UninstallService {
     for (const unit of units) if (await exists(unit)) present.push(unit)
     if (present.length === 0) return
     if (layout.isSystem) {
-      const disable = await runner.run('systemctl', [
-        'disable',
-        '--now',
-        'jupyterhub.service',
-        'hubctl-renew.timer',
-        'hubctl-renew.service',
-        'hubctl-backup.timer',
-        'hubctl-backup.service',
-      ])
+      // Only the units that exist: systemctl refuses the whole command for one it does not know
+      // (a hub without --schedule-backup has no hubctl-backup.timer), and would disable none.
+      const disable = await runner.run('systemctl', ['disable', '--now', ...present.map((unit) => path.basename(unit))])
       if (disable.exitCode !== 0 && !disable.notFound)
         result.warnings.push(`systemctl disable --now: ${disable.stderr.trim().split('\n').pop() ?? ''}`)
     }
@@ -132,6 +139,33 @@ export class UninstallService {
       result.removed.push(unit)
     }
     if (layout.isSystem) await runner.run('systemctl', ['daemon-reload'])
+  }
+
+  /**
+   * Debian's stock default site, whose link init removed (site.ts): enabled again as it was, so
+   * that the machine's nginx answers as before the hub; kept disabled, with a warning saying how
+   * to enable it, when it changed, another site claims its default_server, or `nginx -t` refuses it.
+   */
+  private async restoreDefaultSite(settings: Settings, result: UninstallResult): Promise<void> {
+    const {layout, runner} = this.deps
+    const enable = `ln -s ${layout.systemPath(layout.nginxDefaultSite)} ${layout.systemPath(layout.nginxDefaultSiteLink)}, then \`nginx -t\` and reload nginx`
+    const outcome = await restoreDefaultSite(layout)
+    if (outcome.skipped)
+      result.warnings.push(
+        `Debian's default nginx site, which init disabled, stays disabled: ${outcome.skipped}; to enable it: ${enable}`,
+      )
+    if (!outcome.restored) return
+    const check = await nginxFor(layout, settings, runner)
+      .then((nginx) => nginx.test())
+      .catch(() => ({ok: true, output: ''}))
+    if (check.ok) {
+      result.defaultSiteRestored = outcome.restored
+      return
+    }
+    await fs.rm(outcome.restored, {force: true})
+    result.warnings.push(
+      `Debian's default nginx site, which init disabled, stays disabled: nginx -t refuses it (${check.output.split('\n').pop()}); fix that, then ${enable}`,
+    )
   }
 
   /** An nginx that runs (the system's, or the prefix's own started by someone else) drops the site: `nginx -t`, then reload. */

@@ -330,6 +330,10 @@ export class Layout {
   get nginxDefaultSiteLink(): string {
     return this.at('etc/nginx/sites-enabled/default')
   }
+  /** init's record that it removed the stock default site's link (its target), for uninstall to put it back. */
+  get nginxDefaultSiteRecord(): string {
+    return this.at('srv/jupyterhub/nginx-default-site.json')
+  }
   /** dpkg's record of the installed packages, with each conffile's md5 as the package shipped it. */
   get dpkgStatus(): string {
     return this.at('var/lib/dpkg/status')

@@ -145,7 +145,7 @@ export class Nginx {
    * configuration, putting the previous site back if that fails. `disable`: a link in
    * sites-enabled to remove with it (Debian's stock default site, see site.ts), put back on failure.
    */
-  async installSite(content: string, options: {disable?: string} = {}): Promise<{changed: boolean}> {
+  async installSite(content: string, options: {disable?: string} = {}): Promise<{changed: boolean; disabled?: string}> {
     await this.ensureDirs()
     // A challenge site left by an interrupted order: the hub's site answers the challenges now.
     await fs.rm(this.layout.nginxChallengeSite, {force: true})
@@ -169,7 +169,7 @@ export class Nginx {
       if (options.disable && disabledTarget !== undefined) await symlinkAtomic(disabledTarget, options.disable)
       throw nginxRejected(whole.output, 'the nginx configuration with the new site')
     }
-    return {changed: true}
+    return {changed: true, disabled: options.disable ? disabledTarget : undefined}
   }
 
   /** `nginx -t` of the site by itself, from a temporary directory: touches nothing installed. */

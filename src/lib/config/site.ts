@@ -4,6 +4,7 @@ import os from 'node:os'
 import path from 'node:path'
 
 import type {NginxInstall} from './nginx.js'
+import {symlinkAtomic, writeFileAtomic} from '../files/atomic.js'
 import {Layout} from './layout.js'
 import {renderTemplate} from './render.js'
 import {LOGIN_BURST, type Settings} from './settings.js'
@@ -88,11 +89,71 @@ async function isStockDefault(layout: Layout, link: string): Promise<boolean> {
   if (!stat?.isSymbolicLink()) return false
   const target = path.resolve(path.dirname(link), await fs.readlink(link))
   if (target !== layout.nginxDefaultSite) return false
+  return isStockDefaultFile(layout)
+}
+
+/** Whether sites-available/default is as nginx-common shipped it (its md5 the one dpkg recorded). */
+async function isStockDefaultFile(layout: Layout): Promise<boolean> {
   const content = await fs.readFile(layout.nginxDefaultSite).catch(() => undefined)
   const status = await fs.readFile(layout.dpkgStatus, 'utf8').catch(() => undefined)
   if (content === undefined || status === undefined) return false
   const shipped = dpkgConffileMd5(status, 'nginx-common', layout.systemPath(layout.nginxDefaultSite))
   return shipped !== undefined && createHash('md5').update(content).digest('hex') === shipped
+}
+
+/** init's record of the stock default site's link it removed (DefaultServerPlan.disable). */
+interface DisabledDefaultRecord {
+  link: string
+  /** The link's target as it was (Debian's: /etc/nginx/sites-available/default). */
+  target: string
+}
+
+/** init removed the stock default site's link (its target as read): recorded for uninstall (restoreDefaultSite). */
+export async function recordDisabledDefault(layout: Layout, target: string): Promise<void> {
+  const record: DisabledDefaultRecord = {link: layout.nginxDefaultSiteLink, target}
+  await writeFileAtomic(layout.nginxDefaultSiteRecord, `${JSON.stringify(record)}\n`, {mode: 0o644})
+}
+
+/**
+ * uninstall, once the hub's site is removed: Debian's stock default site enabled again (its link
+ * as it was) when init recorded that it disabled it, and only if it is still the stock file, its
+ * link was not made again meanwhile, and no other enabled site now declares default_server on the
+ * ports it does (nginx would refuse both). Returns the link made, or why not (`skipped`); the
+ * record is removed either way. The caller runs `nginx -t` and takes the link away if that fails.
+ */
+export async function restoreDefaultSite(layout: Layout): Promise<{restored?: string; skipped?: string}> {
+  const text = await fs.readFile(layout.nginxDefaultSiteRecord, 'utf8').catch(() => undefined)
+  if (text === undefined) return {}
+  const done = () => fs.rm(layout.nginxDefaultSiteRecord, {force: true})
+  let record: DisabledDefaultRecord
+  try {
+    record = JSON.parse(text) as DisabledDefaultRecord
+    if (record.link !== layout.nginxDefaultSiteLink || typeof record.target !== 'string') throw new Error('unexpected')
+  } catch {
+    await done()
+    return {skipped: `${layout.nginxDefaultSiteRecord} is not init's record`}
+  }
+  if (await fs.lstat(record.link).catch(() => undefined)) {
+    await done()
+    return {}
+  }
+  let skipped: string | undefined
+  if (!(await isStockDefaultFile(layout)))
+    skipped = `${layout.nginxDefaultSite} is no longer the file nginx-common shipped`
+  else {
+    const ports = defaultServerPorts(await fs.readFile(layout.nginxDefaultSite, 'utf8'))
+    for (const file of await otherConfigFiles(layout)) {
+      const text = await fs.readFile(file, 'utf8').catch(() => undefined)
+      const taken = text === undefined ? [] : defaultServerPorts(text).filter((port) => ports.includes(port))
+      if (taken.length > 0) {
+        skipped = `${file} answers unknown names on port ${taken.join(', ')} now (its default_server)`
+        break
+      }
+    }
+  }
+  if (skipped === undefined) await symlinkAtomic(record.target, record.link)
+  await done()
+  return skipped === undefined ? {restored: record.link} : {skipped}
 }
 
 /** The files nginx loads beside hubctl's site, as Debian's nginx.conf includes them. */

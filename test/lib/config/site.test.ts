@@ -11,8 +11,10 @@ import {
   defaultServerPorts,
   dpkgConffileMd5,
   planDefaultServers,
+  recordDisabledDefault,
   renderChallengeSite,
   renderSite,
+  restoreDefaultSite,
 } from '../../../src/lib/config/site.js'
 
 /*
@@ -184,6 +186,60 @@ describe('nginx site: names the hub does not serve', () => {
         {port: 8080, file: layout.nginxConfDFile('catchall.conf')},
         {port: 443, file: layout.nginxEnabledSite('wiki')},
       ],
+    })
+  })
+
+  describe('uninstall puts back the stock default site that init disabled', () => {
+    /** init's step: the stock site enabled, then its link removed and recorded. */
+    const disabledByInit = async (content = STOCK_DEFAULT) => {
+      await debianDefault()
+      await fs.mkdir(layout.srvDir, {recursive: true})
+      const target = await fs.readlink(layout.nginxDefaultSiteLink)
+      await fs.rm(layout.nginxDefaultSiteLink)
+      await recordDisabledDefault(layout, target)
+      await fs.writeFile(layout.nginxDefaultSite, content)
+      return target
+    }
+    const linkOf = () => fs.readlink(layout.nginxDefaultSiteLink).catch(() => undefined)
+
+    it('enables it again, its link as it was, when init recorded disabling it and it is still the stock file', async () => {
+      const target = await disabledByInit()
+      expect(await restoreDefaultSite(layout)).to.deep.equal({restored: layout.nginxDefaultSiteLink})
+      expect(await linkOf()).to.equal(target)
+      expect(await fs.stat(layout.nginxDefaultSiteRecord).catch(() => undefined)).to.equal(undefined)
+    })
+
+    it('without init’s record (the operator disabled it, or an older hubctl did) leaves it disabled', async () => {
+      await debianDefault()
+      await fs.rm(layout.nginxDefaultSiteLink)
+      expect(await restoreDefaultSite(layout)).to.deep.equal({})
+      expect(await linkOf()).to.equal(undefined)
+    })
+
+    it('leaves it disabled, saying why, when the file changed or another site claims default_server on its port now', async () => {
+      await disabledByInit(STOCK_DEFAULT.replace('root /var/www/html;', 'root /srv/www;'))
+      expect((await restoreDefaultSite(layout)).skipped).to.match(/no longer the file nginx-common shipped/)
+      expect(await linkOf()).to.equal(undefined)
+
+      await fs.rm(prefix, {recursive: true, force: true})
+      await fs.mkdir(layout.nginxSitesAvailable, {recursive: true})
+      await fs.mkdir(layout.nginxSitesEnabled, {recursive: true})
+      await fs.mkdir(path.dirname(layout.dpkgStatus), {recursive: true})
+      await disabledByInit()
+      const other = layout.nginxEnabledSite('mine')
+      await fs.writeFile(other, 'server { listen 80 default_server; return 404; }\n')
+      expect((await restoreDefaultSite(layout)).skipped).to.equal(
+        `${other} answers unknown names on port 80 now (its default_server)`,
+      )
+      expect(await linkOf()).to.equal(undefined)
+      expect(await fs.stat(layout.nginxDefaultSiteRecord).catch(() => undefined)).to.equal(undefined)
+    })
+
+    it('leaves a sites-enabled/default made again meanwhile as it is', async () => {
+      await disabledByInit()
+      await fs.writeFile(layout.nginxDefaultSiteLink, 'server { listen 80 default_server; }\n')
+      expect(await restoreDefaultSite(layout)).to.deep.equal({})
+      expect(await fs.readFile(layout.nginxDefaultSiteLink, 'utf8')).to.include('listen 80')
     })
   })
 

@@ -5,7 +5,7 @@ import {installHubConfig, renderHubConfig} from '../../config/hubconfig.js'
 import {type JupyterHubInstall, type UserInterface, defaultUrlFor} from '../../config/jupyterhub.js'
 import type {Layout} from '../../config/layout.js'
 import {Nginx, type NginxInstall} from '../../config/nginx.js'
-import {type DefaultServerPlan, planDefaultServers, renderSite} from '../../config/site.js'
+import {type DefaultServerPlan, planDefaultServers, recordDisabledDefault, renderSite} from '../../config/site.js'
 import {type Settings, SettingsStore, SETTINGS_VERSION} from '../../config/settings.js'
 import {proxyExecutable} from '../../stack/proxy.js'
 import {makeServerHomes} from '../homes.js'
@@ -178,6 +178,7 @@ export const render: InitStep = {
     await nginx.ensureAcmeWebroot()
     const siteResult = await nginx.installSite(plan.rendered.site, {disable: plan.rendered.defaults.disable?.link})
     files.push({file: layout.nginxSite, action: siteResult.changed ? 'written' : 'unchanged'})
+    if (siteResult.disabled !== undefined) await recordDisabledDefault(layout, siteResult.disabled)
     reportDefaults(result, plan.rendered.defaults, false)
     if (!layout.isSystem) files.push({file: layout.nginxMainConf, action: mainConfWritten ? 'written' : 'unchanged'})
     const settingsWritten = await new SettingsStore(layout).save(plan.rendered.settings)
