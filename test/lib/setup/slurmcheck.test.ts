@@ -4,7 +4,8 @@ import type {RunOptions, RunResult, Runner} from '../../../src/lib/runner.js'
 import type {Clock} from '../../../src/lib/stack/clock.js'
 import {checkNodePaths, checkSubmit, testJobScript} from '../../../src/lib/setup/slurmcheck.js'
 import {checkPartition, type SlurmPartition} from '../../../src/lib/setup/slurm.js'
-import {thrown} from '../../helpers/errors.js'
+import {resolveInitRequest} from '../../../src/lib/setup/init-request.js'
+import {rejection, thrown} from '../../helpers/errors.js'
 
 /** A runner that answers each program from a table (a function of the call), recording the calls. */
 function fakeRunner(answer: (command: string, args: string[], options: RunOptions) => Partial<RunResult>): Runner & {
@@ -164,5 +165,35 @@ describe("the partition's nodes", () => {
     expect(checkPartition(partitions, request).warnings.join()).to.include('no node of the Slurm partition batch')
     partitions[0].nodes.push(node('n3', 8192, 8, 'mix'))
     expect(checkPartition(partitions, request).warnings).to.deep.equal([])
+  })
+})
+
+describe('--check-submit and --check-submit-timeout (init)', () => {
+  const machine = {cores: 2}
+  const base = {domain: ['hub.example.org'], email: 'a@example.org', admin: ['alice']}
+  const slurm = {...base, spawner: 'slurm', 'slurm-partition': 'batch'}
+
+  it('takes a user name and a timeout in seconds, with --spawner slurm only', async () => {
+    const ok = await resolveInitRequest(
+      {...slurm, 'check-submit': 'scu1', 'check-submit-timeout': '30'},
+      undefined,
+      machine,
+    )
+    expect(ok.slurm).to.deep.include({checkSubmit: 'scu1', checkSubmitTimeout: 30})
+    expect((await resolveInitRequest(slurm, undefined, machine)).slurm?.checkSubmit).to.equal(undefined)
+    const alone = await rejection(resolveInitRequest({...base, 'check-submit': 'scu1'}, undefined, machine))
+    expect(alone.message).to.equal('--check-submit goes with --spawner slurm')
+  })
+
+  it('refuses a user name that is none, a timeout that is no number of seconds, a timeout alone', async () => {
+    expect(
+      (await rejection(resolveInitRequest({...slurm, 'check-submit': 'a b'}, undefined, machine))).exitCode,
+    ).to.equal(2)
+    const slow = await rejection(
+      resolveInitRequest({...slurm, 'check-submit': 'scu1', 'check-submit-timeout': '1h'}, undefined, machine),
+    )
+    expect(slow.message).to.include('--check-submit-timeout')
+    const alone = await rejection(resolveInitRequest({...slurm, 'check-submit-timeout': '30'}, undefined, machine))
+    expect(alone.message).to.equal('--check-submit-timeout goes with --check-submit')
   })
 })
