@@ -14,6 +14,7 @@ import {streamReporter} from '../lib/setup/reporter.js'
 import {execaRunner} from '../lib/runner.js'
 import {PORT_FLAGS, SERVER_PORTS, SettingsStore, TLS_MODES} from '../lib/config/settings.js'
 import {acmeFlags} from '../command-parts/cert.js'
+import {CHECK_SUBMIT_TIMEOUT} from '../lib/setup/slurmcheck.js'
 
 export default class Init extends BaseCommand<typeof Init> {
   static override summary =
@@ -106,6 +107,13 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
     'hub-connect-ip': Flags.string({
       description:
         "with --spawner slurm: this machine's private address the compute nodes reach the hub's API at (default: 127.0.0.1, a cluster of this machine alone)",
+    }),
+    'check-submit': Flags.string({
+      description:
+        "with --spawner slurm: preflight submits a tiny test job as this user (sudo -u USER sbatch, as the hub does) and waits for it to complete; also the user the nodes' paths are checked as (srun)",
+    }),
+    'check-submit-timeout': Flags.string({
+      description: `with --check-submit: seconds the test job may take before it is cancelled and init refused (default: ${CHECK_SUBMIT_TIMEOUT})`,
     }),
     tls: Flags.string({
       description: 'where the certificate comes from (default: letsencrypt; with --local see its help)',
@@ -254,6 +262,7 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
       render: 'Render and validate configs',
       install: 'Install',
       move: 'Move the running hub (subdomains)',
+      'slurm nodes': "The jobs' programs on a node (srun)",
       'user server': "A user's server starts",
     }
     const reporter = this.jsonEnabled() ? silentReporter : streamReporter(process.stderr, titles)
@@ -351,6 +360,8 @@ Running it again is safe: no valid secret is replaced, unchanged files are left 
       )
     if (result.certificate?.accountContact) this.log(`  ACME account: ${result.certificate.accountContact}`)
     if (result.culling) this.log(`  culling: ${describeCulling(result.culling)}`)
+    for (const check of [result.slurmChecks?.submit, result.slurmChecks?.nodePaths])
+      if (check?.status === 'pass') this.log(`  slurm: ${check.message}`)
     if (result.userServer?.status === 'pass') this.log(`  user server: ${result.userServer.message}`)
     if (result.moved) this.log(`  moved: ${result.moved.notice}`)
     this.log(`  files written: ${written.length} (${result.files.length - written.length} unchanged)`)

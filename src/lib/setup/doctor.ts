@@ -31,7 +31,15 @@ import {serverHomeProblems, serverHomeUsers} from './homes.js'
 import {UnixAccounts, UsersRecordStore} from '../users/accounts.js'
 import {type ServerTrial, checkUserServer} from './userserver.js'
 import {checkPartition, missingSlurmPrograms, slurmPartitions} from './slurm.js'
-import {parseMemory} from '../config/slurm.js'
+import {batchspawnerWrapper, parseMemory} from '../config/slurm.js'
+import {
+  CHECK_SUBMIT_TIMEOUT,
+  PATH_CHECK_USER,
+  type SlurmCheckOutcome,
+  checkNodePaths,
+  checkSubmit,
+} from './slurmcheck.js'
+import {type Clock, systemClock} from '../stack/clock.js'
 import {realTrial} from './userserver-trial.js'
 import {memoryEnforcement} from './cgroups.js'
 import {OOM_SCORE_ADJ, describeLimits, formatSize} from '../config/limits.js'
@@ -39,6 +47,13 @@ import {readServerProcesses} from '../stack/listeners.js'
 import {processAlive} from '../processes.js'
 
 export type CheckStatus = 'pass' | 'warn' | 'fail'
+
+/** A Slurm check's outcome as a check result (the job id is in its message). */
+const withoutJob = ({status, message, fix}: SlurmCheckOutcome): Omit<CheckResult, 'check'> => ({
+  status,
+  message,
+  ...(fix ? {fix} : {}),
+})
 
 export interface CheckResult {
   check: string
@@ -57,6 +72,10 @@ export interface DoctorDeps {
   fetch?: typeof fetch
   /** Starts a user's server for the `user server` check (tests pass a fake; default: the real one). */
   trial?: ServerTrial
+  /** --check-submit USER (--spawner slurm): a test job submitted as USER, waited for up to `timeoutSeconds`. */
+  checkSubmit?: {user: string; timeoutSeconds?: number}
+  /** The --check-submit job's waits (tests pass a fake; default: the system's). */
+  clock?: Clock
 }
 
 /**
@@ -100,6 +119,7 @@ export class Doctor {
       ['browser path', () => this.checkBrowserPath()],
       ['oauth', () => this.checkOAuth()],
       ['slurm', () => this.checkSlurm()],
+      ['slurm jobs', () => this.checkSlurmJobs()],
     ]
     for (const [name, fn] of all) {
       if (!this.settings && name !== 'secrets') continue
@@ -549,6 +569,39 @@ export class Doctor {
         message: messageOf(error),
         fix: error instanceof HubctlError && error.fix ? error.fix : 'check the cluster with sinfo',
       })
+    }
+    return results
+  }
+
+  /**
+   * --spawner slurm, once sinfo answered: the jobs' programs on a node (srun, as --check-submit's
+   * user or nobody), and with --check-submit USER a test job submitted as USER (setup/slurmcheck.ts).
+   */
+  async checkSlurmJobs(): Promise<CheckResult[]> {
+    const {runner, checkSubmit: submit} = this.deps
+    const slurm = this.settings!.slurm
+    if (this.settings!.spawner !== 'slurm' || !slurm)
+      return submit
+        ? [
+            {
+              check: 'slurm submit',
+              status: 'fail',
+              message: `--check-submit: this hub's servers are not Slurm jobs (its spawner is ${this.settings!.spawner})`,
+              fix: 'drop --check-submit, or run init --spawner slurm first',
+            },
+          ]
+        : []
+    // Without Slurm's programs the slurm check has said so.
+    if ((await missingSlurmPrograms()).length > 0) return []
+    const singleuser = this.settings!.executables.singleuser
+    const user = submit?.user ?? PATH_CHECK_USER
+    const paths = await checkNodePaths(runner, slurm, user, [singleuser, batchspawnerWrapper(singleuser)])
+    const results: CheckResult[] = [{check: 'slurm node paths', ...withoutJob(paths)}]
+    if (submit) {
+      const outcome = await checkSubmit(runner, this.deps.clock ?? systemClock, slurm, submit.user, {
+        timeoutSeconds: submit.timeoutSeconds ?? CHECK_SUBMIT_TIMEOUT,
+      })
+      results.push({check: 'slurm submit', ...withoutJob(outcome)})
     }
     return results
   }

@@ -95,6 +95,8 @@ export interface RawInitFlags {
   'slurm-gpus'?: string | number
   'slurm-extra'?: string[]
   'hub-connect-ip'?: string
+  'check-submit'?: string
+  'check-submit-timeout'?: string | number
 }
 
 /** The flags of --spawner slurm. */
@@ -106,6 +108,8 @@ const SLURM_FLAGS = [
   'slurm-gpus',
   'slurm-extra',
   'hub-connect-ip',
+  'check-submit',
+  'check-submit-timeout',
 ] as const
 
 /** The OAuth flags, each with the providers it goes with. */
@@ -426,6 +430,10 @@ export interface SlurmRequest {
   extra: string[]
   /** --hub-connect-ip as given; undefined: 127.0.0.1 (a cluster of this machine alone). */
   hubConnectIp?: string
+  /** --check-submit: the user preflight submits a test job as (setup/slurmcheck.ts); undefined: none. */
+  checkSubmit?: string
+  /** --check-submit-timeout: the seconds that job may take to end before it is cancelled (default CHECK_SUBMIT_TIMEOUT). */
+  checkSubmitTimeout?: number
 }
 
 /** The --slurm-* flags and --hub-connect-ip: only with --spawner slurm, which needs --slurm-partition. */
@@ -462,6 +470,24 @@ function slurmRequest(flags: RawInitFlags, spawner: string | undefined): SlurmRe
     gpus: flags['slurm-gpus'] === undefined ? undefined : parseCount(flags['slurm-gpus'], '--slurm-gpus', 1, 64, '1'),
     extra: parseExtra(flags['slurm-extra'] ?? []),
     hubConnectIp: flags['hub-connect-ip'],
+    ...checkSubmitRequest(flags),
+  }
+}
+
+/** --check-submit USER and its --check-submit-timeout SECONDS (setup/slurmcheck.ts runs it). */
+function checkSubmitRequest(flags: RawInitFlags): Pick<SlurmRequest, 'checkSubmit' | 'checkSubmitTimeout'> {
+  if (flags['check-submit-timeout'] !== undefined && flags['check-submit'] === undefined)
+    throw usageError(
+      '--check-submit-timeout goes with --check-submit',
+      'add --check-submit USER, or drop --check-submit-timeout',
+    )
+  return {
+    ...(flags['check-submit'] === undefined
+      ? {}
+      : {checkSubmit: parseUserName(flags['check-submit'], '--check-submit')}),
+    ...(flags['check-submit-timeout'] === undefined
+      ? {}
+      : {checkSubmitTimeout: parseCount(flags['check-submit-timeout'], '--check-submit-timeout', 5, 3600, '120')}),
   }
 }
 

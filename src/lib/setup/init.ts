@@ -10,6 +10,7 @@ import {render} from './init/render.js'
 import {install} from './init/install.js'
 import {accounts} from './init/accounts.js'
 import {userServer} from './init/userserver.js'
+import {slurmNodes} from './init/slurmnodes.js'
 import {move} from './init/move.js'
 
 export {type InitDeps, type InitResult, type Reporter, silentReporter} from './init/context.js'
@@ -21,6 +22,7 @@ export const INIT_STEPS = [
   'certificate',
   'render',
   'install',
+  'slurm nodes',
   'user server',
 ] as const
 
@@ -30,7 +32,7 @@ const LOCKED_STEPS: readonly InitStep[] = [software, secrets, certificate, rende
  * After the lock is released (the users service takes it itself): the accounts, a running hub moved
  * to or from subdomains restarted, then a user's server starts.
  */
-const LAST_STEPS: readonly InitStep[] = [accounts, move, userServer]
+const LAST_STEPS: readonly InitStep[] = [accounts, move, slurmNodes, userServer]
 
 /**
  * `hubctl init`: preflight → software → secrets → certificate → render and validate → install →

@@ -90,13 +90,36 @@ export function checkPartition(
       `--slurm-cpus ${request.cpus} is more than any node of partition ${partition.name} has (at most ${most})`,
       `give at most ${most}, or another partition`,
     )
+  assertOneNodeFits(partition, request)
   const warnings =
     partition.avail === 'up'
       ? []
       : [
           `the Slurm partition ${partition.name} is ${partition.avail}: servers wait in the queue until it is up (scontrol update PartitionName=${partition.name} State=UP)`,
         ]
+  warnings.push(...unusableNodes(partition))
   return {partition, warnings}
+}
+
+/** Memory and CPUs asked for must fit the same node, not the largest memory of one and the CPUs of another. */
+function assertOneNodeFits(
+  partition: SlurmPartition,
+  request: Pick<SlurmRequest, 'memory' | 'memoryMb' | 'cpus'>,
+): void {
+  if (partition.nodes.some((n) => n.memoryMb >= request.memoryMb && n.cpus >= request.cpus)) return
+  throw usageError(
+    `--slurm-memory ${request.memory} with --slurm-cpus ${request.cpus}: no single node of partition ${partition.name} has both (${partition.nodes.map((n) => `${n.name}: ${n.memoryMb} MB, ${n.cpus} CPUs`).join('; ')})`,
+    'ask for less memory or fewer CPUs, so that one node has both',
+  )
+}
+
+/** A warning when no node of the partition takes jobs (down, drained, failed, or not responding: sinfo's %t). */
+function unusableNodes(partition: SlurmPartition): string[] {
+  const usable = partition.nodes.filter((n) => !/^(down|drain|drng|fail|inval|unk|boot_fail)|\*$/.test(n.state))
+  if (usable.length > 0 || partition.nodes.length === 0) return []
+  return [
+    `no node of the Slurm partition ${partition.name} takes jobs (${partition.nodes.map((n) => `${n.name} ${n.state}`).join(', ')}): servers wait in the queue until one is back (sinfo -R says why; scontrol update NodeName=NODE State=RESUME)`,
+  ]
 }
 
 /** Every address of this machine's interfaces. */

@@ -11,6 +11,7 @@ import type {HubEnvPlan} from '../hubenv.js'
 import type {CullingSummary} from '../../config/culler.js'
 import type {SecretName} from '../../files/secrets.js'
 import type {ServerTrial, UserServerCheck} from '../userserver.js'
+import type {SlurmCheckOutcome} from '../slurmcheck.js'
 import type {AcmeSettings, Settings} from '../../config/settings.js'
 import type {PlannedFile, UnitContext} from '../../config/units.js'
 import type {InitRequest} from '../init-request.js'
@@ -110,6 +111,8 @@ export interface InitResult {
   }
   /** The last step: a user's server started as the spawner would start it (doctor's `user server` check). */
   userServer?: UserServerCheck
+  /** --spawner slurm: --check-submit's test job (preflight) and the jobs' programs checked on a node with srun (init/slurmnodes.ts). */
+  slurmChecks?: {submit?: SlurmCheckOutcome; nodePaths?: SlurmCheckOutcome}
   /** A running hub moved between one origin and per-user subdomains (init/move.ts): what restarted. */
   moved?: {to: 'subdomains' | 'one origin'; serversRestarted: string[]; notice: string}
 }

@@ -1,6 +1,6 @@
 import {exists} from '../../files/atomic.js'
 import {inspectPair} from '../../tls/certstore.js'
-import {usageError} from '../../errors.js'
+import {preflightError, usageError} from '../../errors.js'
 import {
   type JupyterHubInstall,
   type UserInterface,
@@ -22,6 +22,8 @@ import {consentToPackages, idleCullerPython, planSoftware} from './software.js'
 import {renderConfigs, reportDefaults, settingsFor} from './render.js'
 import {plannedUnits} from './install.js'
 import {checkSlurmRequest} from '../slurm.js'
+import {CHECK_SUBMIT_TIMEOUT, type SlurmCheckOutcome, checkSubmit} from '../slurmcheck.js'
+import {systemClock} from '../../stack/clock.js'
 import {assertSubdomainsSupported} from '../../config/subdomains.js'
 
 /**
@@ -108,9 +110,21 @@ export async function preflight(deps: InitDeps, request: InitRequest, signal: Ab
   if (idleCuller.warning && cullingOn({...request.cull, by: 'hubctl'})) warnings.push(idleCuller.warning)
   // --spawner slurm: the cluster answers, the partition exists, the resources fit a node (setup/slurm.ts).
   let slurm: Awaited<ReturnType<typeof checkSlurmRequest>> | undefined
+  let slurmSubmit: SlurmCheckOutcome | undefined
   if (request.spawner === 'slurm' && request.slurm) {
     slurm = await checkSlurmRequest(runner, request.slurm, jupyterhub, {toBeInstalled: Boolean(software.hubEnv)})
     warnings.push(...slurm.warnings)
+    if (request.slurm.checkSubmit) {
+      r.progress(
+        'preflight',
+        `--check-submit ${request.slurm.checkSubmit}: a test job submitted, waiting for it to end`,
+      )
+      slurmSubmit = await checkSubmit(runner, systemClock, request.slurm, request.slurm.checkSubmit, {
+        timeoutSeconds: request.slurm.checkSubmitTimeout ?? CHECK_SUBMIT_TIMEOUT,
+      })
+      if (slurmSubmit.status === 'fail')
+        throw preflightError(slurmSubmit.message, slurmSubmit.fix ?? 'check the cluster')
+    }
   }
   const settings = settingsFor(deps, request, jupyterhub, nginxInstall, previous, idleCuller.python, slurm?.settings)
   if (request.oauth) await checkOAuthPreflight(deps, request, jupyterhub, Boolean(software.hubEnv))
@@ -161,6 +175,7 @@ export async function preflight(deps: InitDeps, request: InitRequest, signal: Ab
     warnings,
     next: [],
     unknownNames: {closedOn: [], answeredBy: []},
+    ...(slurmSubmit ? {slurmChecks: {submit: slurmSubmit}} : {}),
   }
   return {
     request,
