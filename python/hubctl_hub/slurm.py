@@ -65,3 +65,37 @@ async def progress_with_reason(self):
 def show_pending_reason(spawner_class):
     """The spawn page of `spawner_class` (batchspawner's SlurmSpawner) says why its job waits."""
     spawner_class.progress = progress_with_reason
+
+
+def cancel_unstarted_jobs(spawner_class):
+    """A start of `spawner_class` that does not succeed cancels the job it submitted.
+
+    The hub cancels a start at its timeout. batchspawner's run_command catches that cancellation
+    while its squeue runs (a bare except), kills squeue, and start() then takes the job for gone:
+    it forgets the job's id, so the hub's stop has no job to cancel, and a pending job stayed in the
+    queue. Here the id of the job submitted is kept, and scancel'd when start() ends without a server.
+    """
+    start, submit = spawner_class.start, spawner_class.submit_batch_script
+
+    async def submit_batch_script(self):
+        self._hubctl_submitted = await submit(self)
+        return self._hubctl_submitted
+
+    async def start_or_cancel(self):
+        self._hubctl_submitted = ""
+        try:
+            return await start(self)
+        except BaseException:
+            job_id = self._hubctl_submitted
+            if job_id:
+                kept, self.job_id = self.job_id, job_id
+                try:
+                    await self.cancel_batch_job()
+                except Exception as e:
+                    self.log.warning("Cancelling job %s of a start that failed: %s", job_id, e)
+                finally:
+                    self.job_id = kept
+            raise
+
+    spawner_class.submit_batch_script = submit_batch_script
+    spawner_class.start = start_or_cancel

@@ -55,3 +55,34 @@ class PendingReasonTest(unittest.TestCase):
                 "Slurm job 42 runs; waiting for the server to answer",
             ],
         )
+
+
+class Spawner:
+    """batchspawner's start() as it ends when the hub cancels it mid-squeue: the job's id forgotten."""
+
+    def __init__(self):
+        self.job_id = ""
+        self.cancelled = []
+
+    async def submit_batch_script(self):
+        self.job_id = "7"
+        return self.job_id
+
+    async def start(self):
+        await self.submit_batch_script()
+        self.job_id = ""
+        raise RuntimeError("The Jupyter batch job has disappeared")
+
+    async def cancel_batch_job(self):
+        self.cancelled.append(self.job_id)
+
+
+class CancelUnstartedTest(unittest.TestCase):
+    def test_a_failed_start_cancels_the_job_it_submitted(self):
+        cls = type("S", (Spawner,), {})
+        slurm.cancel_unstarted_jobs(cls)
+        spawner = cls()
+        with self.assertRaises(RuntimeError):
+            asyncio.run(spawner.start())
+        self.assertEqual(spawner.cancelled, ["7"])
+        self.assertEqual(spawner.job_id, "")
