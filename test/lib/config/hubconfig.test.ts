@@ -84,7 +84,7 @@ describe('hubconfig', () => {
       ],
       {input: text, encoding: 'utf8'},
     )
-    expect(out.trim()).to.equal('12') // glob, os, sys and nine modules of hubctl_hub: the template's own
+    expect(out.trim()).to.equal('13') // glob, os, sys and ten modules of hubctl_hub: the template's own
   })
 
   it('maps authenticator choices and refuses what the version lacks', () => {
