@@ -15,6 +15,7 @@ import {rotationRows} from './rotation.js'
 import {spawnRows} from './spawn.js'
 import {watchRows} from './watch.js'
 import {usersSyncRows} from './users.js'
+import {backupRows} from './backup.js'
 import {proxyKillRows, startRows} from './supervision.js'
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5)
@@ -195,6 +196,10 @@ const rows: Record<string, () => Promise<Row | Row[]>> = {
   },
   async 'users-sync'() {
     return usersSyncRows(RUNS)
+  },
+  /** backup --include-homes and restore of BENCH_BACKUP_USERS homes of 10 MB: BENCH_RUNS_BACKUP runs (default 1). */
+  async backup() {
+    return backupRows(Number(process.env.BENCH_RUNS_BACKUP ?? 1))
   },
 }
 

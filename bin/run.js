@@ -27,13 +27,16 @@ if (args[0] === 'start' && (args.includes('--detach') || args.includes('-d'))) {
   const {prewarm} = await import('../dist/lib/stack/prewarm.js')
   const {fileURLToPath} = await import('node:url')
   prewarm(args, fileURLToPath(import.meta.url), async (prefix) => {
-    const [{Layout}, {SettingsStore}, {checkBeforeStart}, {execaRunner}] = await Promise.all([
+    const [{Layout}, {SettingsStore}, {checkBeforeStart}, {execaRunner}, {finishInterrupted}] = await Promise.all([
       import('../dist/lib/config/layout.js'),
       import('../dist/lib/config/settings.js'),
       import('../dist/lib/setup/preflight.js'),
       import('../dist/lib/runner.js'),
+      import('../dist/lib/backup/journal.js'),
     ])
     const layout = new Layout(prefix)
+    // A restore or an upgrade killed half way through its renames: finished before hubctl.json is read.
+    await finishInterrupted(layout)
     await checkBeforeStart(layout, await new SettingsStore(layout).load(), execaRunner)
   })
 }

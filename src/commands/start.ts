@@ -3,6 +3,7 @@ import {fileURLToPath} from 'node:url'
 
 import {BaseCommand} from '../base-command.js'
 import {parseDuration} from '../lib/duration.js'
+import {finishInterrupted} from '../lib/backup/journal.js'
 import {checkBeforeStart} from '../lib/setup/preflight.js'
 import {execaRunner} from '../lib/runner.js'
 import {SettingsStore} from '../lib/config/settings.js'
@@ -44,6 +45,8 @@ Runs in the foreground, as a service manager expects; --detach runs it in the ba
     // A bad duration is refused (exit 2) before anything starts.
     const cullIdle = this.flags['cull-idle']
     const cullIdleMs = cullIdle === undefined ? undefined : parseDuration(cullIdle, '--cull-idle')
+    // A restore or an upgrade killed half way through its renames: finished before hubctl.json is read.
+    for (const what of await finishInterrupted(this.layout)) this.logToStderr(`hubctl finished an interrupted ${what}`)
     const settings = await new SettingsStore(this.layout).load()
     if (this.flags['checked-by-parent']) {
       if (!(await parentSaysGo(process.stdin))) return undefined

@@ -1,3 +1,5 @@
+import {faultPoint} from './files/atomic.js'
+
 /** How services run other programs: injected, so unit tests can fake it. */
 export interface RunOptions {
   env?: Record<string, string | undefined>
@@ -27,7 +29,7 @@ export interface Runner {
 export const execaRunner: Runner = {
   async run(command, args, options = {}) {
     const {execa} = await import('execa')
-    const result = await execa(command, args, {
+    const child = execa(command, args, {
       reject: false,
       env: options.env,
       extendEnv: options.extendEnv ?? true,
@@ -37,6 +39,9 @@ export const execaRunner: Runner = {
       timeout: options.timeoutMs,
       stripFinalNewline: true,
     })
+    // Kill tests hold hubctl here, with the program running (a tar, a pip, a copy of the database).
+    await faultPoint(`run ${command}`)
+    const result = await child
     const notFound = result.exitCode === undefined && /ENOENT|EACCES/.test(String(result.code ?? result.message))
     return {
       exitCode: result.exitCode ?? (notFound ? 127 : 1),

@@ -24,18 +24,26 @@ const released = (n) => {
   }
 }
 
+/** HUBCTL_TEST_PAUSE_STEPS=1: the fault points between steps (atomic.ts's faultPoint: a journal's renames, a program running) are held as writes are. */
+const steps = process.env.HUBCTL_TEST_PAUSE_STEPS === '1'
+
 if (log)
   setWriteFaults({
+    ...(steps ? {atStep: (what) => hold(`step: ${what}`)} : {}),
     beforeRename(temp) {
-      count++
-      fs.appendFileSync(log, `${count}\t${temp}\n`)
-      if (count === pauseAt) {
-        fs.appendFileSync(log, `paused\t${count}\n`)
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0)
-      }
-      if (each) {
-        fs.appendFileSync(log, `paused\t${count}\n`)
-        while (!released(count)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10)
-      }
+      hold(temp)
     },
   })
+
+function hold(temp) {
+  count++
+  fs.appendFileSync(log, `${count}\t${temp}\n`)
+  if (count === pauseAt) {
+    fs.appendFileSync(log, `paused\t${count}\n`)
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0)
+  }
+  if (each) {
+    fs.appendFileSync(log, `paused\t${count}\n`)
+    while (!released(count)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10)
+  }
+}

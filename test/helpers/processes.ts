@@ -224,12 +224,17 @@ export async function writesOf(args: string[], log: string): Promise<string[]> {
  * there, then SIGKILL its whole process group (init and whatever it runs: JupyterHub's config
  * check, nginx -t). Asserts the kill is what ended it, and that nothing of the group is left; returns the held write's temp file.
  */
-export async function killInsideWrite(args: string[], n: number, log: string): Promise<string> {
+export async function killInsideWrite(
+  args: string[],
+  n: number,
+  log: string,
+  env: Record<string, string> = {},
+): Promise<string> {
   await fs.promises.rm(log, {force: true})
   const child = spawn(process.execPath, ['--import', PAUSE_WRITES, BIN, ...args], {
     stdio: 'ignore',
     detached: true,
-    env: {...process.env, HUBCTL_TEST_WRITES_LOG: log, HUBCTL_TEST_PAUSE_AT: String(n)},
+    env: {...process.env, ...env, HUBCTL_TEST_WRITES_LOG: log, HUBCTL_TEST_PAUSE_AT: String(n)},
   })
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   const held = await waitUntil(`hubctl holding write ${n}`, async () => {
@@ -255,6 +260,8 @@ export async function killInsideWrite(args: string[], n: number, log: string): P
 
 /**
  * Run a hubctl command (`args`) to its end, holding it inside each of its atomic writes in turn
+ * (with `env` HUBCTL_TEST_PAUSE_STEPS=1, at each fault point between steps too: a journal's
+ * renames, each program it runs, held while it runs)
  * (the temp file written and synced, not yet renamed; the whole process frozen), where
  * `atEach(n, temp)` looks at the files: what a SIGKILL there would leave on disk (killInsideWrite
  * kills at one write; this sees every write in one run). Asserts the command then exits 0;
@@ -264,6 +271,7 @@ export async function holdEachWrite(
   args: string[],
   log: string,
   atEach: (n: number, temp: string) => Promise<void>,
+  env: Record<string, string> = {},
 ): Promise<string[]> {
   const go = `${log}.go`
   await fs.promises.rm(log, {force: true})
@@ -271,7 +279,13 @@ export async function holdEachWrite(
   const child = spawn(process.execPath, ['--import', PAUSE_WRITES, BIN, ...args], {
     stdio: ['ignore', 'ignore', 'pipe'],
     detached: true,
-    env: {...process.env, HUBCTL_TEST_WRITES_LOG: log, HUBCTL_TEST_PAUSE_AT: 'each', HUBCTL_TEST_WRITES_GO: go},
+    env: {
+      ...process.env,
+      ...env,
+      HUBCTL_TEST_WRITES_LOG: log,
+      HUBCTL_TEST_PAUSE_AT: 'each',
+      HUBCTL_TEST_WRITES_GO: go,
+    },
   })
   let stderr = ''
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')))

@@ -124,6 +124,7 @@ export class BackupService {
     const lock = await acquireLock(layout.lockFile, 'backup', {waitMs: 10_000})
     const staging = layout.backupStaging(randomBytes(6).toString('hex'))
     try {
+      await this.removeStale(archive)
       await fs.mkdir(staging, {mode: 0o700})
       const manifest = await this.gather(settings, staging, Boolean(options.includeHomes))
       await fs.writeFile(layout.stagedMember(staging, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`, {
@@ -146,6 +147,25 @@ export class BackupService {
       await fs.rm(staging, {recursive: true, force: true})
       await lock.release()
     }
+  }
+
+  /**
+   * What a killed backup left (under the lock, so no running backup's): its staging directories
+   * and its archives' temp files, in the default directory and beside this archive.
+   */
+  private async removeStale(archive: string): Promise<void> {
+    const {layout} = this.deps
+    const staging = path.basename(layout.backupStaging(''))
+    // writeArchive's temp file: `.NAME.<12 hex>.tmp`, NAME this archive's or one of the default directory's.
+    const archiveOf = (name: string) => /^\.(.+)\.[0-9a-f]{12}\.tmp$/.exec(name)?.[1]
+    for (const dir of new Set([layout.backupDir, path.dirname(archive)]))
+      for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+        const of = archiveOf(name)
+        const stale =
+          (dir === layout.backupDir && (name.startsWith(staging) || (of !== undefined && ARCHIVE_NAME.test(of)))) ||
+          of === path.basename(archive)
+        if (stale) await fs.rm(path.join(dir, name), {recursive: true, force: true})
+      }
   }
 
   /** Every member into the staging directory, and the manifest that describes them. */

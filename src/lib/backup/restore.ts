@@ -16,7 +16,7 @@ import {UnixAccounts, UsersRecord} from '../users/accounts.js'
 import {checkHealth, hubHealthUrl} from '../stack/hubapi.js'
 import {runningSupervisor} from '../stack/state.js'
 import {startDetached, stopStack} from '../stack/control.js'
-import {JournalOp, RestoreJournal, finishInterruptedRestore} from './journal.js'
+import {JournalOp, RestoreJournal, finishInterruptedRestore, finishInterruptedUpgrade} from './journal.js'
 import {MANIFEST, Manifest, compareVersions, parseManifest, sha256File} from './manifest.js'
 import {PortChoice, isRelocated, movedPath, relocatedSettings, renderedForHere} from './relocate.js'
 
@@ -114,8 +114,10 @@ export class RestoreService {
       let stopped = false
       const accounts: RestoreResult['accounts'] = []
       try {
-        // A restore killed after its journal: finished first, then replaced by this one.
+        // A restore or an upgrade killed after its journal: finished first, then replaced by this one.
         await finishInterruptedRestore(layout)
+        await finishInterruptedUpgrade(layout)
+        await this.removeStale(staging)
         if (await runningSupervisor(layout)) {
           this.log('stopping the running hub')
           const current = (await exists(layout.settings)) ? await new SettingsStore(layout).load() : settings
@@ -172,6 +174,16 @@ export class RestoreService {
     } finally {
       await fs.rm(staging, {recursive: true, force: true})
     }
+  }
+
+  /** What a killed restore left and nothing uses: its staging directories beside srv/jupyterhub (under the lock: not a running restore's). */
+  private async removeStale(staging: string): Promise<void> {
+    const {layout} = this.deps
+    const dir = path.dirname(staging)
+    const prefix = path.basename(layout.restoreStaging(''))
+    for (const name of await fs.readdir(dir))
+      if (name.startsWith(prefix) && path.join(dir, name) !== staging)
+        await fs.rm(path.join(dir, name), {recursive: true, force: true})
   }
 
   /** Unpack the archive and check it whole: the manifest, every member's size and hash, no member more or less. */

@@ -95,6 +95,14 @@ export class Layout {
   get restoreJournal(): string {
     return this.at('srv/jupyterhub/restore-journal.json')
   }
+  /** The renames `hubctl upgrade`'s switch makes (the database, the config, hubctl.json), written before the first. */
+  get upgradeJournal(): string {
+    return this.at('srv/jupyterhub/upgrade-journal.json')
+  }
+  /** A file of an upgrade's switch, complete, beside the one it replaces (renamed over it by the journal). */
+  upgradeNew(target: string): string {
+    return path.join(path.dirname(target), `.${path.basename(target)}.hubctl-upgrade`)
+  }
   /** A file or directory of a restore, complete, beside the one it replaces (renamed over it). */
   restoreNew(target: string): string {
     return path.join(path.dirname(target), `.${path.basename(target)}.hubctl-restore`)

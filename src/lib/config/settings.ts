@@ -212,8 +212,13 @@ export class SettingsStore {
   /** Returns whether the file was written (false: it held these settings already). */
   async save(settings: Settings): Promise<boolean> {
     await fs.mkdir(this.layout.etcDir, {recursive: true, mode: 0o755})
-    // 0640: it holds the deploy hooks root runs; nobody else needs to read it.
-    return writeFileAtomicIfChanged(this.layout.settings, `${JSON.stringify(settings, null, 2)}\n`, {mode: 0o640})
+    const {text, mode} = SettingsStore.file(settings)
+    return writeFileAtomicIfChanged(this.layout.settings, text, {mode})
+  }
+
+  /** hubctl.json's content and mode as save writes them (0640: it holds the deploy hooks root runs; nobody else needs to read it). */
+  static file(settings: Settings): {text: string; mode: number} {
+    return {text: `${JSON.stringify(settings, null, 2)}\n`, mode: 0o640}
   }
 }
 

@@ -16,11 +16,18 @@ export interface AtomicWriteOptions {
 /** Test seam: lets fault tests make a write fail half way (a full disk) without a real one. */
 export interface WriteFaults {
   beforeRename?: (tempPath: string) => Promise<void> | void
+  /** A step that is not a write (a rename of a journal, a program running): kill tests hold the process there. */
+  atStep?: (what: string) => Promise<void> | void
 }
 
 let faults: WriteFaults = {}
 export function setWriteFaults(next: WriteFaults): void {
   faults = next
+}
+
+/** Test seam (WriteFaults.atStep): a point between two steps where a kill test may hold, then kill, the process. */
+export async function faultPoint(what: string): Promise<void> {
+  await faults.atStep?.(what)
 }
 
 /**

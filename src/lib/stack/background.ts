@@ -40,9 +40,10 @@ export async function runBackground(argv: string[]): Promise<number> {
     const {prefix, cullIdle} = parseArgs(argv)
     const cullIdleMs = cullIdle === undefined ? undefined : parseDuration(cullIdle, '--cull-idle')
     const layout = new Layout(prefix)
-    const settings = await new SettingsStore(layout).load()
     // The parent's checks failed, or the parent is gone: nothing is started.
     if (!(await parentSaysGo(process.stdin))) return 0
+    // Read once the parent's checks are done: they finish a killed restore or upgrade, which changes hubctl.json.
+    const settings = await new SettingsStore(layout).load()
     await superviseHere({layout, settings, cullIdleMs, json: false})
     return 0
   } catch (error) {

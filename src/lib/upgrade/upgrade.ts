@@ -20,6 +20,7 @@ import {HubctlError, messageOf, preflightError, runtimeError, usageError} from '
 import {exists, readIfExists, symlinkAtomic, writeFileAtomic} from '../files/atomic.js'
 import type {Runner} from '../runner.js'
 import {HubEnvPlan, HubEnvService, systemPython} from '../setup/hubenv.js'
+import {JournalOp, RestoreJournal, finishInterrupted, finishInterruptedUpgrade} from '../backup/journal.js'
 import {Stage, Undo, UpgradePlan, compareVersions, planUpgrade, undoSteps} from './plan.js'
 
 /**
@@ -141,6 +142,8 @@ export class UpgradeService {
         `there is no hub under ${layout.prefix} to upgrade (${layout.settings} is missing)`,
         'give the --prefix of the hub, or set one up with `hubctl init`',
       )
+    // An upgrade or a restore killed half way through its renames: finished first.
+    for (const what of await finishInterrupted(layout)) this.log(`finished an interrupted ${what}`)
     const settings = await new SettingsStore(layout).load()
     const hubEnv = new HubEnvService({layout, runner, constraintsFile: this.deps.constraintsFile})
     const pinned = HubEnvService.pinned(await hubEnv.constraints())
@@ -295,16 +298,17 @@ export class UpgradeService {
         await this.reach('database-swapped')
         this.log('migrating the database')
         await this.stepFails('the migration of the database', () => this.migrateCopy(next))
-        await fs.rm(layout.databasePreUpgrade, {force: true})
-        await fs.rename(layout.database, layout.databasePreUpgrade)
-        await fs.rename(layout.databaseUpgrade, layout.database)
-        this.done.add('database-swapped')
       }
       await this.reach('config-written')
-      await writeFileAtomic(layout.hubConfig, config, {mode: 0o644})
-      this.done.add('config-written')
       await this.reach('settings-written')
-      await new SettingsStore(layout).save(nextSettings)
+      // The database (the old one kept as .pre-upgrade), the config and hubctl.json: one journal.
+      await this.switchFiles({
+        config,
+        settings: nextSettings,
+        database: migrate ? {from: layout.databaseUpgrade, aside: layout.databasePreUpgrade} : undefined,
+      })
+      if (migrate) this.done.add('database-swapped')
+      this.done.add('config-written')
       this.done.add('settings-written')
       if (envPlan) {
         await this.reach('link-switched')
@@ -349,6 +353,37 @@ export class UpgradeService {
     return {...settings, executables, jupyterhubVersion: next.version, ...(cull ? {cull} : {})}
   }
 
+  /**
+   * The switch of the hub's files, whole or not at all: the new config and hubctl.json written
+   * complete beside the live ones, then a journal (upgradeJournal) of the renames (the database's
+   * too: the live one moved aside first when `aside` is given), then the renames. An upgrade
+   * killed after the journal is finished by the next `hubctl start` or upgrade; before it, the
+   * old files are all still in place.
+   */
+  private async switchFiles(parts: {
+    config?: string
+    settings: Settings
+    database?: {from: string; aside?: string}
+  }): Promise<void> {
+    const {layout} = this.deps
+    const ops: JournalOp[] = []
+    if (parts.database) {
+      for (const sidecar of layout.databaseSidecars) ops.push({op: 'remove', to: sidecar})
+      ops.push({op: 'rename', from: parts.database.from, to: layout.database, aside: parts.database.aside})
+    }
+    const staged = async (target: string, text: string, mode: number) => {
+      const next = layout.upgradeNew(target)
+      await writeFileAtomic(next, text, {mode})
+      ops.push({op: 'rename', from: next, to: target})
+    }
+    if (parts.config !== undefined) await staged(layout.hubConfig, parts.config, 0o644)
+    const settings = SettingsStore.file(parts.settings)
+    await staged(layout.settings, settings.text, settings.mode)
+    const journal: RestoreJournal = {version: 1, archive: 'hubctl upgrade', ops}
+    await writeFileAtomic(layout.upgradeJournal, `${JSON.stringify(journal, null, 2)}\n`, {mode: 0o600})
+    await finishInterruptedUpgrade(layout)
+  }
+
   /** The live database copied (consistent, SQLite's backup API) to databaseUpgrade, then migrated there. */
   private async migrateCopy(next: JupyterHubInstall): Promise<void> {
     const {layout, runner} = this.deps
@@ -387,18 +422,18 @@ export class UpgradeService {
     const {layout, control} = this.deps
     const steps: Record<Undo, () => Promise<void>> = {
       'stop-new-hub': () => control.stop(saved.settings),
-      'settings-back': async () => {
-        await new SettingsStore(layout).save(saved.settings)
-      },
-      'config-back': async () => {
-        if (saved.config !== undefined) await writeFileAtomic(layout.hubConfig, saved.config, {mode: 0o644})
-      },
+      // hubctl.json, the config and the database were switched together: put back together (one journal).
+      'settings-back': () =>
+        this.switchFiles({
+          config: saved.config,
+          settings: saved.settings,
+          database: this.done.has('database-swapped') ? {from: layout.databasePreUpgrade} : undefined,
+        }),
+      'config-back': async () => {},
       'link-back': async () => {
         if (saved.link) await symlinkAtomic(saved.link, layout.hubEnvCurrent)
       },
-      'database-back': async () => {
-        await fs.rename(layout.databasePreUpgrade, layout.database)
-      },
+      'database-back': async () => {},
       'start-old-hub': async () => {
         if (wasRunning) await control.start(saved.settings)
       },
