@@ -15,6 +15,7 @@ import {rotationRows} from './rotation.js'
 import {spawnRows} from './spawn.js'
 import {watchRows} from './watch.js'
 import {usersSyncRows} from './users.js'
+import {envAddRows} from './env.js'
 import {proxyKillRows, startRows} from './supervision.js'
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5)
@@ -195,6 +196,10 @@ const rows: Record<string, () => Promise<Row | Row[]>> = {
   },
   async 'users-sync'() {
     return usersSyncRows(RUNS)
+  },
+  /** `env add` of three packages against pip install of the same into a copy by hand (ENV_PACKAGES). */
+  async 'env-add'() {
+    return envAddRows(RUNS)
   },
 }
 

@@ -158,6 +158,33 @@ describe('UsersEnvService (the users’ environment, hubctl env)', () => {
     expect(await fs.readlink(layout.usersEnvPrevious).catch(() => 'none')).to.equal('none')
   })
 
+  it("upgrade's rebase: a new base from the hub's new environment, the course's packages on top, then current and base switch; a failure leaves all as it was", async () => {
+    const oldBase = await live()
+    const added = await service.add(['tabulate'])
+    const newSource = path.join(root, 'hubvenv2')
+    await venv(newSource)
+    const rebased = await service.rebase(newSource)
+    expect(rebased.packages).to.deep.equal(['tabulate'])
+    const newBase = (await fs.readlink(layout.usersEnvBase)).replace('envs/', '')
+    expect([newBase, rebased.current]).to.not.include(oldBase)
+    expect(await live()).to.equal(rebased.current)
+    expect(await fs.readlink(layout.usersEnvPrevious)).to.equal(`envs/${added.current}`)
+    expect(runner.installs.at(-1)).to.deep.include({env: layout.usersEnv(rebased.current)})
+    expect(runner.installs.at(-1)?.args.at(-1)).to.equal('tabulate')
+    expect(await fs.readFile(path.join(layout.usersEnv(newBase), 'pyvenv.cfg'), 'utf8')).to.include(
+      `-m venv ${layout.usersEnv(newBase)}\n`,
+    )
+
+    // The course's package no longer fits: refused, the new base taken away again, nothing switched.
+    const envs = (await fs.readdir(layout.usersEnvsDir)).sort()
+    runner.pipInstall = () => failed('ERROR: Could not find a version that satisfies the requirement tabulate')
+    const refused = await rejection(service.rebase(source))
+    expect(refused.message).to.match(/^pip found no package for tabulate/)
+    expect(await live()).to.equal(rebased.current)
+    expect(await fs.readlink(layout.usersEnvBase)).to.equal(`envs/${newBase}`)
+    expect((await fs.readdir(layout.usersEnvsDir)).sort()).to.deep.equal(envs)
+  })
+
   it('remove and sync build from the base with the packages left; an unknown package is refused', async () => {
     const base = await live()
     await service.add(['tabulate', 'toolz'])
