@@ -66,7 +66,8 @@ export async function envAddRows(runs: number): Promise<BenchRow[]> {
         await fs.rm(copy, {recursive: true, force: true})
       }
     }
-    await byHandOnce(true)
+    // ENV_WARMUP=0: no untimed install first (the wheels' pages read already by another run).
+    if (process.env.ENV_WARMUP !== '0') await byHandOnce(true)
     for (let i = 0; i < runs; i++) {
       await byHandOnce(false)
       let output = ''
