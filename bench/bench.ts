@@ -16,6 +16,7 @@ import {spawnRows} from './spawn.js'
 import {watchRows} from './watch.js'
 import {usersSyncRows} from './users.js'
 import {backupRows} from './backup.js'
+import {envAddRows} from './env.js'
 import {proxyKillRows, startRows} from './supervision.js'
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5)
@@ -200,6 +201,10 @@ const rows: Record<string, () => Promise<Row | Row[]>> = {
   /** backup --include-homes and restore of BENCH_BACKUP_USERS homes of 10 MB: BENCH_RUNS_BACKUP runs (default 1). */
   async backup() {
     return backupRows(Number(process.env.BENCH_RUNS_BACKUP ?? 1))
+  },
+  /** `env add` of three packages against pip install of the same into a copy by hand (ENV_PACKAGES). */
+  async 'env-add'() {
+    return envAddRows(RUNS)
   },
 }
 

@@ -50,8 +50,15 @@ export default class Upgrade extends BaseCommand<typeof Upgrade> {
       },
     })
     const result = await service.upgrade({rebuild: this.flags.rebuild})
+    const users = result.usersEnv
+    const usersLine = !users
+      ? undefined
+      : users.action === 'rebuilt'
+        ? `  users' environment built again (${users.why}): ${users.current}, course packages: ${users.packages?.join(' ') || 'none'}`
+        : `  WARNING: kept the old users' environment (${users.why}): ${users.error}; ${users.fix}`
     if (result.action === 'nothing') {
       this.log(`hubctl upgrade: nothing to do: ${result.why}.`)
+      if (usersLine) this.log(usersLine)
       return result
     }
     this.log(
@@ -60,6 +67,7 @@ export default class Upgrade extends BaseCommand<typeof Upgrade> {
     if (result.migrations.length > 0) this.log(`  database migrated: ${result.migrations.join(', ')}`)
     this.log(`  backup: ${result.backup}`)
     for (const server of result.servers) this.log(`  server kept running: ${server}`)
+    if (usersLine) this.log(usersLine)
     return result
   }
 }

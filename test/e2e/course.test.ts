@@ -73,6 +73,8 @@ describe('a course: a shared folder and an assignment link, in the browser', fun
 
   const instructor = testUserName()
   const student = testUserName()
+  /** A TA: a hub user, made admin and a writer of the share later (users admin --share-writer). */
+  const ta = testUserName()
   const password = randomBytes(12).toString('base64url')
   const uids: Array<[string, number]> = []
   let prefix = ''
@@ -98,11 +100,11 @@ describe('a course: a shared folder and an assignment link, in the browser', fun
     // The accounts made by hubctl (init --create-users): homes of 0700, which no other user reads.
     ports = await initTestHub(prefix, {
       admin: instructor,
-      allowUsers: [student],
+      allowUsers: [student, ta],
       jupyterhub: VENV_JUPYTERHUB,
       extra: ['--create-users'],
     })
-    for (const user of [instructor, student]) {
+    for (const user of [instructor, student, ta]) {
       uids.push([user, Number((await execa('id', ['-u', user])).stdout)])
       await execa('chpasswd', {input: `${user}:${password}\n`})
     }
@@ -261,5 +263,37 @@ describe('a course: a shared folder and an assignment link, in the browser', fun
     expect(await fs.readFile(path.join(home, 'course', 'README.md'), 'utf8')).to.equal('Week 1\nWeek 2\n')
     expect(await fs.readFile(path.join(home, 'course', 'week2.ipynb'), 'utf8')).to.include('week 2')
     expect(await fs.readFile(notebook, 'utf8')).to.include("print('week 1')  # my answer")
+  })
+
+  it("users admin --share-writer: the TA made admin is in the share's group and writes into it; the student still cannot", async () => {
+    const group = shareGroup(layout, 'data')
+    const isAdmin = async () =>
+      (
+        jsonOf(await hubctl(['users', 'list', '--json', '--prefix', prefix])).users as Array<{
+          name: string
+          admin: boolean
+        }>
+      ).find((u) => u.name === ta)?.admin
+    // An unknown share: refused before anything changes (the TA is not made admin).
+    const unknown = await hubctl(['users', 'admin', ta, '--share-writer', 'nosuch', '--prefix', prefix, '--json'])
+    expect(unknown.exitCode, unknown.stdout).to.equal(2)
+    expect(await isAdmin()).to.equal(false)
+
+    const made = await hubctl(['users', 'admin', ta, '--share-writer', 'data', '--prefix', prefix, '--json'])
+    ok(made)
+    expect(jsonOf(made).shares.map((s: {added: string[]}) => s.added)).to.deep.equal([[ta]])
+    expect(await isAdmin()).to.equal(true)
+    expect((await execa('id', ['-nG', ta])).stdout.split(' ')).to.include(group)
+    expect((await execa('id', ['-nG', student])).stdout.split(' ')).to.not.include(group)
+    const write = (user: string, file: string) =>
+      execa('runuser', ['-u', user, '--', 'sh', '-c', `echo hi > ${path.join(layout.sharedDir('data'), file)}`], {
+        reject: false,
+        cwd: '/',
+      })
+    expect((await write(ta, 'from-ta.txt')).exitCode).to.equal(0)
+    expect((await write(student, 'from-student.txt')).exitCode).to.not.equal(0)
+    expect(await fs.readdir(layout.sharedDir('data')))
+      .to.include('from-ta.txt')
+      .and.not.include('from-student.txt')
   })
 })

@@ -227,6 +227,36 @@ export class SharesService {
     }
   }
 
+  /**
+   * `users admin NAME… --share-writer SHARE…`: before anything changes, every share exists and every
+   * user has a Unix account (a writer is a member of the share's group); usage error otherwise.
+   */
+  async checkWriters(shareNames: string[], users: string[]): Promise<void> {
+    const names = shareNames.map(checkShareName)
+    const record = await this.store.load()
+    const unknown = names.filter((name) => !record.shares[name])
+    if (unknown.length > 0)
+      throw usageError(
+        `there is no share ${unknown.join(', ')}`,
+        `see the shares with \`hubctl share list\` (hubctl share add NAME makes one); nothing was changed`,
+      )
+    const found = await this.users(users)
+    const missing = users.filter((u) => !found.has(u))
+    if (missing.length > 0)
+      throw usageError(
+        `${missing.join(', ')} ${missing.length === 1 ? 'has' : 'have'} no Unix account on this machine, so cannot write a share`,
+        'make the accounts (hubctl users add NAME with --create-users, or useradd), then run this again; nothing was changed',
+      )
+  }
+
+  /** The users made writers of each share (members of its group): `share add SHARE --writers USER…` of each. */
+  async addWriters(shareNames: string[], users: string[]): Promise<ShareAddResult[]> {
+    await this.checkWriters(shareNames, users)
+    const results: ShareAddResult[] = []
+    for (const name of shareNames) results.push(await this.add(name, {writers: users}))
+    return results
+  }
+
   /** `share remove NAME`: the folder (and what it holds), its group and its record; the links go at each user's next start. */
   async remove(input: string): Promise<ShareRemoveResult> {
     const {layout} = this.deps

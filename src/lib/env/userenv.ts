@@ -76,6 +76,8 @@ export interface EnvChangeResult {
   packages: string[]
   /** Seconds: the build (copy, pip install, pip check), and the switch. */
   seconds: {build: number; switch: number}
+  /** Seconds of the build's steps (copy, paths, install, check): where its time goes. */
+  phases?: Record<string, number>
   /** What pip installed (its "Successfully installed" line). */
   installed: string[]
 }
@@ -169,8 +171,81 @@ export class UsersEnvService {
     const wanted = parseRequirements(baseText, 'python/userenv.txt')
     // Only what the source lacks: pip resolving the whole of JupyterLab again costs a minute.
     const missing = await this.missing(inside(source, 'bin/python3'), wanted)
-    const state = await this.build({from: source, install: missing, packages: [], base: true})
+    const state = await this.build({from: source, install: missing, packages: [], base: true, sourceChecked: false})
     return this.switchTo(state, 'base', began)
+  }
+
+  /**
+   * What `hubctl upgrade` decides from (upgrade/usersenv.ts): the live users' environment's versions
+   * of the base's packages (python/userenv.txt), whether its Python runs, and the pinned versions.
+   * undefined: servers do not run from a users' environment of hubctl's.
+   */
+  async baseFacts(): Promise<
+    | {pythonRuns: boolean; installed: Record<string, string | undefined>; pinned: Record<string, string | undefined>}
+    | undefined
+  > {
+    const settings = await new SettingsStore(this.layout).loadIfExists()
+    const id = await this.linkId(this.layout.usersEnvCurrent)
+    if (!settings?.usersEnv || !id || !(await this.state(id))) return undefined
+    const names = parseRequirements(
+      await fs.readFile(this.deps.baseFile ?? fileURLToPath(BASE_FILE), 'utf8'),
+      'python/userenv.txt',
+    ).map(packageName)
+    const constraints = await fs.readFile(this.constraints(), 'utf8')
+    const pins = new Map<string, string>()
+    for (const line of constraints.split('\n')) {
+      const match = /^\s*([A-Za-z0-9._-]+)==(\S+)/.exec(line)
+      if (match) pins.set(packageName(match[1]), match[2])
+    }
+    const script =
+      'import sys, importlib.metadata as m\nfor n in sys.argv[1:]:\n  try: print(n, m.version(n))\n  except m.PackageNotFoundError: print(n, "-")'
+    const result = await this.deps.runner.run(this.layout.usersEnvPython(id), ['-I', '-c', script, ...names], {
+      cwd: '/',
+      timeoutMs: 120_000,
+    })
+    const found = new Map(
+      result.stdout
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => l.split(' ') as [string, string]),
+    )
+    const pythonRuns = result.exitCode === 0 && !result.notFound
+    return {
+      pythonRuns,
+      installed: Object.fromEntries(names.map((n) => [n, found.get(n) === '-' ? undefined : found.get(n)])),
+      pinned: Object.fromEntries(names.map((n) => [n, pins.get(n)])),
+    }
+  }
+
+  /**
+   * `hubctl upgrade`: a new base built from `source` (the hub's new environment) plus
+   * python/userenv.txt, the course's packages installed on top, pip check; only then are `current`
+   * and `base` switched. On any failure both new environments are removed and the live one is untouched.
+   */
+  async rebase(source: string): Promise<EnvChangeResult> {
+    return this.locked("upgrade of the users' environment", async () => {
+      const live = await this.live()
+      const began = Date.now()
+      const baseText = await fs.readFile(this.deps.baseFile ?? fileURLToPath(BASE_FILE), 'utf8')
+      const wanted = parseRequirements(baseText, 'python/userenv.txt')
+      const missing = await this.missing(inside(source, 'bin/python3'), wanted)
+      const base = await this.build({from: source, install: missing, packages: [], base: true, sourceChecked: false})
+      if (live.packages.length === 0) return this.switchTo(base, 'base', began)
+      let state
+      try {
+        state = await this.build({
+          from: this.layout.usersEnv(base.id),
+          install: live.packages,
+          packages: live.packages,
+          base: false,
+          sourceChecked: true,
+        })
+      } catch (error) {
+        await fs.rm(this.layout.usersEnv(base.id), {recursive: true, force: true}).catch(() => {})
+        throw error
+      }
+      return this.switchTo(state, 'base', began, base.id)
+    })
   }
 
   async add(specs: string[]): Promise<EnvChangeResult> {
@@ -183,6 +258,7 @@ export class UsersEnvService {
         install: specs,
         packages: mergeSpecs(live.packages, specs),
         base: false,
+        sourceChecked: true,
       })
       return this.switchTo(state, 'add', began)
     })
@@ -299,7 +375,13 @@ export class UsersEnvService {
         `run \`hubctl init\` again (it builds it), then run this command again; nothing was changed`,
       )
     const began = Date.now()
-    const state = await this.build({from: this.layout.usersEnv(base), install: packages, packages, base: false})
+    const state = await this.build({
+      from: this.layout.usersEnv(base),
+      install: packages,
+      packages,
+      base: false,
+      sourceChecked: true,
+    })
     return this.switchTo(state, action, began)
   }
 
@@ -320,15 +402,24 @@ export class UsersEnvService {
 
   /**
    * A new environment: `from` copied with hard links, its paths rewritten, `install` pip-installed
-   * with the constraints, pip check. Nothing else is touched; on any failure it is removed.
+   * with the constraints, checked (pip install's conflict report; pip check when needed). Nothing else is touched; on any failure it is removed.
    */
   private async build(options: {
     from: string
     install: string[]
     packages: string[]
     base: boolean
-  }): Promise<UsersEnvState & {installed: string[]}> {
+    /** `from` is a users' environment hubctl built (and checked): pip install's own report suffices. */
+    sourceChecked: boolean
+  }): Promise<UsersEnvState & {installed: string[]; phases: Record<string, number>}> {
     const {layout} = this
+    const phases: Record<string, number> = {}
+    let mark = Date.now()
+    const phase = (name: string) => {
+      const now = Date.now()
+      phases[name] = (now - mark) / 1000
+      mark = now
+    }
     await ensureDir(layout.hubEnvRoot, 0o755)
     if ((await readIfExists(layout.hubEnvMarker)) === undefined)
       await writeFileAtomic(
@@ -347,8 +438,12 @@ export class UsersEnvService {
       this.progress(`copying ${options.from} to ${dir}`)
       const oldPrefix = await this.venvPrefix(options.from)
       await this.clone(options.from, dir)
+      phase('copy')
       await this.rewritePaths(id, oldPrefix)
+      phase('paths')
       let installed: string[] = []
+      const broken: string[] = []
+      let uninstalled = false
       if (options.install.length > 0) {
         this.progress(`pip install ${options.install.join(' ')}`)
         const result = await this.pip(python, [
@@ -362,26 +457,37 @@ export class UsersEnvService {
         ])
         if (result.exitCode !== 0) throw pipError(options.install, `${result.stderr}\n${result.stdout}`)
         installed = /^Successfully installed (.*)$/m.exec(result.stdout)?.[1].split(' ') ?? []
+        broken.push(...pipConflicts(`${result.stderr}\n${result.stdout}`))
         // What the hub's environment leaves out (python/unused.txt: it costs every server's start) stays out.
         const unused = parseUnused(await fs.readFile(UNUSED_FILE, 'utf8'))
         if (installed.some((i) => unused.includes(packageName(i.replace(/-[^-]+$/, ''))))) {
           await this.pip(python, ['uninstall', '--disable-pip-version-check', '--yes', ...unused])
+          uninstalled = true
           installed = installed.filter((i) => !unused.includes(packageName(i.replace(/-[^-]+$/, ''))))
         }
       }
-      this.progress('pip check')
-      const check = await this.pip(python, ['check', '--disable-pip-version-check'])
-      if (check.exitCode !== 0) {
-        // Only what this build broke: a problem the source had already is not the course's.
-        const before = await this.pip(inside(options.from, 'bin/python3'), ['check', '--disable-pip-version-check'])
-        const had = new Set(before.stdout.split('\n'))
-        const broken = check.stdout.split('\n').filter((l) => l.trim() && !had.has(l))
-        if (broken.length > 0)
-          throw usageError(
-            `pip check found broken requirements in the new users' environment: ${broken.join('; ')}`,
-            'add the missing packages, or versions that fit together; nothing was changed (new servers still get the live environment)',
-          )
+      phase('install')
+      // pip install checks the requirements of every package it installed and of every package that
+      // depends on one (pip's "dependency conflicts" report, exit 0): what this build may break. A
+      // source hubctl built and checked (a users' environment) plus that report is `pip check`
+      // clean without a second pip run of ~2.5 CPU-s. A source from elsewhere (init's, upgrade's
+      // base), or packages uninstalled after (python/unused.txt), get the full pip check.
+      if (!options.sourceChecked || uninstalled) {
+        this.progress('pip check')
+        const check = await this.pip(python, ['check', '--disable-pip-version-check'])
+        if (check.exitCode !== 0) {
+          // Only what this build broke: a problem the source had already is not the course's.
+          const before = await this.pip(inside(options.from, 'bin/python3'), ['check', '--disable-pip-version-check'])
+          const had = new Set(before.stdout.split('\n'))
+          broken.push(...check.stdout.split('\n').filter((l) => l.trim() && !had.has(l)))
+        }
       }
+      if (broken.length > 0)
+        throw usageError(
+          `pip check found broken requirements in the new users' environment: ${broken.join('; ')}`,
+          'add the missing packages, or versions that fit together; nothing was changed (new servers still get the live environment)',
+        )
+      phase('check')
       const state: UsersEnvState = {
         id,
         packages: options.packages,
@@ -390,7 +496,7 @@ export class UsersEnvService {
         from: options.from,
       }
       await writeFileAtomic(layout.usersEnvState(id), `${JSON.stringify(state)}\n`, {mode: 0o644})
-      return {...state, installed}
+      return {...state, installed, phases}
     } catch (error) {
       await fs.rm(dir, {recursive: true, force: true}).catch(() => {})
       throw error
@@ -398,9 +504,11 @@ export class UsersEnvService {
   }
 
   private async switchTo(
-    state: UsersEnvState & {installed: string[]},
+    state: UsersEnvState & {installed: string[]; phases?: Record<string, number>},
     action: EnvChangeResult['action'],
     began: number,
+    /** A new base built with it (upgrade's rebase): the `base` link goes there. */
+    baseId?: string,
   ): Promise<EnvChangeResult> {
     const {layout} = this
     const switched = Date.now()
@@ -409,6 +517,7 @@ export class UsersEnvService {
     if (old) await symlinkAtomic(old, layout.usersEnvPrevious)
     await symlinkAtomic(target, layout.usersEnvCurrent)
     if (state.base) await symlinkAtomic(target, layout.usersEnvBase)
+    if (baseId) await symlinkAtomic(layout.usersEnvLinkTarget(baseId), layout.usersEnvBase)
     const done = Date.now()
     await this.prune()
     return {
@@ -418,6 +527,7 @@ export class UsersEnvService {
       packages: state.packages,
       seconds: {build: (switched - began) / 1000, switch: (done - switched) / 1000},
       installed: state.installed,
+      ...(state.phases ? {phases: state.phases} : {}),
     }
   }
 
@@ -557,6 +667,19 @@ export class UsersEnvService {
 
 function removeInBackground(dirs: string[]): void {
   spawn('rm', ['-rf', '--', ...dirs], {detached: true, stdio: 'ignore', cwd: '/'}).unref()
+}
+
+/**
+ * The requirements pip install reports broken after it installed (its "dependency conflicts"
+ * report, printed with exit 0): `X 1.0 requires Y, which is not installed.`, `… but you have …`.
+ */
+export function pipConflicts(output: string): string[] {
+  const lines = output.split('\n').map((l) => l.trim())
+  const start = lines.findIndex((l) => /dependency resolver does not .*the following dependency conflicts/.test(l))
+  if (start < 0) return []
+  return lines
+    .slice(start + 1)
+    .filter((l) => / requires .*(, which is not installed\.| which is incompatible\.)$/.test(l))
 }
 
 function parseUnused(text: string): string[] {

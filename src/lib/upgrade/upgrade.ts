@@ -22,6 +22,8 @@ import type {Runner} from '../runner.js'
 import {HubEnvPlan, HubEnvService, systemPython} from '../setup/hubenv.js'
 import {JournalOp, RestoreJournal, finishInterrupted, finishInterruptedUpgrade} from '../backup/journal.js'
 import {Stage, Undo, UpgradePlan, compareVersions, planUpgrade, undoSteps} from './plan.js'
+import {UsersEnvService} from '../env/userenv.js'
+import {planUsersEnv} from './usersenv.js'
 
 /**
  * `hubctl upgrade`: the hub to the JupyterHub this hubctl pins (python/constraints.txt), with a
@@ -112,6 +114,19 @@ export interface UpgradeResult {
   /** The user servers that kept running, with what they run until they are restarted. */
   servers: string[]
   seconds: number
+  /** The users' environment (upgrade/usersenv.ts): built again for the new pins, or kept and why. */
+  usersEnv?: UsersEnvOutcome
+}
+
+export interface UsersEnvOutcome {
+  action: 'rebuilt' | 'kept'
+  why: string
+  /** rebuilt: the new live environment and the course's packages in it. */
+  current?: string
+  packages?: string[]
+  /** kept: what failed, and what the operator does about it. */
+  error?: string
+  fix?: string
 }
 
 /** What was in place before the switch, to put back. */
@@ -200,6 +215,8 @@ export class UpgradeService {
       seconds: 0,
     }
     if (plan.action === 'nothing') {
+      const usersEnv = await this.usersEnv(target.dir)
+      if (usersEnv) result.usersEnv = usersEnv
       result.seconds = seconds(began)
       return result
     }
@@ -332,11 +349,44 @@ export class UpgradeService {
       )
     }
     result.action = 'upgraded'
+    // After the hub's upgrade stands: a users' environment that cannot be built again never undoes it.
+    const usersEnv = await this.usersEnv(target.dir)
+    if (usersEnv) result.usersEnv = usersEnv
     result.servers = servers.map(
       (s) => `${s} (JupyterHub ${liveVersion}'s server, until it is restarted; then ${next.version}'s)`,
     )
     result.seconds = seconds(began)
     return result
+  }
+
+  /**
+   * The users' environment built again from the hub's environment `source` when its base pins
+   * changed or its Python is gone (planUsersEnv), with the course's packages; kept, and said so,
+   * when that fails. undefined: nothing to do (or no users' environment).
+   */
+  private async usersEnv(source: string): Promise<UsersEnvOutcome | undefined> {
+    const service = new UsersEnvService({
+      layout: this.deps.layout,
+      runner: this.deps.runner,
+      constraintsFile: this.deps.constraintsFile,
+      onProgress: (text) => this.log(`  ${text}`),
+    })
+    const facts = await service.baseFacts()
+    const plan = planUsersEnv({enabled: facts !== undefined, pythonRuns: true, installed: {}, pinned: {}, ...facts})
+    if (plan.action === 'none') return undefined
+    this.log(`building the users' environment again: ${plan.why}`)
+    try {
+      const built = await service.rebase(source)
+      return {action: 'rebuilt', why: plan.why, current: built.current, packages: built.packages}
+    } catch (error) {
+      const hubctlError = error instanceof HubctlError ? error : undefined
+      return {
+        action: 'kept',
+        why: plan.why,
+        error: hubctlError?.message ?? messageOf(error),
+        fix: `${facts?.pythonRuns === false ? 'user servers cannot start until it is built: ' : 'user servers run the old one meanwhile; '}${hubctlError?.fix ?? 'fix what the error names'}, then run \`hubctl env sync\` with the course's packages (hubctl env list)`,
+      }
+    }
   }
 
   /** hubctl.json for the new JupyterHub: its executables, its version, the culler run by its Python when it has one. */

@@ -97,6 +97,33 @@ describe('shares service (fake users and groups)', function () {
     expect(result.share.members).to.deep.equal(['prof', 'ta9'])
   })
 
+  it('users admin --share-writer: adds the users to existing shares only, every share and account checked before any change', async () => {
+    const system = fakeSystem(['prof', 'ta1', 'stu'], {})
+    const service = new SharesService({layout, runner: system.runner})
+    await service.add('data', {writers: ['prof']})
+    await service.add('notes')
+    const before = changing(system.calls).length
+    // An unknown share (even beside a known one), or a user without an account: refused, nothing done.
+    const share = await rejection(service.addWriters(['data', 'week9'], ['ta1']))
+    expect([share.exitCode, share.message]).to.deep.equal([2, 'there is no share week9'])
+    const account = await rejection(service.addWriters(['data'], ['ta1', 'oauth-only']))
+    expect([account.exitCode, account.message]).to.deep.equal([
+      2,
+      'oauth-only has no Unix account on this machine, so cannot write a share',
+    ])
+    expect(changing(system.calls).length).to.equal(before)
+    expect(Object.keys((await new SharesStore(layout).load()).shares).sort()).to.deep.equal(['data', 'notes'])
+
+    const results = await service.addWriters(['data', 'notes'], ['ta1'])
+    expect(results.map((r) => [r.share.name, r.action, r.added])).to.deep.equal([
+      ['data', 'updated', ['ta1']],
+      ['notes', 'updated', ['ta1']],
+    ])
+    expect(system.groups[shareGroup(layout, 'data')].members).to.deep.equal(['prof', 'ta1'])
+    expect(system.groups[shareGroup(layout, 'notes')].members).to.deep.equal(['ta1'])
+    expect(system.groups[shareGroup(layout, 'data')].members).to.not.include('stu')
+  })
+
   it('refuses a bad name, an unknown writer, a group or folder already there, a missing source: exit 2, nothing changed', async () => {
     const system = fakeSystem(['ta1'], {[shareGroup(layout, 'taken')]: {gid: 3001, members: []}})
     const service = new SharesService({layout, runner: system.runner})

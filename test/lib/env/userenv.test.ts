@@ -19,6 +19,7 @@ const failed = (stderr: string): RunResult => ({exitCode: 1, stdout: '', stderr,
  */
 class FakePip implements Runner {
   installs: Array<{env: string; args: string[]}> = []
+  checks = 0
   pipInstall?: (args: string[]) => RunResult
   pipCheck: (env: string) => RunResult = () => ok('No broken requirements found.')
 
@@ -27,7 +28,10 @@ class FakePip implements Runner {
     if (command === '/bin/sh') {
       const [, , python, , , , sub, ...rest] = args
       const env = path.dirname(path.dirname(python))
-      if (sub === 'check') return this.pipCheck(env)
+      if (sub === 'check') {
+        this.checks++
+        return this.pipCheck(env)
+      }
       if (sub === 'uninstall') return ok()
       const specs = rest.filter((a, i) => !a.startsWith('-') && rest[i - 1] !== '-c')
       this.installs.push({env, args: rest})
@@ -146,16 +150,51 @@ describe('UsersEnvService (the users’ environment, hubctl env)', () => {
     expect(conflict.message).to.equal(
       "pip refused jupyterlab==4.0.0: it conflicts with the versions the users' environment pins (The user requested jupyterlab==4.0.0; The user requested (constraint) jupyterlab==4.6.6)",
     )
-    runner.pipInstall = undefined
-    runner.pipCheck = (env) =>
-      env === layout.usersEnv(before) ? ok() : {...failed(''), stdout: 'foo 1.0 requires bar, which is not installed.'}
+    // What pip install reports broken (exit 0): refused, with no second pip run (pip check).
+    runner.pipInstall = () => ({
+      ...ok('Successfully installed foo-1.0'),
+      stderr:
+        "ERROR: pip's dependency resolver does not currently take into account all the packages that are installed. This behaviour is the source of the following dependency conflicts.\nfoo 1.0 requires bar>=2, which is not installed.\n",
+    })
+    const checks = runner.checks
     const broken = await rejection(service.add(['foo']))
-    expect(broken.message).to.match(
-      /^pip check found broken requirements in the new users' environment: foo 1\.0 requires bar/,
+    expect(broken.message).to.equal(
+      "pip check found broken requirements in the new users' environment: foo 1.0 requires bar>=2, which is not installed.",
     )
+    expect(runner.checks).to.equal(checks)
     expect(await live()).to.equal(before)
     expect(await fs.readdir(layout.usersEnvsDir)).to.deep.equal([before])
     expect(await fs.readlink(layout.usersEnvPrevious).catch(() => 'none')).to.equal('none')
+    runner.pipInstall = undefined
+    expect((await service.add(['tabulate'])).installed).to.deep.equal(['tabulate-1.0'])
+    expect(runner.checks, 'a clean install into a checked environment needs no pip check').to.equal(checks)
+  })
+
+  it("upgrade's rebase: a new base from the hub's new environment, the course's packages on top, then current and base switch; a failure leaves all as it was", async () => {
+    const oldBase = await live()
+    const added = await service.add(['tabulate'])
+    const newSource = path.join(root, 'hubvenv2')
+    await venv(newSource)
+    const rebased = await service.rebase(newSource)
+    expect(rebased.packages).to.deep.equal(['tabulate'])
+    const newBase = (await fs.readlink(layout.usersEnvBase)).replace('envs/', '')
+    expect([newBase, rebased.current]).to.not.include(oldBase)
+    expect(await live()).to.equal(rebased.current)
+    expect(await fs.readlink(layout.usersEnvPrevious)).to.equal(`envs/${added.current}`)
+    expect(runner.installs.at(-1)).to.deep.include({env: layout.usersEnv(rebased.current)})
+    expect(runner.installs.at(-1)?.args.at(-1)).to.equal('tabulate')
+    expect(await fs.readFile(path.join(layout.usersEnv(newBase), 'pyvenv.cfg'), 'utf8')).to.include(
+      `-m venv ${layout.usersEnv(newBase)}\n`,
+    )
+
+    // The course's package no longer fits: refused, the new base taken away again, nothing switched.
+    const envs = (await fs.readdir(layout.usersEnvsDir)).sort()
+    runner.pipInstall = () => failed('ERROR: Could not find a version that satisfies the requirement tabulate')
+    const refused = await rejection(service.rebase(source))
+    expect(refused.message).to.match(/^pip found no package for tabulate/)
+    expect(await live()).to.equal(rebased.current)
+    expect(await fs.readlink(layout.usersEnvBase)).to.equal(`envs/${newBase}`)
+    expect((await fs.readdir(layout.usersEnvsDir)).sort()).to.deep.equal(envs)
   })
 
   it('remove and sync build from the base with the packages left; an unknown package is refused', async () => {
