@@ -46,6 +46,13 @@ export interface UsersEnvState {
   from: string
 }
 
+/** The users' environment's links (their targets, envs/<id>). */
+export interface UsersEnvLinks {
+  current?: string
+  previous?: string
+  base?: string
+}
+
 export interface EnvServer {
   pid: number
   user: string
@@ -274,6 +281,61 @@ export class UsersEnvService {
     }
   }
 
+  /**
+   * `hubctl upgrade --rebuild`: the users' environment built again from `source` (the new hub
+   * environment, of this machine's Python): the base, then the live one's course packages on it.
+   * Nothing is switched (setLinks does that, at the upgrade's switch); a failure removes what it built.
+   */
+  async rebuildFrom(source: string): Promise<{links: UsersEnvLinks; packages: string[]}> {
+    const liveId = await this.linkId(this.layout.usersEnvCurrent)
+    const packages = (liveId ? await this.state(liveId) : undefined)?.packages ?? []
+    const baseText = await fs.readFile(this.deps.baseFile ?? fileURLToPath(BASE_FILE), 'utf8')
+    const missing = await this.missing(inside(source, 'bin/python3'), parseRequirements(baseText, 'python/userenv.txt'))
+    const base = await this.build({from: source, install: missing, packages: [], base: true})
+    let current = base
+    if (packages.length > 0) {
+      try {
+        current = await this.build({from: this.layout.usersEnv(base.id), install: packages, packages, base: false})
+      } catch (error) {
+        await fs.rm(this.layout.usersEnv(base.id), {recursive: true, force: true}).catch(() => {})
+        throw error
+      }
+    }
+    const target = (id: string) => this.layout.usersEnvLinkTarget(id)
+    return {
+      links: {
+        current: target(current.id),
+        base: target(base.id),
+        previous: await fs.readlink(this.layout.usersEnvCurrent).catch(() => undefined),
+      },
+      packages,
+    }
+  }
+
+  /** Where current, previous and base point now (upgrade keeps them to put back). */
+  async links(): Promise<UsersEnvLinks> {
+    const read = (link: string) => fs.readlink(link).catch(() => undefined)
+    const {usersEnvCurrent, usersEnvPrevious, usersEnvBase} = this.layout
+    return {
+      current: await read(usersEnvCurrent),
+      previous: await read(usersEnvPrevious),
+      base: await read(usersEnvBase),
+    }
+  }
+
+  /** The three links set (each atomically; one undefined is removed). */
+  async setLinks(links: UsersEnvLinks): Promise<void> {
+    const {usersEnvCurrent, usersEnvPrevious, usersEnvBase} = this.layout
+    for (const [link, target] of [
+      [usersEnvBase, links.base],
+      [usersEnvPrevious, links.previous],
+      [usersEnvCurrent, links.current],
+    ] as const) {
+      if (target) await symlinkAtomic(target, link)
+      else await fs.rm(link, {force: true})
+    }
+  }
+
   /** The live environment's state; refused when this hub's servers do not run from one. */
   private async live(): Promise<UsersEnvState> {
     const settings = await new SettingsStore(this.layout).loadIfExists()
@@ -422,7 +484,7 @@ export class UsersEnvService {
   }
 
   /** Environments no link names and no running process uses are removed (half-built ones too). */
-  private async prune(): Promise<void> {
+  async prune(): Promise<void> {
     const {layout} = this
     const keep = new Set<string>()
     for (const link of [layout.usersEnvCurrent, layout.usersEnvPrevious, layout.usersEnvBase]) {

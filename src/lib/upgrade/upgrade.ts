@@ -11,7 +11,7 @@ import {
   defaultUrlFor,
   detectJupyterHub,
   detectUserInterface,
-  jupyterhubPython,
+  interpreterProblem,
   validateHubConfig,
 } from '../config/jupyterhub.js'
 import type {Layout} from '../config/layout.js'
@@ -20,6 +20,7 @@ import {HubctlError, messageOf, preflightError, runtimeError, usageError} from '
 import {exists, readIfExists, symlinkAtomic, writeFileAtomic} from '../files/atomic.js'
 import type {Runner} from '../runner.js'
 import {HubEnvPlan, HubEnvService, systemPython} from '../setup/hubenv.js'
+import {UsersEnvLinks, UsersEnvService} from '../env/userenv.js'
 import {Stage, Undo, UpgradePlan, compareVersions, planUpgrade, undoSteps} from './plan.js'
 
 /**
@@ -104,6 +105,8 @@ export interface UpgradeResult {
   from: {jupyterhub: string; executable: string}
   to: {jupyterhub: string; executable: string}
   backup?: string
+  /** The users' environment built again (its Python was gone): its id and the course's packages in it. */
+  usersEnv?: {current: string; packages: string[]}
   /** Migrations the database was given (empty: it was at the schema already). */
   migrations: string[]
   /** Seconds the hub did not run (stop to ready). */
@@ -118,6 +121,8 @@ interface Saved {
   settings: Settings
   config?: string
   link?: string
+  /** The users' environment's links, when the upgrade builds it again. */
+  usersLinks?: UsersEnvLinks
 }
 
 export class UpgradeService {
@@ -145,8 +150,13 @@ export class UpgradeService {
     const hubEnv = new HubEnvService({layout, runner, constraintsFile: this.deps.constraintsFile})
     const pinned = HubEnvService.pinned(await hubEnv.constraints())
     const liveExecutable = await resolved(settings.executables.jupyterhub)
-    const livePython = await jupyterhubPython(settings.executables.jupyterhub)
-    const pythonGone = livePython === undefined || !(await exists(livePython))
+    // Gone: the link bin/python3 is there, the interpreter it names is not (exists() does not follow it).
+    const pythonGone = (await interpreterProblem(runner, settings.executables.jupyterhub)) !== undefined
+    const users = new UsersEnvService({layout, runner, constraintsFile: this.deps.constraintsFile, lock: false})
+    const usersPythonGone =
+      Boolean(settings.usersEnv) &&
+      (await exists(layout.usersEnvCurrentSingleuser)) &&
+      (await interpreterProblem(runner, layout.usersEnvCurrentSingleuser)) !== undefined
     const live = pythonGone ? undefined : await detectJupyterHub(runner, settings.executables.jupyterhub)
     const liveVersion = live?.version ?? settings.jupyterhubVersion
     if (compareVersions(liveVersion, pinned.jupyterhub) > 0)
@@ -158,7 +168,8 @@ export class UpgradeService {
     let envPlan: HubEnvPlan | undefined
     let target: {executable: string; dir: string; built: boolean}
     if (this.deps.env) {
-      const dir = path.resolve(this.deps.env)
+      // Resolved: a link to an environment (the tests' .venv) is copied as what it names (the users' environment).
+      const dir = await resolved(this.deps.env)
       target = {executable: await resolved(path.join(dir, 'bin/jupyterhub')), dir, built: true}
     } else {
       const python = await systemPython()
@@ -186,6 +197,7 @@ export class UpgradeService {
       liveSchema,
       rebuild: Boolean(options.rebuild),
       pythonGone,
+      usersPythonGone,
     })
     const result: UpgradeResult = {
       action: 'nothing',
@@ -232,6 +244,22 @@ export class UpgradeService {
       target.executable = await resolved(envPlan.jupyterhub)
       result.to.executable = target.executable
       this.done.add('built')
+    }
+    let usersLinks: UsersEnvLinks | undefined
+    if (plan.rebuildUsers) {
+      await this.reach('users-built')
+      this.log(`building the users' environment again from ${target.dir}`)
+      const rebuilt = await this.stepFails("the build of the users' environment", () =>
+        new UsersEnvService({
+          layout,
+          runner,
+          constraintsFile: this.deps.constraintsFile,
+          lock: false,
+          onProgress: (text) => this.log(`  ${text}`),
+        }).rebuildFrom(target.dir),
+      )
+      usersLinks = rebuilt.links
+      result.usersEnv = {current: rebuilt.links.current!.replace(/^envs\//, ''), packages: rebuilt.packages}
     }
     const next = await detectJupyterHub(runner, target.executable)
     result.to.jupyterhub = next.version
@@ -281,6 +309,7 @@ export class UpgradeService {
       settings,
       config: await readIfExists(layout.hubConfig),
       link: await fs.readlink(layout.hubEnvCurrent).catch(() => undefined),
+      usersLinks: usersLinks ? await users.links() : undefined,
     }
     let stoppedAt = 0
     try {
@@ -311,6 +340,11 @@ export class UpgradeService {
         await hubEnv.makeLive(envPlan.id)
         this.done.add('link-switched')
       }
+      if (usersLinks) {
+        await this.reach('users-switched')
+        await users.setLinks(usersLinks)
+        this.done.add('users-switched')
+      }
       await this.reach('started')
       this.log(`starting the hub on JupyterHub ${next.version}`)
       await this.stepFails(`the start of JupyterHub ${next.version}`, () => this.deps.control.start(nextSettings))
@@ -319,14 +353,18 @@ export class UpgradeService {
       await this.stepFails('the check of the new hub', () => this.deps.control.check(nextSettings))
       this.done.add('checked')
     } catch (error) {
-      await this.rollBack(saved, running)
+      // An environment whose Python is gone cannot run again: the rollback puts back the links,
+      // config and database, and says that the old hub was not started.
+      await this.rollBack(saved, running && !pythonGone)
+      if (usersLinks) await users.prune().catch(() => {})
       const what = error instanceof HubctlError ? error.message : messageOf(error)
       throw runtimeError(
-        `the upgrade failed: ${what}; rolled back: the old environment and the old database are back${running ? ', and the hub runs as before' : ''}`,
+        `the upgrade failed: ${what}; rolled back: the old environment and the old database are back${pythonGone ? ` (the old environment's Python is gone: the hub was not started again)` : running ? ', and the hub runs as before' : ''}`,
         `fix what the message names, then run \`hubctl upgrade\` again (the backup: ${result.backup})`,
         error,
       )
     }
+    if (usersLinks) await users.prune().catch(() => {})
     result.action = 'upgraded'
     result.servers = servers.map(
       (s) => `${s} (JupyterHub ${liveVersion}'s server, until it is restarted; then ${next.version}'s)`,
@@ -395,6 +433,9 @@ export class UpgradeService {
       },
       'link-back': async () => {
         if (saved.link) await symlinkAtomic(saved.link, layout.hubEnvCurrent)
+      },
+      'users-links-back': async () => {
+        if (saved.usersLinks) await new UsersEnvService({layout, runner: this.deps.runner}).setLinks(saved.usersLinks)
       },
       'database-back': async () => {
         await fs.rename(layout.databasePreUpgrade, layout.database)
