@@ -12,7 +12,7 @@ export default class Upgrade extends BaseCommand<typeof Upgrade> {
   static override summary = 'Upgrade the hub to the JupyterHub this hubctl pins, with a rollback at every step.'
 
   static override description = `A backup first (\`hubctl backup\`); the pinned environment (python/constraints.txt) built beside the live one; the database migrated on a copy (\`jupyterhub upgrade-db\`'s alembic upgrade) and the new config loaded, while the hub runs; then the hub stopped (user servers keep running), the database migrated again and switched, the hub started on the new environment, and checked (its API with hubctl's token, the login page through nginx). Any failure: the old environment, config and database back, the hub started as before, exit 7 naming what failed. Nothing to do at the pins: exit 0 saying so. Works from hubctl's older environments and from another JupyterHub given to init (Debian's /usr/bin/jupyterhub).
---rebuild builds the environment again with the current Python (after an OS upgrade removed the one it was built with; \`hubctl doctor\` says so).
+--rebuild builds the environments again (the hub's, and the users' with the course's packages) with the system's python3 and the same pins, after an OS upgrade removed the Python they were built with (\`hubctl doctor\` and \`hubctl start\` say so). Its rollback puts back the links, config and database and reports the failure, but cannot start the old hub (its Python is gone). With the Python still there and the hub at the pins: nothing to rebuild, exit 0.
 --env DIR upgrades to an environment already built from the pins (DIR/bin/jupyterhub) instead of building one: a machine without PyPI, and the tests.`
 
   static override examples = [
@@ -23,7 +23,10 @@ export default class Upgrade extends BaseCommand<typeof Upgrade> {
 
   static override flags = {
     yes: Flags.boolean({char: 'y', description: 'do not ask'}),
-    rebuild: Flags.boolean({description: 'build the environment again with the current Python, even at the pins'}),
+    rebuild: Flags.boolean({
+      description:
+        "build the environments again with the system's python3 when the Python they were built with is gone",
+    }),
     env: Flags.string({
       description: 'an environment already built from the pins to upgrade to, instead of building one',
       helpValue: 'DIR',

@@ -6,11 +6,11 @@ import {fileURLToPath} from 'node:url'
 
 import {Layout} from '../config/layout.js'
 import {Settings, SettingsStore} from '../config/settings.js'
-import {detectJupyterHub} from '../config/jupyterhub.js'
+import {detectJupyterHub, interpreterProblem} from '../config/jupyterhub.js'
 import {ensureDir, exists, fsyncDir} from '../files/atomic.js'
 import {acquireLock} from '../files/lock.js'
 import {errnoCode, preflightError, runtimeError, usageError} from '../errors.js'
-import type {Runner} from '../runner.js'
+import {type Runner, which} from '../runner.js'
 import {HUBCTL_VERSION} from '../version.js'
 import {ARCHIVE_NAME} from './archives.js'
 import {UnixAccounts, UsersRecordStore} from '../users/accounts.js'
@@ -171,7 +171,12 @@ export class BackupService {
   /** Every member into the staging directory, and the manifest that describes them. */
   private async gather(settings: Settings, staging: string, includeHomes: boolean): Promise<Manifest> {
     const {layout, runner} = this.deps
-    const hub = await detectJupyterHub(runner, settings.executables.jupyterhub)
+    // The hub's Python gone (an OS upgrade; `hubctl upgrade --rebuild` backs up first): the system's
+    // python3 copies the database (sqlite3 is in its standard library), the version is hubctl.json's.
+    const gone = await interpreterProblem(runner, settings.executables.jupyterhub, {run: false})
+    const hub = gone
+      ? {version: settings.jupyterhubVersion, python: (await which('/usr/bin/python3')) ?? 'python3'}
+      : await detectJupyterHub(runner, settings.executables.jupyterhub)
     const files: FileEntry[] = []
     const addFile = async (source: string, relative: string, stat: {mode: number; uid: number; gid: number}) => {
       const member = `files/${relative}`
@@ -249,7 +254,9 @@ export class BackupService {
     const envDir = layout.stagedMember(staging, 'env')
     await fs.mkdir(envDir, {mode: 0o700})
     await fs.copyFile(fileURLToPath(CONSTRAINTS_FILE), path.join(envDir, 'constraints.txt'))
-    const packages = await runner.run(hub.python, ['-I', '-c', PACKAGES], {cwd: '/', timeoutMs: 120_000})
+    const packages = gone
+      ? {stdout: `# ${gone}`}
+      : await runner.run(hub.python, ['-I', '-c', PACKAGES], {cwd: '/', timeoutMs: 120_000})
     await fs.writeFile(path.join(envDir, 'packages.txt'), `${packages.stdout.trim()}\n`, {mode: 0o600})
     const environment = []
     for (const name of ['constraints.txt', 'packages.txt'])

@@ -1,9 +1,9 @@
 import path from 'node:path'
 
 import {exists} from '../files/atomic.js'
-import {jupyterhubPython} from './jupyterhub.js'
+import {interpreterProblem, jupyterhubPython} from './jupyterhub.js'
 import type {Layout} from './layout.js'
-import {runtimeError} from '../errors.js'
+import {HubctlError, runtimeError} from '../errors.js'
 import type {Runner} from '../runner.js'
 
 /**
@@ -117,8 +117,21 @@ export function schemaError(layout: Layout, report: SchemaReport, executable: st
   )
 }
 
+/** The error of a hub whose environment's Python is gone (`hubctl start`, exit 7; doctor's fix). */
+export function interpreterGoneError(layout: Layout, problem: string): HubctlError {
+  return runtimeError(`${problem}; the hub was not started`, rebuildFix(layout))
+}
+
+/** What to run when the Python of the hub's (or the users') environment is gone. */
+export function rebuildFix(layout: Layout): string {
+  return `run \`hubctl upgrade --rebuild${layout.isSystem ? '' : ` --prefix ${layout.prefix}`}\` (the environment built again with this machine's python3, the same pins; rollback on any failure)`
+}
+
 /** Before the hub starts: refused (exit 7) when the database needs an upgrade, or is newer. */
 export async function checkSchemaBeforeStart(layout: Layout, runner: Runner, executable: string): Promise<void> {
+  // The environment's Python gone (an OS upgrade): exit 7 naming the fix, not a crash loop.
+  const gone = await interpreterProblem(runner, executable, {run: false})
+  if (gone) throw interpreterGoneError(layout, gone)
   if (!(await exists(layout.database))) return
   const python = await jupyterhubPython(executable)
   // A JupyterHub run by a wrapper that is not Python: JupyterHub checks for itself.

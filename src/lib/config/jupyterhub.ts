@@ -2,6 +2,7 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 
 import {preflightError, validationError} from '../errors.js'
+import {besideFile} from './layout.js'
 import {MIN_OAUTHENTICATOR_MAJOR} from './oauth.js'
 import {Runner, which} from '../runner.js'
 
@@ -133,6 +134,53 @@ export function vulnerabilityWarning(
 export async function jupyterhubPython(executable: string): Promise<string | undefined> {
   const onPath = await which(executable)
   return onPath && shebangPython(await fs.realpath(onPath))
+}
+
+/**
+ * Whether the Python a JupyterHub's script names (a virtualenv's bin/python3) still exists and
+ * runs. After an OS upgrade (Debian's python3.11 replaced by 3.12) a virtualenv's bin/python3 is a
+ * link to an interpreter that is gone: the link is there, what it names is not. Undefined: it
+ * runs; else what is wrong, naming the missing interpreter (from the link and pyvenv.cfg's `home`).
+ * run: false checks only that it exists (no Python started: `hubctl start`'s check).
+ */
+export async function interpreterProblem(
+  runner: Runner,
+  executable: string,
+  options: {run?: boolean} = {},
+): Promise<string | undefined> {
+  const onPath = await which(executable)
+  const found = onPath && (await fs.realpath(onPath).catch(() => undefined))
+  if (!found) return `${executable} is missing`
+  const python = await shebangPython(found)
+  if (!path.isAbsolute(python) || !/^python[\d.]*$/.test(path.basename(python))) return undefined
+  const cfg = await fs.readFile(besideFile(path.dirname(python), 'pyvenv.cfg'), 'utf8').catch(() => '')
+  const home = /^home\s*=\s*(.+)$/m.exec(cfg)?.[1].trim()
+  const target = await fs.realpath(python).catch(() => undefined)
+  if (!target) {
+    const chain = await readLinkChain(python)
+    const missing = chain.at(-1)!
+    return `the Python of ${path.dirname(path.dirname(python))} is gone: ${missing} does not exist${chain.length > 1 ? ` (${chain.join(' → ')})` : ''}${home ? `; pyvenv.cfg's home = ${home}` : ''} (an OS upgrade removed that Python?)`
+  }
+  if (options.run === false) return undefined
+  const run = await runner.run(python, ['-I', '-c', 'import encodings, sqlite3, ssl'], {
+    cwd: '/',
+    timeoutMs: PYTHON_TIMEOUT_MS,
+  })
+  if (run.exitCode === 0) return undefined
+  return `the Python of ${executable} (${target}) does not run: ${lastLine(run.stderr || run.stdout) || `exit ${run.exitCode}`} (an OS upgrade that removed its standard library?)`
+}
+
+/** `file` and each link's target after it, to what it finally names. */
+async function readLinkChain(file: string): Promise<string[]> {
+  const chain = [file]
+  let current = file
+  for (let i = 0; i < 16; i++) {
+    const next = await fs.readlink(current).catch(() => undefined)
+    if (next === undefined) break
+    current = path.resolve(path.dirname(current), next)
+    chain.push(current)
+  }
+  return chain
 }
 
 async function shebangPython(executable: string): Promise<string> {

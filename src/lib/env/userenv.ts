@@ -46,6 +46,13 @@ export interface UsersEnvState {
   from: string
 }
 
+/** The users' environment's links (their targets, envs/<id>). */
+export interface UsersEnvLinks {
+  current?: string
+  previous?: string
+  base?: string
+}
+
 export interface EnvServer {
   pid: number
   user: string
@@ -226,25 +233,9 @@ export class UsersEnvService {
     return this.locked("upgrade of the users' environment", async () => {
       const live = await this.live()
       const began = Date.now()
-      const baseText = await fs.readFile(this.deps.baseFile ?? fileURLToPath(BASE_FILE), 'utf8')
-      const wanted = parseRequirements(baseText, 'python/userenv.txt')
-      const missing = await this.missing(inside(source, 'bin/python3'), wanted)
-      const base = await this.build({from: source, install: missing, packages: [], base: true, sourceChecked: false})
-      if (live.packages.length === 0) return this.switchTo(base, 'base', began)
-      let state
-      try {
-        state = await this.build({
-          from: this.layout.usersEnv(base.id),
-          install: live.packages,
-          packages: live.packages,
-          base: false,
-          sourceChecked: true,
-        })
-      } catch (error) {
-        await fs.rm(this.layout.usersEnv(base.id), {recursive: true, force: true}).catch(() => {})
-        throw error
-      }
-      return this.switchTo(state, 'base', began, base.id)
+      const {base, current} = await this.buildFrom(source, live.packages)
+      if (current === base) return this.switchTo(base, 'base', began)
+      return this.switchTo(current, 'base', began, base.id)
     })
   }
 
@@ -347,6 +338,80 @@ export class UsersEnvService {
           (s) => s.env === undefined && s.singleuser && settings && new RegExp(`:${settings.ports.hub}/`).test(s.api),
         )
         .map(({pid, user, python}) => ({pid, user, python})),
+    }
+  }
+
+  /**
+   * A new base from `source` (a hub environment) plus python/userenv.txt, then `packages` on top
+   * (current is base when there are none). Nothing is switched; on any failure nothing built is left.
+   */
+  private async buildFrom(
+    source: string,
+    packages: string[],
+  ): Promise<{
+    base: Awaited<ReturnType<UsersEnvService['build']>>
+    current: Awaited<ReturnType<UsersEnvService['build']>>
+  }> {
+    const baseText = await fs.readFile(this.deps.baseFile ?? fileURLToPath(BASE_FILE), 'utf8')
+    const missing = await this.missing(inside(source, 'bin/python3'), parseRequirements(baseText, 'python/userenv.txt'))
+    const base = await this.build({from: source, install: missing, packages: [], base: true, sourceChecked: false})
+    if (packages.length === 0) return {base, current: base}
+    try {
+      const current = await this.build({
+        from: this.layout.usersEnv(base.id),
+        install: packages,
+        packages,
+        base: false,
+        sourceChecked: true,
+      })
+      return {base, current}
+    } catch (error) {
+      await fs.rm(this.layout.usersEnv(base.id), {recursive: true, force: true}).catch(() => {})
+      throw error
+    }
+  }
+
+  /**
+   * `hubctl upgrade --rebuild`: the users' environment built again from `source` (the new hub
+   * environment, of this machine's Python): the base, then the live one's course packages on it.
+   * Nothing is switched (setLinks does that, at the upgrade's switch); a failure removes what it built.
+   */
+  async rebuildFrom(source: string): Promise<{links: UsersEnvLinks; packages: string[]}> {
+    const liveId = await this.linkId(this.layout.usersEnvCurrent)
+    const packages = (liveId ? await this.state(liveId) : undefined)?.packages ?? []
+    const {base, current} = await this.buildFrom(source, packages)
+    const target = (id: string) => this.layout.usersEnvLinkTarget(id)
+    return {
+      links: {
+        current: target(current.id),
+        base: target(base.id),
+        previous: await fs.readlink(this.layout.usersEnvCurrent).catch(() => undefined),
+      },
+      packages,
+    }
+  }
+
+  /** Where current, previous and base point now (upgrade keeps them to put back). */
+  async links(): Promise<UsersEnvLinks> {
+    const read = (link: string) => fs.readlink(link).catch(() => undefined)
+    const {usersEnvCurrent, usersEnvPrevious, usersEnvBase} = this.layout
+    return {
+      current: await read(usersEnvCurrent),
+      previous: await read(usersEnvPrevious),
+      base: await read(usersEnvBase),
+    }
+  }
+
+  /** The three links set (each atomically; one undefined is removed). */
+  async setLinks(links: UsersEnvLinks): Promise<void> {
+    const {usersEnvCurrent, usersEnvPrevious, usersEnvBase} = this.layout
+    for (const [link, target] of [
+      [usersEnvBase, links.base],
+      [usersEnvPrevious, links.previous],
+      [usersEnvCurrent, links.current],
+    ] as const) {
+      if (target) await symlinkAtomic(target, link)
+      else await fs.rm(link, {force: true})
     }
   }
 
@@ -532,7 +597,7 @@ export class UsersEnvService {
   }
 
   /** Environments no link names and no running process uses are removed (half-built ones too). */
-  private async prune(): Promise<void> {
+  async prune(): Promise<void> {
     const {layout} = this
     const keep = new Set<string>()
     for (const link of [layout.usersEnvCurrent, layout.usersEnvPrevious, layout.usersEnvBase]) {

@@ -12,10 +12,12 @@ import {
   defaultUrlFor,
   detectJupyterHub,
   detectUserInterface,
+  interpreterProblem,
   validateHubConfig,
   vulnerabilityWarning,
 } from '../config/jupyterhub.js'
 import {Layout} from '../config/layout.js'
+import {rebuildFix} from '../config/dbschema.js'
 import {isWildcard} from '../config/subdomains.js'
 import {cullingSummary, describeCulling, importsIdleCuller} from '../config/culler.js'
 import {OAUTH_PROVIDER_INFO, isOAuthProvider, oauthCallbackUrl, oauthEndpoints} from '../config/oauth.js'
@@ -105,6 +107,7 @@ export class Doctor {
       ['server homes', () => this.checkServerHomes()],
       ['certificate', () => this.checkCertificate()],
       ['renewal schedule', () => this.checkSchedule()],
+      ['python', () => this.checkPython()],
       ['versions', () => this.checkVersions()],
       ['jupyterhub config', () => this.checkHubConfig()],
       ['user interface', () => this.checkUserInterface()],
@@ -280,6 +283,28 @@ export class Doctor {
       message: 'no renewal timer or cron job is installed: the certificate will expire',
       fix: 'run `hubctl init` again without --no-schedule',
     }
+  }
+
+  /**
+   * The Python of the hub's environment, and of the users' when the hub has one, exists and runs:
+   * after an OS upgrade (python3.11 → 3.12) a virtualenv's interpreter is gone and nothing in it starts.
+   */
+  async checkPython(): Promise<CheckResult[]> {
+    const {layout, runner} = this.deps
+    const settings = this.settings!
+    const envs: Array<[string, string]> = [["the hub's environment", settings.executables.jupyterhub]]
+    if (settings.usersEnv && (await exists(layout.usersEnvCurrentSingleuser)))
+      envs.push(["the users' environment", layout.usersEnvCurrentSingleuser])
+    const results: CheckResult[] = []
+    for (const [what, executable] of envs) {
+      const problem = await interpreterProblem(runner, executable)
+      results.push(
+        problem
+          ? {check: 'python', status: 'fail', message: `${what}: ${problem}`, fix: rebuildFix(layout)}
+          : {check: 'python', status: 'pass', message: `the Python of ${what} runs (${executable})`},
+      )
+    }
+    return results
   }
 
   async checkVersions(): Promise<CheckResult[]> {

@@ -15,16 +15,20 @@ export interface UpgradeFacts {
   target: {executable: string; dir: string; built: boolean}
   /** The hub's database against the live JupyterHub (older/newer: it was not started since the JupyterHub changed). */
   liveSchema: SchemaState
-  /** --rebuild: the environment built again with the current Python, even at the pins. */
+  /** --rebuild: asked to build the environment again with the current Python. */
   rebuild: boolean
   /** The Python the live environment was built from is gone (an OS upgrade): it cannot start again. */
   pythonGone: boolean
+  /** The users' environment's Python is gone (it was copied from a hub environment of that Python). */
+  usersPythonGone?: boolean
 }
 
 export interface UpgradePlan {
   action: 'nothing' | 'upgrade'
-  /** Build the target environment first (it is not built yet, or --rebuild). */
+  /** Build the target environment first (it is not built yet). */
   build: boolean
+  /** Build the users' environment again from the target (its Python is gone), switched with the rest. */
+  rebuildUsers: boolean
   /** The hub's executable changes (another environment, or Debian's JupyterHub to hubctl's). */
   switchEnv: boolean
   /** Why, in one line (what `hubctl upgrade` prints first). */
@@ -45,39 +49,54 @@ export function compareVersions(a: string, b: string): number {
 export function planUpgrade(facts: UpgradeFacts): UpgradePlan {
   const {live, pinned, target} = facts
   const switchEnv = live.executable !== target.executable
-  const build = facts.rebuild || !target.built
-  if (!switchEnv && !build && facts.liveSchema === 'current')
+  // An environment that is built is not built again: its id is a hash of the pins and of the Python
+  // (its path and version), so a build with the same Python and pins would be the same environment.
+  const build = !target.built
+  const rebuildUsers = Boolean(facts.usersPythonGone)
+  if (!switchEnv && !build && facts.liveSchema === 'current' && !facts.pythonGone && !rebuildUsers)
     return {
       action: 'nothing',
       build: false,
+      rebuildUsers: false,
       switchEnv: false,
-      why: `the hub runs JupyterHub ${live.version}, the version this hubctl pins (${target.dir}), and its database is at its schema`,
+      why: facts.rebuild
+        ? `the Python of the hub's environment still runs and it is at the pins (JupyterHub ${live.version}, ${target.dir}): nothing to rebuild (--rebuild builds again an environment whose Python is gone; the same Python and pins would build the same environment)`
+        : `the hub runs JupyterHub ${live.version}, the version this hubctl pins (${target.dir}), and its database is at its schema`,
     }
   const why = facts.pythonGone
-    ? `the Python ${live.executable} was built with is gone: JupyterHub ${pinned.jupyterhub} built again with the current Python`
+    ? `the Python ${live.executable} was built with is gone: JupyterHub ${pinned.jupyterhub} built again with the current Python${rebuildUsers ? ", and the users' environment from it" : ''}`
     : switchEnv
       ? `JupyterHub ${live.version} (${live.executable}) → ${pinned.jupyterhub}, the version this hubctl pins`
       : facts.liveSchema === 'older'
         ? `the database is older than JupyterHub ${live.version}: migrated`
-        : `JupyterHub ${pinned.jupyterhub} built again (--rebuild)`
-  return {action: 'upgrade', build, switchEnv, why}
+        : `the Python of the users' environment is gone: built again from the hub's (${target.dir})`
+  return {action: 'upgrade', build, rebuildUsers, switchEnv, why}
 }
 
 /** How far an upgrade got: each stage is recorded once it is done (upgrade.ts). */
 export type Stage =
   | 'backup'
   | 'built'
+  | 'users-built'
   | 'trial-migrated'
   | 'stopped'
   | 'database-swapped'
   | 'config-written'
   | 'settings-written'
   | 'link-switched'
+  | 'users-switched'
   | 'started'
   | 'checked'
 
 /** What a rollback does, in order. */
-export type Undo = 'stop-new-hub' | 'settings-back' | 'config-back' | 'link-back' | 'database-back' | 'start-old-hub'
+export type Undo =
+  | 'stop-new-hub'
+  | 'settings-back'
+  | 'config-back'
+  | 'link-back'
+  | 'users-links-back'
+  | 'database-back'
+  | 'start-old-hub'
 
 /**
  * The rollback after a failure, from the stages done: the new hub stopped (it may run half-started
@@ -93,6 +112,7 @@ export function undoSteps(done: ReadonlySet<Stage>): Undo[] {
   if (done.has('settings-written')) undo.push('settings-back')
   if (done.has('config-written')) undo.push('config-back')
   if (done.has('link-switched')) undo.push('link-back')
+  if (done.has('users-switched')) undo.push('users-links-back')
   if (done.has('database-swapped')) undo.push('database-back')
   undo.push('start-old-hub')
   return undo

@@ -11,7 +11,7 @@ import {
   defaultUrlFor,
   detectJupyterHub,
   detectUserInterface,
-  jupyterhubPython,
+  interpreterProblem,
   validateHubConfig,
 } from '../config/jupyterhub.js'
 import type {Layout} from '../config/layout.js'
@@ -21,8 +21,8 @@ import {exists, readIfExists, symlinkAtomic, writeFileAtomic} from '../files/ato
 import type {Runner} from '../runner.js'
 import {HubEnvPlan, HubEnvService, systemPython} from '../setup/hubenv.js'
 import {JournalOp, RestoreJournal, finishInterrupted, finishInterruptedUpgrade} from '../backup/journal.js'
+import {UsersEnvLinks, UsersEnvService} from '../env/userenv.js'
 import {Stage, Undo, UpgradePlan, compareVersions, planUpgrade, undoSteps} from './plan.js'
-import {UsersEnvService} from '../env/userenv.js'
 import {planUsersEnv} from './usersenv.js'
 
 /**
@@ -114,7 +114,10 @@ export interface UpgradeResult {
   /** The user servers that kept running, with what they run until they are restarted. */
   servers: string[]
   seconds: number
-  /** The users' environment (upgrade/usersenv.ts): built again for the new pins, or kept and why. */
+  /**
+   * The users' environment: built again with the hub's (its Python was gone: part of the switch,
+   * rolled back with it), or after the hub's upgrade for the new pins (upgrade/usersenv.ts), or kept and why.
+   */
   usersEnv?: UsersEnvOutcome
 }
 
@@ -134,6 +137,8 @@ interface Saved {
   settings: Settings
   config?: string
   link?: string
+  /** The users' environment's links, when the upgrade builds it again. */
+  usersLinks?: UsersEnvLinks
 }
 
 export class UpgradeService {
@@ -163,8 +168,13 @@ export class UpgradeService {
     const hubEnv = new HubEnvService({layout, runner, constraintsFile: this.deps.constraintsFile})
     const pinned = HubEnvService.pinned(await hubEnv.constraints())
     const liveExecutable = await resolved(settings.executables.jupyterhub)
-    const livePython = await jupyterhubPython(settings.executables.jupyterhub)
-    const pythonGone = livePython === undefined || !(await exists(livePython))
+    // Gone: the link bin/python3 is there, the interpreter it names is not (exists() does not follow it).
+    const pythonGone = (await interpreterProblem(runner, settings.executables.jupyterhub)) !== undefined
+    const users = new UsersEnvService({layout, runner, constraintsFile: this.deps.constraintsFile, lock: false})
+    const usersPythonGone =
+      Boolean(settings.usersEnv) &&
+      (await exists(layout.usersEnvCurrentSingleuser)) &&
+      (await interpreterProblem(runner, layout.usersEnvCurrentSingleuser)) !== undefined
     const live = pythonGone ? undefined : await detectJupyterHub(runner, settings.executables.jupyterhub)
     const liveVersion = live?.version ?? settings.jupyterhubVersion
     if (compareVersions(liveVersion, pinned.jupyterhub) > 0)
@@ -176,7 +186,8 @@ export class UpgradeService {
     let envPlan: HubEnvPlan | undefined
     let target: {executable: string; dir: string; built: boolean}
     if (this.deps.env) {
-      const dir = path.resolve(this.deps.env)
+      // Resolved: a link to an environment (the tests' .venv) is copied as what it names (the users' environment).
+      const dir = await resolved(this.deps.env)
       target = {executable: await resolved(path.join(dir, 'bin/jupyterhub')), dir, built: true}
     } else {
       const python = await systemPython()
@@ -204,6 +215,7 @@ export class UpgradeService {
       liveSchema,
       rebuild: Boolean(options.rebuild),
       pythonGone,
+      usersPythonGone,
     })
     const result: UpgradeResult = {
       action: 'nothing',
@@ -253,6 +265,27 @@ export class UpgradeService {
       result.to.executable = target.executable
       this.done.add('built')
     }
+    let usersLinks: UsersEnvLinks | undefined
+    if (plan.rebuildUsers) {
+      await this.reach('users-built')
+      this.log(`building the users' environment again from ${target.dir}`)
+      const rebuilt = await this.stepFails("the build of the users' environment", () =>
+        new UsersEnvService({
+          layout,
+          runner,
+          constraintsFile: this.deps.constraintsFile,
+          lock: false,
+          onProgress: (text) => this.log(`  ${text}`),
+        }).rebuildFrom(target.dir),
+      )
+      usersLinks = rebuilt.links
+      result.usersEnv = {
+        action: 'rebuilt',
+        why: 'its Python was gone',
+        current: rebuilt.links.current!.replace(/^envs\//, ''),
+        packages: rebuilt.packages,
+      }
+    }
     const next = await detectJupyterHub(runner, target.executable)
     result.to.jupyterhub = next.version
     if (next.version !== pinned.jupyterhub)
@@ -301,6 +334,7 @@ export class UpgradeService {
       settings,
       config: await readIfExists(layout.hubConfig),
       link: await fs.readlink(layout.hubEnvCurrent).catch(() => undefined),
+      usersLinks: usersLinks ? await users.links() : undefined,
     }
     let stoppedAt = 0
     try {
@@ -332,6 +366,11 @@ export class UpgradeService {
         await hubEnv.makeLive(envPlan.id)
         this.done.add('link-switched')
       }
+      if (usersLinks) {
+        await this.reach('users-switched')
+        await users.setLinks(usersLinks)
+        this.done.add('users-switched')
+      }
       await this.reach('started')
       this.log(`starting the hub on JupyterHub ${next.version}`)
       await this.stepFails(`the start of JupyterHub ${next.version}`, () => this.deps.control.start(nextSettings))
@@ -340,17 +379,22 @@ export class UpgradeService {
       await this.stepFails('the check of the new hub', () => this.deps.control.check(nextSettings))
       this.done.add('checked')
     } catch (error) {
-      await this.rollBack(saved, running)
+      // An environment whose Python is gone cannot run again: the rollback puts back the links,
+      // config and database, and says that the old hub was not started.
+      await this.rollBack(saved, running && !pythonGone)
+      if (usersLinks) await users.prune().catch(() => {})
       const what = error instanceof HubctlError ? error.message : messageOf(error)
       throw runtimeError(
-        `the upgrade failed: ${what}; rolled back: the old environment and the old database are back${running ? ', and the hub runs as before' : ''}`,
+        `the upgrade failed: ${what}; rolled back: the old environment and the old database are back${pythonGone ? ` (the old environment's Python is gone: the hub was not started again)` : running ? ', and the hub runs as before' : ''}`,
         `fix what the message names, then run \`hubctl upgrade\` again (the backup: ${result.backup})`,
         error,
       )
     }
+    if (usersLinks) await users.prune().catch(() => {})
     result.action = 'upgraded'
     // After the hub's upgrade stands: a users' environment that cannot be built again never undoes it.
-    const usersEnv = await this.usersEnv(target.dir)
+    // (One built in the switch above, its Python gone, was built from the new environment already.)
+    const usersEnv = usersLinks ? undefined : await this.usersEnv(target.dir)
     if (usersEnv) result.usersEnv = usersEnv
     result.servers = servers.map(
       (s) => `${s} (JupyterHub ${liveVersion}'s server, until it is restarted; then ${next.version}'s)`,
@@ -482,6 +526,9 @@ export class UpgradeService {
       'config-back': async () => {},
       'link-back': async () => {
         if (saved.link) await symlinkAtomic(saved.link, layout.hubEnvCurrent)
+      },
+      'users-links-back': async () => {
+        if (saved.usersLinks) await new UsersEnvService({layout, runner: this.deps.runner}).setLinks(saved.usersLinks)
       },
       'database-back': async () => {},
       'start-old-hub': async () => {

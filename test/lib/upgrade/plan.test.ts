@@ -36,8 +36,18 @@ describe('upgrade/plan: what hubctl upgrade does', () => {
     expect(plan.why).to.include('database is older')
   })
 
-  it('--rebuild, or the Python of the environment gone: build again', () => {
-    expect(planUpgrade(facts({rebuild: true}))).to.include({action: 'upgrade', build: true})
+  it('--rebuild while the Python runs, at the pins: nothing to rebuild (the same Python and pins make the same environment)', () => {
+    const plan = planUpgrade(facts({rebuild: true}))
+    expect(plan).to.include({action: 'nothing', build: false})
+    expect(plan.why).to.include('nothing to rebuild')
+  })
+
+  it("only the users' environment's Python gone: it is built again from the hub's, nothing else built", () => {
+    const plan = planUpgrade(facts({usersPythonGone: true}))
+    expect(plan).to.include({action: 'upgrade', build: false, rebuildUsers: true, switchEnv: false})
+  })
+
+  it('the Python of the environment gone: build again', () => {
     const gone = planUpgrade(
       facts({
         pythonGone: true,
@@ -73,6 +83,9 @@ describe('upgrade/plan: the rollback', () => {
     expect(
       upTo('stopped', 'database-swapped', 'config-written', 'settings-written', 'link-switched', 'started'),
     ).to.deep.equal(['stop-new-hub', 'settings-back', 'config-back', 'link-back', 'database-back', 'start-old-hub'])
+    expect(upTo('stopped', 'config-written', 'settings-written', 'link-switched', 'users-switched')).to.include(
+      'users-links-back',
+    )
   })
 
   it('only what was done is undone (no database swap without a migration, no link with --env)', () => {
