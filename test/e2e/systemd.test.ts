@@ -267,7 +267,8 @@ describe('the README domain command on a Debian 12 machine with systemd as PID 1
 
   it("nginx is the OOM killer's last choice as the hub is: init's drop-in gives Debian's nginx.service the hub's OOMScoreAdjust, and its master and workers run with the hub's oom_score_adj", async () => {
     const shown = await machine!.exec(['systemctl', 'show', 'nginx', 'jupyterhub', '-p', 'OOMScoreAdjust', '--value'])
-    expect(shown.stdout.trim().split('\n')).to.deep.equal(['-800', '-800'])
+    // One block per unit, a blank line between them.
+    expect(shown.stdout.split('\n').filter(Boolean)).to.deep.equal(['-800', '-800'])
     const nginx = await machine!.sh(
       'm=$(systemctl show -p MainPID --value nginx); for p in $m $(cat /proc/$m/task/$m/children); do cat /proc/$p/oom_score_adj; done',
     )
