@@ -30,6 +30,11 @@ import {until} from './lib.js'
 const SIZES = process.argv.slice(2).map(Number)
 const WINDOW_S = Number(process.env.LECTURE_WINDOW ?? 20)
 const CHECKOUT = '/root/hubctl'
+/**
+ * The container shares this machine's uids (no user namespace): a test here that ends a removed
+ * user's processes by uid (1004, ...) ended two students' servers of a first run. Far from them.
+ */
+const HIGH_UIDS = ['-K', 'UID_MIN=61000', '-K', 'UID_MAX=62000']
 const LIMITS = ['--mem-limit', '1G', '--cpu-limit', '1', '--tasks-limit', '256']
 
 const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`
@@ -88,7 +93,7 @@ async function main(): Promise<void> {
     const layout = new Layout(machine.dir)
     const password = randomBytes(12).toString('hex')
     const admin = 'hcladmin'
-    await inside(machine, ['useradd', '-m', admin])
+    await inside(machine, ['useradd', '-m', ...HIGH_UIDS, admin])
 
     let start = Date.now()
     await inside(
@@ -131,7 +136,13 @@ async function main(): Promise<void> {
 
     for (const size of sizes) {
       const users = classNames(size)
-      await inside(machine, ['sh', '-c', 'for u in "$@"; do useradd -m "$u"; done', 'sh', ...users])
+      await inside(machine, [
+        'sh',
+        '-c',
+        `for u in "$@"; do useradd -m ${HIGH_UIDS.join(' ')} "$u"; done`,
+        'sh',
+        ...users,
+      ])
       await inside(machine, ['chpasswd'], users.map((u) => `${u}:${password}\n`).join(''))
       start = Date.now()
       const results = await lecture(users, WINDOW_S * 1000, {origin: 'https://localhost', password, ca})
