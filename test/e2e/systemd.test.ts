@@ -287,6 +287,25 @@ describe('the README domain command on a Debian 12 machine with systemd as PID 1
     times.push(`browser ${elapsed(browse)}`)
   })
 
+  it("nginx is the OOM killer's last choice as the hub is: init's drop-in gives Debian's nginx.service the hub's OOMScoreAdjust, and its master and workers run with the hub's oom_score_adj", async () => {
+    const shown = await machine!.exec(['systemctl', 'show', 'nginx', 'jupyterhub', '-p', 'OOMScoreAdjust', '--value'])
+    // One block per unit, a blank line between them.
+    expect(shown.stdout.split('\n').filter(Boolean)).to.deep.equal(['-800', '-800'])
+    const nginx = await machine!.sh(
+      'm=$(systemctl show -p MainPID --value nginx); for p in $m $(cat /proc/$m/task/$m/children); do cat /proc/$p/oom_score_adj; done',
+    )
+    const scores = nginx.stdout.trim().split('\n').map(Number)
+    const hub = Number((await machine!.exec(['cat', `/proc/${await mainPid()}/oom_score_adj`])).stdout.trim())
+    // Below 0 needs CAP_SYS_RESOURCE, which a container may lack (systemd then leaves 0): as the hub's, whichever.
+    const lowers = (await machine!.sh('echo -1 > /proc/self/oom_score_adj')).exitCode === 0
+    console.log(
+      `      oom_score_adj: nginx ${scores.join(' ')}, hub's supervisor ${hub} (lowering permitted: ${lowers})`,
+    )
+    expect(scores.length, nginx.stdout).to.be.greaterThan(1)
+    expect(hub).to.equal(lowers ? -800 : 0)
+    expect(scores).to.deep.equal(scores.map(() => hub))
+  })
+
   /**
    * GETs through nginx one after another while `during` runs, then 20 more (bounded), in turn: of
    * alice's server (/user/alice/api, which answers without a login) and of the hub (/hub/api).

@@ -96,6 +96,7 @@ export class UninstallService {
       }
       // Under systemd (Restart=always) the unit would start the hub again: stopped through systemd (removeService).
       await this.removeService(result)
+      await this.removeNginxDropIn(result)
       const remove = async (file: string) => {
         if (!(await exists(file))) return
         await fs.rm(file, {force: true})
@@ -166,6 +167,17 @@ export class UninstallService {
     result.warnings.push(
       `Debian's default nginx site, which init disabled, stays disabled: nginx -t refuses it (${check.output.split('\n').pop()}); fix that, then ${enable}`,
     )
+  }
+
+  /** init's drop-in of the system's nginx.service (OOMScoreAdjust): removed, its folder too when empty, systemd told. */
+  private async removeNginxDropIn(result: UninstallResult): Promise<void> {
+    const {layout, runner} = this.deps
+    const dropIn = layout.nginxOomDropIn
+    if (!(await exists(dropIn))) return
+    await fs.rm(dropIn, {force: true})
+    result.removed.push(dropIn)
+    await fs.rmdir(layout.nginxDropInDir).catch(() => {})
+    if (layout.isSystem) await runner.run('systemctl', ['daemon-reload'])
   }
 
   /** An nginx that runs (the system's, or the prefix's own started by someone else) drops the site: `nginx -t`, then reload. */

@@ -487,6 +487,14 @@ export class Layout {
   get cronFile(): string {
     return this.at('etc/cron.d/hubctl')
   }
+  /** At prefix `/` under systemd: the system's nginx.service made the OOM killer's last choice, as the hub is. */
+  get nginxOomDropIn(): string {
+    return path.join(this.nginxDropInDir, 'hubctl-oom.conf')
+  }
+  /** The system's nginx.service's drop-ins (init's is the only file hubctl puts there). */
+  get nginxDropInDir(): string {
+    return this.at('etc/systemd/system/nginx.service.d')
+  }
   /** init --schedule-backup: `hubctl backup` daily or weekly, by a systemd timer or else a cron line. */
   get backupService(): string {
     return this.at('etc/systemd/system/hubctl-backup.service')

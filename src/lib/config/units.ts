@@ -60,6 +60,20 @@ export async function planServiceUnit(layout: Layout, context: UnitContext): Pro
 }
 
 /**
+ * At prefix `/` under systemd the system's nginx.service (Debian's unit, without OOMScoreAdjust) serves
+ * the hub: a drop-in gives it the hub's OOMScoreAdjust. (Under a prefix hubctl's supervisor starts
+ * its own nginx, which inherits the supervisor's value: stack/oom.ts.)
+ */
+export async function planNginxOomDropIn(layout: Layout): Promise<PlannedFile> {
+  const content = await renderTemplate(
+    'nginx-oom.conf',
+    {hubctlVersion: HUBCTL_VERSION, hubOomScoreAdj: OOM_SCORE_ADJ.hub, serverOomScoreAdj: OOM_SCORE_ADJ.server},
+    'systemd',
+  )
+  return {file: layout.nginxOomDropIn, content, mode: 0o644}
+}
+
+/**
  * The renewal schedule: a systemd timer twice a day when systemd runs, else /etc/cron.d/hubctl.
  * The cron line keeps the random time of the installed file, or of `cronText` (a restore's archive).
  */

@@ -4,7 +4,13 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 
 import {Layout} from '../../../src/lib/config/layout.js'
-import {planBackupSchedule, planLogrotate, planRenewalSchedule, planServiceUnit} from '../../../src/lib/config/units.js'
+import {
+  planBackupSchedule,
+  planLogrotate,
+  planNginxOomDropIn,
+  planRenewalSchedule,
+  planServiceUnit,
+} from '../../../src/lib/config/units.js'
 import {tempPrefix} from '../../helpers/cli.js'
 import {needTool} from '../../helpers/tools.js'
 
@@ -228,6 +234,22 @@ describe('units and cron: paths with spaces, ;, %, $ and quotes', function () {
       }
       expect(error?.exitCode, `${bad}: ${error?.message}`).to.equal(2)
     }
+  })
+})
+
+describe("the system nginx's OOM drop-in", () => {
+  it("is nginx.service.d/hubctl-oom.conf in systemd's system folder, and gives nginx the hub's OOMScoreAdjust (-800, below users' servers' +500)", async () => {
+    const dropIn = await planNginxOomDropIn(new Layout('/'))
+    expect(dropIn.file).to.equal('/etc/systemd/system/nginx.service.d/hubctl-oom.conf')
+    expect(dropIn.mode).to.equal(0o644)
+    const hubUnit = (await planServiceUnit(new Layout('/'), {node: '/usr/bin/node', hubctl: '/opt/hubctl/bin/run.js'}))
+      .content
+    const settings = (text: string) => text.split('\n').filter((l) => l !== '' && !l.startsWith('#'))
+    expect(settings(dropIn.content)).to.deep.equal(['[Service]', 'OOMScoreAdjust=-800'])
+    expect(hubUnit).to.match(/^OOMScoreAdjust=-800$/m)
+    expect((await planNginxOomDropIn(new Layout('/tmp/a hub'))).file).to.equal(
+      '/tmp/a hub/etc/systemd/system/nginx.service.d/hubctl-oom.conf',
+    )
   })
 })
 

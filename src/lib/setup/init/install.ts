@@ -11,11 +11,14 @@ import {
   enableUnits,
   planBackupSchedule,
   planLogrotate,
+  planNginxOomDropIn,
   planRenewalSchedule,
   planServiceUnit,
   systemdRuns,
   writePlanned,
 } from '../../config/units.js'
+import {OOM_SCORE_ADJ} from '../../config/limits.js'
+import {protectRunningService} from '../../stack/oom.js'
 import type {InitDeps, InitStep} from './context.js'
 
 /**
@@ -34,6 +37,8 @@ export async function plannedUnits(
   if (settings?.backupSchedule)
     planned.push(...(await planBackupSchedule(layout, units, withSystemd, settings.backupSchedule)))
   planned.push(await planLogrotate(layout))
+  // The system's nginx serves the hub at `/`: as much the OOM killer's last choice as the hub.
+  if (layout.isSystem && withSystemd) planned.push(await planNginxOomDropIn(layout))
   return planned
 }
 
@@ -127,6 +132,10 @@ export const install: InitStep = {
           ),
         )),
       )
+      // The drop-in applies from nginx's next start: a running nginx is lowered now, without a restart.
+      const dropIn = plan.units.some((f) => f.file === layout.nginxOomDropIn)
+      if (dropIn && (await protectRunningService(runner, 'nginx.service')) > 0)
+        commands.push(`oom_score_adj ${OOM_SCORE_ADJ.hub} for the running nginx`)
     }
     // nginx may have started since preflight (apt-get starts Debian's): reload whichever runs now.
     if (await new Nginx(layout, plan.nginxInstall, runner).reloadIfRunning()) commands.push('nginx -s reload')
