@@ -46,8 +46,9 @@ function fakeSystem(home: string, passwd: Record<string, number>) {
           return ok()
         }
         default:
-          // JupyterHub's Python, isolated: its --version, or a script.
-          if (args[0] === '-I' && args[2] === '--version') return ok('3.0.0')
+          // JupyterHub's Python, isolated: its --version (or the version probe), or a script.
+          if (args[0] === '-I' && (args[2] === '--version' || args[2].includes('jupyterhub._version')))
+            return ok('3.0.0')
           if (args[0] === '-I') return ok(args[2].includes('find_spec') ? 'notebook' : 'ok')
           return ok()
       }
