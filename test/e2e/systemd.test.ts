@@ -36,6 +36,15 @@ const CHECKOUT = '/root/hubctl'
 const PEBBLE_CA = '/root/pebble-ca.pem'
 const NOTEBOOK = `/home/${USER}/Untitled.ipynb`
 
+/** A response's status and whole body, handed to `resolve` at its end. */
+function answered(resolve: (answer: {status: number; body: string}) => void): (response: http.IncomingMessage) => void {
+  return (response) => {
+    const chunks: Buffer[] = []
+    response.on('data', (c: Buffer) => chunks.push(c))
+    response.on('end', () => resolve({status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8')}))
+  }
+}
+
 /**
  * A GET of https://hub.example.org{path} as a browser sends it (the name to 127.0.0.1), Pebble's root
  * trusted. Node's agent keeps connections alive, as a browser does, and as a browser does it sends the
@@ -47,13 +56,7 @@ function hubGet(urlPath: string, ca: string, again = true): Promise<{status: num
     const request = https
       .get(
         {host: '127.0.0.1', port: 443, path: urlPath, servername: DOMAIN, headers: {Host: DOMAIN}, ca, timeout: 10_000},
-        (response) => {
-          const chunks: Buffer[] = []
-          response.on('data', (c: Buffer) => chunks.push(c))
-          response.on('end', () =>
-            resolve({status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8')}),
-          )
-        },
+        answered(resolve),
       )
       .on('timeout', function (this: {destroy(e: Error): void}) {
         this.destroy(new Error('timed out'))
@@ -92,13 +95,7 @@ function hubApi(method: string, urlPath: string, ca: string, token: string): Pro
           ca,
           timeout: 60_000,
         },
-        (response) => {
-          const chunks: Buffer[] = []
-          response.on('data', (c: Buffer) => chunks.push(c))
-          response.on('end', () =>
-            resolve({status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8')}),
-          )
-        },
+        answered(resolve),
       )
       .on('timeout', function (this: {destroy(e: Error): void}) {
         this.destroy(new Error('timed out'))
@@ -114,13 +111,7 @@ function httpGet(name: string): Promise<{status: number; body: string} | {error:
     http
       .get(
         {host: '127.0.0.1', port: 80, path: '/', headers: {Host: name}, agent: false, timeout: 10_000},
-        (response) => {
-          const chunks: Buffer[] = []
-          response.on('data', (c: Buffer) => chunks.push(c))
-          response.on('end', () =>
-            resolve({status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8')}),
-          )
-        },
+        answered(resolve),
       )
       .on('timeout', function (this: {destroy(e: Error): void}) {
         this.destroy(new Error('timed out'))
