@@ -239,8 +239,8 @@ describe('the README domain command on a Debian 12 machine with systemd as PID 1
       expect(await portInUse(port), `port ${port} still taken after the test`).to.equal(false)
   })
 
-  it("runs the README's command as written on a terminal (agreeing to apt-get install nginx python3-venv), then alice in Chromium runs a cell", async function () {
-    const start = Date.now()
+  /** The README's domain command as written (the internal ports moved off the host's taken ones), run on a terminal inside the machine. */
+  async function readmeCommandOnTerminal(answers: Parameters<typeof onTerminal>[1], timeoutSeconds: number) {
     const moved = await movedInternalPorts()
     const command = readmeDomainCommand().replace(
       ' && systemctl start jupyterhub',
@@ -248,8 +248,17 @@ describe('the README domain command on a Debian 12 machine with systemd as PID 1
     )
     const run = await onTerminal(
       ['nsenter', ...machine!.nsenterArgs(['sh', '-c', command], {cwd: CHECKOUT, env: {...acmeEnv, TERM: 'xterm'}})],
+      answers,
+      {timeoutSeconds},
+    )
+    return {command, run}
+  }
+
+  it("runs the README's command as written on a terminal (agreeing to apt-get install nginx python3-venv), then alice in Chromium runs a cell", async function () {
+    const start = Date.now()
+    const {command, run} = await readmeCommandOnTerminal(
       [[/Install nginx, python3-venv with `apt-get install -y nginx python3-venv`\?/, 'y']],
-      {timeoutSeconds: 1500},
+      1500,
     )
     times.push(`init and systemctl start ${elapsed(start)}`)
     expect(run.exitCode, `${command}\n${run.transcript}`).to.equal(0)
@@ -775,17 +784,8 @@ describe('the README domain command on a Debian 12 machine with systemd as PID 1
 
   it('the README’s domain command again after uninstall: the hub answers through nginx with Pebble’s certificate, alice’s notebook is there, the other site still serves', async () => {
     const start = Date.now()
-    const moved = await movedInternalPorts()
-    const command = readmeDomainCommand().replace(
-      ' && systemctl start jupyterhub',
-      `${moved.length > 0 ? ` ${moved.join(' ')}` : ''} && systemctl start jupyterhub`,
-    )
     // Nothing to install this time: no question.
-    const run = await onTerminal(
-      ['nsenter', ...machine!.nsenterArgs(['sh', '-c', command], {cwd: CHECKOUT, env: {...acmeEnv, TERM: 'xterm'}})],
-      [],
-      {timeoutSeconds: 600},
-    )
+    const {command, run} = await readmeCommandOnTerminal([], 600)
     expect(run.exitCode, `${command}\n${run.transcript}`).to.equal(0)
     expect(await active('jupyterhub', 'nginx', 'hubctl-renew.timer')).to.equal('active\nactive\nactive')
     await hubAnswers('the hub through nginx after init again')
