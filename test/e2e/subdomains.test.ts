@@ -97,16 +97,34 @@ describe("bob's page against alice in the browser (issue 27)", function () {
     return {prefix, layout, ports, args, origin, bobOrigin: origin}
   }
 
-  /** `user`'s server started (unless it runs) and ready. */
+  /**
+   * `user`'s server started (unless it runs or is on its way) and ready. A spawn that failed (on a
+   * loaded machine, one the hub's restart cut short or its start timeout ended) is started again,
+   * as a person clicks "Start My Server" again: at most 3 starts.
+   */
   const serverReady = async (layout: Layout, ports: TestHubPorts, user: string) => {
     const api = HubApi.forLayout(layout, {ports}, {timeoutMs: 60_000})
-    if (!(await api.userServers(user)).some((s) => s.name === ''))
-      expect(['started', 'pending']).to.include(await api.startServer(user))
+    let starts = 0
+    let seen = 'no server'
     await waitUntil(
       `${user}'s server to be ready`,
-      async () => (await api.userServers(user)).find((s) => s.name === '' && s.ready),
+      async () => {
+        const server = (await api.userServers(user)).find((s) => s.name === '')
+        seen = server ? `ready ${server.ready}, pending ${server.pending}` : 'no server'
+        if (server?.ready) return true
+        if (server) return undefined
+        expect(starts, `${user}'s server failed to start ${starts} times`).to.be.lessThan(3)
+        starts++
+        expect(['started', 'pending']).to.include(await api.startServer(user))
+        return undefined
+      },
       {tries: 900, intervalMs: 200},
-    )
+    ).catch(async (error: Error) => {
+      // The prefix goes in after(): the hub log's end goes with the error.
+      const log = await fs.readFile(layout.hubLog, 'utf8').catch(() => '')
+      error.message += `; last seen: ${seen}; starts: ${starts}; the hub log's end:\n${log.split('\n').slice(-40).join('\n')}`
+      throw error
+    })
   }
 
   const stopHub = async (hub: TestHub | undefined) => {
