@@ -1,3 +1,4 @@
+import type {ShareRevokeResult} from '../lib/course/shares.js'
 import type {ApplyResult} from '../lib/users/users.js'
 import type {UserPlan} from '../lib/users/roster.js'
 
@@ -38,4 +39,19 @@ export function resultLines(result: ApplyResult): string[] {
     lines.push('the hub is not running: it uses the new config when it starts')
   }
   return lines
+}
+
+/** What `users admin --revoke --share-writer` did to the shares and the running servers. */
+export function revokeLines(shares: ShareRevokeResult[], serversStopped: string[]): string[] {
+  return [
+    ...shares.map(
+      ({share, removed}) =>
+        `share ${share.name}: ${removed.length > 0 ? `${removed.join(', ')} can no longer write ${share.path} (left group ${share.group})` : 'not a writer already, nothing changed'}`,
+    ),
+    ...(serversStopped.length > 0
+      ? [
+          `servers stopped (a running server keeps its groups until it restarts): ${serversStopped.join(', ')}; each starts again, without the group, at the next login`,
+        ]
+      : []),
+  ]
 }

@@ -9,6 +9,7 @@ import type {Page} from 'playwright-core'
 
 import {Layout} from '../../src/lib/config/layout.js'
 import {shareGroup} from '../../src/lib/course/shares.js'
+import {HubApi} from '../../src/lib/stack/hubapi.js'
 import {BrowserSession, runCellInLab, waitForServerPage} from '../helpers/browser.js'
 import {
   VENV_JUPYTERHUB,
@@ -20,7 +21,7 @@ import {
   tempPrefix,
   type TestHubPorts,
 } from '../helpers/cli.js'
-import {waitUntil} from '../helpers/processes.js'
+import {serverPids, waitUntil} from '../helpers/processes.js'
 import {removeUser, testUserName} from '../helpers/users.js'
 
 /*
@@ -295,5 +296,72 @@ describe('a course: a shared folder and an assignment link, in the browser', fun
     expect(await fs.readdir(layout.sharedDir('data')))
       .to.include('from-ta.txt')
       .and.not.include('from-student.txt')
+  })
+
+  it("users admin --revoke --share-writer: the TA leaves the share's group, their running server (which kept the group) is stopped, and they can no longer write", async () => {
+    const group = shareGroup(layout, 'data')
+    const gid = Number((await execa('getent', ['group', group])).stdout.split(':')[2])
+    const uid = uids.find(([user]) => user === ta)![1]
+    const write = (file: string) =>
+      execa('runuser', ['-u', ta, '--', 'sh', '-c', `echo hi > ${path.join(layout.sharedDir('data'), file)}`], {
+        reject: false,
+        cwd: '/',
+      })
+    // The TA's server, started while a writer: its process holds the share's group.
+    const api = HubApi.forLayout(layout, {ports}, {timeoutMs: 60_000})
+    expect(['started', 'pending']).to.include(await api.startServer(ta))
+    await waitUntil('the TA server to be ready', async () => (await api.userServers(ta)).find((s) => s.ready), {
+      tries: 600,
+      intervalMs: 200,
+    })
+    const groupsOf = async (pid: number) =>
+      ((await fs.readFile(`/proc/${pid}/status`, 'utf8')).match(/^Groups:(.*)$/m)?.[1] ?? '').trim().split(/\s+/)
+    const [pid] = await serverPids({uid})
+    expect(await groupsOf(pid)).to.include(String(gid))
+
+    // An unknown share: refused, nothing changed (still a writer, still admin, the server runs).
+    const unknown = await hubctl(['users', 'admin', ta, '--revoke', '--share-writer', 'nosuch', '--prefix', prefix])
+    expect(unknown.exitCode, unknown.stdout).to.equal(2)
+    expect(unknown.stderr).to.include('there is no share nosuch')
+    expect((await execa('id', ['-nG', ta])).stdout.split(' ')).to.include(group)
+    expect((await api.userServers(ta)).length).to.equal(1)
+
+    const revoked = await hubctl([
+      'users',
+      'admin',
+      ta,
+      '--revoke',
+      '--share-writer',
+      'data',
+      '--prefix',
+      prefix,
+      '--json',
+    ])
+    ok(revoked)
+    const result = jsonOf(revoked)
+    expect(result.sharesLeft.map((s: {removed: string[]}) => s.removed)).to.deep.equal([[ta]])
+    expect(result.serversStopped).to.deep.equal([ta])
+    expect(result.plan.change).to.deep.equal([{name: ta, admin: false}])
+    expect((await execa('id', ['-nG', ta])).stdout.split(' ')).to.not.include(group)
+    expect(await api.userServers(ta)).to.deep.equal([])
+    await waitUntil('the TA server process to end', async () => (await serverPids({uid})).length === 0)
+    expect((await write('after-revoke.txt')).exitCode).to.not.equal(0)
+    expect(await fs.readdir(layout.sharedDir('data'))).to.not.include('after-revoke.txt')
+
+    // Again: nothing to change.
+    const second = await hubctl([
+      'users',
+      'admin',
+      ta,
+      '--revoke',
+      '--share-writer',
+      'data',
+      '--prefix',
+      prefix,
+      '--json',
+    ])
+    ok(second)
+    const again = jsonOf(second)
+    expect([again.changed, again.sharesLeft[0].action, again.serversStopped]).to.deep.equal([false, 'unchanged', []])
   })
 })

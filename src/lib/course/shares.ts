@@ -61,6 +61,14 @@ export interface ShareAddResult {
   copiedFrom?: string
 }
 
+export interface ShareRevokeResult {
+  share: ShareInfo
+  /** 'unchanged': none of the users was a member of the share's group (nor named a writer). */
+  action: 'updated' | 'unchanged'
+  /** The users taken out of the share's group. */
+  removed: string[]
+}
+
 export interface ShareRemoveResult {
   name: string
   path: string
@@ -255,6 +263,45 @@ export class SharesService {
     const results: ShareAddResult[] = []
     for (const name of shareNames) results.push(await this.add(name, {writers: users}))
     return results
+  }
+
+  /**
+   * `users admin NAME… --revoke --share-writer SHARE…`: each user leaves each share's group (the one
+   * hubctl made for it) and its list of writers; checked first as addWriters is, nothing changed on a
+   * refusal; a user not in the group is left as is. A process already running keeps the group (the
+   * kernel reads groups at login): the caller stops such servers.
+   */
+  async removeWriters(shareNames: string[], users: string[]): Promise<ShareRevokeResult[]> {
+    await this.checkWriters(shareNames, users)
+    const results: ShareRevokeResult[] = []
+    const lock = await acquireLock(this.deps.layout.lockFile, 'users admin --revoke --share-writer', {waitMs: 10_000})
+    try {
+      for (const name of [...new Set(shareNames.map(checkShareName))]) {
+        const record = await this.store.load()
+        const entry = record.shares[name]
+        if (!entry)
+          throw usageError(
+            `there is no share ${name}`,
+            'see the shares with `hubctl share list`; the shares before it in the command were changed',
+          )
+        const current = new Set((await this.groups([entry.group])).get(entry.group)?.members ?? [])
+        const removed = [...new Set(users)].filter((u) => current.has(u))
+        for (const user of removed) await this.must('gpasswd', ['--delete', user, entry.group])
+        const writers = entry.writers.filter((w) => !users.includes(w))
+        const changed = removed.length > 0 || writers.length !== entry.writers.length
+        record.shares[name] = {...entry, writers}
+        if (changed) await this.store.save(record)
+        const after = await this.groups([entry.group])
+        results.push({
+          share: await this.info(name, record.shares[name], after.get(entry.group)),
+          action: changed ? 'updated' : 'unchanged',
+          removed,
+        })
+      }
+      return results
+    } finally {
+      await lock.release()
+    }
   }
 
   /** `share remove NAME`: the folder (and what it holds), its group and its record; the links go at each user's next start. */

@@ -387,16 +387,32 @@ export class UsersService {
     return out
   }
 
+  /**
+   * The running servers of these users stopped through the hub API (none when the hub is not
+   * running); the names whose servers were stopped. `users admin --revoke --share-writer`: a
+   * running server keeps the groups it started with, so it would keep writing the share.
+   */
+  async stopServers(names: string[]): Promise<string[]> {
+    if (!(await this.hubRunning())) return []
+    const api = this.api(await this.settings())
+    const stopped: string[] = []
+    for (const name of names) if (await this.stopServersOf(api, name)) stopped.push(name)
+    return stopped
+  }
+
+  /** Every server of the user stopped, waited for (at most 2 minutes); whether there was one. */
+  private async stopServersOf(api: HubApi, name: string): Promise<boolean> {
+    const servers = await api.userServers(name).catch(() => [])
+    if (servers.length === 0) return false
+    for (const server of servers) await api.stopServer(name, server.name)
+    for (let i = 0; i < 600 && (await api.userServers(name).catch(() => [])).length > 0; i++)
+      await this.clock.sleep(200)
+    return true
+  }
+
   private async tellRunningHub(settings: Settings, python: string, plan: UserPlan, result: ApplyResult): Promise<void> {
     const api = this.api(settings)
-    for (const name of plan.remove) {
-      const servers = await api.userServers(name).catch(() => [])
-      if (servers.length === 0) continue
-      for (const server of servers) await api.stopServer(name, server.name)
-      for (let i = 0; i < 600 && (await api.userServers(name).catch(() => [])).length > 0; i++)
-        await this.clock.sleep(200)
-      result.hub.serversStopped.push(name)
-    }
+    for (const name of plan.remove) if (await this.stopServersOf(api, name)) result.hub.serversStopped.push(name)
     // An admin revoked: JupyterHub 5+ lets no service but an admin one take the flag away through
     // the API, and its start only ever grants it (admin_users): the database is told first.
     await this.updateDatabase(python, {revoke: plan.change.filter((c) => !c.admin).map((c) => c.name)}, result)

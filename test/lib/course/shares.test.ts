@@ -31,7 +31,8 @@ function fakeSystem(users: string[], groups: Record<string, {gid: number; member
           groups[args[0]] = {gid: 4000 + Object.keys(groups).length, members: []}
           return ok()
         case 'gpasswd':
-          groups[args[2]].members.push(args[1])
+          if (args[0] === '--delete') groups[args[2]].members = groups[args[2]].members.filter((m) => m !== args[1])
+          else groups[args[2]].members.push(args[1])
           return ok()
         case 'groupdel':
           delete groups[args[0]]
@@ -122,6 +123,42 @@ describe('shares service (fake users and groups)', function () {
     expect(system.groups[shareGroup(layout, 'data')].members).to.deep.equal(['prof', 'ta1'])
     expect(system.groups[shareGroup(layout, 'notes')].members).to.deep.equal(['ta1'])
     expect(system.groups[shareGroup(layout, 'data')].members).to.not.include('stu')
+  })
+
+  it("users admin --revoke --share-writer: the users leave the share's group and its writers, checked first, idempotent", async () => {
+    const system = fakeSystem(['prof', 'ta1', 'stu'], {})
+    const service = new SharesService({layout, runner: system.runner})
+    await service.add('data', {writers: ['prof', 'ta1']})
+    await service.add('notes', {writers: ['ta1']})
+    const group = shareGroup(layout, 'data')
+    const before = changing(system.calls).length
+    // An unknown share (even after a known one), or a user without an account: refused, nothing done.
+    const share = await rejection(service.removeWriters(['data', 'week9'], ['ta1']))
+    expect([share.exitCode, share.message]).to.deep.equal([2, 'there is no share week9'])
+    const account = await rejection(service.removeWriters(['data'], ['ta1', 'oauth-only']))
+    expect([account.exitCode, account.message]).to.deep.equal([
+      2,
+      'oauth-only has no Unix account on this machine, so cannot write a share',
+    ])
+    expect(changing(system.calls).length).to.equal(before)
+    expect(system.groups[group].members).to.deep.equal(['prof', 'ta1'])
+
+    system.calls.length = 0
+    const results = await service.removeWriters(['data', 'notes'], ['ta1'])
+    expect(results.map((r) => [r.share.name, r.action, r.removed, r.share.members, r.share.writers])).to.deep.equal([
+      ['data', 'updated', ['ta1'], ['prof'], ['prof']],
+      ['notes', 'updated', ['ta1'], [], []],
+    ])
+    expect(changing(system.calls)).to.deep.equal([
+      `gpasswd --delete ta1 ${group}`,
+      `gpasswd --delete ta1 ${shareGroup(layout, 'notes')}`,
+    ])
+    expect((await new SharesStore(layout).load()).shares.data.writers).to.deep.equal(['prof'])
+    // Again, or a user who never wrote: nothing changes.
+    system.calls.length = 0
+    const again = await service.removeWriters(['data'], ['ta1', 'stu'])
+    expect(again.map((r) => [r.action, r.removed])).to.deep.equal([['unchanged', []]])
+    expect(changing(system.calls)).to.deep.equal([])
   })
 
   it('refuses a bad name, an unknown writer, a group or folder already there, a missing source: exit 2, nothing changed', async () => {

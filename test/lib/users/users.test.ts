@@ -165,6 +165,28 @@ describe('users service (fake system)', function () {
       .that.includes('without an admin')
   })
 
+  it('stopServers (users admin --revoke --share-writer): the running servers of the users stopped through the API; none when the hub is not running', async () => {
+    const {runner} = fakeSystem(home, {prof: 1500})
+    const events: string[] = []
+    const servers: Record<string, Array<{user: string; name: string}>> = {ada: [{user: 'ada', name: ''}], bea: []}
+    const api = {
+      userServers: async (user: string) => servers[user] ?? [],
+      stopServer: async (user: string, name: string) => {
+        events.push(`stop ${user}/${name}`)
+        servers[user] = []
+        return 'stopped'
+      },
+    } as unknown as HubApi
+    let running = false
+    const service = new UsersService({layout, runner, stackRunning: async () => running, api: () => api})
+    await service.apply(await service.planAdd(['ada', 'bea'], false))
+    expect(await service.stopServers(['ada', 'bea'])).to.deep.equal([])
+    expect(events).to.deep.equal([])
+    running = true
+    expect(await service.stopServers(['ada', 'bea'])).to.deep.equal(['ada'])
+    expect(events).to.deep.equal(['stop ada/'])
+  })
+
   it('passwd: the password reaches chpasswd on stdin only; never for an account hubctl did not make or adopt', async () => {
     const {runner, calls} = fakeSystem(home, {prof: 1500})
     const service = new UsersService({layout, runner, stackRunning: async () => false})
