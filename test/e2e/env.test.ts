@@ -6,7 +6,18 @@ import fs from 'node:fs/promises'
 import {Layout} from '../../src/lib/config/layout.js'
 import type {EnvChangeResult, EnvListResult} from '../../src/lib/env/userenv.js'
 import {HubApi} from '../../src/lib/stack/hubapi.js'
-import {hubctl, initTestHub, tempPrefix, type TestHubPorts, VENV_JUPYTERHUB} from '../helpers/cli.js'
+import path from 'node:path'
+
+import {
+  grantHubctlTokens,
+  hubctl,
+  initTestHub,
+  ROOT,
+  tempPrefix,
+  type TestHubPorts,
+  VENV_JUPYTERHUB,
+} from '../helpers/cli.js'
+import {runInNewKernel} from '../helpers/kernel.js'
 import {killPids, serverPids, waitUntil} from '../helpers/processes.js'
 
 /*
@@ -15,7 +26,10 @@ import {killPids, serverPids, waitUntil} from '../helpers/processes.js'
  * package added is in the environment of a server started after, while the server running before
  * keeps its environment (the servers' processes say which); rollback puts the previous one back for new servers. A package
  * that conflicts with the pinned JupyterLab, one that does not exist, and an index that cannot be
- * reached are refused with pip's reason and nothing switched. tabulate: one small pure-Python module.
+ * reached are refused with pip's reason and nothing switched. `hubctl upgrade` of a hub whose
+ * users' environment an older hubctl built (another nbgitpuller than python/constraints.txt pins)
+ * builds it again with the course's package on top, and a kernel of a server started after imports
+ * it from the rebuilt environment. tabulate: one small pure-Python module.
  */
 /** The environment's prefix, and where it finds tabulate (None: nowhere). */
 const CODE =
@@ -81,6 +95,8 @@ describe('hubctl env: the users’ environment, apart from the hub’s', functio
       jupyterhub: VENV_JUPYTERHUB,
       extra: ['--authenticator', 'dummy', '--spawner', 'simple', '--users-env'],
     })
+    // The test's own grant (read at start): hubctl's service may make the user a token for a kernel.
+    await grantHubctlTokens(layout.hubConfigD, 'env-test-tokens', [user])
     const started = await hubctl(['start', '--detach', '--prefix', prefix, '--json'])
     expect(started.exitCode, started.stderr + started.stdout).to.equal(0)
     api = HubApi.forLayout(layout, {ports}, {timeoutMs: 60_000})
@@ -160,5 +176,56 @@ describe('hubctl env: the users’ environment, apart from the hub’s', functio
     expect(offline.exitCode, offline.stdout).to.equal(3)
     expect(offline.json.error?.message).to.match(/the package index could not be reached to install toolz/)
     expect(await unchanged()).to.deep.equal(before)
+  })
+
+  it("upgrade: a users' environment at other base pins is built again with the course's package, which a kernel started after imports from it", async () => {
+    const added = await env<EnvChangeResult>(['add', 'tabulate'])
+    expect(added.exitCode, added.stderr + added.stdout).to.equal(0)
+    const old = added.json.current
+    // As an older hubctl left it: another nbgitpuller than python/constraints.txt pins (1.3.0).
+    const pip = await execa(
+      layout.usersEnvPython(old),
+      ['-m', 'pip', 'install', '-q', '--no-deps', '--disable-pip-version-check', 'nbgitpuller==1.2.2'],
+      {cwd: '/', reject: false},
+    )
+    expect(pip.exitCode, pip.stderr).to.equal(0)
+
+    const upgraded = await hubctl(
+      ['upgrade', '--yes', '--env', path.join(ROOT, '.venv'), '--prefix', prefix, '--json'],
+      {timeoutMs: 600_000},
+    )
+    expect(upgraded.exitCode, upgraded.stderr + upgraded.stdout).to.equal(0)
+    const result = JSON.parse(upgraded.stdout) as {
+      usersEnv?: {action: string; why: string; current: string; packages: string[]}
+    }
+    expect(result.usersEnv).to.deep.include({action: 'rebuilt', packages: ['tabulate']})
+    expect(result.usersEnv?.why).to.include('nbgitpuller 1.2.2 → 1.3.0')
+    const rebuilt = result.usersEnv!.current
+    expect(rebuilt).to.not.equal(old)
+    expect((await env<EnvListResult>(['list'])).json.current).to.equal(rebuilt)
+
+    // A server started after the upgrade: its kernel, through nginx, imports tabulate from the rebuilt environment.
+    await restartServer(user)
+    const made = await fetch(`http://127.0.0.1:${ports.hub}/hub/api/users/${user}/tokens`, {
+      method: 'POST',
+      headers: {
+        Authorization: `token ${(await fs.readFile(layout.apiToken, 'utf8')).trim()}`,
+        'Content-Type': 'application/json',
+      },
+      body: JSON.stringify({note: 'hubctl env e2e', expires_in: 3600, scopes: [`access:servers!user=${user}`]}),
+    })
+    expect(made.status).to.equal(201)
+    const printed = await runInNewKernel(`https://localhost:${ports.https}`, {
+      user,
+      ca: await fs.readFile(layout.fullchain, 'utf8'),
+      token: ((await made.json()) as {token: string}).token,
+      code: 'import os, sys, tabulate, importlib.metadata as m\nprint(os.path.realpath(sys.prefix))\nprint(os.path.realpath(tabulate.__file__))\nprint(m.version("nbgitpuller"))',
+    })
+    const site = await fs.realpath(`${layout.usersEnv(rebuilt)}/lib/python3.11/site-packages`)
+    expect(printed.trim().split('\n')).to.deep.equal([
+      await fs.realpath(layout.usersEnv(rebuilt)),
+      `${site}/tabulate/__init__.py`,
+      '1.3.0',
+    ])
   })
 })
