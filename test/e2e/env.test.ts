@@ -195,16 +195,9 @@ describe('hubctl env: the users’ environment, apart from the hub’s', functio
       {timeoutMs: 600_000},
     )
     expect(upgraded.exitCode, upgraded.stderr + upgraded.stdout).to.equal(0)
-    const result = JSON.parse(upgraded.stdout) as {
-      usersEnv?: {action: string; why: string; current: string; packages: string[]}
-    }
-    expect(result.usersEnv).to.deep.include({action: 'rebuilt', packages: ['tabulate']})
-    expect(result.usersEnv?.why).to.include('nbgitpuller 1.2.2 → 1.3.0')
-    const rebuilt = result.usersEnv!.current
-    expect(rebuilt).to.not.equal(old)
-    expect((await env<EnvListResult>(['list'])).json.current).to.equal(rebuilt)
-
-    // A server started after the upgrade: its kernel, through nginx, imports tabulate from the rebuilt environment.
+    // A server started after the upgrade: its kernel, through nginx, imports tabulate from the
+    // environment new servers get, which has the pinned nbgitpuller (the rebuilt one).
+    const rebuilt = (await env<EnvListResult>(['list'])).json.current!
     await restartServer(user)
     const made = await fetch(`http://127.0.0.1:${ports.hub}/hub/api/users/${user}/tokens`, {
       method: 'POST',
@@ -227,5 +220,13 @@ describe('hubctl env: the users’ environment, apart from the hub’s', functio
       `${site}/tabulate/__init__.py`,
       '1.3.0',
     ])
+
+    const result = JSON.parse(upgraded.stdout) as {
+      usersEnv?: {action: string; why: string; current: string; packages: string[]}
+    }
+    expect(result.usersEnv).to.deep.include({action: 'rebuilt', packages: ['tabulate']})
+    expect(result.usersEnv?.why).to.include('nbgitpuller 1.2.2 → 1.3.0')
+    expect(result.usersEnv?.current).to.equal(rebuilt)
+    expect(rebuilt).to.not.equal(old)
   })
 })

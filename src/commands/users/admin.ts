@@ -25,7 +25,8 @@ export default class UsersAdmin extends BaseCommand<typeof UsersAdmin> {
   static override flags = {
     revoke: Flags.boolean({description: 'take admin away'}),
     'share-writer': Flags.string({
-      description: 'also make them writers of this shared folder (hubctl share list); repeatable',
+      description:
+        'also make them writers of this shared folder (hubctl share list), or with --revoke no longer writers; repeatable',
       multiple: true,
     }),
   }
@@ -40,7 +41,7 @@ export default class UsersAdmin extends BaseCommand<typeof UsersAdmin> {
     const shares = new SharesService({layout: this.layout, runner: execaRunner})
     // Everything checked before the first change: the users, the last admin, the shares, the accounts.
     const plan = await service.planAdmin(names, this.flags.revoke)
-    if (shareNames.length > 0) await shares.checkWriters(shareNames, names)
+    if (shareNames.length > 0) await shares.checkWriters(shareNames, names, this.flags.revoke)
     const result = await service.apply(plan)
     if (this.flags.revoke && shareNames.length > 0) {
       const left = await shares.removeWriters(shareNames, names)

@@ -239,7 +239,7 @@ export class SharesService {
    * `users admin NAME… --share-writer SHARE…`: before anything changes, every share exists and every
    * user has a Unix account (a writer is a member of the share's group); usage error otherwise.
    */
-  async checkWriters(shareNames: string[], users: string[]): Promise<void> {
+  async checkWriters(shareNames: string[], users: string[], revoke = false): Promise<void> {
     const names = shareNames.map(checkShareName)
     const record = await this.store.load()
     const unknown = names.filter((name) => !record.shares[name])
@@ -253,7 +253,9 @@ export class SharesService {
     if (missing.length > 0)
       throw usageError(
         `${missing.join(', ')} ${missing.length === 1 ? 'has' : 'have'} no Unix account on this machine, so cannot write a share`,
-        'make the accounts (hubctl users add NAME with --create-users, or useradd), then run this again; nothing was changed',
+        revoke
+          ? "check the names against the members `hubctl share list` shows (only a Unix account can be in a share's group); nothing was changed"
+          : 'make the accounts (hubctl users add NAME with --create-users, or useradd), then run this again; nothing was changed',
       )
   }
 
@@ -272,7 +274,7 @@ export class SharesService {
    * kernel reads groups at login): the caller stops such servers.
    */
   async removeWriters(shareNames: string[], users: string[]): Promise<ShareRevokeResult[]> {
-    await this.checkWriters(shareNames, users)
+    await this.checkWriters(shareNames, users, true)
     const results: ShareRevokeResult[] = []
     const lock = await acquireLock(this.deps.layout.lockFile, 'users admin --revoke --share-writer', {waitMs: 10_000})
     try {

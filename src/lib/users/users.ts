@@ -189,7 +189,9 @@ export class UsersService {
     if (missing.length > 0)
       throw usageError(
         `${missing.join(', ')} ${missing.length === 1 ? 'is not a user' : 'are not users'} of this hub`,
-        `add ${missing.length === 1 ? 'it' : 'them'} first: hubctl users add ${missing.join(' ')}${revoke ? '' : ' --admin'}`,
+        revoke
+          ? 'check the names against `hubctl users list` (a user who is not one has nothing to revoke); nothing was changed'
+          : `add ${missing.length === 1 ? 'it' : 'them'} first: hubctl users add ${missing.join(' ')} --admin`,
       )
     const plan: UserPlan = {add: [], remove: [], change: [], keep: [], account: []}
     for (const {name} of entries) {

@@ -136,9 +136,10 @@ describe('shares service (fake users and groups)', function () {
     const share = await rejection(service.removeWriters(['data', 'week9'], ['ta1']))
     expect([share.exitCode, share.message]).to.deep.equal([2, 'there is no share week9'])
     const account = await rejection(service.removeWriters(['data'], ['ta1', 'oauth-only']))
-    expect([account.exitCode, account.message]).to.deep.equal([
+    expect([account.exitCode, account.message, account.fix]).to.deep.equal([
       2,
       'oauth-only has no Unix account on this machine, so cannot write a share',
+      "check the names against the members `hubctl share list` shows (only a Unix account can be in a share's group); nothing was changed",
     ])
     expect(changing(system.calls).length).to.equal(before)
     expect(system.groups[group].members).to.deep.equal(['prof', 'ta1'])

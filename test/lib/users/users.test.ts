@@ -108,6 +108,13 @@ describe('users service (fake system)', function () {
     expect(calls.slice(before).map((c) => c.command)).to.deep.equal(['getent'])
     const missing = await rejection(service.planAdmin(['zed'], false))
     expect(missing.line).to.include('hubctl users add zed --admin')
+    // Revoking from a stranger: the names are to be checked, not the user added.
+    const stranger = await rejection(service.planAdmin(['zed'], true))
+    expect([stranger.exitCode, stranger.message, stranger.fix]).to.deep.equal([
+      2,
+      'zed is not a user of this hub',
+      'check the names against `hubctl users list` (a user who is not one has nothing to revoke); nothing was changed',
+    ])
   })
 
   it('remove on a running hub: server stopped, hub restarted, then the user deleted through the API; account locked, home archived 0600', async () => {
