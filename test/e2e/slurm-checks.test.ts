@@ -11,7 +11,7 @@ import {Layout} from '../../src/lib/config/layout.js'
 import {checkNodePaths, checkSubmit} from '../../src/lib/setup/slurmcheck.js'
 import {systemClock} from '../../src/lib/stack/clock.js'
 import {hubctl, portFlags, tempPrefix, testHubInitArgs, VENV_JUPYTERHUB} from '../helpers/cli.js'
-import {type SlurmCluster, slurmInstalled, squeue, startSlurmCluster} from '../helpers/slurm.js'
+import {type SlurmCluster, slurmInstalled, squeue, startSlurmCluster, stopSlurmCluster} from '../helpers/slurm.js'
 import {needTool} from '../helpers/tools.js'
 import {addUser, removeUser} from '../helpers/users.js'
 
@@ -75,7 +75,8 @@ describe('Slurm preflight: --check-submit and the programs on the nodes', functi
     await execa('scontrol', ['update', `PartitionName=${cluster?.partition}`, 'State=UP'], {reject: false})
     if (uid >= 0) await removeUser(user, uid)
     for (const prefix of prefixes) await fs.rm(prefix, {recursive: true, force: true})
-    await cluster?.stop()
+    // Also when before() timed out waiting for the lock or starting the cluster.
+    await stopSlurmCluster()
   })
 
   it("init --check-submit USER: the test job ran as the user (its id reported, gone from the queue), and the jobs' programs were found on the node as that user", async () => {
