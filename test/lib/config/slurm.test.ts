@@ -115,6 +115,7 @@ describe('the Slurm spawner in jupyterhub_config.py', () => {
         hubConnectIp: '10.0.0.5',
         connectAddress: '10.0.0.5',
       },
+      spawn: {maxConcurrent: 2, timeoutSeconds: 120},
     })
     const text = await renderHubConfig(
       new Layout('/tmp/hubctl-slurm-unit'),
