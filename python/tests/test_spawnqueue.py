@@ -1,6 +1,9 @@
 import asyncio
 import unittest
 
+from jupyterhub.spawner import LocalProcessSpawner
+
+from hubctl_hub import spawnqueue
 from hubctl_hub.prespawn import PreSpawn
 from hubctl_hub.spawnqueue import SpawnQueue
 
@@ -78,6 +81,39 @@ class SpawnQueueTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(queue.starting, set())
         self.assertTrue(await got_in(asyncio.ensure_future(hook(f))), "the next spawn gets the slot at once")
         self.assertEqual(f.port, 1)
+
+    async def test_a_slurm_spawn_page_says_its_place_in_line_then_its_jobs_own_progress(self):
+        class JobSpawner(Spawner):
+            async def progress(self):
+                yield {"message": "Your server's Slurm job 7 waits in the queue"}
+
+        self.addCleanup(setattr, LocalProcessSpawner, "progress", LocalProcessSpawner.progress)
+        self.addCleanup(setattr, spawnqueue, "_queue", spawnqueue._queue)
+        queue = SpawnQueue(1)
+        hook = PreSpawn(take_port, queue)
+        a, b = JobSpawner("a"), JobSpawner("b")
+        await hook(a)
+        waiting = asyncio.ensure_future(hook(b))
+        await asyncio.sleep(0.1)
+        spawnqueue.show_place_in_line(queue, JobSpawner)
+        said = []
+
+        async def read():
+            async for event in b.progress():
+                said.append(event["message"])
+
+        reading = asyncio.ensure_future(read())
+        await asyncio.sleep(0.1)
+        a._spawn_pending = False  # a's spawn is over: b's turn, then its job's own progress
+        self.assertTrue(await got_in(waiting))
+        await asyncio.wait_for(reading, 10)
+        self.assertEqual(
+            said,
+            [
+                "Waiting for a turn to start (you are next; 1 servers' jobs are submitted and started at a time by this hub)",
+                "Your server's Slurm job 7 waits in the queue",
+            ],
+        )
 
     async def test_without_a_queue_a_port_at_once(self):
         homes = []

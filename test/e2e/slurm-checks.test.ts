@@ -11,7 +11,7 @@ import {Layout} from '../../src/lib/config/layout.js'
 import {checkNodePaths, checkSubmit} from '../../src/lib/setup/slurmcheck.js'
 import {systemClock} from '../../src/lib/stack/clock.js'
 import {hubctl, portFlags, tempPrefix, testHubInitArgs, VENV_JUPYTERHUB} from '../helpers/cli.js'
-import {type SlurmCluster, slurmInstalled, squeue, startSlurmCluster} from '../helpers/slurm.js'
+import {type SlurmCluster, slurmInstalled, squeue, startSlurmCluster, stopSlurmCluster} from '../helpers/slurm.js'
 import {needTool} from '../helpers/tools.js'
 import {addUser, removeUser} from '../helpers/users.js'
 
@@ -75,7 +75,8 @@ describe('Slurm preflight: --check-submit and the programs on the nodes', functi
     await execa('scontrol', ['update', `PartitionName=${cluster?.partition}`, 'State=UP'], {reject: false})
     if (uid >= 0) await removeUser(user, uid)
     for (const prefix of prefixes) await fs.rm(prefix, {recursive: true, force: true})
-    await cluster?.stop()
+    // Also when before() timed out waiting for the lock or starting the cluster.
+    await stopSlurmCluster()
   })
 
   it("init --check-submit USER: the test job ran as the user (its id reported, gone from the queue), and the jobs' programs were found on the node as that user", async () => {
@@ -133,7 +134,7 @@ describe('Slurm preflight: --check-submit and the programs on the nodes', functi
       expect(await jobsOfUser()).to.deep.equal([])
 
       const paths = [path.join(path.dirname(jupyterhub), 'jupyterhub-singleuser')]
-      const check = await checkNodePaths(execaRunner, {partition}, user, paths, {immediateSeconds: 2})
+      const check = await checkNodePaths(execaRunner, {partition, extra: []}, user, paths, {immediateSeconds: 2})
       expect(check.status, JSON.stringify(check)).to.equal('warn')
       expect(check.message).to.include('could not check').and.include(`srun as ${user} got no allocation`)
     } finally {
@@ -149,14 +150,18 @@ describe('Slurm preflight: --check-submit and the programs on the nodes', functi
     const wrapper = path.join(dir, 'batchspawner-singleuser')
     await fs.writeFile(singleuser, '#!/bin/sh\n', {mode: 0o755})
     await fs.writeFile(wrapper, '#!/bin/sh\n', {mode: 0o700})
-    const check = await checkNodePaths(execaRunner, {partition: cluster!.partition}, user, [singleuser, wrapper])
+    const check = await checkNodePaths(execaRunner, {partition: cluster!.partition, extra: []}, user, [
+      singleuser,
+      wrapper,
+    ])
     expect(check.status, JSON.stringify(check)).to.equal('fail')
     expect(check.message).to.include(`runs ${wrapper} as its user`).and.include(`${user} cannot run it`)
     expect(check.message).to.not.include(singleuser)
     expect(check.fix).to.include('same path on every node')
     await fs.chmod(wrapper, 0o755)
     expect(
-      (await checkNodePaths(execaRunner, {partition: cluster!.partition}, user, [singleuser, wrapper])).status,
+      (await checkNodePaths(execaRunner, {partition: cluster!.partition, extra: []}, user, [singleuser, wrapper]))
+        .status,
     ).to.equal('pass')
   })
 })

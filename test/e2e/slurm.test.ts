@@ -7,6 +7,7 @@ import path from 'node:path'
 
 import {HubApi} from '../../src/lib/stack/hubapi.js'
 import {Doctor} from '../../src/lib/setup/doctor.js'
+import {checkNodePaths} from '../../src/lib/setup/slurmcheck.js'
 import {execaRunner} from '../../src/lib/runner.js'
 import {Layout} from '../../src/lib/config/layout.js'
 import {BrowserSession, logIn, runCellInLab, waitForServerPage} from '../helpers/browser.js'
@@ -20,8 +21,8 @@ import {
   VENV_JUPYTERHUB,
 } from '../helpers/cli.js'
 import {execute, httpsJson, stdoutOf} from '../helpers/kernel.js'
-import {waitUntil} from '../helpers/processes.js'
-import {type SlurmCluster, slurmInstalled, squeue, startSlurmCluster} from '../helpers/slurm.js'
+import {userPids, waitUntil} from '../helpers/processes.js'
+import {type SlurmCluster, slurmInstalled, squeue, startSlurmCluster, stopSlurmCluster} from '../helpers/slurm.js'
 import {needTool} from '../helpers/tools.js'
 import {addUser, removeUser, testUserName} from '../helpers/users.js'
 
@@ -33,6 +34,9 @@ import {addUser, removeUser, testUserName} from '../helpers/users.js'
  * the hub's back is noticed and cleaned up by the hub; while a job waits for a busy node the spawn
  * progress says Slurm's reason, and a job still pending at the start timeout is cancelled;
  * `hubctl stop --keep-servers` leaves a job running and `start` finds it; `hubctl stop` cancels it.
+ * The node check (srun) asks with the servers' --slurm-extra options, so a partition named there
+ * that the cluster lacks fails it. Last, the hub set up again by init with --cull-idle 5s: the idle
+ * culler stops a server, its job leaves the queue and none of the user's processes is left.
  *
  * The JupyterHub is the virtualenv's (VENV_JUPYTERHUB: .ci/run installs batchspawner there, pinned
  * in python/constraints.txt); the token for the user's server is made as kernel.test.ts makes it.
@@ -142,7 +146,8 @@ describe('user servers as Slurm jobs (--spawner slurm)', function () {
     if (prefix) await fs.rm(prefix, {recursive: true, force: true})
     const bad = await badInit?.catch(() => undefined)
     if (bad) await fs.rm(bad.prefix, {recursive: true, force: true})
-    await cluster?.stop()
+    // Also when before() timed out waiting for the lock or starting the cluster.
+    await stopSlurmCluster()
   })
 
   const jobsOfUser = async () => (await squeue()).filter((job) => job.user === user)
@@ -254,6 +259,18 @@ describe('user servers as Slurm jobs (--spawner slurm)', function () {
     expect(checks[1].message).to.include(`${cluster!.partition} is up`)
   })
 
+  it("the node check asks Slurm with the servers' --slurm-extra options: a partition there that the cluster lacks fails, named", async () => {
+    const singleuser = path.join(path.dirname(jupyterhub), 'jupyterhub-singleuser')
+    const check = (extra: string[]) =>
+      checkNodePaths(execaRunner, {partition: cluster!.partition, extra}, 'nobody', [singleuser], {immediateSeconds: 5})
+    const bad = await check(['#SBATCH --comment=hubctl-e2e', '#SBATCH --partition=no-such-partition'])
+    expect(bad.status, JSON.stringify(bad)).to.equal('fail')
+    expect(bad.message).to.include('in partition no-such-partition')
+    expect(bad.fix).to.include('the partition no-such-partition is named by --slurm-extra')
+    const good = await check(['#SBATCH --comment=hubctl-e2e', '#SBATCH --output=/dev/null'])
+    expect(good.status, JSON.stringify(good)).to.equal('pass')
+  })
+
   it('runs a cell in a kernel of that server, through nginx', async () => {
     await server()
     const body = {token: await userToken()}
@@ -359,5 +376,52 @@ describe('user servers as Slurm jobs (--spawner slurm)', function () {
     expect(stopped.exitCode, stopped.stderr).to.equal(0)
     const left = (await squeue()).filter((j) => j.id === job.id && j.state !== 'COMPLETING')
     expect(left, JSON.stringify(left)).to.deep.equal([])
+  })
+
+  it("the idle culler (init --cull-idle) ends an idle server's job: it leaves the queue, the hub shows no server, none of the user's processes are left", async () => {
+    // The hub (stopped by the test before) is set up again with a short idle time, as an operator
+    // would: init on the same prefix and ports, then start.
+    const flags = Object.entries({
+      http: '--http-port',
+      https: '--https-port',
+      proxy: '--proxy-port',
+      proxyApi: '--proxy-api-port',
+      hub: '--hub-port',
+      proxyStandby: '--proxy-standby-port',
+      proxyStandbyApi: '--proxy-standby-api-port',
+    }).flatMap(([key, flag]) => [flag, String(ports[key as keyof typeof ports])])
+    const init = await hubctl(
+      testHubInitArgs(
+        prefix,
+        {
+          admin: user,
+          allowUsers: [user, waiter],
+          jupyterhub,
+          extra: [...slurmFlags(cluster!.partition), '--cull-idle', '5s'],
+        },
+        flags,
+      ),
+    )
+    expect(init.exitCode, init.stderr).to.equal(0)
+    const started = await hubctl(['start', '--detach', '--prefix', prefix, '--json'])
+    expect(started.exitCode, started.stderr + started.stdout).to.equal(0)
+    serverOnce = undefined
+    const job = await server()
+    // Nobody uses the server: the culler stops it through the hub, whose stop cancels the job.
+    await waitUntil(
+      'the culler to stop the idle server',
+      async () => !(await api.userServers(user)).some((s) => s.name === ''),
+      {tries: 120, intervalMs: 500},
+    )
+    serverOnce = undefined
+    // squeue lists an ended job until its processes are gone (COMPLETING), then not at all.
+    await waitUntil(
+      `Slurm job ${job.id} to leave the queue`,
+      async () => !(await squeue()).some((j) => j.id === job.id),
+      {tries: 120, intervalMs: 500},
+    )
+    expect(await userPids(uid), `processes of ${user} left after the job ended`).to.deep.equal([])
+    const log = await fs.readFile(layout.hubLog, 'utf8')
+    expect(log, 'the culler says it culled the server').to.match(new RegExp(`Culling server ${user}\\b`))
   })
 })

@@ -14,7 +14,10 @@ import {waitUntil} from './processes.js'
  *
  * Only one cluster can run on a machine (the config and the daemons' ports are the machine's):
  * startSlurmCluster() holds /tmp/hubctl-slurm.lock (flock) until stop(), and a test process that
- * dies releases it (the lock's holder exits when its stdin closes).
+ * dies releases it (the lock's holder exits when its stdin closes). A test file's after() calls
+ * stopSlurmCluster(), which ends every path: a start still waiting for the lock (a before() that
+ * timed out while another file held it: its `flock -w 900` would keep mocha alive for 15 minutes),
+ * a start under way, a cluster that runs. The holders are also ended when the process exits.
  */
 
 const run = promisify(execFile)
@@ -51,22 +54,56 @@ export async function slurmInstalled(): Promise<boolean> {
   return true
 }
 
-/** Holds the flock until release(): a `flock LOCK cat` whose stdin is ours. */
-async function takeLock(): Promise<{release(): Promise<void>}> {
-  const holder: ChildProcess = spawn('flock', ['-w', '900', LOCK, 'sh', '-c', 'echo locked; exec cat >/dev/null'], {
+/** The lock holders (flock processes) this process started and that have not exited. */
+const holders = new Set<ChildProcess>()
+/** Those of them still waiting for the lock. */
+const waiting = new Set<ChildProcess>()
+let exitHook = false
+
+/** Ends a holder at once: its stdin closed (its `cat` ends, and the lock with it) and flock killed. */
+function endHolder(holder: ChildProcess): void {
+  holder.stdin?.destroy()
+  if (holder.exitCode === null && holder.signalCode === null) holder.kill('SIGKILL')
+}
+
+/** Holds the flock on `file` (LOCK; another in the helper's own test) until release(): a `flock FILE cat` whose stdin is ours. */
+export async function takeLock(file = LOCK): Promise<{release(): Promise<void>}> {
+  if (!exitHook) {
+    exitHook = true
+    // However the process ends (mocha done, an uncaught error, exit()), no holder outlives it.
+    process.once('exit', () => holders.forEach(endHolder))
+  }
+  const holder: ChildProcess = spawn('flock', ['-w', '900', file, 'sh', '-c', 'echo locked; exec cat >/dev/null'], {
     stdio: ['pipe', 'pipe', 'inherit'],
   })
-  await new Promise<void>((resolve, reject) => {
-    let out = ''
-    holder.stdout!.on('data', (chunk: Buffer) => {
-      out += chunk.toString()
-      if (out.includes('locked')) resolve()
+  holders.add(holder)
+  waiting.add(holder)
+  const exited = new Promise<void>((resolve) =>
+    holder.once('exit', () => {
+      holders.delete(holder)
+      waiting.delete(holder)
+      resolve()
+    }),
+  )
+  try {
+    await new Promise<void>((resolve, reject) => {
+      let out = ''
+      holder.stdout!.on('data', (chunk: Buffer) => {
+        out += chunk.toString()
+        if (out.includes('locked')) resolve()
+      })
+      holder.once('exit', (code, signal) =>
+        reject(new Error(`flock ${file} exited ${signal ?? code} before taking the lock`)),
+      )
+      holder.once('error', reject)
     })
-    holder.once('exit', (code) => reject(new Error(`flock ${LOCK} exited ${code} before taking the lock`)))
-  })
+  } catch (error) {
+    endHolder(holder)
+    throw error
+  }
+  waiting.delete(holder)
   return {
     async release() {
-      const exited = new Promise((resolve) => holder.once('exit', resolve))
       holder.stdin!.end()
       await exited
     },
@@ -151,7 +188,31 @@ async function stopAll(): Promise<void> {
  * Starts the cluster (stopping first what a killed earlier run left) and waits until the node is
  * idle in sinfo. Its jobs are cancelled and its daemons ended by stop(), which releases the lock.
  */
-export async function startSlurmCluster(): Promise<SlurmCluster> {
+let starting: Promise<SlurmCluster> | undefined
+
+export function startSlurmCluster(): Promise<SlurmCluster> {
+  starting = startCluster()
+  return starting
+}
+
+/**
+ * What a test file's after() calls, whatever before() got to: a start still waiting for the lock
+ * gives up (its holder ended), a start under way is let finish, and the cluster it started is
+ * stopped (its jobs cancelled, daemons ended, lock released). Any holder left is ended.
+ */
+export async function stopSlurmCluster(): Promise<void> {
+  const start = starting
+  starting = undefined
+  try {
+    waiting.forEach(endHolder)
+    const cluster = await start?.catch(() => undefined)
+    await cluster?.stop()
+  } finally {
+    holders.forEach(endHolder)
+  }
+}
+
+async function startCluster(): Promise<SlurmCluster> {
   const lock = await takeLock()
   try {
     await stopAll()

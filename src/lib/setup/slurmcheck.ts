@@ -175,19 +175,93 @@ export async function checkSubmit(
 }
 
 /**
+ * The sbatch options of the operator's `#SBATCH` lines (--slurm-extra) that srun takes too, as srun
+ * arguments: what places the job (partition, account, QOS, reservation, constraint, GPUs, ...), so
+ * that the node check asks Slurm for a job like the servers' own. Left out: what only a batch
+ * script has, or would take the check's output away (output and error files, the job's name and
+ * directory, its environment, arrays, requeueing, mail).
+ */
+export function srunOptions(extra: string[]): string[] {
+  const scriptOnly = new Set([
+    '--output',
+    '-o',
+    '--error',
+    '-e',
+    '--input',
+    '-i',
+    '--open-mode',
+    '--job-name',
+    '-J',
+    '--chdir',
+    '-D',
+    '--export',
+    '--export-file',
+    '--get-user-env',
+    '--array',
+    '-a',
+    '--requeue',
+    '--no-requeue',
+    '--parsable',
+    '--wait',
+    '-W',
+    '--wrap',
+    '--test-only',
+    '--mail-type',
+    '--mail-user',
+    '--signal',
+  ])
+  const options: string[] = []
+  for (const line of extra) {
+    const words = line
+      .replace(/^#SBATCH\s+/, '')
+      .split(/\s+/)
+      .filter(Boolean)
+    let skipping = false
+    for (const word of words) {
+      if (word.startsWith('#')) break
+      if (word.startsWith('-')) {
+        const name = word.startsWith('--') ? word.split('=')[0] : word.slice(0, 2)
+        skipping = scriptOnly.has(name)
+      }
+      if (!skipping) options.push(word)
+    }
+  }
+  return options
+}
+
+/** The partition a job of `shape` goes to: the last one its #SBATCH lines name, else the servers' own. */
+export function jobPartition(shape: Pick<SlurmJobShape, 'partition' | 'extra'>): string {
+  let partition = shape.partition
+  const words = srunOptions(shape.extra)
+  for (const [i, word] of words.entries()) {
+    const joined = /^(?:--partition=|-p)(.+)$/.exec(word)
+    if (joined) partition = joined[1].replace(/^=/, '')
+    else if ((word === '--partition' || word === '-p') && words[i + 1]) partition = words[i + 1]
+  }
+  return partition
+}
+
+/** srun's words when Slurm refused the job outright (not a busy cluster): a bad partition, account, QOS, option. */
+const REFUSED =
+  /invalid (partition|account|qos|generic resource|feature|reservation|node name|option)|unrecognized option|Invalid (partition|account|qos)|not permitted|AssocNotFound|Access\/permission denied|Requested node configuration is not available|More processors requested|Memory required by task is not available/i
+
+/**
  * The programs each job runs, by absolute path, checked on a node of the partition as `user` (not
- * root: the files must be reachable by the users): `srun --immediate` runs `test -x` for each. No
- * allocation within SRUN_IMMEDIATE seconds (a busy or down partition, an account needed) is a
- * warning that the check could not be made, not a failure.
+ * root: the files must be reachable by the users): `srun --immediate` runs `test -x` for each, with
+ * the servers' own --slurm-extra options (srunOptions), so it asks for the partition, account or QOS
+ * their jobs will. A job Slurm refuses outright (a partition or account that does not exist) fails,
+ * naming it; no allocation within SRUN_IMMEDIATE seconds (a busy or down partition) is a warning
+ * that the check could not be made, not a failure.
  */
 export async function checkNodePaths(
   runner: Runner,
-  shape: Pick<SlurmJobShape, 'partition'>,
+  shape: Pick<SlurmJobShape, 'partition' | 'extra'>,
   user: string,
   paths: string[],
   options: {immediateSeconds?: number} = {},
 ): Promise<SlurmCheckOutcome> {
   const immediate = options.immediateSeconds ?? SRUN_IMMEDIATE
+  const extraOptions = srunOptions(shape.extra)
   const script = 'for f in "$@"; do if test -x "$f"; then echo "hubctl-ok $f"; else echo "hubctl-missing $f"; fi; done'
   const result = await runner.run(
     'sudo',
@@ -203,6 +277,7 @@ export async function checkNodePaths(
       `--immediate=${immediate}`,
       '--job-name=hubctl-check-paths',
       '--chdir=/',
+      ...extraOptions,
       '/bin/sh',
       '-c',
       script,
@@ -225,9 +300,22 @@ export async function checkNodePaths(
       status: 'pass',
       message: `${user} can run ${paths.join(' and ')} on a node of ${shape.partition} (srun)`,
     }
+  const said = lastLine(result)
+  if (found.length === 0 && !result.timedOut && REFUSED.test(`${result.stderr}\n${result.stdout}`)) {
+    const partition = jobPartition(shape)
+    const asked = [`--partition=${shape.partition}`, ...extraOptions].join(' ')
+    return {
+      status: 'fail',
+      message: `Slurm refused a job like the servers' (srun as ${user} with ${asked}, in partition ${partition}): ${said}`,
+      fix:
+        partition === shape.partition
+          ? submitFix(said, {...shape, memory: '64M', cpus: 1})
+          : `the partition ${partition} is named by --slurm-extra: give one that exists there (sinfo -s lists them), or leave the line out`,
+    }
+  }
   return {
     status: 'warn',
-    message: `could not check on a node that ${paths.join(' and ')} ${paths.length === 1 ? 'is' : 'are'} there for the users' jobs: srun as ${user} got no allocation in ${shape.partition} within ${immediate} s (${result.timedOut ? 'timed out' : lastLine(result)})`,
+    message: `could not check on a node that ${paths.join(' and ')} ${paths.length === 1 ? 'is' : 'are'} there for the users' jobs: srun as ${user} got no allocation in ${shape.partition} within ${immediate} s (${result.timedOut ? 'timed out' : said})`,
     fix: `make sure every node has them at the same path, readable by every user; \`hubctl doctor\` checks again when the partition has room`,
   }
 }

@@ -115,6 +115,7 @@ describe('the Slurm spawner in jupyterhub_config.py', () => {
         hubConnectIp: '10.0.0.5',
         connectAddress: '10.0.0.5',
       },
+      spawn: {maxConcurrent: 2, timeoutSeconds: 120},
     })
     const text = await renderHubConfig(
       new Layout('/tmp/hubctl-slurm-unit'),
@@ -134,5 +135,7 @@ describe('the Slurm spawner in jupyterhub_config.py', () => {
     expect(text).to.include('c.SlurmSpawner.req_gres = "gpu:1"')
     expect(text).to.include('c.SlurmSpawner.batchspawner_singleuser_cmd = "/opt/jh/bin/batchspawner-singleuser"')
     expect(text).to.include(`c.SlurmSpawner.batch_script = ${JSON.stringify(batchScript(['#SBATCH --account="x"']))}`)
+    // A Slurm server waiting for its turn in the hub's line says so, before its job's pending reason.
+    expect(text).to.include('hubctl_hub.spawnqueue.show_place_in_line(_hubctl_queue, batchspawner.SlurmSpawner)\n')
   })
 })

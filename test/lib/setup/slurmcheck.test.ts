@@ -2,7 +2,7 @@ import {expect} from 'chai'
 
 import type {RunOptions, RunResult, Runner} from '../../../src/lib/runner.js'
 import type {Clock} from '../../../src/lib/stack/clock.js'
-import {checkNodePaths, checkSubmit, testJobScript} from '../../../src/lib/setup/slurmcheck.js'
+import {checkNodePaths, checkSubmit, srunOptions, testJobScript} from '../../../src/lib/setup/slurmcheck.js'
 import {checkPartition, type SlurmPartition} from '../../../src/lib/setup/slurm.js'
 import {resolveInitRequest} from '../../../src/lib/setup/init-request.js'
 import {rejection, thrown} from '../../helpers/errors.js'
@@ -117,7 +117,9 @@ describe("the jobs' programs on a node (srun)", () => {
 
   it('runs test -x with srun as the user, in the partition, within a bound, and passes when both are there', async () => {
     const runner = fakeRunner(() => ({stdout: paths.map((p) => `hubctl-ok ${p}`).join('\n')}))
-    const outcome = await checkNodePaths(runner, {partition: 'batch'}, 'nobody', paths, {immediateSeconds: 7})
+    const outcome = await checkNodePaths(runner, {partition: 'batch', extra: []}, 'nobody', paths, {
+      immediateSeconds: 7,
+    })
     expect(outcome.status).to.equal('pass')
     const [call] = runner.calls
     expect(call.command).to.equal('sudo')
@@ -128,10 +130,61 @@ describe("the jobs' programs on a node (srun)", () => {
 
   it('fails naming the program the user cannot run there, with the fix', async () => {
     const runner = fakeRunner(() => ({stdout: `hubctl-ok ${paths[0]}\nhubctl-missing ${paths[1]}`}))
-    const outcome = await checkNodePaths(runner, {partition: 'batch'}, 'scu1', paths)
+    const outcome = await checkNodePaths(runner, {partition: 'batch', extra: []}, 'scu1', paths)
     expect(outcome.status).to.equal('fail')
     expect(outcome.message).to.include(paths[1]).and.not.include(paths[0])
     expect(outcome.fix).to.include('same path on every node')
+  })
+
+  it("asks srun for a job like the servers': the --slurm-extra options srun takes, not the script's own", async () => {
+    const runner = fakeRunner(() => ({stdout: paths.map((p) => `hubctl-ok ${p}`).join('\n')}))
+    const extra = [
+      '#SBATCH --account=physics',
+      '#SBATCH -q  short',
+      '#SBATCH --output=/dev/null',
+      '#SBATCH --mail-type ALL',
+      '#SBATCH --constraint=gpu # the nodes with GPUs',
+    ]
+    expect(srunOptions(extra)).to.deep.equal(['--account=physics', '-q', 'short', '--constraint=gpu'])
+    expect((await checkNodePaths(runner, {partition: 'batch', extra}, 'nobody', paths)).status).to.equal('pass')
+    const args = runner.calls[0].args
+    const srun = args.slice(args.indexOf('srun'), args.indexOf('/bin/sh'))
+    expect(srun).to.include.members(['--partition=batch', '--account=physics', '-q', 'short', '--constraint=gpu'])
+    expect(srun.join(' ')).to.not.include('--output').and.not.include('--mail-type')
+    // The operator's partition comes after the servers' own, as in the job script.
+    expect(srun.indexOf('--partition=batch')).to.be.lessThan(srun.indexOf('--account=physics'))
+  })
+
+  it('fails naming a partition of --slurm-extra that Slurm does not have', async () => {
+    const runner = fakeRunner((command, args) =>
+      args.includes('--partition=nope')
+        ? {
+            exitCode: 1,
+            stderr:
+              'srun: error: invalid partition specified: nope\nsrun: error: Unable to allocate resources: Invalid partition name specified',
+          }
+        : {stdout: paths.map((p) => `hubctl-ok ${p}`).join('\n')},
+    )
+    const outcome = await checkNodePaths(
+      runner,
+      {partition: 'batch', extra: ['#SBATCH --partition=nope']},
+      'nobody',
+      paths,
+    )
+    expect(outcome.status).to.equal('fail')
+    expect(outcome.message).to.include('in partition nope').and.include('Invalid partition name specified')
+    expect(outcome.fix).to.include('the partition nope is named by --slurm-extra')
+  })
+
+  it('fails when Slurm refuses the account of --slurm-extra, with the fix', async () => {
+    const runner = fakeRunner(() => ({
+      exitCode: 1,
+      stderr: 'srun: error: Unable to allocate resources: Invalid account or account/partition combination specified',
+    }))
+    const outcome = await checkNodePaths(runner, {partition: 'batch', extra: ['#SBATCH -A nope']}, 'nobody', paths)
+    expect(outcome.status).to.equal('fail')
+    expect(outcome.message).to.include('-A nope').and.include('in partition batch')
+    expect(outcome.fix).to.include('sacctmgr')
   })
 
   it('warns that it could not check when srun gets no allocation', async () => {
@@ -139,7 +192,7 @@ describe("the jobs' programs on a node (srun)", () => {
       exitCode: 1,
       stderr: 'srun: error: Unable to allocate resources: Requested nodes are busy',
     }))
-    const outcome = await checkNodePaths(runner, {partition: 'batch'}, 'nobody', paths)
+    const outcome = await checkNodePaths(runner, {partition: 'batch', extra: []}, 'nobody', paths)
     expect(outcome.status).to.equal('warn')
     expect(outcome.message).to.include('could not check').and.include('Requested nodes are busy')
   })
