@@ -12,6 +12,7 @@ import {jupyterhubPython} from '../../src/lib/config/jupyterhub.js'
 import {Layout} from '../../src/lib/config/layout.js'
 import {PORT_FLAGS, PORT_NAMES, SettingsStore} from '../../src/lib/config/settings.js'
 import {exists} from '../../src/lib/files/atomic.js'
+import {HubEnvService, systemPython} from '../../src/lib/setup/hubenv.js'
 import {validateSecret} from '../../src/lib/files/secrets.js'
 import {execaRunner} from '../../src/lib/runner.js'
 import {checkHealth, hubHealthUrl} from '../../src/lib/stack/hubapi.js'
@@ -33,9 +34,11 @@ import {killEveryProcessOf} from '../helpers/users.js'
  *   is rolled back by `hubctl start` (the old hash, the old hub); from the middle
  *   of the journal `hubctl start` starts the restored hub, and after a real kill there the next
  *   `hubctl restore` completes;
- * - upgrade (3.0 to the pinned JupyterHub, --env: the prebuilt environment): at each point the
- *   hub's hubctl.json, config and database are one JupyterHub's, whose schema the database is at;
- *   `hubctl start` starts it from the middle of the switch.
+ * - upgrade (3.0 to the pinned JupyterHub, in an environment of hubctl's own, envs/<id>, made here
+ *   complete from the prebuilt packages: no PyPI build): at each point the hub's hubctl.json,
+ *   config and database are one JupyterHub's, whose schema the database is at, and the `current`
+ *   link names the new environment once hubctl.json does; `hubctl start` starts it from the middle
+ *   of the switch.
  */
 
 const VENV = path.join(ROOT, '.venv')
@@ -246,14 +249,29 @@ describe('hubctl backup, restore and upgrade killed with SIGKILL at each step', 
     expect(await healthy(), 'the hub runs').to.equal(true)
     const configOf = async () => fs.readFile(layout.hubConfig, 'utf8')
     const oldSide = {executable: await fs.realpath(DEBIAN_JUPYTERHUB), config: await configOf()}
-    const args = ['upgrade', '--yes', '--env', VENV, '--prefix', prefix, '--json']
+    // hubctl's environment of the pins, as a build leaves it (complete), its packages the prebuilt ones.
+    const plan = await new HubEnvService({layout, runner: execaRunner}).plan(await systemPython())
+    await execa('/usr/bin/python3', ['-I', '-m', 'venv', '--without-pip', plan.dir])
+    const site = path.join(VENV, 'lib/python3.11/site-packages')
+    await fs.writeFile(path.join(plan.dir, 'lib/python3.11/site-packages/hubctl-test.pth'), `${site}\n`)
+    for (const script of ['jupyterhub', 'jupyterhub-singleuser']) {
+      const text = await fs.readFile(path.join(VENV, 'bin', script), 'utf8')
+      await fs.writeFile(path.join(plan.dir, 'bin', script), text.replace(/^#!.*/, `#!${plan.dir}/bin/python3`), {
+        mode: 0o755,
+      })
+    }
+    await fs.writeFile(layout.hubEnvMarker, 'This directory is managed by hubctl (kill-backup e2e).\n')
+    await fs.writeFile(layout.hubEnvComplete(plan.id), JSON.stringify({versions: plan.versions, python: plan.python}))
+    const currentLink = () => fs.readlink(layout.hubEnvCurrent).catch(() => undefined)
+    const args = ['upgrade', '--yes', '--prefix', prefix, '--json']
     const states = path.join(stash, 'upgrade')
     const points = await holdEachWrite(args, log, (n) => saveState(path.join(states, String(n))), STEPS)
     const newSide = {
       executable: (await new SettingsStore(layout).load()).executables.jupyterhub,
       config: await configOf(),
     }
-    expect(newSide.executable).to.equal(await fs.realpath(path.join(VENV, 'bin/jupyterhub')))
+    expect(newSide.executable).to.equal(await fs.realpath(path.join(plan.dir, 'bin/jupyterhub')))
+    expect(await currentLink()).to.equal(layout.hubEnvLinkTarget(plan.id))
     const stopped = await hubctl(['stop', '--prefix', prefix, '--json'])
     expect(stopped.exitCode, stopped.stderr).to.equal(0)
     const sides: string[] = []
@@ -265,6 +283,9 @@ describe('hubctl backup, restore and upgrade killed with SIGKILL at each step', 
       const side = [oldSide, newSide].find((s) => s.executable === executable)
       expect(side, `${what}: hubctl.json names ${executable}`).to.not.equal(undefined)
       expect(await configOf(), `${what}: the config is that JupyterHub's`).to.equal(side!.config)
+      expect(await currentLink(), `${what}: the current link with hubctl.json`).to.equal(
+        side === oldSide ? undefined : layout.hubEnvLinkTarget(plan.id),
+      )
       const schema = await readSchema(execaRunner, (await jupyterhubPython(executable))!, layout.database)
       expect(schemaState(schema), `${what}: the database is at ${executable}'s schema`).to.equal('current')
       sides.push(side === oldSide ? 'old' : 'new')
@@ -277,5 +298,6 @@ describe('hubctl backup, restore and upgrade killed with SIGKILL at each step', 
     await loadState(path.join(states, String(middle)))
     await startAndStop(`killed at ${middle} (${points[middle - 1]})`)
     expect((await new SettingsStore(layout).load()).executables.jupyterhub).to.equal(newSide.executable)
+    expect(await currentLink()).to.equal(layout.hubEnvLinkTarget(plan.id))
   })
 })
