@@ -36,7 +36,7 @@ if (args[0] === 'start' && (args.includes('--detach') || args.includes('-d'))) {
     ])
     const layout = new Layout(prefix)
     // A restore or an upgrade killed half way through its renames: finished before hubctl.json is read.
-    await finishInterrupted(layout)
+    await finishInterrupted(layout, execaRunner)
     await checkBeforeStart(layout, await new SettingsStore(layout).load(), execaRunner)
   })
 }

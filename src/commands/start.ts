@@ -46,7 +46,8 @@ Runs in the foreground, as a service manager expects; --detach runs it in the ba
     const cullIdle = this.flags['cull-idle']
     const cullIdleMs = cullIdle === undefined ? undefined : parseDuration(cullIdle, '--cull-idle')
     // A restore or an upgrade killed half way through its renames: finished before hubctl.json is read.
-    for (const what of await finishInterrupted(this.layout)) this.logToStderr(`hubctl finished an interrupted ${what}`)
+    for (const what of await finishInterrupted(this.layout, execaRunner))
+      this.logToStderr(`hubctl finished an interrupted ${what}`)
     const settings = await new SettingsStore(this.layout).load()
     if (this.flags['checked-by-parent']) {
       if (!(await parentSaysGo(process.stdin))) return undefined

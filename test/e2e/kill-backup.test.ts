@@ -12,6 +12,7 @@ import {jupyterhubPython} from '../../src/lib/config/jupyterhub.js'
 import {Layout} from '../../src/lib/config/layout.js'
 import {PORT_FLAGS, PORT_NAMES, SettingsStore} from '../../src/lib/config/settings.js'
 import {exists} from '../../src/lib/files/atomic.js'
+import {HubEnvService, systemPython} from '../../src/lib/setup/hubenv.js'
 import {validateSecret} from '../../src/lib/files/secrets.js'
 import {execaRunner} from '../../src/lib/runner.js'
 import {checkHealth, hubHealthUrl} from '../../src/lib/stack/hubapi.js'
@@ -28,12 +29,16 @@ import {killEveryProcessOf} from '../helpers/users.js'
  * - backup: no archive under its final name until it is whole; the hub keeps answering; a real
  *   kill's leftovers (staging directory, temp archive) are removed by the next backup;
  * - restore (of that archive, onto other ports): after a kill at each point, the hub is the old or
- *   the restored one (cookie secret, hubctl.json, database, the home), never a mix; from the middle
+ *   the restored one (cookie secret, hubctl.json, database, the home, the account's password
+ *   hash), never a mix: a kill once chpasswd set the archive's hash, before the renames' journal,
+ *   is rolled back by `hubctl start` (the old hash, the old hub); from the middle
  *   of the journal `hubctl start` starts the restored hub, and after a real kill there the next
  *   `hubctl restore` completes;
- * - upgrade (3.0 to the pinned JupyterHub, --env: the prebuilt environment): at each point the
- *   hub's hubctl.json, config and database are one JupyterHub's, whose schema the database is at;
- *   `hubctl start` starts it from the middle of the switch.
+ * - upgrade (3.0 to the pinned JupyterHub, in an environment of hubctl's own, envs/<id>, made here
+ *   complete from the prebuilt packages: no PyPI build): at each point the hub's hubctl.json,
+ *   config and database are one JupyterHub's, whose schema the database is at, and the `current`
+ *   link names the new environment once hubctl.json does; `hubctl start` starts it from the middle
+ *   of the switch.
  */
 
 const VENV = path.join(ROOT, '.venv')
@@ -65,8 +70,13 @@ describe('hubctl backup, restore and upgrade killed with SIGKILL at each step', 
       layout.database,
       String(n),
     )
-  /** The hub as a restore decides it: the cookie secret, hubctl.json, the database's mark, the home's mark. */
+  /** The account's password hash (/etc/shadow), and one set by chpasswd --encrypted. */
+  const shadowOf = async () => (await execa('getent', ['shadow', user])).stdout.split(':')[1]
+  const setShadow = (hash: string) => execa('chpasswd', ['--encrypted'], {input: `${user}:${hash}\n`})
+  const ARCHIVED_HASH = '$6$hubctlk9$archived'
+  /** The hub as a restore decides it: the cookie secret, hubctl.json, the database's mark, the home's mark, the password hash. */
   const hubState = async () => ({
+    shadow: await shadowOf(),
     cookie: await fs.readFile(layout.cookieSecret, 'utf8'),
     settings: await fs.readFile(layout.settings, 'utf8'),
     database: await userVersion(),
@@ -74,15 +84,17 @@ describe('hubctl backup, restore and upgrade killed with SIGKILL at each step', 
   })
   const homeEntries = () => [home, layout.restoreNew(home), layout.restoreOld(home)]
 
-  /** The prefix and the home (with a restore's entries beside it) copied to `dir`. */
+  /** The prefix, the home (with a restore's entries beside it) and the password hash copied to `dir`. */
   async function saveState(dir: string): Promise<void> {
     await fs.mkdir(path.join(dir, 'homes'), {recursive: true})
+    await fs.writeFile(path.join(dir, 'shadow'), await shadowOf())
     await execa('cp', ['-a', prefix, path.join(dir, 'prefix')])
     for (const entry of homeEntries())
       if (await exists(entry)) await execa('cp', ['-a', entry, path.join(dir, 'homes', path.basename(entry))])
   }
-  /** The prefix and the home back to a saved state (no hub runs). */
+  /** The prefix, the home and the password hash back to a saved state (no hub runs). */
   async function loadState(dir: string): Promise<void> {
+    await setShadow(await fs.readFile(path.join(dir, 'shadow'), 'utf8'))
     await fs.rm(prefix, {recursive: true, force: true})
     await execa('cp', ['-a', path.join(dir, 'prefix'), prefix])
     for (const entry of homeEntries()) {
@@ -117,6 +129,7 @@ describe('hubctl backup, restore and upgrade killed with SIGKILL at each step', 
     expect(init.exitCode, init.stderr).to.equal(0)
     home = (await execa('getent', ['passwd', user])).stdout.split(':')[5]
     await fs.writeFile(path.join(home, 'marker'), 'archived')
+    await setShadow(ARCHIVED_HASH)
     const started = await hubctl(['start', '--detach', '--prefix', prefix, '--json'])
     expect(started.exitCode, started.stderr + started.stdout).to.equal(0)
     await setUserVersion(7)
@@ -178,6 +191,7 @@ describe('hubctl backup, restore and upgrade killed with SIGKILL at each step', 
     await fs.writeFile(layout.cookieSecret, cookie)
     await setUserVersion(42)
     await fs.writeFile(path.join(home, 'marker'), 'old')
+    await setShadow('$6$hubctlk9$old')
     const old = await hubState()
     const portArgs = async () => {
       const {ports} = await portFlags()
@@ -189,7 +203,7 @@ describe('hubctl backup, restore and upgrade killed with SIGKILL at each step', 
     const restored = await hubState()
     expect(restored.settings).to.not.equal(old.settings)
     expect(restored.cookie).to.not.equal(old.cookie)
-    expect(restored).to.deep.include({database: 7, home: 'archived'})
+    expect(restored).to.deep.include({database: 7, home: 'archived', shadow: ARCHIVED_HASH})
     const stopped = await hubctl(['stop', '--prefix', prefix, '--json'])
     expect(stopped.exitCode, stopped.stderr).to.equal(0)
     const journaled = points.findIndex((p) => p.startsWith('step: journal')) + 1
@@ -197,7 +211,7 @@ describe('hubctl backup, restore and upgrade killed with SIGKILL at each step', 
     for (let n = 1; n <= points.length; n++) {
       await loadState(path.join(states, String(n)))
       // What `hubctl start` and the next restore do first.
-      await finishInterrupted(layout)
+      await finishInterrupted(layout, execaRunner)
       const now = await hubState()
       expect([old, restored], `killed at ${n} (${points[n - 1]}): the old hub or the restored one`).to.deep.include(now)
       if (n >= journaled)
@@ -205,6 +219,17 @@ describe('hubctl backup, restore and upgrade killed with SIGKILL at each step', 
       for (const entry of [layout.restoreNew(home), layout.restoreOld(home)])
         if (n >= journaled) expect(await exists(entry), `${entry} after ${n}`).to.equal(false)
     }
+    // Killed just after chpasswd set the archive's hash (the old hub's files in place): `hubctl start`
+    // rolls the account back and starts the old hub.
+    const chpassed = points.indexOf('step: run chpasswd') + 2
+    expect(chpassed, points.join('\n')).to.be.greaterThan(1)
+    expect(chpassed).to.be.lessThan(journaled)
+    await loadState(path.join(states, String(chpassed)))
+    expect(await shadowOf(), `killed at ${chpassed} (${points[chpassed - 1]}): the archive's hash set`).to.equal(
+      ARCHIVED_HASH,
+    )
+    await startAndStop(`killed at ${chpassed} (${points[chpassed - 1]})`)
+    expect(await hubState()).to.deep.equal(old)
     // From the middle of the journal (hubctl.json not renamed yet): `hubctl start` starts the restored hub.
     const middle = points.findIndex((p) => p.startsWith('step: journal rename') && p.endsWith(layout.settings)) + 1
     expect(middle, points.join('\n')).to.be.greaterThan(journaled)
@@ -224,25 +249,43 @@ describe('hubctl backup, restore and upgrade killed with SIGKILL at each step', 
     expect(await healthy(), 'the hub runs').to.equal(true)
     const configOf = async () => fs.readFile(layout.hubConfig, 'utf8')
     const oldSide = {executable: await fs.realpath(DEBIAN_JUPYTERHUB), config: await configOf()}
-    const args = ['upgrade', '--yes', '--env', VENV, '--prefix', prefix, '--json']
+    // hubctl's environment of the pins, as a build leaves it (complete), its packages the prebuilt ones.
+    const plan = await new HubEnvService({layout, runner: execaRunner}).plan(await systemPython())
+    await execa('/usr/bin/python3', ['-I', '-m', 'venv', '--without-pip', plan.dir])
+    const site = path.join(VENV, 'lib/python3.11/site-packages')
+    await fs.writeFile(path.join(plan.dir, 'lib/python3.11/site-packages/hubctl-test.pth'), `${site}\n`)
+    for (const script of ['jupyterhub', 'jupyterhub-singleuser']) {
+      const text = await fs.readFile(path.join(VENV, 'bin', script), 'utf8')
+      await fs.writeFile(path.join(plan.dir, 'bin', script), text.replace(/^#!.*/, `#!${plan.dir}/bin/python3`), {
+        mode: 0o755,
+      })
+    }
+    await fs.writeFile(layout.hubEnvMarker, 'This directory is managed by hubctl (kill-backup e2e).\n')
+    await fs.writeFile(layout.hubEnvComplete(plan.id), JSON.stringify({versions: plan.versions, python: plan.python}))
+    const currentLink = () => fs.readlink(layout.hubEnvCurrent).catch(() => undefined)
+    const args = ['upgrade', '--yes', '--prefix', prefix, '--json']
     const states = path.join(stash, 'upgrade')
     const points = await holdEachWrite(args, log, (n) => saveState(path.join(states, String(n))), STEPS)
     const newSide = {
       executable: (await new SettingsStore(layout).load()).executables.jupyterhub,
       config: await configOf(),
     }
-    expect(newSide.executable).to.equal(await fs.realpath(path.join(VENV, 'bin/jupyterhub')))
+    expect(newSide.executable).to.equal(await fs.realpath(path.join(plan.dir, 'bin/jupyterhub')))
+    expect(await currentLink()).to.equal(layout.hubEnvLinkTarget(plan.id))
     const stopped = await hubctl(['stop', '--prefix', prefix, '--json'])
     expect(stopped.exitCode, stopped.stderr).to.equal(0)
     const sides: string[] = []
     for (let n = 1; n <= points.length; n++) {
       const what = `killed at ${n} (${points[n - 1]})`
       await loadState(path.join(states, String(n)))
-      await finishInterrupted(layout)
+      await finishInterrupted(layout, execaRunner)
       const executable = (await new SettingsStore(layout).load()).executables.jupyterhub
       const side = [oldSide, newSide].find((s) => s.executable === executable)
       expect(side, `${what}: hubctl.json names ${executable}`).to.not.equal(undefined)
       expect(await configOf(), `${what}: the config is that JupyterHub's`).to.equal(side!.config)
+      expect(await currentLink(), `${what}: the current link with hubctl.json`).to.equal(
+        side === oldSide ? undefined : layout.hubEnvLinkTarget(plan.id),
+      )
       const schema = await readSchema(execaRunner, (await jupyterhubPython(executable))!, layout.database)
       expect(schemaState(schema), `${what}: the database is at ${executable}'s schema`).to.equal('current')
       sides.push(side === oldSide ? 'old' : 'new')
@@ -255,5 +298,6 @@ describe('hubctl backup, restore and upgrade killed with SIGKILL at each step', 
     await loadState(path.join(states, String(middle)))
     await startAndStop(`killed at ${middle} (${points[middle - 1]})`)
     expect((await new SettingsStore(layout).load()).executables.jupyterhub).to.equal(newSide.executable)
+    expect(await currentLink()).to.equal(layout.hubEnvLinkTarget(plan.id))
   })
 })

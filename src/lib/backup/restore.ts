@@ -16,20 +16,28 @@ import {UnixAccounts, UsersRecord} from '../users/accounts.js'
 import {checkHealth, hubHealthUrl} from '../stack/hubapi.js'
 import {runningSupervisor} from '../stack/state.js'
 import {startDetached, stopStack} from '../stack/control.js'
-import {JournalOp, RestoreJournal, finishInterruptedRestore, finishInterruptedUpgrade} from './journal.js'
+import {
+  JournalOp,
+  RestoreJournal,
+  accountsBefore,
+  finishInterruptedRestore,
+  finishInterruptedUpgrade,
+} from './journal.js'
 import {MANIFEST, Manifest, compareVersions, parseManifest, sha256File} from './manifest.js'
 import {PortChoice, isRelocated, movedPath, relocatedSettings, renderedForHere} from './relocate.js'
 
 /*
  * `hubctl restore FILE`: the archive is unpacked beside srv/jupyterhub and checked whole (manifest,
  * every member's size and SHA-256, nothing more and nothing less, the versions) before anything of
- * the hub changes. Then the stack is stopped and every new file, link and home is written complete
- * beside the one it replaces (`.NAME.hubctl-restore`, fsynced, its mode and owner set), and only
- * then a journal of the renames is written (atomically). Renaming each new entry over the old one
- * follows the journal; a restore killed before the journal exists left the old hub (plus unused
- * `.hubctl-restore` files, replaced by the next restore), one killed after it is completed by the
- * next `hubctl restore` or `hubctl start` (finishInterruptedRestore): the old hub or the new one,
- * never a mix that runs.
+ * the hub changes. Then the stack is stopped, the journal written in its `accounts` phase (the
+ * accounts as they are), the system accounts made and their password hashes set, and every new
+ * file, link and home written complete beside the one it replaces (`.NAME.hubctl-restore`,
+ * fsynced, its mode and owner set); only then is the journal of the renames written (atomically,
+ * over the first). Renaming each new entry over the old one follows the journal; a restore killed
+ * before the renames' journal exists left the old hub, its accounts rolled back by the next
+ * `hubctl restore` or `hubctl start` (plus unused `.hubctl-restore` files, replaced by the next
+ * restore), one killed after it is completed by them (finishInterruptedRestore): the old hub and
+ * accounts or the new ones, never a mix that runs.
  */
 
 export interface RestoreDeps {
@@ -114,8 +122,8 @@ export class RestoreService {
       let stopped = false
       const accounts: RestoreResult['accounts'] = []
       try {
-        // A restore or an upgrade killed after its journal: finished first, then replaced by this one.
-        await finishInterruptedRestore(layout)
+        // A restore or an upgrade killed after its journal: finished (or rolled back) first, then replaced by this one.
+        await finishInterruptedRestore(layout, this.deps.runner)
         await finishInterruptedUpgrade(layout)
         await this.removeStale(staging)
         if (await runningSupervisor(layout)) {
@@ -129,15 +137,32 @@ export class RestoreService {
         if (layout.isSystem && (await exists(layout.systemdUnit)))
           await this.deps.runner.run('systemctl', ['stop', 'jupyterhub.service'])
         const ops: RestoreJournal['ops'] = []
-        accounts.push(...(await this.accounts(manifest, staging)))
-        await this.renderHere(manifest, staging, {settings, install, relocated, bin: options.bin})
-        await this.stageFiles(manifest, staging, ops)
-        await this.stageHomes(manifest, staging, accounts, ops)
+        // The accounts as they are, journaled before any changes: a kill from here to the renames' journal is rolled back.
+        const before = await accountsBefore(
+          this.deps.runner,
+          manifest.accounts.map((a) => a.name),
+        )
+        const first: RestoreJournal = {version: 1, archive, phase: 'accounts', accounts: before, ops: []}
+        await writeFileAtomic(layout.restoreJournal, `${JSON.stringify(first, null, 2)}\n`, {mode: 0o600})
+        try {
+          accounts.push(...(await this.accounts(manifest, staging)))
+          await this.renderHere(manifest, staging, {settings, install, relocated, bin: options.bin})
+          await this.stageFiles(manifest, staging, ops)
+          await this.stageHomes(manifest, staging, accounts, ops)
+        } catch (error) {
+          // Failed before the renames: the accounts as they were, the old hub's files untouched.
+          await finishInterruptedRestore(layout, this.deps.runner).catch((undo: unknown) =>
+            this.log(
+              `the accounts could not be put back: ${messageOf(undo)} (the next hubctl start or restore tries again)`,
+            ),
+          )
+          throw error
+        }
         for (const sidecar of layout.databaseSidecars) ops.unshift({op: 'remove', to: sidecar})
-        const journal: RestoreJournal = {version: 1, archive, ops}
+        const journal: RestoreJournal = {version: 1, archive, phase: 'files', ops}
         await writeFileAtomic(layout.restoreJournal, `${JSON.stringify(journal, null, 2)}\n`, {mode: 0o600})
         this.log(`replacing ${ops.length} entries`)
-        await finishInterruptedRestore(layout)
+        await finishInterruptedRestore(layout, this.deps.runner)
       } finally {
         await lock.release()
       }

@@ -148,7 +148,7 @@ export {hasIpv6} from '../config/site.js'
  */
 export async function checkBeforeStart(layout: Layout, settings: Settings, runner: Runner): Promise<void> {
   // A `hubctl restore` killed during its renames: finished first, so the hub that starts is the restored one, whole.
-  await finishInterruptedRestore(layout)
+  await finishInterruptedRestore(layout, runner)
   // Nothing root runs or loads may be someone else's (first: `nginx -t` loads the configuration,
   // and its modules, as root); no server of another user runs as root.
   await assertTrusted(layout, settings.executables.jupyterhub)

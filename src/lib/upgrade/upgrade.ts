@@ -163,7 +163,7 @@ export class UpgradeService {
         'give the --prefix of the hub, or set one up with `hubctl init`',
       )
     // An upgrade or a restore killed half way through its renames: finished first.
-    for (const what of await finishInterrupted(layout)) this.log(`finished an interrupted ${what}`)
+    for (const what of await finishInterrupted(layout, runner)) this.log(`finished an interrupted ${what}`)
     const settings = await new SettingsStore(layout).load()
     const hubEnv = new HubEnvService({layout, runner, constraintsFile: this.deps.constraintsFile})
     const pinned = HubEnvService.pinned(await hubEnv.constraints())
@@ -353,18 +353,22 @@ export class UpgradeService {
       await this.reach('config-written')
       await this.reach('settings-written')
       // The database (the old one kept as .pre-upgrade), the config and hubctl.json: one journal.
+      // A rebuild's `current` link too: a kill between the build and the switch leaves the old hub
+      // whole (no journal yet) or a journal the next run finishes (hubctl.json and the link together).
+      if (envPlan) await this.reach('link-switched')
       await this.switchFiles({
         config,
         settings: nextSettings,
         database: migrate ? {from: layout.databaseUpgrade, aside: layout.databasePreUpgrade} : undefined,
+        link: envPlan ? {target: layout.hubEnvLinkTarget(envPlan.id), previous: saved.link} : undefined,
       })
       if (migrate) this.done.add('database-swapped')
       this.done.add('config-written')
       this.done.add('settings-written')
       if (envPlan) {
-        await this.reach('link-switched')
-        await hubEnv.makeLive(envPlan.id)
         this.done.add('link-switched')
+        // The links are switched: this removes the environments neither names.
+        await hubEnv.makeLive(envPlan.id)
       }
       if (usersLinks) {
         await this.reach('users-switched')
@@ -458,21 +462,18 @@ export class UpgradeService {
     config?: string
     settings: Settings
     database?: {from: string; aside?: string}
+    link?: {target: string; previous?: string}
   }): Promise<void> {
     const {layout} = this.deps
-    const ops: JournalOp[] = []
-    if (parts.database) {
-      for (const sidecar of layout.databaseSidecars) ops.push({op: 'remove', to: sidecar})
-      ops.push({op: 'rename', from: parts.database.from, to: layout.database, aside: parts.database.aside})
-    }
     const staged = async (target: string, text: string, mode: number) => {
       const next = layout.upgradeNew(target)
       await writeFileAtomic(next, text, {mode})
-      ops.push({op: 'rename', from: next, to: target})
+      return next
     }
-    if (parts.config !== undefined) await staged(layout.hubConfig, parts.config, 0o644)
+    const config = parts.config === undefined ? undefined : await staged(layout.hubConfig, parts.config, 0o644)
     const settings = SettingsStore.file(parts.settings)
-    await staged(layout.settings, settings.text, settings.mode)
+    const settingsNew = await staged(layout.settings, settings.text, settings.mode)
+    const ops = switchOps(layout, {database: parts.database, config, settings: settingsNew, link: parts.link})
     const journal: RestoreJournal = {version: 1, archive: 'hubctl upgrade', ops}
     await writeFileAtomic(layout.upgradeJournal, `${JSON.stringify(journal, null, 2)}\n`, {mode: 0o600})
     await finishInterruptedUpgrade(layout)
@@ -522,6 +523,7 @@ export class UpgradeService {
           config: saved.config,
           settings: saved.settings,
           database: this.done.has('database-swapped') ? {from: layout.databasePreUpgrade} : undefined,
+          link: this.done.has('link-switched') && saved.link ? {target: saved.link} : undefined,
         }),
       'config-back': async () => {},
       'link-back': async () => {
@@ -540,6 +542,36 @@ export class UpgradeService {
       await steps[undo]().catch((error: unknown) => this.log(`  ${undo} failed: ${messageOf(error)}`))
     }
   }
+}
+
+/**
+ * The upgrade's switch as one journal (upgradeJournal): the database's rename (the live one moved
+ * aside first when `aside` is given), the config's and hubctl.json's (staged beside them), and a
+ * rebuild's `current` link of the hub's environment (`previous` naming the one it replaces):
+ * finished whole by the next `hubctl start` or upgrade when the upgrade is killed after writing it.
+ */
+export function switchOps(
+  layout: Layout,
+  parts: {
+    database?: {from: string; aside?: string}
+    config?: string
+    settings: string
+    link?: {target: string; previous?: string}
+  },
+): JournalOp[] {
+  const ops: JournalOp[] = []
+  if (parts.database) {
+    for (const sidecar of layout.databaseSidecars) ops.push({op: 'remove', to: sidecar})
+    ops.push({op: 'rename', from: parts.database.from, to: layout.database, aside: parts.database.aside})
+  }
+  if (parts.config !== undefined) ops.push({op: 'rename', from: parts.config, to: layout.hubConfig})
+  ops.push({op: 'rename', from: parts.settings, to: layout.settings})
+  if (parts.link) {
+    if (parts.link.previous && parts.link.previous !== parts.link.target)
+      ops.push({op: 'link', to: layout.hubEnvPrevious, target: parts.link.previous})
+    ops.push({op: 'link', to: layout.hubEnvCurrent, target: parts.link.target})
+  }
+  return ops
 }
 
 async function resolved(executable: string): Promise<string> {
