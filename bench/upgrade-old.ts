@@ -7,8 +7,9 @@
  * the new JupyterHub's head), every user and every token survives (each token still answers
  * /hub/api/user with its user's name through nginx), the hub started by the upgrade answers, and
  * it starts again after a stop. Reported: the seconds of the PyPI build, of the upgrade, and the
- * hub's downtime. The build takes minutes (8m15s here on a loaded machine), too long for the e2e
- * suite: this is a bench, run by hand.
+ * hub's downtime. The build of both old pins takes minutes (8m15s here on a loaded machine): this
+ * is a bench, run by hand. test/e2e/upgrade-old.test.ts is the same upgrade in the suite, with 3
+ * users, from JupyterHub 4.1.6 alone (test/helpers/build-old-hub.sh, once per machine).
  *
  *   node --import tsx --no-warnings bench/upgrade-old.ts
  *
