@@ -58,6 +58,15 @@ function cullerPids(hubPort: number): Promise<number[]> {
   })
 }
 
+/**
+ * The supervisor checks the user servers every 5 s instead of 30 (hubctl.json's serverWatchSeconds,
+ * set by hand as an operator would): the waits below end at the check that acts, not a fixed 30 s later.
+ */
+async function checkServersOften(layout: Layout): Promise<void> {
+  const settings = JSON.parse(await fs.readFile(layout.settings, 'utf8')) as Record<string, unknown>
+  await fs.writeFile(layout.settings, `${JSON.stringify({...settings, serverWatchSeconds: 5}, null, 2)}\n`)
+}
+
 const HUBS = [
   {label: "the virtualenv's JupyterHub", jupyterhub: VENV_JUPYTERHUB, user: 'cullme'},
   {
@@ -135,7 +144,10 @@ for (const hub of HUBS) {
       expect(config).to.include(
         `"command": [${JSON.stringify(python)}, "-I", "-m", "jupyterhub_idle_culler", "--config=", "--timeout=20", "--cull-every=2", ]`,
       )
-      const doctor = JSON.parse((await hubctl(['doctor', '--prefix', prefix, '--json'])).stdout) as {
+      // Only the culling check is read here: no user server is started (doctor.test.ts runs that check).
+      const doctor = JSON.parse(
+        (await hubctl(['doctor', '--prefix', prefix, '--no-server-check', '--json'])).stdout,
+      ) as {
         checks: Array<{check: string; status: string; message: string}>
       }
       expect(doctor.checks.find((c) => c.check === 'idle culling')).to.deep.include({
@@ -270,6 +282,7 @@ describe("hubctl start --cull-idle (deprecated: hubctl's own culling)", function
     prefix = await tempPrefix('hubctl-cull-old')
     layout = new Layout(prefix)
     ports = await initTestHub(prefix, hubOptions(user, {extra: ['--cull-idle', 'off']}))
+    await checkServersOften(layout)
   })
 
   after(async function () {
@@ -312,7 +325,7 @@ describe("hubctl start --cull-idle (deprecated: hubctl's own culling)", function
       tries: 120,
       intervalMs: 500,
     })
-    // The supervisor checks every 30 s: bounded wait for the server to be gone.
+    // The supervisor checks every 5 s: bounded wait for the server to be gone.
     await waitUntil(
       'the idle server to be stopped',
       async () => ((await api.userServers(user)).length === 0 ? true : undefined),
@@ -349,6 +362,7 @@ describe('a user server whose process is gone', function () {
     prefix = await tempPrefix('hubctl-gone')
     layout = new Layout(prefix)
     ports = await initTestHub(prefix, hubOptions(user))
+    await checkServersOften(layout)
     // The hub's own poll of its spawners would notice a dead server first: off, for this test.
     await fs.writeFile(path.join(layout.hubConfigD, '90-no-poll.py'), 'c.Spawner.poll_interval = 0\n', {mode: 0o644})
     const started = await hubctl(['start', '--detach', '--prefix', prefix, '--json'])
@@ -373,7 +387,7 @@ describe('a user server whose process is gone', function () {
     })
     const status = async () => JSON.parse((await hubctl(['status', '--prefix', prefix, '--json'])).stdout) as Status
     // What the waits below look at (the supervisor's last check: routeOk, checkedAt) comes from its
-    // state file, rewritten after each check 30 s apart: `status` (a hubctl process, most of a
+    // state file, rewritten after each check 5 s apart: `status` (a hubctl process, most of a
     // second of CPU) is asked again only once that file changed, not every second.
     let seen: string | undefined
     let last: Status | undefined
@@ -426,7 +440,7 @@ describe('a user server whose process is gone', function () {
     for (const pid of pids) process.kill(pid, 'SIGKILL')
     // The hub still lists it as ready: it does not poll.
     expect((await api.userServers(user)).map((s) => s.ready)).to.deep.equal([true])
-    // Three checks 30 s apart, then the DELETE: bounded wait for the hub to forget it.
+    // Three checks 5 s apart, then the DELETE: bounded wait for the hub to forget it.
     await waitUntil(
       'the gone server to be cleaned up',
       async () => ((await api.userServers(user)).length === 0 ? true : undefined),
