@@ -7,6 +7,7 @@ import {HubApi} from '../../src/lib/stack/hubapi.js'
 import {Layout} from '../../src/lib/config/layout.js'
 import {findRoute, proxyRoutes} from '../../src/lib/stack/servers.js'
 import {
+  checkServersEvery,
   DEBIAN_JUPYTERHUB,
   hubctl,
   initTestHub,
@@ -56,15 +57,6 @@ function cullerPids(hubPort: number): Promise<number[]> {
     program: 'jupyterhub_idle_culler',
     environ: ['JUPYTERHUB_SERVICE_NAME=idle-culler', `JUPYTERHUB_API_URL=http://127.0.0.1:${hubPort}/hub/api`],
   })
-}
-
-/**
- * The supervisor checks the user servers every 5 s instead of 30 (hubctl.json's serverWatchSeconds,
- * set by hand as an operator would): the waits below end at the check that acts, not a fixed 30 s later.
- */
-async function checkServersOften(layout: Layout): Promise<void> {
-  const settings = JSON.parse(await fs.readFile(layout.settings, 'utf8')) as Record<string, unknown>
-  await fs.writeFile(layout.settings, `${JSON.stringify({...settings, serverWatchSeconds: 5}, null, 2)}\n`)
 }
 
 const HUBS = [
@@ -282,7 +274,7 @@ describe("hubctl start --cull-idle (deprecated: hubctl's own culling)", function
     prefix = await tempPrefix('hubctl-cull-old')
     layout = new Layout(prefix)
     ports = await initTestHub(prefix, hubOptions(user, {extra: ['--cull-idle', 'off']}))
-    await checkServersOften(layout)
+    await checkServersEvery(layout.settings, 5)
   })
 
   after(async function () {
@@ -362,7 +354,7 @@ describe('a user server whose process is gone', function () {
     prefix = await tempPrefix('hubctl-gone')
     layout = new Layout(prefix)
     ports = await initTestHub(prefix, hubOptions(user))
-    await checkServersOften(layout)
+    await checkServersEvery(layout.settings, 5)
     // The hub's own poll of its spawners would notice a dead server first: off, for this test.
     await fs.writeFile(path.join(layout.hubConfigD, '90-no-poll.py'), 'c.Spawner.poll_interval = 0\n', {mode: 0o644})
     const started = await hubctl(['start', '--detach', '--prefix', prefix, '--json'])
