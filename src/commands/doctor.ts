@@ -25,6 +25,12 @@ export default class DoctorCommand extends BaseCommand<typeof DoctorCommand> {
       description:
         'with --spawner slurm: submit a tiny test job as this user (sudo -u USER sbatch, as the hub does) and wait for it to complete',
     }),
+    'server-check': Flags.boolean({
+      description:
+        "start a user's server as the spawner would and stop it (--no-server-check skips it: a quicker doctor, its `user server` check a warning)",
+      default: true,
+      allowNo: true,
+    }),
     'check-submit-timeout': Flags.string({
       description: `with --check-submit: seconds the test job may take before it is cancelled and the check fails (default: ${CHECK_SUBMIT_TIMEOUT})`,
     }),
@@ -47,7 +53,12 @@ export default class DoctorCommand extends BaseCommand<typeof DoctorCommand> {
               ? {}
               : {timeoutSeconds: parseCount(timeout, '--check-submit-timeout', 5, 3600, '120')}),
           }
-    const result = await new Doctor({layout: this.layout, runner: execaRunner, checkSubmit}).run()
+    const result = await new Doctor({
+      layout: this.layout,
+      runner: execaRunner,
+      checkSubmit,
+      serverCheck: flags['server-check'],
+    }).run()
     const mark = {pass: 'ok  ', warn: 'WARN', fail: 'FAIL'}
     for (const check of result.checks) {
       this.log(`${mark[check.status]} ${check.check}: ${check.message}${check.fix ? `\n     fix: ${check.fix}` : ''}`)

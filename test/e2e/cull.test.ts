@@ -7,6 +7,7 @@ import {HubApi} from '../../src/lib/stack/hubapi.js'
 import {Layout} from '../../src/lib/config/layout.js'
 import {findRoute, proxyRoutes} from '../../src/lib/stack/servers.js'
 import {
+  checkServersEvery,
   DEBIAN_JUPYTERHUB,
   hubctl,
   initTestHub,
@@ -135,7 +136,10 @@ for (const hub of HUBS) {
       expect(config).to.include(
         `"command": [${JSON.stringify(python)}, "-I", "-m", "jupyterhub_idle_culler", "--config=", "--timeout=20", "--cull-every=2", ]`,
       )
-      const doctor = JSON.parse((await hubctl(['doctor', '--prefix', prefix, '--json'])).stdout) as {
+      // Only the culling check is read here: no user server is started (doctor.test.ts runs that check).
+      const doctor = JSON.parse(
+        (await hubctl(['doctor', '--prefix', prefix, '--no-server-check', '--json'])).stdout,
+      ) as {
         checks: Array<{check: string; status: string; message: string}>
       }
       expect(doctor.checks.find((c) => c.check === 'idle culling')).to.deep.include({
@@ -270,6 +274,7 @@ describe("hubctl start --cull-idle (deprecated: hubctl's own culling)", function
     prefix = await tempPrefix('hubctl-cull-old')
     layout = new Layout(prefix)
     ports = await initTestHub(prefix, hubOptions(user, {extra: ['--cull-idle', 'off']}))
+    await checkServersEvery(layout.settings, 5)
   })
 
   after(async function () {
@@ -312,7 +317,7 @@ describe("hubctl start --cull-idle (deprecated: hubctl's own culling)", function
       tries: 120,
       intervalMs: 500,
     })
-    // The supervisor checks every 30 s: bounded wait for the server to be gone.
+    // The supervisor checks every 5 s: bounded wait for the server to be gone.
     await waitUntil(
       'the idle server to be stopped',
       async () => ((await api.userServers(user)).length === 0 ? true : undefined),
@@ -349,6 +354,7 @@ describe('a user server whose process is gone', function () {
     prefix = await tempPrefix('hubctl-gone')
     layout = new Layout(prefix)
     ports = await initTestHub(prefix, hubOptions(user))
+    await checkServersEvery(layout.settings, 5)
     // The hub's own poll of its spawners would notice a dead server first: off, for this test.
     await fs.writeFile(path.join(layout.hubConfigD, '90-no-poll.py'), 'c.Spawner.poll_interval = 0\n', {mode: 0o644})
     const started = await hubctl(['start', '--detach', '--prefix', prefix, '--json'])
@@ -373,7 +379,7 @@ describe('a user server whose process is gone', function () {
     })
     const status = async () => JSON.parse((await hubctl(['status', '--prefix', prefix, '--json'])).stdout) as Status
     // What the waits below look at (the supervisor's last check: routeOk, checkedAt) comes from its
-    // state file, rewritten after each check 30 s apart: `status` (a hubctl process, most of a
+    // state file, rewritten after each check 5 s apart: `status` (a hubctl process, most of a
     // second of CPU) is asked again only once that file changed, not every second.
     let seen: string | undefined
     let last: Status | undefined
@@ -426,7 +432,7 @@ describe('a user server whose process is gone', function () {
     for (const pid of pids) process.kill(pid, 'SIGKILL')
     // The hub still lists it as ready: it does not poll.
     expect((await api.userServers(user)).map((s) => s.ready)).to.deep.equal([true])
-    // Three checks 30 s apart, then the DELETE: bounded wait for the hub to forget it.
+    // Three checks 5 s apart, then the DELETE: bounded wait for the hub to forget it.
     await waitUntil(
       'the gone server to be cleaned up',
       async () => ((await api.userServers(user)).length === 0 ? true : undefined),

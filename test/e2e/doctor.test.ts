@@ -62,10 +62,12 @@ describe('hubctl doctor (real JupyterHub and nginx)', () => {
     expect(await userPids(adminUid)).to.deep.equal([])
   })
 
+  // The tests that read other checks run doctor --no-server-check: the user server is started by the
+  // test above and by the prefix test (0700, then 0755) below.
   it('fails with the exact fix when a secret is world-readable', async () => {
     await fs.chmod(layout.cookieSecret, 0o644)
     try {
-      const result = await hubctl(['doctor', '--prefix', layout.prefix])
+      const result = await hubctl(['doctor', '--prefix', layout.prefix, '--no-server-check'])
       expect(result.exitCode).to.equal(1)
       expect(result.stdout).to.match(/FAIL secrets: the cookie secret .* has mode 0644, not 0600/)
       expect(result.stdout).to.include(`fix: chmod 600 ${layout.cookieSecret}`)
@@ -90,7 +92,7 @@ describe('hubctl doctor (real JupyterHub and nginx)', () => {
     const squatter = net.createServer()
     await new Promise<void>((resolve) => squatter.listen(ports.hub, '127.0.0.1', resolve))
     try {
-      const result = await hubctl(['doctor', '--prefix', layout.prefix, '--json'])
+      const result = await hubctl(['doctor', '--prefix', layout.prefix, '--no-server-check', '--json'])
       expect(result.exitCode).to.equal(1)
       const json = JSON.parse(result.stdout) as {
         checks: Array<{check: string; status: string; message: string; fix?: string}>
@@ -113,7 +115,7 @@ describe('hubctl doctor (real JupyterHub and nginx)', () => {
     const settings = JSON.parse(saved) as {admins: string[]}
     await fs.writeFile(layout.settings, JSON.stringify({...settings, admins: [...settings.admins, 'hcdoc-nobody']}))
     try {
-      const result = await hubctl(['doctor', '--prefix', layout.prefix, '--json'])
+      const result = await hubctl(['doctor', '--prefix', layout.prefix, '--no-server-check', '--json'])
       expect(result.exitCode, result.stdout).to.equal(1)
       const checks = (JSON.parse(result.stdout) as {checks: Array<{check: string; status: string; message: string}>})
         .checks
@@ -129,7 +131,7 @@ describe('hubctl doctor (real JupyterHub and nginx)', () => {
   it("checks the processes and the hub's health while the stack runs", async () => {
     const started = await hubctl(['start', '--detach', '--prefix', layout.prefix])
     expect(started.exitCode, started.stderr).to.equal(0)
-    const result = await hubctl(['doctor', '--prefix', layout.prefix, '--json'])
+    const result = await hubctl(['doctor', '--prefix', layout.prefix, '--no-server-check', '--json'])
     expect(result.exitCode, result.stdout).to.equal(0)
     const json = JSON.parse(result.stdout) as {checks: Array<{check: string; status: string; message: string}>}
     expect(json.checks.find((c) => c.check === 'processes')).to.include({status: 'pass'})
@@ -138,7 +140,7 @@ describe('hubctl doctor (real JupyterHub and nginx)', () => {
     const state = JSON.parse(await fs.readFile(layout.stateFile, 'utf8')) as {hub: {pid: number}}
     process.kill(state.hub.pid, 'SIGSTOP')
     try {
-      const broken = await hubctl(['doctor', '--prefix', layout.prefix, '--json'])
+      const broken = await hubctl(['doctor', '--prefix', layout.prefix, '--no-server-check', '--json'])
       expect(broken.exitCode).to.equal(1)
       const check = (
         JSON.parse(broken.stdout) as {checks: Array<{check: string; status: string; message: string}>}

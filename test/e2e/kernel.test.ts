@@ -8,7 +8,15 @@ import path from 'node:path'
 import {HubApi} from '../../src/lib/stack/hubapi.js'
 import {Layout} from '../../src/lib/config/layout.js'
 import {findRoute, proxyRoutes} from '../../src/lib/stack/servers.js'
-import {DEBIAN_JUPYTERHUB, hubctl, initTestHub, portFlags, tempPrefix, VENV_JUPYTERHUB} from '../helpers/cli.js'
+import {
+  checkServersEvery,
+  DEBIAN_JUPYTERHUB,
+  hubctl,
+  initTestHub,
+  portFlags,
+  tempPrefix,
+  VENV_JUPYTERHUB,
+} from '../helpers/cli.js'
 import {KernelMsg, execute, httpsJson, openChannel, stdoutOf as printed} from '../helpers/kernel.js'
 import {waitUntil} from '../helpers/processes.js'
 import {addUser, removeUser, testUserName} from '../helpers/users.js'
@@ -62,6 +70,8 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       prefix = await tempPrefix('hubctl-kernel')
       layout = new Layout(prefix)
       ports = await initTestHub(prefix, {admin: user, allowUsers: [user], jupyterhub})
+      // The status test below waits for the supervisor's check of the servers: every 5 s, not 30.
+      await checkServersEvery(layout.settings, 5)
       // The test's own grant (see above): tokens and server access for this one user. JupyterHub
       // 3.0 checks a service's filtered `tokens!user=` against the service instead of the user,
       // and refuses: there, the (throwaway) test hub grants `tokens` unfiltered.
@@ -248,7 +258,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
 
     it('hubctl status shows the server with its route checked by the supervisor', async () => {
       await serverAndToken()
-      // The supervisor checks the servers every 30 s: poll (bounded) until it has seen this one.
+      // The supervisor checks the servers every 5 s here: poll (bounded) until it has seen this one.
       const status = await waitUntil(
         'the supervisor to have probed the route',
         async () => {

@@ -174,7 +174,8 @@ describe('OAuth logins: hubctl init --authenticator oauth against a second Jupyt
   })
 
   it('doctor: the secret is 0600 and the provider endpoints answer as OAuth endpoints', async () => {
-    const doctor = jsonOf(await hubctl(['doctor', '--prefix', prefix, '--json']))
+    // Only the OAuth checks are read: no user server is started (doctor.test.ts runs that check).
+    const doctor = jsonOf(await hubctl(['doctor', '--prefix', prefix, '--no-server-check', '--json']))
     const checks = doctor.checks as Array<{check: string; status: string; message: string}>
     expect(
       checks.find((c) => c.check === 'oauth secret'),

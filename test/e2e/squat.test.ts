@@ -15,6 +15,7 @@ import {SITE_LIMITS} from '../../src/lib/config/site.js'
 import {HubApi, type ServerInfo} from '../../src/lib/stack/hubapi.js'
 import {findRoute, proxyRoutes} from '../../src/lib/stack/servers.js'
 import {
+  checkServersEvery,
   type CommandJson,
   DEBIAN_JUPYTERHUB,
   VENV_JUPYTERHUB,
@@ -524,6 +525,8 @@ describe("a student squatting another user's server port (/user/VICTIM/)", funct
       ),
     )
     expect(init.exitCode, init.stderr).to.equal(0)
+    // The tests wait for the supervisor's checks of the servers: every 5 s here, not 30.
+    await checkServersEvery(layout.settings, 5)
     // The hub's own poll (every 30 s) would clean up a killed server before the supervisor's
     // route check sees it: this test hub polls once an hour.
     await fs.writeFile(

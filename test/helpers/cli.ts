@@ -206,6 +206,16 @@ export async function initTestHub(prefix: string, options: TestHubOptions): Prom
   return portInfo.ports
 }
 
+/**
+ * hubctl.json's serverWatchSeconds (an operator's hand edit, kept by init), before `start`: the
+ * supervisor checks the user servers every `seconds` instead of 30, so a test that waits for one
+ * of its checks ends at that check, without up to 30 s of polling `hubctl status` first.
+ */
+export async function checkServersEvery(settingsFile: string, seconds: number): Promise<void> {
+  const settings = JSON.parse(await fs.readFile(settingsFile, 'utf8')) as Record<string, unknown>
+  await fs.writeFile(settingsFile, `${JSON.stringify({...settings, serverWatchSeconds: seconds}, null, 2)}\n`)
+}
+
 export async function modeOf(file: string): Promise<number> {
   return (await fs.stat(file)).mode & 0o777
 }

@@ -94,7 +94,15 @@ export interface Settings {
   backupSchedule?: BackupSchedule
   /** Each user's server's limits (init --mem-limit, --cpu-limit, --tasks-limit; systemd as PID 1); absent: none. */
   limits?: LimitSettings
+  /**
+   * Seconds between two checks of the user servers by `hubctl start`'s supervisor (set by hand in
+   * hubctl.json; init keeps it); absent: SERVER_WATCH_SECONDS.default.
+   */
+  serverWatchSeconds?: number
 }
+
+/** hubctl.json's serverWatchSeconds: how often the supervisor lists and checks the user servers. */
+export const SERVER_WATCH_SECONDS = {default: 30, min: 1, max: 3600} as const
 
 /** How often the scheduled backup runs, and how many archives it keeps in srv/jupyterhub/backup. */
 export interface BackupSchedule {
@@ -355,6 +363,12 @@ function checkShape(settings: Record<string, unknown>, file: string): void {
     const value = settings.loginBurst
     if (typeof value !== 'number' || !Number.isInteger(value) || value < LOGIN_BURST.min || value > LOGIN_BURST.max)
       bad('loginBurst', `is not a whole number from ${LOGIN_BURST.min} to ${LOGIN_BURST.max}`)
+  }
+  if (settings.serverWatchSeconds !== undefined) {
+    const value = settings.serverWatchSeconds
+    const {min, max} = SERVER_WATCH_SECONDS
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max)
+      bad('serverWatchSeconds', `is not a whole number of seconds from ${min} to ${max}`)
   }
   if (settings.backupSchedule !== undefined) {
     const schedule = settings.backupSchedule as Record<string, unknown>

@@ -74,6 +74,8 @@ export interface DoctorDeps {
   fetch?: typeof fetch
   /** Starts a user's server for the `user server` check (tests pass a fake; default: the real one). */
   trial?: ServerTrial
+  /** false (--no-server-check): the `user server` check starts no server and warns that it did not. */
+  serverCheck?: boolean
   /** --check-submit USER (--spawner slurm): a test job submitted as USER, waited for up to `timeoutSeconds`. */
   checkSubmit?: {user: string; timeoutSeconds?: number}
   /** The --check-submit job's waits (tests pass a fake; default: the system's). */
@@ -520,6 +522,13 @@ export class Doctor {
    * or as the hub's user for SimpleLocalProcessSpawner; stopped as soon as it answers (userserver.ts).
    */
   async checkUserServer(): Promise<CheckResult> {
+    if (this.deps.serverCheck === false)
+      return {
+        check: 'user server',
+        status: 'warn',
+        message: 'not checked (--no-server-check): no user server was started',
+        fix: `run \`hubctl doctor${this.deps.layout.isSystem ? '' : ` --prefix ${this.deps.layout.prefix}`}\` without --no-server-check`,
+      }
     const hub = await this.detectHub()
     const {spawner, spawnerError} = await this.loadHubConfig()
     const result = await checkUserServer(

@@ -1,7 +1,7 @@
 import {expect} from 'chai'
 
 import {HubctlError} from '../../../src/lib/errors.js'
-import {SETTINGS_VERSION, parseSettings} from '../../../src/lib/config/settings.js'
+import {SERVER_WATCH_SECONDS, SETTINGS_VERSION, parseSettings} from '../../../src/lib/config/settings.js'
 
 const valid = {
   version: 1,
@@ -51,6 +51,20 @@ describe('settings', () => {
         HubctlError,
         /"spawn(\.\w+)?" is not/,
       )
+    }
+  })
+
+  it('reads serverWatchSeconds when present (absent: the supervisor checks every 30 s), and refuses bad ones', () => {
+    expect(parseSettings(JSON.stringify(valid), 'hubctl.json').serverWatchSeconds).to.equal(undefined)
+    expect(SERVER_WATCH_SECONDS.default).to.equal(30)
+    expect(parseSettings(JSON.stringify({...valid, serverWatchSeconds: 5}), 'hubctl.json').serverWatchSeconds).to.equal(
+      5,
+    )
+    for (const bad of [0, 2.5, '5', 3601, null]) {
+      expect(
+        () => parseSettings(JSON.stringify({...valid, serverWatchSeconds: bad}), 'hubctl.json'),
+        JSON.stringify(bad),
+      ).to.throw(HubctlError, /"serverWatchSeconds" is not a whole number of seconds from 1 to 3600/)
     }
   })
 

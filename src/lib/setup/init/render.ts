@@ -65,6 +65,8 @@ export function settingsFor(
     cull: {...request.cull, by: idleCuller ? 'jupyterhub-idle-culler' : 'hubctl'},
     serverPorts: request.serverPorts,
     limits: request.limits,
+    // Set by hand in hubctl.json (no init flag): kept.
+    ...(previous?.serverWatchSeconds === undefined ? {} : {serverWatchSeconds: previous.serverWatchSeconds}),
     oauth: request.oauth && {
       clientId: request.oauth.clientId,
       authorizeUrl: request.oauth.authorizeUrl,

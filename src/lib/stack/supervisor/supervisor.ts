@@ -14,7 +14,7 @@ import {procStartTime, processAlive} from '../../processes.js'
 import {endOrphans, orphanedServices} from '../orphans.js'
 import {SecretStore} from '../../files/secrets.js'
 import {ServerWatcher, ServersReport, createServerWatcher} from '../servers.js'
-import {Settings} from '../../config/settings.js'
+import {SERVER_WATCH_SECONDS, Settings} from '../../config/settings.js'
 import {Clock, systemClock} from '../clock.js'
 import {
   ChildName,
@@ -487,6 +487,7 @@ export class Supervisor {
         clock: this.clock,
         cullIdleMs: this.deps.cullIdleMs ?? supervisorCulling(this.settings).idleMs,
         cullMaxAgeMs: supervisorCulling(this.settings).maxAgeMs,
+        intervalMs: (this.settings.serverWatchSeconds ?? SERVER_WATCH_SECONDS.default) * 1000,
         log: (level, event, message) => this.log(level, event, message),
         verifyProxy: () => this.readiness.verifyOwnPort('proxy', this.settings.ports.proxyApi, "the proxy's token"),
         verifyTarget: (server, target) => verifyServerListener(this.layout, server, target),

@@ -53,6 +53,20 @@ describe('init: the render step', () => {
     expect(settings.executables).to.include({nginx: NGINX.executable, idleCuller: '/x/python3'})
   })
 
+  it("keeps hubctl.json's serverWatchSeconds (set by hand, no init flag); a file without it gets none", async () => {
+    const request = await resolveInitRequest(
+      {domain: ['hub.localhost'], admin: ['initstep-admin'], tls: 'self-signed'},
+      undefined,
+      {cores: 2},
+    )
+    const previous = {allowedUsers: [], tls: {mode: 'self-signed'}, serverWatchSeconds: 5} as unknown as Settings
+    const layout = new Layout(prefix)
+    expect(settingsFor({layout}, request, JUPYTERHUB, NGINX, previous).serverWatchSeconds).to.equal(5)
+    expect(
+      settingsFor({layout}, request, JUPYTERHUB, NGINX, {...previous, serverWatchSeconds: undefined}),
+    ).not.to.have.property('serverWatchSeconds')
+  })
+
   it('--dry-run: lists the config, the site and its link, nginx.conf and hubctl.json, and the two validations', async () => {
     const ctx = await initContext(prefix, {deps: {dryRun: true}})
     await render.plan?.(ctx)

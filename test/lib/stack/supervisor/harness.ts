@@ -150,6 +150,8 @@ export async function startHarness(
     failSpawn?: (name: ChildName, n: number) => boolean
     cullIdleMs?: number
     cull?: Settings['cull']
+    /** hubctl.json's serverWatchSeconds (absent: the default, 30 s). */
+    serverWatchSeconds?: number
     watcher?: {tick(): Promise<ServersReport | undefined>}
     hubHealthy?: boolean
     waitReady?: boolean
@@ -197,6 +199,7 @@ export async function startHarness(
     jupyterhubVersion: '5.2.1',
     nginxSupervised: false,
     cull: options.cull,
+    serverWatchSeconds: options.serverWatchSeconds,
   } as unknown as Settings
   const logDir = path.join(prefix, 'var/log/jupyterhub')
   const specs: ChildSpec[] = (['proxy', 'hub'] as const).map((name) => ({

@@ -122,6 +122,18 @@ describe('Supervisor (fake spawn and clock)', function () {
       await h.finish()
     })
 
+  it("its own watcher lists the user servers again after hubctl.json's serverWatchSeconds, not 30 s", async () => {
+    const h = await startHarness({serverWatchSeconds: 5})
+    const listings = () => h.requests.filter((r) => r.url.includes('/hub/api/users?')).length
+    await h.clock.advance(1000)
+    await until('the first listing', () => listings() === 1, {clock: h.clock, stepMs: 100})
+    const first = h.clock.now()
+    // The fake clock stepped a second at a time: the next listing comes 5 s later (the default: 30 s).
+    await until('the next listing', () => listings() === 2, {clock: h.clock, stepMs: 1000})
+    expect(h.clock.now() - first).to.be.within(5000, 7000)
+    await h.finish()
+  })
+
   it('with cullIdleMs, its own watcher DELETEs the idle servers and only those', async () => {
     const h = await startHarness({cullIdleMs: 3_600_000})
     sleepyAndBusy(h)
