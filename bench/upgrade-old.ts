@@ -27,26 +27,12 @@ import {SettingsStore} from '../src/lib/config/settings.js'
 import {execaRunner} from '../src/lib/runner.js'
 import {ROOT, portFlags, testHubInitArgs} from '../test/helpers/cli.js'
 import {httpsJson} from '../test/helpers/kernel.js'
+import {MAKE_USERS, tokensMade} from '../test/helpers/oldhub.js'
 import {hubctl, run, tempDir, timed} from './lib.js'
 
 const USERS = Number(process.env.BENCH_OLD_USERS ?? 20)
 const OLD_PINS = ['jupyterhub==4.1.6', 'jupyterlab==4.1.8']
 const VENV = path.join(ROOT, '.venv')
-
-/** Users and a token of each, written by the old JupyterHub's own ORM (the hub stopped). */
-const MAKE_USERS = `
-import json, sys
-from jupyterhub import orm
-db = orm.new_session_factory("sqlite:///" + sys.argv[1])()
-tokens = {}
-for name in sys.argv[2:]:
-    user = orm.User.find(db, name) or orm.User(name=name)
-    db.add(user)
-    db.commit()
-    tokens[name] = user.new_api_token(note="hubctl bench upgrade-old")
-db.commit()
-print(json.dumps(tokens))
-`
 
 async function main(): Promise<void> {
   const work = await tempDir('upgrade-old')
@@ -78,7 +64,7 @@ async function main(): Promise<void> {
     await hubctl(['start', '--detach', '--prefix', prefix])
     await hubctl(['stop', '--prefix', prefix])
     const made = await run(path.join(oldEnv, 'bin/python3'), ['-I', '-c', MAKE_USERS, layout.database, ...names])
-    const tokens = JSON.parse(made.stdout.trim().split('\n').pop()!) as Record<string, string>
+    const tokens = tokensMade(made.stdout)
     await hubctl(['start', '--detach', '--prefix', prefix])
     const ca = await fs.readFile(layout.fullchain, 'utf8')
     const origin = `https://localhost:${ports.https}`

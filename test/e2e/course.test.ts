@@ -326,17 +326,9 @@ describe('a course: a shared folder and an assignment link, in the browser', fun
     expect((await execa('id', ['-nG', ta])).stdout.split(' ')).to.include(group)
     expect((await api.userServers(ta)).length).to.equal(1)
 
-    const revoked = await hubctl([
-      'users',
-      'admin',
-      ta,
-      '--revoke',
-      '--share-writer',
-      'data',
-      '--prefix',
-      prefix,
-      '--json',
-    ])
+    const revoke = () =>
+      hubctl(['users', 'admin', ta, '--revoke', '--share-writer', 'data', '--prefix', prefix, '--json'])
+    const revoked = await revoke()
     ok(revoked)
     const result = jsonOf(revoked)
     expect(result.sharesLeft.map((s: {removed: string[]}) => s.removed)).to.deep.equal([[ta]])
@@ -349,17 +341,7 @@ describe('a course: a shared folder and an assignment link, in the browser', fun
     expect(await fs.readdir(layout.sharedDir('data'))).to.not.include('after-revoke.txt')
 
     // Again: nothing to change.
-    const second = await hubctl([
-      'users',
-      'admin',
-      ta,
-      '--revoke',
-      '--share-writer',
-      'data',
-      '--prefix',
-      prefix,
-      '--json',
-    ])
+    const second = await revoke()
     ok(second)
     const again = jsonOf(second)
     expect([again.changed, again.sharesLeft[0].action, again.serversStopped]).to.deep.equal([false, 'unchanged', []])

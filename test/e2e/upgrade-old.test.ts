@@ -11,6 +11,7 @@ import {SettingsStore} from '../../src/lib/config/settings.js'
 import {execaRunner} from '../../src/lib/runner.js'
 import {ROOT, hubctl, jsonOf, portFlags, tempPrefix, testHubInitArgs} from '../helpers/cli.js'
 import {httpsJson} from '../helpers/kernel.js'
+import {MAKE_USERS, tokensMade} from '../helpers/oldhub.js'
 
 /*
  * `hubctl upgrade` of a hub an older hubctl left (issue 23): JupyterHub 4.1.6 from PyPI
@@ -25,21 +26,6 @@ import {httpsJson} from '../helpers/kernel.js'
 const OLD_HUB = process.env.HUBCTL_TEST_OLD_HUB ?? '/var/lib/hubctl-test/jupyterhub-4.1'
 const VENV = path.join(ROOT, '.venv')
 const USERS = ['upold-ada', 'upold-bo', 'upold-cy']
-
-/** Users and a token of each, written by the old JupyterHub's own ORM (the hub stopped). */
-const MAKE_USERS = `
-import json, sys
-from jupyterhub import orm
-db = orm.new_session_factory("sqlite:///" + sys.argv[1])()
-tokens = {}
-for name in sys.argv[2:]:
-    user = orm.User.find(db, name) or orm.User(name=name)
-    db.add(user)
-    db.commit()
-    tokens[name] = user.new_api_token(note="hubctl e2e upgrade-old")
-db.commit()
-print(json.dumps(tokens))
-`
 
 describe("hubctl upgrade of a hub on an older hubctl's JupyterHub 4.1 (its database, users and tokens)", function () {
   this.timeout(900_000)
@@ -84,7 +70,7 @@ describe("hubctl upgrade of a hub on an older hubctl's JupyterHub 4.1 (its datab
     expect(first.exitCode, first.stderr).to.equal(0)
     expect((await hubctl(['stop', '--prefix', prefix])).exitCode).to.equal(0)
     const made = await execa(path.join(OLD_HUB, 'bin/python3'), ['-I', '-c', MAKE_USERS, layout.database, ...USERS])
-    tokens = JSON.parse(made.stdout.trim().split('\n').pop()!) as Record<string, string>
+    tokens = tokensMade(made.stdout)
     const started = await hubctl(['start', '--detach', '--prefix', prefix])
     expect(started.exitCode, started.stderr).to.equal(0)
     ca = await fs.readFile(layout.fullchain, 'utf8')
