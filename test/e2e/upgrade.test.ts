@@ -3,13 +3,13 @@ import {expect} from 'chai'
 import {execa} from 'execa'
 import {randomBytes} from 'node:crypto'
 import fs from 'node:fs/promises'
-import https from 'node:https'
 import path from 'node:path'
 
 import {HubApi} from '../../src/lib/stack/hubapi.js'
 import {Layout} from '../../src/lib/config/layout.js'
 import {SettingsStore} from '../../src/lib/config/settings.js'
 import {DEBIAN_JUPYTERHUB, ROOT, hubctl, jsonOf, portFlags, tempPrefix, testHubInitArgs} from '../helpers/cli.js'
+import {loginAnswers, loginOutage} from '../helpers/downtime.js'
 import {httpsJson} from '../helpers/kernel.js'
 import {waitUntil} from '../helpers/processes.js'
 import {killEveryProcessOf} from '../helpers/users.js'
@@ -150,24 +150,8 @@ describe('hubctl upgrade', function () {
 
   it("upgrades Debian's 3.0 to the pinned JupyterHub: the user, their token and their running server kept; again: nothing to do", async () => {
     // The login page through nginx, polled during the upgrade: the longest time it did not answer.
-    expect(await loginAnswers(ports.https), 'the login page answers before').to.equal(true)
-    let polling = true
-    let downSince: number | undefined
-    let longestDownMs = 0
-    const poll = (async () => {
-      while (polling) {
-        const ok = await loginAnswers(ports.https)
-        const now = Date.now()
-        if (ok && downSince !== undefined) {
-          longestDownMs = Math.max(longestDownMs, now - downSince)
-          downSince = undefined
-        } else if (!ok && downSince === undefined) downSince = now
-        await new Promise((resolve) => setTimeout(resolve, 100))
-      }
-    })()
-    const result = await upgrade()
-    polling = false
-    await poll
+    expect(await loginAnswers(ports.https, ca), 'the login page answers before').to.equal(true)
+    const {result, longestDownMs} = await loginOutage(ports.https, ca, () => upgrade())
     expect(result.exitCode, result.stderr + result.stdout).to.equal(0)
     const json = jsonOf(result) as unknown as {
       action: string
@@ -210,26 +194,3 @@ describe('hubctl upgrade', function () {
     expect(await fs.stat(layout.pidFile).catch(() => undefined), 'no supervisor').to.equal(undefined)
   })
 })
-
-/** Whether GET /hub/login answers 200 through nginx. */
-function loginAnswers(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const request = https.get(
-      {
-        host: '127.0.0.1',
-        port,
-        path: '/hub/login',
-        servername: 'localhost',
-        headers: {Host: `localhost:${port}`},
-        rejectUnauthorized: false,
-        timeout: 5000,
-      },
-      (response) => {
-        response.resume()
-        resolve(response.statusCode === 200)
-      },
-    )
-    request.on('timeout', () => request.destroy())
-    request.on('error', () => resolve(false))
-  })
-}
