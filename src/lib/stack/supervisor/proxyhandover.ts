@@ -168,8 +168,7 @@ export class ProxyHandover {
     const restarting = this.parts.restarting ?? (() => systemdRestarting({layout: this.ctx.layout, env: this.ctx.env}))
     if (!(await restarting().catch(() => false))) return false
     try {
-      const read = await this.currentRoutes()
-      const routes = Object.keys(read).length > 0 ? read : (this.routesSnapshot ?? {})
+      const routes = await this.currentRoutes()
       await this.syncStandby(routes)
       await this.writeSeed(routes)
       this.record = {
@@ -346,18 +345,23 @@ export class ProxyHandover {
     }
   }
 
-  /** The routes to hand over; empty when the proxy does not answer (the hub re-adds them after). */
+  /**
+   * The routes to hand over: the proxy's, or when its API does not answer (a loaded machine), those
+   * of the last health tick; empty only without either (the hub re-adds them after). A new proxy
+   * seeded with none would send every user to the hub until then.
+   */
   private async currentRoutes(): Promise<Record<string, ProxyRoute>> {
     try {
-      return await this.readRoutes(5000)
+      const read = await this.readRoutes(5000)
+      if (Object.keys(read).length > 0) return read
     } catch (error) {
       this.ctx.log(
         'warn',
         'handover',
-        `could not read the proxy's routes (${messageOf(error)}): the hub re-adds them after the handover`,
+        `could not read the proxy's routes (${messageOf(error)}): ${this.routesSnapshot ? "handing over the last health tick's" : 'the hub re-adds them after the handover'}`,
       )
-      return {}
     }
+    return this.routesSnapshot ?? {}
   }
 
   /**

@@ -162,6 +162,10 @@ export async function startHarness(
     realSpecs?: boolean
     /** What the proxy's API lists (GET /api/routes). */
     routes?: Record<string, unknown>
+    /** Whether the proxy's API answers GET /api/routes now (default: while a proxy runs). */
+    routesAnswer?: () => boolean
+    /** The proxy token's file (default: 'f' × 64). */
+    proxyToken?: () => string
     /** Run on the new prefix before the supervisor starts. */
     beforeRun?: (layout: Layout) => Promise<void>
     /** The check before the hub is started again (default: none). */
@@ -222,6 +226,8 @@ export async function startHarness(
     if (url === `http://127.0.0.1:${ports.proxyApi}/api/routes`) {
       if (!procs.some((p) => p.name === 'proxy' && p.exitCode === null && p.signalCode === null))
         throw new TypeError('fetch failed', {cause: {code: 'ECONNREFUSED'}})
+      if (options.routesAnswer && !options.routesAnswer())
+        throw new DOMException('The operation was aborted due to timeout', 'TimeoutError')
       return json(200, options.routes ?? {})
     }
     if (url.endsWith('/hub/health')) return new Response(null, {status: hub.healthy ? 200 : 503})
@@ -256,7 +262,7 @@ export async function startHarness(
     clock,
     fetch: fetchFn,
     spawn,
-    secrets: {read: async () => 'f'.repeat(64)},
+    secrets: {read: async () => options.proxyToken?.() ?? 'f'.repeat(64)},
     // The fake children hold no real socket: every port is taken for theirs.
     ownsPort: async () => ({owned: true}),
     log: (event) => events.push(event),

@@ -57,4 +57,29 @@ describe('proxy handover (fake spawn and clock): a restarted proxy gets its rout
     )
     await h.finish()
   })
+
+  it("a new proxy token while the proxy's API does not answer: the new proxy is seeded with the last health tick's routes, not none", async () => {
+    const routes = {
+      '/': {hub: true, target: 'http://127.0.0.1:1', jupyterhub: true},
+      '/user/alice': {user: 'alice', target: 'http://127.0.0.1:2', jupyterhub: true},
+    }
+    let token = 'f'.repeat(64)
+    let routesAnswer = true
+    const h = await startHarness({realSpecs: true, routes, proxyToken: () => token, routesAnswer: () => routesAnswer})
+    await h.clock.advance(5000)
+    await until('the health tick to read the routes', () =>
+      h.requests.some((r) => r.url.endsWith(`/api/routes`) && r.method === 'GET'),
+    )
+    await settle()
+    // A rotation wrote a new token; the proxy's API is too busy to list its routes (CI: a loaded
+    // machine); the hub restarts, and the proxy is replaced with the token the hub now reads.
+    token = 'e'.repeat(64)
+    routesAnswer = false
+    await crash(h, 'hub', {signal: 'SIGKILL'})
+    await restarted(h, 'proxy', 2)
+    const second = h.latest('proxy')
+    expect(second.env.CONFIGPROXY_AUTH_TOKEN).to.equal(token)
+    expect(JSON.parse(second.seed!), "alice's route from her first request").to.deep.equal({routes})
+    await h.finish()
+  })
 })
