@@ -88,9 +88,23 @@ describe('hubctl backup, restore and upgrade killed with SIGKILL at each step', 
   async function saveState(dir: string): Promise<void> {
     await fs.mkdir(path.join(dir, 'homes'), {recursive: true})
     await fs.writeFile(path.join(dir, 'shadow'), await shadowOf())
-    await execa('cp', ['-a', prefix, path.join(dir, 'prefix')])
+    await copyLive(prefix, path.join(dir, 'prefix'))
     for (const entry of homeEntries())
       if (await exists(entry)) await execa('cp', ['-a', entry, path.join(dir, 'homes', path.basename(entry))])
+  }
+  /**
+   * `cp -a` of a tree that a program hubctl runs may be writing (held at a step, the program runs:
+   * SQLite's journal beside the staged database comes and goes): copied again when a file vanished
+   * under cp, as a kill at that moment would find one state or the next.
+   */
+  async function copyLive(from: string, to: string): Promise<void> {
+    for (let tries = 1; ; tries++) {
+      const copied = await execa('cp', ['-a', from, to], {reject: false})
+      if (copied.exitCode === 0) return
+      await fs.rm(to, {recursive: true, force: true})
+      if (tries === 5 || !/No such file or directory/.test(String(copied.stderr)))
+        throw new Error(String(copied.stderr))
+    }
   }
   /** The prefix, the home and the password hash back to a saved state (no hub runs). */
   async function loadState(dir: string): Promise<void> {

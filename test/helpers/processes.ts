@@ -291,20 +291,33 @@ export async function holdEachWrite(
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')))
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   const temps: string[] = []
-  for (let n = 1; ; n++) {
-    const held = await waitUntil(
-      `hubctl ${args[0]} holding write ${n}, or its end`,
-      async () => {
-        const text = await fs.promises.readFile(log, 'utf8').catch(() => '')
-        if (text.includes(`paused\t${n}\n`)) return /^\d+\t(.*)$/m.exec(text.split(`paused\t${n - 1}\n`).pop()!)![1]
-        return child.exitCode !== null || child.signalCode !== null ? null : undefined
-      },
-      {tries: 3000},
-    )
-    if (held === null) break
-    temps.push(held)
-    await atEach(n, held)
-    await fs.promises.appendFile(go, `go\t${n}\n`)
+  try {
+    for (let n = 1; ; n++) {
+      const held = await waitUntil(
+        `hubctl ${args[0]} holding write ${n}, or its end`,
+        async () => {
+          const text = await fs.promises.readFile(log, 'utf8').catch(() => '')
+          if (text.includes(`paused\t${n}\n`)) return /^\d+\t(.*)$/m.exec(text.split(`paused\t${n - 1}\n`).pop()!)![1]
+          return child.exitCode !== null || child.signalCode !== null ? null : undefined
+        },
+        {tries: 3000},
+      )
+      if (held === null) break
+      temps.push(held)
+      await atEach(n, held)
+      await fs.promises.appendFile(go, `go\t${n}\n`)
+    }
+  } catch (error) {
+    // A failed look leaves no held process behind (held for good, it kept mocha from exiting: CI).
+    if (child.exitCode === null && child.signalCode === null) {
+      try {
+        process.kill(-child.pid!, 'SIGKILL')
+      } catch {
+        // already gone
+      }
+      await exited
+    }
+    throw error
   }
   await exited
   expect(child.exitCode, `hubctl ${args[0]} held at each write: ${stderr}`).to.equal(0)
