@@ -106,12 +106,7 @@ export async function freePortBelowEphemeral(): Promise<number> {
   }
 }
 
-/**
- * Seven distinct free ports as init flags, below the ephemeral range (freePortBelowEphemeral) unless
- * `belowEphemeral: false`: between the pick and the hub binding them (init's preflight, start) the
- * kernel gives a port of the ephemeral range to any outgoing connection or another lane's
- * freePort() (CI, 3 lanes: init refused "--proxy-api-port ... already in use" twice in two runs).
- */
+/** Seven distinct free ports as init flags (`belowEphemeral`: from freePortBelowEphemeral). */
 export async function portFlags(options: {belowEphemeral?: boolean} = {}): Promise<{
   flags: string[]
   ports: {
@@ -127,7 +122,7 @@ export async function portFlags(options: {belowEphemeral?: boolean} = {}): Promi
   const ports = {http: 0, https: 0, proxy: 0, proxyApi: 0, hub: 0, proxyStandby: 0, proxyStandbyApi: 0}
   const taken = new Set<number>()
   for (const key of Object.keys(ports) as Array<keyof typeof ports>) {
-    const pick = options.belowEphemeral === false ? freePort : freePortBelowEphemeral
+    const pick = options.belowEphemeral ? freePortBelowEphemeral : freePort
     let port = await pick()
     while (taken.has(port)) port = await pick()
     taken.add(port)
