@@ -147,6 +147,8 @@ describe('ACME failures against a real Pebble', function () {
         ]),
       )
       expect(await pairMatches(layout)).to.equal(true)
+      // Each test below expects a challenge: none of them may find init's authorization still valid.
+      await lab.forgetAuthorizations(pebble, layout)
     })
 
     describe('the http-01 challenge cannot be reached', () => {

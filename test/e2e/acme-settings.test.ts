@@ -195,6 +195,7 @@ describe('ACME settings kept for the renewals (Pebble)', function () {
     ok(result)
     expect(json(result).responder).to.equal('hubctl')
     expect((await settings()).tls.acme).to.include({directory: third.directory, httpPort: challengePort})
+    await lab.forgetAuthorizations(third, layout)
     const renewed = await hubctl(['cert', 'renew', '--prefix', layout.prefix, '--force', '--no-random-sleep', '--json'])
     ok(renewed)
     expect(json(renewed)).to.include({action: 'renewed', responder: 'hubctl'})

@@ -187,6 +187,7 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
       nginx = await startNginx(layout)
       const before = await liveSerial(layout)
       await waitUntil('nginx serving the first certificate', async () => servedSerial(ports.https) === before)
+      expect(await lab.forgetAuthorizations(pebble, layout), "init's valid authorization, deactivated").to.equal(1)
       const result = await hubctl(['cert', 'obtain', '--prefix', layout.prefix, '--json'])
       ok(result)
       const out = json(result)
@@ -486,6 +487,7 @@ describe('hubctl cert against a real Pebble CA and nginx', function () {
         'the certificate to become due',
         async () => json(await hubctl(['cert', 'status', '--prefix', layout.prefix, '--json'])).due === true,
       )
+      await lab.forgetAuthorizations(pebble, layout)
       const result = await hubctl([
         'cert',
         'renew',

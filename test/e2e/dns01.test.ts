@@ -159,6 +159,9 @@ describe('DNS-01 against a real Pebble: --dns-hook and --dns rfc2136', function 
       await fs.writeFile(hookLog, '')
       const nginx = await startNginx(layout)
       spawned.push(nginx)
+      // Every command below asks for challenges: no authorization of the one before may be reused.
+      const fresh = () => lab.forgetAuthorizations(pebble, layout)
+      await fresh()
       const obtained = await hubctl(['cert', 'obtain', '--prefix', layout.prefix])
       ok(obtained)
       expect(obtained.stdout).to.include('dns-01 answered by TXT records')
@@ -177,6 +180,7 @@ describe('DNS-01 against a real Pebble: --dns-hook and --dns rfc2136', function 
 
       const before = await liveSerial(layout)
       await fs.writeFile(hookLog, '')
+      await fresh()
       const renewed = await hubctl(['cert', 'renew', '--prefix', layout.prefix, '--force', '--json'])
       ok(renewed)
       expect(jsonOf(renewed).action).to.equal('renewed')
@@ -189,6 +193,7 @@ describe('DNS-01 against a real Pebble: --dns-hook and --dns rfc2136', function 
 
       // A hook that fails: its exit status and stderr in the error, the old certificate kept.
       await writeHook('echo "zone hub.localhost refused the change" >&2\nexit 3')
+      await fresh()
       const hookFails = await untouched(layout, () => hubctl(['cert', 'obtain', '--prefix', layout.prefix]))
       failed(
         hookFails,
@@ -199,6 +204,7 @@ describe('DNS-01 against a real Pebble: --dns-hook and --dns rfc2136', function 
       // A hook that publishes nothing: the record never appears; the error names it, the value and the server.
       await writeHook('exit 0')
       await fs.writeFile(hookLog, '')
+      await fresh()
       const never = await untouched(layout, () =>
         hubctl(['cert', 'obtain', '--prefix', layout.prefix, '--dns-wait', '3']),
       )
@@ -354,6 +360,7 @@ describe('DNS-01 against a real Pebble: --dns-hook and --dns rfc2136', function 
       await addWildcard(layout)
       const nginx = await startNginx(layout)
       spawned.push(nginx)
+      await lab.forgetAuthorizations(pebble, layout)
       const obtained = await hubctl(['cert', 'obtain', '--prefix', layout.prefix])
       ok(obtained)
       outputs.push(obtained)
@@ -363,6 +370,7 @@ describe('DNS-01 against a real Pebble: --dns-hook and --dns rfc2136', function 
       expect(await txt(knotServer)).to.deep.equal([])
 
       const before = await liveSerial(layout)
+      await lab.forgetAuthorizations(pebble, layout)
       const renewed = await hubctl(['cert', 'renew', '--prefix', layout.prefix, '--force', '--json'])
       ok(renewed)
       outputs.push(renewed)

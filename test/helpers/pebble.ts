@@ -5,6 +5,8 @@ import fs from 'node:fs/promises'
 import https from 'node:https'
 import path from 'node:path'
 
+import acme from 'acme-client'
+
 import {Layout} from '../../src/lib/config/layout.js'
 import {CliResult, freePort, snapshot} from './cli.js'
 import {spawnLogged, stopProcess, waitUntil} from './processes.js'
@@ -219,6 +221,8 @@ export class PebbleLab {
           PEBBLE_VA_NOSLEEP: '1',
           PEBBLE_WFE_NONCEREJECT: '0',
           PEBBLE_AUTHZREUSE: '0',
+          // One page holds every order of an account (forgetAuthorizations reads them all).
+          PEBBLE_WFE_ORDERS_PER_PAGE: '1000',
           ...options.env,
         },
         log: path.join(this.work, `${name}.log`),
@@ -234,6 +238,43 @@ export class PebbleLab {
       managementUrl: `https://127.0.0.1:${management}`,
       httpPort: options.httpPort,
       listenPort: listen,
+    }
+  }
+
+  /**
+   * Deactivates every valid authorization of the prefix's ACME account at this Pebble, so that the
+   * next order asks for challenges again. Pebble reuses a valid authorization one time in a hundred
+   * even with PEBBLE_AUTHZREUSE=0 (wfe.go: a new one only when `rand.Intn(100) > percent`): that
+   * order answers no challenge, hubctl says responder 'none', runs no DNS hook and nginx logs no
+   * token (CI at 45374f5: cert.test.ts expected 'webroot', got 'none'). A test that asserts who
+   * answered the challenges calls this first. Returns how many it deactivated.
+   */
+  async forgetAuthorizations(pebble: Pebble, layout: Layout): Promise<number> {
+    // acme-client's axios is one for the whole process: the agent trusting Pebble's CA for this call only.
+    const defaults = acme.axios.defaults as {httpsAgent?: https.Agent}
+    const agent = defaults.httpsAgent
+    defaults.httpsAgent = new https.Agent({ca: await fs.readFile(this.tls.ca, 'utf8')})
+    try {
+      const client = new acme.Client({
+        directoryUrl: pebble.directory,
+        accountKey: await fs.readFile(layout.acmeAccountKey, 'utf8'),
+      })
+      const account = (await client.createAccount({onlyReturnExisting: true})) as {orders?: string}
+      if (!account.orders) throw new Error(`Pebble's account object names no orders URL: ${JSON.stringify(account)}`)
+      const api = (client as unknown as {api: {apiRequest(url: string, payload: null, codes: number[]): Promise<{data: unknown}>}}).api
+      const list = (await api.apiRequest(account.orders, null, [200])).data as {orders?: string[]}
+      let deactivated = 0
+      for (const url of list.orders ?? []) {
+        const order = await client.getOrder({url} as acme.Order)
+        for (const authz of await client.getAuthorizations(order)) {
+          if (authz.status !== 'valid') continue
+          await client.deactivateAuthorization(authz)
+          deactivated += 1
+        }
+      }
+      return deactivated
+    } finally {
+      defaults.httpsAgent = agent
     }
   }
 
