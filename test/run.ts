@@ -12,8 +12,8 @@ import {fileURLToPath} from 'node:url'
  *
  * Lanes: an e2e file runs beside others only when it says so, in a line of its own:
  *     // e2e-lane: parallel
- * which it may say only when it uses nothing another file uses: its own temp prefix, kernel-picked
- * ports (freePort, portFlags), system users named by testUserName() or its own pid; not ports
+ * which it may say only when it uses nothing another file uses: its own temp prefix, ports from
+ * freePort or portFlags (each mocha its own block of them), system users named by testUserName() or its own pid; not ports
  * 80/443 or 8443, not /etc (hosts, nginx), not the system nginx, not the systemd container. Every
  * other file, a new one too until it is marked, runs in the serial lane: one such file at a time.
  * Lane 1 runs the serial files, then helps with the parallel ones; the other lanes take the
@@ -47,9 +47,22 @@ const failures = (output: string): string => {
   return text.replace(/^/gm, '| ')
 }
 
-function mocha(files: string[], extra: string[]): Promise<{code: number; output: string}> {
+/**
+ * A mocha for these files. `portBlock` of `portBlocks`: the block of test ports its freePort() hands
+ * out (test/helpers/cli.ts), one for each mocha running at once, so two never pick the same port.
+ */
+function mocha(
+  files: string[],
+  extra: string[],
+  portBlock: number,
+  portBlocks: number,
+): Promise<{code: number; output: string}> {
   return new Promise((resolve) => {
-    const child = spawn(MOCHA, ['--forbid-only', ...extra, ...files], {cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe']})
+    const child = spawn(MOCHA, ['--forbid-only', ...extra, ...files], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {...process.env, HUBCTL_TEST_PORT_BLOCK: String(portBlock), HUBCTL_TEST_PORT_BLOCKS: String(portBlocks)},
+    })
     const chunks: Buffer[] = []
     child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk))
     child.stderr.on('data', (chunk: Buffer) => chunks.push(chunk))
@@ -103,7 +116,7 @@ async function main(): Promise<number> {
     const laneStart = Date.now()
     if (lane === lanes) {
       // The unit tests, printed whole when they end, like a file.
-      unit = await mocha(['test/lib/**/*.test.ts', 'test/helpers/**/*.test.ts'], extra)
+      unit = await mocha(['test/lib/**/*.test.ts', 'test/helpers/**/*.test.ts'], extra, lanes, lanes + 1)
       unitSeconds = (Date.now() - laneStart) / 1000
       if (unit.code !== 0) failed = true
       process.stdout.write(
@@ -115,7 +128,7 @@ async function main(): Promise<number> {
       if (!file) break
       console.log(`[lane ${lane}] ${file} started`)
       const begun = Date.now()
-      const result = await mocha([file], extra)
+      const result = await mocha([file], extra, lane - 1, lanes + 1)
       const seconds = (Date.now() - begun) / 1000
       outcomes.push({file, lane, seconds, code: result.code, output: result.output})
       if (result.code !== 0) failed = true

@@ -73,9 +73,7 @@ for (const jupyterhub of JUPYTERHUBS) {
 
     before(async () => {
       layout = new Layout(await tempPrefix('hubctl-init'))
-      // Below the ephemeral range: init runs again and again with these ports over minutes, while the
-      // hub is stopped (CI: the kernel gave 39061, its --proxy-api-port, to another lane meanwhile).
-      const allocated = await portFlags({belowEphemeral: true})
+      const allocated = await portFlags()
       ports = allocated.ports
       initArgs = [
         'init',

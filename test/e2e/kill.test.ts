@@ -42,9 +42,7 @@ describe('hubctl init killed with SIGKILL inside each of its writes', function (
     layout = new Layout(await tempPrefix('hubctl-kill'))
     stash = await tempPrefix('hubctl-kill-stash')
     writesLog = path.join(stash, 'writes.log')
-    // The same ports for every run of init over minutes: below the ephemeral range, where no
-    // other test's kernel-picked port or outgoing connection takes them meanwhile.
-    portArgs = (await portFlags({belowEphemeral: true})).flags
+    portArgs = (await portFlags()).flags
     // A server's init (its systemd unit and schedule written too), less the user's server it starts
     // last: that check writes nothing, after the lock is released.
     args = testHubInitArgs(

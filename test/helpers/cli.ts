@@ -47,16 +47,48 @@ export async function tempPrefix(label = 'hubctl'): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), `${label}-`))
 }
 
-/** A TCP port nobody listens on right now (the kernel picks it). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/** Test ports: below hubctl's user server ports (settings.ts SERVER_PORTS, 20000-32767) and the kernel's ephemeral range. */
+const TEST_PORTS = {first: 10_000, end: 20_000}
+let portCursor: number | undefined
+
+/**
+ * This process's block of TEST_PORTS. test/run.ts gives each mocha it runs at once a block of its
+ * own (HUBCTL_TEST_PORT_BLOCK of HUBCTL_TEST_PORT_BLOCKS): two lanes never hand out the same port.
+ * A mocha run by hand takes one by its pid.
+ */
+function portBlock(): {first: number; size: number} {
+  const blocks = Math.max(1, Number(process.env.HUBCTL_TEST_PORT_BLOCKS) || 8)
+  const given = Number(process.env.HUBCTL_TEST_PORT_BLOCK)
+  const index = Number.isInteger(given) && given >= 0 && given < blocks ? given : process.pid % blocks
+  const size = Math.floor((TEST_PORTS.end - TEST_PORTS.first) / blocks)
+  return {first: TEST_PORTS.first + index * size, size}
+}
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = net.createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const {port} = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
+    server.once('error', () => resolve(false))
+    server.listen(port, '0.0.0.0', () => server.close(() => resolve(true)))
   })
+}
+
+/**
+ * A TCP port nobody listens on right now, for a test to give a program that binds it later, maybe
+ * minutes later (init writes it into the configs; start binds it). Not one the kernel picks (a
+ * listen on port 0): the kernel hands out the ephemeral range, the same ports it gives as the local
+ * port of every outgoing connection and to another lane's listen(0), so a port picked that way was
+ * taken by someone else before the program bound it (CI at 2495938, 82c52ca and 277803d: init
+ * refused "port N (--proxy-api-port) is already in use"). These come from this process's block
+ * below that range, in turn: not the same one twice in a run of a few thousand.
+ */
+export async function freePort(): Promise<number> {
+  const {first, size} = portBlock()
+  portCursor ??= Math.floor(Math.random() * size)
+  for (let tried = 0; tried < size; tried++) {
+    const port = first + (portCursor++ % size)
+    if (await bindable(port)) return port
+  }
+  throw new Error(`no free port left in this test process's block ${first}-${first + size - 1}`)
 }
 
 /**
@@ -85,29 +117,8 @@ export async function holdPorts(ports: Iterable<number>): Promise<{release(): Pr
   return {release}
 }
 
-/**
- * A TCP port free right now below the kernel's ephemeral range (ip_local_port_range), which the
- * kernel never hands out by itself: not to another test's `freePort()`, nor as the local port of
- * an outgoing connection. For a test that runs init again and again over minutes with the same
- * ports, where a port of the ephemeral range is soon taken by someone else. Below 20000 too: the
- * range above it is where hubctl gives user servers their ports (init --server-ports' default).
- */
-export async function freePortBelowEphemeral(): Promise<number> {
-  const range = await fs.readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').catch(() => '32768 60999')
-  const low = Number(range.trim().split(/\s+/)[0])
-  for (;;) {
-    const port = 10_000 + Math.floor(Math.random() * (Math.min(low, 20_000) - 10_000))
-    const free = await new Promise<boolean>((resolve) => {
-      const server = net.createServer()
-      server.once('error', () => resolve(false))
-      server.listen(port, '0.0.0.0', () => server.close(() => resolve(true)))
-    })
-    if (free) return port
-  }
-}
-
-/** Seven distinct free ports as init flags (`belowEphemeral`: from freePortBelowEphemeral). */
-export async function portFlags(options: {belowEphemeral?: boolean} = {}): Promise<{
+/** Seven distinct free ports as init flags. */
+export async function portFlags(): Promise<{
   flags: string[]
   ports: {
     http: number
@@ -122,9 +133,8 @@ export async function portFlags(options: {belowEphemeral?: boolean} = {}): Promi
   const ports = {http: 0, https: 0, proxy: 0, proxyApi: 0, hub: 0, proxyStandby: 0, proxyStandbyApi: 0}
   const taken = new Set<number>()
   for (const key of Object.keys(ports) as Array<keyof typeof ports>) {
-    const pick = options.belowEphemeral ? freePortBelowEphemeral : freePort
-    let port = await pick()
-    while (taken.has(port)) port = await pick()
+    let port = await freePort()
+    while (taken.has(port)) port = await freePort()
     taken.add(port)
     ports[key] = port
   }
