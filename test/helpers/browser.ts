@@ -190,10 +190,21 @@ export async function personSession(
   await page.goto(`${origin}/hub/admin`)
   await page.locator('table').getByText(user, {exact: true}).first().waitFor()
 
-  await page.goto(`${origin}/hub/token`)
-  await page.locator('#request-token-form button[type="submit"]').click()
+  // The page's script sends the form to the hub's API. Clicked before require.js has attached it (a
+  // loaded machine), the browser submits the form itself, the page reloads and shows no token (CI at
+  // 45374f5, JupyterHub 3.0): the click waits for the page to be idle, and a person who sees nothing
+  // happen clicks once more.
   const token = page.locator('#token-result')
-  await token.waitFor()
+  for (let attempt = 1; ; attempt++) {
+    await page.goto(`${origin}/hub/token`, {waitUntil: 'networkidle'})
+    await page.locator('#request-token-form button[type="submit"]').click()
+    try {
+      await token.waitFor({timeout: 30_000})
+      break
+    } catch (error) {
+      if (attempt === 2) throw error
+    }
+  }
   expect((await token.innerText()).trim()).to.match(/^[0-9a-f]{32}$/)
 
   await page.goto(`${origin}/hub/home`)
