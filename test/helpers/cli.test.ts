@@ -8,7 +8,10 @@ describe('test helpers: freePort', () => {
   it("hands out ports of this mocha's block, below hubctl's server ports and the kernel's ephemeral range, never the same twice", async () => {
     const low = Number((await fs.readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')).trim().split(/\s+/)[0])
     const blocks = Number(process.env.HUBCTL_TEST_PORT_BLOCKS) || 8
-    const block = process.env.HUBCTL_TEST_PORT_BLOCK === undefined ? process.pid % blocks : Number(process.env.HUBCTL_TEST_PORT_BLOCK)
+    const block =
+      process.env.HUBCTL_TEST_PORT_BLOCK === undefined
+        ? process.pid % blocks
+        : Number(process.env.HUBCTL_TEST_PORT_BLOCK)
     const size = Math.floor(10_000 / blocks)
     const ports: number[] = []
     for (let i = 0; i < 200; i++) ports.push(await freePort())

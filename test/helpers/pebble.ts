@@ -261,7 +261,9 @@ export class PebbleLab {
       })
       const account = (await client.createAccount({onlyReturnExisting: true})) as {orders?: string}
       if (!account.orders) throw new Error(`Pebble's account object names no orders URL: ${JSON.stringify(account)}`)
-      const api = (client as unknown as {api: {apiRequest(url: string, payload: null, codes: number[]): Promise<{data: unknown}>}}).api
+      const api = (
+        client as unknown as {api: {apiRequest(url: string, payload: null, codes: number[]): Promise<{data: unknown}>}}
+      ).api
       const list = (await api.apiRequest(account.orders, null, [200])).data as {orders?: string[]}
       let deactivated = 0
       for (const url of list.orders ?? []) {
