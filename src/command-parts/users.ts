@@ -45,8 +45,8 @@ export function resultLines(result: ApplyResult): string[] {
 export function revokeLines(shares: ShareRevokeResult[], serversStopped: string[]): string[] {
   return [
     ...shares.map(
-      ({share, removed}) =>
-        `share ${share.name}: ${removed.length > 0 ? `${removed.join(', ')} can no longer write ${share.path} (left group ${share.group})` : 'not a writer already, nothing changed'}`,
+      ({share, removed, stillHeld}) =>
+        `share ${share.name}: ${removed.length > 0 ? `${removed.join(', ')} can no longer write ${share.path} (left group ${share.group})` : 'not a writer already, nothing changed'}${stillHeld.length > 0 ? `; ${stillHeld.join(', ')} had left its group, but a process started before still has it` : ''}`,
     ),
     ...(serversStopped.length > 0
       ? [

@@ -70,6 +70,36 @@ export async function childPids(pid: number): Promise<number[]> {
     .sort((a, b) => a - b)
 }
 
+/**
+ * Which of these uids have a live process whose supplementary groups include `gid` (the Groups line
+ * of /proc/PID/status, by the process's real uid), as /proc shows them now. A process keeps the
+ * groups it started with: after its user leaves a group, what the user started before still has it.
+ */
+export async function uidsHoldingGroup(uids: number[], gid: number, procDir = '/proc'): Promise<Set<number>> {
+  const wanted = new Set(uids)
+  const found = new Set<number>()
+  if (wanted.size === 0) return found
+  for (const name of await fs.readdir(procDir).catch(() => [] as string[])) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      const status = await fs.readFile(`${procDir}/${name}/status`, 'utf8')
+      const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1])
+      if (!wanted.has(uid) || found.has(uid)) continue
+      const state = /^State:\s+(\S)/m.exec(status)?.[1]
+      if (state === 'Z' || state === 'X') continue
+      const groups = (/^Groups:[ \t]*([\d \t]*)$/m.exec(status)?.[1] ?? '')
+        .trim()
+        .split(/\s+/)
+        .filter(Boolean)
+        .map(Number)
+      if (groups.includes(gid)) found.add(uid)
+    } catch {
+      // gone while /proc was read
+    }
+  }
+  return found
+}
+
 export interface ProcessOfUid {
   pid: number
   /** The state letter of /proc/PID/stat: R, S, D (blocked in the kernel), T, … */

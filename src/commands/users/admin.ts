@@ -47,7 +47,11 @@ export default class UsersAdmin extends BaseCommand<typeof UsersAdmin> {
       const left = await shares.removeWriters(shareNames, names)
       // A running server keeps the groups it started with (and would still write): stopped, so
       // the revoke holds now; it starts again, without the group, at the user's next login.
-      const serversStopped = await service.stopServers([...new Set(left.flatMap((s) => s.removed))])
+      // Those an earlier run took out of the group but whose server still has it (that run could not
+      // stop it) too: a second run finishes the revoke.
+      const serversStopped = await service.stopServers([
+        ...new Set(left.flatMap((s) => [...s.removed, ...s.stillHeld])),
+      ])
       if (!this.jsonEnabled()) {
         for (const line of resultLines(result)) this.log(line)
         for (const line of revokeLines(left, serversStopped)) this.log(line)

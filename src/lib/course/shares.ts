@@ -7,6 +7,7 @@ import {Layout, pathChain} from '../config/layout.js'
 import {readIfExists, writeFileAtomic} from '../files/atomic.js'
 import {acquireLock} from '../files/lock.js'
 import {errnoCode, preflightError, runtimeError, usageError} from '../errors.js'
+import {uidsHoldingGroup} from '../processes.js'
 import type {Runner} from '../runner.js'
 import {systemClock, type Clock} from '../stack/clock.js'
 
@@ -67,6 +68,11 @@ export interface ShareRevokeResult {
   action: 'updated' | 'unchanged'
   /** The users taken out of the share's group. */
   removed: string[]
+  /**
+   * Users out of the group already (an earlier revoke) whose processes still have it: started
+   * before they left, say a server an earlier run could not stop. The caller stops them too.
+   */
+  stillHeld: string[]
 }
 
 export interface ShareRemoveResult {
@@ -80,6 +86,8 @@ export interface SharesDeps {
   layout: Layout
   runner: Runner
   clock?: Clock
+  /** Where the processes are read (their groups); /proc unless a test gives its own. */
+  procDir?: string
 }
 
 /** A share's name, or a usage error naming what is wrong (exit 2, nothing changed). */
@@ -289,6 +297,10 @@ export class SharesService {
         const current = new Set((await this.groups([entry.group])).get(entry.group)?.members ?? [])
         const removed = [...new Set(users)].filter((u) => current.has(u))
         for (const user of removed) await this.must('gpasswd', ['--delete', user, entry.group])
+        const stillHeld = await this.holdingGroup(
+          [...new Set(users)].filter((u) => !current.has(u)),
+          (await this.groups([entry.group])).get(entry.group)?.gid,
+        )
         const writers = entry.writers.filter((w) => !users.includes(w))
         const changed = removed.length > 0 || writers.length !== entry.writers.length
         record.shares[name] = {...entry, writers}
@@ -298,6 +310,7 @@ export class SharesService {
           share: await this.info(name, record.shares[name], after.get(entry.group)),
           action: changed ? 'updated' : 'unchanged',
           removed,
+          stillHeld,
         })
       }
       return results
@@ -404,6 +417,18 @@ export class SharesService {
   }
 
   /** The groups of these names that exist, with their gid and (supplementary) members. */
+  /** Those of these users with a process that still has the group (see ShareRevokeResult.stillHeld). */
+  private async holdingGroup(users: string[], gid: number | undefined): Promise<string[]> {
+    if (users.length === 0 || gid === undefined) return []
+    const uids = new Map<number, string>()
+    for (const line of (await this.getent('passwd', users)).split('\n')) {
+      const [name, , uid] = line.split(':')
+      if (name && users.includes(name) && /^\d+$/.test(uid ?? '')) uids.set(Number(uid), name)
+    }
+    const holding = await uidsHoldingGroup([...uids.keys()], gid, this.deps.procDir)
+    return users.filter((user) => [...holding].some((uid) => uids.get(uid) === user))
+  }
+
   private async groups(names: string[]): Promise<Map<string, GroupEntry>> {
     const found = new Map<string, GroupEntry>()
     if (names.length === 0) return found

@@ -23,7 +23,9 @@ function fakeSystem(users: string[], groups: Record<string, {gid: number; member
           const [db, ...names] = args
           const lines =
             db === 'passwd'
-              ? names.filter((n) => users.includes(n)).map((n) => `${n}:x:1500:1500::/home/${n}:/bin/sh`)
+              ? names
+                  .filter((n) => users.includes(n))
+                  .map((n) => `${n}:x:${1500 + users.indexOf(n)}:1500::/home/${n}:/bin/sh`)
               : names.filter((n) => n in groups).map((n) => `${n}:x:${groups[n].gid}:${groups[n].members.join(',')}`)
           return {...ok(lines.join('\n')), exitCode: lines.length === names.length ? 0 : 2}
         }
@@ -158,8 +160,39 @@ describe('shares service (fake users and groups)', function () {
     // Again, or a user who never wrote: nothing changes.
     system.calls.length = 0
     const again = await service.removeWriters(['data'], ['ta1', 'stu'])
-    expect(again.map((r) => [r.action, r.removed])).to.deep.equal([['unchanged', []]])
+    expect(again.map((r) => [r.action, r.removed, r.stillHeld])).to.deep.equal([['unchanged', [], []]])
     expect(changing(system.calls)).to.deep.equal([])
+  })
+
+  it('users admin --revoke --share-writer again: a user out of the group whose process still has it (a server the first run could not stop) is named, to be stopped', async () => {
+    const system = fakeSystem(['prof', 'ta1', 'stu'], {})
+    const proc = path.join(dir, 'proc')
+    const service = new SharesService({layout, runner: system.runner, procDir: proc})
+    await service.add('data', {writers: ['prof', 'ta1']})
+    const gid = system.groups[shareGroup(layout, 'data')].gid
+    // /proc as the kernel shows it: ta1's server started while ta1 was a writer (the group among its
+    // groups), stu's process without it, a zombie of prof's with it.
+    const processes: Array<[number, number, string, string]> = [
+      [101, 1501, 'S (sleeping)', `100 ${gid} 27`],
+      [102, 1502, 'S (sleeping)', '100'],
+      [103, 1500, 'Z (zombie)', `${gid}`],
+    ]
+    for (const [pid, uid, state, groups] of processes) {
+      await fs.mkdir(path.join(proc, String(pid)), {recursive: true})
+      await fs.writeFile(
+        path.join(proc, String(pid), 'status'),
+        `Name:\tpython3\nState:\t${state}\nUid:\t${uid}\t${uid}\t${uid}\t${uid}\nGid:\t100\t100\t100\t100\nGroups:\t${groups} \n`,
+      )
+    }
+    const first = await service.removeWriters(['data'], ['ta1', 'stu'])
+    // Taken out now: stopped as removed, not named twice.
+    expect(first.map((r) => [r.removed, r.stillHeld])).to.deep.equal([[['ta1'], []]])
+    const again = await service.removeWriters(['data'], ['ta1', 'stu', 'prof'])
+    expect(again.map((r) => [r.removed, r.stillHeld])).to.deep.equal([[['prof'], ['ta1']]])
+    // Once that server is gone, nothing is named.
+    await fs.rm(path.join(proc, '101'), {recursive: true})
+    const done = await service.removeWriters(['data'], ['ta1'])
+    expect(done.map((r) => [r.action, r.removed, r.stillHeld])).to.deep.equal([['unchanged', [], []]])
   })
 
   it('refuses a bad name, an unknown writer, a group or folder already there, a missing source: exit 2, nothing changed', async () => {
