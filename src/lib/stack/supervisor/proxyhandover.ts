@@ -72,6 +72,8 @@ export class ProxyHandover {
   // this one's own replaces it; and the standby this one leaves to the next.
   private adopted?: AdoptedStandby
   private record?: HandoverRecord
+  /** A handover is replacing the proxy: the health tick leaves the standby's routes alone meanwhile. */
+  private handingOver = false
 
   constructor(
     private readonly ctx: SupervisorContext,
@@ -259,7 +261,18 @@ export class ProxyHandover {
   async handoverProxy(token: string): Promise<void> {
     const proxy = this.parts.child('proxy')
     const began = this.ctx.clock.now()
+    this.handingOver = true
+    try {
+      await this.replaceProxy(proxy, token, began)
+    } finally {
+      this.handingOver = false
+    }
+  }
+
+  private async replaceProxy(proxy: SupervisedChild, token: string, began: number): Promise<void> {
     const routes = await this.currentRoutes()
+    // The freshest table: a crash of the new proxy comes back with it too.
+    if (Object.keys(routes).length > 0) this.routesSnapshot = routes
     const seedFile = await this.writeSeed(routes)
     try {
       if (this.parts.standbyEnabled) {
@@ -334,14 +347,29 @@ export class ProxyHandover {
     )()
   }
 
-  /** The proxy's routing table, kept at each health tick for a crashed proxy's restart. */
-  async refreshRoutesSnapshot(): Promise<void> {
+  /**
+   * The health tick's part: the proxy's routing table read again (kept for a crashed proxy's
+   * restart), and the standby's brought in step with it. Only with a table just read from the
+   * running proxy, and never during a handover: an older table would take from the standby a route
+   * the handover has just given it, while the standby is the one answering (CI at 172d460: a tick
+   * between the proxy's stop and its replacement's start deleted the user's route, added after the
+   * previous tick, from the standby, and her requests went to the hub for 0.6 s).
+   */
+  async tick(): Promise<void> {
+    if (this.handingOver || !(await this.refreshRoutesSnapshot()) || this.handingOver) return
+    await this.syncStandby()
+  }
+
+  /** The proxy's routing table read into the snapshot; whether it was (not while the proxy is down or replaced). */
+  private async refreshRoutesSnapshot(): Promise<boolean> {
     const proxy = this.parts.child('proxy')
-    if (!proxy?.running || proxy.restartPending) return
+    if (!proxy?.running || proxy.restartPending) return false
     try {
       this.routesSnapshot = await this.readRoutes(2000)
+      return true
     } catch {
       // The proxy is restarting: keep the previous table.
+      return false
     }
   }
 

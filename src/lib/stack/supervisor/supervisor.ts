@@ -452,9 +452,8 @@ export class Supervisor {
       await this.clock.sleep(this.timings.healthIntervalMs, this.shutdownController.signal)
       if (this.stopping) return
       let changed = false
-      await this.handover.refreshRoutesSnapshot()
       await this.handover
-        .syncStandby()
+        .tick()
         .catch((error: unknown) =>
           this.log('warn', 'standby', `could not bring the standby proxy's routes in step: ${messageOf(error)}`),
         )
