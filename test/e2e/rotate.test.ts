@@ -43,7 +43,7 @@ function httpsGet(
   url: string,
   ca: string,
   headers: Record<string, string> = {},
-): Promise<{status: number; body: string; cookies: string[]}> {
+): Promise<{status: number; body: string; cookies: string[]; location?: string}> {
   return new Promise((resolve, reject) => {
     const request = https.get(url, {ca, headers, agent: false, timeout: 10_000}, (response) => {
       let body = ''
@@ -52,7 +52,12 @@ function httpsGet(
         body += chunk
       })
       response.on('end', () =>
-        resolve({status: response.statusCode ?? 0, body, cookies: response.headers['set-cookie'] ?? []}),
+        resolve({
+          status: response.statusCode ?? 0,
+          body,
+          cookies: response.headers['set-cookie'] ?? [],
+          location: response.headers.location,
+        }),
       )
     })
     request.on('timeout', () => request.destroy(new Error('timeout')))
@@ -124,6 +129,17 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       return response.status === 200 && typeof (JSON.parse(response.body) as {version?: string}).version === 'string'
     }
 
+    /** The supervisor's log and the proxy's, their last lines: what a failed request loop is read with. */
+    const stackLogs = async () => {
+      const tail = async (file: string, lines: number) =>
+        (await fs.readFile(file, 'utf8').catch((error: Error) => error.message))
+          .trim()
+          .split('\n')
+          .slice(-lines)
+          .join('\n')
+      return `the supervisor's log:\n${await tail(layout.supervisorLog, 40)}\nthe proxy's log:\n${await tail(layout.proxyLog, 30)}\nthe hub's log:\n${await tail(layout.hubLog, 30)}`
+    }
+
     const auditLines = async () => (await fs.readFile(layout.auditLog, 'utf8')).trim().split('\n')
 
     /**
@@ -137,10 +153,14 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
       const loop = (async () => {
         while (!stop) {
           try {
-            if (await routeAnswers()) ok++
-            else failures.push('not the user server')
+            const response = await httpsGet(`https://localhost:${ports.https}/user/${user}/api`, ca)
+            if (response.status === 200 && /"version"/.test(response.body)) ok++
+            else
+              failures.push(
+                `not the user server at ${new Date().toISOString()}: HTTP ${response.status} ${response.location ?? ''} ${response.body.slice(0, 80).replace(/\s+/g, ' ')}`,
+              )
           } catch (error) {
-            failures.push((error as Error).message)
+            failures.push(`${new Date().toISOString()}: ${(error as Error).message}`)
           }
         }
       })()
@@ -190,7 +210,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
         hubctl(['secrets', 'rotate', '--proxy-token', '--prefix', prefix, '--json']),
       ).then(({result, ...rest}) => ({rotated: result, ...rest}))
       expect(rotated.exitCode, rotated.stderr + rotated.stdout).to.equal(0)
-      expect(failures, 'failed requests during the rotation').to.deep.equal([])
+      expect(failures, `failed requests during the rotation; ${await stackLogs()}`).to.deep.equal([])
       expect(ok).to.be.greaterThan(20)
       const newToken = await read(layout.proxyAuthToken)
       expect(newToken)
@@ -228,7 +248,7 @@ for (const jupyterhub of [DEBIAN_JUPYTERHUB, VENV_JUPYTERHUB]) {
         failures,
       } = await underRequestLoop(() => hubctl(['restart', '--prefix', prefix, '--json']))
       expect(restarted.exitCode, restarted.stderr + restarted.stdout).to.equal(0)
-      expect(failures, 'failed requests during hubctl restart').to.deep.equal([])
+      expect(failures, `failed requests during hubctl restart; ${await stackLogs()}`).to.deep.equal([])
       expect(ok).to.be.greaterThan(20)
       const after = await status()
       expect(after.proxy.pid, 'the proxy was restarted').to.not.equal(before.proxy.pid)
