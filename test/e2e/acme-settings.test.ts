@@ -1,9 +1,7 @@
 // e2e-lane: parallel
-import acme from 'acme-client'
 import {expect} from 'chai'
 import {X509Certificate, createPrivateKey} from 'node:crypto'
 import fs from 'node:fs/promises'
-import https from 'node:https'
 import path from 'node:path'
 
 import {Layout} from '../../src/lib/config/layout.js'
@@ -59,25 +57,12 @@ describe('ACME settings kept for the renewals (Pebble)', function () {
       ),
     )
 
-  /**
-   * The contact the CA holds for hubctl's ACME account, asked with the account key as any ACME
-   * client would. acme-client's axios is one for the whole process (every test file's, and
-   * hubctl's own modules'): its agent trusting Pebble's CA is set for this call only.
-   */
+  /** The contact the CA holds for hubctl's ACME account, asked with the account key. */
   async function accountContact(pebble: Pebble): Promise<string[]> {
-    const defaults = acme.axios.defaults as {httpsAgent?: https.Agent}
-    const agent = defaults.httpsAgent
-    defaults.httpsAgent = new https.Agent({ca: await fs.readFile(lab.tls.ca, 'utf8')})
-    try {
-      const client = new acme.Client({
-        directoryUrl: pebble.directory,
-        accountKey: await fs.readFile(layout.acmeAccountKey, 'utf8'),
-      })
+    return lab.asAccount(pebble, layout, async (client) => {
       const account = await client.createAccount({onlyReturnExisting: true})
       return (account.contact ?? []).map(String)
-    } finally {
-      defaults.httpsAgent = agent
-    }
+    })
   }
 
   before(async () => {

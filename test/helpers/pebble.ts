@@ -250,15 +250,7 @@ export class PebbleLab {
    * answered the challenges calls this first. Returns how many it deactivated.
    */
   async forgetAuthorizations(pebble: Pebble, layout: Layout): Promise<number> {
-    // acme-client's axios is one for the whole process: the agent trusting Pebble's CA for this call only.
-    const defaults = acme.axios.defaults as {httpsAgent?: https.Agent}
-    const agent = defaults.httpsAgent
-    defaults.httpsAgent = new https.Agent({ca: await fs.readFile(this.tls.ca, 'utf8')})
-    try {
-      const client = new acme.Client({
-        directoryUrl: pebble.directory,
-        accountKey: await fs.readFile(layout.acmeAccountKey, 'utf8'),
-      })
+    return this.asAccount(pebble, layout, async (client) => {
       const account = (await client.createAccount({onlyReturnExisting: true})) as {orders?: string}
       if (!account.orders) throw new Error(`Pebble's account object names no orders URL: ${JSON.stringify(account)}`)
       const api = (
@@ -275,6 +267,24 @@ export class PebbleLab {
         }
       }
       return deactivated
+    })
+  }
+
+  /**
+   * `use` with an ACME client of the prefix's account at this Pebble, as any ACME client would talk
+   * to it. acme-client's axios is one for the whole process (every test file's, and hubctl's own
+   * modules'): its agent trusting Pebble's CA is set for this call only.
+   */
+  async asAccount<T>(pebble: Pebble, layout: Layout, use: (client: acme.Client) => Promise<T>): Promise<T> {
+    const defaults = acme.axios.defaults as {httpsAgent?: https.Agent}
+    const agent = defaults.httpsAgent
+    defaults.httpsAgent = new https.Agent({ca: await fs.readFile(this.tls.ca, 'utf8')})
+    try {
+      const client = new acme.Client({
+        directoryUrl: pebble.directory,
+        accountKey: await fs.readFile(layout.acmeAccountKey, 'utf8'),
+      })
+      return await use(client)
     } finally {
       defaults.httpsAgent = agent
     }
