@@ -351,7 +351,7 @@ export class ProxyHandover {
    * The health tick's part: the proxy's routing table read again (kept for a crashed proxy's
    * restart), and the standby's brought in step with it. Only with a table just read from the
    * running proxy, and never during a handover: an older table would take from the standby a route
-   * the handover has just given it, while the standby is the one answering (CI at 172d460: a tick
+   * the handover has just given it, while the standby is the one answering (CI at 7207747: a tick
    * between the proxy's stop and its replacement's start deleted the user's route, added after the
    * previous tick, from the standby, and her requests went to the hub for 0.6 s).
    */
