@@ -49,7 +49,11 @@ async function once(way: Way): Promise<number> {
         return
       }
       await hubctl(['stop', '--prefix', prefix])
-      await run(NEW_JUPYTERHUB, ['upgrade-db', `--JupyterHub.db_url=sqlite:///${layout.database}`], {cwd: work})
+      // With the environment's bin first on PATH, as an operator who activated it: upgrade-db runs `alembic`.
+      await run(NEW_JUPYTERHUB, ['upgrade-db', `--JupyterHub.db_url=sqlite:///${layout.database}`], {
+        cwd: work,
+        env: {PATH: `${path.join(VENV, 'bin')}:${process.env.PATH ?? '/usr/bin:/bin'}`},
+      })
       await hubctl(initArgs(NEW_JUPYTERHUB))
       await hubctl(['start', '--detach', '--prefix', prefix])
     })
