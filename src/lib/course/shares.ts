@@ -416,7 +416,6 @@ export class SharesService {
     return found
   }
 
-  /** The groups of these names that exist, with their gid and (supplementary) members. */
   /** Those of these users with a process that still has the group (see ShareRevokeResult.stillHeld). */
   private async holdingGroup(users: string[], gid: number | undefined): Promise<string[]> {
     if (users.length === 0 || gid === undefined) return []
@@ -429,6 +428,7 @@ export class SharesService {
     return users.filter((user) => [...holding].some((uid) => uids.get(uid) === user))
   }
 
+  /** The groups of these names that exist, with their gid and (supplementary) members. */
   private async groups(names: string[]): Promise<Map<string, GroupEntry>> {
     const found = new Map<string, GroupEntry>()
     if (names.length === 0) return found
