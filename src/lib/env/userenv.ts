@@ -639,14 +639,19 @@ export class UsersEnvService {
     const proc = this.deps.procDir ?? '/proc'
     const prefix = `${this.layout.usersEnvsDir}/`
     const found = []
+    // A process that ends while /proc is read: its files answer ENOENT, or ESRCH once it is exiting
+    // (CI at 097f430: an upgrade's rebuilt users' environment reported 'kept', the prune after the
+    // switch having thrown), so any error skips that process.
+    const read = (file: string) => fs.readFile(file, 'utf8').catch(() => undefined)
     for (const name of await fs.readdir(proc).catch(() => [] as string[])) {
       if (!/^\d+$/.test(name)) continue
-      const argv = (await readIfExists(inside(proc, `${name}/cmdline`)))?.split('\0').filter(Boolean)
+      const argv = (await read(inside(proc, `${name}/cmdline`)))?.split('\0').filter(Boolean)
       if (!argv || argv.length === 0) continue
       const singleuser = argv.slice(0, 3).some((a) => /(^|\/)jupyterhub-singleuser$/.test(a))
       const env = argv[0].startsWith(prefix) ? argv[0].slice(prefix.length).split('/')[0] : undefined
       if (!singleuser && !env) continue
-      const environ = (await readIfExists(inside(proc, `${name}/environ`)))?.split('\0') ?? []
+      // Unreadable (exiting): still listed, so that an environment it may use is kept.
+      const environ = (await read(inside(proc, `${name}/environ`)))?.split('\0') ?? []
       const user = environ.find((e) => e.startsWith('JUPYTERHUB_USER='))?.slice('JUPYTERHUB_USER='.length) ?? ''
       const api = environ.find((e) => e.startsWith('JUPYTERHUB_API_URL='))?.slice('JUPYTERHUB_API_URL='.length) ?? ''
       found.push({pid: Number(name), user, env, python: argv[0], singleuser, api})

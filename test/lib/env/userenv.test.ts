@@ -246,6 +246,13 @@ describe('UsersEnvService (the users’ environment, hubctl env)', () => {
       ['/opt/other/bin/python3', '/opt/other/bin/jupyterhub-singleuser'],
       ['JUPYTERHUB_USER=eve', 'JUPYTERHUB_API_URL=http://127.0.0.1:9999/hub/api'],
     )
+    // A process that is exiting: /proc answers an error other than ENOENT for its files (here a
+    // directory where its environ is, EISDIR; ESRCH from the kernel). Skipped, not a failed add.
+    await fs.mkdir(path.join(procDir(), '104'))
+    await fs.writeFile(path.join(procDir(), '104', 'cmdline'), `/opt/x/bin/jupyterhub-singleuser\0`)
+    await fs.mkdir(path.join(procDir(), '104', 'environ'))
+    await fs.mkdir(path.join(procDir(), '105'))
+    await fs.mkdir(path.join(procDir(), '105', 'cmdline'))
     await service.add(['toolz'])
     await service.add(['numpy'])
     const list = await service.list()
