@@ -224,7 +224,11 @@ describe('hubctl env: the users’ environment, apart from the hub’s', functio
     const result = JSON.parse(upgraded.stdout) as {
       usersEnv?: {action: string; why: string; current: string; packages: string[]}
     }
-    expect(result.usersEnv).to.deep.include({action: 'rebuilt', packages: ['tabulate']})
+    // The whole outcome in the message: a 'kept' names its error and fix (CI at 097f430 said only 'kept').
+    expect(result.usersEnv, JSON.stringify(result.usersEnv)).to.deep.include({
+      action: 'rebuilt',
+      packages: ['tabulate'],
+    })
     expect(result.usersEnv?.why).to.include('nbgitpuller 1.2.2 → 1.3.0')
     expect(result.usersEnv?.current).to.equal(rebuilt)
     expect(rebuilt).to.not.equal(old)
