@@ -5,7 +5,7 @@ import {fileURLToPath} from 'node:url'
 
 import {ensureDir, exists, readIfExists, symlinkAtomic, writeFileAtomic} from '../files/atomic.js'
 import {acquireLock} from '../files/lock.js'
-import {HubctlError, preflightError, usageError} from '../errors.js'
+import {HubctlError, messageOf, preflightError, usageError} from '../errors.js'
 import {type Layout, besideFile, inside} from '../config/layout.js'
 import {SettingsStore} from '../config/settings.js'
 import type {Runner} from '../runner.js'
@@ -584,7 +584,10 @@ export class UsersEnvService {
     if (state.base) await symlinkAtomic(target, layout.usersEnvBase)
     if (baseId) await symlinkAtomic(layout.usersEnvLinkTarget(baseId), layout.usersEnvBase)
     const done = Date.now()
-    await this.prune()
+    // Housekeeping after the switch: the change is made, whatever happens here (the next one prunes).
+    await this.prune().catch((error: unknown) =>
+      this.progress(`old environments were not removed (${messageOf(error)}); the next change removes them`),
+    )
     return {
       action,
       current: state.id,
