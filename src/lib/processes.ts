@@ -70,6 +70,37 @@ export async function childPids(pid: number): Promise<number[]> {
     .sort((a, b) => a - b)
 }
 
+/** A live process (zombies left out) as /proc/PID/status shows it: its real, effective and saved uids, its groups. */
+interface LiveStatus {
+  pid: number
+  uids: number[]
+  state: string
+  groups: number[]
+}
+
+/** Every live process's status, as /proc shows it now; one that ends while /proc is read is left out. */
+async function* liveStatuses(procDir: string): AsyncGenerator<LiveStatus> {
+  for (const name of await fs.readdir(procDir).catch(() => [] as string[])) {
+    if (!/^\d+$/.test(name)) continue
+    let status: string
+    try {
+      status = await fs.readFile(`${procDir}/${name}/status`, 'utf8')
+    } catch {
+      continue // gone while /proc was read
+    }
+    const uids = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status)
+    if (!uids) continue
+    const state = /^State:\s+(\S)/m.exec(status)?.[1] ?? '?'
+    if (state === 'Z' || state === 'X') continue
+    const groups = (/^Groups:[ \t]*([\d \t]*)$/m.exec(status)?.[1] ?? '')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number)
+    yield {pid: Number(name), uids: uids.slice(1, 4).map(Number), state, groups}
+  }
+}
+
 /**
  * Which of these uids have a live process whose supplementary groups include `gid` (the Groups line
  * of /proc/PID/status, by the process's real uid), as /proc shows them now. A process keeps the
@@ -79,24 +110,8 @@ export async function uidsHoldingGroup(uids: number[], gid: number, procDir = '/
   const wanted = new Set(uids)
   const found = new Set<number>()
   if (wanted.size === 0) return found
-  for (const name of await fs.readdir(procDir).catch(() => [] as string[])) {
-    if (!/^\d+$/.test(name)) continue
-    try {
-      const status = await fs.readFile(`${procDir}/${name}/status`, 'utf8')
-      const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1])
-      if (!wanted.has(uid) || found.has(uid)) continue
-      const state = /^State:\s+(\S)/m.exec(status)?.[1]
-      if (state === 'Z' || state === 'X') continue
-      const groups = (/^Groups:[ \t]*([\d \t]*)$/m.exec(status)?.[1] ?? '')
-        .trim()
-        .split(/\s+/)
-        .filter(Boolean)
-        .map(Number)
-      if (groups.includes(gid)) found.add(uid)
-    } catch {
-      // gone while /proc was read
-    }
-  }
+  for await (const process of liveStatuses(procDir))
+    if (wanted.has(process.uids[0]) && process.groups.includes(gid)) found.add(process.uids[0])
   return found
 }
 
@@ -112,20 +127,8 @@ export interface ProcessOfUid {
  * what is left after the uid's processes were signalled all at once, never to find them.
  */
 export async function processesOfUid(uid: number, procDir = '/proc'): Promise<ProcessOfUid[]> {
-  const names = await fs.readdir(procDir).catch(() => [] as string[])
   const found: ProcessOfUid[] = []
-  for (const name of names) {
-    if (!/^\d+$/.test(name)) continue
-    try {
-      const status = await fs.readFile(`${procDir}/${name}/status`, 'utf8')
-      const uids = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status)
-      if (!uids || !uids.slice(1, 4).map(Number).includes(uid)) continue
-      const state = /^State:\s+(\S)/m.exec(status)?.[1] ?? '?'
-      if (state === 'Z' || state === 'X') continue
-      found.push({pid: Number(name), state})
-    } catch {
-      // gone while /proc was read
-    }
-  }
+  for await (const process of liveStatuses(procDir))
+    if (process.uids.includes(uid)) found.push({pid: process.pid, state: process.state})
   return found
 }

@@ -294,12 +294,13 @@ export class SharesService {
             `there is no share ${name}`,
             'see the shares with `hubctl share list`; the shares before it in the command were changed',
           )
-        const current = new Set((await this.groups([entry.group])).get(entry.group)?.members ?? [])
+        const group = (await this.groups([entry.group])).get(entry.group)
+        const current = new Set(group?.members ?? [])
         const removed = [...new Set(users)].filter((u) => current.has(u))
         for (const user of removed) await this.must('gpasswd', ['--delete', user, entry.group])
         const stillHeld = await this.holdingGroup(
           [...new Set(users)].filter((u) => !current.has(u)),
-          (await this.groups([entry.group])).get(entry.group)?.gid,
+          group?.gid,
         )
         const writers = entry.writers.filter((w) => !users.includes(w))
         const changed = removed.length > 0 || writers.length !== entry.writers.length
@@ -419,13 +420,13 @@ export class SharesService {
   /** Those of these users with a process that still has the group (see ShareRevokeResult.stillHeld). */
   private async holdingGroup(users: string[], gid: number | undefined): Promise<string[]> {
     if (users.length === 0 || gid === undefined) return []
-    const uids = new Map<number, string>()
+    const uidOf = new Map<string, number>()
     for (const line of (await this.getent('passwd', users)).split('\n')) {
       const [name, , uid] = line.split(':')
-      if (name && users.includes(name) && /^\d+$/.test(uid ?? '')) uids.set(Number(uid), name)
+      if (name && users.includes(name) && /^\d+$/.test(uid ?? '')) uidOf.set(name, Number(uid))
     }
-    const holding = await uidsHoldingGroup([...uids.keys()], gid, this.deps.procDir)
-    return users.filter((user) => [...holding].some((uid) => uids.get(uid) === user))
+    const holding = await uidsHoldingGroup([...uidOf.values()], gid, this.deps.procDir)
+    return users.filter((user) => uidOf.has(user) && holding.has(uidOf.get(user)!))
   }
 
   /** The groups of these names that exist, with their gid and (supplementary) members. */
